@@ -1,0 +1,22 @@
+/* ctl.h - kchatctl's subcommands. */
+#ifndef KCHAT_CTL_H
+#define KCHAT_CTL_H
+
+#include <stddef.h>
+
+#include "kchat/app.h"
+
+typedef struct {
+    char *log_level;
+    kc_kafka_cfg_t kafka;
+    kc_pg_cfg_t pg;
+    char *topics_file;
+    char *migrations_dir;
+} ctl_cfg_t;
+
+int ctl_topics(const ctl_cfg_t *cfg);
+int ctl_migrate(const ctl_cfg_t *cfg);
+/* Reads at most max bytes of a file into a NUL-terminated buffer the caller frees. */
+int ctl_read_file(const char *path, size_t max, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,69 @@
+/* kchatctl - operations on a kchat deployment.
+ *
+ *   kchatctl topics   [--kafka-brokers=...] [--topics-file=kafka/topics.json]
+ *   kchatctl migrate  [--pg-dsn=...] [--migrations-dir=db/migrations]
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+static const kc_cfg_opt_t ctl_opts[] = {
+    {"log-level", KC_CFG_STR, offsetof(ctl_cfg_t, log_level), "warn", 4, 5,
+     "log threshold: debug, info, warn or error"},
+    KC_CFG_KAFKA(ctl_cfg_t, kafka),
+    KC_CFG_PG(ctl_cfg_t, pg),
+    {"topics-file", KC_CFG_STR, offsetof(ctl_cfg_t, topics_file), "kafka/topics.json", 1, 4096,
+     "the declarative topic spec"},
+    {"migrations-dir", KC_CFG_STR, offsetof(ctl_cfg_t, migrations_dir), "db/migrations", 1, 4096,
+     "folder of NNNN_name.sql migrations"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: kchatctl topics|migrate [--option=value ...]\n"
+                 "  topics   make the Kafka topics match the spec (idempotent)\n"
+                 "  migrate  apply the database migrations not yet applied\n\n");
+    kc_config_usage(ctl_opts, KC_ARRAY_LEN(ctl_opts), "kchatctl <command>", 0, out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    int (*fn)(const ctl_cfg_t *) = NULL;
+    if (strcmp(cmd, "topics") == 0)
+        fn = ctl_topics;
+    else if (strcmp(cmd, "migrate") == 0)
+        fn = ctl_migrate;
+    if (!fn) {
+        fprintf(stderr, "kchatctl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    ctl_cfg_t cfg = {0};
+    char err[512];
+    kc_log_init("kchatctl", KC_LOG_WARN);
+    argv[1] = argv[0];
+    int rc = kc_config_load(ctl_opts, KC_ARRAY_LEN(ctl_opts), &cfg, argc - 1, argv + 1, NULL,
+                            stdout, err, sizeof(err));
+    int exit_code = 0;
+    kc_log_level_t lvl;
+    if (rc < 0) {
+        fprintf(stderr, "kchatctl: %s\n", err);
+        exit_code = 2;
+    } else if (rc == 0 && kc_log_level_parse(cfg.log_level, &lvl) != 0) {
+        fprintf(stderr, "kchatctl: invalid value for log-level: '%s'\n", cfg.log_level);
+        exit_code = 2;
+    } else if (rc == 0) {
+        kc_log_set_level(lvl);
+        exit_code = fn(&cfg);
+    }
+    kc_config_free(ctl_opts, KC_ARRAY_LEN(ctl_opts), &cfg);
+    return exit_code;
+}

@@ -1,0 +1,105 @@
+/* app.h - what every kchat daemon does the same way: its common options, logging, the loop,
+ * metrics, health, the operations endpoints and the two-phase stop.
+ *
+ * A daemon's config struct embeds kc_common_cfg_t (and the connection groups it needs) and
+ * lists the matching KC_CFG_* rows in its table, so `--help` shows one table per daemon.
+ */
+#ifndef KCHAT_APP_H
+#define KCHAT_APP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "kchat/admin.h"
+#include "kchat/config.h"
+#include "kchat/daemon.h"
+#include "kchat/health.h"
+#include "kchat/httpd.h"
+#include "kchat/metrics.h"
+
+typedef struct {
+    char *log_level;
+    char *admin_addr;
+    long long admin_port;
+    long long shutdown_timeout_ms;
+} kc_common_cfg_t;
+
+typedef struct {
+    char *brokers;
+} kc_kafka_cfg_t;
+
+typedef struct {
+    char *dsn;
+} kc_pg_cfg_t;
+
+typedef struct {
+    char *host;
+    long long port;
+    long long timeout_ms;
+} kc_redis_cfg_t;
+
+#define KC_CFG_COMMON(type, f)                                                                    \
+    {"log-level", KC_CFG_STR, offsetof(type, f.log_level), "info", 4, 5,                          \
+     "log threshold: debug, info, warn or error"},                                                \
+    {                                                                                             \
+        "shutdown-timeout-ms", KC_CFG_INT, offsetof(type, f.shutdown_timeout_ms), "10000", 100,   \
+            600000, "on SIGTERM, how long draining may take before the process exits anyway"      \
+    }
+
+/* The operations listener of daemons without an HTTP surface of their own. */
+#define KC_CFG_ADMIN(type, f, admin_port_def)                                                     \
+    {"admin-addr", KC_CFG_STR, offsetof(type, f.admin_addr), "127.0.0.1", 7, 15,                  \
+     "IPv4 address of the /health and /metrics listener"},                                        \
+    {                                                                                             \
+        "admin-port", KC_CFG_INT, offsetof(type, f.admin_port), admin_port_def, 0, 65535,         \
+            "port of the /health and /metrics listener (0: any free port)"                        \
+    }
+
+#define KC_CFG_KAFKA(type, f)                                                                     \
+    {                                                                                             \
+        "kafka-brokers", KC_CFG_STR, offsetof(type, f.brokers), "127.0.0.1:17010", 1, 1024,       \
+            "Kafka bootstrap servers, host:port[,host:port]"                                      \
+    }
+
+#define KC_CFG_PG(type, f)                                                                        \
+    {                                                                                             \
+        "pg-dsn", KC_CFG_STR, offsetof(type, f.dsn),                                              \
+            "host=127.0.0.1 port=17020 dbname=kchat user=kchat", 1, 1024,                         \
+            "libpq connection string of the read-model database"                                  \
+    }
+
+#define KC_CFG_REDIS(type, f)                                                                     \
+    {"redis-host", KC_CFG_STR, offsetof(type, f.host), "127.0.0.1", 1, 255, "Redis host"},        \
+        {"redis-port", KC_CFG_INT, offsetof(type, f.port), "17030", 1, 65535, "Redis port"},      \
+    {                                                                                             \
+        "redis-timeout-ms", KC_CFG_INT, offsetof(type, f.timeout_ms), "1000", 10, 60000,          \
+            "Redis connect and command timeout"                                                   \
+    }
+
+typedef struct {
+    const char *svc;
+    uv_loop_t *loop;
+    kc_metrics_t *metrics;
+    kc_health_t *health;
+    kc_admin_t admin;
+    kc_httpd_t *admin_httpd; /* NULL when the daemon serves the admin paths itself */
+    kc_daemon_t *daemon;
+} kc_app_t;
+
+/* Loads the table, then starts logging. Returns 0 to go on, 1 when --help was printed (exit
+ * 0), -1 after logging the bad value (exit 2). */
+int kc_app_config(const char *svc, const kc_cfg_opt_t *table, size_t n, void *cfg,
+                  const kc_common_cfg_t *common, int argc, char **argv);
+
+/* Creates the loop, metrics (with process_* series), health, the daemon lifecycle and, when
+ * serve_admin is set, the operations listener. Returns 0 or -1 with errstr set. */
+int kc_app_init(kc_app_t *app, const char *svc, const kc_common_cfg_t *c, int serve_admin,
+                kc_daemon_stop_fn on_stop, void *arg, char *errstr, size_t errstr_size);
+/* Runs the loop until every handle is closed. */
+int kc_app_run(kc_app_t *app);
+/* Closes the operations listener (the last thing a drain does). */
+void kc_app_close_admin(kc_app_t *app);
+/* After kc_app_run: frees what kc_app_init made and closes the loop. */
+void kc_app_destroy(kc_app_t *app);
+
+#endif

@@ -1,0 +1,83 @@
+/* kafka.h - librdkafka clients with kchat's defaults, and their adapter to the libuv loop.
+ *
+ * Producers: enable.idempotence=true, acks=all, partitioner=murmur2_random (keys land on
+ * the same partitions as with the Java client's default partitioner, which analytics teams
+ * use), socket.nagle.disable=true. Consumers: isolation.level=read_committed,
+ * enable.auto.commit=false, enable.auto.offset.store=false (the caller decides what is
+ * done). Both route librdkafka's logs into kc_log (log.queue, served on the loop) and read
+ * the client's statistics to keep a health check: healthy while at least one broker
+ * connection is up.
+ *
+ * Overrides are a NULL-terminated list of key, value strings applied after the defaults,
+ * so a caller can add transactional.id or change linger.ms. The constructors take no
+ * ownership of their arguments.
+ *
+ * The loop adapter follows librdkafka's io-event mechanism: the queue writes a byte to a
+ * non-blocking pipe when it goes from empty to non-empty; a uv_poll_t watches the pipe and
+ * calls `ready`, which must drain the queue (kc_kafka_serve, or consumer polls) or it
+ * will not be woken again. `ready` returns 1 if it stopped early with work left; the
+ * watcher then calls it again on the next loop iteration instead of waiting for a byte.
+ */
+#ifndef KCHAT_KAFKA_H
+#define KCHAT_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include "kchat/health.h"
+#include "kchat/metrics.h"
+
+typedef struct {
+    const char *brokers;
+    const char *client_id;
+    kc_health_t *health;   /* optional: a check named check_name is added and kept */
+    const char *check_name;
+    kc_metrics_t *metrics; /* optional: kchat_kafka_* series labelled with client_id */
+} kc_kafka_opts_t;
+
+rd_kafka_t *kc_kafka_producer_new(const kc_kafka_opts_t *o, const char *const *overrides,
+                                  char *errstr, size_t errstr_size);
+rd_kafka_t *kc_kafka_consumer_new(const kc_kafka_opts_t *o, const char *group_id,
+                                  const char *const *overrides, char *errstr,
+                                  size_t errstr_size);
+/* Frees the opaque state kchat attached to rk (call after rd_kafka_destroy). */
+void kc_kafka_opaque_free(void *opaque);
+/* rd_kafka_destroy plus the opaque; NULL is a no-op. */
+void kc_kafka_destroy(rd_kafka_t *rk);
+
+/* Serves up to max events of rk's main queue (callbacks: delivery reports, logs, stats,
+ * errors). Returns 1 if max was reached with events possibly left, else 0. */
+int kc_kafka_serve(rd_kafka_t *rk, int max);
+
+typedef struct kc_kafka_watch kc_kafka_watch_t;
+typedef int (*kc_kafka_ready_fn)(void *arg);
+
+/* Watches q (the caller keeps its reference and destroys it after closing the watch). */
+kc_kafka_watch_t *kc_kafka_watch_new(uv_loop_t *loop, rd_kafka_queue_t *q, kc_kafka_ready_fn ready,
+                                     void *arg, char *errstr, size_t errstr_size);
+/* Disables the io event, stops watching and frees itself once libuv has closed the handles.
+ * NULL is a no-op. */
+void kc_kafka_watch_close(kc_kafka_watch_t *w);
+
+/* A client bound to the loop: its serving queue (the consumer queue for consumers, the main
+ * queue for producers) and the watch on it. */
+typedef struct {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    kc_kafka_watch_t *w;
+} kc_kafka_bound_t;
+
+/* Takes ownership of rk (destroyed by kc_kafka_bound_destroy even when this fails). */
+int kc_kafka_bind(kc_kafka_bound_t *b, uv_loop_t *loop, rd_kafka_t *rk, kc_kafka_ready_fn ready,
+                  void *arg, char *errstr, size_t errstr_size);
+/* Stops watching (the client keeps working, e.g. for a blocking close or flush). */
+void kc_kafka_unbind(kc_kafka_bound_t *b);
+/* Unbinds if needed, then destroys the queue and the client. */
+void kc_kafka_bound_destroy(kc_kafka_bound_t *b);
+
+/* Java's murmur2 (as used by its default partitioner), for tests and for routing code that
+ * must agree with the partitioner: partition = (murmur2(key) & 0x7fffffff) % partitions. */
+int32_t kc_kafka_murmur2(const void *key, size_t len);
+int32_t kc_kafka_partition_for(const void *key, size_t len, int32_t partitions);
+
+#endif

@@ -1,0 +1,39 @@
+/* pg.h - an asynchronous Postgres connection on the libuv loop (libpq non-blocking API).
+ *
+ * Queries are parameterized only (PQsendQueryParams, which also refuses several statements
+ * in one string) and run one at a time in submission order; each callback is called
+ * exactly once, with a result or with an error. The connection is made with
+ * PQconnectStart/PQconnectPoll, the socket re-read after every poll since libpq may change
+ * it; when it breaks, pending queries fail and it reconnects with backoff. A health check
+ * follows its state, refreshed by a periodic `SELECT 1`.
+ */
+#ifndef KCHAT_PG_H
+#define KCHAT_PG_H
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "kchat/health.h"
+
+typedef struct kc_pg kc_pg_t;
+
+/* res is owned by the library and valid only during the call. err is NULL on success; on
+ * failure it says why, and res is non-NULL for an error the server reported (read its
+ * SQLSTATE with PQresultErrorField) or NULL when the connection failed. */
+typedef void (*kc_pg_cb)(void *arg, const PGresult *res, const char *err);
+
+#define KC_PG_MAX_QUEUE 10000
+
+/* conninfo: a libpq connection string or URI. health may be NULL. */
+kc_pg_t *kc_pg_new(uv_loop_t *loop, const char *conninfo, kc_health_t *health,
+                   const char *check_name);
+int kc_pg_connected(const kc_pg_t *pg);
+/* Queues a query. Returns 0, or -EAGAIN when KC_PG_MAX_QUEUE queries wait (cb not called),
+ * or -ESHUTDOWN after kc_pg_close (cb not called). params are copied. */
+int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *params, kc_pg_cb cb,
+                void *arg);
+/* Fails what is queued, closes the connection and frees itself once the loop handles are
+ * closed. NULL is a no-op. */
+void kc_pg_close(kc_pg_t *pg);
+
+#endif

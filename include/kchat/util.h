@@ -1,0 +1,34 @@
+/* util.h - allocation wrappers and small helpers shared by every module.
+ *
+ * Allocation failure is not an error we can recover from in a daemon that has already
+ * accepted work, so the kc_x* wrappers abort with a log line instead of returning NULL.
+ * Every other function in lib/ returns int: 0 on success, a negative errno-style value
+ * on failure.
+ */
+#ifndef KCHAT_UTIL_H
+#define KCHAT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *kc_xmalloc(size_t n);
+void *kc_xcalloc(size_t count, size_t size);
+void *kc_xrealloc(void *p, size_t n);
+char *kc_xstrdup(const char *s);
+char *kc_xstrndup(const char *s, size_t n);
+
+#define KC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall-clock time in milliseconds since the epoch. */
+int64_t kc_now_ms(void);
+/* Monotonic time in nanoseconds, for durations. */
+uint64_t kc_mono_ns(void);
+
+/* snprintf that never overflows and reports truncation: returns 0, or -ENOSPC when the
+ * output did not fit (dst is still NUL-terminated). */
+int kc_strlcpyf(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* True when [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int kc_utf8_valid(const char *s, size_t len);
+
+#endif

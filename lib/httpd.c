@@ -1,0 +1,266 @@
+/* httpd.c - libmicrohttpd in external-polling epoll mode, driven by a libuv loop. */
+#include "kchat/httpd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+#define CONNECTION_LIMIT 1024
+#define CONNECTION_TIMEOUT_S 30
+
+struct kc_httpd {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int open_handles;
+    size_t max_body;
+    kc_httpd_handler_fn handler;
+    void *arg;
+    int port;
+};
+
+typedef struct {
+    kc_buf_t body;
+    int too_large;
+} req_ctx_t;
+
+static void run_mhd(kc_httpd_t *h);
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void run_mhd(kc_httpd_t *h)
+{
+    if (!h->mhd)
+        return;
+    if (MHD_run(h->mhd) != MHD_YES)
+        kc_log_warn("MHD_run failed");
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
+        if (ms > 60000)
+            ms = 60000;
+        if (uv_timer_start(&h->timer, on_timer, ms, 0) != 0)
+            kc_log_error("httpd: cannot start timer");
+    } else if (uv_timer_stop(&h->timer) != 0) {
+        kc_log_error("httpd: cannot stop timer");
+    }
+}
+
+const char *kc_http_header(const kc_http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *kc_http_query(const kc_http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void kc_http_error(kc_http_resp_t *resp, int status, const char *code, const char *message)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    kc_buf_reset(&resp->body);
+    kc_buf_puts(&resp->body, "{\"error\":{\"code\":\"");
+    kc_buf_json_str(&resp->body, code, strlen(code));
+    kc_buf_puts(&resp->body, "\",\"message\":\"");
+    kc_buf_json_str(&resp->body, message, strlen(message));
+    kc_buf_puts(&resp->body, "\"}}");
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *conn, kc_http_resp_t *resp)
+{
+    size_t len = resp->body.len;
+    char *data = kc_buf_steal(&resp->body);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(data);
+        return MHD_NO;
+    }
+    enum MHD_Result rc = MHD_YES;
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                resp->content_type ? resp->content_type : "application/json") !=
+            MHD_YES ||
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES)
+        rc = MHD_NO;
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    kc_httpd_t *h = cls;
+    req_ctx_t *ctx = *con_cls;
+    if (!ctx) {
+        ctx = kc_xcalloc(1, sizeof(*ctx));
+        *con_cls = ctx;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || end == cl || *end || n > h->max_body)
+                ctx->too_large = 1;
+        }
+        if (!ctx->too_large)
+            return MHD_YES;
+    }
+    if (!ctx->too_large && *upload_data_size) {
+        if (ctx->body.len + *upload_data_size > h->max_body)
+            ctx->too_large = 1;
+        else
+            kc_buf_append(&ctx->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        if (!ctx->too_large)
+            return MHD_YES;
+    }
+    kc_http_resp_t resp = {.status = 200};
+    if (ctx->too_large) {
+        char msg[96];
+        kc_strlcpyf(msg, sizeof(msg), "request body is larger than %zu bytes", h->max_body);
+        kc_http_error(&resp, 413, "payload_too_large", msg);
+        *upload_data_size = 0;
+    } else {
+        kc_http_req_t req = {.method = method,
+                             .path = url,
+                             .body = ctx->body.data ? ctx->body.data : "",
+                             .body_len = ctx->body.len,
+                             .conn = conn};
+        h->handler(h->arg, &req, &resp);
+    }
+    enum MHD_Result rc = send_resp(conn, &resp);
+    kc_buf_free(&resp.body);
+    return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req_ctx_t *ctx = *con_cls;
+    if (ctx) {
+        kc_buf_free(&ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        return;
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("lib", "libmicrohttpd")), "%s", msg);
+}
+
+kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_t max_body,
+                         kc_httpd_handler_fn handler, void *arg, char *errstr, size_t errstr_size)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
+        kc_strlcpyf(errstr, errstr_size, "invalid bind address '%s' (IPv4 expected)", bind_addr);
+        return NULL;
+    }
+    kc_httpd_t *h = kc_xcalloc(1, sizeof(*h));
+    h->loop = loop;
+    h->max_body = max_body;
+    h->handler = handler;
+    h->arg = arg;
+    h->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+        on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_END);
+    if (!h->mhd) {
+        kc_strlcpyf(errstr, errstr_size, "cannot listen on %s:%d (port in use?)", bind_addr, port);
+        free(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = pi ? pi->port : port;
+    const union MHD_DaemonInfo *ei = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!ei || uv_poll_init(loop, &h->poll, ei->epoll_fd) != 0 ||
+        uv_timer_init(loop, &h->timer) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "cannot attach the HTTP server to the loop");
+        MHD_stop_daemon(h->mhd);
+        free(h);
+        return NULL;
+    }
+    h->poll.data = h;
+    h->timer.data = h;
+    h->open_handles = 2;
+    if (uv_poll_start(&h->poll, UV_READABLE, on_poll) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "cannot poll the HTTP server's epoll fd");
+        kc_httpd_destroy(h);
+        return NULL;
+    }
+    run_mhd(h);
+    return h;
+}
+
+int kc_httpd_port(const kc_httpd_t *h)
+{
+    return h->port;
+}
+
+void kc_httpd_stop_accepting(kc_httpd_t *h)
+{
+    if (!h || !h->mhd)
+        return;
+    MHD_socket s = MHD_quiesce_daemon(h->mhd);
+    if (s != MHD_INVALID_SOCKET && close(s) != 0)
+        kc_log_warn("httpd: closing the listening socket failed");
+}
+
+static void on_closed(uv_handle_t *handle)
+{
+    kc_httpd_t *h = handle->data;
+    if (--h->open_handles == 0)
+        free(h);
+}
+
+void kc_httpd_destroy(kc_httpd_t *h)
+{
+    if (!h)
+        return;
+    if (h->mhd) {
+        MHD_stop_daemon(h->mhd);
+        h->mhd = NULL;
+    }
+    uv_close((uv_handle_t *)&h->poll, on_closed);
+    uv_close((uv_handle_t *)&h->timer, on_closed);
+}

@@ -1,0 +1,393 @@
+/* kafka.c - librdkafka clients with kchat's defaults; io-event adapter to the libuv loop. */
+#include "kchat/kafka.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+/* What kchat hangs on a client as its opaque. */
+typedef struct {
+    char *client_id;
+    kc_health_t *health;
+    int check;
+    kc_gauge_t *brokers_up;
+    kc_counter_t *errors;
+} kopaque_t;
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug */
+    kc_log_level_t lvl = level <= 3 ? KC_LOG_ERROR : level == 4 ? KC_LOG_WARN
+                                                 : level <= 6  ? KC_LOG_INFO
+                                                               : KC_LOG_DEBUG;
+    kc_log_kv(lvl, KC_FIELDS(KC_STR("lib", "librdkafka"), KC_STR("fac", fac),
+                             KC_STR("client", rd_kafka_name(rk))),
+              "%s", buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kopaque_t *o = opaque;
+    kc_counter_inc(o->errors);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_STR("client", o->client_id),
+                                          KC_STR("error", rd_kafka_err2name(ferr))),
+                  "fatal Kafka client error: %s", fatal);
+        kc_health_set(o->health, o->check, 0, "fatal client error");
+        return;
+    }
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("client", o->client_id),
+                                     KC_STR("error", rd_kafka_err2name((rd_kafka_resp_err_t)err))),
+              "Kafka client error: %s", reason);
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        kc_health_set(o->health, o->check, 0, "all brokers down");
+}
+
+/* Statistics arrive every statistics.interval.ms on the main queue: count the brokers
+ * (not the bootstrap placeholders, whose nodeid is -1) whose connection is UP. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    kopaque_t *o = opaque;
+    cJSON *root = cJSON_ParseWithLength(json, json_len);
+    if (!root)
+        return 0;
+    int up = 0, total = 0;
+    const cJSON *brokers = cJSON_GetObjectItemCaseSensitive(root, "brokers");
+    const cJSON *b;
+    cJSON_ArrayForEach(b, brokers)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(b, "nodeid");
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+        if (!cJSON_IsNumber(id) || id->valueint < 0)
+            continue;
+        total++;
+        if (cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0)
+            up++;
+    }
+    cJSON_Delete(root);
+    kc_gauge_set(o->brokers_up, up);
+    char detail[64];
+    kc_strlcpyf(detail, sizeof(detail), "%d of %d brokers up", up, total);
+    kc_health_set(o->health, o->check, up > 0, detail);
+    return 0;
+}
+
+/* Logs each rebalance and applies it, for eager and cooperative assignors alike. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    (void)opaque;
+    int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    kc_buf_t list = {0};
+    for (int i = 0; i < parts->cnt; i++)
+        kc_buf_printf(&list, "%s%s[%d]", i ? "," : "", parts->elems[i].topic,
+                      (int)parts->elems[i].partition);
+    kc_log_kv(KC_LOG_INFO,
+              KC_FIELDS(KC_STR("partitions", list.data ? list.data : ""),
+                        KC_STR("protocol", coop ? "cooperative" : "eager")),
+              assign ? "partitions assigned" : "partitions revoked");
+    kc_buf_free(&list);
+    if (coop) {
+        rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(rk, parts)
+                                     : rd_kafka_incremental_unassign(rk, parts);
+        if (e) {
+            kc_log_error("incremental rebalance failed: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, assign ? parts : NULL);
+        if (e)
+            kc_log_error("rebalance failed: %s", rd_kafka_err2str(e));
+    }
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                    size_t errstr_size)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        kc_strlcpyf(errstr, errstr_size, "Kafka setting %s=%s: %s", k, v, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
+                              const char *const *defaults, const char *const *overrides,
+                              char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    kopaque_t *op = kc_xcalloc(1, sizeof(*op));
+    op->client_id = kc_xstrdup(o->client_id ? o->client_id : "kchat");
+    op->health = o->health;
+    op->check = o->health ? kc_health_add(o->health, o->check_name ? o->check_name : "kafka") : -1;
+    if (o->metrics) {
+        const char *lbl[] = {"client", op->client_id, NULL};
+        op->brokers_up = kc_metrics_gauge(o->metrics, "kchat_kafka_brokers_up",
+                                          "Broker connections that are up, per client.", lbl);
+        op->errors = kc_metrics_counter(o->metrics, "kchat_kafka_client_errors_total",
+                                        "Errors reported by the Kafka client.", lbl);
+    }
+    rd_kafka_t *rk = NULL;
+    if (conf_set(conf, "bootstrap.servers", o->brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", op->client_id, errstr, errstr_size) ||
+        conf_set(conf, "log.queue", "true", errstr, errstr_size) ||
+        conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size))
+        goto fail;
+    for (size_t i = 0; defaults && defaults[i] && defaults[i + 1]; i += 2)
+        if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
+            goto fail;
+    for (size_t i = 0; overrides && overrides[i] && overrides[i + 1]; i += 2)
+        if (conf_set(conf, overrides[i], overrides[i + 1], errstr, errstr_size))
+            goto fail;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
+    rd_kafka_conf_set_opaque(conf, op);
+    if (type == RD_KAFKA_CONSUMER)
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+
+    char err[512];
+    rk = rd_kafka_new(type, conf, err, sizeof(err));
+    if (!rk) {
+        kc_strlcpyf(errstr, errstr_size, "cannot create Kafka client: %s", err);
+        goto fail;
+    }
+    conf = NULL; /* rd_kafka_new took it */
+    /* Logs go to the main queue and are served on the loop with everything else. */
+    if (rd_kafka_set_log_queue(rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kc_strlcpyf(errstr, errstr_size, "cannot route Kafka client logs");
+        goto fail;
+    }
+    return rk;
+fail:
+    if (rk)
+        rd_kafka_destroy(rk);
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    kc_kafka_opaque_free(op);
+    return NULL;
+}
+
+rd_kafka_t *kc_kafka_producer_new(const kc_kafka_opts_t *o, const char *const *overrides,
+                                  char *errstr, size_t errstr_size)
+{
+    static const char *const defaults[] = {"enable.idempotence", "true",
+                                           "acks", "all",
+                                           "partitioner", "murmur2_random",
+                                           "socket.nagle.disable", "true",
+                                           NULL};
+    return client_new(RD_KAFKA_PRODUCER, o, defaults, overrides, errstr, errstr_size);
+}
+
+rd_kafka_t *kc_kafka_consumer_new(const kc_kafka_opts_t *o, const char *group_id,
+                                  const char *const *overrides, char *errstr, size_t errstr_size)
+{
+    const char *const defaults[] = {"group.id", group_id,
+                                    "isolation.level", "read_committed",
+                                    "enable.auto.commit", "false",
+                                    "enable.auto.offset.store", "false",
+                                    "auto.offset.reset", "earliest",
+                                    "socket.nagle.disable", "true",
+                                    NULL};
+    rd_kafka_t *rk = client_new(RD_KAFKA_CONSUMER, o, defaults, overrides, errstr, errstr_size);
+    if (rk && rd_kafka_poll_set_consumer(rk) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kc_strlcpyf(errstr, errstr_size, "cannot redirect the main queue to the consumer");
+        kc_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+void kc_kafka_opaque_free(void *opaque)
+{
+    kopaque_t *op = opaque;
+    if (!op)
+        return;
+    free(op->client_id);
+    free(op);
+}
+
+void kc_kafka_destroy(rd_kafka_t *rk)
+{
+    if (!rk)
+        return;
+    void *op = rd_kafka_opaque(rk);
+    rd_kafka_destroy(rk);
+    kc_kafka_opaque_free(op);
+}
+
+int kc_kafka_serve(rd_kafka_t *rk, int max)
+{
+    for (int i = 0; i < max; i++)
+        if (rd_kafka_poll(rk, 0) == 0)
+            return 0;
+    return 1;
+}
+
+struct kc_kafka_watch {
+    rd_kafka_queue_t *q;
+    int fds[2];
+    uv_poll_t poll;
+    uv_idle_t idle;
+    int idle_active;
+    int open_handles;
+    kc_kafka_ready_fn ready;
+    void *arg;
+};
+
+static void on_idle(uv_idle_t *i)
+{
+    kc_kafka_watch_t *w = i->data;
+    if (!w->ready(w->arg)) {
+        w->idle_active = 0;
+        (void)uv_idle_stop(&w->idle);
+    }
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    kc_kafka_watch_t *w = p->data;
+    char buf[256];
+    while (read(w->fds[0], buf, sizeof(buf)) > 0)
+        ;
+    int more = w->ready(w->arg);
+    if (more && !w->idle_active && uv_idle_start(&w->idle, on_idle) == 0)
+        w->idle_active = 1;
+}
+
+kc_kafka_watch_t *kc_kafka_watch_new(uv_loop_t *loop, rd_kafka_queue_t *q, kc_kafka_ready_fn ready,
+                                     void *arg, char *errstr, size_t errstr_size)
+{
+    kc_kafka_watch_t *w = kc_xcalloc(1, sizeof(*w));
+    w->q = q;
+    w->ready = ready;
+    w->arg = arg;
+    if (pipe2(w->fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "pipe2: %s", strerror(errno));
+        free(w);
+        return NULL;
+    }
+    if (uv_poll_init(loop, &w->poll, w->fds[0]) != 0 || uv_idle_init(loop, &w->idle) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "cannot watch the Kafka queue");
+        close(w->fds[0]);
+        close(w->fds[1]);
+        free(w);
+        return NULL;
+    }
+    w->poll.data = w->idle.data = w;
+    w->open_handles = 2;
+    rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
+    if (uv_poll_start(&w->poll, UV_READABLE, on_readable) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "cannot poll the Kafka queue pipe");
+        kc_kafka_watch_close(w);
+        return NULL;
+    }
+    /* Events queued before the io event was enabled wrote no byte: serve them now. */
+    if (uv_idle_start(&w->idle, on_idle) == 0)
+        w->idle_active = 1;
+    return w;
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    kc_kafka_watch_t *w = h->data;
+    if (--w->open_handles == 0) {
+        close(w->fds[0]);
+        close(w->fds[1]);
+        free(w);
+    }
+}
+
+void kc_kafka_watch_close(kc_kafka_watch_t *w)
+{
+    if (!w)
+        return;
+    rd_kafka_queue_io_event_enable(w->q, -1, NULL, 0);
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+    uv_close((uv_handle_t *)&w->idle, on_watch_closed);
+}
+
+int kc_kafka_bind(kc_kafka_bound_t *b, uv_loop_t *loop, rd_kafka_t *rk, kc_kafka_ready_fn ready,
+                  void *arg, char *errstr, size_t errstr_size)
+{
+    b->rk = rk;
+    b->q = rd_kafka_type(rk) == RD_KAFKA_CONSUMER ? rd_kafka_queue_get_consumer(rk)
+                                                  : rd_kafka_queue_get_main(rk);
+    if (!b->q) {
+        kc_strlcpyf(errstr, errstr_size, "Kafka client has no queue to serve");
+        return -EINVAL;
+    }
+    b->w = kc_kafka_watch_new(loop, b->q, ready, arg, errstr, errstr_size);
+    return b->w ? 0 : -EIO;
+}
+
+void kc_kafka_unbind(kc_kafka_bound_t *b)
+{
+    kc_kafka_watch_close(b->w);
+    b->w = NULL;
+}
+
+void kc_kafka_bound_destroy(kc_kafka_bound_t *b)
+{
+    kc_kafka_unbind(b);
+    if (b->q)
+        rd_kafka_queue_destroy(b->q);
+    b->q = NULL;
+    kc_kafka_destroy(b->rk);
+    b->rk = NULL;
+}
+
+int32_t kc_kafka_murmur2(const void *key, size_t len)
+{
+    const unsigned char *d = key;
+    const uint32_t m = 0x5bd1e995u;
+    const int r = 24;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    size_t n4 = len / 4;
+    for (size_t i = 0; i < n4; i++) {
+        const unsigned char *p = d + i * 4;
+        uint32_t k = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+                     ((uint32_t)p[3] << 24);
+        k *= m;
+        k ^= k >> r;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const unsigned char *tail = d + (len & ~(size_t)3);
+    switch (len % 4) {
+    case 3:
+        h ^= (uint32_t)tail[2] << 16;
+        __attribute__((fallthrough));
+    case 2:
+        h ^= (uint32_t)tail[1] << 8;
+        __attribute__((fallthrough));
+    case 1:
+        h ^= tail[0];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return (int32_t)h;
+}
+
+int32_t kc_kafka_partition_for(const void *key, size_t len, int32_t partitions)
+{
+    return (int32_t)(((uint32_t)kc_kafka_murmur2(key, len) & 0x7fffffffu) % (uint32_t)partitions);
+}

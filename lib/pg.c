@@ -1,0 +1,382 @@
+/* pg.c - libpq's non-blocking API on the libuv loop: connect, queue, reconnect. */
+#include "kchat/pg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+#define PING_INTERVAL_MS 2000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+typedef struct query {
+    char *sql;
+    int nparams;
+    char **params;
+    kc_pg_cb cb;
+    void *arg;
+    struct query *next;
+} query_t;
+
+enum { S_DISCONNECTED, S_CONNECTING, S_READY, S_CLOSED };
+
+struct kc_pg {
+    uv_loop_t *loop;
+    char *conninfo;
+    PGconn *conn;
+    int state;
+    uv_poll_t *poll; /* re-created when libpq changes its socket */
+    int poll_fd;
+    uv_timer_t retry_timer; /* reconnect backoff, connect timeout */
+    uv_timer_t ping_timer;
+    int open_handles;
+    int backoff_ms;
+    query_t *head, *tail;
+    size_t queued;
+    query_t *inflight;
+    PGresult *result; /* first result of the in-flight query */
+    int flushing;
+    kc_health_t *health;
+    int check;
+};
+
+static void on_poll(uv_poll_t *p, int status, int events);
+static void connect_start(kc_pg_t *pg);
+static void pump(kc_pg_t *pg);
+static void on_retry(uv_timer_t *t);
+
+static void free_query(query_t *q)
+{
+    for (int i = 0; i < q->nparams; i++)
+        free(q->params[i]);
+    free(q->params);
+    free(q->sql);
+    free(q);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    kc_pg_t *pg = h->data;
+    if (h != (uv_handle_t *)&pg->retry_timer && h != (uv_handle_t *)&pg->ping_timer)
+        free(h);
+    if (--pg->open_handles == 0) {
+        free(pg->conninfo);
+        free(pg);
+    }
+}
+
+static void unwatch(kc_pg_t *pg)
+{
+    if (pg->poll) {
+        uv_close((uv_handle_t *)pg->poll, on_handle_closed);
+        pg->poll = NULL;
+        pg->poll_fd = -1;
+    }
+}
+
+static int watch(kc_pg_t *pg, int events)
+{
+    int fd = PQsocket(pg->conn);
+    if (fd < 0)
+        return -EBADF;
+    if (pg->poll && pg->poll_fd != fd)
+        unwatch(pg);
+    if (!pg->poll) {
+        pg->poll = kc_xcalloc(1, sizeof(*pg->poll));
+        if (uv_poll_init(pg->loop, pg->poll, fd) != 0) {
+            free(pg->poll);
+            pg->poll = NULL;
+            return -EIO;
+        }
+        pg->poll->data = pg;
+        pg->poll_fd = fd;
+        pg->open_handles++;
+    }
+    return uv_poll_start(pg->poll, events, on_poll) == 0 ? 0 : -EIO;
+}
+
+static void finish_inflight(kc_pg_t *pg, const PGresult *res, const char *err)
+{
+    query_t *q = pg->inflight;
+    pg->inflight = NULL;
+    if (q) {
+        q->cb(q->arg, res, err);
+        free_query(q);
+    }
+}
+
+/* Fails every query, drops the connection, and (unless closed) schedules a reconnect. */
+static void conn_fail(kc_pg_t *pg, const char *why)
+{
+    char msg[256];
+    kc_strlcpyf(msg, sizeof(msg), "%s", why);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    if (pg->state != S_CLOSED) {
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("retry_ms", pg->backoff_ms)),
+                  "postgres connection failed: %s", msg);
+        kc_health_set(pg->health, pg->check, 0, msg);
+    }
+    unwatch(pg);
+    if (pg->result) {
+        PQclear(pg->result);
+        pg->result = NULL;
+    }
+    if (pg->conn) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    pg->flushing = 0;
+    if (pg->state != S_CLOSED)
+        pg->state = S_DISCONNECTED;
+    finish_inflight(pg, NULL, msg);
+    while (pg->head) {
+        query_t *q = pg->head;
+        pg->head = q->next;
+        pg->queued--;
+        q->cb(q->arg, NULL, msg);
+        free_query(q);
+    }
+    pg->tail = NULL;
+    if (pg->state == S_DISCONNECTED) {
+        if (uv_timer_start(&pg->retry_timer, on_retry, (uint64_t)pg->backoff_ms, 0) != 0)
+            kc_log_error("postgres: cannot schedule reconnect");
+        pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    }
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+    kc_pg_t *pg = t->data;
+    if (pg->state == S_CONNECTING)
+        conn_fail(pg, "connect timed out");
+}
+
+static void connect_poll(kc_pg_t *pg)
+{
+    switch (PQconnectPoll(pg->conn)) {
+    case PGRES_POLLING_READING:
+        if (watch(pg, UV_READABLE) != 0)
+            conn_fail(pg, "cannot watch the postgres socket");
+        return;
+    case PGRES_POLLING_WRITING:
+        if (watch(pg, UV_WRITABLE) != 0)
+            conn_fail(pg, "cannot watch the postgres socket");
+        return;
+    case PGRES_POLLING_OK:
+        if (uv_timer_stop(&pg->retry_timer) != 0 || PQsetnonblocking(pg->conn, 1) != 0) {
+            conn_fail(pg, "cannot make the postgres connection non-blocking");
+            return;
+        }
+        pg->state = S_READY;
+        pg->backoff_ms = BACKOFF_MIN_MS;
+        kc_health_set(pg->health, pg->check, 1, "connected");
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("server_version", PQserverVersion(pg->conn))),
+                  "postgres connected");
+        if (watch(pg, UV_READABLE) != 0) {
+            conn_fail(pg, "cannot watch the postgres socket");
+            return;
+        }
+        pump(pg);
+        return;
+    default:
+        conn_fail(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+}
+
+static void connect_start(kc_pg_t *pg)
+{
+    if (pg->state != S_DISCONNECTED)
+        return;
+    pg->conn = PQconnectStart(pg->conninfo);
+    if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
+        conn_fail(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+        return;
+    }
+    pg->state = S_CONNECTING;
+    if (uv_timer_start(&pg->retry_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0) != 0) {
+        conn_fail(pg, "cannot start the connect timer");
+        return;
+    }
+    connect_poll(pg);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    connect_start(t->data);
+}
+
+/* Reads results of the in-flight query; completes it when libpq returns NULL. */
+static void read_results(kc_pg_t *pg)
+{
+    if (!PQconsumeInput(pg->conn)) {
+        conn_fail(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    while (pg->inflight && !PQisBusy(pg->conn)) {
+        PGresult *res = PQgetResult(pg->conn);
+        if (!res) {
+            PGresult *r = pg->result;
+            pg->result = NULL;
+            ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+            int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+            const char *err = ok ? NULL : (r ? PQresultErrorMessage(r) : "no result");
+            finish_inflight(pg, r, err && !*err ? "query failed" : err);
+            PQclear(r);
+            pump(pg);
+            return;
+        }
+        if (!pg->result)
+            pg->result = res;
+        else
+            PQclear(res);
+    }
+    /* Notifications are not used; drop them so they do not pile up. */
+    PGnotify *n;
+    while ((n = PQnotifies(pg->conn)))
+        PQfreemem(n);
+}
+
+static void flush(kc_pg_t *pg)
+{
+    int r = PQflush(pg->conn);
+    if (r < 0) {
+        conn_fail(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    pg->flushing = r == 1;
+    if (watch(pg, UV_READABLE | (pg->flushing ? UV_WRITABLE : 0)) != 0)
+        conn_fail(pg, "cannot watch the postgres socket");
+}
+
+static void pump(kc_pg_t *pg)
+{
+    if (pg->state != S_READY || pg->inflight || !pg->head)
+        return;
+    query_t *q = pg->head;
+    pg->head = q->next;
+    if (!pg->head)
+        pg->tail = NULL;
+    pg->queued--;
+    pg->inflight = q;
+    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                           NULL, NULL, 0)) {
+        conn_fail(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    flush(pg);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    kc_pg_t *pg = p->data;
+    if (pg->state == S_CONNECTING) {
+        connect_poll(pg);
+        return;
+    }
+    if (pg->state != S_READY)
+        return;
+    if (status < 0) {
+        conn_fail(pg, uv_strerror(status));
+        return;
+    }
+    if ((events & UV_WRITABLE) && pg->flushing) {
+        flush(pg);
+        if (pg->state != S_READY)
+            return;
+    }
+    if (events & UV_READABLE) {
+        if (pg->inflight) {
+            read_results(pg);
+        } else if (!PQconsumeInput(pg->conn)) {
+            conn_fail(pg, PQerrorMessage(pg->conn));
+        } else {
+            PGnotify *n;
+            while ((n = PQnotifies(pg->conn)))
+                PQfreemem(n);
+        }
+    }
+}
+
+static void on_ping(void *arg, const PGresult *res, const char *err)
+{
+    (void)res;
+    kc_pg_t *pg = arg;
+    if (!err)
+        kc_health_set(pg->health, pg->check, 1, "connected");
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    kc_pg_t *pg = t->data;
+    if (pg->state == S_READY && !pg->inflight && !pg->head)
+        (void)kc_pg_query(pg, "SELECT 1", 0, NULL, on_ping, pg);
+}
+
+kc_pg_t *kc_pg_new(uv_loop_t *loop, const char *conninfo, kc_health_t *health,
+                   const char *check_name)
+{
+    kc_pg_t *pg = kc_xcalloc(1, sizeof(*pg));
+    pg->loop = loop;
+    pg->conninfo = kc_xstrdup(conninfo);
+    pg->poll_fd = -1;
+    pg->backoff_ms = BACKOFF_MIN_MS;
+    pg->health = health;
+    pg->check = health ? kc_health_add(health, check_name ? check_name : "postgres") : -1;
+    if (uv_timer_init(loop, &pg->retry_timer) != 0 || uv_timer_init(loop, &pg->ping_timer) != 0)
+        abort();
+    pg->retry_timer.data = pg->ping_timer.data = pg;
+    pg->open_handles = 2;
+    if (uv_timer_start(&pg->ping_timer, on_ping_timer, PING_INTERVAL_MS, PING_INTERVAL_MS) != 0)
+        abort();
+    pg->state = S_DISCONNECTED;
+    connect_start(pg);
+    return pg;
+}
+
+int kc_pg_connected(const kc_pg_t *pg)
+{
+    return pg->state == S_READY;
+}
+
+int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *params, kc_pg_cb cb,
+                void *arg)
+{
+    if (pg->state == S_CLOSED)
+        return -ESHUTDOWN;
+    if (pg->queued >= KC_PG_MAX_QUEUE)
+        return -EAGAIN;
+    query_t *q = kc_xcalloc(1, sizeof(*q));
+    q->sql = kc_xstrdup(sql);
+    q->nparams = nparams;
+    q->params = kc_xcalloc((size_t)(nparams > 0 ? nparams : 1), sizeof(char *));
+    for (int i = 0; i < nparams; i++)
+        q->params[i] = params[i] ? kc_xstrdup(params[i]) : NULL;
+    q->cb = cb;
+    q->arg = arg;
+    if (pg->tail)
+        pg->tail->next = q;
+    else
+        pg->head = q;
+    pg->tail = q;
+    pg->queued++;
+    pump(pg);
+    return 0;
+}
+
+void kc_pg_close(kc_pg_t *pg)
+{
+    if (!pg || pg->state == S_CLOSED)
+        return;
+    pg->state = S_CLOSED;
+    kc_health_set(pg->health, pg->check, 0, "closed");
+    conn_fail(pg, "connection closed");
+    uv_close((uv_handle_t *)&pg->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&pg->ping_timer, on_handle_closed);
+}

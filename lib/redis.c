@@ -1,0 +1,267 @@
+/* redis.c - hiredis async on the libuv loop, with the timeouts hiredis 0.14 lacks. */
+#include "kchat/redis.h"
+
+#include <errno.h>
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+#define PING_INTERVAL_MS 2000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+enum { S_DISCONNECTED, S_CONNECTING, S_READY, S_CLOSED };
+
+typedef struct pending {
+    kc_redis_t *r;
+    uint64_t deadline_ns;
+    kc_redis_cb cb;
+    void *arg;
+    struct pending *next;
+} pending_t;
+
+struct kc_redis {
+    uv_loop_t *loop;
+    char *host;
+    int port;
+    int timeout_ms;
+    redisAsyncContext *ac;
+    int state;
+    uint64_t connect_deadline_ns;
+    uint64_t retry_at_ns;
+    uint64_t next_ping_ns;
+    int backoff_ms;
+    uv_timer_t timer;
+    pending_t *head, *tail;
+    size_t npending;
+    const char *drop_reason;
+    kc_health_t *health;
+    int check;
+};
+
+static void start_connect(kc_redis_t *r);
+
+static void set_down(kc_redis_t *r, const char *why)
+{
+    if (r->state == S_CLOSED)
+        return;
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("retry_ms", r->backoff_ms)),
+              "redis connection lost: %s", why);
+    kc_health_set(r->health, r->check, 0, why);
+    r->state = S_DISCONNECTED;
+    r->retry_at_ns = kc_mono_ns() + (uint64_t)r->backoff_ms * 1000000u;
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* Drops the connection from outside hiredis' callbacks: pending callbacks get NULL. */
+static void drop(kc_redis_t *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    set_down(r, why);
+    if (ac) {
+        r->drop_reason = why;
+        redisAsyncFree(ac);
+        r->drop_reason = NULL;
+    }
+}
+
+static void on_connect(const redisAsyncContext *c, int status)
+{
+    kc_redis_t *r = c->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        if (r->ac == c)
+            r->ac = NULL;
+        set_down(r, c->errstr[0] ? c->errstr : "connect failed");
+        return;
+    }
+    r->state = S_READY;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    kc_health_set(r->health, r->check, 1, "connected");
+    kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("host", r->host), KC_INT("port", r->port)),
+              "redis connected");
+}
+
+static void on_disconnect(const redisAsyncContext *c, int status)
+{
+    kc_redis_t *r = c->data;
+    if (r->ac == c)
+        r->ac = NULL;
+    if (r->state == S_READY || r->state == S_CONNECTING)
+        set_down(r, status == REDIS_OK ? "disconnected" : (c->errstr[0] ? c->errstr : "error"));
+}
+
+static void on_reply(redisAsyncContext *c, void *reply, void *privdata)
+{
+    (void)c;
+    pending_t *p = privdata;
+    kc_redis_t *r = p->r;
+    /* Replies arrive in order, so p is the head. */
+    if (r->head == p) {
+        r->head = p->next;
+        if (!r->head)
+            r->tail = NULL;
+    } else {
+        pending_t **pp = &r->head;
+        while (*pp && *pp != p)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = p->next;
+        r->tail = NULL;
+        for (pending_t *q = r->head; q; q = q->next)
+            r->tail = q;
+    }
+    r->npending--;
+    const redisReply *rep = reply;
+    const char *err = NULL;
+    if (!rep)
+        err = r->drop_reason ? r->drop_reason : "connection lost";
+    else if (rep->type == REDIS_REPLY_ERROR)
+        err = rep->str;
+    p->cb(p->arg, rep, err);
+    free(p);
+}
+
+static void start_connect(kc_redis_t *r)
+{
+    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    if (!ac) {
+        set_down(r, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        kc_strlcpyf(why, sizeof(why), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        set_down(r, why);
+        return;
+    }
+    ac->data = r;
+    if (redisLibuvAttach(ac, r->loop) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
+        redisAsyncFree(ac);
+        set_down(r, "cannot attach to the loop");
+        return;
+    }
+    r->ac = ac;
+    r->state = S_CONNECTING;
+    r->connect_deadline_ns = kc_mono_ns() + (uint64_t)r->timeout_ms * 1000000u;
+}
+
+static void on_ping(void *arg, const redisReply *reply, const char *err)
+{
+    (void)reply;
+    kc_redis_t *r = arg;
+    if (!err)
+        kc_health_set(r->health, r->check, 1, "connected");
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    kc_redis_t *r = t->data;
+    uint64_t now = kc_mono_ns();
+    switch (r->state) {
+    case S_CONNECTING:
+        if (now >= r->connect_deadline_ns)
+            drop(r, "connect timed out");
+        break;
+    case S_READY:
+        if (r->head && now >= r->head->deadline_ns) {
+            drop(r, "command timed out");
+        } else if (!r->head && now >= r->next_ping_ns) {
+            r->next_ping_ns = now + (uint64_t)PING_INTERVAL_MS * 1000000u;
+            const char *argv[] = {"PING"};
+            (void)kc_redis_command(r, on_ping, r, 1, argv, NULL);
+        }
+        break;
+    case S_DISCONNECTED:
+        if (now >= r->retry_at_ns)
+            start_connect(r);
+        break;
+    default: break;
+    }
+}
+
+kc_redis_t *kc_redis_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
+                         kc_health_t *health, const char *check_name)
+{
+    kc_redis_t *r = kc_xcalloc(1, sizeof(*r));
+    r->loop = loop;
+    r->host = kc_xstrdup(host);
+    r->port = port;
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->health = health;
+    r->check = health ? kc_health_add(health, check_name ? check_name : "redis") : -1;
+    if (uv_timer_init(loop, &r->timer) != 0)
+        abort();
+    r->timer.data = r;
+    uint64_t tick = (uint64_t)(r->timeout_ms / 4 > 0 ? r->timeout_ms / 4 : 1);
+    if (tick > 100)
+        tick = 100;
+    if (uv_timer_start(&r->timer, on_tick, tick, tick) != 0)
+        abort();
+    start_connect(r);
+    return r;
+}
+
+int kc_redis_connected(const kc_redis_t *r)
+{
+    return r->state == S_READY;
+}
+
+int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    if (r->state == S_CLOSED)
+        return -ESHUTDOWN;
+    if (r->state != S_READY || !r->ac)
+        return -ENOTCONN;
+    if (r->npending >= KC_REDIS_MAX_PENDING)
+        return -EAGAIN;
+    pending_t *p = kc_xcalloc(1, sizeof(*p));
+    p->r = r;
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline_ns = kc_mono_ns() + (uint64_t)r->timeout_ms * 1000000u;
+    if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+        free(p);
+        return -EIO;
+    }
+    if (r->tail)
+        r->tail->next = p;
+    else
+        r->head = p;
+    r->tail = p;
+    r->npending++;
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    kc_redis_t *r = h->data;
+    free(r->host);
+    free(r);
+}
+
+void kc_redis_close(kc_redis_t *r)
+{
+    if (!r || r->state == S_CLOSED)
+        return;
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    r->state = S_CLOSED;
+    kc_health_set(r->health, r->check, 0, "closed");
+    if (ac) {
+        r->drop_reason = "connection closed";
+        redisAsyncFree(ac);
+        r->drop_reason = NULL;
+    }
+    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+}

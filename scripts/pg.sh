@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Local Postgres 15 for kchat: its data under $KCHAT_STATE_DIR/pg, listening on 127.0.0.1 only.
+#
+#   scripts/pg.sh start    initdb once (as the postgres user when run as root), start, create the
+#                          kchat role and database; harmless when already running
+#   scripts/pg.sh stop     fast shutdown; fine when not running
+#   scripts/pg.sh status
+#
+# Local connections are trusted (loopback only, a development stack); production points
+# KCHAT_PG_DSN at a managed server with its own authentication.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+PGBIN=${KCHAT_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
+[[ -x $PGBIN/pg_ctl ]] || { echo "pg.sh: Postgres binaries not found (apt-get install postgresql)" >&2; exit 1; }
+DATA=$KCHAT_STATE_DIR/pg/data
+SOCK=$KCHAT_STATE_DIR/pg/sock
+LOG=$KCHAT_STATE_DIR/pg/postgres.log
+
+as_owner() {
+    if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+status() { [[ -f $DATA/PG_VERSION ]] && as_owner "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
+
+start() {
+    mkdir -p "$KCHAT_STATE_DIR/pg" "$SOCK"
+    [[ $(id -u) -eq 0 ]] && chown postgres: "$KCHAT_STATE_DIR/pg" "$SOCK"
+    if [[ ! -f $DATA/PG_VERSION ]]; then
+        as_owner "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$KCHAT_STATE_DIR/pg/initdb.log" 2>&1 \
+            || { cat "$KCHAT_STATE_DIR/pg/initdb.log" >&2; exit 1; }
+        cat >>"$DATA/postgresql.conf" <<CONF
+# kchat local stack
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$SOCK'
+max_connections = 200
+shared_buffers = 256MB
+synchronous_commit = on
+log_min_messages = warning
+CONF
+    fi
+    if status; then
+        echo "postgres already running on 127.0.0.1:$KCHAT_PG_PORT"
+    else
+        as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -o "-p $KCHAT_PG_PORT" -w -t 60 start >/dev/null \
+            || { tail -n 20 "$LOG" >&2; exit 1; }
+        echo "postgres started on 127.0.0.1:$KCHAT_PG_PORT"
+    fi
+    local psql=("$PGBIN/psql" -h 127.0.0.1 -p "$KCHAT_PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+    if [[ -z $("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'kchat'") ]]; then
+        "${psql[@]}" -d postgres -c "CREATE ROLE kchat LOGIN"
+    fi
+    if [[ -z $("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'kchat'") ]]; then
+        "${psql[@]}" -d postgres -c "CREATE DATABASE kchat OWNER kchat"
+    fi
+}
+
+stop() {
+    if status; then
+        as_owner "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null
+        echo "postgres stopped"
+    fi
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) if status; then echo "postgres running on 127.0.0.1:$KCHAT_PG_PORT"; else echo "postgres not running"; exit 3; fi ;;
+*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Brings the local kchat stack up or down: Kafka (KRaft), Postgres, Redis, the topics, the
+# migrations and the four daemons, each a local process with its files under
+# $KCHAT_STATE_DIR (logs in $KCHAT_STATE_DIR/logs). Ports derive from KCHAT_PORT_BASE
+# (scripts/env.sh).
+#
+#   scripts/stack.sh up       start what is not running, wait for every /health, print the map
+#   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
+#   scripts/stack.sh status
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+RUN=$KCHAT_STATE_DIR/run
+LOGS=$KCHAT_STATE_DIR/logs
+DAEMONS=(processor projector gateway api)
+CTL=$KCHAT_BUILD_DIR/ctl/kchatctl
+
+binary() { echo "$KCHAT_BUILD_DIR/$1/kchat-$1"; }
+
+health_url() {
+    case $1 in
+    processor) echo "http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT/health" ;;
+    projector) echo "http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT/health" ;;
+    gateway) echo "http://127.0.0.1:$KCHAT_GATEWAY_ADMIN_PORT/health" ;;
+    api) echo "http://127.0.0.1:$KCHAT_API_PORT/health" ;;
+    esac
+}
+
+flags() {
+    case $1 in
+    processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT" ;;
+    projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT" ;;
+    gateway) echo "--admin-port=$KCHAT_GATEWAY_ADMIN_PORT --slot=0" ;;
+    api) echo "--port=$KCHAT_API_PORT" ;;
+    esac
+}
+
+running() { [[ -f $RUN/$1.pid ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+start_daemon() {
+    local d=$1
+    if running "$d"; then
+        return
+    fi
+    local bin
+    bin=$(binary "$d")
+    [[ -x $bin ]] || { echo "stack: $bin is not built (run make build)" >&2; exit 1; }
+    # shellcheck disable=SC2046
+    nohup "$bin" $(flags "$d") >>"$LOGS/$d.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$d.pid"
+}
+
+wait_healthy() {
+    local d=$1 url
+    url=$(health_url "$d")
+    for _ in $(seq 300); do
+        if curl -fsS -m 2 "$url" >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! running "$d"; then
+            echo "stack: kchat-$d exited during start-up; the end of $LOGS/$d.log:" >&2
+            tail -n 20 "$LOGS/$d.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "stack: kchat-$d is not healthy after 60 s: $(curl -sS -m 2 "$url" 2>&1)" >&2
+    return 1
+}
+
+stop_daemon() {
+    local d=$1
+    running "$d" || { rm -f "$RUN/$d.pid"; return 0; }
+    local pid
+    pid=$(cat "$RUN/$d.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "stack: kchat-$d did not stop in 15 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/$d.pid"
+    echo "kchat-$d stopped"
+}
+
+up() {
+    mkdir -p "$RUN" "$LOGS"
+    "$KCHAT_ROOT/scripts/kafka.sh" start
+    "$KCHAT_ROOT/scripts/pg.sh" start
+    "$KCHAT_ROOT/scripts/redis.sh" start
+    [[ -x $CTL ]] || { echo "stack: $CTL is not built (run make build)" >&2; exit 1; }
+    "$CTL" topics --topics-file="$KCHAT_ROOT/kafka/topics.json"
+    "$CTL" migrate --migrations-dir="$KCHAT_ROOT/db/migrations"
+    for d in "${DAEMONS[@]}"; do start_daemon "$d"; done
+    for d in "${DAEMONS[@]}"; do wait_healthy "$d"; done
+    cat <<MAP
+
+kchat is up (state in $KCHAT_STATE_DIR, logs in $LOGS)
+  REST API        http://127.0.0.1:$KCHAT_API_PORT        /health  /metrics
+  gateway         http://127.0.0.1:$KCHAT_GATEWAY_ADMIN_PORT        /health  /metrics   (slot 0)
+  processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
+  projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
+  Kafka           127.0.0.1:$KCHAT_KAFKA_PORT
+  Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
+  Redis           redis://127.0.0.1:$KCHAT_REDIS_PORT
+Stop it with: make stop
+MAP
+}
+
+down() {
+    for d in api gateway projector processor; do stop_daemon "$d"; done
+    "$KCHAT_ROOT/scripts/redis.sh" stop || true
+    "$KCHAT_ROOT/scripts/pg.sh" stop || true
+    "$KCHAT_ROOT/scripts/kafka.sh" stop || true
+}
+
+status() {
+    "$KCHAT_ROOT/scripts/kafka.sh" status || true
+    "$KCHAT_ROOT/scripts/pg.sh" status || true
+    "$KCHAT_ROOT/scripts/redis.sh" status || true
+    for d in "${DAEMONS[@]}"; do
+        if running "$d"; then echo "kchat-$d running (pid $(cat "$RUN/$d.pid"))"; else echo "kchat-$d not running"; fi
+    done
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+status) status ;;
+*) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
