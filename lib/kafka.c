@@ -14,6 +14,8 @@
 
 /* What kchat hangs on a client as its opaque. */
 typedef struct {
+    void *user_opaque;
+    void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
     char *client_id;
     kc_health_t *health;
     int check;
@@ -113,6 +115,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kopaque_t *o = opaque;
+    o->dr_msg_cb(rk, m, o->user_opaque);
+}
+
+void *kc_kafka_user_opaque(rd_kafka_t *rk)
+{
+    kopaque_t *o = rd_kafka_opaque(rk);
+    return o ? o->user_opaque : NULL;
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
                     size_t errstr_size)
 {
@@ -131,6 +145,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     kopaque_t *op = kc_xcalloc(1, sizeof(*op));
     op->client_id = kc_xstrdup(o->client_id ? o->client_id : "kchat");
+    op->user_opaque = o->opaque;
+    op->dr_msg_cb = o->dr_msg_cb;
     op->health = o->health;
     op->check = o->health ? kc_health_add(o->health, o->check_name ? o->check_name : "kafka") : -1;
     if (o->metrics) {
@@ -158,6 +174,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     rd_kafka_conf_set_opaque(conf, op);
     if (type == RD_KAFKA_CONSUMER)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (o->dr_msg_cb)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 
     char err[512];
     rk = rd_kafka_new(type, conf, err, sizeof(err));

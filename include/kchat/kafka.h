@@ -33,7 +33,14 @@ typedef struct {
     kc_health_t *health;   /* optional: a check named check_name is added and kept */
     const char *check_name;
     kc_metrics_t *metrics; /* optional: kchat_kafka_* series labelled with client_id */
+    /* optional, producers: delivery reports, served on the loop like every other callback;
+     * the message's _private is the msg_opaque given when it was produced. */
+    void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+    void *opaque; /* passed to dr_msg_cb as its opaque (kchat keeps its own client opaque) */
 } kc_kafka_opts_t;
+
+/* The opaque given in kc_kafka_opts_t (rd_kafka_opaque() holds kchat's own state). */
+void *kc_kafka_user_opaque(rd_kafka_t *rk);
 
 rd_kafka_t *kc_kafka_producer_new(const kc_kafka_opts_t *o, const char *const *overrides,
                                   char *errstr, size_t errstr_size);

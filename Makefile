@@ -1,0 +1,50 @@
+# kchat: the two commands of the quick start are `make run` and `make test`.
+#
+#   make run      install what is missing, build, start the whole stack, print where it runs
+#   make stop     stop the stack started by make run
+#   make status   what is running
+#   make test     the same set-up into its own state folder and ports, then every test
+#   make build    only build (SANITIZE=1: ASan+UBSan build in build-asan/)
+#   make clean    remove the build folders (state folders are kept; make distclean removes them)
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD_DIR ?= build-asan
+CMAKE_FLAGS += -DKCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD_DIR ?= build
+endif
+export KCHAT_BUILD_DIR := $(CURDIR)/$(BUILD_DIR)
+
+.PHONY: all deps test-deps build run stop status test clean distclean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+test-deps:
+	@scripts/deps.sh --test
+
+build:
+	@cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR)
+
+run: deps build
+	@scripts/stack.sh up
+
+stop:
+	@scripts/stack.sh down
+
+status:
+	@scripts/stack.sh status
+
+test: test-deps build
+	@SANITIZE=$(SANITIZE) scripts/test.sh
+
+clean:
+	rm -rf build build-asan
+
+distclean: clean
+	-@scripts/stack.sh down
+	rm -rf .state .state-test .state-test-asan .venv .cache
