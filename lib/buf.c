@@ -17,6 +17,7 @@ void kc_buf_reserve(kc_buf_t *b, size_t extra)
         cap *= 2;
     b->data = kc_xrealloc(b->data, cap);
     b->cap = cap;
+    b->data[b->len] = '\0'; /* a fresh allocation is a C string too */
 }
 
 void kc_buf_append(kc_buf_t *b, const void *p, size_t n)

@@ -131,14 +131,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!ctx->too_large)
             return MHD_YES;
     }
-    if (!ctx->too_large && *upload_data_size) {
-        if (ctx->body.len + *upload_data_size > h->max_body)
+    if (*upload_data_size) {
+        /* MHD takes a response only before the body or after all of it, so a body that
+         * grows past max_body (chunked, no Content-Length) is read to its end and dropped,
+         * then answered 413. */
+        if (!ctx->too_large && ctx->body.len + *upload_data_size > h->max_body) {
             ctx->too_large = 1;
-        else
+            kc_buf_free(&ctx->body);
+        }
+        if (!ctx->too_large)
             kc_buf_append(&ctx->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        if (!ctx->too_large)
-            return MHD_YES;
+        return MHD_YES;
     }
     kc_http_resp_t resp = {.status = 200};
     if (ctx->too_large) {

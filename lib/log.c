@@ -101,9 +101,12 @@ size_t kc_log_format(char *out, kc_log_level_t level, const kc_log_field_t *fiel
 {
     kc_buf_t b = {0};
     build(&b, level, fields, nfields, msg, (size_t)-1, (size_t)-1, 0);
-    if (b.len > KC_LOG_LINE_MAX) {
+    /* Too long: cut the message and the string fields, shorter each round, since escaping
+     * can make a cut text six times longer (\u0001). */
+    for (size_t msg_max = 512, field_max = 64; b.len > KC_LOG_LINE_MAX && msg_max;
+         msg_max /= 2, field_max /= 2) {
         kc_buf_reset(&b);
-        build(&b, level, fields, nfields, msg, 512, 64, 1);
+        build(&b, level, fields, nfields, msg, msg_max, field_max, 1);
     }
     size_t n = b.len < KC_LOG_LINE_MAX ? b.len : KC_LOG_LINE_MAX;
     memcpy(out, b.data, n);
@@ -118,7 +121,9 @@ void kc_log_kv(kc_log_level_t level, const kc_log_field_t *fields, size_t nfield
 {
     if (!kc_log_enabled(level))
         return;
-    char msg[2048];
+    /* As large as a line: a message cut here could not fit in one anyway, so
+     * kc_log_format cuts it further and marks it truncated. */
+    char msg[KC_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -251,14 +251,28 @@ void kc_metrics_on_collect(kc_metrics_t *m, kc_metrics_collect_fn fn, void *arg)
     pthread_mutex_unlock(&m->mu);
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: 5.55, not 5.5499999999999998,
+ * and never a lossy %g (a bound of 1000001 is not "1e+06"). */
+static void format_double(char *out, size_t size, double v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, size, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
 static void put_value(kc_buf_t *b, double v)
 {
-    if (isnan(v))
+    char num[32];
+    if (isnan(v)) {
         kc_buf_puts(b, "NaN");
-    else if (isinf(v))
+    } else if (isinf(v)) {
         kc_buf_puts(b, v > 0 ? "+Inf" : "-Inf");
-    else
-        kc_buf_printf(b, "%.17g", v);
+    } else {
+        format_double(num, sizeof(num), v);
+        kc_buf_puts(b, num);
+    }
 }
 
 static void put_sample(kc_buf_t *b, const char *name, const char *suffix, const char *labels,
@@ -313,13 +327,15 @@ void kc_metrics_render(kc_metrics_t *m, kc_buf_t *out)
                 continue;
             }
             uint64_t cum = 0;
-            char le[64];
+            char le[64], num[32];
             for (size_t i = 0; i <= s->nb; i++) {
                 cum += atomic_load(&s->buckets[i]);
-                if (i < s->nb)
-                    snprintf(le, sizeof(le), "le=\"%g\"", s->bounds[i]);
-                else
+                if (i < s->nb) {
+                    format_double(num, sizeof(num), s->bounds[i]);
+                    snprintf(le, sizeof(le), "le=\"%s\"", num);
+                } else {
                     snprintf(le, sizeof(le), "le=\"+Inf\"");
+                }
                 put_sample(out, f->name, "_bucket", s->labels, le, (double)cum);
             }
             put_sample(out, f->name, "_sum", s->labels, NULL, atomic_load(&s->sum));
