@@ -2,8 +2,9 @@
  *
  * At this stage the API listens on its port (libmicrohttpd on the loop), answers GET /health
  * and GET /metrics there, connects its producer (idempotent, acks=all), Postgres and Redis,
- * answers every other path with a JSON 404, and drains on SIGTERM: the listener closes
- * first, requests in flight finish, then the clients close.
+ * answers every other path with a JSON 404, and drains on SIGTERM: the listener closes,
+ * what the producer holds is flushed, then the connections close. (Handlers answer at once,
+ * so no request outlives a loop turn; a body still uploading is cut.)
  */
 #include <stddef.h>
 
@@ -33,7 +34,7 @@ static const kc_cfg_opt_t api_opts[] = {
     KC_CFG_REDIS(api_cfg_t, redis),
     {"listen-addr", KC_CFG_STR, offsetof(api_cfg_t, listen_addr), "127.0.0.1", 7, 15,
      "IPv4 address the REST API listens on"},
-    {"port", KC_CFG_INT, offsetof(api_cfg_t, port), "17080", 0, 65535,
+    {"listen-port", KC_CFG_INT, offsetof(api_cfg_t, port), "17080", 0, 65535,
      "port of the REST API (which also serves /health and /metrics)"},
     {"max-body-bytes", KC_CFG_INT, offsetof(api_cfg_t, max_body_bytes), "65536", 1024, 16777216,
      "largest request body accepted; larger ones get 413"},
@@ -55,7 +56,7 @@ static void on_request(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp
     kc_counter_inc(a->requests);
     if (kc_admin_handle(&a->app.admin, req, resp))
         return;
-    kc_http_error(resp, 404, "not_found", "no such endpoint");
+    kc_http_error(resp, 404, "not_found", "no such path");
 }
 
 static int on_producer_events(void *arg)

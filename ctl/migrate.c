@@ -3,7 +3,7 @@
  * Each file runs in its own transaction together with the row that records it in
  * kchat_schema_migrations (version, name, sha256). A file already applied is checked
  * against its recorded checksum: a migration edited after it ran is an error, not a silent
- * skip. An advisory lock makes concurrent runs (two daemons starting) safe.
+ * skip. An advisory lock makes concurrent runs (two deploy jobs at once) safe.
  */
 #include "ctl.h"
 

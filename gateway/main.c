@@ -95,7 +95,7 @@ static int start(gw_t *g, char *err, size_t errlen)
     g->redis = kc_redis_new(g->app.loop, g->cfg.redis.host, (int)g->cfg.redis.port,
                             (int)g->cfg.redis.timeout_ms, g->app.health, "redis");
     char client[64], group[64];
-    kc_strlcpyf(client, sizeof(client), "gateway-%lld", g->cfg.slot);
+    kc_strlcpyf(client, sizeof(client), "gateway-%lld-consumer", g->cfg.slot);
     kc_strlcpyf(group, sizeof(group), "kchat-gateway-%lld", g->cfg.slot);
     kc_kafka_opts_t ko = {.brokers = g->cfg.kafka.brokers,
                           .health = g->app.health,
@@ -105,11 +105,35 @@ static int start(gw_t *g, char *err, size_t errlen)
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, group, NULL, err, errlen);
     if (!rk || kc_kafka_bind(&g->consumer, g->app.loop, rk, on_deliveries, g, err, errlen) != 0)
         return -1;
+    char pclient[64];
+    kc_strlcpyf(pclient, sizeof(pclient), "gateway-%lld-producer", g->cfg.slot);
+    ko.client_id = pclient;
     ko.check_name = "kafka_producer";
     rk = kc_kafka_producer_new(&ko, NULL, err, errlen);
     if (!rk ||
         kc_kafka_bind(&g->producer, g->app.loop, rk, on_producer_events, g, err, errlen) != 0)
         return -1;
+    /* A slot is a partition: one beyond the topic would read nothing, healthy and useless. */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(g->consumer.rk, g->cfg.deliveries_topic, NULL);
+    rd_kafka_resp_err_t merr = t ? rd_kafka_metadata(g->consumer.rk, 0, t, &md, 10000)
+                                 : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    int partitions = !merr && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt
+                                                                        : -1;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (t)
+        rd_kafka_topic_destroy(t);
+    if (partitions < 0) {
+        kc_strlcpyf(err, errlen, "cannot read the partitions of %s: %s", g->cfg.deliveries_topic,
+                    merr ? rd_kafka_err2str(merr) : "unknown topic");
+        return -1;
+    }
+    if (g->cfg.slot >= partitions) {
+        kc_strlcpyf(err, errlen, "invalid value for slot: %lld, but %s has %d partitions (slots 0..%d)",
+                    g->cfg.slot, g->cfg.deliveries_topic, partitions, partitions - 1);
+        return -1;
+    }
     /* Deliveries are live traffic: a gateway starts at the end of its slot. */
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(parts, g->cfg.deliveries_topic, (int32_t)g->cfg.slot)

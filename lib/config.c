@@ -118,34 +118,23 @@ int kc_config_load(const kc_cfg_opt_t *table, size_t n, void *cfg, int argc, cha
 {
     char *const *env = environ_ ? environ_ : environ;
     const char *prog = argc > 0 ? argv[0] : "kchat";
-    int rc;
+    int rc = KC_CFG_OK;
+    /* The value each option ends with: its last flag, else its variable, else its default.
+     * Only that value is checked, so a flag can correct a bad inherited variable. */
+    const char **flag_val = kc_xcalloc(n ? n : 1, sizeof(char *));
 
-    for (size_t i = 0; i < n; i++) {
-        const kc_cfg_opt_t *o = &table[i];
-        const char *def = o->def ? o->def : "";
-        if ((rc = set_value(o, cfg, def, "default", errstr, errstr_size)) != 0)
-            return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char key[128];
-        kc_config_env_name(table[i].name, key, sizeof(key));
-        const char *v = env_lookup(env, key);
-        if (v && (rc = set_value(&table[i], cfg, v, key, errstr, errstr_size)) != 0)
-            return rc;
-    }
-    for (int a = 1; a < argc; a++) {
+    for (int a = 1; a < argc && rc == KC_CFG_OK; a++) {
         const char *arg = argv[a];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            kc_config_usage(table, n, prog, 0, out);
-            return KC_CFG_EXIT_HELP;
-        }
-        if (strcmp(arg, "--help-markdown") == 0) {
-            kc_config_usage(table, n, prog, 1, out);
-            return KC_CFG_EXIT_HELP;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 ||
+            strcmp(arg, "--help-markdown") == 0) {
+            kc_config_usage(table, n, prog, strcmp(arg, "--help-markdown") == 0, out);
+            rc = KC_CFG_EXIT_HELP;
+            break;
         }
         if (strncmp(arg, "--", 2) != 0) {
             kc_strlcpyf(errstr, errstr_size, "unexpected argument '%.64s' (see --help)", arg);
-            return -EINVAL;
+            rc = -EINVAL;
+            break;
         }
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
@@ -154,7 +143,8 @@ int kc_config_load(const kc_cfg_opt_t *table, size_t n, void *cfg, int argc, cha
         if (!o) {
             kc_strlcpyf(errstr, errstr_size, "unknown option --%.*s (see --help)",
                         (int)(name_len > 64 ? 64 : name_len), name);
-            return -EINVAL;
+            rc = -EINVAL;
+            break;
         }
         const char *v;
         if (eq) {
@@ -165,14 +155,28 @@ int kc_config_load(const kc_cfg_opt_t *table, size_t n, void *cfg, int argc, cha
             v = argv[++a];
         } else {
             kc_strlcpyf(errstr, errstr_size, "option --%s needs a value", o->name);
-            return -EINVAL;
+            rc = -EINVAL;
+            break;
         }
-        char source[80];
-        kc_strlcpyf(source, sizeof(source), "--%s", o->name);
-        if ((rc = set_value(o, cfg, v, source, errstr, errstr_size)) != 0)
-            return rc;
+        flag_val[o - table] = v;
     }
-    return KC_CFG_OK;
+    for (size_t i = 0; i < n && rc == KC_CFG_OK; i++) {
+        const kc_cfg_opt_t *o = &table[i];
+        char key[128], source[80];
+        kc_config_env_name(o->name, key, sizeof(key));
+        const char *v = flag_val[i];
+        if (v) {
+            kc_strlcpyf(source, sizeof(source), "--%s", o->name);
+        } else if ((v = env_lookup(env, key))) {
+            kc_strlcpyf(source, sizeof(source), "%s", key);
+        } else {
+            v = o->def ? o->def : "";
+            kc_strlcpyf(source, sizeof(source), "default");
+        }
+        rc = set_value(o, cfg, v, source, errstr, errstr_size);
+    }
+    free(flag_val);
+    return rc;
 }
 
 void kc_config_free(const kc_cfg_opt_t *table, size_t n, void *cfg)

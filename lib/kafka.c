@@ -16,6 +16,8 @@
 typedef struct {
     void *user_opaque;
     void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
     char *client_id;
     kc_health_t *health;
     int check;
@@ -64,7 +66,9 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     cJSON *root = cJSON_ParseWithLength(json, json_len);
     if (!root)
         return 0;
-    int up = 0, total = 0;
+    /* A broker can appear twice (its own connection and the group coordinator's): count
+     * distinct node ids, up when any of its connections is. */
+    int ids[64], isup[64], total = 0, up = 0;
     const cJSON *brokers = cJSON_GetObjectItemCaseSensitive(root, "brokers");
     const cJSON *b;
     cJSON_ArrayForEach(b, brokers)
@@ -73,10 +77,20 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
         const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
         if (!cJSON_IsNumber(id) || id->valueint < 0)
             continue;
-        total++;
+        int k = 0;
+        while (k < total && ids[k] != id->valueint)
+            k++;
+        if (k == total) {
+            if (total == 64)
+                continue;
+            ids[total] = id->valueint;
+            isup[total++] = 0;
+        }
         if (cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0)
-            up++;
+            isup[k] = 1;
     }
+    for (int k = 0; k < total; k++)
+        up += isup[k];
     cJSON_Delete(root);
     kc_gauge_set(o->brokers_up, up);
     char detail[64];
@@ -89,7 +103,11 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    (void)opaque;
+    kopaque_t *o = opaque;
+    if (o->rebalance_cb) {
+        o->rebalance_cb(rk, err, parts, o->user_opaque);
+        return;
+    }
     int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
     int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     kc_buf_t list = {0};
@@ -147,6 +165,7 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     op->client_id = kc_xstrdup(o->client_id ? o->client_id : "kchat");
     op->user_opaque = o->opaque;
     op->dr_msg_cb = o->dr_msg_cb;
+    op->rebalance_cb = o->rebalance_cb;
     op->health = o->health;
     op->check = o->health ? kc_health_add(o->health, o->check_name ? o->check_name : "kafka") : -1;
     if (o->metrics) {

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Ports and the state folder derive from KCHAT_PORT_BASE like the rest of the stack.
+. "$REPO/scripts/env.sh"
 POM="$REPO/kafka/pom.xml"
 TEMPLATE="$REPO/kafka/server.properties.in"
 LOG4J_CONF="$REPO/kafka/log4j2.xml"

@@ -31,7 +31,7 @@ flags() {
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT" ;;
     gateway) echo "--admin-port=$KCHAT_GATEWAY_ADMIN_PORT --slot=0" ;;
-    api) echo "--port=$KCHAT_API_PORT" ;;
+    api) echo "--listen-port=$KCHAT_API_PORT" ;;
     esac
 }
 

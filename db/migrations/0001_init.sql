@@ -1,5 +1,5 @@
--- The read model's first tables: users and their credentials. Conversations, members and
--- messages come with the projector.
+-- The read model's first tables: users, and the projector's applied offsets. Credentials,
+-- conversations, members and messages come with the API and the projector.
 CREATE TABLE users (
     user_id     text PRIMARY KEY,
     username    text NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 64),

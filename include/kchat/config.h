@@ -6,8 +6,9 @@
  * the daemon's own config struct at `offset`: KC_CFG_STR as an owned char * (free with
  * kc_config_free), KC_CFG_INT as long long, KC_CFG_BOOL as int. Every value is checked:
  * integers against [min, max], strings against max length, booleans against
- * true/false/1/0/yes/no. The first bad value stops the load with a message that names the
- * option and where it came from.
+ * true/false/1/0/yes/no. Only the value an option ends with is checked (a flag overrides a
+ * bad variable); the first bad one stops the load with a message that names the option and
+ * where the value came from.
  */
 #ifndef KCHAT_CONFIG_H
 #define KCHAT_CONFIG_H

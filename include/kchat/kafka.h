@@ -36,7 +36,11 @@ typedef struct {
     /* optional, producers: delivery reports, served on the loop like every other callback;
      * the message's _private is the msg_opaque given when it was produced. */
     void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-    void *opaque; /* passed to dr_msg_cb as its opaque (kchat keeps its own client opaque) */
+    /* optional, consumers: replaces kchat's logging rebalance callback; it must (incrementally)
+     * assign or unassign as librdkafka requires. */
+    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
+    void *opaque; /* passed to dr_msg_cb and rebalance_cb (kchat keeps its own client opaque) */
 } kc_kafka_opts_t;
 
 /* The opaque given in kc_kafka_opts_t (rd_kafka_opaque() holds kchat's own state). */

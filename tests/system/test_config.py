@@ -45,3 +45,13 @@ def test_help_lists_every_option_with_its_variable(name):
         flag = row.split("`")[1][2:]
         env = "KCHAT_" + flag.upper().replace("-", "_")
         assert f"`{env}`" in row
+
+
+def test_a_flag_overrides_a_bad_variable():
+    # Orchestrators inject variables of their own (a Service named kchat-redis sets
+    # KCHAT_REDIS_PORT=tcp://...): a flag for the same option must win without a fight.
+    r = run(DAEMONS["api"]["binary"], ["--redis-port=1", "--help"], {"KCHAT_REDIS_PORT": "tcp://x"})
+    assert r.returncode == 0
+    r = run(DAEMONS["api"]["binary"], ["--listen-port=70000"], {"KCHAT_REDIS_PORT": "tcp://x"})
+    assert r.returncode == 2
+    assert "KCHAT_REDIS_PORT" in r.stderr  # without the flag the variable counts

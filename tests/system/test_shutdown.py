@@ -16,7 +16,7 @@ def instance_args(name):
     tag = uuid.uuid4().hex[:6]
     if name == "api":
         port = free_port()
-        return [f"--port={port}"], f"http://127.0.0.1:{port}"
+        return [f"--listen-port={port}"], f"http://127.0.0.1:{port}"
     port = free_port()
     args = [f"--admin-port={port}"]
     if name in ("processor", "projector"):
