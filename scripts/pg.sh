@@ -5,6 +5,7 @@
 #                          kchat role and database; harmless when already running
 #   scripts/pg.sh stop     fast shutdown; fine when not running
 #   scripts/pg.sh status
+#   scripts/pg.sh destroy  stop and delete the cluster
 #
 # Local connections are trusted (loopback only, a development stack); production points
 # KCHAT_PG_DSN at a managed server with its own authentication.
@@ -13,22 +14,46 @@ set -euo pipefail
 
 PGBIN=${KCHAT_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
 [[ -x $PGBIN/pg_ctl ]] || { echo "pg.sh: Postgres binaries not found (apt-get install postgresql)" >&2; exit 1; }
-DATA=$KCHAT_STATE_DIR/pg/data
-SOCK=$KCHAT_STATE_DIR/pg/sock
-LOG=$KCHAT_STATE_DIR/pg/postgres.log
-
 as_owner() {
     if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Postgres will not run as root, so as root the cluster belongs to the postgres user, who
+# must be able to reach it. When the state folder lies below a folder closed to others (a
+# mktemp checkout, a home folder), the cluster lives in /var/tmp/kchat-pg/<hash of the state
+# folder> instead, and $KCHAT_STATE_DIR/pg is a link to it. A state folder wiped by hand
+# leaves no link, so a cluster found without one is stale and removed.
+PGROOT=$KCHAT_STATE_DIR/pg
+if [[ $(id -u) -eq 0 ]]; then
+    mkdir -p "$KCHAT_STATE_DIR"
+    if ! runuser -u postgres -- test -x "$KCHAT_STATE_DIR" 2>/dev/null; then
+        hash=$(printf '%s' "$(cd "$KCHAT_STATE_DIR" && pwd -P)" | sha256sum | cut -c1-16)
+        external=/var/tmp/kchat-pg/$hash
+        if [[ ! -L $PGROOT ]]; then
+            if [[ -d $external ]]; then
+                [[ -f $external/data/postmaster.pid ]] && runuser -u postgres -- \
+                    "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/pg_ctl" -D "$external/data" -m immediate stop >/dev/null 2>&1 || true
+                rm -rf "$external"
+            fi
+            mkdir -p /var/tmp/kchat-pg "$external"
+            chmod 755 /var/tmp/kchat-pg
+            ln -sfn "$external" "$PGROOT"
+        fi
+        PGROOT=$external
+    fi
+fi
+DATA=$PGROOT/data
+SOCK=$PGROOT/sock
+LOG=$PGROOT/postgres.log
+
 status() { [[ -f $DATA/PG_VERSION ]] && as_owner "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 start() {
-    mkdir -p "$KCHAT_STATE_DIR/pg" "$SOCK"
-    [[ $(id -u) -eq 0 ]] && chown postgres: "$KCHAT_STATE_DIR/pg" "$SOCK"
+    mkdir -p "$PGROOT" "$SOCK"
+    if [[ $(id -u) -eq 0 ]]; then chown postgres: "$PGROOT" "$SOCK"; fi
     if [[ ! -f $DATA/PG_VERSION ]]; then
-        as_owner "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$KCHAT_STATE_DIR/pg/initdb.log" 2>&1 \
-            || { cat "$KCHAT_STATE_DIR/pg/initdb.log" >&2; exit 1; }
+        as_owner "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$PGROOT/initdb.log" 2>&1 \
+            || { cat "$PGROOT/initdb.log" >&2; exit 1; }
         cat >>"$DATA/postgresql.conf" <<CONF
 # kchat local stack
 listen_addresses = '127.0.0.1'
@@ -62,9 +87,17 @@ stop() {
     fi
 }
 
+# Stops and deletes the cluster (the test runs' clean-up: a cluster outside the state
+# folder would otherwise outlive it).
+destroy() {
+    stop
+    if [[ -L $KCHAT_STATE_DIR/pg ]]; then rm -rf "$PGROOT" "$KCHAT_STATE_DIR/pg"; else rm -rf "$PGROOT"; fi
+}
+
 case ${1:-} in
 start) start ;;
 stop) stop ;;
+destroy) destroy ;;
 status) if status; then echo "postgres running on 127.0.0.1:$KCHAT_PG_PORT"; else echo "postgres not running"; exit 3; fi ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|status|destroy" >&2; exit 2 ;;
 esac

@@ -19,6 +19,7 @@ export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
 cleanup() {
     local rc=$?
     "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
+    "$ROOT/scripts/pg.sh" destroy >/dev/null 2>&1 || true
     # A sanitizer report in any daemon's log fails the run even if every test passed.
     if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$KCHAT_STATE_DIR"/logs/*.log 2>/dev/null; then
         echo "test: sanitizer reports in the daemon logs above" >&2
