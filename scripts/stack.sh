@@ -7,6 +7,8 @@
 #   scripts/stack.sh up       start what is not running, wait for every /health, print the map
 #   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
 #   scripts/stack.sh status
+#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, gateway, api), start it
+#   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -28,7 +30,7 @@ health_url() {
 
 flags() {
     case $1 in
-    processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT" ;;
+    processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT" ;;
     gateway) echo "--admin-port=$KCHAT_GATEWAY_ADMIN_PORT --slot=0" ;;
     api) echo "--listen-port=$KCHAT_API_PORT" ;;
@@ -126,9 +128,27 @@ status() {
     done
 }
 
+restart() {
+    local d=$1 how=$2
+    [[ " ${DAEMONS[*]} " == *" $d "* ]] || { echo "stack: no daemon named $d" >&2; exit 2; }
+    if [[ $how == kill ]] && running "$d"; then
+        kill -KILL "$(cat "$RUN/$d.pid")"
+        while running "$d"; do sleep 0.05; done
+        rm -f "$RUN/$d.pid"
+        echo "kchat-$d killed"
+    else
+        stop_daemon "$d"
+    fi
+    start_daemon "$d"
+    wait_healthy "$d"
+    echo "kchat-$d started (pid $(cat "$RUN/$d.pid"))"
+}
+
 case ${1:-} in
 up) up ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+restart) restart "${2:-}" stop ;;
+kill) restart "${2:-}" kill ;;
+*) echo "usage: $0 up|down|status|restart NAME|kill NAME" >&2; exit 2 ;;
 esac

@@ -1,0 +1,122 @@
+/* changelog.c - restoring a partition's state from the compacted state topic. */
+#include "changelog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+void proc_key_convo(kc_buf_t *key, const char *convo_id)
+{
+    kc_buf_reset(key);
+    kc_buf_putc(key, 'c');
+    kc_buf_puts(key, convo_id);
+}
+
+void proc_key_dedupe(kc_buf_t *key, const unsigned char hash[PROC_DEDUPE_KEY_BYTES])
+{
+    kc_buf_reset(key);
+    kc_buf_putc(key, 'd');
+    kc_buf_append(key, hash, PROC_DEDUPE_KEY_BYTES);
+}
+
+/* Applies one changelog record; a record it cannot read is logged and skipped (it can only
+ * come from a bug, and skipping it loses less than stopping). */
+static void apply_record(proc_part_t *p, kc_schemas_t *s, const rd_kafka_message_t *m)
+{
+    const char *key = m->key;
+    if (m->key_len < 2 || (key[0] != 'c' && key[0] != 'd') ||
+        (key[0] == 'd' && m->key_len != 1 + PROC_DEDUPE_KEY_BYTES)) {
+        kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("partition", m->partition), KC_INT("offset", m->offset)),
+                  "state record with a bad key skipped");
+        return;
+    }
+    if (!m->payload) {
+        proc_part_forget(p, key + 1, m->key_len - 1, key[0] == 'c');
+        return;
+    }
+    kc_avro_msg_t msg;
+    char err[256];
+    avro_value_t b;
+    const char *bname;
+    if (kc_avro_decode(s, m->payload, m->len, &msg, err, sizeof(err)) != 0) {
+        kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("partition", m->partition), KC_INT("offset", m->offset)),
+                  "state record skipped: %s", err);
+        return;
+    }
+    if (kc_avro_get_branch(&msg.value, "state", &bname, &b) != 0) {
+        kc_avro_msg_free(&msg);
+        return;
+    }
+    int64_t seq = 0, created = 0;
+    if (key[0] == 'c' && strcmp(bname, "ConvoState") == 0 &&
+        kc_avro_get_long(s, &b, "last_seq", &seq) == 0) {
+        avro_value_t arr;
+        size_t n = 0;
+        if (kc_avro_get_array(&b, "members", &arr, &n) == 0) {
+            const char **ids = kc_xcalloc(n ? n : 1, sizeof(char *));
+            size_t *lens = kc_xcalloc(n ? n : 1, sizeof(size_t));
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (kc_avro_array_str(&arr, i, &ids[k], &lens[k]) == 0)
+                    k++;
+            proc_part_restore_convo(p, key + 1, m->key_len - 1, seq, ids, lens, k);
+            free(ids);
+            free(lens);
+        }
+    } else if (key[0] == 'd' && strcmp(bname, "DedupeEntry") == 0 &&
+               kc_avro_get_long(s, &b, "seq_no", &seq) == 0 &&
+               kc_avro_get_long(s, &b, "created_at", &created) == 0) {
+        proc_part_restore_dedupe(p, (const unsigned char *)key + 1, seq, created);
+    }
+    kc_avro_msg_free(&msg);
+}
+
+proc_part_t *proc_restore(rd_kafka_t *rk, kc_schemas_t *s, const char *topic, int32_t partition,
+                          int timeout_ms, proc_restore_stats_t *stats, char *errstr,
+                          size_t errstr_size)
+{
+    uint64_t t0 = kc_mono_ns();
+    proc_part_t *p = proc_part_new(partition);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        kc_strlcpyf(errstr, errstr_size, "cannot read %s[%d]: %s", topic, (int)partition,
+                    rd_kafka_err2str(err));
+        proc_part_destroy(p);
+        return NULL;
+    }
+    long long records = 0;
+    int done = 0;
+    while (!done) {
+        if ((kc_mono_ns() - t0) / 1000000 > (uint64_t)timeout_ms) {
+            kc_strlcpyf(errstr, errstr_size, "restoring %s[%d] took longer than %d ms", topic,
+                        (int)partition, timeout_ms);
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            done = 1;
+        } else if (m->err) {
+            kc_log_warn("restore: %s", rd_kafka_message_errstr(m));
+        } else {
+            apply_record(p, s, m);
+            records++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (rd_kafka_assign(rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        kc_log_warn("restore: unassign failed");
+    if (!done) {
+        proc_part_destroy(p);
+        return NULL;
+    }
+    stats->records = records;
+    stats->seconds = (double)(kc_mono_ns() - t0) / 1e9;
+    return p;
+}

@@ -1,0 +1,383 @@
+/* state.c - per-partition conversation state, the dedupe window, and the command rules. */
+#include "state.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <sys/types.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/util.h"
+
+#define MAX_TITLE_BYTES 256
+
+static void convo_free(void *v)
+{
+    proc_convo_t *c = v;
+    for (size_t i = 0; i < c->nmembers; i++)
+        free(c->members[i]);
+    free(c->members);
+    free(c->id);
+    free(c);
+}
+
+proc_part_t *proc_part_new(int32_t partition)
+{
+    proc_part_t *p = kc_xcalloc(1, sizeof(*p));
+    p->partition = partition;
+    p->convos = kc_map_new();
+    p->dedupe = kc_map_new();
+    return p;
+}
+
+void proc_part_destroy(proc_part_t *p)
+{
+    if (!p)
+        return;
+    kc_map_destroy(p->convos, convo_free);
+    kc_map_destroy(p->dedupe, NULL);
+    proc_dd_t *d = p->oldest;
+    while (d) {
+        proc_dd_t *n = d->next;
+        free(d);
+        d = n;
+    }
+    free(p->dirty);
+    free(p);
+}
+
+void proc_dedupe_key(const char *convo, size_t convo_len, const char *sender, size_t sender_len,
+                     const char *client_msg_id, size_t cmid_len,
+                     unsigned char out[PROC_DEDUPE_KEY_BYTES])
+{
+    crypto_generichash_state st;
+    uint64_t lens[3] = {convo_len, sender_len, cmid_len};
+    crypto_generichash_init(&st, NULL, 0, PROC_DEDUPE_KEY_BYTES);
+    crypto_generichash_update(&st, (const unsigned char *)lens, sizeof(lens));
+    crypto_generichash_update(&st, (const unsigned char *)convo, convo_len);
+    crypto_generichash_update(&st, (const unsigned char *)sender, sender_len);
+    crypto_generichash_update(&st, (const unsigned char *)client_msg_id, cmid_len);
+    crypto_generichash_final(&st, out, PROC_DEDUPE_KEY_BYTES);
+}
+
+/* ---- helpers ---- */
+
+static int valid_text(const char *s, size_t len, long long max)
+{
+    return s && (long long)len <= max && strlen(s) == len && kc_utf8_valid(s, len);
+}
+
+static int valid_id(const char *s, size_t len, long long max)
+{
+    if (!s || len == 0 || (long long)len > max || strlen(s) != len || !kc_utf8_valid(s, len))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static ssize_t find_member(const proc_convo_t *c, const char *id, size_t len)
+{
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (strlen(c->members[i]) == len && memcmp(c->members[i], id, len) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void add_member(proc_convo_t *c, const char *id, size_t len)
+{
+    if (c->nmembers == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->members = kc_xrealloc(c->members, c->cap * sizeof(char *));
+    }
+    c->members[c->nmembers++] = kc_xstrndup(id, len);
+}
+
+static void mark_dirty(proc_part_t *p, proc_convo_t *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    if (p->ndirty == p->dirty_cap) {
+        p->dirty_cap = p->dirty_cap ? p->dirty_cap * 2 : 64;
+        p->dirty = kc_xrealloc(p->dirty, p->dirty_cap * sizeof(proc_convo_t *));
+    }
+    p->dirty[p->ndirty++] = c;
+}
+
+static proc_convo_t *convo_new(proc_part_t *p, const char *id, size_t len)
+{
+    proc_convo_t *c = kc_xcalloc(1, sizeof(*c));
+    c->id = kc_xstrndup(id, len);
+    (void)kc_map_put(p->convos, id, len, c);
+    return c;
+}
+
+static int reject(proc_outcome_t *out, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int reject(proc_outcome_t *out, const char *reason, const char *fmt, ...)
+{
+    out->kind = OUT_REJECTED;
+    out->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(out->message, sizeof(out->message), fmt, ap) < 0)
+        out->message[0] = '\0';
+    va_end(ap);
+    return 0;
+}
+
+static void out_add(proc_outcome_t *out, const char *id, size_t len)
+{
+    out->members = kc_xrealloc(out->members, (out->nmembers + 1) * sizeof(char *));
+    out->members[out->nmembers++] = kc_xstrndup(id, len);
+}
+
+static int check_members(const proc_cmd_t *cmd, const proc_limits_t *lim, proc_outcome_t *out)
+{
+    if ((long long)cmd->nmembers > lim->max_members)
+        return reject(out, "too_large", "at most %lld members", lim->max_members), -1;
+    for (size_t i = 0; i < cmd->nmembers; i++)
+        if (!valid_id(cmd->members[i], cmd->member_lens[i], lim->max_id_bytes))
+            return reject(out, "invalid", "member %zu is not a valid user id", i), -1;
+    return 0;
+}
+
+static void set_recipients(proc_outcome_t *out, const proc_convo_t *c)
+{
+    out->recipients = c->members;
+    out->nrecipients = c->nmembers;
+}
+
+/* ---- the rules ---- */
+
+static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
+                        proc_outcome_t *out)
+{
+    if (kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len))
+        return reject(out, "conversation_exists", "conversation already exists");
+    if (!valid_text(cmd->title, cmd->title_len, MAX_TITLE_BYTES))
+        return reject(out, "invalid", "title must be UTF-8 of at most %d bytes", MAX_TITLE_BYTES);
+    if (check_members(cmd, lim, out) != 0)
+        return 0;
+    proc_convo_t *c = convo_new(p, cmd->convo_id, cmd->convo_id_len);
+    add_member(c, cmd->sender_id, cmd->sender_id_len);
+    for (size_t i = 0; i < cmd->nmembers; i++)
+        if (find_member(c, cmd->members[i], cmd->member_lens[i]) < 0)
+            add_member(c, cmd->members[i], cmd->member_lens[i]);
+    for (size_t i = 0; i < c->nmembers; i++)
+        out_add(out, c->members[i], strlen(c->members[i]));
+    mark_dirty(p, c);
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+/* The conversation, when it exists and the sender is a member; else a rejection. */
+static proc_convo_t *member_convo(proc_part_t *p, const proc_cmd_t *cmd, proc_outcome_t *out)
+{
+    proc_convo_t *c = kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len);
+    if (!c) {
+        reject(out, "no_such_conversation", "no such conversation");
+        return NULL;
+    }
+    if (find_member(c, cmd->sender_id, cmd->sender_id_len) < 0) {
+        reject(out, "not_member", "the sender is not a member of the conversation");
+        return NULL;
+    }
+    return c;
+}
+
+static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
+                      const proc_limits_t *lim, proc_outcome_t *out)
+{
+    if (!valid_id(cmd->client_msg_id, cmd->client_msg_id_len, lim->max_id_bytes))
+        return reject(out, "invalid", "client_msg_id must be 1 to %lld bytes of printable UTF-8",
+                      lim->max_id_bytes);
+    /* A retry gets the first attempt's outcome, even if the sender has left since. */
+    proc_dedupe_key(cmd->convo_id, cmd->convo_id_len, cmd->sender_id, cmd->sender_id_len,
+                    cmd->client_msg_id, cmd->client_msg_id_len, out->dedupe_key);
+    proc_dd_t *d = kc_map_get(p->dedupe, out->dedupe_key, PROC_DEDUPE_KEY_BYTES);
+    proc_convo_t *c = kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len);
+    if (d) {
+        out->kind = OUT_DUPLICATE;
+        out->seq_no = d->seq_no;
+        if (c)
+            set_recipients(out, c);
+        return 0;
+    }
+    if (!(c = member_convo(p, cmd, out)))
+        return 0;
+    if ((long long)cmd->content_len > lim->max_content_bytes)
+        return reject(out, "too_large", "content is larger than %lld bytes",
+                      lim->max_content_bytes);
+    if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
+        return reject(out, "invalid", "content must be non-empty UTF-8");
+    out->seq_no = ++c->last_seq;
+    proc_part_restore_dedupe(p, out->dedupe_key, out->seq_no, now_ms);
+    mark_dirty(p, c);
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
+                         proc_outcome_t *out)
+{
+    proc_convo_t *c = member_convo(p, cmd, out);
+    if (!c || check_members(cmd, lim, out) != 0)
+        return 0;
+    if (cmd->kind == CMD_ADD_MEMBERS) {
+        size_t fresh = 0;
+        for (size_t i = 0; i < cmd->nmembers; i++)
+            fresh += find_member(c, cmd->members[i], cmd->member_lens[i]) < 0;
+        if ((long long)(c->nmembers + fresh) > lim->max_members)
+            return reject(out, "too_large", "a conversation has at most %lld members",
+                          lim->max_members);
+        for (size_t i = 0; i < cmd->nmembers; i++) {
+            if (find_member(c, cmd->members[i], cmd->member_lens[i]) < 0) {
+                add_member(c, cmd->members[i], cmd->member_lens[i]);
+                out_add(out, cmd->members[i], cmd->member_lens[i]);
+            }
+        }
+    } else {
+        /* Those removed still hear of their removal: take the recipients before. */
+        for (size_t i = 0; i < cmd->nmembers; i++) {
+            ssize_t at = find_member(c, cmd->members[i], cmd->member_lens[i]);
+            if (at < 0)
+                continue;
+            out_add(out, cmd->members[i], cmd->member_lens[i]);
+            free(c->members[at]);
+            c->members[at] = c->members[--c->nmembers];
+        }
+    }
+    if (out->nmembers)
+        mark_dirty(p, c);
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
+                         proc_outcome_t *out)
+{
+    (void)lim;
+    proc_convo_t *c = member_convo(p, cmd, out);
+    if (!c)
+        return 0;
+    if (cmd->seq_no < 1 || cmd->seq_no > c->last_seq)
+        return reject(out, "no_such_message", "seq_no %lld is not a message of the conversation",
+                      (long long)cmd->seq_no);
+    if (cmd->kind != CMD_SET_READ_MARKER)
+        return reject(out, "unsupported", "editing and deleting messages is not available yet");
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+int proc_apply(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms, const proc_limits_t *lim,
+               proc_outcome_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!valid_id(cmd->convo_id, cmd->convo_id_len, lim->max_id_bytes) ||
+        !valid_id(cmd->sender_id, cmd->sender_id_len, lim->max_id_bytes))
+        return reject(out, "invalid", "convo_id and sender_id must be 1 to %lld bytes of "
+                                      "printable UTF-8",
+                      lim->max_id_bytes);
+    switch (cmd->kind) {
+    case CMD_CREATE_CONVERSATION: return apply_create(p, cmd, lim, out);
+    case CMD_SEND_MESSAGE: return apply_send(p, cmd, now_ms, lim, out);
+    case CMD_ADD_MEMBERS:
+    case CMD_REMOVE_MEMBERS: return apply_members(p, cmd, lim, out);
+    case CMD_EDIT_MESSAGE:
+    case CMD_DELETE_MESSAGE:
+    case CMD_SET_READ_MARKER: return apply_seq_ref(p, cmd, lim, out);
+    }
+    return reject(out, "invalid", "unknown command");
+}
+
+void proc_outcome_free(proc_outcome_t *out)
+{
+    for (size_t i = 0; i < out->nmembers; i++)
+        free(out->members[i]);
+    free(out->members);
+    out->members = NULL;
+    out->nmembers = 0;
+}
+
+proc_convo_t **proc_part_take_dirty(proc_part_t *p, size_t *n)
+{
+    *n = p->ndirty;
+    for (size_t i = 0; i < p->ndirty; i++)
+        p->dirty[i]->dirty = 0;
+    p->ndirty = 0;
+    return p->dirty;
+}
+
+size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
+                        void (*fn)(const unsigned char *key, void *arg), void *arg)
+{
+    size_t n = 0;
+    while (p->oldest && p->oldest->created_at < now_ms - window_ms) {
+        proc_dd_t *d = p->oldest;
+        p->oldest = d->next;
+        if (!p->oldest)
+            p->newest = NULL;
+        /* A key restored twice has a newer node in the map: only drop the map's own. */
+        if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
+            (void)kc_map_remove(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES);
+            if (fn)
+                fn(d->key, arg);
+            n++;
+        }
+        free(d);
+    }
+    return n;
+}
+
+void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int64_t last_seq,
+                             const char *const *members, const size_t *lens, size_t n)
+{
+    proc_convo_t *c = kc_map_get(p->convos, id, id_len);
+    if (c) {
+        for (size_t i = 0; i < c->nmembers; i++)
+            free(c->members[i]);
+        c->nmembers = 0;
+    } else {
+        c = convo_new(p, id, id_len);
+    }
+    c->last_seq = last_seq;
+    for (size_t i = 0; i < n; i++)
+        add_member(c, members[i], lens[i]);
+}
+
+void proc_part_restore_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
+                              int64_t created_at)
+{
+    proc_dd_t *d = kc_xcalloc(1, sizeof(*d));
+    memcpy(d->key, key, PROC_DEDUPE_KEY_BYTES);
+    d->seq_no = seq_no;
+    d->created_at = created_at;
+    (void)kc_map_put(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES, d);
+    /* The FIFO owns the nodes; a replaced node stays in it until it expires. */
+    if (p->newest)
+        p->newest->next = d;
+    else
+        p->oldest = d;
+    p->newest = d;
+}
+
+void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo)
+{
+    if (is_convo) {
+        proc_convo_t *c = kc_map_remove(p->convos, key, klen);
+        if (c)
+            convo_free(c);
+    } else {
+        /* The FIFO still owns the node; it is freed when it expires or with the partition. */
+        (void)kc_map_remove(p->dedupe, key, klen);
+    }
+}

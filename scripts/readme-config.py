@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Rewrites the option tables in README.md from the binaries' --help-markdown, so the docs
+say what the code does (tests/system/test_docs.py checks they agree).
+
+    scripts/readme-config.py [BUILD_DIR]
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+root = Path(__file__).resolve().parents[1]
+build = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "build"
+readme = root / "README.md"
+text = readme.read_text()
+for d in ("gateway", "processor", "projector", "api"):
+    table = subprocess.run([str(build / d / f"kchat-{d}"), "--help-markdown"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    pattern = re.compile(rf"(### kchat-{d}\n\n)(\|.*?\n)(?=\n)", re.S)
+    text, n = pattern.subn(lambda m: m.group(1) + table + "\n", text)
+    if n != 1:
+        sys.exit(f"README.md: no table under '### kchat-{d}'")
+readme.write_text(text)

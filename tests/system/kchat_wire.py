@@ -1,0 +1,110 @@
+"""kchat's topics seen from outside: Confluent-framed Avro written and read with fastavro and
+confluent-kafka, independent of the C code under test."""
+import io
+import json
+import struct
+import time
+import uuid
+
+import fastavro
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import ROOT
+
+SCHEMAS = ROOT / "schemas"
+REGISTRY = json.loads((SCHEMAS / "registry.json").read_text())
+BY_ID = {}
+NEWEST = {}
+for subject, versions in REGISTRY["subjects"].items():
+    for v in versions:
+        parsed = fastavro.parse_schema(json.loads((SCHEMAS / v["file"]).read_text()))
+        BY_ID[v["id"]] = parsed
+    last = max(versions, key=lambda v: v["version"])
+    NEWEST[subject] = (last["id"], BY_ID[last["id"]])
+
+
+def encode(subject, record):
+    schema_id, schema = NEWEST[subject]
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, schema_id))
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def decode(data):
+    magic, schema_id = struct.unpack(">bI", data[:5])
+    assert magic == 0
+    return fastavro.schemaless_reader(io.BytesIO(data[5:]), BY_ID[schema_id], None,
+                                      return_record_name=True)
+
+
+def command(convo, sender, body_name, body, origin="gateway:0", command_id=None):
+    return {"command_id": command_id or str(uuid.uuid4()), "convo_id": convo, "sender_id": sender,
+            "issued_at": int(time.time() * 1000), "origin": origin,
+            "body": (f"io.kchat.{body_name}", body)}
+
+
+def send_message(convo, sender, client_msg_id, content="hello", origin="gateway:0"):
+    return command(convo, sender, "SendMessage",
+                   {"client_msg_id": client_msg_id, "content": content,
+                    "content_type": "text/plain"}, origin)
+
+
+class Commands:
+    """A producer of commands, keyed by conversation with the Java-compatible partitioner."""
+
+    def __init__(self, brokers):
+        self.p = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random",
+                           "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+
+    def send(self, cmd):
+        self.send_raw(cmd["convo_id"].encode(), encode("chat.commands-value", cmd))
+
+    def send_raw(self, key, value):
+        while True:
+            try:
+                self.p.produce("chat.commands", key=key, value=value)
+                return
+            except BufferError:
+                self.p.poll(0.05)
+
+    def flush(self):
+        assert self.p.flush(60) == 0
+
+
+def read_topic(brokers, topic, match, until, timeout=90.0, partitions=None):
+    """Reads `topic` (read_committed) from the start; collects decoded values for which
+    match(key, value, msg) holds, until until(collected) or the timeout."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"verify-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10)
+    parts = partitions if partitions is not None else list(md.topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if until(got):
+                return got
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            value = decode(msg.value()) if msg.value() else None
+            if match(msg.key(), value, msg):
+                got.append((msg, value))
+        return got
+    finally:
+        c.close()
+
+
+def events_of(brokers, convo, until, timeout=90.0):
+    key = convo.encode()
+    return [v for _, v in read_topic(brokers, "chat.events", lambda k, v, m: k == key, until,
+                                     timeout)]
+
+
+def body(event):
+    """(record name, fields) of an event's body."""
+    name, fields = event["body"]
+    return name.rsplit(".", 1)[-1], fields

@@ -1,0 +1,183 @@
+"""The processor against the real broker: commands in, the ordered, deduplicated event log out,
+read back with independent clients."""
+import os
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+from conftest import ROOT
+from kchat_wire import (Commands, body, command, decode, encode, events_of, read_topic,
+                        send_message)
+
+STACK = [str(ROOT / "scripts" / "stack.sh")]
+
+
+def new_convo(commands, brokers, members=("u2", "u3"), creator="u1"):
+    convo = f"c-{uuid.uuid4().hex[:12]}"
+    commands.send(command(convo, creator, "CreateConversation",
+                          {"title": "test", "members": list(members)}, origin="api:0"))
+    commands.flush()
+    evs = events_of(brokers, convo, lambda got: len(got) >= 1)
+    assert body(evs[0]) == ("ConversationCreated",
+                            {"title": "test", "members": [creator, *members]})
+    return convo
+
+
+def messages(evs):
+    return [body(e)[1] | {"actor": e["actor_id"]} for e in evs if body(e)[0] == "MessageCreated"]
+
+
+def assert_gap_free(msgs):
+    seqs = [m["seq_no"] for m in msgs]
+    assert seqs == list(range(1, len(seqs) + 1)), "seq_no must be 1, 2, 3, ... with no gap"
+
+
+@pytest.fixture(scope="module")
+def commands(brokers):
+    return Commands(brokers)
+
+
+def test_three_concurrent_senders(commands, brokers):
+    convo = new_convo(commands, brokers)
+    per_sender = 300
+
+    def sender(user):
+        c = Commands(brokers)
+        for i in range(per_sender):
+            c.send(send_message(convo, user, f"{user}-{i}", f"message {i} from {user}"))
+        c.flush()
+
+    threads = [threading.Thread(target=sender, args=(u,)) for u in ("u1", "u2", "u3")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    want = 1 + 3 * per_sender
+    msgs = messages(events_of(brokers, convo, lambda got: len(got) >= want))
+    assert len(msgs) == 3 * per_sender
+    assert_gap_free(msgs)
+    ids = [m["client_msg_id"] for m in msgs]
+    assert len(set(ids)) == len(ids)
+    for m in msgs:
+        assert m["client_msg_id"].startswith(m["actor"] + "-")
+        assert m["server_msg_id"] == f"{convo}:{m['seq_no']}"
+    # Each sender's own messages keep their order.
+    for u in ("u1", "u2", "u3"):
+        mine = [int(m["client_msg_id"].split("-")[1]) for m in msgs if m["actor"] == u]
+        assert mine == sorted(mine)
+
+
+def acks_for(brokers, convo, n, slot=0):
+    key = convo.encode()
+    got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key and v["ack"],
+                     lambda g: len(g) >= n, partitions=[slot])
+    return [v["ack"][1] for _, v in got]
+
+
+def test_a_retry_gets_the_same_ids_and_creates_nothing(commands, brokers):
+    convo = new_convo(commands, brokers)
+    for _ in range(3):
+        commands.send(send_message(convo, "u2", "retry-1", "only once"))
+    commands.send(send_message(convo, "u2", "after", "next"))
+    commands.flush()
+    msgs = messages(events_of(brokers, convo, lambda got: len(got) >= 3))
+    assert [m["client_msg_id"] for m in msgs] == ["retry-1", "after"]
+    assert_gap_free(msgs)
+    acks = acks_for(brokers, convo, 4)
+    statuses = [(a["client_msg_id"], a["status"], a["seq_no"], a["server_msg_id"]) for a in acks]
+    first = ("retry-1", "ok", 1, f"{convo}:1")
+    dup = ("retry-1", "duplicate", 1, f"{convo}:1")
+    assert statuses == [first, dup, dup, ("after", "ok", 2, f"{convo}:2")]
+
+
+def test_a_retry_after_a_restart_is_still_recognised(commands, brokers):
+    convo = new_convo(commands, brokers)
+    commands.send(send_message(convo, "u1", "before-restart"))
+    commands.flush()
+    assert len(messages(events_of(brokers, convo, lambda got: len(got) >= 2))) == 1
+    subprocess.run(STACK + ["restart", "processor"], check=True, capture_output=True)
+    commands.send(send_message(convo, "u1", "before-restart"))
+    commands.send(send_message(convo, "u1", "after-restart"))
+    commands.flush()
+    msgs = messages(events_of(brokers, convo, lambda got: len(got) >= 3))
+    assert [(m["client_msg_id"], m["seq_no"]) for m in msgs] == [("before-restart", 1),
+                                                                  ("after-restart", 2)]
+    acks = acks_for(brokers, convo, 3)
+    assert [(a["status"], a["seq_no"]) for a in acks] == [("ok", 1), ("duplicate", 1), ("ok", 2)]
+
+
+def test_rules_reject_with_a_reason(commands, brokers):
+    convo = new_convo(commands, brokers)
+    commands.send(send_message(convo, "stranger", "x-1"))                     # not a member
+    commands.send(send_message(f"nope-{uuid.uuid4().hex}", "u1", "x-2"))        # no conversation
+    commands.send(send_message(convo, "u1", "x-3", "a" * 20000))               # too large
+    commands.send(send_message(convo, "u1", "", "empty id"))                   # invalid id
+    commands.send(command(convo, "u1", "CreateConversation", {"title": "again", "members": []}))
+    # Invalid UTF-8 in a string: written by hand, since fastavro only writes valid text.
+    raw = encode("chat.commands-value", send_message(convo, "u1", "x-5", "XXXX"))
+    commands.send_raw(convo.encode(), raw.replace(b"\x08XXXX", b"\x08\xff\xfe\xc0\xaf"))
+    commands.send(command(convo, "u1", "SetReadMarker", {"seq_no": 5}))          # no such message
+    commands.send(send_message(convo, "u1", "ok-1", "fine"))
+    commands.flush()
+    evs = events_of(brokers, convo, lambda got: len(got) >= 8)
+    got = [(body(e)[0], body(e)[1].get("reason")) for e in evs[1:]]
+    assert got == [("CommandRejected", "not_member"), ("CommandRejected", "too_large"),
+                   ("CommandRejected", "invalid"), ("CommandRejected", "conversation_exists"),
+                   ("CommandRejected", "invalid"), ("CommandRejected", "no_such_message"),
+                   ("MessageCreated", None)]
+    assert body(evs[-1])[1]["seq_no"] == 1
+    rejected = body(evs[1])[1]
+    assert rejected["client_msg_id"] == "x-1" and rejected["command_type"] == "SendMessage"
+
+
+def test_membership_changes(commands, brokers):
+    convo = new_convo(commands, brokers, members=("u2",))
+    commands.send(command(convo, "u1", "AddMembers", {"members": ["u3", "u2"]}))
+    commands.send(send_message(convo, "u3", "from-u3"))
+    commands.send(command(convo, "u3", "RemoveMembers", {"members": ["u3"]}))
+    commands.send(send_message(convo, "u3", "too-late"))
+    commands.flush()
+    evs = events_of(brokers, convo, lambda got: len(got) >= 5)
+    assert [body(e) for e in evs[1:4]] == [
+        ("MembersAdded", {"members": ["u3"]}),
+        ("MessageCreated", {"seq_no": 1, "server_msg_id": f"{convo}:1",
+                            "client_msg_id": "from-u3", "content": "hello",
+                            "content_type": "text/plain"}),
+        ("MembersRemoved", {"members": ["u3"]})]
+    assert body(evs[4])[1]["reason"] == "not_member"
+
+
+def test_poison_records_are_dead_lettered_and_the_rest_flows(commands, brokers):
+    convo = new_convo(commands, brokers)
+    key = convo.encode()
+    poison = [b"not avro at all", b"\x01\x00\x00\x00\x01abc", b"\x00\x00\x00\x03\xe7\x02",
+              encode("chat.events-value", {"event_id": "e", "convo_id": convo, "actor_id": "u1",
+                                           "occurred_at": 0, "command_id": "c",
+                                           "origin": "x", "body": ("io.kchat.MessageDeleted",
+                                                                   {"seq_no": 1})})]
+    for p in poison:
+        commands.send_raw(key, p)
+    commands.send(send_message(convo, "u1", "after-poison"))
+    commands.flush()
+    msgs = messages(events_of(brokers, convo, lambda got: len(got) >= 2))
+    assert [m["client_msg_id"] for m in msgs] == ["after-poison"]
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"dlq-{uuid.uuid4().hex[:6]}",
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("chat.commands.dlq", 0, 0)])
+    found = []
+    for _ in range(300):
+        m = c.poll(0.2)
+        if m is not None and not m.error() and m.key() == key:
+            found.append((m.value(), dict(m.headers() or [])))
+        if len(found) == len(poison):
+            break
+    c.close()
+    assert [v for v, _ in found] == poison, "each poison record is kept whole"
+    reasons = [h["kchat-error"].decode() for _, h in found]
+    assert "magic byte" in reasons[1]
+    assert "unknown schema id" in reasons[2]
+    assert "not a command" in reasons[3]
+    assert all(h["kchat-source"].decode().startswith("chat.commands/") for _, h in found)
