@@ -73,50 +73,57 @@ static void apply_record(proc_part_t *p, kc_schemas_t *s, const rd_kafka_message
     kc_avro_msg_free(&msg);
 }
 
-proc_part_t *proc_restore(rd_kafka_t *rk, kc_schemas_t *s, const char *topic, int32_t partition,
-                          int timeout_ms, proc_restore_stats_t *stats, char *errstr,
-                          size_t errstr_size)
+int proc_restore(rd_kafka_t *rk, kc_schemas_t *s, const char *topic, const int32_t *partitions,
+                 int n, proc_part_t **out, int timeout_ms, proc_restore_stats_t *stats,
+                 char *errstr, size_t errstr_size)
 {
     uint64_t t0 = kc_mono_ns();
-    proc_part_t *p = proc_part_new(partition);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t err = rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err) {
-        kc_strlcpyf(errstr, errstr_size, "cannot read %s[%d]: %s", topic, (int)partition,
-                    rd_kafka_err2str(err));
-        proc_part_destroy(p);
-        return NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++) {
+        out[i] = proc_part_new(partitions[i]);
+        rd_kafka_topic_partition_list_add(l, topic, partitions[i])->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
     }
+    rd_kafka_resp_err_t err = n ? rd_kafka_assign(rk, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_destroy(l);
+    int left = err ? -1 : n;
+    if (err)
+        kc_strlcpyf(errstr, errstr_size, "cannot read %s: %s", topic, rd_kafka_err2str(err));
     long long records = 0;
-    int done = 0;
-    while (!done) {
+    while (left > 0) {
         if ((kc_mono_ns() - t0) / 1000000 > (uint64_t)timeout_ms) {
-            kc_strlcpyf(errstr, errstr_size, "restoring %s[%d] took longer than %d ms", topic,
-                        (int)partition, timeout_ms);
+            kc_strlcpyf(errstr, errstr_size, "restoring %s took longer than %d ms", topic,
+                        timeout_ms);
             break;
         }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m)
             continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            done = 1;
+        int i = 0;
+        while (i < n && partitions[i] != m->partition)
+            i++;
+        if (i == n) {
+            /* not ours */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            left--;
         } else if (m->err) {
             kc_log_warn("restore: %s", rd_kafka_message_errstr(m));
         } else {
-            apply_record(p, s, m);
+            apply_record(out[i], s, m);
             records++;
         }
         rd_kafka_message_destroy(m);
     }
-    if (rd_kafka_assign(rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (n && rd_kafka_assign(rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR)
         kc_log_warn("restore: unassign failed");
-    if (!done) {
-        proc_part_destroy(p);
-        return NULL;
+    if (left != 0) {
+        for (int i = 0; i < n; i++) {
+            proc_part_destroy(out[i]);
+            out[i] = NULL;
+        }
+        return -1;
     }
     stats->records = records;
     stats->seconds = (double)(kc_mono_ns() - t0) / 1e9;
-    return p;
+    return 0;
 }

@@ -17,12 +17,12 @@ typedef struct {
     double seconds;
 } proc_restore_stats_t;
 
-/* Reads partition `partition` of the state topic from its start to its end (the last stable
- * offset: only committed state) with `rk`, an assign-only read_committed consumer with
- * enable.partition.eof, and builds the partition's state. Blocking; returns NULL with errstr
- * on failure. */
-proc_part_t *proc_restore(rd_kafka_t *rk, kc_schemas_t *s, const char *topic, int32_t partition,
-                          int timeout_ms, proc_restore_stats_t *stats, char *errstr,
-                          size_t errstr_size);
+/* Reads the given partitions of the state topic from their start to their end (the last
+ * stable offset: only committed state), all at once, with `rk`, an assign-only
+ * read_committed consumer with enable.partition.eof, and builds each partition's state into
+ * out[i]. Blocking; returns 0, or -1 with errstr (out is then left empty). */
+int proc_restore(rd_kafka_t *rk, kc_schemas_t *s, const char *topic, const int32_t *partitions,
+                 int n, proc_part_t **out, int timeout_ms, proc_restore_stats_t *stats,
+                 char *errstr, size_t errstr_size);
 
 #endif

@@ -33,6 +33,7 @@ typedef struct {
     long long batch_max;
     long long transaction_timeout_ms;
     long long restore_timeout_ms;
+    long long session_timeout_ms;
     proc_limits_t lim;
 } proc_cfg_t;
 
@@ -65,6 +66,8 @@ static const kc_cfg_opt_t proc_opts[] = {
      1000, 900000, "the broker aborts a transaction open this long (a dead instance's)"},
     {"restore-timeout-ms", KC_CFG_INT, offsetof(proc_cfg_t, restore_timeout_ms), "300000", 1000,
      3600000, "longest the restore of one partition's state may take"},
+    {"session-timeout-ms", KC_CFG_INT, offsetof(proc_cfg_t, session_timeout_ms), "10000", 6000,
+     300000, "how long the group waits for a silent instance before moving its partitions"},
     {"max-content-bytes", KC_CFG_INT, offsetof(proc_cfg_t, lim.max_content_bytes), "16384", 1,
      900000, "largest message text accepted"},
     {"max-members", KC_CFG_INT, offsetof(proc_cfg_t, lim.max_members), "1000", 2, 100000,
@@ -88,6 +91,7 @@ typedef struct {
     proc_part_t **parts;   /* by command partition; NULL when not assigned */
     int64_t *next_offset;  /* by partition: the offset to commit, -1 when untouched */
     int in_txn;
+    int txn_broken; /* something of this transaction was not written: it must abort */
     uint64_t txn_started_ns;
     long long txn_commands;
     uv_timer_t commit_timer, expire_timer;
@@ -100,6 +104,7 @@ typedef struct {
 } proc_t;
 
 static void commit(proc_t *p);
+static void fail(proc_t *p, const char *why);
 
 /* ---- producing ---- */
 
@@ -112,8 +117,14 @@ static int produce(proc_t *p, const char *topic, int32_t partition, const void *
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (err) {
+                kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_STR("topic", topic)), "produce failed: %s",
+                          rd_kafka_err2str(err));
+                p->txn_broken = 1;
+            }
             return err ? -EIO : 0;
+        }
         rd_kafka_poll(p->producer.rk, 10);
     }
 }
@@ -126,9 +137,11 @@ static int begin(proc_t *p)
     if (e) {
         kc_log_error("cannot begin a transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
+        fail(p, "cannot begin a transaction");
         return -EIO;
     }
     p->in_txn = 1;
+    p->txn_broken = 0;
     p->txn_started_ns = kc_mono_ns();
     p->txn_commands = 0;
     return 0;
@@ -171,7 +184,9 @@ static void on_dedupe_written(proc_t *p, proc_part_t *part, const proc_outcome_t
 {
     proc_key_dedupe(&p->key, o->dedupe_key);
     kc_buf_reset(&p->val);
-    if (proc_encode_dedupe_entry(p->schemas, o->seq_no, now, &p->val) == 0)
+    if (proc_encode_dedupe_entry(p->schemas, o->seq_no, now, &p->val) != 0)
+        p->txn_broken = 1;
+    else
         (void)produce(p, p->cfg.state_topic, part->partition, p->key.data, p->key.len,
                       p->val.data, p->val.len, NULL);
 }
@@ -185,6 +200,7 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
     if (!part) {
         kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("partition", m->partition)),
                   "command from a partition without state");
+        p->txn_broken = 1;
         return;
     }
     if (!m->payload || proc_command_decode(p->schemas, m->payload, m->len, &msg, &cmd, err,
@@ -197,9 +213,10 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
     (void)proc_apply(part, &cmd, now, &p->cfg.lim, &o);
     kc_buf_reset(&p->event);
     if (o.kind != OUT_DUPLICATE) {
-        if (proc_encode_event(p->schemas, &cmd, &o, now, &p->event) == 0 &&
-            produce(p, p->cfg.events_topic, part->partition, cmd.convo_id, cmd.convo_id_len,
-                    p->event.data, p->event.len, NULL) == 0)
+        if (proc_encode_event(p->schemas, &cmd, &o, now, &p->event) != 0)
+            p->txn_broken = 1;
+        else if (produce(p, p->cfg.events_topic, part->partition, cmd.convo_id,
+                         cmd.convo_id_len, p->event.data, p->event.len, NULL) == 0)
             kc_counter_inc(p->events);
         if (o.kind == OUT_REJECTED) {
             const char *lbl[] = {"reason", o.reason, NULL};
@@ -222,7 +239,9 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
         kc_buf_reset(&p->delivery);
         if (proc_encode_delivery(p->schemas, slot, &cmd, &sender, 1,
                                  o.kind == OUT_DUPLICATE ? NULL : &p->event, status, &o,
-                                 &p->delivery) == 0)
+                                 &p->delivery) != 0)
+            p->txn_broken = 1;
+        else
             (void)produce(p, p->cfg.deliveries_topic, slot, cmd.convo_id, cmd.convo_id_len,
                           p->delivery.data, p->delivery.len, NULL);
         free(sender);
@@ -243,32 +262,42 @@ static void write_dirty_state(proc_t *p)
         for (size_t k = 0; k < n; k++) {
             proc_key_convo(&p->key, dirty[k]->id);
             kc_buf_reset(&p->val);
-            if (proc_encode_convo_state(p->schemas, dirty[k], &p->val) == 0)
+            if (proc_encode_convo_state(p->schemas, dirty[k], &p->val) != 0)
+                p->txn_broken = 1;
+            else
                 (void)produce(p, p->cfg.state_topic, i, p->key.data, p->key.len, p->val.data,
                               p->val.len, NULL);
         }
     }
 }
 
-static proc_part_t *restore_one(proc_t *p, int32_t partition)
+/* Restores the given partitions' state into p->parts. */
+static int restore(proc_t *p, const int32_t *partitions, int n)
 {
     proc_restore_stats_t st;
     char err[256];
-    proc_part_t *part = proc_restore(p->restorer, p->schemas, p->cfg.state_topic, partition,
-                                     (int)p->cfg.restore_timeout_ms, &st, err, sizeof(err));
-    if (!part) {
-        kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("partition", partition)), "restore failed: %s",
-                  err);
-        return NULL;
+    proc_part_t **out = kc_xcalloc(n ? (size_t)n : 1, sizeof(proc_part_t *));
+    int rc = proc_restore(p->restorer, p->schemas, p->cfg.state_topic, partitions, n, out,
+                          (int)p->cfg.restore_timeout_ms, &st, err, sizeof(err));
+    if (rc == 0) {
+        size_t convos = 0;
+        for (int i = 0; i < n; i++) {
+            proc_part_destroy(p->parts[partitions[i]]);
+            p->parts[partitions[i]] = out[i];
+            convos += kc_map_size(out[i]->convos);
+        }
+        kc_histogram_observe(p->restore_seconds, st.seconds);
+        kc_counter_add(p->restored, (double)st.records);
+        kc_log_kv(KC_LOG_INFO,
+                  KC_FIELDS(KC_INT("partitions", n), KC_INT("records", st.records),
+                            KC_INT("conversations", convos),
+                            KC_INT("restore_ms", (long long)(st.seconds * 1000))),
+                  "state restored");
+    } else {
+        kc_log_error("restore failed: %s", err);
     }
-    kc_histogram_observe(p->restore_seconds, st.seconds);
-    kc_counter_add(p->restored, (double)st.records);
-    kc_log_kv(KC_LOG_INFO,
-              KC_FIELDS(KC_INT("partition", partition), KC_INT("records", st.records),
-                        KC_INT("conversations", kc_map_size(part->convos)),
-                        KC_INT("restore_ms", (long long)(st.seconds * 1000))),
-              "state restored");
-    return part;
+    free(out);
+    return rc;
 }
 
 static void fail(proc_t *p, const char *why)
@@ -282,17 +311,20 @@ static void fail(proc_t *p, const char *why)
 static void recover(proc_t *p)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->npartitions);
+    int32_t *ids = kc_xcalloc((size_t)p->npartitions, sizeof(int32_t));
+    int n = 0;
     for (int32_t i = 0; i < p->npartitions; i++) {
         if (!p->parts[i])
             continue;
-        proc_part_destroy(p->parts[i]);
-        p->parts[i] = restore_one(p, i);
-        if (!p->parts[i]) {
-            rd_kafka_topic_partition_list_destroy(l);
-            fail(p, "cannot restore state after an aborted transaction");
-            return;
-        }
+        ids[n++] = i;
         rd_kafka_topic_partition_list_add(l, p->cfg.commands_topic, i);
+    }
+    int rc = restore(p, ids, n);
+    free(ids);
+    if (rc != 0) {
+        rd_kafka_topic_partition_list_destroy(l);
+        fail(p, "cannot restore state after an aborted transaction");
+        return;
     }
     rd_kafka_resp_err_t err = rd_kafka_committed(p->consumer.rk, l, 30000);
     for (int i = 0; !err && i < l->cnt; i++)
@@ -323,6 +355,17 @@ static void commit(proc_t *p)
                 p->next_offset[i];
     uint64_t t0 = kc_mono_ns();
     rd_kafka_error_t *e = NULL;
+    if (p->txn_broken) {
+        e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "a record of the transaction was not "
+                                                          "written");
+        rd_kafka_topic_partition_list_destroy(offs);
+        p->in_txn = 0;
+        for (int32_t i = 0; i < p->npartitions; i++)
+            p->next_offset[i] = -1;
+        kc_log_warn("%s: aborting", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        goto do_abort;
+    }
     if (offs->cnt) {
         rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(p->consumer.rk);
         e = rd_kafka_send_offsets_to_transaction(p->producer.rk, offs, g, -1);
@@ -353,6 +396,7 @@ static void commit(proc_t *p)
         fail(p, "fatal transaction error (fenced by a newer instance?)");
         return;
     }
+do_abort:
     e = rd_kafka_abort_transaction(p->producer.rk, -1);
     kc_counter_inc(p->aborts);
     if (e) {
@@ -453,23 +497,27 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     proc_t *p = opaque;
     int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t part = parts->elems[i].partition;
-            if (part >= p->npartitions || p->parts[part])
-                continue;
-            p->parts[part] = restore_one(p, part);
-            if (!p->parts[part])
-                fail(p, "cannot restore state");
-        }
+        int32_t *ids = kc_xcalloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(int32_t));
+        int n = 0;
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].partition < p->npartitions && !p->parts[parts->elems[i].partition])
+                ids[n++] = parts->elems[i].partition;
+        if (restore(p, ids, n) != 0)
+            fail(p, "cannot restore state");
+        free(ids);
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("partitions", parts->cnt)), "partitions assigned");
     } else {
         /* What was done for these partitions commits with their offsets before they go. */
         if (rd_kafka_assignment_lost(rk)) {
             if (p->in_txn) {
                 rd_kafka_error_t *e = rd_kafka_abort_transaction(p->producer.rk, -1);
-                if (e)
-                    rd_kafka_error_destroy(e);
+                kc_counter_inc(p->aborts);
                 p->in_txn = 0;
+                if (e) {
+                    kc_log_error("abort failed: %s", rd_kafka_error_string(e));
+                    rd_kafka_error_destroy(e);
+                    fail(p, "cannot abort the transaction of a lost assignment");
+                }
             }
         } else {
             commit(p);
@@ -589,7 +637,13 @@ static int start(proc_t *p, char *err, size_t errlen)
                           .check_name = "kafka_consumer",
                           .rebalance_cb = on_rebalance,
                           .opaque = p};
-    const char *cons_over[] = {"partition.assignment.strategy", "cooperative-sticky", NULL};
+    /* No static membership (group.instance.id): with librdkafka 2.0.2 a static member that
+     * rejoined under cooperative-sticky was seen to hold a partition without fetching it.
+     * A dead instance's partitions move after session-timeout-ms instead. */
+    char session[32];
+    kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
+    const char *cons_over[] = {"partition.assignment.strategy", "cooperative-sticky",
+                               "session.timeout.ms", session, NULL};
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, p->cfg.group_id, cons_over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_commands, p, err, errlen) != 0)
         return -1;
@@ -603,7 +657,7 @@ static int start(proc_t *p, char *err, size_t errlen)
         kc_kafka_bind(&p->producer, p->app.loop, rk, on_producer_events, p, err, errlen) != 0)
         return -1;
     kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers, .client_id = "processor-restore"};
-    const char *rest_over[] = {"enable.partition.eof", "true", NULL};
+    const char *rest_over[] = {"enable.partition.eof", "true", "fetch.wait.max.ms", "10", NULL};
     char rgroup[300];
     kc_strlcpyf(rgroup, sizeof(rgroup), "%s-restore", p->cfg.group_id);
     p->restorer = kc_kafka_consumer_new(&ro, rgroup, rest_over, err, errlen);

@@ -163,6 +163,18 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
         return reject(out, "invalid", "title must be UTF-8 of at most %d bytes", MAX_TITLE_BYTES);
     if (check_members(cmd, lim, out) != 0)
         return 0;
+    size_t distinct = 1; /* the creator */
+    for (size_t i = 0; i < cmd->nmembers; i++) {
+        int seen = cmd->member_lens[i] == cmd->sender_id_len &&
+                   memcmp(cmd->members[i], cmd->sender_id, cmd->sender_id_len) == 0;
+        for (size_t k = 0; !seen && k < i; k++)
+            seen = cmd->member_lens[k] == cmd->member_lens[i] &&
+                   memcmp(cmd->members[k], cmd->members[i], cmd->member_lens[i]) == 0;
+        distinct += !seen;
+    }
+    if ((long long)distinct > lim->max_members)
+        return reject(out, "too_large", "a conversation has at most %lld members",
+                      lim->max_members);
     proc_convo_t *c = convo_new(p, cmd->convo_id, cmd->convo_id_len);
     add_member(c, cmd->sender_id, cmd->sender_id_len);
     for (size_t i = 0; i < cmd->nmembers; i++)
@@ -244,7 +256,7 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
             }
         }
     } else {
-        /* Those removed still hear of their removal: take the recipients before. */
+        /* The event names those removed; the recipients are the members that remain. */
         for (size_t i = 0; i < cmd->nmembers; i++) {
             ssize_t at = find_member(c, cmd->members[i], cmd->member_lens[i]);
             if (at < 0)

@@ -181,3 +181,4 @@ def test_poison_records_are_dead_lettered_and_the_rest_flows(commands, brokers):
     assert "unknown schema id" in reasons[2]
     assert "not a command" in reasons[3]
     assert all(h["kchat-source"].decode().startswith("chat.commands/") for _, h in found)
+
