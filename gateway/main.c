@@ -114,21 +114,10 @@ static int start(gw_t *g, char *err, size_t errlen)
         kc_kafka_bind(&g->producer, g->app.loop, rk, on_producer_events, g, err, errlen) != 0)
         return -1;
     /* A slot is a partition: one beyond the topic would read nothing, healthy and useless. */
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(g->consumer.rk, g->cfg.deliveries_topic, NULL);
-    rd_kafka_resp_err_t merr = t ? rd_kafka_metadata(g->consumer.rk, 0, t, &md, 10000)
-                                 : RD_KAFKA_RESP_ERR__INVALID_ARG;
-    int partitions = !merr && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt
-                                                                        : -1;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    if (t)
-        rd_kafka_topic_destroy(t);
-    if (partitions < 0) {
-        kc_strlcpyf(err, errlen, "cannot read the partitions of %s: %s", g->cfg.deliveries_topic,
-                    merr ? rd_kafka_err2str(merr) : "unknown topic");
+    int32_t partitions =
+        kc_kafka_partition_count(g->consumer.rk, g->cfg.deliveries_topic, 10000, err, errlen);
+    if (partitions < 0)
         return -1;
-    }
     if (g->cfg.slot >= partitions) {
         kc_strlcpyf(err, errlen, "invalid value for slot: %lld, but %s has %d partitions (slots 0..%d)",
                     g->cfg.slot, g->cfg.deliveries_topic, partitions, partitions - 1);

@@ -424,14 +424,12 @@ int kc_avro_decode(kc_schemas_t *s, const void *buf, size_t len, kc_avro_msg_t *
         return -ENOMEM;
     }
     avro_reader_t r = avro_reader_memory((const char *)p + 5, (int64_t)(len - 5));
+    /* validate() has already proved the bytes are exactly one record of this schema. */
     int rc = r ? avro_value_read(r, &out->value) : ENOMEM;
-    char extra;
-    int trailing = rc == 0 && avro_read(r, &extra, 1) == 0;
     if (r)
         avro_reader_free(r);
-    if (rc != 0 || trailing) {
-        kc_strlcpyf(errstr, errstr_size, "%s",
-                    trailing ? "bytes left over after the record" : "malformed Avro data");
+    if (rc != 0) {
+        kc_strlcpyf(errstr, errstr_size, "malformed Avro data");
         avro_value_decref(&out->value);
         memset(out, 0, sizeof(*out));
         return -EBADMSG;

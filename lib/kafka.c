@@ -119,18 +119,45 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         KC_STR("protocol", coop ? "cooperative" : "eager")),
               assign ? "partitions assigned" : "partitions revoked");
     kc_buf_free(&list);
-    if (coop) {
+    (void)kc_kafka_rebalance_apply(rk, err, parts);
+}
+
+int kc_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *parts)
+{
+    int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    if (strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
         rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(rk, parts)
                                      : rd_kafka_incremental_unassign(rk, parts);
-        if (e) {
-            kc_log_error("incremental rebalance failed: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
-    } else {
-        rd_kafka_resp_err_t e = rd_kafka_assign(rk, assign ? parts : NULL);
-        if (e)
-            kc_log_error("rebalance failed: %s", rd_kafka_err2str(e));
+        if (!e)
+            return 0;
+        kc_log_error("incremental rebalance failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -EIO;
     }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, assign ? parts : NULL);
+    if (!e)
+        return 0;
+    kc_log_error("rebalance failed: %s", rd_kafka_err2str(e));
+    return -EIO;
+}
+
+int32_t kc_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                                 size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err = t ? rd_kafka_metadata(rk, 0, t, &md, timeout_ms)
+                                : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    int32_t n = !err && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : -1;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (t)
+        rd_kafka_topic_destroy(t);
+    if (n < 0)
+        kc_strlcpyf(errstr, errstr_size, "cannot read the partitions of %s: %s", topic,
+                    err ? rd_kafka_err2str(err) : "unknown topic");
+    return n;
 }
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)

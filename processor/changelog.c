@@ -68,7 +68,7 @@ static void apply_record(proc_part_t *p, kc_schemas_t *s, const rd_kafka_message
     } else if (key[0] == 'd' && strcmp(bname, "DedupeEntry") == 0 &&
                kc_avro_get_long(s, &b, "seq_no", &seq) == 0 &&
                kc_avro_get_long(s, &b, "created_at", &created) == 0) {
-        proc_part_restore_dedupe(p, (const unsigned char *)key + 1, seq, created);
+        proc_part_add_dedupe(p, (const unsigned char *)key + 1, seq, created);
     }
     kc_avro_msg_free(&msg);
 }

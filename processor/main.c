@@ -495,7 +495,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     proc_t *p = opaque;
-    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         int32_t *ids = kc_xcalloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(int32_t));
         int n = 0;
@@ -532,17 +531,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("partitions", parts->cnt)), "partitions revoked");
     }
-    int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
-    if (coop) {
-        rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(rk, parts)
-                                     : rd_kafka_incremental_unassign(rk, parts);
-        if (e) {
-            kc_log_error("rebalance: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
-    } else if (rd_kafka_assign(rk, assign ? parts : NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        kc_log_error("rebalance: assign failed");
-    }
+    (void)kc_kafka_rebalance_apply(rk, err, parts);
 }
 
 /* ---- start and stop ---- */
@@ -575,23 +564,6 @@ static void on_stop(kc_daemon_t *d, void *arg)
     }
     kc_app_close_admin(&p->app);
     kc_daemon_finish(d);
-}
-
-static int32_t partition_count(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t merr = t ? rd_kafka_metadata(rk, 0, t, &md, 15000)
-                                 : RD_KAFKA_RESP_ERR__INVALID_ARG;
-    int32_t n = !merr && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : -1;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    if (t)
-        rd_kafka_topic_destroy(t);
-    if (n < 0)
-        kc_strlcpyf(err, errlen, "cannot read the partitions of %s: %s", topic,
-                    merr ? rd_kafka_err2str(merr) : "unknown topic");
-    return n;
 }
 
 static int start(proc_t *p, char *err, size_t errlen)
@@ -664,11 +636,13 @@ static int start(proc_t *p, char *err, size_t errlen)
     if (!p->restorer)
         return -1;
 
-    p->npartitions = partition_count(p->consumer.rk, p->cfg.commands_topic, err, errlen);
+    p->npartitions = kc_kafka_partition_count(p->consumer.rk, p->cfg.commands_topic, 15000, err, errlen);
     int32_t nstate = p->npartitions > 0
-                         ? partition_count(p->consumer.rk, p->cfg.state_topic, err, errlen)
+                         ? kc_kafka_partition_count(p->consumer.rk, p->cfg.state_topic, 15000,
+                                                    err, errlen)
                          : -1;
-    p->nslots = nstate > 0 ? partition_count(p->consumer.rk, p->cfg.deliveries_topic, err, errlen)
+    p->nslots = nstate > 0 ? kc_kafka_partition_count(p->consumer.rk, p->cfg.deliveries_topic,
+                                                      15000, err, errlen)
                            : -1;
     if (p->npartitions < 0 || nstate < 0 || p->nslots < 0)
         return -1;

@@ -229,7 +229,7 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
         return reject(out, "invalid", "content must be non-empty UTF-8");
     out->seq_no = ++c->last_seq;
-    proc_part_restore_dedupe(p, out->dedupe_key, out->seq_no, now_ms);
+    proc_part_add_dedupe(p, out->dedupe_key, out->seq_no, now_ms);
     mark_dirty(p, c);
     set_recipients(out, c);
     out->kind = OUT_ACCEPTED;
@@ -366,7 +366,7 @@ void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int6
         add_member(c, members[i], lens[i]);
 }
 
-void proc_part_restore_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
+void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
                               int64_t created_at)
 {
     proc_dd_t *d = kc_xcalloc(1, sizeof(*d));

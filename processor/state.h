@@ -121,11 +121,11 @@ proc_convo_t **proc_part_take_dirty(proc_part_t *p, size_t *n);
 size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
                         void (*fn)(const unsigned char *key, void *arg), void *arg);
 
-/* Restore: set a conversation's state, or a dedupe entry, as read from the changelog;
- * forget a key on a tombstone. */
+/* Restore: set a conversation's state, or add a dedupe entry (also how proc_apply records an
+ * accepted message), as read from the changelog; forget a key on a tombstone. */
 void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int64_t last_seq,
                              const char *const *members, const size_t *lens, size_t n);
-void proc_part_restore_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
+void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
                               int64_t created_at);
 void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo);
 

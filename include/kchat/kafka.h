@@ -70,6 +70,17 @@ kc_kafka_watch_t *kc_kafka_watch_new(uv_loop_t *loop, rd_kafka_queue_t *q, kc_ka
  * NULL is a no-op. */
 void kc_kafka_watch_close(kc_kafka_watch_t *w);
 
+/* Applies a rebalance as librdkafka requires: incremental (un)assign under the cooperative
+ * protocol, assign / unassign under the eager one. For rebalance_cb replacements that do
+ * their own work first. Returns 0 or -EIO (logged). */
+int kc_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *parts);
+
+/* The partition count of a topic from the cluster's metadata (blocking, at start-up), or -1
+ * with errstr. */
+int32_t kc_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                                 size_t errstr_size);
+
 /* A client bound to the loop: its serving queue (the consumer queue for consumers, the main
  * queue for producers) and the watch on it. */
 typedef struct {
