@@ -92,6 +92,7 @@ static int start(api_t *a, char *err, size_t errlen)
     a->redis = kc_redis_new(a->app.loop, a->cfg.redis.host, (int)a->cfg.redis.port,
                             (int)a->cfg.redis.timeout_ms, a->app.health, "redis");
     kc_kafka_opts_t ko = {.brokers = a->cfg.kafka.brokers,
+                          .debug = a->cfg.kafka.debug,
                           .health = a->app.health,
                           .metrics = a->app.metrics,
                           .client_id = "api-producer",

@@ -292,6 +292,13 @@ int ctl_topics(const ctl_cfg_t *cfg)
         failed = 1;
         goto out;
     }
+    if (cfg->kafka.debug && *cfg->kafka.debug &&
+        rd_kafka_conf_set(conf, "debug", cfg->kafka.debug, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "%s\n", err);
+        rd_kafka_conf_destroy(conf);
+        failed = 1;
+        goto out;
+    }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "%s\n", err);

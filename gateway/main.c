@@ -98,6 +98,7 @@ static int start(gw_t *g, char *err, size_t errlen)
     kc_strlcpyf(client, sizeof(client), "gateway-%lld-consumer", g->cfg.slot);
     kc_strlcpyf(group, sizeof(group), "kchat-gateway-%lld", g->cfg.slot);
     kc_kafka_opts_t ko = {.brokers = g->cfg.kafka.brokers,
+                          .debug = g->cfg.kafka.debug,
                           .health = g->app.health,
                           .metrics = g->app.metrics,
                           .client_id = client,

@@ -206,7 +206,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     if (conf_set(conf, "bootstrap.servers", o->brokers, errstr, errstr_size) ||
         conf_set(conf, "client.id", op->client_id, errstr, errstr_size) ||
         conf_set(conf, "log.queue", "true", errstr, errstr_size) ||
-        conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size))
+        conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) ||
+        (o->debug && *o->debug && conf_set(conf, "debug", o->debug, errstr, errstr_size)))
         goto fail;
     for (size_t i = 0; defaults && defaults[i] && defaults[i + 1]; i += 2)
         if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))

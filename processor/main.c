@@ -603,6 +603,7 @@ static int start(proc_t *p, char *err, size_t errlen)
     char txn_timeout[32];
     kc_strlcpyf(txn_timeout, sizeof(txn_timeout), "%lld", p->cfg.transaction_timeout_ms);
     kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
+                          .debug = p->cfg.kafka.debug,
                           .health = p->app.health,
                           .metrics = m,
                           .client_id = "processor-consumer",
@@ -628,7 +629,9 @@ static int start(proc_t *p, char *err, size_t errlen)
     if (!rk ||
         kc_kafka_bind(&p->producer, p->app.loop, rk, on_producer_events, p, err, errlen) != 0)
         return -1;
-    kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers, .client_id = "processor-restore"};
+    kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers,
+                          .debug = p->cfg.kafka.debug,
+                          .client_id = "processor-restore"};
     const char *rest_over[] = {"enable.partition.eof", "true", "fetch.wait.max.ms", "10", NULL};
     char rgroup[300];
     kc_strlcpyf(rgroup, sizeof(rgroup), "%s-restore", p->cfg.group_id);

@@ -85,6 +85,7 @@ static int start(proj_t *p, char *err, size_t errlen)
     p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
                             (int)p->cfg.redis.timeout_ms, p->app.health, "redis");
     kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
+                          .debug = p->cfg.kafka.debug,
                           .health = p->app.health,
                           .metrics = p->app.metrics,
                           .client_id = "projector-consumer",

@@ -20,4 +20,10 @@ for d in ("gateway", "processor", "projector", "api"):
     text, n = pattern.subn(lambda m: m.group(1) + table + "\n", text)
     if n != 1:
         sys.exit(f"README.md: no table under '### kchat-{d}'")
+usage = subprocess.run([str(build / "ctl" / "kchatctl"), "--help"], check=True,
+                       capture_output=True, text=True).stdout.rstrip("\n")
+pattern = re.compile(r"(### kchatctl\n.*?```\n)(.*?)(\n```)", re.S)
+text, n = pattern.subn(lambda m: m.group(1) + usage + m.group(3), text, count=1)
+if n != 1:
+    sys.exit("README.md: no usage block under '### kchatctl'")
 readme.write_text(text)

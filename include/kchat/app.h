@@ -26,6 +26,7 @@ typedef struct {
 
 typedef struct {
     char *brokers;
+    char *debug;
 } kc_kafka_cfg_t;
 
 typedef struct {
@@ -56,9 +57,11 @@ typedef struct {
     }
 
 #define KC_CFG_KAFKA(type, f)                                                                     \
+    {"kafka-brokers", KC_CFG_STR, offsetof(type, f.brokers), "127.0.0.1:17010", 1, 1024,         \
+     "Kafka bootstrap servers, host:port[,host:port]"},                                           \
     {                                                                                             \
-        "kafka-brokers", KC_CFG_STR, offsetof(type, f.brokers), "127.0.0.1:17010", 1, 1024,       \
-            "Kafka bootstrap servers, host:port[,host:port]"                                      \
+        "kafka-debug", KC_CFG_STR, offsetof(type, f.debug), "", 0, 256,                           \
+            "librdkafka debug contexts for troubleshooting (e.g. cgrp,fetch), logged at debug"    \
     }
 
 #define KC_CFG_PG(type, f)                                                                        \

@@ -29,6 +29,7 @@
 
 typedef struct {
     const char *brokers;
+    const char *debug; /* optional: librdkafka's debug contexts ("cgrp,fetch"); NULL or "" none */
     const char *client_id;
     kc_health_t *health;   /* optional: a check named check_name is added and kept */
     const char *check_name;
