@@ -313,10 +313,19 @@ struct kc_kafka_watch {
     void *arg;
 };
 
+/* Serves the queue once; returns 1 when it must be served again without waiting for a byte.
+ * A poll can return nothing while ops are still queued (librdkafka yields after a rebalance
+ * callback, for one), and the queue writes its byte only when it goes from empty to
+ * non-empty, so "the callback found nothing" does not mean "the queue is empty": ask it. */
+static int serve(kc_kafka_watch_t *w)
+{
+    return w->ready(w->arg) || rd_kafka_queue_length(w->q) > 0;
+}
+
 static void on_idle(uv_idle_t *i)
 {
     kc_kafka_watch_t *w = i->data;
-    if (!w->ready(w->arg)) {
+    if (!serve(w)) {
         w->idle_active = 0;
         (void)uv_idle_stop(&w->idle);
     }
@@ -330,7 +339,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
     char buf[256];
     while (read(w->fds[0], buf, sizeof(buf)) > 0)
         ;
-    int more = w->ready(w->arg);
+    int more = serve(w);
     if (more && !w->idle_active && uv_idle_start(&w->idle, on_idle) == 0)
         w->idle_active = 1;
 }

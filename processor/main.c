@@ -610,9 +610,8 @@ static int start(proc_t *p, char *err, size_t errlen)
                           .check_name = "kafka_consumer",
                           .rebalance_cb = on_rebalance,
                           .opaque = p};
-    /* No static membership (group.instance.id): with librdkafka 2.0.2 a static member that
-     * rejoined under cooperative-sticky was seen to hold a partition without fetching it.
-     * A dead instance's partitions move after session-timeout-ms instead. */
+    /* No static membership (group.instance.id): a stopped instance leaves the group and its
+     * partitions move at once; a killed one's move after session-timeout-ms. */
     char session[32];
     kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
     const char *cons_over[] = {"partition.assignment.strategy", "cooperative-sticky",

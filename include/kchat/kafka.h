@@ -14,9 +14,10 @@
  *
  * The loop adapter follows librdkafka's io-event mechanism: the queue writes a byte to a
  * non-blocking pipe when it goes from empty to non-empty; a uv_poll_t watches the pipe and
- * calls `ready`, which must drain the queue (kc_kafka_serve, or consumer polls) or it
- * will not be woken again. `ready` returns 1 if it stopped early with work left; the
- * watcher then calls it again on the next loop iteration instead of waiting for a byte.
+ * calls `ready`, which serves the queue (kc_kafka_serve, or consumer polls). `ready`
+ * returns 1 if it stopped early with work left; the watcher also asks the queue itself
+ * (a poll may return nothing with ops still queued), and while work is left it calls
+ * `ready` again on the next loop iteration instead of waiting for a byte.
  */
 #ifndef KCHAT_KAFKA_H
 #define KCHAT_KAFKA_H

@@ -1,13 +1,16 @@
 """The processor against the real broker: commands in, the ordered, deduplicated event log out,
 read back with independent clients."""
+import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
 
-from conftest import ROOT
+from conftest import BUILD, ROOT, free_port, http_get, wait_until
+from confluent_kafka import Consumer, TopicPartition
 from kchat_wire import (Commands, body, command, decode, encode, events_of, read_topic,
                         send_message)
 
@@ -163,7 +166,6 @@ def test_poison_records_are_dead_lettered_and_the_rest_flows(commands, brokers):
     commands.flush()
     msgs = messages(events_of(brokers, convo, lambda got: len(got) >= 2))
     assert [m["client_msg_id"] for m in msgs] == ["after-poison"]
-    from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"dlq-{uuid.uuid4().hex[:6]}",
                   "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
     c.assign([TopicPartition("chat.commands.dlq", 0, 0)])
@@ -182,3 +184,95 @@ def test_poison_records_are_dead_lettered_and_the_rest_flows(commands, brokers):
     assert "not a command" in reasons[3]
     assert all(h["kchat-source"].decode().startswith("chat.commands/") for _, h in found)
 
+
+
+def load(brokers, convos, per_convo, tag, rate_per_s=10000):
+    """Sends per_convo messages to each conversation, spread over the senders, at about
+    rate_per_s; returns the client_msg_ids sent per conversation."""
+    c = Commands(brokers)
+    sent = {cv: [] for cv in convos}
+    start = time.monotonic()
+    n = 0
+    for i in range(per_convo):
+        for cv in convos:
+            user = ("u1", "u2", "u3")[i % 3]
+            cmid = f"{tag}-{i}"
+            c.send(send_message(cv, user, cmid, f"load {i}"))
+            sent[cv].append(cmid)
+            n += 1
+            if n % 1000 == 0:
+                c.p.poll(0)
+                ahead = n / rate_per_s - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    c.flush()
+    return sent
+
+
+def check_all_once(brokers, sent):
+    total = sum(len(v) for v in sent.values())
+    keys = {cv.encode() for cv in sent}
+    counted = {"upto": 0, "messages": 0}
+
+    def enough(g):  # counts only what arrived since the last call: 50k events, read once
+        for _, v in g[counted["upto"]:]:
+            counted["messages"] += body(v)[0] == "MessageCreated"
+        counted["upto"] = len(g)
+        return counted["messages"] >= total
+
+    got = read_topic(brokers, "chat.events", lambda k, v, m: k in keys, enough, timeout=180)
+    per = {cv: [] for cv in sent}
+    for _, v in got:
+        if body(v)[0] == "MessageCreated":
+            per[v["convo_id"]].append(body(v)[1])
+    for cv, ids in sent.items():
+        msgs = per[cv]
+        assert sorted(m["client_msg_id"] for m in msgs) == sorted(ids), \
+            f"{cv}: every accepted message exactly once"
+        assert_gap_free(msgs)
+
+
+def test_kill_9_under_load_loses_and_duplicates_nothing(commands, brokers):
+    convos = [new_convo(commands, brokers) for _ in range(20)]
+    result = {}
+    loader = threading.Thread(target=lambda: result.update(
+        load(brokers, convos, 2500, "k9", rate_per_s=12000)))
+    loader.start()
+    time.sleep(1.5)
+    subprocess.run(STACK + ["kill", "processor"], check=True, capture_output=True)
+    loader.join()
+    assert sum(len(v) for v in result.values()) == 50000
+    check_all_once(brokers, result)
+
+
+def test_a_rebalance_mid_load_loses_and_duplicates_nothing(commands, brokers, tmp_path):
+    convos = [new_convo(commands, brokers) for _ in range(12)]
+    result = {}
+    loader = threading.Thread(target=lambda: result.update(
+        load(brokers, convos, 1500, "rb", rate_per_s=2000)))
+    loader.start()
+    port = free_port()
+    log = open(tmp_path / "second.log", "w")
+    second = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"),
+                               f"--admin-port={port}", "--instance-id=rebalance-test",
+                               f"--schemas-dir={ROOT / 'schemas'}"],
+                              stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    try:
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200,
+                   "second processor healthy")
+
+        def took_partitions():
+            for line in (tmp_path / "second.log").read_text().splitlines():
+                entry = json.loads(line)
+                if entry["msg"] == "partitions assigned" and entry["partitions"] > 0:
+                    return True
+            return False
+
+        wait_until(took_partitions, "the second instance to take a share of the partitions")
+        second.terminate()
+        assert second.wait(timeout=60) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    loader.join()
+    check_all_once(brokers, result)
