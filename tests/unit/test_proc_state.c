@@ -1,0 +1,352 @@
+/* The processor's rules (processor/state.c), without Kafka: seq_no, dedupe, membership,
+ * limits, coalesced dirty state, expiry and restore. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "state.h"
+
+static const proc_limits_t LIM = {.max_content_bytes = 100, .max_members = 4, .max_id_bytes = 16,
+                                  .dedupe_window_ms = 1000};
+
+typedef struct {
+    proc_cmd_t cmd;
+    const char *members[8];
+    size_t lens[8];
+} cmd_buf_t;
+
+static proc_cmd_t *make(cmd_buf_t *b, proc_cmd_kind_t kind, const char *convo, const char *sender)
+{
+    memset(b, 0, sizeof(*b));
+    b->cmd.kind = kind;
+    b->cmd.type_name = "Test";
+    b->cmd.command_id = "cmd";
+    b->cmd.origin = "api:0";
+    b->cmd.convo_id = convo;
+    b->cmd.convo_id_len = strlen(convo);
+    b->cmd.sender_id = sender;
+    b->cmd.sender_id_len = strlen(sender);
+    b->cmd.content_type = "text/plain";
+    b->cmd.members = b->members;
+    b->cmd.member_lens = b->lens;
+    return &b->cmd;
+}
+
+static void add(cmd_buf_t *b, const char *m)
+{
+    b->members[b->cmd.nmembers] = m;
+    b->lens[b->cmd.nmembers++] = strlen(m);
+}
+
+static proc_outcome_kind_t run(proc_part_t *p, proc_cmd_t *c, int64_t now, proc_outcome_t *o)
+{
+    assert_int_equal(proc_apply(p, c, now, &LIM, o), 0);
+    return o->kind;
+}
+
+static void create(proc_part_t *p, const char *convo, const char *creator, const char *other)
+{
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_CREATE_CONVERSATION, convo, creator);
+    c->title = "t";
+    c->title_len = 1;
+    if (other)
+        add(&b, other);
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    proc_outcome_free(&o);
+}
+
+static proc_outcome_kind_t send(proc_part_t *p, const char *convo, const char *sender,
+                                const char *cmid, const char *text, int64_t now, int64_t *seq,
+                                const char **reason)
+{
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_SEND_MESSAGE, convo, sender);
+    c->client_msg_id = cmid;
+    c->client_msg_id_len = strlen(cmid);
+    c->content = text;
+    c->content_len = strlen(text);
+    proc_outcome_kind_t k = run(p, c, now, &o);
+    if (seq)
+        *seq = o.seq_no;
+    if (reason)
+        *reason = o.reason;
+    proc_outcome_free(&o);
+    return k;
+}
+
+static void create_puts_the_creator_in_once(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_CREATE_CONVERSATION, "c1", "u1");
+    c->title = "team";
+    c->title_len = 4;
+    add(&b, "u2");
+    add(&b, "u1");
+    add(&b, "u2");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_int_equal(o.nmembers, 2);
+    assert_string_equal(o.members[0], "u1");
+    assert_string_equal(o.members[1], "u2");
+    proc_outcome_free(&o);
+    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+    assert_string_equal(o.reason, "conversation_exists");
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+}
+
+static void create_counts_the_creator_against_the_limit(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_CREATE_CONVERSATION, "c1", "u1");
+    c->title = "t";
+    c->title_len = 1;
+    add(&b, "a");
+    add(&b, "b");
+    add(&b, "c");
+    add(&b, "d"); /* 4 listed + the creator = 5 > 4 */
+    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+    assert_string_equal(o.reason, "too_large");
+    proc_outcome_free(&o);
+    assert_null(kc_map_get(p->convos, "c1", 2));
+    proc_part_destroy(p);
+}
+
+static void seq_no_is_gap_free_and_retries_repeat_it(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    int64_t seq;
+    char id[16];
+    for (int i = 1; i <= 50; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        assert_int_equal(send(p, "c1", i % 2 ? "u1" : "u2", id, "hi", 0, &seq, NULL),
+                         OUT_ACCEPTED);
+        assert_int_equal(seq, i);
+    }
+    assert_int_equal(send(p, "c1", "u1", "m7", "hi", 0, &seq, NULL), OUT_DUPLICATE);
+    assert_int_equal(seq, 7);
+    /* The same client id from another sender is another message. */
+    assert_int_equal(send(p, "c1", "u2", "m7", "hi", 0, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 51);
+    proc_part_destroy(p);
+}
+
+static void rejections_change_nothing(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", NULL);
+    const char *reason;
+    int64_t seq;
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(send(p, "c1", "u9", "a", "hi", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_member");
+    assert_int_equal(send(p, "nope", "u1", "a", "hi", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "no_such_conversation");
+    assert_int_equal(send(p, "c1", "u1", "a", big, 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "too_large");
+    assert_int_equal(send(p, "c1", "u1", "a", "", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "invalid");
+    assert_int_equal(send(p, "c1", "u1", "a", "\xff\xfe", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "invalid");
+    assert_int_equal(send(p, "c1", "u1", "a\tb", "hi", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "invalid");
+    assert_int_equal(send(p, "c1", "u1", "0123456789abcdefX", "hi", 0, NULL, &reason),
+                     OUT_REJECTED);
+    assert_string_equal(reason, "invalid");
+    /* None of those took a number. */
+    assert_int_equal(send(p, "c1", "u1", "a", "hi", 0, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 1);
+    proc_part_destroy(p);
+}
+
+static void a_retry_is_recognised_after_the_sender_left(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    int64_t seq;
+    assert_int_equal(send(p, "c1", "u2", "m1", "hi", 0, &seq, NULL), OUT_ACCEPTED);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_REMOVE_MEMBERS, "c1", "u2");
+    add(&b, "u2");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_int_equal(o.nmembers, 1);
+    assert_int_equal(o.nrecipients, 1);
+    assert_string_equal(o.recipients[0], "u1");
+    proc_outcome_free(&o);
+    assert_int_equal(send(p, "c1", "u2", "m1", "hi", 0, &seq, NULL), OUT_DUPLICATE);
+    assert_int_equal(seq, 1);
+    const char *reason;
+    assert_int_equal(send(p, "c1", "u2", "m2", "hi", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_member");
+    proc_part_destroy(p);
+}
+
+static void add_members_reports_only_the_new_ones(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_ADD_MEMBERS, "c1", "u1");
+    add(&b, "u2");
+    add(&b, "u3");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_int_equal(o.nmembers, 1);
+    assert_string_equal(o.members[0], "u3");
+    assert_int_equal(o.nrecipients, 3);
+    proc_outcome_free(&o);
+    c = make(&b, CMD_ADD_MEMBERS, "c1", "u1");
+    add(&b, "u4");
+    add(&b, "u5"); /* 3 + 2 > 4 */
+    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+    assert_string_equal(o.reason, "too_large");
+    proc_outcome_free(&o);
+    c = make(&b, CMD_ADD_MEMBERS, "c1", "u9");
+    add(&b, "u4");
+    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+    assert_string_equal(o.reason, "not_member");
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+}
+
+static void read_markers_point_at_messages(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", NULL);
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_SET_READ_MARKER, "c1", "u1");
+    int64_t seqs[] = {0, 2, -1};
+    for (size_t i = 0; i < 3; i++) {
+        c->seq_no = seqs[i];
+        assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+        assert_string_equal(o.reason, "no_such_message");
+        proc_outcome_free(&o);
+    }
+    c->seq_no = 1;
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    proc_outcome_free(&o);
+    c = make(&b, CMD_EDIT_MESSAGE, "c1", "u1");
+    c->seq_no = 1;
+    c->content = "x";
+    c->content_len = 1;
+    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
+    assert_string_equal(o.reason, "unsupported");
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+}
+
+static void dirty_state_is_written_once_per_conversation(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", NULL);
+    create(p, "c2", "u1", NULL);
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "m%d", i);
+        assert_int_equal(send(p, "c1", "u1", id, "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    }
+    size_t n;
+    proc_convo_t **d = proc_part_take_dirty(p, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(d[0]->id, "c1");
+    assert_int_equal(d[0]->last_seq, 5);
+    (void)proc_part_take_dirty(p, &n);
+    assert_int_equal(n, 0);
+    proc_part_destroy(p);
+}
+
+static int expired;
+
+static void count_expired(const unsigned char *key, void *arg)
+{
+    (void)key;
+    (void)arg;
+    expired++;
+}
+
+static void the_window_expires_and_a_late_retry_is_new(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", NULL);
+    int64_t seq;
+    assert_int_equal(send(p, "c1", "u1", "old", "hi", 1000, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "new", "hi", 1800, NULL, NULL), OUT_ACCEPTED);
+    expired = 0;
+    assert_int_equal(proc_part_expire(p, 2500, LIM.dedupe_window_ms, count_expired, NULL), 1);
+    assert_int_equal(expired, 1);
+    assert_int_equal(send(p, "c1", "u1", "new", "hi", 2500, &seq, NULL), OUT_DUPLICATE);
+    assert_int_equal(seq, 2);
+    assert_int_equal(send(p, "c1", "u1", "old", "hi", 2500, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 3);
+    proc_part_destroy(p);
+}
+
+static void restored_state_behaves_like_the_original(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(3);
+    const char *members[] = {"u1", "u2"};
+    size_t lens[] = {2, 2};
+    proc_part_restore_convo(p, "c1", 2, 41, members, lens, 2);
+    unsigned char key[PROC_DEDUPE_KEY_BYTES];
+    proc_dedupe_key("c1", 2, "u2", 2, "m41", 3, key);
+    proc_part_add_dedupe(p, key, 41, 0);
+    /* Restored twice (a changelog read before compaction): the newest wins. */
+    proc_part_add_dedupe(p, key, 41, 10);
+    int64_t seq;
+    assert_int_equal(send(p, "c1", "u2", "m41", "hi", 20, &seq, NULL), OUT_DUPLICATE);
+    assert_int_equal(seq, 41);
+    assert_int_equal(send(p, "c1", "u1", "m42", "hi", 20, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 42);
+    proc_part_forget(p, key, sizeof(key), 0);
+    assert_int_equal(send(p, "c1", "u2", "m41", "hi", 20, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 43);
+    proc_part_forget(p, "c1", 2, 1);
+    const char *reason;
+    assert_int_equal(send(p, "c1", "u1", "m44", "hi", 20, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "no_such_conversation");
+    proc_part_destroy(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(create_puts_the_creator_in_once),
+        cmocka_unit_test(create_counts_the_creator_against_the_limit),
+        cmocka_unit_test(seq_no_is_gap_free_and_retries_repeat_it),
+        cmocka_unit_test(rejections_change_nothing),
+        cmocka_unit_test(a_retry_is_recognised_after_the_sender_left),
+        cmocka_unit_test(add_members_reports_only_the_new_ones),
+        cmocka_unit_test(read_markers_point_at_messages),
+        cmocka_unit_test(dirty_state_is_written_once_per_conversation),
+        cmocka_unit_test(the_window_expires_and_a_late_retry_is_new),
+        cmocka_unit_test(restored_state_behaves_like_the_original),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
