@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Processor measurements on a stack of its own (state .state-bench, ports from 26000):
+
+  restore    how long restoring the state of N conversations (and their dedupe entries) takes
+             when the processor starts: the changelog is filled directly, then the processor
+             is restarted and its "state restored" log line read;
+  commit     for several --commit-interval-ms values: end-to-end throughput (commands sent as
+             fast as the client can, until the last event is readable by a read_committed
+             consumer) and latency (issued_at to readable), median of the repetitions.
+
+  bench/processor.py [--conversations 100000] [--messages 30000] [--reps 3]
+
+It starts the stack with scripts/stack.sh, replaces the stack's processor with its own
+instance for each setting, and stops everything at the end. Prints Markdown tables.
+"""
+import argparse
+import io
+import json
+import os
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("KCHAT_STATE_DIR", str(ROOT / ".state-bench"))
+os.environ.setdefault("KCHAT_PORT_BASE", "26000")
+BASE = int(os.environ["KCHAT_PORT_BASE"])
+BROKERS = f"127.0.0.1:{BASE + 10}"
+BUILD = Path(os.environ.get("KCHAT_BUILD_DIR", ROOT / "build"))
+STATE = Path(os.environ["KCHAT_STATE_DIR"])
+sys.path.insert(0, str(ROOT / "tests" / "system"))
+os.environ.setdefault("KCHAT_BUILD_DIR", str(BUILD))
+
+import fastavro  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from kchat_wire import NEWEST, Commands, command, decode, send_message  # noqa: E402
+from test_kafka_roundtrip import java_partition  # noqa: E402
+
+PARTITIONS = 12
+
+
+def stack(*args):
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def stop_stack_processor():
+    pidfile = STATE / "run" / "processor.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            pass
+        pidfile.unlink()
+
+
+def start_processor(extra, log):
+    port = BASE + 97
+    p = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
+                          f"--kafka-brokers={BROKERS}", f"--schemas-dir={ROOT / 'schemas'}",
+                          *extra], stdout=log, stderr=subprocess.STDOUT)
+    import urllib.request
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return p
+        except OSError:
+            pass
+        time.sleep(0.1)
+    p.kill()
+    raise SystemExit("processor did not become healthy")
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+
+
+def encode_state(record):
+    schema_id, schema = NEWEST["chat.processor.state-value"]
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, schema_id))
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def bench_restore(conversations):
+    """Fills the changelog with `conversations` conversations (3 members, last_seq 10) and as
+    many dedupe entries, then times the restore of a processor that owns every partition."""
+    prod = Producer({"bootstrap.servers": BROKERS, "linger.ms": 20, "acks": "all",
+                     "enable.idempotence": True})
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    for i in range(conversations):
+        convo = f"bench-{tag}-{i}"
+        part = java_partition(convo.encode(), PARTITIONS)
+        value = encode_state({"state": ("io.kchat.ConvoState",
+                                        {"last_seq": 10, "members": ["u1", "u2", "u3"]})})
+        dd = encode_state({"state": ("io.kchat.DedupeEntry", {"seq_no": 10, "created_at": now})})
+        for key, val in ((b"c" + convo.encode(), value), (b"d" + os.urandom(16), dd)):
+            while True:
+                try:
+                    prod.produce("chat.processor.state", key=key, value=val, partition=part)
+                    break
+                except BufferError:
+                    prod.poll(0.05)
+    assert prod.flush(120) == 0
+    stop_stack_processor()
+    log_path = STATE / "logs" / "bench-processor.log"
+    with open(log_path, "w") as log:
+        p = start_processor([], log)
+        stop(p)
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["msg"] == "state restored":
+            return entry
+    raise SystemExit("no restore line")
+
+
+class Reader:
+    """Reads chat.events (read_committed) from its current end in a thread and notes when
+    each of our messages became readable."""
+
+    def __init__(self, keys):
+        import threading
+        self.keys, self.seen, self.stop = keys, {}, False
+        self.c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-{uuid.uuid4().hex}",
+                           "isolation.level": "read_committed", "enable.auto.commit": False,
+                           "fetch.wait.max.ms": 5})
+        md = self.c.list_topics("chat.events", timeout=10)
+        ends = []
+        for part in md.topics["chat.events"].partitions:
+            _, hi = self.c.get_watermark_offsets(TopicPartition("chat.events", part), timeout=10)
+            ends.append(TopicPartition("chat.events", part, hi))
+        self.c.assign(ends)
+        self.t = threading.Thread(target=self.run)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            msgs = self.c.consume(500, 0.002)  # short waits: the time seen is the arrival
+            now = time.time()
+            for m in msgs:
+                if m.error() or m.key() not in self.keys:
+                    continue
+                name, body = decode(m.value())["body"]
+                if name.endswith("MessageCreated"):
+                    self.seen[body["client_msg_id"]] = now
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.c.close()
+
+
+def send_and_wait(convos, n, rate_per_s, tag):
+    """Sends n messages (at rate_per_s, or as fast as possible when None) and waits until all
+    are readable. Returns (messages/s from first send to last readable, latencies)."""
+    reader = Reader({c.encode() for c in convos})
+    cmds = Commands(BROKERS)
+    sent_at = {}
+    t0 = time.time()
+    for i in range(n):
+        cmid = f"{tag}-{i}"
+        sent_at[cmid] = time.time()
+        cmds.send(send_message(convos[i % len(convos)], "u1", cmid, "bench message"))
+        if i % 200 == 0:
+            cmds.p.poll(0)
+            if rate_per_s:
+                ahead = (i + 1) / rate_per_s - (time.time() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+    cmds.flush()
+    deadline = time.time() + 120
+    while len(reader.seen) < n and time.time() < deadline:
+        time.sleep(0.05)
+    reader.close()
+    if len(reader.seen) < n:
+        raise SystemExit(f"only {len(reader.seen)} of {n} messages became readable")
+    last = max(reader.seen.values())
+    lat = sorted(reader.seen[k] - sent_at[k] for k in sent_at)
+    return n / (last - t0), lat
+
+
+def pct(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def bench_commit(interval_ms, messages, paced, convos, reps):
+    stop_stack_processor()
+    with open(STATE / "logs" / f"bench-commit-{interval_ms}.log", "w") as log:
+        p = start_processor([f"--commit-interval-ms={interval_ms}"], log)
+        try:
+            rates, p50s, p99s = [], [], []
+            for r in range(reps):
+                rate, _ = send_and_wait(convos, messages, None, f"b{interval_ms}-{r}-{uuid.uuid4().hex[:4]}")
+                _, lat = send_and_wait(convos, paced, 2000, f"l{interval_ms}-{r}-{uuid.uuid4().hex[:4]}")
+                rates.append(rate)
+                p50s.append(pct(lat, 0.50))
+                p99s.append(pct(lat, 0.99))
+            return statistics.median(rates), statistics.median(p50s), statistics.median(p99s)
+        finally:
+            stop(p)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conversations", type=int, default=100000)
+    ap.add_argument("--messages", type=int, default=30000)
+    ap.add_argument("--paced", type=int, default=6000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--intervals", default="5,20,100")
+    ap.add_argument("--skip-restore", action="store_true")
+    args = ap.parse_args()
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], stdout=subprocess.DEVNULL)
+    subprocess.run(["rm", "-rf", str(STATE)])
+    stack("up")
+    try:
+        if not args.skip_restore:
+            r = bench_restore(args.conversations)
+            print("## Restore\n")
+            print("| conversations | state records read | partitions | restore time |")
+            print("|---|---|---|---|")
+            print(f"| {args.conversations} | {r['records']} | {r['partitions']} | "
+                  f"{r['restore_ms'] / 1000:.2f} s |\n")
+        cmds = Commands(BROKERS)
+        convos = [f"bc-{uuid.uuid4().hex[:10]}" for _ in range(100)]
+        for c in convos:
+            cmds.send(command(c, "u1", "CreateConversation", {"title": "b", "members": ["u2"]},
+                              origin="api:0"))
+        cmds.flush()
+        print("## Commit interval\n")
+        print(f"Burst: {args.messages} messages over {len(convos)} conversations sent as fast "
+              f"as one Python client can; paced: {args.paced} messages at 2000/s. Median of "
+              f"{args.reps} runs.\n")
+        print("| commit-interval-ms | burst: messages/s end to end | at 2000 msg/s: send->readable p50 | p99 |")
+        print("|---|---|---|---|")
+        for interval in [int(x) for x in args.intervals.split(",")]:
+            rate, p50, p99 = bench_commit(interval, args.messages, args.paced, convos, args.reps)
+            print(f"| {interval} | {rate:.0f} | {p50 * 1000:.1f} ms | {p99 * 1000:.1f} ms |",
+                  flush=True)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], stdout=subprocess.DEVNULL)
+        subprocess.run([str(ROOT / "scripts" / "pg.sh"), "destroy"], stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
