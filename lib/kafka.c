@@ -308,6 +308,7 @@ struct kc_kafka_watch {
     uv_poll_t poll;
     uv_idle_t idle;
     int idle_active;
+    int paused;
     int open_handles;
     kc_kafka_ready_fn ready;
     void *arg;
@@ -325,7 +326,7 @@ static int serve(kc_kafka_watch_t *w)
 static void on_idle(uv_idle_t *i)
 {
     kc_kafka_watch_t *w = i->data;
-    if (!serve(w)) {
+    if (w->paused || !serve(w)) {
         w->idle_active = 0;
         (void)uv_idle_stop(&w->idle);
     }
@@ -339,6 +340,8 @@ static void on_readable(uv_poll_t *p, int status, int events)
     char buf[256];
     while (read(w->fds[0], buf, sizeof(buf)) > 0)
         ;
+    if (w->paused)
+        return;
     int more = serve(w);
     if (more && !w->idle_active && uv_idle_start(&w->idle, on_idle) == 0)
         w->idle_active = 1;
@@ -375,6 +378,25 @@ kc_kafka_watch_t *kc_kafka_watch_new(uv_loop_t *loop, rd_kafka_queue_t *q, kc_ka
     if (uv_idle_start(&w->idle, on_idle) == 0)
         w->idle_active = 1;
     return w;
+}
+
+void kc_kafka_watch_pause(kc_kafka_watch_t *w)
+{
+    w->paused = 1;
+    if (w->idle_active) {
+        w->idle_active = 0;
+        (void)uv_idle_stop(&w->idle);
+    }
+}
+
+void kc_kafka_watch_resume(kc_kafka_watch_t *w)
+{
+    if (!w->paused)
+        return;
+    w->paused = 0;
+    /* Bytes that came while paused were drained unserved: serve on the next iteration. */
+    if (!w->idle_active && uv_idle_start(&w->idle, on_idle) == 0)
+        w->idle_active = 1;
 }
 
 static void on_watch_closed(uv_handle_t *h)

@@ -19,12 +19,16 @@
 #include "kchat/kafka.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
+#include "kchat/redis.h"
 #include "output.h"
+#include "route.h"
 #include "state.h"
 
 typedef struct {
     kc_common_cfg_t common;
     kc_kafka_cfg_t kafka;
+    kc_redis_cfg_t redis;
+    long long route_max_lookups;
     char *group_id;
     char *instance_id;
     char *schemas_dir;
@@ -41,6 +45,10 @@ static const kc_cfg_opt_t proc_opts[] = {
     KC_CFG_COMMON(proc_cfg_t, common),
     KC_CFG_ADMIN(proc_cfg_t, common, "17095"),
     KC_CFG_KAFKA(proc_cfg_t, kafka),
+    KC_CFG_REDIS(proc_cfg_t, redis),
+    {"route-max-lookups", KC_CFG_INT, offsetof(proc_cfg_t, route_max_lookups), "20000", 0,
+     1000000, "most recipients looked up in the presence registry per transaction (0: no "
+              "fan-out; the others backfill)"},
     {"group-id", KC_CFG_STR, offsetof(proc_cfg_t, group_id), "kchat-processor", 1, 255,
      "consumer group of the processors"},
     {"instance-id", KC_CFG_STR, offsetof(proc_cfg_t, instance_id), "0", 1, 64,
@@ -86,6 +94,10 @@ typedef struct {
     kc_kafka_bound_t consumer;
     kc_kafka_bound_t producer;
     rd_kafka_t *restorer;
+    kc_redis_t *redis;
+    proc_router_t *router;
+    int routing; /* a transaction waits for its routes before it commits */
+    proc_router_stats_t routes_before;
     kc_schemas_t *schemas;
     int32_t npartitions, nslots;
     proc_part_t **parts;   /* by command partition; NULL when not assigned */
@@ -99,11 +111,13 @@ typedef struct {
     int failed;
     kc_buf_t key, val, event, delivery;
     kc_counter_t *consumed, *events, *duplicates, *commits, *aborts, *restored, *dead_letters;
+    kc_counter_t *acks, *fanouts, *route_lookups, *route_failures, *route_skipped;
     kc_histogram_t *commit_seconds, *restore_seconds;
     kc_gauge_t *conversations, *dedupe_entries;
 } proc_t;
 
 static void commit(proc_t *p);
+static void commit_sync(proc_t *p);
 static void fail(proc_t *p, const char *why);
 
 /* ---- producing ---- */
@@ -241,10 +255,18 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
                                  o.kind == OUT_DUPLICATE ? NULL : &p->event, status, &o,
                                  &p->delivery) != 0)
             p->txn_broken = 1;
-        else
-            (void)produce(p, p->cfg.deliveries_topic, slot, cmd.convo_id, cmd.convo_id_len,
-                          p->delivery.data, p->delivery.len, NULL);
+        else if (produce(p, p->cfg.deliveries_topic, slot, cmd.convo_id, cmd.convo_id_len,
+                         p->delivery.data, p->delivery.len, NULL) == 0)
+            kc_counter_inc(p->acks);
         free(sender);
+    }
+    /* Every member's gateways hear of what was accepted (those removed too). */
+    if (o.kind == OUT_ACCEPTED) {
+        proc_router_add(p->router, cmd.convo_id, cmd.convo_id_len, &p->event, o.recipients,
+                        o.nrecipients, cmd.sender_id, cmd.sender_id_len, slot);
+        if (cmd.kind == CMD_REMOVE_MEMBERS)
+            proc_router_add(p->router, cmd.convo_id, cmd.convo_id_len, &p->event, o.members,
+                            o.nmembers, cmd.sender_id, cmd.sender_id_len, slot);
     }
     proc_outcome_free(&o);
     proc_command_free(&msg, &cmd);
@@ -341,7 +363,7 @@ static void recover(proc_t *p)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void commit(proc_t *p)
+static void commit_now(proc_t *p)
 {
     if (!p->in_txn)
         return;
@@ -408,6 +430,76 @@ do_abort:
     recover(p);
 }
 
+static void produce_fanout(void *arg, int32_t slot, const char *convo_id, size_t convo_len,
+                           char *const *recipients, size_t n, const kc_buf_t *event)
+{
+    proc_t *p = arg;
+    proc_cmd_t cmd = {.convo_id = convo_id, .convo_id_len = convo_len};
+    proc_outcome_t none = {.kind = OUT_ACCEPTED};
+    kc_buf_reset(&p->delivery);
+    if (proc_encode_delivery(p->schemas, slot, &cmd, recipients, n, event, NULL, &none,
+                             &p->delivery) != 0)
+        p->txn_broken = 1;
+    else if (produce(p, p->cfg.deliveries_topic, slot, convo_id, convo_len, p->delivery.data,
+                     p->delivery.len, NULL) == 0)
+        kc_counter_inc(p->fanouts);
+}
+
+static void count_routes(proc_t *p, proc_router_stats_t before)
+{
+    proc_router_stats_t now = proc_router_stats(p->router);
+    kc_counter_add(p->route_lookups, (double)(now.lookups - before.lookups));
+    kc_counter_add(p->route_failures, (double)(now.failures - before.failures));
+    kc_counter_add(p->route_skipped, (double)(now.skipped - before.skipped));
+}
+
+static void on_routes(void *arg)
+{
+    proc_t *p = arg;
+    p->routing = 0;
+    count_routes(p, p->routes_before);
+    proc_router_each(p->router, produce_fanout, p);
+    proc_router_reset(p->router);
+    commit_now(p);
+    if (!p->failed && p->consumer.w)
+        kc_kafka_watch_resume(p->consumer.w);
+}
+
+/* Commits the open transaction; first, when events await fan-out, looks their recipients up
+ * (consumption pauses meanwhile, and on_routes finishes the commit). */
+static void commit(proc_t *p)
+{
+    if (!p->in_txn || p->routing)
+        return;
+    if (uv_timer_stop(&p->commit_timer) != 0)
+        kc_log_warn("cannot stop the commit timer");
+    p->routes_before = proc_router_stats(p->router);
+    if (proc_router_pending(p->router) &&
+        proc_router_resolve(p->router, kc_now_ms(), on_routes, p) == 0) {
+        p->routing = 1;
+        kc_kafka_watch_pause(p->consumer.w);
+        return;
+    }
+    count_routes(p, p->routes_before);
+    proc_router_reset(p->router);
+    commit_now(p);
+}
+
+/* Commits now, without waiting for routes (a rebalance or a stop cannot wait): the events
+ * still go out with their acks; their other recipients backfill. */
+static void commit_sync(proc_t *p)
+{
+    if (p->routing) {
+        proc_router_cancel(p->router);
+        p->routing = 0;
+        if (p->consumer.w)
+            kc_kafka_watch_resume(p->consumer.w);
+    }
+    kc_counter_add(p->route_skipped, (double)proc_router_pending(p->router));
+    proc_router_reset(p->router);
+    commit_now(p);
+}
+
 static void on_commit_timer(uv_timer_t *t)
 {
     commit(t->data);
@@ -430,6 +522,8 @@ static void tombstone(const unsigned char *key, void *arg)
 static void on_expire_timer(uv_timer_t *t)
 {
     proc_t *p = t->data;
+    if (p->routing)
+        return; /* the next tick does it */
     int64_t now = kc_now_ms();
     size_t live = 0, convos = 0;
     for (int32_t i = 0; i < p->npartitions; i++) {
@@ -455,7 +549,8 @@ static int on_commands(void *arg)
 {
     proc_t *p = arg;
     int polled = 0;
-    while (!p->failed && polled < POLL_BATCH && !kc_daemon_stopping(p->app.daemon)) {
+    while (!p->failed && !p->routing && polled < POLL_BATCH &&
+           !kc_daemon_stopping(p->app.daemon)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer.rk, 0);
         if (!m)
             break;
@@ -473,7 +568,7 @@ static int on_commands(void *arg)
         if (p->in_txn && p->txn_commands >= p->cfg.batch_max)
             commit(p);
     }
-    if (p->in_txn) {
+    if (p->in_txn && !p->routing) {
         uint64_t open_ms = (kc_mono_ns() - p->txn_started_ns) / 1000000;
         if (open_ms >= (uint64_t)p->cfg.commit_interval_ms)
             commit(p);
@@ -482,7 +577,7 @@ static int on_commands(void *arg)
                                 (uint64_t)p->cfg.commit_interval_ms - open_ms, 0) != 0)
             kc_log_error("cannot start the commit timer");
     }
-    return polled == POLL_BATCH;
+    return polled == POLL_BATCH && !p->routing;
 }
 
 static int on_producer_events(void *arg)
@@ -508,6 +603,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         /* What was done for these partitions commits with their offsets before they go. */
         if (rd_kafka_assignment_lost(rk)) {
+            proc_router_cancel(p->router);
+            p->routing = 0;
+            proc_router_reset(p->router);
             if (p->in_txn) {
                 rd_kafka_error_t *e = rd_kafka_abort_transaction(p->producer.rk, -1);
                 kc_counter_inc(p->aborts);
@@ -519,7 +617,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 }
             }
         } else {
-            commit(p);
+            commit_sync(p);
         }
         for (int i = 0; i < parts->cnt; i++) {
             int32_t part = parts->elems[i].partition;
@@ -547,7 +645,7 @@ static void on_stop(kc_daemon_t *d, void *arg)
     proc_t *p = arg;
     kc_health_set_stopping(p->app.health);
     if (!p->failed)
-        commit(p);
+        commit_sync(p);
     /* Leaving the group revokes the partitions (committing nothing more: no transaction is
      * open), then what the producer holds is flushed. */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(p->consumer.rk);
@@ -558,6 +656,8 @@ static void on_stop(kc_daemon_t *d, void *arg)
         kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
     kc_kafka_unbind(&p->consumer);
     kc_kafka_unbind(&p->producer);
+    kc_redis_close(p->redis);
+    p->redis = NULL;
     if (p->timers_open) {
         uv_close((uv_handle_t *)&p->commit_timer, on_timer_closed);
         uv_close((uv_handle_t *)&p->expire_timer, on_timer_closed);
@@ -590,6 +690,22 @@ static int start(proc_t *p, char *err, size_t errlen)
     p->restore_seconds = kc_metrics_histogram(m, "kchat_processor_restore_seconds",
                                               "Time to restore one partition's state.", NULL,
                                               restore_bounds, KC_ARRAY_LEN(restore_bounds));
+    const char *ack[] = {"kind", "ack", NULL}, *fan[] = {"kind", "fanout", NULL};
+    p->acks = kc_metrics_counter(m, "kchat_processor_deliveries_total",
+                                 "Delivery records written: acks to the sender's gateway, fan-out "
+                                 "to the recipients' gateways.",
+                                 ack);
+    p->fanouts = kc_metrics_counter(m, "kchat_processor_deliveries_total", NULL, fan);
+    p->route_lookups = kc_metrics_counter(m, "kchat_processor_route_lookups_total",
+                                          "Recipients looked up in the presence registry.", NULL);
+    p->route_failures = kc_metrics_counter(m, "kchat_processor_route_failures_total",
+                                           "Presence lookups that failed (the recipients "
+                                           "backfill).",
+                                           NULL);
+    p->route_skipped = kc_metrics_counter(m, "kchat_processor_route_skipped_total",
+                                          "Recipients or events not routed: Redis down, the "
+                                          "lookup limit, or a commit that could not wait.",
+                                          NULL);
     p->conversations = kc_metrics_gauge(m, "kchat_processor_conversations",
                                         "Conversations held in memory.", NULL);
     p->dedupe_entries = kc_metrics_gauge(m, "kchat_processor_dedupe_entries",
@@ -653,6 +769,11 @@ static int start(proc_t *p, char *err, size_t errlen)
                     p->cfg.state_topic, nstate, p->cfg.commands_topic, p->npartitions);
         return -1;
     }
+    /* Routing is best effort: Redis is no health check of the processor's. */
+    if (p->cfg.route_max_lookups > 0)
+        p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
+                                (int)p->cfg.redis.timeout_ms, NULL, NULL);
+    p->router = proc_router_new(p->redis, p->nslots, (size_t)p->cfg.route_max_lookups);
     p->parts = kc_xcalloc((size_t)p->npartitions, sizeof(proc_part_t *));
     p->next_offset = kc_xmalloc((size_t)p->npartitions * sizeof(int64_t));
     for (int32_t i = 0; i < p->npartitions; i++)
@@ -702,6 +823,7 @@ int main(int argc, char **argv)
         if (kc_app_init(&p.app, "processor", &p.cfg.common, 1, on_stop, &p, err, sizeof(err)) ||
             start(&p, err, sizeof(err))) {
             kc_log_error("start-up failed: %s", err);
+            kc_redis_close(p.redis);
             if (p.timers_open) {
                 uv_close((uv_handle_t *)&p.commit_timer, on_timer_closed);
                 uv_close((uv_handle_t *)&p.expire_timer, on_timer_closed);
@@ -718,6 +840,7 @@ int main(int argc, char **argv)
         kc_kafka_bound_destroy(&p.consumer);
         kc_kafka_bound_destroy(&p.producer);
         kc_kafka_destroy(p.restorer);
+        proc_router_destroy(p.router);
         for (int32_t i = 0; p.parts && i < p.npartitions; i++)
             proc_part_destroy(p.parts[i]);
         free(p.parts);

@@ -68,6 +68,10 @@ typedef int (*kc_kafka_ready_fn)(void *arg);
 /* Watches q (the caller keeps its reference and destroys it after closing the watch). */
 kc_kafka_watch_t *kc_kafka_watch_new(uv_loop_t *loop, rd_kafka_queue_t *q, kc_kafka_ready_fn ready,
                                      void *arg, char *errstr, size_t errstr_size);
+/* Stops serving the queue until kc_kafka_watch_resume (the queue keeps filling), e.g. while
+ * the consumer of a batch waits for an answer from elsewhere. */
+void kc_kafka_watch_pause(kc_kafka_watch_t *w);
+void kc_kafka_watch_resume(kc_kafka_watch_t *w);
 /* Disables the io event, stops watching and frees itself once libuv has closed the handles.
  * NULL is a no-op. */
 void kc_kafka_watch_close(kc_kafka_watch_t *w);

@@ -276,3 +276,47 @@ def test_a_rebalance_mid_load_loses_and_duplicates_nothing(commands, brokers, tm
             second.kill()
     loader.join()
     check_all_once(brokers, result)
+
+
+def redis_cli(*args):
+    port = os.environ["KCHAT_REDIS_PORT"]
+    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port, *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_events_fan_out_to_the_slots_of_their_recipients(commands, brokers):
+    convo = new_convo(commands, brokers, members=("u2", "u3"))
+    now = int(time.time() * 1000)
+    # The presence registry as gateways keep it: user -> {slot: registered-until ms}.
+    for user, slot, until in (("u1", 0, now + 60000), ("u1", 2, now + 60000),
+                              ("u2", 3, now + 60000), ("u3", 5, now + 60000),
+                              ("u3", 6, now - 1000)):  # lapsed: a crashed gateway's
+        redis_cli("HSET", f"kchat:route:{user}", str(slot), str(until))
+    try:
+        commands.send(send_message(convo, "u1", "fan-1", "to everyone", origin="gateway:0"))
+        commands.send(command(convo, "u1", "RemoveMembers", {"members": ["u3"]},
+                              origin="gateway:0"))
+        commands.flush()
+        key = convo.encode()
+        expected = {  # (slot, event) -> recipients
+            (0, "MessageCreated"): ["u1"],     # the ack, with the event, to the sender's gateway
+            (2, "MessageCreated"): ["u1"],     # the sender's other device
+            (3, "MessageCreated"): ["u2"],
+            (5, "MessageCreated"): ["u3"],
+            (0, "MembersRemoved"): ["u1"],
+            (2, "MembersRemoved"): ["u1"],
+            (3, "MembersRemoved"): ["u2"],
+            (5, "MembersRemoved"): ["u3"],     # the removed member hears of it
+        }
+        got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key,
+                         lambda g: len(g) >= len(expected))
+        settle = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key,
+                            lambda g: False, timeout=3)
+        seen = {}
+        for msg, v in settle:
+            name = body(decode(v["event"]))[0] if v["event"] else None
+            seen.setdefault((msg.partition(), name), []).extend(v["recipients"])
+        assert len(got) >= len(expected)
+        assert seen == expected
+    finally:
+        redis_cli("DEL", "kchat:route:u1", "kchat:route:u2", "kchat:route:u3")
