@@ -68,7 +68,20 @@ static void apply_record(proc_part_t *p, kc_schemas_t *s, const rd_kafka_message
     } else if (key[0] == 'd' && strcmp(bname, "DedupeEntry") == 0 &&
                kc_avro_get_long(s, &b, "seq_no", &seq) == 0 &&
                kc_avro_get_long(s, &b, "created_at", &created) == 0) {
-        proc_part_add_dedupe(p, (const unsigned char *)key + 1, seq, created);
+        /* Version-1 entries lack the author: their messages stay deduplicated but can no
+         * longer be edited (the defaults are empty). */
+        const char *convo = "", *author = "";
+        size_t clen, alen;
+        avro_value_t flag;
+        int deleted = 0;
+        if (kc_avro_get_str(s, &b, "convo_id", &convo, &clen) != 0 ||
+            kc_avro_get_str(s, &b, "sender_id", &author, &alen) != 0)
+            convo = author = "";
+        if (avro_value_get_by_name(&b, "deleted", &flag, NULL) == 0 &&
+            avro_value_get_boolean(&flag, &deleted) != 0)
+            deleted = 0;
+        proc_part_add_dedupe(p, (const unsigned char *)key + 1, seq, created, convo, author,
+                             deleted);
     }
     kc_avro_msg_free(&msg);
 }

@@ -194,11 +194,12 @@ static int32_t origin_slot(const proc_t *p, const char *origin)
     return end != origin + 8 && *end == '\0' && v >= 0 && v < p->nslots ? (int32_t)v : -1;
 }
 
-static void on_dedupe_written(proc_t *p, proc_part_t *part, const proc_outcome_t *o, int64_t now)
+/* A new or changed dedupe entry (a message accepted, or deleted) goes to the changelog. */
+static void write_dedupe(proc_t *p, proc_part_t *part, const proc_outcome_t *o)
 {
     proc_key_dedupe(&p->key, o->dedupe_key);
     kc_buf_reset(&p->val);
-    if (proc_encode_dedupe_entry(p->schemas, o->seq_no, now, &p->val) != 0)
+    if (proc_encode_dedupe_entry(p->schemas, o->dedupe, &p->val) != 0)
         p->txn_broken = 1;
     else
         (void)produce(p, p->cfg.state_topic, part->partition, p->key.data, p->key.len,
@@ -240,8 +241,8 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
     } else {
         kc_counter_inc(p->duplicates);
     }
-    if (o.kind == OUT_ACCEPTED && cmd.kind == CMD_SEND_MESSAGE)
-        on_dedupe_written(p, part, &o, now);
+    if (o.kind == OUT_ACCEPTED && o.dedupe)
+        write_dedupe(p, part, &o);
     /* The sender's gateway hears the outcome; fan-out to the other members' gateways
      * follows the presence registry. */
     int32_t slot = origin_slot(p, cmd.origin);

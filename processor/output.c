@@ -158,12 +158,18 @@ int proc_encode_convo_state(kc_schemas_t *s, const proc_convo_t *c, kc_buf_t *ou
     return encode_done(s, "chat.processor.state-value", &v, rc ? -EINVAL : 0, out);
 }
 
-int proc_encode_dedupe_entry(kc_schemas_t *s, int64_t seq_no, int64_t created_at, kc_buf_t *out)
+int proc_encode_dedupe_entry(kc_schemas_t *s, const proc_dd_t *d, kc_buf_t *out)
 {
-    avro_value_t v, b;
+    avro_value_t v, b, flag;
     if (kc_avro_value_new(s, "chat.processor.state-value", &v) != 0)
         return -ENOENT;
+    /* msg_key is "convo_id NUL seq_no": its first part is the conversation. */
     int rc = kc_avro_set_branch(&v, "state", "DedupeEntry", &b) ||
-             kc_avro_set_long(&b, "seq_no", seq_no) || kc_avro_set_long(&b, "created_at", created_at);
+             kc_avro_set_long(&b, "seq_no", d->seq_no) ||
+             kc_avro_set_long(&b, "created_at", d->created_at) ||
+             kc_avro_set_str(&b, "convo_id", d->msg_key ? d->msg_key : "") ||
+             kc_avro_set_str(&b, "sender_id", d->author ? d->author : "") ||
+             avro_value_get_by_name(&b, "deleted", &flag, NULL) != 0 ||
+             avro_value_set_boolean(&flag, d->deleted) != 0;
     return encode_done(s, "chat.processor.state-value", &v, rc ? -EINVAL : 0, out);
 }

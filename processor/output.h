@@ -22,6 +22,6 @@ int proc_encode_delivery(kc_schemas_t *s, int32_t slot, const proc_cmd_t *cmd,
                          const char *ack_status, const proc_outcome_t *o, kc_buf_t *out);
 
 int proc_encode_convo_state(kc_schemas_t *s, const proc_convo_t *c, kc_buf_t *out);
-int proc_encode_dedupe_entry(kc_schemas_t *s, int64_t seq_no, int64_t created_at, kc_buf_t *out);
+int proc_encode_dedupe_entry(kc_schemas_t *s, const proc_dd_t *d, kc_buf_t *out);
 
 #endif

@@ -12,6 +12,29 @@
 
 #define MAX_TITLE_BYTES 256
 
+static void dd_free(proc_dd_t *d)
+{
+    free(d->author);
+    free(d->msg_key);
+    free(d);
+}
+
+/* "convo_id NUL seq_no": the key of a message in proc_part_t.msgs. */
+static size_t msg_key(char *out, size_t size, const char *convo, size_t convo_len, int64_t seq)
+{
+    int n = snprintf(out, size, "%.*s%c%lld", (int)convo_len, convo, '\0', (long long)seq);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+/* Drops a dedupe node from the indexes that still point at it (not from the FIFO). */
+static void dd_unindex(proc_part_t *p, proc_dd_t *d)
+{
+    if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d)
+        (void)kc_map_remove(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES);
+    if (d->msg_key && kc_map_get(p->msgs, d->msg_key, d->msg_key_len) == d)
+        (void)kc_map_remove(p->msgs, d->msg_key, d->msg_key_len);
+}
+
 static void convo_free(void *v)
 {
     proc_convo_t *c = v;
@@ -28,6 +51,7 @@ proc_part_t *proc_part_new(int32_t partition)
     p->partition = partition;
     p->convos = kc_map_new();
     p->dedupe = kc_map_new();
+    p->msgs = kc_map_new();
     return p;
 }
 
@@ -37,10 +61,11 @@ void proc_part_destroy(proc_part_t *p)
         return;
     kc_map_destroy(p->convos, convo_free);
     kc_map_destroy(p->dedupe, NULL);
+    kc_map_destroy(p->msgs, NULL);
     proc_dd_t *d = p->oldest;
     while (d) {
         proc_dd_t *n = d->next;
-        free(d);
+        dd_free(d);
         d = n;
     }
     free(p->dirty);
@@ -229,7 +254,10 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
         return reject(out, "invalid", "content must be non-empty UTF-8");
     out->seq_no = ++c->last_seq;
-    proc_part_add_dedupe(p, out->dedupe_key, out->seq_no, now_ms);
+    char sender[1100];
+    kc_strlcpyf(sender, sizeof(sender), "%.*s", (int)cmd->sender_id_len, cmd->sender_id);
+    proc_part_add_dedupe(p, out->dedupe_key, out->seq_no, now_ms, c->id, sender, 0);
+    out->dedupe = p->newest;
     mark_dirty(p, c);
     set_recipients(out, c);
     out->kind = OUT_ACCEPTED;
@@ -276,15 +304,40 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
 static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
                          proc_outcome_t *out)
 {
-    (void)lim;
     proc_convo_t *c = member_convo(p, cmd, out);
     if (!c)
         return 0;
     if (cmd->seq_no < 1 || cmd->seq_no > c->last_seq)
         return reject(out, "no_such_message", "seq_no %lld is not a message of the conversation",
                       (long long)cmd->seq_no);
-    if (cmd->kind != CMD_SET_READ_MARKER)
-        return reject(out, "unsupported", "editing and deleting messages is not available yet");
+    if (cmd->kind != CMD_SET_READ_MARKER) {
+        /* Only the author edits or deletes, within the dedupe window that remembers it. */
+        char key[1200];
+        size_t klen = msg_key(key, sizeof(key), cmd->convo_id, cmd->convo_id_len, cmd->seq_no);
+        proc_dd_t *d = klen ? kc_map_get(p->msgs, key, klen) : NULL;
+        if (!d || !d->author)
+            return reject(out, "too_old", "only messages of the last %lld ms can be edited or "
+                                          "deleted",
+                          (long long)lim->dedupe_window_ms);
+        if (strlen(d->author) != cmd->sender_id_len ||
+            memcmp(d->author, cmd->sender_id, cmd->sender_id_len) != 0)
+            return reject(out, "not_author", "only the author can edit or delete a message");
+        if (d->deleted)
+            return reject(out, "deleted", "the message was deleted");
+        if (cmd->kind == CMD_EDIT_MESSAGE) {
+            if ((long long)cmd->content_len > lim->max_content_bytes)
+                return reject(out, "too_large", "content is larger than %lld bytes",
+                              lim->max_content_bytes);
+            if (cmd->content_len == 0 ||
+                !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
+                return reject(out, "invalid", "content must be non-empty UTF-8");
+        } else {
+            d->deleted = 1;
+            memcpy(out->dedupe_key, d->key, PROC_DEDUPE_KEY_BYTES);
+            out->dedupe = d;
+        }
+        out->seq_no = cmd->seq_no;
+    }
     set_recipients(out, c);
     out->kind = OUT_ACCEPTED;
     return 0;
@@ -340,12 +393,12 @@ size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
             p->newest = NULL;
         /* A key restored twice has a newer node in the map: only drop the map's own. */
         if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
-            (void)kc_map_remove(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES);
             if (fn)
                 fn(d->key, arg);
             n++;
         }
-        free(d);
+        dd_unindex(p, d);
+        dd_free(d);
     }
     return n;
 }
@@ -367,13 +420,28 @@ void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int6
 }
 
 void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
-                              int64_t created_at)
+                          int64_t created_at, const char *convo_id, const char *author,
+                          int deleted)
 {
     proc_dd_t *d = kc_xcalloc(1, sizeof(*d));
     memcpy(d->key, key, PROC_DEDUPE_KEY_BYTES);
     d->seq_no = seq_no;
     d->created_at = created_at;
-    (void)kc_map_put(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES, d);
+    d->deleted = deleted;
+    proc_dd_t *old = kc_map_put(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES, d);
+    if (old && old->msg_key && kc_map_get(p->msgs, old->msg_key, old->msg_key_len) == old)
+        (void)kc_map_remove(p->msgs, old->msg_key, old->msg_key_len);
+    if (convo_id && *convo_id && author && *author) {
+        char k[1200];
+        size_t klen = msg_key(k, sizeof(k), convo_id, strlen(convo_id), seq_no);
+        if (klen) {
+            d->author = kc_xstrdup(author);
+            d->msg_key = kc_xmalloc(klen);
+            memcpy(d->msg_key, k, klen);
+            d->msg_key_len = klen;
+            (void)kc_map_put(p->msgs, d->msg_key, klen, d);
+        }
+    }
     /* The FIFO owns the nodes; a replaced node stays in it until it expires. */
     if (p->newest)
         p->newest->next = d;
@@ -390,6 +458,8 @@ void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo
             convo_free(c);
     } else {
         /* The FIFO still owns the node; it is freed when it expires or with the partition. */
-        (void)kc_map_remove(p->dedupe, key, klen);
+        proc_dd_t *d = kc_map_get(p->dedupe, key, klen);
+        if (d)
+            dd_unindex(p, d);
     }
 }

@@ -71,8 +71,10 @@ typedef struct {
     /* The conversation's members after the command (for routing); points into the state. */
     char *const *recipients;
     size_t nrecipients;
-    /* SendMessage accepted: the dedupe entry to write to the changelog. */
+    /* SendMessage accepted, DeleteMessage accepted: the dedupe entry to (re)write to the
+     * changelog. */
     unsigned char dedupe_key[PROC_DEDUPE_KEY_BYTES];
+    const struct proc_dd *dedupe;
 } proc_outcome_t;
 
 typedef struct proc_convo {
@@ -87,6 +89,10 @@ typedef struct proc_dd {
     unsigned char key[PROC_DEDUPE_KEY_BYTES];
     int64_t seq_no;
     int64_t created_at;
+    char *author;         /* NULL when unknown (an entry restored from a version-1 record) */
+    char *msg_key;        /* its key in proc_part_t.msgs, or NULL */
+    size_t msg_key_len;
+    int deleted;
     struct proc_dd *next; /* oldest first, for expiry */
 } proc_dd_t;
 
@@ -94,6 +100,8 @@ typedef struct {
     int32_t partition;
     kc_map_t *convos; /* convo_id -> proc_convo_t */
     kc_map_t *dedupe; /* dedupe key -> proc_dd_t */
+    kc_map_t *msgs;   /* convo_id NUL seq_no -> proc_dd_t: messages still in the window,
+                         which their authors may edit or delete */
     proc_dd_t *oldest, *newest;
     proc_convo_t **dirty;
     size_t ndirty, dirty_cap;
@@ -126,7 +134,8 @@ size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
 void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int64_t last_seq,
                              const char *const *members, const size_t *lens, size_t n);
 void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
-                              int64_t created_at);
+                          int64_t created_at, const char *convo_id, const char *author,
+                          int deleted);
 void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo);
 
 #endif

@@ -320,3 +320,25 @@ def test_events_fan_out_to_the_slots_of_their_recipients(commands, brokers):
         assert seen == expected
     finally:
         redis_cli("DEL", "kchat:route:u1", "kchat:route:u2", "kchat:route:u3")
+
+
+def test_authors_edit_and_delete_also_after_a_restart(commands, brokers):
+    convo = new_convo(commands, brokers, members=("u2",))
+    commands.send(send_message(convo, "u1", "e-1", "first"))
+    commands.send(send_message(convo, "u1", "e-2", "second"))
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 1, "content": "first, edited"}))
+    commands.send(command(convo, "u2", "EditMessage", {"seq_no": 1, "content": "not mine"}))
+    commands.flush()
+    assert len(events_of(brokers, convo, lambda got: len(got) >= 5)) == 5
+    # The author is in the state changelog: a restarted processor still knows it.
+    subprocess.run(STACK + ["restart", "processor"], check=True, capture_output=True)
+    commands.send(command(convo, "u1", "DeleteMessage", {"seq_no": 2}))
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 2, "content": "too late"}))
+    commands.flush()
+    evs = events_of(brokers, convo, lambda got: len(got) >= 7)
+    assert [body(e) if body(e)[0] != "CommandRejected" else (body(e)[0], body(e)[1]["reason"])
+            for e in evs[3:]] == [
+        ("MessageEdited", {"seq_no": 1, "content": "first, edited"}),
+        ("CommandRejected", "not_author"),
+        ("MessageDeleted", {"seq_no": 2}),
+        ("CommandRejected", "deleted")]

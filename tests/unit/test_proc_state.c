@@ -249,13 +249,46 @@ static void read_markers_point_at_messages(void **state)
     c->seq_no = 1;
     assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
     proc_outcome_free(&o);
-    c = make(&b, CMD_EDIT_MESSAGE, "c1", "u1");
-    c->seq_no = 1;
-    c->content = "x";
-    c->content_len = 1;
-    assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
-    assert_string_equal(o.reason, "unsupported");
+    proc_part_destroy(p);
+}
+
+static proc_outcome_kind_t change(proc_part_t *p, proc_cmd_kind_t kind, const char *who,
+                                  int64_t seq, const char *text, const char **reason)
+{
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, kind, "c1", who);
+    c->seq_no = seq;
+    c->content = text;
+    c->content_len = text ? strlen(text) : 0;
+    proc_outcome_kind_t k = run(p, c, 0, &o);
+    *reason = o.reason;
     proc_outcome_free(&o);
+    return k;
+}
+
+static void authors_edit_and_delete_within_the_window(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "m2", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    const char *reason;
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u1", 1, "edited", &reason), OUT_ACCEPTED);
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u2", 1, "mine now", &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_author");
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u1", 1, "", &reason), OUT_REJECTED);
+    assert_string_equal(reason, "invalid");
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 1, NULL, &reason), OUT_ACCEPTED);
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u1", 1, "again", &reason), OUT_REJECTED);
+    assert_string_equal(reason, "deleted");
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 1, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "deleted");
+    /* Past the window the author is forgotten with the dedupe entry. */
+    (void)proc_part_expire(p, 5000, LIM.dedupe_window_ms, NULL, NULL);
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 2, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "too_old");
     proc_part_destroy(p);
 }
 
@@ -316,9 +349,9 @@ static void restored_state_behaves_like_the_original(void **state)
     proc_part_restore_convo(p, "c1", 2, 41, members, lens, 2);
     unsigned char key[PROC_DEDUPE_KEY_BYTES];
     proc_dedupe_key("c1", 2, "u2", 2, "m41", 3, key);
-    proc_part_add_dedupe(p, key, 41, 0);
+    proc_part_add_dedupe(p, key, 41, 0, "c1", "u2", 0);
     /* Restored twice (a changelog read before compaction): the newest wins. */
-    proc_part_add_dedupe(p, key, 41, 10);
+    proc_part_add_dedupe(p, key, 41, 10, "c1", "u2", 0);
     int64_t seq;
     assert_int_equal(send(p, "c1", "u2", "m41", "hi", 20, &seq, NULL), OUT_DUPLICATE);
     assert_int_equal(seq, 41);
@@ -344,6 +377,7 @@ int main(void)
         cmocka_unit_test(a_retry_is_recognised_after_the_sender_left),
         cmocka_unit_test(add_members_reports_only_the_new_ones),
         cmocka_unit_test(read_markers_point_at_messages),
+        cmocka_unit_test(authors_edit_and_delete_within_the_window),
         cmocka_unit_test(dirty_state_is_written_once_per_conversation),
         cmocka_unit_test(the_window_expires_and_a_late_retry_is_new),
         cmocka_unit_test(restored_state_behaves_like_the_original),
