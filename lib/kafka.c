@@ -22,6 +22,7 @@ typedef struct {
     kc_health_t *health;
     int check;
     kc_gauge_t *brokers_up;
+    kc_gauge_t *lag; /* consumers */
     kc_counter_t *errors;
 } kopaque_t;
 
@@ -91,6 +92,23 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     }
     for (int k = 0; k < total; k++)
         up += isup[k];
+    /* A consumer's lag: messages between its position and the end (the last stable offset
+     * for read_committed), summed over the partitions it fetches. */
+    if (o->lag) {
+        double lag = 0;
+        const cJSON *topics = cJSON_GetObjectItemCaseSensitive(root, "topics"), *t;
+        cJSON_ArrayForEach(t, topics)
+        {
+            const cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *pt;
+            cJSON_ArrayForEach(pt, parts)
+            {
+                const cJSON *l = cJSON_GetObjectItemCaseSensitive(pt, "consumer_lag");
+                if (cJSON_IsNumber(l) && l->valuedouble > 0)
+                    lag += l->valuedouble;
+            }
+        }
+        kc_gauge_set(o->lag, lag);
+    }
     cJSON_Delete(root);
     kc_gauge_set(o->brokers_up, up);
     char detail[64];
@@ -201,6 +219,10 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
                                           "Broker connections that are up, per client.", lbl);
         op->errors = kc_metrics_counter(o->metrics, "kchat_kafka_client_errors_total",
                                         "Errors reported by the Kafka client.", lbl);
+        if (type == RD_KAFKA_CONSUMER)
+            op->lag = kc_metrics_gauge(o->metrics, "kchat_kafka_consumer_lag_messages",
+                                       "Messages a consumer is behind, over its partitions.",
+                                       lbl);
     }
     rd_kafka_t *rk = NULL;
     if (conf_set(conf, "bootstrap.servers", o->brokers, errstr, errstr_size) ||

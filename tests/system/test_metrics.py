@@ -18,6 +18,8 @@ def test_metrics_pass_promtool(name):
     assert f'kchat_build_info{{service="{name}",version=' in text
     assert "process_resident_memory_bytes " in text
     assert "kchat_kafka_brokers_up{client=" in text
+    if name != "api":  # every daemon with a consumer reports how far behind it is
+        assert "kchat_kafka_consumer_lag_messages{client=" in text
     check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
