@@ -60,10 +60,10 @@ class Commands:
     def send(self, cmd):
         self.send_raw(cmd["convo_id"].encode(), encode("chat.commands-value", cmd))
 
-    def send_raw(self, key, value):
+    def send_raw(self, key, value, topic="chat.commands"):
         while True:
             try:
-                self.p.produce("chat.commands", key=key, value=value)
+                self.p.produce(topic, key=key, value=value)
                 return
             except BufferError:
                 self.p.poll(0.05)

@@ -342,3 +342,79 @@ def test_authors_edit_and_delete_also_after_a_restart(commands, brokers):
         ("CommandRejected", "not_author"),
         ("MessageDeleted", {"seq_no": 2}),
         ("CommandRejected", "deleted")]
+
+
+def test_a_zombie_is_fenced_and_its_successor_loses_nothing(brokers, tmp_path):
+    """Two processors with one instance id: the second fences the first (its transactions
+    fail for good and it exits 1); what the first had open is aborted, and the second
+    restores the committed state and rewinds, so nothing is lost or numbered twice. Runs on
+    topics of its own, so the stack's processor is not involved."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    tag = uuid.uuid4().hex[:6]
+    names = {k: f"fence-{tag}.{k}" for k in ("commands", "events", "deliveries", "state", "dlq")}
+    admin = AdminClient({"bootstrap.servers": brokers})
+    new = [NewTopic(names["commands"], 12, 1), NewTopic(names["events"], 12, 1),
+           NewTopic(names["deliveries"], 8, 1), NewTopic(names["dlq"], 1, 1),
+           NewTopic(names["state"], 12, 1, config={"cleanup.policy": "compact"})]
+    for fut in admin.create_topics(new).values():
+        fut.result()
+
+    def start(n):
+        port = free_port()
+        log = open(tmp_path / f"p{n}.log", "w")
+        proc = subprocess.Popen(
+            [str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
+             f"--instance-id=fence-{tag}", f"--group-id=fence-{tag}",
+             f"--schemas-dir={ROOT / 'schemas'}", f"--commands-topic={names['commands']}",
+             f"--events-topic={names['events']}", f"--deliveries-topic={names['deliveries']}",
+             f"--state-topic={names['state']}", f"--dlq-topic={names['dlq']}"],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200,
+                   f"processor {n} healthy")
+        return proc
+
+    cmds = Commands(brokers)
+    topic = names["commands"]
+
+    def send(cmd):
+        cmds.send_raw(cmd["convo_id"].encode(), encode("chat.commands-value", cmd), topic)
+
+    # Conversations on every partition, so the first instance still owns some after the
+    # second joins, and learns it is fenced on its next transaction.
+    convos = [f"c-{uuid.uuid4().hex[:10]}" for _ in range(36)]
+    first = start(1)
+    second = None
+    try:
+        for cv in convos:
+            send(command(cv, "u1", "CreateConversation", {"title": "f", "members": ["u2"]}))
+        for i in range(20):
+            for cv in convos:
+                send(send_message(cv, "u1", f"a-{i}"))
+        cmds.flush()
+        second = start(2)  # same instance id: fences the first
+        for i in range(20):
+            for cv in convos:
+                send(send_message(cv, "u2", f"b-{i}"))
+        cmds.flush()
+        assert first.wait(timeout=90) == 1, "the fenced instance gives up"
+        keys = {cv.encode() for cv in convos}
+        want = len(convos) * 41
+        got = read_topic(brokers, names["events"], lambda k, v, m: k in keys,
+                         lambda g: len(g) >= want)
+        per = {cv: [] for cv in convos}
+        for _, v in got:
+            per[v["convo_id"]].append(v)
+        for cv, evs in per.items():
+            msgs = messages(evs)
+            assert sorted(m["client_msg_id"] for m in msgs) == sorted(
+                [f"a-{i}" for i in range(20)] + [f"b-{i}" for i in range(20)]), cv
+            assert_gap_free(msgs)
+        text = (tmp_path / "p1.log").read_text()
+        assert "giving up" in text
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+        for fut in admin.delete_topics(list(names.values())).values():
+            fut.result()
