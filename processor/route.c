@@ -206,30 +206,37 @@ int proc_router_resolve(proc_router_t *r, int64_t now_ms, void (*done)(void *arg
 
 void proc_router_each(proc_router_t *r, proc_route_fn fn, void *arg)
 {
-    char **on_slot = NULL;
+    /* One pass over the recipients, each looked up once, into per-slot buckets. */
+    char ***buckets = kc_xcalloc((size_t)r->nslots, sizeof(char **));
+    size_t *counts = kc_xcalloc((size_t)r->nslots, sizeof(size_t));
     size_t cap = 0;
     for (size_t i = 0; i < r->nintents; i++) {
         intent_t *in = &r->intents[i];
         if (cap < in->n) {
             cap = in->n;
-            on_slot = kc_xrealloc(on_slot, cap * sizeof(char *));
+            for (int32_t s = 0; s < r->nslots; s++)
+                buckets[s] = kc_xrealloc(buckets[s], cap * sizeof(char *));
         }
-        for (int32_t slot = 0; slot < r->nslots; slot++) {
-            size_t n = 0;
-            for (size_t k = 0; k < in->n; k++) {
-                const route_t *rt = kc_map_get(r->routes, in->recipients[k],
-                                               strlen(in->recipients[k]));
-                if (!rt || !rt->slots[slot])
-                    continue;
-                if (slot == in->origin_slot && strcmp(in->recipients[k], in->sender) == 0)
-                    continue; /* got the ack with the event */
-                on_slot[n++] = in->recipients[k];
-            }
-            if (n)
-                fn(arg, slot, in->convo_id, in->convo_len, on_slot, n, &in->event);
+        memset(counts, 0, (size_t)r->nslots * sizeof(size_t));
+        for (size_t k = 0; k < in->n; k++) {
+            const route_t *rt = kc_map_get(r->routes, in->recipients[k],
+                                           strlen(in->recipients[k]));
+            if (!rt)
+                continue;
+            int is_sender = strcmp(in->recipients[k], in->sender) == 0;
+            for (int32_t slot = 0; slot < r->nslots; slot++)
+                if (rt->slots[slot] && !(is_sender && slot == in->origin_slot))
+                    buckets[slot][counts[slot]++] = in->recipients[k]; /* the sender's slot had the ack */
         }
+        for (int32_t slot = 0; slot < r->nslots; slot++)
+            if (counts[slot])
+                fn(arg, slot, in->convo_id, in->convo_len, buckets[slot], counts[slot],
+                   &in->event);
     }
-    free(on_slot);
+    for (int32_t s = 0; s < r->nslots; s++)
+        free(buckets[s]);
+    free(buckets);
+    free(counts);
 }
 
 proc_router_stats_t proc_router_stats(const proc_router_t *r)
