@@ -1,4 +1,4 @@
-/* util.c - allocation wrappers that abort on OOM, clocks, UTF-8 validation. */
+/* util.c - allocation wrappers that abort on OOM, clocks, UTF-8 validation, ids. */
 #include "kchat/util.h"
 
 #include <errno.h>
@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 static void oom(size_t n)
 {
@@ -124,6 +126,59 @@ int kc_utf8_valid(const char *str, size_t len)
             (cp >= 0xd800 && cp <= 0xdfff))
             return 0;
         i += need + 1;
+    }
+    return 1;
+}
+
+void kc_uuid4(char out[37])
+{
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+int kc_id_new(char *out, size_t size, const char *prefix)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+    size_t plen = strlen(prefix);
+    if (size < plen + 27) {
+        if (size)
+            out[0] = '\0';
+        return -ENOSPC;
+    }
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    memcpy(out, prefix, plen);
+    /* 128 bits, 5 at a time: 26 characters (the last holds 3 bits). */
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = plen, i = 0;
+    while (o < plen + 26) {
+        if (bits < 5) {
+            acc = (acc << 8) | (i < sizeof(b) ? b[i] : 0);
+            i++;
+            bits += 8;
+        }
+        out[o++] = alphabet[(acc >> (bits - 5)) & 31];
+        bits -= 5;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int kc_id_valid(const char *s, size_t len, size_t max)
+{
+    if (!s || len == 0 || len > max)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
     }
     return 1;
 }

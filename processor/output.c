@@ -14,17 +14,6 @@ void proc_server_msg_id(const char *convo_id, int64_t seq_no, char *out, size_t 
         out[0] = '\0';
 }
 
-static void uuid4(char out[37])
-{
-    unsigned char b[16];
-    randombytes_buf(b, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 static int members(avro_value_t *rec, char *const *m, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -49,7 +38,7 @@ int proc_encode_event(kc_schemas_t *s, const proc_cmd_t *cmd, const proc_outcome
     if (kc_avro_value_new(s, "chat.events-value", &v) != 0)
         return -ENOENT;
     char event_id[37];
-    uuid4(event_id);
+    kc_uuid4(event_id);
     int rc = kc_avro_set_str(&v, "event_id", event_id) ||
              kc_avro_set_str_len(&v, "convo_id", cmd->convo_id, cmd->convo_id_len) ||
              kc_avro_set_str_len(&v, "actor_id", cmd->sender_id, cmd->sender_id_len) ||

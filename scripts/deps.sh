@@ -12,7 +12,7 @@ with_tests=0
 packages=(build-essential cmake ninja-build pkg-config curl ca-certificates
     librdkafka-dev libpq-dev libwebsockets-dev libwebsockets-evlib-uv libcjson-dev libjwt-dev
     libhiredis-dev libavro-dev libmicrohttpd-dev libuv1-dev libsodium-dev libcmocka-dev
-    postgresql redis-server kcat jq)
+    libssl-dev openssl postgresql redis-server kcat jq)
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
 if ((with_tests)); then

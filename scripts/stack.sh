@@ -88,8 +88,19 @@ stop_daemon() {
     echo "kchat-$d stopped"
 }
 
+# The RS256 key pair of the access tokens, made once per state folder.
+keys() {
+    [[ -s $KCHAT_JWT_PRIVATE_KEY && -s $KCHAT_JWT_PUBLIC_KEY ]] && return 0
+    mkdir -p "$(dirname "$KCHAT_JWT_PRIVATE_KEY")" "$(dirname "$KCHAT_JWT_PUBLIC_KEY")"
+    (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+        -out "$KCHAT_JWT_PRIVATE_KEY" 2>/dev/null)
+    openssl pkey -in "$KCHAT_JWT_PRIVATE_KEY" -pubout -out "$KCHAT_JWT_PUBLIC_KEY" 2>/dev/null
+    echo "token keys made: $KCHAT_JWT_PRIVATE_KEY (private), $KCHAT_JWT_PUBLIC_KEY (public)"
+}
+
 up() {
     mkdir -p "$RUN" "$LOGS"
+    keys
     "$KCHAT_ROOT/scripts/kafka.sh" start
     "$KCHAT_ROOT/scripts/pg.sh" start
     "$KCHAT_ROOT/scripts/redis.sh" start

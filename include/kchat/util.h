@@ -31,4 +31,15 @@ int kc_strlcpyf(char *dst, size_t size, const char *fmt, ...) __attribute__((for
 /* True when [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int kc_utf8_valid(const char *s, size_t len);
 
+/* A random (version 4) UUID, lowercase, into out[37]. */
+void kc_uuid4(char out[37]);
+
+/* A new opaque id: prefix followed by 26 characters of lowercase base32 of 16 random bytes
+ * ("u_" users, "c_" conversations). Returns 0, or -ENOSPC when size is too small. */
+#define KC_ID_MAX 64
+int kc_id_new(char *out, size_t size, const char *prefix);
+
+/* True when s (len bytes) is a well-formed id: 1..max bytes of [A-Za-z0-9_.:-]. */
+int kc_id_valid(const char *s, size_t len, size_t max);
+
 #endif

@@ -31,6 +31,28 @@ static void expect_json(const char *s, size_t n, const char *want)
 
 /* ---- kc_utf8_valid ---- */
 
+static void test_ids(void **state)
+{
+    (void)state;
+    char a[KC_ID_MAX], b[KC_ID_MAX], small[10];
+    assert_int_equal(kc_id_new(a, sizeof(a), "u_"), 0);
+    assert_int_equal(kc_id_new(b, sizeof(b), "u_"), 0);
+    assert_int_equal(strlen(a), 28);
+    assert_memory_equal(a, "u_", 2);
+    assert_string_not_equal(a, b);
+    assert_true(kc_id_valid(a, strlen(a), 128));
+    assert_int_equal(kc_id_new(small, sizeof(small), "u_"), -ENOSPC);
+    assert_false(kc_id_valid("", 0, 128));
+    assert_false(kc_id_valid("a b", 3, 128));
+    assert_false(kc_id_valid("a'--", 4, 128));
+    assert_false(kc_id_valid("abcdef", 6, 5));
+    assert_true(kc_id_valid("c_Ab.9:x-", 9, 128));
+    char u[37];
+    kc_uuid4(u);
+    assert_int_equal(strlen(u), 36);
+    assert_int_equal(u[14], '4');
+}
+
 static void test_utf8_ascii(void **state)
 {
     (void)state;
@@ -380,6 +402,7 @@ static void test_json_str_roundtrips_through_cjson(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids),
         cmocka_unit_test(test_utf8_ascii),
         cmocka_unit_test(test_utf8_multibyte_valid),
         cmocka_unit_test(test_utf8_overlong_rejected),

@@ -1,0 +1,47 @@
+-- The Postgres read model: everything here is derived from chat.events alone and can be
+-- rebuilt from it. kchat-projector creates these tables in a schema of its own choosing
+-- (the live one is `rm`; a rebuild fills a shadow schema and swaps it in), so this file names
+-- no schema: the projector runs it with search_path set to the target schema.
+-- Readers (kchat-api, kchat-gateway) always qualify names: rm.messages, rm.members, ...
+
+CREATE TABLE conversations (
+    convo_id      text        PRIMARY KEY,
+    title         text        NOT NULL,
+    created_by    text        NOT NULL,
+    created_at    timestamptz NOT NULL,
+    last_seq      bigint      NOT NULL DEFAULT 0,   -- highest seq_no of a MessageCreated
+    last_activity timestamptz NOT NULL              -- occurred_at of the latest event
+);
+
+CREATE TABLE members (
+    convo_id  text        NOT NULL REFERENCES conversations ON DELETE CASCADE,
+    user_id   text        NOT NULL,
+    joined_at timestamptz NOT NULL,
+    read_seq  bigint      NOT NULL DEFAULT 0,  -- ReadMarkerSet, and a sender's own messages
+    PRIMARY KEY (convo_id, user_id)
+);
+CREATE INDEX members_by_user ON members (user_id);
+
+CREATE TABLE messages (
+    convo_id      text        NOT NULL,
+    seq_no        bigint      NOT NULL,
+    server_msg_id text        NOT NULL,
+    sender_id     text        NOT NULL,
+    client_msg_id text        NOT NULL,
+    content       text        NOT NULL,     -- '' once deleted
+    content_type  text        NOT NULL DEFAULT 'text/plain',
+    created_at    timestamptz NOT NULL,
+    edited_at     timestamptz,
+    deleted_at    timestamptz,
+    search        tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED,
+    PRIMARY KEY (convo_id, seq_no)
+);
+CREATE INDEX messages_search ON messages USING gin (search);
+
+-- Offsets of chat.events applied to this schema, written in the same transaction as the rows.
+CREATE TABLE offsets (
+    topic       text    NOT NULL,
+    partition   integer NOT NULL,
+    next_offset bigint  NOT NULL,
+    PRIMARY KEY (topic, partition)
+);

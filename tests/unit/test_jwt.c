@@ -1,0 +1,195 @@
+/* Unit tests of lib/jwt: RS256 tokens signed and verified, and every way a token is refused:
+ * alg none, HS256 keyed with the public key (the RS/HS confusion), a foreign key, a tampered
+ * payload, expiry, not-before, issuer, audience, garbage. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kchat/jwt.h"
+#include "kchat/util.h"
+
+static char dir[] = "/tmp/kc-jwt-XXXXXX";
+static char priv_path[64], pub_path[64], other_path[64];
+
+static void write_key(EVP_PKEY *k, const char *path, int private)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    int ok = private ? PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL)
+                     : PEM_write_PUBKEY(f, k);
+    assert_int_equal(ok, 1);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir) || sodium_init() < 0)
+        return -1;
+    snprintf(priv_path, sizeof(priv_path), "%s/priv.pem", dir);
+    snprintf(pub_path, sizeof(pub_path), "%s/pub.pem", dir);
+    snprintf(other_path, sizeof(other_path), "%s/other.pem", dir);
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    EVP_PKEY *o = EVP_RSA_gen(2048);
+    if (!k || !o)
+        return -1;
+    write_key(k, priv_path, 1);
+    write_key(k, pub_path, 0);
+    write_key(o, other_path, 1);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(o);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(priv_path);
+    unlink(pub_path);
+    unlink(other_path);
+    rmdir(dir);
+    return 0;
+}
+
+static kc_jwt_key_t *key(const char *path)
+{
+    char err[256];
+    kc_jwt_key_t *k = kc_jwt_key_load(path, "kchat", "kchat", err, sizeof(err));
+    assert_non_null(k);
+    return k;
+}
+
+static kc_jwt_status_t verify(const char *tok, long long now)
+{
+    kc_jwt_key_t *pub = key(pub_path);
+    kc_jwt_claims_t c;
+    char err[256];
+    kc_jwt_status_t st = kc_jwt_verify(pub, tok, now, 5, &c, err, sizeof(err));
+    kc_jwt_key_free(pub);
+    return st;
+}
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    kc_jwt_key_t *priv = key(priv_path), *pub = key(pub_path);
+    char err[256];
+    char *tok = kc_jwt_sign(priv, "u-42", "alice", 1000, 900, err, sizeof(err));
+    assert_non_null(tok);
+    kc_jwt_claims_t c;
+    assert_int_equal(kc_jwt_verify(pub, tok, 1000, 5, &c, err, sizeof(err)), KC_JWT_OK);
+    assert_string_equal(c.sub, "u-42");
+    assert_string_equal(c.name, "alice");
+    assert_int_equal(c.exp, 1900);
+    /* Expiry and not-before, with the leeway. */
+    assert_int_equal(kc_jwt_verify(pub, tok, 1905, 5, &c, err, sizeof(err)), KC_JWT_OK);
+    assert_int_equal(kc_jwt_verify(pub, tok, 1906, 5, &c, err, sizeof(err)), KC_JWT_EXPIRED);
+    assert_string_equal(kc_jwt_status_code(KC_JWT_EXPIRED), "token_expired");
+    assert_int_equal(kc_jwt_verify(pub, tok, 994, 5, &c, err, sizeof(err)),
+                     KC_JWT_NOT_YET_VALID);
+    /* A tampered payload: flip one character of the middle part. */
+    char *bad = kc_xstrdup(tok);
+    char *p = strchr(bad, '.') + 3;
+    *p = *p == 'A' ? 'B' : 'A';
+    assert_int_equal(kc_jwt_verify(pub, bad, 1000, 5, &c, err, sizeof(err)),
+                     KC_JWT_BAD_SIGNATURE);
+    free(bad);
+    free(tok);
+    /* Signed by another key. */
+    kc_jwt_key_t *other = key(other_path);
+    tok = kc_jwt_sign(other, "u-42", "alice", 1000, 900, err, sizeof(err));
+    assert_non_null(tok);
+    assert_int_equal(kc_jwt_verify(pub, tok, 1000, 5, &c, err, sizeof(err)),
+                     KC_JWT_BAD_SIGNATURE);
+    free(tok);
+    kc_jwt_key_free(other);
+    kc_jwt_key_free(priv);
+    kc_jwt_key_free(pub);
+}
+
+static void test_issuer_audience(void **state)
+{
+    (void)state;
+    char err[256];
+    kc_jwt_key_t *wrong_iss = kc_jwt_key_load(priv_path, "evil", "kchat", err, sizeof(err));
+    kc_jwt_key_t *wrong_aud = kc_jwt_key_load(priv_path, "kchat", "other", err, sizeof(err));
+    char *t1 = kc_jwt_sign(wrong_iss, "u1", NULL, 1000, 60, err, sizeof(err));
+    char *t2 = kc_jwt_sign(wrong_aud, "u1", NULL, 1000, 60, err, sizeof(err));
+    assert_int_equal(verify(t1, 1000), KC_JWT_BAD_ISSUER);
+    assert_int_equal(verify(t2, 1000), KC_JWT_BAD_AUDIENCE);
+    free(t1);
+    free(t2);
+    kc_jwt_key_free(wrong_iss);
+    kc_jwt_key_free(wrong_aud);
+}
+
+/* A token built by libjwt itself with another algorithm and the given key. */
+static char *forge(jwt_alg_t alg, const unsigned char *k, int klen)
+{
+    jwt_t *j = NULL;
+    assert_int_equal(jwt_new(&j), 0);
+    jwt_add_grant(j, "iss", "kchat");
+    jwt_add_grant(j, "aud", "kchat");
+    jwt_add_grant(j, "sub", "admin");
+    jwt_add_grant_int(j, "exp", 5000);
+    assert_int_equal(jwt_set_alg(j, alg, k, klen), 0);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_algorithm_pinned(void **state)
+{
+    (void)state;
+    /* alg none */
+    char *t = forge(JWT_ALG_NONE, NULL, 0);
+    assert_int_equal(verify(t, 1000), KC_JWT_ALG_REFUSED);
+    free(t);
+    /* HS256 keyed with the public key's PEM: what a naive verifier would accept. */
+    FILE *f = fopen(pub_path, "rb");
+    unsigned char pem[4096];
+    size_t n = fread(pem, 1, sizeof(pem), f);
+    fclose(f);
+    t = forge(JWT_ALG_HS256, pem, (int)n);
+    assert_int_equal(verify(t, 1000), KC_JWT_ALG_REFUSED);
+    free(t);
+}
+
+static void test_garbage(void **state)
+{
+    (void)state;
+    const char *bad[] = {"", "abc", "a.b", "a.b.c.d", "!!!.e30.sig", "e30.e30.",
+                         "eyJhbGciOiJSUzI1NiJ9.%%%.abc"};
+    for (size_t i = 0; i < KC_ARRAY_LEN(bad); i++)
+        assert_int_not_equal(verify(bad[i], 1000), KC_JWT_OK);
+    char *huge = kc_xmalloc(KC_JWT_MAX_LEN + 10);
+    memset(huge, 'a', KC_JWT_MAX_LEN + 9);
+    huge[KC_JWT_MAX_LEN + 9] = '\0';
+    assert_int_equal(verify(huge, 1000), KC_JWT_MALFORMED);
+    free(huge);
+    char err[256];
+    assert_null(kc_jwt_key_load("/nonexistent/key.pem", "a", "b", err, sizeof(err)));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_issuer_audience),
+        cmocka_unit_test(test_algorithm_pinned),
+        cmocka_unit_test(test_garbage),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
