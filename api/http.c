@@ -260,6 +260,20 @@ static int parse_body(api_req_t *r)
         api_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
         return -1;
     }
+    /* cJSON would cut a string at an escaped NUL: refuse \u0000 (an unescaped backslash
+     * before it) outright */
+    for (const char *p = h->body; (p = memmem(p, (size_t)(h->body + h->body_len - p), "\\u0000", 6));
+         p += 6) {
+        size_t bs = 1, i = (size_t)(p - h->body);
+        while (i > 0 && h->body[i - 1] == '\\') {
+            bs++;
+            i--;
+        }
+        if (bs % 2 == 1) {
+            api_error(r, 400, "invalid_json", "strings may not contain U+0000");
+            return -1;
+        }
+    }
     const char *end = NULL;
     r->body = cJSON_ParseWithLengthOpts(h->body, h->body_len, &end, 0);
     if (!r->body) {

@@ -147,6 +147,8 @@ static void http_do(int port, const char *raw, http_resp_t *r)
     r->status = status;
     find_header(buf, head_end, "Content-Type", r->ctype, sizeof(r->ctype));
     r->body_len = got - (size_t)(head_end + 4 - buf);
+    if (want >= 0 && (size_t)want < r->body_len) /* a pipelined response may follow */
+        r->body_len = (size_t)want;
     r->body = malloc(r->body_len + 1);
     if (r->body) {
         memcpy(r->body, head_end + 4, r->body_len);
