@@ -168,14 +168,18 @@ void api_command_forget(api_req_t *r);
 /* HTTP status and code for a CommandRejected reason. */
 int api_reject_status(const char *reason);
 
-/* A message of the read model as the REST JSON object (alias: the rm.messages row). */
+/* A timestamptz as the REST API writes times: ISO 8601 in UTC with milliseconds, the form
+ * the projector writes into the Redis read model ("2026-11-27T09:30:00.123Z"). */
+#define API_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* A message of the read model as the REST JSON object (x: the rm.messages row's alias), the
+ * same fields as the projector's Redis copy. */
 #define API_MSG_JSON(x)                                                                          \
     "json_build_object('convo_id', " x ".convo_id, 'seq_no', " x ".seq_no, 'server_msg_id', " x  \
     ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
-    ".client_msg_id, 'content', " x ".content, 'content_type', " x                                \
-    ".content_type, 'created_at', (extract(epoch FROM " x ".created_at) * 1000)::bigint, "       \
-    "'edited_at', (extract(epoch FROM " x ".edited_at) * 1000)::bigint, 'deleted', " x            \
-    ".deleted_at IS NOT NULL)"
+    ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
+    "'created_at', " API_ISO(x ".created_at") ", 'edited_at', " API_ISO(x ".edited_at")            \
+    ", 'deleted_at', " API_ISO(x ".deleted_at") ")"
 
 /* conversations.c */
 void api_convo_create(api_req_t *r);

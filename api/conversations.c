@@ -14,8 +14,8 @@
 /* A conversation as the REST object; c is rm.conversations, me the caller's rm.members row. */
 #define CONVO_JSON                                                                                \
     "json_build_object('id', c.convo_id, 'title', c.title, 'created_by', c.created_by, "         \
-    "'created_at', (extract(epoch FROM c.created_at) * 1000)::bigint, 'last_seq', c.last_seq, "  \
-    "'last_activity', (extract(epoch FROM c.last_activity) * 1000)::bigint, "                    \
+    "'created_at', " API_ISO("c.created_at") ", 'last_seq', c.last_seq, "                     \
+    "'last_activity', " API_ISO("c.last_activity") ", "                                         \
     "'read_seq', me.read_seq, 'unread', greatest(c.last_seq - me.read_seq, 0), "                  \
     "'members', (SELECT coalesce(json_agg(m.user_id ORDER BY m.user_id), '[]'::json) "           \
     "            FROM rm.members m WHERE m.convo_id = c.convo_id), "                              \
