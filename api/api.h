@@ -96,6 +96,8 @@ struct api {
     int inflight; /* requests not yet answered */
     int stopping;
     kc_daemon_t *stop_daemon;
+    uv_timer_t drain_timer;
+    int draining; /* drain_timer is running */
     kc_counter_t *requests;
     kc_histogram_t *latency;
     kc_counter_t *commands_sent;

@@ -368,10 +368,27 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
 
 /* ---- drain ---- */
 
+/* Every request is answered; the last answers may still be on their way out. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    api_t *a = t->data;
+    if (kc_httpd_active(a->http) > 0)
+        return;
+    uv_close((uv_handle_t *)t, NULL);
+    api_finish_stop(a);
+}
+
 static void stop_if_drained(api_t *a)
 {
-    if (a->stopping && a->stop_daemon && a->inflight == 0)
+    if (!a->stopping || !a->stop_daemon || a->inflight > 0 || a->draining)
+        return;
+    a->draining = 1;
+    if (uv_timer_init(a->app.loop, &a->drain_timer) != 0 ||
+        (a->drain_timer.data = a, 0) ||
+        uv_timer_start(&a->drain_timer, on_drain_tick, 0, 10) != 0) {
+        kc_log_error("cannot wait for the last answers; stopping now");
         api_finish_stop(a);
+    }
 }
 
 void api_stop_when_drained(api_t *a, kc_daemon_t *d)

@@ -29,6 +29,7 @@ struct kc_httpd {
     int port;
     kc_http_pending_t *suspended; /* unanswered pending requests (a list) */
     size_t nsuspended;
+    size_t active; /* requests with a req_ctx_t, not yet completed */
 };
 
 typedef struct req_ctx req_ctx_t;
@@ -139,6 +140,11 @@ size_t kc_httpd_suspended(const kc_httpd_t *h)
     return h ? h->nsuspended : 0;
 }
 
+size_t kc_httpd_active(const kc_httpd_t *h)
+{
+    return h ? h->active : 0;
+}
+
 const char *kc_http_header(const kc_http_req_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -210,6 +216,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!ctx) {
         ctx = kc_xcalloc(1, sizeof(*ctx));
         *con_cls = ctx;
+        h->active++;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -279,11 +286,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    kc_httpd_t *h = cls;
     (void)conn;
     (void)toe;
     req_ctx_t *ctx = *con_cls;
     if (ctx) {
+        h->active--;
         kc_http_pending_t *p = ctx->pending;
         if (p && p->answered) {
             pending_free(p);

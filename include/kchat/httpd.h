@@ -61,6 +61,9 @@ int kc_httpd_port(const kc_httpd_t *h);
 void kc_httpd_stop_accepting(kc_httpd_t *h);
 /* Requests suspended and not yet answered. */
 size_t kc_httpd_suspended(const kc_httpd_t *h);
+/* Requests begun and not yet completed (their answer not fully sent); idle keep-alive
+ * connections do not count. A drain waits for 0 before kc_httpd_destroy. */
+size_t kc_httpd_active(const kc_httpd_t *h);
 /* Stops MHD and closes the loop handles; frees itself once they are closed. NULL is a no-op. */
 void kc_httpd_destroy(kc_httpd_t *h);
 
