@@ -1,4 +1,4 @@
-/* messages.c - history pages and search, from the Postgres read model.
+/* messages.c - history pages (the Redis recent tail, else Postgres) and search (Postgres).
  *
  * GET /conversations/:id/messages pages through rm.messages in ascending seq_no. Without
  * since_seq it reads backwards from before_seq (or the newest message): the page is the
@@ -6,6 +6,13 @@
  * points at older ones. With since_seq it reads forwards: the `limit` messages just above
  * it (and below before_seq, when given), and next_cursor {"since_seq": last seq_no of the
  * page} points at newer ones. next_cursor is null when nothing is left that way.
+ *
+ * seq_no is gap-free from 1 to last_seq (a deleted message keeps its number), so the page's
+ * range follows from last_seq by arithmetic. One Lua script reads, in one atomic step, the
+ * generation, the caller's membership, last_seq and the tail recent:<convo> (the newest
+ * messages, scored by seq_no); when the tail holds the whole range the page comes from it.
+ * Anything else (not a member there, a range older than the tail, no generation, Redis
+ * down) goes to Postgres, which also decides the 404.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +21,11 @@
 
 typedef struct {
     int forward;
+    long long since, before, limit;
 } page_t;
+
+static void page_from_pg(api_req_t *r);
+static void count_source(api_t *a, const char *source);
 
 static void on_page(void *arg, const PGresult *res, const char *err)
 {
@@ -40,6 +51,7 @@ static void on_page(void *arg, const PGresult *res, const char *err)
     else
         kc_buf_printf(&b, "{\"before_seq\":%s}", PQgetvalue(res, 0, 2));
     kc_buf_puts(&b, "}");
+    count_source(r->a, "postgres");
     api_reply(r, 200, &b);
 }
 
@@ -58,6 +70,90 @@ static void on_page(void *arg, const PGresult *res, const char *err)
     "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
     "          AND y.seq_no < (SELECT min(seq_no) FROM page) AND y.seq_no > $3::bigint)"
 
+/* ARGV: convo, user, 'f' or 'b', since, before, limit. Returns {status, lo, hi, more, msg...}:
+ * status 1 (page in the tail), 0 (empty page), or -1 (no generation), -2 (not a member
+ * here), -3 (the tail does not hold the range): the caller then asks Postgres. */
+static const char PAGE_LUA[] =
+    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "if not gen then return {-1} end\n"
+    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local c = ARGV[1]\n"
+    "if redis.call('SISMEMBER', p .. 'members:' .. c, ARGV[2]) == 0 then return {-2} end\n"
+    "local last = tonumber(redis.call('HGET', p .. 'convo:' .. c, 'last_seq') or '0')\n"
+    "local since, before, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local top = math.min(before - 1, last)\n"
+    "local lo, hi, more\n"
+    "if ARGV[3] == 'f' then\n"
+    "  lo = since + 1; hi = math.min(top, since + limit); more = hi < top\n"
+    "else\n"
+    "  hi = top; lo = math.max(since + 1, hi - limit + 1, 1); more = lo > math.max(since + 1, 1)\n"
+    "end\n"
+    "if hi < lo then return {0, lo, hi, 0} end\n"
+    "local key = p .. 'recent:' .. c\n"
+    "local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
+    "if #first == 0 or tonumber(first[2]) > lo then return {-3} end\n"
+    "local msgs = redis.call('ZRANGEBYSCORE', key, lo, hi)\n"
+    "if #msgs ~= hi - lo + 1 then return {-3} end\n"
+    "local out = {1, lo, hi, more and 1 or 0}\n"
+    "for i = 1, #msgs do out[#out + 1] = msgs[i] end\n"
+    "return out\n";
+
+static void count_source(api_t *a, const char *source)
+{
+    const char *lbl[] = {"source", source, NULL};
+    kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_history_pages_total",
+                                      "History pages served, by the read model they came from.",
+                                      lbl));
+}
+
+static void on_tail(void *arg, const redisReply *rep, const char *err)
+{
+    api_req_t *r = arg;
+    page_t *p = r->state;
+    if (err || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[0]->integer < 0) {
+        page_from_pg(r);
+        return;
+    }
+    long long status = rep->element[0]->integer;
+    if (rep->elements < 4) {
+        page_from_pg(r);
+        return;
+    }
+    for (size_t i = 1; i < 4; i++)
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER) {
+            page_from_pg(r);
+            return;
+        }
+    long long lo = rep->element[1]->integer, hi = rep->element[2]->integer;
+    int more = rep->element[3]->integer != 0;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"messages\":[");
+    if (status == 1) {
+        for (size_t i = 4; i < rep->elements; i++) {
+            const redisReply *m = rep->element[i];
+            if (m->type != REDIS_REPLY_STRING) {
+                kc_buf_free(&b);
+                page_from_pg(r);
+                return;
+            }
+            if (i > 4)
+                kc_buf_putc(&b, ',');
+            kc_buf_append(&b, m->str, m->len);
+        }
+    }
+    kc_buf_puts(&b, "],\"next_cursor\":");
+    if (!more)
+        kc_buf_puts(&b, "null");
+    else if (p->forward)
+        kc_buf_printf(&b, "{\"since_seq\":%lld}", hi);
+    else
+        kc_buf_printf(&b, "{\"before_seq\":%lld}", lo);
+    kc_buf_puts(&b, "}");
+    count_source(r->a, "redis");
+    api_reply(r, 200, &b);
+}
+
 void api_messages_list(api_req_t *r)
 {
     long long limit = 50, since = 0, before = 9223372036854775807LL;
@@ -68,12 +164,37 @@ void api_messages_list(api_req_t *r)
         return;
     page_t *p = kc_xcalloc(1, sizeof(*p));
     p->forward = has_since;
+    p->since = since;
+    p->before = before;
+    p->limit = limit;
     r->state = p;
     r->state_free = free;
+    /* Lua numbers are doubles: a since_seq beyond 2^53 is Postgres's job; a before_seq beyond
+     * it means "no bound" (no conversation has 2^53 messages) */
+    if (kc_redis_connected(r->a->redis) && since < (1LL << 53)) {
+        char s_since[24], s_before[24], s_limit[24];
+        (void)kc_strlcpyf(s_since, sizeof(s_since), "%lld", since);
+        (void)kc_strlcpyf(s_before, sizeof(s_before), "%lld",
+                          before > (1LL << 53) ? (1LL << 53) : before);
+        (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
+        const char *argv[] = {"EVAL", PAGE_LUA,     "0",     r->convo_id, r->user_id,
+                              p->forward ? "f" : "b", s_since, s_before,    s_limit};
+        size_t lens[KC_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < KC_ARRAY_LEN(argv); i++)
+            lens[i] = strlen(argv[i]);
+        if (kc_redis_command(r->a->redis, on_tail, r, (int)KC_ARRAY_LEN(argv), argv, lens) == 0)
+            return;
+    }
+    page_from_pg(r);
+}
+
+static void page_from_pg(api_req_t *r)
+{
+    page_t *p = r->state;
     char s_since[24], s_before[24], s_limit[24];
-    (void)kc_strlcpyf(s_since, sizeof(s_since), "%lld", since);
-    (void)kc_strlcpyf(s_before, sizeof(s_before), "%lld", before);
-    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
+    (void)kc_strlcpyf(s_since, sizeof(s_since), "%lld", p->since);
+    (void)kc_strlcpyf(s_before, sizeof(s_before), "%lld", p->before);
+    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", p->limit);
     const char *params[] = {r->convo_id, r->user_id, s_since, s_before, s_limit};
     (void)api_pg(r, p->forward ? PAGE_SQL("ASC") : PAGE_SQL("DESC"), 5, params, on_page);
 }

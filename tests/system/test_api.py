@@ -338,3 +338,27 @@ def test_no_outcome_is_504_and_a_drain_answers_the_waiting(alice):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def history_pages(source):
+    text = http_get(BASE + "/metrics")[2].decode()
+    for line in text.splitlines():
+        if line.startswith(f'kchat_api_history_pages_total{{source="{source}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_history_beyond_the_redis_tail(alice, commands):
+    """The projector keeps the newest 100 messages in Redis: pages inside that tail come from
+    Redis, older ones from Postgres, and the whole history reads the same either way."""
+    c = create(alice, "long")
+    texts = [f"long {i}" for i in range(1, 131)]
+    send_all(commands, c["id"], alice, texts)
+    wait_last_seq(alice, c["id"], 130)
+    redis0, pg0 = history_pages("redis"), history_pages("postgres")
+    msgs, pages = all_pages(alice, c["id"], limit=40)  # 130..91, 90..51, 50..11, 10..1
+    assert [m["content"] for m in msgs] == texts and pages == 4
+    assert history_pages("redis") - redis0 == 2  # 91-130 and 51-90 lie in the tail (31-130)
+    assert history_pages("postgres") - pg0 == 2
+    fwd, _ = all_pages(alice, c["id"], limit=40, since_seq=0)
+    assert fwd == msgs  # the same objects from Postgres and from Redis
