@@ -138,6 +138,8 @@ const char *api_json_str(const cJSON *obj, const char *name);
  * answering 400. */
 int api_query_int(api_req_t *r, const char *name, long long min, long long max, long long *out,
                   int *present);
+/* ms since the epoch as "2026-11-27T09:30:00.123Z" (the API's time format). */
+void api_iso_ms(long long ms, char out[32]);
 /* Writes a Postgres text[] literal of ids (already checked: [A-Za-z0-9_.:-]) into out. */
 void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n);
 /* Checks a JSON array of user ids (1..max, each a valid id); fills a malloc'd array of

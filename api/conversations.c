@@ -79,7 +79,126 @@ void api_convo_get(api_req_t *r)
     read_convo(r);
 }
 
-/* ---- GET /conversations ---- */
+/* ---- GET /conversations: the Redis read model, else Postgres ---- */
+
+/* ARGV: user, limit. Returns {1, n, then per conversation: id, title, created_by,
+ * created_at, last_seq, last_activity, last_message ('' when none), read_seq, the number of
+ * members, the members (sorted)}, or {-1} without a generation, {-3} for a conversation
+ * only partly there (a projector mid-batch): the caller then asks Postgres. */
+static const char LIST_LUA[] =
+    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "if not gen then return {-1} end\n"
+    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local u = ARGV[1]\n"
+    "local ids = redis.call('ZREVRANGE', p .. 'convos:' .. u, 0, tonumber(ARGV[2]) - 1)\n"
+    "local out = {1, #ids}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local h = redis.call('HMGET', p .. 'convo:' .. id, 'title', 'created_by', 'created_at',\n"
+    "                       'last_seq', 'last_activity', 'last_message')\n"
+    "  if not h[1] or not h[3] or not h[5] then return {-3} end\n"
+    "  local ms = redis.call('SMEMBERS', p .. 'members:' .. id)\n"
+    "  table.sort(ms)\n"
+    "  out[#out + 1] = id\n"
+    "  for i = 1, 6 do out[#out + 1] = h[i] or '' end\n"
+    "  out[#out + 1] = redis.call('HGET', p .. 'read:' .. id, u) or '0'\n"
+    "  out[#out + 1] = #ms\n"
+    "  for _, m in ipairs(ms) do out[#out + 1] = m end\n"
+    "end\n"
+    "return out\n";
+
+static void count_list(api_t *a, const char *source)
+{
+    const char *lbl[] = {"source", source, NULL};
+    kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_conversation_lists_total",
+                                      "Conversation lists served, by the read model they came "
+                                      "from.",
+                                      lbl));
+}
+
+static void list_from_pg(api_req_t *r);
+
+static const char *str_of(const redisReply *e)
+{
+    return e && e->type == REDIS_REPLY_STRING ? e->str : NULL;
+}
+
+static int put_time(kc_buf_t *b, const char *ms)
+{
+    char *end = NULL;
+    long long v = ms ? strtoll(ms, &end, 10) : 0;
+    if (!ms || !*ms || *end)
+        return -1;
+    char iso[32];
+    api_iso_ms(v, iso);
+    kc_buf_printf(b, "\"%s\"", iso);
+    return 0;
+}
+
+static void on_list_redis(void *arg, const redisReply *rep, const char *err)
+{
+    api_req_t *r = arg;
+    if (err || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[0]->integer != 1 ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        list_from_pg(r);
+        return;
+    }
+    long long n = rep->element[1]->integer;
+    size_t i = 2;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"conversations\":[");
+    for (long long k = 0; k < n; k++) {
+        if (i + 9 > rep->elements)
+            goto bad;
+        const char *id = str_of(rep->element[i]), *title = str_of(rep->element[i + 1]),
+                   *by = str_of(rep->element[i + 2]), *created = str_of(rep->element[i + 3]),
+                   *last_seq = str_of(rep->element[i + 4]),
+                   *activity = str_of(rep->element[i + 5]), *last = str_of(rep->element[i + 6]),
+                   *read = str_of(rep->element[i + 7]);
+        const redisReply *nm = rep->element[i + 8];
+        if (!id || !title || !by || !last_seq || !last || !read ||
+            nm->type != REDIS_REPLY_INTEGER || i + 9 + (size_t)nm->integer > rep->elements)
+            goto bad;
+        long long ls = *last_seq ? strtoll(last_seq, NULL, 10) : 0;
+        long long rs = strtoll(read, NULL, 10);
+        kc_buf_puts(&b, k ? ",{\"id\":\"" : "{\"id\":\"");
+        kc_buf_json_str(&b, id, strlen(id));
+        kc_buf_puts(&b, "\",\"title\":\"");
+        kc_buf_json_str(&b, title, strlen(title));
+        kc_buf_puts(&b, "\",\"created_by\":\"");
+        kc_buf_json_str(&b, by, strlen(by));
+        kc_buf_puts(&b, "\",\"created_at\":");
+        if (put_time(&b, created) != 0)
+            goto bad;
+        kc_buf_printf(&b, ",\"last_seq\":%lld,\"last_activity\":", ls);
+        if (put_time(&b, activity) != 0)
+            goto bad;
+        kc_buf_printf(&b, ",\"read_seq\":%lld,\"unread\":%lld,\"members\":[", rs,
+                      ls > rs ? ls - rs : 0);
+        for (long long m = 0; m < nm->integer; m++) {
+            const char *mid = str_of(rep->element[i + 9 + (size_t)m]);
+            if (!mid)
+                goto bad;
+            kc_buf_puts(&b, m ? ",\"" : "\"");
+            kc_buf_json_str(&b, mid, strlen(mid));
+            kc_buf_putc(&b, '"');
+        }
+        kc_buf_puts(&b, "],\"last_message\":");
+        kc_buf_puts(&b, *last ? last : "null"); /* JSON written by the projector */
+        kc_buf_putc(&b, '}');
+        i += 9 + (size_t)nm->integer;
+    }
+    kc_buf_puts(&b, "]}");
+    count_list(r->a, "redis");
+    api_reply(r, 200, &b);
+    return;
+bad:
+    kc_buf_free(&b);
+    kc_log_warn("the Redis read model holds a conversation list it cannot read; asking "
+                "Postgres");
+    list_from_pg(r);
+}
+
 
 static void on_list(void *arg, const PGresult *res, const char *err)
 {
@@ -92,16 +211,42 @@ static void on_list(void *arg, const PGresult *res, const char *err)
     kc_buf_puts(&b, "{\"conversations\":");
     kc_buf_puts(&b, PQgetvalue(res, 0, 0));
     kc_buf_puts(&b, "}");
+    count_list(r->a, "postgres");
     api_reply(r, 200, &b);
 }
+
+typedef struct {
+    long long limit;
+} list_t;
 
 void api_convo_list(api_req_t *r)
 {
     long long limit = 100;
     if (api_query_int(r, "limit", 1, 500, &limit, NULL) != 0)
         return;
+    list_t *l = kc_xcalloc(1, sizeof(*l));
+    l->limit = limit;
+    r->state = l;
+    r->state_free = free;
+    if (kc_redis_connected(r->a->redis)) {
+        char lim[24];
+        (void)kc_strlcpyf(lim, sizeof(lim), "%lld", limit);
+        const char *argv[] = {"EVAL", LIST_LUA, "0", r->user_id, lim};
+        size_t lens[KC_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < KC_ARRAY_LEN(argv); i++)
+            lens[i] = strlen(argv[i]);
+        if (kc_redis_command(r->a->redis, on_list_redis, r, (int)KC_ARRAY_LEN(argv), argv,
+                             lens) == 0)
+            return;
+    }
+    list_from_pg(r);
+}
+
+static void list_from_pg(api_req_t *r)
+{
+    list_t *l = r->state;
     char lim[24];
-    (void)kc_strlcpyf(lim, sizeof(lim), "%lld", limit);
+    (void)kc_strlcpyf(lim, sizeof(lim), "%lld", l->limit);
     const char *params[] = {r->user_id, lim};
     (void)api_pg(r,
                  "SELECT coalesce(json_agg(o ORDER BY la DESC, id), '[]'::json)::text FROM ("

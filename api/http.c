@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api.h"
 #include "kchat/log.h"
@@ -175,6 +176,17 @@ int api_query_int(api_req_t *r, const char *name, long long min, long long max, 
     }
     *out = n;
     return 0;
+}
+
+void api_iso_ms(long long ms, char out[32])
+{
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (long long)secs * 1000);
+    struct tm tm;
+    char date[24];
+    if (!gmtime_r(&secs, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        (void)kc_strlcpyf(date, sizeof(date), "1970-01-01T00:00:00");
+    (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
 }
 
 void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n)

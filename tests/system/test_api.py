@@ -362,3 +362,38 @@ def test_history_beyond_the_redis_tail(alice, commands):
     assert history_pages("postgres") - pg0 == 2
     fwd, _ = all_pages(alice, c["id"], limit=40, since_seq=0)
     assert fwd == msgs  # the same objects from Postgres and from Redis
+
+
+def test_list_from_redis_matches_postgres(alice, bob, commands):
+    """GET /conversations comes from the Redis read model; what it says equals rm.* in
+    Postgres, row for row."""
+    u = User()
+    a = create(u, "one", [bob.id])
+    b = create(u, "two \"quoted\" é")
+    send_all(commands, a["id"], bob, ["hi", "there"])
+    wait_last_seq(u, a["id"], 2)
+    u.post(f"/conversations/{a['id']}/read", {"seq_no": 1})
+    lists0 = metric_value('kchat_api_conversation_lists_total{source="redis"}')
+    got = u.get("/conversations").json["conversations"]
+    assert metric_value('kchat_api_conversation_lists_total{source="redis"}') == lists0 + 1
+    rows = psql("SELECT c.convo_id, c.title, c.last_seq, m.read_seq, "
+                "(SELECT string_agg(user_id, ',' ORDER BY user_id) FROM rm.members x "
+                " WHERE x.convo_id = c.convo_id) "
+                "FROM rm.members m JOIN rm.conversations c USING (convo_id) "
+                "WHERE m.user_id = $$" + u.id + "$$ ORDER BY c.last_activity DESC")
+    assert [(c["id"], c["title"], str(c["last_seq"]), str(c["read_seq"]), ",".join(c["members"]))
+            for c in got] == [tuple(r) for r in rows]
+    assert [c["id"] for c in got] == [a["id"], b["id"]]
+    assert (got[0]["unread"], got[0]["last_message"]["content"]) == (1, "there")
+    assert got[1]["last_message"] is None and got[1]["title"] == "two \"quoted\" é"
+    # the same objects as GET /conversations/:id, which reads Postgres
+    for c in got:
+        one = u.get(f"/conversations/{c['id']}").json
+        assert one == c
+
+
+def metric_value(series):
+    for line in http_get(BASE + "/metrics")[2].decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
