@@ -5,7 +5,8 @@
  *                    it (errors, metrics by route and status); every request is an api_req_t
  *   auth.c           register / login / refresh: Argon2id off the loop, tokens
  *   conversations.c  create, list, get, add members, read marker
- *   messages.c       history pages and search (Postgres read model)
+ *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
+ *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
  *   commands.c       changes become Commands on chat.commands; the answer waits for the
  *                    projector's NOTIFY kchat_applied with the command's id
  * Everything runs on the loop thread except the password hashing (libuv's thread pool).
@@ -59,6 +60,13 @@ typedef struct {
     long long pwhash_opslimit;
     long long pwhash_memlimit_kib;
     long long max_members;
+    char *s3_endpoint;
+    char *s3_bucket;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_key;
+    long long presign_ttl_s;
+    long long attachment_max_bytes;
 } api_cfg_t;
 
 typedef struct api api_t;
@@ -195,5 +203,13 @@ void api_convo_read(api_req_t *r);
 /* messages.c */
 void api_messages_list(api_req_t *r);
 void api_search(api_req_t *r);
+
+/* presign.c */
+/* Checks the s3-* options (all or none). 0, or -1 with err. */
+int api_presign_check(const api_cfg_t *c, char *err, size_t errlen);
+/* Appends the presigned PUT URL of key (content type signed) at now_s to url. */
+void api_presign_url(const api_cfg_t *c, const char *key, const char *ctype, long long now_s,
+                     kc_buf_t *url);
+void api_presign(api_req_t *r);
 
 #endif

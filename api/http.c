@@ -35,6 +35,7 @@ static const route_t routes[] = {
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
     {"GET", "/search", AUTH, 0, api_search},
+    {"POST", "/attachments/presign", AUTH, 1, api_presign},
 };
 
 /* Matches path against a template; fills id (the :id segment) when there is one.

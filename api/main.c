@@ -1,7 +1,7 @@
-/* kchat-api - the REST surface: auth, conversations, history, search.
+/* kchat-api - the REST surface: auth, conversations, history, search, attachment uploads.
  *
  * main.c holds the options, start-up and the drain. A request flows through http.c (route,
- * token, body) to auth.c, conversations.c or messages.c; changes go out as Commands through
+ * token, body) to auth.c, conversations.c, messages.c or presign.c; changes go out as Commands through
  * commands.c and are answered once the projector reports them applied. On SIGTERM the
  * listener closes, requests in flight are answered (each has a deadline), then the
  * producer is flushed and the connections close.
@@ -55,6 +55,20 @@ static const kc_cfg_opt_t api_opts[] = {
      1048576, "Argon2id memory per hash, KiB (interactive: 65536)"},
     {"max-members", KC_CFG_INT, offsetof(api_cfg_t, max_members), "1000", 1, 100000,
      "most user ids one request may list (the processor's max-members)"},
+    {"s3-endpoint", KC_CFG_STR, offsetof(api_cfg_t, s3_endpoint), "", 0, 1024,
+     "object store for attachments, http(s)://host[:port] (empty: presign answers 503)"},
+    {"s3-bucket", KC_CFG_STR, offsetof(api_cfg_t, s3_bucket), "", 0, 63,
+     "bucket of the attachments"},
+    {"s3-region", KC_CFG_STR, offsetof(api_cfg_t, s3_region), "us-east-1", 1, 64,
+     "region in the signature's scope"},
+    {"s3-access-key", KC_CFG_STR, offsetof(api_cfg_t, s3_access_key), "", 0, 128,
+     "access key id that signs upload URLs"},
+    {"s3-secret-key", KC_CFG_STR, offsetof(api_cfg_t, s3_secret_key), "", 0, 128,
+     "secret key that signs upload URLs (prefer the environment variable)"},
+    {"presign-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, presign_ttl_s), "900", 1, 604800,
+     "how long an upload URL is valid, seconds"},
+    {"attachment-max-bytes", KC_CFG_INT, offsetof(api_cfg_t, attachment_max_bytes), "104857600",
+     1, 5368709120LL, "largest attachment a client may ask to upload"},
 };
 
 void api_finish_stop(api_t *a)
@@ -111,7 +125,7 @@ static int start(api_t *a, char *err, size_t errlen)
                                   err, errlen);
     if (!a->verifier)
         return -1;
-    if (api_auth_init(a, err, errlen) != 0)
+    if (api_presign_check(&a->cfg, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
         return -1;
     a->npool = (int)a->cfg.pg_pool_size;
     for (int i = 0; i < a->npool; i++) {
