@@ -1,30 +1,17 @@
-/* kchat-api - the REST surface: auth, conversations, history, search, attachments.
+/* kchat-api - the REST surface: auth, conversations, history, search, attachment uploads.
  *
- * At this stage the API listens on its port (libmicrohttpd on the loop), answers GET /health
- * and GET /metrics there, connects its producer (idempotent, acks=all), Postgres and Redis,
- * answers every other path with a JSON 404, and drains on SIGTERM: the listener closes,
- * what the producer holds is flushed, then the connections close. (Handlers answer at once,
- * so no request outlives a loop turn; a body still uploading is cut.)
+ * main.c holds the options, start-up and the drain. A request flows through http.c (route,
+ * token, body) to auth.c, conversations.c, messages.c or presign.c; changes go out as Commands through
+ * commands.c and are answered once the projector reports them applied. On SIGTERM the
+ * listener closes, requests in flight are answered (each has a deadline), then the
+ * producer is flushed and the connections close.
  */
+#include <sodium.h>
 #include <stddef.h>
+#include <stdlib.h>
 
-#include "kchat/app.h"
-#include "kchat/httpd.h"
-#include "kchat/kafka.h"
+#include "api.h"
 #include "kchat/log.h"
-#include "kchat/pg.h"
-#include "kchat/redis.h"
-#include "kchat/util.h"
-
-typedef struct {
-    kc_common_cfg_t common;
-    kc_kafka_cfg_t kafka;
-    kc_pg_cfg_t pg;
-    kc_redis_cfg_t redis;
-    char *listen_addr;
-    long long port;
-    long long max_body_bytes;
-} api_cfg_t;
 
 /* The API serves /health and /metrics on its own port, so it has no admin-* options. */
 static const kc_cfg_opt_t api_opts[] = {
@@ -38,31 +25,71 @@ static const kc_cfg_opt_t api_opts[] = {
      "port of the REST API (which also serves /health and /metrics)"},
     {"max-body-bytes", KC_CFG_INT, offsetof(api_cfg_t, max_body_bytes), "65536", 1024, 16777216,
      "largest request body accepted; larger ones get 413"},
+    {"pg-pool-size", KC_CFG_INT, offsetof(api_cfg_t, pg_pool_size), "4", 1, API_MAX_POOL,
+     "Postgres connections for queries (each runs one query at a time), besides the LISTEN one"},
+    {"instance-id", KC_CFG_STR, offsetof(api_cfg_t, instance_id), "0", 1, 64,
+     "name of this instance: commands carry the origin api:<instance-id>"},
+    {"schemas-dir", KC_CFG_STR, offsetof(api_cfg_t, schemas_dir), "schemas", 1, 4096,
+     "folder of the Avro schemas and registry.json"},
+    {"commands-topic", KC_CFG_STR, offsetof(api_cfg_t, commands_topic), "chat.commands", 1, 249,
+     "topic the commands are written to"},
+    {"command-timeout-ms", KC_CFG_INT, offsetof(api_cfg_t, command_timeout_ms), "10000", 100,
+     600000, "how long a change waits for its outcome before the answer is 504"},
+    {"jwt-private-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_private_key), "jwt-private.pem", 1,
+     4096, "PEM file of the RSA private key that signs access tokens"},
+    {"jwt-public-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_public_key), "jwt-public.pem", 1,
+     4096, "PEM file of the RSA public key that verifies access tokens"},
+    {"jwt-issuer", KC_CFG_STR, offsetof(api_cfg_t, jwt_issuer), "kchat", 1, 256,
+     "iss claim of access tokens"},
+    {"jwt-audience", KC_CFG_STR, offsetof(api_cfg_t, jwt_audience), "kchat", 1, 256,
+     "aud claim of access tokens"},
+    {"access-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, access_ttl_s), "900", 10, 86400,
+     "lifetime of an access token, seconds"},
+    {"refresh-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, refresh_ttl_s), "2592000", 60, 31536000,
+     "lifetime of a refresh token, seconds (each refresh issues a new one)"},
+    {"pwhash-max-inflight", KC_CFG_INT, offsetof(api_cfg_t, pwhash_max_inflight), "4", 1, 256,
+     "password hashes or checks running at once; more get 503"},
+    {"pwhash-opslimit", KC_CFG_INT, offsetof(api_cfg_t, pwhash_opslimit), "2", 1, 10,
+     "Argon2id passes (libsodium's interactive limit is 2)"},
+    {"pwhash-memlimit-kib", KC_CFG_INT, offsetof(api_cfg_t, pwhash_memlimit_kib), "65536", 8,
+     1048576, "Argon2id memory per hash, KiB (interactive: 65536)"},
+    {"max-members", KC_CFG_INT, offsetof(api_cfg_t, max_members), "1000", 1, 100000,
+     "most user ids one request may list (the processor's max-members)"},
+    {"s3-endpoint", KC_CFG_STR, offsetof(api_cfg_t, s3_endpoint), "", 0, 1024,
+     "object store for attachments, http(s)://host[:port] (empty: presign answers 503)"},
+    {"s3-bucket", KC_CFG_STR, offsetof(api_cfg_t, s3_bucket), "", 0, 63,
+     "bucket of the attachments"},
+    {"s3-region", KC_CFG_STR, offsetof(api_cfg_t, s3_region), "us-east-1", 1, 64,
+     "region in the signature's scope"},
+    {"s3-access-key", KC_CFG_STR, offsetof(api_cfg_t, s3_access_key), "", 0, 128,
+     "access key id that signs upload URLs"},
+    {"s3-secret-key", KC_CFG_STR, offsetof(api_cfg_t, s3_secret_key), "", 0, 128,
+     "secret key that signs upload URLs (prefer the environment variable)"},
+    {"presign-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, presign_ttl_s), "900", 1, 604800,
+     "how long an upload URL is valid, seconds"},
+    {"attachment-max-bytes", KC_CFG_INT, offsetof(api_cfg_t, attachment_max_bytes), "104857600",
+     1, 5368709120LL, "largest attachment a client may ask to upload"},
 };
 
-typedef struct {
-    api_cfg_t cfg;
-    kc_app_t app;
-    kc_httpd_t *http;
-    kc_kafka_bound_t producer;
-    kc_pg_t *pg;
-    kc_redis_t *redis;
-    kc_counter_t *requests;
-} api_t;
-
-static void on_request(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
+void api_finish_stop(api_t *a)
 {
-    api_t *a = arg;
-    kc_counter_inc(a->requests);
-    if (kc_admin_handle(&a->app.admin, req, resp))
-        return;
-    kc_http_error(resp, 404, "not_found", "no such path");
-}
-
-static int on_producer_events(void *arg)
-{
-    api_t *a = arg;
-    return kc_kafka_serve(a->producer.rk, 500);
+    rd_kafka_resp_err_t err =
+        rd_kafka_flush(a->producer.rk, (int)(a->cfg.common.shutdown_timeout_ms / 2));
+    if (err)
+        kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
+    kc_kafka_unbind(&a->producer);
+    api_commands_close(a);
+    for (int i = 0; i < a->npool; i++) {
+        kc_pg_close(a->pool[i]);
+        a->pool[i] = NULL;
+    }
+    kc_redis_close(a->redis);
+    a->redis = NULL;
+    kc_httpd_destroy(a->http);
+    a->http = NULL;
+    kc_daemon_t *d = a->stop_daemon;
+    a->stop_daemon = NULL;
+    kc_daemon_finish(d);
 }
 
 static void on_stop(kc_daemon_t *d, void *arg)
@@ -70,65 +97,89 @@ static void on_stop(kc_daemon_t *d, void *arg)
     api_t *a = arg;
     kc_health_set_stopping(a->app.health);
     kc_httpd_stop_accepting(a->http);
-    rd_kafka_resp_err_t err = rd_kafka_flush(a->producer.rk,
-                                             (int)(a->cfg.common.shutdown_timeout_ms / 2));
-    if (err)
-        kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
-    kc_kafka_unbind(&a->producer);
-    kc_pg_close(a->pg);
-    kc_redis_close(a->redis);
-    kc_httpd_destroy(a->http);
-    a->pg = NULL;
-    a->redis = NULL;
-    a->http = NULL;
-    kc_daemon_finish(d);
+    kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("inflight", a->inflight)),
+              "waiting for the requests in flight");
+    api_stop_when_drained(a, d);
 }
 
 static int start(api_t *a, char *err, size_t errlen)
 {
+    if (sodium_init() < 0) {
+        kc_strlcpyf(err, errlen, "libsodium cannot start");
+        return -1;
+    }
+    if (kc_strlcpyf(a->origin, sizeof(a->origin), "api:%s", a->cfg.instance_id) != 0) {
+        kc_strlcpyf(err, errlen, "instance-id too long");
+        return -1;
+    }
     a->requests = kc_metrics_counter(a->app.metrics, "kchat_api_requests_total",
                                      "HTTP requests received by the API.", NULL);
-    a->pg = kc_pg_new(a->app.loop, a->cfg.pg.dsn, a->app.health, "postgres");
+    a->schemas = kc_schemas_load(a->cfg.schemas_dir, err, errlen);
+    if (!a->schemas)
+        return -1;
+    a->signer = kc_jwt_key_load(a->cfg.jwt_private_key, a->cfg.jwt_issuer, a->cfg.jwt_audience,
+                                err, errlen);
+    if (!a->signer)
+        return -1;
+    a->verifier = kc_jwt_key_load(a->cfg.jwt_public_key, a->cfg.jwt_issuer, a->cfg.jwt_audience,
+                                  err, errlen);
+    if (!a->verifier)
+        return -1;
+    if (api_presign_check(&a->cfg, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
+        return -1;
+    a->npool = (int)a->cfg.pg_pool_size;
+    for (int i = 0; i < a->npool; i++) {
+        char name[32];
+        (void)kc_strlcpyf(name, sizeof(name), i == 0 ? "postgres" : "postgres_%d", i);
+        a->pool[i] = kc_pg_new(a->app.loop, a->cfg.pg.dsn, i == 0 ? a->app.health : NULL, name);
+    }
     a->redis = kc_redis_new(a->app.loop, a->cfg.redis.host, (int)a->cfg.redis.port,
                             (int)a->cfg.redis.timeout_ms, a->app.health, "redis");
-    kc_kafka_opts_t ko = {.brokers = a->cfg.kafka.brokers,
-                          .debug = a->cfg.kafka.debug,
-                          .health = a->app.health,
-                          .metrics = a->app.metrics,
-                          .client_id = "api-producer",
-                          .check_name = "kafka_producer"};
-    rd_kafka_t *rk = kc_kafka_producer_new(&ko, NULL, err, errlen);
-    if (!rk || kc_kafka_bind(&a->producer, a->app.loop, rk, on_producer_events, a, err, errlen))
+    if (api_commands_init(a, err, errlen) != 0)
         return -1;
     a->http = kc_httpd_new(a->app.loop, a->cfg.listen_addr, (int)a->cfg.port,
-                           (size_t)a->cfg.max_body_bytes, on_request, a, err, errlen);
+                           (size_t)a->cfg.max_body_bytes, api_handle, a, err, errlen);
     return a->http ? 0 : -1;
+}
+
+static void cleanup(api_t *a)
+{
+    for (int i = 0; i < a->npool; i++)
+        kc_pg_close(a->pool[i]);
+    kc_pg_close(a->listen_pg);
+    kc_redis_close(a->redis);
+    if (a->wait_timer.loop && !uv_is_closing((uv_handle_t *)&a->wait_timer))
+        uv_close((uv_handle_t *)&a->wait_timer, NULL);
 }
 
 int main(int argc, char **argv)
 {
-    api_t a = {0};
+    api_t *a = kc_xcalloc(1, sizeof(*a));
     char err[512];
-    int rc = kc_app_config("api", api_opts, KC_ARRAY_LEN(api_opts), &a.cfg, &a.cfg.common, argc,
-                           argv);
+    int rc = kc_app_config("api", api_opts, KC_ARRAY_LEN(api_opts), &a->cfg, &a->cfg.common,
+                           argc, argv);
     int exit_code = rc > 0 ? 0 : 2;
     if (rc == 0) {
         exit_code = 1;
-        if (kc_app_init(&a.app, "api", &a.cfg.common, 0, on_stop, &a, err, sizeof(err)) ||
-            start(&a, err, sizeof(err))) {
+        if (kc_app_init(&a->app, "api", &a->cfg.common, 0, on_stop, a, err, sizeof(err)) ||
+            start(a, err, sizeof(err))) {
             kc_log_error("start-up failed: %s", err);
-            kc_pg_close(a.pg);
-            kc_redis_close(a.redis);
+            cleanup(a);
         } else {
-            kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("port", kc_httpd_port(a.http))),
+            kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("port", kc_httpd_port(a->http))),
                       "api started");
-            kc_app_run(&a.app);
+            kc_app_run(&a->app);
             exit_code = 0;
         }
-        kc_kafka_bound_destroy(&a.producer);
-        kc_app_destroy(&a.app);
+        kc_kafka_bound_destroy(&a->producer);
+        kc_app_destroy(&a->app);
+        kc_map_destroy(a->waiters, NULL);
+        kc_schemas_destroy(a->schemas);
+        kc_jwt_key_free(a->signer);
+        kc_jwt_key_free(a->verifier);
         kc_log_info("stopped");
     }
-    kc_config_free(api_opts, KC_ARRAY_LEN(api_opts), &a.cfg);
+    kc_config_free(api_opts, KC_ARRAY_LEN(api_opts), &a->cfg);
+    free(a);
     return exit_code;
 }

@@ -27,12 +27,50 @@ struct kc_httpd {
     kc_httpd_handler_fn handler;
     void *arg;
     int port;
+    kc_http_pending_t *suspended; /* unanswered pending requests (a list) */
+    size_t nsuspended;
+    size_t active; /* requests with a req_ctx_t, not yet completed */
 };
 
-typedef struct {
+typedef struct req_ctx req_ctx_t;
+
+struct kc_http_pending {
+    kc_httpd_t *h;  /* NULL once the server is gone */
+    req_ctx_t *ctx; /* NULL once the connection is gone */
+    struct MHD_Connection *conn;
+    int is_suspended; /* MHD_suspend_connection was called */
+    int answered;
+    kc_http_resp_t resp;
+    kc_http_pending_t *prev, *next;
+};
+
+struct req_ctx {
     kc_buf_t body;
     int too_large;
-} req_ctx_t;
+    int dispatched; /* the handler has been called */
+    kc_http_pending_t *pending;
+};
+
+static void pending_free(kc_http_pending_t *p)
+{
+    kc_buf_free(&p->resp.body);
+    free(p);
+}
+
+static void pending_unlink(kc_http_pending_t *p)
+{
+    kc_httpd_t *h = p->h;
+    if (!h)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->suspended = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    h->nsuspended--;
+}
 
 static void run_mhd(kc_httpd_t *h);
 
@@ -63,6 +101,48 @@ static void run_mhd(kc_httpd_t *h)
     } else if (uv_timer_stop(&h->timer) != 0) {
         kc_log_error("httpd: cannot stop timer");
     }
+}
+
+kc_http_pending_t *kc_http_suspend(const kc_http_req_t *req)
+{
+    req_ctx_t *ctx = req->priv;
+    kc_http_pending_t *p = kc_xcalloc(1, sizeof(*p));
+    p->ctx = ctx;
+    p->conn = req->conn;
+    ctx->pending = p;
+    return p;
+}
+
+void kc_http_resume(kc_http_pending_t *p, kc_http_resp_t *resp)
+{
+    if (!p)
+        return;
+    if (!p->ctx) { /* the connection or the server is gone */
+        kc_buf_free(&resp->body);
+        pending_free(p);
+        return;
+    }
+    p->resp = *resp;
+    memset(resp, 0, sizeof(*resp));
+    p->answered = 1;
+    if (p->is_suspended) {
+        kc_httpd_t *h = p->h;
+        pending_unlink(p);
+        MHD_resume_connection(p->conn);
+        /* MHD's wake-up pipe makes its epoll fd readable; run it at once all the same. */
+        if (h && uv_timer_start(&h->timer, on_timer, 0, 0) != 0)
+            kc_log_error("httpd: cannot start timer");
+    }
+}
+
+size_t kc_httpd_suspended(const kc_httpd_t *h)
+{
+    return h ? h->nsuspended : 0;
+}
+
+size_t kc_httpd_active(const kc_httpd_t *h)
+{
+    return h ? h->active : 0;
 }
 
 const char *kc_http_header(const kc_http_req_t *req, const char *name)
@@ -116,9 +196,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     kc_httpd_t *h = cls;
     req_ctx_t *ctx = *con_cls;
+    if (ctx && ctx->pending && ctx->pending->answered) {
+        /* called again after kc_http_resume */
+        kc_http_pending_t *p = ctx->pending;
+        ctx->pending = NULL;
+        enum MHD_Result rc = send_resp(conn, &p->resp);
+        pending_free(p);
+        return rc;
+    }
+    if (ctx && ctx->pending)
+        return MHD_YES; /* still suspended: nothing to do */
+    if (ctx && ctx->dispatched) { /* resumed unanswered by kc_httpd_destroy */
+        kc_http_resp_t resp = {0};
+        kc_http_error(&resp, 503, "stopping", "the server is stopping");
+        enum MHD_Result rc = send_resp(conn, &resp);
+        kc_buf_free(&resp.body);
+        return rc;
+    }
     if (!ctx) {
         ctx = kc_xcalloc(1, sizeof(*ctx));
         *con_cls = ctx;
+        h->active++;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -155,8 +253,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                              .path = url,
                              .body = ctx->body.data ? ctx->body.data : "",
                              .body_len = ctx->body.len,
-                             .conn = conn};
+                             .conn = conn,
+                             .priv = ctx};
+        ctx->dispatched = 1;
         h->handler(h->arg, &req, &resp);
+        kc_http_pending_t *p = ctx->pending;
+        if (p && p->answered) { /* answered before the handler returned */
+            ctx->pending = NULL;
+            kc_buf_free(&resp.body);
+            enum MHD_Result rc = send_resp(conn, &p->resp);
+            pending_free(p);
+            return rc;
+        }
+        if (p) {
+            kc_buf_free(&resp.body);
+            p->h = h;
+            p->is_suspended = 1;
+            p->next = h->suspended;
+            if (h->suspended)
+                h->suspended->prev = p;
+            h->suspended = p;
+            h->nsuspended++;
+            MHD_suspend_connection(conn);
+            return MHD_YES;
+        }
     }
     enum MHD_Result rc = send_resp(conn, &resp);
     kc_buf_free(&resp.body);
@@ -166,11 +286,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    kc_httpd_t *h = cls;
     (void)conn;
     (void)toe;
     req_ctx_t *ctx = *con_cls;
     if (ctx) {
+        h->active--;
+        kc_http_pending_t *p = ctx->pending;
+        if (p && p->answered) {
+            pending_free(p);
+        } else if (p) { /* its owner answers later: then it is only freed */
+            pending_unlink(p);
+            p->ctx = NULL;
+            p->h = NULL;
+        }
         kc_buf_free(&ctx->body);
         free(ctx);
         *con_cls = NULL;
@@ -261,6 +390,18 @@ void kc_httpd_destroy(kc_httpd_t *h)
 {
     if (!h)
         return;
+    /* MHD refuses to stop with suspended connections: resume them, unanswered; they are
+     * closed with the daemon, and their owners' kc_http_resume only frees the handle. */
+    while (h->suspended) {
+        kc_http_pending_t *p = h->suspended;
+        pending_unlink(p);
+        p->h = NULL;
+        if (p->ctx) {
+            p->ctx->pending = NULL;
+            p->ctx = NULL;
+        }
+        MHD_resume_connection(p->conn);
+    }
     if (h->mhd) {
         MHD_stop_daemon(h->mhd);
         h->mhd = NULL;

@@ -42,6 +42,11 @@ struct kc_pg {
     int flushing;
     kc_health_t *health;
     int check;
+    char *channels[KC_PG_MAX_CHANNELS];
+    int nchannels;
+    int listens_ok; /* LISTENs confirmed on the current connection */
+    kc_pg_notify_cb notify_cb;
+    void *notify_arg;
 };
 
 static void on_poll(uv_poll_t *p, int status, int events);
@@ -64,6 +69,8 @@ static void on_handle_closed(uv_handle_t *h)
     if (h != (uv_handle_t *)&pg->retry_timer && h != (uv_handle_t *)&pg->ping_timer)
         free(h);
     if (--pg->open_handles == 0) {
+        for (int i = 0; i < pg->nchannels; i++)
+            free(pg->channels[i]);
         free(pg->conninfo);
         free(pg);
     }
@@ -97,6 +104,54 @@ static int watch(kc_pg_t *pg, int events)
         pg->open_handles++;
     }
     return uv_poll_start(pg->poll, events, on_poll) == 0 ? 0 : -EIO;
+}
+
+static void dispatch_notifies(kc_pg_t *pg)
+{
+    PGnotify *n;
+    while (pg->conn && (n = PQnotifies(pg->conn))) {
+        if (pg->notify_cb)
+            pg->notify_cb(pg->notify_arg, n->relname, n->extra ? n->extra : "");
+        PQfreemem(n);
+    }
+}
+
+static void on_listen_done(void *arg, const PGresult *res, const char *err)
+{
+    (void)res;
+    kc_pg_t *pg = arg;
+    if (err) {
+        if (pg->state != S_CLOSED)
+            kc_log_warn("postgres LISTEN failed: %s", err);
+        return;
+    }
+    pg->listens_ok++;
+}
+
+static query_t *listen_query(kc_pg_t *pg, const char *channel)
+{
+    query_t *q = kc_xcalloc(1, sizeof(*q));
+    size_t n = strlen(channel) + 16;
+    q->sql = kc_xmalloc(n);
+    (void)kc_strlcpyf(q->sql, n, "LISTEN \"%s\"", channel);
+    q->params = kc_xcalloc(1, sizeof(char *));
+    q->cb = on_listen_done;
+    q->arg = pg;
+    return q;
+}
+
+/* Puts the LISTENs of every channel at the head of the queue (after a connect). */
+static void queue_listens(kc_pg_t *pg)
+{
+    pg->listens_ok = 0;
+    for (int i = pg->nchannels - 1; i >= 0; i--) {
+        query_t *q = listen_query(pg, pg->channels[i]);
+        q->next = pg->head;
+        pg->head = q;
+        if (!pg->tail)
+            pg->tail = q;
+        pg->queued++;
+    }
 }
 
 static void finish_inflight(kc_pg_t *pg, const PGresult *res, const char *err)
@@ -182,6 +237,7 @@ static void connect_poll(kc_pg_t *pg)
             conn_fail(pg, "cannot watch the postgres socket");
             return;
         }
+        queue_listens(pg);
         pump(pg);
         return;
     default:
@@ -230,6 +286,7 @@ static void read_results(kc_pg_t *pg)
             finish_inflight(pg, r, err && !*err ? "query failed" : err);
             PQclear(r);
             pump(pg);
+            dispatch_notifies(pg);
             return;
         }
         if (!pg->result)
@@ -237,10 +294,7 @@ static void read_results(kc_pg_t *pg)
         else
             PQclear(res);
     }
-    /* Notifications are not used; drop them so they do not pile up. */
-    PGnotify *n;
-    while ((n = PQnotifies(pg->conn)))
-        PQfreemem(n);
+    dispatch_notifies(pg);
 }
 
 static void flush(kc_pg_t *pg)
@@ -297,9 +351,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
         } else if (!PQconsumeInput(pg->conn)) {
             conn_fail(pg, PQerrorMessage(pg->conn));
         } else {
-            PGnotify *n;
-            while ((n = PQnotifies(pg->conn)))
-                PQfreemem(n);
+            dispatch_notifies(pg);
         }
     }
 }
@@ -368,6 +420,46 @@ int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *pa
     pg->queued++;
     pump(pg);
     return 0;
+}
+
+static int channel_valid(const char *c)
+{
+    size_t n = strlen(c);
+    if (n == 0 || n > 63 || (c[0] >= '0' && c[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= '0' && c[i] <= '9') || c[i] == '_'))
+            return 0;
+    return 1;
+}
+
+int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg)
+{
+    if (!channel_valid(channel))
+        return -EINVAL;
+    if (pg->nchannels >= KC_PG_MAX_CHANNELS)
+        return -ENOSPC;
+    if (pg->state == S_CLOSED)
+        return -ESHUTDOWN;
+    pg->channels[pg->nchannels++] = kc_xstrdup(channel);
+    pg->notify_cb = cb;
+    pg->notify_arg = arg;
+    if (pg->state == S_READY) {
+        query_t *q = listen_query(pg, channel);
+        if (pg->tail)
+            pg->tail->next = q;
+        else
+            pg->head = q;
+        pg->tail = q;
+        pg->queued++;
+        pump(pg);
+    }
+    return 0;
+}
+
+int kc_pg_listening(const kc_pg_t *pg)
+{
+    return pg->state == S_READY && pg->nchannels > 0 && pg->listens_ok >= pg->nchannels;
 }
 
 void kc_pg_close(kc_pg_t *pg)

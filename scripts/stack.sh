@@ -33,7 +33,7 @@ flags() {
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     gateway) echo "--admin-port=$KCHAT_GATEWAY_ADMIN_PORT --slot=0" ;;
-    api) echo "--listen-port=$KCHAT_API_PORT" ;;
+    api) echo "--listen-port=$KCHAT_API_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     esac
 }
 

@@ -3,7 +3,15 @@
  * MHD runs without threads of its own (MHD_USE_EPOLL): its epoll fd is watched with a
  * uv_poll_t and MHD_run() is called when it is readable, plus a uv_timer_t for MHD's own
  * timeouts. Request bodies are read up to max_body bytes; a larger one is answered 413
- * before the handler sees it. The handler fills a response synchronously.
+ * before the handler sees it.
+ *
+ * A handler either fills resp before it returns (synchronous), or calls kc_http_suspend()
+ * and leaves resp alone: the connection is then suspended (MHD_suspend_connection) and the
+ * request stays valid (method, path, body, headers) until kc_http_resume() answers it, which
+ * must happen exactly once, on the loop thread, later or even before the handler returns.
+ * Suspended connections are not subject to MHD's idle timeout, so whoever suspends owns a
+ * deadline. kc_httpd_destroy() closes the connections still suspended; a later
+ * kc_http_resume() on them only frees the handle.
  */
 #ifndef KCHAT_HTTPD_H
 #define KCHAT_HTTPD_H
@@ -21,6 +29,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     void *conn; /* struct MHD_Connection *, for kc_http_header / kc_http_query */
+    void *priv; /* the server's per-request state (for kc_http_suspend) */
 } kc_http_req_t;
 
 typedef struct {
@@ -36,12 +45,25 @@ const char *kc_http_query(const kc_http_req_t *req, const char *name);
 /* Fills resp with {"error":{"code":code,"message":message}} and the status. */
 void kc_http_error(kc_http_resp_t *resp, int status, const char *code, const char *message);
 
+/* A request whose answer comes later. */
+typedef struct kc_http_pending kc_http_pending_t;
+
+/* Called from the handler: the request will be answered with kc_http_resume. */
+kc_http_pending_t *kc_http_suspend(const kc_http_req_t *req);
+/* Answers a suspended request: takes resp's body (resp is left empty) and frees p. */
+void kc_http_resume(kc_http_pending_t *p, kc_http_resp_t *resp);
+
 /* Listens on bind_addr:port (port 0 picks a free one, see kc_httpd_port). */
 kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_t max_body,
                          kc_httpd_handler_fn handler, void *arg, char *errstr, size_t errstr_size);
 int kc_httpd_port(const kc_httpd_t *h);
 /* Closes the listening socket; requests already accepted are still served. */
 void kc_httpd_stop_accepting(kc_httpd_t *h);
+/* Requests suspended and not yet answered. */
+size_t kc_httpd_suspended(const kc_httpd_t *h);
+/* Requests begun and not yet completed (their answer not fully sent); idle keep-alive
+ * connections do not count. A drain waits for 0 before kc_httpd_destroy. */
+size_t kc_httpd_active(const kc_httpd_t *h);
 /* Stops MHD and closes the loop handles; frees itself once they are closed. NULL is a no-op. */
 void kc_httpd_destroy(kc_httpd_t *h);
 

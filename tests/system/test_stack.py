@@ -12,7 +12,7 @@ EXPECTED_CHECKS = {
     "processor": {"kafka_consumer", "kafka_producer"},
     "projector": {"kafka_consumer", "postgres", "redis"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis"},
-    "api": {"kafka_producer", "postgres", "redis"},
+    "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
 }
 
 

@@ -1,0 +1,215 @@
+/* api.h - kchat-api's shared state and the modules' entry points.
+ *
+ * The pipeline of one request:
+ *   http.c           routes it, checks the access token, parses the JSON body, and answers
+ *                    it (errors, metrics by route and status); every request is an api_req_t
+ *   auth.c           register / login / refresh: Argon2id off the loop, tokens
+ *   conversations.c  create, list, get, add members, read marker
+ *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
+ *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
+ *   commands.c       changes become Commands on chat.commands; the answer waits for the
+ *                    projector's NOTIFY kchat_applied with the command's id
+ * Everything runs on the loop thread except the password hashing (libuv's thread pool).
+ */
+#ifndef KCHAT_API_H
+#define KCHAT_API_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "kchat/app.h"
+#include "kchat/avro.h"
+#include "kchat/httpd.h"
+#include "kchat/jwt.h"
+#include "kchat/kafka.h"
+#include "kchat/map.h"
+#include "kchat/pg.h"
+#include "kchat/redis.h"
+#include "kchat/util.h"
+
+struct kc_schemas;
+
+#define API_MAX_POOL 16
+#define API_TITLE_MAX 256   /* bytes, as the processor allows */
+#define API_ID_MAX 128      /* the processor's default max-id-bytes */
+#define API_USERNAME_MAX 64 /* bytes */
+#define API_PASSWORD_MIN 8
+#define API_PASSWORD_MAX 1024
+#define API_QUERY_MAX 256 /* search text, bytes */
+
+typedef struct {
+    kc_common_cfg_t common;
+    kc_kafka_cfg_t kafka;
+    kc_pg_cfg_t pg;
+    kc_redis_cfg_t redis;
+    char *listen_addr;
+    long long port;
+    long long max_body_bytes;
+    long long pg_pool_size;
+    char *instance_id;
+    char *schemas_dir;
+    char *commands_topic;
+    long long command_timeout_ms;
+    char *jwt_private_key;
+    char *jwt_public_key;
+    char *jwt_issuer;
+    char *jwt_audience;
+    long long access_ttl_s;
+    long long refresh_ttl_s;
+    long long pwhash_max_inflight;
+    long long pwhash_opslimit;
+    long long pwhash_memlimit_kib;
+    long long max_members;
+    char *s3_endpoint;
+    char *s3_bucket;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_key;
+    long long presign_ttl_s;
+    long long attachment_max_bytes;
+} api_cfg_t;
+
+typedef struct api api_t;
+typedef struct api_req api_req_t;
+
+/* A change waiting for its outcome (commands.c). */
+typedef struct api_waiter api_waiter_t;
+/* outcome: the event's type ("ConversationCreated", "CommandRejected", ...), with reason and
+ * message for a rejection; type NULL when the wait failed (err says why, status is the HTTP
+ * status to answer: 503 not sent, 504 deadline). */
+typedef void (*api_outcome_fn)(api_req_t *r, const char *type, const char *reason,
+                               const char *message, int status, const char *err);
+
+struct api {
+    api_cfg_t cfg;
+    kc_app_t app;
+    kc_httpd_t *http;
+    kc_kafka_bound_t producer;
+    kc_pg_t *pool[API_MAX_POOL];
+    int npool;
+    unsigned next_pg;
+    kc_pg_t *listen_pg; /* LISTEN kchat_applied */
+    kc_redis_t *redis;
+    struct kc_schemas *schemas;
+    kc_jwt_key_t *signer;
+    kc_jwt_key_t *verifier;
+    char origin[80]; /* "api:<instance>" */
+    /* commands.c */
+    kc_map_t *waiters; /* command_id -> api_waiter_t */
+    api_waiter_t *wait_head, *wait_tail; /* in deadline order */
+    uv_timer_t wait_timer;
+    /* auth.c */
+    int pwhash_inflight;
+    /* lifecycle */
+    int inflight; /* requests not yet answered */
+    int stopping;
+    kc_daemon_t *stop_daemon;
+    uv_timer_t drain_timer;
+    int draining; /* drain_timer is running */
+    kc_counter_t *requests;
+    kc_histogram_t *latency;
+    kc_counter_t *commands_sent;
+    kc_counter_t *outcomes_timeout;
+    kc_gauge_t *pwhash_gauge;
+};
+
+struct api_req {
+    api_t *a;
+    const kc_http_req_t *http; /* valid until answered */
+    kc_http_pending_t *pending;
+    const char *route; /* the route's template, the metrics label */
+    uint64_t t0_ns;
+    int authed;
+    char user_id[KC_JWT_SUB_MAX + 1];
+    char username[KC_JWT_NAME_MAX + 1];
+    char convo_id[API_ID_MAX + 1]; /* the :id of the path, checked */
+    cJSON *body;                   /* the parsed JSON body, when the route takes one */
+    /* per-route state */
+    char command_id[40];
+    api_waiter_t *waiter;
+    api_outcome_fn on_outcome;
+    void *state;
+    void (*state_free)(void *);
+};
+
+/* http.c */
+void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp);
+/* Answers r (a JSON body, taken) and frees it. */
+void api_reply(api_req_t *r, int status, kc_buf_t *body);
+void api_error(api_req_t *r, int status, const char *code, const char *message);
+/* A Postgres query for r on the pool; on failure to queue, answers 503 itself and returns -1. */
+int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb);
+/* The JSON body's string field (NULL if absent or not a string); a string holding a NUL is
+ * refused by the parser already. */
+const char *api_json_str(const cJSON *obj, const char *name);
+/* Parses a decimal integer query value in [min, max]; absent leaves *out. 0, or -1 after
+ * answering 400. */
+int api_query_int(api_req_t *r, const char *name, long long min, long long max, long long *out,
+                  int *present);
+/* ms since the epoch as "2026-11-27T09:30:00.123Z" (the API's time format). */
+void api_iso_ms(long long ms, char out[32]);
+/* Writes a Postgres text[] literal of ids (already checked: [A-Za-z0-9_.:-]) into out. */
+void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n);
+/* Checks a JSON array of user ids (1..max, each a valid id); fills a malloc'd array of
+ * pointers into the JSON (dedup not done). 0, or -1 after answering 400. */
+int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n);
+
+/* Stops taking requests; api_finish_stop (main.c) runs once none is left in flight. */
+void api_stop_when_drained(api_t *a, kc_daemon_t *d);
+void api_finish_stop(api_t *a);
+
+/* Stops taking requests; api_finish_stop (main.c) runs once none is left in flight. */
+void api_stop_when_drained(api_t *a, kc_daemon_t *d);
+void api_finish_stop(api_t *a);
+
+/* auth.c */
+int api_auth_init(api_t *a, char *err, size_t errlen);
+void api_auth_register(api_req_t *r);
+void api_auth_login(api_req_t *r);
+void api_auth_refresh(api_req_t *r);
+
+/* commands.c */
+int api_commands_init(api_t *a, char *err, size_t errlen);
+void api_commands_close(api_t *a);
+/* Sends the command filled by fill (the body branch named body_name) and waits for its
+ * outcome, which calls r->on_outcome. Returns 0, or -1 after answering r (503). */
+typedef int (*api_fill_fn)(api_req_t *r, avro_value_t *body_branch);
+int api_command(api_req_t *r, const char *body_name, api_fill_fn fill, api_outcome_fn on_outcome);
+/* Drops r's waiter (r is being answered another way). */
+void api_command_forget(api_req_t *r);
+/* HTTP status and code for a CommandRejected reason. */
+int api_reject_status(const char *reason);
+
+/* A timestamptz as the REST API writes times: ISO 8601 in UTC with milliseconds, the form
+ * the projector writes into the Redis read model ("2026-11-27T09:30:00.123Z"). */
+#define API_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* A message of the read model as the REST JSON object (x: the rm.messages row's alias), the
+ * same fields as the projector's Redis copy. */
+#define API_MSG_JSON(x)                                                                          \
+    "json_build_object('convo_id', " x ".convo_id, 'seq_no', " x ".seq_no, 'server_msg_id', " x  \
+    ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
+    ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
+    "'created_at', " API_ISO(x ".created_at") ", 'edited_at', " API_ISO(x ".edited_at")            \
+    ", 'deleted_at', " API_ISO(x ".deleted_at") ")"
+
+/* conversations.c */
+void api_convo_create(api_req_t *r);
+void api_convo_list(api_req_t *r);
+void api_convo_get(api_req_t *r);
+void api_convo_add_members(api_req_t *r);
+void api_convo_read(api_req_t *r);
+
+/* messages.c */
+void api_messages_list(api_req_t *r);
+void api_search(api_req_t *r);
+
+/* presign.c */
+/* Checks the s3-* options (all or none). 0, or -1 with err. */
+int api_presign_check(const api_cfg_t *c, char *err, size_t errlen);
+/* Appends the presigned PUT URL of key (content type signed) at now_s to url. */
+void api_presign_url(const api_cfg_t *c, const char *key, const char *ctype, long long now_s,
+                     kc_buf_t *url);
+void api_presign(api_req_t *r);
+
+#endif

@@ -1,0 +1,424 @@
+/* conversations.c - create, list, get, add members, read marker.
+ *
+ * Reads come from the Postgres read model (schema rm, owned by the projector), built into
+ * JSON by Postgres itself. Only members see a conversation: for anyone else it does not
+ * exist (404), so ids cannot be probed. Changes are Commands (commands.c); the answer is
+ * the conversation read back after the projector reports the event applied.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "kchat/log.h"
+
+/* A conversation as the REST object; c is rm.conversations, me the caller's rm.members row. */
+#define CONVO_JSON                                                                                \
+    "json_build_object('id', c.convo_id, 'title', c.title, 'created_by', c.created_by, "         \
+    "'created_at', " API_ISO("c.created_at") ", 'last_seq', c.last_seq, "                     \
+    "'last_activity', " API_ISO("c.last_activity") ", "                                         \
+    "'read_seq', me.read_seq, 'unread', greatest(c.last_seq - me.read_seq, 0), "                  \
+    "'members', (SELECT coalesce(json_agg(m.user_id ORDER BY m.user_id), '[]'::json) "           \
+    "            FROM rm.members m WHERE m.convo_id = c.convo_id), "                              \
+    "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
+    "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
+
+typedef struct {
+    const char *title;
+    const char **members;
+    size_t nmembers;
+    long long seq_no;
+    int status; /* of the final answer */
+} change_t;
+
+static void change_free(void *p)
+{
+    change_t *c = p;
+    free(c->members);
+    free(c);
+}
+
+static change_t *change_of(api_req_t *r)
+{
+    change_t *c = kc_xcalloc(1, sizeof(*c));
+    r->state = c;
+    r->state_free = change_free;
+    return c;
+}
+
+/* ---- GET /conversations/:id (also the answer of every change) ---- */
+
+static void on_convo(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    change_t *c = r->state;
+    if (err) {
+        api_error(r, 503, "unavailable", "the conversation could not be read");
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        api_error(r, 404, "not_found", "no such conversation");
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+    api_reply(r, c && c->status ? c->status : 200, &b);
+}
+
+static void read_convo(api_req_t *r)
+{
+    const char *params[] = {r->convo_id, r->user_id};
+    (void)api_pg(r,
+                 "SELECT " CONVO_JSON "::text FROM rm.conversations c "
+                 "JOIN rm.members me ON me.convo_id = c.convo_id AND me.user_id = $2 "
+                 "WHERE c.convo_id = $1",
+                 2, params, on_convo);
+}
+
+void api_convo_get(api_req_t *r)
+{
+    read_convo(r);
+}
+
+/* ---- GET /conversations: the Redis read model, else Postgres ---- */
+
+/* ARGV: user, limit. Returns {1, n, then per conversation: id, title, created_by,
+ * created_at, last_seq, last_activity, last_message ('' when none), read_seq, the number of
+ * members, the members (sorted)}, or {-1} without a generation, {-3} for a conversation
+ * only partly there (a projector mid-batch): the caller then asks Postgres. */
+static const char LIST_LUA[] =
+    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "if not gen then return {-1} end\n"
+    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local u = ARGV[1]\n"
+    "local ids = redis.call('ZREVRANGE', p .. 'convos:' .. u, 0, tonumber(ARGV[2]) - 1)\n"
+    "local out = {1, #ids}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local h = redis.call('HMGET', p .. 'convo:' .. id, 'title', 'created_by', 'created_at',\n"
+    "                       'last_seq', 'last_activity', 'last_message')\n"
+    "  if not h[1] or not h[3] or not h[5] then return {-3} end\n"
+    "  local ms = redis.call('SMEMBERS', p .. 'members:' .. id)\n"
+    "  table.sort(ms)\n"
+    "  out[#out + 1] = id\n"
+    "  for i = 1, 6 do out[#out + 1] = h[i] or '' end\n"
+    "  out[#out + 1] = redis.call('HGET', p .. 'read:' .. id, u) or '0'\n"
+    "  out[#out + 1] = #ms\n"
+    "  for _, m in ipairs(ms) do out[#out + 1] = m end\n"
+    "end\n"
+    "return out\n";
+
+static void count_list(api_t *a, const char *source)
+{
+    const char *lbl[] = {"source", source, NULL};
+    kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_conversation_lists_total",
+                                      "Conversation lists served, by the read model they came "
+                                      "from.",
+                                      lbl));
+}
+
+static void list_from_pg(api_req_t *r);
+
+static const char *str_of(const redisReply *e)
+{
+    return e && e->type == REDIS_REPLY_STRING ? e->str : NULL;
+}
+
+static int put_time(kc_buf_t *b, const char *ms)
+{
+    char *end = NULL;
+    long long v = ms ? strtoll(ms, &end, 10) : 0;
+    if (!ms || !*ms || *end)
+        return -1;
+    char iso[32];
+    api_iso_ms(v, iso);
+    kc_buf_printf(b, "\"%s\"", iso);
+    return 0;
+}
+
+static void on_list_redis(void *arg, const redisReply *rep, const char *err)
+{
+    api_req_t *r = arg;
+    if (err || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[0]->integer != 1 ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        list_from_pg(r);
+        return;
+    }
+    long long n = rep->element[1]->integer;
+    size_t i = 2;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"conversations\":[");
+    for (long long k = 0; k < n; k++) {
+        if (i + 9 > rep->elements)
+            goto bad;
+        const char *id = str_of(rep->element[i]), *title = str_of(rep->element[i + 1]),
+                   *by = str_of(rep->element[i + 2]), *created = str_of(rep->element[i + 3]),
+                   *last_seq = str_of(rep->element[i + 4]),
+                   *activity = str_of(rep->element[i + 5]), *last = str_of(rep->element[i + 6]),
+                   *read = str_of(rep->element[i + 7]);
+        const redisReply *nm = rep->element[i + 8];
+        if (!id || !title || !by || !last_seq || !last || !read ||
+            nm->type != REDIS_REPLY_INTEGER || i + 9 + (size_t)nm->integer > rep->elements)
+            goto bad;
+        long long ls = *last_seq ? strtoll(last_seq, NULL, 10) : 0;
+        long long rs = strtoll(read, NULL, 10);
+        kc_buf_puts(&b, k ? ",{\"id\":\"" : "{\"id\":\"");
+        kc_buf_json_str(&b, id, strlen(id));
+        kc_buf_puts(&b, "\",\"title\":\"");
+        kc_buf_json_str(&b, title, strlen(title));
+        kc_buf_puts(&b, "\",\"created_by\":\"");
+        kc_buf_json_str(&b, by, strlen(by));
+        kc_buf_puts(&b, "\",\"created_at\":");
+        if (put_time(&b, created) != 0)
+            goto bad;
+        kc_buf_printf(&b, ",\"last_seq\":%lld,\"last_activity\":", ls);
+        if (put_time(&b, activity) != 0)
+            goto bad;
+        kc_buf_printf(&b, ",\"read_seq\":%lld,\"unread\":%lld,\"members\":[", rs,
+                      ls > rs ? ls - rs : 0);
+        for (long long m = 0; m < nm->integer; m++) {
+            const char *mid = str_of(rep->element[i + 9 + (size_t)m]);
+            if (!mid)
+                goto bad;
+            kc_buf_puts(&b, m ? ",\"" : "\"");
+            kc_buf_json_str(&b, mid, strlen(mid));
+            kc_buf_putc(&b, '"');
+        }
+        kc_buf_puts(&b, "],\"last_message\":");
+        kc_buf_puts(&b, *last ? last : "null"); /* JSON written by the projector */
+        kc_buf_putc(&b, '}');
+        i += 9 + (size_t)nm->integer;
+    }
+    kc_buf_puts(&b, "]}");
+    count_list(r->a, "redis");
+    api_reply(r, 200, &b);
+    return;
+bad:
+    kc_buf_free(&b);
+    kc_log_warn("the Redis read model holds a conversation list it cannot read; asking "
+                "Postgres");
+    list_from_pg(r);
+}
+
+
+static void on_list(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    if (err || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the conversations could not be read");
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"conversations\":");
+    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+    kc_buf_puts(&b, "}");
+    count_list(r->a, "postgres");
+    api_reply(r, 200, &b);
+}
+
+typedef struct {
+    long long limit;
+} list_t;
+
+void api_convo_list(api_req_t *r)
+{
+    long long limit = 100;
+    if (api_query_int(r, "limit", 1, 500, &limit, NULL) != 0)
+        return;
+    list_t *l = kc_xcalloc(1, sizeof(*l));
+    l->limit = limit;
+    r->state = l;
+    r->state_free = free;
+    if (kc_redis_connected(r->a->redis)) {
+        char lim[24];
+        (void)kc_strlcpyf(lim, sizeof(lim), "%lld", limit);
+        const char *argv[] = {"EVAL", LIST_LUA, "0", r->user_id, lim};
+        size_t lens[KC_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < KC_ARRAY_LEN(argv); i++)
+            lens[i] = strlen(argv[i]);
+        if (kc_redis_command(r->a->redis, on_list_redis, r, (int)KC_ARRAY_LEN(argv), argv,
+                             lens) == 0)
+            return;
+    }
+    list_from_pg(r);
+}
+
+static void list_from_pg(api_req_t *r)
+{
+    list_t *l = r->state;
+    char lim[24];
+    (void)kc_strlcpyf(lim, sizeof(lim), "%lld", l->limit);
+    const char *params[] = {r->user_id, lim};
+    (void)api_pg(r,
+                 "SELECT coalesce(json_agg(o ORDER BY la DESC, id), '[]'::json)::text FROM ("
+                 "  SELECT " CONVO_JSON " o, c.last_activity la, c.convo_id id "
+                 "  FROM rm.members me JOIN rm.conversations c ON c.convo_id = me.convo_id "
+                 "  WHERE me.user_id = $1 ORDER BY c.last_activity DESC, c.convo_id "
+                 "  LIMIT $2::int) t",
+                 2, params, on_list);
+}
+
+/* ---- outcomes ---- */
+
+static void on_outcome(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err, const char *expected)
+{
+    if (!type) {
+        api_error(r, status, status == 504 ? "timeout" : "unavailable", err);
+        return;
+    }
+    if (strcmp(type, "CommandRejected") == 0) {
+        int st = api_reject_status(reason);
+        /* not a member and no such conversation look the same from outside */
+        if (st == 404)
+            api_error(r, 404, "not_found", "no such conversation");
+        else
+            api_error(r, st, reason, message && *message ? message : reason);
+        return;
+    }
+    if (strcmp(type, expected) != 0) {
+        kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_STR("type", type), KC_STR("expected", expected)),
+                  "unexpected outcome of a command");
+        api_error(r, 500, "internal", "unexpected outcome");
+        return;
+    }
+    read_convo(r);
+}
+
+static void on_created(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "ConversationCreated");
+}
+
+static void on_added(api_req_t *r, const char *type, const char *reason, const char *message,
+                     int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "MembersAdded");
+}
+
+static void on_marked(api_req_t *r, const char *type, const char *reason, const char *message,
+                      int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "ReadMarkerSet");
+}
+
+/* ---- fillers of the command bodies ---- */
+
+static int fill_create(api_req_t *r, avro_value_t *b)
+{
+    change_t *c = r->state;
+    if (kc_avro_set_str(b, "title", c->title))
+        return -1;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (kc_avro_append_str(b, "members", c->members[i]))
+            return -1;
+    return 0;
+}
+
+static int fill_add(api_req_t *r, avro_value_t *b)
+{
+    change_t *c = r->state;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (kc_avro_append_str(b, "members", c->members[i]))
+            return -1;
+    return 0;
+}
+
+static int fill_read(api_req_t *r, avro_value_t *b)
+{
+    change_t *c = r->state;
+    return kc_avro_set_long(b, "seq_no", c->seq_no) ? -1 : 0;
+}
+
+/* ---- members must be users ---- */
+
+static void on_users_checked(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    change_t *c = r->state;
+    if (err || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the members could not be checked");
+        return;
+    }
+    if (!PQgetisnull(res, 0, 0)) {
+        char msg[256];
+        (void)kc_strlcpyf(msg, sizeof(msg), "no such user: %s", PQgetvalue(res, 0, 0));
+        api_error(r, 400, "unknown_user", msg);
+        return;
+    }
+    if (c->title)
+        (void)api_command(r, "CreateConversation", fill_create, on_created);
+    else
+        (void)api_command(r, "AddMembers", fill_add, on_added);
+}
+
+static void check_users(api_req_t *r)
+{
+    change_t *c = r->state;
+    kc_buf_t arr = {0};
+    api_pg_array(&arr, c->members, c->nmembers);
+    const char *params[] = {arr.data};
+    (void)api_pg(r,
+                 "SELECT min(x) FROM unnest($1::text[]) x "
+                 "WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = x)",
+                 1, params, on_users_checked);
+    kc_buf_free(&arr);
+}
+
+/* ---- POST /conversations ---- */
+
+void api_convo_create(api_req_t *r)
+{
+    change_t *c = change_of(r);
+    const cJSON *title = cJSON_GetObjectItemCaseSensitive(r->body, "title");
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(r->body, "members");
+    if (!cJSON_IsString(title) || strlen(title->valuestring) > API_TITLE_MAX) {
+        api_error(r, 400, "invalid_request", "title must be a string of at most 256 bytes");
+        return;
+    }
+    c->title = title->valuestring;
+    if (!members) {
+        c->members = kc_xcalloc(1, sizeof(char *));
+    } else if (api_member_list(r, members, (size_t)r->a->cfg.max_members, &c->members,
+                               &c->nmembers) != 0) {
+        return;
+    }
+    if (kc_id_new(r->convo_id, sizeof(r->convo_id), "c_") != 0) {
+        api_error(r, 500, "internal", "cannot make a conversation id");
+        return;
+    }
+    c->status = 201;
+    check_users(r);
+}
+
+/* ---- POST /conversations/:id/members ---- */
+
+void api_convo_add_members(api_req_t *r)
+{
+    change_t *c = change_of(r);
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(r->body, "members");
+    if (api_member_list(r, members, (size_t)r->a->cfg.max_members, &c->members, &c->nmembers) !=
+        0)
+        return;
+    if (c->nmembers == 0) {
+        api_error(r, 400, "invalid_request", "members must list at least one user id");
+        return;
+    }
+    check_users(r);
+}
+
+/* ---- POST /conversations/:id/read ---- */
+
+void api_convo_read(api_req_t *r)
+{
+    change_t *c = change_of(r);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(r->body, "seq_no");
+    /* an integer that a double holds exactly */
+    if (!cJSON_IsNumber(seq) || seq->valuedouble < 1 || seq->valuedouble > 9007199254740991.0 ||
+        seq->valuedouble != (double)(long long)seq->valuedouble) {
+        api_error(r, 400, "invalid_request", "seq_no must be a positive integer");
+        return;
+    }
+    c->seq_no = (long long)seq->valuedouble;
+    (void)api_command(r, "SetReadMarker", fill_read, on_marked);
+}

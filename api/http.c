@@ -1,0 +1,412 @@
+/* http.c - one request's life: route, access token, JSON body, answer, metrics.
+ *
+ * Every REST request becomes an api_req_t and is suspended (kc_http_suspend); whichever
+ * module serves it answers with api_reply / api_error, from the loop, exactly once, which
+ * resumes the connection, records the metrics and frees the request.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api.h"
+#include "kchat/log.h"
+
+typedef enum { NO_AUTH = 0, AUTH = 1 } auth_t;
+
+typedef struct {
+    const char *method;
+    const char *route; /* template; ":id" matches one path segment (a conversation id) */
+    auth_t auth;
+    int json_body;
+    void (*fn)(api_req_t *r);
+} route_t;
+
+static const route_t routes[] = {
+    {"POST", "/auth/register", NO_AUTH, 1, api_auth_register},
+    {"POST", "/auth/login", NO_AUTH, 1, api_auth_login},
+    {"POST", "/auth/refresh", NO_AUTH, 1, api_auth_refresh},
+    {"GET", "/conversations", AUTH, 0, api_convo_list},
+    {"POST", "/conversations", AUTH, 1, api_convo_create},
+    {"GET", "/conversations/:id", AUTH, 0, api_convo_get},
+    {"POST", "/conversations/:id/members", AUTH, 1, api_convo_add_members},
+    {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
+    {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
+    {"GET", "/search", AUTH, 0, api_search},
+    {"POST", "/attachments/presign", AUTH, 1, api_presign},
+};
+
+/* Matches path against a template; fills id (the :id segment) when there is one.
+ * Returns 1 on a match, 0 otherwise; -1 when it matches but the id is not a valid id. */
+static int match(const char *tmpl, const char *path, char *id, size_t idsize)
+{
+    const char *t = tmpl, *p = path;
+    while (*t && *p) {
+        if (t[0] == ':' && strncmp(t, ":id", 3) == 0) {
+            const char *end = strchr(p, '/');
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            int bad = n == 0 || n > API_ID_MAX || !kc_id_valid(p, n, API_ID_MAX);
+            t += 3;
+            p += n;
+            if (*t != *p) /* the rest must match exactly */
+                return 0;
+            if (bad)
+                return -1;
+            memcpy(id, p - n, n);
+            id[n] = '\0';
+            (void)idsize;
+            continue;
+        }
+        if (*t != *p)
+            return 0;
+        t++;
+        p++;
+    }
+    return *t == '\0' && *p == '\0';
+}
+
+static void req_free(api_req_t *r)
+{
+    if (r->waiter)
+        api_command_forget(r);
+    if (r->state_free && r->state)
+        r->state_free(r->state);
+    cJSON_Delete(r->body);
+    free(r);
+}
+
+static void count(api_t *a, const char *route, int status, double seconds)
+{
+    char st[8];
+    (void)kc_strlcpyf(st, sizeof(st), "%d", status);
+    const char *lbl[] = {"route", route, "status", st, NULL};
+    kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_http_requests_total",
+                                      "REST requests answered, by route template and status.",
+                                      lbl));
+    const char *hl[] = {"route", route, NULL};
+    kc_histogram_observe(kc_metrics_histogram(a->app.metrics,
+                                              "kchat_api_http_request_duration_seconds",
+                                              "Time from a request's arrival to its answer.", hl,
+                                              NULL, 0),
+                         seconds);
+}
+
+static void stop_if_drained(api_t *a);
+
+static void answer(api_req_t *r, kc_http_resp_t *resp)
+{
+    api_t *a = r->a;
+    double secs = (double)(kc_mono_ns() - r->t0_ns) / 1e9;
+    count(a, r->route, resp->status, secs);
+    if (resp->status >= 500)
+        kc_log_kv(KC_LOG_WARN,
+                  KC_FIELDS(KC_STR("route", r->route), KC_INT("status", resp->status),
+                            KC_STR("user_id", r->user_id)),
+                  "request failed: %s", resp->body.data ? resp->body.data : "");
+    kc_http_resume(r->pending, resp);
+    kc_buf_free(&resp->body);
+    req_free(r);
+    a->inflight--;
+    stop_if_drained(a);
+}
+
+void api_reply(api_req_t *r, int status, kc_buf_t *body)
+{
+    kc_http_resp_t resp = {.status = status, .content_type = "application/json"};
+    resp.body = *body;
+    memset(body, 0, sizeof(*body));
+    answer(r, &resp);
+}
+
+void api_error(api_req_t *r, int status, const char *code, const char *message)
+{
+    kc_http_resp_t resp = {0};
+    kc_http_error(&resp, status, code, message);
+    answer(r, &resp);
+}
+
+int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb)
+{
+    api_t *a = r->a;
+    kc_pg_t *pg = NULL;
+    /* round robin over the connections that are up */
+    for (int i = 0; i < a->npool; i++) {
+        kc_pg_t *c = a->pool[a->next_pg++ % (unsigned)a->npool];
+        if (kc_pg_connected(c)) {
+            pg = c;
+            break;
+        }
+    }
+    if (!pg) {
+        api_error(r, 503, "unavailable", "the database is not reachable");
+        return -1;
+    }
+    int rc = kc_pg_query(pg, sql, nparams, params, cb, r);
+    if (rc != 0) {
+        api_error(r, 503, "unavailable", "the database is overloaded");
+        return -1;
+    }
+    return 0;
+}
+
+const char *api_json_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int api_query_int(api_req_t *r, const char *name, long long min, long long max, long long *out,
+                  int *present)
+{
+    const char *v = kc_http_query(r->http, name);
+    if (present)
+        *present = v != NULL;
+    if (!v)
+        return 0;
+    char msg[160];
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || errno || *end || n < min || n > max || v[0] == ' ' || v[0] == '+') {
+        (void)kc_strlcpyf(msg, sizeof(msg), "query parameter %s must be an integer from %lld to %lld",
+                          name, min, max);
+        api_error(r, 400, "invalid_query", msg);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+void api_iso_ms(long long ms, char out[32])
+{
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (long long)secs * 1000);
+    struct tm tm;
+    char date[24];
+    if (!gmtime_r(&secs, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        (void)kc_strlcpyf(date, sizeof(date), "1970-01-01T00:00:00");
+    (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
+}
+
+void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n)
+{
+    kc_buf_putc(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            kc_buf_putc(out, ',');
+        kc_buf_putc(out, '"');
+        kc_buf_puts(out, ids[i]); /* ids hold no quote or backslash */
+        kc_buf_putc(out, '"');
+    }
+    kc_buf_putc(out, '}');
+}
+
+int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n)
+{
+    char msg[160];
+    if (!cJSON_IsArray(arr)) {
+        api_error(r, 400, "invalid_request", "members must be an array of user ids");
+        return -1;
+    }
+    size_t len = (size_t)cJSON_GetArraySize(arr);
+    if (len > max) {
+        (void)kc_strlcpyf(msg, sizeof(msg), "at most %zu members may be listed", max);
+        api_error(r, 400, "too_many_members", msg);
+        return -1;
+    }
+    const char **ids = kc_xcalloc(len ? len : 1, sizeof(char *));
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it) || !kc_id_valid(it->valuestring, strlen(it->valuestring), API_ID_MAX)) {
+            free(ids);
+            api_error(r, 400, "invalid_request", "members must be user ids");
+            return -1;
+        }
+        ids[i++] = it->valuestring;
+    }
+    *out = ids;
+    *n = i;
+    return 0;
+}
+
+/* Checks the bearer token; fills r->user_id. 0, or -1 after answering 401. */
+static int authenticate(api_req_t *r)
+{
+    const char *h = kc_http_header(r->http, "Authorization");
+    if (!h) {
+        api_error(r, 401, "unauthenticated", "an Authorization: Bearer <access token> header is required");
+        return -1;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        api_error(r, 401, "unauthenticated", "the Authorization header must be Bearer <access token>");
+        return -1;
+    }
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    kc_jwt_claims_t c;
+    char err[160];
+    kc_jwt_status_t st =
+        kc_jwt_verify(r->a->verifier, tok, kc_now_ms() / 1000, 30, &c, err, sizeof(err));
+    if (st != KC_JWT_OK) {
+        api_error(r, 401, kc_jwt_status_code(st), err);
+        return -1;
+    }
+    (void)kc_strlcpyf(r->user_id, sizeof(r->user_id), "%s", c.sub);
+    (void)kc_strlcpyf(r->username, sizeof(r->username), "%s", c.name);
+    r->authed = 1;
+    return 0;
+}
+
+static int parse_body(api_req_t *r)
+{
+    const kc_http_req_t *h = r->http;
+    if (h->body_len == 0) {
+        api_error(r, 400, "invalid_json", "a JSON object body is required");
+        return -1;
+    }
+    if (!kc_utf8_valid(h->body, h->body_len)) {
+        api_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
+        return -1;
+    }
+    /* cJSON would cut a string at an escaped NUL: refuse \u0000 (an unescaped backslash
+     * before it) outright */
+    for (const char *p = h->body; (p = memmem(p, (size_t)(h->body + h->body_len - p), "\\u0000", 6));
+         p += 6) {
+        size_t bs = 1, i = (size_t)(p - h->body);
+        while (i > 0 && h->body[i - 1] == '\\') {
+            bs++;
+            i--;
+        }
+        if (bs % 2 == 1) {
+            api_error(r, 400, "invalid_json", "strings may not contain U+0000");
+            return -1;
+        }
+    }
+    const char *end = NULL;
+    r->body = cJSON_ParseWithLengthOpts(h->body, h->body_len, &end, 0);
+    if (!r->body) {
+        api_error(r, 400, "invalid_json", "the body is not valid JSON");
+        return -1;
+    }
+    /* nothing but white space may follow the value */
+    for (const char *p = end; p && p < h->body + h->body_len; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+            api_error(r, 400, "invalid_json", "the body has bytes after its JSON value");
+            return -1;
+        }
+    if (!cJSON_IsObject(r->body)) {
+        api_error(r, 400, "invalid_json", "the body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* The query string must be valid UTF-8 too (MHD has decoded it). */
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    int *bad = cls;
+    if (!kc_utf8_valid(key, strlen(key)) || (value && !kc_utf8_valid(value, strlen(value))) ||
+        (value && strlen(value) > 1024)) {
+        *bad = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
+{
+    api_t *a = arg;
+    if (kc_admin_handle(&a->app.admin, req, resp)) {
+        count(a, req->path, resp->status, 0);
+        return;
+    }
+    kc_counter_inc(a->requests);
+    const route_t *found = NULL;
+    int path_known = 0, bad_id = 0;
+    char id[API_ID_MAX + 1] = "";
+    for (size_t i = 0; i < KC_ARRAY_LEN(routes); i++) {
+        int m = match(routes[i].route, req->path, id, sizeof(id));
+        if (m == 0)
+            continue;
+        path_known = 1;
+        if (m < 0) {
+            bad_id = 1;
+            continue;
+        }
+        if (strcmp(routes[i].method, req->method) == 0) {
+            found = &routes[i];
+            break;
+        }
+    }
+    api_req_t *r = kc_xcalloc(1, sizeof(*r));
+    r->a = a;
+    r->http = req;
+    r->t0_ns = kc_mono_ns();
+    r->route = found ? found->route : "unmatched";
+    r->pending = kc_http_suspend(req);
+    a->inflight++;
+    if (a->stopping) {
+        api_error(r, 503, "stopping", "the server is stopping");
+        return;
+    }
+    if (!found) {
+        if (bad_id)
+            api_error(r, 404, "not_found", "no such conversation");
+        else if (path_known)
+            api_error(r, 405, "method_not_allowed", "this path does not take that method");
+        else
+            api_error(r, 404, "not_found", "no such path");
+        return;
+    }
+    int bad_arg = 0;
+    if (MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_arg, &bad_arg) < 0 ||
+        bad_arg) {
+        api_error(r, 400, "invalid_query", "query parameters must be UTF-8 of at most 1024 bytes");
+        return;
+    }
+    if (found->auth == AUTH && authenticate(r) != 0)
+        return;
+    if (found->json_body && parse_body(r) != 0)
+        return;
+    memcpy(r->convo_id, id, sizeof(r->convo_id));
+    found->fn(r);
+}
+
+/* ---- drain ---- */
+
+/* Every request is answered; the last answers may still be on their way out. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    api_t *a = t->data;
+    if (kc_httpd_active(a->http) > 0)
+        return;
+    uv_close((uv_handle_t *)t, NULL);
+    api_finish_stop(a);
+}
+
+static void stop_if_drained(api_t *a)
+{
+    if (!a->stopping || !a->stop_daemon || a->inflight > 0 || a->draining)
+        return;
+    a->draining = 1;
+    if (uv_timer_init(a->app.loop, &a->drain_timer) != 0 ||
+        (a->drain_timer.data = a, 0) ||
+        uv_timer_start(&a->drain_timer, on_drain_tick, 0, 10) != 0) {
+        kc_log_error("cannot wait for the last answers; stopping now");
+        api_finish_stop(a);
+    }
+}
+
+void api_stop_when_drained(api_t *a, kc_daemon_t *d)
+{
+    a->stopping = 1;
+    a->stop_daemon = d;
+    stop_if_drained(a);
+}

@@ -1,0 +1,240 @@
+/* messages.c - history pages (the Redis recent tail, else Postgres) and search (Postgres).
+ *
+ * GET /conversations/:id/messages pages through rm.messages in ascending seq_no. Without
+ * since_seq it reads backwards from before_seq (or the newest message): the page is the
+ * `limit` messages just below it, and next_cursor {"before_seq": first seq_no of the page}
+ * points at older ones. With since_seq it reads forwards: the `limit` messages just above
+ * it (and below before_seq, when given), and next_cursor {"since_seq": last seq_no of the
+ * page} points at newer ones. next_cursor is null when nothing is left that way.
+ *
+ * seq_no is gap-free from 1 to last_seq (a deleted message keeps its number), so the page's
+ * range follows from last_seq by arithmetic. One Lua script reads, in one atomic step, the
+ * generation, the caller's membership, last_seq and the tail recent:<convo> (the newest
+ * messages, scored by seq_no); when the tail holds the whole range the page comes from it.
+ * Anything else (not a member there, a range older than the tail, no generation, Redis
+ * down) goes to Postgres, which also decides the 404.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+typedef struct {
+    int forward;
+    long long since, before, limit;
+} page_t;
+
+static void page_from_pg(api_req_t *r);
+static void count_source(api_t *a, const char *source);
+
+static void on_page(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    page_t *p = r->state;
+    if (err || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the messages could not be read");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        api_error(r, 404, "not_found", "no such conversation");
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"messages\":");
+    kc_buf_puts(&b, PQgetvalue(res, 0, 1));
+    kc_buf_puts(&b, ",\"next_cursor\":");
+    int more = strcmp(PQgetvalue(res, 0, p->forward ? 4 : 5), "t") == 0;
+    if (!more)
+        kc_buf_puts(&b, "null");
+    else if (p->forward)
+        kc_buf_printf(&b, "{\"since_seq\":%s}", PQgetvalue(res, 0, 3));
+    else
+        kc_buf_printf(&b, "{\"before_seq\":%s}", PQgetvalue(res, 0, 2));
+    kc_buf_puts(&b, "}");
+    count_source(r->a, "postgres");
+    api_reply(r, 200, &b);
+}
+
+#define PAGE_SQL(order)                                                                           \
+    "WITH mem AS (SELECT EXISTS (SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2) " \
+    "             AS ok), "                                                                      \
+    "page AS (SELECT x.* FROM rm.messages x, mem WHERE mem.ok AND x.convo_id = $1 "              \
+    "         AND x.seq_no > $3::bigint AND x.seq_no < $4::bigint "                              \
+    "         ORDER BY x.seq_no " order " LIMIT $5::int) "                                       \
+    "SELECT (SELECT ok FROM mem), "                                                              \
+    "  (SELECT coalesce(json_agg(" API_MSG_JSON("page") " ORDER BY page.seq_no), '[]'::json) "  \
+    "   FROM page)::text, "                                                                      \
+    "  (SELECT min(seq_no) FROM page), (SELECT max(seq_no) FROM page), "                         \
+    "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
+    "          AND y.seq_no > (SELECT max(seq_no) FROM page) AND y.seq_no < $4::bigint), "       \
+    "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
+    "          AND y.seq_no < (SELECT min(seq_no) FROM page) AND y.seq_no > $3::bigint)"
+
+/* ARGV: convo, user, 'f' or 'b', since, before, limit. Returns {status, lo, hi, more, msg...}:
+ * status 1 (page in the tail), 0 (empty page), or -1 (no generation), -2 (not a member
+ * here), -3 (the tail does not hold the range): the caller then asks Postgres. */
+static const char PAGE_LUA[] =
+    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "if not gen then return {-1} end\n"
+    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local c = ARGV[1]\n"
+    "if redis.call('SISMEMBER', p .. 'members:' .. c, ARGV[2]) == 0 then return {-2} end\n"
+    "local last = tonumber(redis.call('HGET', p .. 'convo:' .. c, 'last_seq') or '0')\n"
+    "local since, before, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local top = math.min(before - 1, last)\n"
+    "local lo, hi, more\n"
+    "if ARGV[3] == 'f' then\n"
+    "  lo = since + 1; hi = math.min(top, since + limit); more = hi < top\n"
+    "else\n"
+    "  hi = top; lo = math.max(since + 1, hi - limit + 1, 1); more = lo > math.max(since + 1, 1)\n"
+    "end\n"
+    "if hi < lo then return {0, lo, hi, 0} end\n"
+    "local key = p .. 'recent:' .. c\n"
+    "local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
+    "if #first == 0 or tonumber(first[2]) > lo then return {-3} end\n"
+    "local msgs = redis.call('ZRANGEBYSCORE', key, lo, hi)\n"
+    "if #msgs ~= hi - lo + 1 then return {-3} end\n"
+    "local out = {1, lo, hi, more and 1 or 0}\n"
+    "for i = 1, #msgs do out[#out + 1] = msgs[i] end\n"
+    "return out\n";
+
+static void count_source(api_t *a, const char *source)
+{
+    const char *lbl[] = {"source", source, NULL};
+    kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_history_pages_total",
+                                      "History pages served, by the read model they came from.",
+                                      lbl));
+}
+
+static void on_tail(void *arg, const redisReply *rep, const char *err)
+{
+    api_req_t *r = arg;
+    page_t *p = r->state;
+    if (err || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[0]->integer < 0) {
+        page_from_pg(r);
+        return;
+    }
+    long long status = rep->element[0]->integer;
+    if (rep->elements < 4) {
+        page_from_pg(r);
+        return;
+    }
+    for (size_t i = 1; i < 4; i++)
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER) {
+            page_from_pg(r);
+            return;
+        }
+    long long lo = rep->element[1]->integer, hi = rep->element[2]->integer;
+    int more = rep->element[3]->integer != 0;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"messages\":[");
+    if (status == 1) {
+        for (size_t i = 4; i < rep->elements; i++) {
+            const redisReply *m = rep->element[i];
+            if (m->type != REDIS_REPLY_STRING) {
+                kc_buf_free(&b);
+                page_from_pg(r);
+                return;
+            }
+            if (i > 4)
+                kc_buf_putc(&b, ',');
+            kc_buf_append(&b, m->str, m->len);
+        }
+    }
+    kc_buf_puts(&b, "],\"next_cursor\":");
+    if (!more)
+        kc_buf_puts(&b, "null");
+    else if (p->forward)
+        kc_buf_printf(&b, "{\"since_seq\":%lld}", hi);
+    else
+        kc_buf_printf(&b, "{\"before_seq\":%lld}", lo);
+    kc_buf_puts(&b, "}");
+    count_source(r->a, "redis");
+    api_reply(r, 200, &b);
+}
+
+void api_messages_list(api_req_t *r)
+{
+    long long limit = 50, since = 0, before = 9223372036854775807LL;
+    int has_since = 0;
+    if (api_query_int(r, "limit", 1, 200, &limit, NULL) != 0 ||
+        api_query_int(r, "since_seq", 0, 9223372036854775806LL, &since, &has_since) != 0 ||
+        api_query_int(r, "before_seq", 1, 9223372036854775807LL, &before, NULL) != 0)
+        return;
+    page_t *p = kc_xcalloc(1, sizeof(*p));
+    p->forward = has_since;
+    p->since = since;
+    p->before = before;
+    p->limit = limit;
+    r->state = p;
+    r->state_free = free;
+    /* Lua numbers are doubles: a since_seq beyond 2^53 is Postgres's job; a before_seq beyond
+     * it means "no bound" (no conversation has 2^53 messages) */
+    if (kc_redis_connected(r->a->redis) && since < (1LL << 53)) {
+        char s_since[24], s_before[24], s_limit[24];
+        (void)kc_strlcpyf(s_since, sizeof(s_since), "%lld", since);
+        (void)kc_strlcpyf(s_before, sizeof(s_before), "%lld",
+                          before > (1LL << 53) ? (1LL << 53) : before);
+        (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
+        const char *argv[] = {"EVAL", PAGE_LUA,     "0",     r->convo_id, r->user_id,
+                              p->forward ? "f" : "b", s_since, s_before,    s_limit};
+        size_t lens[KC_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < KC_ARRAY_LEN(argv); i++)
+            lens[i] = strlen(argv[i]);
+        if (kc_redis_command(r->a->redis, on_tail, r, (int)KC_ARRAY_LEN(argv), argv, lens) == 0)
+            return;
+    }
+    page_from_pg(r);
+}
+
+static void page_from_pg(api_req_t *r)
+{
+    page_t *p = r->state;
+    char s_since[24], s_before[24], s_limit[24];
+    (void)kc_strlcpyf(s_since, sizeof(s_since), "%lld", p->since);
+    (void)kc_strlcpyf(s_before, sizeof(s_before), "%lld", p->before);
+    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", p->limit);
+    const char *params[] = {r->convo_id, r->user_id, s_since, s_before, s_limit};
+    (void)api_pg(r, p->forward ? PAGE_SQL("ASC") : PAGE_SQL("DESC"), 5, params, on_page);
+}
+
+/* ---- GET /search?q= ---- */
+
+static void on_search(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    if (err || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the search failed");
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"messages\":");
+    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+    kc_buf_puts(&b, "}");
+    api_reply(r, 200, &b);
+}
+
+void api_search(api_req_t *r)
+{
+    const char *q = kc_http_query(r->http, "q");
+    long long limit = 20;
+    if (!q || !*q || strlen(q) > API_QUERY_MAX) {
+        api_error(r, 400, "invalid_query", "q must be 1 to 256 bytes of text");
+        return;
+    }
+    if (api_query_int(r, "limit", 1, 100, &limit, NULL) != 0)
+        return;
+    char s_limit[24];
+    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
+    const char *params[] = {r->user_id, q, s_limit};
+    /* Only the caller's own conversations: the join with rm.members comes first. */
+    (void)api_pg(r,
+                 "SELECT coalesce(json_agg(j ORDER BY s DESC, c, n), '[]'::json)::text FROM ("
+                 "  SELECT " API_MSG_JSON("x") " j, x.created_at s, x.convo_id c, x.seq_no n "
+                 "  FROM rm.members me JOIN rm.messages x ON x.convo_id = me.convo_id "
+                 "  WHERE me.user_id = $1 AND x.deleted_at IS NULL "
+                 "  AND x.search @@ plainto_tsquery('simple', $2) "
+                 "  ORDER BY x.created_at DESC, x.convo_id, x.seq_no LIMIT $3::int) t",
+                 3, params, on_search);
+}
