@@ -45,3 +45,11 @@ CREATE TABLE offsets (
     next_offset bigint  NOT NULL,
     PRIMARY KEY (topic, partition)
 );
+
+-- One row: which build of the read model this schema holds. The live projector checks it in
+-- every transaction, so it notices when a rebuild has swapped a new schema in under `rm`.
+CREATE TABLE meta (
+    only_row   boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+    generation bigint      NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);

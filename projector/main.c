@@ -1,26 +1,24 @@
-/* kchat-projector - chat.events in, Postgres and Redis read models out.
+/* kchat-projector - chat.events in, the Postgres and Redis read models out.
  *
- * At this stage the projector joins its consumer group on chat.events (read_committed),
- * connects to Postgres and Redis through the loop adapters, serves /health and /metrics and
- * drains on SIGTERM. It counts the events it sees; applying them comes with the read side.
+ * The consumer reads chat.events (read_committed) in batches. A batch is applied to Redis
+ * first (one MULTI/EXEC with the offsets hash of the generation, after a WATCH that makes it
+ * fail if the generation or the offsets moved), then to Postgres (one transaction holding the
+ * rows, the offsets in rm.offsets and the NOTIFYs, under the shared advisory lock of `rm`).
+ * Each model keeps its own offsets, so each applies every event exactly once and either can
+ * lag or be rebuilt alone. Kafka's committed offsets are never used: on assignment, and after
+ * any failure, the stored offsets are read again and the consumer is moved to the lower of
+ * the two. With --rebuild the same pipeline fills a shadow schema and generation from the
+ * start of the topic and swaps them in (rebuild.c).
  */
-#include <stddef.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "kchat/app.h"
-#include "kchat/kafka.h"
 #include "kchat/log.h"
-#include "kchat/pg.h"
-#include "kchat/redis.h"
 #include "kchat/util.h"
-
-typedef struct {
-    kc_common_cfg_t common;
-    kc_kafka_cfg_t kafka;
-    kc_pg_cfg_t pg;
-    kc_redis_cfg_t redis;
-    char *group_id;
-    char *events_topic;
-} proj_cfg_t;
+#include "projector.h"
+#include "store.h"
 
 static const kc_cfg_opt_t proj_opts[] = {
     KC_CFG_COMMON(proj_cfg_t, common),
@@ -32,67 +30,878 @@ static const kc_cfg_opt_t proj_opts[] = {
      "consumer group of the projectors"},
     {"events-topic", KC_CFG_STR, offsetof(proj_cfg_t, events_topic), "chat.events", 1, 249,
      "topic the events are read from"},
+    {"schemas-dir", KC_CFG_STR, offsetof(proj_cfg_t, schemas_dir), "schemas", 1, 4096,
+     "directory holding registry.json and the Avro schemas"},
+    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 20000,
+     "most events applied in one Postgres transaction and one Redis MULTI/EXEC"},
+    {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
+     "messages kept per conversation in the Redis model (recent:<convo>)"},
+    {"session-timeout-ms", KC_CFG_INT, offsetof(proj_cfg_t, session_timeout_ms), "10000", 6000,
+     300000, "consumer group session timeout: how long a killed projector keeps its partitions"},
+    {"rebuild", KC_CFG_BOOL, offsetof(proj_cfg_t, rebuild), "false", 0, 0,
+     "build fresh read models from the start of the topic beside the live ones, swap them in, "
+     "and exit"},
+    {"progress-interval-ms", KC_CFG_INT, offsetof(proj_cfg_t, progress_interval_ms), "5000", 100,
+     600000, "with --rebuild, how often progress (events/s, lag, ETA) is logged"},
 };
 
-typedef struct {
-    proj_cfg_t cfg;
-    kc_app_t app;
-    kc_kafka_bound_t consumer;
-    kc_pg_t *pg;
-    kc_redis_t *redis;
-    kc_counter_t *consumed;
-} proj_t;
+#define BATCH_MAX_BYTES (8 * 1024 * 1024)
+#define RETRY_MIN_MS 200
+#define RETRY_MAX_MS 5000
+#define IDLE_CHECK_MS 1000
 
-#define POLL_BATCH 500
+static void start_batch(proj_t *p);
+static void redis_phase(proj_t *p);
+static void pg_phase(proj_t *p);
+static void schedule_resync(proj_t *p, const char *why);
+static void close_all(proj_t *p);
+
+static void fail(proj_t *p, const char *why)
+{
+    kc_log_error("giving up: %s", why);
+    p->failed = 1;
+    kc_daemon_stop(p->app.daemon, why);
+}
+
+/* ---- stored offsets ---- */
+
+static void set_prefix(proj_t *p)
+{
+    kc_strlcpyf(p->prefix, sizeof(p->prefix), "kchat:rm:%" PRId64 ":", p->redis_gen);
+}
+
+/* Reads what both models have applied. The live projector also follows the generations
+ * here: a new `rm` (a rebuild swapped it in), a new or missing kchat:rm:gen (swapped in, or
+ * Redis was flushed: the Redis model is then built again from offset 0). */
+static int load_state(proj_t *p, char *err, size_t errlen)
+{
+    int rc = -1;
+    PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
+    redisContext *rc_ = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
+                                                (int)p->cfg.redis.timeout_ms, err, errlen)
+                           : NULL;
+    if (!rc_)
+        goto out;
+    if (!p->cfg.rebuild) {
+        int64_t gen;
+        if (proj_pg_ensure_schema(pc, p->schema, 1, 0, err, errlen) != 0 ||
+            proj_redis_gen(rc_, &gen, err, errlen) != 0)
+            goto out;
+        if (gen == 0) {
+            int set = 0;
+            gen = p->redis_gen > 0 ? p->redis_gen : 1;
+            if (proj_redis_gen_init(rc_, gen, &set, err, errlen) != 0 ||
+                proj_redis_gen(rc_, &gen, err, errlen) != 0)
+                goto out;
+            if (set && p->redis_gen > 0) {
+                kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("generation", gen)),
+                          "the Redis read model is gone (kchat:rm:gen missing): rebuilding it "
+                          "from the start of the events topic");
+                kc_counter_inc(p->rebuild_redis);
+            }
+        }
+        if (gen != p->redis_gen && p->redis_gen > 0)
+            kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("from", p->redis_gen), KC_INT("to", gen)),
+                      "Redis read model generation changed");
+        p->redis_gen = gen;
+        set_prefix(p);
+    }
+    int64_t *roffs = kc_xcalloc((size_t)p->nparts, sizeof(int64_t));
+    int exists = 0;
+    int64_t pgen;
+    if (proj_pg_state(pc, p->schema, p->cfg.events_topic, p->nparts, p->pg_next, &pgen, err,
+                      errlen) != 0 ||
+        proj_redis_offsets(rc_, p->prefix, p->nparts, roffs, &exists, err, errlen) != 0) {
+        free(roffs);
+        goto out;
+    }
+    if (!p->cfg.rebuild && pgen != p->pg_gen && p->pg_gen > 0)
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("from", p->pg_gen), KC_INT("to", pgen)),
+                  "Postgres read model generation changed (a rebuild was swapped in)");
+    p->pg_gen = pgen;
+    int vanished = 0;
+    for (int32_t i = 0; i < p->nparts; i++) {
+        if (p->assigned[i] && roffs[i] < p->redis_next[i] && !exists)
+            vanished = 1;
+        p->redis_next[i] = roffs[i];
+    }
+    free(roffs);
+    if (vanished && !p->cfg.rebuild) {
+        kc_log_warn("the Redis read model's offsets are gone: rebuilding it from the start of "
+                    "the events topic");
+        kc_counter_inc(p->rebuild_redis);
+    }
+    rc = 0;
+out:
+    PQfinish(pc);
+    if (rc_)
+        redisFree(rc_);
+    return rc;
+}
+
+static int64_t start_offset(proj_t *p, int32_t part)
+{
+    return p->pg_next[part] < p->redis_next[part] ? p->pg_next[part] : p->redis_next[part];
+}
+
+static void clear_items(proj_t *p)
+{
+    for (size_t i = 0; i < p->nitems; i++)
+        if (p->items[i].kind == ITEM_EVENT)
+            proj_event_free(&p->items[i].ev);
+    p->nitems = 0;
+    p->bytes = 0;
+}
+
+/* Reads the stored offsets again and moves the consumer there. */
+static int resync(proj_t *p)
+{
+    char err[512];
+    if (load_state(p, err, sizeof(err)) != 0) {
+        kc_log_warn("cannot read the stored offsets: %s", err);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->nparts);
+    for (int32_t i = 0; i < p->nparts; i++)
+        if (p->assigned[i])
+            rd_kafka_topic_partition_list_add(l, p->cfg.events_topic, i)->offset =
+                start_offset(p, i);
+    rd_kafka_error_t *e = l->cnt ? rd_kafka_seek_partitions(p->consumer.rk, l, 30000) : NULL;
+    int rc = 0;
+    for (int i = 0; !e && i < l->cnt; i++)
+        if (l->elems[i].err) {
+            kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("partition", l->elems[i].partition)),
+                      "seek failed: %s", rd_kafka_err2str(l->elems[i].err));
+            rc = -1;
+        }
+    if (e) {
+        kc_log_warn("seek failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rc = -1;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    proj_t *p = t->data;
+    if (p->stopping || p->busy)
+        return;
+    if (p->need_resync) {
+        if (resync(p) != 0) {
+            p->backoff_ms = p->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff_ms * 2;
+            if (uv_timer_start(&p->timer, on_timer, (uint64_t)p->backoff_ms, 0) != 0)
+                fail(p, "cannot start a timer");
+            return;
+        }
+        kc_counter_inc(p->resyncs);
+        p->need_resync = 0;
+        p->backoff_ms = RETRY_MIN_MS;
+        kc_kafka_watch_resume(p->consumer.w);
+    } else if (!p->cfg.rebuild) {
+        /* Idle: an empty batch still checks that the Redis model and its generation are
+         * there, so a flush is noticed without waiting for the next event. */
+        start_batch(p);
+    }
+    if (!p->stopping && uv_timer_start(&p->timer, on_timer, IDLE_CHECK_MS, 0) != 0)
+        fail(p, "cannot start a timer");
+}
+
+static void schedule_resync(proj_t *p, const char *why)
+{
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("retry_ms", p->backoff_ms)),
+              "batch not applied, reading the stored offsets again: %s", why);
+    p->need_resync = 1;
+    if (!p->stopping && uv_timer_start(&p->timer, on_timer, (uint64_t)p->backoff_ms, 0) != 0)
+        fail(p, "cannot start a timer");
+}
+
+/* ---- the batch ---- */
+
+static void end_batch(proj_t *p, const char *failure)
+{
+    clear_items(p);
+    proj_rcmds_free(&p->rcmds);
+    p->busy = 0;
+    if (failure)
+        schedule_resync(p, failure);
+    if (p->stopping) {
+        close_all(p);
+        return;
+    }
+    if (!failure) {
+        if (p->cfg.rebuild)
+            proj_rebuild_maybe_swap(p);
+        if (!p->stopping)
+            kc_kafka_watch_resume(p->consumer.w);
+    }
+}
+
+/* Notes the partitions an item moves forward in each model. */
+static void note_part(int32_t **parts, int64_t **next, size_t *n, int32_t part, int64_t v)
+{
+    for (size_t i = 0; i < *n; i++)
+        if ((*parts)[i] == part) {
+            if (v > (*next)[i])
+                (*next)[i] = v;
+            return;
+        }
+    (*parts)[*n] = part;
+    (*next)[*n] = v;
+    (*n)++;
+}
+
+static void start_batch(proj_t *p)
+{
+    p->busy = 1;
+    kc_kafka_watch_pause(p->consumer.w);
+    p->t0 = kc_mono_ns();
+    p->nrparts = p->npparts = 0;
+    for (size_t i = 0; i < p->nitems; i++) {
+        proj_item_t *it = &p->items[i];
+        if (it->to_redis)
+            note_part(&p->rparts, &p->rnext, &p->nrparts, it->partition, it->next);
+        if (it->to_pg)
+            note_part(&p->pparts, &p->pnext, &p->npparts, it->partition, it->next);
+    }
+    if (p->nitems)
+        kc_histogram_observe(p->batch_hist, (double)p->nitems);
+    redis_phase(p);
+}
+
+/* -- Redis: WATCH, check, MULTI ... EXEC -- */
+
+static void phase_error(proj_t *p, const char *err)
+{
+    if (!p->phase_failed) {
+        p->phase_failed = 1;
+        kc_strlcpyf(p->phase_err, sizeof(p->phase_err), "%s", err ? err : "failed");
+    }
+}
+
+static void redis_apply(proj_t *p);
+
+static void on_check_reply(void *arg, const redisReply *rep, const char *err);
+static void on_nothing(void *arg, const redisReply *rep, const char *err);
+
+static void check_done(proj_t *p)
+{
+    if (p->phase_failed) {
+        const char *argv[] = {"UNWATCH"};
+        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, argv, NULL);
+        end_batch(p, p->phase_err);
+        return;
+    }
+    if (p->nrparts == 0 && p->nitems == 0) {
+        /* The idle check passed. */
+        const char *argv[] = {"UNWATCH"};
+        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, argv, NULL);
+        end_batch(p, NULL);
+        return;
+    }
+    redis_apply(p);
+}
+
+static void on_gen_reply(void *arg, const redisReply *rep, const char *err)
+{
+    proj_t *p = arg;
+    if (err) {
+        phase_error(p, err);
+    } else if (!p->cfg.rebuild) {
+        int64_t g = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+        if (g != p->redis_gen)
+            phase_error(p, g ? "the Redis generation changed" : "kchat:rm:gen is missing");
+    }
+    if (--p->pending == 0)
+        check_done(p);
+}
+
+static void on_check_reply(void *arg, const redisReply *rep, const char *err)
+{
+    proj_t *p = arg;
+    if (err) {
+        phase_error(p, err);
+    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == p->nrparts) {
+        for (size_t i = 0; i < p->nrparts; i++) {
+            const redisReply *e = rep->element[i];
+            int64_t v = e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
+            if (v != p->redis_next[p->rparts[i]]) {
+                phase_error(p, "the Redis offsets moved");
+                break;
+            }
+        }
+    } else if (rep->type != REDIS_REPLY_STATUS) {
+        phase_error(p, "unexpected reply to the offsets check");
+    }
+    if (--p->pending == 0)
+        check_done(p);
+}
+
+static void on_watch(void *arg, const redisReply *rep, const char *err)
+{
+    (void)rep;
+    proj_t *p = arg;
+    if (err)
+        phase_error(p, err);
+    if (--p->pending == 0)
+        check_done(p);
+}
+
+/* UNWATCH and DISCARD: their outcome changes nothing (a dropped connection forgets both). */
+static void on_nothing(void *arg, const redisReply *rep, const char *err)
+{
+    (void)arg;
+    (void)rep;
+    (void)err;
+}
+
+static int rsend(proj_t *p, kc_redis_cb cb, int argc, const char **argv, const size_t *lens)
+{
+    int rc = kc_redis_command(p->redis, cb, p, argc, argv, lens);
+    if (rc == 0)
+        p->pending++;
+    else
+        phase_error(p, rc == -ENOTCONN ? "redis is not connected" : "redis command refused");
+    return rc;
+}
+
+static void redis_phase(proj_t *p)
+{
+    p->phase_failed = 0;
+    p->pending = 0;
+    p->r_events = 0;
+    if (p->nitems && p->nrparts == 0) {
+        pg_phase(p);
+        return;
+    }
+    p->phase_t0 = kc_mono_ns();
+    char offkey[96];
+    kc_strlcpyf(offkey, sizeof(offkey), "%soffsets", p->prefix);
+    /* The pending count guards the phase's end, so it must not reach 0 while sending. */
+    p->pending = 1;
+    const char *watch[] = {"WATCH", "kchat:rm:gen", offkey};
+    if (rsend(p, on_watch, 3, watch, NULL) == 0) {
+        const char *get[] = {"GET", "kchat:rm:gen"};
+        if (rsend(p, on_gen_reply, 2, get, NULL) == 0) {
+            size_t argc = 2 + p->nrparts;
+            const char **argv = kc_xcalloc(argc, sizeof(char *));
+            char(*nums)[16] = kc_xcalloc(p->nrparts ? p->nrparts : 1, 16);
+            argv[0] = "HMGET";
+            argv[1] = offkey;
+            for (size_t i = 0; i < p->nrparts; i++) {
+                kc_strlcpyf(nums[i], 16, "%d", (int)p->rparts[i]);
+                argv[2 + i] = nums[i];
+            }
+            if (p->nrparts)
+                (void)rsend(p, on_check_reply, (int)argc, argv, NULL);
+            free(argv);
+            free(nums);
+        }
+    }
+    if (--p->pending == 0)
+        check_done(p);
+}
+
+static void exec_done(proj_t *p)
+{
+    if (p->phase_failed) {
+        end_batch(p, p->phase_err);
+        return;
+    }
+    if (!p->exec_ok) {
+        end_batch(p, "the Redis generation or offsets changed during the batch");
+        return;
+    }
+    for (size_t i = 0; i < p->nrparts; i++)
+        p->redis_next[p->rparts[i]] = p->rnext[i];
+    kc_counter_add(p->applied_redis, (double)p->r_events);
+    kc_histogram_observe(p->lat_redis, (double)(kc_mono_ns() - p->phase_t0) / 1e9);
+    pg_phase(p);
+}
+
+static void on_queued(void *arg, const redisReply *rep, const char *err)
+{
+    (void)rep;
+    proj_t *p = arg;
+    if (err)
+        phase_error(p, err);
+    if (--p->pending == 0)
+        exec_done(p);
+}
+
+static void on_exec(void *arg, const redisReply *rep, const char *err)
+{
+    proj_t *p = arg;
+    if (err) {
+        phase_error(p, err);
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        p->exec_ok = 1;
+        for (size_t i = 0; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_ERROR) {
+                /* A command failed inside the transaction (the others ran): a bug, since
+                 * every command is well-formed; the offsets moved with it. */
+                kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("command", (long long)i)),
+                          "redis command failed inside EXEC: %s", rep->element[i]->str);
+            }
+    } else {
+        p->exec_ok = 0; /* nil: a watched key changed */
+    }
+    if (--p->pending == 0)
+        exec_done(p);
+}
+
+static void redis_apply(proj_t *p)
+{
+    p->phase_failed = 0;
+    p->exec_ok = 0;
+    proj_rcmds_free(&p->rcmds);
+    p->r_events = proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages,
+                                   &p->rcmds);
+    proj_rcmd_start(&p->rcmds);
+    proj_rcmd_str(&p->rcmds, "HSET");
+    proj_rcmd_argf(&p->rcmds, "%soffsets", p->prefix);
+    for (size_t i = 0; i < p->nrparts; i++) {
+        proj_rcmd_argf(&p->rcmds, "%d", (int)p->rparts[i]);
+        proj_rcmd_argf(&p->rcmds, "%" PRId64, p->rnext[i]);
+    }
+    p->pending = 1;
+    const char *multi[] = {"MULTI"};
+    int ok = rsend(p, on_queued, 1, multi, NULL) == 0;
+    int maxargs = 0;
+    for (size_t i = 0; i < p->rcmds.ncmds; i++)
+        if (proj_rcmd_argc(&p->rcmds, i) > maxargs)
+            maxargs = proj_rcmd_argc(&p->rcmds, i);
+    const char **argv = kc_xcalloc((size_t)maxargs + 1, sizeof(char *));
+    size_t *lens = kc_xcalloc((size_t)maxargs + 1, sizeof(size_t));
+    for (size_t i = 0; ok && i < p->rcmds.ncmds; i++) {
+        int argc = proj_rcmd_argv(&p->rcmds, i, argv, lens, maxargs);
+        ok = rsend(p, on_queued, argc, argv, lens) == 0;
+    }
+    free(argv);
+    free(lens);
+    if (ok) {
+        const char *exec[] = {"EXEC"};
+        (void)rsend(p, on_exec, 1, exec, NULL);
+    } else {
+        const char *discard[] = {"DISCARD"};
+        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, discard, NULL);
+    }
+    if (--p->pending == 0)
+        exec_done(p);
+}
+
+/* -- Postgres: one transaction -- */
+
+static void pg_done(proj_t *p)
+{
+    if (p->phase_failed) {
+        end_batch(p, p->phase_err);
+        return;
+    }
+    for (size_t i = 0; i < p->npparts; i++)
+        p->pg_next[p->pparts[i]] = p->pnext[i];
+    kc_counter_add(p->applied_pg, (double)p->p_events);
+    kc_histogram_observe(p->lat_pg, (double)(kc_mono_ns() - p->phase_t0) / 1e9);
+    if (p->cfg.rebuild) {
+        for (size_t i = 0; i < p->nitems; i++) {
+            proj_item_t *it = &p->items[i];
+            p->at_end[it->partition] = it->kind == ITEM_EOF;
+            if (it->kind != ITEM_EOF)
+                p->applied_total++;
+        }
+    }
+    end_batch(p, NULL);
+}
+
+static void on_pg(void *arg, const PGresult *res, const char *err)
+{
+    (void)res;
+    proj_t *p = arg;
+    if (err)
+        phase_error(p, err);
+    if (--p->pending == 0)
+        pg_done(p);
+}
+
+static void pg_phase(proj_t *p)
+{
+    p->phase_failed = 0;
+    if (p->npparts == 0) {
+        pg_done(p);
+        return;
+    }
+    p->phase_t0 = kc_mono_ns();
+    proj_stmts_t st = {0};
+    int64_t *expect = kc_xcalloc(p->npparts, sizeof(int64_t));
+    for (size_t i = 0; i < p->npparts; i++)
+        expect[i] = p->pg_next[p->pparts[i]];
+    proj_pg_check(p->schema, p->cfg.events_topic, p->pparts, expect, p->npparts,
+                  p->cfg.rebuild ? -1 : p->pg_gen, &st);
+    free(expect);
+    p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &st);
+    proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &st);
+    size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &st);
+    p->pending = 1;
+    int ok = kc_pg_query(p->pg, "BEGIN", 0, NULL, on_pg, p) == 0;
+    if (ok)
+        p->pending++;
+    /* The live schema is written under the shared lock, which a swap takes exclusively. */
+    if (ok && !p->cfg.rebuild) {
+        ok = kc_pg_query(p->pg, "SELECT pg_advisory_xact_lock_shared(" PROJ_RM_LOCK ")", 0, NULL,
+                         on_pg, p) == 0;
+        p->pending += ok;
+    }
+    for (size_t i = 0; ok && i < st.n; i++) {
+        ok = kc_pg_query(p->pg, st.v[i].sql, st.v[i].nparams,
+                         (const char *const *)st.v[i].params, on_pg, p) == 0;
+        p->pending += ok;
+    }
+    if (ok) {
+        ok = kc_pg_query(p->pg, "COMMIT", 0, NULL, on_pg, p) == 0;
+        p->pending += ok;
+        if (ok)
+            kc_counter_add(p->notified, (double)notes);
+    }
+    if (!ok) {
+        phase_error(p, "postgres query refused");
+        if (kc_pg_query(p->pg, "ROLLBACK", 0, NULL, on_pg, p) == 0)
+            p->pending++;
+    }
+    proj_stmts_free(&st);
+    if (--p->pending == 0)
+        pg_done(p);
+}
+
+/* ---- consuming ---- */
+
+static void add_item(proj_t *p, proj_item_t *it)
+{
+    if (p->nitems == p->capitems) {
+        p->capitems = p->capitems ? p->capitems * 2 : 256;
+        p->items = kc_xrealloc(p->items, p->capitems * sizeof(*p->items));
+    }
+    p->items[p->nitems++] = *it;
+}
+
+static void take(proj_t *p, rd_kafka_message_t *m)
+{
+    int32_t part = m->partition;
+    if (part < 0 || part >= p->nparts || !p->assigned[part])
+        return;
+    proj_item_t it = {.partition = part, .offset = m->offset};
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        it.kind = ITEM_EOF;
+        it.next = m->offset;
+    } else {
+        kc_counter_inc(p->consumed);
+        it.kind = ITEM_EVENT;
+        it.next = m->offset + 1;
+    }
+    it.to_pg = it.next > p->pg_next[part] && m->offset >= p->pg_next[part];
+    it.to_redis = it.next > p->redis_next[part] && m->offset >= p->redis_next[part];
+    if (it.kind == ITEM_EOF) {
+        /* Moves the offsets past the transaction markers at the end (so lag reads 0). */
+        it.to_pg = it.next > p->pg_next[part];
+        it.to_redis = it.next > p->redis_next[part];
+        if (p->cfg.rebuild)
+            it.to_pg = it.to_redis = 1; /* also marks the partition as applied to its end */
+    }
+    if (!it.to_pg && !it.to_redis)
+        return;
+    if (it.kind == ITEM_EVENT) {
+        char err[256];
+        if (!m->payload ||
+            proj_event_decode(p->schemas, m->payload, m->len, &it.ev, err, sizeof(err)) != 0) {
+            if (!m->payload)
+                kc_strlcpyf(err, sizeof(err), "empty record");
+            kc_log_kv(KC_LOG_WARN,
+                      KC_FIELDS(KC_INT("partition", part), KC_INT("offset", m->offset)),
+                      "undecodable event skipped: %s", err);
+            kc_counter_inc(p->poison);
+            it.kind = ITEM_POISON;
+        }
+        p->bytes += m->len;
+    }
+    add_item(p, &it);
+}
 
 static int on_events(void *arg)
 {
     proj_t *p = arg;
-    for (int i = 0; i < POLL_BATCH; i++) {
+    if (p->busy || p->need_resync || p->stopping)
+        return 0;
+    int polled = 0;
+    while (polled < 500 && p->nitems < (size_t)p->cfg.batch_max && p->bytes < BATCH_MAX_BYTES &&
+           !p->need_resync) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer.rk, 0);
         if (!m)
-            return 0;
+            break;
+        polled++;
         if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             kc_log_warn("consume error: %s", rd_kafka_message_errstr(m));
-        else if (!m->err)
-            kc_counter_inc(p->consumed);
+        else
+            take(p, m);
         rd_kafka_message_destroy(m);
     }
-    return 1;
+    if (p->need_resync) {
+        clear_items(p);
+        return 0;
+    }
+    if (polled == 500 && p->nitems < (size_t)p->cfg.batch_max && p->bytes < BATCH_MAX_BYTES)
+        return 1; /* more may be queued: collect it on the next iteration */
+    if (p->nitems)
+        start_batch(p);
+    return 0;
 }
 
-static void on_stop(kc_daemon_t *d, void *arg)
+static void drop_items_of(proj_t *p, int32_t part)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->nitems; i++) {
+        if (p->items[i].partition == part) {
+            if (p->items[i].kind == ITEM_EVENT)
+                proj_event_free(&p->items[i].ev);
+            p->bytes = 0;
+        } else {
+            p->items[k++] = p->items[i];
+        }
+    }
+    p->nitems = k;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    proj_t *p = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        char e[512];
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].partition < p->nparts)
+                p->assigned[parts->elems[i].partition] = 1;
+        /* Start where the models are, not at Kafka's committed offsets (there are none). */
+        if (load_state(p, e, sizeof(e)) != 0) {
+            kc_log_warn("cannot read the stored offsets at assignment: %s", e);
+            p->need_resync = 1;
+            clear_items(p);
+            if (uv_timer_start(&p->timer, on_timer, (uint64_t)p->backoff_ms, 0) != 0)
+                fail(p, "cannot start a timer");
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t part = parts->elems[i].partition;
+            if (part < p->nparts && !p->need_resync)
+                parts->elems[i].offset = start_offset(p, part);
+            kc_log_kv(KC_LOG_INFO,
+                      KC_FIELDS(KC_INT("partition", part),
+                                KC_INT("offset", part < p->nparts ? start_offset(p, part) : -1),
+                                KC_INT("pg_next", part < p->nparts ? p->pg_next[part] : -1),
+                                KC_INT("redis_next", part < p->nparts ? p->redis_next[part] : -1)),
+                      "partition assigned");
+        }
+    } else {
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t part = parts->elems[i].partition;
+            if (part < p->nparts) {
+                p->assigned[part] = 0;
+                drop_items_of(p, part);
+            }
+        }
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("partitions", parts->cnt)), "partitions revoked");
+    }
+    (void)kc_kafka_rebalance_apply(rk, err, parts);
+}
+
+/* ---- metrics ---- */
+
+int64_t proj_lag_total(proj_t *p)
+{
+    int64_t total = 0;
+    for (int32_t i = 0; i < p->nparts; i++) {
+        int64_t lo = 0, hi = 0;
+        if (!p->assigned[i] || !p->consumer.rk ||
+            rd_kafka_get_watermark_offsets(p->consumer.rk, p->cfg.events_topic, i, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        int64_t lag = hi - start_offset(p, i);
+        total += lag > 0 ? lag : 0;
+    }
+    return total;
+}
+
+static void on_collect(void *arg)
 {
     proj_t *p = arg;
-    kc_health_set_stopping(p->app.health);
-    rd_kafka_resp_err_t err = rd_kafka_consumer_close(p->consumer.rk);
-    if (err)
-        kc_log_warn("consumer close: %s", rd_kafka_err2str(err));
-    kc_kafka_unbind(&p->consumer);
+    for (int32_t i = 0; i < p->nparts; i++) {
+        int64_t lo = 0, hi = 0;
+        double lag = 0;
+        if (p->assigned[i] && p->consumer.rk &&
+            rd_kafka_get_watermark_offsets(p->consumer.rk, p->cfg.events_topic, i, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0 && hi > start_offset(p, i))
+            lag = (double)(hi - start_offset(p, i));
+        kc_gauge_set(p->lag[i], lag);
+    }
+}
+
+static void make_metrics(proj_t *p)
+{
+    kc_metrics_t *m = p->app.metrics;
+    const char *pg_l[] = {"model", "postgres", NULL}, *r_l[] = {"model", "redis", NULL};
+    p->consumed = kc_metrics_counter(m, "kchat_projector_events_consumed_total",
+                                     "Records read from the events topic.", NULL);
+    p->applied_pg = kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                                       "Events applied to a read model (rejections excluded).",
+                                       pg_l);
+    p->applied_redis = kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                                          "Events applied to a read model (rejections excluded).",
+                                          r_l);
+    static const double sizes[] = {1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
+    p->batch_hist = kc_metrics_histogram(m, "kchat_projector_batch_events",
+                                         "Records in each applied batch.", NULL, sizes,
+                                         KC_ARRAY_LEN(sizes));
+    p->lat_pg = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
+                                     "Time to apply a batch to a read model.", pg_l, NULL, 0);
+    p->lat_redis = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
+                                        "Time to apply a batch to a read model.", r_l, NULL, 0);
+    p->poison = kc_metrics_counter(m, "kchat_projector_poison_events_total",
+                                   "Undecodable records skipped.", NULL);
+    p->resyncs = kc_metrics_counter(m, "kchat_projector_resyncs_total",
+                                    "Batches given up (rolled back) after which the stored "
+                                    "offsets were read again.",
+                                    NULL);
+    p->notified = kc_metrics_counter(m, "kchat_projector_notifications_total",
+                                     "NOTIFY kchat_applied sent for events of api: origin.", NULL);
+    const char *rr[] = {"kind", "redis_flush", NULL}, *rs[] = {"kind", "swap", NULL};
+    p->rebuild_redis = kc_metrics_counter(m, "kchat_projector_rebuilds_total",
+                                          "Rebuilds: the Redis model rebuilt after it vanished, "
+                                          "or a --rebuild swapped in.",
+                                          rr);
+    p->rebuild_swaps = kc_metrics_counter(m, "kchat_projector_rebuilds_total",
+                                          "Rebuilds: the Redis model rebuilt after it vanished, "
+                                          "or a --rebuild swapped in.",
+                                          rs);
+    p->lag = kc_xcalloc((size_t)p->nparts, sizeof(kc_gauge_t *));
+    for (int32_t i = 0; i < p->nparts; i++) {
+        char num[16];
+        kc_strlcpyf(num, sizeof(num), "%d", (int)i);
+        const char *l[] = {"partition", num, NULL};
+        p->lag[i] = kc_metrics_gauge(m, "kchat_projector_lag_events",
+                                     "Offsets of the events topic not yet applied to both "
+                                     "models, per partition.",
+                                     l);
+    }
+    kc_metrics_on_collect(m, on_collect, p);
+}
+
+/* ---- start and stop ---- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    proj_t *p = h->data;
+    p->timers_open--;
+}
+
+static void close_all(proj_t *p)
+{
+    if (p->consumer.rk) {
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(p->consumer.rk);
+        if (err)
+            kc_log_warn("consumer close: %s", rd_kafka_err2str(err));
+        kc_kafka_unbind(&p->consumer);
+    }
     kc_pg_close(p->pg);
     kc_redis_close(p->redis);
     p->pg = NULL;
     p->redis = NULL;
+    if (p->timers_open) {
+        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+        uv_close((uv_handle_t *)&p->progress_timer, on_timer_closed);
+    }
     kc_app_close_admin(&p->app);
-    kc_daemon_finish(d);
+    kc_daemon_finish(p->app.daemon);
+}
+
+static void on_stop(kc_daemon_t *d, void *arg)
+{
+    (void)d;
+    proj_t *p = arg;
+    kc_health_set_stopping(p->app.health);
+    p->stopping = 1;
+    /* A batch in flight finishes (or fails) first; end_batch then closes. */
+    if (!p->busy)
+        close_all(p);
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    proj_rebuild_progress(t->data);
 }
 
 static int start(proj_t *p, char *err, size_t errlen)
 {
-    p->consumed = kc_metrics_counter(p->app.metrics, "kchat_projector_events_consumed_total",
-                                     "Events read from the events topic.", NULL);
-    p->pg = kc_pg_new(p->app.loop, p->cfg.pg.dsn, p->app.health, "postgres");
-    p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
-                            (int)p->cfg.redis.timeout_ms, p->app.health, "redis");
+    p->schemas = kc_schemas_load(p->cfg.schemas_dir, err, errlen);
+    if (!p->schemas)
+        return -1;
+    p->schema = p->cfg.rebuild ? "rm_next" : "rm";
+    p->backoff_ms = RETRY_MIN_MS;
     kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
                           .debug = p->cfg.kafka.debug,
                           .health = p->app.health,
                           .metrics = p->app.metrics,
-                          .client_id = "projector-consumer",
-                          .check_name = "kafka_consumer"};
-    rd_kafka_t *rk = kc_kafka_consumer_new(&ko, p->cfg.group_id, NULL, err, errlen);
+                          .client_id = p->cfg.rebuild ? "projector-rebuild" : "projector-consumer",
+                          .check_name = "kafka_consumer",
+                          .rebalance_cb = on_rebalance,
+                          .opaque = p};
+    char session[32], group[300];
+    kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
+    kc_strlcpyf(group, sizeof(group), "%s%s", p->cfg.group_id, p->cfg.rebuild ? "-rebuild" : "");
+    const char *over[] = {"partition.assignment.strategy", "cooperative-sticky",
+                          "session.timeout.ms", session, "enable.partition.eof", "true",
+                          "fetch.wait.max.ms", "50", NULL};
+    rd_kafka_t *rk = kc_kafka_consumer_new(&ko, group, over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_events, p, err, errlen) != 0)
         return -1;
+    p->nparts = kc_kafka_partition_count(p->consumer.rk, p->cfg.events_topic, 15000, err, errlen);
+    if (p->nparts < 0)
+        return -1;
+    size_t np = (size_t)p->nparts;
+    p->assigned = kc_xcalloc(np, sizeof(int));
+    p->at_end = kc_xcalloc(np, sizeof(int));
+    p->pg_next = kc_xcalloc(np, sizeof(int64_t));
+    p->redis_next = kc_xcalloc(np, sizeof(int64_t));
+    p->rparts = kc_xcalloc(np, sizeof(int32_t));
+    p->pparts = kc_xcalloc(np, sizeof(int32_t));
+    p->rnext = kc_xcalloc(np, sizeof(int64_t));
+    p->pnext = kc_xcalloc(np, sizeof(int64_t));
+    make_metrics(p);
+    if (uv_timer_init(p->app.loop, &p->timer) != 0 ||
+        uv_timer_init(p->app.loop, &p->progress_timer) != 0)
+        abort();
+    p->timer.data = p->progress_timer.data = p;
+    p->timers_open = 2;
+
+    p->pg = kc_pg_new(p->app.loop, p->cfg.pg.dsn, p->app.health, "postgres");
+    p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
+                            (int)p->cfg.redis.timeout_ms, p->app.health, "redis");
+    if (p->cfg.rebuild) {
+        if (proj_rebuild_prepare(p, err, errlen) != 0)
+            return -1;
+        if (uv_timer_start(&p->progress_timer, on_progress, (uint64_t)p->cfg.progress_interval_ms,
+                           (uint64_t)p->cfg.progress_interval_ms) != 0)
+            abort();
+        return 0;
+    }
+    /* The schema `rm` exists before anything is consumed (readers may query it at once). */
+    PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
+    if (!pc)
+        return -1;
+    int rc = proj_pg_ensure_schema(pc, p->schema, 1, 0, err, errlen);
+    PQfinish(pc);
+    if (rc != 0)
+        return -1;
+    if (uv_timer_start(&p->timer, on_timer, IDLE_CHECK_MS, 0) != 0)
+        abort();
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, p->cfg.events_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t kerr = rd_kafka_subscribe(p->consumer.rk, topics);
@@ -103,6 +912,23 @@ static int start(proj_t *p, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+static void free_all(proj_t *p)
+{
+    clear_items(p);
+    free(p->items);
+    proj_rcmds_free(&p->rcmds);
+    free(p->assigned);
+    free(p->at_end);
+    free(p->pg_next);
+    free(p->redis_next);
+    free(p->rparts);
+    free(p->pparts);
+    free(p->rnext);
+    free(p->pnext);
+    free(p->lag);
+    kc_schemas_destroy(p->schemas);
 }
 
 int main(int argc, char **argv)
@@ -119,16 +945,22 @@ int main(int argc, char **argv)
             kc_log_error("start-up failed: %s", err);
             kc_pg_close(p.pg);
             kc_redis_close(p.redis);
+            if (p.timers_open) {
+                uv_close((uv_handle_t *)&p.timer, on_timer_closed);
+                uv_close((uv_handle_t *)&p.progress_timer, on_timer_closed);
+            }
         } else {
             kc_log_kv(KC_LOG_INFO,
                       KC_FIELDS(KC_INT("admin_port", kc_httpd_port(p.app.admin_httpd)),
-                                KC_STR("topic", p.cfg.events_topic)),
-                      "projector started");
+                                KC_STR("topic", p.cfg.events_topic), KC_STR("schema", p.schema),
+                                KC_INT("partitions", p.nparts)),
+                      p.cfg.rebuild ? "projector rebuild started" : "projector started");
             kc_app_run(&p.app);
-            exit_code = 0;
+            exit_code = p.failed ? 1 : 0;
         }
         kc_kafka_bound_destroy(&p.consumer);
         kc_app_destroy(&p.app);
+        free_all(&p);
         kc_log_info("stopped");
     }
     kc_config_free(proj_opts, KC_ARRAY_LEN(proj_opts), &p.cfg);

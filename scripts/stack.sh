@@ -51,7 +51,7 @@ health_url() {
 flags() {
     case $1 in
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
-    projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT" ;;
+    projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     gateway*)
         local n
         n=$(gw_slot "$1")

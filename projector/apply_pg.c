@@ -1,0 +1,359 @@
+/* apply_pg.c - batches of events as multi-row statements over unnest()ed arrays. */
+#include "apply_pg.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/buf.h"
+#include "kchat/util.h"
+
+/* ms since the epoch -> timestamptz, exactly (no float division). */
+#define TS(x) "(timestamptz 'epoch' + " x " * interval '1 millisecond')"
+
+void proj_stmts_add(proj_stmts_t *s, char *sql, int nparams, char **params)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->v = kc_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    proj_stmt_t *st = &s->v[s->n++];
+    memset(st, 0, sizeof(*st));
+    st->sql = sql;
+    st->nparams = nparams;
+    for (int i = 0; i < nparams && i < PROJ_STMT_MAX_PARAMS; i++)
+        st->params[i] = params[i];
+}
+
+void proj_stmts_free(proj_stmts_t *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].sql);
+        for (int j = 0; j < s->v[i].nparams; j++)
+            free(s->v[i].params[j]);
+    }
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Appends fmt with every "{S}" replaced by the schema name. */
+static void subst(kc_buf_t *out, const char *fmt, const char *schema)
+{
+    const char *p;
+    while ((p = strstr(fmt, "{S}"))) {
+        kc_buf_append(out, fmt, (size_t)(p - fmt));
+        kc_buf_puts(out, schema);
+        fmt = p + 3;
+    }
+    kc_buf_puts(out, fmt);
+}
+
+/* ---- array literals ---- */
+
+typedef struct {
+    kc_buf_t b;
+    size_t n;
+} col_t;
+
+static void col_sep(col_t *c)
+{
+    kc_buf_putc(&c->b, c->n++ ? ',' : '{');
+}
+
+static void col_text(col_t *c, const char *s)
+{
+    col_sep(c);
+    kc_buf_putc(&c->b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            kc_buf_putc(&c->b, '\\');
+        kc_buf_putc(&c->b, *s);
+    }
+    kc_buf_putc(&c->b, '"');
+}
+
+static void col_int(col_t *c, int64_t v)
+{
+    col_sep(c);
+    kc_buf_printf(&c->b, "%" PRId64, v);
+}
+
+/* The literal, handed over; the column is left empty. */
+static char *col_take(col_t *c)
+{
+    if (c->n == 0)
+        kc_buf_putc(&c->b, '{');
+    kc_buf_putc(&c->b, '}');
+    c->n = 0;
+    return kc_buf_steal(&c->b);
+}
+
+static void col_free(col_t *c)
+{
+    kc_buf_free(&c->b);
+    c->n = 0;
+}
+
+/* ---- segments ---- */
+
+enum { P_CREATED, P_ADDS, P_REMOVES, P_MSGS, P_EDITS, P_DELETES, P_READS, P_ACTIVITY, P_COUNT };
+
+static const int ncols[P_COUNT] = {4, 3, 2, 8, 4, 3, 3, 3};
+
+typedef struct {
+    col_t cols[P_COUNT][8];
+} segment_t;
+
+static size_t seg_rows(const segment_t *g, int phase)
+{
+    return g->cols[phase][0].n;
+}
+
+static void emit(const char *schema, segment_t *g, int phase, const char *fmt, proj_stmts_t *out)
+{
+    if (!seg_rows(g, phase))
+        return;
+    kc_buf_t sql = {0};
+    subst(&sql, fmt, schema);
+    char *params[8];
+    for (int i = 0; i < ncols[phase]; i++)
+        params[i] = col_take(&g->cols[phase][i]);
+    proj_stmts_add(out, kc_buf_steal(&sql), ncols[phase], params);
+}
+
+static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
+{
+    emit(schema, g, P_CREATED,
+         "INSERT INTO {S}.conversations (convo_id, title, created_by, created_at, last_seq, "
+         "last_activity) SELECT c, t, b, " TS("at") ", 0, " TS("at") " FROM unnest($1::text[], "
+         "$2::text[], $3::text[], $4::bigint[]) AS x(c, t, b, at)",
+         out);
+    emit(schema, g, P_ADDS,
+         "INSERT INTO {S}.members (convo_id, user_id, joined_at) SELECT c, u, " TS("at") " FROM "
+         "unnest($1::text[], $2::text[], $3::bigint[]) AS x(c, u, at) ON CONFLICT DO NOTHING",
+         out);
+    emit(schema, g, P_REMOVES,
+         "DELETE FROM {S}.members m USING unnest($1::text[], $2::text[]) AS x(c, u) "
+         "WHERE m.convo_id = x.c AND m.user_id = x.u",
+         out);
+    emit(schema, g, P_MSGS,
+         "INSERT INTO {S}.messages (convo_id, seq_no, server_msg_id, sender_id, client_msg_id, "
+         "content, content_type, created_at) SELECT c, s, sid, snd, cid, body, ct, " TS("at") " "
+         "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
+         "$7::text[], $8::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at)",
+         out);
+    /* Two edits of one message in a segment: the later one wins. */
+    emit(schema, g, P_EDITS,
+         "UPDATE {S}.messages m SET content = x.body, edited_at = " TS("x.at") " FROM "
+         "(SELECT DISTINCT ON (c, s) c, s, body, at FROM unnest($1::text[], $2::bigint[], "
+         "$3::text[], $4::bigint[]) WITH ORDINALITY AS y(c, s, body, at, i) ORDER BY c, s, i DESC) x "
+         "WHERE m.convo_id = x.c AND m.seq_no = x.s",
+         out);
+    emit(schema, g, P_DELETES,
+         "UPDATE {S}.messages m SET content = '', deleted_at = " TS("x.at") " FROM "
+         "unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(c, s, at) "
+         "WHERE m.convo_id = x.c AND m.seq_no = x.s",
+         out);
+    emit(schema, g, P_READS,
+         "UPDATE {S}.members m SET read_seq = GREATEST(m.read_seq, x.s) FROM (SELECT c, u, "
+         "max(s) AS s FROM unnest($1::text[], $2::text[], $3::bigint[]) AS y(c, u, s) "
+         "GROUP BY c, u) x WHERE m.convo_id = x.c AND m.user_id = x.u",
+         out);
+    emit(schema, g, P_ACTIVITY,
+         "UPDATE {S}.conversations v SET last_seq = GREATEST(v.last_seq, x.s), last_activity = "
+         "GREATEST(v.last_activity, " TS("x.at") ") FROM (SELECT c, max(s) AS s, max(at) AS at "
+         "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS y(c, s, at) GROUP BY c) x "
+         "WHERE v.convo_id = x.c",
+         out);
+}
+
+static void seg_free(segment_t *g)
+{
+    for (int p = 0; p < P_COUNT; p++)
+        for (int i = 0; i < 8; i++)
+            col_free(&g->cols[p][i]);
+}
+
+size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out)
+{
+    segment_t g;
+    memset(&g, 0, sizeof(g));
+    size_t applied = 0;
+    for (size_t i = 0; i < n; i++) {
+        proj_item_t *it = &items[i];
+        if (!it->to_pg || it->kind != ITEM_EVENT)
+            continue;
+        const proj_event_t *e = &it->ev;
+        if (e->kind == EV_REJECTED)
+            continue;
+        /* Only membership changes can need an order the phases would break. */
+        if ((e->kind == EV_ADDED && (seg_rows(&g, P_REMOVES) || seg_rows(&g, P_READS))) ||
+            (e->kind == EV_REMOVED && seg_rows(&g, P_READS)))
+            seg_flush(schema, &g, out);
+        col_t *c;
+        switch (e->kind) {
+        case EV_CREATED:
+            c = g.cols[P_CREATED];
+            col_text(&c[0], e->convo_id);
+            col_text(&c[1], e->title);
+            col_text(&c[2], e->actor_id);
+            col_int(&c[3], e->at);
+            __attribute__((fallthrough));
+        case EV_ADDED:
+            c = g.cols[P_ADDS];
+            for (size_t m = 0; m < e->nmembers; m++) {
+                col_text(&c[0], e->convo_id);
+                col_text(&c[1], e->members[m]);
+                col_int(&c[2], e->at);
+            }
+            break;
+        case EV_REMOVED:
+            c = g.cols[P_REMOVES];
+            for (size_t m = 0; m < e->nmembers; m++) {
+                col_text(&c[0], e->convo_id);
+                col_text(&c[1], e->members[m]);
+            }
+            break;
+        case EV_MESSAGE:
+            c = g.cols[P_MSGS];
+            col_text(&c[0], e->convo_id);
+            col_int(&c[1], e->seq_no);
+            col_text(&c[2], e->server_msg_id);
+            col_text(&c[3], e->actor_id);
+            col_text(&c[4], e->client_msg_id);
+            col_text(&c[5], e->content);
+            col_text(&c[6], e->content_type);
+            col_int(&c[7], e->at);
+            /* Sending a message means having read up to it. */
+            c = g.cols[P_READS];
+            col_text(&c[0], e->convo_id);
+            col_text(&c[1], e->actor_id);
+            col_int(&c[2], e->seq_no);
+            break;
+        case EV_EDITED:
+            c = g.cols[P_EDITS];
+            col_text(&c[0], e->convo_id);
+            col_int(&c[1], e->seq_no);
+            col_text(&c[2], e->content);
+            col_int(&c[3], e->at);
+            break;
+        case EV_DELETED:
+            c = g.cols[P_DELETES];
+            col_text(&c[0], e->convo_id);
+            col_int(&c[1], e->seq_no);
+            col_int(&c[2], e->at);
+            break;
+        case EV_READ:
+            c = g.cols[P_READS];
+            col_text(&c[0], e->convo_id);
+            col_text(&c[1], e->actor_id);
+            col_int(&c[2], e->seq_no);
+            break;
+        case EV_REJECTED: break;
+        }
+        c = g.cols[P_ACTIVITY];
+        col_text(&c[0], e->convo_id);
+        col_int(&c[1], e->kind == EV_MESSAGE ? e->seq_no : 0);
+        col_int(&c[2], e->at);
+        applied++;
+    }
+    seg_flush(schema, &g, out);
+    seg_free(&g);
+    return applied;
+}
+
+static void parts_cols(const char *topic, const int32_t *parts, const int64_t *offs, size_t n,
+                       char **params)
+{
+    col_t p = {0}, o = {0};
+    for (size_t i = 0; i < n; i++) {
+        col_int(&p, parts[i]);
+        col_int(&o, offs[i]);
+    }
+    params[0] = kc_xstrdup(topic);
+    params[1] = col_take(&p);
+    params[2] = col_take(&o);
+}
+
+void proj_pg_check(const char *schema, const char *topic, const int32_t *parts,
+                   const int64_t *expect, size_t n, int64_t generation, proj_stmts_t *out)
+{
+    char *params[4];
+    parts_cols(topic, parts, expect, n, params);
+    kc_buf_t gen = {0};
+    kc_buf_printf(&gen, "%" PRId64, generation);
+    params[3] = kc_buf_steal(&gen);
+    kc_buf_t sql = {0};
+    subst(&sql,
+                  "SELECT (CASE WHEN coalesce(bool_and(coalesce(o.next_offset, 0) = e.o), true) "
+                  "AND ($4::bigint < 0 OR (SELECT generation FROM {S}.meta) = $4::bigint) "
+                  "THEN '1' ELSE 'the read model moved under this writer' END)::int "
+                  "FROM unnest($2::int[], $3::bigint[]) AS e(p, o) "
+                  "LEFT JOIN {S}.offsets o ON o.topic = $1 AND o.partition = e.p",
+                  schema);
+    proj_stmts_add(out, kc_buf_steal(&sql), 4, params);
+}
+
+void proj_pg_offsets(const char *schema, const char *topic, const int32_t *parts,
+                     const int64_t *next, size_t n, proj_stmts_t *out)
+{
+    char *params[3];
+    parts_cols(topic, parts, next, n, params);
+    kc_buf_t sql = {0};
+    subst(&sql,
+                  "INSERT INTO {S}.offsets (topic, partition, next_offset) SELECT $1, p, o "
+                  "FROM unnest($2::int[], $3::bigint[]) AS t(p, o) ON CONFLICT (topic, partition) "
+                  "DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                  schema);
+    proj_stmts_add(out, kc_buf_steal(&sql), 3, params);
+}
+
+char *proj_applied_payload(const proj_event_t *ev)
+{
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"command_id\":\"");
+    kc_buf_json_str(&b, ev->command_id, strlen(ev->command_id));
+    kc_buf_puts(&b, "\",\"convo_id\":\"");
+    kc_buf_json_str(&b, ev->convo_id, strlen(ev->convo_id));
+    kc_buf_puts(&b, "\",\"type\":\"");
+    kc_buf_json_str(&b, ev->type, strlen(ev->type));
+    kc_buf_putc(&b, '"');
+    if (ev->kind == EV_REJECTED) {
+        /* NOTIFY payloads are limited to 8000 bytes; a reason's message is short, but cut it
+         * anyway at a character boundary. */
+        size_t ml = strlen(ev->message);
+        while (ml > 1000)
+            ml--;
+        while (ml > 0 && ml < strlen(ev->message) && ((unsigned char)ev->message[ml] & 0xC0) == 0x80)
+            ml--;
+        kc_buf_puts(&b, ",\"reason\":\"");
+        kc_buf_json_str(&b, ev->reason, strlen(ev->reason) > 64 ? 64 : strlen(ev->reason));
+        kc_buf_puts(&b, "\",\"message\":\"");
+        kc_buf_json_str(&b, ev->message, ml);
+        kc_buf_putc(&b, '"');
+    }
+    kc_buf_putc(&b, '}');
+    return kc_buf_steal(&b);
+}
+
+size_t proj_pg_notify(proj_item_t *items, size_t n, proj_stmts_t *out)
+{
+    col_t c = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].to_pg || items[i].kind != ITEM_EVENT ||
+            strncmp(items[i].ev.origin, "api:", 4) != 0)
+            continue;
+        char *payload = proj_applied_payload(&items[i].ev);
+        col_text(&c, payload);
+        free(payload);
+    }
+    size_t k = c.n;
+    if (k) {
+        char *params[1] = {col_take(&c)};
+        proj_stmts_add(out,
+                       kc_xstrdup("SELECT pg_notify('kchat_applied', x) FROM unnest($1::text[]) AS t(x)"),
+                       1, params);
+    }
+    col_free(&c);
+    return k;
+}

@@ -1,0 +1,54 @@
+/* apply_pg.h - a batch of events as a few multi-row statements on the Postgres read model.
+ *
+ * Events are grouped into segments; within a segment the statements run in a fixed order
+ * (conversations, members added, members removed, messages, edits, deletes, read positions,
+ * conversation activity), each one a single INSERT/UPDATE/DELETE over unnest()ed arrays. A
+ * segment ends early only where that fixed order would reorder two events whose order
+ * matters (a member added after a removal or a read position, a removal after a read
+ * position), so a run of messages is one statement however long it is. Statements name
+ * the schema explicitly (`rm`, or the shadow schema of a rebuild).
+ */
+#ifndef PROJ_APPLY_PG_H
+#define PROJ_APPLY_PG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+
+#define PROJ_STMT_MAX_PARAMS 8
+
+typedef struct {
+    char *sql;
+    int nparams;
+    char *params[PROJ_STMT_MAX_PARAMS];
+} proj_stmt_t;
+
+typedef struct {
+    proj_stmt_t *v;
+    size_t n, cap;
+} proj_stmts_t;
+
+/* Takes ownership of sql and of the params. */
+void proj_stmts_add(proj_stmts_t *s, char *sql, int nparams, char **params);
+void proj_stmts_free(proj_stmts_t *s);
+
+/* Appends the statements applying items[i] with to_pg set. Returns the number of events
+ * they apply. schema must be a plain identifier ([a-z0-9_]). */
+size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out);
+
+/* A statement that fails (error 22P02) unless the schema's stored offsets of the partitions
+ * equal `expect` and, when generation >= 0, its meta.generation equals it. */
+void proj_pg_check(const char *schema, const char *topic, const int32_t *parts,
+                   const int64_t *expect, size_t n, int64_t generation, proj_stmts_t *out);
+/* Stores the next offsets of the partitions. */
+void proj_pg_offsets(const char *schema, const char *topic, const int32_t *parts,
+                     const int64_t *next, size_t n, proj_stmts_t *out);
+/* NOTIFY kchat_applied for every item with to_pg whose origin starts with "api:". Returns
+ * how many. */
+size_t proj_pg_notify(proj_item_t *items, size_t n, proj_stmts_t *out);
+
+/* The JSON payload of kchat_applied for an event (caller frees). */
+char *proj_applied_payload(const proj_event_t *ev);
+
+#endif

@@ -1,0 +1,53 @@
+/* event.h - one chat.events record decoded into the fields the read models need.
+ *
+ * Strings point into the decoded Avro value (valid until proj_event_free), except content,
+ * title and message, which are copied when they hold a NUL byte: Postgres text cannot store
+ * U+0000, so both read models store U+FFFD in its place and stay equal.
+ */
+#ifndef PROJ_EVENT_H
+#define PROJ_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kchat/avro.h"
+
+typedef enum {
+    EV_CREATED,  /* ConversationCreated */
+    EV_ADDED,    /* MembersAdded */
+    EV_REMOVED,  /* MembersRemoved */
+    EV_MESSAGE,  /* MessageCreated */
+    EV_EDITED,   /* MessageEdited */
+    EV_DELETED,  /* MessageDeleted */
+    EV_READ,     /* ReadMarkerSet */
+    EV_REJECTED, /* CommandRejected: changes no model */
+} proj_ev_kind_t;
+
+typedef struct {
+    proj_ev_kind_t kind;
+    const char *type; /* the body's record name */
+    const char *event_id, *convo_id, *actor_id, *command_id, *origin;
+    int64_t at; /* occurred_at, ms */
+    const char *title;
+    const char **members;
+    size_t nmembers;
+    int64_t seq_no;
+    const char *server_msg_id, *client_msg_id, *content, *content_type;
+    const char *reason, *message; /* CommandRejected */
+    kc_avro_msg_t msg;
+    char *owned[3]; /* copies made to replace NUL bytes */
+} proj_event_t;
+
+/* Largest id (convo, user) the projector accepts; longer ones make the record poison. */
+#define PROJ_MAX_ID 256
+
+/* Decodes a framed chat.events record. Returns 0, or a negative value with errstr set (the
+ * record is then poison: logged, counted, skipped); ev needs no freeing on failure. */
+int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t *ev, char *errstr,
+                      size_t errstr_size);
+void proj_event_free(proj_event_t *ev);
+
+/* ISO 8601 UTC with milliseconds ("2026-11-27T11:05:07.123Z") into out[32]. */
+void proj_iso_ms(int64_t ms, char out[32]);
+
+#endif

@@ -1,0 +1,98 @@
+/* projector.h - the projector's state, shared by main.c (the live pipeline) and rebuild.c
+ * (the --rebuild mode, which runs the same pipeline into a shadow schema and generation). */
+#ifndef PROJ_PROJECTOR_H
+#define PROJ_PROJECTOR_H
+
+#include <stdint.h>
+
+#include "apply_pg.h"
+#include "apply_redis.h"
+#include "batch.h"
+#include "kchat/app.h"
+#include "kchat/avro.h"
+#include "kchat/kafka.h"
+#include "kchat/pg.h"
+#include "kchat/redis.h"
+
+typedef struct {
+    kc_common_cfg_t common;
+    kc_kafka_cfg_t kafka;
+    kc_pg_cfg_t pg;
+    kc_redis_cfg_t redis;
+    char *group_id;
+    char *events_topic;
+    char *schemas_dir;
+    long long batch_max;
+    long long recent_messages;
+    long long session_timeout_ms;
+    int rebuild;
+    long long progress_interval_ms;
+} proj_cfg_t;
+
+typedef struct proj proj_t;
+
+struct proj {
+    proj_cfg_t cfg;
+    kc_app_t app;
+    kc_kafka_bound_t consumer;
+    kc_pg_t *pg;
+    kc_redis_t *redis;
+    kc_schemas_t *schemas;
+    int failed;
+
+    const char *schema;  /* "rm", or the rebuild's "rm_next" */
+    int64_t pg_gen;      /* generation of the schema written (meta.generation) */
+    int64_t redis_gen;   /* the n of kchat:rm:<n>: written */
+    char prefix[64];     /* "kchat:rm:<redis_gen>:" */
+    int32_t nparts;
+    int *assigned;
+    int64_t *pg_next, *redis_next; /* next offset to apply, per partition and model */
+    int *at_end;                   /* rebuild: partition applied up to its end */
+
+    /* The batch being collected or applied. */
+    proj_item_t *items;
+    size_t nitems, capitems, bytes;
+    int busy;        /* applying: the consumer is paused */
+    int need_resync; /* stored offsets must be read again and the consumer moved there */
+    int stopping;
+    int pending;     /* callbacks outstanding in the current phase */
+    int phase_failed;
+    char phase_err[256];
+    int gen_ok, exec_ok;
+    int64_t *check_offs; /* offsets the Redis check read back, per checked partition */
+    int32_t *rparts, *pparts;  /* partitions the batch writes, per model */
+    int64_t *rnext, *pnext;
+    size_t nrparts, npparts;
+    size_t r_events, p_events;
+    uint64_t t0, phase_t0;
+    proj_rcmds_t rcmds;
+
+    uv_timer_t timer; /* resync retries and the idle check of Redis */
+    uv_timer_t progress_timer;
+    int timers_open;
+    int backoff_ms;
+
+    /* rebuild */
+    int64_t old_redis_gen;
+    uint64_t rebuild_t0;
+    uint64_t applied_total, applied_at_last_tick, last_tick_ns;
+
+    kc_counter_t *consumed, *applied_pg, *applied_redis, *poison, *resyncs, *notified;
+    kc_counter_t *rebuild_redis, *rebuild_swaps;
+    kc_histogram_t *batch_hist, *lat_pg, *lat_redis;
+    kc_gauge_t **lag;
+};
+
+/* rebuild.c */
+/* Prepares the shadow schema and generation; the consumer is assigned every partition from
+ * its start. Returns 0 or -1 with err. */
+int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen);
+/* Logs progress: events/s, lag, ETA (every progress-interval-ms). */
+void proj_rebuild_progress(proj_t *p);
+/* Called after every applied batch: once every partition is applied to its end, swaps the
+ * shadow in and stops the process. */
+void proj_rebuild_maybe_swap(proj_t *p);
+/* Sum over the assigned partitions of (high watermark - next offset to apply). */
+int64_t proj_lag_total(proj_t *p);
+
+#endif

@@ -1,0 +1,325 @@
+/* store.c - blocking reads and writes of the projector's stored state (see store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kchat/buf.h"
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+/* ---- Postgres ---- */
+
+PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
+{
+    /* dsn may be a URI or key=value pairs; expand_dbname reads either, and the timeout
+     * given after it applies unless the dsn sets one. */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {dsn, "5", "kchat-projector", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        kc_strlcpyf(err, errlen, "postgres: %s", c ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Runs sql; 0 when it succeeded. */
+static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
+                   size_t errlen)
+{
+    PGresult *r = nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+                          : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static void rollback(PGconn *c)
+{
+    PGresult *r = PQexec(c, "ROLLBACK");
+    PQclear(r);
+}
+
+static int schema_exists(PGconn *c, const char *schema, int *exists, char *err, size_t errlen)
+{
+    const char *p[] = {schema};
+    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, p,
+                               NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok)
+        *exists = PQntuples(r) > 0;
+    else
+        kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+int proj_pg_ensure_schema(PGconn *c, const char *schema, int64_t generation, int fresh, char *err,
+                          size_t errlen)
+{
+    kc_buf_t sql = {0};
+    int exists = 0, rc = -1;
+    if (exec_ok(c, "BEGIN", 0, NULL, err, errlen) != 0)
+        goto out;
+    /* Two projectors starting together: one creates, the other finds it made. */
+    if (exec_ok(c, "SELECT pg_advisory_xact_lock(" PROJ_RM_LOCK ")", 0, NULL, err, errlen) != 0)
+        goto fail;
+    if (fresh) {
+        kc_buf_printf(&sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+        if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0)
+            goto fail;
+    } else if (schema_exists(c, schema, &exists, err, errlen) != 0) {
+        goto fail;
+    }
+    if (!exists) {
+        kc_buf_reset(&sql);
+        kc_buf_printf(&sql, "CREATE SCHEMA %s; SET LOCAL search_path TO %s;\n", schema, schema);
+        kc_buf_append(&sql, proj_readmodel_sql, proj_readmodel_sql_len);
+        kc_buf_printf(&sql, ";\nINSERT INTO meta (generation) VALUES (%" PRId64 ");", generation);
+        if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0)
+            goto fail;
+        kc_log_kv(KC_LOG_INFO,
+                  KC_FIELDS(KC_STR("schema", schema), KC_INT("generation", generation)),
+                  "read model schema created");
+    }
+    if (exec_ok(c, "COMMIT", 0, NULL, err, errlen) == 0)
+        rc = 0;
+    goto out;
+fail:
+    rollback(c);
+out:
+    kc_buf_free(&sql);
+    return rc;
+}
+
+int proj_pg_state(PGconn *c, const char *schema, const char *topic, int32_t nparts, int64_t *offs,
+                  int64_t *generation, char *err, size_t errlen)
+{
+    for (int32_t i = 0; i < nparts; i++)
+        offs[i] = 0;
+    *generation = -1;
+    int exists;
+    if (schema_exists(c, schema, &exists, err, errlen) != 0)
+        return -1;
+    if (!exists)
+        return 0;
+    kc_buf_t sql = {0};
+    kc_buf_printf(&sql,
+                  "SELECT -1, generation FROM %s.meta UNION ALL "
+                  "SELECT partition, next_offset FROM %s.offsets WHERE topic = $1",
+                  schema, schema);
+    const char *p[] = {topic};
+    PGresult *r = PQexecParams(c, sql.data, 1, NULL, p, NULL, NULL, 0);
+    kc_buf_free(&sql);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        long long part = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        long long v = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        if (part == -1)
+            *generation = v;
+        else if (part >= 0 && part < nparts)
+            offs[part] = v;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    return rc;
+}
+
+int proj_pg_swap(PGconn *c, const char *live, const char *shadow, char *err, size_t errlen)
+{
+    char old[128];
+    kc_strlcpyf(old, sizeof(old), "%s_old_%lld", live, (long long)kc_now_ms());
+    kc_buf_t sql = {0};
+    int exists = 0, rc = -1;
+    if (exec_ok(c, "BEGIN", 0, NULL, err, errlen) != 0)
+        goto out;
+    /* Waits for the live projector's open transaction; its next one waits for this. */
+    if (exec_ok(c, "SELECT pg_advisory_xact_lock(" PROJ_RM_LOCK ")", 0, NULL, err, errlen) != 0 ||
+        schema_exists(c, live, &exists, err, errlen) != 0)
+        goto fail;
+    if (exists)
+        kc_buf_printf(&sql, "ALTER SCHEMA %s RENAME TO %s; ", live, old);
+    kc_buf_printf(&sql, "ALTER SCHEMA %s RENAME TO %s", shadow, live);
+    if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0)
+        goto fail;
+    if (exec_ok(c, "COMMIT", 0, NULL, err, errlen) != 0)
+        goto out;
+    rc = 0;
+    if (exists) {
+        kc_buf_reset(&sql);
+        kc_buf_printf(&sql, "DROP SCHEMA %s CASCADE", old);
+        if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0)
+            kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("schema", old)),
+                      "the old read model could not be dropped: %s", err);
+    }
+    goto out;
+fail:
+    rollback(c);
+out:
+    kc_buf_free(&sql);
+    return rc;
+}
+
+/* ---- Redis ---- */
+
+redisContext *proj_redis_connect(const char *host, int port, int timeout_ms, char *err,
+                                 size_t errlen)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    redisContext *r = redisConnectWithTimeout(host, port, tv);
+    if (!r || r->err) {
+        kc_strlcpyf(err, errlen, "redis: %s", r ? r->errstr : "out of memory");
+        if (r)
+            redisFree(r);
+        return NULL;
+    }
+    /* A generous bound on each reply: SCAN and UNLINK of a large model included. */
+    struct timeval cmd = {.tv_sec = 30, .tv_usec = 0};
+    if (redisSetTimeout(r, cmd) != REDIS_OK) {
+        kc_strlcpyf(err, errlen, "redis: cannot set the timeout");
+        redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Runs a command; returns the reply (caller frees) or NULL with err set, also for an error
+ * reply. */
+static redisReply *cmd(redisContext *r, char *err, size_t errlen, int argc, const char **argv)
+{
+    redisReply *rep = redisCommandArgv(r, argc, argv, NULL);
+    if (!rep) {
+        kc_strlcpyf(err, errlen, "redis: %s", r->errstr[0] ? r->errstr : "no reply");
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kc_strlcpyf(err, errlen, "redis: %s", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+int proj_redis_gen(redisContext *r, int64_t *gen, char *err, size_t errlen)
+{
+    const char *argv[] = {"GET", "kchat:rm:gen"};
+    redisReply *rep = cmd(r, err, errlen, 2, argv);
+    if (!rep)
+        return -1;
+    *gen = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int proj_redis_gen_init(redisContext *r, int64_t gen, int *set, char *err, size_t errlen)
+{
+    char g[32];
+    kc_strlcpyf(g, sizeof(g), "%" PRId64, gen);
+    const char *argv[] = {"SET", "kchat:rm:gen", g, "NX"};
+    redisReply *rep = cmd(r, err, errlen, 4, argv);
+    if (!rep)
+        return -1;
+    *set = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int proj_redis_gen_switch(redisContext *r, int64_t from, int64_t to, char *err, size_t errlen)
+{
+    static const char script[] = "local g = redis.call('GET', KEYS[1])\n"
+                                 "if g and g ~= ARGV[1] then return 0 end\n"
+                                 "redis.call('SET', KEYS[1], ARGV[2])\n"
+                                 "return 1\n";
+    char f[32], t[32];
+    kc_strlcpyf(f, sizeof(f), "%" PRId64, from);
+    kc_strlcpyf(t, sizeof(t), "%" PRId64, to);
+    const char *argv[] = {"EVAL", script, "1", "kchat:rm:gen", f, t};
+    redisReply *rep = cmd(r, err, errlen, 6, argv);
+    if (!rep)
+        return -1;
+    int ok = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    if (!ok)
+        kc_strlcpyf(err, errlen, "kchat:rm:gen no longer holds %s", f);
+    return ok ? 0 : -1;
+}
+
+int proj_redis_offsets(redisContext *r, const char *prefix, int32_t nparts, int64_t *offs,
+                       int *exists, char *err, size_t errlen)
+{
+    for (int32_t i = 0; i < nparts; i++)
+        offs[i] = 0;
+    char key[300];
+    kc_strlcpyf(key, sizeof(key), "%soffsets", prefix);
+    const char *argv[] = {"HGETALL", key};
+    redisReply *rep = cmd(r, err, errlen, 2, argv);
+    if (!rep)
+        return -1;
+    *exists = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements; i += 2) {
+        long long part = strtoll(rep->element[i]->str ? rep->element[i]->str : "-1", NULL, 10);
+        if (part >= 0 && part < nparts && rep->element[i + 1]->str)
+            offs[part] = strtoll(rep->element[i + 1]->str, NULL, 10);
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+int proj_redis_unlink_prefix(redisContext *r, const char *prefix, long long *count, char *err,
+                             size_t errlen)
+{
+    char pattern[300], cursor[32] = "0";
+    /* The prefix is kchat:rm:<number>: and holds no glob characters. */
+    kc_strlcpyf(pattern, sizeof(pattern), "%s*", prefix);
+    *count = 0;
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *rep = cmd(r, err, errlen, 6, argv);
+        if (!rep)
+            return -1;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(rep);
+            kc_strlcpyf(err, errlen, "redis: unexpected SCAN reply");
+            return -1;
+        }
+        kc_strlcpyf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        redisReply *keys = rep->element[1];
+        if (keys->elements) {
+            const char **argv2 = kc_xcalloc(keys->elements + 1, sizeof(char *));
+            size_t *lens = kc_xcalloc(keys->elements + 1, sizeof(size_t));
+            argv2[0] = "UNLINK";
+            lens[0] = 6;
+            for (size_t i = 0; i < keys->elements; i++) {
+                argv2[i + 1] = keys->element[i]->str;
+                lens[i + 1] = keys->element[i]->len;
+            }
+            redisReply *u = redisCommandArgv(r, (int)keys->elements + 1, argv2, lens);
+            free(argv2);
+            free(lens);
+            if (!u || u->type == REDIS_REPLY_ERROR) {
+                kc_strlcpyf(err, errlen, "redis: UNLINK failed");
+                if (u)
+                    freeReplyObject(u);
+                freeReplyObject(rep);
+                return -1;
+            }
+            *count += u->integer;
+            freeReplyObject(u);
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
