@@ -16,6 +16,10 @@
 #include "kchat/util.h"
 
 #define POLL_BATCH 500
+/* Frames queued in one loop turn before the loop is given back to the sockets: a burst of
+ * big messages (a processor transaction holds up to batch-max) must drain to the readers
+ * as it arrives, not pile up in every queue at once and close them all as slow. */
+#define TURN_BYTES (256 * 1024)
 
 typedef struct {
     const char *type; /* the frame's type, NULL when the event makes no frame */
@@ -312,7 +316,8 @@ out:
 int gw_on_deliveries(void *arg)
 {
     gw_t *g = arg;
-    for (int i = 0; i < POLL_BATCH; i++) {
+    g->turn_bytes = 0;
+    for (int i = 0; i < POLL_BATCH && g->turn_bytes < TURN_BYTES; i++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(g->consumer.rk, 0);
         if (!m)
             return 0;

@@ -183,6 +183,7 @@ typedef struct gw {
     size_t npending;
     /* presence.c */
     kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
+    size_t turn_bytes; /* queued by the current deliveries turn (deliveries.c) */
     /* main.c */
     gw_metrics_t m;
     int stopping;

@@ -82,6 +82,7 @@ int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type)
         c->q_head = n;
     c->q_tail = n;
     c->q_bytes += f->len;
+    g->turn_bytes += f->len;
     count_out(g, type);
     lws_callback_on_writable(c->wsi);
     return 0;
