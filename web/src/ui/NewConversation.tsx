@@ -62,7 +62,8 @@ export function NewConversation({
           />
         </label>
         <p id={hintId} className="muted">
-          Usernames or user ids, separated by commas or spaces. Your own user id is at the top of the page.
+          Usernames or user ids, separated by commas or spaces. Yours is{' '}
+          <code data-testid="my-id-hint">{client.getState().me.user_id}</code>.
         </p>
         {error && (
           <p className="error" role="alert">
