@@ -246,28 +246,32 @@ static void handle(proc_t *p, const rd_kafka_message_t *m)
     /* The sender's gateway hears the outcome; fan-out to the other members' gateways
      * follows the presence registry. */
     int32_t slot = origin_slot(p, cmd.origin);
+    kc_buf_reset(&p->delivery);
     if (slot >= 0) {
         const char *status = NULL;
         if (cmd.kind == CMD_SEND_MESSAGE)
             status = o.kind == OUT_ACCEPTED ? "ok" : o.kind == OUT_DUPLICATE ? "duplicate" : "error";
         char *sender = kc_xstrndup(cmd.sender_id, cmd.sender_id_len);
-        kc_buf_reset(&p->delivery);
         if (proc_encode_delivery(p->schemas, slot, &cmd, &sender, 1,
                                  o.kind == OUT_DUPLICATE ? NULL : &p->event, status, &o,
-                                 &p->delivery) != 0)
+                                 &p->delivery) != 0) {
             p->txn_broken = 1;
-        else if (produce(p, p->cfg.deliveries_topic, slot, cmd.convo_id, cmd.convo_id_len,
-                         p->delivery.data, p->delivery.len, NULL) == 0)
-            kc_counter_inc(p->acks);
+            kc_buf_reset(&p->delivery);
+        }
         free(sender);
     }
-    /* Every member's gateways hear of what was accepted (those removed too). */
+    /* Every member's gateways hear of what was accepted (those removed too). The ack waits
+     * with the fan-out, so that each slot gets this batch's events in order. */
     if (o.kind == OUT_ACCEPTED) {
         proc_router_add(p->router, cmd.convo_id, cmd.convo_id_len, &p->event, o.recipients,
-                        o.nrecipients, cmd.sender_id, cmd.sender_id_len, slot);
+                        o.nrecipients, cmd.sender_id, cmd.sender_id_len, slot, &p->delivery,
+                        slot);
         if (cmd.kind == CMD_REMOVE_MEMBERS)
             proc_router_add(p->router, cmd.convo_id, cmd.convo_id_len, &p->event, o.members,
-                            o.nmembers, cmd.sender_id, cmd.sender_id_len, slot);
+                            o.nmembers, cmd.sender_id, cmd.sender_id_len, slot, NULL, -1);
+    } else {
+        proc_router_add(p->router, cmd.convo_id, cmd.convo_id_len, NULL, NULL, 0, cmd.sender_id,
+                        cmd.sender_id_len, slot, &p->delivery, slot);
     }
     proc_outcome_free(&o);
     proc_command_free(&msg, &cmd);
@@ -446,6 +450,15 @@ static void produce_fanout(void *arg, int32_t slot, const char *convo_id, size_t
         kc_counter_inc(p->fanouts);
 }
 
+static void produce_ack(void *arg, int32_t slot, const char *convo_id, size_t convo_len,
+                        const kc_buf_t *delivery)
+{
+    proc_t *p = arg;
+    if (produce(p, p->cfg.deliveries_topic, slot, convo_id, convo_len, delivery->data,
+                delivery->len, NULL) == 0)
+        kc_counter_inc(p->acks);
+}
+
 static void count_routes(proc_t *p, proc_router_stats_t before)
 {
     proc_router_stats_t now = proc_router_stats(p->router);
@@ -459,7 +472,7 @@ static void on_routes(void *arg)
     proc_t *p = arg;
     p->routing = 0;
     count_routes(p, p->routes_before);
-    proc_router_each(p->router, produce_fanout, p);
+    proc_router_each(p->router, produce_fanout, produce_ack, p);
     proc_router_reset(p->router);
     commit_now(p);
     if (!p->failed && p->consumer.w)
@@ -482,6 +495,7 @@ static void commit(proc_t *p)
         return;
     }
     count_routes(p, p->routes_before);
+    proc_router_each(p->router, NULL, produce_ack, p);
     proc_router_reset(p->router);
     commit_now(p);
 }
@@ -497,6 +511,7 @@ static void commit_sync(proc_t *p)
             kc_kafka_watch_resume(p->consumer.w);
     }
     kc_counter_add(p->route_skipped, (double)proc_router_pending(p->router));
+    proc_router_each(p->router, NULL, produce_ack, p);
     proc_router_reset(p->router);
     commit_now(p);
 }

@@ -19,6 +19,8 @@ typedef struct {
     size_t n;
     char *sender;
     int32_t origin_slot;
+    kc_buf_t ack; /* the sender's ack delivery, empty when none */
+    int32_t ack_slot;
 } intent_t;
 
 /* A user's live slots, as a bit set over the slots. */
@@ -34,6 +36,7 @@ struct proc_router {
     size_t max_lookups;
     intent_t *intents;
     size_t nintents, cap;
+    size_t nfanout; /* intents with recipients to look up */
     kc_map_t *routes; /* user id -> route_t */
     size_t waiting;
     int64_t now_ms;
@@ -69,8 +72,10 @@ void proc_router_reset(proc_router_t *r)
         free(in->convo_id);
         free(in->sender);
         kc_buf_free(&in->event);
+        kc_buf_free(&in->ack);
     }
     r->nintents = 0;
+    r->nfanout = 0;
     /* Answers still on their way point into the routes: keep them until the last one. */
     if (r->waiting == 0) {
         kc_map_destroy(r->routes, route_free);
@@ -95,9 +100,13 @@ void proc_router_destroy(proc_router_t *r)
 
 void proc_router_add(proc_router_t *r, const char *convo_id, size_t convo_len,
                      const kc_buf_t *event, char *const *recipients, size_t n,
-                     const char *sender, size_t sender_len, int32_t origin_slot)
+                     const char *sender, size_t sender_len, int32_t origin_slot,
+                     const kc_buf_t *ack, int32_t ack_slot)
 {
-    if (!r->redis || n == 0 || !event || event->len == 0)
+    if (!r->redis || !event || event->len == 0)
+        n = 0;
+    int has_ack = ack && ack->len > 0 && ack_slot >= 0;
+    if (n == 0 && !has_ack)
         return;
     if (r->nintents == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 64;
@@ -107,18 +116,26 @@ void proc_router_add(proc_router_t *r, const char *convo_id, size_t convo_len,
     memset(in, 0, sizeof(*in));
     in->convo_id = kc_xstrndup(convo_id, convo_len);
     in->convo_len = convo_len;
-    kc_buf_append(&in->event, event->data, event->len);
-    in->recipients = kc_xcalloc(n, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        in->recipients[i] = kc_xstrdup(recipients[i]);
-    in->n = n;
+    if (n) {
+        kc_buf_append(&in->event, event->data, event->len);
+        in->recipients = kc_xcalloc(n, sizeof(char *));
+        for (size_t i = 0; i < n; i++)
+            in->recipients[i] = kc_xstrdup(recipients[i]);
+        in->n = n;
+        r->nfanout++;
+    }
     in->sender = kc_xstrndup(sender, sender_len);
     in->origin_slot = origin_slot;
+    in->ack_slot = -1;
+    if (has_ack) {
+        kc_buf_append(&in->ack, ack->data, ack->len);
+        in->ack_slot = ack_slot;
+    }
 }
 
 size_t proc_router_pending(const proc_router_t *r)
 {
-    return r->nintents;
+    return r->nfanout;
 }
 
 static void finish_one(proc_router_t *r)
@@ -160,10 +177,10 @@ static void on_reply(void *arg, const redisReply *reply, const char *err)
 
 int proc_router_resolve(proc_router_t *r, int64_t now_ms, void (*done)(void *arg), void *arg)
 {
-    if (!r->redis || r->nintents == 0)
+    if (!r->redis || r->nfanout == 0)
         return -ENOENT;
     if (!kc_redis_connected(r->redis)) {
-        r->stats.skipped += r->nintents;
+        r->stats.skipped += r->nfanout;
         return -ENOTCONN;
     }
     r->now_ms = now_ms;
@@ -204,7 +221,7 @@ int proc_router_resolve(proc_router_t *r, int64_t now_ms, void (*done)(void *arg
     return 0;
 }
 
-void proc_router_each(proc_router_t *r, proc_route_fn fn, void *arg)
+void proc_router_each(proc_router_t *r, proc_route_fn fn, proc_ack_fn ack_fn, void *arg)
 {
     /* One pass over the recipients, each looked up once, into per-slot buckets. */
     char ***buckets = kc_xcalloc((size_t)r->nslots, sizeof(char **));
@@ -212,6 +229,10 @@ void proc_router_each(proc_router_t *r, proc_route_fn fn, void *arg)
     size_t cap = 0;
     for (size_t i = 0; i < r->nintents; i++) {
         intent_t *in = &r->intents[i];
+        if (in->ack.len)
+            ack_fn(arg, in->ack_slot, in->convo_id, in->convo_len, &in->ack);
+        if (!fn)
+            continue;
         if (cap < in->n) {
             cap = in->n;
             for (int32_t s = 0; s < r->nslots; s++)

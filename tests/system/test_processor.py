@@ -322,6 +322,33 @@ def test_events_fan_out_to_the_slots_of_their_recipients(commands, brokers):
         redis_cli("DEL", "kchat:route:u1", "kchat:route:u2", "kchat:route:u3")
 
 
+def test_a_slot_gets_the_events_of_a_conversation_in_seq_order_acks_included(commands, brokers):
+    """Two members on the same gateway slot send in turn, in one burst: the slot's records
+    (each sender's acks and the fan-out to the other) carry seq_no strictly increasing,
+    so a sender's other device never sees seq n+1 (from its own ack) before seq n."""
+    convo = new_convo(commands, brokers, members=("u2",))
+    now = int(time.time() * 1000)
+    for user in ("u1", "u2"):
+        redis_cli("HSET", f"kchat:route:{user}", "1", str(now + 60000))
+    try:
+        n = 200
+        for i in range(n):
+            sender = ("u1", "u2")[i % 2]
+            commands.send(send_message(convo, sender, f"ord-{i}", f"m{i}", origin="gateway:1"))
+        commands.flush()
+        key = convo.encode()
+        got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key and v["event"],
+                         lambda g: len(g) >= 2 * n, partitions=[1])
+        seqs = [body(decode(v["event"]))[1].get("seq_no") for _, v in got]
+        seqs = [s for s in seqs if s is not None]
+        # Every message reaches the slot twice (the ack to its sender, the fan-out to the
+        # other member), and never after a later one.
+        assert sorted(seqs) == sorted(list(range(1, n + 1)) * 2)
+        assert all(a <= b for a, b in zip(seqs, seqs[1:])), "a later seq_no came first"
+    finally:
+        redis_cli("DEL", "kchat:route:u1", "kchat:route:u2")
+
+
 def test_authors_edit_and_delete_also_after_a_restart(commands, brokers):
     convo = new_convo(commands, brokers, members=("u2",))
     commands.send(send_message(convo, "u1", "e-1", "first"))
