@@ -32,7 +32,7 @@ static const kc_cfg_opt_t proj_opts[] = {
      "topic the events are read from"},
     {"schemas-dir", KC_CFG_STR, offsetof(proj_cfg_t, schemas_dir), "schemas", 1, 4096,
      "directory holding registry.json and the Avro schemas"},
-    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 20000,
+    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 10000,
      "most events applied in one Postgres transaction and one Redis MULTI/EXEC"},
     {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
      "messages kept per conversation in the Redis model (recent:<convo>)"},
