@@ -518,6 +518,40 @@ def test_a_second_projector_joining_and_leaving_mid_load_applies_every_event_onc
         assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
 
 
+@pytest.mark.parametrize("service", ["pg", "redis"])
+def test_a_model_store_restarted_mid_load_loses_and_duplicates_nothing(commands, brokers, r,
+                                                                       service):
+    convos = [new_id(f"rs-{service}") for _ in range(6)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 1000
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "rs"))
+    loader.start()
+    script = str(ROOT / "scripts" / f"{service}.sh")
+    subprocess.run([script, "stop"], check=True, capture_output=True)
+    time.sleep(1)
+    subprocess.run([script, "start"], check=True, capture_output=True)
+    loader.join()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 6 * per, "the whole load applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+    assert rows == [(per, 1, per, per)] * 6
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+        assert r.zcard(f"kchat:rm:{gen}:recent:{cv}") == RECENT
+
+
 def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
     convo = new_id("c")
     create(commands, convo, "u1", ["u2"])
