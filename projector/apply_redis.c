@@ -310,7 +310,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         if (!t) {
             t = kc_xcalloc(1, sizeof(*t));
             t->at = e->at;
-            kc_map_put(touched, e->convo_id, cl, t);
+            (void)kc_map_put(touched, e->convo_id, cl, t);
         }
         if (e->at > t->at)
             t->at = e->at;
@@ -320,7 +320,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         if (!s) {
             s = kc_xmalloc(sizeof(*s));
             *s = e->at;
-            kc_map_put(seen, e->actor_id, al, s);
+            (void)kc_map_put(seen, e->actor_id, al, s);
         }
         if (e->at > *s)
             *s = e->at;

@@ -661,6 +661,7 @@ static int on_events(void *arg)
     return 0;
 }
 
+/* A revoked partition's records collected for the next batch are not applied here. */
 static void drop_items_of(proj_t *p, int32_t part)
 {
     size_t k = 0;
@@ -668,7 +669,6 @@ static void drop_items_of(proj_t *p, int32_t part)
         if (p->items[i].partition == part) {
             if (p->items[i].kind == ITEM_EVENT)
                 proj_event_free(&p->items[i].ev);
-            p->bytes = 0;
         } else {
             p->items[k++] = p->items[i];
         }

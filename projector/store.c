@@ -34,7 +34,7 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
-    PQsetNoticeProcessor(c, on_notice, NULL);
+    (void)PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
 }
 
