@@ -512,8 +512,9 @@ static void pg_done(proj_t *p)
     if (p->cfg.rebuild) {
         for (size_t i = 0; i < p->nitems; i++) {
             proj_item_t *it = &p->items[i];
-            p->at_end[it->partition] = it->kind == ITEM_EOF;
-            if (it->kind != ITEM_EOF)
+            if (it->kind == ITEM_EOF)
+                p->at_end[it->partition] = 1;
+            else
                 p->applied_total++;
         }
     }

@@ -47,7 +47,7 @@ struct proj {
     int32_t nparts;
     int *assigned;
     int64_t *pg_next, *redis_next; /* next offset to apply, per partition and model */
-    int *at_end;                   /* rebuild: partition applied up to its end */
+    int *at_end;                   /* rebuild: partition applied up to its end once */
 
     /* The batch being collected or applied. */
     proj_item_t *items;

@@ -4,7 +4,8 @@
  * The rebuild writes the shadow schema `rm_next` (dropped and created anew) and the Redis
  * generation kchat:rm:<gen+1>, through the same pipeline as the live projector but with the
  * consumer assigned every partition from offset 0 and no consumer group of its own. Once
- * every partition has been applied up to its end, it swaps: in one Postgres transaction that
+ * every partition has been applied up to its end (and less than a batch has arrived since),
+ * it swaps: in one Postgres transaction that
  * holds the advisory lock of `rm` exclusively (the live projector takes it shared in each of
  * its transactions), `rm` becomes `rm_old_<ms>` and `rm_next` becomes `rm`; then kchat:rm:gen
  * is set to gen+1 (only if it still holds gen), and the old schema and keys are removed.
@@ -89,9 +90,15 @@ void proj_rebuild_progress(proj_t *p)
 
 void proj_rebuild_maybe_swap(proj_t *p)
 {
+    /* Every partition has been read to its end once, and what arrived since is less than a
+     * batch: the live projector applies that much to the new models after the swap. (Waiting
+     * for a moment when every partition is at its end could wait for ever under a steady
+     * flow of messages.) */
     for (int32_t i = 0; i < p->nparts; i++)
         if (!p->at_end[i])
             return;
+    if (proj_lag_total(p) > p->cfg.batch_max)
+        return;
     char err[512];
     double secs = (double)(kc_mono_ns() - p->rebuild_t0) / 1e9;
     kc_log_kv(
