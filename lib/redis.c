@@ -216,6 +216,11 @@ int kc_redis_connected(const kc_redis_t *r)
     return r->state == S_READY;
 }
 
+size_t kc_redis_pending(const kc_redis_t *r)
+{
+    return r->npending;
+}
+
 int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
                      const size_t *argvlen)
 {
@@ -264,4 +269,231 @@ void kc_redis_close(kc_redis_t *r)
         r->drop_reason = NULL;
     }
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+}
+
+/* ---- the subscriber ---- */
+
+#include "kchat/map.h"
+
+struct kc_redis_sub {
+    uv_loop_t *loop;
+    char *host;
+    int port;
+    int timeout_ms;
+    redisAsyncContext *ac;
+    int state;
+    uint64_t connect_deadline_ns;
+    uint64_t retry_at_ns;
+    int backoff_ms;
+    uv_timer_t timer;
+    kc_map_t *channels; /* the wanted set: name -> (void *)1 */
+    kc_health_t *health;
+    int check;
+    kc_redis_msg_cb on_msg;
+    void *arg;
+};
+
+static void sub_set_down(kc_redis_sub_t *s, const char *why)
+{
+    if (s->state == S_CLOSED)
+        return;
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("retry_ms", s->backoff_ms)),
+              "redis subscriber connection lost: %s", why);
+    kc_health_set(s->health, s->check, 0, why);
+    s->state = S_DISCONNECTED;
+    s->retry_at_ns = kc_mono_ns() + (uint64_t)s->backoff_ms * 1000000u;
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+/* Every reply of a subscribed connection comes here: ["message", channel, payload], or the
+ * confirmations ["subscribe"|"unsubscribe", channel, count], or NULL when it is freed. */
+static void sub_on_reply(redisAsyncContext *c, void *reply, void *privdata)
+{
+    kc_redis_sub_t *s = privdata;
+    const redisReply *r = reply;
+    (void)c;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return;
+    const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
+        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+        return;
+    s->on_msg(s->arg, ch->str, ch->len, msg->str, msg->len);
+}
+
+static int sub_send(kc_redis_sub_t *s, const char *verb, const char *channel)
+{
+    const char *argv[] = {verb, channel};
+    size_t lens[] = {strlen(verb), strlen(channel)};
+    return redisAsyncCommandArgv(s->ac, sub_on_reply, s, 2, argv, lens) == REDIS_OK ? 0 : -EIO;
+}
+
+static void sub_resubscribe_one(const void *key, size_t klen, void *val, void *arg)
+{
+    (void)val;
+    (void)klen;
+    kc_redis_sub_t *s = arg;
+    if (s->ac && sub_send(s, "SUBSCRIBE", key) != 0)
+        kc_log_warn("redis subscriber: cannot subscribe to %s", (const char *)key);
+}
+
+static void sub_on_connect(const redisAsyncContext *c, int status)
+{
+    kc_redis_sub_t *s = c->data;
+    if (status != REDIS_OK) {
+        if (s->ac == c)
+            s->ac = NULL;
+        sub_set_down(s, c->errstr[0] ? c->errstr : "connect failed");
+        return;
+    }
+    s->state = S_READY;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    kc_health_set(s->health, s->check, 1, "connected");
+    kc_log_kv(KC_LOG_INFO,
+              KC_FIELDS(KC_STR("host", s->host), KC_INT("port", s->port),
+                        KC_INT("channels", kc_map_size(s->channels))),
+              "redis subscriber connected");
+    kc_map_each(s->channels, sub_resubscribe_one, s);
+}
+
+static void sub_on_disconnect(const redisAsyncContext *c, int status)
+{
+    kc_redis_sub_t *s = c->data;
+    if (s->ac == c)
+        s->ac = NULL;
+    if (s->state == S_READY || s->state == S_CONNECTING)
+        sub_set_down(s, status == REDIS_OK ? "disconnected" : (c->errstr[0] ? c->errstr : "error"));
+}
+
+static void sub_start_connect(kc_redis_sub_t *s)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (!ac) {
+        sub_set_down(s, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        kc_strlcpyf(why, sizeof(why), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        sub_set_down(s, why);
+        return;
+    }
+    ac->data = s;
+    if (redisLibuvAttach(ac, s->loop) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, sub_on_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, sub_on_disconnect) != REDIS_OK) {
+        redisAsyncFree(ac);
+        sub_set_down(s, "cannot attach to the loop");
+        return;
+    }
+    /* A subscriber only listens, so a dead peer shows only through keepalive. */
+    if (redisEnableKeepAlive(&ac->c) != REDIS_OK)
+        kc_log_warn("redis subscriber: cannot enable TCP keepalive");
+    s->ac = ac;
+    s->state = S_CONNECTING;
+    s->connect_deadline_ns = kc_mono_ns() + (uint64_t)s->timeout_ms * 1000000u;
+}
+
+static void sub_drop(kc_redis_sub_t *s, const char *why)
+{
+    redisAsyncContext *ac = s->ac;
+    s->ac = NULL;
+    sub_set_down(s, why);
+    if (ac)
+        redisAsyncFree(ac);
+}
+
+static void sub_on_tick(uv_timer_t *t)
+{
+    kc_redis_sub_t *s = t->data;
+    uint64_t now = kc_mono_ns();
+    if (s->state == S_CONNECTING && now >= s->connect_deadline_ns)
+        sub_drop(s, "connect timed out");
+    else if (s->state == S_DISCONNECTED && now >= s->retry_at_ns)
+        sub_start_connect(s);
+}
+
+kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
+                                 kc_health_t *health, const char *check_name,
+                                 kc_redis_msg_cb on_msg, void *arg)
+{
+    kc_redis_sub_t *s = kc_xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->host = kc_xstrdup(host);
+    s->port = port;
+    s->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->health = health;
+    s->check = health ? kc_health_add(health, check_name ? check_name : "redis_sub") : -1;
+    s->channels = kc_map_new();
+    s->on_msg = on_msg;
+    s->arg = arg;
+    if (uv_timer_init(loop, &s->timer) != 0)
+        abort();
+    s->timer.data = s;
+    if (uv_timer_start(&s->timer, sub_on_tick, 100, 100) != 0)
+        abort();
+    sub_start_connect(s);
+    return s;
+}
+
+int kc_redis_sub_add(kc_redis_sub_t *s, const char *channel)
+{
+    size_t n = strlen(channel);
+    if (s->state == S_CLOSED)
+        return -ESHUTDOWN;
+    if (n == 0 || n > KC_REDIS_CHANNEL_MAX)
+        return -ENAMETOOLONG;
+    if (kc_map_get(s->channels, channel, n + 1))
+        return 0;
+    (void)kc_map_put(s->channels, channel, n + 1, (void *)1);
+    if (s->state == S_READY && s->ac && sub_send(s, "SUBSCRIBE", channel) != 0)
+        kc_log_warn("redis subscriber: cannot subscribe to %s", channel);
+    return 0;
+}
+
+int kc_redis_sub_remove(kc_redis_sub_t *s, const char *channel)
+{
+    size_t n = strlen(channel);
+    if (s->state == S_CLOSED)
+        return -ESHUTDOWN;
+    if (n == 0 || n > KC_REDIS_CHANNEL_MAX)
+        return -ENAMETOOLONG;
+    if (!kc_map_remove(s->channels, channel, n + 1))
+        return 0;
+    if (s->state == S_READY && s->ac && sub_send(s, "UNSUBSCRIBE", channel) != 0)
+        kc_log_warn("redis subscriber: cannot unsubscribe from %s", channel);
+    return 0;
+}
+
+int kc_redis_sub_connected(const kc_redis_sub_t *s)
+{
+    return s->state == S_READY;
+}
+
+size_t kc_redis_sub_channels(const kc_redis_sub_t *s)
+{
+    return kc_map_size(s->channels);
+}
+
+static void sub_on_timer_closed(uv_handle_t *h)
+{
+    kc_redis_sub_t *s = h->data;
+    kc_map_destroy(s->channels, NULL);
+    free(s->host);
+    free(s);
+}
+
+void kc_redis_sub_close(kc_redis_sub_t *s)
+{
+    if (!s || s->state == S_CLOSED)
+        return;
+    redisAsyncContext *ac = s->ac;
+    s->ac = NULL;
+    s->state = S_CLOSED;
+    kc_health_set(s->health, s->check, 0, "closed");
+    if (ac)
+        redisAsyncFree(ac);
+    uv_close((uv_handle_t *)&s->timer, sub_on_timer_closed);
 }

@@ -75,7 +75,7 @@ static void set_prefix(proj_t *p)
  * Redis was flushed: the Redis model is then built again from offset 0). */
 static int load_state(proj_t *p, char *err, size_t errlen)
 {
-    int rc = -1;
+    int rc = -1, flushed = 0;
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
     redisContext *rc_ = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
                                                 (int)p->cfg.redis.timeout_ms, err, errlen)
@@ -94,6 +94,7 @@ static int load_state(proj_t *p, char *err, size_t errlen)
                 proj_redis_gen(rc_, &gen, err, errlen) != 0)
                 goto out;
             if (set && p->redis_gen > 0) {
+                flushed = 1;
                 kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("generation", gen)),
                           "the Redis read model is gone (kchat:rm:gen missing): rebuilding it "
                           "from the start of the events topic");
@@ -126,7 +127,7 @@ static int load_state(proj_t *p, char *err, size_t errlen)
         p->redis_next[i] = roffs[i];
     }
     free(roffs);
-    if (vanished && !p->cfg.rebuild) {
+    if (vanished && !flushed && !p->cfg.rebuild) {
         kc_log_warn("the Redis read model's offsets are gone: rebuilding it from the start of "
                     "the events topic");
         kc_counter_inc(p->rebuild_redis);
@@ -186,8 +187,13 @@ static int resync(proj_t *p)
 static void on_timer(uv_timer_t *t)
 {
     proj_t *p = t->data;
-    if (p->stopping || p->busy)
+    if (p->stopping)
         return;
+    if (p->busy) {
+        if (uv_timer_start(&p->timer, on_timer, IDLE_CHECK_MS, 0) != 0)
+            fail(p, "cannot start a timer");
+        return;
+    }
     if (p->need_resync) {
         if (resync(p) != 0) {
             p->backoff_ms = p->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff_ms * 2;
@@ -199,7 +205,7 @@ static void on_timer(uv_timer_t *t)
         p->need_resync = 0;
         p->backoff_ms = RETRY_MIN_MS;
         kc_kafka_watch_resume(p->consumer.w);
-    } else if (!p->cfg.rebuild) {
+    } else if (!p->cfg.rebuild && p->redis_gen > 0) {
         /* Idle: an empty batch still checks that the Redis model and its generation are
          * there, so a flush is noticed without waiting for the next event. */
         start_batch(p);
@@ -308,7 +314,7 @@ static void on_gen_reply(void *arg, const redisReply *rep, const char *err)
     proj_t *p = arg;
     if (err) {
         phase_error(p, err);
-    } else if (!p->cfg.rebuild) {
+    } else if (!p->cfg.rebuild && p->redis_gen > 0) {
         int64_t g = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
         if (g != p->redis_gen)
             phase_error(p, g ? "the Redis generation changed" : "kchat:rm:gen is missing");

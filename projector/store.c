@@ -12,6 +12,16 @@
 
 /* ---- Postgres ---- */
 
+/* Server notices (e.g. "schema ... does not exist, skipping") go into the JSON log. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    kc_log_kv(KC_LOG_DEBUG, NULL, 0, "postgres: %.*s", (int)n, message);
+}
+
 PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 {
     /* dsn may be a URI or key=value pairs; expand_dbname reads either, and the timeout
@@ -24,6 +34,7 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
 }
 

@@ -7,23 +7,43 @@
 #   scripts/stack.sh up       start what is not running, wait for every /health, print the map
 #   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
 #   scripts/stack.sh status
-#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, gateway, api), start it
+#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, gateway, gateway1,
+#                                   gateway2, api), start it
 #   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
+#
+# KCHAT_GATEWAYS (default 3, at most 4) gateways run side by side: `gateway` owns slot 0,
+# `gatewayN` slot N; gateway N listens for WebSockets on KCHAT_GATEWAY_PORT+N and serves
+# /health and /metrics on KCHAT_GATEWAY_ADMIN_PORT+N.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 RUN=$KCHAT_STATE_DIR/run
 LOGS=$KCHAT_STATE_DIR/logs
-DAEMONS=(processor projector gateway api)
+KCHAT_GATEWAYS=${KCHAT_GATEWAYS:-3}
+if ((KCHAT_GATEWAYS < 1 || KCHAT_GATEWAYS > 4)); then
+    echo "stack: KCHAT_GATEWAYS must be 1..4 (the admin ports of the gateways end where the processor's begins)" >&2
+    exit 2
+fi
+GATEWAYS=(gateway)
+for ((i = 1; i < KCHAT_GATEWAYS; i++)); do GATEWAYS+=("gateway$i"); done
+DAEMONS=(processor projector "${GATEWAYS[@]}" api)
 CTL=$KCHAT_BUILD_DIR/ctl/kchatctl
 
-binary() { echo "$KCHAT_BUILD_DIR/$1/kchat-$1"; }
+# gateway -> 0, gatewayN -> N
+gw_slot() { local s=${1#gateway}; echo "${s:-0}"; }
+
+binary() {
+    case $1 in
+    gateway*) echo "$KCHAT_BUILD_DIR/gateway/kchat-gateway" ;;
+    *) echo "$KCHAT_BUILD_DIR/$1/kchat-$1" ;;
+    esac
+}
 
 health_url() {
     case $1 in
     processor) echo "http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT/health" ;;
     projector) echo "http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT/health" ;;
-    gateway) echo "http://127.0.0.1:$KCHAT_GATEWAY_ADMIN_PORT/health" ;;
+    gateway*) echo "http://127.0.0.1:$((KCHAT_GATEWAY_ADMIN_PORT + $(gw_slot "$1")))/health" ;;
     api) echo "http://127.0.0.1:$KCHAT_API_PORT/health" ;;
     esac
 }
@@ -32,7 +52,11 @@ flags() {
     case $1 in
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
-    gateway) echo "--admin-port=$KCHAT_GATEWAY_ADMIN_PORT --slot=0" ;;
+    gateway*)
+        local n
+        n=$(gw_slot "$1")
+        echo "--slot=$n --admin-port=$((KCHAT_GATEWAY_ADMIN_PORT + n)) --listen-port=$((KCHAT_GATEWAY_PORT + n)) --schemas-dir=$KCHAT_ROOT/schemas"
+        ;;
     api) echo "--listen-port=$KCHAT_API_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     esac
 }
@@ -47,8 +71,9 @@ start_daemon() {
     local bin
     bin=$(binary "$d")
     [[ -x $bin ]] || { echo "stack: $bin is not built (run make build)" >&2; exit 1; }
+    # The gateways hold a socket per client: as many descriptors as the hard limit allows.
     # shellcheck disable=SC2046
-    nohup "$bin" $(flags "$d") >>"$LOGS/$d.log" 2>&1 </dev/null &
+    (ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec nohup "$bin" $(flags "$d") >>"$LOGS/$d.log" 2>&1 </dev/null) &
     echo $! >"$RUN/$d.pid"
 }
 
@@ -113,7 +138,7 @@ up() {
 
 kchat is up (state in $KCHAT_STATE_DIR, logs in $LOGS)
   REST API        http://127.0.0.1:$KCHAT_API_PORT        /health  /metrics
-  gateway         http://127.0.0.1:$KCHAT_GATEWAY_ADMIN_PORT        /health  /metrics   (slot 0)
+$(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.1:%s/ws   http://127.0.0.1:%s  /health  /metrics   (slot %s)\n' "$g" "$((KCHAT_GATEWAY_PORT + n))" "$((KCHAT_GATEWAY_ADMIN_PORT + n))" "$n"; done)
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
   projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
   Kafka           127.0.0.1:$KCHAT_KAFKA_PORT
@@ -124,7 +149,8 @@ MAP
 }
 
 down() {
-    for d in api gateway projector processor; do stop_daemon "$d"; done
+    # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
+    for d in api gateway3 gateway2 gateway1 gateway projector processor; do stop_daemon "$d"; done
     "$KCHAT_ROOT/scripts/redis.sh" stop || true
     "$KCHAT_ROOT/scripts/pg.sh" stop || true
     "$KCHAT_ROOT/scripts/kafka.sh" stop || true

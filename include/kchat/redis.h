@@ -26,11 +26,38 @@ typedef void (*kc_redis_cb)(void *arg, const redisReply *reply, const char *err)
 kc_redis_t *kc_redis_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
                          kc_health_t *health, const char *check_name);
 int kc_redis_connected(const kc_redis_t *r);
+/* Commands sent and not yet answered (a drain waits for its last writes). */
+size_t kc_redis_pending(const kc_redis_t *r);
 /* Sends a command given as argv (binary safe). Returns 0, or -ENOTCONN when not connected,
  * -EAGAIN when too many are pending, -ESHUTDOWN after close (cb not called in those cases). */
 int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
                      const size_t *argvlen);
 /* Fails pending commands, disconnects, frees itself once the loop handles are closed. */
 void kc_redis_close(kc_redis_t *r);
+
+/* A subscriber: a connection of its own in pub/sub mode (a subscribed connection can send
+ * nothing but (un)subscriptions). It keeps the set of channels it was asked for and
+ * subscribes to all of them again after every reconnect, so a caller adds and removes
+ * channels without caring about the connection's state. Messages published while it is
+ * disconnected are lost (pub/sub is fire-and-forget): use it only for ephemeral traffic.
+ * The connect timeout and the backoff are those of kc_redis_t; TCP keepalive finds a dead
+ * peer. Channel names are at most KC_REDIS_CHANNEL_MAX bytes. */
+typedef struct kc_redis_sub kc_redis_sub_t;
+typedef void (*kc_redis_msg_cb)(void *arg, const char *channel, size_t channel_len,
+                                const char *msg, size_t len);
+
+#define KC_REDIS_CHANNEL_MAX 256
+
+kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
+                                 kc_health_t *health, const char *check_name,
+                                 kc_redis_msg_cb on_msg, void *arg);
+/* Adds (or removes) a channel. Returns 0 (also when it was already there, or already gone),
+ * -ENAMETOOLONG, or -ESHUTDOWN after close. */
+int kc_redis_sub_add(kc_redis_sub_t *s, const char *channel);
+int kc_redis_sub_remove(kc_redis_sub_t *s, const char *channel);
+int kc_redis_sub_connected(const kc_redis_sub_t *s);
+size_t kc_redis_sub_channels(const kc_redis_sub_t *s);
+/* Disconnects and frees itself once the loop handles are closed. NULL is a no-op. */
+void kc_redis_sub_close(kc_redis_sub_t *s);
 
 #endif

@@ -22,7 +22,8 @@ def instance_args(name):
     if name in ("processor", "projector"):
         args.append(f"--group-id=shutdown-test-{tag}")
     if name == "gateway":
-        args.append("--slot=1")
+        # its WebSocket port inside the stack's port range (base + 89), beside the stack's own
+        args += ["--slot=1", f"--listen-port={int(os.environ['KCHAT_PORT_BASE']) + 89}"]
     return args, f"http://127.0.0.1:{port}"
 
 

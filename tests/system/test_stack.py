@@ -11,7 +11,7 @@ from conftest import BUILD, DAEMONS, ROOT, http_get, psql
 EXPECTED_CHECKS = {
     "processor": {"kafka_consumer", "kafka_producer"},
     "projector": {"kafka_consumer", "postgres", "redis"},
-    "gateway": {"kafka_consumer", "kafka_producer", "redis"},
+    "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
     "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
 }
 

@@ -1,0 +1,294 @@
+/* commands.c - client frames that change state become Commands on chat.commands (Avro,
+ * Confluent framing, keyed by convo_id, idempotent producer with acks=all), with origin
+ * "gateway:<slot>" so the processor answers on this gateway's slot of chat.deliveries.
+ *
+ * A message.send is acked only when the processor's answer comes back (deliveries.c): the
+ * ack rides in the same Kafka transaction as the event, so an ack means durable. Until then
+ * the send waits in `pending`, keyed by (sender, client_msg_id), first in first out (a
+ * client may retry while the first attempt is in flight: each attempt gets its own ack, the
+ * later ones "duplicate"). A pending send is settled by its ack, by a failed produce (ack
+ * error "unavailable"), or after ack-timeout-ms (ack error "timeout": the outcome is
+ * unknown, and a retry with the same client_msg_id is safe because the processor
+ * deduplicates). An entry is freed once settled and once its delivery report is in, since
+ * the report points at it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+struct gw_pending {
+    gw_pending_t *next_same; /* FIFO of the same key */
+    gw_pending_t *prev_all, *next_all;
+    uint64_t conn_id;
+    uint64_t t0_ns;
+    int dr_waiting;
+    int settled;
+    char *client_msg_id; /* points into key */
+    size_t klen;
+    char key[]; /* sender \0 client_msg_id \0 */
+};
+
+void gw_commands_init(gw_t *g)
+{
+    g->pending = kc_map_new();
+}
+
+void gw_commands_destroy(gw_t *g)
+{
+    /* Called after the producer is flushed and destroyed: no report will come any more. */
+    gw_pending_t *p = g->pending_all_head;
+    while (p) {
+        gw_pending_t *n = p->next_all;
+        free(p);
+        p = n;
+    }
+    g->pending_all_head = g->pending_all_tail = NULL;
+    kc_map_destroy(g->pending, NULL);
+    g->pending = NULL;
+}
+
+static void count_ack(gw_t *g, const char *status)
+{
+    const char *lbl[] = {"status", status, NULL};
+    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_acks_total",
+                                      "Acks sent to clients, by status.", lbl));
+}
+
+void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,
+                  const char *message)
+{
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"type\":\"ack\",");
+    gw_json_kv(&b, 0, "client_msg_id", client_msg_id, strlen(client_msg_id));
+    kc_buf_puts(&b, ",\"status\":\"error\",\"error\":{");
+    gw_json_kv(&b, 0, "code", code, strlen(code));
+    gw_json_kv(&b, 1, "message", message, strlen(message));
+    kc_buf_puts(&b, "}}");
+    (void)gw_send_buf(g, c, &b, "ack");
+    kc_buf_free(&b);
+    count_ack(g, "error");
+}
+
+/* Unlinks p from its key's FIFO and from the creation-order list, settles it, and frees it
+ * unless its delivery report is still to come. */
+static void settle(gw_t *g, gw_pending_t *p)
+{
+    gw_pending_t *head = kc_map_get(g->pending, p->key, p->klen);
+    if (head == p) {
+        if (p->next_same)
+            (void)kc_map_put(g->pending, p->key, p->klen, p->next_same);
+        else
+            (void)kc_map_remove(g->pending, p->key, p->klen);
+    } else {
+        for (gw_pending_t *q = head; q; q = q->next_same)
+            if (q->next_same == p) {
+                q->next_same = p->next_same;
+                break;
+            }
+    }
+    if (p->prev_all)
+        p->prev_all->next_all = p->next_all;
+    else
+        g->pending_all_head = p->next_all;
+    if (p->next_all)
+        p->next_all->prev_all = p->prev_all;
+    else
+        g->pending_all_tail = p->prev_all;
+    p->next_all = p->prev_all = p->next_same = NULL;
+    g->npending--;
+    gw_conn_t *c = gw_conn_find(g, p->conn_id);
+    if (c && c->inflight)
+        c->inflight--;
+    p->settled = 1;
+    if (!p->dr_waiting)
+        free(p);
+}
+
+static int produce(gw_t *g, const char *convo_id, kc_buf_t *val, void *opaque)
+{
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        g->producer.rk, RD_KAFKA_V_TOPIC(g->cfg.commands_topic),
+        RD_KAFKA_V_KEY(convo_id, strlen(convo_id)), RD_KAFKA_V_VALUE(val->data, val->len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err) {
+        kc_counter_inc(g->m.produce_errors);
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("convo_id", convo_id)), "produce failed: %s",
+                  rd_kafka_err2str(err));
+        return -1;
+    }
+    kc_counter_inc(g->m.commands_produced);
+    return 0;
+}
+
+/* The command's header fields; the caller fills the body. */
+static int command_new(gw_t *g, gw_conn_t *c, const char *convo_id, avro_value_t *v)
+{
+    if (kc_avro_value_new(g->schemas, "chat.commands-value", v) != 0)
+        return -1;
+    char id[37];
+    kc_uuid4(id);
+    if (kc_avro_set_str(v, "command_id", id) || kc_avro_set_str(v, "convo_id", convo_id) ||
+        kc_avro_set_str(v, "sender_id", c->sub) ||
+        kc_avro_set_long(v, "issued_at", kc_now_ms()) ||
+        kc_avro_set_str(v, "origin", g->origin)) {
+        avro_value_decref(v);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
+                         const char *content, size_t content_len)
+{
+    if (gw_rate_take(g, c) != 0) {
+        gw_ack_error(g, c, client_msg_id, "rate_limited",
+                     "too many messages: slow down and retry with the same client_msg_id");
+        return;
+    }
+    if (c->inflight >= (unsigned)g->cfg.max_inflight) {
+        gw_ack_error(g, c, client_msg_id, "too_many_in_flight",
+                     "too many messages wait for their ack: retry after the acks");
+        return;
+    }
+    avro_value_t v, b;
+    kc_buf_t out = {0};
+    if (command_new(g, c, convo_id, &v) != 0)
+        goto internal;
+    int rc = kc_avro_set_branch(&v, "body", "SendMessage", &b) ||
+             kc_avro_set_str(&b, "client_msg_id", client_msg_id) ||
+             kc_avro_set_str_len(&b, "content", content, content_len) ||
+             kc_avro_set_str(&b, "content_type", "text/plain");
+    if (rc == 0)
+        rc = kc_avro_encode(g->schemas, "chat.commands-value", &v, &out);
+    avro_value_decref(&v);
+    if (rc != 0)
+        goto internal;
+    size_t slen = strlen(c->sub), mlen = strlen(client_msg_id);
+    gw_pending_t *p = kc_xcalloc(1, sizeof(*p) + slen + mlen + 2);
+    memcpy(p->key, c->sub, slen);
+    memcpy(p->key + slen + 1, client_msg_id, mlen);
+    p->klen = slen + 1 + mlen;
+    p->client_msg_id = p->key + slen + 1;
+    p->conn_id = c->id;
+    p->t0_ns = kc_mono_ns();
+    p->dr_waiting = 1;
+    if (produce(g, convo_id, &out, p) != 0) {
+        free(p);
+        kc_buf_free(&out);
+        gw_ack_error(g, c, client_msg_id, "unavailable",
+                     "the message could not be queued: retry with the same client_msg_id");
+        return;
+    }
+    kc_buf_free(&out);
+    gw_pending_t *head = kc_map_get(g->pending, p->key, p->klen);
+    if (head) {
+        while (head->next_same)
+            head = head->next_same;
+        head->next_same = p;
+    } else {
+        (void)kc_map_put(g->pending, p->key, p->klen, p);
+    }
+    p->prev_all = g->pending_all_tail;
+    if (g->pending_all_tail)
+        g->pending_all_tail->next_all = p;
+    else
+        g->pending_all_head = p;
+    g->pending_all_tail = p;
+    g->npending++;
+    c->inflight++;
+    return;
+internal:
+    kc_buf_free(&out);
+    gw_ack_error(g, c, client_msg_id, "internal", "the message could not be encoded");
+}
+
+void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
+{
+    if (gw_rate_take(g, c) != 0) {
+        gw_send_error(g, c, "rate_limited", "too many frames: slow down",
+                      "\"in_reply_to\":\"message.read\"");
+        return;
+    }
+    avro_value_t v, b;
+    kc_buf_t out = {0};
+    int rc = command_new(g, c, convo_id, &v);
+    if (rc == 0) {
+        rc = kc_avro_set_branch(&v, "body", "SetReadMarker", &b) ||
+             kc_avro_set_long(&b, "seq_no", seq_no);
+        if (rc == 0)
+            rc = kc_avro_encode(g->schemas, "chat.commands-value", &v, &out);
+        avro_value_decref(&v);
+    }
+    /* The report tells this connection of a failure: its id, tagged by the low bit (a
+     * pending entry's address never has it). */
+    if (rc != 0 || produce(g, convo_id, &out, (void *)(uintptr_t)((c->id << 1) | 1)) != 0)
+        gw_send_error(g, c, "unavailable", "the read marker could not be queued",
+                      "\"in_reply_to\":\"message.read\"");
+    kc_buf_free(&out);
+}
+
+uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
+                         double *latency_s)
+{
+    size_t slen = strlen(sender), mlen = strlen(client_msg_id);
+    if (slen + mlen + 1 > 2 * GW_ID_MAX + 1)
+        return 0;
+    char key[2 * GW_ID_MAX + 2];
+    memcpy(key, sender, slen);
+    key[slen] = '\0';
+    memcpy(key + slen + 1, client_msg_id, mlen);
+    gw_pending_t *p = kc_map_get(g->pending, key, slen + 1 + mlen);
+    if (!p)
+        return 0;
+    uint64_t id = p->conn_id;
+    *latency_s = (double)(kc_mono_ns() - p->t0_ns) / 1e9;
+    settle(g, p);
+    return id;
+}
+
+void gw_pending_expire(gw_t *g)
+{
+    uint64_t limit = (uint64_t)g->cfg.ack_timeout_ms * 1000000u, now = kc_mono_ns();
+    while (g->pending_all_head && now - g->pending_all_head->t0_ns >= limit) {
+        gw_pending_t *p = g->pending_all_head;
+        gw_conn_t *c = gw_conn_find(g, p->conn_id);
+        if (c)
+            gw_ack_error(g, c, p->client_msg_id, "timeout",
+                         "no answer in time: the outcome is unknown; retry with the same "
+                         "client_msg_id");
+        settle(g, p);
+    }
+}
+
+void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    gw_t *g = opaque;
+    uintptr_t tag = (uintptr_t)m->_private;
+    if (tag & 1) {
+        gw_conn_t *c = m->err ? gw_conn_find(g, (uint64_t)(tag >> 1)) : NULL;
+        if (c)
+            gw_send_error(g, c, "unavailable", "the read marker could not be written",
+                          "\"in_reply_to\":\"message.read\"");
+        return;
+    }
+    gw_pending_t *p = m->_private;
+    if (!p)
+        return;
+    p->dr_waiting = 0;
+    if (p->settled) {
+        free(p);
+        return;
+    }
+    if (m->err) {
+        kc_counter_inc(g->m.produce_errors);
+        gw_conn_t *c = gw_conn_find(g, p->conn_id);
+        if (c)
+            gw_ack_error(g, c, p->client_msg_id, "unavailable",
+                         "the message could not be written: retry with the same client_msg_id");
+        settle(g, p);
+    }
+}

@@ -1,0 +1,287 @@
+/* gw.h - the gateway's shared state and the interfaces between its modules.
+ *
+ *   ws.c          sockets: libwebsockets on the daemon's libuv loop, the handshake (token,
+ *                 Origin), message assembly and limits, the send queue, closes
+ *   conn.c        who is connected: connections by id, users and their connections, rate
+ *                 limits, the route registry kchat:route:<user_id> in Redis
+ *   frames.c      client frames in (JSON) -> actions; server frames out (JSON text)
+ *   commands.c    message.send / message.read -> Commands on chat.commands; pending acks
+ *   deliveries.c  chat.deliveries (this slot) -> acks and event frames to connections
+ *   presence.c    presence, typing and delivery receipts over Redis (keys + pub/sub)
+ *   sync.c        backfill of a conversation from the Postgres read model (rm.messages)
+ *   main.c        options, start-up, metrics, the drain on SIGTERM
+ *
+ * Everything runs on the one loop thread: no locks. A connection is known to the other
+ * modules by its id (gw_conn_find), never by a pointer kept across loop turns, so a closed
+ * connection is simply not found.
+ */
+#ifndef KCHAT_GW_H
+#define KCHAT_GW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "kchat/app.h"
+#include "kchat/avro.h"
+#include "kchat/buf.h"
+#include "kchat/jwt.h"
+#include "kchat/kafka.h"
+#include "kchat/map.h"
+#include "kchat/pg.h"
+#include "kchat/redis.h"
+
+#define GW_ID_MAX 128          /* ids (conversations, users, client message ids) */
+#define GW_MAX_SUBSCRIBE 1000  /* user ids in one presence.subscribe, and per connection */
+
+/* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). */
+#define GW_CLOSE_SLOW_CONSUMER 4008 /* its send queue grew past max-queued-bytes */
+#define GW_CLOSE_TOKEN_EXPIRED 4001 /* the token the connection was opened with expired */
+
+typedef struct {
+    kc_common_cfg_t common;
+    kc_kafka_cfg_t kafka;
+    kc_redis_cfg_t redis;
+    kc_pg_cfg_t pg;
+    long long slot;
+    char *deliveries_topic;
+    char *commands_topic;
+    char *schemas_dir;
+    char *listen_addr;
+    long long listen_port;
+    char *tls_cert;
+    char *tls_key;
+    char *jwt_public_key;
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *allowed_origins;
+    long long max_frame_bytes;
+    long long max_content_bytes;
+    long long max_queued_bytes;
+    long long max_connections;
+    long long max_inflight;
+    long long rate_conn;
+    long long rate_user;
+    long long typing_rate;
+    long long typing_ttl_ms;
+    long long ping_interval_s;
+    long long idle_timeout_s;
+    long long route_ttl_ms;
+    long long ack_timeout_ms;
+    long long sync_max_messages;
+} gw_cfg_t;
+
+typedef struct gw_conn gw_conn_t;
+typedef struct gw_user gw_user_t;
+typedef struct gw_frame gw_frame_t;
+
+/* A text frame to send, shared by every connection it is queued on (fan-out builds it
+ * once). data has LWS_PRE bytes of headroom before the payload, as lws_write wants. */
+struct gw_frame {
+    unsigned refs;
+    size_t len;
+    unsigned char data[];
+};
+
+typedef struct gw_qnode {
+    struct gw_qnode *next;
+    gw_frame_t *frame;
+} gw_qnode_t;
+
+/* A token bucket: `rate` tokens a second, at most `burst`. */
+typedef struct {
+    double tokens;
+    uint64_t at_ns;
+} gw_bucket_t;
+
+/* One typing indicator this connection has started and not stopped. */
+typedef struct gw_typing {
+    struct gw_typing *next;
+    uint64_t expires_ns;
+    uint64_t published_ns;
+    char convo_id[];
+} gw_typing_t;
+
+/* A sync in flight: the seq_nos sent live meanwhile are skipped by the backfill. */
+typedef struct gw_sync gw_sync_t;
+
+struct gw_conn {
+    uint64_t id;
+    struct lws *wsi;
+    gw_user_t *user;
+    gw_conn_t *next_of_user;
+    int established;
+    long long token_exp; /* seconds since the epoch */
+    /* the message being assembled from fragments */
+    kc_buf_t rx;
+    int rx_dropping;
+    /* the send queue */
+    gw_qnode_t *q_head, *q_tail;
+    size_t q_bytes;
+    int close_code; /* set: close with it at the next writeable callback */
+    char close_reason[64];
+    gw_bucket_t rate;
+    gw_bucket_t typing_rate;
+    unsigned inflight;
+    gw_typing_t *typing;
+    char **watching; /* presence.subscribe'd user ids */
+    size_t nwatching;
+    gw_sync_t *syncs;
+    struct gw_live *live; /* recent live seq_nos, for the dedupe of a sync (sync.c) */
+    char sub[KC_JWT_SUB_MAX + 1];
+    char name[KC_JWT_NAME_MAX + 1];
+};
+
+struct gw_user {
+    char *id;
+    gw_conn_t *conns;
+    size_t nconns;
+    gw_bucket_t rate;
+};
+
+typedef struct gw_metrics {
+    kc_gauge_t *connections;
+    kc_counter_t *accepted, *refused_token, *refused_origin, *refused_full;
+    kc_histogram_t *ack_latency, *delivery_latency;
+    kc_counter_t *queue_drops, *slow_closes;
+    kc_counter_t *deliveries_consumed, *delivery_errors;
+    kc_counter_t *commands_produced, *produce_errors;
+    kc_counter_t *pubsub_in, *pubsub_errors;
+} gw_metrics_t;
+
+typedef struct gw_pending gw_pending_t;
+typedef struct gw_watch gw_watch_t;
+
+typedef struct gw {
+    gw_cfg_t cfg;
+    kc_app_t app;
+    kc_kafka_bound_t consumer;
+    kc_kafka_bound_t producer;
+    kc_redis_t *redis;
+    kc_redis_sub_t *sub;
+    kc_pg_t *pg;
+    kc_schemas_t *schemas;
+    kc_jwt_key_t *jwt;
+    struct lws_context *lws;
+    int lws_destroyed;
+    char origin[32]; /* "gateway:<slot>" */
+    char slot_channel[48];
+    char **origins; /* the allow-list, split */
+    size_t norigins;
+    /* conn.c */
+    kc_map_t *conns; /* id (8 bytes) -> gw_conn_t */
+    kc_map_t *users; /* user id -> gw_user_t */
+    uint64_t next_conn_id;
+    size_t nconns;
+    int accepting;
+    uv_timer_t tick; /* route refresh, ack expiry, typing expiry, presence sweep */
+    uint64_t next_route_refresh_ns, next_presence_sweep_ns;
+    /* commands.c */
+    kc_map_t *pending; /* sender \0 client_msg_id -> FIFO of gw_pending_t */
+    gw_pending_t *pending_all_head, *pending_all_tail; /* in creation order, for expiry */
+    size_t npending;
+    /* presence.c */
+    kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
+    size_t turn_bytes; /* queued by the current deliveries turn (deliveries.c) */
+    /* main.c */
+    gw_metrics_t m;
+    int stopping;
+    uv_timer_t drain_timer;
+    int drain_timer_open;
+    int tick_open;
+} gw_t;
+
+/* ---- ws.c ---- */
+int gw_ws_start(gw_t *g, char *err, size_t errlen);
+/* Stops taking connections, sends system.notice and closes every socket with 1001. */
+void gw_ws_drain(gw_t *g);
+/* Destroys the lws context (asynchronous with a foreign loop; its handles close later). */
+void gw_ws_destroy(gw_t *g);
+
+/* ---- frames to connections (ws.c) ---- */
+gw_frame_t *gw_frame_new(const char *json, size_t len);
+gw_frame_t *gw_frame_from_buf(kc_buf_t *b); /* takes b's text, leaves it empty */
+void gw_frame_unref(gw_frame_t *f);
+/* Queues f (a reference is taken); the type names the frames_out series. Returns 0, or -1
+ * when the connection is closing or its queue is full (then it is closed as a slow
+ * consumer). */
+int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type);
+/* Builds the text of kc_buf_t and sends it to one connection. */
+int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type);
+/* Sends {"type":"error","error":{"code","message"}, ...extra} (extra: JSON members without
+ * braces, or NULL). */
+void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
+                   const char *extra);
+/* Closes c with code and reason at its next writeable callback (a timeout kills it if the
+ * peer never reads). */
+void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
+
+/* ---- conn.c ---- */
+void gw_conns_init(gw_t *g);
+void gw_conns_destroy(gw_t *g);
+/* Registers an established connection under its user (c->sub). */
+void gw_conn_add(gw_t *g, gw_conn_t *c);
+/* Forgets a connection that closed: its typing indicators stop, its watches go, its user
+ * goes offline on this gateway when it was the last. */
+void gw_conn_remove(gw_t *g, gw_conn_t *c);
+gw_conn_t *gw_conn_find(gw_t *g, uint64_t id);
+gw_user_t *gw_user_find(gw_t *g, const char *user_id, size_t len);
+/* Takes a token from the connection's and the user's message buckets. 0 or -1 (limited). */
+int gw_rate_take(gw_t *g, gw_conn_t *c);
+int gw_bucket_take(gw_bucket_t *b, double rate, double burst);
+/* Writes (refreshes) the route of a user of this gateway: kchat:route:<user> slot -> until. */
+void gw_route_register(gw_t *g, gw_user_t *u);
+void gw_tick_start(gw_t *g);
+
+/* ---- frames.c ---- */
+/* Handles one complete text message from c. */
+void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len);
+/* Appends `"key":"value"` (escaped) to b, with a leading comma when comma is set. */
+void gw_json_kv(kc_buf_t *b, int comma, const char *key, const char *val, size_t len);
+/* True when s is 1..GW_ID_MAX bytes of UTF-8 without control characters (client ids). */
+int gw_text_id_valid(const char *s, size_t len);
+
+/* ---- commands.c ---- */
+void gw_commands_init(gw_t *g);
+void gw_commands_destroy(gw_t *g);
+void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
+                         const char *content, size_t content_len);
+/* Sends {"type":"ack","client_msg_id","status":"error","error":{code,message}}. */
+void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,
+                  const char *message);
+void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no);
+/* The ack for (sender, client_msg_id) arrived: returns the id of the connection that waits
+ * for it (0 when none) and forgets it; latency_s is set from the send. */
+uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
+                         double *latency_s);
+/* Fails the acks that waited longer than ack-timeout-ms. */
+void gw_pending_expire(gw_t *g);
+void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* ---- deliveries.c ---- */
+int gw_on_deliveries(void *arg);
+
+/* ---- presence.c ---- */
+void gw_presence_init(gw_t *g);
+void gw_presence_destroy(gw_t *g);
+void gw_presence_online(gw_t *g, gw_user_t *u);   /* first connection of u here */
+void gw_presence_offline(gw_t *g, gw_user_t *u);  /* last connection of u here closed */
+void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n);
+void gw_presence_unwatch_all(gw_t *g, gw_conn_t *c);
+void gw_presence_sweep(gw_t *g);
+void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start);
+void gw_typing_stop_all(gw_t *g, gw_conn_t *c);
+void gw_typing_expire(gw_t *g, gw_conn_t *c, uint64_t now_ns);
+/* A message.create reached a recipient's connection: tell the sender's gateways. */
+void gw_receipt_delivered(gw_t *g, const char *sender, const char *convo_id, int64_t seq_no,
+                          const char *recipient);
+void gw_on_pubsub(void *arg, const char *channel, size_t chlen, const char *msg, size_t len);
+
+/* ---- sync.c ---- */
+void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_seq);
+/* A message of convo_id went live to c: a sync in flight must not send it again. */
+void gw_sync_note_live(gw_conn_t *c, const char *convo_id, int64_t seq_no);
+void gw_sync_forget(gw_conn_t *c);
+
+#endif

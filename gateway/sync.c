@@ -1,0 +1,238 @@
+/* sync.c - backfill after a reconnect: sync {convo_id, since_seq} answers with the
+ * conversation's messages after since_seq from the Postgres read model (rm.messages, in
+ * seq_no order, at most sync-max-messages), then sync.complete {convo_id, up_to_seq, more}.
+ *
+ * Live deliveries keep flowing meanwhile and are never held back. To spare the client
+ * doubles, each connection remembers the last LIVE_RING seq_nos it was sent live (by
+ * conversation), and the backfill skips those; the client still dedupes by seq_no, which is
+ * what makes it exact (a connection that got more than LIVE_RING live messages during one
+ * sync may see a message twice, never miss one). Membership is checked in the same read
+ * model (rm.members): a user may not backfill a conversation they are not in.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+#define LIVE_RING 128
+#define MAX_SYNCS 8 /* syncs in flight per connection */
+
+typedef struct gw_live {
+    uint64_t convo[LIVE_RING];
+    int64_t seq[LIVE_RING];
+    unsigned next, n;
+} gw_live_t;
+
+struct gw_sync {
+    gw_sync_t *next;
+};
+
+/* Queries in flight carry the connection's id, never its pointer. */
+typedef struct {
+    gw_t *g;
+    uint64_t conn;
+    int64_t since;
+    int member; /* set by the membership query, read by the messages query */
+    int failed;
+    int orphan; /* the messages query could not be queued: on_member frees q */
+    char convo[GW_ID_MAX + 1];
+} sync_q_t;
+
+static uint64_t fnv64(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+void gw_sync_note_live(gw_conn_t *c, const char *convo_id, int64_t seq_no)
+{
+    if (!c->live)
+        c->live = kc_xcalloc(1, sizeof(gw_live_t));
+    gw_live_t *l = c->live;
+    l->convo[l->next] = fnv64(convo_id);
+    l->seq[l->next] = seq_no;
+    l->next = (l->next + 1) % LIVE_RING;
+    if (l->n < LIVE_RING)
+        l->n++;
+}
+
+static int live_has(const gw_conn_t *c, uint64_t h, int64_t seq)
+{
+    const gw_live_t *l = c->live;
+    for (unsigned i = 0; l && i < l->n; i++)
+        if (l->seq[i] == seq && l->convo[i] == h)
+            return 1;
+    return 0;
+}
+
+static int64_t live_max(const gw_conn_t *c, uint64_t h)
+{
+    const gw_live_t *l = c->live;
+    int64_t m = 0;
+    for (unsigned i = 0; l && i < l->n; i++)
+        if (l->convo[i] == h && l->seq[i] > m)
+            m = l->seq[i];
+    return m;
+}
+
+void gw_sync_forget(gw_conn_t *c)
+{
+    free(c->live);
+    c->live = NULL;
+    while (c->syncs) {
+        gw_sync_t *s = c->syncs;
+        c->syncs = s->next;
+        free(s);
+    }
+}
+
+static unsigned nsyncs(const gw_conn_t *c)
+{
+    unsigned n = 0;
+    for (const gw_sync_t *s = c->syncs; s; s = s->next)
+        n++;
+    return n;
+}
+
+static void sync_done(gw_conn_t *c)
+{
+    if (c && c->syncs) {
+        gw_sync_t *s = c->syncs;
+        c->syncs = s->next;
+        free(s);
+    }
+}
+
+static void on_member(void *arg, const PGresult *res, const char *err)
+{
+    sync_q_t *q = arg;
+    if (q->orphan) {
+        free(q);
+        return;
+    }
+    if (err) {
+        q->failed = 1;
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("convo_id", q->convo), KC_STR("error", err)),
+                  "sync: membership query failed");
+        return;
+    }
+    q->member = PQntuples(res) > 0;
+}
+
+static void on_messages(void *arg, const PGresult *res, const char *err)
+{
+    sync_q_t *q = arg;
+    gw_t *g = q->g;
+    gw_conn_t *c = g->conns ? gw_conn_find(g, q->conn) : NULL;
+    char extra[GW_ID_MAX + 64];
+    kc_strlcpyf(extra, sizeof(extra), "\"in_reply_to\":\"sync\",\"convo_id\":\"%s\"", q->convo);
+    if (!c)
+        goto out;
+    sync_done(c);
+    if (err || q->failed) {
+        gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
+        goto out;
+    }
+    if (!q->member) {
+        gw_send_error(g, c, "not_member", "you are not a member of this conversation", extra);
+        goto out;
+    }
+    uint64_t h = fnv64(q->convo);
+    int rows = PQntuples(res);
+    int64_t upto = q->since, sent = 0, skipped = 0;
+    for (int i = 0; i < rows; i++) {
+        int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        if (seq > upto)
+            upto = seq;
+        if (live_has(c, h, seq)) {
+            skipped++;
+            continue;
+        }
+        kc_buf_t b = {0};
+        kc_buf_puts(&b, "{\"type\":\"message.create\"");
+        gw_json_kv(&b, 1, "convo_id", q->convo, strlen(q->convo));
+        kc_buf_printf(&b, ",\"seq_no\":%lld", (long long)seq);
+        const char *cols[] = {"server_msg_id", "sender_id", "client_msg_id", "content",
+                              "content_type"};
+        for (int k = 0; k < 5; k++)
+            gw_json_kv(&b, 1, cols[k], PQgetvalue(res, i, k + 1),
+                       (size_t)PQgetlength(res, i, k + 1));
+        kc_buf_printf(&b, ",\"created_at\":%s", PQgetvalue(res, i, 6));
+        if (PQgetvalue(res, i, 7)[0] == 't')
+            kc_buf_puts(&b, ",\"deleted\":true");
+        if (!PQgetisnull(res, i, 8))
+            kc_buf_printf(&b, ",\"edited_at\":%s", PQgetvalue(res, i, 8));
+        kc_buf_puts(&b, ",\"backfill\":true}");
+        if (gw_send_buf(g, c, &b, "message.create") != 0) {
+            kc_buf_free(&b);
+            goto out; /* closed as a slow consumer */
+        }
+        kc_buf_free(&b);
+        sent++;
+    }
+    int64_t lm = live_max(c, h);
+    int more = rows >= g->cfg.sync_max_messages;
+    if (!more && lm > upto)
+        upto = lm;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"type\":\"sync.complete\"");
+    gw_json_kv(&b, 1, "convo_id", q->convo, strlen(q->convo));
+    kc_buf_printf(&b, ",\"up_to_seq\":%lld,\"sent\":%lld,\"skipped_live\":%lld,\"more\":%s}",
+                  (long long)upto, (long long)sent, (long long)skipped, more ? "true" : "false");
+    (void)gw_send_buf(g, c, &b, "sync.complete");
+    kc_buf_free(&b);
+out:
+    free(q);
+}
+
+void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_seq)
+{
+    char extra[GW_ID_MAX + 64];
+    kc_strlcpyf(extra, sizeof(extra), "\"in_reply_to\":\"sync\",\"convo_id\":\"%s\"", convo_id);
+    if (gw_rate_take(g, c) != 0) {
+        gw_send_error(g, c, "rate_limited", "too many frames: slow down", extra);
+        return;
+    }
+    if (nsyncs(c) >= MAX_SYNCS) {
+        gw_send_error(g, c, "too_many_in_flight", "too many syncs in flight", extra);
+        return;
+    }
+    sync_q_t *q = kc_xcalloc(1, sizeof(*q));
+    q->g = g;
+    q->conn = c->id;
+    q->since = since_seq;
+    kc_strlcpyf(q->convo, sizeof(q->convo), "%s", convo_id);
+    char since[32], limit[32];
+    kc_strlcpyf(since, sizeof(since), "%lld", (long long)since_seq);
+    kc_strlcpyf(limit, sizeof(limit), "%lld", g->cfg.sync_max_messages);
+    const char *mp[] = {convo_id, c->sub};
+    const char *qp[] = {convo_id, since, limit};
+    /* Both queries go in order on one connection: the membership answer is in before the
+     * messages' callback runs. */
+    if (kc_pg_query(g->pg, "SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2", 2,
+                    mp, on_member, q) != 0) {
+        free(q);
+        gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
+        return;
+    }
+    if (kc_pg_query(g->pg,
+                    "SELECT seq_no, server_msg_id, sender_id, client_msg_id, content, "
+                    "content_type, (extract(epoch FROM created_at) * 1000)::bigint, "
+                    "deleted_at IS NOT NULL, (extract(epoch FROM edited_at) * 1000)::bigint "
+                    "FROM rm.messages WHERE convo_id = $1 AND seq_no > $2 "
+                    "ORDER BY seq_no LIMIT $3",
+                    3, qp, on_messages, q) != 0) {
+        q->orphan = 1; /* the membership query holds q and frees it */
+        gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
+        return;
+    }
+    gw_sync_t *s = kc_xcalloc(1, sizeof(*s));
+    s->next = c->syncs;
+    c->syncs = s;
+}

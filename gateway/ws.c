@@ -1,0 +1,525 @@
+/* ws.c - the WebSocket endpoint: libwebsockets on the daemon's libuv loop.
+ *
+ * The handshake is judged in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, while the request is still
+ * plain HTTP, so a refusal is a real HTTP answer (401 for a token, 403 for an Origin, 404 for
+ * a path, 503 when full or draining) with a JSON body, and no socket is ever upgraded for a
+ * client that was not verified. The protocol's per-session storage is the gw_conn_t itself.
+ *
+ * Messages arrive in pieces of at most rx_buffer_size; they are assembled in the
+ * connection's rx buffer up to max-frame-bytes (beyond: close 1009, decided from the frame
+ * header's announced length before the payload is read) and must be UTF-8 text (lws
+ * validates while reading and closes with 1007; we check the whole message again). Frames
+ * out go through the connection's queue and are written only in the writeable callback, as
+ * lws requires; a queue over max-queued-bytes closes the connection (4008) rather than
+ * letting one slow reader hold memory without bound.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gw.h"
+#include "kchat/log.h"
+#include "kchat/util.h"
+
+#define TOKEN_BUF (KC_JWT_MAX_LEN + 64)
+#define JWT_LEEWAY_S 30
+#define CLOSE_GRACE_S 5 /* a closing connection that never becomes writeable is cut */
+
+/* ---- frames ---- */
+
+gw_frame_t *gw_frame_new(const char *json, size_t len)
+{
+    gw_frame_t *f = kc_xmalloc(sizeof(*f) + LWS_PRE + len + 1);
+    f->refs = 1;
+    f->len = len;
+    memcpy(f->data + LWS_PRE, json, len);
+    f->data[LWS_PRE + len] = '\0';
+    return f;
+}
+
+gw_frame_t *gw_frame_from_buf(kc_buf_t *b)
+{
+    gw_frame_t *f = gw_frame_new(b->data ? b->data : "", b->len);
+    kc_buf_reset(b);
+    return f;
+}
+
+void gw_frame_unref(gw_frame_t *f)
+{
+    if (f && --f->refs == 0)
+        free(f);
+}
+
+static void count_out(gw_t *g, const char *type)
+{
+    const char *lbl[] = {"type", type, NULL};
+    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_frames_out_total",
+                                      "Frames queued to clients, by type.", lbl));
+}
+
+int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type)
+{
+    if (!c->established || c->close_code)
+        return -1;
+    if (c->q_bytes + f->len > (size_t)g->cfg.max_queued_bytes) {
+        kc_counter_inc(g->m.queue_drops);
+        kc_counter_inc(g->m.slow_closes);
+        kc_log_kv(KC_LOG_WARN,
+                  KC_FIELDS(KC_STR("user_id", c->sub), KC_INT("conn", c->id),
+                            KC_INT("queued_bytes", c->q_bytes)),
+                  "slow consumer: send queue full, closing");
+        gw_close(g, c, GW_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full");
+        return -1;
+    }
+    gw_qnode_t *n = kc_xmalloc(sizeof(*n));
+    n->next = NULL;
+    n->frame = f;
+    f->refs++;
+    if (c->q_tail)
+        c->q_tail->next = n;
+    else
+        c->q_head = n;
+    c->q_tail = n;
+    c->q_bytes += f->len;
+    g->turn_bytes += f->len;
+    count_out(g, type);
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type)
+{
+    gw_frame_t *f = gw_frame_from_buf(b);
+    int rc = gw_send(g, c, f, type);
+    gw_frame_unref(f);
+    return rc;
+}
+
+void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
+                   const char *extra)
+{
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"type\":\"error\",\"error\":{");
+    gw_json_kv(&b, 0, "code", code, strlen(code));
+    gw_json_kv(&b, 1, "message", message, strlen(message));
+    kc_buf_putc(&b, '}');
+    if (extra && *extra) {
+        kc_buf_putc(&b, ',');
+        kc_buf_puts(&b, extra);
+    }
+    kc_buf_putc(&b, '}');
+    (void)gw_send_buf(g, c, &b, "error");
+    kc_buf_free(&b);
+}
+
+static void queue_free(gw_conn_t *c)
+{
+    while (c->q_head) {
+        gw_qnode_t *n = c->q_head;
+        c->q_head = n->next;
+        gw_frame_unref(n->frame);
+        free(n);
+    }
+    c->q_tail = NULL;
+    c->q_bytes = 0;
+}
+
+void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason)
+{
+    (void)g;
+    if (c->close_code)
+        return;
+    c->close_code = code;
+    kc_strlcpyf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    if (code == GW_CLOSE_SLOW_CONSUMER)
+        queue_free(c); /* what it could not read is dropped; the close goes first */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+    lws_callback_on_writable(c->wsi);
+}
+
+static void count_close(gw_t *g, int code)
+{
+    char s[16];
+    kc_strlcpyf(s, sizeof(s), "%d", code);
+    const char *lbl[] = {"code", s, NULL};
+    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_closes_total",
+                                      "Connections closed by the gateway, by close code.", lbl));
+}
+
+/* Closes from inside a callback of c: the caller returns -1 right after. */
+static int close_now(gw_t *g, struct lws *wsi, int code, const char *reason)
+{
+    count_close(g, code);
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+/* ---- the handshake ---- */
+
+static const char *reason_phrase(unsigned status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 426: return "Upgrade Required";
+    default: return "Service Unavailable";
+    }
+}
+
+/* Answers the upgrade request with an HTTP error and a JSON body. The response is written
+ * whole by hand: lws would label the status line of an upgrade request HTTP/1.0, which
+ * WebSocket clients refuse to read. Returns 1 (lws then completes the transaction), or -1
+ * to hang up when even that fails. */
+static int refuse(struct lws *wsi, unsigned status, const char *code, const char *message)
+{
+    kc_buf_t body = {0}, resp = {0};
+    kc_buf_puts(&body, "{\"error\":{");
+    gw_json_kv(&body, 0, "code", code, strlen(code));
+    gw_json_kv(&body, 1, "message", message, strlen(message));
+    kc_buf_puts(&body, "}}");
+    kc_buf_reserve(&resp, LWS_PRE + 512 + body.len);
+    resp.len = LWS_PRE; /* headroom lws_write may use */
+    kc_buf_printf(&resp,
+                  "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
+                  "%sconnection: close\r\n\r\n",
+                  status, reason_phrase(status), body.len,
+                  status == 401 ? "www-authenticate: Bearer\r\n" : "");
+    kc_buf_append(&resp, body.data, body.len);
+    size_t n = resp.len - LWS_PRE;
+    int rc = lws_write(wsi, (unsigned char *)resp.data + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS) ==
+                     (int)n
+                 ? 1
+                 : -1;
+    kc_buf_free(&body);
+    kc_buf_free(&resp);
+    return rc;
+}
+
+/* The bearer token from Authorization, else from ?access_token=. 0, or -1 with *why. */
+static int get_token(struct lws *wsi, char *out, size_t size, const char **why)
+{
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 0) {
+        if ((size_t)n >= size) {
+            *why = "the Authorization header is too long";
+            return -1;
+        }
+        char *h = kc_xmalloc(size);
+        int got = lws_hdr_copy(wsi, h, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
+        int rc = -1;
+        if (got < 8 || strncasecmp(h, "Bearer ", 7) != 0) {
+            *why = "the Authorization header is not a Bearer token";
+        } else {
+            const char *t = h + 7;
+            while (*t == ' ')
+                t++;
+            kc_strlcpyf(out, size, "%s", t);
+            rc = 0;
+        }
+        free(h);
+        return rc;
+    }
+    char *arg = kc_xmalloc(size + 16);
+    const char *v = lws_get_urlarg_by_name(wsi, "access_token=", arg, (int)(size + 16));
+    int rc = -1;
+    if (!v || !*v)
+        *why = "no token: send Authorization: Bearer <token> or ?access_token=<token>";
+    else if (strlen(v) >= size)
+        *why = "the token is too long";
+    else {
+        kc_strlcpyf(out, size, "%s", v);
+        rc = 0;
+    }
+    free(arg);
+    return rc;
+}
+
+static int origin_allowed(gw_t *g, struct lws *wsi, char *origin, size_t size)
+{
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    origin[0] = '\0';
+    if (n <= 0)
+        return 1; /* not a browser: cross-site hijacking needs a browser's ambient credentials */
+    if ((size_t)n >= size)
+        return 0;
+    if (lws_hdr_copy(wsi, origin, (int)size, WSI_TOKEN_ORIGIN) < 0)
+        return 0;
+    for (size_t i = 0; i < g->norigins; i++)
+        if (strcmp(g->origins[i], "*") == 0 || strcasecmp(g->origins[i], origin) == 0)
+            return 1;
+    return 0;
+}
+
+/* Verifies the token of the request; fills claims. Returns 0 or -1 with code/why. */
+static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char **code,
+                  char *why, size_t whylen)
+{
+    char *token = kc_xmalloc(TOKEN_BUF);
+    const char *twhy = NULL;
+    int rc = -1;
+    if (get_token(wsi, token, TOKEN_BUF, &twhy) != 0) {
+        *code = "token_missing";
+        kc_strlcpyf(why, whylen, "%s", twhy);
+        goto out;
+    }
+    kc_jwt_status_t st =
+        kc_jwt_verify(g->jwt, token, kc_now_ms() / 1000, JWT_LEEWAY_S, claims, why, whylen);
+    if (st != KC_JWT_OK) {
+        *code = kc_jwt_status_code(st);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(token);
+    return rc;
+}
+
+static int confirm_upgrade(gw_t *g, struct lws *wsi)
+{
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+        return refuse(wsi, 404, "not_found", "the WebSocket endpoint is /ws");
+    if (!g->accepting) {
+        kc_counter_inc(g->m.refused_full);
+        return refuse(wsi, 503, "unavailable", "the gateway is shutting down");
+    }
+    if (g->nconns >= (size_t)g->cfg.max_connections) {
+        kc_counter_inc(g->m.refused_full);
+        return refuse(wsi, 503, "unavailable", "the gateway holds its maximum of connections");
+    }
+    char origin[512];
+    if (!origin_allowed(g, wsi, origin, sizeof(origin))) {
+        kc_counter_inc(g->m.refused_origin);
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("origin", origin)), "refused: origin");
+        return refuse(wsi, 403, "origin_refused", "this Origin may not open a socket here");
+    }
+    kc_jwt_claims_t claims;
+    const char *code = NULL;
+    char why[256];
+    if (verify(g, wsi, &claims, &code, why, sizeof(why)) != 0) {
+        kc_counter_inc(g->m.refused_token);
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("code", code), KC_STR("why", why)),
+                  "refused: token");
+        return refuse(wsi, 401, code, why);
+    }
+    return 0;
+}
+
+/* ---- the protocol ---- */
+
+static void on_message(gw_t *g, gw_conn_t *c, const char *data, size_t len)
+{
+    gw_frame_in(g, c, data, len);
+}
+
+static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, size_t len)
+{
+    if (lws_frame_is_binary(wsi))
+        return close_now(g, wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         "binary frames are not accepted: send JSON text");
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    size_t max = (size_t)g->cfg.max_frame_bytes;
+    if (c->rx.len + len + remaining > max)
+        return close_now(g, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+    int final = lws_is_final_fragment(wsi) && remaining == 0;
+    if (final && c->rx.len == 0) {
+        /* the common case: a whole message in one piece, read in place */
+        if (!kc_utf8_valid(in, len))
+            return close_now(g, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+        on_message(g, c, in, len);
+        return 0;
+    }
+    kc_buf_append(&c->rx, in, len);
+    if (!final)
+        return 0;
+    if (!kc_utf8_valid(c->rx.data, c->rx.len)) {
+        kc_buf_free(&c->rx);
+        return close_now(g, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+    }
+    /* Handled from a copy so the buffer can be freed: idle connections keep none. */
+    kc_buf_t msg = c->rx;
+    c->rx = (kc_buf_t){0};
+    on_message(g, c, msg.data, msg.len);
+    kc_buf_free(&msg);
+    return 0;
+}
+
+static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
+{
+    while (c->q_head) {
+        gw_qnode_t *n = c->q_head;
+        int w = lws_write(wsi, n->frame->data + LWS_PRE, n->frame->len, LWS_WRITE_TEXT);
+        if (w < (int)n->frame->len)
+            return -1;
+        c->q_head = n->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_bytes -= n->frame->len;
+        gw_frame_unref(n->frame);
+        free(n);
+        if (c->q_head && lws_send_pipe_choked(wsi)) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
+    /* What was queued before the close (a system.notice) goes out first. */
+    if (c->close_code) {
+        if (lws_send_pipe_choked(wsi)) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        /* lws 4.1 drops a socket whose writeable callback fails without the close frame
+         * that lws_close_reason prepared, and its own close opcode is private, so the
+         * frame (server frames are unmasked: FIN+close, length, code, reason) is written
+         * raw, then the socket closed. */
+        unsigned char buf[LWS_PRE + 4 + sizeof(c->close_reason)];
+        size_t rlen = strlen(c->close_reason); /* < 64: a one-byte length */
+        unsigned char *f = buf + LWS_PRE;
+        f[0] = 0x88;
+        f[1] = (unsigned char)(2 + rlen);
+        f[2] = (unsigned char)(c->close_code >> 8);
+        f[3] = (unsigned char)(c->close_code & 0xff);
+        memcpy(f + 4, c->close_reason, rlen);
+        count_close(g, c->close_code);
+        (void)lws_write(wsi, f, 4 + rlen, LWS_WRITE_RAW);
+        return -1;
+    }
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    gw_t *g = ctx ? lws_context_user(ctx) : NULL;
+    gw_conn_t *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (!in || strcasecmp((const char *)in, "websocket") != 0)
+            return refuse(wsi, 400, "bad_request", "only WebSocket upgrades are served");
+        return confirm_upgrade(g, wsi);
+    case LWS_CALLBACK_HTTP:
+        /* A plain HTTP request on the socket port. */
+        if (refuse(wsi, 426, "upgrade_required", "connect with a WebSocket upgrade to /ws") < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* Already judged by confirm_upgrade; read the claims again into the session. */
+        kc_jwt_claims_t claims;
+        const char *code = NULL;
+        char why[256];
+        if (!c || verify(g, wsi, &claims, &code, why, sizeof(why)) != 0)
+            return 1;
+        memset(c, 0, sizeof(*c));
+        kc_strlcpyf(c->sub, sizeof(c->sub), "%s", claims.sub);
+        kc_strlcpyf(c->name, sizeof(c->name), "%s", claims.name);
+        c->token_exp = claims.exp;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        c->wsi = wsi;
+        c->established = 1;
+        gw_conn_add(g, c);
+        kc_counter_inc(g->m.accepted);
+        if (!g->accepting) {
+            gw_close(g, c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+            return 0;
+        }
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!c->established || c->close_code)
+            return 0; /* closing: what still comes in is not read */
+        return on_receive(g, c, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!c || !c->established)
+            return 0;
+        return on_writeable(g, c, wsi);
+    case LWS_CALLBACK_CLOSED:
+        if (c && c->established) {
+            gw_conn_remove(g, c);
+            c->established = 0;
+            queue_free(c);
+            kc_buf_free(&c->rx);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"kchat", callback, sizeof(gw_conn_t), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static lws_retry_bo_t retry;
+
+int gw_ws_start(gw_t *g, char *err, size_t errlen)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *loops[1] = {g->app.loop};
+    kc_log_route_lws();
+    retry.secs_since_valid_ping = (uint16_t)g->cfg.ping_interval_s;
+    retry.secs_since_valid_hangup = (uint16_t)g->cfg.idle_timeout_s;
+    info.port = (int)g->cfg.listen_port;
+    info.iface = g->cfg.listen_addr;
+    info.protocols = protocols;
+    info.user = g;
+    info.foreign_loops = loops;
+    info.pcontext = &g->lws;
+    info.retry_and_idle_policy = &retry;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.max_http_header_data = 8192;
+    info.timeout_secs = 10;
+    info.fd_limit_per_thread = (unsigned)(g->cfg.max_connections + 256);
+    if (g->cfg.tls_cert[0] || g->cfg.tls_key[0]) {
+        if (!g->cfg.tls_cert[0] || !g->cfg.tls_key[0]) {
+            kc_strlcpyf(err, errlen, "tls-cert and tls-key go together");
+            return -1;
+        }
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = g->cfg.tls_cert;
+        info.ssl_private_key_filepath = g->cfg.tls_key;
+    }
+    g->accepting = 1;
+    g->lws = lws_create_context(&info);
+    if (!g->lws) {
+        kc_strlcpyf(err, errlen, "cannot listen for WebSockets on %s:%lld (see the log above)",
+                    g->cfg.listen_addr, g->cfg.listen_port);
+        return -1;
+    }
+    return 0;
+}
+
+static void drain_one(const void *key, size_t klen, void *val, void *arg)
+{
+    (void)key;
+    (void)klen;
+    gw_t *g = arg;
+    gw_conn_t *c = val;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"type\":\"system.notice\",\"code\":\"going_away\","
+                    "\"message\":\"the server is shutting down: reconnect and sync\"}");
+    (void)gw_send_buf(g, c, &b, "system.notice");
+    kc_buf_free(&b);
+    gw_close(g, c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+}
+
+void gw_ws_drain(gw_t *g)
+{
+    g->accepting = 0;
+    kc_map_each(g->conns, drain_one, g);
+}
+
+void gw_ws_destroy(gw_t *g)
+{
+    if (g->lws && !g->lws_destroyed) {
+        g->lws_destroyed = 1;
+        lws_context_destroy(g->lws);
+    }
+}

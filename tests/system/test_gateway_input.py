@@ -1,0 +1,237 @@
+"""What the gateway refuses: tokens and Origins at the handshake (HTTP 401 / 403 before any
+upgrade), bad frames (an error frame, the connection stays), the WebSocket layer's own limits
+(1009 too large, 1007 invalid UTF-8), rate limits, and through all of it the gateway keeps
+serving everyone else."""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from test_gateway_helpers import (GW_PORT, PRIVATE_KEY, RawWS, connect, create_conversation,
+                                  metric, recv_json, recv_until, send, token, uid, wait_routes,
+                                  ws_url)
+
+
+def other_private_key():
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption()).decode()
+
+
+def public_pem():
+    k = serialization.load_pem_private_key(PRIVATE_KEY.encode(), None)
+    return k.public_key().public_bytes(serialization.Encoding.PEM,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def unsigned_token(sub):
+    now = int(time.time())
+    head = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    body = b64url(json.dumps({"iss": "kchat", "aud": "kchat", "sub": sub, "iat": now,
+                              "nbf": now, "exp": now + 900}).encode())
+    return f"{head}.{body}."
+
+
+def refused(tok=None, headers=None, path="/ws"):
+    """Opens a raw handshake; returns (HTTP status, JSON body or None)."""
+    h = dict(headers or {})
+    if tok is not None:
+        h["Authorization"] = "Bearer " + tok
+    ws = RawWS(None, headers=h, path=path)
+    status = ws.status
+    body = ws.buf
+    # read the rest of the body (content-length)
+    length = 0
+    for line in ws.head.split("\r\n"):
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":")[1])
+    while len(body) < length:
+        d = ws.s.recv(4096)
+        if not d:
+            break
+        body += d
+    ws.close()
+    return status, json.loads(body) if body else None
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "forged", "none", "hs256_confusion",
+                                  "expired", "not_yet_valid", "wrong_issuer", "wrong_audience"])
+def test_a_bad_token_gets_401_before_the_upgrade(case):
+    sub = uid()
+    tok = {
+        "missing": None,
+        "garbage": "not.a.token",
+        "forged": token(sub, key=other_private_key()),
+        "none": unsigned_token(sub),
+        "hs256_confusion": None,  # made below
+        "expired": token(sub, ttl=-300),
+        "not_yet_valid": token(sub, nbf_in=600),
+        "wrong_issuer": token(sub, iss="someone-else"),
+        "wrong_audience": token(sub, aud="another-service"),
+    }[case]
+    if case == "hs256_confusion":
+        # HS256 keyed with the public key: the classic RS/HS confusion
+        now = int(time.time())
+        head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64url(json.dumps({"iss": "kchat", "aud": "kchat", "sub": sub, "iat": now,
+                                  "nbf": now, "exp": now + 900}).encode())
+        sig = hmac.new(public_pem(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        tok = f"{head}.{body}.{b64url(sig)}"
+    status, body = refused(tok)
+    assert status == 401, (case, body)
+    assert body["error"]["code"].startswith("token_"), body
+    assert body["error"]["message"]
+
+
+def test_a_token_in_the_query_string_is_accepted_for_browsers():
+    async def body():
+        a = uid()
+        async with websockets.connect(f"ws://127.0.0.1:{GW_PORT}/ws?access_token={token(a)}") as ws:
+            await send(ws, type="nonsense")
+            f = await recv_json(ws)
+            assert f["error"]["code"] == "unknown_type"
+    asyncio.run(body())
+
+
+def test_a_foreign_origin_gets_403_and_no_origin_is_allowed():
+    status, body = refused(token(uid()), headers={"Origin": "https://evil.example"})
+    assert status == 403 and body["error"]["code"] == "origin_refused"
+    ok = RawWS(uid())  # no Origin header: a non-browser client
+    assert ok.status == 101
+    ok.close()
+
+
+def test_other_paths_and_plain_http_are_refused():
+    status, _ = refused(token(uid()), path="/other")
+    assert status == 404
+    ws = RawWS(None, headers={"Upgrade": "h2c", "Connection": "Upgrade"})
+    assert ws.status in (400, 403)
+    ws.close()
+
+
+def test_bad_frames_get_error_frames_and_the_connection_stays():
+    async def body():
+        a, b = uid(), uid()
+        stranger = uid()
+        convo = create_conversation(a, [b])
+        ws = await connect(a, 0)
+        cases = [
+            ("not json at all", "bad_json"),
+            ("[1, 2, 3]", "bad_json"),
+            (json.dumps({"no": "type"}), "invalid"),
+            (json.dumps({"type": 42}), "invalid"),
+            (json.dumps({"type": "message.explode"}), "unknown_type"),
+            (json.dumps({"type": "message.send", "convo_id": convo, "content": "x"}), "invalid"),
+            (json.dumps({"type": "message.send", "client_msg_id": "m", "content": "x"}), "invalid"),
+            (json.dumps({"type": "message.send", "convo_id": "bad id!", "client_msg_id": "m",
+                         "content": "x"}), "invalid"),
+            (json.dumps({"type": "message.send", "convo_id": convo, "client_msg_id": "m",
+                         "content": ""}), "invalid"),
+            (json.dumps({"type": "message.read", "convo_id": convo, "seq_no": "one"}), "invalid"),
+            (json.dumps({"type": "message.read", "convo_id": convo, "seq_no": 0}), "invalid"),
+            (json.dumps({"type": "sync", "convo_id": convo}), "invalid"),
+            (json.dumps({"type": "presence.subscribe", "user_ids": "u_x"}), "invalid"),
+            (json.dumps({"type": "typing.start"}), "invalid"),
+        ]
+        for text, code in cases:
+            await ws.send(text)
+            f = await recv_json(ws)
+            assert f["type"] == "error", (text, f)
+            assert f["error"]["code"] == code, (text, f)
+            assert f["error"]["message"]
+        # a frame that is too long in content: an ack with an error, not a close
+        await send(ws, type="message.send", convo_id=convo, client_msg_id="big",
+                   content="x" * 20000)
+        f = await recv_json(ws)
+        assert (f["type"], f["status"], f["error"]["code"]) == ("ack", "error", "too_large")
+        # the connection still works
+        await wait_routes([(a, 0)])
+        await send(ws, type="message.send", convo_id=convo, client_msg_id="ok-1", content="fine")
+        ack, _ = await recv_until(ws, lambda f: f["type"] == "ack")
+        assert ack["status"] == "ok"
+        # a conversation the user is not in: the processor refuses, the ack says why
+        ws2 = await connect(stranger, 1)
+        await send(ws2, type="message.send", convo_id=convo, client_msg_id="intruder",
+                   content="let me in")
+        ack, _ = await recv_until(ws2, lambda f: f["type"] == "ack")
+        assert ack["status"] == "error" and ack["error"]["code"] == "not_member", ack
+        assert "seq_no" not in ack
+        await ws.close()
+        await ws2.close()
+    asyncio.run(body())
+
+
+def test_an_oversized_message_closes_with_1009_and_others_are_served():
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        bystander = await connect(b, 0)
+        ws = await connect(a, 0)
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await ws.send(json.dumps({"type": "message.send", "convo_id": convo,
+                                      "client_msg_id": "huge", "content": "x" * 70000}))
+            await recv_json(ws)
+        assert e.value.rcvd.code == 1009
+        # fragmented: the whole message counts, not one fragment
+        ws = await connect(a, 0)
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await ws.send(("y" * 30000 for _ in range(3)))
+            await recv_json(ws)
+        assert e.value.rcvd.code == 1009
+        await send(bystander, type="typing.stop", convo_id=convo)  # not typing: no answer
+        await send(bystander, type="nonsense")
+        f = await recv_json(bystander)
+        assert f["error"]["code"] == "unknown_type"
+        await bystander.close()
+    asyncio.run(body())
+
+
+def test_invalid_utf8_closes_with_1007():
+    ws = RawWS(uid())
+    ws.send_frame(0x1, b'{"type":"\xff\xfe"}')
+    code, _ = ws.recv_until_close()
+    assert code == 1007
+    ws.close()
+
+
+def test_binary_frames_close_with_1003():
+    ws = RawWS(uid())
+    ws.send_frame(0x2, b"\x00\x01")
+    code, _ = ws.recv_until_close()
+    assert code == 1003
+    ws.close()
+
+
+def test_message_rate_is_limited_per_connection():
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        ws = await connect(a, 1)
+        await wait_routes([(a, 1)])
+        before = metric(1, "kchat_gateway_acks_total", 'status="error"')
+        for i in range(60):  # the default burst is 40 (twice 20/s)
+            await send(ws, type="message.send", convo_id=convo, client_msg_id=f"r{i}",
+                       content="spam")
+        acks = {}
+        while len(acks) < 60:
+            f = await recv_json(ws, 30)
+            if f["type"] == "ack":
+                acks[f["client_msg_id"]] = f
+        limited = [f for f in acks.values() if f["status"] == "error"]
+        assert limited and all(f["error"]["code"] == "rate_limited" for f in limited)
+        assert 30 <= sum(f["status"] == "ok" for f in acks.values()) < 60
+        assert metric(1, "kchat_gateway_acks_total", 'status="error"') >= before + len(limited)
+        await ws.close()
+    asyncio.run(body())

@@ -1,0 +1,206 @@
+// Two people chat through the real stack: two browser contexts (two users, two sockets)
+// against the ingress. The tests run in order and share the two users.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import {
+  assertGapFree,
+  launch,
+  newUserPage,
+  openConversation,
+  register,
+  screenshot,
+  send,
+  shownMessages,
+  unique,
+  until,
+  waitConnected,
+} from './helpers';
+
+let browser: Browser;
+let a: { ctx: BrowserContext; page: Page };
+let b: { ctx: BrowserContext; page: Page };
+const alice = unique('alice');
+const bob = unique('bob');
+const password = 'correct horse battery staple';
+const title = unique('e2e-');
+let aliceId = '';
+let bobId = '';
+/** what both must see, in order */
+const expected: string[] = [];
+
+async function texts(page: Page): Promise<string[]> {
+  return (await shownMessages(page)).map((m) => m.text);
+}
+
+/** Waits until the page shows exactly `expected`, all stored, seq 1..n, none twice. */
+async function showsAll(page: Page, who: string): Promise<void> {
+  await until(`${who} to show all ${expected.length} messages`, async () => {
+    const shown = await shownMessages(page);
+    return shown.length === expected.length && shown.every((m, i) => m.text === expected[i] && m.seq === i + 1);
+  });
+  const shown = await shownMessages(page);
+  assertGapFree(shown);
+  expect(shown.map((m) => m.text)).toEqual(expected);
+}
+
+beforeAll(async () => {
+  browser = await launch();
+  a = await newUserPage(browser);
+  b = await newUserPage(browser);
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+// Each test builds on the ones before it: after a failure the rest are skipped, not failed
+// again for the same cause.
+let broken = false;
+beforeEach((ctx) => {
+  if (broken) ctx.skip();
+});
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') broken = true;
+});
+
+describe('two people chat', () => {
+  it('both register and log in', async () => {
+    await a.page.goto('/');
+    await a.page.getByRole('heading', { name: 'Log in' }).waitFor();
+    await screenshot(a.page, '01-login');
+    aliceId = await register(a.page, alice, password);
+    bobId = await register(b.page, bob, password);
+    expect(aliceId).toMatch(/^u_/);
+    expect(bobId).toMatch(/^u_/);
+    expect(aliceId).not.toBe(bobId);
+  });
+
+  it('alice starts a conversation with bob and writes; bob sees it with an unread badge', async () => {
+    await a.page.getByRole('button', { name: 'New conversation' }).click();
+    await a.page.getByLabel('Title (optional)').fill(title);
+    await a.page.getByLabel('People').fill(bobId);
+    await a.page.getByRole('button', { name: 'Start conversation' }).click();
+    await a.page.getByRole('heading', { name: title }).waitFor();
+
+    expected.push('hello bob, this is alice');
+    await send(a.page, expected[0] as string);
+    // the optimistic bubble becomes the stored message 1 on the ack
+    await until('alice\'s message to be acked as seq 1', async () => (await shownMessages(a.page))[0]?.seq === 1);
+
+    const item = b.page.getByTestId('conversation-list').getByRole('button', { name: new RegExp(title) });
+    await item.waitFor();
+    await until('bob\'s unread badge to show 1', async () => (await item.getByTestId('unread').textContent())?.startsWith('1') ?? false);
+    expect(await item.textContent()).toContain(expected[0]);
+    await screenshot(b.page, '02-conversation-list');
+  });
+
+  it('bob opens it, alice sees the read tick and bob online', async () => {
+    await openConversation(b.page, title);
+    await showsAll(b.page, 'bob');
+    await until('alice\'s message to be marked read', async () => (await shownMessages(a.page))[0]?.tick === 'read');
+    await until('bob to be online for alice', async () =>
+      (await a.page.getByTestId('presence').locator(`[data-user-id="${bobId}"]`).getAttribute('data-online')) === 'true',
+    );
+    await until('alice to be online for bob', async () =>
+      (await b.page.getByTestId('presence').locator(`[data-user-id="${aliceId}"]`).getAttribute('data-online')) === 'true',
+    );
+  });
+
+  it('each sees the other typing, and they chat both ways', async () => {
+    const box = b.page.getByRole('textbox', { name: 'Message' });
+    await box.pressSequentially('hi al', { delay: 30 });
+    await until('alice to see bob typing', async () => /typing/.test((await a.page.getByTestId('typing').textContent()) ?? ''));
+    await screenshot(a.page, '03-typing');
+    await box.fill('');
+    expected.push('hi alice! bob here');
+    await send(b.page, expected[1] as string);
+    await showsAll(a.page, 'alice');
+    await until('the typing indicator to go', async () => ((await a.page.getByTestId('typing').textContent()) ?? '') === '');
+
+    await a.page.getByRole('textbox', { name: 'Message' }).pressSequentially('so', { delay: 30 });
+    await until('bob to see alice typing', async () => /typing/.test((await b.page.getByTestId('typing').textContent()) ?? ''));
+    expected.push('so, does it work?');
+    await a.page.getByRole('textbox', { name: 'Message' }).fill(expected[2] as string);
+    await a.page.getByRole('textbox', { name: 'Message' }).press('Enter');
+    expected.push('it does 🎉 — with “unicode” too');
+    await send(b.page, expected[3] as string);
+    await showsAll(a.page, 'alice');
+    await showsAll(b.page, 'bob');
+    await until('bob\'s message to be read by alice', async () => (await shownMessages(b.page))[3]?.tick === 'read');
+    await screenshot(a.page, '04-conversation');
+  });
+
+  it('bob reloads and sees the whole history once', async () => {
+    await b.page.reload();
+    await waitConnected(b.page);
+    await openConversation(b.page, title);
+    await showsAll(b.page, 'bob after a reload');
+  });
+
+  it('bob goes offline, alice keeps writing, bob comes back to every message once', async () => {
+    await b.ctx.setOffline(true);
+    await until('bob to show offline', async () => (await b.page.getByTestId('connection').textContent())?.includes('Offline') ?? false);
+    await until('bob to be offline for alice', async () =>
+      (await a.page.getByTestId('presence').locator(`[data-user-id="${bobId}"]`).getAttribute('data-online')) === 'false',
+    );
+    for (let i = 1; i <= 5; i++) {
+      const t = `while you were away ${i}`;
+      expected.push(t);
+      await send(a.page, t);
+    }
+    await until('alice\'s five messages to be acked', async () => (await shownMessages(a.page)).every((m) => m.seq !== null));
+    // bob writes while offline: an optimistic bubble that waits for the connection
+    await send(b.page, 'written offline');
+    await until('bob\'s offline bubble to wait', async () => (await shownMessages(b.page)).some((m) => m.pending === 'queued'));
+    await screenshot(b.page, '05-offline');
+
+    await b.ctx.setOffline(false);
+    await waitConnected(b.page);
+    expected.push('written offline');
+    await showsAll(b.page, 'bob after coming back');
+    await showsAll(a.page, 'alice');
+  });
+
+  it('older pages load on scroll', async () => {
+    // more than a page (50) of messages, then bob reloads: the latest page first, then the rest
+    for (let i = 1; i <= 55; i++) {
+      const t = `bulk ${i}`;
+      expected.push(t);
+      await send(a.page, t);
+    }
+    await showsAll(a.page, 'alice');
+    await b.page.reload();
+    await waitConnected(b.page);
+    await openConversation(b.page, title);
+    await until('bob to show the latest page', async () => (await texts(b.page)).at(-1) === expected.at(-1));
+    const first = await shownMessages(b.page);
+    expect(first.length).toBeLessThan(expected.length);
+    expect(first.length).toBeGreaterThanOrEqual(50);
+    for (let i = 0; i < 10 && (await shownMessages(b.page)).length < expected.length; i++) {
+      await b.page.locator('.messages').evaluate((el) => {
+        el.scrollTop = 0;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await showsAll(b.page, 'bob after scrolling up');
+    await b.page.getByText('This is the beginning of the conversation.').waitFor();
+  });
+
+  it('search finds a message', async () => {
+    await a.page.getByRole('searchbox', { name: 'Search messages' }).fill('unicode');
+    await a.page.getByRole('searchbox', { name: 'Search messages' }).press('Enter');
+    const results = a.page.getByTestId('search-results');
+    await until('the search to find bob\'s message', async () => ((await results.textContent()) ?? '').includes('unicode'));
+    await screenshot(a.page, '06-search');
+  });
+
+  it('works at phone width', async () => {
+    await a.page.setViewportSize({ width: 390, height: 780 });
+    await a.page.getByRole('button', { name: 'Back to conversations' }).click();
+    await a.page.getByTestId('conversation-list').waitFor();
+    await screenshot(a.page, '07-phone-list');
+    await openConversation(a.page, title);
+    await screenshot(a.page, '08-phone-conversation');
+    expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
+  });
+});

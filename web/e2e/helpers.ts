@@ -1,0 +1,111 @@
+// Helpers of the end-to-end tests: a real Chromium (playwright-core driving Debian's
+// /usr/bin/chromium, headless) against a kchat behind its ingress.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const BASE = (process.env.KCHAT_E2E_BASE_URL ?? '').replace(/\/+$/, '');
+export const ARTIFACTS = process.env.KCHAT_E2E_ARTIFACTS ?? join(process.cwd(), 'e2e', 'artifacts');
+const CHROMIUM = process.env.KCHAT_CHROMIUM ?? '/usr/bin/chromium';
+
+export async function launch(): Promise<Browser> {
+  if (!BASE) throw new Error('KCHAT_E2E_BASE_URL is not set: run the tests with `npm run e2e -- <base URL>`');
+  const args = ['--disable-dev-shm-usage'];
+  // Chromium refuses to run as root with its sandbox (CI runs as root)
+  if (typeof process.getuid === 'function' && process.getuid() === 0) args.push('--no-sandbox');
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+}
+
+export async function newUserPage(browser: Browser, viewport = { width: 1200, height: 800 }): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await browser.newContext({ baseURL: BASE, viewport, ignoreHTTPSErrors: true });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+  return { ctx, page };
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** Polls `fn` until it returns true; fails with `what` and the last value otherwise. */
+export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      if (await fn()) return;
+      last = false;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function unique(prefix: string): string {
+  return `${prefix}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** Registers through the UI and waits for the chat screen with a live connection. */
+export async function register(page: Page, username: string, password: string): Promise<string> {
+  await page.goto('/');
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Create an account', exact: true }).click();
+  await waitConnected(page);
+  const id = await page.getByTestId('my-user-id').getAttribute('data-user-id');
+  if (!id) throw new Error('no user id on the page');
+  return id;
+}
+
+export async function waitConnected(page: Page): Promise<void> {
+  await until('the socket to be connected', async () => (await page.getByTestId('connection').textContent())?.includes('Connected') ?? false);
+}
+
+/** Opens a conversation from the list by its title. */
+export async function openConversation(page: Page, title: string): Promise<void> {
+  await page.getByTestId('conversation-list').getByRole('button', { name: new RegExp(escapeRe(title)) }).click();
+  await page.getByRole('heading', { name: title }).waitFor();
+}
+
+export function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export async function send(page: Page, text: string): Promise<void> {
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+export interface ShownMessage {
+  seq: number | null;
+  text: string;
+  pending: string | null;
+  tick: string | null;
+}
+
+/** The conversation's bubbles as shown, top to bottom. */
+export async function shownMessages(page: Page): Promise<ShownMessage[]> {
+  return page.getByTestId('messages').locator('li.bubble').evaluateAll((els) =>
+    els.map((el) => ({
+      seq: el.getAttribute('data-seq') === null ? null : Number(el.getAttribute('data-seq')),
+      text: el.querySelector('.content')?.textContent ?? '',
+      pending: el.getAttribute('data-pending'),
+      tick: el.querySelector('[data-tick]')?.getAttribute('data-tick') ?? null,
+    })),
+  );
+}
+
+/** Every shown message is a stored one, seq_no 1..n in order, none twice. */
+export function assertGapFree(shown: ShownMessage[]): void {
+  const seqs = shown.map((m) => m.seq);
+  const want = shown.map((_, i) => i + 1);
+  if (JSON.stringify(seqs) !== JSON.stringify(want)) {
+    throw new Error(`messages are not seq 1..${shown.length} in order: ${JSON.stringify(seqs)}`);
+  }
+}

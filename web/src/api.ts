@@ -1,0 +1,342 @@
+// The REST side: auth with refresh-token rotation, conversations, history and search.
+//
+// The session (user, access token and its expiry, refresh token) is kept in localStorage so
+// a reload stays logged in. The access token is refreshed before it expires (at 80% of its
+// lifetime) and once more on a 401. Each refresh uses the refresh token once and stores the
+// new pair it gets back (rotation); refreshes are single-flight, and across tabs they run
+// under a Web Lock, each tab first re-reading the stored pair so that two tabs never spend
+// the same refresh token.
+
+import {
+  MAX_PASSWORD,
+  MAX_USERNAME,
+  isObj,
+  parseConversation,
+  parseError,
+  parseMessage,
+  validId,
+  type Conversation,
+  type Message,
+} from './protocol';
+
+export interface Session {
+  user_id: string;
+  username: string;
+  access_token: string;
+  refresh_token: string;
+  /** ms since the epoch */
+  access_expires_at: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const STORAGE_KEY = 'kchat.session';
+const REQUEST_TIMEOUT_MS = 15000;
+const MAX_RESPONSE_CHARS = 8 * 1024 * 1024;
+
+function loadSession(): Session | null {
+  try {
+    const raw = localStorage.getItem(STORAGE_KEY);
+    if (!raw) return null;
+    const v: unknown = JSON.parse(raw);
+    if (!isObj(v)) return null;
+    const { user_id, username, access_token, refresh_token, access_expires_at } = v;
+    if (
+      !validId(user_id) ||
+      typeof username !== 'string' ||
+      typeof access_token !== 'string' ||
+      typeof refresh_token !== 'string' ||
+      typeof access_expires_at !== 'number'
+    ) {
+      return null;
+    }
+    return { user_id, username, access_token, refresh_token, access_expires_at };
+  } catch {
+    return null;
+  }
+}
+
+function saveSession(s: Session | null): void {
+  try {
+    if (s) localStorage.setItem(STORAGE_KEY, JSON.stringify(s));
+    else localStorage.removeItem(STORAGE_KEY);
+  } catch {
+    // storage full or disabled: the session lives for this page only
+  }
+}
+
+export function checkCredentials(username: string, password: string): string | null {
+  const u = username.trim();
+  if (u.length === 0) return 'Enter a username.';
+  if (u.length > MAX_USERNAME) return `A username has at most ${MAX_USERNAME} characters.`;
+  if (password.length === 0) return 'Enter a password.';
+  if (password.length > MAX_PASSWORD) return `A password has at most ${MAX_PASSWORD} characters.`;
+  return null;
+}
+
+export interface MessagePage {
+  messages: Message[];
+  next_cursor: string | null;
+}
+
+export class Api {
+  private session: Session | null = loadSession();
+  private refreshing: Promise<Session | null> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly listeners = new Set<(s: Session | null) => void>();
+
+  constructor(private readonly base = '') {
+    this.scheduleRefresh();
+    window.addEventListener('storage', (e) => {
+      // another tab logged in, refreshed or logged out
+      if (e.key !== STORAGE_KEY) return;
+      const s = loadSession();
+      if (s?.user_id !== this.session?.user_id || s === null) this.setSession(s, false);
+      else this.session = s;
+    });
+  }
+
+  get current(): Session | null {
+    return this.session;
+  }
+
+  onSession(fn: (s: Session | null) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private setSession(s: Session | null, persist = true): void {
+    this.session = s;
+    if (persist) saveSession(s);
+    this.scheduleRefresh();
+    for (const fn of this.listeners) fn(s);
+  }
+
+  private scheduleRefresh(): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    const s = this.session;
+    if (!s) return;
+    const life = s.access_expires_at - Date.now();
+    const delay = Math.max(1000, Math.min(life * 0.8, 2 ** 31 - 1));
+    this.refreshTimer = setTimeout(() => {
+      this.refresh().catch(() => undefined);
+    }, delay);
+  }
+
+  private async raw(method: string, path: string, body?: unknown, token?: string): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (token) headers['Authorization'] = `Bearer ${token}`;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? null : JSON.stringify(body),
+        signal: ctl.signal,
+        credentials: 'omit',
+      });
+    } catch (e) {
+      const aborted = e instanceof DOMException && e.name === 'AbortError';
+      throw new ApiError(0, aborted ? 'timeout' : 'network', aborted ? 'The server did not answer in time.' : 'Cannot reach the server.');
+    } finally {
+      clearTimeout(timer);
+    }
+    const text = await res.text();
+    if (text.length > MAX_RESPONSE_CHARS) throw new ApiError(res.status, 'too_large', 'The answer was too large.');
+    let json: unknown = null;
+    if (text.length > 0) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = null;
+      }
+    }
+    if (!res.ok) {
+      const e = parseError(json);
+      throw new ApiError(res.status, e?.code ?? `http_${res.status}`, e?.message ?? `${res.status} ${res.statusText}`);
+    }
+    return json;
+  }
+
+  /** An authenticated call: a fresh token first if the current one is about to expire, one retry after a 401. */
+  private async call(method: string, path: string, body?: unknown): Promise<unknown> {
+    const token = await this.accessToken();
+    try {
+      return await this.raw(method, path, body, token);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) throw e;
+      const s = await this.refresh();
+      if (!s) throw e;
+      return this.raw(method, path, body, s.access_token);
+    }
+  }
+
+  /** A valid access token, refreshed first when it has less than 30 s left. */
+  async accessToken(): Promise<string> {
+    const s = this.session;
+    if (!s) throw new ApiError(401, 'logged_out', 'You are logged out.');
+    if (s.access_expires_at - Date.now() > 30000) return s.access_token;
+    const n = await this.refresh();
+    if (!n) throw new ApiError(401, 'logged_out', 'Your session has ended; log in again.');
+    return n.access_token;
+  }
+
+  async register(username: string, password: string): Promise<void> {
+    await this.raw('POST', '/auth/register', { username: username.trim(), password });
+  }
+
+  async login(username: string, password: string): Promise<Session> {
+    const v = await this.raw('POST', '/auth/login', { username: username.trim(), password });
+    const s = this.sessionFrom(v, username.trim());
+    this.setSession(s);
+    return s;
+  }
+
+  logout(): void {
+    this.setSession(null);
+  }
+
+  private sessionFrom(v: unknown, username: string, fallback?: Session): Session {
+    if (!isObj(v)) throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+    const access = v['access_token'];
+    const refresh = v['refresh_token'];
+    const expires = v['expires_in'];
+    const user = v['user_id'] ?? fallback?.user_id;
+    if (typeof access !== 'string' || typeof refresh !== 'string' || !validId(user)) {
+      throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+    }
+    const life = typeof expires === 'number' && expires > 0 ? expires : 900;
+    return {
+      user_id: user,
+      username: typeof v['username'] === 'string' ? v['username'] : username,
+      access_token: access,
+      refresh_token: refresh,
+      access_expires_at: Date.now() + life * 1000,
+    };
+  }
+
+  /** Rotates the refresh token; resolves null (and logs out) when the server refuses it. */
+  refresh(): Promise<Session | null> {
+    if (this.refreshing) return this.refreshing;
+    const run = async (): Promise<Session | null> => {
+      const held = this.session;
+      if (!held) return null;
+      // Another tab may have rotated the pair already: use what it stored.
+      const stored = loadSession();
+      if (
+        stored &&
+        stored.user_id === held.user_id &&
+        stored.refresh_token !== held.refresh_token &&
+        stored.access_expires_at - Date.now() > 30000
+      ) {
+        this.setSession(stored, false);
+        return stored;
+      }
+      const current = stored && stored.user_id === held.user_id ? stored : held;
+      try {
+        const v = await this.raw('POST', '/auth/refresh', { refresh_token: current.refresh_token });
+        const s = this.sessionFrom(v, current.username, current);
+        this.setSession(s);
+        return s;
+      } catch (e) {
+        if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 400)) {
+          this.setSession(null);
+          return null;
+        }
+        throw e;
+      }
+    };
+    const locked: Promise<Session | null> =
+      typeof navigator !== 'undefined' && navigator.locks
+        ? navigator.locks.request('kchat.refresh', run).then((inner) => inner)
+        : run();
+    this.refreshing = locked.finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  async conversations(): Promise<Conversation[]> {
+    const v = await this.call('GET', '/conversations');
+    const list = isObj(v) && Array.isArray(v['conversations']) ? (v['conversations'] as unknown[]) : [];
+    return list.map(parseConversation).filter((c): c is Conversation => c !== null);
+  }
+
+  async conversation(id: string): Promise<Conversation> {
+    const v = await this.call('GET', `/conversations/${encodeURIComponent(id)}`);
+    const c = parseConversation(isObj(v) && isObj(v['conversation']) ? v['conversation'] : v);
+    if (!c) throw new ApiError(500, 'bad_response', 'The server sent an unexpected conversation.');
+    return c;
+  }
+
+  async createConversation(title: string, members: string[]): Promise<Conversation> {
+    const v = await this.call('POST', '/conversations', { title, members });
+    const c = parseConversation(isObj(v) && isObj(v['conversation']) ? v['conversation'] : v);
+    if (!c) throw new ApiError(500, 'bad_response', 'The server sent an unexpected conversation.');
+    return c;
+  }
+
+  /**
+   * A user id for a username. The pinned API has no user lookup; this asks for
+   * `GET /users?username=` (`{users:[{user_id, username}]}`) and says so clearly when the
+   * server does not serve it.
+   */
+  async lookupUser(username: string): Promise<string> {
+    let v: unknown;
+    try {
+      v = await this.call('GET', `/users?username=${encodeURIComponent(username)}`);
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 405) && e.code !== 'no_such_user') {
+        throw new ApiError(404, 'no_lookup', `Cannot look up "${username}" by name here; use the user id (your contact finds it under their name, top left).`);
+      }
+      throw e;
+    }
+    const users = isObj(v) && Array.isArray(v['users']) ? (v['users'] as unknown[]) : isObj(v) ? [v] : [];
+    for (const u of users) {
+      if (isObj(u) && validId(u['user_id']) && (u['username'] === undefined || u['username'] === username)) {
+        return u['user_id'];
+      }
+    }
+    throw new ApiError(404, 'no_such_user', `No user named "${username}".`);
+  }
+
+  async messages(convoId: string, q: { limit?: number; before_seq?: number; since_seq?: number }): Promise<MessagePage> {
+    const params = new URLSearchParams();
+    if (q.limit !== undefined) params.set('limit', String(q.limit));
+    if (q.before_seq !== undefined) params.set('before_seq', String(q.before_seq));
+    if (q.since_seq !== undefined) params.set('since_seq', String(q.since_seq));
+    const v = await this.call('GET', `/conversations/${encodeURIComponent(convoId)}/messages?${params}`);
+    const list = isObj(v) && Array.isArray(v['messages']) ? (v['messages'] as unknown[]) : [];
+    const messages = list
+      .map(parseMessage)
+      .filter((m): m is Message => m !== null && m.convo_id === convoId);
+    const cursor = isObj(v) ? v['next_cursor'] : null;
+    return {
+      messages,
+      next_cursor: typeof cursor === 'string' || typeof cursor === 'number' ? String(cursor) : null,
+    };
+  }
+
+  async search(q: string): Promise<Message[]> {
+    const v = await this.call('GET', `/search?q=${encodeURIComponent(q)}`);
+    const list = isObj(v)
+      ? ((Array.isArray(v['results']) ? v['results'] : Array.isArray(v['messages']) ? v['messages'] : []) as unknown[])
+      : [];
+    return list
+      .map((r) => parseMessage(isObj(r) && isObj(r['message']) ? r['message'] : r))
+      .filter((m): m is Message => m !== null);
+  }
+}

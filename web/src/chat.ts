@@ -1,0 +1,709 @@
+// The chat client: the socket, the REST calls and the message store put together. It holds
+// one immutable ChatState, replaced on every change, which React reads with
+// useSyncExternalStore.
+//
+// Delivery rules:
+// - A message is an optimistic bubble until its ack; it is kept in localStorage (the
+//   outbox) until then, and sent again with the same client_msg_id on every reconnect and
+//   after ACK_TIMEOUT_MS without an ack, so a dropped socket or a reload never loses it and
+//   the server's dedupe never makes it twice.
+// - On every (re)connect the client sends `sync {convo_id, since_seq}` for each conversation
+//   it has loaded, since_seq being the top of what it holds without a hole, and reloads the
+//   conversation list, whose last_seq shows what it missed.
+// - Whenever the store shows a gap (a live message past a hole, a last_seq past what is
+//   loaded), the client backfills it from history after a short grace period (a sync may
+//   be filling it already), retrying while the read model catches up.
+
+import { Api, ApiError, type Session } from './api';
+import {
+  MAX_CONTENT_BYTES,
+  looksLikeUserId,
+  utf8Bytes,
+  type Ack,
+  type ClientFrame,
+  type Conversation,
+  type Message,
+  type ServerFrame,
+} from './protocol';
+import { ChatSocket, type SocketState } from './socket';
+import {
+  addPending,
+  applyAck,
+  applyDelivered,
+  applyRead,
+  contiguousTop,
+  emptyLog,
+  emptyReceipts,
+  findGap,
+  markReachedStart,
+  mergeMessages,
+  noteKnownLast,
+  oldestSeq,
+  removePending,
+  updatePending,
+  type ConvoLog,
+  type PendingMessage,
+  type Receipts,
+} from './store';
+
+export const PAGE_SIZE = 50;
+const BACKFILL_PAGE = 200;
+const ACK_TIMEOUT_MS = 10000;
+const TYPING_SEND_EVERY_MS = 3000;
+const TYPING_IDLE_MS = 4000;
+const TYPING_SHOWN_MS = 6000;
+const GAP_GRACE_MS = 400;
+const MAX_OUTBOX = 500;
+const MAX_NOTICES = 5;
+
+export interface Presence {
+  online: boolean;
+  last_seen: number | null;
+}
+
+export interface ConvoView {
+  loadingLatest: boolean;
+  loadingOlder: boolean;
+  error?: string;
+}
+
+export interface Notice {
+  id: number;
+  kind: 'info' | 'error';
+  text: string;
+}
+
+export interface ChatState {
+  readonly me: { user_id: string; username: string };
+  readonly connection: SocketState;
+  readonly connectionDetail: string | undefined;
+  readonly conversations: readonly Conversation[];
+  readonly listLoading: boolean;
+  readonly listError: string | undefined;
+  readonly logs: Readonly<Record<string, ConvoLog>>;
+  readonly receipts: Readonly<Record<string, Receipts>>;
+  readonly views: Readonly<Record<string, ConvoView>>;
+  /** convo id -> user id -> ms until which the user counts as typing */
+  readonly typing: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly presence: Readonly<Record<string, Presence>>;
+  readonly names: Readonly<Record<string, string>>;
+  readonly notices: readonly Notice[];
+  readonly openConvo: string | null;
+}
+
+function byActivity(a: Conversation, b: Conversation): number {
+  return b.last_activity - a.last_activity || b.last_seq - a.last_seq || a.id.localeCompare(b.id);
+}
+
+function newClientMsgId(): string {
+  if (typeof crypto !== 'undefined' && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof ApiError) return e.message;
+  if (e instanceof Error) return e.message;
+  return 'Something went wrong.';
+}
+
+export class ChatClient {
+  private state: ChatState;
+  private readonly listeners = new Set<() => void>();
+  private readonly socket: ChatSocket;
+  private readonly loaded = new Set<string>();
+  private readonly backfilling = new Set<string>();
+  private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly sentAt = new Map<string, number>();
+  private readonly myRead = new Map<string, number>();
+  private readonly typingSentAt = new Map<string, number>();
+  private readonly typingIdle = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly subscribed = new Set<string>();
+  private housekeeping: ReturnType<typeof setInterval> | null = null;
+  private listReload: Promise<void> | null = null;
+  private listReloadAgain = false;
+  private noticeSeq = 0;
+  private stopped = false;
+  private readonly outboxKey: string;
+  private readonly onVisible = () => {
+    if (document.visibilityState === 'visible' && this.state.openConvo) this.markRead(this.state.openConvo);
+  };
+
+  constructor(
+    private readonly api: Api,
+    session: Session,
+  ) {
+    this.outboxKey = `kchat.outbox.${session.user_id}`;
+    this.state = {
+      me: { user_id: session.user_id, username: session.username },
+      connection: 'connecting',
+      connectionDetail: undefined,
+      conversations: [],
+      listLoading: true,
+      listError: undefined,
+      logs: {},
+      receipts: {},
+      views: {},
+      typing: {},
+      presence: {},
+      names: { [session.user_id]: session.username },
+      notices: [],
+      openConvo: null,
+    };
+    this.socket = new ChatSocket((fresh) => this.token(fresh), {
+      state: (s, detail) => this.set({ connection: s, connectionDetail: detail }),
+      open: () => this.onOpen(),
+      frame: (f) => this.onFrame(f),
+    });
+    this.restoreOutbox();
+  }
+
+  // ---- React glue --------------------------------------------------------------------
+
+  subscribe = (fn: () => void): (() => void) => {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  };
+
+  getState = (): ChatState => this.state;
+
+  private set(patch: Partial<ChatState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const fn of this.listeners) fn();
+  }
+
+  private setLog(id: string, log: ConvoLog): void {
+    if (this.state.logs[id] === log) return;
+    this.set({ logs: { ...this.state.logs, [id]: log } });
+  }
+
+  private log(id: string): ConvoLog {
+    return this.state.logs[id] ?? emptyLog;
+  }
+
+  private setView(id: string, patch: Partial<ConvoView>): void {
+    const old = this.state.views[id] ?? { loadingLatest: false, loadingOlder: false };
+    const next: ConvoView = { ...old, ...patch };
+    if (patch.error === undefined && 'error' in patch) delete next.error;
+    this.set({ views: { ...this.state.views, [id]: next } });
+  }
+
+  notify(kind: Notice['kind'], text: string): void {
+    const notices = [...this.state.notices, { id: ++this.noticeSeq, kind, text }].slice(-MAX_NOTICES);
+    this.set({ notices });
+  }
+
+  dismissNotice(id: number): void {
+    this.set({ notices: this.state.notices.filter((n) => n.id !== id) });
+  }
+
+  // ---- life cycle --------------------------------------------------------------------
+
+  start(): void {
+    this.stopped = false;
+    this.socket.start();
+    void this.reloadConversations();
+    document.addEventListener('visibilitychange', this.onVisible);
+    window.addEventListener('focus', this.onVisible);
+    this.housekeeping = setInterval(() => this.tick(), 1000);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket.stop();
+    document.removeEventListener('visibilitychange', this.onVisible);
+    window.removeEventListener('focus', this.onVisible);
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    for (const t of this.gapTimers.values()) clearTimeout(t);
+    for (const t of this.typingIdle.values()) clearTimeout(t);
+    this.gapTimers.clear();
+    this.typingIdle.clear();
+  }
+
+  private async token(fresh: boolean): Promise<string> {
+    if (fresh) {
+      const s = await this.api.refresh();
+      if (!s) throw new Error('logged out');
+      return s.access_token;
+    }
+    return this.api.accessToken();
+  }
+
+  private send(frame: ClientFrame): boolean {
+    return this.socket.send(frame);
+  }
+
+  private onOpen(): void {
+    // resend what was not acked, in the order it was written, with the same client_msg_id
+    for (const [id, log] of Object.entries(this.state.logs)) {
+      for (const p of log.pending) {
+        if (p.state !== 'failed') this.transmit(id, p);
+      }
+      if (this.loaded.has(id)) {
+        this.send({ type: 'sync', convo_id: id, since_seq: contiguousTop(log) });
+      }
+    }
+    this.subscribed.clear();
+    this.subscribePresence();
+    this.myRead.clear(); // read markers sent on the old socket may have been lost: send again
+    if (this.state.openConvo) this.markRead(this.state.openConvo);
+    void this.reloadConversations();
+  }
+
+  /** Once a second: typing indicators that lapsed, sends that were never acked. */
+  private tick(): void {
+    const now = Date.now();
+    let typing = this.state.typing;
+    for (const [cid, users] of Object.entries(typing)) {
+      const live = Object.entries(users).filter(([, until]) => until > now);
+      if (live.length !== Object.keys(users).length) {
+        typing = { ...typing, [cid]: Object.fromEntries(live) };
+      }
+    }
+    if (typing !== this.state.typing) this.set({ typing });
+    if (this.socket.current !== 'open') return;
+    for (const [id, log] of Object.entries(this.state.logs)) {
+      for (const p of log.pending) {
+        const at = this.sentAt.get(p.client_msg_id);
+        if (p.state === 'sending' && at !== undefined && now - at > ACK_TIMEOUT_MS) this.transmit(id, p);
+      }
+    }
+  }
+
+  // ---- conversations -----------------------------------------------------------------
+
+  /** GET /conversations; concurrent calls share one request and one follow-up. */
+  reloadConversations(): Promise<void> {
+    if (this.listReload) {
+      this.listReloadAgain = true;
+      return this.listReload;
+    }
+    const run = async () => {
+      do {
+        this.listReloadAgain = false;
+        try {
+          const list = await this.api.conversations();
+          if (this.stopped) return;
+          this.mergeConversations(list);
+          this.set({ listLoading: false, listError: undefined });
+        } catch (e) {
+          this.set({ listLoading: false, listError: errorText(e) });
+        }
+      } while (this.listReloadAgain && !this.stopped);
+    };
+    this.listReload = run().finally(() => {
+      this.listReload = null;
+    });
+    return this.listReload;
+  }
+
+  private mergeConversations(list: Conversation[]): void {
+    const names = { ...this.state.names };
+    const receipts = { ...this.state.receipts };
+    const old = new Map(this.state.conversations.map((c) => [c.id, c]));
+    const merged = list.map((c) => {
+      for (const m of c.members) {
+        if (m.username) names[m.user_id] = m.username;
+        if (m.read_seq !== undefined && m.user_id !== this.state.me.user_id) {
+          receipts[c.id] = applyRead(receipts[c.id] ?? emptyReceipts, m.user_id, m.read_seq);
+        }
+      }
+      const prev = old.get(c.id);
+      // the list may lag behind the socket: keep what the socket already showed
+      if (prev && prev.last_seq > c.last_seq) {
+        return { ...c, last_seq: prev.last_seq, last_message: prev.last_message, last_activity: prev.last_activity, unread: prev.unread };
+      }
+      if (c.id === this.state.openConvo && document.visibilityState === 'visible') return { ...c, unread: 0 };
+      return c;
+    });
+    merged.sort(byActivity);
+    this.set({ conversations: merged, names, receipts });
+    for (const c of merged) {
+      if (this.loaded.has(c.id)) {
+        this.setLog(c.id, noteKnownLast(this.log(c.id), c.last_seq));
+        this.checkGap(c.id, 0);
+      }
+    }
+    this.subscribePresence();
+    if (this.state.openConvo) this.markRead(this.state.openConvo);
+  }
+
+  private updateConversation(id: string, fn: (c: Conversation) => Conversation): void {
+    const i = this.state.conversations.findIndex((c) => c.id === id);
+    if (i < 0) return;
+    const list = this.state.conversations.slice();
+    list[i] = fn(list[i] as Conversation);
+    list.sort(byActivity);
+    this.set({ conversations: list });
+  }
+
+  private subscribePresence(): void {
+    const ids = new Set<string>();
+    for (const c of this.state.conversations) {
+      for (const m of c.members) {
+        if (m.user_id !== this.state.me.user_id && !this.subscribed.has(m.user_id)) ids.add(m.user_id);
+      }
+    }
+    if (ids.size === 0) return;
+    const user_ids = [...ids].slice(0, 1000);
+    if (this.send({ type: 'presence.subscribe', user_ids })) for (const u of user_ids) this.subscribed.add(u);
+  }
+
+  async createConversation(title: string, entries: string[]): Promise<string> {
+    const members: string[] = [];
+    for (const raw of entries) {
+      const e = raw.trim().replace(/^@/, '');
+      if (!e) continue;
+      const id = looksLikeUserId(e) ? e : await this.api.lookupUser(e);
+      if (id !== this.state.me.user_id && !members.includes(id)) members.push(id);
+    }
+    if (members.length === 0) throw new ApiError(400, 'no_members', 'Add at least one other person.');
+    const c = await this.api.createConversation(title.trim(), members);
+    const conv: Conversation = { ...c, last_activity: c.last_activity || Date.now() };
+    if (!this.state.conversations.some((x) => x.id === conv.id)) {
+      this.set({ conversations: [conv, ...this.state.conversations].sort(byActivity) });
+    }
+    this.subscribePresence();
+    void this.reloadConversations();
+    return conv.id;
+  }
+
+  // ---- one conversation --------------------------------------------------------------
+
+  open(id: string | null): void {
+    if (this.state.openConvo === id) return;
+    this.set({ openConvo: id });
+    if (id === null) return;
+    if (!this.loaded.has(id)) void this.loadLatest(id);
+    else this.markRead(id);
+  }
+
+  private async loadLatest(id: string): Promise<void> {
+    this.setView(id, { loadingLatest: true, error: undefined });
+    try {
+      const conv = this.state.conversations.find((c) => c.id === id);
+      const last = Math.max(conv?.last_seq ?? 0, this.log(id).knownLast);
+      const page =
+        last > 0
+          ? await this.api.messages(id, { before_seq: last + 1, limit: PAGE_SIZE })
+          : await this.api.messages(id, { limit: PAGE_SIZE });
+      let log = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+      log = noteKnownLast(log, last);
+      if (page.messages.length < PAGE_SIZE && (page.messages.length > 0 || last === 0)) {
+        log = markReachedStart(log);
+      }
+      this.loaded.add(id);
+      this.setLog(id, log);
+      this.setView(id, { loadingLatest: false });
+      // live frames may have raced the page: ask the gateway for whatever came after it
+      this.send({ type: 'sync', convo_id: id, since_seq: contiguousTop(log) });
+      this.checkGap(id, 0);
+      this.markRead(id);
+    } catch (e) {
+      this.setView(id, { loadingLatest: false, error: errorText(e) });
+    }
+  }
+
+  async loadOlder(id: string): Promise<void> {
+    const view = this.state.views[id];
+    const log = this.log(id);
+    const before = oldestSeq(log);
+    if (view?.loadingOlder || log.reachedStart || before === null || before <= 1) {
+      if (before !== null && before <= 1) this.setLog(id, markReachedStart(log));
+      return;
+    }
+    this.setView(id, { loadingOlder: true, error: undefined });
+    try {
+      const page = await this.api.messages(id, { before_seq: before, limit: PAGE_SIZE });
+      let next = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+      if (page.messages.length === 0 || page.messages.length < PAGE_SIZE) next = markReachedStart(next);
+      this.setLog(id, next);
+      this.setView(id, { loadingOlder: false });
+    } catch (e) {
+      this.setView(id, { loadingOlder: false, error: errorText(e) });
+    }
+  }
+
+  /** Schedules a backfill of the conversation's gap, if it has one. */
+  private checkGap(id: string, grace = GAP_GRACE_MS): void {
+    if (!this.loaded.has(id) || !findGap(this.log(id)) || this.gapTimers.has(id)) return;
+    this.gapTimers.set(
+      id,
+      setTimeout(() => {
+        this.gapTimers.delete(id);
+        void this.backfill(id);
+      }, grace),
+    );
+  }
+
+  private async backfill(id: string): Promise<void> {
+    if (this.backfilling.has(id) || this.stopped) return;
+    this.backfilling.add(id);
+    let emptyTries = 0;
+    try {
+      for (;;) {
+        const gap = findGap(this.log(id));
+        if (!gap) break;
+        const page = await this.api.messages(id, { since_seq: gap.sinceSeq, limit: BACKFILL_PAGE });
+        const before = contiguousTop(this.log(id));
+        this.setLog(id, mergeMessages(this.log(id), page.messages, this.state.me.user_id));
+        if (contiguousTop(this.log(id)) > before) {
+          emptyTries = 0;
+          continue;
+        }
+        // history does not have it yet (the read model lags the socket): wait and ask again
+        if (++emptyTries > 8) break;
+        await new Promise((r) => setTimeout(r, 250 * emptyTries));
+        if (this.stopped) return;
+      }
+      if (findGap(this.log(id))) this.setView(id, { error: 'Some messages could not be loaded yet.' });
+      else if (this.state.views[id]?.error) this.setView(id, { error: undefined });
+    } catch (e) {
+      this.setView(id, { error: errorText(e) });
+    } finally {
+      this.backfilling.delete(id);
+    }
+    this.markRead(id);
+  }
+
+  /** Marks the open conversation read up to what is shown, if the page is visible. */
+  markRead(id: string): void {
+    if (id !== this.state.openConvo || document.visibilityState !== 'visible') return;
+    const log = this.log(id);
+    const top = contiguousTop(log);
+    if (top > 0 && top > (this.myRead.get(id) ?? 0)) {
+      if (this.send({ type: 'message.read', convo_id: id, seq_no: top })) this.myRead.set(id, top);
+    }
+    const conv = this.state.conversations.find((c) => c.id === id);
+    if (conv && conv.unread !== 0 && top >= conv.last_seq) this.updateConversation(id, (c) => ({ ...c, unread: 0 }));
+  }
+
+  // ---- sending -----------------------------------------------------------------------
+
+  /** Queues a message; null when accepted, or why not. */
+  sendMessage(id: string, text: string): string | null {
+    const content = text.trim();
+    if (content.length === 0) return 'Write something first.';
+    if (utf8Bytes(content) > MAX_CONTENT_BYTES) return `A message has at most ${MAX_CONTENT_BYTES} bytes.`;
+    const outboxSize = Object.values(this.state.logs).reduce((n, l) => n + l.pending.length, 0);
+    if (outboxSize >= MAX_OUTBOX) return 'Too many messages are waiting to be sent.';
+    const p: PendingMessage = {
+      client_msg_id: newClientMsgId(),
+      convo_id: id,
+      content,
+      created_at: Date.now(),
+      state: 'queued',
+      attempts: 0,
+    };
+    this.setLog(id, addPending(this.log(id), p));
+    this.stopTyping(id);
+    this.transmit(id, p);
+    this.saveOutbox();
+    return null;
+  }
+
+  retry(id: string, client_msg_id: string): void {
+    const p = this.log(id).pending.find((x) => x.client_msg_id === client_msg_id);
+    if (p) this.transmit(id, { ...p, state: 'queued' });
+  }
+
+  discard(id: string, client_msg_id: string): void {
+    this.setLog(id, removePending(this.log(id), client_msg_id));
+    this.sentAt.delete(client_msg_id);
+    this.saveOutbox();
+  }
+
+  private transmit(id: string, p: PendingMessage): void {
+    const ok = this.send({ type: 'message.send', convo_id: id, client_msg_id: p.client_msg_id, content: p.content });
+    if (ok) this.sentAt.set(p.client_msg_id, Date.now());
+    this.setLog(
+      id,
+      updatePending(this.log(id), p.client_msg_id, ok ? { state: 'sending', attempts: p.attempts + 1 } : { state: 'queued' }),
+    );
+  }
+
+  private restoreOutbox(): void {
+    let items: unknown;
+    try {
+      items = JSON.parse(localStorage.getItem(this.outboxKey) ?? '[]');
+    } catch {
+      items = [];
+    }
+    if (!Array.isArray(items)) return;
+    const logs: Record<string, ConvoLog> = {};
+    for (const it of items.slice(0, MAX_OUTBOX) as unknown[]) {
+      if (typeof it !== 'object' || it === null) continue;
+      const o = it as Record<string, unknown>;
+      const { client_msg_id, convo_id, content, created_at } = o;
+      if (typeof client_msg_id !== 'string' || typeof convo_id !== 'string' || typeof content !== 'string') continue;
+      const p: PendingMessage = {
+        client_msg_id,
+        convo_id,
+        content,
+        created_at: typeof created_at === 'number' ? created_at : Date.now(),
+        state: 'queued',
+        attempts: 0,
+      };
+      logs[convo_id] = addPending(logs[convo_id] ?? emptyLog, p);
+    }
+    this.state = { ...this.state, logs };
+  }
+
+  private saveOutbox(): void {
+    const items = Object.values(this.state.logs).flatMap((l) =>
+      l.pending
+        .filter((p) => p.state !== 'failed')
+        .map(({ client_msg_id, convo_id, content, created_at }) => ({ client_msg_id, convo_id, content, created_at })),
+    );
+    try {
+      if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
+      else localStorage.removeItem(this.outboxKey);
+    } catch {
+      // storage full: the bubbles stay in memory for this page
+    }
+  }
+
+  // ---- typing ------------------------------------------------------------------------
+
+  /** The composer changed: tell the others, at most every few seconds, and stop when idle. */
+  typing(id: string): void {
+    const now = Date.now();
+    if (now - (this.typingSentAt.get(id) ?? 0) > TYPING_SEND_EVERY_MS) {
+      if (this.send({ type: 'typing.start', convo_id: id })) this.typingSentAt.set(id, now);
+    }
+    const t = this.typingIdle.get(id);
+    if (t) clearTimeout(t);
+    this.typingIdle.set(
+      id,
+      setTimeout(() => this.stopTyping(id), TYPING_IDLE_MS),
+    );
+  }
+
+  stopTyping(id: string): void {
+    const t = this.typingIdle.get(id);
+    if (t) clearTimeout(t);
+    this.typingIdle.delete(id);
+    if (this.typingSentAt.has(id)) {
+      this.typingSentAt.delete(id);
+      this.send({ type: 'typing.stop', convo_id: id });
+    }
+  }
+
+  // ---- search ------------------------------------------------------------------------
+
+  search(q: string): Promise<Message[]> {
+    return this.api.search(q.trim().slice(0, 256));
+  }
+
+  // ---- frames from the gateway -------------------------------------------------------
+
+  private onFrame(f: ServerFrame): void {
+    switch (f.type) {
+      case 'ack':
+        this.onAck(f.ack);
+        break;
+      case 'message.create':
+        this.onMessage(f.message);
+        break;
+      case 'message.delivery': {
+        const r = this.state.receipts[f.convo_id] ?? emptyReceipts;
+        if (f.user_id !== this.state.me.user_id) {
+          this.set({ receipts: { ...this.state.receipts, [f.convo_id]: applyDelivered(r, f.seq_no) } });
+        }
+        break;
+      }
+      case 'message.read': {
+        if (f.user_id === this.state.me.user_id) {
+          // another tab or device of mine read it
+          if (f.seq_no > (this.myRead.get(f.convo_id) ?? 0)) this.myRead.set(f.convo_id, f.seq_no);
+          this.updateConversation(f.convo_id, (c) => ({ ...c, unread: Math.max(0, c.last_seq - f.seq_no) }));
+        } else {
+          const r = this.state.receipts[f.convo_id] ?? emptyReceipts;
+          this.set({ receipts: { ...this.state.receipts, [f.convo_id]: applyRead(r, f.user_id, f.seq_no) } });
+        }
+        break;
+      }
+      case 'typing': {
+        if (f.user_id === this.state.me.user_id) break;
+        const users = { ...(this.state.typing[f.convo_id] ?? {}) };
+        if (f.typing) users[f.user_id] = Date.now() + TYPING_SHOWN_MS;
+        else delete users[f.user_id];
+        this.set({ typing: { ...this.state.typing, [f.convo_id]: users } });
+        break;
+      }
+      case 'presence.update':
+        this.set({
+          presence: { ...this.state.presence, [f.user_id]: { online: f.online, last_seen: f.last_seen } },
+        });
+        break;
+      case 'system.notice':
+        this.notify('info', f.message || f.code);
+        break;
+      case 'error':
+        this.notify('error', f.message || f.code);
+        break;
+    }
+  }
+
+  private findPendingConvo(client_msg_id: string): string | null {
+    for (const [id, log] of Object.entries(this.state.logs)) {
+      if (log.pending.some((p) => p.client_msg_id === client_msg_id)) return id;
+    }
+    return null;
+  }
+
+  private onAck(ack: Ack): void {
+    const id = this.findPendingConvo(ack.client_msg_id);
+    if (!id) return; // a retry's second ack, or another tab's message
+    const p = this.log(id).pending.find((x) => x.client_msg_id === ack.client_msg_id);
+    this.sentAt.delete(ack.client_msg_id);
+    const log = applyAck(this.log(id), ack, this.state.me.user_id);
+    this.setLog(id, log);
+    this.saveOutbox();
+    if (ack.status !== 'error' && ack.seq_no !== undefined && p) {
+      const m = log.messages.find((x) => x.seq_no === ack.seq_no);
+      if (m) this.noteActivity(m);
+      this.myRead.set(id, Math.max(this.myRead.get(id) ?? 0, contiguousTop(log)));
+      this.checkGap(id);
+    }
+  }
+
+  private onMessage(m: Message): void {
+    const me = this.state.me.user_id;
+    if (!this.state.conversations.some((c) => c.id === m.convo_id)) {
+      // a conversation someone just added me to
+      void this.reloadConversations();
+    }
+    if (this.loaded.has(m.convo_id) || this.log(m.convo_id).pending.length > 0) {
+      this.setLog(m.convo_id, mergeMessages(this.log(m.convo_id), [m], me));
+      this.saveOutbox();
+      this.checkGap(m.convo_id);
+    }
+    const typing = this.state.typing[m.convo_id];
+    if (typing && typing[m.sender_id] !== undefined) {
+      const users = { ...typing };
+      delete users[m.sender_id];
+      this.set({ typing: { ...this.state.typing, [m.convo_id]: users } });
+    }
+    this.noteActivity(m);
+    if (m.convo_id === this.state.openConvo) this.markRead(m.convo_id);
+  }
+
+  /** Moves the conversation up the list with its new last message, counting it unread. */
+  private noteActivity(m: Message): void {
+    const me = this.state.me.user_id;
+    this.updateConversation(m.convo_id, (c) => {
+      if (m.seq_no <= c.last_seq && c.last_message && c.last_message.seq_no >= m.seq_no) return c;
+      const isNew = m.seq_no > c.last_seq;
+      const seen = m.convo_id === this.state.openConvo && document.visibilityState === 'visible';
+      return {
+        ...c,
+        last_seq: Math.max(c.last_seq, m.seq_no),
+        last_message: !c.last_message || m.seq_no >= c.last_message.seq_no ? m : c.last_message,
+        last_activity: Math.max(c.last_activity, m.created_at || Date.now()),
+        unread: isNew && m.sender_id !== me && !seen ? c.unread + (m.seq_no - c.last_seq) : c.unread,
+      };
+    });
+  }
+}

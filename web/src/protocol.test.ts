@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_FRAME_BYTES, parseConversation, parseMessage, parseServerFrame, toMillis, validId } from './protocol';
+
+const message = {
+  convo_id: 'c_abc',
+  seq_no: 3,
+  server_msg_id: 'c_abc:3',
+  sender_id: 'u_bob',
+  client_msg_id: 'k1',
+  content: 'hi',
+  created_at: '2026-11-27T10:00:00.000Z',
+};
+
+describe('server frames', () => {
+  it('message.create, flat or with the message nested', () => {
+    const flat = parseServerFrame(JSON.stringify({ type: 'message.create', ...message }));
+    const nested = parseServerFrame(JSON.stringify({ type: 'message.create', message }));
+    const want = { type: 'message.create', message: { ...message, created_at: Date.parse(message.created_at) } };
+    expect(flat).toEqual(want);
+    expect(nested).toEqual(want);
+  });
+
+  it('acks of each status', () => {
+    expect(parseServerFrame('{"type":"ack","client_msg_id":"k1","status":"ok","server_msg_id":"c:1","seq_no":1}')).toEqual({
+      type: 'ack',
+      ack: { client_msg_id: 'k1', status: 'ok', server_msg_id: 'c:1', seq_no: 1 },
+    });
+    expect(
+      parseServerFrame('{"type":"ack","client_msg_id":"k1","status":"error","error":{"code":"not_member","message":"no"}}'),
+    ).toEqual({ type: 'ack', ack: { client_msg_id: 'k1', status: 'error', error: { code: 'not_member', message: 'no' } } });
+    expect(parseServerFrame('{"type":"ack","client_msg_id":"k1","status":"maybe"}')).toBeNull();
+  });
+
+  it('typing in the forms a gateway may use', () => {
+    for (const [state, typing] of [
+      ['start', true],
+      ['typing', true],
+      [true, true],
+      ['stop', false],
+      ['idle', false],
+      [false, false],
+    ] as const) {
+      expect(parseServerFrame(JSON.stringify({ type: 'typing', convo_id: 'c1', user_id: 'u1', state }))).toEqual({
+        type: 'typing',
+        convo_id: 'c1',
+        user_id: 'u1',
+        typing,
+      });
+    }
+    expect(parseServerFrame('{"type":"typing","convo_id":"c1","user_id":"u1","state":"dancing"}')).toBeNull();
+  });
+
+  it('presence, read, delivery, notices and errors', () => {
+    expect(parseServerFrame('{"type":"presence.update","user_id":"u1","status":"offline","last_seen":1700000000}')).toEqual({
+      type: 'presence.update',
+      user_id: 'u1',
+      online: false,
+      last_seen: 1700000000000,
+    });
+    expect(parseServerFrame('{"type":"presence.update","user_id":"u1","status":"away"}')).toBeNull();
+    expect(parseServerFrame('{"type":"message.read","convo_id":"c1","user_id":"u1","seq_no":4}')).toEqual({
+      type: 'message.read',
+      convo_id: 'c1',
+      user_id: 'u1',
+      seq_no: 4,
+    });
+    expect(parseServerFrame('{"type":"message.delivery","convo_id":"c1","seq_no":4,"user_id":"u2"}')).toEqual({
+      type: 'message.delivery',
+      convo_id: 'c1',
+      seq_no: 4,
+      user_id: 'u2',
+    });
+    expect(parseServerFrame('{"type":"error","error":{"code":"bad_frame","message":"what"}}')).toEqual({
+      type: 'error',
+      code: 'bad_frame',
+      message: 'what',
+    });
+    expect(parseServerFrame('{"type":"system.notice","code":"draining","message":"bye"}')).toEqual({
+      type: 'system.notice',
+      code: 'draining',
+      message: 'bye',
+    });
+  });
+
+  it('refuses what is not a frame it knows', () => {
+    for (const bad of [
+      'not json',
+      '[]',
+      'null',
+      '{"type":"who.knows"}',
+      '{"type":"message.create","convo_id":"c","seq_no":0,"sender_id":"u","content":"x"}', // seq 0
+      '{"type":"message.create","convo_id":"c","seq_no":1.5,"sender_id":"u","content":"x"}',
+      '{"type":"message.create","convo_id":"c","seq_no":"1","sender_id":"u","content":"x"}',
+      '{"type":"message.create","convo_id":"has space","seq_no":1,"sender_id":"u","content":"x"}',
+      '{"type":"message.create","convo_id":"c","seq_no":1,"sender_id":"u","content":7}',
+      '{"type":"message.read","convo_id":"c","user_id":"u","seq_no":-1}',
+    ]) {
+      expect(parseServerFrame(bad), bad).toBeNull();
+    }
+    expect(parseServerFrame(JSON.stringify({ type: 'system.notice', message: 'x'.repeat(MAX_FRAME_BYTES) }))).toBeNull();
+  });
+});
+
+describe('REST bodies', () => {
+  it('a conversation with member ids or member objects', () => {
+    const c = parseConversation({
+      id: 'c1',
+      title: 't',
+      members: ['u1', { user_id: 'u2', username: 'bob', read_seq: 2 }, 42],
+      last_seq: 2,
+      unread: 1,
+      last_message: { ...message, convo_id: 'c1', seq_no: 5 },
+    });
+    expect(c?.members).toEqual([{ user_id: 'u1' }, { user_id: 'u2', username: 'bob', read_seq: 2 }]);
+    // last_seq is never behind the last message it comes with
+    expect(c?.last_seq).toBe(5);
+    expect(c?.last_activity).toBe(Date.parse(message.created_at));
+    expect(parseConversation({ title: 'no id' })).toBeNull();
+  });
+
+  it('ids and times', () => {
+    expect(validId('u_' + 'a'.repeat(26))).toBe(true);
+    expect(validId('')).toBe(false);
+    expect(validId('x'.repeat(129))).toBe(false);
+    expect(validId('a b')).toBe(false);
+    expect(toMillis(1700000000)).toBe(1700000000000);
+    expect(toMillis(1700000000123)).toBe(1700000000123);
+    expect(toMillis('1700000000123')).toBe(1700000000123);
+    expect(toMillis('nonsense')).toBeNull();
+    expect(parseMessage({ ...message, created_at: undefined })?.created_at).toBe(0);
+  });
+});

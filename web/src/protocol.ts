@@ -1,0 +1,258 @@
+// The shapes of kchat's REST bodies and WebSocket frames, and the checks that turn the
+// unknown JSON a server sends into them. Every value from the network goes through one of
+// the parse* functions: a field of the wrong type makes the whole value null, never a
+// half-typed object.
+
+export const MAX_CONTENT_BYTES = 16384; // the processor's default --max-content-bytes
+export const MAX_ID_BYTES = 128; // the processor's default --max-id-bytes
+export const MAX_FRAME_BYTES = 256 * 1024; // larger incoming frames are dropped unread
+export const MAX_USERNAME = 64;
+export const MAX_PASSWORD = 1024;
+
+export interface Message {
+  convo_id: string;
+  seq_no: number;
+  server_msg_id: string;
+  sender_id: string;
+  client_msg_id: string;
+  content: string;
+  /** milliseconds since the epoch */
+  created_at: number;
+}
+
+export interface Member {
+  user_id: string;
+  username?: string;
+  read_seq?: number;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  members: Member[];
+  last_seq: number;
+  unread: number;
+  last_message: Message | null;
+  /** ms of the last activity, for ordering; from last_message when the server gives none */
+  last_activity: number;
+}
+
+export interface Ack {
+  client_msg_id: string;
+  status: 'ok' | 'duplicate' | 'error';
+  server_msg_id?: string;
+  seq_no?: number;
+  error?: { code: string; message: string };
+}
+
+export type ServerFrame =
+  | { type: 'ack'; ack: Ack }
+  | { type: 'message.create'; message: Message }
+  | { type: 'message.delivery'; convo_id: string; seq_no: number; user_id?: string }
+  | { type: 'message.read'; convo_id: string; user_id: string; seq_no: number }
+  | { type: 'typing'; convo_id: string; user_id: string; typing: boolean }
+  | { type: 'presence.update'; user_id: string; online: boolean; last_seen: number | null }
+  | { type: 'system.notice'; code: string; message: string }
+  | { type: 'error'; code: string; message: string };
+
+export type ClientFrame =
+  | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string }
+  | { type: 'message.read'; convo_id: string; seq_no: number }
+  | { type: 'typing.start'; convo_id: string }
+  | { type: 'typing.stop'; convo_id: string }
+  | { type: 'presence.subscribe'; user_ids: string[] }
+  | { type: 'sync'; convo_id: string; since_seq: number };
+
+type Obj = Record<string, unknown>;
+
+export function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Obj, k: string): string | null {
+  const v = o[k];
+  return typeof v === 'string' ? v : null;
+}
+
+function seq(o: Obj, k: string): number | null {
+  const v = o[k];
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : null;
+}
+
+export function utf8Bytes(s: string): number {
+  return new TextEncoder().encode(s).length;
+}
+
+/** An id as the server makes them: 1..MAX_ID_BYTES printable ASCII, no spaces. */
+export function validId(s: unknown): s is string {
+  return typeof s === 'string' && s.length >= 1 && s.length <= MAX_ID_BYTES && /^[\x21-\x7e]+$/.test(s);
+}
+
+/** A user id as kchat-api makes them: `u_` and 26 characters of lowercase base32. */
+export function looksLikeUserId(s: string): boolean {
+  return /^u_[a-z2-7]{26}$/.test(s);
+}
+
+/** Milliseconds since the epoch from an ISO string, or from seconds or milliseconds. */
+export function toMillis(v: unknown): number | null {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v < 1e11 ? v * 1000 : v;
+  if (typeof v === 'string') {
+    const t = Date.parse(v);
+    if (!Number.isNaN(t)) return t;
+    if (/^\d+$/.test(v)) return toMillis(Number(v));
+  }
+  return null;
+}
+
+export function parseMessage(v: unknown): Message | null {
+  if (!isObj(v)) return null;
+  const convo_id = str(v, 'convo_id');
+  const seq_no = seq(v, 'seq_no');
+  const sender_id = str(v, 'sender_id');
+  const content = str(v, 'content');
+  if (!validId(convo_id) || seq_no === null || seq_no < 1 || !validId(sender_id) || content === null) {
+    return null;
+  }
+  return {
+    convo_id,
+    seq_no,
+    server_msg_id: str(v, 'server_msg_id') ?? `${convo_id}:${seq_no}`,
+    sender_id,
+    client_msg_id: str(v, 'client_msg_id') ?? '',
+    content,
+    created_at: toMillis(v['created_at']) ?? 0,
+  };
+}
+
+function parseMember(v: unknown): Member | null {
+  if (validId(v)) return { user_id: v };
+  if (!isObj(v)) return null;
+  const user_id = str(v, 'user_id') ?? str(v, 'id');
+  if (!validId(user_id)) return null;
+  const m: Member = { user_id };
+  const username = str(v, 'username');
+  if (username !== null) m.username = username;
+  const read = seq(v, 'read_seq');
+  if (read !== null) m.read_seq = read;
+  return m;
+}
+
+export function parseConversation(v: unknown): Conversation | null {
+  if (!isObj(v)) return null;
+  const id = str(v, 'id') ?? str(v, 'convo_id');
+  if (!validId(id)) return null;
+  const rawMembers = Array.isArray(v['members']) ? (v['members'] as unknown[]) : [];
+  const members = rawMembers.map(parseMember).filter((m): m is Member => m !== null);
+  const last_message = parseMessage(v['last_message']);
+  const last_seq = Math.max(seq(v, 'last_seq') ?? 0, last_message?.seq_no ?? 0);
+  const activity =
+    toMillis(v['last_activity']) ?? last_message?.created_at ?? toMillis(v['created_at']) ?? 0;
+  return {
+    id,
+    title: str(v, 'title') ?? '',
+    members,
+    last_seq,
+    unread: seq(v, 'unread') ?? 0,
+    last_message,
+    last_activity: activity,
+  };
+}
+
+export function parseAck(v: Obj): Ack | null {
+  const client_msg_id = str(v, 'client_msg_id');
+  const status = str(v, 'status');
+  if (!validId(client_msg_id)) return null;
+  if (status !== 'ok' && status !== 'duplicate' && status !== 'error') return null;
+  const ack: Ack = { client_msg_id, status };
+  const sid = str(v, 'server_msg_id');
+  if (sid !== null) ack.server_msg_id = sid;
+  const s = seq(v, 'seq_no');
+  if (s !== null && s >= 1) ack.seq_no = s;
+  const e = parseError(v);
+  if (e !== null) ack.error = e;
+  return ack;
+}
+
+/** `{error: {code, message}}`, the error shape of both REST and the socket. */
+export function parseError(v: unknown): { code: string; message: string } | null {
+  if (!isObj(v) || !isObj(v['error'])) return null;
+  const e = v['error'];
+  return { code: str(e, 'code') ?? 'error', message: str(e, 'message') ?? 'unknown error' };
+}
+
+/** A typing frame's `state`: the gateway may say start/stop, typing/idle or true/false. */
+function typingState(v: unknown): boolean | null {
+  if (typeof v === 'boolean') return v;
+  if (typeof v !== 'string') return null;
+  if (['start', 'started', 'typing', 'active', 'on'].includes(v)) return true;
+  if (['stop', 'stopped', 'idle', 'paused', 'inactive', 'off'].includes(v)) return false;
+  return null;
+}
+
+/** One text frame from the gateway; null for a frame this client does not understand. */
+export function parseServerFrame(text: string): ServerFrame | null {
+  if (text.length > MAX_FRAME_BYTES) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObj(v)) return null;
+  switch (v['type']) {
+    case 'ack': {
+      const ack = parseAck(v);
+      return ack ? { type: 'ack', ack } : null;
+    }
+    case 'message.create': {
+      const message = parseMessage(isObj(v['message']) ? v['message'] : v);
+      return message ? { type: 'message.create', message } : null;
+    }
+    case 'message.delivery': {
+      const convo_id = str(v, 'convo_id');
+      const s = seq(v, 'seq_no');
+      if (!validId(convo_id) || s === null) return null;
+      const user_id = str(v, 'user_id');
+      return user_id !== null
+        ? { type: 'message.delivery', convo_id, seq_no: s, user_id }
+        : { type: 'message.delivery', convo_id, seq_no: s };
+    }
+    case 'message.read': {
+      const convo_id = str(v, 'convo_id');
+      const user_id = str(v, 'user_id');
+      const s = seq(v, 'seq_no');
+      if (!validId(convo_id) || !validId(user_id) || s === null) return null;
+      return { type: 'message.read', convo_id, user_id, seq_no: s };
+    }
+    case 'typing': {
+      const convo_id = str(v, 'convo_id');
+      const user_id = str(v, 'user_id');
+      const typing = typingState(v['state'] ?? v['typing']);
+      if (!validId(convo_id) || !validId(user_id) || typing === null) return null;
+      return { type: 'typing', convo_id, user_id, typing };
+    }
+    case 'presence.update': {
+      const user_id = str(v, 'user_id');
+      const status = str(v, 'status');
+      if (!validId(user_id) || (status !== 'online' && status !== 'offline')) return null;
+      return {
+        type: 'presence.update',
+        user_id,
+        online: status === 'online',
+        last_seen: toMillis(v['last_seen']),
+      };
+    }
+    case 'system.notice':
+      return {
+        type: 'system.notice',
+        code: str(v, 'code') ?? 'notice',
+        message: str(v, 'message') ?? '',
+      };
+    case 'error': {
+      const e = parseError(v) ?? { code: str(v, 'code') ?? 'error', message: str(v, 'message') ?? '' };
+      return { type: 'error', ...e };
+    }
+    default:
+      return null;
+  }
+}

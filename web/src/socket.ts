@@ -1,0 +1,174 @@
+// The WebSocket to a gateway: `/ws?access_token=…` on the page's own origin, reconnected
+// with capped, jittered backoff, closed at once when the browser says it is offline and
+// opened again when it is back. It knows nothing of chat state: the chat client reacts to
+// `open` (resend, sync) and to frames.
+
+import { MAX_FRAME_BYTES, parseServerFrame, type ClientFrame, type ServerFrame } from './protocol';
+
+export type SocketState = 'connecting' | 'open' | 'offline' | 'closed';
+
+export interface SocketEvents {
+  state(s: SocketState, detail?: string): void;
+  open(): void;
+  frame(f: ServerFrame): void;
+}
+
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+const CONNECT_TIMEOUT_MS = 10000;
+
+export function wsUrl(token: string, loc: Location = window.location): string {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/ws?access_token=${encodeURIComponent(token)}`;
+}
+
+export class ChatSocket {
+  private ws: WebSocket | null = null;
+  private state: SocketState = 'closed';
+  private attempt = 0;
+  private failedOpens = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  private running = false;
+  private readonly onOnline = () => this.reconnectNow();
+  private readonly onOffline = () => this.drop('offline');
+
+  constructor(
+    /** an access token; `fresh` after handshakes keep failing (a refused token) */
+    private readonly token: (fresh: boolean) => Promise<string>,
+    private readonly on: SocketEvents,
+  ) {}
+
+  get current(): SocketState {
+    return this.state;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    window.addEventListener('online', this.onOnline);
+    window.addEventListener('offline', this.onOffline);
+    if (navigator.onLine === false) this.setState('offline');
+    else void this.connect();
+  }
+
+  stop(): void {
+    this.running = false;
+    window.removeEventListener('online', this.onOnline);
+    window.removeEventListener('offline', this.onOffline);
+    this.clearTimers();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, 'bye');
+    this.setState('closed');
+  }
+
+  /** Sends a frame if the socket is open; false otherwise (the caller keeps it for later). */
+  send(frame: ClientFrame): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'open') return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Closes the current socket as if the connection had dropped (the browser went offline). */
+  private drop(why: 'offline' | 'error'): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.clearTimers();
+    if (ws) ws.close(1000, why);
+    if (why === 'offline') this.setState('offline');
+    else this.scheduleRetry();
+  }
+
+  private reconnectNow(): void {
+    if (!this.running) return;
+    this.attempt = 0;
+    if (this.ws) return;
+    this.clearTimers();
+    void this.connect();
+  }
+
+  private setState(s: SocketState, detail?: string): void {
+    this.state = s;
+    this.on.state(s, detail);
+  }
+
+  private clearTimers(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.retryTimer = null;
+    this.connectTimer = null;
+  }
+
+  private scheduleRetry(detail?: string): void {
+    if (!this.running) return;
+    if (navigator.onLine === false) {
+      this.setState('offline');
+      return;
+    }
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.attempt = Math.min(this.attempt + 1, 10);
+    this.setState('connecting', detail);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.connect();
+    }, delay);
+  }
+
+  private async connect(): Promise<void> {
+    if (!this.running || this.ws) return;
+    this.setState('connecting');
+    let token: string;
+    try {
+      token = await this.token(this.failedOpens >= 2);
+      if (this.failedOpens >= 2) this.failedOpens = 0;
+    } catch (e) {
+      // logged out: the app goes back to the login screen; anything else: try again later
+      if (e instanceof Error && /logged out|session has ended/i.test(e.message)) {
+        this.stop();
+        return;
+      }
+      this.scheduleRetry('Cannot reach the server.');
+      return;
+    }
+    if (!this.running || this.ws) return;
+    const ws = new WebSocket(wsUrl(token));
+    this.ws = ws;
+    this.connectTimer = setTimeout(() => {
+      if (this.ws === ws && ws.readyState !== WebSocket.OPEN) this.drop('error');
+    }, CONNECT_TIMEOUT_MS);
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      if (this.connectTimer) clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+      this.attempt = 0;
+      this.failedOpens = 0;
+      this.setState('open');
+      this.on.open();
+    };
+    ws.onmessage = (ev: MessageEvent<unknown>) => {
+      if (this.ws !== ws || typeof ev.data !== 'string' || ev.data.length > MAX_FRAME_BYTES) return;
+      const f = parseServerFrame(ev.data);
+      if (f) this.on.frame(f);
+    };
+    let opened = false;
+    ws.addEventListener('open', () => {
+      opened = true;
+    });
+    ws.onclose = (ev: CloseEvent) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (!opened) this.failedOpens++;
+      if (this.connectTimer) clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+      // 1008 (policy) at the handshake usually means an expired or refused token: the next
+      // attempt fetches a fresh one through Api.accessToken().
+      this.scheduleRetry(ev.reason || undefined);
+    };
+    ws.onerror = () => {
+      // onclose follows and schedules the retry
+    };
+  }
+}

@@ -1,0 +1,247 @@
+import { describe, expect, it } from 'vitest';
+import type { Message } from './protocol';
+import {
+  addPending,
+  applyAck,
+  applyDelivered,
+  applyRead,
+  contiguousTop,
+  emptyLog,
+  emptyReceipts,
+  findGap,
+  markReachedStart,
+  mergeMessages,
+  missingSeqs,
+  noteKnownLast,
+  oldestSeq,
+  tickFor,
+  updatePending,
+  type ConvoLog,
+  type PendingMessage,
+} from './store';
+
+const ME = 'u_me';
+const BOB = 'u_bob';
+const C = 'c_one';
+
+function msg(seq: number, sender = BOB, client = `k${seq}`, content = `text ${seq}`): Message {
+  return {
+    convo_id: C,
+    seq_no: seq,
+    server_msg_id: `${C}:${seq}`,
+    sender_id: sender,
+    client_msg_id: client,
+    content,
+    created_at: 1_700_000_000_000 + seq,
+  };
+}
+
+function pending(client: string, content = `mine ${client}`): PendingMessage {
+  return { client_msg_id: client, convo_id: C, content, created_at: 1, state: 'sending', attempts: 1 };
+}
+
+const seqs = (log: ConvoLog) => log.messages.map((m) => m.seq_no);
+
+describe('ordering by seq_no', () => {
+  it('keeps messages sorted whatever order they arrive in', () => {
+    let log = emptyLog;
+    for (const s of [5, 2, 9, 1, 7, 3]) log = mergeMessages(log, [msg(s)], ME);
+    expect(seqs(log)).toEqual([1, 2, 3, 5, 7, 9]);
+    log = mergeMessages(log, [msg(8), msg(4), msg(6)], ME);
+    expect(seqs(log)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('an older history page goes before the loaded messages', () => {
+    let log = mergeMessages(emptyLog, [msg(51), msg(52), msg(53)], ME);
+    expect(oldestSeq(log)).toBe(51);
+    expect(log.reachedStart).toBe(false);
+    const page = Array.from({ length: 50 }, (_, i) => msg(i + 1));
+    log = mergeMessages(log, page, ME);
+    expect(seqs(log)).toEqual(Array.from({ length: 53 }, (_, i) => i + 1));
+    expect(log.reachedStart).toBe(true);
+    expect(oldestSeq(log)).toBe(1);
+  });
+
+  it('reachedStart can come from history with no older page', () => {
+    const log = markReachedStart(mergeMessages(emptyLog, [msg(3)], ME));
+    expect(log.reachedStart).toBe(true);
+  });
+});
+
+describe('dedupe', () => {
+  it('a message seen live and again in history is kept once', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2), msg(3)], ME); // live
+    const before = log;
+    log = mergeMessages(log, [msg(2), msg(3)], ME); // the same, from a history page
+    expect(log).toBe(before); // unchanged: the same value, so React does not even re-render
+    log = mergeMessages(log, [msg(1), msg(2), msg(3), msg(4)], ME); // a sync overlapping
+    expect(seqs(log)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('an edited copy of a seq_no replaces the old one', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2)], ME);
+    log = mergeMessages(log, [msg(2, BOB, 'k2', 'edited')], ME);
+    expect(log.messages.map((m) => m.content)).toEqual(['text 1', 'edited']);
+  });
+
+  it('a retried send acked twice (ok, then duplicate for the retry) makes one message', () => {
+    let log = addPending(emptyLog, pending('m1', 'hello'));
+    log = applyAck(log, { client_msg_id: 'm1', status: 'ok', seq_no: 1, server_msg_id: `${C}:1` }, ME);
+    log = applyAck(
+      log,
+      { client_msg_id: 'm1', status: 'duplicate', seq_no: 1, server_msg_id: `${C}:1` },
+      ME,
+    );
+    expect(seqs(log)).toEqual([1]);
+    expect(log.pending).toEqual([]);
+    expect(log.messages[0]?.content).toBe('hello');
+  });
+
+  it('when the first ack was lost with the socket, the duplicate ack of the retry places the bubble', () => {
+    let log = addPending(emptyLog, pending('m1', 'hello'));
+    log = updatePending(log, 'm1', { state: 'queued' }); // the socket dropped
+    log = updatePending(log, 'm1', { state: 'sending', attempts: 2 }); // resent, same client_msg_id
+    log = applyAck(
+      log,
+      { client_msg_id: 'm1', status: 'duplicate', seq_no: 4, server_msg_id: `${C}:4` },
+      ME,
+    );
+    expect(seqs(log)).toEqual([4]);
+    expect(log.pending).toEqual([]);
+    // and its message.create, seen live or in history, is the same seq_no: still one message
+    log = mergeMessages(log, [msg(4, ME, 'm1', 'hello')], ME);
+    expect(seqs(log)).toEqual([4]);
+  });
+
+  it('adding the same pending client_msg_id twice keeps one bubble', () => {
+    let log = addPending(emptyLog, pending('m1'));
+    log = addPending(log, pending('m1'));
+    expect(log.pending).toHaveLength(1);
+  });
+
+  it('my message arriving as message.create settles its bubble even before the ack', () => {
+    let log = addPending(emptyLog, pending('m7', 'hi'));
+    log = mergeMessages(log, [msg(1, ME, 'm7', 'hi')], ME);
+    expect(log.pending).toEqual([]);
+    expect(seqs(log)).toEqual([1]);
+    // the ack comes after: nothing changes but knownLast (already 1)
+    const after = applyAck(log, { client_msg_id: 'm7', status: 'ok', seq_no: 1 }, ME);
+    expect(after).toBe(log);
+  });
+
+  it('another user with the same client_msg_id does not settle my bubble', () => {
+    let log = addPending(emptyLog, pending('same'));
+    log = mergeMessages(log, [msg(1, BOB, 'same')], ME);
+    expect(log.pending).toHaveLength(1);
+  });
+});
+
+describe('optimistic bubble -> ack', () => {
+  it('becomes the message at the acked seq_no', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2)], ME);
+    log = addPending(log, pending('a', 'first'));
+    log = addPending(log, pending('b', 'second'));
+    expect(log.pending.map((p) => p.client_msg_id)).toEqual(['a', 'b']);
+    log = applyAck(log, { client_msg_id: 'a', status: 'ok', seq_no: 3, server_msg_id: `${C}:3` }, ME);
+    expect(seqs(log)).toEqual([1, 2, 3]);
+    expect(log.messages[2]).toMatchObject({ sender_id: ME, client_msg_id: 'a', content: 'first' });
+    expect(log.pending.map((p) => p.client_msg_id)).toEqual(['b']);
+    expect(log.knownLast).toBe(3);
+  });
+
+  it('an ack after the message.create only removes the bubble', () => {
+    let log = addPending(emptyLog, pending('a', 'x'));
+    log = mergeMessages(log, [msg(1), msg(2, BOB)], ME);
+    log = applyAck(log, { client_msg_id: 'a', status: 'ok', seq_no: 3 }, ME);
+    log = mergeMessages(log, [msg(3, ME, 'a', 'x')], ME);
+    expect(seqs(log)).toEqual([1, 2, 3]);
+    expect(log.pending).toEqual([]);
+  });
+
+  it('an error ack marks the bubble failed with the reason, and a retry clears it', () => {
+    let log = addPending(emptyLog, pending('a'));
+    log = applyAck(
+      log,
+      { client_msg_id: 'a', status: 'error', error: { code: 'not_member', message: 'not a member' } },
+      ME,
+    );
+    expect(log.pending[0]).toMatchObject({ state: 'failed', error: 'not a member' });
+    log = updatePending(log, 'a', { state: 'sending', attempts: 2 });
+    expect(log.pending[0]?.state).toBe('sending');
+    expect(log.pending[0]?.error).toBeUndefined();
+  });
+
+  it('an ack for a bubble of another tab only raises knownLast', () => {
+    const log = applyAck(mergeMessages(emptyLog, [msg(1)], ME), { client_msg_id: 'zz', status: 'ok', seq_no: 2 }, ME);
+    expect(seqs(log)).toEqual([1]);
+    expect(findGap(log)).toEqual({ sinceSeq: 1, upTo: 2 });
+  });
+});
+
+describe('gap detection and backfill', () => {
+  it('no gap while messages are contiguous', () => {
+    const log = mergeMessages(emptyLog, [msg(4), msg(5), msg(6)], ME);
+    expect(contiguousTop(log)).toBe(6);
+    expect(findGap(log)).toBeNull();
+  });
+
+  it('a live message past a hole is a gap from the contiguous top', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2), msg(3)], ME);
+    log = mergeMessages(log, [msg(6)], ME);
+    expect(contiguousTop(log)).toBe(3);
+    expect(missingSeqs(log)).toEqual([4, 5]);
+    expect(findGap(log)).toEqual({ sinceSeq: 3, upTo: 6 });
+    // the backfill (GET ...?since_seq=3) returns 4..6, 6 again included
+    log = mergeMessages(log, [msg(4), msg(5), msg(6)], ME);
+    expect(findGap(log)).toBeNull();
+    expect(seqs(log)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('a last_seq from the conversation list reveals messages missed while away', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2)], ME);
+    log = noteKnownLast(log, 5);
+    expect(findGap(log)).toEqual({ sinceSeq: 2, upTo: 5 });
+    expect(noteKnownLast(log, 4)).toBe(log);
+  });
+
+  it('several holes: the first one bounds what is contiguous', () => {
+    const log = mergeMessages(emptyLog, [1, 2, 4, 5, 7, 8].map((s) => msg(s)), ME);
+    expect(contiguousTop(log)).toBe(2);
+    expect(missingSeqs(log)).toEqual([3, 6]);
+    expect(findGap(log)).toEqual({ sinceSeq: 2, upTo: 8 });
+  });
+
+  it('nothing loaded is not a gap (the client loads the latest page instead)', () => {
+    expect(findGap(noteKnownLast(emptyLog, 10))).toBeNull();
+    expect(contiguousTop(emptyLog)).toBe(0);
+  });
+
+  it('a pending bubble is not a hole', () => {
+    let log = mergeMessages(emptyLog, [msg(1)], ME);
+    log = addPending(log, pending('p'));
+    expect(findGap(log)).toBeNull();
+  });
+});
+
+describe('ticks', () => {
+  it('sent, then delivered, then read by another member', () => {
+    let r = emptyReceipts;
+    expect(tickFor(3, r, ME)).toBe('sent');
+    r = applyDelivered(r, 3);
+    expect(tickFor(3, r, ME)).toBe('delivered');
+    expect(tickFor(4, r, ME)).toBe('sent');
+    r = applyRead(r, BOB, 3);
+    expect(tickFor(2, r, ME)).toBe('read');
+    expect(tickFor(3, r, ME)).toBe('read');
+    expect(tickFor(4, r, ME)).toBe('sent');
+  });
+
+  it('my own read marker is not a read tick, and markers never move back', () => {
+    let r = applyRead(emptyReceipts, ME, 9);
+    expect(tickFor(5, r, ME)).toBe('sent');
+    r = applyRead(r, BOB, 6);
+    const same = applyRead(r, BOB, 4);
+    expect(same).toBe(r);
+    expect(applyDelivered(applyDelivered(emptyReceipts, 5), 2).delivered).toBe(5);
+  });
+});

@@ -1,0 +1,250 @@
+// The client's message store for one conversation: pure functions over immutable values,
+// so that React can compare snapshots and the rules can be tested without a browser.
+//
+// What it keeps true:
+// - `messages` is sorted by seq_no and holds each seq_no once, whichever way a message came
+//   (live message.create, the sender's ack, a sync, a history page, a backfill);
+// - a message sent from here is an optimistic bubble in `pending` until its ack (or its
+//   message.create) arrives, and then it is a message at its seq_no, never both;
+// - `knownLast` is the highest seq_no the client knows exists (from any message, ack, or the
+//   conversation list's last_seq); a seq_no between the loaded ones and knownLast that is not
+//   loaded is a gap, which the client backfills from history.
+
+import type { Ack, Message } from './protocol';
+
+export type PendingState = 'queued' | 'sending' | 'failed';
+
+export interface PendingMessage {
+  client_msg_id: string;
+  convo_id: string;
+  content: string;
+  created_at: number;
+  state: PendingState;
+  attempts: number;
+  error?: string;
+}
+
+export interface ConvoLog {
+  /** ascending seq_no, unique */
+  readonly messages: readonly Message[];
+  /** optimistic bubbles, in the order they were written */
+  readonly pending: readonly PendingMessage[];
+  /** highest seq_no known to exist */
+  readonly knownLast: number;
+  /** true when seq_no 1 is loaded or history said there is nothing older */
+  readonly reachedStart: boolean;
+}
+
+export const emptyLog: ConvoLog = { messages: [], pending: [], knownLast: 0, reachedStart: false };
+
+function indexOfSeq(messages: readonly Message[], seq: number): number {
+  // binary search; returns the index of seq, or -(insertion point) - 1
+  let lo = 0;
+  let hi = messages.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const s = (messages[mid] as Message).seq_no;
+    if (s === seq) return mid;
+    if (s < seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -lo - 1;
+}
+
+export function hasSeq(log: ConvoLog, seq: number): boolean {
+  return indexOfSeq(log.messages, seq) >= 0;
+}
+
+/**
+ * Merges messages from any source. A seq_no already present is kept as it is unless the
+ * new copy differs (an edit), in which case the new copy replaces it. A message that
+ * `me` sent removes the optimistic bubble with its client_msg_id.
+ */
+export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: string): ConvoLog {
+  if (incoming.length === 0) return log;
+  let messages = log.messages.slice();
+  let changed = false;
+  let knownLast = log.knownLast;
+  let reachedStart = log.reachedStart;
+  const settled = new Set<string>();
+  for (const m of incoming) {
+    if (m.sender_id === me && m.client_msg_id !== '') settled.add(m.client_msg_id);
+    if (m.seq_no > knownLast) knownLast = m.seq_no;
+    if (m.seq_no === 1) reachedStart = true;
+    const i = indexOfSeq(messages, m.seq_no);
+    if (i >= 0) {
+      const old = messages[i] as Message;
+      if (old.content !== m.content || old.server_msg_id !== m.server_msg_id) {
+        messages[i] = { ...m, created_at: m.created_at || old.created_at };
+        changed = true;
+      }
+    } else {
+      messages.splice(-i - 1, 0, m);
+      changed = true;
+    }
+  }
+  const pending = settled.size
+    ? log.pending.filter((p) => !settled.has(p.client_msg_id))
+    : log.pending;
+  if (!changed) messages = log.messages as Message[];
+  if (
+    !changed &&
+    pending.length === log.pending.length &&
+    knownLast === log.knownLast &&
+    reachedStart === log.reachedStart
+  ) {
+    return log;
+  }
+  return { messages, pending, knownLast, reachedStart };
+}
+
+/** The server says seq_no `seq` exists (conversation list, delivery, read marker). */
+export function noteKnownLast(log: ConvoLog, seq: number): ConvoLog {
+  return seq > log.knownLast ? { ...log, knownLast: seq } : log;
+}
+
+/** History said there is nothing before the oldest loaded message. */
+export function markReachedStart(log: ConvoLog): ConvoLog {
+  return log.reachedStart ? log : { ...log, reachedStart: true };
+}
+
+/** The lowest loaded seq_no (the cursor for the page before it), or null. */
+export function oldestSeq(log: ConvoLog): number | null {
+  return log.messages[0]?.seq_no ?? null;
+}
+
+/**
+ * The highest seq_no s such that every seq_no from the oldest loaded one up to s is loaded:
+ * what the client has without a hole, and so the `since_seq` of a sync. 0 when nothing is
+ * loaded.
+ */
+export function contiguousTop(log: ConvoLog): number {
+  const ms = log.messages;
+  if (ms.length === 0) return 0;
+  const first = (ms[0] as Message).seq_no;
+  // messages are unique and sorted, so ms[i].seq_no === first + i up to the first hole
+  const last = (ms[ms.length - 1] as Message).seq_no;
+  if (last - first === ms.length - 1) return last;
+  let lo = 0;
+  let hi = ms.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((ms[mid] as Message).seq_no === first + mid) lo = mid;
+    else hi = mid - 1;
+  }
+  return (ms[lo] as Message).seq_no;
+}
+
+/** The seq_nos missing after the contiguous part, as a range to backfill, or null. */
+export function findGap(log: ConvoLog): { sinceSeq: number; upTo: number } | null {
+  if (log.messages.length === 0) return null; // nothing loaded: the client loads a page instead
+  const top = contiguousTop(log);
+  return log.knownLast > top ? { sinceSeq: top, upTo: log.knownLast } : null;
+}
+
+/** Every missing seq_no between the oldest loaded and knownLast (for display and tests). */
+export function missingSeqs(log: ConvoLog): number[] {
+  const first = oldestSeq(log);
+  if (first === null) return [];
+  const out: number[] = [];
+  let i = 0;
+  for (let s = first; s <= log.knownLast; s++) {
+    const m = log.messages[i];
+    if (m !== undefined && m.seq_no === s) i++;
+    else out.push(s);
+  }
+  return out;
+}
+
+export function addPending(log: ConvoLog, p: PendingMessage): ConvoLog {
+  if (log.pending.some((q) => q.client_msg_id === p.client_msg_id)) return log;
+  return { ...log, pending: [...log.pending, p] };
+}
+
+export function updatePending(
+  log: ConvoLog,
+  client_msg_id: string,
+  change: Partial<Pick<PendingMessage, 'state' | 'attempts' | 'error'>>,
+): ConvoLog {
+  let hit = false;
+  const pending = log.pending.map((p) => {
+    if (p.client_msg_id !== client_msg_id) return p;
+    hit = true;
+    const next: PendingMessage = { ...p, ...change };
+    if (change.state !== undefined && change.state !== 'failed') delete next.error;
+    return next;
+  });
+  return hit ? { ...log, pending } : log;
+}
+
+export function removePending(log: ConvoLog, client_msg_id: string): ConvoLog {
+  const pending = log.pending.filter((p) => p.client_msg_id !== client_msg_id);
+  return pending.length === log.pending.length ? log : { ...log, pending };
+}
+
+export function findPending(log: ConvoLog, client_msg_id: string): PendingMessage | undefined {
+  return log.pending.find((p) => p.client_msg_id === client_msg_id);
+}
+
+/**
+ * Applies an ack to the bubble it answers. `ok` and `duplicate` (a retry the server had
+ * already accepted: same seq_no, same server_msg_id) turn the bubble into the message at its
+ * seq_no; if that seq_no is already loaded (the message.create came first), the bubble just
+ * goes. `error` marks the bubble failed with the server's reason. An ack for no bubble here
+ * (another tab of the same user) changes nothing but knownLast.
+ */
+export function applyAck(log: ConvoLog, ack: Ack, me: string): ConvoLog {
+  const p = findPending(log, ack.client_msg_id);
+  if (ack.status === 'error') {
+    if (!p) return log;
+    return updatePending(log, ack.client_msg_id, {
+      state: 'failed',
+      error: ack.error?.message || ack.error?.code || 'refused',
+    });
+  }
+  if (ack.seq_no === undefined) {
+    // An ok without a seq_no cannot be placed; the message.create or a sync will place it.
+    return log;
+  }
+  if (!p) return noteKnownLast(log, ack.seq_no);
+  const message: Message = {
+    convo_id: p.convo_id,
+    seq_no: ack.seq_no,
+    server_msg_id: ack.server_msg_id ?? `${p.convo_id}:${ack.seq_no}`,
+    sender_id: me,
+    client_msg_id: p.client_msg_id,
+    content: p.content,
+    created_at: p.created_at,
+  };
+  if (hasSeq(log, ack.seq_no)) return removePending(noteKnownLast(log, ack.seq_no), p.client_msg_id);
+  return mergeMessages(log, [message], me);
+}
+
+export type Tick = 'sending' | 'failed' | 'sent' | 'delivered' | 'read';
+
+export interface Receipts {
+  /** user id -> highest seq_no that user has read */
+  readonly readBy: Readonly<Record<string, number>>;
+  /** highest seq_no delivered to at least one other member */
+  readonly delivered: number;
+}
+
+export const emptyReceipts: Receipts = { readBy: {}, delivered: 0 };
+
+export function applyRead(r: Receipts, user_id: string, seq: number): Receipts {
+  const old = r.readBy[user_id] ?? 0;
+  if (seq <= old) return r;
+  return { ...r, readBy: { ...r.readBy, [user_id]: seq } };
+}
+
+export function applyDelivered(r: Receipts, seq: number): Receipts {
+  return seq > r.delivered ? { ...r, delivered: seq } : r;
+}
+
+/** The tick of one of my messages: read by another member, delivered, or only stored. */
+export function tickFor(seq: number, receipts: Receipts, me: string): Tick {
+  for (const [user, read] of Object.entries(receipts.readBy)) {
+    if (user !== me && read >= seq) return 'read';
+  }
+  return receipts.delivered >= seq ? 'delivered' : 'sent';
+}

@@ -1,0 +1,140 @@
+import { useEffect, useMemo, useState } from 'react';
+import type { Api, Session } from '../api';
+import { ChatClient } from '../chat';
+import { ConversationList } from './ConversationList';
+import { ConversationView } from './ConversationView';
+import { NewConversation } from './NewConversation';
+import { SearchPanel } from './SearchPanel';
+import { useChat } from './useChat';
+
+type Panel = { kind: 'none' } | { kind: 'convo' } | { kind: 'new' } | { kind: 'search'; q: string };
+
+const connectionText: Record<string, string> = {
+  connecting: 'Connecting…',
+  open: 'Connected',
+  offline: 'Offline',
+  closed: 'Disconnected',
+};
+
+export function ChatScreen({ api, session }: { api: Api; session: Session }) {
+  const client = useMemo(() => new ChatClient(api, session), [api, session.user_id]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => {
+    client.start();
+    return () => client.stop();
+  }, [client]);
+  const state = useChat(client);
+  const [panel, setPanel] = useState<Panel>({ kind: 'none' });
+  const [copied, setCopied] = useState(false);
+
+  function openConvo(id: string) {
+    client.open(id);
+    setPanel({ kind: 'convo' });
+  }
+
+  function back() {
+    client.open(null);
+    setPanel({ kind: 'none' });
+  }
+
+  const showMain = panel.kind !== 'none' && (panel.kind !== 'convo' || state.openConvo !== null);
+
+  return (
+    <div className={`app ${showMain ? 'show-main' : 'show-list'}`}>
+      <a className="skip" href="#main">
+        Skip to conversation
+      </a>
+      <header className="topbar">
+        <span className="brand">kchat</span>
+        <span className={`conn conn-${state.connection}`} role="status" aria-live="polite" data-testid="connection">
+          <span className="dot" aria-hidden="true" />
+          {connectionText[state.connection]}
+          {state.connection !== 'open' && state.connectionDetail ? ` (${state.connectionDetail})` : ''}
+        </span>
+        <span className="me">
+          <span className="me-name" data-testid="me-name">{state.me.username}</span>
+          <button
+            type="button"
+            className="link me-id"
+            title="Copy your user id: others can start a conversation with it"
+            aria-label={`Your user id ${state.me.user_id}; copy it`}
+            data-testid="my-user-id"
+            data-user-id={state.me.user_id}
+            onClick={() => {
+              void navigator.clipboard?.writeText(state.me.user_id).then(
+                () => setCopied(true),
+                () => setCopied(false),
+              );
+              setTimeout(() => setCopied(false), 1500);
+            }}
+          >
+            {copied ? 'copied' : state.me.user_id}
+          </button>
+          <button type="button" className="ghost" onClick={() => api.logout()}>
+            Log out
+          </button>
+        </span>
+      </header>
+      {state.notices.length > 0 && (
+        <div className="notices" role="alert">
+          {state.notices.map((n) => (
+            <p key={n.id} className={`notice notice-${n.kind}`}>
+              {n.text}
+              <button type="button" className="ghost" aria-label="Dismiss" onClick={() => client.dismissNotice(n.id)}>
+                ×
+              </button>
+            </p>
+          ))}
+        </div>
+      )}
+      <nav className="sidebar" aria-label="Conversations">
+        <form
+          className="search"
+          role="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const q = new FormData(e.currentTarget).get('q');
+            if (typeof q === 'string' && q.trim()) {
+              client.open(null);
+              setPanel({ kind: 'search', q: q.trim() });
+            }
+          }}
+        >
+          <label className="visually-hidden" htmlFor="search-q">
+            Search messages
+          </label>
+          <input id="search-q" name="q" type="search" placeholder="Search messages" maxLength={256} />
+          <button type="submit" className="ghost">
+            Search
+          </button>
+        </form>
+        <button
+          type="button"
+          className="primary new-convo"
+          onClick={() => {
+            client.open(null);
+            setPanel({ kind: 'new' });
+          }}
+        >
+          New conversation
+        </button>
+        <ConversationList state={state} onOpen={openConvo} />
+      </nav>
+      <main id="main" className="main" tabIndex={-1}>
+        {panel.kind === 'convo' && state.openConvo && (
+          <ConversationView key={state.openConvo} client={client} state={state} id={state.openConvo} onBack={back} />
+        )}
+        {panel.kind === 'new' && (
+          <NewConversation client={client} onCreated={openConvo} onCancel={back} />
+        )}
+        {panel.kind === 'search' && (
+          <SearchPanel key={panel.q} client={client} state={state} q={panel.q} onOpen={openConvo} onBack={back} />
+        )}
+        {!showMain && (
+          <div className="empty">
+            <p>Pick a conversation, or start a new one.</p>
+          </div>
+        )}
+      </main>
+    </div>
+  );
+}

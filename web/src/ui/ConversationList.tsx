@@ -1,0 +1,61 @@
+import type { ChatState } from '../chat';
+import { nameOf, timeOf, titleOf } from './format';
+
+export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: (id: string) => void }) {
+  const me = state.me.user_id;
+  if (state.listLoading && state.conversations.length === 0) {
+    return <p className="muted pad">Loading conversations…</p>;
+  }
+  return (
+    <>
+      {state.listError && (
+        <p className="error pad" role="alert">
+          Could not load your conversations: {state.listError}
+        </p>
+      )}
+      {state.conversations.length === 0 && !state.listError ? (
+        <p className="muted pad">No conversations yet.</p>
+      ) : (
+        <ul className="convo-list" data-testid="conversation-list">
+          {state.conversations.map((c) => {
+            const title = titleOf(c, state.names, me);
+            const others = c.members.filter((m) => m.user_id !== me);
+            const online = others.some((m) => state.presence[m.user_id]?.online);
+            const last = c.last_message;
+            const lastText = last
+              ? `${last.sender_id === me ? 'You' : nameOf(state.names, last.sender_id)}: ${last.content}`
+              : 'No messages yet';
+            const active = c.id === state.openConvo;
+            return (
+              <li key={c.id}>
+                <button
+                  type="button"
+                  className={`convo-item${active ? ' active' : ''}`}
+                  aria-current={active ? 'true' : undefined}
+                  onClick={() => onOpen(c.id)}
+                  data-convo-id={c.id}
+                >
+                  <span className={`presence-dot${online ? ' online' : ''}`} aria-hidden="true" />
+                  <span className="convo-main">
+                    <span className="convo-title">{title}</span>
+                    <span className="convo-last">{lastText}</span>
+                  </span>
+                  <span className="convo-meta">
+                    <span className="convo-time">{timeOf(c.last_activity)}</span>
+                    {c.unread > 0 && (
+                      <span className="badge" data-testid="unread">
+                        {c.unread > 99 ? '99+' : c.unread}
+                        <span className="visually-hidden"> unread</span>
+                      </span>
+                    )}
+                  </span>
+                  <span className="visually-hidden">{online ? ', someone is online' : ''}</span>
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,262 @@
+import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
+import type { ChatClient, ChatState } from '../chat';
+import { MAX_CONTENT_BYTES, utf8Bytes, type Message } from '../protocol';
+import { emptyLog, emptyReceipts, tickFor, type PendingMessage, type Tick } from '../store';
+import { fullTimeOf, lastSeenText, nameOf, timeOf, titleOf } from './format';
+
+const tickLabel: Record<Tick, string> = {
+  sending: 'Sending…',
+  failed: 'Not sent',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  read: 'Read',
+};
+
+const tickGlyph: Record<Tick, string> = {
+  sending: '◷',
+  failed: '!',
+  sent: '✓',
+  delivered: '✓✓',
+  read: '✓✓',
+};
+
+function TickMark({ tick }: { tick: Tick }) {
+  return (
+    <span className={`tick tick-${tick}`} data-tick={tick} title={tickLabel[tick]}>
+      <span aria-hidden="true">{tickGlyph[tick]}</span>
+      <span className="visually-hidden">{tickLabel[tick]}</span>
+    </span>
+  );
+}
+
+interface Props {
+  client: ChatClient;
+  state: ChatState;
+  id: string;
+  onBack: () => void;
+}
+
+export function ConversationView({ client, state, id, onBack }: Props) {
+  const me = state.me.user_id;
+  const conv = state.conversations.find((c) => c.id === id);
+  const log = state.logs[id] ?? emptyLog;
+  const receipts = state.receipts[id] ?? emptyReceipts;
+  const view = state.views[id];
+  const scroller = useRef<HTMLDivElement>(null);
+  const topSentinel = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const prevHeight = useRef<{ first: number | null; height: number }>({ first: null, height: 0 });
+  const [text, setText] = useState('');
+  const [sendError, setSendError] = useState<string | null>(null);
+  const composerId = useId();
+  const titleId = useId();
+
+  const title = conv ? titleOf(conv, state.names, me) : 'Conversation';
+  const others = conv ? conv.members.filter((m) => m.user_id !== me) : [];
+  const typingUsers = Object.keys(state.typing[id] ?? {}).filter((u) => u !== me);
+
+  // keep the view at the bottom when new messages come, and in place when older ones are
+  // added above
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const first = log.messages[0]?.seq_no ?? null;
+    const prev = prevHeight.current;
+    if (prev.first !== null && first !== null && first < prev.first && !stick.current) {
+      el.scrollTop += el.scrollHeight - prev.height;
+    } else if (stick.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+    prevHeight.current = { first, height: el.scrollHeight };
+  }, [log.messages, log.pending, typingUsers.length]);
+
+  // load older pages when the top comes into view
+  useEffect(() => {
+    const el = topSentinel.current;
+    const root = scroller.current;
+    if (!el || !root || typeof IntersectionObserver === 'undefined') return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        if (entries.some((e) => e.isIntersecting) && log.messages.length > 0) void client.loadOlder(id);
+      },
+      { root, rootMargin: '200px 0px 0px 0px' },
+    );
+    io.observe(el);
+    return () => io.disconnect();
+  }, [client, id, log.messages.length]);
+
+  function onScroll() {
+    const el = scroller.current;
+    if (!el) return;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    if (stick.current) client.markRead(id);
+  }
+
+  function send() {
+    const err = client.sendMessage(id, text);
+    if (err) {
+      setSendError(err);
+      return;
+    }
+    setText('');
+    setSendError(null);
+    stick.current = true;
+  }
+
+  function onKey(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  }
+
+  const bytes = utf8Bytes(text);
+  const presenceLine = others
+    .map((m) => {
+      const p = state.presence[m.user_id];
+      const name = m.username ?? nameOf(state.names, m.user_id);
+      return `${name}: ${p ? (p.online ? 'online' : lastSeenText(p.last_seen)) : 'unknown'}`;
+    })
+    .join(' · ');
+
+  return (
+    <section className="convo" aria-labelledby={titleId}>
+      <header className="convo-header">
+        <button type="button" className="ghost back" onClick={onBack} aria-label="Back to conversations">
+          ←
+        </button>
+        <div>
+          <h2 id={titleId}>{title}</h2>
+          <p className="presence-line" data-testid="presence">
+            {others.map((m, i) => {
+              const p = state.presence[m.user_id];
+              return (
+                <span key={m.user_id} data-user-id={m.user_id} data-online={p?.online ? 'true' : 'false'}>
+                  {i > 0 ? ' · ' : ''}
+                  <span className={`presence-dot${p?.online ? ' online' : ''}`} aria-hidden="true" />
+                  {m.username ?? nameOf(state.names, m.user_id)}{' '}
+                  {p ? (p.online ? 'online' : lastSeenText(p.last_seen)) : ''}
+                </span>
+              );
+            })}
+            <span className="visually-hidden">{presenceLine}</span>
+          </p>
+        </div>
+      </header>
+      <div className="messages" ref={scroller} onScroll={onScroll}>
+        <div ref={topSentinel} />
+        {log.reachedStart ? (
+          <p className="muted center">This is the beginning of the conversation.</p>
+        ) : (
+          log.messages.length > 0 && (
+            <button
+              type="button"
+              className="ghost center load-older"
+              onClick={() => void client.loadOlder(id)}
+              disabled={view?.loadingOlder}
+            >
+              {view?.loadingOlder ? 'Loading older messages…' : 'Load older messages'}
+            </button>
+          )
+        )}
+        {view?.loadingLatest && log.messages.length === 0 && <p className="muted center">Loading messages…</p>}
+        {view?.error && (
+          <p className="error center" role="alert">
+            {view.error}
+          </p>
+        )}
+        <ol className="message-list" role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
+          {log.messages.map((m) => (
+            <MessageItem
+              key={m.seq_no}
+              m={m}
+              mine={m.sender_id === me}
+              sender={nameOf(state.names, m.sender_id)}
+              tick={m.sender_id === me ? tickFor(m.seq_no, receipts, me) : null}
+            />
+          ))}
+          {log.pending.map((p) => (
+            <PendingItem key={p.client_msg_id} p={p} onRetry={() => client.retry(id, p.client_msg_id)} onDiscard={() => client.discard(id, p.client_msg_id)} />
+          ))}
+        </ol>
+        <p className="typing" aria-live="polite" data-testid="typing">
+          {typingUsers.length > 0 &&
+            `${typingUsers.map((u) => nameOf(state.names, u)).join(', ')} ${typingUsers.length > 1 ? 'are' : 'is'} typing…`}
+        </p>
+      </div>
+      <form
+        className="composer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          send();
+        }}
+      >
+        <label htmlFor={composerId} className="visually-hidden">
+          Message
+        </label>
+        <textarea
+          id={composerId}
+          rows={1}
+          placeholder={state.connection === 'open' ? 'Write a message' : 'Write a message (sent when back online)'}
+          value={text}
+          aria-invalid={bytes > MAX_CONTENT_BYTES}
+          aria-describedby={sendError ? `${composerId}-err` : undefined}
+          onChange={(e) => {
+            setText(e.target.value);
+            if (e.target.value) client.typing(id);
+            else client.stopTyping(id);
+          }}
+          onBlur={() => client.stopTyping(id)}
+          onKeyDown={onKey}
+        />
+        <button type="submit" className="primary" disabled={!text.trim() || bytes > MAX_CONTENT_BYTES}>
+          Send
+        </button>
+        {(sendError || bytes > MAX_CONTENT_BYTES * 0.9) && (
+          <p id={`${composerId}-err`} className="error composer-note" role="alert">
+            {sendError ?? `${bytes} of ${MAX_CONTENT_BYTES} bytes`}
+          </p>
+        )}
+      </form>
+    </section>
+  );
+}
+
+function MessageItem({ m, mine, sender, tick }: { m: Message; mine: boolean; sender: string; tick: Tick | null }) {
+  return (
+    <li className={`bubble ${mine ? 'mine' : 'theirs'}`} data-seq={m.seq_no} data-client-msg-id={m.client_msg_id}>
+      {!mine && <span className="sender">{sender}</span>}
+      <span className="content">{m.content}</span>
+      <span className="meta">
+        <time dateTime={m.created_at ? new Date(m.created_at).toISOString() : undefined} title={fullTimeOf(m.created_at)}>
+          {timeOf(m.created_at)}
+        </time>
+        {tick && <TickMark tick={tick} />}
+      </span>
+    </li>
+  );
+}
+
+function PendingItem({ p, onRetry, onDiscard }: { p: PendingMessage; onRetry: () => void; onDiscard: () => void }) {
+  const tick: Tick = p.state === 'failed' ? 'failed' : 'sending';
+  return (
+    <li className={`bubble mine pending pending-${p.state}`} data-client-msg-id={p.client_msg_id} data-pending={p.state}>
+      <span className="content">{p.content}</span>
+      <span className="meta">
+        {p.state === 'queued' && <span>Waiting for connection</span>}
+        <TickMark tick={tick} />
+      </span>
+      {p.state === 'failed' && (
+        <span className="failed">
+          {p.error ?? 'Not sent.'}{' '}
+          <button type="button" className="link" onClick={onRetry}>
+            Retry
+          </button>{' '}
+          <button type="button" className="link" onClick={onDiscard}>
+            Discard
+          </button>
+        </span>
+      )}
+    </li>
+  );
+}

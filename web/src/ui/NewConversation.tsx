@@ -1,0 +1,84 @@
+import { useId, useState, type FormEvent } from 'react';
+import type { ChatClient } from '../chat';
+
+export function NewConversation({
+  client,
+  onCreated,
+  onCancel,
+}: {
+  client: ChatClient;
+  onCreated: (id: string) => void;
+  onCancel: () => void;
+}) {
+  const [title, setTitle] = useState('');
+  const [members, setMembers] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const hintId = useId();
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    const entries = members.split(/[\s,;]+/).filter(Boolean);
+    if (entries.length === 0) {
+      setError('Add at least one other person.');
+      return;
+    }
+    if (entries.length > 100) {
+      setError('Add at most 100 people at once.');
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      onCreated(await client.createConversation(title, entries));
+    } catch (err) {
+      setError(err instanceof Error ? err.message : 'Could not start the conversation.');
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section className="panel" aria-labelledby="new-convo-title">
+      <header className="convo-header">
+        <button type="button" className="ghost back" onClick={onCancel} aria-label="Back to conversations">
+          ←
+        </button>
+        <h2 id="new-convo-title">New conversation</h2>
+      </header>
+      <form className="form" onSubmit={submit}>
+        <label>
+          Title (optional)
+          <input name="title" maxLength={200} value={title} onChange={(e) => setTitle(e.target.value)} autoFocus />
+        </label>
+        <label>
+          People
+          <input
+            name="members"
+            required
+            maxLength={20000}
+            value={members}
+            onChange={(e) => setMembers(e.target.value)}
+            aria-describedby={hintId}
+          />
+        </label>
+        <p id={hintId} className="muted">
+          Usernames or user ids, separated by commas or spaces. Yours is{' '}
+          <code data-testid="my-id-hint">{client.getState().me.user_id}</code>.
+        </p>
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <div className="row">
+          <button type="submit" className="primary" disabled={busy}>
+            {busy ? 'Starting…' : 'Start conversation'}
+          </button>
+          <button type="button" className="ghost" onClick={onCancel}>
+            Cancel
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
