@@ -2,18 +2,15 @@
 through Kafka, the processor and the projector and are read back; messages are sent as
 commands with an independent producer (kchat_wire) and paged back through the API."""
 import json
-import os
 import signal
-import subprocess
 import threading
-import time
 import urllib.parse
 import uuid
 
 import pytest
 
-from api_client import BASE, User, api_instance, call
-from conftest import BUILD, ENV, ROOT, free_port, http_get, psql, read_log_lines, wait_until
+from api_client import BASE, User, api_instance
+from conftest import http_get, psql, read_log_lines, wait_until
 from kchat_wire import Commands, send_message
 
 

@@ -4,7 +4,6 @@ import threading
 import time
 
 import jwt
-import pytest
 
 from api_client import BASE, User, call, private_key_pem, public_key_pem, unique_name
 from conftest import http_get, psql
