@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings the local kchat stack up or down: Kafka (KRaft), Postgres, Redis, the topics, the
+# Brings the local kchat stack up or down: Kafka (KRaft), Postgres, Redis, MinIO, the topics, the
 # migrations and the four daemons, each a local process with its files under
 # $KCHAT_STATE_DIR (logs in $KCHAT_STATE_DIR/logs). Ports derive from KCHAT_PORT_BASE
 # (scripts/env.sh).
@@ -113,6 +113,17 @@ stop_daemon() {
     echo "kchat-$d stopped"
 }
 
+# kchat-api presigns uploads with MinIO's credentials (made by minio.sh on its first start).
+s3_env() {
+    local creds=$KCHAT_STATE_DIR/minio/credentials
+    [[ -s $creds ]] || return 0
+    # shellcheck disable=SC1090
+    . "$creds"
+    export KCHAT_S3_ACCESS_KEY KCHAT_S3_SECRET_KEY
+    export KCHAT_S3_ENDPOINT=${KCHAT_S3_ENDPOINT:-http://127.0.0.1:$KCHAT_MINIO_PORT}
+}
+s3_env
+
 # The RS256 key pair of the access tokens, made once per state folder.
 keys() {
     [[ -s $KCHAT_JWT_PRIVATE_KEY && -s $KCHAT_JWT_PUBLIC_KEY ]] && return 0
@@ -129,6 +140,8 @@ up() {
     "$KCHAT_ROOT/scripts/kafka.sh" start
     "$KCHAT_ROOT/scripts/pg.sh" start
     "$KCHAT_ROOT/scripts/redis.sh" start
+    "$KCHAT_ROOT/scripts/minio.sh" start
+    s3_env
     [[ -x $CTL ]] || { echo "stack: $CTL is not built (run make build)" >&2; exit 1; }
     "$CTL" topics --topics-file="$KCHAT_ROOT/kafka/topics.json"
     "$CTL" migrate --migrations-dir="$KCHAT_ROOT/db/migrations"
@@ -144,6 +157,7 @@ $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.
   Kafka           127.0.0.1:$KCHAT_KAFKA_PORT
   Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
   Redis           redis://127.0.0.1:$KCHAT_REDIS_PORT
+  MinIO (S3)      http://127.0.0.1:$KCHAT_MINIO_PORT        bucket $KCHAT_S3_BUCKET
 Stop it with: make stop
 MAP
 }
@@ -151,6 +165,7 @@ MAP
 down() {
     # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
     for d in api gateway3 gateway2 gateway1 gateway projector processor; do stop_daemon "$d"; done
+    "$KCHAT_ROOT/scripts/minio.sh" stop || true
     "$KCHAT_ROOT/scripts/redis.sh" stop || true
     "$KCHAT_ROOT/scripts/pg.sh" stop || true
     "$KCHAT_ROOT/scripts/kafka.sh" stop || true
@@ -160,6 +175,7 @@ status() {
     "$KCHAT_ROOT/scripts/kafka.sh" status || true
     "$KCHAT_ROOT/scripts/pg.sh" status || true
     "$KCHAT_ROOT/scripts/redis.sh" status || true
+    "$KCHAT_ROOT/scripts/minio.sh" status || true
     for d in "${DAEMONS[@]}"; do
         if running "$d"; then echo "kchat-$d running (pid $(cat "$RUN/$d.pid"))"; else echo "kchat-$d not running"; fi
     done
