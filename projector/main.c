@@ -32,7 +32,7 @@ static const kc_cfg_opt_t proj_opts[] = {
      "topic the events are read from"},
     {"schemas-dir", KC_CFG_STR, offsetof(proj_cfg_t, schemas_dir), "schemas", 1, 4096,
      "directory holding registry.json and the Avro schemas"},
-    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 20000,
+    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 10000,
      "most events applied in one Postgres transaction and one Redis MULTI/EXEC"},
     {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
      "messages kept per conversation in the Redis model (recent:<convo>)"},
@@ -462,8 +462,8 @@ static void redis_apply(proj_t *p)
     p->phase_failed = 0;
     p->exec_ok = 0;
     proj_rcmds_free(&p->rcmds);
-    p->r_events = proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages,
-                                   &p->rcmds);
+    p->r_events =
+        proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages, &p->rcmds);
     proj_rcmd_start(&p->rcmds);
     proj_rcmd_str(&p->rcmds, "HSET");
     proj_rcmd_argf(&p->rcmds, "%soffsets", p->prefix);
@@ -559,8 +559,8 @@ static void pg_phase(proj_t *p)
         p->pending += ok;
     }
     for (size_t i = 0; ok && i < st.n; i++) {
-        ok = kc_pg_query(p->pg, st.v[i].sql, st.v[i].nparams,
-                         (const char *const *)st.v[i].params, on_pg, p) == 0;
+        ok = kc_pg_query(p->pg, st.v[i].sql, st.v[i].nparams, (const char *const *)st.v[i].params,
+                         on_pg, p) == 0;
         p->pending += ok;
     }
     if (ok) {
@@ -756,16 +756,16 @@ static void make_metrics(proj_t *p)
     const char *pg_l[] = {"model", "postgres", NULL}, *r_l[] = {"model", "redis", NULL};
     p->consumed = kc_metrics_counter(m, "kchat_projector_events_consumed_total",
                                      "Records read from the events topic.", NULL);
-    p->applied_pg = kc_metrics_counter(m, "kchat_projector_events_applied_total",
-                                       "Events applied to a read model (rejections excluded).",
-                                       pg_l);
-    p->applied_redis = kc_metrics_counter(m, "kchat_projector_events_applied_total",
-                                          "Events applied to a read model (rejections excluded).",
-                                          r_l);
+    p->applied_pg =
+        kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                           "Events applied to a read model (rejections excluded).", pg_l);
+    p->applied_redis =
+        kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                           "Events applied to a read model (rejections excluded).", r_l);
     static const double sizes[] = {1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
-    p->batch_hist = kc_metrics_histogram(m, "kchat_projector_batch_events",
-                                         "Records in each applied batch.", NULL, sizes,
-                                         KC_ARRAY_LEN(sizes));
+    p->batch_hist =
+        kc_metrics_histogram(m, "kchat_projector_batch_events", "Records in each applied batch.",
+                             NULL, sizes, KC_ARRAY_LEN(sizes));
     p->lat_pg = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
                                      "Time to apply a batch to a read model.", pg_l, NULL, 0);
     p->lat_redis = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
@@ -839,10 +839,7 @@ static void on_stop(kc_daemon_t *d, void *arg)
         close_all(p);
 }
 
-static void on_progress(uv_timer_t *t)
-{
-    proj_rebuild_progress(t->data);
-}
+static void on_progress(uv_timer_t *t) { proj_rebuild_progress(t->data); }
 
 static int start(proj_t *p, char *err, size_t errlen)
 {
@@ -862,9 +859,15 @@ static int start(proj_t *p, char *err, size_t errlen)
     char session[32], group[300];
     kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
     kc_strlcpyf(group, sizeof(group), "%s%s", p->cfg.group_id, p->cfg.rebuild ? "-rebuild" : "");
-    const char *over[] = {"partition.assignment.strategy", "cooperative-sticky",
-                          "session.timeout.ms", session, "enable.partition.eof", "true",
-                          "fetch.wait.max.ms", "50", NULL};
+    const char *over[] = {"partition.assignment.strategy",
+                          "cooperative-sticky",
+                          "session.timeout.ms",
+                          session,
+                          "enable.partition.eof",
+                          "true",
+                          "fetch.wait.max.ms",
+                          "50",
+                          NULL};
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, group, over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_events, p, err, errlen) != 0)
         return -1;
@@ -941,8 +944,8 @@ int main(int argc, char **argv)
 {
     proj_t p = {0};
     char err[512];
-    int rc = kc_app_config("projector", proj_opts, KC_ARRAY_LEN(proj_opts), &p.cfg,
-                           &p.cfg.common, argc, argv);
+    int rc = kc_app_config("projector", proj_opts, KC_ARRAY_LEN(proj_opts), &p.cfg, &p.cfg.common,
+                           argc, argv);
     int exit_code = rc > 0 ? 0 : 2;
     if (rc == 0) {
         exit_code = 1;

@@ -30,8 +30,9 @@ int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
                          : NULL;
     int64_t *offs = kc_xcalloc((size_t)p->nparts, sizeof(int64_t));
     int64_t live_gen = -1;
-    if (!r || proj_pg_state(pc, "rm", p->cfg.events_topic, p->nparts, offs, &live_gen, err,
-                            errlen) != 0 ||
+    if (!r ||
+        proj_pg_state(pc, "rm", p->cfg.events_topic, p->nparts, offs, &live_gen, err, errlen) !=
+            0 ||
         proj_redis_gen(r, &p->old_redis_gen, err, errlen) != 0)
         goto out;
     p->pg_gen = (live_gen > 0 ? live_gen : 0) + 1;
@@ -93,11 +94,12 @@ void proj_rebuild_maybe_swap(proj_t *p)
             return;
     char err[512];
     double secs = (double)(kc_mono_ns() - p->rebuild_t0) / 1e9;
-    kc_log_kv(KC_LOG_INFO,
-              KC_FIELDS(KC_INT("events", (long long)p->applied_total),
-                        KC_INT("seconds", (long long)secs),
-                        KC_INT("events_per_s", secs > 0 ? (long long)(p->applied_total / secs) : 0)),
-              "rebuild caught up; swapping it in");
+    kc_log_kv(
+        KC_LOG_INFO,
+        KC_FIELDS(KC_INT("events", (long long)p->applied_total), KC_INT("seconds", (long long)secs),
+                  KC_INT("ms", (long long)(secs * 1000)),
+                  KC_INT("events_per_s", secs > 0 ? (long long)(p->applied_total / secs) : 0)),
+        "rebuild caught up; swapping it in");
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, sizeof(err));
     redisContext *r = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
                                               (int)p->cfg.redis.timeout_ms, err, sizeof(err))

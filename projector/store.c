@@ -42,8 +42,8 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
                    size_t errlen)
 {
-    PGresult *r = nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
-                          : PQexec(c, sql);
+    PGresult *r =
+        nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)
@@ -61,8 +61,8 @@ static void rollback(PGconn *c)
 static int schema_exists(PGconn *c, const char *schema, int *exists, char *err, size_t errlen)
 {
     const char *p[] = {schema};
-    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, p,
-                               NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, p, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok)
         *exists = PQntuples(r) > 0;

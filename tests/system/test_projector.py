@@ -352,12 +352,58 @@ def test_every_kind_of_event_lands_in_both_models(commands, brokers, r):
             got[payload["command_id"]] = payload
         if set(got) == wanted:
             break
+    assert set(got) == wanted
     listener.close()
     assert got[create_id] == {"command_id": create_id, "convo_id": convo,
                               "type": "ConversationCreated"}
     assert got[add_id]["type"] == "MembersAdded"
     assert got[bad_id]["type"] == "CommandRejected" and got[bad_id]["reason"] == "not_member"
     assert got[bad_id]["message"]
+
+
+def test_notify_comes_once_the_event_is_in_both_models(commands, brokers, r):
+    listener = pg()
+    listener.execute("LISTEN kchat_applied")
+    convos = {str(uuid.uuid4()): new_id("c") for _ in range(20)}
+    for command_id, convo in convos.items():
+        create(commands, convo, "u1", ["u2"], command_id=command_id)
+    commands.flush()
+    seen = set()
+    for note in listener.notifies(timeout=60, stop_after=None):
+        payload = json.loads(note.payload)
+        convo = convos.get(payload["command_id"])
+        if convo is None:
+            continue
+        # At the moment the API would answer, both read models hold the conversation.
+        gen = r.get("kchat:rm:gen")
+        assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "created_by") == "u1"
+        assert r.sismember(f"kchat:rm:{gen}:members:{convo}", "u2")
+        assert read_seqs(convo) == {"u1": 0, "u2": 0}
+        seen.add(payload["command_id"])
+        if seen == set(convos):
+            break
+    listener.close()
+    assert seen == set(convos), "one notification per api: command"
+
+
+def test_health_and_metrics(commands, brokers, r):
+    status, _, text = http_get(METRICS.replace("/metrics", "/health"))
+    assert status == 200
+    checks = json.loads(text)["checks"]
+    assert {"kafka_consumer", "postgres", "redis"} <= set(checks)
+    assert all(c["ok"] for c in checks.values())
+    wait_caught_up(brokers, r)
+    _, _, text = http_get(METRICS)
+    text = text.decode()
+    for series in ('kchat_projector_events_applied_total{model="postgres"}',
+                   'kchat_projector_events_applied_total{model="redis"}',
+                   'kchat_projector_apply_seconds_count{model="postgres"}',
+                   'kchat_projector_apply_seconds_count{model="redis"}',
+                   "kchat_projector_batch_events_count"):
+        assert metric(series) > 0, series
+    lags = [line for line in text.splitlines() if line.startswith("kchat_projector_lag_events{")]
+    assert len(lags) == len(topic_ends(brokers))
+    assert all(line.endswith(" 0") for line in lags), "caught up: no lag on any partition"
 
 
 def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
@@ -431,6 +477,81 @@ def test_kill_9_under_load_applies_every_event_once(commands, brokers, r):
             per - RECENT + 1
 
 
+def test_a_second_projector_joining_and_leaving_mid_load_applies_every_event_once(
+        commands, brokers, r, tmp_path):
+    convos = [new_id("rb2") for _ in range(12)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 1500
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "j2"))
+    loader.start()
+    log_path = tmp_path / "second.log"
+    with open(log_path, "w") as log:
+        second = subprocess.Popen([str(BUILD / "projector" / "kchat-projector"), "--admin-port=0",
+                                   f"--schemas-dir={ROOT / 'schemas'}"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    try:
+        wait_until(lambda: "partition assigned" in log_path.read_text(),
+                   "the second projector to take a share of the partitions")
+        second.terminate()
+        assert second.wait(timeout=60) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    loader.join()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 12 * per, "the whole load applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT convo_id, count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+    assert sorted(n for _, *n in rows) == [[per, 1, per, per]] * 12
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+
+
+@pytest.mark.parametrize("service", ["pg", "redis"])
+def test_a_model_store_restarted_mid_load_loses_and_duplicates_nothing(commands, brokers, r,
+                                                                       service):
+    convos = [new_id(f"rs-{service}") for _ in range(6)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 1000
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "rs"))
+    loader.start()
+    script = str(ROOT / "scripts" / f"{service}.sh")
+    subprocess.run([script, "stop"], check=True, capture_output=True)
+    time.sleep(1)
+    subprocess.run([script, "start"], check=True, capture_output=True)
+    loader.join()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 6 * per, "the whole load applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+    assert rows == [(per, 1, per, per)] * 6
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+        assert r.zcard(f"kchat:rm:{gen}:recent:{cv}") == RECENT
+
+
 def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
     convo = new_id("c")
     create(commands, convo, "u1", ["u2"])
@@ -493,7 +614,7 @@ def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r,
         with open(log_path, "w") as log:
             rb = subprocess.run([str(BUILD / "projector" / "kchat-projector"), "--rebuild",
                                  "--admin-port=0", f"--schemas-dir={ROOT / 'schemas'}",
-                                 "--progress-interval-ms=1000"],
+                                 "--progress-interval-ms=200"],
                                 stdout=log, stderr=subprocess.STDOUT, env=os.environ, timeout=170)
     finally:
         stop.set()
@@ -504,8 +625,11 @@ def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r,
     assert "rebuild caught up; swapping it in" in msgs
     assert "Redis read model swapped in; rebuild done" in msgs
     done = next(line for line in lines if line["msg"] == "rebuild caught up; swapping it in")
-    print(f"\nrebuild: {done['events']} events in {done['seconds']} s, "
+    print(f"\nrebuild: {done['events']} events in {done['ms']} ms, "
           f"{done['events_per_s']} events/s")
+    progress = [line for line in lines if line["msg"] == "rebuild progress"]
+    if done["ms"] >= 1000:  # logged every 200 ms: a run this long logs it
+        assert progress and {"events", "events_per_s", "lag", "eta_s"} <= set(progress[0])
 
     assert sent["n"] > 0
     wait_until(lambda: flow_applied() >= sent["n"], "the whole flow applied", timeout=120)
