@@ -1,9 +1,14 @@
 """POST /attachments/presign: the URL kchat-api signs is the one botocore's own presigner makes
 for the same bucket, key, content type, credentials and time (an independent SigV4
-implementation), and bad requests are refused."""
+implementation); an upload with it lands in the stack's MinIO, and one that breaks what was
+signed is refused; bad requests are refused."""
 import datetime
 import json
+import os
 import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
 from unittest import mock
 
 import botocore.auth
