@@ -170,8 +170,9 @@ int api_query_int(api_req_t *r, const char *name, long long min, long long max, 
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (!*v || errno || *end || n < min || n > max || v[0] == ' ' || v[0] == '+') {
-        (void)kc_strlcpyf(msg, sizeof(msg), "query parameter %s must be an integer from %lld to %lld",
-                          name, min, max);
+        (void)kc_strlcpyf(msg, sizeof(msg),
+                          "query parameter %s must be an integer from %lld to %lld", name, min,
+                          max);
         api_error(r, 400, "invalid_query", msg);
         return -1;
     }
@@ -221,7 +222,8 @@ int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***ou
     const cJSON *it;
     cJSON_ArrayForEach(it, arr)
     {
-        if (!cJSON_IsString(it) || !kc_id_valid(it->valuestring, strlen(it->valuestring), API_ID_MAX)) {
+        if (!cJSON_IsString(it) ||
+            !kc_id_valid(it->valuestring, strlen(it->valuestring), API_ID_MAX)) {
             free(ids);
             api_error(r, 400, "invalid_request", "members must be user ids");
             return -1;
@@ -238,11 +240,13 @@ static int authenticate(api_req_t *r)
 {
     const char *h = kc_http_header(r->http, "Authorization");
     if (!h) {
-        api_error(r, 401, "unauthenticated", "an Authorization: Bearer <access token> header is required");
+        api_error(r, 401, "unauthenticated",
+                  "an Authorization: Bearer <access token> header is required");
         return -1;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
-        api_error(r, 401, "unauthenticated", "the Authorization header must be Bearer <access token>");
+        api_error(r, 401, "unauthenticated",
+                  "the Authorization header must be Bearer <access token>");
         return -1;
     }
     const char *tok = h + 7;
@@ -275,8 +279,8 @@ static int parse_body(api_req_t *r)
     }
     /* cJSON would cut a string at an escaped NUL: refuse \u0000 (an unescaped backslash
      * before it) outright */
-    for (const char *p = h->body; (p = memmem(p, (size_t)(h->body + h->body_len - p), "\\u0000", 6));
-         p += 6) {
+    const char *stop = h->body + h->body_len;
+    for (const char *p = h->body; (p = memmem(p, (size_t)(stop - p), "\\u0000", 6)); p += 6) {
         size_t bs = 1, i = (size_t)(p - h->body);
         while (i > 0 && h->body[i - 1] == '\\') {
             bs++;

@@ -1,10 +1,10 @@
 /* kchat-api - the REST surface: auth, conversations, history, search, attachment uploads.
  *
  * main.c holds the options, start-up and the drain. A request flows through http.c (route,
- * token, body) to auth.c, conversations.c, messages.c or presign.c; changes go out as Commands through
- * commands.c and are answered once the projector reports them applied. On SIGTERM the
- * listener closes, requests in flight are answered (each has a deadline), then the
- * producer is flushed and the connections close.
+ * token, body) to auth.c, conversations.c, messages.c or presign.c; changes go out as
+ * Commands through commands.c and are answered once the projector reports them applied.
+ * On SIGTERM the listener closes, requests in flight are answered (each has a deadline),
+ * then the producer is flushed and the connections close.
  */
 #include <sodium.h>
 #include <stddef.h>
@@ -56,7 +56,7 @@ static const kc_cfg_opt_t api_opts[] = {
     {"max-members", KC_CFG_INT, offsetof(api_cfg_t, max_members), "1000", 1, 100000,
      "most user ids one request may list (the processor's max-members)"},
     {"s3-endpoint", KC_CFG_STR, offsetof(api_cfg_t, s3_endpoint), "", 0, 1024,
-     "object store for attachments, http(s)://host[:port] (empty: presign answers 503)"},
+     "object store for attachments, http(s)://host[:port] (empty: presign answers 404)"},
     {"s3-bucket", KC_CFG_STR, offsetof(api_cfg_t, s3_bucket), "", 0, 63,
      "bucket of the attachments"},
     {"s3-region", KC_CFG_STR, offsetof(api_cfg_t, s3_region), "us-east-1", 1, 64,

@@ -132,7 +132,8 @@ void api_presign_url(const api_cfg_t *c, const char *key, const char *ctype, lon
     kc_buf_printf(&query, "&X-Amz-Date=%s&X-Amz-Expires=%lld", amz_date, c->presign_ttl_s);
     kc_buf_puts(&query, "&X-Amz-SignedHeaders=content-type%3Bhost");
 
-    kc_buf_printf(&creq, "PUT\n%s\n%s\ncontent-type:%s\nhost:%s\n\ncontent-type;host\nUNSIGNED-PAYLOAD",
+    kc_buf_printf(&creq,
+                  "PUT\n%s\n%s\ncontent-type:%s\nhost:%s\n\ncontent-type;host\nUNSIGNED-PAYLOAD",
                   path.data, query.data, ctype, host);
     unsigned char h[crypto_hash_sha256_BYTES];
     char hex[crypto_hash_sha256_BYTES * 2 + 1];
@@ -168,7 +169,8 @@ void api_presign(api_req_t *r)
 {
     const api_cfg_t *c = &r->a->cfg;
     if (!*c->s3_endpoint) {
-        api_error(r, 503, "attachments_unavailable", "no object store is configured");
+        api_error(r, 404, "attachments_unavailable",
+                  "this server has no object store for attachments");
         return;
     }
     const char *filename = api_json_str(r->body, "filename");

@@ -1,9 +1,10 @@
 """A small client of kchat-api for the system tests (urllib only, never raises on HTTP errors)."""
 import json
 import os
+import subprocess
 import uuid
 
-from conftest import ENV, http_get
+from conftest import BUILD, ENV, ROOT, free_port, http_get, wait_until
 
 BASE = f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"
 
@@ -75,3 +76,13 @@ def private_key_pem():
 def public_key_pem():
     with open(os.environ["KCHAT_JWT_PUBLIC_KEY"], "rb") as f:
         return f.read()
+
+
+def api_instance(*extra):
+    port = free_port()
+    args = [str(BUILD / "api" / "kchat-api"), f"--listen-port={port}",
+            f"--schemas-dir={ROOT / 'schemas'}", "--shutdown-timeout-ms=20000", *extra]
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_get(base + "/health")[0] == 200, "the second API healthy")
+    return p, base

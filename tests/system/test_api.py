@@ -2,18 +2,15 @@
 through Kafka, the processor and the projector and are read back; messages are sent as
 commands with an independent producer (kchat_wire) and paged back through the API."""
 import json
-import os
 import signal
-import subprocess
 import threading
-import time
 import urllib.parse
 import uuid
 
 import pytest
 
-from api_client import BASE, User, call
-from conftest import BUILD, ENV, ROOT, free_port, http_get, psql, read_log_lines, wait_until
+from api_client import BASE, User, api_instance
+from conftest import http_get, psql, read_log_lines, wait_until
 from kchat_wire import Commands, send_message
 
 
@@ -299,16 +296,6 @@ def test_health_and_metrics(alice):
 
 
 # ---- a second instance, to see the waits end ----
-
-def api_instance(*extra):
-    port = free_port()
-    args = [str(BUILD / "api" / "kchat-api"), f"--listen-port={port}",
-            f"--schemas-dir={ROOT / 'schemas'}", "--shutdown-timeout-ms=20000", *extra]
-    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_get(base + "/health")[0] == 200, "the second API healthy")
-    return p, base
-
 
 def test_no_outcome_is_504_and_a_drain_answers_the_waiting(alice):
     # Commands to a topic no processor reads never get an outcome.

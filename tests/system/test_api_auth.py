@@ -1,13 +1,14 @@
 """kchat-api's accounts and tokens against the live stack: register, login, refresh rotation,
 reuse revoking a family, bearer checks, hostile input and the metrics they leave."""
+import json
 import threading
 import time
 
 import jwt
-import pytest
 
-from api_client import BASE, User, call, private_key_pem, public_key_pem, unique_name
-from conftest import http_get, psql
+from api_client import (BASE, User, api_instance, call, private_key_pem, public_key_pem,
+                        unique_name)
+from conftest import http_get, psql, wait_until
 
 
 def count_users():
@@ -202,3 +203,32 @@ def test_metrics_count_routes_and_statuses():
     assert "kchat_api_pwhash_inflight" in text
     status, _, body = http_get(BASE + "/health")
     assert status == 200
+
+
+def test_password_hashing_is_bounded_and_off_the_loop():
+    """With one hash allowed in flight, a second login while a slow hash runs is told 503
+    busy at once, and the loop keeps serving (/health, other routes) meanwhile."""
+    p, base = api_instance("--pwhash-max-inflight=1", "--pwhash-opslimit=10",
+                           "--pwhash-memlimit-kib=131072")
+    try:
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(http_get(
+            base + "/auth/register", method="POST", timeout=120,
+            data=json.dumps({"username": unique_name("slow"), "password": "long enough"}).encode())))
+        t.start()
+        wait_until(lambda: "kchat_api_pwhash_inflight 1" in http_get(base + "/metrics")[2].decode(),
+                   "a hash in flight")
+        status, _, body = http_get(base + "/auth/register", method="POST", data=json.dumps(
+            {"username": unique_name("second"), "password": "long enough"}).encode())
+        busy_seen_while_hashing = "kchat_api_pwhash_inflight 1" in \
+            http_get(base + "/metrics")[2].decode()
+        assert http_get(base + "/health")[0] == 200
+        assert http_get(base + "/nope")[0] == 404
+        t.join(120)
+        assert slow[0][0] == 201, slow
+        # the slow hash (seconds at opslimit 10) was running before and after the second ask
+        assert busy_seen_while_hashing
+        assert status == 503 and json.loads(body)["error"]["code"] == "busy", body
+    finally:
+        p.terminate()
+        p.wait(30)

@@ -6,7 +6,6 @@ import subprocess
 import uuid
 
 import jsonschema
-import pytest
 import yaml
 
 from api_client import BASE, User, call

@@ -1,18 +1,22 @@
 """POST /attachments/presign: the URL kchat-api signs is the one botocore's own presigner makes
 for the same bucket, key, content type, credentials and time (an independent SigV4
-implementation), and bad requests are refused."""
+implementation); an upload with it lands in the stack's MinIO, and one that breaks what was
+signed is refused; bad requests are refused."""
 import datetime
 import json
+import os
 import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
 from unittest import mock
 
 import botocore.auth
 import botocore.session
 from botocore.config import Config
 
-from api_client import User, call
+from api_client import User, api_instance
 from conftest import http_get
-from test_api import api_instance
 
 S3 = {"endpoint": "http://127.0.0.1:9", "bucket": "kchat-attachments", "region": "eu-west-3",
       "access": "AKIDEXAMPLE+/key", "secret": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
@@ -84,8 +88,58 @@ def test_presigned_url_equals_botocores():
         p.wait(30)
 
 
-def test_presign_without_an_object_store_is_503():
+def test_presign_without_an_object_store_is_404():
     u = User()
-    r = u.post("/attachments/presign", {"filename": "a.txt", "content_type": "text/plain",
-                                        "size": 3})
-    assert (r.status, r.code) == (503, "attachments_unavailable"), r
+    p, base = api_instance("--s3-endpoint=")
+    try:
+        status, body = post(base, u, {"filename": "a.txt", "content_type": "text/plain",
+                                      "size": 3})
+        assert (status, body["error"]["code"]) == (404, "attachments_unavailable"), body
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
+def minio():
+    creds = {}
+    path = Path(os.environ["KCHAT_STATE_DIR"]) / "minio" / "credentials"
+    for line in path.read_text().splitlines():
+        k, _, v = line.partition("=")
+        creds[k] = v
+    session = botocore.session.get_session()
+    return session.create_client(
+        "s3", region_name=os.environ["KCHAT_S3_REGION"],
+        endpoint_url=f"http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
+        aws_access_key_id=creds["KCHAT_S3_ACCESS_KEY"],
+        aws_secret_access_key=creds["KCHAT_S3_SECRET_KEY"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def put(url, data, headers):
+    req = urllib.request.Request(url, data=data, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_upload_with_the_presigned_url_lands_in_minio():
+    u = User()
+    data = ("attachment " + uuid.uuid4().hex).encode() * 100
+    r = u.post("/attachments/presign", {"filename": "notes été.txt",
+                                        "content_type": "text/plain", "size": len(data)})
+    assert r.status == 200, r
+    status, body = put(r.json["url"], data, r.json["headers"])
+    assert status == 200, body
+    obj = minio().get_object(Bucket=r.json["bucket"], Key=r.json["key"])
+    assert obj["Body"].read() == data
+    assert obj["ContentType"] == "text/plain"
+    # what was signed is binding: another content type, or another key, is refused
+    status, _ = put(r.json["url"], data, {"Content-Type": "text/html"})
+    assert status == 403
+    prefix = urllib.parse.quote(r.json["key"].rsplit("/", 1)[0])
+    other = r.json["url"].replace(prefix, prefix + "x")
+    assert other != r.json["url"]
+    status, _ = put(other, data, r.json["headers"])
+    assert status == 403
