@@ -5,21 +5,9 @@ import asyncio
 import signal
 import time
 
-import pytest
-
-from test_gateway_helpers import (Gateway, collect, connect, create_conversation, quiet,
-                                  recv_json, recv_until, redis_client, send, uid, wait_routes)
-
-
-def members_projected(convo, users, timeout=30):
-    r = redis_client()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        gen = r.get("kchat:rm:gen")
-        if gen and set(users) <= r.smembers(f"kchat:rm:{gen}:members:{convo}"):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"members of {convo} not in the Redis read model")
+from test_gateway_helpers import (Gateway, collect, connect, create_conversation,
+                                  members_projected, quiet, recv_json, recv_until, send, uid,
+                                  wait_routes)
 
 
 def is_type(t):
