@@ -38,6 +38,7 @@
 /* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). */
 #define GW_CLOSE_SLOW_CONSUMER 4008 /* its send queue grew past max-queued-bytes */
 #define GW_CLOSE_TOKEN_EXPIRED 4001 /* the token the connection was opened with expired */
+#define GW_JWT_LEEWAY_S 30          /* clock skew allowed on exp and nbf */
 
 typedef struct {
     kc_common_cfg_t common;

@@ -349,9 +349,24 @@ int main(int argc, char **argv)
             kc_redis_close(g.redis);
             kc_redis_sub_close(g.sub);
             kc_pg_close(g.pg);
+            g.redis = NULL;
+            g.sub = NULL;
+            g.pg = NULL;
             if (g.tick_open) {
                 g.tick_open = 0;
                 uv_close((uv_handle_t *)&g.tick, on_handle_closed);
+            }
+            kc_kafka_bound_destroy(&g.consumer);
+            kc_kafka_bound_destroy(&g.producer);
+            if (g.lws && g.app.loop) {
+                /* A foreign-loop lws context closes its handles on the loop and unloads its
+                 * event-lib plugin at the end: everything else is closed first, then the
+                 * loop runs until lws is done. */
+                kc_app_close_admin(&g.app);
+                if (g.app.daemon)
+                    kc_daemon_finish(g.app.daemon);
+                gw_ws_destroy(&g);
+                (void)uv_run(g.app.loop, UV_RUN_DEFAULT);
             }
         } else {
             kc_log_kv(KC_LOG_INFO,

@@ -235,3 +235,18 @@ def test_message_rate_is_limited_per_connection():
         assert metric(1, "kchat_gateway_acks_total", 'status="error"') >= before + len(limited)
         await ws.close()
     asyncio.run(body())
+
+
+def test_a_socket_does_not_outlive_its_token():
+    """A token that expired 27 s ago still passes the 30 s clock-skew leeway; the socket is
+    closed with 4001 once the leeway is over too."""
+    async def body():
+        a = uid()
+        ws = await websockets.connect(f"ws://127.0.0.1:{GW_PORT}/ws", additional_headers={
+            "Authorization": "Bearer " + token(a, ttl=-27)})
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            while True:
+                await recv_json(ws, 30)
+        assert e.value.rcvd.code == 4001
+        assert "token expired" in e.value.rcvd.reason
+    asyncio.run(body())

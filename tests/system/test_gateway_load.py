@@ -141,7 +141,8 @@ def test_ten_thousand_idle_connections_and_their_memory(tmp_path):
             if out:
                 with open(out, "a") as f:
                     f.write(report + "\n")
-            assert per_conn < 8192, report
+            if os.environ.get("SANITIZE") != "1":  # ASan's shadow memory and redzones
+                assert per_conn < 8192, report
             for _, w in conns:
                 w.close()
             deadline = time.monotonic() + 60
