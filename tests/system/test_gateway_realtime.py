@@ -6,8 +6,8 @@ import signal
 import time
 
 from test_gateway_helpers import (Gateway, collect, connect, create_conversation,
-                                  members_projected, quiet, recv_json, recv_until, send, uid,
-                                  wait_routes)
+                                  members_projected, quiet, recv_json, recv_until, redis_client,
+                                  send, uid, wait_routes)
 
 
 def is_type(t):
@@ -226,4 +226,30 @@ def test_sync_of_a_conversation_the_user_is_not_in_is_refused():
         f, _ = await recv_until(wx, is_type("error"))
         assert f["error"]["code"] == "not_member" and f["in_reply_to"] == "sync"
         await wx.close()
+    asyncio.run(body())
+
+
+def test_the_subscriber_reconnects_and_subscribes_again():
+    """Redis drops every pub/sub connection (CLIENT KILL TYPE pubsub): each gateway's
+    subscriber reconnects and subscribes to its channels again, so typing flows again."""
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        members_projected(convo, [a, b])
+        wa, wb = await connect(a, 0), await connect(b, 1)
+        await wait_routes([(a, 0), (b, 1)])
+        killed = redis_client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 1
+        # what is published while a subscriber reconnects is lost (pub/sub): retry a while
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, "typing never came through again"
+            await send(wa, type="typing.stop", convo_id=convo)
+            await send(wa, type="typing.start", convo_id=convo)
+            got = [f for f in await quiet(wb, 0.5) if f["type"] == "typing" and
+                   f["state"] == "start"]
+            if got:
+                break
+        await wa.close()
+        await wb.close()
     asyncio.run(body())
