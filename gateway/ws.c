@@ -99,8 +99,7 @@ int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type)
     return rc;
 }
 
-void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
-                   const char *extra)
+void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra)
 {
     kc_buf_t b = {0};
     kc_buf_puts(&b, "{\"type\":\"error\",\"error\":{");
@@ -192,10 +191,10 @@ static int refuse(struct lws *wsi, unsigned status, const char *code, const char
                   status == 401 ? "www-authenticate: Bearer\r\n" : "");
     kc_buf_append(&resp, body.data, body.len);
     size_t n = resp.len - LWS_PRE;
-    int rc = lws_write(wsi, (unsigned char *)resp.data + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS) ==
-                     (int)n
-                 ? 1
-                 : -1;
+    int rc =
+        lws_write(wsi, (unsigned char *)resp.data + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS) == (int)n
+            ? 1
+            : -1;
     kc_buf_free(&body);
     kc_buf_free(&resp);
     return rc;
@@ -257,8 +256,8 @@ static int origin_allowed(gw_t *g, struct lws *wsi, char *origin, size_t size)
 }
 
 /* Verifies the token of the request; fills claims. Returns 0 or -1 with code/why. */
-static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char **code,
-                  char *why, size_t whylen)
+static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char **code, char *why,
+                  size_t whylen)
 {
     char *token = kc_xmalloc(TOKEN_BUF);
     const char *twhy = NULL;
@@ -448,8 +447,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             kc_buf_free(&c->rx);
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -470,7 +468,8 @@ static int can_listen(const char *addr, int port, char *err, size_t errlen)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        kc_strlcpyf(err, errlen, "invalid value for listen-addr: '%s' is not an IPv4 address", addr);
+        kc_strlcpyf(err, errlen, "invalid value for listen-addr: '%s' is not an IPv4 address",
+                    addr);
         return -1;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = -1;
@@ -528,7 +527,8 @@ int gw_ws_start(gw_t *g, char *err, size_t errlen)
      * listen (a port in use): check that it listens. */
     struct lws_vhost *vh = g->lws ? lws_get_vhost_by_name(g->lws, "default") : NULL;
     if (!vh || lws_get_vhost_listen_port(vh) != (int)g->cfg.listen_port) {
-        kc_strlcpyf(err, errlen, "cannot listen for WebSockets on %s:%lld (port in use? see the log above)",
+        kc_strlcpyf(err, errlen,
+                    "cannot listen for WebSockets on %s:%lld (port in use? see the log above)",
                     g->cfg.listen_addr, g->cfg.listen_port);
         return -1;
     }
