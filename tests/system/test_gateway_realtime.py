@@ -124,7 +124,11 @@ def test_a_crashed_gateways_users_go_offline_by_themselves(tmp_path):
     """kill -9 a gateway: nobody deregisters its users, their routes lapse after
     route-ttl-ms, and the watchers' gateway notices in its sweep."""
     crash = Gateway(tmp_path, k=0, slot=3, args=["--route-ttl-ms=2000"])
-    watch = Gateway(tmp_path, k=1, slot=4, args=["--route-ttl-ms=2000"])
+    try:
+        watch = Gateway(tmp_path, k=1, slot=4, args=["--route-ttl-ms=2000"])
+    except BaseException:
+        crash.stop()
+        raise
     try:
         async def body():
             import websockets
