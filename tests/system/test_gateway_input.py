@@ -250,3 +250,30 @@ def test_a_socket_does_not_outlive_its_token():
         assert e.value.rcvd.code == 4001
         assert "token expired" in e.value.rcvd.reason
     asyncio.run(body())
+
+
+def test_message_rate_is_limited_per_user_over_its_sockets():
+    """Three sockets of one user each stay under the per-socket burst (40), but together pass
+    the per-user burst (100): the user's excess is refused."""
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        socks = [await connect(a, 2) for _ in range(3)]
+        for k, ws in enumerate(socks):
+            for i in range(38):
+                await send(ws, type="message.send", convo_id=convo, client_msg_id=f"u{k}-{i}",
+                           content="burst")
+        statuses = []
+        for ws in socks:
+            got = 0
+            while got < 38:
+                f = await recv_json(ws, 30)
+                if f["type"] == "ack":
+                    got += 1
+                    statuses.append(f["status"] if f["status"] != "error"
+                                    else f["error"]["code"])
+        assert statuses.count("rate_limited") >= 10, statuses
+        assert set(statuses) <= {"ok", "rate_limited"}
+        for ws in socks:
+            await ws.close()
+    asyncio.run(body())
