@@ -8,9 +8,6 @@
 #include "kchat/buf.h"
 #include "kchat/util.h"
 
-/* ms since the epoch -> timestamptz, exactly (no float division). */
-#define TS(x) "(timestamptz 'epoch' + " x " * interval '1 millisecond')"
-
 void proj_stmts_add(proj_stmts_t *s, char *sql, int nparams, char **params)
 {
     if (s->n == s->cap) {
@@ -36,14 +33,26 @@ void proj_stmts_free(proj_stmts_t *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* Appends fmt with every "{S}" replaced by the schema name. */
+/* Appends fmt with every "{S}" replaced by the schema name and every "{ms:x}" by the
+ * timestamptz x milliseconds after the epoch (exact: no float division). */
 static void subst(kc_buf_t *out, const char *fmt, const char *schema)
 {
     const char *p;
-    while ((p = strstr(fmt, "{S}"))) {
+    while ((p = strchr(fmt, '{'))) {
         kc_buf_append(out, fmt, (size_t)(p - fmt));
-        kc_buf_puts(out, schema);
-        fmt = p + 3;
+        const char *close = strchr(p, '}');
+        if (strncmp(p, "{S}", 3) == 0) {
+            kc_buf_puts(out, schema);
+        } else if (strncmp(p, "{ms:", 4) == 0 && close) {
+            kc_buf_puts(out, "(timestamptz 'epoch' + ");
+            kc_buf_append(out, p + 4, (size_t)(close - p - 4));
+            kc_buf_puts(out, " * interval '1 millisecond')");
+        } else {
+            kc_buf_putc(out, '{');
+            fmt = p + 1;
+            continue;
+        }
+        fmt = close + 1;
     }
     kc_buf_puts(out, fmt);
 }
@@ -55,10 +64,7 @@ typedef struct {
     size_t n;
 } col_t;
 
-static void col_sep(col_t *c)
-{
-    kc_buf_putc(&c->b, c->n++ ? ',' : '{');
-}
+static void col_sep(col_t *c) { kc_buf_putc(&c->b, c->n++ ? ',' : '{'); }
 
 static void col_text(col_t *c, const char *s)
 {
@@ -104,10 +110,7 @@ typedef struct {
     col_t cols[P_COUNT][8];
 } segment_t;
 
-static size_t seg_rows(const segment_t *g, int phase)
-{
-    return g->cols[phase][0].n;
-}
+static size_t seg_rows(const segment_t *g, int phase) { return g->cols[phase][0].n; }
 
 static void emit(const char *schema, segment_t *g, int phase, const char *fmt, proj_stmts_t *out)
 {
@@ -123,14 +126,16 @@ static void emit(const char *schema, segment_t *g, int phase, const char *fmt, p
 
 static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
 {
+    /* Times are ms since the epoch; {ms:x} reads "x ms after the epoch", exactly. */
     emit(schema, g, P_CREATED,
          "INSERT INTO {S}.conversations (convo_id, title, created_by, created_at, last_seq, "
-         "last_activity) SELECT c, t, b, " TS("at") ", 0, " TS("at") " FROM unnest($1::text[], "
-         "$2::text[], $3::text[], $4::bigint[]) AS x(c, t, b, at)",
+         "last_activity) SELECT c, t, b, {ms:at}, 0, {ms:at} "
+         "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS x(c, t, b, at)",
          out);
     emit(schema, g, P_ADDS,
-         "INSERT INTO {S}.members (convo_id, user_id, joined_at) SELECT c, u, " TS("at") " FROM "
-         "unnest($1::text[], $2::text[], $3::bigint[]) AS x(c, u, at) ON CONFLICT DO NOTHING",
+         "INSERT INTO {S}.members (convo_id, user_id, joined_at) SELECT c, u, {ms:at} "
+         "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(c, u, at) "
+         "ON CONFLICT DO NOTHING",
          out);
     emit(schema, g, P_REMOVES,
          "DELETE FROM {S}.members m USING unnest($1::text[], $2::text[]) AS x(c, u) "
@@ -138,30 +143,33 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          out);
     emit(schema, g, P_MSGS,
          "INSERT INTO {S}.messages (convo_id, seq_no, server_msg_id, sender_id, client_msg_id, "
-         "content, content_type, created_at) SELECT c, s, sid, snd, cid, body, ct, " TS("at") " "
+         "content, content_type, created_at) SELECT c, s, sid, snd, cid, body, ct, {ms:at} "
          "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
          "$7::text[], $8::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at)",
          out);
     /* Two edits of one message in a segment: the later one wins. */
     emit(schema, g, P_EDITS,
-         "UPDATE {S}.messages m SET content = x.body, edited_at = " TS("x.at") " FROM "
-         "(SELECT DISTINCT ON (c, s) c, s, body, at FROM unnest($1::text[], $2::bigint[], "
-         "$3::text[], $4::bigint[]) WITH ORDINALITY AS y(c, s, body, at, i) ORDER BY c, s, i DESC) x "
+         "UPDATE {S}.messages m SET content = x.body, edited_at = {ms:x.at} "
+         "FROM (SELECT DISTINCT ON (c, s) c, s, body, at "
+         "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) "
+         "WITH ORDINALITY AS y(c, s, body, at, i) ORDER BY c, s, i DESC) x "
          "WHERE m.convo_id = x.c AND m.seq_no = x.s",
          out);
     emit(schema, g, P_DELETES,
-         "UPDATE {S}.messages m SET content = '', deleted_at = " TS("x.at") " FROM "
-         "unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(c, s, at) "
+         "UPDATE {S}.messages m SET content = '', deleted_at = {ms:x.at} "
+         "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(c, s, at) "
          "WHERE m.convo_id = x.c AND m.seq_no = x.s",
          out);
     emit(schema, g, P_READS,
-         "UPDATE {S}.members m SET read_seq = GREATEST(m.read_seq, x.s) FROM (SELECT c, u, "
-         "max(s) AS s FROM unnest($1::text[], $2::text[], $3::bigint[]) AS y(c, u, s) "
-         "GROUP BY c, u) x WHERE m.convo_id = x.c AND m.user_id = x.u",
+         "UPDATE {S}.members m SET read_seq = GREATEST(m.read_seq, x.s) "
+         "FROM (SELECT c, u, max(s) AS s "
+         "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS y(c, u, s) GROUP BY c, u) x "
+         "WHERE m.convo_id = x.c AND m.user_id = x.u",
          out);
     emit(schema, g, P_ACTIVITY,
-         "UPDATE {S}.conversations v SET last_seq = GREATEST(v.last_seq, x.s), last_activity = "
-         "GREATEST(v.last_activity, " TS("x.at") ") FROM (SELECT c, max(s) AS s, max(at) AS at "
+         "UPDATE {S}.conversations v SET last_seq = GREATEST(v.last_seq, x.s), "
+         "last_activity = GREATEST(v.last_activity, {ms:x.at}) "
+         "FROM (SELECT c, max(s) AS s, max(at) AS at "
          "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS y(c, s, at) GROUP BY c) x "
          "WHERE v.convo_id = x.c",
          out);
@@ -249,7 +257,8 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_text(&c[1], e->actor_id);
             col_int(&c[2], e->seq_no);
             break;
-        case EV_REJECTED: break;
+        case EV_REJECTED:
+            break;
         }
         c = g.cols[P_ACTIVITY];
         col_text(&c[0], e->convo_id);
@@ -285,12 +294,12 @@ void proj_pg_check(const char *schema, const char *topic, const int32_t *parts,
     params[3] = kc_buf_steal(&gen);
     kc_buf_t sql = {0};
     subst(&sql,
-                  "SELECT (CASE WHEN coalesce(bool_and(coalesce(o.next_offset, 0) = e.o), true) "
-                  "AND ($4::bigint < 0 OR (SELECT generation FROM {S}.meta) = $4::bigint) "
-                  "THEN '1' ELSE 'the read model moved under this writer' END)::int "
-                  "FROM unnest($2::int[], $3::bigint[]) AS e(p, o) "
-                  "LEFT JOIN {S}.offsets o ON o.topic = $1 AND o.partition = e.p",
-                  schema);
+          "SELECT (CASE WHEN coalesce(bool_and(coalesce(o.next_offset, 0) = e.o), true) "
+          "AND ($4::bigint < 0 OR (SELECT generation FROM {S}.meta) = $4::bigint) "
+          "THEN '1' ELSE 'the read model moved under this writer' END)::int "
+          "FROM unnest($2::int[], $3::bigint[]) AS e(p, o) "
+          "LEFT JOIN {S}.offsets o ON o.topic = $1 AND o.partition = e.p",
+          schema);
     proj_stmts_add(out, kc_buf_steal(&sql), 4, params);
 }
 
@@ -301,10 +310,10 @@ void proj_pg_offsets(const char *schema, const char *topic, const int32_t *parts
     parts_cols(topic, parts, next, n, params);
     kc_buf_t sql = {0};
     subst(&sql,
-                  "INSERT INTO {S}.offsets (topic, partition, next_offset) SELECT $1, p, o "
-                  "FROM unnest($2::int[], $3::bigint[]) AS t(p, o) ON CONFLICT (topic, partition) "
-                  "DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                  schema);
+          "INSERT INTO {S}.offsets (topic, partition, next_offset) SELECT $1, p, o "
+          "FROM unnest($2::int[], $3::bigint[]) AS t(p, o) ON CONFLICT (topic, partition) "
+          "DO UPDATE SET next_offset = EXCLUDED.next_offset",
+          schema);
     proj_stmts_add(out, kc_buf_steal(&sql), 3, params);
 }
 
@@ -324,7 +333,8 @@ char *proj_applied_payload(const proj_event_t *ev)
         size_t ml = strlen(ev->message);
         while (ml > 1000)
             ml--;
-        while (ml > 0 && ml < strlen(ev->message) && ((unsigned char)ev->message[ml] & 0xC0) == 0x80)
+        while (ml > 0 && ml < strlen(ev->message) &&
+               ((unsigned char)ev->message[ml] & 0xC0) == 0x80)
             ml--;
         kc_buf_puts(&b, ",\"reason\":\"");
         kc_buf_json_str(&b, ev->reason, strlen(ev->reason) > 64 ? 64 : strlen(ev->reason));
@@ -350,9 +360,9 @@ size_t proj_pg_notify(proj_item_t *items, size_t n, proj_stmts_t *out)
     size_t k = c.n;
     if (k) {
         char *params[1] = {col_take(&c)};
-        proj_stmts_add(out,
-                       kc_xstrdup("SELECT pg_notify('kchat_applied', x) FROM unnest($1::text[]) AS t(x)"),
-                       1, params);
+        proj_stmts_add(
+            out, kc_xstrdup("SELECT pg_notify('kchat_applied', x) FROM unnest($1::text[]) AS t(x)"),
+            1, params);
     }
     col_free(&c);
     return k;

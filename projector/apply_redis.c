@@ -10,23 +10,21 @@
 #include "kchat/util.h"
 
 /* HSET field to value unless the field already holds a larger number. */
-static const char HMAX[] =
-    "local c = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if not c or tonumber(c) < tonumber(ARGV[2]) then\n"
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "end\n"
-    "return 0\n";
+static const char HMAX[] = "local c = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                           "if not c or tonumber(c) < tonumber(ARGV[2]) then\n"
+                           "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+                           "end\n"
+                           "return 0\n";
 
 /* A conversation's latest activity, and its place in each member's list. */
-static const char TOUCH[] =
-    "local ms = ARGV[1]\n"
-    "local cur = redis.call('HGET', KEYS[1], 'last_activity')\n"
-    "if cur and tonumber(cur) >= tonumber(ms) then ms = cur\n"
-    "else redis.call('HSET', KEYS[1], 'last_activity', ms) end\n"
-    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  redis.call('ZADD', ARGV[3] .. 'convos:' .. m, 'GT', ms, ARGV[2])\n"
-    "end\n"
-    "return 0\n";
+static const char TOUCH[] = "local ms = ARGV[1]\n"
+                            "local cur = redis.call('HGET', KEYS[1], 'last_activity')\n"
+                            "if cur and tonumber(cur) >= tonumber(ms) then ms = cur\n"
+                            "else redis.call('HSET', KEYS[1], 'last_activity', ms) end\n"
+                            "for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+                            "  redis.call('ZADD', ARGV[3] .. 'convos:' .. m, 'GT', ms, ARGV[2])\n"
+                            "end\n"
+                            "return 0\n";
 
 /* An edit or delete of message ARGV[1]: in recent:<convo> and in last_message. */
 static const char EDIT[] =
@@ -69,10 +67,7 @@ void proj_rcmd_arg(proj_rcmds_t *c, const char *s, size_t len)
     kc_buf_append(&c->arena, s, len);
 }
 
-void proj_rcmd_str(proj_rcmds_t *c, const char *s)
-{
-    proj_rcmd_arg(c, s, strlen(s));
-}
+void proj_rcmd_str(proj_rcmds_t *c, const char *s) { proj_rcmd_arg(c, s, strlen(s)); }
 
 void proj_rcmd_argf(proj_rcmds_t *c, const char *fmt, ...)
 {
@@ -126,11 +121,11 @@ char *proj_message_json(const proj_event_t *e)
     char at[32];
     proj_iso_ms(e->at, at);
     kc_buf_t b = {0};
-#define FIELD(name, val)                                                                          \
-    do {                                                                                          \
-        kc_buf_puts(&b, ",\"" name "\":\"");                                                      \
-        kc_buf_json_str(&b, (val), strlen(val));                                                  \
-        kc_buf_putc(&b, '"');                                                                     \
+#define FIELD(name, val)                                                                           \
+    do {                                                                                           \
+        kc_buf_puts(&b, ",\"" name "\":\"");                                                       \
+        kc_buf_json_str(&b, (val), strlen(val));                                                   \
+        kc_buf_putc(&b, '"');                                                                      \
     } while (0)
     kc_buf_puts(&b, "{\"convo_id\":\"");
     kc_buf_json_str(&b, e->convo_id, strlen(e->convo_id));
@@ -307,14 +302,15 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
             proj_rcmd_str(c, e->actor_id);
             proj_rcmd_argf(c, "%" PRId64, e->seq_no);
             break;
-        case EV_REJECTED: break;
+        case EV_REJECTED:
+            break;
         }
         size_t cl = strlen(e->convo_id);
         touch_t *t = kc_map_get(touched, e->convo_id, cl);
         if (!t) {
             t = kc_xcalloc(1, sizeof(*t));
             t->at = e->at;
-            kc_map_put(touched, e->convo_id, cl, t);
+            (void)kc_map_put(touched, e->convo_id, cl, t);
         }
         if (e->at > t->at)
             t->at = e->at;
@@ -324,7 +320,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         if (!s) {
             s = kc_xmalloc(sizeof(*s));
             *s = e->at;
-            kc_map_put(seen, e->actor_id, al, s);
+            (void)kc_map_put(seen, e->actor_id, al, s);
         }
         if (e->at > *s)
             *s = e->at;

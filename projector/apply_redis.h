@@ -15,10 +15,10 @@
 #include "kchat/buf.h"
 
 typedef struct {
-    kc_buf_t arena;           /* every argument, back to back */
-    size_t *off, *len;        /* per argument */
+    kc_buf_t arena;    /* every argument, back to back */
+    size_t *off, *len; /* per argument */
     size_t nargs, capargs;
-    size_t *first;            /* per command: index of its first argument */
+    size_t *first; /* per command: index of its first argument */
     size_t ncmds, capcmds;
 } proj_rcmds_t;
 

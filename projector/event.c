@@ -66,8 +66,8 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     if (rc != 0)
         return rc;
     if (strcmp(ev->msg.subject, "chat.events-value") != 0) {
-        kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not an event",
-                    (int)ev->msg.schema_id, ev->msg.subject);
+        kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not an event", (int)ev->msg.schema_id,
+                    ev->msg.subject);
         goto fail;
     }
     avro_value_t *v = &ev->msg.value, body;
@@ -106,8 +106,8 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
         ev->members = kc_xcalloc(ev->nmembers ? ev->nmembers : 1, sizeof(char *));
         for (size_t i = 0; i < ev->nmembers; i++) {
             size_t l;
-            if (kc_avro_array_str(&arr, i, &ev->members[i], &l) != 0 || l == 0 ||
-                l > PROJ_MAX_ID || memchr(ev->members[i], 0, l)) {
+            if (kc_avro_array_str(&arr, i, &ev->members[i], &l) != 0 || l == 0 || l > PROJ_MAX_ID ||
+                memchr(ev->members[i], 0, l)) {
                 kc_strlcpyf(errstr, errstr_size, "members[%zu] is not a valid id", i);
                 goto fail;
             }

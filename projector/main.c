@@ -32,7 +32,7 @@ static const kc_cfg_opt_t proj_opts[] = {
      "topic the events are read from"},
     {"schemas-dir", KC_CFG_STR, offsetof(proj_cfg_t, schemas_dir), "schemas", 1, 4096,
      "directory holding registry.json and the Avro schemas"},
-    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 20000,
+    {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 10000,
      "most events applied in one Postgres transaction and one Redis MULTI/EXEC"},
     {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
      "messages kept per conversation in the Redis model (recent:<convo>)"},
@@ -75,7 +75,7 @@ static void set_prefix(proj_t *p)
  * Redis was flushed: the Redis model is then built again from offset 0). */
 static int load_state(proj_t *p, char *err, size_t errlen)
 {
-    int rc = -1;
+    int rc = -1, flushed = 0;
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
     redisContext *rc_ = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
                                                 (int)p->cfg.redis.timeout_ms, err, errlen)
@@ -94,6 +94,7 @@ static int load_state(proj_t *p, char *err, size_t errlen)
                 proj_redis_gen(rc_, &gen, err, errlen) != 0)
                 goto out;
             if (set && p->redis_gen > 0) {
+                flushed = 1;
                 kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("generation", gen)),
                           "the Redis read model is gone (kchat:rm:gen missing): rebuilding it "
                           "from the start of the events topic");
@@ -126,7 +127,7 @@ static int load_state(proj_t *p, char *err, size_t errlen)
         p->redis_next[i] = roffs[i];
     }
     free(roffs);
-    if (vanished && !p->cfg.rebuild) {
+    if (vanished && !flushed && !p->cfg.rebuild) {
         kc_log_warn("the Redis read model's offsets are gone: rebuilding it from the start of "
                     "the events topic");
         kc_counter_inc(p->rebuild_redis);
@@ -186,8 +187,13 @@ static int resync(proj_t *p)
 static void on_timer(uv_timer_t *t)
 {
     proj_t *p = t->data;
-    if (p->stopping || p->busy)
+    if (p->stopping)
         return;
+    if (p->busy) {
+        if (uv_timer_start(&p->timer, on_timer, IDLE_CHECK_MS, 0) != 0)
+            fail(p, "cannot start a timer");
+        return;
+    }
     if (p->need_resync) {
         if (resync(p) != 0) {
             p->backoff_ms = p->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff_ms * 2;
@@ -199,7 +205,7 @@ static void on_timer(uv_timer_t *t)
         p->need_resync = 0;
         p->backoff_ms = RETRY_MIN_MS;
         kc_kafka_watch_resume(p->consumer.w);
-    } else if (!p->cfg.rebuild) {
+    } else if (!p->cfg.rebuild && p->redis_gen > 0) {
         /* Idle: an empty batch still checks that the Redis model and its generation are
          * there, so a flush is noticed without waiting for the next event. */
         start_batch(p);
@@ -308,7 +314,7 @@ static void on_gen_reply(void *arg, const redisReply *rep, const char *err)
     proj_t *p = arg;
     if (err) {
         phase_error(p, err);
-    } else if (!p->cfg.rebuild) {
+    } else if (!p->cfg.rebuild && p->redis_gen > 0) {
         int64_t g = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
         if (g != p->redis_gen)
             phase_error(p, g ? "the Redis generation changed" : "kchat:rm:gen is missing");
@@ -456,8 +462,8 @@ static void redis_apply(proj_t *p)
     p->phase_failed = 0;
     p->exec_ok = 0;
     proj_rcmds_free(&p->rcmds);
-    p->r_events = proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages,
-                                   &p->rcmds);
+    p->r_events =
+        proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages, &p->rcmds);
     proj_rcmd_start(&p->rcmds);
     proj_rcmd_str(&p->rcmds, "HSET");
     proj_rcmd_argf(&p->rcmds, "%soffsets", p->prefix);
@@ -506,8 +512,9 @@ static void pg_done(proj_t *p)
     if (p->cfg.rebuild) {
         for (size_t i = 0; i < p->nitems; i++) {
             proj_item_t *it = &p->items[i];
-            p->at_end[it->partition] = it->kind == ITEM_EOF;
-            if (it->kind != ITEM_EOF)
+            if (it->kind == ITEM_EOF)
+                p->at_end[it->partition] = 1;
+            else
                 p->applied_total++;
         }
     }
@@ -553,8 +560,8 @@ static void pg_phase(proj_t *p)
         p->pending += ok;
     }
     for (size_t i = 0; ok && i < st.n; i++) {
-        ok = kc_pg_query(p->pg, st.v[i].sql, st.v[i].nparams,
-                         (const char *const *)st.v[i].params, on_pg, p) == 0;
+        ok = kc_pg_query(p->pg, st.v[i].sql, st.v[i].nparams, (const char *const *)st.v[i].params,
+                         on_pg, p) == 0;
         p->pending += ok;
     }
     if (ok) {
@@ -655,6 +662,7 @@ static int on_events(void *arg)
     return 0;
 }
 
+/* A revoked partition's records collected for the next batch are not applied here. */
 static void drop_items_of(proj_t *p, int32_t part)
 {
     size_t k = 0;
@@ -662,7 +670,6 @@ static void drop_items_of(proj_t *p, int32_t part)
         if (p->items[i].partition == part) {
             if (p->items[i].kind == ITEM_EVENT)
                 proj_event_free(&p->items[i].ev);
-            p->bytes = 0;
         } else {
             p->items[k++] = p->items[i];
         }
@@ -750,16 +757,16 @@ static void make_metrics(proj_t *p)
     const char *pg_l[] = {"model", "postgres", NULL}, *r_l[] = {"model", "redis", NULL};
     p->consumed = kc_metrics_counter(m, "kchat_projector_events_consumed_total",
                                      "Records read from the events topic.", NULL);
-    p->applied_pg = kc_metrics_counter(m, "kchat_projector_events_applied_total",
-                                       "Events applied to a read model (rejections excluded).",
-                                       pg_l);
-    p->applied_redis = kc_metrics_counter(m, "kchat_projector_events_applied_total",
-                                          "Events applied to a read model (rejections excluded).",
-                                          r_l);
+    p->applied_pg =
+        kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                           "Events applied to a read model (rejections excluded).", pg_l);
+    p->applied_redis =
+        kc_metrics_counter(m, "kchat_projector_events_applied_total",
+                           "Events applied to a read model (rejections excluded).", r_l);
     static const double sizes[] = {1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
-    p->batch_hist = kc_metrics_histogram(m, "kchat_projector_batch_events",
-                                         "Records in each applied batch.", NULL, sizes,
-                                         KC_ARRAY_LEN(sizes));
+    p->batch_hist =
+        kc_metrics_histogram(m, "kchat_projector_batch_events", "Records in each applied batch.",
+                             NULL, sizes, KC_ARRAY_LEN(sizes));
     p->lat_pg = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
                                      "Time to apply a batch to a read model.", pg_l, NULL, 0);
     p->lat_redis = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
@@ -833,10 +840,7 @@ static void on_stop(kc_daemon_t *d, void *arg)
         close_all(p);
 }
 
-static void on_progress(uv_timer_t *t)
-{
-    proj_rebuild_progress(t->data);
-}
+static void on_progress(uv_timer_t *t) { proj_rebuild_progress(t->data); }
 
 static int start(proj_t *p, char *err, size_t errlen)
 {
@@ -856,9 +860,15 @@ static int start(proj_t *p, char *err, size_t errlen)
     char session[32], group[300];
     kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
     kc_strlcpyf(group, sizeof(group), "%s%s", p->cfg.group_id, p->cfg.rebuild ? "-rebuild" : "");
-    const char *over[] = {"partition.assignment.strategy", "cooperative-sticky",
-                          "session.timeout.ms", session, "enable.partition.eof", "true",
-                          "fetch.wait.max.ms", "50", NULL};
+    const char *over[] = {"partition.assignment.strategy",
+                          "cooperative-sticky",
+                          "session.timeout.ms",
+                          session,
+                          "enable.partition.eof",
+                          "true",
+                          "fetch.wait.max.ms",
+                          "50",
+                          NULL};
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, group, over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_events, p, err, errlen) != 0)
         return -1;
@@ -935,8 +945,8 @@ int main(int argc, char **argv)
 {
     proj_t p = {0};
     char err[512];
-    int rc = kc_app_config("projector", proj_opts, KC_ARRAY_LEN(proj_opts), &p.cfg,
-                           &p.cfg.common, argc, argv);
+    int rc = kc_app_config("projector", proj_opts, KC_ARRAY_LEN(proj_opts), &p.cfg, &p.cfg.common,
+                           argc, argv);
     int exit_code = rc > 0 ? 0 : 2;
     if (rc == 0) {
         exit_code = 1;

@@ -40,14 +40,14 @@ struct proj {
     kc_schemas_t *schemas;
     int failed;
 
-    const char *schema;  /* "rm", or the rebuild's "rm_next" */
-    int64_t pg_gen;      /* generation of the schema written (meta.generation) */
-    int64_t redis_gen;   /* the n of kchat:rm:<n>: written */
-    char prefix[64];     /* "kchat:rm:<redis_gen>:" */
+    const char *schema; /* "rm", or the rebuild's "rm_next" */
+    int64_t pg_gen;     /* generation of the schema written (meta.generation) */
+    int64_t redis_gen;  /* the n of kchat:rm:<n>: written */
+    char prefix[64];    /* "kchat:rm:<redis_gen>:" */
     int32_t nparts;
     int *assigned;
     int64_t *pg_next, *redis_next; /* next offset to apply, per partition and model */
-    int *at_end;                   /* rebuild: partition applied up to its end */
+    int *at_end;                   /* rebuild: partition applied up to its end once */
 
     /* The batch being collected or applied. */
     proj_item_t *items;
@@ -55,12 +55,12 @@ struct proj {
     int busy;        /* applying: the consumer is paused */
     int need_resync; /* stored offsets must be read again and the consumer moved there */
     int stopping;
-    int pending;     /* callbacks outstanding in the current phase */
+    int pending; /* callbacks outstanding in the current phase */
     int phase_failed;
     char phase_err[256];
     int gen_ok, exec_ok;
-    int64_t *check_offs; /* offsets the Redis check read back, per checked partition */
-    int32_t *rparts, *pparts;  /* partitions the batch writes, per model */
+    int64_t *check_offs;      /* offsets the Redis check read back, per checked partition */
+    int32_t *rparts, *pparts; /* partitions the batch writes, per model */
     int64_t *rnext, *pnext;
     size_t nrparts, npparts;
     size_t r_events, p_events;

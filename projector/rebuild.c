@@ -4,7 +4,8 @@
  * The rebuild writes the shadow schema `rm_next` (dropped and created anew) and the Redis
  * generation kchat:rm:<gen+1>, through the same pipeline as the live projector but with the
  * consumer assigned every partition from offset 0 and no consumer group of its own. Once
- * every partition has been applied up to its end, it swaps: in one Postgres transaction that
+ * every partition has been applied up to its end (and less than a batch has arrived since),
+ * it swaps: in one Postgres transaction that
  * holds the advisory lock of `rm` exclusively (the live projector takes it shared in each of
  * its transactions), `rm` becomes `rm_old_<ms>` and `rm_next` becomes `rm`; then kchat:rm:gen
  * is set to gen+1 (only if it still holds gen), and the old schema and keys are removed.
@@ -30,8 +31,9 @@ int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
                          : NULL;
     int64_t *offs = kc_xcalloc((size_t)p->nparts, sizeof(int64_t));
     int64_t live_gen = -1;
-    if (!r || proj_pg_state(pc, "rm", p->cfg.events_topic, p->nparts, offs, &live_gen, err,
-                            errlen) != 0 ||
+    if (!r ||
+        proj_pg_state(pc, "rm", p->cfg.events_topic, p->nparts, offs, &live_gen, err, errlen) !=
+            0 ||
         proj_redis_gen(r, &p->old_redis_gen, err, errlen) != 0)
         goto out;
     p->pg_gen = (live_gen > 0 ? live_gen : 0) + 1;
@@ -88,16 +90,23 @@ void proj_rebuild_progress(proj_t *p)
 
 void proj_rebuild_maybe_swap(proj_t *p)
 {
+    /* Every partition has been read to its end once, and what arrived since is less than a
+     * batch: the live projector applies that much to the new models after the swap. (Waiting
+     * for a moment when every partition is at its end could wait for ever under a steady
+     * flow of messages.) */
     for (int32_t i = 0; i < p->nparts; i++)
         if (!p->at_end[i])
             return;
+    if (proj_lag_total(p) > p->cfg.batch_max)
+        return;
     char err[512];
     double secs = (double)(kc_mono_ns() - p->rebuild_t0) / 1e9;
-    kc_log_kv(KC_LOG_INFO,
-              KC_FIELDS(KC_INT("events", (long long)p->applied_total),
-                        KC_INT("seconds", (long long)secs),
-                        KC_INT("events_per_s", secs > 0 ? (long long)(p->applied_total / secs) : 0)),
-              "rebuild caught up; swapping it in");
+    kc_log_kv(
+        KC_LOG_INFO,
+        KC_FIELDS(KC_INT("events", (long long)p->applied_total), KC_INT("seconds", (long long)secs),
+                  KC_INT("ms", (long long)(secs * 1000)),
+                  KC_INT("events_per_s", secs > 0 ? (long long)(p->applied_total / secs) : 0)),
+        "rebuild caught up; swapping it in");
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, sizeof(err));
     redisContext *r = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
                                               (int)p->cfg.redis.timeout_ms, err, sizeof(err))

@@ -12,6 +12,16 @@
 
 /* ---- Postgres ---- */
 
+/* Server notices (e.g. "schema ... does not exist, skipping") go into the JSON log. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    kc_log_kv(KC_LOG_DEBUG, NULL, 0, "postgres: %.*s", (int)n, message);
+}
+
 PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 {
     /* dsn may be a URI or key=value pairs; expand_dbname reads either, and the timeout
@@ -24,6 +34,7 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
+    (void)PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
 }
 
@@ -31,8 +42,8 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
                    size_t errlen)
 {
-    PGresult *r = nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
-                          : PQexec(c, sql);
+    PGresult *r =
+        nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)
@@ -50,8 +61,8 @@ static void rollback(PGconn *c)
 static int schema_exists(PGconn *c, const char *schema, int *exists, char *err, size_t errlen)
 {
     const char *p[] = {schema};
-    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, p,
-                               NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, p, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok)
         *exists = PQntuples(r) > 0;
