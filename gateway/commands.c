@@ -131,8 +131,7 @@ static int command_new(gw_t *g, gw_conn_t *c, const char *convo_id, avro_value_t
     char id[37];
     kc_uuid4(id);
     if (kc_avro_set_str(v, "command_id", id) || kc_avro_set_str(v, "convo_id", convo_id) ||
-        kc_avro_set_str(v, "sender_id", c->sub) ||
-        kc_avro_set_long(v, "issued_at", kc_now_ms()) ||
+        kc_avro_set_str(v, "sender_id", c->sub) || kc_avro_set_long(v, "issued_at", kc_now_ms()) ||
         kc_avro_set_str(v, "origin", g->origin)) {
         avro_value_decref(v);
         return -1;
@@ -230,8 +229,7 @@ void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq
     kc_buf_free(&out);
 }
 
-uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
-                         double *latency_s)
+uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s)
 {
     size_t slen = strlen(sender), mlen = strlen(client_msg_id);
     if (slen + mlen + 1 > 2 * GW_ID_MAX + 1)

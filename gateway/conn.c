@@ -162,13 +162,24 @@ static void refresh_one(const void *key, size_t klen, void *val, void *arg)
     gw_route_register(arg, val);
 }
 
-static void expire_typing_one(const void *key, size_t klen, void *val, void *arg)
+typedef struct {
+    gw_t *g;
+    uint64_t now_ns;
+    long long now_s;
+} sweep_t;
+
+/* Per socket, every tick: typing indicators that lapsed, and a token that expired (a socket
+ * does not outlive the token it was opened with: the client reconnects with a fresh one). */
+static void sweep_conn(const void *key, size_t klen, void *val, void *arg)
 {
     (void)key;
     (void)klen;
+    sweep_t *s = arg;
     gw_conn_t *c = val;
     if (c->typing)
-        gw_typing_expire(arg, c, kc_mono_ns());
+        gw_typing_expire(s->g, c, s->now_ns);
+    if (c->token_exp + GW_JWT_LEEWAY_S < s->now_s && !c->close_code)
+        gw_close(s->g, c, GW_CLOSE_TOKEN_EXPIRED, "token expired: reconnect with a fresh one");
 }
 
 static void on_tick(uv_timer_t *t)
@@ -176,7 +187,8 @@ static void on_tick(uv_timer_t *t)
     gw_t *g = t->data;
     uint64_t now = kc_mono_ns();
     gw_pending_expire(g);
-    kc_map_each(g->conns, expire_typing_one, g);
+    sweep_t sw = {g, now, kc_now_ms() / 1000};
+    kc_map_each(g->conns, sweep_conn, &sw);
     if (now >= g->next_route_refresh_ns) {
         g->next_route_refresh_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 3;
         if (!g->stopping)

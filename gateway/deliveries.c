@@ -150,8 +150,8 @@ static int event_frame(gw_t *g, avro_value_t *ev, ev_frame_t *out)
             return 0; /* the ack says it */
         out->type = "error";
         out->rejected_other = 1;
-        const char *what = ctlen == 13 && memcmp(ct, "SetReadMarker", 13) == 0 ? "message.read"
-                                                                                 : "command";
+        const char *what =
+            ctlen == 13 && memcmp(ct, "SetReadMarker", 13) == 0 ? "message.read" : "command";
         const char *reason, *msg;
         size_t rlen, mlen;
         if (kc_avro_get_str(g->schemas, &body, "reason", &reason, &rlen) != 0 ||
@@ -274,8 +274,8 @@ static void handle(gw_t *g, const void *data, size_t len)
     if (!f.type)
         goto out;
     char actor[GW_ID_MAX + 1];
-    kc_strlcpyf(actor, sizeof(actor), "%.*s", (int)(f.actor_len > GW_ID_MAX ? GW_ID_MAX : f.actor_len),
-                f.actor);
+    kc_strlcpyf(actor, sizeof(actor), "%.*s",
+                (int)(f.actor_len > GW_ID_MAX ? GW_ID_MAX : f.actor_len), f.actor);
     gw_frame_t *frame = gw_frame_from_buf(&f.json);
     double lat = (double)(kc_now_ms() - f.occurred_at) / 1000.0;
     for (size_t i = 0; i < nrec; i++) {

@@ -34,8 +34,8 @@ int gw_text_id_valid(const char *s, size_t len)
     return 1;
 }
 
-static const char *const TYPES[] = {"message.send",       "message.read", "typing.start",
-                                    "typing.stop",        "presence.subscribe", "sync"};
+static const char *const TYPES[] = {"message.send", "message.read",       "typing.start",
+                                    "typing.stop",  "presence.subscribe", "sync"};
 
 static void count_in(gw_t *g, const char *type)
 {
@@ -156,7 +156,8 @@ static void on_subscribe(gw_t *g, gw_conn_t *c, const cJSON *o)
     const cJSON *it;
     cJSON_ArrayForEach(it, ids)
     {
-        if (!cJSON_IsString(it) || !kc_id_valid(it->valuestring, strlen(it->valuestring), GW_ID_MAX)) {
+        if (!cJSON_IsString(it) ||
+            !kc_id_valid(it->valuestring, strlen(it->valuestring), GW_ID_MAX)) {
             bad(g, c, t, "invalid", "user_ids must hold user ids (strings)");
             goto out;
         }

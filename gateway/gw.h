@@ -32,12 +32,13 @@
 #include "kchat/pg.h"
 #include "kchat/redis.h"
 
-#define GW_ID_MAX 128          /* ids (conversations, users, client message ids) */
-#define GW_MAX_SUBSCRIBE 1000  /* user ids in one presence.subscribe, and per connection */
+#define GW_ID_MAX 128         /* ids (conversations, users, client message ids) */
+#define GW_MAX_SUBSCRIBE 1000 /* user ids in one presence.subscribe, and per connection */
 
 /* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). */
 #define GW_CLOSE_SLOW_CONSUMER 4008 /* its send queue grew past max-queued-bytes */
 #define GW_CLOSE_TOKEN_EXPIRED 4001 /* the token the connection was opened with expired */
+#define GW_JWT_LEEWAY_S 30          /* clock skew allowed on exp and nbf */
 
 typedef struct {
     kc_common_cfg_t common;
@@ -211,8 +212,7 @@ int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type);
 int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type);
 /* Sends {"type":"error","error":{"code","message"}, ...extra} (extra: JSON members without
  * braces, or NULL). */
-void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
-                   const char *extra);
+void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra);
 /* Closes c with code and reason at its next writeable callback (a timeout kills it if the
  * peer never reads). */
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
@@ -253,8 +253,7 @@ void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *
 void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no);
 /* The ack for (sender, client_msg_id) arrived: returns the id of the connection that waits
  * for it (0 when none) and forgets it; latency_s is set from the send. */
-uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
-                         double *latency_s);
+uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s);
 /* Fails the acks that waited longer than ack-timeout-ms. */
 void gw_pending_expire(gw_t *g);
 void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
@@ -265,8 +264,8 @@ int gw_on_deliveries(void *arg);
 /* ---- presence.c ---- */
 void gw_presence_init(gw_t *g);
 void gw_presence_destroy(gw_t *g);
-void gw_presence_online(gw_t *g, gw_user_t *u);   /* first connection of u here */
-void gw_presence_offline(gw_t *g, gw_user_t *u);  /* last connection of u here closed */
+void gw_presence_online(gw_t *g, gw_user_t *u);  /* first connection of u here */
+void gw_presence_offline(gw_t *g, gw_user_t *u); /* last connection of u here closed */
 void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n);
 void gw_presence_unwatch_all(gw_t *g, gw_conn_t *c);
 void gw_presence_sweep(gw_t *g);

@@ -53,8 +53,8 @@ static const kc_cfg_opt_t gw_opts[] = {
      "Origin is allowed, one with another Origin gets 403"},
     {"max-frame-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_frame_bytes), "65536", 1024, 1048576,
      "largest client message (all its fragments); larger ones close the socket with 1009"},
-    {"max-content-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_content_bytes), "16384", 1,
-     900000, "largest message text accepted by message.send"},
+    {"max-content-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_content_bytes), "16384", 1, 900000,
+     "largest message text accepted by message.send"},
     {"max-queued-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_queued_bytes), "1048576", 4096,
      67108864, "most bytes waiting to be sent to one socket; beyond, it is closed with 4008"},
     {"max-connections", KC_CFG_INT, offsetof(gw_cfg_t, max_connections), "20000", 1, 1000000,
@@ -189,36 +189,35 @@ static void metrics_init(gw_t *g)
     x->refused_full = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, full);
     x->ack_latency = kc_metrics_histogram(
         m, "kchat_gateway_ack_latency_seconds",
-        "From a message.send read to its ack (the processor's answer) queued to the socket.",
-        NULL, NULL, 0);
+        "From a message.send read to its ack (the processor's answer) queued to the socket.", NULL,
+        NULL, 0);
     x->delivery_latency = kc_metrics_histogram(
         m, "kchat_gateway_delivery_latency_seconds",
         "From a message's acceptance by the processor (occurred_at) to its message.create "
         "queued to a recipient's socket (wall clocks of two hosts).",
         NULL, NULL, 0);
-    x->queue_drops = kc_metrics_counter(m, "kchat_gateway_send_queue_drops_total",
-                                        "Frames dropped because a socket's send queue was full.",
-                                        NULL);
-    x->slow_closes = kc_metrics_counter(m, "kchat_gateway_slow_consumer_closes_total",
-                                        "Sockets closed (4008) because they could not keep up.",
-                                        NULL);
-    x->deliveries_consumed = kc_metrics_counter(m, "kchat_gateway_deliveries_consumed_total",
-                                                "Delivery records read from this gateway's slot.",
-                                                NULL);
-    x->delivery_errors = kc_metrics_counter(m, "kchat_gateway_delivery_errors_total",
-                                            "Delivery records or events that could not be read.",
-                                            NULL);
+    x->queue_drops =
+        kc_metrics_counter(m, "kchat_gateway_send_queue_drops_total",
+                           "Frames dropped because a socket's send queue was full.", NULL);
+    x->slow_closes =
+        kc_metrics_counter(m, "kchat_gateway_slow_consumer_closes_total",
+                           "Sockets closed (4008) because they could not keep up.", NULL);
+    x->deliveries_consumed =
+        kc_metrics_counter(m, "kchat_gateway_deliveries_consumed_total",
+                           "Delivery records read from this gateway's slot.", NULL);
+    x->delivery_errors =
+        kc_metrics_counter(m, "kchat_gateway_delivery_errors_total",
+                           "Delivery records or events that could not be read.", NULL);
     x->commands_produced = kc_metrics_counter(m, "kchat_gateway_commands_produced_total",
                                               "Commands handed to the producer.", NULL);
-    x->produce_errors = kc_metrics_counter(m, "kchat_gateway_produce_errors_total",
-                                           "Commands the producer refused or could not write.",
-                                           NULL);
-    x->pubsub_in = kc_metrics_counter(m, "kchat_gateway_pubsub_messages_total",
-                                      "Redis pub/sub messages read (typing, receipts, presence).",
-                                      NULL);
+    x->produce_errors =
+        kc_metrics_counter(m, "kchat_gateway_produce_errors_total",
+                           "Commands the producer refused or could not write.", NULL);
+    x->pubsub_in =
+        kc_metrics_counter(m, "kchat_gateway_pubsub_messages_total",
+                           "Redis pub/sub messages read (typing, receipts, presence).", NULL);
     x->pubsub_errors = kc_metrics_counter(m, "kchat_gateway_redis_errors_total",
-                                          "Redis commands that failed or could not be sent.",
-                                          NULL);
+                                          "Redis commands that failed or could not be sent.", NULL);
 }
 
 static void split_origins(gw_t *g)
@@ -249,15 +248,17 @@ static int start(gw_t *g, char *err, size_t errlen)
     kc_strlcpyf(g->origin, sizeof(g->origin), "gateway:%lld", g->cfg.slot);
     kc_strlcpyf(g->slot_channel, sizeof(g->slot_channel), "kchat:gw:%lld", g->cfg.slot);
     if (g->cfg.idle_timeout_s <= g->cfg.ping_interval_s) {
-        kc_strlcpyf(err, errlen, "invalid value for idle-timeout-s: %lld must exceed "
-                    "ping-interval-s (%lld)", g->cfg.idle_timeout_s, g->cfg.ping_interval_s);
+        kc_strlcpyf(err, errlen,
+                    "invalid value for idle-timeout-s: %lld must exceed "
+                    "ping-interval-s (%lld)",
+                    g->cfg.idle_timeout_s, g->cfg.ping_interval_s);
         return -1;
     }
     g->schemas = kc_schemas_load(g->cfg.schemas_dir, err, errlen);
     if (!g->schemas)
         return -1;
-    g->jwt = kc_jwt_key_load(g->cfg.jwt_public_key, g->cfg.jwt_issuer, g->cfg.jwt_audience, err,
-                             errlen);
+    g->jwt =
+        kc_jwt_key_load(g->cfg.jwt_public_key, g->cfg.jwt_issuer, g->cfg.jwt_audience, err, errlen);
     if (!g->jwt)
         return -1;
     g->redis = kc_redis_new(g->app.loop, g->cfg.redis.host, (int)g->cfg.redis.port,
@@ -301,7 +302,8 @@ static int start(gw_t *g, char *err, size_t errlen)
     if (partitions < 0)
         return -1;
     if (g->cfg.slot >= partitions) {
-        kc_strlcpyf(err, errlen, "invalid value for slot: %lld, but %s has %d partitions (slots 0..%d)",
+        kc_strlcpyf(err, errlen,
+                    "invalid value for slot: %lld, but %s has %d partitions (slots 0..%d)",
                     g->cfg.slot, g->cfg.deliveries_topic, partitions, partitions - 1);
         return -1;
     }
@@ -312,8 +314,8 @@ static int start(gw_t *g, char *err, size_t errlen)
     rd_kafka_resp_err_t kerr = rd_kafka_assign(g->consumer.rk, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     if (kerr) {
-        kc_strlcpyf(err, errlen, "cannot assign %s[%lld]: %s", g->cfg.deliveries_topic,
-                    g->cfg.slot, rd_kafka_err2str(kerr));
+        kc_strlcpyf(err, errlen, "cannot assign %s[%lld]: %s", g->cfg.deliveries_topic, g->cfg.slot,
+                    rd_kafka_err2str(kerr));
         return -1;
     }
     gw_tick_start(g);
@@ -338,8 +340,8 @@ int main(int argc, char **argv)
 {
     gw_t g = {0};
     char err[512];
-    int rc = kc_app_config("gateway", gw_opts, KC_ARRAY_LEN(gw_opts), &g.cfg, &g.cfg.common,
-                           argc, argv);
+    int rc =
+        kc_app_config("gateway", gw_opts, KC_ARRAY_LEN(gw_opts), &g.cfg, &g.cfg.common, argc, argv);
     int exit_code = rc > 0 ? 0 : 2;
     if (rc == 0) {
         exit_code = 1;
@@ -349,9 +351,24 @@ int main(int argc, char **argv)
             kc_redis_close(g.redis);
             kc_redis_sub_close(g.sub);
             kc_pg_close(g.pg);
+            g.redis = NULL;
+            g.sub = NULL;
+            g.pg = NULL;
             if (g.tick_open) {
                 g.tick_open = 0;
                 uv_close((uv_handle_t *)&g.tick, on_handle_closed);
+            }
+            kc_kafka_bound_destroy(&g.consumer);
+            kc_kafka_bound_destroy(&g.producer);
+            if (g.lws && g.app.loop) {
+                /* A foreign-loop lws context closes its handles on the loop and unloads its
+                 * event-lib plugin at the end: everything else is closed first, then the
+                 * loop runs until lws is done. */
+                kc_app_close_admin(&g.app);
+                if (g.app.daemon)
+                    kc_daemon_finish(g.app.daemon);
+                gw_ws_destroy(&g);
+                (void)uv_run(g.app.loop, UV_RUN_DEFAULT);
             }
         } else {
             kc_log_kv(KC_LOG_INFO,

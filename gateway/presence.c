@@ -50,14 +50,13 @@ static const char OFFLINE_LUA[] =
     "  status = 'offline', last_seen = tonumber(ARGV[2])}))\n"
     "return 1\n";
 
-static const char STATE_LUA[] =
-    "local online = 0\n"
-    "local h = redis.call('HGETALL', KEYS[1])\n"
-    "for i = 1, #h, 2 do\n"
-    "  if tonumber(h[i+1]) > tonumber(ARGV[1]) then online = 1 end\n"
-    "end\n"
-    "local seen = redis.call('GET', KEYS[2])\n"
-    "return {online, seen and tonumber(seen) or -1}\n";
+static const char STATE_LUA[] = "local online = 0\n"
+                                "local h = redis.call('HGETALL', KEYS[1])\n"
+                                "for i = 1, #h, 2 do\n"
+                                "  if tonumber(h[i+1]) > tonumber(ARGV[1]) then online = 1 end\n"
+                                "end\n"
+                                "local seen = redis.call('GET', KEYS[2])\n"
+                                "return {online, seen and tonumber(seen) or -1}\n";
 
 /* KEYS[1] kchat:rm:gen; ARGV convo, user, now, state, expires_in_ms. Returns the slots
  * published to, -1 when the user is not a member, -2 when there is no read model. */
@@ -88,16 +87,15 @@ static const char TYPING_LUA[] =
     "return n\n";
 
 /* KEYS[1] kchat:route:<sender>; ARGV now, payload. */
-static const char RECEIPT_LUA[] =
-    "local h = redis.call('HGETALL', KEYS[1])\n"
-    "local n = 0\n"
-    "for i = 1, #h, 2 do\n"
-    "  if tonumber(h[i+1]) > tonumber(ARGV[1]) then\n"
-    "    redis.call('PUBLISH', 'kchat:gw:' .. h[i], ARGV[2])\n"
-    "    n = n + 1\n"
-    "  end\n"
-    "end\n"
-    "return n\n";
+static const char RECEIPT_LUA[] = "local h = redis.call('HGETALL', KEYS[1])\n"
+                                  "local n = 0\n"
+                                  "for i = 1, #h, 2 do\n"
+                                  "  if tonumber(h[i+1]) > tonumber(ARGV[1]) then\n"
+                                  "    redis.call('PUBLISH', 'kchat:gw:' .. h[i], ARGV[2])\n"
+                                  "    n = n + 1\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "return n\n";
 
 struct gw_watch {
     char *user_id;
@@ -403,7 +401,8 @@ void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start)
     double rate = (double)g->cfg.typing_rate;
     if (gw_bucket_take(&c->typing_rate, rate, rate * 2) != 0) {
         gw_send_error(g, c, "rate_limited", "too many typing frames: slow down",
-                      start ? "\"in_reply_to\":\"typing.start\"" : "\"in_reply_to\":\"typing.stop\"");
+                      start ? "\"in_reply_to\":\"typing.start\""
+                            : "\"in_reply_to\":\"typing.stop\"");
         return;
     }
     uint64_t now = kc_mono_ns(), ttl = (uint64_t)g->cfg.typing_ttl_ms * 1000000u;

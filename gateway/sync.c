@@ -215,8 +215,8 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
     const char *qp[] = {convo_id, since, limit};
     /* Both queries go in order on one connection: the membership answer is in before the
      * messages' callback runs. */
-    if (kc_pg_query(g->pg, "SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2", 2,
-                    mp, on_member, q) != 0) {
+    if (kc_pg_query(g->pg, "SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2", 2, mp,
+                    on_member, q) != 0) {
         free(q);
         gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
         return;

@@ -13,17 +13,20 @@
  * lws requires; a queue over max-queued-bytes closes the connection (4008) rather than
  * letting one slow reader hold memory without bound.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gw.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 
 #define TOKEN_BUF (KC_JWT_MAX_LEN + 64)
-#define JWT_LEEWAY_S 30
 #define CLOSE_GRACE_S 5 /* a closing connection that never becomes writeable is cut */
 
 /* ---- frames ---- */
@@ -96,8 +99,7 @@ int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type)
     return rc;
 }
 
-void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
-                   const char *extra)
+void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra)
 {
     kc_buf_t b = {0};
     kc_buf_puts(&b, "{\"type\":\"error\",\"error\":{");
@@ -189,10 +191,10 @@ static int refuse(struct lws *wsi, unsigned status, const char *code, const char
                   status == 401 ? "www-authenticate: Bearer\r\n" : "");
     kc_buf_append(&resp, body.data, body.len);
     size_t n = resp.len - LWS_PRE;
-    int rc = lws_write(wsi, (unsigned char *)resp.data + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS) ==
-                     (int)n
-                 ? 1
-                 : -1;
+    int rc =
+        lws_write(wsi, (unsigned char *)resp.data + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS) == (int)n
+            ? 1
+            : -1;
     kc_buf_free(&body);
     kc_buf_free(&resp);
     return rc;
@@ -254,8 +256,8 @@ static int origin_allowed(gw_t *g, struct lws *wsi, char *origin, size_t size)
 }
 
 /* Verifies the token of the request; fills claims. Returns 0 or -1 with code/why. */
-static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char **code,
-                  char *why, size_t whylen)
+static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char **code, char *why,
+                  size_t whylen)
 {
     char *token = kc_xmalloc(TOKEN_BUF);
     const char *twhy = NULL;
@@ -266,7 +268,7 @@ static int verify(gw_t *g, struct lws *wsi, kc_jwt_claims_t *claims, const char 
         goto out;
     }
     kc_jwt_status_t st =
-        kc_jwt_verify(g->jwt, token, kc_now_ms() / 1000, JWT_LEEWAY_S, claims, why, whylen);
+        kc_jwt_verify(g->jwt, token, kc_now_ms() / 1000, GW_JWT_LEEWAY_S, claims, why, whylen);
     if (st != KC_JWT_OK) {
         *code = kc_jwt_status_code(st);
         goto out;
@@ -445,8 +447,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             kc_buf_free(&c->rx);
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -456,6 +457,38 @@ static const struct lws_protocols protocols[] = {
 };
 
 static lws_retry_bo_t retry;
+
+/* Binds and closes a socket on the listen address first: lws 4.1 with a foreign loop does not
+ * fail cleanly when its listener cannot bind (it returns a context without a vhost, whose
+ * teardown then runs into its unloaded event-lib plugin), so a port in use is caught here. */
+static int can_listen(const char *addr, int port, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        kc_strlcpyf(err, errlen, "invalid value for listen-addr: '%s' is not an IPv4 address",
+                    addr);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = -1;
+    if (fd < 0) {
+        kc_strlcpyf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        kc_strlcpyf(err, errlen, "cannot listen for WebSockets on %s:%d: %s", addr, port,
+                    strerror(errno));
+    else
+        rc = 0;
+    if (close(fd) != 0 && rc == 0) {
+        kc_strlcpyf(err, errlen, "close: %s", strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
 
 int gw_ws_start(gw_t *g, char *err, size_t errlen)
 {
@@ -486,10 +519,16 @@ int gw_ws_start(gw_t *g, char *err, size_t errlen)
         info.ssl_cert_filepath = g->cfg.tls_cert;
         info.ssl_private_key_filepath = g->cfg.tls_key;
     }
+    if (can_listen(g->cfg.listen_addr, (int)g->cfg.listen_port, err, errlen) != 0)
+        return -1;
     g->accepting = 1;
     g->lws = lws_create_context(&info);
-    if (!g->lws) {
-        kc_strlcpyf(err, errlen, "cannot listen for WebSockets on %s:%lld (see the log above)",
+    /* With a foreign loop, lws 4.1 returns a context even when its default vhost could not
+     * listen (a port in use): check that it listens. */
+    struct lws_vhost *vh = g->lws ? lws_get_vhost_by_name(g->lws, "default") : NULL;
+    if (!vh || lws_get_vhost_listen_port(vh) != (int)g->cfg.listen_port) {
+        kc_strlcpyf(err, errlen,
+                    "cannot listen for WebSockets on %s:%lld (port in use? see the log above)",
                     g->cfg.listen_addr, g->cfg.listen_port);
         return -1;
     }

@@ -72,6 +72,18 @@ async def wait_routes(users_slots, timeout=20):
     pytest.fail(f"routes not registered: {users_slots}")
 
 
+def members_projected(convo, users, timeout=30):
+    """Waits until kchat-projector has the members in the Redis read model."""
+    r = redis_client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gen = r.get("kchat:rm:gen")
+        if gen and set(users) <= r.smembers(f"kchat:rm:{gen}:members:{convo}"):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"members of {convo} not in the Redis read model")
+
+
 _commands = None
 
 
@@ -144,22 +156,31 @@ def metric(i, name, labels=""):
 
 
 class Gateway:
-    """A gateway started by a test (slot 3 by default), on ports base+84.. and base+97.."""
+    """A gateway started by a test (slot 3 by default). Its ports are base+100+n (WebSocket)
+    and base+200+n (operations), inside the stack's range; the stack's base may sit in the
+    kernel's ephemeral range, where an outgoing connection can hold a port for a while, so a
+    port in use moves it to the next n."""
 
     def __init__(self, tmp_path, k=0, slot=3, args=()):
-        self.ws_port = BASE + 84 + k
-        self.admin_port = BASE + 97 + k
         self.slot = slot
-        self.log_path = tmp_path / f"gateway-{k}.log"
-        self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(
-            [str(GATEWAY), f"--slot={slot}", f"--listen-port={self.ws_port}",
-             f"--admin-port={self.admin_port}", f"--schemas-dir={ROOT / 'schemas'}", *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=os.environ)
-        wait_until(lambda: self.proc.poll() is not None or
-                   http_get(f"http://127.0.0.1:{self.admin_port}/health", timeout=2)[0] == 200,
-                   "extra gateway healthy")
-        assert self.proc.poll() is None, self.log_path.read_text()[-2000:]
+        for attempt in range(10):
+            n = k * 10 + attempt
+            self.ws_port, self.admin_port = BASE + 100 + n, BASE + 200 + n
+            self.log_path = tmp_path / f"gateway-{k}-{attempt}.log"
+            self.log = open(self.log_path, "w+")
+            self.proc = subprocess.Popen(
+                [str(GATEWAY), f"--slot={slot}", f"--listen-port={self.ws_port}",
+                 f"--admin-port={self.admin_port}", f"--schemas-dir={ROOT / 'schemas'}", *args],
+                stdout=self.log, stderr=subprocess.STDOUT, env=os.environ)
+            wait_until(lambda: self.proc.poll() is not None or
+                       http_get(f"http://127.0.0.1:{self.admin_port}/health", timeout=2)[0] == 200,
+                       "extra gateway healthy")
+            if self.proc.poll() is None:
+                return
+            self.log.close()
+            if "in use" not in self.log_path.read_text():
+                break
+        pytest.fail("extra gateway did not start: " + self.log_path.read_text()[-2000:])
 
     def url(self, scheme="ws"):
         return f"{scheme}://127.0.0.1:{self.ws_port}/ws"

@@ -235,3 +235,45 @@ def test_message_rate_is_limited_per_connection():
         assert metric(1, "kchat_gateway_acks_total", 'status="error"') >= before + len(limited)
         await ws.close()
     asyncio.run(body())
+
+
+def test_a_socket_does_not_outlive_its_token():
+    """A token that expired 27 s ago still passes the 30 s clock-skew leeway; the socket is
+    closed with 4001 once the leeway is over too."""
+    async def body():
+        a = uid()
+        ws = await websockets.connect(f"ws://127.0.0.1:{GW_PORT}/ws", additional_headers={
+            "Authorization": "Bearer " + token(a, ttl=-27)})
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            while True:
+                await recv_json(ws, 30)
+        assert e.value.rcvd.code == 4001
+        assert "token expired" in e.value.rcvd.reason
+    asyncio.run(body())
+
+
+def test_message_rate_is_limited_per_user_over_its_sockets():
+    """Three sockets of one user each stay under the per-socket burst (40), but together pass
+    the per-user burst (100): the user's excess is refused."""
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        socks = [await connect(a, 2) for _ in range(3)]
+        for k, ws in enumerate(socks):
+            for i in range(38):
+                await send(ws, type="message.send", convo_id=convo, client_msg_id=f"u{k}-{i}",
+                           content="burst")
+        statuses = []
+        for ws in socks:
+            got = 0
+            while got < 38:
+                f = await recv_json(ws, 30)
+                if f["type"] == "ack":
+                    got += 1
+                    statuses.append(f["status"] if f["status"] != "error"
+                                    else f["error"]["code"])
+        assert statuses.count("rate_limited") >= 10, statuses
+        assert set(statuses) <= {"ok", "rate_limited"}
+        for ws in socks:
+            await ws.close()
+    asyncio.run(body())

@@ -103,7 +103,10 @@ def test_ten_thousand_idle_connections_and_their_memory(tmp_path):
     if hard < need:
         pytest.skip(f"the descriptor limit ({hard}) is below {need}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    gw = Gateway(tmp_path, args=[f"--max-connections={CONNS + 100}"])
+    # The raw client answers no pings: keep the idle policy from dropping its sockets while
+    # the rest open (a slow run, e.g. under ASan, takes longer than idle-timeout-s).
+    gw = Gateway(tmp_path, args=[f"--max-connections={CONNS + 100}", "--ping-interval-s=3600",
+                                 "--idle-timeout-s=7200"])
     try:
         async def body():
             users = [uid() for _ in range(CONNS // 10)]
@@ -141,7 +144,8 @@ def test_ten_thousand_idle_connections_and_their_memory(tmp_path):
             if out:
                 with open(out, "a") as f:
                     f.write(report + "\n")
-            assert per_conn < 8192, report
+            if os.environ.get("SANITIZE") != "1":  # ASan's shadow memory and redzones
+                assert per_conn < 8192, report
             for _, w in conns:
                 w.close()
             deadline = time.monotonic() + 60

@@ -264,3 +264,29 @@ def test_sigterm_sends_a_notice_closes_with_1001_and_deregisters(tmp_path):
     # and a stopped gateway takes no new sockets
     with pytest.raises(OSError):
         RawWS(uid(), port=gw.ws_port)
+
+
+def test_a_websocket_port_in_use_fails_the_start_up(tmp_path):
+    import os
+    import socket
+    from conftest import ROOT
+    from test_gateway_helpers import BASE, GATEWAY
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for port in range(BASE + 300, BASE + 320):
+        try:
+            blocker.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            continue
+    blocker.listen()
+    try:
+        p = subprocess.run([str(GATEWAY), "--slot=5", f"--listen-port={port}",
+                            f"--admin-port={port + 50}", f"--schemas-dir={ROOT / 'schemas'}"],
+                           capture_output=True, text=True, timeout=60, env=os.environ)
+    finally:
+        blocker.close()
+    assert p.returncode == 1
+    last = [json.loads(line) for line in p.stderr.splitlines() if line.strip()]
+    errors = [e["msg"] for e in last if e["level"] == "error" and e.get("lib") is None]
+    assert errors and errors[0].startswith("start-up failed: cannot listen for WebSockets")

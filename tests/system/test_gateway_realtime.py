@@ -5,21 +5,9 @@ import asyncio
 import signal
 import time
 
-import pytest
-
-from test_gateway_helpers import (Gateway, collect, connect, create_conversation, quiet,
-                                  recv_json, recv_until, redis_client, send, uid, wait_routes)
-
-
-def members_projected(convo, users, timeout=30):
-    r = redis_client()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        gen = r.get("kchat:rm:gen")
-        if gen and set(users) <= r.smembers(f"kchat:rm:{gen}:members:{convo}"):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"members of {convo} not in the Redis read model")
+from test_gateway_helpers import (Gateway, collect, connect, create_conversation,
+                                  members_projected, quiet, recv_json, recv_until, redis_client,
+                                  send, uid, wait_routes)
 
 
 def is_type(t):
@@ -136,7 +124,11 @@ def test_a_crashed_gateways_users_go_offline_by_themselves(tmp_path):
     """kill -9 a gateway: nobody deregisters its users, their routes lapse after
     route-ttl-ms, and the watchers' gateway notices in its sweep."""
     crash = Gateway(tmp_path, k=0, slot=3, args=["--route-ttl-ms=2000"])
-    watch = Gateway(tmp_path, k=1, slot=4, args=["--route-ttl-ms=2000"])
+    try:
+        watch = Gateway(tmp_path, k=1, slot=4, args=["--route-ttl-ms=2000"])
+    except BaseException:
+        crash.stop()
+        raise
     try:
         async def body():
             import websockets
@@ -238,4 +230,30 @@ def test_sync_of_a_conversation_the_user_is_not_in_is_refused():
         f, _ = await recv_until(wx, is_type("error"))
         assert f["error"]["code"] == "not_member" and f["in_reply_to"] == "sync"
         await wx.close()
+    asyncio.run(body())
+
+
+def test_the_subscriber_reconnects_and_subscribes_again():
+    """Redis drops every pub/sub connection (CLIENT KILL TYPE pubsub): each gateway's
+    subscriber reconnects and subscribes to its channels again, so typing flows again."""
+    async def body():
+        a, b = uid(), uid()
+        convo = create_conversation(a, [b])
+        members_projected(convo, [a, b])
+        wa, wb = await connect(a, 0), await connect(b, 1)
+        await wait_routes([(a, 0), (b, 1)])
+        killed = redis_client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 1
+        # what is published while a subscriber reconnects is lost (pub/sub): retry a while
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, "typing never came through again"
+            await send(wa, type="typing.stop", convo_id=convo)
+            await send(wa, type="typing.start", convo_id=convo)
+            got = [f for f in await quiet(wb, 0.5) if f["type"] == "typing" and
+                   f["state"] == "start"]
+            if got:
+                break
+        await wa.close()
+        await wb.close()
     asyncio.run(body())
