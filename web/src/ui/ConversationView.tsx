@@ -226,8 +226,13 @@ function MessageItem({ m, mine, sender, tick }: { m: Message; mine: boolean; sen
   return (
     <li className={`bubble ${mine ? 'mine' : 'theirs'}`} data-seq={m.seq_no} data-client-msg-id={m.client_msg_id}>
       {!mine && <span className="sender">{sender}</span>}
-      <span className="content">{m.content}</span>
+      {m.deleted ? (
+        <span className="content deleted">This message was deleted.</span>
+      ) : (
+        <span className="content">{m.content}</span>
+      )}
       <span className="meta">
+        {m.edited && !m.deleted && <span>edited</span>}
         <time dateTime={m.created_at ? new Date(m.created_at).toISOString() : undefined} title={fullTimeOf(m.created_at)}>
           {timeOf(m.created_at)}
         </time>
