@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import {
+  accessibilityViolations,
   assertGapFree,
   launch,
   newUserPage,
@@ -128,6 +129,11 @@ describe('two people chat', () => {
     await showsAll(b.page, 'bob');
     await until('bob\'s message to be read by alice', async () => (await shownMessages(b.page))[3]?.tick === 'read');
     await screenshot(a.page, '04-conversation');
+    expect(await accessibilityViolations(a.page)).toEqual([]);
+    await a.page.emulateMedia({ colorScheme: 'dark' });
+    expect(await accessibilityViolations(a.page)).toEqual([]);
+    await screenshot(a.page, '04-conversation-dark');
+    await a.page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('bob reloads and sees the whole history once', async () => {
@@ -153,6 +159,7 @@ describe('two people chat', () => {
     await send(b.page, 'written offline');
     await until('bob\'s offline bubble to wait', async () => (await shownMessages(b.page)).some((m) => m.pending === 'queued'));
     await screenshot(b.page, '05-offline');
+    expect(await accessibilityViolations(b.page)).toEqual([]);
 
     await b.ctx.setOffline(false);
     await waitConnected(b.page);
@@ -201,6 +208,7 @@ describe('two people chat', () => {
     await screenshot(a.page, '07-phone-list');
     await openConversation(a.page, title);
     await screenshot(a.page, '08-phone-conversation');
+    expect(await accessibilityViolations(a.page)).toEqual([]);
     expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
   });
 });
