@@ -163,6 +163,16 @@ export class ChatClient {
     this.restoreOutbox();
   }
 
+  /** Logging out: what this browser kept for the user goes (unsent messages included). */
+  forget(): void {
+    this.stop();
+    try {
+      localStorage.removeItem(this.outboxKey);
+    } catch {
+      // nothing stored
+    }
+  }
+
   // ---- React glue --------------------------------------------------------------------
 
   subscribe = (fn: () => void): (() => void) => {
@@ -228,7 +238,7 @@ export class ChatClient {
   private async token(fresh: boolean): Promise<string> {
     if (fresh) {
       const s = await this.api.refresh();
-      if (!s) throw new Error('logged out');
+      if (!s) throw new ApiError(401, 'logged_out', 'Your session has ended; log in again.');
       return s.access_token;
     }
     return this.api.accessToken();

@@ -166,8 +166,8 @@ export class ChatSocket {
       token = await this.token(this.failedOpens >= 2);
       if (this.failedOpens >= 2) this.failedOpens = 0;
     } catch (e) {
-      // logged out: the app goes back to the login screen; anything else: try again later
-      if (e instanceof Error && /logged out|session has ended/i.test(e.message)) {
+      // logged out (401): the app goes back to the login screen; anything else: try again later
+      if (typeof e === 'object' && e !== null && 'status' in e && e.status === 401) {
         this.stop();
         return;
       }
