@@ -57,6 +57,11 @@ def test_typecheck(node_modules):
 
 
 def test_end_to_end(node_modules):
+    # Earlier tests kill and fence daemons of the stack; bring back whatever is not running
+    # (`up` leaves running ones alone and waits for every /health).
+    up = subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], capture_output=True, text=True,
+                        timeout=300)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     port = ingress_port()
     if not listening(port):
         pytest.skip(f"this stack runs no ingress on {port} (scripts/stack.sh does not start "
