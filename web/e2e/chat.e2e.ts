@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import {
+  accessibilityViolations,
   assertGapFree,
   launch,
   newUserPage,
@@ -122,12 +123,17 @@ describe('two people chat', () => {
     expected.push('so, does it work?');
     await a.page.getByRole('textbox', { name: 'Message' }).fill(expected[2] as string);
     await a.page.getByRole('textbox', { name: 'Message' }).press('Enter');
-    expected.push('it does 🎉 — with “unicode” too');
+    expected.push('it does — ça marche, with “unicode” too');
     await send(b.page, expected[3] as string);
     await showsAll(a.page, 'alice');
     await showsAll(b.page, 'bob');
     await until('bob\'s message to be read by alice', async () => (await shownMessages(b.page))[3]?.tick === 'read');
     await screenshot(a.page, '04-conversation');
+    expect(await accessibilityViolations(a.page)).toEqual([]);
+    await a.page.emulateMedia({ colorScheme: 'dark' });
+    expect(await accessibilityViolations(a.page)).toEqual([]);
+    await screenshot(a.page, '04-conversation-dark');
+    await a.page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('bob reloads and sees the whole history once', async () => {
@@ -153,6 +159,7 @@ describe('two people chat', () => {
     await send(b.page, 'written offline');
     await until('bob\'s offline bubble to wait', async () => (await shownMessages(b.page)).some((m) => m.pending === 'queued'));
     await screenshot(b.page, '05-offline');
+    expect(await accessibilityViolations(b.page)).toEqual([]);
 
     await b.ctx.setOffline(false);
     await waitConnected(b.page);
@@ -194,6 +201,41 @@ describe('two people chat', () => {
     await screenshot(a.page, '06-search');
   });
 
+  it('can be used from the keyboard alone', async () => {
+    const page = b.page;
+    await page.goto('/');
+    await waitConnected(page);
+    // Tab through the page: the skip link, search, New conversation, then the conversation
+    const seen: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      await page.keyboard.press('Tab');
+      const here = await page.evaluate(() => {
+        const el = document.activeElement;
+        return el ? `${el.tagName.toLowerCase()}:${el.getAttribute('aria-label') ?? el.textContent?.trim().slice(0, 40) ?? ''}` : '';
+      });
+      seen.push(here);
+      if (here.includes(title)) break;
+    }
+    expect(seen[0]).toContain('Skip to conversation');
+    expect(seen.some((s) => s.startsWith('input:'))).toBe(true); // the search box
+    expect(seen.some((s) => s.includes('New conversation'))).toBe(true);
+    expect(seen.at(-1)).toContain(title);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: title }).waitFor();
+    // the composer has the focus: type and press Enter to send
+    expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('TEXTAREA');
+    expected.push('sent with the keyboard alone');
+    await page.keyboard.type('sent with the keyboard alone');
+    await page.keyboard.press('Enter');
+    // bob shows the latest page since the reload; its last message is this one, stored
+    await until('bob\'s keyboard message to be stored', async () => {
+      const last = (await shownMessages(page)).at(-1);
+      return last?.text === expected.at(-1) && last?.seq === expected.length;
+    });
+    await openConversation(a.page, title); // alice was looking at search results
+    await showsAll(a.page, 'alice');
+  });
+
   it('works at phone width', async () => {
     await a.page.setViewportSize({ width: 390, height: 780 });
     await a.page.getByRole('button', { name: 'Back to conversations' }).click();
@@ -201,6 +243,7 @@ describe('two people chat', () => {
     await screenshot(a.page, '07-phone-list');
     await openConversation(a.page, title);
     await screenshot(a.page, '08-phone-conversation');
+    expect(await accessibilityViolations(a.page)).toEqual([]);
     expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // Helpers of the end-to-end tests: a real Chromium (playwright-core driving Debian's
 // /usr/bin/chromium, headless) against a kchat behind its ingress.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
@@ -108,4 +109,27 @@ export function assertGapFree(shown: ShownMessage[]): void {
   if (JSON.stringify(seqs) !== JSON.stringify(want)) {
     throw new Error(`messages are not seq 1..${shown.length} in order: ${JSON.stringify(seqs)}`);
   }
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: unknown[] }[];
+}
+
+/**
+ * The WCAG 2.1 A and AA violations axe-core finds on the page as it is now (contrast,
+ * labels, roles, names, landmarks...), one line each; empty when there is none.
+ */
+export async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE); // through the debugger protocol: the page's CSP allows no inline script
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run: (ctx: Document, opts: unknown) => Promise<{ violations: AxeViolation[] }> } }).axe;
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+  });
+  return violations.map((v) => `${v.id} (${v.impact ?? '?'}): ${v.help} at ${v.nodes.map((n) => JSON.stringify(n.target)).join(', ')}`);
 }

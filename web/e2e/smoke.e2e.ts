@@ -3,7 +3,7 @@
 // without a working API behind the ingress.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { BASE, launch, newUserPage, screenshot, unique } from './helpers';
+import { BASE, accessibilityViolations, launch, newUserPage, screenshot, unique } from './helpers';
 
 let browser: Browser;
 let page: Page;
@@ -52,6 +52,20 @@ describe('the page', () => {
     await page.getByRole('button', { name: 'Log in', exact: true }).click();
     expect(await page.getByRole('alert').textContent()).toBe('Enter a username.');
     expect(calls).toEqual([]);
+  });
+
+  it('has no WCAG 2.1 AA violations (axe-core), in light and dark', async () => {
+    for (const colorScheme of ['light', 'dark'] as const) {
+      await page.emulateMedia({ colorScheme });
+      await page.goto('/');
+      await page.getByRole('heading', { name: 'Log in' }).waitFor();
+      expect(await accessibilityViolations(page), colorScheme).toEqual([]);
+      await page.getByRole('button', { name: 'Create an account' }).click();
+      await page.getByRole('button', { name: 'Create an account', exact: true }).click(); // empty: an error shows
+      await page.getByRole('alert').waitFor();
+      expect(await accessibilityViolations(page), colorScheme).toEqual([]);
+    }
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('keeps /metrics off the ingress', async () => {

@@ -74,11 +74,17 @@ function saveSession(s: Session | null): void {
   }
 }
 
-export function checkCredentials(username: string, password: string): string | null {
+export const MIN_NEW_PASSWORD = 8;
+
+export function checkCredentials(username: string, password: string, registering = false): string | null {
   const u = username.trim();
   if (u.length === 0) return 'Enter a username.';
   if (u.length > MAX_USERNAME) return `A username has at most ${MAX_USERNAME} characters.`;
+  if (registering && !/^[A-Za-z0-9_.\-\u00a0-\uffff]+$/.test(u)) {
+    return 'A username may hold letters, digits, "_", "." and "-".';
+  }
   if (password.length === 0) return 'Enter a password.';
+  if (registering && password.length < MIN_NEW_PASSWORD) return `A password has at least ${MIN_NEW_PASSWORD} characters.`;
   if (password.length > MAX_PASSWORD) return `A password has at most ${MAX_PASSWORD} characters.`;
   return null;
 }

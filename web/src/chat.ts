@@ -39,6 +39,7 @@ import {
   mergeMessages,
   noteKnownLast,
   oldestSeq,
+  patchMessage,
   removePending,
   updatePending,
   type ConvoLog,
@@ -48,7 +49,10 @@ import {
 
 export const PAGE_SIZE = 50;
 const BACKFILL_PAGE = 200;
-const ACK_TIMEOUT_MS = 10000;
+const ACK_TIMEOUT_MS = 15000;
+/** ack error codes that say "try again" (the outcome is unknown or the server was busy) */
+const RETRIABLE_ACK = new Set(['timeout', 'unavailable', 'rate_limited', 'too_many_in_flight', 'internal', 'busy', 'stopping']);
+const RETRY_AFTER_MS = 2000;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 const TYPING_SHOWN_MS = 6000;
@@ -159,6 +163,16 @@ export class ChatClient {
     this.restoreOutbox();
   }
 
+  /** Logging out: what this browser kept for the user goes (unsent messages included). */
+  forget(): void {
+    this.stop();
+    try {
+      localStorage.removeItem(this.outboxKey);
+    } catch {
+      // nothing stored
+    }
+  }
+
   // ---- React glue --------------------------------------------------------------------
 
   subscribe = (fn: () => void): (() => void) => {
@@ -224,7 +238,7 @@ export class ChatClient {
   private async token(fresh: boolean): Promise<string> {
     if (fresh) {
       const s = await this.api.refresh();
-      if (!s) throw new Error('logged out');
+      if (!s) throw new ApiError(401, 'logged_out', 'Your session has ended; log in again.');
       return s.access_token;
     }
     return this.api.accessToken();
@@ -624,10 +638,25 @@ export class ChatClient {
         }
         break;
       }
+      case 'message.update':
+        this.setLog(f.convo_id, patchMessage(this.log(f.convo_id), f.seq_no, { content: f.content }));
+        break;
+      case 'message.delete':
+        this.setLog(f.convo_id, patchMessage(this.log(f.convo_id), f.seq_no, { deleted: true }));
+        break;
+      case 'sync.complete': {
+        this.setLog(f.convo_id, noteKnownLast(this.log(f.convo_id), f.up_to_seq));
+        if (f.more) this.send({ type: 'sync', convo_id: f.convo_id, since_seq: contiguousTop(this.log(f.convo_id)) });
+        else this.checkGap(f.convo_id);
+        break;
+      }
+      case 'conversation.update':
+        void this.reloadConversations();
+        break;
       case 'typing': {
         if (f.user_id === this.state.me.user_id) break;
         const users = { ...(this.state.typing[f.convo_id] ?? {}) };
-        if (f.typing) users[f.user_id] = Date.now() + TYPING_SHOWN_MS;
+        if (f.typing) users[f.user_id] = Date.now() + (f.expires_in_ms ?? TYPING_SHOWN_MS);
         else delete users[f.user_id];
         this.set({ typing: { ...this.state.typing, [f.convo_id]: users } });
         break;
@@ -641,8 +670,30 @@ export class ChatClient {
         this.notify('info', f.message || f.code);
         break;
       case 'error':
-        this.notify('error', f.message || f.code);
+        this.onError(f);
         break;
+    }
+  }
+
+  /** An error frame: most answer one of this client's frames, which it simply sends again later. */
+  private onError(f: Extract<ServerFrame, { type: 'error' }>): void {
+    const convo = f.convo_id;
+    switch (f.in_reply_to) {
+      case 'sync':
+        // history unavailable, rate limited, too many in flight: the gap check backfills by REST
+        if (convo && f.code !== 'not_member') this.checkGap(convo, RETRY_AFTER_MS);
+        return;
+      case 'message.read':
+        // sent again at the next chance (the processor may also refuse a marker that does not move)
+        if (convo) this.myRead.delete(convo);
+        return;
+      case 'typing.start':
+      case 'typing.stop':
+      case 'typing':
+      case 'presence.subscribe':
+        return; // best effort
+      default:
+        this.notify('error', f.message || f.code);
     }
   }
 
@@ -658,6 +709,15 @@ export class ChatClient {
     if (!id) return; // a retry's second ack, or another tab's message
     const p = this.log(id).pending.find((x) => x.client_msg_id === ack.client_msg_id);
     this.sentAt.delete(ack.client_msg_id);
+    if (ack.status === 'error' && p && RETRIABLE_ACK.has(ack.error?.code ?? '')) {
+      // the outcome is unknown or the server was busy: the same client_msg_id again, shortly
+      this.setLog(id, updatePending(this.log(id), p.client_msg_id, { state: 'queued' }));
+      setTimeout(() => {
+        const again = this.log(id).pending.find((x) => x.client_msg_id === ack.client_msg_id);
+        if (again && again.state === 'queued' && !this.stopped) this.transmit(id, again);
+      }, RETRY_AFTER_MS);
+      return;
+    }
     const log = applyAck(this.log(id), ack, this.state.me.user_id);
     this.setLog(id, log);
     this.saveOutbox();

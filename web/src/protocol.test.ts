@@ -45,8 +45,12 @@ describe('server frames', () => {
         convo_id: 'c1',
         user_id: 'u1',
         typing,
+        expires_in_ms: null,
       });
     }
+    expect(
+      parseServerFrame('{"type":"typing","convo_id":"c1","user_id":"u1","state":"start","expires_in_ms":6000}'),
+    ).toMatchObject({ typing: true, expires_in_ms: 6000 });
     expect(parseServerFrame('{"type":"typing","convo_id":"c1","user_id":"u1","state":"dancing"}')).toBeNull();
   });
 
@@ -74,12 +78,44 @@ describe('server frames', () => {
       type: 'error',
       code: 'bad_frame',
       message: 'what',
+      in_reply_to: null,
+      convo_id: null,
     });
+    expect(
+      parseServerFrame('{"type":"error","error":{"code":"rate_limited","message":"slow"},"in_reply_to":"sync","convo_id":"c1"}'),
+    ).toMatchObject({ code: 'rate_limited', in_reply_to: 'sync', convo_id: 'c1' });
     expect(parseServerFrame('{"type":"system.notice","code":"draining","message":"bye"}')).toEqual({
       type: 'system.notice',
       code: 'draining',
       message: 'bye',
     });
+  });
+
+  it('sync.complete, conversation.update, edits and deletes', () => {
+    expect(parseServerFrame('{"type":"sync.complete","convo_id":"c1","up_to_seq":9,"sent":3,"more":true}')).toEqual({
+      type: 'sync.complete',
+      convo_id: 'c1',
+      up_to_seq: 9,
+      more: true,
+    });
+    expect(parseServerFrame('{"type":"conversation.update","convo_id":"c1","change":"members_added"}')).toEqual({
+      type: 'conversation.update',
+      convo_id: 'c1',
+    });
+    expect(parseServerFrame('{"type":"message.update","convo_id":"c1","seq_no":2,"content":"fixed"}')).toEqual({
+      type: 'message.update',
+      convo_id: 'c1',
+      seq_no: 2,
+      content: 'fixed',
+    });
+    expect(parseServerFrame('{"type":"message.delete","convo_id":"c1","seq_no":2}')).toEqual({
+      type: 'message.delete',
+      convo_id: 'c1',
+      seq_no: 2,
+    });
+    // a backfilled copy says whether it was deleted or edited
+    const m = parseServerFrame(JSON.stringify({ type: 'message.create', ...message, deleted: true, edited_at: 5, backfill: true }));
+    expect(m).toMatchObject({ message: { deleted: true, edited: true } });
   });
 
   it('refuses what is not a frame it knows', () => {

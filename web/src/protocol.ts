@@ -18,6 +18,8 @@ export interface Message {
   content: string;
   /** milliseconds since the epoch */
   created_at: number;
+  deleted?: boolean;
+  edited?: boolean;
 }
 
 export interface Member {
@@ -50,10 +52,14 @@ export type ServerFrame =
   | { type: 'message.create'; message: Message }
   | { type: 'message.delivery'; convo_id: string; seq_no: number; user_id?: string }
   | { type: 'message.read'; convo_id: string; user_id: string; seq_no: number }
-  | { type: 'typing'; convo_id: string; user_id: string; typing: boolean }
+  | { type: 'message.update'; convo_id: string; seq_no: number; content: string }
+  | { type: 'message.delete'; convo_id: string; seq_no: number }
+  | { type: 'typing'; convo_id: string; user_id: string; typing: boolean; expires_in_ms: number | null }
+  | { type: 'sync.complete'; convo_id: string; up_to_seq: number; more: boolean }
+  | { type: 'conversation.update'; convo_id: string }
   | { type: 'presence.update'; user_id: string; online: boolean; last_seen: number | null }
   | { type: 'system.notice'; code: string; message: string }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: string; message: string; in_reply_to: string | null; convo_id: string | null };
 
 export type ClientFrame =
   | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string }
@@ -113,7 +119,7 @@ export function parseMessage(v: unknown): Message | null {
   if (!validId(convo_id) || seq_no === null || seq_no < 1 || !validId(sender_id) || content === null) {
     return null;
   }
-  return {
+  const m: Message = {
     convo_id,
     seq_no,
     server_msg_id: str(v, 'server_msg_id') ?? `${convo_id}:${seq_no}`,
@@ -122,6 +128,9 @@ export function parseMessage(v: unknown): Message | null {
     content,
     created_at: toMillis(v['created_at']) ?? 0,
   };
+  if (v['deleted'] === true) m.deleted = true;
+  if (v['edited_at'] !== undefined && v['edited_at'] !== null) m.edited = true;
+  return m;
 }
 
 function parseMember(v: unknown): Member | null {
@@ -224,12 +233,36 @@ export function parseServerFrame(text: string): ServerFrame | null {
       if (!validId(convo_id) || !validId(user_id) || s === null) return null;
       return { type: 'message.read', convo_id, user_id, seq_no: s };
     }
+    case 'message.update': {
+      const convo_id = str(v, 'convo_id');
+      const s = seq(v, 'seq_no');
+      const content = str(v, 'content');
+      if (!validId(convo_id) || s === null || s < 1 || content === null) return null;
+      return { type: 'message.update', convo_id, seq_no: s, content };
+    }
+    case 'message.delete': {
+      const convo_id = str(v, 'convo_id');
+      const s = seq(v, 'seq_no');
+      if (!validId(convo_id) || s === null || s < 1) return null;
+      return { type: 'message.delete', convo_id, seq_no: s };
+    }
     case 'typing': {
       const convo_id = str(v, 'convo_id');
       const user_id = str(v, 'user_id');
       const typing = typingState(v['state'] ?? v['typing']);
       if (!validId(convo_id) || !validId(user_id) || typing === null) return null;
-      return { type: 'typing', convo_id, user_id, typing };
+      const ttl = seq(v, 'expires_in_ms');
+      return { type: 'typing', convo_id, user_id, typing, expires_in_ms: ttl !== null && ttl > 0 ? Math.min(ttl, 60000) : null };
+    }
+    case 'sync.complete': {
+      const convo_id = str(v, 'convo_id');
+      const up = seq(v, 'up_to_seq');
+      if (!validId(convo_id) || up === null) return null;
+      return { type: 'sync.complete', convo_id, up_to_seq: up, more: v['more'] === true };
+    }
+    case 'conversation.update': {
+      const convo_id = str(v, 'convo_id');
+      return validId(convo_id) ? { type: 'conversation.update', convo_id } : null;
     }
     case 'presence.update': {
       const user_id = str(v, 'user_id');
@@ -250,7 +283,7 @@ export function parseServerFrame(text: string): ServerFrame | null {
       };
     case 'error': {
       const e = parseError(v) ?? { code: str(v, 'code') ?? 'error', message: str(v, 'message') ?? '' };
-      return { type: 'error', ...e };
+      return { type: 'error', ...e, in_reply_to: str(v, 'in_reply_to'), convo_id: str(v, 'convo_id') };
     }
     default:
       return null;

@@ -14,6 +14,12 @@ export interface SocketEvents {
 }
 
 const BACKOFF_MIN_MS = 500;
+// What this client sends, at most: below the gateway's per-socket rate (20 frames/s, bursts
+// of 40), so a burst of sends, syncs and read markers is queued here rather than refused
+// there.
+const SEND_RATE_PER_S = 10;
+const SEND_BURST = 20;
+const MAX_QUEUED_FRAMES = 2000;
 const BACKOFF_MAX_MS = 15000;
 const CONNECT_TIMEOUT_MS = 10000;
 
@@ -27,6 +33,10 @@ export class ChatSocket {
   private state: SocketState = 'closed';
   private attempt = 0;
   private failedOpens = 0;
+  private queue: string[] = [];
+  private tokens = SEND_BURST;
+  private refilledAt = 0;
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private running = false;
@@ -63,12 +73,40 @@ export class ChatSocket {
     this.setState('closed');
   }
 
-  /** Sends a frame if the socket is open; false otherwise (the caller keeps it for later). */
+  /**
+   * Queues a frame if the socket is open; false otherwise (the caller keeps it for later).
+   * Frames leave at SEND_RATE_PER_S; those still queued when the socket closes are dropped,
+   * and the chat client sends what matters again on the next open.
+   */
   send(frame: ClientFrame): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'open') return false;
-    ws.send(JSON.stringify(frame));
+    if (this.queue.length >= MAX_QUEUED_FRAMES) return false;
+    this.queue.push(JSON.stringify(frame));
+    this.flush();
     return true;
+  }
+
+  private flush(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      this.queue = [];
+      return;
+    }
+    const now = Date.now();
+    this.tokens = Math.min(SEND_BURST, this.tokens + ((now - this.refilledAt) / 1000) * SEND_RATE_PER_S);
+    this.refilledAt = now;
+    while (this.queue.length > 0 && this.tokens >= 1) {
+      ws.send(this.queue.shift() as string);
+      this.tokens -= 1;
+    }
+    if (this.queue.length > 0 && !this.flushTimer) {
+      const wait = Math.ceil(((1 - this.tokens) / SEND_RATE_PER_S) * 1000);
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flush();
+      }, wait);
+    }
   }
 
   /** Closes the current socket as if the connection had dropped (the browser went offline). */
@@ -97,8 +135,11 @@ export class ChatSocket {
   private clearTimers(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     this.retryTimer = null;
     this.connectTimer = null;
+    this.flushTimer = null;
+    this.queue = [];
   }
 
   private scheduleRetry(detail?: string): void {
@@ -125,8 +166,8 @@ export class ChatSocket {
       token = await this.token(this.failedOpens >= 2);
       if (this.failedOpens >= 2) this.failedOpens = 0;
     } catch (e) {
-      // logged out: the app goes back to the login screen; anything else: try again later
-      if (e instanceof Error && /logged out|session has ended/i.test(e.message)) {
+      // logged out (401): the app goes back to the login screen; anything else: try again later
+      if (typeof e === 'object' && e !== null && 'status' in e && e.status === 401) {
         this.stop();
         return;
       }
@@ -145,6 +186,9 @@ export class ChatSocket {
       this.connectTimer = null;
       this.attempt = 0;
       this.failedOpens = 0;
+      this.queue = [];
+      this.tokens = SEND_BURST;
+      this.refilledAt = Date.now();
       this.setState('open');
       this.on.open();
     };
@@ -161,8 +205,7 @@ export class ChatSocket {
       if (this.ws !== ws) return;
       this.ws = null;
       if (!opened) this.failedOpens++;
-      if (this.connectTimer) clearTimeout(this.connectTimer);
-      this.connectTimer = null;
+      this.clearTimers();
       // 1008 (policy) at the handshake usually means an expired or refused token: the next
       // attempt fetches a fresh one through Api.accessToken().
       this.scheduleRetry(ev.reason || undefined);

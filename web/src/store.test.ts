@@ -14,6 +14,7 @@ import {
   missingSeqs,
   noteKnownLast,
   oldestSeq,
+  patchMessage,
   tickFor,
   updatePending,
   type ConvoLog,
@@ -76,6 +77,19 @@ describe('dedupe', () => {
     expect(log).toBe(before); // unchanged: the same value, so React does not even re-render
     log = mergeMessages(log, [msg(1), msg(2), msg(3), msg(4)], ME); // a sync overlapping
     expect(seqs(log)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('edits and deletes patch the loaded message in place', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2)], ME);
+    log = patchMessage(log, 2, { content: 'better' });
+    expect(log.messages[1]).toMatchObject({ seq_no: 2, content: 'better', edited: true });
+    log = patchMessage(log, 1, { deleted: true });
+    expect(log.messages[0]).toMatchObject({ seq_no: 1, content: '', deleted: true });
+    expect(patchMessage(log, 7, { deleted: true })).toBe(log); // not loaded: nothing to patch
+    // the deleted copy from history does not bring the text back, nor add a message
+    log = mergeMessages(log, [{ ...msg(1), content: '', deleted: true }], ME);
+    expect(seqs(log)).toEqual([1, 2]);
+    expect(log.messages[0]?.deleted).toBe(true);
   });
 
   it('an edited copy of a seq_no replaces the old one', () => {

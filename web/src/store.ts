@@ -74,7 +74,11 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
     const i = indexOfSeq(messages, m.seq_no);
     if (i >= 0) {
       const old = messages[i] as Message;
-      if (old.content !== m.content || old.server_msg_id !== m.server_msg_id) {
+      if (
+        old.content !== m.content ||
+        old.server_msg_id !== m.server_msg_id ||
+        Boolean(old.deleted) !== Boolean(m.deleted)
+      ) {
         messages[i] = { ...m, created_at: m.created_at || old.created_at };
         changed = true;
       }
@@ -96,6 +100,25 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
     return log;
   }
   return { messages, pending, knownLast, reachedStart };
+}
+
+/** An edit (content) or a deletion of a loaded message; other seq_nos are left alone. */
+export function patchMessage(log: ConvoLog, seq: number, change: { content?: string; deleted?: boolean }): ConvoLog {
+  const i = indexOfSeq(log.messages, seq);
+  if (i < 0) return log;
+  const old = log.messages[i] as Message;
+  const next: Message = { ...old };
+  if (change.content !== undefined) {
+    next.content = change.content;
+    next.edited = true;
+  }
+  if (change.deleted) {
+    next.deleted = true;
+    next.content = '';
+  }
+  const messages = log.messages.slice();
+  messages[i] = next;
+  return { ...log, messages };
 }
 
 /** The server says seq_no `seq` exists (conversation list, delivery, read marker). */

@@ -14,7 +14,7 @@ export function AuthScreen({ api }: { api: Api }) {
 
   async function submit(e: FormEvent) {
     e.preventDefault();
-    const bad = checkCredentials(username, password);
+    const bad = checkCredentials(username, password, mode === 'register');
     if (bad) {
       setError(bad);
       return;
@@ -31,6 +31,7 @@ export function AuthScreen({ api }: { api: Api }) {
     } catch (err) {
       if (err instanceof ApiError) {
         if (err.status === 409) setError('That username is taken.');
+        else if (err.status === 503 && err.code === 'busy') setError('The server is busy; try again in a moment.');
         else if (err.status === 401) setError('Wrong username or password.');
         else setError(err.message);
       } else {

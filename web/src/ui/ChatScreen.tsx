@@ -69,7 +69,16 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
           >
             {copied ? 'copied' : state.me.user_id}
           </button>
-          <button type="button" className="ghost" onClick={() => api.logout()}>
+          <button
+            type="button"
+            className="ghost"
+            onClick={() => {
+              const unsent = Object.values(state.logs).reduce((n, l) => n + l.pending.length, 0);
+              if (unsent > 0 && !window.confirm(`${unsent} message(s) are not sent yet and will be lost. Log out?`)) return;
+              client.forget();
+              api.logout();
+            }}
+          >
             Log out
           </button>
         </span>

@@ -44,6 +44,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const view = state.views[id];
   const scroller = useRef<HTMLDivElement>(null);
   const topSentinel = useRef<HTMLDivElement>(null);
+  const composer = useRef<HTMLTextAreaElement>(null);
   const stick = useRef(true);
   const prevHeight = useRef<{ first: number | null; height: number }>({ first: null, height: 0 });
   const [text, setText] = useState('');
@@ -69,6 +70,12 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     }
     prevHeight.current = { first, height: el.scrollHeight };
   }, [log.messages, log.pending, typingUsers.length]);
+
+  // on a wide screen, opening a conversation puts the cursor in its composer (on a phone
+  // that would pop the keyboard over the messages)
+  useEffect(() => {
+    if (window.matchMedia('(min-width: 721px)').matches) composer.current?.focus();
+  }, [id]);
 
   // load older pages when the top comes into view
   useEffect(() => {
@@ -143,7 +150,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           </p>
         </div>
       </header>
-      <div className="messages" ref={scroller} onScroll={onScroll}>
+      <div
+        className="messages"
+        ref={scroller}
+        onScroll={onScroll}
+        tabIndex={0}
+        role="region"
+        aria-label="Message history (scroll up for older messages)"
+      >
         <div ref={topSentinel} />
         {log.reachedStart ? (
           <p className="muted center">This is the beginning of the conversation.</p>
@@ -165,7 +179,8 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             {view.error}
           </p>
         )}
-        <ol className="message-list" role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
+        <div role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
+        <ol className="message-list">
           {log.messages.map((m) => (
             <MessageItem
               key={m.seq_no}
@@ -179,6 +194,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             <PendingItem key={p.client_msg_id} p={p} onRetry={() => client.retry(id, p.client_msg_id)} onDiscard={() => client.discard(id, p.client_msg_id)} />
           ))}
         </ol>
+        </div>
         <p className="typing" aria-live="polite" data-testid="typing">
           {typingUsers.length > 0 &&
             `${typingUsers.map((u) => nameOf(state.names, u)).join(', ')} ${typingUsers.length > 1 ? 'are' : 'is'} typing…`}
@@ -195,6 +211,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           Message
         </label>
         <textarea
+          ref={composer}
           id={composerId}
           rows={1}
           placeholder={state.connection === 'open' ? 'Write a message' : 'Write a message (sent when back online)'}
@@ -226,8 +243,13 @@ function MessageItem({ m, mine, sender, tick }: { m: Message; mine: boolean; sen
   return (
     <li className={`bubble ${mine ? 'mine' : 'theirs'}`} data-seq={m.seq_no} data-client-msg-id={m.client_msg_id}>
       {!mine && <span className="sender">{sender}</span>}
-      <span className="content">{m.content}</span>
+      {m.deleted ? (
+        <span className="content deleted">This message was deleted.</span>
+      ) : (
+        <span className="content">{m.content}</span>
+      )}
       <span className="meta">
+        {m.edited && !m.deleted && <span>edited</span>}
         <time dateTime={m.created_at ? new Date(m.created_at).toISOString() : undefined} title={fullTimeOf(m.created_at)}>
           {timeOf(m.created_at)}
         </time>
