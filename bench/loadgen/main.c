@@ -131,7 +131,7 @@ typedef struct {
     /* progress */
     int phase;
     long connecting, open, failed, closed_early, next_connect;
-    uint64_t t_phase, t0, t_last_rx;
+    uint64_t t_phase, t0, t_last_ack, t_last_deliv; /* monotonic ns */
     long sent, send_failed;
     uint64_t *due; /* due time of message i, monotonic ns */
     long acks_ok, acks_dup, acks_err, ack_conflicts, deliveries_live, expected_live;
@@ -319,6 +319,7 @@ static void on_ack(lg_conn_t *c, const cJSON *f, uint64_t now)
     }
     lg_hist_record(&G.ack_h, (int64_t)((now - G.due[i]) / 1000));
     G.acks_ok++;
+    G.t_last_ack = now;
     lg_conv_t *v = &G.cv[conv];
     grow_u8(&v->acked, &v->cap, seq);
     if (v->acked[seq]++) {
@@ -376,6 +377,7 @@ static void on_message(lg_conn_t *c, const cJSON *f, uint64_t now)
     else
         t->last_live = seq;
     G.deliveries_live++;
+    G.t_last_deliv = now;
     long i = msg_index(jstr(f, "client_msg_id"));
     if (i >= 0)
         lg_hist_record(&G.deliv_h, (int64_t)((now - G.due[i]) / 1000));
@@ -384,7 +386,6 @@ static void on_message(lg_conn_t *c, const cJSON *f, uint64_t now)
 static void on_frame(lg_conn_t *c, const char *data, size_t len)
 {
     uint64_t now = kc_mono_ns();
-    G.t_last_rx = now;
     cJSON *f = cJSON_ParseWithLength(data, len);
     const char *type = f ? jstr(f, "type") : NULL;
     if (!type) {
@@ -896,7 +897,9 @@ static int report(void)
     if (!o)
         return -1;
     double send_s = G.t_send_end > G.t0 ? (double)(G.t_send_end - G.t0) / 1e9 : 0;
-    double all_s = G.t_last_rx > G.t0 ? (double)(G.t_last_rx - G.t0) / 1e9 : 0;
+    /* rates over the time from the first due send to the last ack / live delivery */
+    double ack_s = G.t_last_ack > G.t0 ? (double)(G.t_last_ack - G.t0) / 1e9 : 0;
+    double deliv_s = G.t_last_deliv > G.t0 ? (double)(G.t_last_deliv - G.t0) / 1e9 : 0;
     cJSON_AddStringToObject(o, "tool", "kchat-loadgen");
     cJSON_AddStringToObject(o, "run_id", G.run_id); /* ids: u_lg<run_id>_<u>, c_lg<run_id>_<k> */
     if (G.o.label)
@@ -923,11 +926,12 @@ static int report(void)
         cJSON_AddNumberToObject(r, "deliveries", (double)G.deliveries_live);
         cJSON_AddNumberToObject(r, "deliveries_expected", (double)G.expected_live);
         cJSON_AddNumberToObject(r, "send_seconds", send_s);
-        cJSON_AddNumberToObject(r, "seconds_to_last_frame", all_s);
+        cJSON_AddNumberToObject(r, "seconds_to_last_ack", ack_s);
+        cJSON_AddNumberToObject(r, "seconds_to_last_delivery", deliv_s);
         cJSON_AddNumberToObject(r, "sent_per_s", send_s > 0 ? (double)G.sent / send_s : 0);
-        cJSON_AddNumberToObject(r, "acked_per_s", all_s > 0 ? (double)G.acks_ok / all_s : 0);
+        cJSON_AddNumberToObject(r, "acked_per_s", ack_s > 0 ? (double)G.acks_ok / ack_s : 0);
         cJSON_AddNumberToObject(r, "deliveries_per_s",
-                                all_s > 0 ? (double)G.deliveries_live / all_s : 0);
+                                deliv_s > 0 ? (double)G.deliveries_live / deliv_s : 0);
         cJSON_AddItemToObject(r, "ack_latency", hist_json(&G.ack_h));
         cJSON_AddItemToObject(r, "delivery_latency", hist_json(&G.deliv_h));
         cJSON_AddNumberToObject(r, "dropped_on_purpose", (double)G.dropped);
