@@ -7,6 +7,8 @@ the same environment; bench/run.sh starts and stops one):
              each message costs (topic offsets before/after) and CPU per delivered message of
              each daemon (/proc/<pid>/stat before/after)
   groups     groups of 50, the same figures
+  ramp       1:1 at rising rates until kchat no longer keeps up: the highest sustained rate
+             (the ratio to Kafka alone) and the p99 at each step
   idle       idle connections: the gateways' RSS and the kernel's memory (Slab, /proc/meminfo)
              per connection
   history    history reads against the API with wrk (skipped when wrk is not installed)
@@ -182,6 +184,29 @@ def scenario_groups(short):
                                  f"--duration-s={dur}", "--size=100", "--drain-s=60"])
 
 
+def scenario_ramp(short):
+    """1:1 at rising target rates: the highest rate kchat sustains (acked/s within 10 % of the
+    target, check passing) and the p99 at each step, for throughput at equal p99."""
+    rates = [250, 500, 1000, 2000, 4000] if short else [250, 500, 1000, 2000, 4000, 8000, 16000]
+    dur = 8 if short else 20
+    steps = []
+    for rate in rates:
+        s = run_loadgen(f"ramp-{rate}", ["--conns=400", "--group=2", f"--rate={rate}",
+                                         f"--duration-s={dur}", "--size=100", "--drain-s=60"])
+        r = s["results"]
+        # acked/s counts to the last ack, so the latency tail lowers it on a short step
+        ok = s["check"]["pass"] and r["acked_per_s"] >= 0.9 * rate
+        steps.append({"rate": rate, "acked_per_s": round(r["acked_per_s"]),
+                      "ack_p50_ms": r["ack_latency"]["p50_ms"],
+                      "ack_p99_ms": r["ack_latency"]["p99_ms"],
+                      "delivery_p99_ms": r["delivery_latency"]["p99_ms"],
+                      "check": s["check"]["pass"], "sustained": ok})
+        if not ok:
+            break
+    best = max((st["acked_per_s"] for st in steps if st["sustained"]), default=0)
+    return {"steps": steps, "max_sustained_per_s": best}
+
+
 def scenario_idle(short):
     n = 2000 if short else 20000
     ready = STATE / "idle.ready"
@@ -263,7 +288,7 @@ def scenario_replay(short):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true", help="the short version (make bench)")
-    ap.add_argument("--only", default="kafka,idle,one2one,groups,history,replay")
+    ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay")
     ap.add_argument("--out", default=str(STATE / "bench-results.json"))
     a = ap.parse_args()
     only = a.only.split(",")
@@ -274,7 +299,7 @@ def main():
                        "mem_kib": meminfo()["MemTotal"]},
            "short": a.short, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     failed = []
-    for name in ["kafka", "idle", "one2one", "groups", "history", "replay"]:  # idle first: on fresh gateways
+    for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay"]:  # idle first: on fresh gateways
         if name not in only:
             continue
         print(f"== {name}", file=sys.stderr)
@@ -323,15 +348,23 @@ def summary(res):
         lines += ["| scenario | conns | group | target msg/s | acked/s | deliveries/s | "
                   "ack p50/p99/max ms | delivery p50/p99/max ms | Kafka records/msg | check |",
                   "|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
-        if "kafka" in res and "produce_per_s" in k and "one2one" in res and \
-                "results" in res["one2one"]:
-            lines.append(f"kchat / Kafka alone (1:1 acked msg/s over produce/s): "
-                         f"{res['one2one']['results']['acked_per_s'] / k['produce_per_s']:.4f}")
         for name in ("one2one", "groups"):
             s = res.get(name)
             if s and "cpu_us_per_delivery" in s:
                 lines.append(f"CPU µs per delivered message, {name}: " +
                              ", ".join(f"{d} {v}" for d, v in s["cpu_us_per_delivery"].items()))
+    rp = res.get("ramp")
+    if rp and "steps" in rp:
+        lines += ["", "| ramp: target msg/s | acked/s | ack p50 ms | ack p99 ms | "
+                  "delivery p99 ms | sustained |", "|---|---|---|---|---|---|"]
+        lines += [f"| {st['rate']} | {st['acked_per_s']} | {st['ack_p50_ms']:.1f} | "
+                  f"{st['ack_p99_ms']:.1f} | {st['delivery_p99_ms']:.1f} | "
+                  f"{'yes' if st['sustained'] else 'no'} |" for st in rp["steps"]]
+        if "produce_per_s" in k:
+            lines.append(f"max sustained {rp['max_sustained_per_s']} msg/s = "
+                         f"{rp['max_sustained_per_s'] / k['produce_per_s']:.4f} of Kafka alone's "
+                         f"produce rate")
+        lines.append("")
     i = res.get("idle")
     if i and "connections" in i:
         lines.append(f"idle: {i['connections']} connections, gateway user space "
