@@ -13,6 +13,9 @@ the same environment; bench/run.sh starts and stops one):
              per connection
   history    history reads against the API with wrk (skipped when wrk is not installed)
   replay     kchat-projector --rebuild: events per second into Postgres
+  peers      kchat, Centrifugo and Socket.IO with the same load generator: memory per idle
+             connection, latency and deliveries per CPU second at the same 1:1 rate
+             (bench/peers/setup.sh installs the peers into ~/.cache/kchat-bench first)
 
   bench/run.py [--short] [--only NAME[,NAME...]] [--out results.json]
 
@@ -39,6 +42,8 @@ NGW = int(ENV.get("KCHAT_GATEWAYS", "3"))
 BROKERS = ENV["KCHAT_KAFKA_BROKERS"]
 DAEMONS = ["processor", "projector", "api"] + ["gateway"] + [f"gateway{i}" for i in range(1, NGW)]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CACHE = Path(ENV.get("KCHAT_BENCH_CACHE", Path.home() / ".cache" / "kchat-bench"))
 
 sys.path.insert(0, str(ROOT / "tests" / "system"))
 
@@ -132,9 +137,9 @@ def gateways_arg():
     return ",".join(f"127.0.0.1:{port + i}" for i in range(NGW))
 
 
-def run_loadgen(label, args, timeout=600):
+def run_loadgen(label, args, timeout=600, servers=None):
     out = STATE / f"loadgen-{label}.json"
-    cmd = [str(LOADGEN), f"--gateways={gateways_arg()}", f"--brokers={BROKERS}",
+    cmd = [str(LOADGEN), f"--gateways={servers or gateways_arg()}", f"--brokers={BROKERS}",
            f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={ROOT / 'schemas'}",
            f"--label={label}", f"--out={out}", *args]
     print(f"$ {' '.join(cmd[0:1] + cmd[5:])}", file=sys.stderr)
@@ -205,6 +210,137 @@ def scenario_ramp(short):
             break
     best = max((st["acked_per_s"] for st in steps if st["sustained"]), default=0)
     return {"steps": steps, "max_sustained_per_s": best}
+
+
+class Peer:
+    ports = {"centrifugo": BASE + 130, "socketio": BASE + 131}
+    """A peer server (Centrifugo or Socket.IO) started for the peers scenario, one node, on
+    the stack's Redis; its log goes to the state folder."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.port = Peer.ports[kind]
+        self.log = open(STATE / "logs" / f"peer-{kind}.log", "w")
+        if kind == "centrifugo":
+            cfg = STATE / "centrifugo.json"
+            cfg.write_text(json.dumps({
+                "client": {"token": {"rsa_public_key": Path(ENV["KCHAT_JWT_PUBLIC_KEY"]).read_text(),
+                                     "audience": "kchat", "issuer": "kchat"},
+                           "allowed_origins": ["*"]},
+                "channel": {"without_namespace": {"allow_subscribe_for_client": True,
+                                                  "allow_publish_for_client": True,
+                                                  "history_size": 1000, "history_ttl": "600s"}},
+                "engine": {"type": "redis", "redis": {
+                    "address": [f"redis://127.0.0.1:{ENV['KCHAT_REDIS_PORT']}"]}},
+                "http_server": {"address": "127.0.0.1", "port": self.port},
+                "log": {"level": "error"}}))
+            cmd = [str(CACHE / "bin" / "centrifugo"), "--config", str(cfg)]
+            env = {"PATH": ENV["PATH"], "HOME": ENV.get("HOME", "/tmp")}
+        else:
+            cmd = ["node", str(ROOT / "bench" / "peers" / "socketio-server.js"), str(self.port),
+                   ENV["KCHAT_REDIS_PORT"], ENV["KCHAT_JWT_PUBLIC_KEY"]]
+            env = {"PATH": ENV["PATH"], "NODE_PATH": str(CACHE / "socketio" / "node_modules")}
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        import socket
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{kind} did not start: {(STATE / 'logs' / f'peer-{kind}.log').read_text()[-1500:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def peer_run(kind, pids, label, args):
+    """A loadgen run against one system with the CPU of its processes measured around it."""
+    cpu0 = {n: cpu_s(p) for n, p in pids.items()}
+    if kind == "kchat":
+        s = run_loadgen(label, args)
+    else:
+        s = run_loadgen(label, [f"--protocol={kind}", *args], servers=f"127.0.0.1:{Peer.ports[kind]}")
+    cpu1 = {n: cpu_s(p) for n, p in pids.items()}
+    used = sum(cpu1[n] - cpu0[n] for n in pids)
+    deliveries = s["results"]["deliveries"]
+    return s, used, deliveries
+
+
+def idle_rss(pids, kind, n):
+    """Server RSS growth per connection while n idle connections are held."""
+    rss0 = sum(status_kib(p) for p in pids.values())
+    ready = STATE / f"idle-{kind}.ready"
+    ready.unlink(missing_ok=True)
+    cmd = [str(LOADGEN), f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--conns={n}", "--convs=0",
+           "--group=1", "--messages=0", "--hold-s=6", "--settle-ms=1000",
+           f"--ready-file={ready}", f"--out={STATE / f'loadgen-idle-{kind}.json'}"]
+    if kind == "kchat":
+        cmd += [f"--gateways={gateways_arg()}", f"--brokers={BROKERS}"]
+    else:
+        cmd += [f"--protocol={kind}", f"--gateways=127.0.0.1:{Peer.ports[kind]}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    rss1 = sum(status_kib(p) for p in pids.values())
+    proc.wait(timeout=120)
+    opened = json.loads((STATE / f"loadgen-idle-{kind}.json").read_text())["results"][
+        "connections_open"]
+    return round((rss1 - rss0) * 1024 / max(opened, 1)), opened
+
+
+def scenario_peers(short):
+    """kchat, Centrifugo (Redis engine, history on) and Socket.IO (Redis adapter) with the same
+    load generator: memory per idle connection, then 1:1 at the same rate (latency at equal
+    rate, CPU per delivery of the servers' processes). Peers run one node each; kchat's CPU
+    counts all its daemons and the Kafka broker."""
+    setup = subprocess.run([str(ROOT / "bench" / "peers" / "setup.sh")], capture_output=True,
+                           text=True, timeout=1800)
+    out = {"setup": setup.stderr[-500:]} if setup.returncode else {}
+    conns, rate, dur, idle_n = (200, 400, 10, 1000) if short else (2000, 2000, 30, 10000)
+    load = [f"--conns={conns}", "--group=2", f"--rate={rate}", f"--duration-s={dur}",
+            "--size=100", "--drain-s=60"]
+    kchat_pids = {d: p for d in DAEMONS if (p := pid_of(d))}
+    if kafka_pid():
+        kchat_pids["kafka"] = kafka_pid()
+    gw_pids = {d: p for d, p in kchat_pids.items() if d.startswith("gateway")}
+    rows = {}
+    for kind in ("kchat", "centrifugo", "socketio"):
+        peer = None
+        try:
+            if kind == "kchat":
+                pids, mem_pids = kchat_pids, gw_pids
+            else:
+                peer = Peer(kind)
+                pids = mem_pids = {kind: peer.proc.pid}
+            per_conn, opened = idle_rss(mem_pids, kind, idle_n)
+            s, cpu, deliveries = peer_run(kind, pids, f"peer-{kind}", load)
+            r = s["results"]
+            rows[kind] = {"idle_connections": opened, "server_bytes_per_idle_conn": per_conn,
+                          "acked_per_s": round(r["acked_per_s"]),
+                          "deliveries_per_s": round(r["deliveries_per_s"]),
+                          "ack_latency": r["ack_latency"], "delivery_latency": r["delivery_latency"],
+                          "cpu_seconds": round(cpu, 2),
+                          "deliveries_per_cpu_second": round(deliveries / cpu) if cpu > 0 else 0,
+                          "check": s["check"]["pass"], "check_detail": s["check"]}
+        except Exception as e:  # a peer that cannot run must not hide the others
+            rows[kind] = {"error": str(e)[-800:]}
+        finally:
+            if peer:
+                peer.stop()
+    out["systems"] = rows
+    return out
 
 
 def scenario_idle(short):
@@ -288,7 +424,7 @@ def scenario_replay(short):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true", help="the short version (make bench)")
-    ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay")
+    ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers")
     ap.add_argument("--out", default=str(STATE / "bench-results.json"))
     a = ap.parse_args()
     only = a.only.split(",")
@@ -299,7 +435,7 @@ def main():
                        "mem_kib": meminfo()["MemTotal"]},
            "short": a.short, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     failed = []
-    for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay"]:  # idle first: on fresh gateways
+    for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay", "peers"]:  # idle first: on fresh gateways
         if name not in only:
             continue
         print(f"== {name}", file=sys.stderr)
@@ -379,6 +515,21 @@ def summary(res):
     if rp:
         lines.append(f"replay: {rp.get('events_per_s', rp.get('error'))} events/s "
                      f"({rp.get('chat_events_offsets')} offsets in {rp.get('seconds')} s)")
+    pe = res.get("peers", {}).get("systems")
+    if pe:
+        lines += ["", "| system | bytes per idle conn (server) | acked/s | deliveries/s | "
+                  "ack p50/p99/max ms | delivery p50/p99/max ms | deliveries per CPU s | check |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for kind, r in pe.items():
+            if "error" in r:
+                lines.append(f"| {kind} | error: {r['error'][:120]} |")
+                continue
+            al, dl = r["ack_latency"], r["delivery_latency"]
+            lines.append(f"| {kind} | {r['server_bytes_per_idle_conn']} | {r['acked_per_s']} | "
+                         f"{r['deliveries_per_s']} | {al['p50_ms']:.1f} / {al['p99_ms']:.1f} / "
+                         f"{al['max_ms']:.1f} | {dl['p50_ms']:.1f} / {dl['p99_ms']:.1f} / "
+                         f"{dl['max_ms']:.1f} | {r['deliveries_per_cpu_second']} | "
+                         f"{'pass' if r['check'] else 'FAIL'} |")
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@
 #define TICK_MS 1
 
 enum { PH_CONNECT, PH_SETTLE, PH_SEND, PH_DRAIN, PH_SYNC, PH_DONE };
+enum { PROTO_KCHAT, PROTO_CENTRIFUGO, PROTO_SOCKETIO };
 enum { CS_IDLE, CS_CONNECTING, CS_OPEN, CS_CLOSED, CS_FAILED };
 
 typedef struct {
@@ -93,6 +94,8 @@ typedef struct {
     char *rx;
     size_t rxlen, rxcap;
     int sync_track; /* track being synced, -1 when none */
+    int pending;    /* Centrifugo: handshake replies still awaited */
+    int pong;       /* Centrifugo: answer pings */
 } lg_conn_t;
 
 typedef struct {
@@ -112,6 +115,7 @@ typedef struct {
 
 typedef struct {
     lg_opts_t o;
+    int proto;
     uv_loop_t loop;
     uv_timer_t tick;
     uv_signal_t sigint;
@@ -293,62 +297,70 @@ static int64_t jint(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
 }
 
-static void on_ack(lg_conn_t *c, const cJSON *f, uint64_t now)
+/* A new seq_no of a conversation, seen in an ack (kchat, Socket.IO) or in a publication
+ * (Centrifugo, whose acks carry none). Returns 0, or -1 when it was already known. */
+static int note_seq(lg_conv_t *v, int64_t seq, long expect)
 {
-    long i = msg_index(jstr(f, "client_msg_id"));
-    const char *status = jstr(f, "status");
+    grow_u8(&v->acked, &v->cap, seq);
+    if (v->acked[seq]++)
+        return -1;
+    v->nacked++;
+    if (v->min_seq == 0 || seq < v->min_seq)
+        v->min_seq = seq;
+    if (seq > v->max_seq)
+        v->max_seq = seq;
+    G.expected_live += expect;
+    return 0;
+}
+
+/* The answer to message i: status "ok", "duplicate" or an error code; seq 0 when the
+ * protocol's ack names none. */
+static void got_ack(lg_conn_t *c, long i, const char *status, int64_t seq, const char *code,
+                    uint64_t now)
+{
     if (i < 0 || !status) {
         G.frame_errors++;
         return;
     }
     if (strcmp(status, "ok") != 0 && strcmp(status, "duplicate") != 0) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(f, "error");
-        const char *code = e ? jstr(e, "code") : NULL;
         G.acks_err++;
         count_error(code ? code : "ack_error");
         return;
     }
     if (strcmp(status, "duplicate") == 0)
         G.acks_dup++; /* every message.send is sent once: a duplicate means a bug */
-    int64_t seq = jint(f, "seq_no");
     int conv = (int)(i % G.o.convs);
     lg_track_t *t = track_of(c, conv);
-    if (seq < 1 || !t) {
+    if (seq < 0 || (seq == 0 && G.proto != PROTO_CENTRIFUGO) || !t) {
         G.frame_errors++;
         return;
     }
     lg_hist_record(&G.ack_h, (int64_t)((now - G.due[i]) / 1000));
     G.acks_ok++;
     G.t_last_ack = now;
-    lg_conv_t *v = &G.cv[conv];
-    grow_u8(&v->acked, &v->cap, seq);
-    if (v->acked[seq]++) {
+    if (seq == 0)
+        return;
+    /* every connection of every member but the sending one gets it live */
+    if (note_seq(&G.cv[conv], seq, G.cv[conv].conns - 1) != 0)
         G.ack_conflicts++; /* two messages acked with one seq_no */
-    } else {
-        v->nacked++;
-        if (v->min_seq == 0 || seq < v->min_seq)
-            v->min_seq = seq;
-        if (seq > v->max_seq)
-            v->max_seq = seq;
-        G.expected_live += v->conns - 1; /* every connection of every member but the sender's */
-    }
     grow_u8(&t->got, &t->cap, seq);
     if (t->got[seq] < 255)
         t->got[seq]++;
 }
 
-static void on_message(lg_conn_t *c, const cJSON *f, uint64_t now)
+static void got_message(lg_conn_t *c, const char *convo, int64_t seq, const char *cmid,
+                        uint64_t now)
 {
-    const char *convo = jstr(f, "convo_id");
-    int64_t seq = jint(f, "seq_no");
     int conv = convo ? conv_index(convo) : -1;
     lg_track_t *t = conv >= 0 ? track_of(c, conv) : NULL;
     if (!t || seq < 1) {
         G.frame_errors++; /* a conversation this connection is not in */
         return;
     }
+    if (G.proto == PROTO_CENTRIFUGO) /* the sender gets its own publication too */
+        (void)note_seq(&G.cv[conv], seq, G.cv[conv].conns);
     grow_u8(&t->got, &t->cap, seq);
-    if (G.phase == PH_SYNC) {
+    if (G.phase >= PH_SYNC && !G.o.no_sync) {
         /* backfill may repeat what came live: a client dedupes by seq_no */
         if (t->got[seq] == 0) {
             t->got[seq] = 1;
@@ -373,34 +385,44 @@ static void on_message(lg_conn_t *c, const cJSON *f, uint64_t now)
                     "kchat-loadgen: connection %d got %s seq %" PRId64 " live after seq %" PRId64
                     "\n",
                     c->idx, convo, seq, t->last_live);
-    }
-    else
+    } else {
         t->last_live = seq;
+    }
     G.deliveries_live++;
     G.t_last_deliv = now;
-    long i = msg_index(jstr(f, "client_msg_id"));
+    long i = msg_index(cmid);
     if (i >= 0)
         lg_hist_record(&G.deliv_h, (int64_t)((now - G.due[i]) / 1000));
 }
 
-static void on_frame(lg_conn_t *c, const char *data, size_t len)
+static void set_ready(lg_conn_t *c)
 {
-    uint64_t now = kc_mono_ns();
+    if (c->state != CS_CONNECTING)
+        return;
+    c->state = CS_OPEN;
+    G.connecting--;
+    G.open++;
+}
+
+/* kchat: one JSON object a frame (docs/asyncapi.yaml) */
+static void kchat_frame(lg_conn_t *c, const char *data, size_t len, uint64_t now)
+{
     cJSON *f = cJSON_ParseWithLength(data, len);
     const char *type = f ? jstr(f, "type") : NULL;
+    const cJSON *e = f ? cJSON_GetObjectItemCaseSensitive(f, "error") : NULL;
+    const char *code = e ? jstr(e, "code") : NULL;
     if (!type) {
         G.frame_errors++;
     } else if (strcmp(type, "message.create") == 0) {
-        on_message(c, f, now);
+        got_message(c, jstr(f, "convo_id"), jint(f, "seq_no"), jstr(f, "client_msg_id"), now);
     } else if (strcmp(type, "ack") == 0) {
-        on_ack(c, f, now);
+        got_ack(c, msg_index(jstr(f, "client_msg_id")), jstr(f, "status"), jint(f, "seq_no"),
+                code, now);
     } else if (strcmp(type, "sync.complete") == 0) {
         if (G.sync_outstanding > 0)
             G.sync_outstanding--;
         (void)sync_next(c);
     } else if (strcmp(type, "error") == 0) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(f, "error");
-        const char *code = e ? jstr(e, "code") : NULL;
         count_error(code ? code : "error");
         if (G.phase == PH_SYNC && G.sync_outstanding > 0 && c->sync_track >= 0) {
             G.sync_outstanding--; /* a refused sync ends its round */
@@ -410,6 +432,144 @@ static void on_frame(lg_conn_t *c, const char *data, size_t len)
         G.unknown_frames++; /* presence, typing, system.notice: not part of the check */
     }
     cJSON_Delete(f);
+}
+
+/* Centrifugo's JSON protocol: replies and pushes, several a frame separated by newlines.
+ * Command ids: 1 connect, 2.. subscribe (one per conversation), CF_MSG_ID0 + i publish. */
+#define CF_MSG_ID0 1000000
+static void centrifugo_one(lg_conn_t *c, const char *data, size_t len, uint64_t now)
+{
+    cJSON *f = cJSON_ParseWithLength(data, len);
+    if (!f) {
+        G.frame_errors++;
+        return;
+    }
+    const cJSON *push = cJSON_GetObjectItemCaseSensitive(f, "push");
+    int64_t id = jint(f, "id");
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(f, "error");
+    if (push) {
+        const cJSON *pub = cJSON_GetObjectItemCaseSensitive(push, "pub");
+        const cJSON *d = pub ? cJSON_GetObjectItemCaseSensitive(pub, "data") : NULL;
+        if (pub && d)
+            got_message(c, jstr(push, "channel"), jint(pub, "offset"), jstr(d, "client_msg_id"),
+                        now);
+        else
+            G.unknown_frames++;
+    } else if (id >= CF_MSG_ID0) {
+        int64_t code = err ? jint(err, "code") : 0;
+        char cs[24];
+        (void)snprintf(cs, sizeof(cs), "centrifugo_%" PRId64, code);
+        got_ack(c, (long)(id - CF_MSG_ID0), err ? "error" : "ok", 0, cs, now);
+    } else if (id >= 1) {
+        if (err) {
+            count_error("centrifugo_handshake");
+            G.frame_errors++;
+        } else if (--c->pending == 0) {
+            set_ready(c);
+        }
+    } else if (cJSON_IsObject(f) && !f->child && c->pong) {
+        enqueue(c, "{}", 2); /* a ping: answered with a pong */
+    } else {
+        G.unknown_frames++;
+    }
+    cJSON_Delete(f);
+}
+
+static void centrifugo_frame(lg_conn_t *c, const char *data, size_t len, uint64_t now)
+{
+    while (len) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) : len;
+        if (n)
+            centrifugo_one(c, data, n, now);
+        if (!nl)
+            break;
+        len -= n + 1;
+        data = nl + 1;
+    }
+}
+
+static void centrifugo_open(lg_conn_t *c)
+{
+    char frame[KC_JWT_MAX_LEN + 128];
+    c->pong = 1;
+    if (kc_strlcpyf(frame, sizeof(frame), "{\"id\":1,\"connect\":{\"token\":\"%s\"}}",
+                    G.tokens[c->user]) != 0)
+        return;
+    enqueue(c, frame, strlen(frame));
+    c->pending = 1 + c->ntr;
+    for (int i = 0; i < c->ntr; i++) {
+        if (kc_strlcpyf(frame, sizeof(frame), "{\"id\":%d,\"subscribe\":{\"channel\":\"%s\"}}",
+                        2 + i, G.cv[c->tr[i].conv].id) == 0)
+            enqueue(c, frame, strlen(frame));
+    }
+    if (c->pending == 0)
+        set_ready(c);
+}
+
+/* Socket.IO over Engine.IO 4: "0{..}" open, "2" ping, "40" namespace connected,
+ * "42[event,data]", "43<id>[data]" an ack. The server (bench/peers/socketio-server.js)
+ * joins the conversations named in the auth payload. */
+static void socketio_frame(lg_conn_t *c, const char *data, size_t len, uint64_t now)
+{
+    if (len >= 1 && data[0] == '0') { /* engine open: connect to the default namespace */
+        char *frame = kc_xmalloc(KC_JWT_MAX_LEN + 64 + (size_t)c->ntr * (KC_ID_MAX + 3));
+        size_t o = (size_t)sprintf(frame, "40{\"token\":\"%s\",\"convs\":[", G.tokens[c->user]);
+        for (int i = 0; i < c->ntr; i++)
+            o += (size_t)sprintf(frame + o, "%s\"%s\"", i ? "," : "", G.cv[c->tr[i].conv].id);
+        o += (size_t)sprintf(frame + o, "]}");
+        enqueue(c, frame, o);
+        free(frame);
+        return;
+    }
+    if (len == 1 && data[0] == '2') {
+        enqueue(c, "3", 1);
+        return;
+    }
+    if (len >= 2 && data[0] == '4' && data[1] == '0') {
+        set_ready(c);
+        return;
+    }
+    if (len >= 2 && data[0] == '4' && (data[1] == '2' || data[1] == '3')) {
+        size_t k = 2;
+        long ackid = -1;
+        if (data[1] == '3') {
+            ackid = 0;
+            while (k < len && data[k] >= '0' && data[k] <= '9' && ackid < 1000000000)
+                ackid = ackid * 10 + (data[k++] - '0');
+        }
+        cJSON *arr = cJSON_ParseWithLength(data + k, len - k);
+        const cJSON *obj = NULL;
+        if (cJSON_IsArray(arr))
+            obj = data[1] == '3' ? cJSON_GetArrayItem(arr, 0) : cJSON_GetArrayItem(arr, 1);
+        if (!obj) {
+            G.frame_errors++;
+        } else if (data[1] == '3') {
+            const char *status = jstr(obj, "status");
+            got_ack(c, ackid - 1 < G.sent ? ackid - 1 : -1, status, jint(obj, "seq_no"),
+                    jstr(obj, "code"), now);
+        } else {
+            got_message(c, jstr(obj, "convo_id"), jint(obj, "seq_no"),
+                        jstr(obj, "client_msg_id"), now);
+        }
+        cJSON_Delete(arr);
+        return;
+    }
+    if (len >= 2 && data[0] == '4' && data[1] == '4') {
+        count_error("socketio_connect_error");
+        return;
+    }
+    G.unknown_frames++;
+}
+
+static void on_frame(lg_conn_t *c, const char *data, size_t len)
+{
+    uint64_t now = kc_mono_ns();
+    switch (G.proto) {
+    case PROTO_KCHAT: kchat_frame(c, data, len, now); break;
+    case PROTO_CENTRIFUGO: centrifugo_frame(c, data, len, now); break;
+    case PROTO_SOCKETIO: socketio_frame(c, data, len, now); break;
+    }
 }
 
 /* ---- libwebsockets ---- */
@@ -423,6 +583,8 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         if (!c)
             return -1;
+        if (G.proto != PROTO_KCHAT)
+            break; /* the peers take the token inside their protocol */
         unsigned char **p = (unsigned char **)in, *end = *p + len;
         char hdr[KC_JWT_MAX_LEN + 16];
         if (kc_strlcpyf(hdr, sizeof(hdr), "Bearer %s", G.tokens[c->user]) != 0 ||
@@ -434,9 +596,11 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         if (!c)
             return -1;
-        c->state = CS_OPEN;
-        G.connecting--;
-        G.open++;
+        if (G.proto == PROTO_KCHAT)
+            set_ready(c);
+        else if (G.proto == PROTO_CENTRIFUGO)
+            centrifugo_open(c);
+        /* Socket.IO: ready once the server's open packet is answered */
         if (c->qhead)
             lws_callback_on_writable(wsi);
         break;
@@ -454,6 +618,12 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
+        if (c && c->state == CS_CONNECTING) { /* closed before the handshake finished */
+            G.connecting--;
+            c->state = CS_FAILED;
+            G.failed++;
+            count_error("closed_in_handshake");
+        }
         if (c && c->state == CS_OPEN) {
             G.open--;
             c->state = CS_CLOSED;
@@ -528,7 +698,9 @@ static void start_connect(lg_conn_t *c)
     ci.context = G.ctx;
     ci.address = gw->host;
     ci.port = gw->port;
-    ci.path = "/ws";
+    ci.path = G.proto == PROTO_KCHAT        ? "/ws"
+              : G.proto == PROTO_CENTRIFUGO ? "/connection/websocket"
+                                            : "/socket.io/?EIO=4&transport=websocket";
     ci.host = gw->host;
     ci.protocol = NULL;
     ci.local_protocol_name = "kchat";
@@ -584,10 +756,24 @@ static void send_due(uint64_t now)
         }
         if (!frame)
             frame = kc_xmalloc(cap);
-        if (kc_strlcpyf(frame, cap,
-                        "{\"type\":\"message.send\",\"convo_id\":\"%s\",\"client_msg_id\":\"m%ld\","
-                        "\"content\":\"%s\"}",
-                        G.cv[conv].id, i, G.content) != 0) {
+        int rc;
+        if (G.proto == PROTO_KCHAT)
+            rc = kc_strlcpyf(frame, cap,
+                             "{\"type\":\"message.send\",\"convo_id\":\"%s\","
+                             "\"client_msg_id\":\"m%ld\",\"content\":\"%s\"}",
+                             G.cv[conv].id, i, G.content);
+        else if (G.proto == PROTO_CENTRIFUGO)
+            rc = kc_strlcpyf(frame, cap,
+                             "{\"id\":%ld,\"publish\":{\"channel\":\"%s\",\"data\":{"
+                             "\"client_msg_id\":\"m%ld\",\"sender_id\":\"%s\","
+                             "\"content\":\"%s\"}}}",
+                             CF_MSG_ID0 + i, G.cv[conv].id, i, G.user_ids[user], G.content);
+        else
+            rc = kc_strlcpyf(frame, cap,
+                             "42%ld[\"send\",{\"convo_id\":\"%s\",\"client_msg_id\":\"m%ld\","
+                             "\"content\":\"%s\"}]",
+                             i + 1, G.cv[conv].id, i, G.content);
+        if (rc != 0) {
             G.send_failed++;
             continue;
         }
@@ -644,7 +830,7 @@ static void on_tick(uv_timer_t *t)
         if (drained() || now - G.t_phase > (uint64_t)(G.o.drain_s * 1e9)) {
             G.t_drain_end = now;
             begin_phase(PH_SYNC, now);
-            for (long i = 0; i < G.o.conns && !G.o.no_sync; i++)
+            for (long i = 0; i < G.o.conns && !G.o.no_sync && G.proto == PROTO_KCHAT; i++)
                 (void)sync_next(&G.cn[i]);
         }
         break;
@@ -764,7 +950,7 @@ static int setup(char *err, size_t errlen)
         for (int i = 0; i < c->ntr; i++)
             c->tr[i].conv = G.user_convs[c->user][i];
     }
-    int rc = K ? lg_conv_create(G.o.brokers, G.o.schemas_dir, specs, (size_t)K, err, errlen) : 0;
+    int rc = K && G.proto == PROTO_KCHAT ? lg_conv_create(G.o.brokers, G.o.schemas_dir, specs, (size_t)K, err, errlen) : 0;
     free(specs);
     free(others);
     if (rc != 0)
@@ -864,14 +1050,17 @@ static int check(cJSON *out)
                     lost++;
         }
     }
-    long first_not_one = 0;
+    long first_not_one = 0, seqs = 0;
     for (long k = 0; k < G.o.convs; k++) {
         const lg_conv_t *v = &G.cv[k];
         if (v->nacked && v->max_seq - v->min_seq + 1 != v->nacked)
             seq_gaps++;
         if (v->nacked && v->min_seq != 1)
             first_not_one++;
+        seqs += v->nacked;
     }
+    /* every acked message has a seq_no somebody saw (Centrifugo: in a publication) */
+    long never_seen = G.acks_ok > seqs ? G.acks_ok - seqs : 0;
     long unacked = G.sent - G.send_failed - G.acks_ok - G.acks_err;
     cJSON_AddNumberToObject(out, "member_connections_checked", (double)pairs);
     cJSON_AddNumberToObject(out, "lost", (double)lost);
@@ -884,8 +1073,9 @@ static int check(cJSON *out)
     cJSON_AddNumberToObject(out, "seq_conflicts", (double)G.ack_conflicts);
     cJSON_AddNumberToObject(out, "conversations_with_seq_gaps", (double)seq_gaps);
     cJSON_AddNumberToObject(out, "conversations_not_starting_at_1", (double)first_not_one);
+    cJSON_AddNumberToObject(out, "acked_never_delivered", (double)never_seen);
     int pass = lost == 0 && G.dups == 0 && G.order_violations == 0 && unacked == 0 &&
-               G.acks_dup == 0 && G.ack_conflicts == 0 && seq_gaps == 0 && first_not_one == 0 &&
+               G.acks_dup == 0 && G.ack_conflicts == 0 && seq_gaps == 0 && first_not_one == 0 && never_seen == 0 &&
                G.failed == 0 && G.send_failed == 0 && G.acks_err == 0 && G.closed_early == 0;
     cJSON_AddBoolToObject(out, "pass", pass);
     return pass;
@@ -905,6 +1095,9 @@ static int report(void)
     if (G.o.label)
         cJSON_AddStringToObject(o, "label", G.o.label);
     if ((p = cJSON_AddObjectToObject(o, "params"))) {
+        cJSON_AddStringToObject(p, "protocol", G.proto == PROTO_KCHAT        ? "kchat"
+                                               : G.proto == PROTO_CENTRIFUGO ? "centrifugo"
+                                                                             : "socketio");
         cJSON_AddNumberToObject(p, "connections", (double)G.o.conns);
         cJSON_AddNumberToObject(p, "users", (double)G.o.users);
         cJSON_AddNumberToObject(p, "conversations", (double)G.o.convs);
@@ -965,7 +1158,8 @@ static int report(void)
 
 static const char *usage =
     "usage: kchat-loadgen [options]\n"
-    "  --gateways H:P,...      gateways to spread connections over (required)\n"
+    "  --protocol P            kchat, centrifugo or socketio (the peers)  [kchat]\n"
+    "  --gateways H:P,...      servers to spread connections over (required)\n"
     "  --brokers H:P           Kafka, for the CreateConversation commands (required)\n"
     "  --schemas-dir DIR       schemas/ (registry.json)           [schemas]\n"
     "  --jwt-key PEM           the stack's RS256 private key (required)\n"
@@ -1027,7 +1221,7 @@ static void parse_args(int argc, char **argv)
         {"connect-parallel", 1, 0, 'P'}, {"settle-ms", 1, 0, 'S'}, {"hold-s", 1, 0, 'H'},
         {"drain-s", 1, 0, 'D'},       {"ready-file", 1, 0, 'R'},   {"label", 1, 0, 'L'},
         {"out", 1, 0, 'o'},           {"drop-every", 1, 0, 'x'},   {"no-sync", 0, 0, 'y'},
-        {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+        {"protocol", 1, 0, 'p'},     {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
     lg_opts_t *o = &G.o;
     o->schemas_dir = "schemas";
     o->jwt_issuer = "kchat";
@@ -1071,14 +1265,24 @@ static void parse_args(int argc, char **argv)
         case 'o': o->out = optarg; break;
         case 'x': o->drop_every = num_arg(optarg, 1, 1000000000, "--drop-every"); break;
         case 'y': o->no_sync = 1; break;
+        case 'p':
+            if (strcmp(optarg, "kchat") == 0)
+                G.proto = PROTO_KCHAT;
+            else if (strcmp(optarg, "centrifugo") == 0)
+                G.proto = PROTO_CENTRIFUGO;
+            else if (strcmp(optarg, "socketio") == 0)
+                G.proto = PROTO_SOCKETIO;
+            else
+                die_usage("--protocol is kchat, centrifugo or socketio");
+            break;
         case 'h': fputs(usage, stdout); exit(0);
         default: die_usage("unknown option");
         }
     }
     if (optind < argc)
         die_usage("unexpected argument");
-    if (!o->gateways || !o->brokers || !o->jwt_key)
-        die_usage("--gateways, --brokers and --jwt-key are required");
+    if (!o->gateways || (!o->brokers && G.proto == PROTO_KCHAT) || !o->jwt_key)
+        die_usage("--gateways, --brokers (kchat) and --jwt-key are required");
     if (parse_gateways(o->gateways) != 0)
         die_usage("--gateways wants host:port[,host:port...]");
     if (o->users < 0)

@@ -73,8 +73,12 @@ def test_frames_discarded_on_purpose_are_reported_lost(tmp_path):
     assert rc == 1, (s, err)
     assert c["pass"] is False
     assert r["acked"] == 100
-    assert r["dropped_on_purpose"] == 100 // 7  # 100 live frames expected, every 7th dropped
-    assert c["lost"] == r["dropped_on_purpose"]
+    # without sync, whatever was not received live is lost: the frames dropped on purpose,
+    # and any that a late route kept from coming live
+    assert r["dropped_on_purpose"] >= 1
+    assert c["lost"] == r["deliveries_expected"] - r["deliveries"]
+    assert c["lost"] >= r["dropped_on_purpose"]
+    assert c["recovered_by_sync"] == 0 and c["syncs_sent"] == 0
     assert c["duplicates"] == 0
 
 
