@@ -142,6 +142,8 @@ def run_loadgen(label, args, timeout=600, servers=None):
     cmd = [str(LOADGEN), f"--gateways={servers or gateways_arg()}", f"--brokers={BROKERS}",
            f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={ROOT / 'schemas'}",
            f"--label={label}", f"--out={out}", *args]
+    if servers is None:  # kchat: wait for the gateways' routes before sending
+        cmd.append(f"--redis=127.0.0.1:{ENV['KCHAT_REDIS_PORT']}")
     print(f"$ {' '.join(cmd[0:1] + cmd[5:])}", file=sys.stderr)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if not out.exists():

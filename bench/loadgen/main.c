@@ -24,6 +24,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
@@ -64,6 +65,7 @@ typedef struct {
     const char *out;
     const char *ready_file;
     const char *label;
+    const char *redis; /* kchat: host:port of the route registry, to wait for the routes */
     long conns, users, convs, group, messages, size, src_addrs, connect_parallel;
     double rate, duration_s, drain_s, hold_s;
     long settle_ms;
@@ -149,6 +151,9 @@ typedef struct {
     lg_hist_t ack_h, deliv_h;
     uint64_t t_send_end, t_drain_end;
     int interrupted;
+    int routes_ok;
+    uint64_t t_route_check;
+    double routes_wait_s;
 } lg_t;
 
 static lg_t G;
@@ -787,6 +792,54 @@ static int drained(void)
     return G.acks_ok + G.acks_err >= G.sent - G.send_failed && G.deliveries_live >= G.expected_live;
 }
 
+/* kchat: 1 when every user has a live route (kchat:route:<user>, field = gateway slot, value
+ * = registered-until ms) for each gateway its connections are on, 0 when some are missing,
+ * -1 when Redis cannot answer. One pipelined HGETALL per user. Slot i is gateway i in
+ * --gateways, as scripts/stack.sh starts them. */
+static int routes_ready(void)
+{
+    char host[256];
+    const char *colon = strrchr(G.o.redis, ':');
+    if (!colon || (size_t)(colon - G.o.redis) >= sizeof(host))
+        return -1;
+    memcpy(host, G.o.redis, (size_t)(colon - G.o.redis));
+    host[colon - G.o.redis] = '\0';
+    struct timeval tv = {5, 0};
+    redisContext *r = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+    if (!r || r->err) {
+        if (r)
+            redisFree(r);
+        return -1;
+    }
+    int rc = redisSetTimeout(r, tv) == REDIS_OK ? 1 : -1;
+    for (long u = 0; rc == 1 && u < G.o.users; u++)
+        if (redisAppendCommand(r, "HGETALL kchat:route:%s", G.user_ids[u]) != REDIS_OK)
+            rc = -1;
+    long long now_ms = (long long)kc_now_ms();
+    for (long u = 0; rc >= 0 && u < G.o.users; u++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r, (void **)&rep) != REDIS_OK || !rep || rep->type != REDIS_REPLY_ARRAY) {
+            rc = -1;
+        } else {
+            unsigned want = 0, have = 0;
+            for (long j = u; j < G.o.conns; j += G.o.users)
+                want |= 1u << (j % G.ngw);
+            for (size_t k = 0; k + 1 < rep->elements; k += 2) {
+                int slot = atoi(rep->element[k]->str ? rep->element[k]->str : "-1");
+                long long until = atoll(rep->element[k + 1]->str ? rep->element[k + 1]->str : "0");
+                if (slot >= 0 && slot < G.ngw && until > now_ms)
+                    have |= 1u << slot;
+            }
+            if ((want & have) != want)
+                rc = 0;
+        }
+        if (rep)
+            freeReplyObject(rep);
+    }
+    redisFree(r);
+    return rc;
+}
+
 static void begin_phase(int ph, uint64_t now)
 {
     G.phase = ph;
@@ -813,7 +866,20 @@ static void on_tick(uv_timer_t *t)
         }
         break;
     case PH_SETTLE:
-        if (now - G.t_phase >= (uint64_t)G.o.settle_ms * 1000000u +
+        if (G.o.redis && !G.routes_ok && now - G.t_route_check >= 200000000u) {
+            G.t_route_check = now;
+            int rr = routes_ready();
+            if (rr < 0)
+                fprintf(stderr, "kchat-loadgen: cannot read the routes from Redis %s\n",
+                        G.o.redis);
+            if (rr != 0) {
+                G.routes_ok = 1;
+                G.routes_wait_s = (double)(now - G.t_phase) / 1e9;
+                G.t_phase = now; /* --settle-ms counts from here */
+            }
+        }
+        if ((!G.o.redis || G.routes_ok || now - G.t_phase > 60000000000u) &&
+            now - G.t_phase >= (uint64_t)G.o.settle_ms * 1000000u +
                                    (G.o.messages == 0 ? (uint64_t)(G.o.hold_s * 1e9) : 0)) {
             begin_phase(PH_SEND, now);
             G.t0 = now;
@@ -1111,6 +1177,8 @@ static int report(void)
     if ((r = cJSON_AddObjectToObject(o, "results"))) {
         cJSON_AddNumberToObject(r, "connections_open", (double)G.open);
         cJSON_AddNumberToObject(r, "connections_failed", (double)G.failed);
+        if (G.o.redis)
+            cJSON_AddNumberToObject(r, "routes_wait_seconds", G.routes_wait_s);
         cJSON_AddNumberToObject(r, "connections_closed_early", (double)G.closed_early);
         cJSON_AddNumberToObject(r, "sent", (double)(G.sent - G.send_failed));
         cJSON_AddNumberToObject(r, "send_failed", (double)G.send_failed);
@@ -1174,7 +1242,8 @@ static const char *usage =
     "  --size B                bytes of content per message        [64]\n"
     "  --src-addrs A           bind connection j to 127.0.0.(1 + j %% A) [1]\n"
     "  --connect-parallel P    handshakes in flight                [128]\n"
-    "  --settle-ms MS          wait after connecting (routes)      [1000]\n"
+    "  --redis H:P             kchat: wait until Redis holds every user's routes\n"
+    "  --settle-ms MS          wait after connecting (after the routes) [1000]\n"
     "  --hold-s S              with --messages 0: keep the sockets open S seconds [0]\n"
     "  --drain-s S             longest wait for acks, deliveries, syncs [30]\n"
     "  --ready-file PATH       written (connections open) once all are connected\n"
@@ -1221,7 +1290,7 @@ static void parse_args(int argc, char **argv)
         {"connect-parallel", 1, 0, 'P'}, {"settle-ms", 1, 0, 'S'}, {"hold-s", 1, 0, 'H'},
         {"drain-s", 1, 0, 'D'},       {"ready-file", 1, 0, 'R'},   {"label", 1, 0, 'L'},
         {"out", 1, 0, 'o'},           {"drop-every", 1, 0, 'x'},   {"no-sync", 0, 0, 'y'},
-        {"protocol", 1, 0, 'p'},     {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+        {"protocol", 1, 0, 'p'},     {"redis", 1, 0, 'e'},        {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
     lg_opts_t *o = &G.o;
     o->schemas_dir = "schemas";
     o->jwt_issuer = "kchat";
@@ -1265,6 +1334,7 @@ static void parse_args(int argc, char **argv)
         case 'o': o->out = optarg; break;
         case 'x': o->drop_every = num_arg(optarg, 1, 1000000000, "--drop-every"); break;
         case 'y': o->no_sync = 1; break;
+        case 'e': o->redis = optarg; break;
         case 'p':
             if (strcmp(optarg, "kchat") == 0)
                 G.proto = PROTO_KCHAT;
@@ -1285,6 +1355,8 @@ static void parse_args(int argc, char **argv)
         die_usage("--gateways, --brokers (kchat) and --jwt-key are required");
     if (parse_gateways(o->gateways) != 0)
         die_usage("--gateways wants host:port[,host:port...]");
+    if (o->redis && (G.proto != PROTO_KCHAT || !strrchr(o->redis, ':')))
+        die_usage("--redis (host:port) is for --protocol kchat");
     if (o->users < 0)
         o->users = o->conns;
     if (o->users > o->conns)

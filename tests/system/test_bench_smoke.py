@@ -19,7 +19,7 @@ def loadgen(tmp_path, *args):
     proc = subprocess.run(
         [str(LOADGEN), f"--gateways={gws}", f"--brokers={ENV['KCHAT_KAFKA_BROKERS']}",
          f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={ROOT / 'schemas'}",
-         f"--out={out}", *args],
+         f"--redis=127.0.0.1:{ENV['KCHAT_REDIS_PORT']}", f"--out={out}", *args],
         capture_output=True, text=True, timeout=300)
     assert out.exists(), proc.stderr
     return proc.returncode, json.loads(out.read_text()), proc.stderr
@@ -48,6 +48,7 @@ def test_groups_arrive_once_in_order(tmp_path):
     # each message: to the two other members
     assert r["deliveries_expected"] == 300 * 2
     assert r["deliveries"] + c["recovered_by_sync"] >= r["deliveries_expected"]
+    assert r["routes_wait_seconds"] >= 0
     assert c["lost"] == 0 and c["duplicates"] == 0 and c["out_of_order"] == 0
     assert c["member_connections_checked"] == 30
     assert r["ack_latency"]["count"] == 300
