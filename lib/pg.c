@@ -246,6 +246,17 @@ static void connect_poll(kc_pg_t *pg)
     }
 }
 
+/* Server notices ("word is too long to be indexed", ...) go into the JSON log, never raw
+ * onto stderr, which libpq's default processor would do. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    kc_log_kv(KC_LOG_DEBUG, NULL, 0, "postgres: %.*s", (int)n, message);
+}
+
 static void connect_start(kc_pg_t *pg)
 {
     if (pg->state != S_DISCONNECTED)
@@ -255,6 +266,7 @@ static void connect_start(kc_pg_t *pg)
         conn_fail(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         return;
     }
+    (void)PQsetNoticeProcessor(pg->conn, on_notice, NULL);
     pg->state = S_CONNECTING;
     if (uv_timer_start(&pg->retry_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0) != 0) {
         conn_fail(pg, "cannot start the connect timer");

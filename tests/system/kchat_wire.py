@@ -101,6 +101,39 @@ def read_topic(brokers, topic, match, until, timeout=90.0, partitions=None):
         c.close()
 
 
+def read_to_end(brokers, topic, match, timeout=180.0, partitions=None):
+    """Like read_topic, but reads every partition up to the end it had when called (its high
+    watermark then), however long the topic: a time limit alone would cut a long topic short
+    on a busy machine. Fails on the timeout."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"verify-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10)
+    parts = partitions if partitions is not None else list(md.topics[topic].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            pos = {tp.partition: tp.offset
+                   for tp in c.position([TopicPartition(topic, p) for p in parts])}
+            if all(ends[p] == 0 or pos[p] >= ends[p] for p in parts):
+                return got
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout} s"
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            try:
+                value = decode(msg.value()) if msg.value() else None
+            except Exception:  # poison records, written on purpose by some tests
+                continue
+            if match(msg.key(), value, msg):
+                got.append((msg, value))
+    finally:
+        c.close()
+
+
 def events_of(brokers, convo, until, timeout=90.0):
     key = convo.encode()
     return [v for _, v in read_topic(brokers, "chat.events", lambda k, v, m: k == key, until,
