@@ -88,6 +88,26 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true).
       name: {{ $v.postgres.passwordSecret.name }}
       key: {{ $v.postgres.passwordSecret.key }}
 {{- end }}
+{{- if and .s3 $v.s3.credentialsSecret.name }}
+- name: KCHAT_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.s3.credentialsSecret.name }}
+      key: {{ $v.s3.credentialsSecret.accessKeyKey }}
+- name: KCHAT_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.s3.credentialsSecret.name }}
+      key: {{ $v.s3.credentialsSecret.secretKeyKey }}
+{{- end }}
+{{- end }}
+
+{{/* Token settings; the keys are mounted from .Values.jwt.secretName at /etc/kchat/jwt. */}}
+{{- define "kchat.jwtEnv" -}}
+{{- if not .Values.jwt.secretName }}
+{{- fail "jwt.secretName must name the Secret holding jwt-private.pem and jwt-public.pem" }}
+{{- end }}
+{{- dict "KCHAT_JWT_PUBLIC_KEY" "/etc/kchat/jwt/jwt-public.pem" "KCHAT_JWT_ISSUER" .Values.jwt.issuer "KCHAT_JWT_AUDIENCE" .Values.jwt.audience | toYaml }}
 {{- end }}
 
 {{/* Postgres and Redis settings, for the daemons that use them. */}}
