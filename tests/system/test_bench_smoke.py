@@ -61,9 +61,11 @@ def test_groups_arrive_once_in_order(tmp_path):
 
 
 def test_one_to_one(tmp_path):
+    # connections from three loopback source addresses (127.0.0.1-3), as for more than 64k
     rc, s, err = loadgen(tmp_path, "--conns=40", "--group=2", "--rate=80", "--messages=200",
-                         "--size=512", "--drain-s=60")
+                         "--size=512", "--src-addrs=3", "--drain-s=60")
     assert rc == 0, (s, err)
+    assert s["params"]["source_addresses"] == 3 and s["results"]["connections_open"] == 40
     assert s["params"]["conversations"] == 20
     assert s["results"]["acked"] == 200 and s["results"]["deliveries_expected"] == 200
     assert s["check"]["pass"] is True and s["check"]["lost"] == 0
