@@ -100,9 +100,12 @@ out:
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {{"brokers", 1, 0, 'b'},    {"records", 1, 0, 'n'},
-                                       {"size", 1, 0, 's'},       {"partitions", 1, 0, 'p'},
-                                       {"linger-ms", 1, 0, 'l'},  {"help", 0, 0, 'h'},
+    static const struct option lo[] = {{"brokers", 1, 0, 'b'},
+                                       {"records", 1, 0, 'n'},
+                                       {"size", 1, 0, 's'},
+                                       {"partitions", 1, 0, 'p'},
+                                       {"linger-ms", 1, 0, 'l'},
+                                       {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     const char *brokers = NULL;
     long records = 100000, size = 200, partitions = 12, linger = 5;
@@ -172,10 +175,10 @@ int main(int argc, char **argv)
     for (long i = 0; i < records; i++) {
         int kl = snprintf(key, sizeof(key), "c_%ld", i % 10000);
         for (;;) {
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)kl),
-                RD_KAFKA_V_VALUE(val, (size_t)size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
+            rd_kafka_resp_err_t e =
+                rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)kl),
+                                  RD_KAFKA_V_VALUE(val, (size_t)size),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(p, 10);
                 continue;

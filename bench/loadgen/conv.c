@@ -111,11 +111,11 @@ int lg_conv_create(const char *brokers, const char *schemas_dir, const lg_conv_s
         if (erc != 0)
             goto out;
         for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC("chat.commands"),
-                RD_KAFKA_V_KEY(specs[i].id, strlen(specs[i].id)),
-                RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
+            rd_kafka_resp_err_t err =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("chat.commands"),
+                                  RD_KAFKA_V_KEY(specs[i].id, strlen(specs[i].id)),
+                                  RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(rk, 50);
                 continue;

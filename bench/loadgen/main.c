@@ -24,8 +24,8 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
 #include <math.h>
@@ -421,8 +421,8 @@ static void kchat_frame(lg_conn_t *c, const char *data, size_t len, uint64_t now
     } else if (strcmp(type, "message.create") == 0) {
         got_message(c, jstr(f, "convo_id"), jint(f, "seq_no"), jstr(f, "client_msg_id"), now);
     } else if (strcmp(type, "ack") == 0) {
-        got_ack(c, msg_index(jstr(f, "client_msg_id")), jstr(f, "status"), jint(f, "seq_no"),
-                code, now);
+        got_ack(c, msg_index(jstr(f, "client_msg_id")), jstr(f, "status"), jint(f, "seq_no"), code,
+                now);
     } else if (strcmp(type, "sync.complete") == 0) {
         if (G.sync_outstanding > 0)
             G.sync_outstanding--;
@@ -518,7 +518,8 @@ static void centrifugo_open(lg_conn_t *c)
 static void socketio_frame(lg_conn_t *c, const char *data, size_t len, uint64_t now)
 {
     if (len >= 1 && data[0] == '0') { /* engine open: connect to the default namespace */
-        char *frame = kc_xmalloc(KC_JWT_MAX_LEN + 64 + (size_t)c->ntr * (KC_ID_MAX + 3));
+        /* every conversation id is shorter than KC_ID_MAX, plus quotes and a comma */
+        char *frame = kc_xmalloc(strlen(G.tokens[c->user]) + 64 + (size_t)c->ntr * (KC_ID_MAX + 3));
         size_t o = (size_t)sprintf(frame, "40{\"token\":\"%s\",\"convs\":[", G.tokens[c->user]);
         for (int i = 0; i < c->ntr; i++)
             o += (size_t)sprintf(frame + o, "%s\"%s\"", i ? "," : "", G.cv[c->tr[i].conv].id);
@@ -554,8 +555,8 @@ static void socketio_frame(lg_conn_t *c, const char *data, size_t len, uint64_t 
             got_ack(c, ackid - 1 < G.sent ? ackid - 1 : -1, status, jint(obj, "seq_no"),
                     jstr(obj, "code"), now);
         } else {
-            got_message(c, jstr(obj, "convo_id"), jint(obj, "seq_no"),
-                        jstr(obj, "client_msg_id"), now);
+            got_message(c, jstr(obj, "convo_id"), jint(obj, "seq_no"), jstr(obj, "client_msg_id"),
+                        now);
         }
         cJSON_Delete(arr);
         return;
@@ -683,8 +684,7 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             lws_callback_on_writable(wsi);
         break;
     }
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -870,8 +870,7 @@ static void on_tick(uv_timer_t *t)
             G.t_route_check = now;
             int rr = routes_ready();
             if (rr < 0)
-                fprintf(stderr, "kchat-loadgen: cannot read the routes from Redis %s\n",
-                        G.o.redis);
+                fprintf(stderr, "kchat-loadgen: cannot read the routes from Redis %s\n", G.o.redis);
             if (rr != 0) {
                 G.routes_ok = 1;
                 G.routes_wait_s = (double)(now - G.t_phase) / 1e9;
@@ -904,9 +903,7 @@ static void on_tick(uv_timer_t *t)
         if (G.sync_outstanding == 0 || now - G.t_phase > (uint64_t)(G.o.drain_s * 1e9))
             begin_phase(PH_DONE, now);
         break;
-    case PH_DONE:
-        uv_stop(&G.loop);
-        break;
+    case PH_DONE: uv_stop(&G.loop); break;
     }
 }
 
@@ -999,7 +996,8 @@ static int setup(char *err, size_t errlen)
             int u = (int)((k * GR + i) % M);
             v->members[i] = u;
             v->conns += G.user_nconns[u];
-            G.user_convs[u] = kc_xrealloc(G.user_convs[u], sizeof(int) * (size_t)(G.user_nconvs[u] + 1));
+            G.user_convs[u] =
+                kc_xrealloc(G.user_convs[u], sizeof(int) * (size_t)(G.user_nconvs[u] + 1));
             G.user_convs[u][G.user_nconvs[u]++] = (int)k;
             if (i > 0)
                 others[k * (GR - 1) + i - 1] = G.user_ids[u];
@@ -1016,7 +1014,9 @@ static int setup(char *err, size_t errlen)
         for (int i = 0; i < c->ntr; i++)
             c->tr[i].conv = G.user_convs[c->user][i];
     }
-    int rc = K && G.proto == PROTO_KCHAT ? lg_conv_create(G.o.brokers, G.o.schemas_dir, specs, (size_t)K, err, errlen) : 0;
+    int rc = K && G.proto == PROTO_KCHAT
+                 ? lg_conv_create(G.o.brokers, G.o.schemas_dir, specs, (size_t)K, err, errlen)
+                 : 0;
     free(specs);
     free(others);
     if (rc != 0)
@@ -1141,8 +1141,9 @@ static int check(cJSON *out)
     cJSON_AddNumberToObject(out, "conversations_not_starting_at_1", (double)first_not_one);
     cJSON_AddNumberToObject(out, "acked_never_delivered", (double)never_seen);
     int pass = lost == 0 && G.dups == 0 && G.order_violations == 0 && unacked == 0 &&
-               G.acks_dup == 0 && G.ack_conflicts == 0 && seq_gaps == 0 && first_not_one == 0 && never_seen == 0 &&
-               G.failed == 0 && G.send_failed == 0 && G.acks_err == 0 && G.closed_early == 0;
+               G.acks_dup == 0 && G.ack_conflicts == 0 && seq_gaps == 0 && first_not_one == 0 &&
+               never_seen == 0 && G.failed == 0 && G.send_failed == 0 && G.acks_err == 0 &&
+               G.closed_early == 0;
     cJSON_AddBoolToObject(out, "pass", pass);
     return pass;
 }
@@ -1161,9 +1162,10 @@ static int report(void)
     if (G.o.label)
         cJSON_AddStringToObject(o, "label", G.o.label);
     if ((p = cJSON_AddObjectToObject(o, "params"))) {
-        cJSON_AddStringToObject(p, "protocol", G.proto == PROTO_KCHAT        ? "kchat"
-                                               : G.proto == PROTO_CENTRIFUGO ? "centrifugo"
-                                                                             : "socketio");
+        cJSON_AddStringToObject(p, "protocol",
+                                G.proto == PROTO_KCHAT        ? "kchat"
+                                : G.proto == PROTO_CENTRIFUGO ? "centrifugo"
+                                                              : "socketio");
         cJSON_AddNumberToObject(p, "connections", (double)G.o.conns);
         cJSON_AddNumberToObject(p, "users", (double)G.o.users);
         cJSON_AddNumberToObject(p, "conversations", (double)G.o.convs);
@@ -1281,16 +1283,20 @@ static double dbl_arg(const char *s, double lo, double hi, const char *what)
 
 static void parse_args(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"gateways", 1, 0, 'g'},      {"brokers", 1, 0, 'b'},      {"schemas-dir", 1, 0, 's'},
-        {"jwt-key", 1, 0, 'k'},       {"jwt-issuer", 1, 0, 'I'},   {"jwt-audience", 1, 0, 'A'},
-        {"conns", 1, 0, 'n'},         {"users", 1, 0, 'u'},        {"convs", 1, 0, 'c'},
-        {"group", 1, 0, 'G'},         {"rate", 1, 0, 'r'},         {"messages", 1, 0, 'm'},
-        {"duration-s", 1, 0, 'd'},    {"size", 1, 0, 'z'},         {"src-addrs", 1, 0, 'a'},
-        {"connect-parallel", 1, 0, 'P'}, {"settle-ms", 1, 0, 'S'}, {"hold-s", 1, 0, 'H'},
-        {"drain-s", 1, 0, 'D'},       {"ready-file", 1, 0, 'R'},   {"label", 1, 0, 'L'},
-        {"out", 1, 0, 'o'},           {"drop-every", 1, 0, 'x'},   {"no-sync", 0, 0, 'y'},
-        {"protocol", 1, 0, 'p'},     {"redis", 1, 0, 'e'},        {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option lo[] = {{"gateways", 1, 0, 'g'},    {"brokers", 1, 0, 'b'},
+                                       {"schemas-dir", 1, 0, 's'}, {"jwt-key", 1, 0, 'k'},
+                                       {"jwt-issuer", 1, 0, 'I'},  {"jwt-audience", 1, 0, 'A'},
+                                       {"conns", 1, 0, 'n'},       {"users", 1, 0, 'u'},
+                                       {"convs", 1, 0, 'c'},       {"group", 1, 0, 'G'},
+                                       {"rate", 1, 0, 'r'},        {"messages", 1, 0, 'm'},
+                                       {"duration-s", 1, 0, 'd'},  {"size", 1, 0, 'z'},
+                                       {"src-addrs", 1, 0, 'a'},   {"connect-parallel", 1, 0, 'P'},
+                                       {"settle-ms", 1, 0, 'S'},   {"hold-s", 1, 0, 'H'},
+                                       {"drain-s", 1, 0, 'D'},     {"ready-file", 1, 0, 'R'},
+                                       {"label", 1, 0, 'L'},       {"out", 1, 0, 'o'},
+                                       {"drop-every", 1, 0, 'x'},  {"no-sync", 0, 0, 'y'},
+                                       {"protocol", 1, 0, 'p'},    {"redis", 1, 0, 'e'},
+                                       {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
     lg_opts_t *o = &G.o;
     o->schemas_dir = "schemas";
     o->jwt_issuer = "kchat";

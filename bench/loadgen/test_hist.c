@@ -1,8 +1,10 @@
 /* Unit tests of the load generator's histogram: bucket edges, the error bound, quantiles. */
+/* cmocka needs these first, in this order */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include "hist.h"
