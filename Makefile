@@ -4,6 +4,8 @@
 #   make stop     stop the stack started by make run
 #   make status   what is running
 #   make test     the same set-up into its own state folder and ports, then every test
+#   make bench    the short version of every benchmark on a stack of its own (.state-bench),
+#                 under 10 minutes; see docs/benchmarks.md
 #   make build    only build (SANITIZE=1: ASan+UBSan build in build-asan/)
 #   make clean    remove the build folders (state folders are kept; make distclean removes them)
 
@@ -16,7 +18,7 @@ BUILD_DIR ?= build
 endif
 export KCHAT_BUILD_DIR := $(CURDIR)/$(BUILD_DIR)
 
-.PHONY: all deps test-deps build run stop status test clean distclean
+.PHONY: all deps test-deps build run stop status test bench clean distclean
 
 all: build
 
@@ -41,6 +43,9 @@ status:
 
 test: test-deps build
 	@SANITIZE=$(SANITIZE) scripts/test.sh
+
+bench: test-deps build
+	@bench/run.sh
 
 clean:
 	rm -rf build build-asan

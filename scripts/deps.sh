@@ -16,7 +16,7 @@ packages=(build-essential cmake ninja-build pkg-config curl ca-certificates
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
 if ((with_tests)); then
-    packages+=(prometheus python3-venv)
+    packages+=(prometheus python3-venv wrk)
 fi
 
 missing=()
