@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, ROOT, http_get, wait_until
+from conftest import ENV, ROOT, free_port, http_get, wait_until
 
 NGINX_SH = ROOT / "scripts" / "nginx.sh"
-BASE = int(ENV["KCHAT_PORT_BASE"])
 API = f"http://127.0.0.1:{ENV['KCHAT_API_PORT']}"
 MARKER = "kchat-ingress-test-page"
 
@@ -54,7 +53,7 @@ def ingress_env(tmp_path, dist, port, **extra):
 
 @pytest.fixture
 def ingress(tmp_path, dist):
-    port = BASE + 86  # not the stack's own ingress (base + 88), which may be running
+    port = free_port()  # not the stack's own ingress (base + 88), which may be running
     env = ingress_env(tmp_path, dist, port)
     nginx("start", env)
     yield {"url": f"http://127.0.0.1:{port}", "dir": tmp_path / "state" / "nginx", "env": env}
@@ -171,7 +170,7 @@ def test_ws_upgrade_is_passed_through(tmp_path, dist):
     t.start()
     try:
         gw = server.socket.getsockname()[1]
-        port = BASE + 87
+        port = free_port()
         env = ingress_env(tmp_path, dist, port, KCHAT_INGRESS_GATEWAYS=f"127.0.0.1:{gw}")
         nginx("start", env)
         try:
@@ -191,7 +190,7 @@ def test_tls_when_a_certificate_is_set(tmp_path, dist):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    port = BASE + 87
+    port = free_port()
     env = ingress_env(tmp_path, dist, port, KCHAT_INGRESS_TLS_CERT=cert, KCHAT_INGRESS_TLS_KEY=key)
     r = nginx("start", env)
     try:
@@ -218,9 +217,10 @@ def test_tls_when_a_certificate_is_set(tmp_path, dist):
     ({"KCHAT_WEB_DIST": "/nonexistent"}, "the web client is not built"),
 ])
 def test_bad_settings_are_refused_with_a_reason(tmp_path, dist, extra, expect):
-    env = ingress_env(tmp_path, dist, BASE + 87, **extra)
+    port = free_port()
+    env = ingress_env(tmp_path, dist, port, **extra)
     r = nginx("start", env, check=False)
     assert r.returncode == 1
     assert expect in r.stderr
-    assert not listening(BASE + 87)
+    assert not listening(port)
     assert not Path(tmp_path / "state" / "nginx" / "nginx.pid").exists()
