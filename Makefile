@@ -18,7 +18,7 @@ BUILD_DIR ?= build
 endif
 export KCHAT_BUILD_DIR := $(CURDIR)/$(BUILD_DIR)
 
-.PHONY: all deps test-deps build run stop status test bench clean distclean
+.PHONY: all deps test-deps build web run stop status test bench clean distclean
 
 all: build
 
@@ -32,7 +32,12 @@ build:
 	@cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR)
 
-run: deps build
+# The browser client: web/dist, served by the ingress.
+web:
+	@cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	    npm ci --no-audit --no-fund --loglevel=error; } && npm run build --silent
+
+run: deps build web
 	@scripts/stack.sh up
 
 stop:
@@ -41,7 +46,7 @@ stop:
 status:
 	@scripts/stack.sh status
 
-test: test-deps build
+test: test-deps build web
 	@SANITIZE=$(SANITIZE) scripts/test.sh
 
 bench: test-deps build
@@ -52,4 +57,4 @@ clean:
 
 distclean: clean
 	-@scripts/stack.sh down
-	rm -rf .state .state-test .state-test-asan .venv .cache
+	rm -rf .state .state-test .state-test-asan .venv .cache web/node_modules web/dist

@@ -12,11 +12,14 @@ with_tests=0
 packages=(build-essential cmake ninja-build pkg-config curl ca-certificates
     librdkafka-dev libpq-dev libwebsockets-dev libwebsockets-evlib-uv libcjson-dev libjwt-dev
     libhiredis-dev libavro-dev libmicrohttpd-dev libuv1-dev libsodium-dev libcmocka-dev
-    libssl-dev openssl postgresql redis-server kcat jq)
+    libssl-dev openssl postgresql redis-server nginx kcat jq)
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
+command -v go >/dev/null || packages+=(golang)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if ((with_tests)); then
-    packages+=(prometheus python3-venv wrk)
+    packages+=(prometheus python3-venv wrk chromium)
 fi
 
 missing=()

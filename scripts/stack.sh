@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings the local kchat stack up or down: Kafka (KRaft), Postgres, Redis, MinIO, the topics, the
-# migrations and the four daemons, each a local process with its files under
+# migrations, the four daemons and the ingress (nginx, the browser's one origin), each a local process with its files under
 # $KCHAT_STATE_DIR (logs in $KCHAT_STATE_DIR/logs). Ports derive from KCHAT_PORT_BASE
 # (scripts/env.sh).
 #
@@ -147,9 +147,15 @@ up() {
     "$CTL" migrate --migrations-dir="$KCHAT_ROOT/db/migrations"
     for d in "${DAEMONS[@]}"; do start_daemon "$d"; done
     for d in "${DAEMONS[@]}"; do wait_healthy "$d"; done
+    local gws=() g
+    for g in "${GATEWAYS[@]}"; do gws+=("127.0.0.1:$((KCHAT_GATEWAY_PORT + $(gw_slot "$g")))"); done
+    KCHAT_INGRESS_GATEWAYS=$(IFS=,; echo "${gws[*]}") "$KCHAT_ROOT/scripts/nginx.sh" start
     cat <<MAP
 
 kchat is up (state in $KCHAT_STATE_DIR, logs in $LOGS)
+
+  Open            $("$KCHAT_ROOT/scripts/nginx.sh" url)     <- the chat, in a browser
+
   REST API        http://127.0.0.1:$KCHAT_API_PORT        /health  /metrics
 $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.1:%s/ws   http://127.0.0.1:%s  /health  /metrics   (slot %s)\n' "$g" "$((KCHAT_GATEWAY_PORT + n))" "$((KCHAT_GATEWAY_ADMIN_PORT + n))" "$n"; done)
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
@@ -163,6 +169,7 @@ MAP
 }
 
 down() {
+    "$KCHAT_ROOT/scripts/nginx.sh" stop || true
     # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
     for d in api gateway3 gateway2 gateway1 gateway projector processor; do stop_daemon "$d"; done
     "$KCHAT_ROOT/scripts/minio.sh" stop || true
@@ -176,6 +183,7 @@ status() {
     "$KCHAT_ROOT/scripts/pg.sh" status || true
     "$KCHAT_ROOT/scripts/redis.sh" status || true
     "$KCHAT_ROOT/scripts/minio.sh" status || true
+    "$KCHAT_ROOT/scripts/nginx.sh" status || true
     for d in "${DAEMONS[@]}"; do
         if running "$d"; then echo "kchat-$d running (pid $(cat "$RUN/$d.pid"))"; else echo "kchat-$d not running"; fi
     done

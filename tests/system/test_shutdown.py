@@ -21,9 +21,14 @@ def instance_args(name):
     args = [f"--admin-port={port}"]
     if name in ("processor", "projector"):
         args.append(f"--group-id=shutdown-test-{tag}")
+    if name == "processor":
+        # An instance id of its own: the default one is the stack's processor's, and its
+        # transactional id would fence that processor.
+        args.append(f"--instance-id=shutdown-test-{tag}")
     if name == "gateway":
-        # its WebSocket port inside the stack's port range (base + 89), beside the stack's own
-        args += ["--slot=1", f"--listen-port={int(os.environ['KCHAT_PORT_BASE']) + 89}"]
+        # A slot no stack gateway owns (they hold 0..2), so its drain deregisters nobody
+        # else's users; its WebSocket port inside the stack's port range (base + 89).
+        args += ["--slot=7", f"--listen-port={int(os.environ['KCHAT_PORT_BASE']) + 89}"]
     return args, f"http://127.0.0.1:{port}"
 
 
