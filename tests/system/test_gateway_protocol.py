@@ -280,9 +280,17 @@ def test_a_websocket_port_in_use_fails_the_start_up(tmp_path):
         except OSError:
             continue
     blocker.listen()
+    admin = socket.socket()  # a free operations port, so only the WebSocket port is in use
+    for admin_port in range(BASE + 350, BASE + 370):
+        try:
+            admin.bind(("127.0.0.1", admin_port))
+            break
+        except OSError:
+            continue
+    admin.close()
     try:
         p = subprocess.run([str(GATEWAY), "--slot=5", f"--listen-port={port}",
-                            f"--admin-port={port + 50}", f"--schemas-dir={ROOT / 'schemas'}"],
+                            f"--admin-port={admin_port}", f"--schemas-dir={ROOT / 'schemas'}"],
                            capture_output=True, text=True, timeout=60, env=os.environ)
     finally:
         blocker.close()
