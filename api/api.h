@@ -5,6 +5,7 @@
  *                    it (errors, metrics by route and status); every request is an api_req_t
  *   auth.c           register / login / refresh: Argon2id off the loop, tokens
  *   conversations.c  create, list, get, add members, read marker
+ *   users.c          find a user by exact username, or read one by id
  *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
  *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
  *   commands.c       changes become Commands on chat.commands; the answer waits for the
@@ -122,7 +123,7 @@ struct api_req {
     int authed;
     char user_id[KC_JWT_SUB_MAX + 1];
     char username[KC_JWT_NAME_MAX + 1];
-    char convo_id[API_ID_MAX + 1]; /* the :id of the path, checked */
+    char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's or a user's), checked */
     cJSON *body;                   /* the parsed JSON body, when the route takes one */
     /* per-route state */
     char command_id[40];
@@ -167,6 +168,13 @@ int api_auth_init(api_t *a, char *err, size_t errlen);
 void api_auth_register(api_req_t *r);
 void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);
+/* 1..64 bytes of UTF-8: ASCII letters, digits, '_', '.', '-', and non-ASCII characters
+ * other than the C1 controls (the rule of registration). */
+int api_username_ok(const char *u);
+
+/* users.c */
+void api_users_find(api_req_t *r);
+void api_users_get(api_req_t *r);
 
 /* commands.c */
 int api_commands_init(api_t *a, char *err, size_t errlen);

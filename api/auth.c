@@ -78,9 +78,7 @@ int api_auth_init(api_t *a, char *err, size_t errlen)
 
 /* ---- checks of the input ---- */
 
-/* 1..64 bytes of UTF-8: ASCII letters, digits, '_', '.', '-', and non-ASCII characters
- * other than the C1 controls. */
-static int username_ok(const char *u)
+int api_username_ok(const char *u)
 {
     size_t n = strlen(u);
     if (n < 1 || n > API_USERNAME_MAX || !kc_utf8_valid(u, n))
@@ -110,7 +108,7 @@ static int read_credentials(api_req_t *r, auth_state_t *s, int registering)
     }
     size_t pl = strlen(p);
     if (registering) {
-        if (!username_ok(u)) {
+        if (!api_username_ok(u)) {
             api_error(r, 400, "invalid_username",
                       "a username is 1 to 64 bytes of letters, digits, '_', '.', '-' or "
                       "non-ASCII characters");
@@ -120,7 +118,7 @@ static int read_credentials(api_req_t *r, auth_state_t *s, int registering)
             api_error(r, 400, "invalid_password", "a password is 8 to 1024 bytes");
             return -1;
         }
-    } else if (!username_ok(u) || pl < 1 || pl > API_PASSWORD_MAX) {
+    } else if (!api_username_ok(u) || pl < 1 || pl > API_PASSWORD_MAX) {
         api_error(r, 401, "invalid_credentials", "wrong username or password");
         return -1;
     }

@@ -19,6 +19,9 @@
     "'read_seq', me.read_seq, 'unread', greatest(c.last_seq - me.read_seq, 0), "                  \
     "'members', (SELECT coalesce(json_agg(m.user_id ORDER BY m.user_id), '[]'::json) "           \
     "            FROM rm.members m WHERE m.convo_id = c.convo_id), "                              \
+    "'member_names', (SELECT coalesce(json_object_agg(m.user_id, u.username ORDER BY m.user_id), " \
+    "                 '{}'::json) FROM rm.members m JOIN users u ON u.user_id = m.user_id "         \
+    "                 WHERE m.convo_id = c.convo_id), "                                           \
     "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
     "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
 
@@ -134,6 +137,34 @@ static int put_time(kc_buf_t *b, const char *ms)
     return 0;
 }
 
+/* The usernames of the members, which Redis does not hold: one query adds member_names to
+ * every conversation of the list built from Redis (a JSON array, taken). */
+static void on_names(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    if (err || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the members' names could not be read");
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+    api_reply(r, 200, &b);
+}
+
+static void add_names(api_req_t *r, kc_buf_t *list)
+{
+    const char *params[] = {list->data};
+    (void)api_pg(r,
+                 "SELECT json_build_object('conversations', coalesce(json_agg(c::jsonb || "
+                 "jsonb_build_object('member_names', (SELECT coalesce(jsonb_object_agg("
+                 "u.user_id, u.username), '{}'::jsonb) FROM users u WHERE u.user_id IN "
+                 "(SELECT jsonb_array_elements_text(c->'members')))) ORDER BY n), "
+                 "'[]'::json))::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY "
+                 "t(c, n)",
+                 1, params, on_names);
+    kc_buf_free(list);
+}
+
 static void on_list_redis(void *arg, const redisReply *rep, const char *err)
 {
     api_req_t *r = arg;
@@ -146,7 +177,7 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
     long long n = rep->element[1]->integer;
     size_t i = 2;
     kc_buf_t b = {0};
-    kc_buf_puts(&b, "{\"conversations\":[");
+    kc_buf_puts(&b, "[");
     for (long long k = 0; k < n; k++) {
         if (i + 9 > rep->elements)
             goto bad;
@@ -188,9 +219,9 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
         kc_buf_putc(&b, '}');
         i += 9 + (size_t)nm->integer;
     }
-    kc_buf_puts(&b, "]}");
+    kc_buf_puts(&b, "]");
     count_list(r->a, "redis");
-    api_reply(r, 200, &b);
+    add_names(r, &b);
     return;
 bad:
     kc_buf_free(&b);
@@ -198,7 +229,6 @@ bad:
                 "Postgres");
     list_from_pg(r);
 }
-
 
 static void on_list(void *arg, const PGresult *res, const char *err)
 {

@@ -18,7 +18,7 @@ typedef enum { NO_AUTH = 0, AUTH = 1 } auth_t;
 
 typedef struct {
     const char *method;
-    const char *route; /* template; ":id" matches one path segment (a conversation id) */
+    const char *route; /* template; ":id" matches one path segment (a conversation or user id) */
     auth_t auth;
     int json_body;
     void (*fn)(api_req_t *r);
@@ -34,6 +34,8 @@ static const route_t routes[] = {
     {"POST", "/conversations/:id/members", AUTH, 1, api_convo_add_members},
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
+    {"GET", "/users", AUTH, 0, api_users_find},
+    {"GET", "/users/:id", AUTH, 0, api_users_get},
     {"GET", "/search", AUTH, 0, api_search},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
 };
@@ -362,7 +364,9 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     }
     if (!found) {
         if (bad_id)
-            api_error(r, 404, "not_found", "no such conversation");
+            api_error(r, 404, "not_found",
+                      strncmp(req->path, "/users/", 7) == 0 ? "no such user"
+                                                            : "no such conversation");
         else if (path_known)
             api_error(r, 405, "method_not_allowed", "this path does not take that method");
         else

@@ -86,6 +86,12 @@ def test_live_answers_conform(brokers):
     conforms("/conversations/{id}/read", "POST", v.post(f"/conversations/{cid}/read", {"seq_no": 9}))
     for q in ["limit=2", "since_seq=0&limit=2", "before_seq=2", "limit=x"]:
         conforms("/conversations/{id}/messages", "GET", u.get(f"/conversations/{cid}/messages?{q}"))
+    conforms("/users", "GET", u.get(f"/users?username={v.name}"))
+    conforms("/users", "GET", u.get("/users?username=nobody_" + uuid.uuid4().hex[:8]))
+    conforms("/users", "GET", u.get("/users?username=a%20b"))
+    conforms("/users", "GET", call("GET", f"/users?username={v.name}"))
+    conforms("/users/{id}", "GET", u.get(f"/users/{v.id}"))
+    conforms("/users/{id}", "GET", u.get("/users/u_nothing"))
     conforms("/search", "GET", u.get("/search?q=spec"))
     conforms("/search", "GET", u.get("/search?q="))
     conforms("/health", "GET", call("GET", "/health"))
