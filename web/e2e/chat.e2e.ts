@@ -79,9 +79,16 @@ describe('two people chat', () => {
   it('alice starts a conversation with bob and writes; bob sees it with an unread badge', async () => {
     await a.page.getByRole('button', { name: 'New conversation' }).click();
     await a.page.getByLabel('Title (optional)').fill(title);
-    await a.page.getByLabel('People').fill(bobId);
+    // people are named by username; an unknown one is refused with a clear message
+    const nobody = unique('nobody');
+    await a.page.getByLabel('People').fill(`${bob}, ${nobody}`);
+    await a.page.getByRole('button', { name: 'Start conversation' }).click();
+    await a.page.getByRole('alert').filter({ hasText: `No user named "${nobody}"` }).waitFor();
+    await a.page.getByLabel('People').fill(bob);
     await a.page.getByRole('button', { name: 'Start conversation' }).click();
     await a.page.getByRole('heading', { name: title }).waitFor();
+    // the other member is shown by name, not by id
+    expect(await a.page.getByTestId('presence').locator(`[data-user-id="${bobId}"]`).textContent()).toContain(bob);
 
     expected.push('hello bob, this is alice');
     await send(a.page, expected[0] as string);
@@ -105,6 +112,7 @@ describe('two people chat', () => {
     await until('alice to be online for bob', async () =>
       (await b.page.getByTestId('presence').locator(`[data-user-id="${aliceId}"]`).getAttribute('data-online')) === 'true',
     );
+    expect(await b.page.getByTestId('presence').locator(`[data-user-id="${aliceId}"]`).textContent()).toContain(alice);
   });
 
   it('each sees the other typing, and they chat both ways', async () => {

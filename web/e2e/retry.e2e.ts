@@ -56,10 +56,11 @@ afterAll(async () => {
 describe('a send whose ack is lost', () => {
   it('is sent again with the same client_msg_id and shown once', async () => {
     await register(carol.page, unique('carol'), 'a long enough password');
-    const daveId = await register(dave.page, unique('dave'), 'a long enough password');
+    const daveName = unique('dave');
+    await register(dave.page, daveName, 'a long enough password');
     await carol.page.getByRole('button', { name: 'New conversation' }).click();
     await carol.page.getByLabel('Title (optional)').fill(title);
-    await carol.page.getByLabel('People').fill(daveId);
+    await carol.page.getByLabel('People').fill(daveName);
     await carol.page.getByRole('button', { name: 'Start conversation' }).click();
     await carol.page.getByRole('heading', { name: title }).waitFor();
     await send(carol.page, 'first');

@@ -295,28 +295,35 @@ export class Api {
     return c;
   }
 
-  /**
-   * A user id for a username. The pinned API has no user lookup; this asks for
-   * `GET /users?username=` (`{users:[{user_id, username}]}`) and says so clearly when the
-   * server does not serve it.
-   */
+  /** The user of an exact username (`GET /users?username=`); a clear error when there is none. */
   async lookupUser(username: string): Promise<string> {
     let v: unknown;
     try {
       v = await this.call('GET', `/users?username=${encodeURIComponent(username)}`);
     } catch (e) {
-      if (e instanceof ApiError && (e.status === 404 || e.status === 405) && e.code !== 'no_such_user') {
-        throw new ApiError(404, 'no_lookup', `Cannot look up "${username}" by name here; use the user id (your contact finds it under their name, top left).`);
+      if (e instanceof ApiError && e.status === 404) {
+        throw new ApiError(404, 'no_such_user', `No user named "${username}".`);
+      }
+      if (e instanceof ApiError && e.status === 400) {
+        throw new ApiError(400, 'invalid_username', `"${username}" is not a valid username.`);
       }
       throw e;
     }
-    const users = isObj(v) && Array.isArray(v['users']) ? (v['users'] as unknown[]) : isObj(v) ? [v] : [];
-    for (const u of users) {
-      if (isObj(u) && validId(u['user_id']) && (u['username'] === undefined || u['username'] === username)) {
-        return u['user_id'];
-      }
+    if (isObj(v) && validId(v['user_id']) && v['username'] === username) return v['user_id'];
+    throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
+  }
+
+  /** The username of a user id (`GET /users/{id}`), or null when there is no such user. */
+  async userName(userId: string): Promise<string | null> {
+    let v: unknown;
+    try {
+      v = await this.call('GET', `/users/${encodeURIComponent(userId)}`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return null;
+      throw e;
     }
-    throw new ApiError(404, 'no_such_user', `No user named "${username}".`);
+    if (isObj(v) && v['user_id'] === userId && typeof v['username'] === 'string') return v['username'];
+    throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
   }
 
   async messages(convoId: string, q: { limit?: number; before_seq?: number; since_seq?: number }): Promise<MessagePage> {

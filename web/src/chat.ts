@@ -124,6 +124,8 @@ export class ChatClient {
   private readonly typingSentAt = new Map<string, number>();
   private readonly typingIdle = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly subscribed = new Set<string>();
+  /** user ids whose username was asked for (GET /users/{id}), answered or not */
+  private readonly nameAsked = new Set<string>();
   private housekeeping: ReturnType<typeof setInterval> | null = null;
   private listReload: Promise<void> | null = null;
   private listReloadAgain = false;
@@ -190,6 +192,7 @@ export class ChatClient {
   private setLog(id: string, log: ConvoLog): void {
     if (this.state.logs[id] === log) return;
     this.set({ logs: { ...this.state.logs, [id]: log } });
+    this.resolveNames(log.messages.map((m) => m.sender_id));
   }
 
   private log(id: string): ConvoLog {
@@ -333,6 +336,7 @@ export class ChatClient {
     });
     merged.sort(byActivity);
     this.set({ conversations: merged, names, receipts });
+    this.resolveNames(merged.flatMap((c) => [...c.members.map((m) => m.user_id), ...(c.last_message ? [c.last_message.sender_id] : [])]));
     for (const c of merged) {
       if (this.loaded.has(c.id)) {
         this.setLog(c.id, noteKnownLast(this.log(c.id), c.last_seq));
@@ -341,6 +345,20 @@ export class ChatClient {
     }
     this.subscribePresence();
     if (this.state.openConvo) this.markRead(this.state.openConvo);
+  }
+
+  /** Asks once per user id for the usernames not known yet, and keeps what comes back. */
+  private resolveNames(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (this.state.names[id] !== undefined || this.nameAsked.has(id) || this.nameAsked.size >= 10000) continue;
+      this.nameAsked.add(id);
+      this.api.userName(id).then(
+        (name) => {
+          if (name !== null && !this.stopped) this.set({ names: { ...this.state.names, [id]: name } });
+        },
+        () => this.nameAsked.delete(id), // a transient failure: ask again next time
+      );
+    }
   }
 
   private updateConversation(id: string, fn: (c: Conversation) => Conversation): void {
@@ -364,12 +382,25 @@ export class ChatClient {
     if (this.send({ type: 'presence.subscribe', user_ids })) for (const u of user_ids) this.subscribed.add(u);
   }
 
+  /** A username (or, failing that, a user id) as a user id; an ApiError names what is wrong. */
+  private async resolveEntry(e: string): Promise<string> {
+    try {
+      return await this.api.lookupUser(e);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'no_such_user' || !looksLikeUserId(e)) throw err;
+      const name = await this.api.userName(e);
+      if (name === null) throw err;
+      this.set({ names: { ...this.state.names, [e]: name } });
+      return e;
+    }
+  }
+
   async createConversation(title: string, entries: string[]): Promise<string> {
     const members: string[] = [];
     for (const raw of entries) {
       const e = raw.trim().replace(/^@/, '');
       if (!e) continue;
-      const id = looksLikeUserId(e) ? e : await this.api.lookupUser(e);
+      const id = await this.resolveEntry(e);
       if (id !== this.state.me.user_id && !members.includes(id)) members.push(id);
     }
     if (members.length === 0) throw new ApiError(400, 'no_members', 'Add at least one other person.');

@@ -154,6 +154,16 @@ describe('REST bodies', () => {
     expect(parseConversation({ title: 'no id' })).toBeNull();
   });
 
+  it('member_names give the members their usernames', () => {
+    const c = parseConversation({
+      id: 'c1',
+      title: '',
+      members: ['u1', 'u2', { user_id: 'u3', username: 'kept' }],
+      member_names: { u1: 'alice', u3: 'other', u9: 'stranger', u2: 7 },
+    });
+    expect(c?.members).toEqual([{ user_id: 'u1', username: 'alice' }, { user_id: 'u2' }, { user_id: 'u3', username: 'kept' }]);
+  });
+
   it('ids and times', () => {
     expect(validId('u_' + 'a'.repeat(26))).toBe(true);
     expect(validId('')).toBe(false);

@@ -152,6 +152,14 @@ export function parseConversation(v: unknown): Conversation | null {
   if (!validId(id)) return null;
   const rawMembers = Array.isArray(v['members']) ? (v['members'] as unknown[]) : [];
   const members = rawMembers.map(parseMember).filter((m): m is Member => m !== null);
+  // member_names: {user_id: username}, beside the members list of ids
+  const names = isObj(v['member_names']) ? v['member_names'] : null;
+  if (names) {
+    for (const m of members) {
+      const n = names[m.user_id];
+      if (m.username === undefined && typeof n === 'string') m.username = n;
+    }
+  }
   const last_message = parseMessage(v['last_message']);
   const last_seq = Math.max(seq(v, 'last_seq') ?? 0, last_message?.seq_no ?? 0);
   const activity =

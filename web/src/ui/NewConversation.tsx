@@ -62,7 +62,8 @@ export function NewConversation({
           />
         </label>
         <p id={hintId} className="muted">
-          Usernames or user ids, separated by commas or spaces. Yours is{' '}
+          Usernames, separated by commas (a user id works too). You are{' '}
+          <strong data-testid="my-name-hint">{client.getState().me.username}</strong>, id{' '}
           <code data-testid="my-id-hint">{client.getState().me.user_id}</code>.
         </p>
         {error && (
