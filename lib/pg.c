@@ -257,6 +257,11 @@ static void on_notice(void *arg, const char *message)
     kc_log_kv(KC_LOG_DEBUG, NULL, 0, "postgres: %.*s", (int)n, message);
 }
 
+void kc_pg_log_notices(PGconn *conn)
+{
+    (void)PQsetNoticeProcessor(conn, on_notice, NULL);
+}
+
 static void connect_start(kc_pg_t *pg)
 {
     if (pg->state != S_DISCONNECTED)
@@ -266,7 +271,7 @@ static void connect_start(kc_pg_t *pg)
         conn_fail(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         return;
     }
-    (void)PQsetNoticeProcessor(pg->conn, on_notice, NULL);
+    kc_pg_log_notices(pg->conn);
     pg->state = S_CONNECTING;
     if (uv_timer_start(&pg->retry_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0) != 0) {
         conn_fail(pg, "cannot start the connect timer");

@@ -8,19 +8,10 @@
 
 #include "kchat/buf.h"
 #include "kchat/log.h"
+#include "kchat/pg.h"
 #include "kchat/util.h"
 
 /* ---- Postgres ---- */
-
-/* Server notices (e.g. "schema ... does not exist, skipping") go into the JSON log. */
-static void on_notice(void *arg, const char *message)
-{
-    (void)arg;
-    size_t n = strlen(message);
-    while (n && message[n - 1] == '\n')
-        n--;
-    kc_log_kv(KC_LOG_DEBUG, NULL, 0, "postgres: %.*s", (int)n, message);
-}
 
 PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 {
@@ -34,7 +25,7 @@ PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
-    (void)PQsetNoticeProcessor(c, on_notice, NULL);
+    kc_pg_log_notices(c);
     return c;
 }
 

@@ -48,4 +48,9 @@ int kc_pg_listening(const kc_pg_t *pg);
  * closed. NULL is a no-op. */
 void kc_pg_close(kc_pg_t *pg);
 
+/* Sends the server's notices on conn ("word is too long to be indexed", ...) into the JSON
+ * log at debug level instead of libpq's default, stderr. kc_pg_t does it for its own
+ * connections; this is for the blocking connections a daemon makes itself. */
+void kc_pg_log_notices(PGconn *conn);
+
 #endif

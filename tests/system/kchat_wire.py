@@ -72,30 +72,38 @@ class Commands:
         assert self.p.flush(60) == 0
 
 
-def read_topic(brokers, topic, match, until, timeout=90.0, partitions=None):
-    """Reads `topic` (read_committed) from the start; collects decoded values for which
-    match(key, value, msg) holds, until until(collected) or the timeout."""
+def _consumer(brokers, topic, partitions):
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"verify-{uuid.uuid4().hex[:8]}",
                   "isolation.level": "read_committed", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest"})
     md = c.list_topics(topic, timeout=10)
     parts = partitions if partitions is not None else list(md.topics[topic].partitions)
+    return c, parts
+
+
+def _collect(c, match, got):
+    """Polls one record into got when match(key, value, msg) holds; skips undecodable ones."""
+    msg = c.poll(0.2)
+    if msg is None or msg.error():
+        return
+    try:
+        value = decode(msg.value()) if msg.value() else None
+    except Exception:  # poison records, written on purpose by some tests
+        return
+    if match(msg.key(), value, msg):
+        got.append((msg, value))
+
+
+def read_topic(brokers, topic, match, until, timeout=90.0, partitions=None):
+    """Reads `topic` (read_committed) from the start; collects decoded values for which
+    match(key, value, msg) holds, until until(collected) or the timeout."""
+    c, parts = _consumer(brokers, topic, partitions)
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     got = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if until(got):
-                return got
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            try:
-                value = decode(msg.value()) if msg.value() else None
-            except Exception:  # poison records, written on purpose by some tests
-                continue
-            if match(msg.key(), value, msg):
-                got.append((msg, value))
+        while time.monotonic() < deadline and not until(got):
+            _collect(c, match, got)
         return got
     finally:
         c.close()
@@ -105,11 +113,7 @@ def read_to_end(brokers, topic, match, timeout=180.0, partitions=None):
     """Like read_topic, but reads every partition up to the end it had when called (its high
     watermark then), however long the topic: a time limit alone would cut a long topic short
     on a busy machine. Fails on the timeout."""
-    c = Consumer({"bootstrap.servers": brokers, "group.id": f"verify-{uuid.uuid4().hex[:8]}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest"})
-    md = c.list_topics(topic, timeout=10)
-    parts = partitions if partitions is not None else list(md.topics[topic].partitions)
+    c, parts = _consumer(brokers, topic, partitions)
     ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     got = []
@@ -121,15 +125,7 @@ def read_to_end(brokers, topic, match, timeout=180.0, partitions=None):
             if all(ends[p] == 0 or pos[p] >= ends[p] for p in parts):
                 return got
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout} s"
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            try:
-                value = decode(msg.value()) if msg.value() else None
-            except Exception:  # poison records, written on purpose by some tests
-                continue
-            if match(msg.key(), value, msg):
-                got.append((msg, value))
+            _collect(c, match, got)
     finally:
         c.close()
 
