@@ -74,16 +74,21 @@ out:
 
 void proj_rebuild_progress(proj_t *p)
 {
+    /* The rate over the last interval, and since the start (which the ETA uses: a batch
+     * can take longer than an interval, so the recent rate jumps between 0 and peaks). */
     uint64_t now = kc_mono_ns();
     double dt = (double)(now - p->last_tick_ns) / 1e9;
+    double total = (double)(now - p->rebuild_t0) / 1e9;
     double rate = dt > 0 ? (double)(p->applied_total - p->applied_at_last_tick) / dt : 0;
+    double avg = total > 0 ? (double)p->applied_total / total : 0;
     int64_t lag = proj_lag_total(p);
-    double eta = rate > 0 ? (double)lag / rate : -1;
+    double eta = avg > 0 ? (double)lag / avg : -1;
     p->last_tick_ns = now;
     p->applied_at_last_tick = p->applied_total;
     kc_log_kv(KC_LOG_INFO,
               KC_FIELDS(KC_INT("events", (long long)p->applied_total),
-                        KC_INT("events_per_s", (long long)rate), KC_INT("lag", lag),
+                        KC_INT("events_per_s", (long long)avg),
+                        KC_INT("events_per_s_recent", (long long)rate), KC_INT("lag", lag),
                         KC_INT("eta_s", (long long)eta)),
               "rebuild progress");
 }
