@@ -127,26 +127,40 @@ static void on_reply(redisAsyncContext *c, void *reply, void *privdata)
     free(p);
 }
 
-static void start_connect(kc_redis_t *r)
+/* An async connection attached to the loop with its callbacks, or NULL with why set. Both
+ * the command connection and the subscriber open theirs through here. */
+static redisAsyncContext *async_open(uv_loop_t *loop, const char *host, int port, void *data,
+                                     redisConnectCallback *on_conn,
+                                     redisDisconnectCallback *on_disc, char *why, size_t whylen)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (!ac) {
-        set_down(r, "out of memory");
-        return;
+        kc_strlcpyf(why, whylen, "out of memory");
+        return NULL;
     }
     if (ac->err) {
-        char why[128];
-        kc_strlcpyf(why, sizeof(why), "%s", ac->errstr);
+        kc_strlcpyf(why, whylen, "%s", ac->errstr);
         redisAsyncFree(ac);
-        set_down(r, why);
-        return;
+        return NULL;
     }
-    ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK ||
-        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
-        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK) {
+    ac->data = data;
+    if (redisLibuvAttach(ac, loop) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_conn) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_disc) != REDIS_OK) {
         redisAsyncFree(ac);
-        set_down(r, "cannot attach to the loop");
+        kc_strlcpyf(why, whylen, "cannot attach to the loop");
+        return NULL;
+    }
+    return ac;
+}
+
+static void start_connect(kc_redis_t *r)
+{
+    char why[128];
+    redisAsyncContext *ac =
+        async_open(r->loop, r->host, r->port, r, on_connect, on_disconnect, why, sizeof(why));
+    if (!ac) {
+        set_down(r, why);
         return;
     }
     r->ac = ac;
@@ -367,24 +381,11 @@ static void sub_on_disconnect(const redisAsyncContext *c, int status)
 
 static void sub_start_connect(kc_redis_sub_t *s)
 {
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    char why[128];
+    redisAsyncContext *ac = async_open(s->loop, s->host, s->port, s, sub_on_connect,
+                                       sub_on_disconnect, why, sizeof(why));
     if (!ac) {
-        sub_set_down(s, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        kc_strlcpyf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
         sub_set_down(s, why);
-        return;
-    }
-    ac->data = s;
-    if (redisLibuvAttach(ac, s->loop) != REDIS_OK ||
-        redisAsyncSetConnectCallback(ac, sub_on_connect) != REDIS_OK ||
-        redisAsyncSetDisconnectCallback(ac, sub_on_disconnect) != REDIS_OK) {
-        redisAsyncFree(ac);
-        sub_set_down(s, "cannot attach to the loop");
         return;
     }
     /* A subscriber only listens, so a dead peer shows only through keepalive. */
