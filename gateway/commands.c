@@ -52,9 +52,8 @@ void gw_commands_destroy(gw_t *g)
 
 static void count_ack(gw_t *g, const char *status)
 {
-    const char *lbl[] = {"status", status, NULL};
-    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_acks_total",
-                                      "Acks sent to clients, by status.", lbl));
+    kc_counter_inc(gw_counter(g, g->m.acks, "kchat_gateway_acks_total",
+                              "Acks sent to clients, by status.", "status", status));
 }
 
 void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,

@@ -39,10 +39,9 @@ static const char *const TYPES[] = {"message.send", "message.read",       "typin
 
 static void count_in(gw_t *g, const char *type)
 {
-    const char *lbl[] = {"type", type, NULL};
-    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_frames_in_total",
-                                      "Frames read from clients, by type (unknown, invalid).",
-                                      lbl));
+    kc_counter_inc(gw_counter(g, g->m.frames_in, "kchat_gateway_frames_in_total",
+                              "Frames read from clients, by type (unknown, invalid).", "type",
+                              type));
 }
 
 static void bad(gw_t *g, gw_conn_t *c, const char *type, const char *code, const char *msg)

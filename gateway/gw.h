@@ -149,7 +149,11 @@ typedef struct gw_metrics {
     kc_counter_t *deliveries_consumed, *delivery_errors;
     kc_counter_t *commands_produced, *produce_errors;
     kc_counter_t *pubsub_in, *pubsub_errors;
+    /* Counters with one label, looked up once per label value (frames by type, acks by
+     * status are counted per frame: the registry's lookup renders and compares labels). */
+    kc_map_t *frames_in, *frames_out, *acks;
 } gw_metrics_t;
+
 
 typedef struct gw_pending gw_pending_t;
 typedef struct gw_watch gw_watch_t;
@@ -282,5 +286,9 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
 /* A message of convo_id went live to c: a sync in flight must not send it again. */
 void gw_sync_note_live(gw_conn_t *c, const char *convo_id, int64_t seq_no);
 void gw_sync_forget(gw_conn_t *c);
+
+/* The counter name{label=value}, from a cache of g->m (value is kept as the key). */
+kc_counter_t *gw_counter(gw_t *g, kc_map_t *cache, const char *name, const char *help,
+                         const char *label, const char *value);
 
 #endif

@@ -174,10 +174,27 @@ static void on_stop(kc_daemon_t *d, void *arg)
 
 /* ---- start-up ---- */
 
+kc_counter_t *gw_counter(gw_t *g, kc_map_t *cache, const char *name, const char *help,
+                         const char *label, const char *value)
+{
+    size_t len = strlen(value);
+    kc_counter_t *c = kc_map_get(cache, value, len);
+    if (!c) {
+        const char *lbl[] = {label, value, NULL};
+        c = kc_metrics_counter(g->app.metrics, name, help, lbl);
+        if (c)
+            (void)kc_map_put(cache, value, len, c);
+    }
+    return c;
+}
+
 static void metrics_init(gw_t *g)
 {
     kc_metrics_t *m = g->app.metrics;
     gw_metrics_t *x = &g->m;
+    x->frames_in = kc_map_new();
+    x->frames_out = kc_map_new();
+    x->acks = kc_map_new();
     x->connections = kc_metrics_gauge(m, "kchat_gateway_connections", "Open WebSockets.", NULL);
     const char *acc[] = {"outcome", "accepted", NULL}, *tok[] = {"outcome", "refused_token", NULL},
                *ori[] = {"outcome", "refused_origin", NULL},
@@ -324,6 +341,11 @@ static int start(gw_t *g, char *err, size_t errlen)
 
 static void cleanup(gw_t *g)
 {
+    /* The counters belong to the registry; only the caches go. */
+    kc_map_destroy(g->m.frames_in, NULL);
+    kc_map_destroy(g->m.frames_out, NULL);
+    kc_map_destroy(g->m.acks, NULL);
+    g->m.frames_in = g->m.frames_out = g->m.acks = NULL;
     kc_kafka_bound_destroy(&g->consumer);
     kc_kafka_bound_destroy(&g->producer);
     gw_commands_destroy(g);

@@ -56,9 +56,8 @@ void gw_frame_unref(gw_frame_t *f)
 
 static void count_out(gw_t *g, const char *type)
 {
-    const char *lbl[] = {"type", type, NULL};
-    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_frames_out_total",
-                                      "Frames queued to clients, by type.", lbl));
+    kc_counter_inc(gw_counter(g, g->m.frames_out, "kchat_gateway_frames_out_total",
+                              "Frames queued to clients, by type.", "type", type));
 }
 
 int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type)
