@@ -132,7 +132,7 @@ static int put_time(kc_buf_t *b, const char *ms)
     if (!ms || !*ms || *end)
         return -1;
     char iso[32];
-    api_iso_ms(v, iso);
+    kc_iso_ms(v, iso);
     kc_buf_printf(b, "\"%s\"", iso);
     return 0;
 }

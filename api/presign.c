@@ -208,7 +208,7 @@ void api_presign(api_req_t *r)
     long long now = kc_now_ms() / 1000;
     api_presign_url(c, key.data, ctype, now, &url);
     char exp[32];
-    api_iso_ms((now + c->presign_ttl_s) * 1000, exp);
+    kc_iso_ms((now + c->presign_ttl_s) * 1000, exp);
     kc_buf_puts(&b, "{\"method\":\"PUT\",\"url\":\"");
     kc_buf_json_str(&b, url.data, url.len);
     kc_buf_puts(&b, "\",\"headers\":{\"Content-Type\":\"");

@@ -182,3 +182,14 @@ int kc_id_valid(const char *s, size_t len, size_t max)
     }
     return 1;
 }
+
+void kc_iso_ms(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)secs * 1000);
+    struct tm tm;
+    char date[24];
+    if (!gmtime_r(&secs, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        (void)kc_strlcpyf(date, sizeof(date), "1970-01-01T00:00:00");
+    (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
+}

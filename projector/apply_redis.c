@@ -119,7 +119,7 @@ void proj_rcmds_free(proj_rcmds_t *c)
 char *proj_message_json(const proj_event_t *e)
 {
     char at[32];
-    proj_iso_ms(e->at, at);
+    kc_iso_ms(e->at, at);
     kc_buf_t b = {0};
 #define FIELD(name, val)                                                                           \
     do {                                                                                           \
@@ -280,7 +280,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         case EV_EDITED:
         case EV_DELETED: {
             char at[32];
-            proj_iso_ms(e->at, at);
+            kc_iso_ms(e->at, at);
             proj_rcmd_start(c);
             proj_rcmd_str(c, "EVAL");
             proj_rcmd_str(c, EDIT);

@@ -158,17 +158,3 @@ void proj_event_free(proj_event_t *ev)
     kc_avro_msg_free(&ev->msg);
 }
 
-void proj_iso_ms(int64_t ms, char out[32])
-{
-    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int frac = (int)(ms - (int64_t)secs * 1000);
-    struct tm tm;
-    if (!gmtime_r(&secs, &tm)) {
-        memcpy(out, "1970-01-01T00:00:00.000Z", 25);
-        return;
-    }
-    char date[24];
-    if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        date[0] = '\0';
-    (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
-}

@@ -47,7 +47,5 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
                       size_t errstr_size);
 void proj_event_free(proj_event_t *ev);
 
-/* ISO 8601 UTC with milliseconds ("2026-11-27T11:05:07.123Z") into out[32]. */
-void proj_iso_ms(int64_t ms, char out[32]);
 
 #endif

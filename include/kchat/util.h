@@ -31,6 +31,9 @@ int kc_strlcpyf(char *dst, size_t size, const char *fmt, ...) __attribute__((for
 /* True when [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int kc_utf8_valid(const char *s, size_t len);
 
+/* ms since the epoch as ISO 8601 UTC with milliseconds, "2026-11-27T13:18:47.554Z". */
+void kc_iso_ms(int64_t ms, char out[32]);
+
 /* A random (version 4) UUID, lowercase, into out[37]. */
 void kc_uuid4(char out[37]);
 
