@@ -147,17 +147,11 @@ const char *api_json_str(const cJSON *obj, const char *name);
  * answering 400. */
 int api_query_int(api_req_t *r, const char *name, long long min, long long max, long long *out,
                   int *present);
-/* ms since the epoch as "2026-11-27T09:30:00.123Z" (the API's time format). */
-void api_iso_ms(long long ms, char out[32]);
 /* Writes a Postgres text[] literal of ids (already checked: [A-Za-z0-9_.:-]) into out. */
 void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n);
 /* Checks a JSON array of user ids (1..max, each a valid id); fills a malloc'd array of
  * pointers into the JSON (dedup not done). 0, or -1 after answering 400. */
 int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n);
-
-/* Stops taking requests; api_finish_stop (main.c) runs once none is left in flight. */
-void api_stop_when_drained(api_t *a, kc_daemon_t *d);
-void api_finish_stop(api_t *a);
 
 /* Stops taking requests; api_finish_stop (main.c) runs once none is left in flight. */
 void api_stop_when_drained(api_t *a, kc_daemon_t *d);

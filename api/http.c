@@ -49,7 +49,7 @@ static int match(const char *tmpl, const char *path, char *id, size_t idsize)
         if (t[0] == ':' && strncmp(t, ":id", 3) == 0) {
             const char *end = strchr(p, '/');
             size_t n = end ? (size_t)(end - p) : strlen(p);
-            int bad = n == 0 || n > API_ID_MAX || !kc_id_valid(p, n, API_ID_MAX);
+            int bad = !kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
             t += 3;
             p += n;
             if (*t != *p) /* the rest must match exactly */
@@ -58,7 +58,6 @@ static int match(const char *tmpl, const char *path, char *id, size_t idsize)
                 return -1;
             memcpy(id, p - n, n);
             id[n] = '\0';
-            (void)idsize;
             continue;
         }
         if (*t != *p)
@@ -180,17 +179,6 @@ int api_query_int(api_req_t *r, const char *name, long long min, long long max, 
     }
     *out = n;
     return 0;
-}
-
-void api_iso_ms(long long ms, char out[32])
-{
-    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int frac = (int)(ms - (long long)secs * 1000);
-    struct tm tm;
-    char date[24];
-    if (!gmtime_r(&secs, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        (void)kc_strlcpyf(date, sizeof(date), "1970-01-01T00:00:00");
-    (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
 }
 
 void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n)
