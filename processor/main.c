@@ -34,12 +34,15 @@ typedef struct {
     char *schemas_dir;
     char *commands_topic, *events_topic, *deliveries_topic, *state_topic, *dlq_topic;
     long long commit_interval_ms;
+    long long producers;
     long long batch_max;
     long long transaction_timeout_ms;
     long long restore_timeout_ms;
     long long session_timeout_ms;
     proc_limits_t lim;
 } proc_cfg_t;
+
+#define PROC_MAX_PRODUCERS 4
 
 static const kc_cfg_opt_t proc_opts[] = {
     KC_CFG_COMMON(proc_cfg_t, common),
@@ -68,6 +71,8 @@ static const kc_cfg_opt_t proc_opts[] = {
      "topic of the commands that cannot be read"},
     {"commit-interval-ms", KC_CFG_INT, offsetof(proc_cfg_t, commit_interval_ms), "20", 1, 10000,
      "longest a transaction stays open: the latency added to every message at most"},
+    {"producers", KC_CFG_INT, offsetof(proc_cfg_t, producers), "2", 1, PROC_MAX_PRODUCERS,
+     "transactional producers taking turns (kchat-processor-<instance-id>, then -1, -2...)"},
     {"batch-max", KC_CFG_INT, offsetof(proc_cfg_t, batch_max), "2000", 1, 100000,
      "most commands in one transaction"},
     {"transaction-timeout-ms", KC_CFG_INT, offsetof(proc_cfg_t, transaction_timeout_ms), "30000",
@@ -92,7 +97,12 @@ typedef struct {
     proc_cfg_t cfg;
     kc_app_t app;
     kc_kafka_bound_t consumer;
-    kc_kafka_bound_t producer;
+    /* Transactions take turns over these producers (one open at a time, committed in
+     * order): a producer's next transaction starts a full turn after its last commit, when
+     * the broker has finished writing that commit's markers, so adding partitions is not
+     * refused with CONCURRENT_TRANSACTIONS and retried 20 ms later. */
+    kc_kafka_bound_t producers[PROC_MAX_PRODUCERS];
+    int nproducers, cur;
     rd_kafka_t *restorer;
     kc_redis_t *redis;
     proc_router_t *router;
@@ -118,6 +128,12 @@ typedef struct {
 
 static void commit(proc_t *p);
 static void commit_sync(proc_t *p);
+
+/* The producer of the current (or next) transaction. */
+static rd_kafka_t *txn_rk(const proc_t *p)
+{
+    return p->producers[p->cur].rk;
+}
 static void fail(proc_t *p, const char *why);
 
 /* ---- producing ---- */
@@ -127,7 +143,7 @@ static int produce(proc_t *p, const char *topic, int32_t partition, const void *
 {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            p->producer.rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            txn_rk(p), RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
@@ -139,7 +155,7 @@ static int produce(proc_t *p, const char *topic, int32_t partition, const void *
             }
             return err ? -EIO : 0;
         }
-        rd_kafka_poll(p->producer.rk, 10);
+        rd_kafka_poll(txn_rk(p), 10);
     }
 }
 
@@ -147,7 +163,7 @@ static int begin(proc_t *p)
 {
     if (p->in_txn)
         return 0;
-    rd_kafka_error_t *e = rd_kafka_begin_transaction(p->producer.rk);
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(txn_rk(p));
     if (e) {
         kc_log_error("cannot begin a transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
@@ -395,11 +411,11 @@ static void commit_now(proc_t *p)
     }
     if (offs->cnt) {
         rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(p->consumer.rk);
-        e = rd_kafka_send_offsets_to_transaction(p->producer.rk, offs, g, -1);
+        e = rd_kafka_send_offsets_to_transaction(txn_rk(p), offs, g, -1);
         rd_kafka_consumer_group_metadata_destroy(g);
     }
     while (!e) {
-        e = rd_kafka_commit_transaction(p->producer.rk, -1);
+        e = rd_kafka_commit_transaction(txn_rk(p), -1);
         if (!e || !rd_kafka_error_is_retriable(e))
             break;
         rd_kafka_error_destroy(e);
@@ -412,6 +428,8 @@ static void commit_now(proc_t *p)
     if (!e) {
         kc_counter_inc(p->commits);
         kc_histogram_observe(p->commit_seconds, (double)(kc_mono_ns() - t0) / 1e9);
+        /* Every record of this transaction is written: the next one's cannot overtake them. */
+        p->cur = (p->cur + 1) % p->nproducers;
         return;
     }
     kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("error", rd_kafka_error_name(e))),
@@ -424,7 +442,7 @@ static void commit_now(proc_t *p)
         return;
     }
 do_abort:
-    e = rd_kafka_abort_transaction(p->producer.rk, -1);
+    e = rd_kafka_abort_transaction(txn_rk(p), -1);
     kc_counter_inc(p->aborts);
     if (e) {
         kc_log_error("abort failed: %s", rd_kafka_error_string(e));
@@ -598,8 +616,7 @@ static int on_commands(void *arg)
 
 static int on_producer_events(void *arg)
 {
-    proc_t *p = arg;
-    return kc_kafka_serve(p->producer.rk, POLL_BATCH);
+    return kc_kafka_serve(arg, POLL_BATCH);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -623,7 +640,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             p->routing = 0;
             proc_router_reset(p->router);
             if (p->in_txn) {
-                rd_kafka_error_t *e = rd_kafka_abort_transaction(p->producer.rk, -1);
+                rd_kafka_error_t *e = rd_kafka_abort_transaction(txn_rk(p), -1);
                 kc_counter_inc(p->aborts);
                 p->in_txn = 0;
                 if (e) {
@@ -667,11 +684,15 @@ static void on_stop(kc_daemon_t *d, void *arg)
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(p->consumer.rk);
     if (err)
         kc_log_warn("consumer close: %s", rd_kafka_err2str(err));
-    err = rd_kafka_flush(p->producer.rk, (int)(p->cfg.common.shutdown_timeout_ms / 2));
-    if (err)
-        kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
+    for (int i = 0; i < p->nproducers; i++) {
+        err = rd_kafka_flush(p->producers[i].rk,
+                             (int)(p->cfg.common.shutdown_timeout_ms / 2 / p->nproducers));
+        if (err)
+            kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
+    }
     kc_kafka_unbind(&p->consumer);
-    kc_kafka_unbind(&p->producer);
+    for (int i = 0; i < p->nproducers; i++)
+        kc_kafka_unbind(&p->producers[i]);
     kc_redis_close(p->redis);
     p->redis = NULL;
     if (p->timers_open) {
@@ -730,8 +751,6 @@ static int start(proc_t *p, char *err, size_t errlen)
     p->schemas = kc_schemas_load(p->cfg.schemas_dir, err, errlen);
     if (!p->schemas)
         return -1;
-    char txn_id[128];
-    kc_strlcpyf(txn_id, sizeof(txn_id), "kchat-processor-%s", p->cfg.instance_id);
     char txn_timeout[32];
     kc_strlcpyf(txn_timeout, sizeof(txn_timeout), "%lld", p->cfg.transaction_timeout_ms);
     kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
@@ -751,15 +770,27 @@ static int start(proc_t *p, char *err, size_t errlen)
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, p->cfg.group_id, cons_over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_commands, p, err, errlen) != 0)
         return -1;
-    ko.client_id = "processor-producer";
-    ko.check_name = "kafka_producer";
     ko.rebalance_cb = NULL;
-    const char *prod_over[] = {"transactional.id", txn_id, "transaction.timeout.ms", txn_timeout,
-                               "linger.ms", "2", NULL};
-    rk = kc_kafka_producer_new(&ko, prod_over, err, errlen);
-    if (!rk ||
-        kc_kafka_bind(&p->producer, p->app.loop, rk, on_producer_events, p, err, errlen) != 0)
-        return -1;
+    p->nproducers = (int)p->cfg.producers;
+    for (int i = 0; i < p->nproducers; i++) {
+        /* kchat-processor-<instance>, then kchat-processor-<instance>-1, -2, ... */
+        char txn_id[128], client_id[64], check[64];
+        kc_strlcpyf(txn_id, sizeof(txn_id), i ? "kchat-processor-%s-%d" : "kchat-processor-%s",
+                    p->cfg.instance_id, i);
+        kc_strlcpyf(client_id, sizeof(client_id), i ? "processor-producer-%d" : "processor-producer",
+                    i);
+        kc_strlcpyf(check, sizeof(check), i ? "kafka_producer_%d" : "kafka_producer", i);
+        ko.client_id = client_id;
+        ko.check_name = check;
+        /* retry.backoff.ms: a produce or offset request refused while the broker finishes an
+         * earlier transaction is retried after 5 ms instead of 100. */
+        const char *prod_over[] = {"transactional.id", txn_id, "transaction.timeout.ms",
+                                   txn_timeout, "linger.ms", "2", "retry.backoff.ms", "5", NULL};
+        rk = kc_kafka_producer_new(&ko, prod_over, err, errlen);
+        if (!rk || kc_kafka_bind(&p->producers[i], p->app.loop, rk, on_producer_events, rk, err,
+                                 errlen) != 0)
+            return -1;
+    }
     kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers,
                           .debug = p->cfg.kafka.debug,
                           .client_id = "processor-restore"};
@@ -796,11 +827,13 @@ static int start(proc_t *p, char *err, size_t errlen)
         p->next_offset[i] = -1;
 
     /* Fences an earlier incarnation of this instance and aborts what it left open. */
-    rd_kafka_error_t *e = rd_kafka_init_transactions(p->producer.rk, 60000);
-    if (e) {
-        kc_strlcpyf(err, errlen, "init_transactions: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return -1;
+    for (int i = 0; i < p->nproducers; i++) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(p->producers[i].rk, 60000);
+        if (e) {
+            kc_strlcpyf(err, errlen, "init_transactions: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return -1;
+        }
     }
     if (uv_timer_init(p->app.loop, &p->commit_timer) != 0 ||
         uv_timer_init(p->app.loop, &p->expire_timer) != 0)
@@ -854,7 +887,8 @@ int main(int argc, char **argv)
             exit_code = p.failed ? 1 : 0;
         }
         kc_kafka_bound_destroy(&p.consumer);
-        kc_kafka_bound_destroy(&p.producer);
+        for (int i = 0; i < PROC_MAX_PRODUCERS; i++)
+            kc_kafka_bound_destroy(&p.producers[i]);
         kc_kafka_destroy(p.restorer);
         proc_router_destroy(p.router);
         for (int32_t i = 0; p.parts && i < p.npartitions; i++)
