@@ -16,6 +16,9 @@ the same environment; bench/run.sh starts and stops one):
   peers      kchat, Centrifugo and Socket.IO with the same load generator: memory per idle
              connection, latency and deliveries per CPU second at the same 1:1 rate
              (bench/peers/setup.sh installs the peers into ~/.cache/kchat-bench first)
+  txn        only when named: the processor restarted with each of --producers 1/2 and
+             --commit-interval-ms 20/10/5, 1:1 at 1 000 msg/s: ack latency, transactions/s
+             and the mean commit time of each setting
 
   bench/run.py [--short] [--only NAME[,NAME...]] [--out results.json]
 
@@ -419,6 +422,9 @@ def scenario_idle(short):
         p.wait(timeout=300)
         if out.exists():
             opened += json.loads(out.read_text())["results"]["connections_open"]
+    if not opened:
+        raise RuntimeError("no idle connection opened: " + " ".join(
+            p.stderr.read()[-300:] for p, _, _ in procs if p.stderr))
     grown = sum(rss1.values()) - sum(rss0.values())
     slab = (mem1["Slab"] - mem0["Slab"])
     return {"connections": opened, "loadgen_processes": nproc,
@@ -460,6 +466,57 @@ def scenario_history(short, one2one):
     return out
 
 
+def processor_metric(name):
+    """Sum of a processor metric's samples (a counter, or a histogram's _sum / _count)."""
+    import urllib.request
+    url = f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def restart_processor(settings):
+    env = {k: v for k, v in ENV.items() if k not in ("KCHAT_PRODUCERS",
+                                                      "KCHAT_COMMIT_INTERVAL_MS")}
+    env.update(settings)
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), "restart", "processor"], env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def scenario_txn(short):
+    """The processor's transactions: producers taking turns (--producers) and the commit
+    interval, each setting on a restarted processor, 1:1 with 400 connections at a rate well
+    below the limit, so the figures are latency, not queueing. Not in the default list."""
+    settings = [(1, 20), (2, 20), (1, 10), (2, 10), (1, 5), (2, 5)]
+    rate, dur, reps = (1000, 8, 1) if short else (1000, 10, 3)
+    rows = []
+    try:
+        for producers, interval in settings:
+            restart_processor({"KCHAT_PRODUCERS": str(producers),
+                               "KCHAT_COMMIT_INTERVAL_MS": str(interval)})
+            label = f"txn-p{producers}-i{interval}"
+            run_loadgen(f"{label}-warm", ["--conns=400", "--group=2", f"--rate={rate}",
+                                          "--duration-s=4", "--size=100"])
+            for rep in range(reps):
+                c0 = processor_metric("kchat_processor_transaction_commit_seconds_count")
+                t0 = processor_metric("kchat_processor_transaction_commit_seconds_sum")
+                s = run_loadgen(f"{label}-{rep}", ["--conns=400", "--group=2", f"--rate={rate}",
+                                                   f"--duration-s={dur}", "--size=100"])
+                c1 = processor_metric("kchat_processor_transaction_commit_seconds_count")
+                t1 = processor_metric("kchat_processor_transaction_commit_seconds_sum")
+                r = s["results"]
+                rows.append({"producers": producers, "commit_interval_ms": interval, "rep": rep,
+                             "rate": rate, "acked_per_s": round(r["acked_per_s"]),
+                             "ack_p50_ms": r["ack_latency"]["p50_ms"],
+                             "ack_p99_ms": r["ack_latency"]["p99_ms"],
+                             "transactions_per_s": round((c1 - c0) / dur, 1),
+                             "commit_mean_ms": round((t1 - t0) * 1000 / max(c1 - c0, 1), 1),
+                             "check": s["check"]["pass"]})
+    finally:
+        restart_processor({})
+    return {"rows": rows}
+
+
 def scenario_replay(short):
     recs = topic_records().get("chat.events", 0)
     binary = BUILD / "projector" / "kchat-projector"
@@ -480,7 +537,8 @@ def scenario_replay(short):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true", help="the short version (make bench)")
-    ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers")
+    ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers",
+                    help="scenarios to run; txn (the processor's settings) only when named")
     ap.add_argument("--out", default=str(STATE / "bench-results.json"))
     a = ap.parse_args()
     only = a.only.split(",")
@@ -491,7 +549,8 @@ def main():
                        "mem_kib": meminfo()["MemTotal"]},
            "short": a.short, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     failed = []
-    for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay", "peers"]:  # idle first: on fresh gateways
+    for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay", "peers",
+                 "txn"]:  # idle first: on fresh gateways
         if name not in only:
             continue
         print(f"== {name}", file=sys.stderr)
@@ -574,6 +633,13 @@ def summary(res):
     if rp:
         lines.append(f"replay: {rp.get('events_per_s', rp.get('error'))} events/s "
                      f"({rp.get('chat_events_offsets')} offsets in {rp.get('seconds')} s)")
+    tx = res.get("txn", {}).get("rows")
+    if tx:
+        lines += ["", "| producers | commit-interval-ms | acked/s | ack p50 ms | ack p99 ms | "
+                  "transactions/s | mean commit ms | check |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['producers']} | {r['commit_interval_ms']} | {r['acked_per_s']} | "
+                  f"{r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | {r['transactions_per_s']} | "
+                  f"{r['commit_mean_ms']} | {'pass' if r['check'] else 'FAIL'} |" for r in tx]
     pe = res.get("peers", {}).get("systems")
     if pe:
         lines += ["", "| system | bytes per idle conn (server) | acked/s | deliveries/s | "

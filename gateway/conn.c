@@ -18,6 +18,36 @@ void gw_conns_init(gw_t *g)
     g->next_conn_id = 1;
 }
 
+static void ring_add(gw_t *g, gw_user_t *u)
+{
+    if (!g->route_ring) {
+        u->ring_prev = u->ring_next = u;
+        g->route_ring = u;
+    } else {
+        u->ring_next = g->route_ring;
+        u->ring_prev = g->route_ring->ring_prev;
+        u->ring_prev->ring_next = u;
+        g->route_ring->ring_prev = u;
+    }
+    g->nusers++;
+}
+
+static void ring_remove(gw_t *g, gw_user_t *u)
+{
+    if (u->ring_next == u) {
+        g->route_ring = g->route_cursor = NULL;
+    } else {
+        if (g->route_ring == u)
+            g->route_ring = u->ring_next;
+        if (g->route_cursor == u)
+            g->route_cursor = u->ring_next;
+        u->ring_prev->ring_next = u->ring_next;
+        u->ring_next->ring_prev = u->ring_prev;
+    }
+    u->ring_prev = u->ring_next = NULL;
+    g->nusers--;
+}
+
 static void free_user(void *v)
 {
     gw_user_t *u = v;
@@ -55,6 +85,7 @@ void gw_conn_add(gw_t *g, gw_conn_t *c)
         u = kc_xcalloc(1, sizeof(*u));
         u->id = kc_xstrdup(c->sub);
         (void)kc_map_put(g->users, u->id, len, u);
+        ring_add(g, u);
     }
     c->user = u;
     c->next_of_user = u->conns;
@@ -87,6 +118,7 @@ void gw_conn_remove(gw_t *g, gw_conn_t *c)
     c->next_of_user = NULL;
     if (--u->nconns == 0) {
         gw_presence_offline(g, u);
+        ring_remove(g, u);
         (void)kc_map_remove(g->users, u->id, strlen(u->id));
         free_user(u);
     }
@@ -124,14 +156,26 @@ int gw_rate_take(gw_t *g, gw_conn_t *c)
 
 /* ---- routes ---- */
 
+void gw_redis_error(gw_t *g, const char *what, const char *err)
+{
+    kc_counter_inc(g->m.pubsub_errors);
+    uint64_t now = kc_mono_ns();
+    if (g->redis_log_ns && now - g->redis_log_ns < 1000000000u) {
+        g->redis_log_suppressed++;
+        return;
+    }
+    kc_log_kv(KC_LOG_WARN,
+              KC_FIELDS(KC_STR("error", err), KC_INT("suppressed", g->redis_log_suppressed)),
+              "%s", what);
+    g->redis_log_ns = now;
+    g->redis_log_suppressed = 0;
+}
+
 static void on_route_reply(void *arg, const redisReply *reply, const char *err)
 {
-    gw_t *g = arg;
     (void)reply;
-    if (err) {
-        kc_counter_inc(g->m.pubsub_errors);
-        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("error", err)), "route refresh failed");
-    }
+    if (err)
+        gw_redis_error(arg, "route refresh failed", err);
 }
 
 void gw_route_register(gw_t *g, gw_user_t *u)
@@ -155,13 +199,6 @@ void gw_route_register(gw_t *g, gw_user_t *u)
         kc_counter_inc(g->m.pubsub_errors);
 }
 
-static void refresh_one(const void *key, size_t klen, void *val, void *arg)
-{
-    (void)key;
-    (void)klen;
-    gw_route_register(arg, val);
-}
-
 typedef struct {
     gw_t *g;
     uint64_t now_ns;
@@ -180,6 +217,7 @@ static void sweep_conn(const void *key, size_t klen, void *val, void *arg)
         gw_typing_expire(s->g, c, s->now_ns);
     if (c->token_exp + GW_JWT_LEEWAY_S < s->now_s && !c->close_code)
         gw_close(s->g, c, GW_CLOSE_TOKEN_EXPIRED, "token expired: reconnect with a fresh one");
+    gw_ws_keepalive(s->g, c, s->now_ns);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -189,10 +227,14 @@ static void on_tick(uv_timer_t *t)
     gw_pending_expire(g);
     sweep_t sw = {g, now, kc_now_ms() / 1000};
     kc_map_each(g->conns, sweep_conn, &sw);
-    if (now >= g->next_route_refresh_ns) {
-        g->next_route_refresh_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 3;
-        if (!g->stopping)
-            kc_map_each(g->users, refresh_one, g);
+    /* This tick's share of the users, so that each is refreshed every route-ttl-ms / 3. */
+    uint64_t ticks = (uint64_t)g->cfg.route_ttl_ms / 3 / TICK_MS;
+    size_t share = ticks > 1 ? (size_t)((g->nusers + ticks - 1) / ticks) : g->nusers;
+    for (size_t i = 0; i < share && !g->stopping && g->route_ring; i++) {
+        if (!g->route_cursor)
+            g->route_cursor = g->route_ring;
+        gw_route_register(g, g->route_cursor);
+        g->route_cursor = g->route_cursor->ring_next;
     }
     if (now >= g->next_presence_sweep_ns) {
         g->next_presence_sweep_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 2;
@@ -207,7 +249,6 @@ void gw_tick_start(gw_t *g)
     g->tick.data = g;
     g->tick_open = 1;
     uint64_t now = kc_mono_ns();
-    g->next_route_refresh_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 3;
     g->next_presence_sweep_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 2;
     if (uv_timer_start(&g->tick, on_tick, TICK_MS, TICK_MS) != 0)
         abort();

@@ -121,6 +121,10 @@ struct gw_conn {
     gw_qnode_t *q_head, *q_tail;
     size_t q_bytes;
     int close_code; /* set: close with it at the next writeable callback */
+    /* keepalive (gw_ws_keepalive): the last frame or pong received, a ping to write, a ping
+     * written and not answered yet, dropped as dead */
+    uint64_t last_rx_ns;
+    unsigned ping_due : 1, ping_sent : 1, dropped : 1;
     char close_reason[64];
     gw_bucket_t rate;
     gw_bucket_t typing_rate;
@@ -139,6 +143,7 @@ struct gw_user {
     gw_conn_t *conns;
     size_t nconns;
     gw_bucket_t rate;
+    gw_user_t *ring_prev, *ring_next; /* every user, in the order the route refresh visits */
 };
 
 typedef struct gw_metrics {
@@ -181,7 +186,13 @@ typedef struct gw {
     size_t nconns;
     int accepting;
     uv_timer_t tick; /* route refresh, ack expiry, typing expiry, presence sweep */
-    uint64_t next_route_refresh_ns, next_presence_sweep_ns;
+    uint64_t next_presence_sweep_ns;
+    /* Routes are refreshed a slice of the users each tick, all of them once per
+     * route-ttl-ms / 3: never the whole gateway's users in one burst to Redis. */
+    gw_user_t *route_ring, *route_cursor;
+    size_t nusers;
+    uint64_t redis_log_ns; /* Redis errors are logged at most once a second: */
+    unsigned long redis_log_suppressed; /* how many were not since the last line */
     /* commands.c */
     kc_map_t *pending; /* sender \0 client_msg_id -> FIFO of gw_pending_t */
     gw_pending_t *pending_all_head, *pending_all_tail; /* in creation order, for expiry */
@@ -220,6 +231,9 @@ void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
 /* Closes c with code and reason at its next writeable callback (a timeout kills it if the
  * peer never reads). */
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
+/* From the tick, for every connection: a ping after ping-interval-s without a frame or a
+ * pong, and the connection dropped after idle-timeout-s (a dead or half-open peer). */
+void gw_ws_keepalive(gw_t *g, gw_conn_t *c, uint64_t now_ns);
 
 /* ---- conn.c ---- */
 void gw_conns_init(gw_t *g);
@@ -236,6 +250,9 @@ int gw_rate_take(gw_t *g, gw_conn_t *c);
 int gw_bucket_take(gw_bucket_t *b, double rate, double burst);
 /* Writes (refreshes) the route of a user of this gateway: kchat:route:<user> slot -> until. */
 void gw_route_register(gw_t *g, gw_user_t *u);
+/* Counts a failed Redis command and logs it, at most one line a second (with how many were
+ * not logged): a Redis outage fails every user's command at once. */
+void gw_redis_error(gw_t *g, const char *what, const char *err);
 void gw_tick_start(gw_t *g);
 
 /* ---- frames.c ---- */

@@ -126,12 +126,9 @@ void gw_presence_destroy(gw_t *g)
 
 static void on_script(void *arg, const redisReply *reply, const char *err)
 {
-    gw_t *g = arg;
     (void)reply;
-    if (err) {
-        kc_counter_inc(g->m.pubsub_errors);
-        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("error", err)), "presence script failed");
-    }
+    if (err)
+        gw_redis_error(arg, "presence script failed", err);
 }
 
 static int eval(gw_t *g, kc_redis_cb cb, void *arg, const char *script, int nkeys,
@@ -169,8 +166,8 @@ void gw_presence_online(gw_t *g, gw_user_t *u)
     const char *keys[] = {route, seen};
     const char *args[] = {slot, until, now, ttl, u->id};
     if (eval(g, on_script, g, ONLINE_LUA, 2, keys, 5, args) != 0)
-        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("user_id", u->id)),
-                  "cannot register the route (Redis down?): the next refresh will");
+        gw_redis_error(g, "cannot register a route (Redis down?): the next refresh will",
+                       "not connected");
 }
 
 void gw_presence_offline(gw_t *g, gw_user_t *u)

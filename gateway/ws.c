@@ -348,8 +348,48 @@ static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, si
     return 0;
 }
 
+/* lws 4.1 keeps its timers in one sorted list per thread and inserts by walking it: its own
+ * keepalive (a validity timer per socket, re-inserted at the end of the list after every
+ * pong) costs O(sockets) per socket and interval, which at tens of thousands of sockets
+ * took a whole core. The gateway's tick does it instead, in one pass over the sockets. */
+void gw_ws_keepalive(gw_t *g, gw_conn_t *c, uint64_t now_ns)
+{
+    if (!c->wsi || c->dropped)
+        return;
+    uint64_t silent = now_ns - c->last_rx_ns;
+    if (silent >= (uint64_t)g->cfg.idle_timeout_s * 1000000000u) {
+        c->dropped = 1;
+        kc_log_kv(KC_LOG_DEBUG, KC_FIELDS(KC_STR("user_id", c->sub), KC_INT("conn", c->id)),
+                  "dropped: no frame or pong within idle-timeout-s");
+        /* lws runs a timeout set here only at its next I/O on any socket: shutting the
+         * socket down makes that I/O (lws reads the end and closes it), and the timeout
+         * is the fallback. */
+        lws_sockfd_type fd = lws_get_socket_fd(c->wsi);
+        if (fd >= 0 && shutdown(fd, SHUT_RDWR) != 0)
+            kc_log_warn("shutdown of a dead socket: %s", strerror(errno));
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (silent >= (uint64_t)g->cfg.ping_interval_s * 1000000000u && !c->ping_sent &&
+               !c->ping_due && !c->close_code) {
+        c->ping_due = 1;
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
 static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
 {
+    if (c->ping_due && !c->close_code) {
+        /* With a payload: lws 4.1 reports an empty pong to nobody. */
+        unsigned char ping[LWS_PRE + 5];
+        memcpy(ping + LWS_PRE, "kchat", 5);
+        if (lws_write(wsi, ping + LWS_PRE, 5, LWS_WRITE_PING) < 5)
+            return -1;
+        c->ping_due = 0;
+        c->ping_sent = 1;
+        if (c->q_head && lws_send_pipe_choked(wsi)) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
     while (c->q_head) {
         gw_qnode_t *n = c->q_head;
         int w = lws_write(wsi, n->frame->data + LWS_PRE, n->frame->len, LWS_WRITE_TEXT);
@@ -423,6 +463,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_ESTABLISHED:
         c->wsi = wsi;
         c->established = 1;
+        c->last_rx_ns = kc_mono_ns();
         gw_conn_add(g, c);
         kc_counter_inc(g->m.accepted);
         if (!g->accepting) {
@@ -433,7 +474,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE:
         if (!c->established || c->close_code)
             return 0; /* closing: what still comes in is not read */
+        c->last_rx_ns = kc_mono_ns();
+        c->ping_sent = 0;
         return on_receive(g, c, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->established) {
+            c->last_rx_ns = kc_mono_ns();
+            c->ping_sent = 0;
+        }
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!c || !c->established)
             return 0;
@@ -495,8 +544,9 @@ int gw_ws_start(gw_t *g, char *err, size_t errlen)
     memset(&info, 0, sizeof(info));
     void *loops[1] = {g->app.loop};
     kc_log_route_lws();
-    retry.secs_since_valid_ping = (uint16_t)g->cfg.ping_interval_s;
-    retry.secs_since_valid_hangup = (uint16_t)g->cfg.idle_timeout_s;
+    /* Zero: lws keeps no validity timers (gw_ws_keepalive pings and drops instead). */
+    retry.secs_since_valid_ping = 0;
+    retry.secs_since_valid_hangup = 0;
     info.port = (int)g->cfg.listen_port;
     info.iface = g->cfg.listen_addr;
     info.protocols = protocols;
