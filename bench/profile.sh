@@ -49,8 +49,30 @@ perf record -q -F 499 -g -p "$(IFS=,; echo "${pids[*]}")" -o "$OUT/perf.data" --
 wait $lg || echo "profile: the load generator's check failed (see $OUT/loadgen.json)" >&2
 trap - EXIT
 
-perf report -i "$OUT/perf.data" --no-children --sort pid --stdio 2>/dev/null |
-    grep -v '^#' | grep -v '^$' > "$OUT/by-process.txt" || true
+# Samples by thread (perf's "pid" key), summed by process (a thread maps to its process
+# while it runs).
+perf report -i "$OUT/perf.data" --no-children --sort pid --stdio -g none 2>/dev/null |
+    python3 -c '
+import re, sys
+from collections import defaultdict
+tot = defaultdict(float)
+threads = defaultdict(list)
+for line in sys.stdin:
+    m = re.match(r"\s*([\d.]+)%\s+(\d+):(.*)", line)
+    if not m:
+        continue
+    pct, tid, name = float(m.group(1)), m.group(2), m.group(3).strip()
+    try:
+        tgid = next(l.split()[1] for l in open(f"/proc/{tid}/status") if l.startswith("Tgid:"))
+        proc = open(f"/proc/{tgid}/comm").read().strip() + f" ({tgid})"
+    except OSError:
+        proc = f"gone ({tid})"
+    tot[proc] += pct
+    threads[proc].append((pct, name))
+for proc, pct in sorted(tot.items(), key=lambda x: -x[1]):
+    top = ", ".join(f"{n} {p:.1f}" for p, n in sorted(threads[proc], reverse=True)[:4])
+    print(f"{pct:6.2f}%  {proc:28s} threads: {top}")
+' > "$OUT/by-process.txt" || true
 perf report -i "$OUT/perf.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null |
     grep -v '^#' | grep -v '^$' > "$OUT/by-symbol.txt" || true
 echo "== CPU samples by process ($OUT/by-process.txt)"
