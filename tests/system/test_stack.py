@@ -9,7 +9,8 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
 from conftest import BUILD, DAEMONS, ROOT, http_get, psql
 
 EXPECTED_CHECKS = {
-    "processor": {"kafka_consumer", "kafka_producer"},
+    # the stack's processor runs the default two transactional producers
+    "processor": {"kafka_consumer", "kafka_producer", "kafka_producer_1"},
     "projector": {"kafka_consumer", "postgres", "redis"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
     "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
