@@ -29,7 +29,6 @@ static void ring_add(gw_t *g, gw_user_t *u)
         u->ring_prev->ring_next = u;
         g->route_ring->ring_prev = u;
     }
-    g->nusers++;
 }
 
 static void ring_remove(gw_t *g, gw_user_t *u)
@@ -45,7 +44,6 @@ static void ring_remove(gw_t *g, gw_user_t *u)
         u->ring_next->ring_prev = u->ring_prev;
     }
     u->ring_prev = u->ring_next = NULL;
-    g->nusers--;
 }
 
 static void free_user(void *v)
@@ -229,7 +227,8 @@ static void on_tick(uv_timer_t *t)
     kc_map_each(g->conns, sweep_conn, &sw);
     /* This tick's share of the users, so that each is refreshed every route-ttl-ms / 3. */
     uint64_t ticks = (uint64_t)g->cfg.route_ttl_ms / 3 / TICK_MS;
-    size_t share = ticks > 1 ? (size_t)((g->nusers + ticks - 1) / ticks) : g->nusers;
+    size_t nusers = kc_map_size(g->users);
+    size_t share = ticks > 1 ? (size_t)((nusers + ticks - 1) / ticks) : nusers;
     for (size_t i = 0; i < share && !g->stopping && g->route_ring; i++) {
         if (!g->route_cursor)
             g->route_cursor = g->route_ring;

@@ -190,7 +190,6 @@ typedef struct gw {
     /* Routes are refreshed a slice of the users each tick, all of them once per
      * route-ttl-ms / 3: never the whole gateway's users in one burst to Redis. */
     gw_user_t *route_ring, *route_cursor;
-    size_t nusers;
     uint64_t redis_log_ns; /* Redis errors are logged at most once a second: */
     unsigned long redis_log_suppressed; /* how many were not since the last line */
     /* commands.c */

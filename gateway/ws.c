@@ -354,7 +354,7 @@ static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, si
  * took a whole core. The gateway's tick does it instead, in one pass over the sockets. */
 void gw_ws_keepalive(gw_t *g, gw_conn_t *c, uint64_t now_ns)
 {
-    if (!c->wsi || c->dropped)
+    if (c->dropped)
         return;
     uint64_t silent = now_ns - c->last_rx_ns;
     if (silent >= (uint64_t)g->cfg.idle_timeout_s * 1000000000u) {
