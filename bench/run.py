@@ -304,27 +304,54 @@ def peer_run(kind, pids, label, args):
     return s, used, deliveries
 
 
+def hold_idle(n, label, target, hold_s, settle_ms, src_addrs, deadline_s, measure):
+    """Opens n idle connections (nothing sent) to target (loadgen arguments naming the
+    servers), in load generator processes of at most 18 000 connections each (a process may
+    hold 20 000 descriptors here), calls measure(loadgen_pids) once all are open, waits for
+    the processes to end and returns (connections opened, what measure returned)."""
+    per_proc = 18000
+    procs = []
+    for i in range(max(1, -(-n // per_proc))):
+        ready, out = STATE / f"{label}-{i}.ready", STATE / f"loadgen-{label}-{i}.json"
+        ready.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        cmd = [str(LOADGEN), *target, f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}",
+               f"--conns={min(per_proc, n - i * per_proc)}", "--convs=0", "--group=1",
+               "--messages=0", f"--hold-s={hold_s}", f"--settle-ms={settle_ms}",
+               f"--src-addrs={src_addrs}", f"--ready-file={ready}", f"--label={label}-{i}",
+               f"--out={out}"]
+        with open(STATE / f"loadgen-{label}-{i}.log", "w") as log:
+            procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log),
+                          ready, out))
+    deadline = time.monotonic() + deadline_s
+    while (not all(r.exists() or p.poll() is not None for p, r, _ in procs)
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    measured = measure([p.pid for p, _, _ in procs if p.poll() is None])
+    opened = 0
+    for p, _, out in procs:
+        p.wait(timeout=300)
+        if out.exists():
+            opened += json.loads(out.read_text())["results"]["connections_open"]
+    if not opened:
+        raise RuntimeError("no idle connection opened: " + (
+            STATE / f"loadgen-{label}-0.log").read_text()[-300:])
+    return opened, measured
+
+
 def idle_rss(pids, kind, n):
     """Server RSS growth per connection while n idle connections are held."""
     rss0 = sum(status_kib(p) for p in pids.values())
-    ready = STATE / f"idle-{kind}.ready"
-    ready.unlink(missing_ok=True)
-    cmd = [str(LOADGEN), f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--conns={n}", "--convs=0",
-           "--group=1", "--messages=0", "--hold-s=6", "--settle-ms=1000",
-           f"--ready-file={ready}", f"--out={STATE / f'loadgen-idle-{kind}.json'}"]
     if kind == "kchat":
-        cmd += [f"--gateways={gateways_arg()}", f"--brokers={BROKERS}"]
+        target = [f"--gateways={gateways_arg()}", f"--brokers={BROKERS}"]
     else:
-        cmd += [f"--protocol={kind}", f"--gateways=127.0.0.1:{Peer.ports[kind]}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
-    rss1 = sum(status_kib(p) for p in pids.values())
-    proc.wait(timeout=120)
-    opened = json.loads((STATE / f"loadgen-idle-{kind}.json").read_text())["results"][
-        "connections_open"]
+        target = [f"--protocol={kind}", f"--gateways=127.0.0.1:{Peer.ports[kind]}"]
+
+    def measure(_):
+        time.sleep(2)
+        return sum(status_kib(p) for p in pids.values())
+
+    opened, rss1 = hold_idle(n, f"idle-{kind}", target, 6, 1000, 1, 120, measure)
     return round((rss1 - rss0) * 1024 / max(opened, 1)), opened
 
 
@@ -390,44 +417,22 @@ def scenario_idle(short):
     container), so the load generator runs as three processes of 18 000 connections, and the
     three gateways hold 18 000 each."""
     n = 2000 if short else 54000
-    per_proc = 18000
-    nproc = max(1, -(-n // per_proc))
     gws = {d: p for d in DAEMONS if d.startswith("gateway") and (p := pid_of(d))}
     rss0 = {d: status_kib(p) for d, p in gws.items()}
     mem0, tcp0 = meminfo(), tcp_mem_pages()
-    procs = []
-    for i in range(nproc):
-        ready = STATE / f"idle-{i}.ready"
-        ready.unlink(missing_ok=True)
-        out = STATE / f"loadgen-idle-{i}.json"
-        out.unlink(missing_ok=True)
-        cmd = [str(LOADGEN), f"--gateways={gateways_arg()}", f"--brokers={BROKERS}",
-               f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={ROOT / 'schemas'}",
-               f"--conns={min(per_proc, n - i * per_proc)}", "--convs=0", "--group=1",
-               "--messages=0", "--hold-s=60" if nproc > 1 else "--hold-s=8", "--settle-ms=2000",
-               f"--src-addrs={4 if n > 10000 else 1}", f"--ready-file={ready}",
-               f"--label=idle-{i}", f"--out={out}"]
-        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                       text=True), ready, out))
-    deadline = time.monotonic() + 600
-    while (not all(r.exists() or p.poll() is not None for p, r, _ in procs)
-           and time.monotonic() < deadline):
-        time.sleep(0.2)
-    time.sleep(3)  # routes registered, buffers settled
-    rss1 = {d: status_kib(p) for d, p in gws.items()}
-    mem1, tcp1 = meminfo(), tcp_mem_pages()
-    lg_rss = sum(status_kib(p.pid) for p, _, _ in procs if p.poll() is None)
-    opened = 0
-    for p, _, out in procs:
-        p.wait(timeout=300)
-        if out.exists():
-            opened += json.loads(out.read_text())["results"]["connections_open"]
-    if not opened:
-        raise RuntimeError("no idle connection opened: " + " ".join(
-            p.stderr.read()[-300:] for p, _, _ in procs if p.stderr))
+
+    def measure(loadgen_pids):
+        time.sleep(3)  # routes registered, buffers settled
+        return ({d: status_kib(p) for d, p in gws.items()}, meminfo(), tcp_mem_pages(),
+                sum(status_kib(p) for p in loadgen_pids))
+
+    target = [f"--gateways={gateways_arg()}", f"--brokers={BROKERS}",
+              f"--schemas-dir={ROOT / 'schemas'}"]
+    opened, (rss1, mem1, tcp1, lg_rss) = hold_idle(
+        n, "idle", target, 8 if short else 60, 2000, 4 if n > 10000 else 1, 600, measure)
     grown = sum(rss1.values()) - sum(rss0.values())
     slab = (mem1["Slab"] - mem0["Slab"])
-    return {"connections": opened, "loadgen_processes": nproc,
+    return {"connections": opened, "loadgen_processes": -(-n // 18000),
             "gateway_rss_kib_before": rss0, "gateway_rss_kib_held": rss1,
             "gateway_user_bytes_per_conn": round(grown * 1024 / max(opened, 1)),
             "kernel_slab_kib_delta": slab,
@@ -466,13 +471,15 @@ def scenario_history(short, one2one):
     return out
 
 
-def processor_metric(name):
-    """Sum of a processor metric's samples (a counter, or a histogram's _sum / _count)."""
+def commit_totals():
+    """The processor's kchat_processor_transaction_commit_seconds (_count, _sum), one scrape."""
     import urllib.request
     url = f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}/metrics"
     text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    name = "kchat_processor_transaction_commit_seconds"
+    vals = {line.split(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(name + "_count ") or line.startswith(name + "_sum ")}
+    return vals.get(name + "_count", 0.0), vals.get(name + "_sum", 0.0)
 
 
 def restart_processor(settings):
@@ -498,12 +505,10 @@ def scenario_txn(short):
             run_loadgen(f"{label}-warm", ["--conns=400", "--group=2", f"--rate={rate}",
                                           "--duration-s=4", "--size=100"])
             for rep in range(reps):
-                c0 = processor_metric("kchat_processor_transaction_commit_seconds_count")
-                t0 = processor_metric("kchat_processor_transaction_commit_seconds_sum")
+                c0, t0 = commit_totals()
                 s = run_loadgen(f"{label}-{rep}", ["--conns=400", "--group=2", f"--rate={rate}",
                                                    f"--duration-s={dur}", "--size=100"])
-                c1 = processor_metric("kchat_processor_transaction_commit_seconds_count")
-                t1 = processor_metric("kchat_processor_transaction_commit_seconds_sum")
+                c1, t1 = commit_totals()
                 r = s["results"]
                 rows.append({"producers": producers, "commit_interval_ms": interval, "rep": rep,
                              "rate": rate, "acked_per_s": round(r["acked_per_s"]),
