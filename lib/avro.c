@@ -226,6 +226,16 @@ int32_t kc_schemas_current_id(const kc_schemas_t *s, const char *subject)
     return e ? e->id : -1;
 }
 
+int kc_schemas_describe(const kc_schemas_t *s, int32_t id, const char **subject, int *version)
+{
+    const entry_t *e = by_id(s, id);
+    if (!e)
+        return -ENOENT;
+    *subject = e->subject;
+    *version = e->version;
+    return 0;
+}
+
 int kc_avro_value_new(kc_schemas_t *s, const char *subject, avro_value_t *out)
 {
     const entry_t *e = newest(s, subject);

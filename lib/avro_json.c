@@ -75,7 +75,8 @@ static int fill(avro_value_t *v, const cJSON *j, const char *path, char *errstr,
         return cJSON_IsString(j) && avro_value_set_string(v, j->valuestring) == 0
                    ? 0
                    : fail(errstr, size, path, "expected a string");
-    case AVRO_BYTES: {
+    case AVRO_BYTES:
+    case AVRO_FIXED: {
         if (!cJSON_IsString(j))
             return fail(errstr, size, path, "expected a string of bytes");
         /* Each code point 0-255 (UTF-8 in the parsed JSON) is one byte. cJSON strings end at
@@ -94,7 +95,17 @@ static int fill(avro_value_t *v, const cJSON *j, const char *path, char *errstr,
                 return fail(errstr, size, path, "bytes must be code points 0-255");
             }
         }
-        int rc = avro_value_set_bytes(v, out, o);
+        int rc;
+        if (avro_value_get_type(v) == AVRO_FIXED) {
+            int64_t want = avro_schema_fixed_size(avro_value_get_schema(v));
+            if (want < 0 || (size_t)want != o) {
+                free(out);
+                return fail(errstr, size, path, "fixed of the wrong size");
+            }
+            rc = avro_value_set_fixed(v, out, o);
+        } else {
+            rc = avro_value_set_bytes(v, out, o);
+        }
         free(out);
         return rc == 0 ? 0 : fail(errstr, size, path, "cannot set bytes");
     }
@@ -139,7 +150,7 @@ static int fill(avro_value_t *v, const cJSON *j, const char *path, char *errstr,
     case AVRO_UNION:
         return fill_union(v, j, path, errstr, size);
     default:
-        return fail(errstr, size, path, "type not supported here (map, enum, fixed)");
+        return fail(errstr, size, path, "type not supported here (map, enum)");
     }
 }
 

@@ -34,6 +34,9 @@ void kc_schemas_destroy(kc_schemas_t *s);
 /* The id writers use for a subject (its newest version), or -1. */
 int32_t kc_schemas_current_id(const kc_schemas_t *s, const char *subject);
 
+/* The subject and version of a schema id: 0, or -ENOENT for an id registry.json lacks. */
+int kc_schemas_describe(const kc_schemas_t *s, int32_t id, const char **subject, int *version);
+
 /* A fresh value of the subject's newest schema. Returns 0 or -ENOENT. */
 int kc_avro_value_new(kc_schemas_t *s, const char *subject, avro_value_t *out);
 /* Appends the framed encoding of v (a value of the subject's newest schema) to out. */

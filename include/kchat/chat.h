@@ -1,0 +1,174 @@
+/* chat.h - the chat's wire formats in one place, read and written without a generic Avro
+ * value in between.
+ *
+ * kchat's records are Avro in the Confluent wire format (magic byte 0, 4-byte big-endian
+ * schema id, Avro binary; schemas/ and registry.json). lib/avro.c reads and writes any of
+ * them through avro-c's generic values, which allocate per field; the records on the write
+ * and delivery path (one per chat message, several per delivery) are read and written here
+ * instead, straight between bytes and plain structs, with every length checked against the
+ * input. Writers always write the newest version of their subject; readers take every
+ * version in registry.json (the version is found from the schema id) and give the newest
+ * shape, with the defaults for fields an older writer lacked. A test writes and reads each
+ * format with fastavro, so the bytes are the ones any Avro library reads.
+ *
+ * Strings a reader returns point into the input (not NUL-terminated; kc_str_t carries the
+ * length); they live as long as the input does.
+ */
+#ifndef KCHAT_CHAT_H
+#define KCHAT_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kchat/avro.h"
+#include "kchat/buf.h"
+
+/* ---- Avro binary, the few primitives kchat's schemas use ---- */
+
+void kc_avro_put_header(kc_buf_t *b, int32_t schema_id);
+void kc_avro_put_long(kc_buf_t *b, int64_t v); /* int and long: zig-zag varint */
+void kc_avro_put_str(kc_buf_t *b, const char *s, size_t n); /* string and bytes */
+void kc_avro_put_bool(kc_buf_t *b, int v);
+
+typedef struct {
+    const char *p;
+    size_t n;
+} kc_str_t;
+
+/* A reader over one record: every read checks what is left; the first failure sets err and
+ * makes every later read fail too, so a decoder checks once at the end. */
+typedef struct {
+    const unsigned char *p, *end;
+    int err;
+} kc_avro_rd_t;
+
+int64_t kc_avro_rd_long(kc_avro_rd_t *r);
+kc_str_t kc_avro_rd_str(kc_avro_rd_t *r);
+int kc_avro_rd_bool(kc_avro_rd_t *r);
+/* A union's branch index, checked against the number of branches. */
+int kc_avro_rd_branch(kc_avro_rd_t *r, int nbranches);
+/* Array blocks: the number of items in the next block (0: the array ended). */
+int64_t kc_avro_rd_block(kc_avro_rd_t *r);
+/* Skips an array of strings. */
+void kc_avro_skip_strs(kc_avro_rd_t *r);
+
+/* Opens a framed record: checks the magic byte and size, finds the schema id's subject and
+ * version (and that the subject is the one expected). 0, or -1 with errstr. */
+int kc_avro_open(const kc_schemas_t *s, const void *buf, size_t len, const char *subject,
+                 kc_avro_rd_t *r, int *version, char *errstr, size_t errstr_size);
+
+/* An array of strings still in its encoded form: iterate with kc_chat_strs_next. */
+typedef struct {
+    kc_avro_rd_t rd;
+    int64_t left; /* items left in the current block */
+    size_t count; /* all items (counted when read) */
+} kc_chat_strs_t;
+
+/* The next string, 1; 0 at the end; -1 when malformed. */
+int kc_chat_strs_next(kc_chat_strs_t *it, kc_str_t *out);
+
+/* ---- Delivery (chat.deliveries-value): processor -> gateway ---- */
+
+typedef struct {
+    kc_str_t sender_id, client_msg_id, status;
+    kc_str_t server_msg_id, error_code, error_message; /* p NULL: absent */
+    int64_t seq_no;
+    int has_seq;
+} kc_chat_ack_t;
+
+#define KC_CHAT_MAX_SLOTS 64
+
+typedef struct {
+    kc_str_t convo_id;
+    kc_chat_strs_t recipients;
+    const void *event; /* framed Event bytes, NULL for an ack alone */
+    size_t event_len;
+    int has_ack;
+    kc_chat_ack_t ack;
+    int32_t actor_slots[KC_CHAT_MAX_SLOTS];
+    size_t nactor_slots;
+} kc_chat_item_t;
+
+typedef struct {
+    kc_avro_rd_t rd;
+    int version;
+    int32_t slot;
+    int single;  /* a version-1 record (or a version-2 one without items): one item */
+    int64_t left; /* items left in the current block */
+    int done;
+} kc_chat_delivery_t;
+
+/* Opens a Delivery record; then kc_chat_delivery_next gives its items one by one. */
+int kc_chat_delivery_open(const kc_schemas_t *s, const void *buf, size_t len,
+                          kc_chat_delivery_t *d, char *errstr, size_t errstr_size);
+/* The next item: 1, 0 at the end (the whole record was read), -1 when malformed. The
+ * item's recipients are iterated with kc_chat_strs_next (they were checked already). */
+int kc_chat_delivery_next(kc_chat_delivery_t *d, kc_chat_item_t *it);
+
+/* Writing a batch: begin, one kc_chat_delivery_put per item, end. */
+void kc_chat_delivery_begin(kc_buf_t *b, int32_t schema_id, int32_t slot);
+typedef struct {
+    const char *sender_id, *client_msg_id, *status;
+    const char *server_msg_id, *error_code, *error_message; /* NULL: absent */
+    int64_t seq_no;
+    int has_seq;
+} kc_chat_ack_out_t;
+void kc_chat_delivery_put(kc_buf_t *b, const char *convo_id, const char *const *recipients,
+                          size_t nrecipients, const void *event, size_t event_len,
+                          const kc_chat_ack_out_t *ack, const int32_t *actor_slots,
+                          size_t nactor_slots);
+void kc_chat_delivery_end(kc_buf_t *b);
+
+/* ---- Event (chat.events-value): the source of truth ---- */
+
+typedef enum {
+    KC_EV_CONVERSATION_CREATED,
+    KC_EV_MEMBERS_ADDED,
+    KC_EV_MEMBERS_REMOVED,
+    KC_EV_MESSAGE_CREATED,
+    KC_EV_MESSAGE_EDITED,
+    KC_EV_MESSAGE_DELETED,
+    KC_EV_READ_MARKER_SET,
+    KC_EV_COMMAND_REJECTED,
+} kc_chat_event_kind_t;
+
+/* The record name of a body ("MessageCreated"). */
+const char *kc_chat_event_kind_name(kc_chat_event_kind_t k);
+
+/* A decoded Event: the envelope, then the body's fields (those of other kinds stay empty).
+ * client_msg_id is the message's (MessageCreated) or the refused one's (CommandRejected of a
+ * SendMessage; p NULL when absent). */
+typedef struct {
+    int version;
+    kc_chat_event_kind_t kind;
+    kc_str_t event_id, convo_id, actor_id, command_id, origin;
+    int64_t occurred_at;
+    kc_str_t title;           /* ConversationCreated */
+    kc_chat_strs_t members;   /* ConversationCreated, MembersAdded, MembersRemoved */
+    int64_t seq_no;           /* MessageCreated, MessageEdited, MessageDeleted, ReadMarkerSet */
+    kc_str_t server_msg_id, client_msg_id, content, content_type;
+    kc_str_t reason, message, command_type; /* CommandRejected */
+} kc_chat_event_t;
+
+/* Decodes a framed Event. 0, or -1 with errstr. */
+int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_chat_event_t *ev,
+                         char *errstr, size_t errstr_size);
+
+/* What an Event is made of, for the writer (the processor). Strings with their lengths;
+ * members as an array of NUL-terminated ids. */
+typedef struct {
+    kc_chat_event_kind_t kind;
+    kc_str_t event_id, convo_id, actor_id, command_id, origin;
+    int64_t occurred_at;
+    kc_str_t title;
+    char *const *members;
+    size_t nmembers;
+    int64_t seq_no;
+    kc_str_t server_msg_id, client_msg_id, content, content_type;
+    kc_str_t reason, message, command_type; /* client_msg_id.p NULL: null */
+} kc_chat_event_out_t;
+
+/* Appends the framed Event (schema_id: the subject's newest, kc_schemas_current_id). */
+void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_out_t *ev);
+
+#endif

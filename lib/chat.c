@@ -1,0 +1,471 @@
+/* chat.c - the chat's wire formats, straight between bytes and structs. */
+#include "kchat/chat.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "kchat/util.h"
+
+/* ---- Avro binary ---- */
+
+void kc_avro_put_header(kc_buf_t *b, int32_t schema_id)
+{
+    unsigned char h[5] = {0, (unsigned char)((uint32_t)schema_id >> 24),
+                          (unsigned char)((uint32_t)schema_id >> 16),
+                          (unsigned char)((uint32_t)schema_id >> 8), (unsigned char)schema_id};
+    kc_buf_append(b, h, sizeof(h));
+}
+
+void kc_avro_put_long(kc_buf_t *b, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    unsigned char out[10];
+    size_t n = 0;
+    while (z & ~(uint64_t)0x7f) {
+        out[n++] = (unsigned char)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out[n++] = (unsigned char)z;
+    kc_buf_append(b, out, n);
+}
+
+void kc_avro_put_str(kc_buf_t *b, const char *s, size_t n)
+{
+    kc_avro_put_long(b, (int64_t)n);
+    if (n)
+        kc_buf_append(b, s, n);
+}
+
+void kc_avro_put_bool(kc_buf_t *b, int v)
+{
+    kc_buf_putc(b, v ? 1 : 0);
+}
+
+int64_t kc_avro_rd_long(kc_avro_rd_t *r)
+{
+    uint64_t v = 0;
+    if (r->err)
+        return 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (r->p >= r->end)
+            break;
+        unsigned char c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+    }
+    r->err = 1;
+    return 0;
+}
+
+kc_str_t kc_avro_rd_str(kc_avro_rd_t *r)
+{
+    kc_str_t s = {"", 0};
+    int64_t n = kc_avro_rd_long(r);
+    if (r->err || n < 0 || n > r->end - r->p) {
+        r->err = 1;
+        return s;
+    }
+    s.p = (const char *)r->p;
+    s.n = (size_t)n;
+    r->p += n;
+    return s;
+}
+
+int kc_avro_rd_bool(kc_avro_rd_t *r)
+{
+    if (r->err || r->p >= r->end || *r->p > 1) {
+        r->err = 1;
+        return 0;
+    }
+    return *r->p++;
+}
+
+int kc_avro_rd_branch(kc_avro_rd_t *r, int nbranches)
+{
+    int64_t b = kc_avro_rd_long(r);
+    if (r->err || b < 0 || b >= nbranches) {
+        r->err = 1;
+        return 0;
+    }
+    return (int)b;
+}
+
+int64_t kc_avro_rd_block(kc_avro_rd_t *r)
+{
+    int64_t n = kc_avro_rd_long(r);
+    if (n < 0) {
+        (void)kc_avro_rd_long(r); /* the block's size in bytes */
+        n = n == INT64_MIN ? 0 : -n;
+    }
+    /* Every item of kchat's arrays takes at least one byte. */
+    if (r->err || n > r->end - r->p) {
+        r->err = 1;
+        return 0;
+    }
+    return n;
+}
+
+void kc_avro_skip_strs(kc_avro_rd_t *r)
+{
+    for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;)
+        for (int64_t i = 0; i < n && !r->err; i++)
+            (void)kc_avro_rd_str(r);
+}
+
+int kc_avro_open(const kc_schemas_t *s, const void *buf, size_t len, const char *subject,
+                 kc_avro_rd_t *r, int *version, char *errstr, size_t errstr_size)
+{
+    const unsigned char *p = buf;
+    if (len > KC_AVRO_MAX_BYTES) {
+        kc_strlcpyf(errstr, errstr_size, "record of %zu bytes is larger than %d", len,
+                    KC_AVRO_MAX_BYTES);
+        return -1;
+    }
+    if (!p || len < 5) {
+        kc_strlcpyf(errstr, errstr_size, "record of %zu bytes is too short for the wire format",
+                    len);
+        return -1;
+    }
+    if (p[0] != 0) {
+        kc_strlcpyf(errstr, errstr_size, "magic byte is %u, expected 0", p[0]);
+        return -1;
+    }
+    int32_t id = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
+                           ((uint32_t)p[3] << 8) | (uint32_t)p[4]);
+    const char *subj;
+    if (kc_schemas_describe(s, id, &subj, version) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "unknown schema id %d", (int)id);
+        return -1;
+    }
+    if (subject && strcmp(subj, subject) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "schema id %d is of %s, not %s", (int)id, subj, subject);
+        return -1;
+    }
+    r->p = p + 5;
+    r->end = p + len;
+    r->err = 0;
+    return 0;
+}
+
+int kc_chat_strs_next(kc_chat_strs_t *it, kc_str_t *out)
+{
+    if (it->rd.err)
+        return -1;
+    if (it->left == 0) {
+        it->left = kc_avro_rd_block(&it->rd);
+        if (it->rd.err)
+            return -1;
+        if (it->left == 0)
+            return 0;
+    }
+    *out = kc_avro_rd_str(&it->rd);
+    it->left--;
+    return it->rd.err ? -1 : 1;
+}
+
+/* Reads an array of strings where it stands: the iterator gets a copy of the reader there
+ * (with the count), and r moves past the array. */
+static void rd_strs(kc_avro_rd_t *r, kc_chat_strs_t *it)
+{
+    it->rd = *r;
+    it->left = 0;
+    it->count = 0;
+    for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;) {
+        it->count += (size_t)n;
+        for (int64_t i = 0; i < n && !r->err; i++)
+            (void)kc_avro_rd_str(r);
+    }
+}
+
+/* ["null", "string"] */
+static kc_str_t rd_opt_str(kc_avro_rd_t *r)
+{
+    kc_str_t none = {NULL, 0};
+    return kc_avro_rd_branch(r, 2) ? kc_avro_rd_str(r) : none;
+}
+
+static void put_opt_str(kc_buf_t *b, const char *s)
+{
+    if (!s) {
+        kc_avro_put_long(b, 0);
+        return;
+    }
+    kc_avro_put_long(b, 1);
+    kc_avro_put_str(b, s, strlen(s));
+}
+
+/* ---- Delivery ---- */
+
+static void rd_ack(kc_avro_rd_t *r, kc_chat_ack_t *a)
+{
+    a->sender_id = kc_avro_rd_str(r);
+    a->client_msg_id = kc_avro_rd_str(r);
+    a->status = kc_avro_rd_str(r);
+    a->server_msg_id = rd_opt_str(r);
+    a->has_seq = kc_avro_rd_branch(r, 2);
+    a->seq_no = a->has_seq ? kc_avro_rd_long(r) : 0;
+    a->error_code = rd_opt_str(r);
+    a->error_message = rd_opt_str(r);
+}
+
+/* The fields of one delivery, as both versions lay them out: convo_id, recipients, event,
+ * ack; version 2's items add actor_slots. */
+static void rd_item(kc_avro_rd_t *r, kc_chat_item_t *it, int with_slots)
+{
+    memset(it, 0, sizeof(*it));
+    it->convo_id = kc_avro_rd_str(r);
+    rd_strs(r, &it->recipients);
+    if (kc_avro_rd_branch(r, 2)) {
+        kc_str_t ev = kc_avro_rd_str(r);
+        it->event = ev.p;
+        it->event_len = ev.n;
+    }
+    it->has_ack = kc_avro_rd_branch(r, 2);
+    if (it->has_ack)
+        rd_ack(r, &it->ack);
+    if (!with_slots)
+        return;
+    for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;) {
+        for (int64_t i = 0; i < n && !r->err; i++) {
+            int64_t s = kc_avro_rd_long(r);
+            if (it->nactor_slots < KC_CHAT_MAX_SLOTS && s >= 0 && s <= INT32_MAX)
+                it->actor_slots[it->nactor_slots++] = (int32_t)s;
+        }
+    }
+}
+
+int kc_chat_delivery_open(const kc_schemas_t *s, const void *buf, size_t len,
+                          kc_chat_delivery_t *d, char *errstr, size_t errstr_size)
+{
+    memset(d, 0, sizeof(*d));
+    if (kc_avro_open(s, buf, len, "chat.deliveries-value", &d->rd, &d->version, errstr,
+                     errstr_size) != 0)
+        return -1;
+    if (d->version < 1 || d->version > 2) {
+        kc_strlcpyf(errstr, errstr_size, "Delivery version %d is not known here", d->version);
+        return -1;
+    }
+    int64_t slot = kc_avro_rd_long(&d->rd);
+    d->slot = (int32_t)slot;
+    /* A version-2 batch leaves the top-level delivery empty: peek at it. */
+    kc_avro_rd_t peek = d->rd;
+    kc_chat_item_t top;
+    rd_item(&peek, &top, 0);
+    if (peek.err || slot < INT32_MIN || slot > INT32_MAX) {
+        kc_strlcpyf(errstr, errstr_size, "malformed Delivery");
+        return -1;
+    }
+    d->single = d->version == 1 || top.convo_id.n > 0 || top.has_ack || top.event;
+    if (!d->single)
+        d->rd = peek; /* positioned at items */
+    return 0;
+}
+
+int kc_chat_delivery_next(kc_chat_delivery_t *d, kc_chat_item_t *it)
+{
+    if (d->done)
+        return 0;
+    if (d->rd.err)
+        return -1;
+    if (d->single) {
+        rd_item(&d->rd, it, 0);
+        if (d->version >= 2) { /* a single delivery written with version 2: skip its items */
+            kc_chat_item_t skip;
+            for (int64_t n; !d->rd.err && (n = kc_avro_rd_block(&d->rd)) > 0;)
+                for (int64_t i = 0; i < n && !d->rd.err; i++)
+                    rd_item(&d->rd, &skip, 1);
+        }
+        d->done = 1;
+        return d->rd.err || d->rd.p != d->rd.end ? -1 : 1;
+    }
+    if (d->left == 0) {
+        d->left = kc_avro_rd_block(&d->rd);
+        if (d->left == 0) {
+            d->done = 1;
+            return d->rd.err || d->rd.p != d->rd.end ? -1 : 0;
+        }
+    }
+    rd_item(&d->rd, it, 1);
+    d->left--;
+    return d->rd.err ? -1 : 1;
+}
+
+void kc_chat_delivery_begin(kc_buf_t *b, int32_t schema_id, int32_t slot)
+{
+    kc_avro_put_header(b, schema_id);
+    kc_avro_put_long(b, slot);
+    kc_avro_put_str(b, "", 0); /* convo_id */
+    kc_avro_put_long(b, 0);    /* recipients: [] */
+    kc_avro_put_long(b, 0);    /* event: null */
+    kc_avro_put_long(b, 0);    /* ack: null */
+}
+
+void kc_chat_delivery_put(kc_buf_t *b, const char *convo_id, const char *const *recipients,
+                          size_t nrecipients, const void *event, size_t event_len,
+                          const kc_chat_ack_out_t *ack, const int32_t *actor_slots,
+                          size_t nactor_slots)
+{
+    kc_avro_put_long(b, 1); /* a block of one item: the count need not be known ahead */
+    kc_avro_put_str(b, convo_id, strlen(convo_id));
+    if (nrecipients) {
+        kc_avro_put_long(b, (int64_t)nrecipients);
+        for (size_t i = 0; i < nrecipients; i++)
+            kc_avro_put_str(b, recipients[i], strlen(recipients[i]));
+    }
+    kc_avro_put_long(b, 0);
+    if (event) {
+        kc_avro_put_long(b, 1);
+        kc_avro_put_str(b, event, event_len);
+    } else {
+        kc_avro_put_long(b, 0);
+    }
+    if (ack) {
+        kc_avro_put_long(b, 1);
+        kc_avro_put_str(b, ack->sender_id, strlen(ack->sender_id));
+        kc_avro_put_str(b, ack->client_msg_id, strlen(ack->client_msg_id));
+        kc_avro_put_str(b, ack->status, strlen(ack->status));
+        put_opt_str(b, ack->server_msg_id);
+        if (ack->has_seq) {
+            kc_avro_put_long(b, 1);
+            kc_avro_put_long(b, ack->seq_no);
+        } else {
+            kc_avro_put_long(b, 0);
+        }
+        put_opt_str(b, ack->error_code);
+        put_opt_str(b, ack->error_message);
+    } else {
+        kc_avro_put_long(b, 0);
+    }
+    if (nactor_slots) {
+        kc_avro_put_long(b, (int64_t)nactor_slots);
+        for (size_t i = 0; i < nactor_slots; i++)
+            kc_avro_put_long(b, actor_slots[i]);
+    }
+    kc_avro_put_long(b, 0);
+}
+
+void kc_chat_delivery_end(kc_buf_t *b)
+{
+    kc_avro_put_long(b, 0); /* items end */
+}
+
+/* ---- Event ---- */
+
+static const char *const event_kinds[] = {
+    "ConversationCreated", "MembersAdded",  "MembersRemoved", "MessageCreated",
+    "MessageEdited",       "MessageDeleted", "ReadMarkerSet", "CommandRejected",
+};
+
+const char *kc_chat_event_kind_name(kc_chat_event_kind_t k)
+{
+    return (size_t)k < KC_ARRAY_LEN(event_kinds) ? event_kinds[k] : "unknown";
+}
+
+int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_chat_event_t *ev,
+                         char *errstr, size_t errstr_size)
+{
+    memset(ev, 0, sizeof(*ev));
+    kc_avro_rd_t r;
+    if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
+        return -1;
+    if (ev->version != 1) {
+        kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
+        return -1;
+    }
+    ev->event_id = kc_avro_rd_str(&r);
+    ev->convo_id = kc_avro_rd_str(&r);
+    ev->actor_id = kc_avro_rd_str(&r);
+    ev->occurred_at = kc_avro_rd_long(&r);
+    ev->command_id = kc_avro_rd_str(&r);
+    ev->origin = kc_avro_rd_str(&r);
+    ev->kind = (kc_chat_event_kind_t)kc_avro_rd_branch(&r, (int)KC_ARRAY_LEN(event_kinds));
+    switch (ev->kind) {
+    case KC_EV_CONVERSATION_CREATED:
+        ev->title = kc_avro_rd_str(&r);
+        rd_strs(&r, &ev->members);
+        break;
+    case KC_EV_MEMBERS_ADDED:
+    case KC_EV_MEMBERS_REMOVED: rd_strs(&r, &ev->members); break;
+    case KC_EV_MESSAGE_CREATED:
+        ev->seq_no = kc_avro_rd_long(&r);
+        ev->server_msg_id = kc_avro_rd_str(&r);
+        ev->client_msg_id = kc_avro_rd_str(&r);
+        ev->content = kc_avro_rd_str(&r);
+        ev->content_type = kc_avro_rd_str(&r);
+        break;
+    case KC_EV_MESSAGE_EDITED:
+        ev->seq_no = kc_avro_rd_long(&r);
+        ev->content = kc_avro_rd_str(&r);
+        break;
+    case KC_EV_MESSAGE_DELETED:
+    case KC_EV_READ_MARKER_SET: ev->seq_no = kc_avro_rd_long(&r); break;
+    case KC_EV_COMMAND_REJECTED:
+        ev->reason = kc_avro_rd_str(&r);
+        ev->message = kc_avro_rd_str(&r);
+        ev->command_type = kc_avro_rd_str(&r);
+        ev->client_msg_id = rd_opt_str(&r);
+        break;
+    }
+    if (r.err || r.p != r.end) {
+        kc_strlcpyf(errstr, errstr_size, r.err ? "malformed Event" : "bytes left over after "
+                                                                     "the Event");
+        return -1;
+    }
+    return 0;
+}
+
+static void put_s(kc_buf_t *b, kc_str_t s)
+{
+    kc_avro_put_str(b, s.p ? s.p : "", s.p ? s.n : 0);
+}
+
+void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_out_t *ev)
+{
+    kc_avro_put_header(b, schema_id);
+    put_s(b, ev->event_id);
+    put_s(b, ev->convo_id);
+    put_s(b, ev->actor_id);
+    kc_avro_put_long(b, ev->occurred_at);
+    put_s(b, ev->command_id);
+    put_s(b, ev->origin);
+    kc_avro_put_long(b, (int64_t)ev->kind);
+    switch (ev->kind) {
+    case KC_EV_CONVERSATION_CREATED:
+        put_s(b, ev->title);
+        __attribute__((fallthrough));
+    case KC_EV_MEMBERS_ADDED:
+    case KC_EV_MEMBERS_REMOVED:
+        if (ev->nmembers) {
+            kc_avro_put_long(b, (int64_t)ev->nmembers);
+            for (size_t i = 0; i < ev->nmembers; i++)
+                kc_avro_put_str(b, ev->members[i], strlen(ev->members[i]));
+        }
+        kc_avro_put_long(b, 0);
+        break;
+    case KC_EV_MESSAGE_CREATED:
+        kc_avro_put_long(b, ev->seq_no);
+        put_s(b, ev->server_msg_id);
+        put_s(b, ev->client_msg_id);
+        put_s(b, ev->content);
+        put_s(b, ev->content_type);
+        break;
+    case KC_EV_MESSAGE_EDITED:
+        kc_avro_put_long(b, ev->seq_no);
+        put_s(b, ev->content);
+        break;
+    case KC_EV_MESSAGE_DELETED:
+    case KC_EV_READ_MARKER_SET: kc_avro_put_long(b, ev->seq_no); break;
+    case KC_EV_COMMAND_REJECTED:
+        put_s(b, ev->reason);
+        put_s(b, ev->message);
+        put_s(b, ev->command_type);
+        if (ev->client_msg_id.p) {
+            kc_avro_put_long(b, 1);
+            put_s(b, ev->client_msg_id);
+        } else {
+            kc_avro_put_long(b, 0);
+        }
+        break;
+    }
+}

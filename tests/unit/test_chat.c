@@ -1,0 +1,329 @@
+/* The chat's wire formats (lib/chat.c): what the writers write, the readers read back, avro-c
+ * (an independent Avro implementation) reads the same, every version of a subject is read,
+ * and broken input of any kind is refused without reading past its end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kchat/chat.h"
+
+static kc_schemas_t *S;
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    S = kc_schemas_load(KC_SCHEMAS_DIR, err, sizeof(err));
+    return S ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kc_schemas_destroy(S);
+    return 0;
+}
+
+static int str_is(kc_str_t s, const char *want)
+{
+    return s.p && s.n == strlen(want) && memcmp(s.p, want, s.n) == 0;
+}
+
+static kc_str_t S_(const char *s)
+{
+    return (kc_str_t){s, strlen(s)};
+}
+
+/* ---- Delivery ---- */
+
+static void write_batch(kc_buf_t *b)
+{
+    static const char *const recips[] = {"u1", "u2", "u3"};
+    static const int32_t slots[] = {0, 2};
+    kc_chat_ack_out_t ok = {.sender_id = "u1", .client_msg_id = "m-1", .status = "ok",
+                            .server_msg_id = "c1:7", .seq_no = 7, .has_seq = 1};
+    kc_chat_ack_out_t bad = {.sender_id = "u2", .client_msg_id = "m-2", .status = "error",
+                             .error_code = "not_member", .error_message = "no"};
+    kc_chat_delivery_begin(b, kc_schemas_current_id(S, "chat.deliveries-value"), 2);
+    kc_chat_delivery_put(b, "c1", recips, 3, "EVENT", 5, &ok, slots, 2);
+    kc_chat_delivery_put(b, "c2", NULL, 0, NULL, 0, &bad, NULL, 0);
+    kc_chat_delivery_put(b, "c3", recips + 1, 1, "E2", 2, NULL, NULL, 0);
+    kc_chat_delivery_end(b);
+}
+
+static void a_batch_reads_back_item_by_item(void **state)
+{
+    (void)state;
+    kc_buf_t b = {0};
+    write_batch(&b);
+    kc_chat_delivery_t d;
+    char err[256];
+    assert_int_equal(kc_chat_delivery_open(S, b.data, b.len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.slot, 2);
+    assert_int_equal(d.version, 2);
+    kc_chat_item_t it;
+    kc_str_t r;
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 1);
+    assert_true(str_is(it.convo_id, "c1"));
+    assert_int_equal(it.recipients.count, 3);
+    assert_int_equal(kc_chat_strs_next(&it.recipients, &r), 1);
+    assert_true(str_is(r, "u1"));
+    assert_int_equal(kc_chat_strs_next(&it.recipients, &r), 1);
+    assert_int_equal(kc_chat_strs_next(&it.recipients, &r), 1);
+    assert_true(str_is(r, "u3"));
+    assert_int_equal(kc_chat_strs_next(&it.recipients, &r), 0);
+    assert_int_equal(it.event_len, 5);
+    assert_memory_equal(it.event, "EVENT", 5);
+    assert_true(it.has_ack);
+    assert_true(str_is(it.ack.sender_id, "u1"));
+    assert_true(str_is(it.ack.server_msg_id, "c1:7"));
+    assert_true(it.ack.has_seq && it.ack.seq_no == 7);
+    assert_null(it.ack.error_code.p);
+    assert_int_equal(it.nactor_slots, 2);
+    assert_int_equal(it.actor_slots[1], 2);
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 1);
+    assert_true(str_is(it.convo_id, "c2"));
+    assert_null(it.event);
+    assert_true(str_is(it.ack.error_code, "not_member"));
+    assert_false(it.ack.has_seq);
+    assert_null(it.ack.server_msg_id.p);
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 1);
+    assert_false(it.has_ack);
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 0);
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 0);
+    kc_buf_free(&b);
+}
+
+static void avro_c_reads_a_batch_too(void **state)
+{
+    (void)state;
+    kc_buf_t b = {0};
+    write_batch(&b);
+    kc_avro_msg_t m;
+    char err[256];
+    assert_int_equal(kc_avro_decode(S, b.data, b.len, &m, err, sizeof(err)), 0);
+    avro_value_t items, item;
+    size_t n;
+    assert_int_equal(kc_avro_get_array(&m.value, "items", &items, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(avro_value_get_by_index(&items, 0, &item, NULL), 0);
+    const char *s;
+    size_t len;
+    assert_int_equal(kc_avro_get_str(S, &item, "convo_id", &s, &len), 0);
+    assert_string_equal(s, "c1");
+    const char *bname;
+    avro_value_t ack;
+    assert_int_equal(kc_avro_get_branch(&item, "ack", &bname, &ack), 0);
+    assert_string_equal(bname, "Ack");
+    int64_t seq;
+    int present;
+    assert_int_equal(kc_avro_get_opt_long(S, &ack, "seq_no", &seq, &present), 0);
+    assert_true(present && seq == 7);
+    kc_avro_msg_free(&m);
+    kc_buf_free(&b);
+}
+
+/* A version-1 Delivery (one delivery, no items), as the processor wrote it before. */
+static void a_version_1_record_is_one_item(void **state)
+{
+    (void)state;
+    kc_buf_t b = {0};
+    kc_avro_put_header(&b, 3);
+    kc_avro_put_long(&b, 1);      /* slot */
+    kc_avro_put_str(&b, "c9", 2); /* convo_id */
+    kc_avro_put_long(&b, 1);
+    kc_avro_put_str(&b, "u7", 2);
+    kc_avro_put_long(&b, 0);      /* recipients */
+    kc_avro_put_long(&b, 1);
+    kc_avro_put_str(&b, "EV", 2); /* event */
+    kc_avro_put_long(&b, 1);      /* ack */
+    kc_avro_put_str(&b, "u7", 2);
+    kc_avro_put_str(&b, "m", 1);
+    kc_avro_put_str(&b, "duplicate", 9);
+    kc_avro_put_long(&b, 1);
+    kc_avro_put_str(&b, "c9:3", 4);
+    kc_avro_put_long(&b, 1);
+    kc_avro_put_long(&b, 3);
+    kc_avro_put_long(&b, 0);
+    kc_avro_put_long(&b, 0);
+    kc_chat_delivery_t d;
+    char err[256];
+    assert_int_equal(kc_chat_delivery_open(S, b.data, b.len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.version, 1);
+    kc_chat_item_t it;
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 1);
+    assert_true(str_is(it.convo_id, "c9"));
+    assert_true(str_is(it.ack.status, "duplicate"));
+    assert_int_equal(it.ack.seq_no, 3);
+    assert_int_equal(it.nactor_slots, 0);
+    assert_int_equal(kc_chat_delivery_next(&d, &it), 0);
+    /* avro-c agrees it is a well-formed version-1 Delivery */
+    kc_avro_msg_t m;
+    assert_int_equal(kc_avro_decode(S, b.data, b.len, &m, err, sizeof(err)), 0);
+    kc_avro_msg_free(&m);
+    kc_buf_free(&b);
+}
+
+/* Every prefix of a record, and every single-byte change, is read without going past the end
+ * (ASan watches) and a prefix is always refused. */
+static int read_all_items(const void *p, size_t len)
+{
+    kc_chat_delivery_t d;
+    char err[256];
+    if (kc_chat_delivery_open(S, p, len, &d, err, sizeof(err)) != 0)
+        return -1;
+    kc_chat_item_t it;
+    int rc;
+    while ((rc = kc_chat_delivery_next(&d, &it)) == 1) {
+        kc_str_t r;
+        while (kc_chat_strs_next(&it.recipients, &r) == 1)
+            ;
+    }
+    return rc;
+}
+
+static void broken_deliveries_are_refused(void **state)
+{
+    (void)state;
+    kc_buf_t b = {0};
+    write_batch(&b);
+    for (size_t n = 0; n < b.len; n++) {
+        unsigned char *copy = malloc(n ? n : 1);
+        memcpy(copy, b.data, n);
+        assert_int_equal(read_all_items(copy, n), -1);
+        free(copy);
+    }
+    unsigned char *copy = malloc(b.len);
+    for (size_t i = 5; i < b.len; i++) {
+        for (int v = 0; v < 256; v += 37) {
+            memcpy(copy, b.data, b.len);
+            copy[i] = (unsigned char)v;
+            (void)read_all_items(copy, b.len); /* may be valid: must not crash */
+        }
+    }
+    free(copy);
+    /* a huge claimed count or length */
+    kc_buf_t h = {0};
+    kc_chat_delivery_begin(&h, kc_schemas_current_id(S, "chat.deliveries-value"), 0);
+    kc_avro_put_long(&h, INT64_MAX / 4);
+    assert_int_equal(read_all_items(h.data, h.len), -1);
+    kc_buf_free(&h);
+    /* another subject's id, an unknown id, a wrong magic byte */
+    kc_chat_delivery_t d;
+    char err[256];
+    unsigned char other[] = {0, 0, 0, 0, 2, 0};
+    assert_int_equal(kc_chat_delivery_open(S, other, sizeof(other), &d, err, sizeof(err)), -1);
+    unsigned char unknown[] = {0, 0, 0, 0x7f, 2, 0};
+    assert_int_equal(kc_chat_delivery_open(S, unknown, sizeof(unknown), &d, err, sizeof(err)), -1);
+    memcpy(copy = malloc(b.len), b.data, b.len);
+    copy[0] = 1;
+    assert_int_equal(kc_chat_delivery_open(S, copy, b.len, &d, err, sizeof(err)), -1);
+    free(copy);
+    kc_buf_free(&b);
+}
+
+/* ---- Event ---- */
+
+static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
+{
+    (void)state;
+    char *members[] = {"u1", "u2"};
+    for (int k = KC_EV_CONVERSATION_CREATED; k <= KC_EV_COMMAND_REJECTED; k++) {
+        kc_chat_event_out_t out = {.kind = (kc_chat_event_kind_t)k,
+                                   .event_id = S_("e-1"),
+                                   .convo_id = S_("c1"),
+                                   .actor_id = S_("u1"),
+                                   .occurred_at = 1700000000123LL,
+                                   .command_id = S_("cmd"),
+                                   .origin = S_("gateway:2"),
+                                   .title = S_("Title \xc3\xa9"),
+                                   .members = members,
+                                   .nmembers = 2,
+                                   .seq_no = 42,
+                                   .server_msg_id = S_("c1:42"),
+                                   .client_msg_id = S_("m-42"),
+                                   .content = S_("hello"),
+                                   .content_type = S_("text/plain"),
+                                   .reason = S_("not_member"),
+                                   .message = S_("why"),
+                                   .command_type = S_("SendMessage")};
+        kc_buf_t b = {0};
+        kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &out);
+        kc_chat_event_t ev;
+        char err[256];
+        assert_int_equal(kc_chat_event_decode(S, b.data, b.len, &ev, err, sizeof(err)), 0);
+        assert_int_equal(ev.kind, k);
+        assert_true(str_is(ev.convo_id, "c1"));
+        assert_true(str_is(ev.origin, "gateway:2"));
+        assert_int_equal(ev.occurred_at, 1700000000123LL);
+        kc_avro_msg_t m;
+        assert_int_equal(kc_avro_decode(S, b.data, b.len, &m, err, sizeof(err)), 0);
+        const char *bname;
+        avro_value_t body;
+        assert_int_equal(kc_avro_get_branch(&m.value, "body", &bname, &body), 0);
+        assert_string_equal(bname, kc_chat_event_kind_name((kc_chat_event_kind_t)k));
+        int64_t seq = 0;
+        kc_str_t r;
+        switch (k) {
+        case KC_EV_CONVERSATION_CREATED:
+            assert_true(str_is(ev.title, "Title \xc3\xa9"));
+            __attribute__((fallthrough));
+        case KC_EV_MEMBERS_ADDED:
+        case KC_EV_MEMBERS_REMOVED:
+            assert_int_equal(ev.members.count, 2);
+            assert_int_equal(kc_chat_strs_next(&ev.members, &r), 1);
+            assert_true(str_is(r, "u1"));
+            break;
+        case KC_EV_MESSAGE_CREATED:
+            assert_true(str_is(ev.client_msg_id, "m-42"));
+            assert_true(str_is(ev.content, "hello"));
+            assert_int_equal(kc_avro_get_long(S, &body, "seq_no", &seq), 0);
+            assert_int_equal(seq, 42);
+            break;
+        case KC_EV_COMMAND_REJECTED:
+            assert_true(str_is(ev.reason, "not_member"));
+            assert_true(str_is(ev.client_msg_id, "m-42"));
+            break;
+        default: assert_int_equal(ev.seq_no, 42);
+        }
+        kc_avro_msg_free(&m);
+        for (size_t n = 0; n < b.len; n++) /* every prefix is refused */
+            assert_int_equal(kc_chat_event_decode(S, b.data, n, &ev, err, sizeof(err)), -1);
+        kc_buf_free(&b);
+    }
+}
+
+static void a_rejection_without_a_client_msg_id(void **state)
+{
+    (void)state;
+    kc_chat_event_out_t out = {.kind = KC_EV_COMMAND_REJECTED, .event_id = S_("e"),
+                               .convo_id = S_("c"), .actor_id = S_("u"), .command_id = S_("x"),
+                               .origin = S_("api:0"), .reason = S_("invalid"),
+                               .message = S_("m"), .command_type = S_("SetReadMarker")};
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &out);
+    kc_chat_event_t ev;
+    char err[256];
+    assert_int_equal(kc_chat_event_decode(S, b.data, b.len, &ev, err, sizeof(err)), 0);
+    assert_null(ev.client_msg_id.p);
+    assert_true(str_is(ev.command_type, "SetReadMarker"));
+    kc_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_batch_reads_back_item_by_item),
+        cmocka_unit_test(avro_c_reads_a_batch_too),
+        cmocka_unit_test(a_version_1_record_is_one_item),
+        cmocka_unit_test(broken_deliveries_are_refused),
+        cmocka_unit_test(an_event_of_each_kind_reads_back_and_avro_c_agrees),
+        cmocka_unit_test(a_rejection_without_a_client_msg_id),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
