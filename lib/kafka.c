@@ -140,6 +140,31 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)kc_kafka_rebalance_apply(rk, err, parts);
 }
 
+void kc_kafka_event_serve(rd_kafka_t *rk, rd_kafka_event_t *ev)
+{
+    switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_LOG: {
+        const char *fac = NULL, *str = NULL;
+        int level = 6;
+        if (rd_kafka_event_log(ev, &fac, &str, &level) == 0)
+            log_cb(rk, level, fac ? fac : "", str ? str : "");
+        break;
+    }
+    case RD_KAFKA_EVENT_STATS: {
+        const char *json = rd_kafka_event_stats(ev);
+        if (json)
+            (void)stats_cb(rk, (char *)json, strlen(json), rd_kafka_opaque(rk));
+        break;
+    }
+    case RD_KAFKA_EVENT_ERROR:
+        error_cb(rk, rd_kafka_event_error_is_fatal(ev) ? RD_KAFKA_RESP_ERR__FATAL
+                                                       : rd_kafka_event_error(ev),
+                 rd_kafka_event_error_string(ev), rd_kafka_opaque(rk));
+        break;
+    default: break;
+    }
+}
+
 int kc_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *parts)
 {
@@ -245,6 +270,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     if (o->dr_msg_cb)
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    else if (o->dr_events && type == RD_KAFKA_PRODUCER)
+        rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
 
     char err[512];
     rk = rd_kafka_new(type, conf, err, sizeof(err));

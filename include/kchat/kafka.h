@@ -43,6 +43,11 @@ typedef struct {
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
     void *opaque; /* passed to dr_msg_cb and rebalance_cb (kchat keeps its own client opaque) */
+    /* optional, producers: delivery reports as RD_KAFKA_EVENT_DR events on the main queue
+     * (served with rd_kafka_queue_poll) instead of callbacks, so rd_kafka_flush() and
+     * rd_kafka_commit_transaction() never serve the queue themselves and may run on another
+     * thread than the one serving it. */
+    int dr_events;
 } kc_kafka_opts_t;
 
 /* The opaque given in kc_kafka_opts_t (rd_kafka_opaque() holds kchat's own state). */
@@ -75,6 +80,11 @@ void kc_kafka_watch_resume(kc_kafka_watch_t *w);
 /* Disables the io event, stops watching and frees itself once libuv has closed the handles.
  * NULL is a no-op. */
 void kc_kafka_watch_close(kc_kafka_watch_t *w);
+
+/* Serves one event of a queue polled with rd_kafka_queue_poll (a producer with
+ * dr_events): logs, statistics and errors go where the callbacks would send them; other
+ * types (delivery reports) are the caller's. */
+void kc_kafka_event_serve(rd_kafka_t *rk, rd_kafka_event_t *ev);
 
 /* Applies a rebalance as librdkafka requires: incremental (un)assign under the cooperative
  * protocol, assign / unassign under the eager one. For rebalance_cb replacements that do
