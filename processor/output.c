@@ -1,12 +1,19 @@
-/* output.c - building the processor's Avro records. */
+/* output.c - building the processor's records. */
 #include "output.h"
 
-#include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kchat/chat.h"
 #include "kchat/util.h"
+
+int proc_ids_load(const kc_schemas_t *s, proc_ids_t *ids)
+{
+    ids->event = kc_schemas_current_id(s, "chat.events-value");
+    ids->delivery = kc_schemas_current_id(s, "chat.deliveries-value");
+    ids->state = kc_schemas_current_id(s, "chat.processor.state-value");
+    return ids->event < 0 || ids->delivery < 0 || ids->state < 0 ? -1 : 0;
+}
 
 void proc_server_msg_id(const char *convo_id, int64_t seq_no, char *out, size_t size)
 {
@@ -14,151 +21,175 @@ void proc_server_msg_id(const char *convo_id, int64_t seq_no, char *out, size_t 
         out[0] = '\0';
 }
 
-static int members(avro_value_t *rec, char *const *m, size_t n)
+static kc_str_t str_of(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (kc_avro_append_str(rec, "members", m[i]) != 0)
-            return -EINVAL;
-    return 0;
+    return (kc_str_t){p, n};
 }
 
-static int encode_done(kc_schemas_t *s, const char *subject, avro_value_t *v, int rc,
-                       kc_buf_t *out)
+static kc_str_t cstr(const char *p)
 {
-    if (rc == 0)
-        rc = kc_avro_encode(s, subject, v, out);
-    avro_value_decref(v);
-    return rc;
+    return (kc_str_t){p, p ? strlen(p) : 0};
 }
 
-int proc_encode_event(kc_schemas_t *s, const proc_cmd_t *cmd, const proc_outcome_t *o,
-                      int64_t now_ms, kc_buf_t *out)
+void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_outcome_t *o,
+                       int64_t now_ms, kc_buf_t *out)
 {
-    avro_value_t v, b;
-    if (kc_avro_value_new(s, "chat.events-value", &v) != 0)
-        return -ENOENT;
-    char event_id[37];
+    char event_id[37], smid[512];
     kc_uuid4(event_id);
-    int rc = kc_avro_set_str(&v, "event_id", event_id) ||
-             kc_avro_set_str_len(&v, "convo_id", cmd->convo_id, cmd->convo_id_len) ||
-             kc_avro_set_str_len(&v, "actor_id", cmd->sender_id, cmd->sender_id_len) ||
-             kc_avro_set_long(&v, "occurred_at", now_ms) ||
-             kc_avro_set_str(&v, "command_id", cmd->command_id) ||
-             kc_avro_set_str(&v, "origin", cmd->origin);
-    if (rc)
-        return encode_done(s, NULL, &v, -EINVAL, out);
+    kc_chat_event_out_t ev = {
+        .event_id = str_of(event_id, 36),
+        .convo_id = str_of(cmd->convo_id, cmd->convo_id_len),
+        .actor_id = str_of(cmd->sender_id, cmd->sender_id_len),
+        .occurred_at = now_ms,
+        .command_id = cstr(cmd->command_id),
+        .origin = cstr(cmd->origin),
+    };
     if (o->kind == OUT_REJECTED) {
-        rc = kc_avro_set_branch(&v, "body", "CommandRejected", &b) ||
-             kc_avro_set_str(&b, "reason", o->reason) ||
-             kc_avro_set_str(&b, "message", o->message) ||
-             kc_avro_set_str(&b, "command_type", cmd->type_name) ||
-             kc_avro_set_opt_str(&b, "client_msg_id",
-                                 cmd->kind == CMD_SEND_MESSAGE && cmd->client_msg_id &&
-                                         kc_utf8_valid(cmd->client_msg_id, cmd->client_msg_id_len)
-                                     ? cmd->client_msg_id
-                                     : NULL);
-        return encode_done(s, "chat.events-value", &v, rc ? -EINVAL : 0, out);
+        ev.kind = KC_EV_COMMAND_REJECTED;
+        ev.reason = cstr(o->reason);
+        ev.message = cstr(o->message);
+        ev.command_type = cstr(cmd->type_name);
+        if (cmd->kind == CMD_SEND_MESSAGE && cmd->client_msg_id &&
+            kc_utf8_valid(cmd->client_msg_id, cmd->client_msg_id_len))
+            ev.client_msg_id = str_of(cmd->client_msg_id, cmd->client_msg_id_len);
+        kc_chat_event_encode(out, ids->event, &ev);
+        return;
     }
-    char smid[512];
     switch (cmd->kind) {
     case CMD_CREATE_CONVERSATION:
-        rc = kc_avro_set_branch(&v, "body", "ConversationCreated", &b) ||
-             kc_avro_set_str_len(&b, "title", cmd->title, cmd->title_len) ||
-             members(&b, o->members, o->nmembers);
+        ev.kind = KC_EV_CONVERSATION_CREATED;
+        ev.title = str_of(cmd->title, cmd->title_len);
+        ev.members = o->members;
+        ev.nmembers = o->nmembers;
         break;
     case CMD_ADD_MEMBERS:
-        rc = kc_avro_set_branch(&v, "body", "MembersAdded", &b) ||
-             members(&b, o->members, o->nmembers);
-        break;
     case CMD_REMOVE_MEMBERS:
-        rc = kc_avro_set_branch(&v, "body", "MembersRemoved", &b) ||
-             members(&b, o->members, o->nmembers);
+        ev.kind = cmd->kind == CMD_ADD_MEMBERS ? KC_EV_MEMBERS_ADDED : KC_EV_MEMBERS_REMOVED;
+        ev.members = o->members;
+        ev.nmembers = o->nmembers;
         break;
     case CMD_SEND_MESSAGE:
         proc_server_msg_id(cmd->convo_id, o->seq_no, smid, sizeof(smid));
-        rc = kc_avro_set_branch(&v, "body", "MessageCreated", &b) ||
-             kc_avro_set_long(&b, "seq_no", o->seq_no) ||
-             kc_avro_set_str(&b, "server_msg_id", smid) ||
-             kc_avro_set_str_len(&b, "client_msg_id", cmd->client_msg_id,
-                                 cmd->client_msg_id_len) ||
-             kc_avro_set_str_len(&b, "content", cmd->content, cmd->content_len) ||
-             kc_avro_set_str(&b, "content_type", cmd->content_type);
+        ev.kind = KC_EV_MESSAGE_CREATED;
+        ev.seq_no = o->seq_no;
+        ev.server_msg_id = cstr(smid);
+        ev.client_msg_id = str_of(cmd->client_msg_id, cmd->client_msg_id_len);
+        ev.content = str_of(cmd->content, cmd->content_len);
+        ev.content_type = cstr(cmd->content_type);
         break;
     case CMD_SET_READ_MARKER:
-        rc = kc_avro_set_branch(&v, "body", "ReadMarkerSet", &b) ||
-             kc_avro_set_long(&b, "seq_no", cmd->seq_no);
+        ev.kind = KC_EV_READ_MARKER_SET;
+        ev.seq_no = cmd->seq_no;
         break;
     case CMD_EDIT_MESSAGE:
-        rc = kc_avro_set_branch(&v, "body", "MessageEdited", &b) ||
-             kc_avro_set_long(&b, "seq_no", cmd->seq_no) ||
-             kc_avro_set_str_len(&b, "content", cmd->content, cmd->content_len);
+        ev.kind = KC_EV_MESSAGE_EDITED;
+        ev.seq_no = cmd->seq_no;
+        ev.content = str_of(cmd->content, cmd->content_len);
         break;
     case CMD_DELETE_MESSAGE:
-        rc = kc_avro_set_branch(&v, "body", "MessageDeleted", &b) ||
-             kc_avro_set_long(&b, "seq_no", cmd->seq_no);
+        ev.kind = KC_EV_MESSAGE_DELETED;
+        ev.seq_no = cmd->seq_no;
         break;
     }
-    return encode_done(s, "chat.events-value", &v, rc ? -EINVAL : 0, out);
+    kc_chat_event_encode(out, ids->event, &ev);
 }
 
-int proc_encode_delivery(kc_schemas_t *s, int32_t slot, const proc_cmd_t *cmd,
-                         char *const *recipients, size_t nrecipients, const kc_buf_t *event,
-                         const char *ack_status, const proc_outcome_t *o, kc_buf_t *out)
+void proc_ack_for(const proc_cmd_t *cmd, const proc_outcome_t *o, char *smid, proc_ack_t *ack)
 {
-    avro_value_t v, ack;
-    if (kc_avro_value_new(s, "chat.deliveries-value", &v) != 0)
-        return -ENOENT;
-    int rc = kc_avro_set_int(&v, "slot", slot) ||
-             kc_avro_set_str_len(&v, "convo_id", cmd->convo_id, cmd->convo_id_len);
-    for (size_t i = 0; rc == 0 && i < nrecipients; i++)
-        rc = kc_avro_append_str(&v, "recipients", recipients[i]) != 0;
-    if (rc == 0)
-        rc = kc_avro_set_opt_bytes(&v, "event", event ? event->data : NULL, event ? event->len : 0);
-    if (rc == 0 && ack_status) {
-        char smid[512];
-        int have_seq = o->kind != OUT_REJECTED;
-        if (have_seq)
-            proc_server_msg_id(cmd->convo_id, o->seq_no, smid, sizeof(smid));
-        rc = kc_avro_set_branch(&v, "ack", "Ack", &ack) ||
-             kc_avro_set_str_len(&ack, "sender_id", cmd->sender_id, cmd->sender_id_len) ||
-             kc_avro_set_str(&ack, "client_msg_id",
-                             cmd->client_msg_id &&
-                                     kc_utf8_valid(cmd->client_msg_id, cmd->client_msg_id_len)
-                                 ? cmd->client_msg_id
-                                 : "") ||
-             kc_avro_set_str(&ack, "status", ack_status) ||
-             kc_avro_set_opt_str(&ack, "server_msg_id", have_seq ? smid : NULL) ||
-             kc_avro_set_opt_long(&ack, "seq_no", have_seq ? &o->seq_no : NULL) ||
-             kc_avro_set_opt_str(&ack, "error_code", have_seq ? NULL : o->reason) ||
-             kc_avro_set_opt_str(&ack, "error_message", have_seq ? NULL : o->message);
-    } else if (rc == 0) {
-        rc = kc_avro_set_opt_str(&v, "ack", NULL) != 0;
+    memset(ack, 0, sizeof(*ack));
+    ack->client_msg_id =
+        cmd->client_msg_id && kc_utf8_valid(cmd->client_msg_id, cmd->client_msg_id_len)
+            ? cmd->client_msg_id
+            : "";
+    ack->status = o->kind == OUT_ACCEPTED ? "ok" : o->kind == OUT_DUPLICATE ? "duplicate" : "error";
+    if (o->kind != OUT_REJECTED) {
+        proc_server_msg_id(cmd->convo_id, o->seq_no, smid, 512);
+        ack->server_msg_id = smid;
+        ack->seq_no = o->seq_no;
+        ack->has_seq = 1;
+    } else {
+        ack->error_code = o->reason;
+        ack->error_message = o->message;
     }
-    return encode_done(s, "chat.deliveries-value", &v, rc ? -EINVAL : 0, out);
 }
 
-int proc_encode_convo_state(kc_schemas_t *s, const proc_convo_t *c, kc_buf_t *out)
+void proc_encode_deliveries(const proc_ids_t *ids, int32_t slot, const proc_item_t *items,
+                            size_t n, kc_buf_t *out)
 {
-    avro_value_t v, b;
-    if (kc_avro_value_new(s, "chat.processor.state-value", &v) != 0)
-        return -ENOENT;
-    int rc = kc_avro_set_branch(&v, "state", "ConvoState", &b) ||
-             kc_avro_set_long(&b, "last_seq", c->last_seq) || members(&b, c->members, c->nmembers);
-    return encode_done(s, "chat.processor.state-value", &v, rc ? -EINVAL : 0, out);
+    kc_chat_delivery_begin(out, ids->delivery, slot);
+    for (size_t i = 0; i < n; i++) {
+        const proc_item_t *it = &items[i];
+        kc_chat_ack_out_t ack;
+        if (it->ack) {
+            ack = (kc_chat_ack_out_t){.sender_id = it->sender,
+                                      .client_msg_id = it->ack->client_msg_id,
+                                      .status = it->ack->status,
+                                      .server_msg_id = it->ack->server_msg_id,
+                                      .error_code = it->ack->error_code,
+                                      .error_message = it->ack->error_message,
+                                      .seq_no = it->ack->seq_no,
+                                      .has_seq = it->ack->has_seq};
+        }
+        kc_chat_delivery_put(out, it->convo_id, (const char *const *)it->recipients,
+                             it->nrecipients, it->event ? it->event->data : NULL,
+                             it->event ? it->event->len : 0, it->ack ? &ack : NULL,
+                             it->actor_slots, it->nactor_slots);
+    }
+    kc_chat_delivery_end(out);
 }
 
-int proc_encode_dedupe_entry(kc_schemas_t *s, const proc_dd_t *d, kc_buf_t *out)
+size_t proc_item_size(const proc_item_t *it)
 {
-    avro_value_t v, b, flag;
-    if (kc_avro_value_new(s, "chat.processor.state-value", &v) != 0)
-        return -ENOENT;
-    /* msg_key is "convo_id NUL seq_no": its first part is the conversation. */
-    int rc = kc_avro_set_branch(&v, "state", "DedupeEntry", &b) ||
-             kc_avro_set_long(&b, "seq_no", d->seq_no) ||
-             kc_avro_set_long(&b, "created_at", d->created_at) ||
-             kc_avro_set_str(&b, "convo_id", d->msg_key ? d->msg_key : "") ||
-             kc_avro_set_str(&b, "sender_id", d->author ? d->author : "") ||
-             avro_value_get_by_name(&b, "deleted", &flag, NULL) != 0 ||
-             avro_value_set_boolean(&flag, d->deleted) != 0;
-    return encode_done(s, "chat.processor.state-value", &v, rc ? -EINVAL : 0, out);
+    size_t n = 64 + strlen(it->convo_id) + (it->event ? it->event->len : 0);
+    for (size_t i = 0; i < it->nrecipients; i++)
+        n += 2 + strlen(it->recipients[i]);
+    return n;
+}
+
+/* ProcessorState union branches */
+enum { ST_CONVO = 0, ST_DEDUPE = 1, ST_BLOCK = 2, ST_CHECKPOINT = 3 };
+
+void proc_encode_convo_state(const proc_ids_t *ids, const proc_convo_t *c, kc_buf_t *out)
+{
+    kc_avro_put_header(out, ids->state);
+    kc_avro_put_long(out, ST_CONVO);
+    kc_avro_put_long(out, c->last_seq);
+    if (c->nmembers) {
+        kc_avro_put_long(out, (int64_t)c->nmembers);
+        for (size_t i = 0; i < c->nmembers; i++)
+            kc_avro_put_str(out, c->members[i], strlen(c->members[i]));
+    }
+    kc_avro_put_long(out, 0);
+}
+
+void proc_encode_dedupe_block(const proc_ids_t *ids, const proc_dd_t *const *entries, size_t n,
+                              kc_buf_t *out)
+{
+    kc_avro_put_header(out, ids->state);
+    kc_avro_put_long(out, ST_BLOCK);
+    if (n) {
+        kc_avro_put_long(out, (int64_t)n);
+        for (size_t i = 0; i < n; i++) {
+            const proc_dd_t *d = entries[i];
+            kc_buf_append(out, d->key, PROC_DEDUPE_KEY_BYTES);
+            kc_avro_put_long(out, d->seq_no);
+            kc_avro_put_long(out, d->created_at);
+            /* msg_key is "convo_id NUL seq_no": its first part is the conversation. */
+            const char *convo = d->msg_key ? d->msg_key : "";
+            const char *author = d->author ? d->author : "";
+            kc_avro_put_str(out, convo, strlen(convo));
+            kc_avro_put_str(out, author, strlen(author));
+            kc_avro_put_bool(out, d->deleted);
+        }
+    }
+    kc_avro_put_long(out, 0);
+}
+
+void proc_encode_checkpoint(const proc_ids_t *ids, int64_t events_offset, int64_t now_ms,
+                            kc_buf_t *out)
+{
+    kc_avro_put_header(out, ids->state);
+    kc_avro_put_long(out, ST_CHECKPOINT);
+    kc_avro_put_long(out, events_offset);
+    kc_avro_put_long(out, now_ms);
 }

@@ -69,6 +69,8 @@ void proc_part_destroy(proc_part_t *p)
         d = n;
     }
     free(p->dirty);
+    free(p->resave);
+    free(p->blocks);
     free(p);
 }
 
@@ -175,6 +177,16 @@ static void set_recipients(proc_outcome_t *out, const proc_convo_t *c)
 {
     out->recipients = c->members;
     out->nrecipients = c->nmembers;
+}
+
+/* An entry changed after it was saved: the next checkpoint writes it again. */
+static void resave(proc_part_t *p, const proc_dd_t *d)
+{
+    if (p->nresave == p->resave_cap) {
+        p->resave_cap = p->resave_cap ? p->resave_cap * 2 : 16;
+        p->resave = kc_xrealloc(p->resave, p->resave_cap * PROC_DEDUPE_KEY_BYTES);
+    }
+    memcpy(p->resave + p->nresave++ * PROC_DEDUPE_KEY_BYTES, d->key, PROC_DEDUPE_KEY_BYTES);
 }
 
 /* ---- the rules ---- */
@@ -335,6 +347,7 @@ static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
             d->deleted = 1;
             memcpy(out->dedupe_key, d->key, PROC_DEDUPE_KEY_BYTES);
             out->dedupe = d;
+            resave(p, d);
         }
         out->seq_no = cmd->seq_no;
     }
@@ -391,9 +404,11 @@ size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
         p->oldest = d->next;
         if (!p->oldest)
             p->newest = NULL;
+        if (p->unsaved == d)
+            p->unsaved = d->next;
         /* A key restored twice has a newer node in the map: only drop the map's own. */
         if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
-            if (fn)
+            if (fn && d->legacy)
                 fn(d->key, arg);
             n++;
         }
@@ -448,6 +463,141 @@ void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_
     else
         p->oldest = d;
     p->newest = d;
+    if (!p->unsaved)
+        p->unsaved = d;
+}
+
+size_t proc_part_expire_blocks(proc_part_t *p, int64_t now_ms, int64_t window_ms,
+                               void (*fn)(uint64_t id, void *arg), void *arg)
+{
+    size_t kept = 0, gone = 0;
+    for (size_t i = 0; i < p->nblocks; i++) {
+        if (p->blocks[i].newest < now_ms - window_ms) {
+            if (fn)
+                fn(p->blocks[i].id, arg);
+            gone++;
+        } else {
+            p->blocks[kept++] = p->blocks[i];
+        }
+    }
+    p->nblocks = kept;
+    return gone;
+}
+
+void proc_part_note_block(proc_part_t *p, uint64_t id, int64_t newest)
+{
+    for (size_t i = 0; i < p->nblocks; i++) {
+        if (p->blocks[i].id == id) {
+            p->blocks[i].newest = newest;
+            return;
+        }
+    }
+    if (p->nblocks == p->blocks_cap) {
+        p->blocks_cap = p->blocks_cap ? p->blocks_cap * 2 : 16;
+        p->blocks = kc_xrealloc(p->blocks, p->blocks_cap * sizeof(proc_block_t));
+    }
+    p->blocks[p->nblocks++] = (proc_block_t){id, newest};
+    if (id >= p->next_block)
+        p->next_block = id + 1;
+}
+
+size_t proc_part_take_unsaved(proc_part_t *p, void (*fn)(const proc_dd_t *d, void *arg),
+                              void *arg)
+{
+    size_t n = 0;
+    for (proc_dd_t *d = p->unsaved; d; d = d->next) {
+        /* A node replaced in the map by a newer one for its key is not the entry any more. */
+        if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
+            fn(d, arg);
+            n++;
+        }
+    }
+    for (size_t i = 0; i < p->nresave; i++) {
+        const proc_dd_t *d = kc_map_get(p->dedupe, p->resave + i * PROC_DEDUPE_KEY_BYTES,
+                                        PROC_DEDUPE_KEY_BYTES);
+        if (d) {
+            fn(d, arg);
+            n++;
+        }
+    }
+    proc_part_mark_saved(p);
+    return n;
+}
+
+void proc_part_mark_saved(proc_part_t *p)
+{
+    p->unsaved = NULL;
+    p->nresave = 0;
+}
+
+/* ---- catching up from chat.events ---- */
+
+static void replay_members(proc_part_t *p, proc_convo_t *c, const kc_chat_event_t *ev)
+{
+    kc_chat_strs_t it = ev->members;
+    kc_str_t m;
+    while (kc_chat_strs_next(&it, &m) == 1) {
+        ssize_t at = find_member(c, m.p, m.n);
+        if (ev->kind == KC_EV_MEMBERS_REMOVED) {
+            if (at >= 0) {
+                free(c->members[at]);
+                c->members[at] = c->members[--c->nmembers];
+                mark_dirty(p, c);
+            }
+        } else if (at < 0) {
+            add_member(c, m.p, m.n);
+            mark_dirty(p, c);
+        }
+    }
+}
+
+void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev)
+{
+    proc_convo_t *c = kc_map_get(p->convos, ev->convo_id.p, ev->convo_id.n);
+    switch (ev->kind) {
+    case KC_EV_CONVERSATION_CREATED:
+        if (c)
+            return; /* the checkpoint holds it, maybe with later changes */
+        c = convo_new(p, ev->convo_id.p, ev->convo_id.n);
+        replay_members(p, c, ev);
+        mark_dirty(p, c);
+        return;
+    case KC_EV_MEMBERS_ADDED:
+    case KC_EV_MEMBERS_REMOVED:
+        if (c)
+            replay_members(p, c, ev);
+        return;
+    case KC_EV_MESSAGE_CREATED: {
+        if (!c)
+            return;
+        if (ev->seq_no > c->last_seq) {
+            c->last_seq = ev->seq_no;
+            mark_dirty(p, c);
+        }
+        unsigned char key[PROC_DEDUPE_KEY_BYTES];
+        proc_dedupe_key(ev->convo_id.p, ev->convo_id.n, ev->actor_id.p, ev->actor_id.n,
+                        ev->client_msg_id.p, ev->client_msg_id.n, key);
+        if (kc_map_get(p->dedupe, key, PROC_DEDUPE_KEY_BYTES))
+            return;
+        char sender[1100];
+        kc_strlcpyf(sender, sizeof(sender), "%.*s", (int)ev->actor_id.n, ev->actor_id.p);
+        proc_part_add_dedupe(p, key, ev->seq_no, ev->occurred_at, c->id, sender, 0);
+        return;
+    }
+    case KC_EV_MESSAGE_DELETED: {
+        char k[1200];
+        size_t klen = msg_key(k, sizeof(k), ev->convo_id.p, ev->convo_id.n, ev->seq_no);
+        proc_dd_t *d = klen ? kc_map_get(p->msgs, k, klen) : NULL;
+        if (d && !d->deleted) {
+            d->deleted = 1;
+            resave(p, d);
+        }
+        return;
+    }
+    case KC_EV_MESSAGE_EDITED:
+    case KC_EV_READ_MARKER_SET:
+    case KC_EV_COMMAND_REJECTED: return;
+    }
 }
 
 void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo)

@@ -4,10 +4,16 @@
  * A partition's state: each conversation's last seq_no and members, and the dedupe window of
  * accepted messages ((convo, sender, client_msg_id) -> seq_no). proc_apply() checks a command
  * against it and, when the command is accepted, changes it; nothing here does I/O, so the
- * rules are tested on their own. The caller writes what changed to the changelog
- * (proc_part_take_dirty, the dedupe entries it is told about) in the same Kafka transaction
- * as the events, and on an aborted transaction throws the partition's state away and restores
- * it from the changelog, which holds only committed state.
+ * rules are tested on their own.
+ *
+ * The state is checkpointed now and then, not with every transaction: the caller takes what
+ * changed since the last checkpoint (proc_part_take_dirty for the conversations,
+ * proc_part_take_unsaved for the dedupe entries) and writes it with a Checkpoint naming the
+ * chat.events offset up to which it holds everything (events_end). A restore reads the
+ * checkpoints, then replays the events from that offset (proc_part_replay): applying an
+ * event the checkpoint already holds changes nothing, so the replay may start early. On an
+ * aborted transaction the caller throws the partition's state away and restores it, which
+ * sees only committed records.
  */
 #ifndef KCHAT_PROC_STATE_H
 #define KCHAT_PROC_STATE_H
@@ -15,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kchat/chat.h"
 #include "kchat/map.h"
 
 #define PROC_DEDUPE_KEY_BYTES 16
@@ -93,8 +100,15 @@ typedef struct proc_dd {
     char *msg_key;        /* its key in proc_part_t.msgs, or NULL */
     size_t msg_key_len;
     int deleted;
+    int legacy;           /* restored from a one-entry DedupeEntry record: tombstoned on expiry */
     struct proc_dd *next; /* oldest first, for expiry */
 } proc_dd_t;
+
+/* A DedupeBlock on the changelog: tombstoned once its newest entry leaves the window. */
+typedef struct {
+    uint64_t id;
+    int64_t newest;
+} proc_block_t;
 
 typedef struct {
     int32_t partition;
@@ -105,6 +119,16 @@ typedef struct {
     proc_dd_t *oldest, *newest;
     proc_convo_t **dirty;
     size_t ndirty, dirty_cap;
+    /* checkpoints */
+    proc_dd_t *unsaved;      /* the first FIFO entry added since the last checkpoint */
+    unsigned char *resave;   /* keys of older entries changed since (deleted), 16 B each */
+    size_t nresave, resave_cap;
+    proc_block_t *blocks;    /* DedupeBlocks on the changelog, oldest first */
+    size_t nblocks, blocks_cap;
+    uint64_t next_block;     /* the number of the next DedupeBlock */
+    int64_t events_end;      /* every event of the partition before this offset is applied */
+    uint64_t events_since;   /* events written since the last checkpoint */
+    uint64_t checkpoint_ns;  /* when the last checkpoint (or the restore) was */
 } proc_part_t;
 
 proc_part_t *proc_part_new(int32_t partition);
@@ -124,10 +148,30 @@ void proc_outcome_free(proc_outcome_t *out);
  * is valid until the next change. Clears the dirty marks. */
 proc_convo_t **proc_part_take_dirty(proc_part_t *p, size_t *n);
 
-/* Removes dedupe entries created before now - window; calls fn with each key removed (to
- * write its tombstone). Returns how many. */
+/* Removes dedupe entries created before now - window; calls fn with the key of each legacy
+ * entry removed (a one-entry record, whose tombstone the caller writes). Returns how many
+ * were removed. */
 size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
                         void (*fn)(const unsigned char *key, void *arg), void *arg);
+/* Forgets the DedupeBlocks whose newest entry is older than the window, calling fn with each
+ * (to write its tombstone). Returns how many. */
+size_t proc_part_expire_blocks(proc_part_t *p, int64_t now_ms, int64_t window_ms,
+                               void (*fn)(uint64_t id, void *arg), void *arg);
+/* A DedupeBlock written (or restored): its number and its newest entry. */
+void proc_part_note_block(proc_part_t *p, uint64_t id, int64_t newest);
+
+/* The dedupe entries added or changed since the last call, each once per call to fn (an
+ * entry may come twice); then they count as saved. Returns how many were given. */
+size_t proc_part_take_unsaved(proc_part_t *p, void (*fn)(const proc_dd_t *d, void *arg),
+                              void *arg);
+/* Everything restored so far counts as saved (after reading the checkpoints). */
+void proc_part_mark_saved(proc_part_t *p);
+
+/* Applies one event of the partition's chat.events to the state, as a restore catching up
+ * after its checkpoint does: conversations created, members added and removed, messages
+ * numbered and remembered for the window (created_at: the event's time), deletions. An
+ * event the state already holds changes nothing. */
+void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev);
 
 /* Restore: set a conversation's state, or add a dedupe entry (also how proc_apply records an
  * accepted message), as read from the changelog; forget a key on a tombstone. */

@@ -140,3 +140,32 @@ def body(event):
     """(record name, fields) of an event's body."""
     name, fields = event["body"]
     return name.rsplit(".", 1)[-1], fields
+
+
+def delivery_items(value):
+    """The deliveries a decoded Delivery record holds, in order: a version-2 batch's items, or
+    the one delivery of a version-1 record (whose fields are at the top level)."""
+    if value.get("items"):
+        return [dict(it) for it in value["items"]]
+    return [{"convo_id": value["convo_id"], "recipients": value["recipients"],
+             "event": value["event"], "ack": value["ack"], "actor_slots": []}]
+
+
+def read_deliveries(brokers, match, until, partitions=None, timeout=90.0, to_end=False):
+    """Reads chat.deliveries (read_committed) from the start and returns (partition, item) for
+    every delivery item for which match(item) holds, until until(collected); with to_end, reads
+    every partition to the end it had when called instead."""
+    got = []
+
+    def keep(k, v, m):
+        for it in delivery_items(v):
+            if match(it):
+                got.append((m.partition(), it))
+        return False
+
+    if to_end:
+        read_to_end(brokers, "chat.deliveries", keep, timeout=timeout, partitions=partitions)
+    else:
+        read_topic(brokers, "chat.deliveries", keep, lambda _: until(got), timeout=timeout,
+                   partitions=partitions)
+    return got

@@ -2,6 +2,7 @@
 read back with independent clients."""
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import BUILD, ROOT, free_port, http_get, wait_until
 from confluent_kafka import Consumer, TopicPartition
-from kchat_wire import (Commands, body, command, decode, encode, events_of, read_to_end,
+from kchat_wire import (Commands, body, command, decode, encode, events_of, read_deliveries,
                         read_topic, send_message)
 
 STACK = [str(ROOT / "scripts" / "stack.sh")]
@@ -73,10 +74,9 @@ def test_three_concurrent_senders(commands, brokers):
 
 
 def acks_for(brokers, convo, n, slot=0):
-    key = convo.encode()
-    got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key and v["ack"],
-                     lambda g: len(g) >= n, partitions=[slot])
-    return [v["ack"][1] for _, v in got]
+    got = read_deliveries(brokers, lambda it: it["convo_id"] == convo and it["ack"],
+                          lambda g: len(g) >= n, partitions=[slot])
+    return [it["ack"][1] if isinstance(it["ack"], tuple) else it["ack"] for _, it in got]
 
 
 def test_a_retry_gets_the_same_ids_and_creates_nothing(commands, brokers):
@@ -297,7 +297,6 @@ def test_events_fan_out_to_the_slots_of_their_recipients(commands, brokers):
         commands.send(command(convo, "u1", "RemoveMembers", {"members": ["u3"]},
                               origin="gateway:0"))
         commands.flush()
-        key = convo.encode()
         expected = {  # (slot, event) -> recipients
             (0, "MessageCreated"): ["u1"],     # the ack, with the event, to the sender's gateway
             (2, "MessageCreated"): ["u1"],     # the sender's other device
@@ -308,14 +307,16 @@ def test_events_fan_out_to_the_slots_of_their_recipients(commands, brokers):
             (3, "MembersRemoved"): ["u2"],
             (5, "MembersRemoved"): ["u3"],     # the removed member hears of it
         }
-        got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key,
-                         lambda g: len(g) >= len(expected))
+        mine = lambda it: it["convo_id"] == convo  # noqa: E731
+        got = read_deliveries(brokers, mine, lambda g: len(g) >= len(expected))
         # Everything the slots hold for the conversation, read to the end: nothing more.
-        settle = read_to_end(brokers, "chat.deliveries", lambda k, v, m: k == key)
+        settle = read_deliveries(brokers, mine, None, to_end=True)
         seen = {}
-        for msg, v in settle:
-            name = body(decode(v["event"]))[0] if v["event"] else None
-            seen.setdefault((msg.partition(), name), []).extend(v["recipients"])
+        for part, it in settle:
+            name = body(decode(it["event"]))[0] if it["event"] else None
+            seen.setdefault((part, name), []).extend(it["recipients"])
+            if name == "MessageCreated":  # where the sender is, for the delivery receipts
+                assert sorted(it["actor_slots"]) == [0, 2]
         assert len(got) >= len(expected)
         assert seen == expected
     finally:
@@ -336,15 +337,16 @@ def test_a_slot_gets_the_events_of_a_conversation_in_seq_order_acks_included(com
             sender = ("u1", "u2")[i % 2]
             commands.send(send_message(convo, sender, f"ord-{i}", f"m{i}", origin="gateway:1"))
         commands.flush()
-        key = convo.encode()
-        got = read_topic(brokers, "chat.deliveries", lambda k, v, m: k == key and v["event"],
-                         lambda g: len(g) >= 2 * n, partitions=[1])
-        seqs = [body(decode(v["event"]))[1].get("seq_no") for _, v in got]
-        seqs = [s for s in seqs if s is not None]
-        # Every message reaches the slot twice (the ack to its sender, the fan-out to the
-        # other member), and never after a later one.
-        assert sorted(seqs) == sorted(list(range(1, n + 1)) * 2)
-        assert all(a <= b for a, b in zip(seqs, seqs[1:])), "a later seq_no came first"
+        got = read_deliveries(brokers, lambda it: it["convo_id"] == convo and it["event"],
+                              lambda g: len(g) >= n, partitions=[1])
+        seqs = [body(decode(it["event"]))[1].get("seq_no") for _, it in got]
+        # Every message reaches the slot once, in one delivery naming both members (the ack
+        # for its sender's connection, the event for the other member), never after a later
+        # one.
+        assert seqs == list(range(1, n + 1)), "a later seq_no came first"
+        for _, it in got:
+            assert sorted(it["recipients"]) == ["u1", "u2"]
+            assert it["ack"] is not None
     finally:
         redis_cli("DEL", "kchat:route:u1", "kchat:route:u2")
 
@@ -455,3 +457,111 @@ def test_a_zombie_is_fenced_and_its_successor_loses_nothing(brokers, tmp_path, p
                 proc.wait(timeout=60)
         for fut in admin.delete_topics(list(names.values())).values():
             fut.result()
+
+
+def metric(name, port=None):
+    """The value of an unlabelled series on the processor's /metrics."""
+    port = port or os.environ["KCHAT_PROCESSOR_ADMIN_PORT"]
+    _, _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    for line in text.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def restart_processor(**settings):
+    env = dict(os.environ, **{f"KCHAT_{k.upper()}": str(v) for k, v in settings.items()})
+    subprocess.run(STACK + ["restart", "processor"], check=True, capture_output=True, env=env)
+
+
+def restore_log(since):
+    """The processor's "state restored" log lines written after byte offset `since`."""
+    path = os.path.join(os.environ["KCHAT_STATE_DIR"], "logs", "processor.log")
+    with open(path, "rb") as f:
+        f.seek(since)
+        return [json.loads(line) for line in f.read().decode().splitlines()
+                if line.startswith("{") and '"state restored"' in line]
+
+
+def test_dedupe_entries_and_numbering_survive_kill_9_from_checkpoint_and_replay(commands,
+                                                                                 brokers):
+    """The state is checkpointed now and then, not with every message: after kill -9, a
+    restore reads the last checkpoint (its dedupe entries folded into blocks) and replays the
+    events written since. Retries of messages from before and after the checkpoint are
+    recognised with their first seq_no, and numbering goes on without a gap."""
+    log = os.path.join(os.environ["KCHAT_STATE_DIR"], "logs", "processor.log")
+    # A checkpoint once 40 events of a partition are written, never by time: the first 50
+    # messages are checkpointed (most of them), the next 20 are not.
+    restart_processor(checkpoint_interval_ms=3600000, checkpoint_events=40)
+    try:
+        convo = new_convo(commands, brokers, members=("u2",))
+        before = metric("kchat_processor_checkpoints_total")
+        for i in range(50):
+            commands.send(send_message(convo, ("u1", "u2")[i % 2], f"a-{i}", f"a{i}"))
+        commands.flush()
+        assert len(messages(events_of(brokers, convo, lambda g: len(g) >= 51))) == 50
+        wait_until(lambda: metric("kchat_processor_checkpoints_total") > before,
+                   "a checkpoint of the conversation's partition")
+        for i in range(20):
+            commands.send(send_message(convo, "u1", f"b-{i}", f"b{i}"))
+        commands.flush()
+        assert len(messages(events_of(brokers, convo, lambda g: len(g) >= 71))) == 70
+        since = os.path.getsize(log)
+        subprocess.run(STACK + ["kill", "processor"], check=True, capture_output=True)
+        restored = wait_until(lambda: restore_log(since), "the restore after kill -9")
+        assert sum(r["events_replayed"] for r in restored) >= 20, restored
+        # Every retry is a duplicate with its first seq_no; the next message is number 71.
+        for i in range(50):
+            commands.send(send_message(convo, ("u1", "u2")[i % 2], f"a-{i}", "again"))
+        for i in range(20):
+            commands.send(send_message(convo, "u1", f"b-{i}", "again"))
+        commands.send(send_message(convo, "u2", "c-0", "new"))
+        commands.flush()
+        msgs = messages(events_of(brokers, convo, lambda g: len(g) >= 72))
+        assert [m["client_msg_id"] for m in msgs] == (
+            [f"a-{i}" for i in range(50)] + [f"b-{i}" for i in range(20)] + ["c-0"])
+        assert_gap_free(msgs)
+        acks = acks_for(brokers, convo, 141)
+        first = {a["client_msg_id"]: a["seq_no"] for a in acks[:70]}
+        retried = acks[70:140]
+        assert [a["status"] for a in retried] == ["duplicate"] * 70
+        assert all(a["seq_no"] == first[a["client_msg_id"]] for a in retried)
+        assert (acks[140]["status"], acks[140]["seq_no"]) == ("ok", 71)
+    finally:
+        restart_processor()
+
+
+def set_topic_config(brokers, topic, name, value):
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                       ConfigResource)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for fut in admin.incremental_alter_configs([res]).values():
+        fut.result()
+
+
+def test_aborted_transactions_take_the_batch_behind_along(commands, brokers):
+    """Group commit: while a transaction is written and committed, the next batch is read and
+    applied. When the broker refuses the transaction's records (here: chat.events accepts no
+    record larger than 100 bytes for a while, so every transaction aborts), the batch behind
+    it goes too: the state is restored from what did commit and the input rewound, again and
+    again, and once the broker accepts the records nothing is lost, numbered twice or out of
+    order, and the processor never stopped."""
+    convos = [new_convo(commands, brokers) for _ in range(12)]
+    pid = int(open(os.path.join(os.environ["KCHAT_STATE_DIR"], "run", "processor.pid")).read())
+    aborted = metric('kchat_processor_transactions_total{outcome="aborted"}')
+    result = {}
+    loader = threading.Thread(target=lambda: result.update(
+        load(brokers, convos, 600, "ab", rate_per_s=1500)))
+    loader.start()
+    try:
+        time.sleep(1)
+        set_topic_config(brokers, "chat.events", "max.message.bytes", "100")
+        wait_until(lambda: metric('kchat_processor_transactions_total{outcome="aborted"}') >=
+                   aborted + 3, "transactions aborted by the broker")
+    finally:
+        set_topic_config(brokers, "chat.events", "max.message.bytes", "1048576")
+    loader.join()
+    check_all_once(brokers, result)
+    os.kill(pid, 0)  # the same process: an abort is recovered from, not fatal

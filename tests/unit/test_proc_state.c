@@ -331,8 +331,9 @@ static void the_window_expires_and_a_late_retry_is_new(void **state)
     assert_int_equal(send(p, "c1", "u1", "old", "hi", 1000, NULL, NULL), OUT_ACCEPTED);
     assert_int_equal(send(p, "c1", "u1", "new", "hi", 1800, NULL, NULL), OUT_ACCEPTED);
     expired = 0;
+    /* Entries of a checkpoint's block leave with the block: no tombstone of their own. */
     assert_int_equal(proc_part_expire(p, 2500, LIM.dedupe_window_ms, count_expired, NULL), 1);
-    assert_int_equal(expired, 1);
+    assert_int_equal(expired, 0);
     assert_int_equal(send(p, "c1", "u1", "new", "hi", 2500, &seq, NULL), OUT_DUPLICATE);
     assert_int_equal(seq, 2);
     assert_int_equal(send(p, "c1", "u1", "old", "hi", 2500, &seq, NULL), OUT_ACCEPTED);
@@ -367,6 +368,152 @@ static void restored_state_behaves_like_the_original(void **state)
     proc_part_destroy(p);
 }
 
+/* ---- checkpoints ---- */
+
+static size_t given;
+static int64_t given_seqs[64];
+
+static void take(const proc_dd_t *d, void *arg)
+{
+    (void)arg;
+    if (given < 64)
+        given_seqs[given] = d->seq_no;
+    given++;
+}
+
+static void checkpoints_take_each_change_once(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", NULL);
+    assert_int_equal(send(p, "c1", "u1", "a", "hi", 100, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "b", "hi", 100, NULL, NULL), OUT_ACCEPTED);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 2);
+    assert_int_equal(given_seqs[0], 1);
+    assert_int_equal(given_seqs[1], 2);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 0);
+    /* A deletion changes a saved entry: the next checkpoint writes it again, with the new. */
+    const char *reason;
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 1, NULL, &reason), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "c", "hi", 100, NULL, NULL), OUT_ACCEPTED);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 2);
+    assert_int_equal(given_seqs[0], 3);
+    assert_int_equal(given_seqs[1], 1);
+    /* Entries that expire before a checkpoint are not given. */
+    assert_int_equal(send(p, "c1", "u1", "d", "hi", 200, NULL, NULL), OUT_ACCEPTED);
+    (void)proc_part_expire(p, 5000, LIM.dedupe_window_ms, NULL, NULL);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 0);
+    proc_part_destroy(p);
+}
+
+static int blocks_gone;
+
+static void count_block(uint64_t id, void *arg)
+{
+    (void)arg;
+    blocks_gone += (int)id;
+}
+
+static void blocks_expire_with_their_newest_entry(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    proc_part_note_block(p, 7, 1000);
+    proc_part_note_block(p, 8, 2000);
+    proc_part_note_block(p, 7, 1500); /* noted again: the newer time counts */
+    assert_int_equal(p->next_block, 9);
+    blocks_gone = 0;
+    assert_int_equal(proc_part_expire_blocks(p, 2400, LIM.dedupe_window_ms, count_block, NULL), 0);
+    assert_int_equal(proc_part_expire_blocks(p, 2600, LIM.dedupe_window_ms, count_block, NULL), 1);
+    assert_int_equal(blocks_gone, 7);
+    assert_int_equal(proc_part_expire_blocks(p, 3100, LIM.dedupe_window_ms, count_block, NULL), 1);
+    assert_int_equal(blocks_gone, 15);
+    assert_int_equal(p->nblocks, 0);
+    proc_part_destroy(p);
+}
+
+/* An event as the processor writes it, decoded as a restore reads it. */
+static kc_schemas_t *schemas;
+
+static void replay(proc_part_t *p, kc_chat_event_kind_t kind, const char *convo, const char *actor,
+                   int64_t seq, const char *cmid, char *const *members, size_t n, int64_t at)
+{
+    kc_chat_event_out_t out = {.kind = kind,
+                               .event_id = {"e", 1},
+                               .convo_id = {convo, strlen(convo)},
+                               .actor_id = {actor, strlen(actor)},
+                               .occurred_at = at,
+                               .command_id = {"c", 1},
+                               .origin = {"api:0", 5},
+                               .title = {"t", 1},
+                               .members = members,
+                               .nmembers = n,
+                               .seq_no = seq,
+                               .server_msg_id = {"s", 1},
+                               .client_msg_id = {cmid ? cmid : "", cmid ? strlen(cmid) : 0},
+                               .content = {"x", 1},
+                               .content_type = {"text/plain", 10}};
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, kc_schemas_current_id(schemas, "chat.events-value"), &out);
+    kc_chat_event_t ev;
+    char err[256];
+    assert_int_equal(kc_chat_event_decode(schemas, b.data, b.len, &ev, err, sizeof(err)), 0);
+    proc_part_replay(p, &ev);
+    kc_buf_free(&b);
+}
+
+static void replaying_events_catches_up_and_twice_changes_nothing(void **state)
+{
+    (void)state;
+    char err[256];
+    schemas = kc_schemas_load(KC_SCHEMAS_DIR, err, sizeof(err));
+    assert_non_null(schemas);
+    char *both[] = {"u1", "u2"}, *u3[] = {"u3"}, *u2[] = {"u2"};
+    /* The checkpoint held c1 at seq 2 with u1, u2; the events since start a little before it. */
+    proc_part_t *p = proc_part_new(0);
+    const char *members[] = {"u1", "u2"};
+    size_t lens[] = {2, 2};
+    proc_part_restore_convo(p, "c1", 2, 2, members, lens, 2);
+    for (int round = 0; round < 2; round++) { /* the same events twice: no change */
+        replay(p, KC_EV_CONVERSATION_CREATED, "c1", "u1", 0, NULL, both, 2, 10);
+        replay(p, KC_EV_MESSAGE_CREATED, "c1", "u1", 2, "m2", NULL, 0, 20);
+        replay(p, KC_EV_MEMBERS_ADDED, "c1", "u1", 0, NULL, u3, 1, 30);
+        replay(p, KC_EV_MESSAGE_CREATED, "c1", "u3", 3, "m3", NULL, 0, 40);
+        replay(p, KC_EV_MEMBERS_REMOVED, "c1", "u1", 0, NULL, u2, 1, 50);
+        replay(p, KC_EV_MESSAGE_DELETED, "c1", "u3", 3, NULL, NULL, 0, 60);
+        replay(p, KC_EV_CONVERSATION_CREATED, "c2", "u9", 0, NULL, u2, 1, 70);
+    }
+    int64_t seq;
+    const char *reason;
+    /* numbering goes on after the last replayed message */
+    assert_int_equal(send(p, "c1", "u3", "m4", "hi", 100, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 4);
+    /* a retry of a replayed message is a duplicate with its seq_no */
+    assert_int_equal(send(p, "c1", "u3", "m3", "hi", 100, &seq, NULL), OUT_DUPLICATE);
+    assert_int_equal(seq, 3);
+    /* u2 was removed, u3 added */
+    assert_int_equal(send(p, "c1", "u2", "x", "hi", 100, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_member");
+    /* the deletion was replayed */
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u3", 3, "again", &reason), OUT_REJECTED);
+    assert_string_equal(reason, "deleted");
+    /* a conversation created after the checkpoint exists */
+    assert_int_equal(send(p, "c2", "u2", "y", "hi", 100, &seq, NULL), OUT_ACCEPTED);
+    assert_int_equal(seq, 1);
+    /* what the replay changed is checkpointed next time */
+    size_t n;
+    (void)proc_part_take_dirty(p, &n);
+    assert_int_equal(n, 2);
+    given = 0;
+    assert_true(proc_part_take_unsaved(p, take, NULL) >= 3);
+    proc_part_destroy(p);
+    kc_schemas_destroy(schemas);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +528,9 @@ int main(void)
         cmocka_unit_test(dirty_state_is_written_once_per_conversation),
         cmocka_unit_test(the_window_expires_and_a_late_retry_is_new),
         cmocka_unit_test(restored_state_behaves_like_the_original),
+        cmocka_unit_test(checkpoints_take_each_change_once),
+        cmocka_unit_test(blocks_expire_with_their_newest_entry),
+        cmocka_unit_test(replaying_events_catches_up_and_twice_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
