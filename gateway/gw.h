@@ -26,6 +26,7 @@
 #include "kchat/app.h"
 #include "kchat/avro.h"
 #include "kchat/buf.h"
+#include "kchat/chat.h"
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
 #include "kchat/map.h"
@@ -198,6 +199,7 @@ typedef struct gw {
     size_t npending;
     /* presence.c */
     kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
+    kc_buf_t receipts[KC_CHAT_MAX_SLOTS]; /* receipts gathered for each slot this turn */
     size_t turn_bytes; /* queued by the current deliveries turn (deliveries.c) */
     /* main.c */
     gw_metrics_t m;
@@ -292,9 +294,13 @@ void gw_presence_sweep(gw_t *g);
 void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start);
 void gw_typing_stop_all(gw_t *g, gw_conn_t *c);
 void gw_typing_expire(gw_t *g, gw_conn_t *c, uint64_t now_ns);
-/* A message.create reached a recipient's connection: tell the sender's gateways. */
+/* A message.create reached a recipient's connection: tell the sender's gateways, those the
+ * delivery named (sender_slots: this one directly, the others gathered until
+ * gw_receipts_flush), or those of the route registry when it named none. */
 void gw_receipt_delivered(gw_t *g, const char *sender, const char *convo_id, int64_t seq_no,
-                          const char *recipient);
+                          const char *recipient, const int32_t *sender_slots, size_t nslots);
+/* Publishes the receipts gathered for other slots: one message per slot. */
+void gw_receipts_flush(gw_t *g);
 void gw_on_pubsub(void *arg, const char *channel, size_t chlen, const char *msg, size_t len);
 
 /* ---- sync.c ---- */

@@ -7,7 +7,9 @@
  *   kchat:presence:<user_id>   pub/sub channel: {"user_id","status","last_seen"} when the
  *                              user comes online on the first gateway or leaves the last
  *   kchat:gw:<slot>            pub/sub channel of one gateway slot: typing and receipts
- *                              for users connected there ({"k":"typing"|"delivery",...})
+ *                              for users connected there ({"k":"typing"|"delivery",...},
+ *                              and {"k":"deliveries","r":[...]}: the receipts one gateway
+ *                              gathered for the slot in one turn of its deliveries)
  *
  * Each step that reads and writes several keys is one Lua script, so it is atomic and one
  * round trip. A gateway that crashes publishes nothing: its users' route fields lapse after
@@ -122,6 +124,8 @@ void gw_presence_destroy(gw_t *g)
 {
     kc_map_destroy(g->watches, free_watch);
     g->watches = NULL;
+    for (int i = 0; i < KC_CHAT_MAX_SLOTS; i++)
+        kc_buf_free(&g->receipts[i]);
 }
 
 static void on_script(void *arg, const redisReply *reply, const char *err)
@@ -469,24 +473,90 @@ void gw_typing_expire(gw_t *g, gw_conn_t *c, uint64_t now_ns)
 
 /* ---- delivery receipts ---- */
 
-void gw_receipt_delivered(gw_t *g, const char *sender, const char *convo_id, int64_t seq_no,
-                          const char *recipient)
+/* A message.delivery frame to every connection of `to` here. */
+static void receipt_frame(gw_t *g, const char *to, size_t tolen, const char *convo,
+                          size_t convolen, long long seq, const char *user, size_t userlen,
+                          long long at)
 {
+    gw_user_t *u = gw_user_find(g, to, tolen);
+    if (!u)
+        return;
     kc_buf_t b = {0};
-    char route[GW_ID_MAX + 32], now[32];
+    kc_buf_puts(&b, "{\"type\":\"message.delivery\"");
+    gw_json_kv(&b, 1, "convo_id", convo, convolen);
+    kc_buf_printf(&b, ",\"seq_no\":%lld", seq);
+    gw_json_kv(&b, 1, "user_id", user, userlen);
+    kc_buf_printf(&b, ",\"delivered_at\":%lld}", at);
+    gw_frame_t *f = gw_frame_from_buf(&b);
+    for (gw_conn_t *c = u->conns; c; c = c->next_of_user)
+        (void)gw_send(g, c, f, "message.delivery");
+    gw_frame_unref(f);
+}
+
+void gw_receipt_delivered(gw_t *g, const char *sender, const char *convo_id, int64_t seq_no,
+                          const char *recipient, const int32_t *sender_slots, size_t nslots)
+{
     int64_t t = kc_now_ms();
-    kc_buf_puts(&b, "{\"k\":\"delivery\"");
-    gw_json_kv(&b, 1, "to", sender, strlen(sender));
-    gw_json_kv(&b, 1, "convo_id", convo_id, strlen(convo_id));
-    kc_buf_printf(&b, ",\"seq_no\":%lld", (long long)seq_no);
-    gw_json_kv(&b, 1, "user_id", recipient, strlen(recipient));
-    kc_buf_printf(&b, ",\"at\":%lld}", (long long)t);
-    kc_strlcpyf(route, sizeof(route), "kchat:route:%s", sender);
-    kc_strlcpyf(now, sizeof(now), "%lld", (long long)t);
-    const char *keys[] = {route};
-    const char *args[] = {now, b.data};
-    (void)eval(g, on_script, g, RECEIPT_LUA, 1, keys, 2, args);
-    kc_buf_free(&b);
+    if (!nslots) {
+        /* The delivery did not say where the sender is: ask the route registry. */
+        kc_buf_t b = {0};
+        char route[GW_ID_MAX + 32], now[32];
+        kc_buf_puts(&b, "{\"k\":\"delivery\"");
+        gw_json_kv(&b, 1, "to", sender, strlen(sender));
+        gw_json_kv(&b, 1, "convo_id", convo_id, strlen(convo_id));
+        kc_buf_printf(&b, ",\"seq_no\":%lld", (long long)seq_no);
+        gw_json_kv(&b, 1, "user_id", recipient, strlen(recipient));
+        kc_buf_printf(&b, ",\"at\":%lld}", (long long)t);
+        kc_strlcpyf(route, sizeof(route), "kchat:route:%s", sender);
+        kc_strlcpyf(now, sizeof(now), "%lld", (long long)t);
+        const char *keys[] = {route};
+        const char *args[] = {now, b.data};
+        (void)eval(g, on_script, g, RECEIPT_LUA, 1, keys, 2, args);
+        kc_buf_free(&b);
+        return;
+    }
+    for (size_t i = 0; i < nslots; i++) {
+        int32_t slot = sender_slots[i];
+        if (slot == (int32_t)g->cfg.slot) {
+            receipt_frame(g, sender, strlen(sender), convo_id, strlen(convo_id),
+                          (long long)seq_no, recipient, strlen(recipient), (long long)t);
+            continue;
+        }
+        if (slot < 0 || slot >= KC_CHAT_MAX_SLOTS)
+            continue;
+        /* gathered per slot, published by gw_receipts_flush at the end of the turn */
+        kc_buf_t *b = &g->receipts[slot];
+        kc_buf_puts(b, b->len ? ",{" : "{\"k\":\"deliveries\",\"r\":[{");
+        gw_json_kv(b, 0, "to", sender, strlen(sender));
+        gw_json_kv(b, 1, "convo_id", convo_id, strlen(convo_id));
+        kc_buf_printf(b, ",\"seq_no\":%lld", (long long)seq_no);
+        gw_json_kv(b, 1, "user_id", recipient, strlen(recipient));
+        kc_buf_printf(b, ",\"at\":%lld}", (long long)t);
+    }
+}
+
+static void on_published(void *arg, const redisReply *reply, const char *err)
+{
+    (void)reply;
+    if (err)
+        gw_redis_error(arg, "cannot publish delivery receipts", err);
+}
+
+void gw_receipts_flush(gw_t *g)
+{
+    for (int32_t s = 0; s < KC_CHAT_MAX_SLOTS; s++) {
+        kc_buf_t *b = &g->receipts[s];
+        if (!b->len)
+            continue;
+        kc_buf_puts(b, "]}");
+        char ch[32];
+        kc_strlcpyf(ch, sizeof(ch), "kchat:gw:%d", (int)s);
+        const char *argv[] = {"PUBLISH", ch, b->data};
+        size_t lens[] = {7, strlen(ch), b->len};
+        if (kc_redis_command(g->redis, on_published, g, 3, argv, lens) != 0)
+            kc_counter_inc(g->m.pubsub_errors);
+        kc_buf_reset(b);
+    }
 }
 
 /* ---- pub/sub in ---- */
@@ -504,9 +574,31 @@ static void to_user(gw_t *g, const char *user, gw_frame_t *f, const char *type)
         (void)gw_send(g, c, f, type);
 }
 
+/* {"k":"deliveries","r":[{to, convo_id, seq_no, user_id, at}, ...]}: a turn's receipts of
+ * one gateway for the senders on this slot. */
+static void on_receipts(gw_t *g, const cJSON *o)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "r"), *it;
+    cJSON_ArrayForEach(it, r)
+    {
+        const char *dest = jstr(it, "to"), *convo = jstr(it, "convo_id"),
+                   *user = jstr(it, "user_id");
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(it, "seq_no");
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(it, "at");
+        if (!dest || !convo || !user || !cJSON_IsNumber(seq) || !cJSON_IsNumber(at))
+            continue;
+        receipt_frame(g, dest, strlen(dest), convo, strlen(convo), (long long)seq->valuedouble,
+                      user, strlen(user), (long long)at->valuedouble);
+    }
+}
+
 static void on_slot_msg(gw_t *g, const cJSON *o)
 {
     const char *k = jstr(o, "k"), *convo = jstr(o, "convo_id"), *user = jstr(o, "user_id");
+    if (k && strcmp(k, "deliveries") == 0) {
+        on_receipts(g, o);
+        return;
+    }
     if (!k || !convo || !user)
         return;
     kc_buf_t b = {0};
@@ -535,14 +627,8 @@ static void on_slot_msg(gw_t *g, const cJSON *o)
         const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at");
         if (!dest || !cJSON_IsNumber(seq) || !cJSON_IsNumber(at))
             return;
-        kc_buf_puts(&b, "{\"type\":\"message.delivery\"");
-        gw_json_kv(&b, 1, "convo_id", convo, strlen(convo));
-        kc_buf_printf(&b, ",\"seq_no\":%lld", (long long)seq->valuedouble);
-        gw_json_kv(&b, 1, "user_id", user, strlen(user));
-        kc_buf_printf(&b, ",\"delivered_at\":%lld}", (long long)at->valuedouble);
-        gw_frame_t *f = gw_frame_from_buf(&b);
-        to_user(g, dest, f, "message.delivery");
-        gw_frame_unref(f);
+        receipt_frame(g, dest, strlen(dest), convo, strlen(convo), (long long)seq->valuedouble,
+                      user, strlen(user), (long long)at->valuedouble);
     }
     kc_buf_free(&b);
 }
