@@ -143,7 +143,7 @@ up() {
     "$KCHAT_ROOT/scripts/minio.sh" start
     s3_env
     [[ -x $CTL ]] || { echo "stack: $CTL is not built (run make build)" >&2; exit 1; }
-    "$CTL" topics --topics-file="$KCHAT_ROOT/kafka/topics.json"
+    "$CTL" topics --topics-file="${KCHAT_TOPICS_FILE:-$KCHAT_ROOT/kafka/topics.json}"
     "$CTL" migrate --migrations-dir="$KCHAT_ROOT/db/migrations"
     for d in "${DAEMONS[@]}"; do start_daemon "$d"; done
     for d in "${DAEMONS[@]}"; do wait_healthy "$d"; done
