@@ -4,8 +4,9 @@ the same environment; bench/run.sh starts and stops one):
 
   kafka      Kafka alone: kchat-kafka-alone at the size of a chat.events record
   one2one    1:1 conversations through the gateways (kchat-loadgen), with the Kafka records
-             each message costs (topic offsets before/after) and CPU per delivered message of
-             each daemon (/proc/<pid>/stat before/after)
+             and the broker's requests each message costs (topic offsets and the broker's
+             JMX request counters before/after) and CPU per delivered message of every
+             process of the stack (/proc/<pid>/stat before/after)
   groups     groups of 50, the same figures
   ramp       1:1 at rising rates until kchat no longer keeps up: the highest sustained rate
              (the ratio to Kafka alone) and the p99 at each step
@@ -14,16 +15,21 @@ the same environment; bench/run.sh starts and stops one):
   history    history reads against the API with wrk (skipped when wrk is not installed)
   replay     kchat-projector --rebuild: events per second into Postgres
   peers      kchat, Centrifugo and Socket.IO with the same load generator: memory per idle
-             connection, latency and deliveries per CPU second at the same 1:1 rate
+             connection, latency and deliveries per CPU second (servers alone and with the
+             Redis server each uses) at the same 1:1 rate, throughput at equal p99
              (bench/peers/setup.sh installs the peers into ~/.cache/kchat-bench first)
   txn        only when named: the processor restarted with each of --producers 1/2 and
              --commit-interval-ms 20/10/5, 1:1 at 1 000 msg/s: ack latency, transactions/s
              and the mean commit time of each setting
 
-  bench/run.py [--short] [--only NAME[,NAME...]] [--out results.json]
+  bench/run.py [--short] [--only NAME[,NAME...]] [--kchat-only] [--warmup SECONDS]
+               [--name NAME] [--baseline-results FILE] [--out results.json]
 
 Every scenario's figures go into one JSON file (default $KCHAT_STATE_DIR/bench-results.json,
-outside the repository) and a Markdown summary on stdout. Load goes only to 127.0.0.1.
+outside the repository) and a Markdown summary on stdout, ending with kchat / each peer and,
+given a baseline's results, baseline vs this run. Load goes only to 127.0.0.1. Exit status 1
+when a scenario errored or a load generator check failed (see failures), never because of a
+timing or a ratio.
 """
 import argparse
 import json
@@ -257,8 +263,8 @@ def request_figures(req0, req1, messages):
     TxnOffsetCommit, EndTxn, WriteTxnMarkers) and the total of every client request kind (the
     controller's own requests and the follower fetches left out)."""
     if req0 is None or req1 is None:
-        return {"kafka_requests": None, "kafka_requests_note":
-                "not measured" + ("" if JMX_PORT else ": the broker has no JMX (KCHAT_KAFKA_JMX_PORT)")}
+        why = "" if JMX_PORT else ": the broker has no JMX (KCHAT_KAFKA_JMX_PORT)"
+        return {"kafka_requests": None, "kafka_requests_note": "not measured" + why}
     d = {k: v - req0.get(k, 0) for k, v in req1.items() if v - req0.get(k, 0) > 0}
     fetch = d.get("FetchConsumer", 0) if "FetchConsumer" in req1 else d.get("Fetch", 0)
     clients = sum(v for k, v in d.items() if k not in CONTROLLER_REQUESTS and
@@ -339,6 +345,18 @@ def with_costs(label, args):
         s["kafka_requests_error"] = errors[0]
     s.update(cpu_figures(cpu0, cpu1, s["results"]["deliveries"]))
     return s
+
+
+def warm_up(seconds, short):
+    """Unmeasured 1:1 load (400 connections; 1 000 msg/s, 2 000 in the full version) for the
+    given seconds, so that the measured scenarios find the broker's JIT warm (a comparison's
+    two stacks both start from nothing). Only its check is kept."""
+    rate = 1000 if short else 2000
+    s = run_loadgen("warmup", ["--conns=400", "--group=2", f"--rate={rate}",
+                               f"--duration-s={seconds}", "--size=100", "--drain-s=60"])
+    return {"seconds": seconds, "rate": rate, "acked_per_s": round(s["results"]["acked_per_s"]),
+            "check": s["check"]["pass"], "check_problems": check_problems(s),
+            "integrity_problems": check_problems(s, integrity_only=True)}
 
 
 def scenario_kafka(short):
@@ -773,6 +791,9 @@ def main():
     ap.add_argument("--kchat-only", action="store_true",
                     help="of the scenarios chosen, only those that measure kchat itself (one2one, "
                          "groups, ramp, and kchat's part of peers): what a baseline runs")
+    ap.add_argument("--warmup", type=int, default=0, metavar="SECONDS",
+                    help="unmeasured 1:1 load for this long before the first scenario that "
+                         "loads kchat (after kafka and idle), to warm the broker's JIT")
     ap.add_argument("--name", default="", help="a name for this run in the results")
     ap.add_argument("--baseline-results", default="",
                     help="the results of a baseline's run (bench/run.sh --baseline): the summary "
@@ -793,6 +814,12 @@ def main():
                  "txn"]:  # idle first: on fresh gateways
         if name not in only:
             continue
+        if a.warmup > 0 and name in KCHAT_SCENARIOS + ("txn",) and "warmup" not in res:
+            print(f"== warm-up ({a.warmup} s)", file=sys.stderr)
+            try:
+                res["warmup"] = warm_up(a.warmup, a.short)
+            except Exception as e:
+                res["warmup"] = {"error": str(e)}
         print(f"== {name}", file=sys.stderr)
         try:
             if name == "peers":
@@ -838,7 +865,8 @@ def failures(res):
             out.append(f"{name}: check failed: {', '.join(p)}")
         if s.get("kafka_requests_error"):
             out.append(f"{name}: the broker's request counters: {s['kafka_requests_error'][:300]}")
-    ramps = [("ramp", (res.get("ramp") or {}).get("steps", []))]
+    ramps = [("ramp", (res.get("ramp") or {}).get("steps", [])),
+             ("warm-up", [res["warmup"]] if "rate" in (res.get("warmup") or {}) else [])]
     for kind, r in ((res.get("peers") or {}).get("systems") or {}).items():
         if "error" in r:
             out.append(f"peers {kind}: error: {r['error'][:400]}")
@@ -847,7 +875,8 @@ def failures(res):
             out.append(f"peers {kind}: check failed: {', '.join(r['check_problems'])}")
         ramps.append((f"peers {kind} ramp", r.get("ramp", [])))
     for label, steps in ramps:
-        out += [f"{label} at {st['rate']} msg/s: check failed: {', '.join(st['integrity_problems'])}"
+        out += [f"{label} at {st['rate']} msg/s: check failed: "
+                f"{', '.join(st['integrity_problems'])}"
                 for st in steps if st.get("integrity_problems")]
     out += [f"txn {r['producers']} producers, {r['commit_interval_ms']} ms: check failed: "
             f"{', '.join(r['check_problems'])}"
@@ -861,7 +890,7 @@ def num(v, digits=1):
         return ""
     if isinstance(v, str):
         return v
-    return f"{v:,.{digits}f}".replace(",", " ")
+    return f"{v:,.{digits}f}".replace(",", " ")
 
 
 def cost_tables(res):
@@ -979,7 +1008,8 @@ def summary(res):
             lines.append(f"| {kind} | {r['server_bytes_per_idle_conn']} | {r['acked_per_s']} | "
                          f"{r['deliveries_per_s']} | {al['p50_ms']:.1f} / {al['p99_ms']:.1f} / "
                          f"{al['max_ms']:.1f} | {dl['p50_ms']:.1f} / {dl['p99_ms']:.1f} / "
-                         f"{dl['max_ms']:.1f} | {r['cpu_seconds']} / {r['cpu_seconds_with_redis']} | "
+                         f"{dl['max_ms']:.1f} | "
+                         f"{r['cpu_seconds']} / {r['cpu_seconds_with_redis']} | "
                          f"{r['deliveries_per_cpu_second']} | "
                          f"{r['deliveries_per_cpu_second_with_redis']} | "
                          f"{'pass' if r['check'] else 'FAIL'} |")
@@ -1035,10 +1065,10 @@ def peer_ratios(res):
              "| figure | kchat | " + " | ".join(f"{n} | kchat / {n}" for n, _ in peers) + " |",
              "|---|---|" + "---|---|" * len(peers)]
     for label, key, peer_key in figures:
-        kv = get(k, key)
-        cells = [f"{num(get(r, peer_key or key))} | {ratio(kv, get(r, peer_key or key))}"
+        kv, digits = get(k, key), 1 if label.startswith("ack") else 0
+        cells = [f"{num(get(r, peer_key or key), digits)} | {ratio(kv, get(r, peer_key or key))}"
                  for _, r in peers]
-        lines.append(f"| {label} | {num(kv)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {num(kv, digits)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

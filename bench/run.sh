@@ -16,9 +16,10 @@
 # KCHAT_BASELINE_PORT_BASE, default KCHAT_PORT_BASE + 200) runs the kchat scenarios among
 # those chosen (one2one, groups, ramp, kchat's part of peers) and is stopped; then the working
 # tree's stack (state in $KCHAT_STATE_DIR/compare/current) runs every scenario chosen, and
-# the summary ends with a table baseline vs current. Both state folders start empty; both
-# stacks are driven by this tree's run.py and load generator; the second starts only once no
-# process of the first is left.
+# the summary ends with a table baseline vs current. Both state folders start empty and both
+# stacks get the same unmeasured 1:1 load before their first kchat scenario (run.py
+# --warmup: 10 s, 30 s with --full) to warm the broker's JIT; both are driven by this tree's
+# run.py and load generator; the second starts only once no process of the first is left.
 #
 # Exit status: 0 when every scenario ran and every check of the load generator passed, 1
 # otherwise (never because of a timing or a ratio), 2 when the baseline cannot be built.
@@ -37,12 +38,13 @@ export KCHAT_CACHE_DIR=${KCHAT_CACHE_DIR:-$ROOT/.cache}
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 
 short=--short
+warmup=10
 baseline=
 only=
 args=()
 while (($#)); do
     case $1 in
-        --full) short= ;;
+        --full) short= warmup=30 ;;
         --baseline) (($# >= 2)) || usage; baseline=$2; shift ;;
         --baseline=*) baseline=${1#--baseline=} ;;
         --only) (($# >= 2)) || usage; only=$2; args+=("$1" "$2"); shift ;;
@@ -77,7 +79,8 @@ stack_env() {
     export KCHAT_ROOT=$tree KCHAT_BUILD_DIR=$build KCHAT_STATE_DIR=$state KCHAT_PORT_BASE=$base
     export KCHAT_KAFKA_JMX_PORT=$((base + 12))
     if ! grep -q KCHAT_KAFKA_JMX_PORT "$tree/scripts/kafka.sh"; then
-        export KCHAT_KAFKA_JVM_OPTS="${KCHAT_KAFKA_JVM_OPTS:-} $(jmx_jvm_opts "$KCHAT_KAFKA_JMX_PORT")"
+        KCHAT_KAFKA_JVM_OPTS="${KCHAT_KAFKA_JVM_OPTS:-} $(jmx_jvm_opts "$KCHAT_KAFKA_JMX_PORT")"
+        export KCHAT_KAFKA_JVM_OPTS
     fi
     # The ingress serves the web client, which no scenario loads: a tree without a built
     # client (web/dist) gets this tree's, or a placeholder page, so that the stack starts.
@@ -86,7 +89,7 @@ stack_env() {
             export KCHAT_WEB_DIST=$ROOT/web/dist
         else
             mkdir -p "$state/web-placeholder"
-            echo '<!doctype html><title>kchat</title><p>The web client is not built (make web).</p>' \
+            echo '<!doctype html><title>kchat</title><p>No web client built (make web).</p>' \
                 >"$state/web-placeholder/index.html"
             export KCHAT_WEB_DIST=$state/web-placeholder
         fi
@@ -173,8 +176,9 @@ if [[ ,$wanted, =~ ,(one2one|groups|ramp|peers), ]]; then
     build_baseline "$commit" "$SRC" || exit 2
     fresh "$SRC" "$CMP/baseline" "$BASELINE_BASE"
     echo "bench: the baseline's stack ($baseline, $(git -C "$SRC" rev-parse --short HEAD))" >&2
-    phase "$SRC" "$SRC/build" "$CMP/baseline" "$BASELINE_BASE" $short "${args[@]}" --kchat-only \
-        --name "$baseline" --out "$CMP/baseline/bench-results.json" || rc=1
+    phase "$SRC" "$SRC/build" "$CMP/baseline" "$BASELINE_BASE" $short --warmup=$warmup \
+        "${args[@]}" --kchat-only --name "$baseline" --out "$CMP/baseline/bench-results.json" ||
+        rc=1
     if [[ -n $(alive "$CMP/baseline") ]]; then
         echo "bench: the baseline's stack did not stop ($(alive "$CMP/baseline" | tr '\n' ' '));" \
             "the current one is not started" >&2
@@ -185,6 +189,6 @@ else
 fi
 fresh "$ROOT" "$CMP/current" "$BASE"
 echo "bench: the working tree's stack" >&2
-phase "$ROOT" "$KCHAT_BENCH_BUILD_DIR" "$CMP/current" "$BASE" $short "${args[@]}" --name current \
-    --baseline-results "$CMP/baseline/bench-results.json" || rc=1
+phase "$ROOT" "$KCHAT_BENCH_BUILD_DIR" "$CMP/current" "$BASE" $short --warmup=$warmup \
+    "${args[@]}" --name current --baseline-results "$CMP/baseline/bench-results.json" || rc=1
 exit $rc
