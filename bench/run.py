@@ -519,7 +519,8 @@ def peer_cpu(kind, used, deliveries):
     """A system's CPU in the peers' 1:1 run, counted two ways so that the comparison is fair
     either way: the server alone (kchat: its daemons and the broker; a peer: its one process)
     and with the Redis server it uses (the stack's: the peers' engine or adapter, kchat's
-    routes and read models); for kchat also its whole stack (Postgres, MinIO, the ingress)."""
+    routes and read models); for kchat also its whole stack (Postgres, MinIO, the ingress).
+    deliveries: those to the recipients (not a sender's copy of its own message)."""
     if kind == "kchat":
         mine = used
         server = sum(v for n, v in used.items() if n in KCHAT_AND_BROKER)
@@ -527,7 +528,8 @@ def peer_cpu(kind, used, deliveries):
         mine = {n: v for n, v in used.items() if n in (kind, "redis")}
         server = used.get(kind, 0.0)
     with_redis = server + used.get("redis", 0.0)
-    out = {"cpu_seconds_by_process": {n: round(v, 3) for n, v in mine.items()},
+    out = {"deliveries_to_recipients": deliveries,
+           "cpu_seconds_by_process": {n: round(v, 3) for n, v in mine.items()},
            "cpu_seconds": round(server, 2), "cpu_seconds_with_redis": round(with_redis, 2),
            "deliveries_per_cpu_second": per_cpu_second(deliveries, server),
            "deliveries_per_cpu_second_with_redis": per_cpu_second(deliveries, with_redis)}
@@ -621,6 +623,11 @@ def scenario_peers(short, idle=None, systems=("kchat", "centrifugo", "socketio")
                 per_conn, opened = idle_rss(mem_pids, kind, idle_n)
             s, used = peer_run(kind, peer, f"peer-{kind}", load)
             r = s["results"]
+            # Centrifugo sends a publication to its sender too: per CPU second counts the
+            # deliveries to the other members, as kchat's and Socket.IO's do
+            g = s["params"]["group"]
+            to_others = round(r["deliveries"] * (g - 1) / g) if kind == "centrifugo" else \
+                r["deliveries"]
             steps = ramp_steps([1000, 4000, 16000] if short else [1000, 2000, 4000, 8000, 16000,
                                                                    32000],
                                5 if short else 15, label=f"peer-ramp-{kind}",
@@ -630,7 +637,7 @@ def scenario_peers(short, idle=None, systems=("kchat", "centrifugo", "socketio")
                           "acked_per_s": round(r["acked_per_s"]),
                           "deliveries_per_s": round(r["deliveries_per_s"]),
                           "ack_latency": r["ack_latency"], "delivery_latency": r["delivery_latency"],
-                          **peer_cpu(kind, used, r["deliveries"]),
+                          **peer_cpu(kind, used, to_others),
                           "check": s["check"]["pass"], "check_detail": s["check"],
                           "ramp": steps, "max_sustained_per_s": best_rate(steps),
                           "max_per_s_p99_under_50ms": best_rate(steps, 50),
@@ -773,7 +780,7 @@ def scenario_replay(short):
 
 
 PEER_SYSTEMS = ("kchat", "centrifugo", "socketio")
-KCHAT_SCENARIOS = ("one2one", "groups", "ramp", "peers")
+KCHAT_SCENARIOS = ("idle", "one2one", "groups", "ramp", "peers")
 
 
 def commit_of(tree):
@@ -789,8 +796,8 @@ def main():
     ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers",
                     help="scenarios to run; txn (the processor's settings) only when named")
     ap.add_argument("--kchat-only", action="store_true",
-                    help="of the scenarios chosen, only those that measure kchat itself (one2one, "
-                         "groups, ramp, and kchat's part of peers): what a baseline runs")
+                    help="of the scenarios chosen, only those that measure kchat itself (idle, "
+                         "one2one, groups, ramp, and kchat's part of peers): what a baseline runs")
     ap.add_argument("--warmup", type=int, default=0, metavar="SECONDS",
                     help="unmeasured 1:1 load for this long before the first scenario that "
                          "loads kchat (after kafka and idle), to warm the broker's JIT")
@@ -814,7 +821,8 @@ def main():
                  "txn"]:  # idle first: on fresh gateways
         if name not in only:
             continue
-        if a.warmup > 0 and name in KCHAT_SCENARIOS + ("txn",) and "warmup" not in res:
+        if a.warmup > 0 and name != "idle" and name in KCHAT_SCENARIOS + ("txn",) and \
+                "warmup" not in res:
             print(f"== warm-up ({a.warmup} s)", file=sys.stderr)
             try:
                 res["warmup"] = warm_up(a.warmup, a.short)
@@ -1013,6 +1021,9 @@ def summary(res):
                          f"{r['deliveries_per_cpu_second']} | "
                          f"{r['deliveries_per_cpu_second_with_redis']} | "
                          f"{'pass' if r['check'] else 'FAIL'} |")
+        if "centrifugo" in pe and "error" not in pe["centrifugo"]:
+            lines.append("(Centrifugo's deliveries/s include its publication to the sender; "
+                         "its deliveries per CPU s count only those to the other members)")
         if "cpu_seconds_whole_stack" in pe.get("kchat", {}):
             k = pe["kchat"]
             lines.append(f"(server: kchat's daemons and its broker, a peer's one process; with "
@@ -1075,6 +1086,9 @@ def peer_ratios(res):
 def compare_figures(res):
     """The figures of a run that the comparison with a baseline shows: [(label, value)]."""
     out = []
+    i = res.get("idle") or {}
+    if "gateway_user_bytes_per_conn" in i:
+        out.append(("idle: gateway bytes per connection", i["gateway_user_bytes_per_conn"]))
     for name in ("one2one", "groups"):
         s = res.get(name) or {}
         if "results" not in s:
@@ -1111,8 +1125,10 @@ def compare_figures(res):
                 ("peers' 1:1: deliveries per CPU s, whole stack",
                  k.get("deliveries_per_cpu_second_whole_stack")),
                 ("peers' ramp: msg/s with ack p99 ≤ 500 ms", k["max_per_s_p99_under_500ms"]),
-                ("peers' ramp: msg/s with ack p99 ≤ 50 ms", k["max_per_s_p99_under_50ms"]),
-                ("server bytes per idle connection", k["server_bytes_per_idle_conn"])]
+                ("peers' ramp: msg/s with ack p99 ≤ 50 ms", k["max_per_s_p99_under_50ms"])]
+        if "gateway_user_bytes_per_conn" not in i:  # without the idle scenario: the peers'
+            out.append(("peers' idle: gateway bytes per connection",
+                        k["server_bytes_per_idle_conn"]))
     return out
 
 

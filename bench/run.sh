@@ -14,12 +14,13 @@
 # worktree remove --force` drops it), and built there by its own Makefile. Its stack (its
 # scripts, schemas and topics; state in $KCHAT_STATE_DIR/compare/baseline, ports from
 # KCHAT_BASELINE_PORT_BASE, default KCHAT_PORT_BASE + 200) runs the kchat scenarios among
-# those chosen (one2one, groups, ramp, kchat's part of peers) and is stopped; then the working
-# tree's stack (state in $KCHAT_STATE_DIR/compare/current) runs every scenario chosen, and
-# the summary ends with a table baseline vs current. Both state folders start empty and both
-# stacks get the same unmeasured 1:1 load before their first kchat scenario (run.py
-# --warmup: 10 s, 30 s with --full) to warm the broker's JIT; both are driven by this tree's
-# run.py and load generator; the second starts only once no process of the first is left.
+# those chosen (idle, one2one, groups, ramp, kchat's part of peers) and is stopped; then the
+# working tree's stack (state in $KCHAT_STATE_DIR/compare/current) runs every scenario
+# chosen, and the summary ends with a table baseline vs current. Both state folders start
+# empty and both stacks get the same unmeasured 1:1 load before their first kchat scenario
+# (run.py --warmup: 10 s, 30 s with --full) to warm the broker's JIT; both are driven by this
+# tree's run.py and load generator; the second starts only once no process of the first is
+# left. A tree without a built web client (web/dist) gets a placeholder page for its ingress.
 #
 # Exit status: 0 when every scenario ran and every check of the load generator passed, 1
 # otherwise (never because of a timing or a ratio), 2 when the baseline cannot be built.
@@ -171,8 +172,8 @@ commit=$(git -C "$ROOT" rev-parse --verify --quiet "$baseline^{commit}") ||
 CMP=$STATE/compare
 SRC=$CMP/baseline-src
 rc=0
-wanted=${only:-one2one,groups,ramp,peers}
-if [[ ,$wanted, =~ ,(one2one|groups|ramp|peers), ]]; then
+wanted=${only:-idle,one2one,groups,ramp,peers}
+if [[ ,$wanted, =~ ,(idle|one2one|groups|ramp|peers), ]]; then
     build_baseline "$commit" "$SRC" || exit 2
     fresh "$SRC" "$CMP/baseline" "$BASELINE_BASE"
     echo "bench: the baseline's stack ($baseline, $(git -C "$SRC" rev-parse --short HEAD))" >&2
