@@ -243,7 +243,9 @@ def broker_requests():
         if m:
             counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
     if r.returncode != 0 or not counts:
-        raise RuntimeError(f"JmxTool on 127.0.0.1:{JMX_PORT}: {(r.stderr + r.stdout)[-600:]}")
+        out = (r.stdout + r.stderr).splitlines()
+        why = next((ln for ln in out if "Exception" in ln or "rror" in ln), "\n".join(out[-5:]))
+        raise RuntimeError(f"JmxTool on 127.0.0.1:{JMX_PORT}: {why[:400]}")
     return counts
 
 
@@ -1084,7 +1086,8 @@ def peer_ratios(res):
 
 
 def compare_figures(res):
-    """The figures of a run that the comparison with a baseline shows: [(label, value)]."""
+    """The figures of a run that the comparison with a baseline shows: [(label, value)], and
+    the decimals each is shown with (figure_digits)."""
     out = []
     i = res.get("idle") or {}
     if "gateway_user_bytes_per_conn" in i:
@@ -1132,6 +1135,14 @@ def compare_figures(res):
     return out
 
 
+def figure_digits(label):
+    """Decimals for a figure of compare_figures, by its label: latencies and µs 1, per-message
+    counts 2, rates and bytes 0."""
+    if re.search(r"p(50|99) ms", label) or "µs" in label:
+        return 1
+    return 2 if "/msg" in label else 0
+
+
 def comparison(base, cur):
     """A table baseline vs current of every figure compare_figures gives either run, with the
     ratio current / baseline."""
@@ -1145,8 +1156,7 @@ def comparison(base, cur):
              "", f"| figure | {bname} | current ({cur.get('commit', '?')}) | current / baseline |",
              "|---|---|---|---|"]
     for lbl in labels:
-        digits = (0 if any(w in lbl for w in ("acked/s", "msg/s", "per CPU s", "bytes")) else
-                  2 if "/msg" in lbl else 1)
+        digits = figure_digits(lbl)
         lines.append(f"| {lbl} | {num(b.get(lbl), digits)} | {num(c.get(lbl), digits)} | "
                      f"{ratio(c.get(lbl), b.get(lbl))} |")
     if base.get("failures"):
