@@ -4,8 +4,9 @@ the same environment; bench/run.sh starts and stops one):
 
   kafka      Kafka alone: kchat-kafka-alone at the size of a chat.events record
   one2one    1:1 conversations through the gateways (kchat-loadgen), with the Kafka records
-             each message costs (topic offsets before/after) and CPU per delivered message of
-             each daemon (/proc/<pid>/stat before/after)
+             and the broker's requests each message costs (topic offsets and the broker's
+             JMX request counters before/after) and CPU per delivered message of every
+             process of the stack (/proc/<pid>/stat before/after)
   groups     groups of 50, the same figures
   ramp       1:1 at rising rates until kchat no longer keeps up: the highest sustained rate
              (the ratio to Kafka alone) and the p99 at each step
@@ -14,37 +15,64 @@ the same environment; bench/run.sh starts and stops one):
   history    history reads against the API with wrk (skipped when wrk is not installed)
   replay     kchat-projector --rebuild: events per second into Postgres
   peers      kchat, Centrifugo and Socket.IO with the same load generator: memory per idle
-             connection, latency and deliveries per CPU second at the same 1:1 rate
+             connection, latency and deliveries per CPU second (servers alone and with the
+             Redis server each uses) at the same 1:1 rate, throughput at equal p99
              (bench/peers/setup.sh installs the peers into ~/.cache/kchat-bench first)
   txn        only when named: the processor restarted with each of --producers 1/2 and
              --commit-interval-ms 20/10/5, 1:1 at 1 000 msg/s: ack latency, transactions/s
              and the mean commit time of each setting
 
-  bench/run.py [--short] [--only NAME[,NAME...]] [--out results.json]
+  bench/run.py [--short] [--only NAME[,NAME...]] [--kchat-only] [--warmup SECONDS]
+               [--name NAME] [--baseline-results FILE] [--out results.json]
 
 Every scenario's figures go into one JSON file (default $KCHAT_STATE_DIR/bench-results.json,
-outside the repository) and a Markdown summary on stdout. Load goes only to 127.0.0.1.
+outside the repository) and a Markdown summary on stdout, ending with kchat / each peer and,
+given a baseline's results, baseline vs this run. Load goes only to 127.0.0.1. Exit status 1
+when a scenario errored or a load generator check failed (see failures), never because of a
+timing or a ratio.
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the harness: this file's tree
 ENV = os.environ
-BUILD = Path(ENV.get("KCHAT_BUILD_DIR", ROOT / "build"))
-LOADGEN = BUILD / "bench" / "loadgen" / "kchat-loadgen"
-KAFKA_ALONE = BUILD / "bench" / "kafka" / "kchat-kafka-alone"
+# The tree whose stack runs (its scripts, schemas and daemons): this one, or the baseline's
+# (bench/run.sh --baseline). The load generator and kchat-kafka-alone are the harness's.
+STACK_ROOT = Path(ENV.get("KCHAT_ROOT", ROOT))
+BUILD = Path(ENV.get("KCHAT_BUILD_DIR", STACK_ROOT / "build"))
+TOOLS = Path(ENV.get("KCHAT_BENCH_BUILD_DIR", BUILD))
+SCHEMAS = STACK_ROOT / "schemas"
+LOADGEN = TOOLS / "bench" / "loadgen" / "kchat-loadgen"
+KAFKA_ALONE = TOOLS / "bench" / "kafka" / "kchat-kafka-alone"
 STATE = Path(ENV["KCHAT_STATE_DIR"])
 BASE = int(ENV["KCHAT_PORT_BASE"])
 NGW = int(ENV.get("KCHAT_GATEWAYS", "3"))
 BROKERS = ENV["KCHAT_KAFKA_BROKERS"]
 DAEMONS = ["processor", "projector", "api"] + ["gateway"] + [f"gateway{i}" for i in range(1, NGW)]
+# kchat's own processes as the earlier figures counted them ("all of kchat"): its daemons
+# and the broker. The whole stack adds Postgres, Redis, MinIO and the ingress.
+KCHAT_AND_BROKER = DAEMONS + ["kafka"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+JMX_PORT = ENV.get("KCHAT_KAFKA_JMX_PORT")
+# The broker's request kinds of a transaction, and those of the KRaft controller (the
+# broker's own heartbeats and registration: no client's work, left out of the total).
+TXN_REQUESTS = ("InitProducerId", "AddPartitionsToTxn", "AddOffsetsToTxn", "TxnOffsetCommit",
+                "EndTxn", "WriteTxnMarkers")
+CONTROLLER_REQUESTS = {"BrokerHeartbeat", "BrokerRegistration", "ControllerRegistration",
+                       "UnregisterBroker", "AllocateProducerIds", "AlterPartition", "Vote",
+                       "BeginQuorumEpoch", "EndQuorumEpoch", "DescribeQuorum", "FetchSnapshot",
+                       "AddRaftVoter", "RemoveRaftVoter", "UpdateRaftVoter",
+                       "AssignReplicasToDirs"}
+# The request kinds the summary shows one by one (all of them are in the JSON).
+SHOWN_REQUESTS = ("Produce", "Fetch", "FetchConsumer") + TXN_REQUESTS + (
+    "Metadata", "Heartbeat", "OffsetCommit")
 
 CACHE = Path(ENV.get("KCHAT_BENCH_CACHE", Path.home() / ".cache" / "kchat-bench"))
 
@@ -60,10 +88,14 @@ def pid_of(name):
         return None
 
 
-def cpu_s(pid):
-    """user + system CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def pid_in(path):
+    """The live pid named on the first line of a pid file, or None."""
+    try:
+        pid = int(Path(path).read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def status_kib(pid, key="VmRSS"):
@@ -102,15 +134,151 @@ def kafka_pid():
     return pids[0] if pids else None
 
 
-def cpu_snapshot():
-    snap = {d: cpu_s(p) for d in DAEMONS if (p := pid_of(d))}
-    kp = kafka_pid()
-    if kp:
+def proc_table():
+    """Every process's parent and CPU seconds from /proc/<pid>/stat: {pid: (ppid, own,
+    reaped)}, own = utime + stime, reaped = cutime + cstime (what the children it has waited
+    for used)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
         try:
-            snap["kafka"] = cpu_s(kp)
-        except OSError:
-            pass
+            f = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        out[int(d)] = (int(f[1]), (int(f[11]) + int(f[12])) / CLK_TCK,
+                       (int(f[13]) + int(f[14])) / CLK_TCK)
+    return out
+
+
+def tree_cpu(table, kids, root):
+    """CPU seconds of a process and every descendant alive, plus what the descendants already
+    gone used (a process's CPU passes to its parent's cutime/cstime when the parent waits for
+    it: the postmaster for its backends, nginx's master for its workers), so a child that
+    came and went between two readings counts too. Returns (seconds, processes alive)."""
+    total, n, todo = 0.0, 0, [root]
+    while todo:
+        pid = todo.pop()
+        _, own, reaped = table[pid]
+        total += own + reaped
+        n += 1
+        todo += kids.get(pid, [])
+    return total, n
+
+
+def stack_roots(extra=None):
+    """The stack's processes by name, each the root of its tree: the daemons, the broker, the
+    postmaster of this stack's data directory (its backends are its children), Redis, MinIO
+    and the ingress's master (workers are its children), when they run; extra adds more
+    (a peer server)."""
+    roots = {d: p for d in DAEMONS if (p := pid_of(d))}
+    files = {"postgres": STATE / "pg" / "data" / "postmaster.pid",
+             "redis": STATE / "redis" / "redis.pid", "minio": STATE / "minio" / "minio.pid",
+             "nginx": STATE / "nginx" / "nginx.pid"}
+    if (kp := kafka_pid()):
+        roots["kafka"] = kp
+    roots.update({n: p for n, f in files.items() if (p := pid_in(f))})
+    roots.update(extra or {})
+    return roots
+
+
+def cpu_snapshot(extra=None):
+    """CPU seconds so far of every process of the stack by name (stack_roots), each with its
+    root pid and how many processes its tree holds now."""
+    table = proc_table()
+    kids = {}
+    for pid, (ppid, _, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    snap = {}
+    for name, pid in stack_roots(extra).items():
+        if pid in table:
+            sec, n = tree_cpu(table, kids, pid)
+            snap[name] = {"pid": pid, "cpu_s": sec, "processes": n}
     return snap
+
+
+def cpu_delta(snap0, snap1):
+    """CPU seconds each process tree used between two snapshots (a name whose root process
+    changed meanwhile, a restarted daemon, is left out)."""
+    return {n: snap1[n]["cpu_s"] - snap0[n]["cpu_s"] for n in snap1
+            if n in snap0 and snap0[n]["pid"] == snap1[n]["pid"]}
+
+
+def cpu_figures(snap0, snap1, deliveries):
+    """CPU of every process of the stack between two snapshots: seconds and µs per delivered
+    message by process (Postgres and the ingress: their whole process trees), the total and
+    deliveries per CPU second on it, and the same for kchat's daemons and the broker alone
+    (what the earlier figures called all of kchat)."""
+    used = cpu_delta(snap0, snap1)
+    total = sum(used.values())
+    kchat = sum(v for n, v in used.items() if n in KCHAT_AND_BROKER)
+    per = max(deliveries, 1)
+    return {"cpu_seconds": {n: round(v, 3) for n, v in used.items()},
+            "cpu_us_per_delivery": {n: round(v * 1e6 / per, 1) for n, v in used.items()},
+            "cpu_processes": {n: [snap0[n]["processes"], snap1[n]["processes"]] for n in used},
+            "cpu_seconds_total": round(total, 3),
+            "cpu_us_per_delivery_total": round(total * 1e6 / per, 1),
+            "deliveries_per_cpu_second": round(deliveries / total) if total > 0 else 0,
+            "cpu_seconds_kchat_and_broker": round(kchat, 3),
+            "deliveries_per_cpu_second_kchat_and_broker":
+                round(deliveries / kchat) if kchat > 0 else 0}
+
+
+def broker_requests():
+    """The broker's request counters by request kind: kafka.network:type=RequestMetrics,
+    name=RequestsPerSec,request=<kind> Count, summed over the request versions, read over JMX
+    (KCHAT_KAFKA_JMX_PORT) by Kafka's JmxTool. The tool is a JVM of its own taking about a
+    second to start: call it outside a measured window. None when the broker has no JMX."""
+    if not JMX_PORT:
+        return None
+    r = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "run-class",
+                        "org.apache.kafka.tools.JmxTool",
+                        f"--jmx-url=service:jmx:rmi:///jndi/rmi://127.0.0.1:{JMX_PORT}/jmxrmi",
+                        "--object-name=kafka.network:type=RequestMetrics,name=RequestsPerSec,*",
+                        "--attributes=Count", "--one-time=true", "--report-format=properties"],
+                       capture_output=True, text=True, timeout=120)
+    counts = {}
+    for line in r.stdout.splitlines():
+        m = re.search(r"[:,]request=([A-Za-z]+)(?:,[^:]*)?:Count=(\d+)", line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
+    if r.returncode != 0 or not counts:
+        out = (r.stdout + r.stderr).splitlines()
+        why = next((ln for ln in out if "Exception" in ln or "rror" in ln), "\n".join(out[-5:]))
+        raise RuntimeError(f"JmxTool on 127.0.0.1:{JMX_PORT}: {why[:400]}")
+    return counts
+
+
+def read_requests(errors):
+    """broker_requests, or None with the reason added to errors."""
+    try:
+        return broker_requests()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        errors.append(str(e))
+        return None
+
+
+def request_figures(req0, req1, messages):
+    """The broker's requests between two readings of broker_requests, by kind and per chat
+    message: produce, fetch (consumers' fetches: FetchConsumer when the broker counts it
+    apart), transactional (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+    TxnOffsetCommit, EndTxn, WriteTxnMarkers) and the total of every client request kind (the
+    controller's own requests and the follower fetches left out)."""
+    if req0 is None or req1 is None:
+        why = "" if JMX_PORT else ": the broker has no JMX (KCHAT_KAFKA_JMX_PORT)"
+        return {"kafka_requests": None, "kafka_requests_note": "not measured" + why}
+    d = {k: v - req0.get(k, 0) for k, v in req1.items() if v - req0.get(k, 0) > 0}
+    fetch = d.get("FetchConsumer", 0) if "FetchConsumer" in req1 else d.get("Fetch", 0)
+    clients = sum(v for k, v in d.items() if k not in CONTROLLER_REQUESTS and
+                  k not in ("Fetch", "FetchConsumer", "FetchFollower")) + fetch
+    per = max(messages, 1)
+    groups = {"produce": d.get("Produce", 0), "fetch": fetch,
+              "transactional": sum(d.get(k, 0) for k in TXN_REQUESTS), "total": clients}
+    return {"kafka_requests": d,
+            "kafka_requests_per_message": {
+                **{k: round(v / per, 3) for k, v in groups.items()},
+                "by_kind": {k: round(d.get(k, 0) / per, 3) for k in SHOWN_REQUESTS
+                            if k in req1}}}
 
 
 def topic_records():
@@ -144,7 +312,7 @@ def run_loadgen(label, args, timeout=600, servers=None):
     """One kchat-loadgen run (servers: a peer's host:port; None: kchat's gateways)."""
     out = STATE / f"loadgen-{label}.json"
     cmd = [str(LOADGEN), f"--gateways={servers or gateways_arg()}", f"--brokers={BROKERS}",
-           f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={ROOT / 'schemas'}",
+           f"--jwt-key={ENV['KCHAT_JWT_PRIVATE_KEY']}", f"--schemas-dir={SCHEMAS}",
            f"--label={label}", f"--out={out}", *args]
     if servers is None:  # kchat: wait for the gateways' routes before sending
         cmd.append(f"--redis=127.0.0.1:{ENV['KCHAT_REDIS_PORT']}")
@@ -158,20 +326,39 @@ def run_loadgen(label, args, timeout=600, servers=None):
 
 
 def with_costs(label, args):
-    """A loadgen run with CPU and Kafka records measured around it."""
-    recs0, cpu0 = topic_records(), cpu_snapshot()
+    """A loadgen run with what it cost measured around it: Kafka records (every topic's high
+    watermarks), the broker's requests (its JMX counters, read just outside the CPU window so
+    the reading tool's JVM is not in it) and the CPU of every process of the stack."""
+    errors = []
+    recs0 = topic_records()
+    req0 = read_requests(errors)
+    cpu0 = cpu_snapshot()
     s = run_loadgen(label, args)
     time.sleep(2)  # the projector and the offsets catch up
-    recs1, cpu1 = topic_records(), cpu_snapshot()
+    cpu1 = cpu_snapshot()
+    req1 = read_requests(errors)
+    recs1 = topic_records()
     acked = max(s["results"]["acked"], 1)
-    deliveries = max(s["results"]["deliveries"], 1)
     s["kafka_records"] = {t: recs1.get(t, 0) - recs0.get(t, 0) for t in recs1
                           if recs1.get(t, 0) - recs0.get(t, 0) > 0}
     s["kafka_records_per_message"] = sum(s["kafka_records"].values()) / acked
-    s["cpu_seconds"] = {d: round(cpu1[d] - cpu0[d], 3) for d in cpu1 if d in cpu0}
-    s["cpu_us_per_delivery"] = {d: round(v * 1e6 / deliveries, 1)
-                                for d, v in s["cpu_seconds"].items()}
+    s.update(request_figures(req0, req1, acked))
+    if errors:
+        s["kafka_requests_error"] = errors[0]
+    s.update(cpu_figures(cpu0, cpu1, s["results"]["deliveries"]))
     return s
+
+
+def warm_up(seconds, short):
+    """Unmeasured 1:1 load (400 connections; 1 000 msg/s, 2 000 in the full version) for the
+    given seconds, so that the measured scenarios find the broker's JIT warm (a comparison's
+    two stacks both start from nothing). Only its check is kept."""
+    rate = 1000 if short else 2000
+    s = run_loadgen("warmup", ["--conns=400", "--group=2", f"--rate={rate}",
+                               f"--duration-s={seconds}", "--size=100", "--drain-s=60"])
+    return {"seconds": seconds, "rate": rate, "acked_per_s": round(s["results"]["acked_per_s"]),
+            "check": s["check"]["pass"], "check_problems": check_problems(s),
+            "integrity_problems": check_problems(s, integrity_only=True)}
 
 
 def scenario_kafka(short):
@@ -195,6 +382,27 @@ def scenario_groups(short):
                                  f"--duration-s={dur}", "--size=100", "--drain-s=60"])
 
 
+# The check's counters that say a message was lost, doubled or misordered.
+INTEGRITY = ("lost", "duplicates", "out_of_order", "duplicate_acks", "seq_conflicts",
+             "conversations_with_seq_gaps", "conversations_not_starting_at_1",
+             "acked_never_delivered")
+
+
+def check_problems(s, integrity_only=False):
+    """What a loadgen run's check found wrong, as "counter N" strings: with integrity_only
+    only what says a message was lost, doubled or misordered; otherwise also messages never
+    acked by the end of the drain, refused sends and acks, and connections that failed or
+    closed (the rest of what the load generator's pass requires)."""
+    c, r = s["check"], s["results"]
+    found = [f"{k} {c[k]:.0f}" for k in INTEGRITY if c.get(k)]
+    if integrity_only:
+        return found
+    found += [f"unacked {c['unacked']:.0f}"] if c.get("unacked") else []
+    found += [f"{k} {r[k]:.0f}" for k in ("connections_failed", "connections_closed_early",
+                                          "send_failed", "ack_errors") if r.get(k)]
+    return found or ([] if c["pass"] else ["check failed"])
+
+
 def ramp_steps(rates, dur, label="ramp", extra=(), servers=None):
     """1:1 with 400 connections at each rate in turn until one is not sustained."""
     steps = []
@@ -209,7 +417,9 @@ def ramp_steps(rates, dur, label="ramp", extra=(), servers=None):
                       "ack_p50_ms": r["ack_latency"]["p50_ms"],
                       "ack_p99_ms": r["ack_latency"]["p99_ms"],
                       "delivery_p99_ms": r["delivery_latency"]["p99_ms"],
-                      "check": s["check"]["pass"], "sustained": ok})
+                      "check": s["check"]["pass"], "check_problems": check_problems(s),
+                      "integrity_problems": check_problems(s, integrity_only=True),
+                      "sustained": ok})
         if not ok:
             break
     return steps
@@ -291,17 +501,45 @@ class Peer:
         self.log.close()
 
 
-def peer_run(kind, pids, label, args):
-    """A loadgen run against one system with the CPU of its processes measured around it."""
-    cpu0 = {n: cpu_s(p) for n, p in pids.items()}
+def per_cpu_second(deliveries, seconds):
+    return round(deliveries / seconds) if seconds > 0 else 0
+
+
+def peer_run(kind, peer, label, args):
+    """A loadgen run against one system with the CPU of every process of the stack and of the
+    peer's server (when one runs) measured around it: (summary, CPU seconds by process)."""
+    extra = {kind: peer.proc.pid} if peer else None
+    cpu0 = cpu_snapshot(extra)
     if kind == "kchat":
         s = run_loadgen(label, args)
     else:
         s = run_loadgen(label, [f"--protocol={kind}", *args], servers=f"127.0.0.1:{Peer.ports[kind]}")
-    cpu1 = {n: cpu_s(p) for n, p in pids.items()}
-    used = sum(cpu1[n] - cpu0[n] for n in pids)
-    deliveries = s["results"]["deliveries"]
-    return s, used, deliveries
+    return s, cpu_delta(cpu0, cpu_snapshot(extra))
+
+
+def peer_cpu(kind, used, deliveries):
+    """A system's CPU in the peers' 1:1 run, counted two ways so that the comparison is fair
+    either way: the server alone (kchat: its daemons and the broker; a peer: its one process)
+    and with the Redis server it uses (the stack's: the peers' engine or adapter, kchat's
+    routes and read models); for kchat also its whole stack (Postgres, MinIO, the ingress).
+    deliveries: those to the recipients (not a sender's copy of its own message)."""
+    if kind == "kchat":
+        mine = used
+        server = sum(v for n, v in used.items() if n in KCHAT_AND_BROKER)
+    else:
+        mine = {n: v for n, v in used.items() if n in (kind, "redis")}
+        server = used.get(kind, 0.0)
+    with_redis = server + used.get("redis", 0.0)
+    out = {"deliveries_to_recipients": deliveries,
+           "cpu_seconds_by_process": {n: round(v, 3) for n, v in mine.items()},
+           "cpu_seconds": round(server, 2), "cpu_seconds_with_redis": round(with_redis, 2),
+           "deliveries_per_cpu_second": per_cpu_second(deliveries, server),
+           "deliveries_per_cpu_second_with_redis": per_cpu_second(deliveries, with_redis)}
+    if kind == "kchat":
+        whole = sum(used.values())
+        out.update({"cpu_seconds_whole_stack": round(whole, 2),
+                    "deliveries_per_cpu_second_whole_stack": per_cpu_second(deliveries, whole)})
+    return out
 
 
 def hold_idle(n, label, target, hold_s, settle_ms, src_addrs, deadline_s, measure):
@@ -355,38 +593,43 @@ def idle_rss(pids, kind, n):
     return round((rss1 - rss0) * 1024 / max(opened, 1)), opened
 
 
-def scenario_peers(short, idle=None):
+def scenario_peers(short, idle=None, systems=("kchat", "centrifugo", "socketio")):
     """kchat, Centrifugo (Redis engine, history on) and Socket.IO (Redis adapter) with the same
     load generator: memory per idle connection, then 1:1 at the same rate (latency at equal
-    rate, CPU per delivery of the servers' processes). Peers run one node each; kchat's CPU
-    counts all its daemons and the Kafka broker."""
-    setup = subprocess.run([str(ROOT / "bench" / "peers" / "setup.sh")], capture_output=True,
-                           text=True, timeout=1800)
-    out = {"setup": setup.stderr[-500:]} if setup.returncode else {}
+    rate, and CPU per delivery: the servers alone and with the Redis server they use, see
+    peer_cpu), then a ramp (throughput at equal p99). Peers run one node each."""
+    out = {}
+    if set(systems) - {"kchat"}:
+        setup = subprocess.run([str(ROOT / "bench" / "peers" / "setup.sh")], capture_output=True,
+                               text=True, timeout=1800)
+        if setup.returncode:
+            out["setup"] = setup.stderr[-500:]
     conns, rate, dur, idle_n = (200, 400, 10, 2000) if short else (2000, 2000, 30, 18000)
     load = [f"--conns={conns}", "--group=2", f"--rate={rate}", f"--duration-s={dur}",
             "--size=100", "--drain-s=60"]
-    kchat_pids = {d: p for d in DAEMONS if (p := pid_of(d))}
-    if kafka_pid():
-        kchat_pids["kafka"] = kafka_pid()
-    gw_pids = {d: p for d, p in kchat_pids.items() if d.startswith("gateway")}
+    gw_pids = {d: p for d in DAEMONS if d.startswith("gateway") and (p := pid_of(d))}
     rows = {}
-    for kind in ("kchat", "centrifugo", "socketio"):
+    for kind in systems:
         peer = None
         try:
             if kind == "kchat":
-                pids, mem_pids = kchat_pids, gw_pids
+                mem_pids = gw_pids
             else:
                 peer = Peer(kind)
-                pids = mem_pids = {kind: peer.proc.pid}
+                mem_pids = {kind: peer.proc.pid}
             if kind == "kchat" and idle and "gateway_user_bytes_per_conn" in idle:
                 # measured on fresh gateways by the idle scenario: after the other scenarios
                 # the gateways' heaps have room to spare and would show almost no growth
                 per_conn, opened = idle["gateway_user_bytes_per_conn"], idle["connections"]
             else:
                 per_conn, opened = idle_rss(mem_pids, kind, idle_n)
-            s, cpu, deliveries = peer_run(kind, pids, f"peer-{kind}", load)
+            s, used = peer_run(kind, peer, f"peer-{kind}", load)
             r = s["results"]
+            # Centrifugo sends a publication to its sender too: per CPU second counts the
+            # deliveries to the other members, as kchat's and Socket.IO's do
+            g = s["params"]["group"]
+            to_others = round(r["deliveries"] * (g - 1) / g) if kind == "centrifugo" else \
+                r["deliveries"]
             steps = ramp_steps([1000, 4000, 16000] if short else [1000, 2000, 4000, 8000, 16000,
                                                                    32000],
                                5 if short else 15, label=f"peer-ramp-{kind}",
@@ -396,8 +639,7 @@ def scenario_peers(short, idle=None):
                           "acked_per_s": round(r["acked_per_s"]),
                           "deliveries_per_s": round(r["deliveries_per_s"]),
                           "ack_latency": r["ack_latency"], "delivery_latency": r["delivery_latency"],
-                          "cpu_seconds": round(cpu, 2),
-                          "deliveries_per_cpu_second": round(deliveries / cpu) if cpu > 0 else 0,
+                          **peer_cpu(kind, used, to_others),
                           "check": s["check"]["pass"], "check_detail": s["check"],
                           "ramp": steps, "max_sustained_per_s": best_rate(steps),
                           "max_per_s_p99_under_50ms": best_rate(steps, 50),
@@ -427,7 +669,7 @@ def scenario_idle(short):
                 sum(status_kib(p) for p in loadgen_pids))
 
     target = [f"--gateways={gateways_arg()}", f"--brokers={BROKERS}",
-              f"--schemas-dir={ROOT / 'schemas'}"]
+              f"--schemas-dir={SCHEMAS}"]
     opened, (rss1, mem1, tcp1, lg_rss) = hold_idle(
         n, "idle", target, 8 if short else 60, 2000, 4 if n > 10000 else 1, 600, measure)
     grown = sum(rss1.values()) - sum(rss0.values())
@@ -486,7 +728,7 @@ def restart_processor(settings):
     env = {k: v for k, v in ENV.items() if k not in ("KCHAT_PRODUCERS",
                                                       "KCHAT_COMMIT_INTERVAL_MS")}
     env.update(settings)
-    subprocess.run([str(ROOT / "scripts" / "stack.sh"), "restart", "processor"], env=env,
+    subprocess.run([str(STACK_ROOT / "scripts" / "stack.sh"), "restart", "processor"], env=env,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -528,7 +770,7 @@ def scenario_replay(short):
     for port in (BASE + 120, BASE + 121, BASE + 122):  # a port may be taken as an ephemeral one
         t0 = time.monotonic()
         r = subprocess.run([str(binary), "--rebuild", f"--admin-port={port}",
-                            f"--schemas-dir={ROOT / 'schemas'}"], capture_output=True, text=True,
+                            f"--schemas-dir={SCHEMAS}"], capture_output=True, text=True,
                            timeout=900)
         dt = time.monotonic() - t0
         if r.returncode == 0 or "cannot listen" not in r.stderr:
@@ -539,47 +781,168 @@ def scenario_replay(short):
             "events_per_s": round(recs / dt) if dt > 0 else 0}
 
 
+PEER_SYSTEMS = ("kchat", "centrifugo", "socketio")
+KCHAT_SCENARIOS = ("idle", "one2one", "groups", "ramp", "peers")
+
+
+def commit_of(tree):
+    """The commit a tree is at (git describe, "-dirty" when it has changes), or "?"."""
+    r = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty", "--abbrev=10"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true", help="the short version (make bench)")
     ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers",
                     help="scenarios to run; txn (the processor's settings) only when named")
+    ap.add_argument("--kchat-only", action="store_true",
+                    help="of the scenarios chosen, only those that measure kchat itself (idle, "
+                         "one2one, groups, ramp, and kchat's part of peers): what a baseline runs")
+    ap.add_argument("--warmup", type=int, default=0, metavar="SECONDS",
+                    help="unmeasured 1:1 load for this long before the first scenario that "
+                         "loads kchat (after kafka and idle), to warm the broker's JIT")
+    ap.add_argument("--name", default="", help="a name for this run in the results")
+    ap.add_argument("--baseline-results", default="",
+                    help="the results of a baseline's run (bench/run.sh --baseline): the summary "
+                         "ends with a table baseline vs this run")
     ap.add_argument("--out", default=str(STATE / "bench-results.json"))
     a = ap.parse_args()
     only = a.only.split(",")
+    if a.kchat_only:
+        only = [n for n in only if n in KCHAT_SCENARIOS]
     res = {"machine": {"nproc": os.cpu_count(),
                        "cpu": next((line.split(":", 1)[1].strip()
                                     for line in Path("/proc/cpuinfo").read_text().splitlines()
                                     if line.startswith("model name")), "?"),
                        "mem_kib": meminfo()["MemTotal"]},
+           "name": a.name, "commit": commit_of(STACK_ROOT),
            "short": a.short, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    failed = []
     for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay", "peers",
                  "txn"]:  # idle first: on fresh gateways
         if name not in only:
             continue
+        if a.warmup > 0 and name != "idle" and name in KCHAT_SCENARIOS + ("txn",) and \
+                "warmup" not in res:
+            print(f"== warm-up ({a.warmup} s)", file=sys.stderr)
+            try:
+                res["warmup"] = warm_up(a.warmup, a.short)
+            except Exception as e:
+                res["warmup"] = {"error": str(e)}
         print(f"== {name}", file=sys.stderr)
         try:
             if name == "peers":
-                res[name] = scenario_peers(a.short, res.get("idle"))
-                continue
-            if name == "history":
+                res[name] = scenario_peers(a.short, res.get("idle"),
+                                           ("kchat",) if a.kchat_only else PEER_SYSTEMS)
+            elif name == "history":
                 if "one2one" not in res:
                     res[name] = {"skipped": "needs the one2one scenario's conversations"}
                     continue
                 res[name] = scenario_history(a.short, res["one2one"])
             else:
                 res[name] = globals()[f"scenario_{name}"](a.short)
-            if isinstance(res[name], dict) and res[name].get("exit_code", 0) != 0:
-                failed.append(name)
         except Exception as e:  # one broken scenario must not hide the others' figures
             res[name] = {"error": str(e)}
-            failed.append(name)
+    res["failures"] = failures(res)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(summary(res))
+    if a.baseline_results:
+        bp = Path(a.baseline_results)
+        print("\n" + (comparison(json.loads(bp.read_text()), res) if bp.exists() else
+                      f"baseline vs current: no baseline results ({bp} is missing)"))
+    ratios = peer_ratios(res)
+    if ratios:
+        print("\n" + ratios)
+    if res["failures"]:
+        print("\nFAILED:\n" + "\n".join(f"- {f}" for f in res["failures"]))
     print(f"\nfull results: {a.out}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if res["failures"] else 0
+
+
+def failures(res):
+    """Why a run ends with a non-zero status: a scenario that errored (or could not read the
+    broker's request counters it was asked to), or a load generator check that failed. At
+    equal load every item of the check counts; at a ramp step only a message lost, doubled or
+    misordered, since a step beyond what the system sustains may end its drain with acks still
+    outstanding. Timings and ratios never count."""
+    out = [f"{name}: error: {v['error'][:400]}" for name, v in res.items()
+           if isinstance(v, dict) and "error" in v]
+    for name in ("one2one", "groups"):
+        s = res.get(name) or {}
+        if "check" in s and (p := check_problems(s)):
+            out.append(f"{name}: check failed: {', '.join(p)}")
+        if s.get("kafka_requests_error"):
+            out.append(f"{name}: the broker's request counters: {s['kafka_requests_error'][:300]}")
+    ramps = [("ramp", (res.get("ramp") or {}).get("steps", [])),
+             ("warm-up", [res["warmup"]] if "rate" in (res.get("warmup") or {}) else [])]
+    for kind, r in ((res.get("peers") or {}).get("systems") or {}).items():
+        if "error" in r:
+            out.append(f"peers {kind}: error: {r['error'][:400]}")
+            continue
+        if r.get("check_problems"):
+            out.append(f"peers {kind}: check failed: {', '.join(r['check_problems'])}")
+        ramps.append((f"peers {kind} ramp", r.get("ramp", [])))
+    for label, steps in ramps:
+        out += [f"{label} at {st['rate']} msg/s: check failed: "
+                f"{', '.join(st['integrity_problems'])}"
+                for st in steps if st.get("integrity_problems")]
+    out += [f"txn {r['producers']} producers, {r['commit_interval_ms']} ms: check failed: "
+            f"{', '.join(r['check_problems'])}"
+            for r in (res.get("txn") or {}).get("rows", []) if r.get("check_problems")]
+    return out
+
+
+def num(v, digits=1):
+    """A figure for a table: thousands apart by a space, fixed decimals; blank when missing."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    return f"{v:,.{digits}f}".replace(",", " ")
+
+
+def cost_tables(res):
+    """The one2one and groups runs' costs: Kafka records and broker requests per chat message,
+    and the CPU of every process of the stack per delivered message."""
+    runs = [(n, res[n]) for n in ("one2one", "groups")
+            if res.get(n) and "results" in res[n]]
+    if not runs:
+        return []
+    lines = ["| per chat message | Kafka records | requests: produce | fetch | transactional | "
+             "total | by kind |", "|---|---|---|---|---|---|---|"]
+    for name, s in runs:
+        rq = s.get("kafka_requests_per_message")
+        if not rq:
+            lines.append(f"| {name} | {s['kafka_records_per_message']:.2f} | "
+                         f"{s.get('kafka_requests_error') or s.get('kafka_requests_note', '')} |")
+            continue
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in rq["by_kind"].items() if v)
+        lines.append(f"| {name} | {s['kafka_records_per_message']:.2f} | {rq['produce']:.2f} | "
+                     f"{rq['fetch']:.2f} | {rq['transactional']:.2f} | {rq['total']:.2f} | "
+                     f"{kinds} |")
+    names = []
+    for _, s in runs:
+        names += [n for n in s.get("cpu_us_per_delivery", {}) if n not in names]
+    order = KCHAT_AND_BROKER + ["postgres", "redis", "minio", "nginx"]
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    lines += ["", "| CPU µs per delivery | " + " | ".join(names) +
+              " | total | CPU s | deliveries per CPU s | kchat and broker alone |",
+              "|---|" + "---|" * (len(names) + 4)]
+    for name, s in runs:
+        per = s.get("cpu_us_per_delivery", {})
+        lines.append(f"| {name} | " + " | ".join(num(per.get(n)) for n in names) +
+                     f" | {num(s.get('cpu_us_per_delivery_total'))} | "
+                     f"{num(s.get('cpu_seconds_total'), 2)} | "
+                     f"{num(s.get('deliveries_per_cpu_second'), 0)} | "
+                     f"{num(s.get('deliveries_per_cpu_second_kchat_and_broker'), 0)} |")
+    trees = "; ".join(f"{name}: " + ", ".join(f"{n} {a} → {b}" for n, (a, b) in
+                                              s.get("cpu_processes", {}).items() if max(a, b) > 1)
+                      for name, s in runs)
+    lines.append(f"(processes counted, start → end: {trees}; a tree's processes that ended in "
+                 f"between count through their parent's reaped-children time)")
+    return lines
 
 
 def summary(res):
@@ -607,11 +970,7 @@ def summary(res):
         lines += ["| scenario | conns | group | target msg/s | acked/s | deliveries/s | "
                   "ack p50/p99/max ms | delivery p50/p99/max ms | Kafka records/msg | check |",
                   "|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
-        for name in ("one2one", "groups"):
-            s = res.get(name)
-            if s and "cpu_us_per_delivery" in s:
-                lines.append(f"CPU µs per delivered message, {name}: " +
-                             ", ".join(f"{d} {v}" for d, v in s["cpu_us_per_delivery"].items()))
+        lines += cost_tables(res)
     rp = res.get("ramp")
     if rp and "steps" in rp:
         lines += ["", "| ramp: target msg/s | acked/s | ack p50 ms | ack p99 ms | "
@@ -648,8 +1007,9 @@ def summary(res):
     pe = res.get("peers", {}).get("systems")
     if pe:
         lines += ["", "| system | bytes per idle conn (server) | acked/s | deliveries/s | "
-                  "ack p50/p99/max ms | delivery p50/p99/max ms | deliveries per CPU s | check |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "ack p50/p99/max ms | delivery p50/p99/max ms | CPU s: server / with Redis | "
+                  "deliveries per CPU s: server | with Redis | check |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for kind, r in pe.items():
             if "error" in r:
                 lines.append(f"| {kind} | error: {r['error'][:120]} |")
@@ -658,8 +1018,21 @@ def summary(res):
             lines.append(f"| {kind} | {r['server_bytes_per_idle_conn']} | {r['acked_per_s']} | "
                          f"{r['deliveries_per_s']} | {al['p50_ms']:.1f} / {al['p99_ms']:.1f} / "
                          f"{al['max_ms']:.1f} | {dl['p50_ms']:.1f} / {dl['p99_ms']:.1f} / "
-                         f"{dl['max_ms']:.1f} | {r['deliveries_per_cpu_second']} | "
+                         f"{dl['max_ms']:.1f} | "
+                         f"{r['cpu_seconds']} / {r['cpu_seconds_with_redis']} | "
+                         f"{r['deliveries_per_cpu_second']} | "
+                         f"{r['deliveries_per_cpu_second_with_redis']} | "
                          f"{'pass' if r['check'] else 'FAIL'} |")
+        if "centrifugo" in pe and "error" not in pe["centrifugo"]:
+            lines.append("(Centrifugo's deliveries/s include its publication to the sender; "
+                         "its deliveries per CPU s count only those to the other members)")
+        if "cpu_seconds_whole_stack" in pe.get("kchat", {}):
+            k = pe["kchat"]
+            lines.append(f"(server: kchat's daemons and its broker, a peer's one process; with "
+                         f"Redis: plus the stack's Redis, which the peers use as engine or "
+                         f"adapter. kchat's whole stack, Postgres, MinIO and the ingress "
+                         f"included: {k['cpu_seconds_whole_stack']} CPU s, "
+                         f"{k['deliveries_per_cpu_second_whole_stack']} deliveries per CPU s)")
         lines += ["", "| system | ramp steps (target: acked/s, ack p99 ms) | max sustained msg/s | "
                   "with p99 ≤ 50 ms | with p99 ≤ 500 ms |", "|---|---|---|---|---|"]
         for kind, r in pe.items():
@@ -668,6 +1041,126 @@ def summary(res):
                                + ("" if x["sustained"] else " (not sustained)") for x in r["ramp"])
                 lines.append(f"| {kind} | {st} | {r['max_sustained_per_s']} | "
                              f"{r['max_per_s_p99_under_50ms']} | {r['max_per_s_p99_under_500ms']} |")
+    return "\n".join(lines)
+
+
+def ratio(a, b):
+    """a / b for a table, blank when either is missing or b is zero."""
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return ""
+    return f"{a / b:.2f}"
+
+
+def peer_ratios(res):
+    """kchat / each peer, same run: deliveries per CPU second (servers alone, with Redis, and
+    kchat's whole stack against the peer with Redis), throughput with an ack p99 within 500 ms
+    and 50 ms, ack p50 and p99 at equal rate, server memory per idle connection."""
+    pe = (res.get("peers") or {}).get("systems") or {}
+    k = pe.get("kchat")
+    peers = [(n, r) for n, r in pe.items() if n != "kchat" and "error" not in r]
+    if not k or "error" in k or not peers:
+        return ""
+    figures = [("deliveries per CPU second, servers alone", "deliveries_per_cpu_second", None),
+               ("deliveries per CPU second, with Redis", "deliveries_per_cpu_second_with_redis",
+                None),
+               ("deliveries per CPU second, kchat's whole stack / the peer with Redis",
+                "deliveries_per_cpu_second_whole_stack", "deliveries_per_cpu_second_with_redis"),
+               ("msg/s sustained with ack p99 ≤ 500 ms", "max_per_s_p99_under_500ms", None),
+               ("msg/s sustained with ack p99 ≤ 50 ms", "max_per_s_p99_under_50ms", None),
+               ("ack p50 ms at equal rate", ("ack_latency", "p50_ms"), None),
+               ("ack p99 ms at equal rate", ("ack_latency", "p99_ms"), None),
+               ("server bytes per idle connection", "server_bytes_per_idle_conn", None)]
+
+    def get(r, key):
+        return r.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else r.get(key)
+
+    lines = ["kchat / peers (same run)", "",
+             "| figure | kchat | " + " | ".join(f"{n} | kchat / {n}" for n, _ in peers) + " |",
+             "|---|---|" + "---|---|" * len(peers)]
+    for label, key, peer_key in figures:
+        kv, digits = get(k, key), 1 if label.startswith("ack") else 0
+        cells = [f"{num(get(r, peer_key or key), digits)} | {ratio(kv, get(r, peer_key or key))}"
+                 for _, r in peers]
+        lines.append(f"| {label} | {num(kv, digits)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_figures(res):
+    """The figures of a run that the comparison with a baseline shows: [(label, value)], and
+    the decimals each is shown with (figure_digits)."""
+    out = []
+    i = res.get("idle") or {}
+    if "gateway_user_bytes_per_conn" in i:
+        out.append(("idle: gateway bytes per connection", i["gateway_user_bytes_per_conn"]))
+    for name in ("one2one", "groups"):
+        s = res.get(name) or {}
+        if "results" not in s:
+            continue
+        r = s["results"]
+        al, dl = r["ack_latency"], r["delivery_latency"]
+        out += [(f"{name}: check", "pass" if s["check"]["pass"] else "FAIL"),
+                (f"{name}: acked/s", r["acked_per_s"]),
+                (f"{name}: ack p50 ms", al["p50_ms"]), (f"{name}: ack p99 ms", al["p99_ms"]),
+                (f"{name}: delivery p50 ms", dl["p50_ms"]),
+                (f"{name}: delivery p99 ms", dl["p99_ms"]),
+                (f"{name}: Kafka records/msg", s["kafka_records_per_message"])]
+        rq = s.get("kafka_requests_per_message") or {}
+        out += [(f"{name}: broker requests/msg, {g}", rq.get(g))
+                for g in ("produce", "fetch", "transactional", "total")]
+        out += [(f"{name}: CPU µs per delivery, {p}", v)
+                for p, v in s.get("cpu_us_per_delivery", {}).items()]
+        out += [(f"{name}: CPU µs per delivery, total", s.get("cpu_us_per_delivery_total")),
+                (f"{name}: deliveries per CPU s, whole stack", s.get("deliveries_per_cpu_second")),
+                (f"{name}: deliveries per CPU s, kchat and broker",
+                 s.get("deliveries_per_cpu_second_kchat_and_broker"))]
+    rp = res.get("ramp") or {}
+    if "steps" in rp:
+        out.append(("ramp: highest sustained msg/s", rp["max_sustained_per_s"]))
+        out += [(f"ramp: ack p99 ms at {st['rate']} msg/s", st["ack_p99_ms"]) for st in rp["steps"]]
+    k = ((res.get("peers") or {}).get("systems") or {}).get("kchat") or {}
+    if "ack_latency" in k:
+        out += [("peers' 1:1: ack p50 ms", k["ack_latency"]["p50_ms"]),
+                ("peers' 1:1: ack p99 ms", k["ack_latency"]["p99_ms"]),
+                ("peers' 1:1: deliveries per CPU s, kchat and broker",
+                 k["deliveries_per_cpu_second"]),
+                ("peers' 1:1: deliveries per CPU s, with Redis",
+                 k["deliveries_per_cpu_second_with_redis"]),
+                ("peers' 1:1: deliveries per CPU s, whole stack",
+                 k.get("deliveries_per_cpu_second_whole_stack")),
+                ("peers' ramp: msg/s with ack p99 ≤ 500 ms", k["max_per_s_p99_under_500ms"]),
+                ("peers' ramp: msg/s with ack p99 ≤ 50 ms", k["max_per_s_p99_under_50ms"])]
+        if "gateway_user_bytes_per_conn" not in i:  # without the idle scenario: the peers'
+            out.append(("peers' idle: gateway bytes per connection",
+                        k["server_bytes_per_idle_conn"]))
+    return out
+
+
+def figure_digits(label):
+    """Decimals for a figure of compare_figures, by its label: latencies and µs 1, per-message
+    counts 2, rates and bytes 0."""
+    if re.search(r"p(50|99) ms", label) or "µs" in label:
+        return 1
+    return 2 if "/msg" in label else 0
+
+
+def comparison(base, cur):
+    """A table baseline vs current of every figure compare_figures gives either run, with the
+    ratio current / baseline."""
+    b, c = dict(compare_figures(base)), dict(compare_figures(cur))
+    labels = [lbl for lbl, _ in compare_figures(cur)]
+    labels += [lbl for lbl, _ in compare_figures(base) if lbl not in c]
+    if not labels:
+        return "baseline vs current: no figure to compare"
+    bname = f"baseline {base.get('name') or ''} ({base.get('commit', '?')})".replace("  ", " ")
+    lines = [f"Baseline vs current (current / baseline: above 1 means more in the current run)",
+             "", f"| figure | {bname} | current ({cur.get('commit', '?')}) | current / baseline |",
+             "|---|---|---|---|"]
+    for lbl in labels:
+        digits = figure_digits(lbl)
+        lines.append(f"| {lbl} | {num(b.get(lbl), digits)} | {num(c.get(lbl), digits)} | "
+                     f"{ratio(c.get(lbl), b.get(lbl))} |")
+    if base.get("failures"):
+        lines.append("(the baseline's run failed: " + "; ".join(base["failures"]) + ")")
     return "\n".join(lines)
 
 

@@ -18,6 +18,9 @@
 #   JAVA                          java binary, default java (Java 17+)
 #   KCHAT_KAFKA_HEAP_OPTS         default "-Xms128m -Xmx512m"
 #   KCHAT_KAFKA_JVM_OPTS          extra JVM options, default none
+#   KCHAT_KAFKA_JMX_PORT          when set, the broker's JMX on 127.0.0.1:PORT (no authentication,
+#                                 loopback only; the benchmarks read its request metrics);
+#                                 default: no JMX
 #   KCHAT_KAFKA_START_TIMEOUT     seconds to wait for the broker to answer, default 90
 #   KCHAT_KAFKA_STOP_TIMEOUT      seconds to wait after SIGTERM before SIGKILL, default 30
 #
@@ -38,7 +41,22 @@ HEAP_OPTS=${KCHAT_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
 EXTRA_JVM_OPTS=${KCHAT_KAFKA_JVM_OPTS:-}
 START_TIMEOUT=${KCHAT_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${KCHAT_KAFKA_STOP_TIMEOUT:-30}
+JMX_PORT=${KCHAT_KAFKA_JMX_PORT:-}
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+
+# The JVM options of JMX: none unless KCHAT_KAFKA_JMX_PORT asks for it, then a connector
+# on loopback whose registry and objects share the one port.
+jmx_opts() {
+    if [[ -z $JMX_PORT ]]; then
+        printf '%s\n' -Dcom.sun.management.jmxremote=false
+        return
+    fi
+    printf '%s\n' -Dcom.sun.management.jmxremote.port="$JMX_PORT" \
+        -Dcom.sun.management.jmxremote.rmi.port="$JMX_PORT" \
+        -Dcom.sun.management.jmxremote.host=127.0.0.1 -Djava.rmi.server.hostname=127.0.0.1 \
+        -Dcom.sun.management.jmxremote.local.only=true \
+        -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false
+}
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -178,6 +196,9 @@ cmd_start() {
     state_paths
     local pid
     if pid=$(running_pid); then
+        if [[ -n $JMX_PORT ]] && ! port_open "$JMX_PORT"; then
+            log "note: the running broker has no JMX on 127.0.0.1:$JMX_PORT (started without KCHAT_KAFKA_JMX_PORT; stop it to start it with)"
+        fi
         if broker_answers; then
             log "already running (pid $pid) on $BOOTSTRAP"
             return 0
@@ -190,10 +211,14 @@ cmd_start() {
     check_java
     need_libs
     [[ -f $TEMPLATE ]] || die "missing $TEMPLATE"
+    if [[ -n $JMX_PORT ]]; then
+        [[ $JMX_PORT =~ ^[0-9]+$ ]] && ((JMX_PORT > 0 && JMX_PORT < 65536)) ||
+            die "KCHAT_KAFKA_JMX_PORT must be a port number, not '$JMX_PORT'"
+    fi
     local p
-    for p in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" ${JMX_PORT:+"$JMX_PORT"}; do
         if port_open "$p"; then
-            die "port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT)"
+            die "port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT / KCHAT_KAFKA_JMX_PORT)"
         fi
     done
     render_config
@@ -202,12 +227,14 @@ cmd_start() {
     local t0
     t0=$(date +%s%N)
     LOG_OFFSET=$(stat -c %s "$LOG_DIR/server.log" 2>/dev/null || echo 0)
-    log "starting Kafka $VERSION on $BOOTSTRAP (controller 127.0.0.1:$CONTROLLER_PORT, data $DATA_DIR)"
+    log "starting Kafka $VERSION on $BOOTSTRAP (controller 127.0.0.1:$CONTROLLER_PORT, data $DATA_DIR${JMX_PORT:+, JMX 127.0.0.1:$JMX_PORT})"
+    local jmx
+    mapfile -t jmx < <(jmx_opts)
     # shellcheck disable=SC2086  # HEAP_OPTS and EXTRA_JVM_OPTS are word lists
     setsid "$JAVA" $HEAP_OPTS \
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
         -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
-        -Djava.awt.headless=true -Dcom.sun.management.jmxremote=false \
+        -Djava.awt.headless=true "${jmx[@]}" \
         -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.file=server.log -Dlog4j2.configurationFile="$LOG4J_CONF" \
         $EXTRA_JVM_OPTS \
         -cp "$LIBS/*" kafka.Kafka "$PROPS" \
