@@ -448,16 +448,19 @@ static void pg_phase(proj_t *p)
         return;
     }
     p->phase_t0 = kc_mono_ns();
-    proj_stmts_t st = {0};
+    proj_stmts_t parts = {0}, st = {0};
     int64_t *expect = kc_xcalloc(p->npparts, sizeof(int64_t));
     for (size_t i = 0; i < p->npparts; i++)
         expect[i] = p->pg_next[p->pparts[i]];
     proj_pg_check(p->schema, p->cfg.events_topic, p->pparts, expect, p->npparts,
-                  p->cfg.rebuild ? -1 : p->pg_gen, &st);
+                  p->cfg.rebuild ? -1 : p->pg_gen, &parts);
     free(expect);
-    p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &st);
-    proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &st);
-    size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &st);
+    p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &parts);
+    proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &parts);
+    size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &parts);
+    /* The lock is a statement of its own, before them: a statement resolves `rm` when it is
+     * parsed, so one that took the lock itself could resolve it before a swap it waited for. */
+    proj_pg_combine(&parts, &st);
     p->pending = 1;
     int ok = kc_pg_query(p->pg, "BEGIN", 0, NULL, on_pg, p) == 0;
     if (ok)

@@ -597,6 +597,14 @@ def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands,
     r.script_flush()
     commands.send(command(convos[0], "u2", "SetReadMarker", {"seq_no": per}))
     commands.flush()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    # The processor has turned every command into an event, and both models hold them all.
+    wait_until(lambda: applied() >= len(convos) * per and read_seqs(convos[0])["u2"] == per,
+               "the whole load applied", timeout=180)
     wait_caught_up(brokers, r)
     assert metric("kchat_projector_resyncs_total") == resyncs, "no batch was given up"
     _, want = expected_models(read_all_events(brokers))

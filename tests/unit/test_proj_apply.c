@@ -106,12 +106,65 @@ static void test_applied_events_are_skipped_and_rejections_change_nothing(void *
     assert_int_equal(st.n, 2); /* the read position and the activity */
     assert_true(starts(&st.v[0], "UPDATE rm.members"));
     assert_int_equal(proj_pg_notify(its, 3, &st), 1);
-    assert_true(starts(&st.v[2], "SELECT pg_notify('kchat_applied'"));
+    assert_true(starts(&st.v[2], "SELECT count(*) FROM (SELECT pg_notify('kchat_applied'"));
     char *payload = proj_applied_payload(&its[1].ev);
     assert_string_equal(payload, "{\"command_id\":\"cmd-1\",\"convo_id\":\"c1\",\"type\":"
                                  "\"CommandRejected\",\"reason\":\"not_member\",\"message\":"
                                  "\"u1 is \\\"not\\\" a member\"}");
     free(payload);
+    proj_stmts_free(&st);
+}
+
+static void test_statements_are_combined_where_their_tables_differ(void **state)
+{
+    (void)state;
+    proj_item_t its[500];
+    for (int i = 0; i < 500; i++)
+        its[i] = item(EV_MESSAGE, i % 2 ? "c1" : "c2", "u1", i / 2 + 1);
+    its[7].ev.origin = "api:1";
+    int32_t part = 3;
+    int64_t expect = 10, next = 510;
+    proj_stmts_t parts = {0}, st = {0};
+    proj_pg_check("rm", "chat.events", &part, &expect, 1, 4, &parts);
+    assert_int_equal(proj_pg_build("rm", its, 500, &parts), 500);
+    proj_pg_offsets("rm", "chat.events", &part, &next, 1, &parts);
+    assert_int_equal(proj_pg_notify(its, 500, &parts), 1);
+    proj_pg_combine(&parts, &st);
+    assert_int_equal(parts.n, 0);
+    /* check, messages, read positions, activity, offsets, NOTIFYs: one statement */
+    assert_int_equal(st.n, 1);
+    assert_true(starts(&st.v[0], "WITH q0 AS (INSERT INTO rm.messages"));
+    assert_non_null(strstr(st.v[0].sql, "q1 AS (UPDATE rm.members"));
+    assert_non_null(strstr(st.v[0].sql, "q2 AS (UPDATE rm.conversations"));
+    assert_non_null(strstr(st.v[0].sql, "q3 AS (INSERT INTO rm.offsets"));
+    assert_non_null(strstr(st.v[0].sql, ") SELECT (SELECT (CASE WHEN"));
+    assert_non_null(strstr(st.v[0].sql, "$22::text[]"));
+    assert_null(strstr(st.v[0].sql, "$23"));
+    assert_int_equal(st.v[0].nparams, 22);
+    assert_string_equal(st.v[0].params[14], "chat.events"); /* the offsets' topic */
+    assert_string_equal(st.v[0].params[17], "chat.events"); /* the check's */
+    assert_string_equal(st.v[0].params[20], "4");           /* its generation */
+    proj_stmts_free(&st);
+
+    /* The membership changes of test_membership_changes_keep_their_order: a table written
+     * twice starts a new statement. */
+    const char *u2[] = {"u2"};
+    proj_item_t m[3] = {item(EV_MESSAGE, "c1", "u2", 1), item(EV_REMOVED, "c1", "u1", 0),
+                        item(EV_ADDED, "c1", "u1", 0)};
+    m[1].ev.members = m[2].ev.members = u2;
+    m[1].ev.nmembers = m[2].ev.nmembers = 1;
+    proj_pg_check("rm", "chat.events", &part, &expect, 1, 4, &parts);
+    assert_int_equal(proj_pg_build("rm", m, 3, &parts), 3);
+    proj_pg_offsets("rm", "chat.events", &part, &next, 1, &parts);
+    assert_int_equal(parts.n, 9);
+    proj_pg_combine(&parts, &st);
+    const char *want[] = {"WITH q0 AS (INSERT INTO rm.messages", "WITH q0 AS (DELETE FROM rm.members",
+                          "INSERT INTO rm.members", "WITH q0 AS (UPDATE rm.conversations"};
+    assert_int_equal(st.n, 4);
+    for (size_t i = 0; i < st.n; i++)
+        assert_true(starts(&st.v[i], want[i]));
+    assert_non_null(strstr(st.v[1].sql, ") UPDATE rm.conversations"));
+    assert_non_null(strstr(st.v[3].sql, ") INSERT INTO rm.offsets"));
     proj_stmts_free(&st);
 }
 
@@ -255,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_a_run_of_messages_is_three_statements),
         cmocka_unit_test(test_membership_changes_keep_their_order),
         cmocka_unit_test(test_applied_events_are_skipped_and_rejections_change_nothing),
+        cmocka_unit_test(test_statements_are_combined_where_their_tables_differ),
         cmocka_unit_test(test_a_message_in_redis),
         cmocka_unit_test(test_a_run_of_messages_is_one_operation_with_the_newest_only),
         cmocka_unit_test(test_other_events_and_gaps_end_a_run),
