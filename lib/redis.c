@@ -235,8 +235,9 @@ size_t kc_redis_pending(const kc_redis_t *r)
     return r->npending;
 }
 
-int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
-                     const size_t *argvlen)
+/* Sends one command, given as argv (argc >= 0) or preformatted (argc < 0: cmd, len). */
+static int send_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
+                        const size_t *argvlen, const char *cmd, size_t len)
 {
     if (r->state == S_CLOSED)
         return -ESHUTDOWN;
@@ -249,7 +250,9 @@ int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const c
     p->cb = cb;
     p->arg = arg;
     p->deadline_ns = kc_mono_ns() + (uint64_t)r->timeout_ms * 1000000u;
-    if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+    int rc = argc >= 0 ? redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen)
+                       : redisAsyncFormattedCommand(r->ac, on_reply, p, cmd, len);
+    if (rc != REDIS_OK) {
         free(p);
         return -EIO;
     }
@@ -260,6 +263,18 @@ int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const c
     r->tail = p;
     r->npending++;
     return 0;
+}
+
+int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    return send_command(r, cb, arg, argc < 0 ? 0 : argc, argv, argvlen, NULL, 0);
+}
+
+int kc_redis_command_formatted(kc_redis_t *r, kc_redis_cb cb, void *arg, const char *cmd,
+                               size_t len)
+{
+    return send_command(r, cb, arg, -1, NULL, NULL, cmd, len);
 }
 
 static void on_timer_closed(uv_handle_t *h)

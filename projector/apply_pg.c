@@ -106,6 +106,12 @@ enum { P_CREATED, P_ADDS, P_REMOVES, P_MSGS, P_EDITS, P_DELETES, P_READS, P_ACTI
 
 static const int ncols[P_COUNT] = {4, 3, 2, 8, 4, 3, 3, 3};
 
+/* What each phase writes. An insert into members also reads conversations (its foreign
+ * key), so it never shares a statement with a write of conversations. */
+static const unsigned tables[P_COUNT] = {
+    PROJ_T_CONVERSATIONS, PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS, PROJ_T_MEMBERS, PROJ_T_MESSAGES,
+    PROJ_T_MESSAGES,      PROJ_T_MESSAGES,                       PROJ_T_MEMBERS, PROJ_T_CONVERSATIONS};
+
 typedef struct {
     col_t cols[P_COUNT][8];
 } segment_t;
@@ -122,6 +128,7 @@ static void emit(const char *schema, segment_t *g, int phase, const char *fmt, p
     for (int i = 0; i < ncols[phase]; i++)
         params[i] = col_take(&g->cols[phase][i]);
     proj_stmts_add(out, kc_buf_steal(&sql), ncols[phase], params);
+    out->v[out->n - 1].tables = tables[phase];
 }
 
 static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
@@ -301,6 +308,9 @@ void proj_pg_check(const char *schema, const char *topic, const int32_t *parts,
           "LEFT JOIN {S}.offsets o ON o.topic = $1 AND o.partition = e.p",
           schema);
     proj_stmts_add(out, kc_buf_steal(&sql), 4, params);
+    /* It reads the offsets as they were before the statement that holds it (a WITH query's
+     * writes are not seen by the rest of the statement), and it comes first. */
+    out->v[out->n - 1].select = 1;
 }
 
 void proj_pg_offsets(const char *schema, const char *topic, const int32_t *parts,
@@ -315,6 +325,7 @@ void proj_pg_offsets(const char *schema, const char *topic, const int32_t *parts
           "DO UPDATE SET next_offset = EXCLUDED.next_offset",
           schema);
     proj_stmts_add(out, kc_buf_steal(&sql), 3, params);
+    out->v[out->n - 1].tables = PROJ_T_OFFSETS;
 }
 
 char *proj_applied_payload(const proj_event_t *ev)
@@ -360,10 +371,122 @@ size_t proj_pg_notify(proj_item_t *items, size_t n, proj_stmts_t *out)
     size_t k = c.n;
     if (k) {
         char *params[1] = {col_take(&c)};
-        proj_stmts_add(
-            out, kc_xstrdup("SELECT pg_notify('kchat_applied', x) FROM unnest($1::text[]) AS t(x)"),
-            1, params);
+        /* One row, whatever the count (pg_notify is volatile: the subquery is not folded). */
+        proj_stmts_add(out,
+                       kc_xstrdup("SELECT count(*) FROM (SELECT pg_notify('kchat_applied', x) "
+                                  "FROM unnest($1::text[]) AS t(x)) n"),
+                       1, params);
+        out->v[out->n - 1].select = 1;
     }
     col_free(&c);
     return k;
+}
+
+/* ---- fewer statements ---- */
+
+/* sql with every $n as $(n + base). */
+static void renumber(kc_buf_t *out, const char *sql, int base)
+{
+    for (const char *p = sql; *p;) {
+        if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
+            char *end;
+            long n = strtol(p + 1, &end, 10);
+            kc_buf_printf(out, "$%ld", n + base);
+            p = end;
+        } else {
+            const char *q = strchr(p, '$');
+            size_t len = q ? (size_t)(q - p) : strlen(p);
+            if (len == 0)
+                len = 1; /* a '$' not followed by a digit */
+            kc_buf_append(out, p, len);
+            p += len;
+        }
+    }
+}
+
+/* One statement of in->v[from..to). */
+static void combine_group(proj_stmts_t *in, size_t from, size_t to, proj_stmts_t *out)
+{
+    if (to - from == 1) {
+        proj_stmt_t *st = &in->v[from];
+        proj_stmts_add(out, st->sql, st->nparams, st->params);
+        out->v[out->n - 1].tables = st->tables;
+        out->v[out->n - 1].select = st->select;
+        st->sql = NULL;
+        st->nparams = 0;
+        return;
+    }
+    size_t last_data = to, nsel = 0;
+    for (size_t i = from; i < to; i++) {
+        if (in->v[i].select)
+            nsel++;
+        else
+            last_data = i;
+    }
+    kc_buf_t sql = {0};
+    char *params[PROJ_STMT_MAX_PARAMS];
+    int np = 0, ctes = 0;
+    unsigned tabs = 0;
+    /* The WITH queries: every data statement, but the last one when there is no SELECT (it
+     * is then the main statement). */
+    for (size_t i = from; i < to; i++) {
+        proj_stmt_t *st = &in->v[i];
+        tabs |= st->tables;
+        if (st->select || (nsel == 0 && i == last_data))
+            continue;
+        kc_buf_puts(&sql, ctes ? ", " : "WITH ");
+        kc_buf_printf(&sql, "q%d AS (", ctes++);
+        renumber(&sql, st->sql, np);
+        kc_buf_putc(&sql, ')');
+        for (int k = 0; k < st->nparams; k++)
+            params[np++] = st->params[k];
+        st->nparams = 0;
+    }
+    if (ctes)
+        kc_buf_putc(&sql, ' ');
+    if (nsel == 0) {
+        proj_stmt_t *st = &in->v[last_data];
+        renumber(&sql, st->sql, np);
+        for (int k = 0; k < st->nparams; k++)
+            params[np++] = st->params[k];
+        st->nparams = 0;
+    } else {
+        kc_buf_puts(&sql, "SELECT ");
+        int col = 0;
+        for (size_t i = from; i < to; i++) {
+            proj_stmt_t *st = &in->v[i];
+            if (!st->select)
+                continue;
+            kc_buf_puts(&sql, col++ ? ", (" : "(");
+            renumber(&sql, st->sql, np);
+            kc_buf_putc(&sql, ')');
+            for (int k = 0; k < st->nparams; k++)
+                params[np++] = st->params[k];
+            st->nparams = 0;
+        }
+    }
+    proj_stmts_add(out, kc_buf_steal(&sql), np, params);
+    out->v[out->n - 1].tables = tabs;
+    out->v[out->n - 1].select = nsel > 0;
+}
+
+void proj_pg_combine(proj_stmts_t *in, proj_stmts_t *out)
+{
+    size_t from = 0;
+    unsigned tabs = 0;
+    int np = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        proj_stmt_t *st = &in->v[i];
+        if (i > from && ((tabs & st->tables) || np + st->nparams > PROJ_STMT_MAX_PARAMS)) {
+            combine_group(in, from, i, out);
+            from = i;
+            tabs = 0;
+            np = 0;
+        }
+        tabs |= st->tables;
+        np += st->nparams;
+    }
+    if (in->n > from)
+        combine_group(in, from, in->n, out);
+    proj_stmts_free(in);
 }

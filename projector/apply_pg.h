@@ -16,12 +16,22 @@
 
 #include "batch.h"
 
-#define PROJ_STMT_MAX_PARAMS 8
+#define PROJ_STMT_MAX_PARAMS 48
+
+/* The tables a statement writes (or, for an insert into members, checks a key of). */
+enum {
+    PROJ_T_CONVERSATIONS = 1,
+    PROJ_T_MEMBERS = 2,
+    PROJ_T_MESSAGES = 4,
+    PROJ_T_OFFSETS = 8,
+};
 
 typedef struct {
     char *sql;
     int nparams;
     char *params[PROJ_STMT_MAX_PARAMS];
+    unsigned tables; /* PROJ_T_* it writes */
+    int select;      /* a SELECT returning one row (the check, the NOTIFYs) */
 } proj_stmt_t;
 
 typedef struct {
@@ -32,6 +42,14 @@ typedef struct {
 /* Takes ownership of sql and of the params. */
 void proj_stmts_add(proj_stmts_t *s, char *sql, int nparams, char **params);
 void proj_stmts_free(proj_stmts_t *s);
+
+/* Joins consecutive statements of `in` into as few as it can, in order, and appends them to
+ * `out` (in is left empty). Statements join while none writes a table an earlier one of the
+ * group writes: data-modifying ones become WITH queries (all of one statement see the same
+ * snapshot, which is why no two may touch one table), the one-row SELECTs the columns of its
+ * final SELECT. A batch of messages is then one statement: the check, the messages, the read
+ * positions, the activity, the offsets and the NOTIFYs. */
+void proj_pg_combine(proj_stmts_t *in, proj_stmts_t *out);
 
 /* Appends the statements applying items[i] with to_pg set. Returns the number of events
  * they apply. schema must be a plain identifier ([a-z0-9_]). */

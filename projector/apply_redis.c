@@ -9,127 +9,316 @@
 #include "kchat/map.h"
 #include "kchat/util.h"
 
-/* HSET field to value unless the field already holds a larger number. */
-static const char HMAX[] = "local c = redis.call('HGET', KEYS[1], ARGV[1])\n"
-                           "if not c or tonumber(c) < tonumber(ARGV[2]) then\n"
-                           "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-                           "end\n"
-                           "return 0\n";
-
-/* A conversation's latest activity, and its place in each member's list. */
-static const char TOUCH[] = "local ms = ARGV[1]\n"
-                            "local cur = redis.call('HGET', KEYS[1], 'last_activity')\n"
-                            "if cur and tonumber(cur) >= tonumber(ms) then ms = cur\n"
-                            "else redis.call('HSET', KEYS[1], 'last_activity', ms) end\n"
-                            "for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-                            "  redis.call('ZADD', ARGV[3] .. 'convos:' .. m, 'GT', ms, ARGV[2])\n"
-                            "end\n"
-                            "return 0\n";
-
-/* An edit or delete of message ARGV[1]: in recent:<convo> and in last_message. */
-static const char EDIT[] =
-    "local function upd(j)\n"
+/* The batch script: see apply_redis.h for its arguments. Operations (after opcode and count):
+ *   M  recent, convo, read keys; lowest and highest seq_no; n; n × (seq_no, JSON) of the
+ *      newest messages (at most --recent-messages); last_seq and last_message; then
+ *      (sender, seq_no) pairs: consecutive messages of one conversation
+ *   T  convo and members keys, convo id, ms[, recent key, trim stop]: the latest activity,
+ *      the conversation's place in its members' lists (ZADD GT), the recent trim
+ *   L  lastseen key, (user, ms) pairs: each user's latest event (maximum)
+ *   C  convo key, title, created_by, created_at, then as A
+ *   A  members and read keys, members: added (read position 0)
+ *   R  members and read keys, convo id, members: removed, and out of their lists
+ *   E  recent and convo keys, seq_no, content, ms (ISO), '1' when deleted: an edit or delete
+ *   K  read key, user, seq_no: a read marker (maximum) */
+const char PROJ_REDIS_SCRIPT[] =
+    "local A, call, tonumber, unpack = ARGV, redis.call, tonumber, unpack\n"
+    "if A[1] ~= '' then\n"
+    "  local g = call('GET', KEYS[1])\n"
+    "  if g ~= A[1] then\n"
+    "    if g then return {0, 'the Redis generation changed'} end\n"
+    "    return {0, 'kchat:rm:gen is missing'}\n"
+    "  end\n"
+    "end\n"
+    "local P, np = A[2], tonumber(A[3])\n"
+    "local function chunks(cmd, key, t, from, to, per)\n"
+    "  local step = 1000 * per\n"
+    "  for s = from, to, step do\n"
+    "    local e = s + step - 1\n"
+    "    if e > to then e = to end\n"
+    "    call(cmd, key, unpack(t, s, e))\n"
+    "  end\n"
+    "end\n"
+    "if np > 0 then\n"
+    "  local f = {}\n"
+    "  for k = 1, np do f[k] = A[1 + 3 * k] end\n"
+    "  for s = 1, np, 1000 do\n"
+    "    local e = s + 999\n"
+    "    if e > np then e = np end\n"
+    "    local cur = call('HMGET', KEYS[2], unpack(f, s, e))\n"
+    "    for k = s, e do\n"
+    "      if (cur[k - s + 1] or '0') ~= A[2 + 3 * k] then\n"
+    "        return {0, 'the Redis offsets moved'}\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local function upd(j, content, at, del)\n"
     "  local o = cjson.decode(j)\n"
-    "  o.content = ARGV[2]\n"
-    "  if ARGV[4] == '1' then o.deleted_at = ARGV[3] else o.edited_at = ARGV[3] end\n"
+    "  o.content = content\n"
+    "  if del == '1' then o.deleted_at = at else o.edited_at = at end\n"
     "  return cjson.encode(o)\n"
     "end\n"
-    "local m = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])\n"
-    "if #m > 0 then\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])\n"
-    "  redis.call('ZADD', KEYS[1], ARGV[1], upd(m[1]))\n"
+    "local i, n, nxt, errs = 4 + 3 * np, #A, 0, {}\n"
+    "local function run()\n"
+    "  while i <= n do\n"
+    "    local op, j = A[i], i + 2\n"
+    "    nxt = n + 1\n"
+    "    nxt = j + tonumber(A[i + 1])\n"
+    "    if op == 'M' then\n"
+    "      local rk, na = A[j], tonumber(A[j + 5])\n"
+    "      call('ZREMRANGEBYSCORE', rk, A[j + 3], A[j + 4])\n"
+    "      local k = j + 6\n"
+    "      chunks('ZADD', rk, A, k, k + 2 * na - 1, 2)\n"
+    "      k = k + 2 * na\n"
+    "      call('HSET', A[j + 1], 'last_seq', A[k], 'last_message', A[k + 1])\n"
+    "      chunks('HSET', A[j + 2], A, k + 2, nxt - 1, 2)\n"
+    "    elseif op == 'T' then\n"
+    "      local ck, cid, ms = A[j], A[j + 2], A[j + 3]\n"
+    "      local cur = call('HGET', ck, 'last_activity')\n"
+    "      if cur and tonumber(cur) >= tonumber(ms) then ms = cur\n"
+    "      else call('HSET', ck, 'last_activity', ms) end\n"
+    "      for _, m in ipairs(call('SMEMBERS', A[j + 1])) do\n"
+    "        call('ZADD', P .. 'convos:' .. m, 'GT', ms, cid)\n"
+    "      end\n"
+    "      if nxt > j + 4 then call('ZREMRANGEBYRANK', A[j + 4], 0, A[j + 5]) end\n"
+    "    elseif op == 'L' then\n"
+    "      local key = A[j]\n"
+    "      for s = j + 1, nxt - 1, 2000 do\n"
+    "        local e = s + 1999\n"
+    "        if e > nxt - 1 then e = nxt - 1 end\n"
+    "        local f, set = {}, {}\n"
+    "        for k = s, e, 2 do f[#f + 1] = A[k] end\n"
+    "        local cur = call('HMGET', key, unpack(f))\n"
+    "        for k = s, e, 2 do\n"
+    "          local c = cur[(k - s) / 2 + 1]\n"
+    "          if not c or tonumber(c) < tonumber(A[k + 1]) then\n"
+    "            set[#set + 1] = A[k]\n"
+    "            set[#set + 1] = A[k + 1]\n"
+    "          end\n"
+    "        end\n"
+    "        if #set > 0 then call('HSET', key, unpack(set)) end\n"
+    "      end\n"
+    "    elseif op == 'C' or op == 'A' then\n"
+    "      local k = j\n"
+    "      if op == 'C' then\n"
+    "        call('HSET', A[j], 'title', A[j + 1], 'created_by', A[j + 2], 'created_at', A[j + 3])\n"
+    "        call('HSETNX', A[j], 'last_seq', '0')\n"
+    "        k = j + 4\n"
+    "      end\n"
+    "      if nxt > k + 2 then\n"
+    "        chunks('SADD', A[k], A, k + 2, nxt - 1, 1)\n"
+    "        local t = {}\n"
+    "        for m = k + 2, nxt - 1 do\n"
+    "          t[#t + 1] = A[m]\n"
+    "          t[#t + 1] = '0'\n"
+    "        end\n"
+    "        chunks('HSET', A[k + 1], t, 1, #t, 2)\n"
+    "      end\n"
+    "    elseif op == 'R' then\n"
+    "      if nxt > j + 3 then\n"
+    "        chunks('SREM', A[j], A, j + 3, nxt - 1, 1)\n"
+    "        chunks('HDEL', A[j + 1], A, j + 3, nxt - 1, 1)\n"
+    "        for m = j + 3, nxt - 1 do call('ZREM', P .. 'convos:' .. A[m], A[j + 2]) end\n"
+    "      end\n"
+    "    elseif op == 'E' then\n"
+    "      local rk, ck, s = A[j], A[j + 1], A[j + 2]\n"
+    "      local m = call('ZRANGEBYSCORE', rk, s, s)\n"
+    "      if #m > 0 then\n"
+    "        call('ZREMRANGEBYSCORE', rk, s, s)\n"
+    "        call('ZADD', rk, s, upd(m[1], A[j + 3], A[j + 4], A[j + 5]))\n"
+    "      end\n"
+    "      local lm = call('HGET', ck, 'last_message')\n"
+    "      if lm and tostring(cjson.decode(lm).seq_no) == s then\n"
+    "        call('HSET', ck, 'last_message', upd(lm, A[j + 3], A[j + 4], A[j + 5]))\n"
+    "      end\n"
+    "    elseif op == 'K' then\n"
+    "      local c = call('HGET', A[j], A[j + 1])\n"
+    "      if not c or tonumber(c) < tonumber(A[j + 2]) then\n"
+    "        call('HSET', A[j], A[j + 1], A[j + 2])\n"
+    "      end\n"
+    "    else\n"
+    "      error('unknown operation ' .. tostring(op))\n"
+    "    end\n"
+    "    i = nxt\n"
+    "  end\n"
     "end\n"
-    "local lm = redis.call('HGET', KEYS[2], 'last_message')\n"
-    "if lm and tostring(cjson.decode(lm).seq_no) == ARGV[1] then\n"
-    "  redis.call('HSET', KEYS[2], 'last_message', upd(lm))\n"
+    "while i <= n do\n"
+    "  local ok, e = pcall(run)\n"
+    "  if ok then break end\n"
+    "  if #errs < 10 then\n"
+    "    errs[#errs + 1] = type(e) == 'table' and tostring(e.err) or tostring(e)\n"
+    "  end\n"
+    "  i = nxt\n"
     "end\n"
-    "return 0\n";
+    "if np > 0 then\n"
+    "  local t = {}\n"
+    "  for k = 1, np do\n"
+    "    t[#t + 1] = A[1 + 3 * k]\n"
+    "    t[#t + 1] = A[3 + 3 * k]\n"
+    "  end\n"
+    "  chunks('HSET', KEYS[2], t, 1, #t, 2)\n"
+    "end\n"
+    "return {1, unpack(errs)}\n";
 
-void proj_rcmd_start(proj_rcmds_t *c)
+/* ---- arguments in the protocol's form ---- */
+
+static void put_uint(kc_buf_t *b, uint64_t v)
 {
-    if (c->ncmds == c->capcmds) {
-        c->capcmds = c->capcmds ? c->capcmds * 2 : 256;
-        c->first = kc_xrealloc(c->first, c->capcmds * sizeof(size_t));
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    kc_buf_reserve(b, n);
+    while (n)
+        b->data[b->len++] = tmp[--n];
+    b->data[b->len] = '\0';
+}
+
+static void note_arg(proj_rargs_t *a, size_t off, size_t len)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 1024;
+        a->off = kc_xrealloc(a->off, a->cap * sizeof(size_t));
+        a->len = kc_xrealloc(a->len, a->cap * sizeof(size_t));
     }
-    c->first[c->ncmds++] = c->nargs;
+    a->off[a->n] = off;
+    a->len[a->n] = len;
+    a->n++;
 }
 
-void proj_rcmd_arg(proj_rcmds_t *c, const char *s, size_t len)
+static void head_room(proj_rargs_t *a)
 {
-    if (c->nargs == c->capargs) {
-        c->capargs = c->capargs ? c->capargs * 2 : 1024;
-        c->off = kc_xrealloc(c->off, c->capargs * sizeof(size_t));
-        c->len = kc_xrealloc(c->len, c->capargs * sizeof(size_t));
+    if (a->b.len == 0) {
+        kc_buf_reserve(&a->b, PROJ_RARGS_HEAD + 4096);
+        memset(a->b.data, ' ', PROJ_RARGS_HEAD);
+        a->b.len = PROJ_RARGS_HEAD;
     }
-    c->off[c->nargs] = c->arena.len;
-    c->len[c->nargs] = len;
-    c->nargs++;
-    kc_buf_append(&c->arena, s, len);
 }
 
-void proj_rcmd_str(proj_rcmds_t *c, const char *s) { proj_rcmd_arg(c, s, strlen(s)); }
-
-void proj_rcmd_argf(proj_rcmds_t *c, const char *fmt, ...)
+void proj_rargs_add(proj_rargs_t *a, const char *s, size_t len)
 {
-    size_t start = c->arena.len;
-    va_list ap;
-    va_start(ap, fmt);
-    kc_buf_vprintf(&c->arena, fmt, ap);
-    va_end(ap);
-    size_t len = c->arena.len - start;
-    /* Re-register the bytes just written as one argument. */
-    if (c->nargs == c->capargs) {
-        c->capargs = c->capargs ? c->capargs * 2 : 1024;
-        c->off = kc_xrealloc(c->off, c->capargs * sizeof(size_t));
-        c->len = kc_xrealloc(c->len, c->capargs * sizeof(size_t));
+    head_room(a);
+    kc_buf_t *b = &a->b;
+    kc_buf_reserve(b, len + 32);
+    b->data[b->len++] = '$';
+    put_uint(b, len);
+    b->data[b->len++] = '\r';
+    b->data[b->len++] = '\n';
+    note_arg(a, b->len, len);
+    if (len)
+        memcpy(b->data + b->len, s, len);
+    b->len += len;
+    b->data[b->len++] = '\r';
+    b->data[b->len++] = '\n';
+    b->data[b->len] = '\0';
+}
+
+void proj_rargs_str(proj_rargs_t *a, const char *s) { proj_rargs_add(a, s, strlen(s)); }
+
+void proj_rargs_int(proj_rargs_t *a, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[sizeof(tmp) - ++n] = '-';
+    proj_rargs_add(a, tmp + sizeof(tmp) - n, n);
+}
+
+/* prefix + name + ':' + id as one argument, e.g. kchat:rm:3:recent:c_1 (no id: prefix +
+ * name). */
+static void add_key(proj_rargs_t *a, const char *prefix, const char *name, const char *id,
+                    size_t idlen)
+{
+    kc_buf_t *s = &a->scratch;
+    kc_buf_reset(s);
+    kc_buf_puts(s, prefix);
+    kc_buf_puts(s, name);
+    if (id) {
+        kc_buf_putc(s, ':');
+        kc_buf_append(s, id, idlen);
     }
-    c->off[c->nargs] = start;
-    c->len[c->nargs] = len;
-    c->nargs++;
+    proj_rargs_add(a, s->data, s->len);
 }
 
-int proj_rcmd_argc(const proj_rcmds_t *c, size_t i)
+static void add_ckey(proj_rargs_t *a, const char *prefix, const char *name, const char *id)
 {
-    size_t end = i + 1 < c->ncmds ? c->first[i + 1] : c->nargs;
-    return (int)(end - c->first[i]);
+    add_key(a, prefix, name, id, strlen(id));
 }
 
-int proj_rcmd_argv(const proj_rcmds_t *c, size_t i, const char **argv, size_t *lens, int max)
+const char *proj_rargs_get(const proj_rargs_t *a, size_t i, size_t *len)
 {
-    int argc = proj_rcmd_argc(c, i);
-    if (argc > max)
-        argc = max;
-    for (int k = 0; k < argc; k++) {
-        size_t a = c->first[i] + (size_t)k;
-        argv[k] = c->arena.data + c->off[a];
-        lens[k] = c->len[a];
-    }
-    return argc;
+    *len = a->len[i];
+    return a->b.data + a->off[i];
 }
 
-void proj_rcmds_free(proj_rcmds_t *c)
+const char *proj_rargs_evalsha(proj_rargs_t *a, const char *sha, int numkeys, size_t *len)
 {
-    kc_buf_free(&c->arena);
-    free(c->off);
-    free(c->len);
-    free(c->first);
-    memset(c, 0, sizeof(*c));
+    head_room(a);
+    char head[PROJ_RARGS_HEAD + 1], nk[16];
+    snprintf(nk, sizeof(nk), "%d", numkeys);
+    int n = snprintf(head, sizeof(head), "*%zu\r\n$7\r\nEVALSHA\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n",
+                     a->n + 3, strlen(sha), sha, strlen(nk), nk);
+    if (n < 0 || (size_t)n > PROJ_RARGS_HEAD)
+        abort(); /* a sha is 40 characters: it fits */
+    memcpy(a->b.data + PROJ_RARGS_HEAD - (size_t)n, head, (size_t)n);
+    *len = a->b.len - (PROJ_RARGS_HEAD - (size_t)n);
+    return a->b.data + PROJ_RARGS_HEAD - (size_t)n;
 }
 
-char *proj_message_json(const proj_event_t *e)
+void proj_rargs_free(proj_rargs_t *a)
+{
+    kc_buf_free(&a->b);
+    kc_buf_free(&a->scratch);
+    free(a->off);
+    free(a->len);
+    memset(a, 0, sizeof(*a));
+}
+
+/* An operation: its opcode, then its argument count, patched by op_end. The count is written
+ * with ten digits (Lua's tonumber reads them), so it can be patched in place. */
+static size_t op_begin(proj_rargs_t *a, const char *opcode)
+{
+    proj_rargs_str(a, opcode);
+    proj_rargs_add(a, "0000000000", 10);
+    return a->n;
+}
+
+static void op_end(proj_rargs_t *a, size_t first)
+{
+    char num[11];
+    snprintf(num, sizeof(num), "%010zu", a->n - first);
+    memcpy(a->b.data + a->off[first - 1], num, 10);
+}
+
+/* ---- the operations of a batch ---- */
+
+static void message_json(kc_buf_t *b, const proj_event_t *e)
 {
     char at[32];
     kc_iso_ms(e->at, at);
-    kc_buf_t b = {0};
 #define FIELD(name, val)                                                                           \
     do {                                                                                           \
-        kc_buf_puts(&b, ",\"" name "\":\"");                                                       \
-        kc_buf_json_str(&b, (val), strlen(val));                                                   \
-        kc_buf_putc(&b, '"');                                                                      \
+        kc_buf_puts(b, ",\"" name "\":\"");                                                        \
+        kc_buf_json_str(b, (val), strlen(val));                                                    \
+        kc_buf_putc(b, '"');                                                                       \
     } while (0)
-    kc_buf_puts(&b, "{\"convo_id\":\"");
-    kc_buf_json_str(&b, e->convo_id, strlen(e->convo_id));
-    kc_buf_printf(&b, "\",\"seq_no\":%" PRId64, e->seq_no);
+    kc_buf_puts(b, "{\"convo_id\":\"");
+    kc_buf_json_str(b, e->convo_id, strlen(e->convo_id));
+    kc_buf_puts(b, "\",\"seq_no\":");
+    if (e->seq_no < 0) {
+        kc_buf_putc(b, '-');
+        put_uint(b, (uint64_t)0 - (uint64_t)e->seq_no);
+    } else {
+        put_uint(b, (uint64_t)e->seq_no);
+    }
     FIELD("server_msg_id", e->server_msg_id);
     FIELD("sender_id", e->actor_id);
     FIELD("client_msg_id", e->client_msg_id);
@@ -137,7 +326,13 @@ char *proj_message_json(const proj_event_t *e)
     FIELD("content_type", e->content_type);
     FIELD("created_at", at);
 #undef FIELD
-    kc_buf_puts(&b, ",\"edited_at\":null,\"deleted_at\":null}");
+    kc_buf_puts(b, ",\"edited_at\":null,\"deleted_at\":null}");
+}
+
+char *proj_message_json(const proj_event_t *e)
+{
+    kc_buf_t b = {0};
+    message_json(&b, e);
     return kc_buf_steal(&b);
 }
 
@@ -146,66 +341,130 @@ typedef struct {
     int messages;
 } touch_t;
 
+/* The consecutive messages of one conversation not yet written (indexes into the items). */
+typedef struct {
+    size_t *idx;
+    size_t n, cap;
+} group_t;
+
 typedef struct {
     const char *prefix;
     long long recent;
-    proj_rcmds_t *out;
-} flush_ctx_t;
+    proj_item_t *items;
+    proj_rargs_t *out;
+} build_t;
+
+static void add_json(build_t *bl, const proj_event_t *e)
+{
+    proj_rargs_t *a = bl->out;
+    kc_buf_t *s = &a->scratch;
+    kc_buf_reset(s);
+    message_json(s, e);
+    proj_rargs_add(a, s->data, s->len);
+}
+
+/* One M operation for a run of consecutive messages of one conversation. */
+static void flush_group(build_t *bl, group_t *g)
+{
+    if (!g->n)
+        return;
+    proj_rargs_t *a = bl->out;
+    const proj_event_t *first = &bl->items[g->idx[0]].ev, *last = &bl->items[g->idx[g->n - 1]].ev;
+    size_t first_op = op_begin(a, "M");
+    add_ckey(a, bl->prefix, "recent", last->convo_id);
+    add_ckey(a, bl->prefix, "convo", last->convo_id);
+    add_ckey(a, bl->prefix, "read", last->convo_id);
+    proj_rargs_int(a, first->seq_no);
+    proj_rargs_int(a, last->seq_no);
+    /* Only the newest `recent` can stay in recent:<convo>: the trim would remove the others. */
+    size_t nadd = g->n < (size_t)bl->recent ? g->n : (size_t)bl->recent;
+    proj_rargs_int(a, (int64_t)nadd);
+    size_t last_json = 0;
+    for (size_t k = g->n - nadd; k < g->n; k++) {
+        const proj_event_t *e = &bl->items[g->idx[k]].ev;
+        proj_rargs_int(a, e->seq_no);
+        add_json(bl, e);
+        last_json = a->n - 1;
+    }
+    proj_rargs_int(a, last->seq_no);
+    size_t jl;
+    const char *j = proj_rargs_get(a, last_json, &jl);
+    /* j points into the buffer the copy goes to: copy it out first. */
+    kc_buf_reset(&a->scratch);
+    kc_buf_append(&a->scratch, j, jl);
+    proj_rargs_add(a, a->scratch.data, a->scratch.len);
+    /* Each sender has read up to their own newest message of the run. */
+    for (size_t k = g->n; k-- > 0;) {
+        const proj_event_t *e = &bl->items[g->idx[k]].ev;
+        int dup = 0;
+        for (size_t q = k + 1; q < g->n && !dup; q++)
+            dup = strcmp(bl->items[g->idx[q]].ev.actor_id, e->actor_id) == 0;
+        if (dup)
+            continue;
+        proj_rargs_str(a, e->actor_id);
+        proj_rargs_int(a, e->seq_no);
+    }
+    op_end(a, first_op);
+    g->n = 0;
+}
+
+static void flush_group_cb(const void *key, size_t klen, void *val, void *arg)
+{
+    (void)key;
+    (void)klen;
+    flush_group(arg, val);
+}
+
+static void free_group(void *val)
+{
+    group_t *g = val;
+    free(g->idx);
+    free(g);
+}
 
 static void flush_touch(const void *key, size_t klen, void *val, void *arg)
 {
-    flush_ctx_t *f = arg;
+    build_t *bl = arg;
     touch_t *t = val;
-    proj_rcmds_t *c = f->out;
-    proj_rcmd_start(c);
-    proj_rcmd_str(c, "EVAL");
-    proj_rcmd_str(c, TOUCH);
-    proj_rcmd_str(c, "2");
-    proj_rcmd_argf(c, "%sconvo:%.*s", f->prefix, (int)klen, (const char *)key);
-    proj_rcmd_argf(c, "%smembers:%.*s", f->prefix, (int)klen, (const char *)key);
-    proj_rcmd_argf(c, "%" PRId64, t->at);
-    proj_rcmd_arg(c, key, klen);
-    proj_rcmd_str(c, f->prefix);
+    proj_rargs_t *a = bl->out;
+    size_t first = op_begin(a, "T");
+    add_key(a, bl->prefix, "convo", key, klen);
+    add_key(a, bl->prefix, "members", key, klen);
+    proj_rargs_add(a, key, klen);
+    proj_rargs_int(a, t->at);
     if (t->messages) {
-        proj_rcmd_start(c);
-        proj_rcmd_str(c, "ZREMRANGEBYRANK");
-        proj_rcmd_argf(c, "%srecent:%.*s", f->prefix, (int)klen, (const char *)key);
-        proj_rcmd_str(c, "0");
-        proj_rcmd_argf(c, "%lld", -(f->recent + 1));
+        add_key(a, bl->prefix, "recent", key, klen);
+        proj_rargs_int(a, -(bl->recent + 1));
     }
+    op_end(a, first);
 }
 
 static void flush_seen(const void *key, size_t klen, void *val, void *arg)
 {
-    flush_ctx_t *f = arg;
-    proj_rcmds_t *c = f->out;
-    proj_rcmd_start(c);
-    proj_rcmd_str(c, "EVAL");
-    proj_rcmd_str(c, HMAX);
-    proj_rcmd_str(c, "1");
-    proj_rcmd_argf(c, "%slastseen", f->prefix);
-    proj_rcmd_arg(c, key, klen);
-    proj_rcmd_argf(c, "%" PRId64, *(int64_t *)val);
+    proj_rargs_t *a = arg;
+    proj_rargs_add(a, key, klen);
+    proj_rargs_int(a, *(int64_t *)val);
 }
 
-/* key:<convo> with one member argument per user, e.g. SADD members:<c> u1 u2. */
-static void members_cmd(proj_rcmds_t *c, const char *verb, const char *prefix, const char *key,
-                        const proj_event_t *e, const char *value)
+/* Members keys and ids of an added or removed set. */
+static void members_op(build_t *bl, const char *opcode, const proj_event_t *e)
 {
-    proj_rcmd_start(c);
-    proj_rcmd_str(c, verb);
-    proj_rcmd_argf(c, "%s%s:%s", prefix, key, e->convo_id);
-    for (size_t m = 0; m < e->nmembers; m++) {
-        proj_rcmd_str(c, e->members[m]);
-        if (value)
-            proj_rcmd_str(c, value);
-    }
+    proj_rargs_t *a = bl->out;
+    size_t first = op_begin(a, opcode);
+    add_ckey(a, bl->prefix, "members", e->convo_id);
+    add_ckey(a, bl->prefix, "read", e->convo_id);
+    if (e->kind == EV_REMOVED)
+        proj_rargs_str(a, e->convo_id);
+    for (size_t m = 0; m < e->nmembers; m++)
+        proj_rargs_str(a, e->members[m]);
+    op_end(a, first);
 }
 
 size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long long recent,
-                        proj_rcmds_t *out)
+                        proj_rargs_t *out)
 {
-    kc_map_t *touched = kc_map_new(), *seen = kc_map_new();
+    kc_map_t *touched = kc_map_new(), *seen = kc_map_new(), *groups = kc_map_new();
+    build_t bl = {.prefix = prefix, .recent = recent > 0 ? recent : 1, .items = items, .out = out};
     size_t applied = 0;
     for (size_t i = 0; i < n; i++) {
         if (!items[i].to_redis || items[i].kind != ITEM_EVENT)
@@ -213,99 +472,73 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         const proj_event_t *e = &items[i].ev;
         if (e->kind == EV_REJECTED)
             continue;
-        proj_rcmds_t *c = out;
+        size_t cl = strlen(e->convo_id);
+        group_t *g = kc_map_get(groups, e->convo_id, cl);
+        if (e->kind == EV_MESSAGE) {
+            if (!g) {
+                g = kc_xcalloc(1, sizeof(*g));
+                (void)kc_map_put(groups, e->convo_id, cl, g);
+            }
+            /* A run is of consecutive seq_nos, so recent:<convo> loses one range of scores. */
+            if (g->n && items[g->idx[g->n - 1]].ev.seq_no + 1 != e->seq_no)
+                flush_group(&bl, g);
+            if (g->n == g->cap) {
+                g->cap = g->cap ? g->cap * 2 : 8;
+                g->idx = kc_xrealloc(g->idx, g->cap * sizeof(size_t));
+            }
+            g->idx[g->n++] = i;
+        } else if (g) {
+            /* Any other event of the conversation comes after its messages. */
+            flush_group(&bl, g);
+        }
+        proj_rargs_t *a = out;
+        size_t first;
         switch (e->kind) {
         case EV_CREATED:
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "HSET");
-            proj_rcmd_argf(c, "%sconvo:%s", prefix, e->convo_id);
-            proj_rcmd_str(c, "title");
-            proj_rcmd_str(c, e->title);
-            proj_rcmd_str(c, "created_by");
-            proj_rcmd_str(c, e->actor_id);
-            proj_rcmd_str(c, "created_at");
-            proj_rcmd_argf(c, "%" PRId64, e->at);
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "HSETNX");
-            proj_rcmd_argf(c, "%sconvo:%s", prefix, e->convo_id);
-            proj_rcmd_str(c, "last_seq");
-            proj_rcmd_str(c, "0");
-            __attribute__((fallthrough));
+            first = op_begin(a, "C");
+            add_ckey(a, prefix, "convo", e->convo_id);
+            proj_rargs_str(a, e->title);
+            proj_rargs_str(a, e->actor_id);
+            proj_rargs_int(a, e->at);
+            add_ckey(a, prefix, "members", e->convo_id);
+            add_ckey(a, prefix, "read", e->convo_id);
+            for (size_t m = 0; m < e->nmembers; m++)
+                proj_rargs_str(a, e->members[m]);
+            op_end(a, first);
+            break;
         case EV_ADDED:
-            if (e->nmembers) {
-                members_cmd(c, "SADD", prefix, "members", e, NULL);
-                members_cmd(c, "HSET", prefix, "read", e, "0");
-            }
+            if (e->nmembers)
+                members_op(&bl, "A", e);
             break;
         case EV_REMOVED:
-            if (e->nmembers) {
-                members_cmd(c, "SREM", prefix, "members", e, NULL);
-                members_cmd(c, "HDEL", prefix, "read", e, NULL);
-            }
-            for (size_t m = 0; m < e->nmembers; m++) {
-                proj_rcmd_start(c);
-                proj_rcmd_str(c, "ZREM");
-                proj_rcmd_argf(c, "%sconvos:%s", prefix, e->members[m]);
-                proj_rcmd_str(c, e->convo_id);
-            }
+            if (e->nmembers)
+                members_op(&bl, "R", e);
             break;
-        case EV_MESSAGE: {
-            char *json = proj_message_json(e);
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "ZREMRANGEBYSCORE");
-            proj_rcmd_argf(c, "%srecent:%s", prefix, e->convo_id);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "ZADD");
-            proj_rcmd_argf(c, "%srecent:%s", prefix, e->convo_id);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            proj_rcmd_str(c, json);
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "HSET");
-            proj_rcmd_argf(c, "%sconvo:%s", prefix, e->convo_id);
-            proj_rcmd_str(c, "last_seq");
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            proj_rcmd_str(c, "last_message");
-            proj_rcmd_str(c, json);
-            /* The sender has read up to their own message, which is the newest one. */
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "HSET");
-            proj_rcmd_argf(c, "%sread:%s", prefix, e->convo_id);
-            proj_rcmd_str(c, e->actor_id);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            free(json);
-            break;
-        }
         case EV_EDITED:
         case EV_DELETED: {
             char at[32];
             kc_iso_ms(e->at, at);
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "EVAL");
-            proj_rcmd_str(c, EDIT);
-            proj_rcmd_str(c, "2");
-            proj_rcmd_argf(c, "%srecent:%s", prefix, e->convo_id);
-            proj_rcmd_argf(c, "%sconvo:%s", prefix, e->convo_id);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
-            proj_rcmd_str(c, e->kind == EV_EDITED ? e->content : "");
-            proj_rcmd_str(c, at);
-            proj_rcmd_str(c, e->kind == EV_DELETED ? "1" : "0");
+            first = op_begin(a, "E");
+            add_ckey(a, prefix, "recent", e->convo_id);
+            add_ckey(a, prefix, "convo", e->convo_id);
+            proj_rargs_int(a, e->seq_no);
+            proj_rargs_str(a, e->kind == EV_EDITED ? e->content : "");
+            proj_rargs_str(a, at);
+            proj_rargs_str(a, e->kind == EV_DELETED ? "1" : "0");
+            op_end(a, first);
             break;
         }
         case EV_READ:
-            proj_rcmd_start(c);
-            proj_rcmd_str(c, "EVAL");
-            proj_rcmd_str(c, HMAX);
-            proj_rcmd_str(c, "1");
-            proj_rcmd_argf(c, "%sread:%s", prefix, e->convo_id);
-            proj_rcmd_str(c, e->actor_id);
-            proj_rcmd_argf(c, "%" PRId64, e->seq_no);
+            first = op_begin(a, "K");
+            add_ckey(a, prefix, "read", e->convo_id);
+            proj_rargs_str(a, e->actor_id);
+            proj_rargs_int(a, e->seq_no);
+            op_end(a, first);
             break;
+        case EV_MESSAGE:
         case EV_REJECTED:
             break;
         }
-        size_t cl = strlen(e->convo_id);
         touch_t *t = kc_map_get(touched, e->convo_id, cl);
         if (!t) {
             t = kc_xcalloc(1, sizeof(*t));
@@ -326,9 +559,15 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
             *s = e->at;
         applied++;
     }
-    flush_ctx_t f = {.prefix = prefix, .recent = recent, .out = out};
-    kc_map_each(touched, flush_touch, &f);
-    kc_map_each(seen, flush_seen, &f);
+    kc_map_each(groups, flush_group_cb, &bl);
+    kc_map_each(touched, flush_touch, &bl);
+    if (kc_map_size(seen)) {
+        size_t first = op_begin(out, "L");
+        add_key(out, prefix, "lastseen", NULL, 0);
+        kc_map_each(seen, flush_seen, out);
+        op_end(out, first);
+    }
+    kc_map_destroy(groups, free_group);
     kc_map_destroy(touched, free);
     kc_map_destroy(seen, free);
     return applied;

@@ -1,9 +1,9 @@
 /* kchat-projector - chat.events in, the Postgres and Redis read models out.
  *
  * The consumer reads chat.events (read_committed) in batches. A batch is applied to Redis
- * first (one MULTI/EXEC with the offsets hash of the generation, after a WATCH that makes it
- * fail if the generation or the offsets moved), then to Postgres (one transaction holding the
- * rows, the offsets in rm.offsets and the NOTIFYs, under the shared advisory lock of `rm`).
+ * first (one EVALSHA of the batch script, which checks the generation and the offsets hash and
+ * writes the batch and the new offsets atomically), then to Postgres (one transaction holding
+ * the rows, the offsets in rm.offsets and the NOTIFYs, under the shared advisory lock of `rm`).
  * Each model keeps its own offsets, so each applies every event exactly once and either can
  * lag or be rebuilt alone. Kafka's committed offsets are never used: on assignment, and after
  * any failure, the stored offsets are read again and the consumer is moved to the lower of
@@ -33,7 +33,7 @@ static const kc_cfg_opt_t proj_opts[] = {
     {"schemas-dir", KC_CFG_STR, offsetof(proj_cfg_t, schemas_dir), "schemas", 1, 4096,
      "directory holding registry.json and the Avro schemas"},
     {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 10000,
-     "most events applied in one Postgres transaction and one Redis MULTI/EXEC"},
+     "most events applied in one Postgres transaction and one call of the Redis batch script"},
     {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
      "messages kept per conversation in the Redis model (recent:<convo>)"},
     {"session-timeout-ms", KC_CFG_INT, offsetof(proj_cfg_t, session_timeout_ms), "10000", 6000,
@@ -228,7 +228,7 @@ static void schedule_resync(proj_t *p, const char *why)
 static void end_batch(proj_t *p, const char *failure)
 {
     clear_items(p);
-    proj_rcmds_free(&p->rcmds);
+    proj_rargs_free(&p->rargs);
     p->busy = 0;
     if (failure)
         schedule_resync(p, failure);
@@ -276,7 +276,7 @@ static void start_batch(proj_t *p)
     redis_phase(p);
 }
 
-/* -- Redis: WATCH, check, MULTI ... EXEC -- */
+/* -- Redis: one call of the batch script -- */
 
 static void phase_error(proj_t *p, const char *err)
 {
@@ -286,137 +286,16 @@ static void phase_error(proj_t *p, const char *err)
     }
 }
 
-static void redis_apply(proj_t *p);
+static void redis_send(proj_t *p);
 
-static void on_check_reply(void *arg, const redisReply *rep, const char *err);
-static void on_nothing(void *arg, const redisReply *rep, const char *err);
-
-static void check_done(proj_t *p)
+static void redis_done(proj_t *p, const char *failure)
 {
-    if (p->phase_failed) {
-        const char *argv[] = {"UNWATCH"};
-        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, argv, NULL);
-        end_batch(p, p->phase_err);
+    if (failure) {
+        end_batch(p, failure);
         return;
     }
-    if (p->nrparts == 0 && p->nitems == 0) {
-        /* The idle check passed. */
-        const char *argv[] = {"UNWATCH"};
-        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, argv, NULL);
-        end_batch(p, NULL);
-        return;
-    }
-    redis_apply(p);
-}
-
-static void on_gen_reply(void *arg, const redisReply *rep, const char *err)
-{
-    proj_t *p = arg;
-    if (err) {
-        phase_error(p, err);
-    } else if (!p->cfg.rebuild && p->redis_gen > 0) {
-        int64_t g = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
-        if (g != p->redis_gen)
-            phase_error(p, g ? "the Redis generation changed" : "kchat:rm:gen is missing");
-    }
-    if (--p->pending == 0)
-        check_done(p);
-}
-
-static void on_check_reply(void *arg, const redisReply *rep, const char *err)
-{
-    proj_t *p = arg;
-    if (err) {
-        phase_error(p, err);
-    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == p->nrparts) {
-        for (size_t i = 0; i < p->nrparts; i++) {
-            const redisReply *e = rep->element[i];
-            int64_t v = e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
-            if (v != p->redis_next[p->rparts[i]]) {
-                phase_error(p, "the Redis offsets moved");
-                break;
-            }
-        }
-    } else if (rep->type != REDIS_REPLY_STATUS) {
-        phase_error(p, "unexpected reply to the offsets check");
-    }
-    if (--p->pending == 0)
-        check_done(p);
-}
-
-static void on_watch(void *arg, const redisReply *rep, const char *err)
-{
-    (void)rep;
-    proj_t *p = arg;
-    if (err)
-        phase_error(p, err);
-    if (--p->pending == 0)
-        check_done(p);
-}
-
-/* UNWATCH and DISCARD: their outcome changes nothing (a dropped connection forgets both). */
-static void on_nothing(void *arg, const redisReply *rep, const char *err)
-{
-    (void)arg;
-    (void)rep;
-    (void)err;
-}
-
-static int rsend(proj_t *p, kc_redis_cb cb, int argc, const char **argv, const size_t *lens)
-{
-    int rc = kc_redis_command(p->redis, cb, p, argc, argv, lens);
-    if (rc == 0)
-        p->pending++;
-    else
-        phase_error(p, rc == -ENOTCONN ? "redis is not connected" : "redis command refused");
-    return rc;
-}
-
-static void redis_phase(proj_t *p)
-{
-    p->phase_failed = 0;
-    p->pending = 0;
-    p->r_events = 0;
-    if (p->nitems && p->nrparts == 0) {
-        pg_phase(p);
-        return;
-    }
-    p->phase_t0 = kc_mono_ns();
-    char offkey[96];
-    kc_strlcpyf(offkey, sizeof(offkey), "%soffsets", p->prefix);
-    /* The pending count guards the phase's end, so it must not reach 0 while sending. */
-    p->pending = 1;
-    const char *watch[] = {"WATCH", "kchat:rm:gen", offkey};
-    if (rsend(p, on_watch, 3, watch, NULL) == 0) {
-        const char *get[] = {"GET", "kchat:rm:gen"};
-        if (rsend(p, on_gen_reply, 2, get, NULL) == 0) {
-            size_t argc = 2 + p->nrparts;
-            const char **argv = kc_xcalloc(argc, sizeof(char *));
-            char(*nums)[16] = kc_xcalloc(p->nrparts ? p->nrparts : 1, 16);
-            argv[0] = "HMGET";
-            argv[1] = offkey;
-            for (size_t i = 0; i < p->nrparts; i++) {
-                kc_strlcpyf(nums[i], 16, "%d", (int)p->rparts[i]);
-                argv[2 + i] = nums[i];
-            }
-            if (p->nrparts)
-                (void)rsend(p, on_check_reply, (int)argc, argv, NULL);
-            free(argv);
-            free(nums);
-        }
-    }
-    if (--p->pending == 0)
-        check_done(p);
-}
-
-static void exec_done(proj_t *p)
-{
-    if (p->phase_failed) {
-        end_batch(p, p->phase_err);
-        return;
-    }
-    if (!p->exec_ok) {
-        end_batch(p, "the Redis generation or offsets changed during the batch");
+    if (p->nitems == 0) {
+        end_batch(p, NULL); /* the idle check passed */
         return;
     }
     for (size_t i = 0; i < p->nrparts; i++)
@@ -426,75 +305,105 @@ static void exec_done(proj_t *p)
     pg_phase(p);
 }
 
-static void on_queued(void *arg, const redisReply *rep, const char *err)
-{
-    (void)rep;
-    proj_t *p = arg;
-    if (err)
-        phase_error(p, err);
-    if (--p->pending == 0)
-        exec_done(p);
-}
-
-static void on_exec(void *arg, const redisReply *rep, const char *err)
+static void on_batch_reply(void *arg, const redisReply *rep, const char *err)
 {
     proj_t *p = arg;
-    if (err) {
-        phase_error(p, err);
-    } else if (rep->type == REDIS_REPLY_ARRAY) {
-        p->exec_ok = 1;
-        for (size_t i = 0; i < rep->elements; i++)
-            if (rep->element[i]->type == REDIS_REPLY_ERROR) {
-                /* A command failed inside the transaction (the others ran): a bug, since
-                 * every command is well-formed; the offsets moved with it. */
-                kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("command", (long long)i)),
-                          "redis command failed inside EXEC: %s", rep->element[i]->str);
-            }
-    } else {
-        p->exec_ok = 0; /* nil: a watched key changed */
+    if (err && strncmp(err, "NOSCRIPT", 8) == 0 && !p->script_reloaded) {
+        /* Redis restarted or its scripts were flushed: the script did not run at all. */
+        kc_log_info("the Redis batch script is not loaded: loading it again");
+        p->script_reloaded = 1;
+        p->script_sha[0] = '\0';
+        redis_send(p);
+        return;
     }
-    if (--p->pending == 0)
-        exec_done(p);
+    if (err) {
+        redis_done(p, err);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        redis_done(p, "unexpected reply to the batch script");
+        return;
+    }
+    if (rep->element[0]->integer != 1) {
+        /* The generation or an offset moved: nothing was written. */
+        redis_done(p, rep->elements > 1 && rep->element[1]->type == REDIS_REPLY_STRING
+                          ? rep->element[1]->str
+                          : "the Redis read model moved under this writer");
+        return;
+    }
+    for (size_t i = 1; i < rep->elements; i++)
+        if (rep->element[i]->type == REDIS_REPLY_STRING) {
+            /* An operation failed (the others ran, and the offsets moved): a bug, since every
+             * operation is well-formed, as a failed command inside MULTI/EXEC would be. */
+            kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_INT("errors", (long long)rep->elements - 1)),
+                      "redis batch operation failed: %s", rep->element[i]->str);
+        }
+    redis_done(p, NULL);
 }
 
-static void redis_apply(proj_t *p)
+static void on_script_loaded(void *arg, const redisReply *rep, const char *err)
+{
+    proj_t *p = arg;
+    if (err || rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(p->script_sha)) {
+        redis_done(p, err ? err : "unexpected reply to SCRIPT LOAD");
+        return;
+    }
+    memcpy(p->script_sha, rep->str, rep->len);
+    p->script_sha[rep->len] = '\0';
+    redis_send(p);
+}
+
+/* Sends the batch built in p->rargs: EVALSHA, after a SCRIPT LOAD when the sha is not known
+ * (the first batch, or after a NOSCRIPT). */
+static void redis_send(proj_t *p)
+{
+    int rc;
+    if (!p->script_sha[0]) {
+        const char *argv[] = {"SCRIPT", "LOAD", PROJ_REDIS_SCRIPT};
+        rc = kc_redis_command(p->redis, on_script_loaded, p, 3, argv, NULL);
+    } else {
+        size_t len;
+        const char *cmd = proj_rargs_evalsha(&p->rargs, p->script_sha, 2, &len);
+        rc = kc_redis_command_formatted(p->redis, on_batch_reply, p, cmd, len);
+    }
+    if (rc != 0)
+        redis_done(p, rc == -ENOTCONN ? "redis is not connected" : "redis command refused");
+}
+
+static void redis_phase(proj_t *p)
 {
     p->phase_failed = 0;
-    p->exec_ok = 0;
-    proj_rcmds_free(&p->rcmds);
-    p->r_events =
-        proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages, &p->rcmds);
-    proj_rcmd_start(&p->rcmds);
-    proj_rcmd_str(&p->rcmds, "HSET");
-    proj_rcmd_argf(&p->rcmds, "%soffsets", p->prefix);
+    p->r_events = 0;
+    p->script_reloaded = 0;
+    if (p->nitems && p->nrparts == 0) {
+        pg_phase(p);
+        return;
+    }
+    p->phase_t0 = kc_mono_ns();
+    proj_rargs_t *a = &p->rargs;
+    proj_rargs_free(a);
+    proj_rargs_str(a, "kchat:rm:gen");
+    size_t plen = strlen(p->prefix);
+    char offkey[96];
+    kc_strlcpyf(offkey, sizeof(offkey), "%soffsets", p->prefix);
+    proj_rargs_str(a, offkey);
+    /* The generation is checked by the live projector (a rebuild writes one of its own). */
+    if (!p->cfg.rebuild && p->redis_gen > 0)
+        proj_rargs_int(a, p->redis_gen);
+    else
+        proj_rargs_add(a, "", 0);
+    proj_rargs_add(a, p->prefix, plen);
+    proj_rargs_int(a, (int64_t)p->nrparts);
     for (size_t i = 0; i < p->nrparts; i++) {
-        proj_rcmd_argf(&p->rcmds, "%d", (int)p->rparts[i]);
-        proj_rcmd_argf(&p->rcmds, "%" PRId64, p->rnext[i]);
+        proj_rargs_int(a, p->rparts[i]);
+        proj_rargs_int(a, p->redis_next[p->rparts[i]]);
+        proj_rargs_int(a, p->rnext[i]);
     }
-    p->pending = 1;
-    const char *multi[] = {"MULTI"};
-    int ok = rsend(p, on_queued, 1, multi, NULL) == 0;
-    int maxargs = 0;
-    for (size_t i = 0; i < p->rcmds.ncmds; i++)
-        if (proj_rcmd_argc(&p->rcmds, i) > maxargs)
-            maxargs = proj_rcmd_argc(&p->rcmds, i);
-    const char **argv = kc_xcalloc((size_t)maxargs + 1, sizeof(char *));
-    size_t *lens = kc_xcalloc((size_t)maxargs + 1, sizeof(size_t));
-    for (size_t i = 0; ok && i < p->rcmds.ncmds; i++) {
-        int argc = proj_rcmd_argv(&p->rcmds, i, argv, lens, maxargs);
-        ok = rsend(p, on_queued, argc, argv, lens) == 0;
-    }
-    free(argv);
-    free(lens);
-    if (ok) {
-        const char *exec[] = {"EXEC"};
-        (void)rsend(p, on_exec, 1, exec, NULL);
-    } else {
-        const char *discard[] = {"DISCARD"};
-        (void)kc_redis_command(p->redis, on_nothing, NULL, 1, discard, NULL);
-    }
-    if (--p->pending == 0)
-        exec_done(p);
+    if (p->nitems)
+        p->r_events =
+            proj_redis_build(p->prefix, p->items, p->nitems, p->cfg.recent_messages, a);
+    redis_send(p);
 }
 
 /* -- Postgres: one transaction -- */
@@ -539,16 +448,19 @@ static void pg_phase(proj_t *p)
         return;
     }
     p->phase_t0 = kc_mono_ns();
-    proj_stmts_t st = {0};
+    proj_stmts_t parts = {0}, st = {0};
     int64_t *expect = kc_xcalloc(p->npparts, sizeof(int64_t));
     for (size_t i = 0; i < p->npparts; i++)
         expect[i] = p->pg_next[p->pparts[i]];
     proj_pg_check(p->schema, p->cfg.events_topic, p->pparts, expect, p->npparts,
-                  p->cfg.rebuild ? -1 : p->pg_gen, &st);
+                  p->cfg.rebuild ? -1 : p->pg_gen, &parts);
     free(expect);
-    p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &st);
-    proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &st);
-    size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &st);
+    p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &parts);
+    proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &parts);
+    size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &parts);
+    /* The lock is a statement of its own, before them: a statement resolves `rm` when it is
+     * parsed, so one that took the lock itself could resolve it before a swap it waited for. */
+    proj_pg_combine(&parts, &st);
     p->pending = 1;
     int ok = kc_pg_query(p->pg, "BEGIN", 0, NULL, on_pg, p) == 0;
     if (ok)
@@ -928,7 +840,7 @@ static void free_all(proj_t *p)
 {
     clear_items(p);
     free(p->items);
-    proj_rcmds_free(&p->rcmds);
+    proj_rargs_free(&p->rargs);
     free(p->assigned);
     free(p->at_end);
     free(p->pg_next);

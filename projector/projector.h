@@ -58,14 +58,14 @@ struct proj {
     int pending; /* callbacks outstanding in the current phase */
     int phase_failed;
     char phase_err[256];
-    int gen_ok, exec_ok;
-    int64_t *check_offs;      /* offsets the Redis check read back, per checked partition */
+    char script_sha[48];  /* the batch script's sha1, once SCRIPT LOAD has returned it */
+    int script_reloaded;  /* the current batch already loaded the script after a NOSCRIPT */
     int32_t *rparts, *pparts; /* partitions the batch writes, per model */
     int64_t *rnext, *pnext;
     size_t nrparts, npparts;
     size_t r_events, p_events;
     uint64_t t0, phase_t0;
-    proj_rcmds_t rcmds;
+    proj_rargs_t rargs; /* the Redis batch script's keys and arguments */
 
     uv_timer_t timer; /* resync retries and the idle check of Redis */
     uv_timer_t progress_timer;

@@ -32,6 +32,11 @@ size_t kc_redis_pending(const kc_redis_t *r);
  * -EAGAIN when too many are pending, -ESHUTDOWN after close (cb not called in those cases). */
 int kc_redis_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, const char **argv,
                      const size_t *argvlen);
+/* The same for a command already in the protocol's form (RESP: "*<argc>\r\n" then "$<len>\r\n"
+ * <arg> "\r\n" per argument), copied as it is: a caller sending one large command builds it
+ * once instead of handing hiredis an argv to format. */
+int kc_redis_command_formatted(kc_redis_t *r, kc_redis_cb cb, void *arg, const char *cmd,
+                               size_t len);
 /* Fails pending commands, disconnects, frees itself once the loop handles are closed. */
 void kc_redis_close(kc_redis_t *r);
 

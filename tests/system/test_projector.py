@@ -574,6 +574,52 @@ def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
     assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "last_seq") == "2"
 
 
+def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands, brokers, r):
+    """The batch script is called by its sha (EVALSHA); Redis forgets it on SCRIPT FLUSH (and
+    on a restart). The projector loads it again on NOSCRIPT and the batch is applied then:
+    no batch is given up, and the model equals one computed from the events."""
+    convos = [new_id("sf") for _ in range(4)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    wait_caught_up(brokers, r)
+    resyncs = metric("kchat_projector_resyncs_total")
+    per = 400
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "sf"))
+    loader.start()
+    flushes = 0
+    while loader.is_alive() or flushes < 3:
+        r.script_flush()
+        flushes += 1
+        time.sleep(0.05)
+    loader.join()
+    r.script_flush()
+    commands.send(command(convos[0], "u2", "SetReadMarker", {"seq_no": per}))
+    commands.flush()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    # The processor has turned every command into an event, and both models hold them all.
+    wait_until(lambda: applied() >= len(convos) * per and read_seqs(convos[0])["u2"] == per,
+               "the whole load applied", timeout=180)
+    wait_caught_up(brokers, r)
+    assert metric("kchat_projector_resyncs_total") == resyncs, "no batch was given up"
+    _, want = expected_models(read_all_events(brokers))
+    got = redis_dump(r)
+    for cv in convos:
+        for kind in ("convo", "members", "read", "recent"):
+            assert got[f"{kind}:{cv}"] == want[f"{kind}:{cv}"], (kind, cv)
+        assert len(got[f"recent:{cv}"]) == RECENT
+        assert got[f"convo:{cv}"]["last_seq"] == str(per)
+    for u in ("u1", "u2", "u3"):
+        assert got["lastseen"][u] == want["lastseen"][u]
+        assert [x for x in got[f"convos:{u}"] if x[0] in convos] == \
+            [x for x in want[f"convos:{u}"] if x[0] in convos]
+
+
 def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r, tmp_path):
     wait_caught_up(brokers, r)
     live_pg, live_redis = pg_dump(), redis_dump(r)
