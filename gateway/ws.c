@@ -28,6 +28,7 @@
 
 #define TOKEN_BUF (KC_JWT_MAX_LEN + 64)
 #define CLOSE_GRACE_S 5 /* a closing connection that never becomes writeable is cut */
+#define CLOSE_REASON_MAX 123 /* a close frame's payload is at most 125 bytes, the code included */
 
 /* ---- frames ---- */
 
@@ -132,7 +133,7 @@ void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason)
     if (c->close_code)
         return;
     c->close_code = code;
-    kc_strlcpyf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->close_reason = reason;
     if (code == GW_CLOSE_SLOW_CONSUMER)
         queue_free(c); /* what it could not read is dropped; the close goes first */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
@@ -416,8 +417,8 @@ static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
          * that lws_close_reason prepared, and its own close opcode is private, so the
          * frame (server frames are unmasked: FIN+close, length, code, reason) is written
          * raw, then the socket closed. */
-        unsigned char buf[LWS_PRE + 4 + sizeof(c->close_reason)];
-        size_t rlen = strlen(c->close_reason); /* < 64: a one-byte length */
+        unsigned char buf[LWS_PRE + 4 + CLOSE_REASON_MAX];
+        size_t rlen = strnlen(c->close_reason, CLOSE_REASON_MAX); /* a one-byte length */
         unsigned char *f = buf + LWS_PRE;
         f[0] = 0x88;
         f[1] = (unsigned char)(2 + rlen);
@@ -456,7 +457,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 1;
         memset(c, 0, sizeof(*c));
         kc_strlcpyf(c->sub, sizeof(c->sub), "%s", claims.sub);
-        kc_strlcpyf(c->name, sizeof(c->name), "%s", claims.name);
         c->token_exp = claims.exp;
         return 0;
     }
