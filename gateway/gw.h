@@ -58,6 +58,7 @@ typedef struct {
     char *jwt_audience;
     char *allowed_origins;
     long long max_frame_bytes;
+    long long rx_buffer_bytes;
     long long max_content_bytes;
     long long max_queued_bytes;
     long long max_connections;
