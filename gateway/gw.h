@@ -59,6 +59,7 @@ typedef struct {
     char *jwt_audience;
     char *allowed_origins;
     long long max_frame_bytes;
+    long long rx_buffer_bytes;
     long long max_content_bytes;
     long long max_queued_bytes;
     long long max_connections;
@@ -109,34 +110,33 @@ typedef struct gw_typing {
 typedef struct gw_sync gw_sync_t;
 
 struct gw_conn {
+    /* Every socket has one of these for its whole life (lws' per-session storage), idle or
+     * not: keep it small, and allocate what only an active socket needs on first use. */
     uint64_t id;
     struct lws *wsi;
     gw_user_t *user;
     gw_conn_t *next_of_user;
-    int established;
     long long token_exp; /* seconds since the epoch */
-    /* the message being assembled from fragments */
+    /* the message being assembled from pieces and fragments (empty between messages) */
     kc_buf_t rx;
-    int rx_dropping;
     /* the send queue */
     gw_qnode_t *q_head, *q_tail;
     size_t q_bytes;
-    int close_code; /* set: close with it at the next writeable callback */
-    /* keepalive (gw_ws_keepalive): the last frame or pong received, a ping to write, a ping
-     * written and not answered yet, dropped as dead */
+    /* keepalive (gw_ws_keepalive): the last frame or pong received */
     uint64_t last_rx_ns;
-    unsigned ping_due : 1, ping_sent : 1, dropped : 1;
-    char close_reason[64];
     gw_bucket_t rate;
     gw_bucket_t typing_rate;
-    unsigned inflight;
     gw_typing_t *typing;
     char **watching; /* presence.subscribe'd user ids */
     size_t nwatching;
     gw_sync_t *syncs;
-    struct gw_live *live; /* recent live seq_nos, for the dedupe of a sync (sync.c) */
+    struct gw_live *live;     /* recent live seq_nos, for the dedupe of a sync (sync.c) */
+    const char *close_reason; /* a string literal (gw_close) */
+    int close_code;           /* set: close with it at the next writeable callback */
+    unsigned inflight;
+    /* a ping to write, a ping written and not answered yet, dropped as dead */
+    unsigned established : 1, ping_due : 1, ping_sent : 1, dropped : 1;
     char sub[KC_JWT_SUB_MAX + 1];
-    char name[KC_JWT_NAME_MAX + 1];
 };
 
 struct gw_user {
@@ -230,7 +230,7 @@ int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type);
  * braces, or NULL). */
 void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra);
 /* Closes c with code and reason at its next writeable callback (a timeout kills it if the
- * peer never reads). */
+ * peer never reads). reason is kept, not copied: a string literal of at most 123 bytes. */
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
 /* From the tick, for every connection: a ping after ping-interval-s without a frame or a
  * pong, and the connection dropped after idle-timeout-s (a dead or half-open peer). */

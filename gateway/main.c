@@ -53,6 +53,10 @@ static const kc_cfg_opt_t gw_opts[] = {
      "Origin is allowed, one with another Origin gets 403"},
     {"max-frame-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_frame_bytes), "65536", 1024, 1048576,
      "largest client message (all its fragments); larger ones close the socket with 1009"},
+    {"rx-buffer-bytes", KC_CFG_INT, offsetof(gw_cfg_t, rx_buffer_bytes), "1024", 128, 65536,
+     "receive buffer each socket holds for its life, and the most read from it at once: longer "
+     "messages are assembled (up to max-frame-bytes) in a buffer freed after each; smaller saves "
+     "memory per idle socket, larger saves CPU on long messages"},
     {"max-content-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_content_bytes), "16384", 1, 900000,
      "largest message text accepted by message.send"},
     {"max-queued-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_queued_bytes), "1048576", 4096,

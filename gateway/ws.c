@@ -5,10 +5,12 @@
  * a path, 503 when full or draining) with a JSON body, and no socket is ever upgraded for a
  * client that was not verified. The protocol's per-session storage is the gw_conn_t itself.
  *
- * Messages arrive in pieces of at most rx_buffer_size; they are assembled in the
- * connection's rx buffer up to max-frame-bytes (beyond: close 1009, decided from the frame
- * header's announced length before the payload is read) and must be UTF-8 text (lws
- * validates while reading and closes with 1007; we check the whole message again). Frames
+ * Messages arrive in pieces of at most rx-buffer-bytes (lws' per-socket receive buffer,
+ * small because every idle socket holds one); a message in one piece is read in place, a
+ * longer or fragmented one is assembled in the connection's rx buffer, allocated for it and
+ * freed after it, up to max-frame-bytes (beyond: close 1009, decided from the frame
+ * header's announced length before the rest of the payload is read). It must be UTF-8 text
+ * (lws validates while reading and closes with 1007; we check the whole message again). Frames
  * out go through the connection's queue and are written only in the writeable callback, as
  * lws requires; a queue over max-queued-bytes closes the connection (4008) rather than
  * letting one slow reader hold memory without bound.
@@ -28,6 +30,7 @@
 
 #define TOKEN_BUF (KC_JWT_MAX_LEN + 64)
 #define CLOSE_GRACE_S 5 /* a closing connection that never becomes writeable is cut */
+#define CLOSE_REASON_MAX 123 /* a close frame's payload is at most 125 bytes, the code included */
 
 /* ---- frames ---- */
 
@@ -132,7 +135,7 @@ void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason)
     if (c->close_code)
         return;
     c->close_code = code;
-    kc_strlcpyf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->close_reason = reason;
     if (code == GW_CLOSE_SLOW_CONSUMER)
         queue_free(c); /* what it could not read is dropped; the close goes first */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
@@ -333,6 +336,8 @@ static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, si
         on_message(g, c, in, len);
         return 0;
     }
+    /* The frame's length is known from its header: one allocation for the rest of it. */
+    kc_buf_reserve(&c->rx, len + remaining);
     kc_buf_append(&c->rx, in, len);
     if (!final)
         return 0;
@@ -416,8 +421,8 @@ static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
          * that lws_close_reason prepared, and its own close opcode is private, so the
          * frame (server frames are unmasked: FIN+close, length, code, reason) is written
          * raw, then the socket closed. */
-        unsigned char buf[LWS_PRE + 4 + sizeof(c->close_reason)];
-        size_t rlen = strlen(c->close_reason); /* < 64: a one-byte length */
+        unsigned char buf[LWS_PRE + 4 + CLOSE_REASON_MAX];
+        size_t rlen = strnlen(c->close_reason, CLOSE_REASON_MAX); /* a one-byte length */
         unsigned char *f = buf + LWS_PRE;
         f[0] = 0x88;
         f[1] = (unsigned char)(2 + rlen);
@@ -456,7 +461,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 1;
         memset(c, 0, sizeof(*c));
         kc_strlcpyf(c->sub, sizeof(c->sub), "%s", claims.sub);
-        kc_strlcpyf(c->name, sizeof(c->name), "%s", claims.name);
         c->token_exp = claims.exp;
         return 0;
     }
@@ -499,8 +503,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 }
 
-static const struct lws_protocols protocols[] = {
-    {"kchat", callback, sizeof(gw_conn_t), 4096, 0, NULL, 0},
+/* rx_buffer_size and tx_packet_size are set by gw_ws_start from the options. */
+static struct lws_protocols protocols[] = {
+    {"kchat", callback, sizeof(gw_conn_t), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -547,6 +552,18 @@ int gw_ws_start(gw_t *g, char *err, size_t errlen)
     /* Zero: lws keeps no validity timers (gw_ws_keepalive pings and drops instead). */
     retry.secs_since_valid_ping = 0;
     retry.secs_since_valid_hangup = 0;
+    /* lws allocates rx_buffer_size (+ LWS_PRE + 4) bytes for every socket when it is
+     * established and keeps them until it closes: with thousands of idle sockets that buffer
+     * was most of a socket's memory (4 KiB), so it is small, and a longer message reaches the
+     * callback in pieces that on_receive assembles. lws 4.1 also reads at most that much
+     * from a socket per turn of the loop, so a long message costs a read and a callback per
+     * piece (docs/benchmarks.md). It must hold a whole control frame (125 bytes): lws hands
+     * a ping or a close to its own handlers from it (the option's minimum is 128). */
+    protocols[0].rx_buffer_size = (size_t)g->cfg.rx_buffer_bytes;
+    /* Without tx_packet_size lws would also cut every send() at rx_buffer_size and buffer
+     * (copy) the rest of the frame: a frame goes in one send() instead, and only what the
+     * kernel does not take is buffered. No frame is larger than max-queued-bytes (gw_send). */
+    protocols[0].tx_packet_size = (size_t)g->cfg.max_queued_bytes;
     info.port = (int)g->cfg.listen_port;
     info.iface = g->cfg.listen_addr;
     info.protocols = protocols;

@@ -1,12 +1,15 @@
 """What the gateway refuses: tokens and Origins at the handshake (HTTP 401 / 403 before any
 upgrade), bad frames (an error frame, the connection stays), the WebSocket layer's own limits
 (1009 too large, 1007 invalid UTF-8), rate limits, and through all of it the gateway keeps
-serving everyone else."""
+serving everyone else. Messages far longer than the socket's receive buffer
+(--rx-buffer-bytes), whole or fragmented, up to --max-frame-bytes, arrive intact."""
 import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import os
+import struct
 import time
 
 import jwt
@@ -15,9 +18,11 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from test_gateway_helpers import (GW_PORT, PRIVATE_KEY, RawWS, connect, create_conversation,
-                                  metric, recv_json, recv_until, send, token, uid, wait_routes,
-                                  ws_url)
+from test_gateway_helpers import (GW_PORT, PRIVATE_KEY, Gateway, RawWS, connect,
+                                  create_conversation, metric, recv_json, recv_until, send, token,
+                                  uid, wait_routes, ws_url)
+
+MAX_FRAME = int(os.environ.get("KCHAT_MAX_FRAME_BYTES", "65536"))  # the stack's gateways
 
 
 def other_private_key():
@@ -277,3 +282,133 @@ def test_message_rate_is_limited_per_user_over_its_sockets():
         for ws in socks:
             await ws.close()
     asyncio.run(body())
+
+
+# ---- messages longer than the receive buffer ----
+
+def padded_unknown(n):
+    """A text message of exactly n bytes that the gateway answers with unknown_type."""
+    head, tail = b'{"type":"x","pad":"', b'"}'
+    return head + b"p" * (n - len(head) - len(tail)) + tail
+
+
+def escaped(text):
+    """text as the body of a JSON string with every character a \\u escape."""
+    return "".join(f"\\u{ord(ch):04x}" for ch in text)
+
+
+def long_send(convo, cmid, wire_len):
+    """A message.send of exactly wire_len bytes. Its ASCII words are written as \\u escapes (6
+    bytes on the wire for 1 of content), so the frame reaches max-frame-bytes while the content
+    stays under max-content-bytes; in the middle, a run of raw 2-, 3- and 4-byte characters
+    that the receive buffer's pieces and the fragments cut through. Returns (the frame, the
+    content a reader must get)."""
+    head = (f'{{"type":"message.send","convo_id":"{convo}","client_msg_id":"{cmid}",'
+            f'"content":"').encode()
+    tail = b'"}'
+    raw = "é€𝄞 " * 120  # 1 200 bytes
+    budget = wire_len - len(head) - len(tail) - len(raw.encode())
+    n, odd = divmod(budget, 6)
+    words = ("kchat assembles long messages " * (n // 30 + 1))[:n]
+    content = words[:n // 2] + raw + words[n // 2:] + "z" * odd
+    wire = (head + (escaped(words[:n // 2]) + raw + escaped(words[n // 2:]) + "z" * odd).encode()
+            + tail)
+    assert len(wire) == wire_len and len(content.encode()) < 16384
+    return wire, content
+
+
+def send_fragmented(ws, data, cuts):
+    """Sends data as one text message in fragments cut at the given offsets."""
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    for i in range(len(bounds) - 1):
+        ws.send_frame(0x1 if i == 0 else 0x0, data[bounds[i]:bounds[i + 1]],
+                      fin=i == len(bounds) - 2)
+
+
+def raw_until(ws, ftype):
+    """Reads text frames until one of type ftype; returns it."""
+    while True:
+        fin, op, payload = ws.recv_frame()
+        if op == 0x1:
+            f = json.loads(payload)
+            if f["type"] == ftype:
+                return f
+
+
+def check_long_messages_arrive_intact(port, slot, wire_len):
+    """One message whole and the same in uneven fragments (cuts inside multi-byte characters
+    and escapes), from a raw socket to a member on the same gateway: acked, and its content
+    delivered byte for byte."""
+    a, b = uid(), uid()
+    convo = create_conversation(a, [b])
+    sender, reader = RawWS(a, port=port), RawWS(b, port=port)
+    asyncio.run(wait_routes([(a, slot), (b, slot)]))
+    for mode in ("whole", "fragmented"):
+        wire, content = long_send(convo, f"long-{mode}", wire_len)
+        if mode == "whole":
+            sender.send_frame(0x1, wire)
+        else:
+            raw_at = wire.index("é".encode())
+            send_fragmented(sender, wire, [1, 700, raw_at + 1, raw_at + 1024 + 2, raw_at + 1203,
+                                           wire_len // 2 + 3, wire_len - 5000, wire_len - 1])
+        ack = raw_until(sender, "ack")
+        assert (ack["client_msg_id"], ack["status"]) == (f"long-{mode}", "ok"), ack
+        got = raw_until(reader, "message.create")
+        assert got["seq_no"] == ack["seq_no"]
+        assert got["content"] == content, mode
+    sender.close()
+    reader.close()
+
+
+def test_long_messages_far_over_the_receive_buffer_arrive_intact():
+    check_long_messages_arrive_intact(GW_PORT, 0, MAX_FRAME - 16)
+
+
+@pytest.mark.parametrize("mode", ["whole", "fragmented"])
+def test_a_message_of_max_frame_bytes_is_read_and_one_byte_more_is_1009(mode):
+    ws = RawWS(uid())
+    for n, ok in ((MAX_FRAME, True), (MAX_FRAME + 1, False)):
+        data = padded_unknown(n)
+        if mode == "whole":
+            ws.send_frame(0x1, data)
+        else:
+            send_fragmented(ws, data, [3, 4096, 4097, n - 2])
+        if ok:
+            fin, op, payload = ws.recv_frame()
+            assert json.loads(payload)["error"]["code"] == "unknown_type"
+        else:
+            code, _ = ws.recv_until_close()
+            assert code == 1009
+    ws.close()
+
+
+def test_the_smallest_receive_buffer_still_serves_every_frame(tmp_path):
+    """--rx-buffer-bytes=128: a 125-byte ping (the largest control frame) is answered, long
+    messages are assembled from 128-byte pieces, whole and fragmented, invalid UTF-8 in a later
+    piece is 1007, the size limit 1009, and a close with a 123-byte reason is echoed."""
+    gw = Gateway(tmp_path, args=["--rx-buffer-bytes=128"])
+    try:
+        ws = RawWS(uid(), port=gw.ws_port)
+        ws.send_frame(0x9, bytes(range(125)))
+        assert ws.recv_frame()[1:] == (0xA, bytes(range(125)))
+        ws.send_frame(0x1, padded_unknown(5000))
+        assert json.loads(ws.recv_frame()[2])["error"]["code"] == "unknown_type"
+        ws.send_frame(0x8, struct.pack("!H", 1000) + b"r" * 123)
+        code, _ = ws.recv_until_close()
+        assert code == 1000
+        ws.close()
+        check_long_messages_arrive_intact(gw.ws_port, gw.slot, 60000)
+        ws = RawWS(uid(), port=gw.ws_port)
+        bad = bytearray(padded_unknown(3000))
+        bad[2000:2003] = b"\xed\xa0\x80"  # a UTF-16 surrogate: not UTF-8
+        ws.send_frame(0x1, bytes(bad))
+        code, _ = ws.recv_until_close()
+        assert code == 1007
+        ws.close()
+        ws = RawWS(uid(), port=gw.ws_port)
+        ws.send_frame(0x1, padded_unknown(65537))
+        code, _ = ws.recv_until_close()
+        assert code == 1009
+        ws.close()
+    finally:
+        assert gw.stop() == 0
