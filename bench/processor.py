@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Processor measurements on a stack of its own (state .state-bench, ports from 26000):
 
-  restore    how long restoring the state of N conversations (and their dedupe entries) takes
-             when the processor starts: the changelog is filled directly, then the processor
-             is restarted and its "state restored" log line read;
-  commit     for several --commit-interval-ms values: end-to-end throughput (commands sent as
-             fast as the client can, until the last event is readable by a read_committed
-             consumer) and latency (issued_at to readable), median of the repetitions.
+  restore    how long restoring the state of N conversations (and as many dedupe entries) takes
+             when the processor starts, as after kill -9: the state topic is filled with a
+             checkpoint of them (ConvoStates, DedupeBlocks, a Checkpoint per partition) and
+             chat.events with E messages written after it (which the restore replays); the
+             processor's "state restored" log line gives the time, and /health is asked all
+             along (it must answer while the restore runs);
+  commit     for several --linger-ms values: end-to-end throughput (commands sent as fast as
+             the client can, until the last event is readable by a read_committed consumer)
+             and latency (issued_at to readable), median of the repetitions.
 
-  bench/processor.py [--conversations 100000] [--messages 30000] [--reps 3]
+  bench/processor.py [--conversations 1000000] [--replay-events 100000] [--messages 30000]
+                     [--reps 3] [--lingers 0,2,5] [--skip-restore] [--skip-commit]
 
 It starts the stack with scripts/stack.sh, replaces the stack's processor with its own
 instance for each setting, and stops everything at the end. Prints Markdown tables.
@@ -95,37 +99,92 @@ def encode_state(record):
     return out.getvalue()
 
 
-def bench_restore(conversations):
-    """Fills the changelog with `conversations` conversations (3 members, last_seq 10) and as
-    many dedupe entries, then times the restore of a processor that owns every partition."""
+def produce_all(prod, topic, records):
+    for part, key, val in records:
+        while True:
+            try:
+                prod.produce(topic, key=key, value=val, partition=part)
+                break
+            except BufferError:
+                prod.poll(0.05)
+
+
+def bench_restore(conversations, replay_events):
+    """Fills the state topic with a checkpoint of `conversations` conversations (3 members,
+    last_seq 10, one dedupe entry each, in blocks of 2 000 as the processor writes them) and
+    one Checkpoint per partition at the current end of chat.events, then writes
+    `replay_events` messages to chat.events after it, and times the restore of a processor
+    that owns every partition, asking its /health every 50 ms meanwhile."""
+    import urllib.request
+    stop_stack_processor()
     prod = Producer({"bootstrap.servers": BROKERS, "linger.ms": 20, "acks": "all",
-                     "enable.idempotence": True})
+                     "enable.idempotence": True, "queue.buffering.max.messages": 1000000})
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-{uuid.uuid4().hex}"})
+    ends = [c.get_watermark_offsets(TopicPartition("chat.events", p), timeout=10)[1]
+            for p in range(PARTITIONS)]
+    c.close()
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
+    convo_state = encode_state({"state": ("io.kchat.ConvoState",
+                                          {"last_seq": 10, "members": ["u1", "u2", "u3"]})})
+    blocks = {p: [] for p in range(PARTITIONS)}
+    names = []
     for i in range(conversations):
         convo = f"bench-{tag}-{i}"
         part = java_partition(convo.encode(), PARTITIONS)
-        value = encode_state({"state": ("io.kchat.ConvoState",
-                                        {"last_seq": 10, "members": ["u1", "u2", "u3"]})})
-        dd = encode_state({"state": ("io.kchat.DedupeEntry", {"seq_no": 10, "created_at": now})})
-        for key, val in ((b"c" + convo.encode(), value), (b"d" + os.urandom(16), dd)):
-            while True:
-                try:
-                    prod.produce("chat.processor.state", key=key, value=val, partition=part)
-                    break
-                except BufferError:
-                    prod.poll(0.05)
-    assert prod.flush(120) == 0
-    stop_stack_processor()
+        names.append((convo, part))
+        produce_all(prod, "chat.processor.state", [(part, b"c" + convo.encode(), convo_state)])
+        blocks[part].append({"hash": os.urandom(16), "seq_no": 10, "created_at": now,
+                             "convo_id": convo, "sender_id": "u1", "deleted": False})
+    for part, entries in blocks.items():
+        for n, k in enumerate(range(0, len(entries), 2000)):
+            val = encode_state({"state": ("io.kchat.DedupeBlock",
+                                          {"entries": entries[k:k + 2000]})})
+            produce_all(prod, "chat.processor.state",
+                        [(part, b"b" + struct.pack(">Q", n), val)])
+        produce_all(prod, "chat.processor.state", [(part, b"o", encode_state(
+            {"state": ("io.kchat.Checkpoint", {"events_offset": ends[part],
+                                               "written_at": now})}))])
+    assert prod.flush(300) == 0
+    # Messages written after the checkpoint: the restore replays them.
+    from kchat_wire import encode
+    for i in range(replay_events):
+        convo, part = names[i % len(names)]
+        ev = {"event_id": str(uuid.uuid4()), "convo_id": convo, "actor_id": "u1",
+              "occurred_at": now, "command_id": "c", "origin": "api:0",
+              "body": ("io.kchat.MessageCreated", {
+                  "seq_no": 11 + i // len(names), "server_msg_id": f"{convo}:{11 + i}",
+                  "client_msg_id": f"r-{i}", "content": "replayed",
+                  "content_type": "text/plain"})}
+        produce_all(prod, "chat.events", [(part, convo.encode(),
+                                            encode("chat.events-value", ev))])
+    assert prod.flush(300) == 0
     log_path = STATE / "logs" / "bench-processor.log"
+    port = BASE + 97
+    health = {"ok": 0, "other": 0, "slowest_ms": 0.0}
     with open(log_path, "w") as log:
-        p = start_processor([], log)
+        p = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
+                              f"--kafka-brokers={BROKERS}", f"--schemas-dir={ROOT / 'schemas'}"],
+                             stdout=log, stderr=subprocess.STDOUT)
+        entry, deadline = None, time.time() + 600
+        while entry is None and time.time() < deadline and p.poll() is None:
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    health["ok" if r.status == 200 else "other"] += 1
+            except OSError:
+                health["other"] += 1
+            health["slowest_ms"] = max(health["slowest_ms"], (time.monotonic() - t) * 1000)
+            for line in log_path.read_text().splitlines():
+                e = json.loads(line)
+                if e["msg"] == "state restored":
+                    entry = e
+            time.sleep(0.05)
         stop(p)
-    for line in log_path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry["msg"] == "state restored":
-            return entry
-    raise SystemExit("no restore line")
+    if entry is None:
+        raise SystemExit("no restore line")
+    entry["health"] = health
+    return entry
 
 
 class Reader:
@@ -197,15 +256,15 @@ def pct(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def bench_commit(interval_ms, messages, paced, convos, reps):
+def bench_commit(linger_ms, messages, paced, convos, reps):
     stop_stack_processor()
-    with open(STATE / "logs" / f"bench-commit-{interval_ms}.log", "w") as log:
-        p = start_processor([f"--commit-interval-ms={interval_ms}"], log)
+    with open(STATE / "logs" / f"bench-commit-{linger_ms}.log", "w") as log:
+        p = start_processor([f"--linger-ms={linger_ms}"], log)
         try:
             rates, p50s, p99s = [], [], []
             for r in range(reps):
-                rate, _ = send_and_wait(convos, messages, None, f"b{interval_ms}-{r}-{uuid.uuid4().hex[:4]}")
-                _, lat = send_and_wait(convos, paced, 2000, f"l{interval_ms}-{r}-{uuid.uuid4().hex[:4]}")
+                rate, _ = send_and_wait(convos, messages, None, f"b{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
+                _, lat = send_and_wait(convos, paced, 2000, f"l{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
                 rates.append(rate)
                 p50s.append(pct(lat, 0.50))
                 p99s.append(pct(lat, 0.99))
@@ -216,39 +275,46 @@ def bench_commit(interval_ms, messages, paced, convos, reps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--conversations", type=int, default=100000)
+    ap.add_argument("--conversations", type=int, default=1000000)
+    ap.add_argument("--replay-events", type=int, default=100000)
     ap.add_argument("--messages", type=int, default=30000)
     ap.add_argument("--paced", type=int, default=6000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--intervals", default="5,20,100")
+    ap.add_argument("--lingers", default="0,2,5")
     ap.add_argument("--skip-restore", action="store_true")
+    ap.add_argument("--skip-commit", action="store_true")
     args = ap.parse_args()
     subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(STATE)])
     stack("up")
     try:
         if not args.skip_restore:
-            r = bench_restore(args.conversations)
+            r = bench_restore(args.conversations, args.replay_events)
+            h = r["health"]
             print("## Restore\n")
-            print("| conversations | state records read | partitions | restore time |")
-            print("|---|---|---|---|")
-            print(f"| {args.conversations} | {r['records']} | {r['partitions']} | "
-                  f"{r['restore_ms'] / 1000:.2f} s |\n")
+            print("| conversations | state records read | events replayed | partitions | "
+                  "restore time | /health during it |")
+            print("|---|---|---|---|---|---|")
+            print(f"| {args.conversations} | {r['records']} | {r['events_replayed']} | "
+                  f"{r['partitions']} | {r['restore_ms'] / 1000:.2f} s | {h['ok']} answers of "
+                  f"200, {h['other']} other, slowest {h['slowest_ms']:.0f} ms |\n", flush=True)
+        if args.skip_commit:
+            return
         cmds = Commands(BROKERS)
         convos = [f"bc-{uuid.uuid4().hex[:10]}" for _ in range(100)]
         for c in convos:
             cmds.send(command(c, "u1", "CreateConversation", {"title": "b", "members": ["u2"]},
                               origin="api:0"))
         cmds.flush()
-        print("## Commit interval\n")
+        print("## Linger\n")
         print(f"Burst: {args.messages} messages over {len(convos)} conversations sent as fast "
               f"as one Python client can; paced: {args.paced} messages at 2000/s. Median of "
               f"{args.reps} runs.\n")
-        print("| commit-interval-ms | burst: messages/s end to end | at 2000 msg/s: send->readable p50 | p99 |")
+        print("| linger-ms | burst: messages/s end to end | at 2000 msg/s: send->readable p50 | p99 |")
         print("|---|---|---|---|")
-        for interval in [int(x) for x in args.intervals.split(",")]:
-            rate, p50, p99 = bench_commit(interval, args.messages, args.paced, convos, args.reps)
-            print(f"| {interval} | {rate:.0f} | {p50 * 1000:.1f} ms | {p99 * 1000:.1f} ms |",
+        for linger in [int(x) for x in args.lingers.split(",")]:
+            rate, p50, p99 = bench_commit(linger, args.messages, args.paced, convos, args.reps)
+            print(f"| {linger} | {rate:.0f} | {p50 * 1000:.1f} ms | {p99 * 1000:.1f} ms |",
                   flush=True)
     finally:
         subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], stdout=subprocess.DEVNULL)
