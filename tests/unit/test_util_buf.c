@@ -51,6 +51,15 @@ static void test_ids(void **state)
     kc_uuid4(u);
     assert_int_equal(strlen(u), 36);
     assert_int_equal(u[14], '4');
+    assert_true(strchr("89ab", u[19]) != NULL); /* the RFC 4122 variant */
+    assert_true(u[8] == '-' && u[13] == '-' && u[18] == '-' && u[23] == '-');
+    /* ids drawn across many refills of the random pool stay distinct */
+    static char seen[200][37];
+    for (int i = 0; i < 200; i++) {
+        kc_uuid4(seen[i]);
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(seen[i], seen[k]);
+    }
 }
 
 static void test_utf8_ascii(void **state)
