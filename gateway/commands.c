@@ -109,7 +109,7 @@ static void settle(gw_t *g, gw_pending_t *p)
 static int produce(gw_t *g, const char *convo_id, kc_buf_t *val, void *opaque)
 {
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        g->producer.rk, RD_KAFKA_V_TOPIC(g->cfg.commands_topic),
+        g->producer.rk, RD_KAFKA_V_RKT(g->commands_rkt),
         RD_KAFKA_V_KEY(convo_id, strlen(convo_id)), RD_KAFKA_V_VALUE(val->data, val->len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err) {
@@ -122,20 +122,19 @@ static int produce(gw_t *g, const char *convo_id, kc_buf_t *val, void *opaque)
     return 0;
 }
 
-/* The command's header fields; the caller fills the body. */
-static int command_new(gw_t *g, gw_conn_t *c, const char *convo_id, avro_value_t *v)
+/* A command of this connection's user through this gateway, its body filled by the caller,
+ * framed into out (kchat/chat.h's writer). */
+static void command_encode(gw_t *g, gw_conn_t *c, const char *convo_id, kc_chat_command_t *cmd,
+                           kc_buf_t *out)
 {
-    if (kc_avro_value_new(g->schemas, "chat.commands-value", v) != 0)
-        return -1;
     char id[37];
     kc_uuid4(id);
-    if (kc_avro_set_str(v, "command_id", id) || kc_avro_set_str(v, "convo_id", convo_id) ||
-        kc_avro_set_str(v, "sender_id", c->sub) || kc_avro_set_long(v, "issued_at", kc_now_ms()) ||
-        kc_avro_set_str(v, "origin", g->origin)) {
-        avro_value_decref(v);
-        return -1;
-    }
-    return 0;
+    cmd->command_id = (kc_str_t){id, 36};
+    cmd->convo_id = (kc_str_t){convo_id, strlen(convo_id)};
+    cmd->sender_id = (kc_str_t){c->sub, strlen(c->sub)};
+    cmd->issued_at = kc_now_ms();
+    cmd->origin = (kc_str_t){g->origin, strlen(g->origin)};
+    kc_chat_command_encode(out, g->command_schema_id, cmd);
 }
 
 void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
@@ -151,19 +150,12 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
                      "too many messages wait for their ack: retry after the acks");
         return;
     }
-    avro_value_t v, b;
     kc_buf_t out = {0};
-    if (command_new(g, c, convo_id, &v) != 0)
-        goto internal;
-    int rc = kc_avro_set_branch(&v, "body", "SendMessage", &b) ||
-             kc_avro_set_str(&b, "client_msg_id", client_msg_id) ||
-             kc_avro_set_str_len(&b, "content", content, content_len) ||
-             kc_avro_set_str(&b, "content_type", "text/plain");
-    if (rc == 0)
-        rc = kc_avro_encode(g->schemas, "chat.commands-value", &v, &out);
-    avro_value_decref(&v);
-    if (rc != 0)
-        goto internal;
+    kc_chat_command_t cmd = {.kind = KC_CMD_SEND_MESSAGE,
+                             .client_msg_id = {client_msg_id, strlen(client_msg_id)},
+                             .content = {content, content_len},
+                             .content_type = {"text/plain", 10}};
+    command_encode(g, c, convo_id, &cmd, &out);
     size_t slen = strlen(c->sub), mlen = strlen(client_msg_id);
     gw_pending_t *p = kc_xcalloc(1, sizeof(*p) + slen + mlen + 2);
     memcpy(p->key, c->sub, slen);
@@ -197,10 +189,6 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     g->pending_all_tail = p;
     g->npending++;
     c->inflight++;
-    return;
-internal:
-    kc_buf_free(&out);
-    gw_ack_error(g, c, client_msg_id, "internal", "the message could not be encoded");
 }
 
 void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
@@ -210,19 +198,12 @@ void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq
                       "\"in_reply_to\":\"message.read\"");
         return;
     }
-    avro_value_t v, b;
     kc_buf_t out = {0};
-    int rc = command_new(g, c, convo_id, &v);
-    if (rc == 0) {
-        rc = kc_avro_set_branch(&v, "body", "SetReadMarker", &b) ||
-             kc_avro_set_long(&b, "seq_no", seq_no);
-        if (rc == 0)
-            rc = kc_avro_encode(g->schemas, "chat.commands-value", &v, &out);
-        avro_value_decref(&v);
-    }
+    kc_chat_command_t cmd = {.kind = KC_CMD_SET_READ_MARKER, .seq_no = seq_no};
+    command_encode(g, c, convo_id, &cmd, &out);
     /* The report tells this connection of a failure: its id, tagged by the low bit (a
      * pending entry's address never has it). */
-    if (rc != 0 || produce(g, convo_id, &out, (void *)(uintptr_t)((c->id << 1) | 1)) != 0)
+    if (produce(g, convo_id, &out, (void *)(uintptr_t)((c->id << 1) | 1)) != 0)
         gw_send_error(g, c, "unavailable", "the read marker could not be queued",
                       "\"in_reply_to\":\"message.read\"");
     kc_buf_free(&out);

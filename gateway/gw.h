@@ -169,10 +169,12 @@ typedef struct gw {
     kc_app_t app;
     kc_kafka_bound_t consumer;
     kc_kafka_bound_t producer;
+    rd_kafka_topic_t *commands_rkt; /* held: see kc_kafka_topic_hold */
     kc_redis_t *redis;
     kc_redis_sub_t *sub;
     kc_pg_t *pg;
     kc_schemas_t *schemas;
+    int32_t command_schema_id; /* the id commands are written with */
     kc_jwt_key_t *jwt;
     struct lws_context *lws;
     int lws_destroyed;

@@ -469,3 +469,104 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
         break;
     }
 }
+
+/* ---- Command ---- */
+
+static const char *const command_kinds[] = {
+    "SendMessage",   "CreateConversation", "AddMembers",    "RemoveMembers",
+    "EditMessage",   "DeleteMessage",      "SetReadMarker",
+};
+
+const char *kc_chat_command_kind_name(kc_chat_command_kind_t k)
+{
+    return (size_t)k < KC_ARRAY_LEN(command_kinds) ? command_kinds[k] : "unknown";
+}
+
+int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
+                           kc_chat_command_t *cmd, char *errstr, size_t errstr_size)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    kc_avro_rd_t r;
+    if (kc_avro_open(s, buf, len, NULL, &r, &cmd->version, errstr, errstr_size) != 0)
+        return -1;
+    const unsigned char *p = buf;
+    int32_t id = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
+                           ((uint32_t)p[3] << 8) | (uint32_t)p[4]);
+    const char *subject;
+    int version;
+    if (kc_schemas_describe(s, id, &subject, &version) != 0 ||
+        strcmp(subject, "chat.commands-value") != 0) {
+        kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)id, subject);
+        return -1;
+    }
+    if (cmd->version != 1) {
+        kc_strlcpyf(errstr, errstr_size, "Command version %d is not known here", cmd->version);
+        return -1;
+    }
+    cmd->command_id = kc_avro_rd_str(&r);
+    cmd->convo_id = kc_avro_rd_str(&r);
+    cmd->sender_id = kc_avro_rd_str(&r);
+    cmd->issued_at = kc_avro_rd_long(&r);
+    cmd->origin = kc_avro_rd_str(&r);
+    cmd->kind = (kc_chat_command_kind_t)kc_avro_rd_branch(&r, (int)KC_ARRAY_LEN(command_kinds));
+    switch (cmd->kind) {
+    case KC_CMD_SEND_MESSAGE:
+        cmd->client_msg_id = kc_avro_rd_str(&r);
+        cmd->content = kc_avro_rd_str(&r);
+        cmd->content_type = kc_avro_rd_str(&r);
+        break;
+    case KC_CMD_CREATE_CONVERSATION:
+        cmd->title = kc_avro_rd_str(&r);
+        __attribute__((fallthrough));
+    case KC_CMD_ADD_MEMBERS:
+    case KC_CMD_REMOVE_MEMBERS: rd_strs(&r, &cmd->members); break;
+    case KC_CMD_EDIT_MESSAGE:
+        cmd->seq_no = kc_avro_rd_long(&r);
+        cmd->content = kc_avro_rd_str(&r);
+        break;
+    case KC_CMD_DELETE_MESSAGE:
+    case KC_CMD_SET_READ_MARKER: cmd->seq_no = kc_avro_rd_long(&r); break;
+    }
+    if (r.err || r.p != r.end) {
+        kc_strlcpyf(errstr, errstr_size,
+                    r.err ? "malformed Command" : "bytes left over after the Command");
+        return -1;
+    }
+    return 0;
+}
+
+void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_command_t *cmd)
+{
+    kc_avro_put_header(b, schema_id);
+    put_s(b, cmd->command_id);
+    put_s(b, cmd->convo_id);
+    put_s(b, cmd->sender_id);
+    kc_avro_put_long(b, cmd->issued_at);
+    put_s(b, cmd->origin);
+    kc_avro_put_long(b, (int64_t)cmd->kind);
+    switch (cmd->kind) {
+    case KC_CMD_SEND_MESSAGE:
+        put_s(b, cmd->client_msg_id);
+        put_s(b, cmd->content);
+        put_s(b, cmd->content_type.p ? cmd->content_type : (kc_str_t){"text/plain", 10});
+        break;
+    case KC_CMD_CREATE_CONVERSATION:
+        put_s(b, cmd->title);
+        __attribute__((fallthrough));
+    case KC_CMD_ADD_MEMBERS:
+    case KC_CMD_REMOVE_MEMBERS:
+        if (cmd->nmembers_out) {
+            kc_avro_put_long(b, (int64_t)cmd->nmembers_out);
+            for (size_t i = 0; i < cmd->nmembers_out; i++)
+                kc_avro_put_str(b, cmd->members_out[i], strlen(cmd->members_out[i]));
+        }
+        kc_avro_put_long(b, 0);
+        break;
+    case KC_CMD_EDIT_MESSAGE:
+        kc_avro_put_long(b, cmd->seq_no);
+        put_s(b, cmd->content);
+        break;
+    case KC_CMD_DELETE_MESSAGE:
+    case KC_CMD_SET_READ_MARKER: kc_avro_put_long(b, cmd->seq_no); break;
+    }
+}

@@ -1,112 +1,87 @@
-/* command.c - Avro Command -> proc_cmd_t. */
+/* command.c - a chat.commands record -> proc_cmd_t. */
 #include "command.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/chat.h"
 #include "kchat/util.h"
 
-static const struct {
-    const char *name;
-    proc_cmd_kind_t kind;
-} kinds[] = {
-    {"SendMessage", CMD_SEND_MESSAGE},   {"CreateConversation", CMD_CREATE_CONVERSATION},
-    {"AddMembers", CMD_ADD_MEMBERS},     {"RemoveMembers", CMD_REMOVE_MEMBERS},
-    {"EditMessage", CMD_EDIT_MESSAGE},   {"DeleteMessage", CMD_DELETE_MESSAGE},
-    {"SetReadMarker", CMD_SET_READ_MARKER},
+static const proc_cmd_kind_t kinds[] = {
+    [KC_CMD_SEND_MESSAGE] = CMD_SEND_MESSAGE,   [KC_CMD_CREATE_CONVERSATION] = CMD_CREATE_CONVERSATION,
+    [KC_CMD_ADD_MEMBERS] = CMD_ADD_MEMBERS,     [KC_CMD_REMOVE_MEMBERS] = CMD_REMOVE_MEMBERS,
+    [KC_CMD_EDIT_MESSAGE] = CMD_EDIT_MESSAGE,   [KC_CMD_DELETE_MESSAGE] = CMD_DELETE_MESSAGE,
+    [KC_CMD_SET_READ_MARKER] = CMD_SET_READ_MARKER,
 };
 
-#define GET_STR(rec, field, dst, dstlen)                                                          \
-    do {                                                                                          \
-        size_t l_;                                                                                \
-        if (kc_avro_get_str(s, (rec), (field), &(dst), &l_) != 0) {                               \
-            kc_strlcpyf(errstr, errstr_size, "field %s is missing or not a string", (field));     \
-            goto fail;                                                                            \
-        }                                                                                         \
-        dstlen = l_;                                                                              \
-    } while (0)
+/* A NUL-terminated copy in the arena (which has room: reserved for the whole record). */
+static const char *copy(proc_cmd_mem_t *m, kc_str_t s, size_t *len)
+{
+    const char *at = m->arena.data + m->arena.len;
+    kc_buf_append(&m->arena, s.p, s.n);
+    kc_buf_putc(&m->arena, '\0');
+    if (len)
+        *len = s.n;
+    return at;
+}
 
-int proc_command_decode(kc_schemas_t *s, const void *buf, size_t len, kc_avro_msg_t *msg,
+int proc_command_decode(const kc_schemas_t *s, const void *buf, size_t len, proc_cmd_mem_t *mem,
                         proc_cmd_t *cmd, char *errstr, size_t errstr_size)
 {
     memset(cmd, 0, sizeof(*cmd));
-    int rc = kc_avro_decode(s, buf, len, msg, errstr, errstr_size);
-    if (rc != 0)
-        return rc;
-    if (strcmp(msg->subject, "chat.commands-value") != 0) {
-        kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)msg->schema_id,
-                    msg->subject);
-        goto fail;
-    }
-    avro_value_t *v = &msg->value, body;
-    size_t ignore;
-    GET_STR(v, "command_id", cmd->command_id, ignore);
-    GET_STR(v, "convo_id", cmd->convo_id, cmd->convo_id_len);
-    GET_STR(v, "sender_id", cmd->sender_id, cmd->sender_id_len);
-    GET_STR(v, "origin", cmd->origin, ignore);
-    if (kc_avro_get_long(s, v, "issued_at", &cmd->issued_at) != 0 ||
-        kc_avro_get_branch(v, "body", &cmd->type_name, &body) != 0) {
-        kc_strlcpyf(errstr, errstr_size, "issued_at or body is missing");
-        goto fail;
-    }
-    size_t k = 0;
-    while (k < KC_ARRAY_LEN(kinds) && strcmp(kinds[k].name, cmd->type_name) != 0)
-        k++;
-    if (k == KC_ARRAY_LEN(kinds)) {
-        kc_strlcpyf(errstr, errstr_size, "unknown command %s", cmd->type_name);
-        goto fail;
-    }
-    cmd->kind = kinds[k].kind;
-    switch (cmd->kind) {
-    case CMD_SEND_MESSAGE:
-        GET_STR(&body, "client_msg_id", cmd->client_msg_id, cmd->client_msg_id_len);
-        GET_STR(&body, "content", cmd->content, cmd->content_len);
-        GET_STR(&body, "content_type", cmd->content_type, ignore);
+    kc_chat_command_t c;
+    if (kc_chat_command_decode(s, buf, len, &c, errstr, errstr_size) != 0)
+        return -EBADMSG;
+    /* Every string of the record, each with its NUL: at most the record's size again (each
+     * string takes at least its length byte). */
+    kc_buf_reset(&mem->arena);
+    kc_buf_reserve(&mem->arena, 2 * len + 16);
+    cmd->kind = kinds[c.kind];
+    cmd->type_name = kc_chat_command_kind_name(c.kind);
+    cmd->command_id = copy(mem, c.command_id, NULL);
+    cmd->convo_id = copy(mem, c.convo_id, &cmd->convo_id_len);
+    cmd->sender_id = copy(mem, c.sender_id, &cmd->sender_id_len);
+    cmd->origin = copy(mem, c.origin, NULL);
+    cmd->issued_at = c.issued_at;
+    cmd->seq_no = c.seq_no;
+    switch (c.kind) {
+    case KC_CMD_SEND_MESSAGE:
+        cmd->client_msg_id = copy(mem, c.client_msg_id, &cmd->client_msg_id_len);
+        cmd->content = copy(mem, c.content, &cmd->content_len);
+        cmd->content_type = copy(mem, c.content_type, NULL);
         break;
-    case CMD_CREATE_CONVERSATION:
-        GET_STR(&body, "title", cmd->title, cmd->title_len);
+    case KC_CMD_EDIT_MESSAGE: cmd->content = copy(mem, c.content, &cmd->content_len); break;
+    case KC_CMD_CREATE_CONVERSATION:
+        cmd->title = copy(mem, c.title, &cmd->title_len);
         __attribute__((fallthrough));
-    case CMD_ADD_MEMBERS:
-    case CMD_REMOVE_MEMBERS: {
-        avro_value_t arr;
-        if (kc_avro_get_array(&body, "members", &arr, &cmd->nmembers) != 0) {
-            kc_strlcpyf(errstr, errstr_size, "members is missing");
-            goto fail;
+    case KC_CMD_ADD_MEMBERS:
+    case KC_CMD_REMOVE_MEMBERS: {
+        size_t n = c.members.count;
+        if (n > mem->cap) {
+            mem->cap = n;
+            mem->members = kc_xrealloc(mem->members, n * sizeof(char *));
+            mem->lens = kc_xrealloc(mem->lens, n * sizeof(size_t));
         }
-        /* Bounded by the record size limit; the rules bound the count further. */
-        cmd->members = kc_xcalloc(cmd->nmembers ? cmd->nmembers : 1, sizeof(char *));
-        cmd->member_lens = kc_xcalloc(cmd->nmembers ? cmd->nmembers : 1, sizeof(size_t));
-        for (size_t i = 0; i < cmd->nmembers; i++)
-            if (kc_avro_array_str(&arr, i, &cmd->members[i], &cmd->member_lens[i]) != 0) {
-                kc_strlcpyf(errstr, errstr_size, "members[%zu] is not a string", i);
-                goto fail;
-            }
+        kc_str_t m;
+        while (kc_chat_strs_next(&c.members, &m) == 1 && cmd->nmembers < n) {
+            mem->members[cmd->nmembers] = copy(mem, m, &mem->lens[cmd->nmembers]);
+            cmd->nmembers++;
+        }
+        cmd->members = mem->members;
+        cmd->member_lens = mem->lens;
         break;
     }
-    case CMD_EDIT_MESSAGE:
-        GET_STR(&body, "content", cmd->content, cmd->content_len);
-        __attribute__((fallthrough));
-    case CMD_DELETE_MESSAGE:
-    case CMD_SET_READ_MARKER:
-        if (kc_avro_get_long(s, &body, "seq_no", &cmd->seq_no) != 0) {
-            kc_strlcpyf(errstr, errstr_size, "seq_no is missing");
-            goto fail;
-        }
-        break;
+    case KC_CMD_DELETE_MESSAGE:
+    case KC_CMD_SET_READ_MARKER: break;
     }
-    (void)ignore;
     return 0;
-fail:
-    proc_command_free(msg, cmd);
-    return -EBADMSG;
 }
 
-void proc_command_free(kc_avro_msg_t *msg, proc_cmd_t *cmd)
+void proc_command_mem_free(proc_cmd_mem_t *mem)
 {
-    free((void *)cmd->members);
-    free(cmd->member_lens);
-    cmd->members = NULL;
-    cmd->member_lens = NULL;
-    kc_avro_msg_free(msg);
+    kc_buf_free(&mem->arena);
+    free(mem->members);
+    free(mem->lens);
+    memset(mem, 0, sizeof(*mem));
 }

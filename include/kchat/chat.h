@@ -171,4 +171,40 @@ typedef struct {
 /* Appends the framed Event (schema_id: the subject's newest, kc_schemas_current_id). */
 void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_out_t *ev);
 
+/* ---- Command (chat.commands-value): gateway and API -> processor ---- */
+
+typedef enum {
+    KC_CMD_SEND_MESSAGE,
+    KC_CMD_CREATE_CONVERSATION,
+    KC_CMD_ADD_MEMBERS,
+    KC_CMD_REMOVE_MEMBERS,
+    KC_CMD_EDIT_MESSAGE,
+    KC_CMD_DELETE_MESSAGE,
+    KC_CMD_SET_READ_MARKER,
+} kc_chat_command_kind_t;
+
+/* The record name of a body ("SendMessage"). */
+const char *kc_chat_command_kind_name(kc_chat_command_kind_t k);
+
+/* A Command, as read (strings point into the input) or to write (strings the caller's). */
+typedef struct {
+    int version;
+    kc_chat_command_kind_t kind;
+    kc_str_t command_id, convo_id, sender_id, origin;
+    int64_t issued_at;
+    kc_str_t client_msg_id, content, content_type; /* SendMessage; content: EditMessage */
+    kc_str_t title;                                /* CreateConversation */
+    kc_chat_strs_t members; /* read: CreateConversation, AddMembers, RemoveMembers */
+    const char *const *members_out; /* write: the same, NUL-terminated */
+    size_t nmembers_out;
+    int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker */
+} kc_chat_command_t;
+
+/* Decodes a framed Command. 0, or -1 with errstr (the processor dead-letters the record and
+ * says why: magic byte, unknown schema id, another subject's record, malformed). */
+int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
+                           kc_chat_command_t *cmd, char *errstr, size_t errstr_size);
+/* Appends the framed Command (schema_id: the subject's newest). */
+void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_command_t *cmd);
+
 #endif

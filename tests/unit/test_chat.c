@@ -315,6 +315,68 @@ static void a_rejection_without_a_client_msg_id(void **state)
     kc_buf_free(&b);
 }
 
+/* ---- Command ---- */
+
+static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
+{
+    (void)state;
+    const char *members[] = {"u2", "u3"};
+    for (int k = KC_CMD_SEND_MESSAGE; k <= KC_CMD_SET_READ_MARKER; k++) {
+        kc_chat_command_t out = {.kind = (kc_chat_command_kind_t)k,
+                                 .command_id = S_("cmd-1"),
+                                 .convo_id = S_("c1"),
+                                 .sender_id = S_("u1"),
+                                 .issued_at = 1700000000999LL,
+                                 .origin = S_("gateway:1"),
+                                 .client_msg_id = S_("m-1"),
+                                 .content = S_("hi \xe2\x9c\x93"),
+                                 .content_type = S_("text/plain"),
+                                 .title = S_("t"),
+                                 .members_out = members,
+                                 .nmembers_out = 2,
+                                 .seq_no = 9};
+        kc_buf_t b = {0};
+        kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &out);
+        kc_chat_command_t in;
+        char err[256];
+        assert_int_equal(kc_chat_command_decode(S, b.data, b.len, &in, err, sizeof(err)), 0);
+        assert_int_equal(in.kind, k);
+        assert_true(str_is(in.convo_id, "c1") && str_is(in.origin, "gateway:1"));
+        assert_int_equal(in.issued_at, 1700000000999LL);
+        kc_avro_msg_t m;
+        assert_int_equal(kc_avro_decode(S, b.data, b.len, &m, err, sizeof(err)), 0);
+        const char *bname;
+        avro_value_t body;
+        assert_int_equal(kc_avro_get_branch(&m.value, "body", &bname, &body), 0);
+        assert_string_equal(bname, kc_chat_command_kind_name((kc_chat_command_kind_t)k));
+        kc_str_t r;
+        if (k == KC_CMD_SEND_MESSAGE) {
+            assert_true(str_is(in.content, "hi \xe2\x9c\x93"));
+            assert_true(str_is(in.client_msg_id, "m-1"));
+        } else if (k == KC_CMD_CREATE_CONVERSATION || k == KC_CMD_ADD_MEMBERS ||
+                   k == KC_CMD_REMOVE_MEMBERS) {
+            assert_int_equal(in.members.count, 2);
+            assert_int_equal(kc_chat_strs_next(&in.members, &r), 1);
+            assert_true(str_is(r, "u2"));
+        } else {
+            assert_int_equal(in.seq_no, 9);
+        }
+        kc_avro_msg_free(&m);
+        for (size_t n = 0; n < b.len; n++)
+            assert_int_equal(kc_chat_command_decode(S, b.data, n, &in, err, sizeof(err)), -1);
+        kc_buf_free(&b);
+    }
+    /* an event is not a command */
+    kc_chat_event_out_t ev = {.kind = KC_EV_READ_MARKER_SET, .convo_id = S_("c")};
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &ev);
+    kc_chat_command_t in;
+    char err[256];
+    assert_int_equal(kc_chat_command_decode(S, b.data, b.len, &in, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a command"));
+    kc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +386,7 @@ int main(void)
         cmocka_unit_test(broken_deliveries_are_refused),
         cmocka_unit_test(an_event_of_each_kind_reads_back_and_avro_c_agrees),
         cmocka_unit_test(a_rejection_without_a_client_msg_id),
+        cmocka_unit_test(a_command_of_each_kind_reads_back_and_avro_c_agrees),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
