@@ -86,6 +86,7 @@ struct api {
     kc_app_t app;
     kc_httpd_t *http;
     kc_kafka_bound_t producer;
+    rd_kafka_topic_t *commands_rkt; /* held: see kc_kafka_topic_hold */
     kc_pg_t *pool[API_MAX_POOL];
     int npool;
     unsigned next_pg;

@@ -144,6 +144,9 @@ int api_commands_init(api_t *a, char *err, size_t errlen)
     rd_kafka_t *rk = kc_kafka_producer_new(&ko, overrides, err, errlen);
     if (!rk || kc_kafka_bind(&a->producer, a->app.loop, rk, on_producer_events, a, err, errlen))
         return -1;
+    a->commands_rkt = kc_kafka_topic_hold(rk, a->cfg.commands_topic, 15000, err, errlen);
+    if (!a->commands_rkt)
+        return -1;
     a->commands_sent = kc_metrics_counter(a->app.metrics, "kchat_api_commands_total",
                                           "Commands sent to chat.commands.", NULL);
     a->outcomes_timeout =
@@ -198,7 +201,7 @@ int api_command(api_req_t *r, const char *body_name, api_fill_fn fill, api_outco
     w->deadline_ns = kc_mono_ns() + (uint64_t)a->cfg.command_timeout_ms * 1000000ull;
     char *opaque = kc_xstrdup(r->command_id);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        a->producer.rk, RD_KAFKA_V_TOPIC(a->cfg.commands_topic),
+        a->producer.rk, RD_KAFKA_V_RKT(a->commands_rkt),
         RD_KAFKA_V_KEY(r->convo_id, strlen(r->convo_id)), RD_KAFKA_V_VALUE(out.data, out.len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     kc_buf_free(&out);

@@ -171,6 +171,9 @@ int main(int argc, char **argv)
             kc_app_run(&a->app);
             exit_code = 0;
         }
+        if (a->commands_rkt)
+            rd_kafka_topic_destroy(a->commands_rkt);
+        a->commands_rkt = NULL;
         kc_kafka_bound_destroy(&a->producer);
         kc_app_destroy(&a->app);
         kc_map_destroy(a->waiters, NULL);

@@ -278,6 +278,11 @@ static int start(gw_t *g, char *err, size_t errlen)
     g->schemas = kc_schemas_load(g->cfg.schemas_dir, err, errlen);
     if (!g->schemas)
         return -1;
+    g->command_schema_id = kc_schemas_current_id(g->schemas, "chat.commands-value");
+    if (g->command_schema_id < 0) {
+        kc_strlcpyf(err, errlen, "registry.json has no chat.commands-value");
+        return -1;
+    }
     g->jwt =
         kc_jwt_key_load(g->cfg.jwt_public_key, g->cfg.jwt_issuer, g->cfg.jwt_audience, err, errlen);
     if (!g->jwt)
@@ -312,10 +317,13 @@ static int start(gw_t *g, char *err, size_t errlen)
     ko.check_name = "kafka_producer";
     ko.dr_msg_cb = gw_producer_dr;
     ko.opaque = g;
-    const char *const povr[] = {"linger.ms", "1", NULL};
+    const char *const povr[] = {"linger.ms", "0", NULL};
     rk = kc_kafka_producer_new(&ko, povr, err, errlen);
     if (!rk ||
         kc_kafka_bind(&g->producer, g->app.loop, rk, on_producer_events, g, err, errlen) != 0)
+        return -1;
+    g->commands_rkt = kc_kafka_topic_hold(rk, g->cfg.commands_topic, 15000, err, errlen);
+    if (!g->commands_rkt)
         return -1;
     /* A slot is a partition: one beyond the topic would read nothing, healthy and useless. */
     int32_t partitions =
@@ -351,6 +359,9 @@ static void cleanup(gw_t *g)
     kc_map_destroy(g->m.acks, NULL);
     g->m.frames_in = g->m.frames_out = g->m.acks = NULL;
     kc_kafka_bound_destroy(&g->consumer);
+    if (g->commands_rkt)
+        rd_kafka_topic_destroy(g->commands_rkt);
+    g->commands_rkt = NULL;
     kc_kafka_bound_destroy(&g->producer);
     gw_commands_destroy(g);
     gw_presence_destroy(g);
@@ -385,6 +396,9 @@ int main(int argc, char **argv)
                 uv_close((uv_handle_t *)&g.tick, on_handle_closed);
             }
             kc_kafka_bound_destroy(&g.consumer);
+            if (g.commands_rkt)
+                rd_kafka_topic_destroy(g.commands_rkt);
+            g.commands_rkt = NULL;
             kc_kafka_bound_destroy(&g.producer);
             if (g.lws && g.app.loop) {
                 /* A foreign-loop lws context closes its handles on the loop and unloads its

@@ -23,6 +23,7 @@ typedef struct {
     int check;
     kc_gauge_t *brokers_up;
     kc_gauge_t *lag; /* consumers */
+    kc_gauge_t *rtt[2], *queued[2]; /* p50, p99 over the brokers' last statistics window */
     kc_counter_t *errors;
 } kopaque_t;
 
@@ -92,6 +93,27 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     }
     for (int k = 0; k < total; k++)
         up += isup[k];
+    /* Request round trips and (producers) the time a record waits in the client's queue
+     * before it is sent: the slowest broker's window percentiles, in seconds. */
+    double rtt[2] = {0, 0}, queued[2] = {0, 0};
+    cJSON_ArrayForEach(b, brokers)
+    {
+        const char *names[] = {"rtt", "int_latency"};
+        double *dst[] = {rtt, queued};
+        for (int w = 0; w < 2; w++) {
+            const cJSON *win = cJSON_GetObjectItemCaseSensitive(b, names[w]);
+            const cJSON *p50 = cJSON_GetObjectItemCaseSensitive(win, "p50");
+            const cJSON *p99 = cJSON_GetObjectItemCaseSensitive(win, "p99");
+            if (cJSON_IsNumber(p50) && p50->valuedouble / 1e6 > dst[w][0])
+                dst[w][0] = p50->valuedouble / 1e6;
+            if (cJSON_IsNumber(p99) && p99->valuedouble / 1e6 > dst[w][1])
+                dst[w][1] = p99->valuedouble / 1e6;
+        }
+    }
+    for (int q = 0; q < 2; q++) {
+        kc_gauge_set(o->rtt[q], rtt[q]);
+        kc_gauge_set(o->queued[q], queued[q]);
+    }
     /* A consumer's lag: messages between its position and the end (the last stable offset
      * for read_committed), summed over the partitions it fetches. */
     if (o->lag) {
@@ -138,6 +160,30 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
               assign ? "partitions assigned" : "partitions revoked");
     kc_buf_free(&list);
     (void)kc_kafka_rebalance_apply(rk, err, parts);
+}
+
+rd_kafka_topic_t *kc_kafka_topic_hold(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                      char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        kc_strlcpyf(errstr, errstr_size, "cannot make a handle of %s: %s", topic,
+                    rd_kafka_err2str(rd_kafka_last_error()));
+        return NULL;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    int ok = !err && md->topic_cnt == 1 && !md->topics[0].err;
+    if (!ok)
+        kc_strlcpyf(errstr, errstr_size, "cannot read the metadata of %s: %s", topic,
+                    err ? rd_kafka_err2str(err) : rd_kafka_err2str(md->topics[0].err));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (!ok) {
+        rd_kafka_topic_destroy(rkt);
+        return NULL;
+    }
+    return rkt;
 }
 
 void kc_kafka_event_serve(rd_kafka_t *rk, rd_kafka_event_t *ev)
@@ -248,6 +294,22 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
             op->lag = kc_metrics_gauge(o->metrics, "kchat_kafka_consumer_lag_messages",
                                        "Messages a consumer is behind, over its partitions.",
                                        lbl);
+        const char *q50[] = {"client", op->client_id, "quantile", "0.5", NULL};
+        const char *q99[] = {"client", op->client_id, "quantile", "0.99", NULL};
+        op->rtt[0] = kc_metrics_gauge(o->metrics, "kchat_kafka_request_rtt_seconds",
+                                      "Round trip of the client's requests to the slowest broker, "
+                                      "over the last statistics window.",
+                                      q50);
+        op->rtt[1] = kc_metrics_gauge(o->metrics, "kchat_kafka_request_rtt_seconds", NULL, q99);
+        if (type == RD_KAFKA_PRODUCER) {
+            op->queued[0] = kc_metrics_gauge(o->metrics, "kchat_kafka_produce_queue_seconds",
+                                             "Time a record waits in the producer's queue "
+                                             "before it is sent, over the last statistics "
+                                             "window.",
+                                             q50);
+            op->queued[1] =
+                kc_metrics_gauge(o->metrics, "kchat_kafka_produce_queue_seconds", NULL, q99);
+        }
     }
     rd_kafka_t *rk = NULL;
     if (conf_set(conf, "bootstrap.servers", o->brokers, errstr, errstr_size) ||

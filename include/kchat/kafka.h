@@ -81,6 +81,15 @@ void kc_kafka_watch_resume(kc_kafka_watch_t *w);
  * NULL is a no-op. */
 void kc_kafka_watch_close(kc_kafka_watch_t *w);
 
+/* A handle of topic on producer rk, held for as long as the producer writes to it, with the
+ * topic's metadata read now (blocking, at start-up). librdkafka forgets a topic that no
+ * handle holds once its records are delivered; the next record to it then waits for the
+ * next metadata scan (about a second) before it is sent: a producer that writes now and then
+ * must hold its topics. Release with rd_kafka_topic_destroy before the client. NULL with
+ * errstr on failure. */
+rd_kafka_topic_t *kc_kafka_topic_hold(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                      char *errstr, size_t errstr_size);
+
 /* Serves one event of a queue polled with rd_kafka_queue_poll (a producer with
  * dr_events): logs, statistics and errors go where the callbacks would send them; other
  * types (delivery reports) are the caller's. */
