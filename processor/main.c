@@ -46,6 +46,7 @@ typedef struct {
     long long transaction_timeout_ms;
     long long restore_timeout_ms;
     long long session_timeout_ms;
+    long long fetch_wait_ms, fetch_min_bytes;
     proc_limits_t lim;
 } proc_cfg_t;
 
@@ -76,7 +77,7 @@ static const kc_cfg_opt_t proc_opts[] = {
      "compacted topic of the processor's state checkpoints"},
     {"dlq-topic", KC_CFG_STR, offsetof(proc_cfg_t, dlq_topic), "chat.commands.dlq", 1, 249,
      "topic of the commands that cannot be read"},
-    {"linger-ms", KC_CFG_INT, offsetof(proc_cfg_t, linger_ms), "2", 0, 1000,
+    {"linger-ms", KC_CFG_INT, offsetof(proc_cfg_t, linger_ms), "15", 0, 1000,
      "a batch waits at least this long after its first command before its transaction starts "
      "(it starts once the previous one has committed): fewer, larger transactions for a little "
      "latency"},
@@ -84,7 +85,7 @@ static const kc_cfg_opt_t proc_opts[] = {
      "transactional producers taking turns (kchat-processor-<instance-id>, then -1, -2...)"},
     {"batch-max", KC_CFG_INT, offsetof(proc_cfg_t, batch_max), "2000", 1, 100000,
      "most commands in one transaction"},
-    {"checkpoint-interval-ms", KC_CFG_INT, offsetof(proc_cfg_t, checkpoint_interval_ms), "10000",
+    {"checkpoint-interval-ms", KC_CFG_INT, offsetof(proc_cfg_t, checkpoint_interval_ms), "30000",
      100, 3600000,
      "how often a partition's changed state is checkpointed to the state topic (a restore "
      "replays the events since)"},
@@ -96,6 +97,11 @@ static const kc_cfg_opt_t proc_opts[] = {
      3600000, "longest the restore of the partitions assigned at once may take"},
     {"session-timeout-ms", KC_CFG_INT, offsetof(proc_cfg_t, session_timeout_ms), "10000", 6000,
      300000, "how long the group waits for a silent instance before moving its partitions"},
+    {"fetch-wait-ms", KC_CFG_INT, offsetof(proc_cfg_t, fetch_wait_ms), "5", 0, 500,
+     "the broker holds a fetch of commands up to this long for fetch-min-bytes to arrive: "
+     "fewer, larger fetches (the batch being applied waits for its commit meanwhile anyway)"},
+    {"fetch-min-bytes", KC_CFG_INT, offsetof(proc_cfg_t, fetch_min_bytes), "65536", 1, 10485760,
+     "bytes of commands a fetch waits for (at most fetch-wait-ms)"},
     {"max-content-bytes", KC_CFG_INT, offsetof(proc_cfg_t, lim.max_content_bytes), "16384", 1,
      900000, "largest message text accepted"},
     {"max-members", KC_CFG_INT, offsetof(proc_cfg_t, lim.max_members), "1000", 2, 100000,
@@ -148,6 +154,10 @@ typedef struct {
      * has finished writing that commit's markers, so adding partitions is not refused with
      * CONCURRENT_TRANSACTIONS and retried 20 ms later. */
     kc_kafka_bound_t producers[PROC_MAX_PRODUCERS];
+    /* Each producer's handles of the topics it writes, held for its whole life: librdkafka
+     * drops a topic no handle holds once unused, and meets it again as unknown, holding its
+     * records about a second for the metadata (a state checkpoint every 30 s would pay it). */
+    rd_kafka_topic_t *rkts[PROC_MAX_PRODUCERS][NTOPICS];
     int nproducers, cur;
     rd_kafka_t *restore_rk;
     proc_restorer_t *restorer;
@@ -175,12 +185,15 @@ typedef struct {
     int timers_open;
     int failed;
     kc_buf_t key, val;
+    proc_cmd_mem_t cmd_mem;
     kc_counter_t *consumed, *events, *duplicates, *commits, *aborts, *restored, *replayed;
     kc_counter_t *dead_letters, *delivery_records, *delivery_items, *checkpoints;
     kc_counter_t *route_lookups, *route_failures, *route_skipped;
     kc_histogram_t *commit_seconds, *restore_seconds, *batch_size;
     kc_histogram_t *input_delay, *route_seconds, *write_seconds;
     uint64_t route_started_ns, write_started_ns;
+    double last_route_s, last_write_s; /* the stages of the transaction now committing */
+    long long last_records;
     kc_gauge_t *conversations, *dedupe_entries, *restoring_gauge;
 } proc_t;
 
@@ -291,10 +304,9 @@ static int32_t origin_slot(const proc_t *p, const char *origin)
 
 static void handle(proc_t *p, proc_part_t *part, const rd_kafka_message_t *m)
 {
-    kc_avro_msg_t msg;
     proc_cmd_t cmd;
     char err[256];
-    if (!m->payload || proc_command_decode(p->schemas, m->payload, m->len, &msg, &cmd, err,
+    if (!m->payload || proc_command_decode(p->schemas, m->payload, m->len, &p->cmd_mem, &cmd, err,
                                            sizeof(err)) != 0) {
         dead_letter(p, m, m->payload ? err : "empty record");
         return;
@@ -347,7 +359,6 @@ static void handle(proc_t *p, proc_part_t *part, const rd_kafka_message_t *m)
                     cmd.sender_id_len, slot, ackp);
     free(all);
     proc_outcome_free(&o);
-    proc_command_free(&msg, &cmd);
 }
 
 /* ---- checkpoints ---- */
@@ -509,7 +520,7 @@ static int produce_batch(proc_t *p)
         rec_t *r = &b->recs[i];
         for (;;) {
             rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(p->topics[r->topic]), RD_KAFKA_V_PARTITION(r->partition),
+                rk, RD_KAFKA_V_RKT(p->rkts[p->cur][r->topic]), RD_KAFKA_V_PARTITION(r->partition),
                 RD_KAFKA_V_KEY(b->arena.data + r->key_off, r->key_len),
                 RD_KAFKA_V_VALUE(r->tombstone ? NULL : b->arena.data + r->val_off,
                                  r->tombstone ? 0 : r->val_len),
@@ -575,7 +586,8 @@ static void flushed(proc_t *p)
 {
     p->closing = CLOSE_NONE;
     p->shut = NULL;
-    kc_histogram_observe(p->write_seconds, (double)(kc_mono_ns() - p->write_started_ns) / 1e9);
+    p->last_write_s = (double)(kc_mono_ns() - p->write_started_ns) / 1e9;
+    kc_histogram_observe(p->write_seconds, p->last_write_s);
     rd_kafka_topic_partition_list_t *offs = p->txn_offsets;
     p->txn_offsets = NULL;
     rd_kafka_consumer_group_metadata_t *g =
@@ -591,9 +603,10 @@ static void finish_close(proc_t *p, int routed)
     (void)proc_router_slots(p->shut->router, routed, add_slot_records, p);
     proc_router_reset(p->shut->router);
     p->write_started_ns = kc_mono_ns();
+    p->last_route_s = (double)(p->write_started_ns - p->route_started_ns) / 1e9;
+    p->last_records = (long long)p->shut->nrecs;
     if (p->closing == CLOSE_ROUTING)
-        kc_histogram_observe(p->route_seconds,
-                             (double)(p->write_started_ns - p->route_started_ns) / 1e9);
+        kc_histogram_observe(p->route_seconds, p->last_route_s);
     p->closing = CLOSE_FLUSHING;
     if (produce_batch(p) != 0) {
         if (!p->failed)
@@ -663,6 +676,13 @@ static void on_committed(void *arg)
     if (r.outcome == COMMIT_OK) {
         kc_counter_inc(p->commits);
         kc_histogram_observe(p->commit_seconds, r.seconds);
+        if (p->last_route_s + p->last_write_s + r.seconds > 0.5) /* what held the acks */
+            kc_log_kv(KC_LOG_WARN,
+                      KC_FIELDS(KC_INT("route_ms", (long long)(p->last_route_s * 1000)),
+                                KC_INT("write_ms", (long long)(p->last_write_s * 1000)),
+                                KC_INT("commit_ms", (long long)(r.seconds * 1000)),
+                                KC_INT("records", p->last_records)),
+                      "slow transaction");
         maybe_close(p);
         return;
     }
@@ -1253,10 +1273,13 @@ static int start(proc_t *p, char *err, size_t errlen)
                           .opaque = p};
     /* No static membership (group.instance.id): a stopped instance leaves the group and its
      * partitions move at once; a killed one's move after session-timeout-ms. */
-    char session[32];
+    char session[32], fwait[32], fmin[32];
     kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);
+    kc_strlcpyf(fwait, sizeof(fwait), "%lld", p->cfg.fetch_wait_ms);
+    kc_strlcpyf(fmin, sizeof(fmin), "%lld", p->cfg.fetch_min_bytes);
     const char *cons_over[] = {"partition.assignment.strategy", "cooperative-sticky",
-                               "session.timeout.ms", session, NULL};
+                               "session.timeout.ms", session, "fetch.wait.max.ms", fwait,
+                               "fetch.min.bytes", fmin, NULL};
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, p->cfg.group_id, cons_over, err, errlen);
     if (!rk || kc_kafka_bind(&p->consumer, p->app.loop, rk, on_commands, p, err, errlen) != 0)
         return -1;
@@ -1277,12 +1300,15 @@ static int start(proc_t *p, char *err, size_t errlen)
          * in one request. retry.backoff.ms: a produce or offset request refused while the
          * broker finishes an earlier transaction is retried after 5 ms instead of 100. */
         const char *prod_over[] = {"transactional.id", txn_id, "transaction.timeout.ms",
-                                   txn_timeout, "linger.ms", "1", "retry.backoff.ms", "5",
+                                   txn_timeout, "linger.ms", "0", "retry.backoff.ms", "5",
                                    "queue.buffering.max.messages", "1000000", NULL};
         rk = kc_kafka_producer_new(&ko, prod_over, err, errlen);
         if (!rk || kc_kafka_bind(&p->producers[i], p->app.loop, rk, on_producer_events,
                                  &p->producers[i], err, errlen) != 0)
             return -1;
+        for (int t = 0; t < NTOPICS; t++)
+            if (!(p->rkts[i][t] = kc_kafka_topic_hold(rk, p->topics[t], 15000, err, errlen)))
+                return -1;
     }
     kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers,
                           .debug = p->cfg.kafka.debug,
@@ -1417,8 +1443,12 @@ int main(int argc, char **argv)
             exit_code = p.failed ? 1 : 0;
         }
         kc_kafka_bound_destroy(&p.consumer);
-        for (int i = 0; i < PROC_MAX_PRODUCERS; i++)
+        for (int i = 0; i < PROC_MAX_PRODUCERS; i++) {
+            for (int t = 0; t < NTOPICS; t++)
+                if (p.rkts[i][t])
+                    rd_kafka_topic_destroy(p.rkts[i][t]);
             kc_kafka_bound_destroy(&p.producers[i]);
+        }
         kc_kafka_destroy(p.restore_rk);
         batch_free(&p, &p.batches[0]);
         batch_free(&p, &p.batches[1]);
@@ -1434,6 +1464,7 @@ int main(int argc, char **argv)
         kc_schemas_destroy(p.schemas);
         kc_buf_free(&p.key);
         kc_buf_free(&p.val);
+        proc_command_mem_free(&p.cmd_mem);
         kc_app_destroy(&p.app);
         kc_log_info("stopped");
     }
