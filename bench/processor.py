@@ -46,7 +46,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from kchat_wire import NEWEST, Commands, command, decode, send_message  # noqa: E402
 from test_kafka_roundtrip import java_partition  # noqa: E402
 
-PARTITIONS = 12
+PARTITIONS = next(t["partitions"] for t in json.loads((ROOT / "kafka" / "topics.json").read_text())
+                  ["topics"] if t["name"] == "chat.processor.state")
 
 
 def stack(*args):
