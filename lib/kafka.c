@@ -294,8 +294,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
             op->lag = kc_metrics_gauge(o->metrics, "kchat_kafka_consumer_lag_messages",
                                        "Messages a consumer is behind, over its partitions.",
                                        lbl);
-        const char *q50[] = {"client", op->client_id, "quantile", "0.5", NULL};
-        const char *q99[] = {"client", op->client_id, "quantile", "0.99", NULL};
+        const char *q50[] = {"client", op->client_id, "percentile", "50", NULL};
+        const char *q99[] = {"client", op->client_id, "percentile", "99", NULL};
         op->rtt[0] = kc_metrics_gauge(o->metrics, "kchat_kafka_request_rtt_seconds",
                                       "Round trip of the client's requests to the slowest broker, "
                                       "over the last statistics window.",
