@@ -162,6 +162,8 @@ def bench_restore(conversations, replay_events):
     assert prod.flush(300) == 0
     log_path = STATE / "logs" / "bench-processor.log"
     port = BASE + 97
+    # counted from the first 200 on (before it the process is still starting: its listener
+    # not open yet, or its Kafka clients not connected)
     health = {"ok": 0, "other": 0, "slowest_ms": 0.0}
     with open(log_path, "w") as log:
         p = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
@@ -172,10 +174,13 @@ def bench_restore(conversations, replay_events):
             t = time.monotonic()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    health["ok" if r.status == 200 else "other"] += 1
+                    ok = r.status == 200
             except OSError:
-                health["other"] += 1
-            health["slowest_ms"] = max(health["slowest_ms"], (time.monotonic() - t) * 1000)
+                ok = False
+            if ok or health["ok"]:
+                health["ok" if ok else "other"] += 1
+                health["slowest_ms"] = max(health["slowest_ms"],
+                                           (time.monotonic() - t) * 1000)
             for line in log_path.read_text().splitlines():
                 e = json.loads(line)
                 if e["msg"] == "state restored":
@@ -298,7 +303,8 @@ def main():
             print("|---|---|---|---|---|---|")
             print(f"| {args.conversations} | {r['records']} | {r['events_replayed']} | "
                   f"{r['partitions']} | {r['restore_ms'] / 1000:.2f} s | {h['ok']} answers of "
-                  f"200, {h['other']} other, slowest {h['slowest_ms']:.0f} ms |\n", flush=True)
+                  f"200 and {h['other']} other after the first 200, slowest "
+                  f"{h['slowest_ms']:.0f} ms |\n", flush=True)
         if args.skip_commit:
             return
         cmds = Commands(BROKERS)
