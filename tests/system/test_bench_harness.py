@@ -129,6 +129,19 @@ def test_errors_fail_the_run():
                                  "peers centrifugo: error: not installed"]
 
 
+def test_a_peer_losing_messages_is_a_finding_not_a_failure():
+    """A peer that loses messages past its limit (Centrifugo at a step it cannot sustain) is
+    reported beside its figures; kchat losing one fails the run."""
+    lossy = [{"rate": 32000, "integrity_problems": ["lost 9448"], "check": False}]
+    res = {"peers": {"systems": {
+        "kchat": {"check_problems": [], "ramp": []},
+        "centrifugo": {"check_problems": [], "ramp": lossy}}}}
+    assert run.failures(res) == []
+    assert run.peer_findings(res) == ["centrifugo ramp at 32000 msg/s: lost 9448"]
+    res["peers"]["systems"]["kchat"]["ramp"] = lossy
+    assert run.failures(res) == ["peers kchat ramp at 32000 msg/s: check failed: lost 9448"]
+
+
 def test_baseline_vs_current_gives_ratios():
     def result(rate, p99, cpu_us):
         s = loadgen_summary(rate=rate, p99=p99)
