@@ -220,7 +220,9 @@ void gw_ws_destroy(gw_t *g);
 
 /* ---- frames to connections (ws.c) ---- */
 gw_frame_t *gw_frame_new(const char *json, size_t len);
-gw_frame_t *gw_frame_from_buf(kc_buf_t *b); /* takes b's text, leaves it empty */
+/* A frame of b's text; b is left empty but keeps its memory (for the next frame): the caller
+ * frees it. */
+gw_frame_t *gw_frame_from_buf(kc_buf_t *b);
 void gw_frame_unref(gw_frame_t *f);
 /* Queues f (a reference is taken); the type names the frames_out series. Returns 0, or -1
  * when the connection is closing or its queue is full (then it is closed as a slow

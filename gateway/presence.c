@@ -488,6 +488,7 @@ static void receipt_frame(gw_t *g, const char *to, size_t tolen, const char *con
     gw_json_kv(&b, 1, "user_id", user, userlen);
     kc_buf_printf(&b, ",\"delivered_at\":%lld}", at);
     gw_frame_t *f = gw_frame_from_buf(&b);
+    kc_buf_free(&b);
     for (gw_conn_t *c = u->conns; c; c = c->next_of_user)
         (void)gw_send(g, c, f, "message.delivery");
     gw_frame_unref(f);
@@ -614,6 +615,7 @@ static void on_slot_msg(gw_t *g, const cJSON *o)
         gw_json_kv(&b, 1, "state", state, strlen(state));
         kc_buf_printf(&b, ",\"expires_in_ms\":%lld}", (long long)exp->valuedouble);
         gw_frame_t *f = gw_frame_from_buf(&b);
+        kc_buf_free(&b);
         const cJSON *it;
         cJSON_ArrayForEach(it, to)
         {
