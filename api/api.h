@@ -20,6 +20,7 @@
 
 #include "kchat/app.h"
 #include "kchat/avro.h"
+#include "kchat/chat.h"
 #include "kchat/httpd.h"
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
@@ -93,6 +94,7 @@ struct api {
     kc_pg_t *listen_pg; /* LISTEN kchat_applied */
     kc_redis_t *redis;
     struct kc_schemas *schemas;
+    int32_t command_schema_id; /* the id commands are written with */
     kc_jwt_key_t *signer;
     kc_jwt_key_t *verifier;
     char origin[80]; /* "api:<instance>" */
@@ -174,10 +176,10 @@ void api_users_get(api_req_t *r);
 /* commands.c */
 int api_commands_init(api_t *a, char *err, size_t errlen);
 void api_commands_close(api_t *a);
-/* Sends the command filled by fill (the body branch named body_name) and waits for its
- * outcome, which calls r->on_outcome. Returns 0, or -1 after answering r (503). */
-typedef int (*api_fill_fn)(api_req_t *r, avro_value_t *body_branch);
-int api_command(api_req_t *r, const char *body_name, api_fill_fn fill, api_outcome_fn on_outcome);
+/* Sends cmd (its kind and body filled by the caller; the envelope, r's convo_id and user,
+ * is filled here) and waits for its outcome, which calls on_outcome. Returns 0, or -1 after
+ * answering r (503). */
+int api_command(api_req_t *r, kc_chat_command_t *cmd, api_outcome_fn on_outcome);
 /* Drops r's waiter (r is being answered another way). */
 void api_command_forget(api_req_t *r);
 /* HTTP status and code for a CommandRejected reason. */

@@ -1,7 +1,8 @@
 /* commands.c - REST changes as Commands on chat.commands, and waiting for their outcome.
  *
  * A change (create a conversation, add members, a read marker) is a Command (Avro, Confluent
- * wire format, keyed by convo_id, origin "api:<instance>") sent with the idempotent producer.
+ * wire format, written by kchat/chat.h; keyed by convo_id, origin "api:<instance>") sent with
+ * the idempotent producer.
  * The request then waits, under its command_id, for the projector's
  *   NOTIFY kchat_applied '{"command_id":..., "type":..., "reason":..., "message":...}'
  * which it sends once the event is in the read models: the answer reads its own write. The
@@ -144,6 +145,11 @@ int api_commands_init(api_t *a, char *err, size_t errlen)
     rd_kafka_t *rk = kc_kafka_producer_new(&ko, overrides, err, errlen);
     if (!rk || kc_kafka_bind(&a->producer, a->app.loop, rk, on_producer_events, a, err, errlen))
         return -1;
+    a->command_schema_id = kc_schemas_current_id(a->schemas, "chat.commands-value");
+    if (a->command_schema_id < 0) {
+        kc_strlcpyf(err, errlen, "no schema for chat.commands-value");
+        return -1;
+    }
     a->commands_rkt = kc_kafka_topic_hold(rk, a->cfg.commands_topic, 15000, err, errlen);
     if (!a->commands_rkt)
         return -1;
@@ -167,34 +173,21 @@ void api_commands_close(api_t *a)
     a->waiters = NULL;
 }
 
-int api_command(api_req_t *r, const char *body_name, api_fill_fn fill, api_outcome_fn on_outcome)
+int api_command(api_req_t *r, kc_chat_command_t *cmd, api_outcome_fn on_outcome)
 {
     api_t *a = r->a;
     if (!kc_pg_listening(a->listen_pg)) {
         api_error(r, 503, "unavailable", "outcomes cannot be awaited now (database)");
         return -1;
     }
-    avro_value_t v, b;
-    if (kc_avro_value_new(a->schemas, "chat.commands-value", &v) != 0) {
-        api_error(r, 500, "internal", "the command schema is missing");
-        return -1;
-    }
     kc_uuid4(r->command_id);
-    int rc = kc_avro_set_str(&v, "command_id", r->command_id) ||
-             kc_avro_set_str(&v, "convo_id", r->convo_id) ||
-             kc_avro_set_str(&v, "sender_id", r->user_id) ||
-             kc_avro_set_long(&v, "issued_at", kc_now_ms()) ||
-             kc_avro_set_str(&v, "origin", a->origin) ||
-             kc_avro_set_branch(&v, "body", body_name, &b) || fill(r, &b);
+    cmd->command_id = kc_str(r->command_id);
+    cmd->convo_id = kc_str(r->convo_id);
+    cmd->sender_id = kc_str(r->user_id);
+    cmd->issued_at = kc_now_ms();
+    cmd->origin = kc_str(a->origin);
     kc_buf_t out = {0};
-    if (!rc)
-        rc = kc_avro_encode(a->schemas, "chat.commands-value", &v, &out);
-    avro_value_decref(&v);
-    if (rc) {
-        kc_buf_free(&out);
-        api_error(r, 500, "internal", "the command could not be encoded");
-        return -1;
-    }
+    kc_chat_command_encode(&out, a->command_schema_id, cmd);
     api_waiter_t *w = kc_xcalloc(1, sizeof(*w));
     memcpy(w->command_id, r->command_id, sizeof(w->command_id));
     w->r = r;

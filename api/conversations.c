@@ -89,21 +89,21 @@ void api_convo_get(api_req_t *r)
  * members, the members (sorted)}, or {-1} without a generation, {-3} for a conversation
  * only partly there (a projector mid-batch): the caller then asks Postgres. */
 static const char LIST_LUA[] =
-    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "local gen = redis.call('GET', '" KC_REDIS_RM_GEN "')\n"
     "if not gen then return {-1} end\n"
-    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local p = '" KC_REDIS_RM "' .. gen .. ':'\n"
     "local u = ARGV[1]\n"
-    "local ids = redis.call('ZREVRANGE', p .. 'convos:' .. u, 0, tonumber(ARGV[2]) - 1)\n"
+    "local ids = redis.call('ZREVRANGE', p .. '" KC_RM_CONVOS ":' .. u, 0, tonumber(ARGV[2]) - 1)\n"
     "local out = {1, #ids}\n"
     "for _, id in ipairs(ids) do\n"
-    "  local h = redis.call('HMGET', p .. 'convo:' .. id, 'title', 'created_by', 'created_at',\n"
+    "  local h = redis.call('HMGET', p .. '" KC_RM_CONVO ":' .. id, 'title', 'created_by', 'created_at',\n"
     "                       'last_seq', 'last_activity', 'last_message')\n"
     "  if not h[1] or not h[3] or not h[5] then return {-3} end\n"
-    "  local ms = redis.call('SMEMBERS', p .. 'members:' .. id)\n"
+    "  local ms = redis.call('SMEMBERS', p .. '" KC_RM_MEMBERS ":' .. id)\n"
     "  table.sort(ms)\n"
     "  out[#out + 1] = id\n"
     "  for i = 1, 6 do out[#out + 1] = h[i] or '' end\n"
-    "  out[#out + 1] = redis.call('HGET', p .. 'read:' .. id, u) or '0'\n"
+    "  out[#out + 1] = redis.call('HGET', p .. '" KC_RM_READ ":' .. id, u) or '0'\n"
     "  out[#out + 1] = #ms\n"
     "  for _, m in ipairs(ms) do out[#out + 1] = m end\n"
     "end\n"
@@ -332,34 +332,6 @@ static void on_marked(api_req_t *r, const char *type, const char *reason, const 
     on_outcome(r, type, reason, message, status, err, "ReadMarkerSet");
 }
 
-/* ---- fillers of the command bodies ---- */
-
-static int fill_create(api_req_t *r, avro_value_t *b)
-{
-    change_t *c = r->state;
-    if (kc_avro_set_str(b, "title", c->title))
-        return -1;
-    for (size_t i = 0; i < c->nmembers; i++)
-        if (kc_avro_append_str(b, "members", c->members[i]))
-            return -1;
-    return 0;
-}
-
-static int fill_add(api_req_t *r, avro_value_t *b)
-{
-    change_t *c = r->state;
-    for (size_t i = 0; i < c->nmembers; i++)
-        if (kc_avro_append_str(b, "members", c->members[i]))
-            return -1;
-    return 0;
-}
-
-static int fill_read(api_req_t *r, avro_value_t *b)
-{
-    change_t *c = r->state;
-    return kc_avro_set_long(b, "seq_no", c->seq_no) ? -1 : 0;
-}
-
 /* ---- members must be users ---- */
 
 static void on_users_checked(void *arg, const PGresult *res, const char *err)
@@ -376,10 +348,16 @@ static void on_users_checked(void *arg, const PGresult *res, const char *err)
         api_error(r, 400, "unknown_user", msg);
         return;
     }
-    if (c->title)
-        (void)api_command(r, "CreateConversation", fill_create, on_created);
-    else
-        (void)api_command(r, "AddMembers", fill_add, on_added);
+    kc_chat_command_t cmd = {.members_out = (const char *const *)c->members,
+                             .nmembers_out = c->nmembers};
+    if (c->title) {
+        cmd.kind = KC_CMD_CREATE_CONVERSATION;
+        cmd.title = kc_str(c->title);
+        (void)api_command(r, &cmd, on_created);
+    } else {
+        cmd.kind = KC_CMD_ADD_MEMBERS;
+        (void)api_command(r, &cmd, on_added);
+    }
 }
 
 static void check_users(api_req_t *r)
@@ -450,5 +428,6 @@ void api_convo_read(api_req_t *r)
         return;
     }
     c->seq_no = (long long)seq->valuedouble;
-    (void)api_command(r, "SetReadMarker", fill_read, on_marked);
+    kc_chat_command_t cmd = {.kind = KC_CMD_SET_READ_MARKER, .seq_no = c->seq_no};
+    (void)api_command(r, &cmd, on_marked);
 }

@@ -74,12 +74,12 @@ static void on_page(void *arg, const PGresult *res, const char *err)
  * status 1 (page in the tail), 0 (empty page), or -1 (no generation), -2 (not a member
  * here), -3 (the tail does not hold the range): the caller then asks Postgres. */
 static const char PAGE_LUA[] =
-    "local gen = redis.call('GET', 'kchat:rm:gen')\n"
+    "local gen = redis.call('GET', '" KC_REDIS_RM_GEN "')\n"
     "if not gen then return {-1} end\n"
-    "local p = 'kchat:rm:' .. gen .. ':'\n"
+    "local p = '" KC_REDIS_RM "' .. gen .. ':'\n"
     "local c = ARGV[1]\n"
-    "if redis.call('SISMEMBER', p .. 'members:' .. c, ARGV[2]) == 0 then return {-2} end\n"
-    "local last = tonumber(redis.call('HGET', p .. 'convo:' .. c, 'last_seq') or '0')\n"
+    "if redis.call('SISMEMBER', p .. '" KC_RM_MEMBERS ":' .. c, ARGV[2]) == 0 then return {-2} end\n"
+    "local last = tonumber(redis.call('HGET', p .. '" KC_RM_CONVO ":' .. c, 'last_seq') or '0')\n"
     "local since, before, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local top = math.min(before - 1, last)\n"
     "local lo, hi, more\n"
@@ -89,7 +89,7 @@ static const char PAGE_LUA[] =
     "  hi = top; lo = math.max(since + 1, hi - limit + 1, 1); more = lo > math.max(since + 1, 1)\n"
     "end\n"
     "if hi < lo then return {0, lo, hi, 0} end\n"
-    "local key = p .. 'recent:' .. c\n"
+    "local key = p .. '" KC_RM_RECENT ":' .. c\n"
     "local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
     "if #first == 0 or tonumber(first[2]) > lo then return {-3} end\n"
     "local msgs = redis.call('ZRANGEBYSCORE', key, lo, hi)\n"

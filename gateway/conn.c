@@ -180,7 +180,7 @@ void gw_route_register(gw_t *g, gw_user_t *u)
 {
     char key[GW_ID_MAX + 32], slot[16], until[32], ttl[32], now[32];
     int64_t t = kc_now_ms();
-    kc_strlcpyf(key, sizeof(key), "kchat:route:%s", u->id);
+    kc_strlcpyf(key, sizeof(key), KC_REDIS_ROUTE "%s", u->id);
     kc_strlcpyf(slot, sizeof(slot), "%lld", g->cfg.slot);
     kc_strlcpyf(until, sizeof(until), "%lld", (long long)(t + g->cfg.route_ttl_ms));
     /* The key outlives its freshest field a little, then goes by itself. */
@@ -189,7 +189,7 @@ void gw_route_register(gw_t *g, gw_user_t *u)
     const char *hset[] = {"HSET", key, slot, until};
     const char *pexp[] = {"PEXPIRE", key, ttl};
     char lkey[GW_ID_MAX + 32];
-    kc_strlcpyf(lkey, sizeof(lkey), "kchat:lastseen:%s", u->id);
+    kc_strlcpyf(lkey, sizeof(lkey), KC_REDIS_LASTSEEN "%s", u->id);
     const char *seen[] = {"SET", lkey, now};
     if (kc_redis_command(g->redis, on_route_reply, g, 4, hset, NULL) != 0 ||
         kc_redis_command(g->redis, on_route_reply, g, 3, pexp, NULL) != 0 ||

@@ -57,7 +57,8 @@ static const kc_cfg_opt_t gw_opts[] = {
      "receive buffer each socket holds for its life, and the most read from it at once: longer "
      "messages are assembled (up to max-frame-bytes) in a buffer freed after each; smaller saves "
      "memory per idle socket, larger saves CPU on long messages"},
-    {"max-content-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_content_bytes), "16384", 1, 900000,
+    {"max-content-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_content_bytes), KC_CHAT_MAX_CONTENT_BYTES, 1,
+     KC_CHAT_MAX_CONTENT_BYTES_TOP,
      "largest message text accepted by message.send"},
     {"max-queued-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_queued_bytes), "1048576", 4096,
      67108864, "most bytes waiting to be sent to one socket; beyond, it is closed with 4008"},
@@ -267,7 +268,7 @@ static int start(gw_t *g, char *err, size_t errlen)
     gw_presence_init(g);
     split_origins(g);
     kc_strlcpyf(g->origin, sizeof(g->origin), "gateway:%lld", g->cfg.slot);
-    kc_strlcpyf(g->slot_channel, sizeof(g->slot_channel), "kchat:gw:%lld", g->cfg.slot);
+    kc_strlcpyf(g->slot_channel, sizeof(g->slot_channel), KC_REDIS_GW "%lld", g->cfg.slot);
     if (g->cfg.idle_timeout_s <= g->cfg.ping_interval_s) {
         kc_strlcpyf(err, errlen,
                     "invalid value for idle-timeout-s: %lld must exceed "

@@ -36,7 +36,7 @@ static const char ONLINE_LUA[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('SET', KEYS[2], ARGV[3])\n"
     "if was == 0 then\n"
-    "  redis.call('PUBLISH', 'kchat:presence:' .. ARGV[5], cjson.encode({user_id = ARGV[5],\n"
+    "  redis.call('PUBLISH', '" KC_REDIS_PRESENCE "' .. ARGV[5], cjson.encode({user_id = ARGV[5],\n"
     "    status = 'online', last_seen = tonumber(ARGV[3])}))\n"
     "end\n"
     "return was\n";
@@ -48,7 +48,7 @@ static const char OFFLINE_LUA[] =
     "for i = 1, #h, 2 do\n"
     "  if tonumber(h[i+1]) > tonumber(ARGV[2]) then return 0 end\n"
     "end\n"
-    "redis.call('PUBLISH', 'kchat:presence:' .. ARGV[3], cjson.encode({user_id = ARGV[3],\n"
+    "redis.call('PUBLISH', '" KC_REDIS_PRESENCE "' .. ARGV[3], cjson.encode({user_id = ARGV[3],\n"
     "  status = 'offline', last_seen = tonumber(ARGV[2])}))\n"
     "return 1\n";
 
@@ -65,13 +65,13 @@ static const char STATE_LUA[] = "local online = 0\n"
 static const char TYPING_LUA[] =
     "local gen = redis.call('GET', KEYS[1])\n"
     "if not gen then return -2 end\n"
-    "local mk = 'kchat:rm:' .. gen .. ':members:' .. ARGV[1]\n"
+    "local mk = '" KC_REDIS_RM "' .. gen .. ':" KC_RM_MEMBERS ":' .. ARGV[1]\n"
     "if redis.call('SISMEMBER', mk, ARGV[2]) == 0 then return -1 end\n"
     "local now = tonumber(ARGV[3])\n"
     "local slots = {}\n"
     "for _, m in ipairs(redis.call('SMEMBERS', mk)) do\n"
     "  if m ~= ARGV[2] then\n"
-    "    local h = redis.call('HGETALL', 'kchat:route:' .. m)\n"
+    "    local h = redis.call('HGETALL', '" KC_REDIS_ROUTE "' .. m)\n"
     "    for i = 1, #h, 2 do\n"
     "      if tonumber(h[i+1]) > now then\n"
     "        slots[h[i]] = slots[h[i]] or {}\n"
@@ -82,7 +82,7 @@ static const char TYPING_LUA[] =
     "end\n"
     "local n = 0\n"
     "for s, to in pairs(slots) do\n"
-    "  redis.call('PUBLISH', 'kchat:gw:' .. s, cjson.encode({k = 'typing', convo_id = ARGV[1],\n"
+    "  redis.call('PUBLISH', '" KC_REDIS_GW "' .. s, cjson.encode({k = 'typing', convo_id = ARGV[1],\n"
     "    user_id = ARGV[2], state = ARGV[4], expires_in_ms = tonumber(ARGV[5]), to = to}))\n"
     "  n = n + 1\n"
     "end\n"
@@ -93,7 +93,7 @@ static const char RECEIPT_LUA[] = "local h = redis.call('HGETALL', KEYS[1])\n"
                                   "local n = 0\n"
                                   "for i = 1, #h, 2 do\n"
                                   "  if tonumber(h[i+1]) > tonumber(ARGV[1]) then\n"
-                                  "    redis.call('PUBLISH', 'kchat:gw:' .. h[i], ARGV[2])\n"
+                                  "    redis.call('PUBLISH', '" KC_REDIS_GW "' .. h[i], ARGV[2])\n"
                                   "    n = n + 1\n"
                                   "  end\n"
                                   "end\n"
@@ -161,8 +161,8 @@ void gw_presence_online(gw_t *g, gw_user_t *u)
 {
     char route[GW_ID_MAX + 32], seen[GW_ID_MAX + 32], slot[16], until[32], now[32], ttl[32];
     int64_t t = kc_now_ms();
-    kc_strlcpyf(route, sizeof(route), "kchat:route:%s", u->id);
-    kc_strlcpyf(seen, sizeof(seen), "kchat:lastseen:%s", u->id);
+    kc_strlcpyf(route, sizeof(route), KC_REDIS_ROUTE "%s", u->id);
+    kc_strlcpyf(seen, sizeof(seen), KC_REDIS_LASTSEEN "%s", u->id);
     kc_strlcpyf(slot, sizeof(slot), "%lld", g->cfg.slot);
     kc_strlcpyf(until, sizeof(until), "%lld", (long long)(t + g->cfg.route_ttl_ms));
     kc_strlcpyf(now, sizeof(now), "%lld", (long long)t);
@@ -177,8 +177,8 @@ void gw_presence_online(gw_t *g, gw_user_t *u)
 void gw_presence_offline(gw_t *g, gw_user_t *u)
 {
     char route[GW_ID_MAX + 32], seen[GW_ID_MAX + 32], slot[16], now[32];
-    kc_strlcpyf(route, sizeof(route), "kchat:route:%s", u->id);
-    kc_strlcpyf(seen, sizeof(seen), "kchat:lastseen:%s", u->id);
+    kc_strlcpyf(route, sizeof(route), KC_REDIS_ROUTE "%s", u->id);
+    kc_strlcpyf(seen, sizeof(seen), KC_REDIS_LASTSEEN "%s", u->id);
     kc_strlcpyf(slot, sizeof(slot), "%lld", g->cfg.slot);
     kc_strlcpyf(now, sizeof(now), "%lld", (long long)kc_now_ms());
     const char *keys[] = {route, seen};
@@ -246,8 +246,8 @@ static void on_state(void *arg, const redisReply *reply, const char *err)
 static void query_state(gw_t *g, const char *user_id, uint64_t conn)
 {
     char route[GW_ID_MAX + 32], seen[GW_ID_MAX + 32], now[32];
-    kc_strlcpyf(route, sizeof(route), "kchat:route:%s", user_id);
-    kc_strlcpyf(seen, sizeof(seen), "kchat:lastseen:%s", user_id);
+    kc_strlcpyf(route, sizeof(route), KC_REDIS_ROUTE "%s", user_id);
+    kc_strlcpyf(seen, sizeof(seen), KC_REDIS_LASTSEEN "%s", user_id);
     kc_strlcpyf(now, sizeof(now), "%lld", (long long)kc_now_ms());
     size_t n = strlen(user_id);
     state_q_t *q = kc_xmalloc(sizeof(*q) + n + 1);
@@ -286,7 +286,7 @@ void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
             w->last_seen = -1;
             (void)kc_map_put(g->watches, w->user_id, len, w);
             char ch[GW_ID_MAX + 32];
-            kc_strlcpyf(ch, sizeof(ch), "kchat:presence:%s", id);
+            kc_strlcpyf(ch, sizeof(ch), KC_REDIS_PRESENCE "%s", id);
             if (kc_redis_sub_add(g->sub, ch) != 0)
                 kc_counter_inc(g->m.pubsub_errors);
         }
@@ -317,7 +317,7 @@ void gw_presence_unwatch_all(gw_t *g, gw_conn_t *c)
                 }
             if (w->n == 0) {
                 char ch[GW_ID_MAX + 32];
-                kc_strlcpyf(ch, sizeof(ch), "kchat:presence:%s", id);
+                kc_strlcpyf(ch, sizeof(ch), KC_REDIS_PRESENCE "%s", id);
                 if (g->sub)
                     (void)kc_redis_sub_remove(g->sub, ch);
                 (void)kc_map_remove(g->watches, id, len);
@@ -379,7 +379,7 @@ static void publish_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int star
     char now[32], ttl[32];
     kc_strlcpyf(now, sizeof(now), "%lld", (long long)kc_now_ms());
     kc_strlcpyf(ttl, sizeof(ttl), "%lld", g->cfg.typing_ttl_ms);
-    const char *keys[] = {"kchat:rm:gen"};
+    const char *keys[] = {KC_REDIS_RM_GEN};
     const char *args[] = {convo_id, c->sub, now, start ? "start" : "stop", ttl};
     if (!want_reply) {
         (void)eval(g, on_script, g, TYPING_LUA, 1, keys, 5, args);
@@ -508,7 +508,7 @@ void gw_receipt_delivered(gw_t *g, const char *sender, const char *convo_id, int
         kc_buf_printf(&b, ",\"seq_no\":%lld", (long long)seq_no);
         gw_json_kv(&b, 1, "user_id", recipient, strlen(recipient));
         kc_buf_printf(&b, ",\"at\":%lld}", (long long)t);
-        kc_strlcpyf(route, sizeof(route), "kchat:route:%s", sender);
+        kc_strlcpyf(route, sizeof(route), KC_REDIS_ROUTE "%s", sender);
         kc_strlcpyf(now, sizeof(now), "%lld", (long long)t);
         const char *keys[] = {route};
         const char *args[] = {now, b.data};
@@ -551,7 +551,7 @@ void gw_receipts_flush(gw_t *g)
             continue;
         kc_buf_puts(b, "]}");
         char ch[32];
-        kc_strlcpyf(ch, sizeof(ch), "kchat:gw:%d", (int)s);
+        kc_strlcpyf(ch, sizeof(ch), KC_REDIS_GW "%d", (int)s);
         const char *argv[] = {"PUBLISH", ch, b->data};
         size_t lens[] = {7, strlen(ch), b->len};
         if (kc_redis_command(g->redis, on_published, g, 3, argv, lens) != 0)
@@ -661,7 +661,8 @@ void gw_on_pubsub(void *arg, const char *channel, size_t chlen, const char *msg,
     }
     if (chlen == strlen(g->slot_channel) && memcmp(channel, g->slot_channel, chlen) == 0)
         on_slot_msg(g, o);
-    else if (chlen > 15 && memcmp(channel, "kchat:presence:", 15) == 0)
+    else if (chlen > sizeof(KC_REDIS_PRESENCE) - 1 &&
+             memcmp(channel, KC_REDIS_PRESENCE, sizeof(KC_REDIS_PRESENCE) - 1) == 0)
         on_presence_msg(g, o);
     cJSON_Delete(o);
 }

@@ -5,11 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/chat.h"
 #include "kchat/log.h"
 #include "kchat/map.h"
 #include "kchat/util.h"
 
-#define ROUTE_PREFIX "kchat:route:"
+#define ROUTE_PREFIX KC_REDIS_ROUTE
 
 typedef struct {
     char *convo_id;

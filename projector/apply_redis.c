@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/chat.h"
 #include "kchat/map.h"
 #include "kchat/util.h"
 
@@ -79,7 +80,7 @@ const char PROJ_REDIS_SCRIPT[] =
     "      if cur and tonumber(cur) >= tonumber(ms) then ms = cur\n"
     "      else call('HSET', ck, 'last_activity', ms) end\n"
     "      for _, m in ipairs(call('SMEMBERS', A[j + 1])) do\n"
-    "        call('ZADD', P .. 'convos:' .. m, 'GT', ms, cid)\n"
+    "        call('ZADD', P .. '" KC_RM_CONVOS ":' .. m, 'GT', ms, cid)\n"
     "      end\n"
     "      if nxt > j + 4 then call('ZREMRANGEBYRANK', A[j + 4], 0, A[j + 5]) end\n"
     "    elseif op == 'L' then\n"
@@ -119,7 +120,7 @@ const char PROJ_REDIS_SCRIPT[] =
     "      if nxt > j + 3 then\n"
     "        chunks('SREM', A[j], A, j + 3, nxt - 1, 1)\n"
     "        chunks('HDEL', A[j + 1], A, j + 3, nxt - 1, 1)\n"
-    "        for m = j + 3, nxt - 1 do call('ZREM', P .. 'convos:' .. A[m], A[j + 2]) end\n"
+    "        for m = j + 3, nxt - 1 do call('ZREM', P .. '" KC_RM_CONVOS ":' .. A[m], A[j + 2]) end\n"
     "      end\n"
     "    elseif op == 'E' then\n"
     "      local rk, ck, s = A[j], A[j + 1], A[j + 2]\n"
@@ -371,9 +372,9 @@ static void flush_group(build_t *bl, group_t *g)
     proj_rargs_t *a = bl->out;
     const proj_event_t *first = &bl->items[g->idx[0]].ev, *last = &bl->items[g->idx[g->n - 1]].ev;
     size_t first_op = op_begin(a, "M");
-    add_ckey(a, bl->prefix, "recent", last->convo_id);
-    add_ckey(a, bl->prefix, "convo", last->convo_id);
-    add_ckey(a, bl->prefix, "read", last->convo_id);
+    add_ckey(a, bl->prefix, KC_RM_RECENT, last->convo_id);
+    add_ckey(a, bl->prefix, KC_RM_CONVO, last->convo_id);
+    add_ckey(a, bl->prefix, KC_RM_READ, last->convo_id);
     proj_rargs_int(a, first->seq_no);
     proj_rargs_int(a, last->seq_no);
     /* Only the newest `recent` can stay in recent:<convo>: the trim would remove the others. */
@@ -428,12 +429,12 @@ static void flush_touch(const void *key, size_t klen, void *val, void *arg)
     touch_t *t = val;
     proj_rargs_t *a = bl->out;
     size_t first = op_begin(a, "T");
-    add_key(a, bl->prefix, "convo", key, klen);
-    add_key(a, bl->prefix, "members", key, klen);
+    add_key(a, bl->prefix, KC_RM_CONVO, key, klen);
+    add_key(a, bl->prefix, KC_RM_MEMBERS, key, klen);
     proj_rargs_add(a, key, klen);
     proj_rargs_int(a, t->at);
     if (t->messages) {
-        add_key(a, bl->prefix, "recent", key, klen);
+        add_key(a, bl->prefix, KC_RM_RECENT, key, klen);
         proj_rargs_int(a, -(bl->recent + 1));
     }
     op_end(a, first);
@@ -451,8 +452,8 @@ static void members_op(build_t *bl, const char *opcode, const proj_event_t *e)
 {
     proj_rargs_t *a = bl->out;
     size_t first = op_begin(a, opcode);
-    add_ckey(a, bl->prefix, "members", e->convo_id);
-    add_ckey(a, bl->prefix, "read", e->convo_id);
+    add_ckey(a, bl->prefix, KC_RM_MEMBERS, e->convo_id);
+    add_ckey(a, bl->prefix, KC_RM_READ, e->convo_id);
     if (e->kind == EV_REMOVED)
         proj_rargs_str(a, e->convo_id);
     for (size_t m = 0; m < e->nmembers; m++)
@@ -496,12 +497,12 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         switch (e->kind) {
         case EV_CREATED:
             first = op_begin(a, "C");
-            add_ckey(a, prefix, "convo", e->convo_id);
+            add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
             proj_rargs_str(a, e->title);
             proj_rargs_str(a, e->actor_id);
             proj_rargs_int(a, e->at);
-            add_ckey(a, prefix, "members", e->convo_id);
-            add_ckey(a, prefix, "read", e->convo_id);
+            add_ckey(a, prefix, KC_RM_MEMBERS, e->convo_id);
+            add_ckey(a, prefix, KC_RM_READ, e->convo_id);
             for (size_t m = 0; m < e->nmembers; m++)
                 proj_rargs_str(a, e->members[m]);
             op_end(a, first);
@@ -519,8 +520,8 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
             char at[32];
             kc_iso_ms(e->at, at);
             first = op_begin(a, "E");
-            add_ckey(a, prefix, "recent", e->convo_id);
-            add_ckey(a, prefix, "convo", e->convo_id);
+            add_ckey(a, prefix, KC_RM_RECENT, e->convo_id);
+            add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
             proj_rargs_int(a, e->seq_no);
             proj_rargs_str(a, e->kind == EV_EDITED ? e->content : "");
             proj_rargs_str(a, at);
@@ -530,7 +531,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         }
         case EV_READ:
             first = op_begin(a, "K");
-            add_ckey(a, prefix, "read", e->convo_id);
+            add_ckey(a, prefix, KC_RM_READ, e->convo_id);
             proj_rargs_str(a, e->actor_id);
             proj_rargs_int(a, e->seq_no);
             op_end(a, first);
@@ -563,7 +564,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
     kc_map_each(touched, flush_touch, &bl);
     if (kc_map_size(seen)) {
         size_t first = op_begin(out, "L");
-        add_key(out, prefix, "lastseen", NULL, 0);
+        add_key(out, prefix, KC_RM_LASTSEEN, NULL, 0);
         kc_map_each(seen, flush_seen, out);
         op_end(out, first);
     }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/chat.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 #include "projector.h"
@@ -67,7 +68,7 @@ static void fail(proj_t *p, const char *why)
 
 static void set_prefix(proj_t *p)
 {
-    kc_strlcpyf(p->prefix, sizeof(p->prefix), "kchat:rm:%" PRId64 ":", p->redis_gen);
+    kc_strlcpyf(p->prefix, sizeof(p->prefix), KC_REDIS_RM "%" PRId64 ":", p->redis_gen);
 }
 
 /* Reads what both models have applied. The live projector also follows the generations
@@ -383,10 +384,10 @@ static void redis_phase(proj_t *p)
     p->phase_t0 = kc_mono_ns();
     proj_rargs_t *a = &p->rargs;
     proj_rargs_free(a);
-    proj_rargs_str(a, "kchat:rm:gen");
+    proj_rargs_str(a, KC_REDIS_RM_GEN);
     size_t plen = strlen(p->prefix);
     char offkey[96];
-    kc_strlcpyf(offkey, sizeof(offkey), "%soffsets", p->prefix);
+    kc_strlcpyf(offkey, sizeof(offkey), "%s" KC_RM_OFFSETS, p->prefix);
     proj_rargs_str(a, offkey);
     /* The generation is checked by the live projector (a rebuild writes one of its own). */
     if (!p->cfg.rebuild && p->redis_gen > 0)

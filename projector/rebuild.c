@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "kchat/chat.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 #include "projector.h"
@@ -38,7 +39,7 @@ int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
         goto out;
     p->pg_gen = (live_gen > 0 ? live_gen : 0) + 1;
     p->redis_gen = p->old_redis_gen + 1;
-    kc_strlcpyf(p->prefix, sizeof(p->prefix), "kchat:rm:%" PRId64 ":", p->redis_gen);
+    kc_strlcpyf(p->prefix, sizeof(p->prefix), KC_REDIS_RM "%" PRId64 ":", p->redis_gen);
     long long leftovers = 0;
     if (proj_pg_ensure_schema(pc, p->schema, p->pg_gen, 1, err, errlen) != 0 ||
         proj_redis_unlink_prefix(r, p->prefix, &leftovers, err, errlen) != 0)
@@ -130,7 +131,7 @@ void proj_rebuild_maybe_swap(proj_t *p)
     }
     char old[64];
     long long n = 0;
-    kc_strlcpyf(old, sizeof(old), "kchat:rm:%" PRId64 ":", p->old_redis_gen);
+    kc_strlcpyf(old, sizeof(old), KC_REDIS_RM "%" PRId64 ":", p->old_redis_gen);
     if (p->old_redis_gen > 0 && proj_redis_unlink_prefix(r, old, &n, err, sizeof(err)) != 0)
         kc_log_warn("the old Redis generation could not be removed: %s", err);
     kc_counter_inc(p->rebuild_swaps);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kchat/buf.h"
+#include "kchat/chat.h"
 #include "kchat/log.h"
 #include "kchat/pg.h"
 #include "kchat/util.h"
@@ -216,7 +217,7 @@ static redisReply *cmd(redisContext *r, char *err, size_t errlen, int argc, cons
 
 int proj_redis_gen(redisContext *r, int64_t *gen, char *err, size_t errlen)
 {
-    const char *argv[] = {"GET", "kchat:rm:gen"};
+    const char *argv[] = {"GET", KC_REDIS_RM_GEN};
     redisReply *rep = cmd(r, err, errlen, 2, argv);
     if (!rep)
         return -1;
@@ -229,7 +230,7 @@ int proj_redis_gen_init(redisContext *r, int64_t gen, int *set, char *err, size_
 {
     char g[32];
     kc_strlcpyf(g, sizeof(g), "%" PRId64, gen);
-    const char *argv[] = {"SET", "kchat:rm:gen", g, "NX"};
+    const char *argv[] = {"SET", KC_REDIS_RM_GEN, g, "NX"};
     redisReply *rep = cmd(r, err, errlen, 4, argv);
     if (!rep)
         return -1;
@@ -247,7 +248,7 @@ int proj_redis_gen_switch(redisContext *r, int64_t from, int64_t to, char *err, 
     char f[32], t[32];
     kc_strlcpyf(f, sizeof(f), "%" PRId64, from);
     kc_strlcpyf(t, sizeof(t), "%" PRId64, to);
-    const char *argv[] = {"EVAL", script, "1", "kchat:rm:gen", f, t};
+    const char *argv[] = {"EVAL", script, "1", KC_REDIS_RM_GEN, f, t};
     redisReply *rep = cmd(r, err, errlen, 6, argv);
     if (!rep)
         return -1;
@@ -264,7 +265,7 @@ int proj_redis_offsets(redisContext *r, const char *prefix, int32_t nparts, int6
     for (int32_t i = 0; i < nparts; i++)
         offs[i] = 0;
     char key[300];
-    kc_strlcpyf(key, sizeof(key), "%soffsets", prefix);
+    kc_strlcpyf(key, sizeof(key), "%s" KC_RM_OFFSETS, prefix);
     const char *argv[] = {"HGETALL", key};
     redisReply *rep = cmd(r, err, errlen, 2, argv);
     if (!rep)

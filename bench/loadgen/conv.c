@@ -1,13 +1,13 @@
-/* conv.c - see conv.h. The command is built from its Avro JSON form (kc_avro_from_json) and
- * framed with the registry's schema id, so it is byte for byte what the daemons write. */
+/* conv.c - see conv.h. The command is written by kchat/chat.h with the registry's newest schema
+ * id, as the gateway and the API write theirs. */
 #include "conv.h"
 
-#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include <string.h>
 
 #include "kchat/avro.h"
 #include "kchat/buf.h"
+#include "kchat/chat.h"
 #include "kchat/util.h"
 
 #define SUBJECT "chat.commands-value"
@@ -25,40 +25,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     size_t *failed = opaque;
     if (m->err)
         (*failed)++;
-}
-
-static cJSON *command_json(const lg_conv_spec_t *s)
-{
-    char uuid[37];
-    kc_uuid4(uuid);
-    /* every child is added to its parent as soon as it exists: deleting cmd frees all */
-    cJSON *cmd = cJSON_CreateObject();
-    if (!cmd)
-        return NULL;
-    cJSON *body, *create, *members;
-    if (!cJSON_AddStringToObject(cmd, "command_id", uuid) ||
-        !cJSON_AddStringToObject(cmd, "convo_id", s->id) ||
-        !cJSON_AddStringToObject(cmd, "sender_id", s->creator) ||
-        !cJSON_AddNumberToObject(cmd, "issued_at", (double)kc_now_ms()) ||
-        !cJSON_AddStringToObject(cmd, "origin", "api:bench") ||
-        !(body = cJSON_AddObjectToObject(cmd, "body")) ||
-        !(create = cJSON_AddObjectToObject(body, "io.kchat.CreateConversation")) ||
-        !cJSON_AddStringToObject(create, "title", "bench") ||
-        !(members = cJSON_AddArrayToObject(create, "members")))
-        goto fail;
-    for (size_t i = 0; i < s->nothers; i++) {
-        cJSON *m = cJSON_CreateString(s->others[i]);
-        if (!m)
-            goto fail;
-        if (!cJSON_AddItemToArray(members, m)) {
-            cJSON_Delete(m);
-            goto fail;
-        }
-    }
-    return cmd;
-fail:
-    cJSON_Delete(cmd);
-    return NULL;
 }
 
 int lg_conv_create(const char *brokers, const char *schemas_dir, const lg_conv_spec_t *specs,
@@ -88,28 +54,25 @@ int lg_conv_create(const char *brokers, const char *schemas_dir, const lg_conv_s
         goto out;
     }
     conf = NULL; /* rd_kafka_new took it */
+    int32_t schema_id = kc_schemas_current_id(schemas, SUBJECT);
+    if (schema_id < 0) {
+        kc_strlcpyf(errstr, errstr_size, "no schema for %s", SUBJECT);
+        goto out;
+    }
     for (size_t i = 0; i < n; i++) {
-        cJSON *json = command_json(&specs[i]);
-        avro_value_t v;
-        if (!json) {
-            kc_strlcpyf(errstr, errstr_size, "out of memory building a command");
-            goto out;
-        }
-        if (kc_avro_value_new(schemas, SUBJECT, &v) != 0) {
-            cJSON_Delete(json);
-            kc_strlcpyf(errstr, errstr_size, "no schema for %s", SUBJECT);
-            goto out;
-        }
-        int erc = kc_avro_from_json(&v, json, errstr, errstr_size);
-        cJSON_Delete(json);
+        char uuid[37];
+        kc_uuid4(uuid);
+        kc_chat_command_t cmd = {.kind = KC_CMD_CREATE_CONVERSATION,
+                                 .command_id = kc_str(uuid),
+                                 .convo_id = kc_str(specs[i].id),
+                                 .sender_id = kc_str(specs[i].creator),
+                                 .issued_at = kc_now_ms(),
+                                 .origin = kc_str("api:bench"),
+                                 .title = kc_str("bench"),
+                                 .members_out = specs[i].others,
+                                 .nmembers_out = specs[i].nothers};
         kc_buf_reset(&buf);
-        if (erc == 0 && kc_avro_encode(schemas, SUBJECT, &v, &buf) != 0) {
-            kc_strlcpyf(errstr, errstr_size, "cannot encode CreateConversation");
-            erc = -1;
-        }
-        avro_value_decref(&v);
-        if (erc != 0)
-            goto out;
+        kc_chat_command_encode(&buf, schema_id, &cmd);
         for (;;) {
             rd_kafka_resp_err_t err =
                 rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("chat.commands"),

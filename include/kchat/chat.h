@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kchat/avro.h"
 #include "kchat/buf.h"
@@ -34,6 +35,12 @@ typedef struct {
     const char *p;
     size_t n;
 } kc_str_t;
+
+/* A NUL-terminated string as a kc_str_t (NULL: absent). */
+static inline kc_str_t kc_str(const char *s)
+{
+    return (kc_str_t){s, s ? strlen(s) : 0};
+}
 
 /* A reader over one record: every read checks what is left; the first failure sets err and
  * makes every later read fail too, so a decoder checks once at the end. */
@@ -206,5 +213,35 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
                            kc_chat_command_t *cmd, char *errstr, size_t errstr_size);
 /* Appends the framed Command (schema_id: the subject's newest). */
 void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_command_t *cmd);
+
+/* ---- Contracts between the daemons: Redis names and limits ----
+ * Spelled once here (docs/architecture.md, "Contracts between the daemons"). C strings
+ * concatenate them; the Lua scripts have them spliced into their text the same way. */
+
+/* Presence and routing (owner: the gateways; the processor reads routes). */
+#define KC_REDIS_ROUTE "kchat:route:"       /* + user id: hash, slot -> expiry (ms) */
+#define KC_REDIS_LASTSEEN "kchat:lastseen:" /* + user id: ms the user was last connected */
+#define KC_REDIS_PRESENCE "kchat:presence:" /* + user id: channel of the user's presence */
+#define KC_REDIS_GW "kchat:gw:"             /* + slot: channel of a gateway's typing, receipts */
+
+/* The read model (owner: the projector; the API and the gateways read it): keys are
+ * KC_REDIS_RM "<gen>:" name [":" id], the generation read from KC_REDIS_RM_GEN. */
+#define KC_REDIS_RM "kchat:rm:"
+#define KC_REDIS_RM_GEN "kchat:rm:gen"
+#define KC_RM_CONVOS "convos"     /* + user id: sorted set of conversation ids */
+#define KC_RM_CONVO "convo"       /* + convo id: hash of the conversation */
+#define KC_RM_MEMBERS "members"   /* + convo id: set of member ids */
+#define KC_RM_READ "read"         /* + convo id: hash, user id -> read_seq */
+#define KC_RM_RECENT "recent"     /* + convo id: sorted set of the last messages */
+#define KC_RM_LASTSEEN "lastseen" /* hash, user id -> ms of the user's latest event */
+#define KC_RM_OFFSETS "offsets"   /* hash, partition -> next offset of chat.events applied */
+
+/* Limits every daemon on the path of a message applies alike (the gateway refuses early what
+ * the processor would, the API lists no more members than the processor takes): the
+ * defaults and highest values of their options. */
+#define KC_CHAT_MAX_CONTENT_BYTES "16384"
+#define KC_CHAT_MAX_CONTENT_BYTES_TOP 900000
+#define KC_CHAT_MAX_MEMBERS "1000"
+#define KC_CHAT_MAX_MEMBERS_TOP 100000
 
 #endif
