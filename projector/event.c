@@ -1,146 +1,155 @@
-/* event.c - Avro Event -> proj_event_t. */
+/* event.c - a framed Event (kchat/chat.h's reader) -> proj_event_t with NUL-terminated
+ * strings, all copied into one block. */
 #include "event.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kchat/chat.h"
 #include "kchat/util.h"
 
-static const struct {
-    const char *name;
-    proj_ev_kind_t kind;
-} kinds[] = {
-    {"ConversationCreated", EV_CREATED}, {"MembersAdded", EV_ADDED},
-    {"MembersRemoved", EV_REMOVED},      {"MessageCreated", EV_MESSAGE},
-    {"MessageEdited", EV_EDITED},        {"MessageDeleted", EV_DELETED},
-    {"ReadMarkerSet", EV_READ},          {"CommandRejected", EV_REJECTED},
-};
+/* The copy of the strings: ids as they are, free text with each NUL byte as U+FFFD. */
+typedef struct {
+    char *p;
+} arena_t;
 
-/* A string field; ids must be short and free of NUL bytes. */
-static int get_id(kc_schemas_t *s, avro_value_t *rec, const char *field, const char **out,
-                  char *errstr, size_t errstr_size)
+static size_t text_size(kc_str_t s)
 {
-    size_t len;
-    if (kc_avro_get_str(s, rec, field, out, &len) != 0) {
-        kc_strlcpyf(errstr, errstr_size, "field %s is missing or not a string", field);
-        return -EBADMSG;
+    size_t n = s.n + 1;
+    for (const char *q = s.p; q && (q = memchr(q, 0, (size_t)(s.p + s.n - q))); q++)
+        n += 2;
+    return n;
+}
+
+static const char *put_text(arena_t *a, kc_str_t s)
+{
+    char *out = a->p;
+    for (size_t i = 0; i < s.n; i++) {
+        if (s.p[i]) {
+            *a->p++ = s.p[i];
+        } else {
+            memcpy(a->p, "\xEF\xBF\xBD", 3);
+            a->p += 3;
+        }
     }
-    if (len == 0 || len > PROJ_MAX_ID || memchr(*out, 0, len)) {
-        kc_strlcpyf(errstr, errstr_size, "field %s is empty, longer than %d bytes or holds NUL",
-                    field, PROJ_MAX_ID);
-        return -EBADMSG;
+    *a->p++ = '\0';
+    return out;
+}
+
+/* An id: 1..PROJ_MAX_ID bytes without NUL. */
+static int put_id(arena_t *a, kc_str_t s, const char *field, const char **out, char *errstr,
+                  size_t errstr_size)
+{
+    if (!s.p || s.n == 0 || s.n > PROJ_MAX_ID || memchr(s.p, 0, s.n)) {
+        kc_strlcpyf(errstr, errstr_size, "%s is empty, longer than %d bytes or holds NUL", field,
+                    PROJ_MAX_ID);
+        return -1;
     }
+    *out = put_text(a, s);
     return 0;
 }
 
-/* A free-text field: NUL bytes become U+FFFD in an owned copy. */
-static int get_text(kc_schemas_t *s, avro_value_t *rec, const char *field, const char **out,
-                    char **owned, char *errstr, size_t errstr_size)
+static proj_ev_kind_t kind_of(kc_chat_event_kind_t k)
 {
-    size_t len;
-    if (kc_avro_get_str(s, rec, field, out, &len) != 0) {
-        kc_strlcpyf(errstr, errstr_size, "field %s is missing or not a string", field);
-        return -EBADMSG;
+    switch (k) {
+    case KC_EV_CONVERSATION_CREATED: return EV_CREATED;
+    case KC_EV_MEMBERS_ADDED: return EV_ADDED;
+    case KC_EV_MEMBERS_REMOVED: return EV_REMOVED;
+    case KC_EV_MESSAGE_CREATED: return EV_MESSAGE;
+    case KC_EV_MESSAGE_EDITED: return EV_EDITED;
+    case KC_EV_MESSAGE_DELETED: return EV_DELETED;
+    case KC_EV_READ_MARKER_SET: return EV_READ;
+    case KC_EV_COMMAND_REJECTED: break;
     }
-    if (!memchr(*out, 0, len))
-        return 0;
-    kc_buf_t b = {0};
-    for (size_t i = 0; i < len; i++) {
-        if ((*out)[i])
-            kc_buf_putc(&b, (*out)[i]);
-        else
-            kc_buf_puts(&b, "\xEF\xBF\xBD");
-    }
-    *owned = kc_buf_steal(&b);
-    *out = *owned;
-    return 0;
+    return EV_REJECTED;
 }
 
 int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t *ev, char *errstr,
                       size_t errstr_size)
 {
     memset(ev, 0, sizeof(*ev));
-    int rc = kc_avro_decode(s, buf, len, &ev->msg, errstr, errstr_size);
-    if (rc != 0)
-        return rc;
-    if (strcmp(ev->msg.subject, "chat.events-value") != 0) {
-        kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not an event", (int)ev->msg.schema_id,
-                    ev->msg.subject);
-        goto fail;
+    kc_chat_event_t ce;
+    if (kc_chat_event_decode(s, buf, len, &ce, errstr, errstr_size) != 0)
+        return -EBADMSG;
+    ev->kind = kind_of(ce.kind);
+    ev->type = kc_chat_event_kind_name(ce.kind);
+    ev->at = ce.occurred_at;
+    ev->seq_no = ce.seq_no;
+    int has_members = ev->kind == EV_CREATED || ev->kind == EV_ADDED || ev->kind == EV_REMOVED;
+    int has_seq = ev->kind == EV_MESSAGE || ev->kind == EV_EDITED || ev->kind == EV_DELETED ||
+                  ev->kind == EV_READ;
+    if (has_seq && ev->seq_no < 1) {
+        kc_strlcpyf(errstr, errstr_size, "seq_no is below 1");
+        return -EBADMSG;
     }
-    avro_value_t *v = &ev->msg.value, body;
-    size_t ignore;
-    if (get_id(s, v, "event_id", &ev->event_id, errstr, errstr_size) ||
-        get_id(s, v, "convo_id", &ev->convo_id, errstr, errstr_size) ||
-        get_id(s, v, "actor_id", &ev->actor_id, errstr, errstr_size) ||
-        get_id(s, v, "command_id", &ev->command_id, errstr, errstr_size) ||
-        get_id(s, v, "origin", &ev->origin, errstr, errstr_size))
-        goto fail;
-    if (kc_avro_get_long(s, v, "occurred_at", &ev->at) != 0 ||
-        kc_avro_get_branch(v, "body", &ev->type, &body) != 0) {
-        kc_strlcpyf(errstr, errstr_size, "occurred_at or body is missing");
-        goto fail;
+
+    /* One block for every string: the sizes first (members checked on the way). */
+    const kc_str_t strs[] = {ce.event_id,      ce.convo_id,      ce.actor_id, ce.command_id,
+                             ce.origin,        ce.title,         ce.server_msg_id,
+                             ce.client_msg_id, ce.content,       ce.content_type,
+                             ce.reason,        ce.message};
+    size_t size = 0;
+    for (size_t i = 0; i < KC_ARRAY_LEN(strs); i++)
+        size += text_size(strs[i]);
+    size_t nmembers = 0;
+    if (has_members) {
+        kc_chat_strs_t it = ce.members;
+        kc_str_t m;
+        int rc;
+        while ((rc = kc_chat_strs_next(&it, &m)) == 1) {
+            if (m.n == 0 || m.n > PROJ_MAX_ID || memchr(m.p, 0, m.n)) {
+                kc_strlcpyf(errstr, errstr_size, "members[%zu] is not a valid id", nmembers);
+                return -EBADMSG;
+            }
+            size += m.n + 1;
+            nmembers++;
+        }
+        if (rc < 0) {
+            kc_strlcpyf(errstr, errstr_size, "members is malformed");
+            return -EBADMSG;
+        }
     }
-    size_t k = 0;
-    while (k < KC_ARRAY_LEN(kinds) && strcmp(kinds[k].name, ev->type) != 0)
-        k++;
-    if (k == KC_ARRAY_LEN(kinds)) {
-        kc_strlcpyf(errstr, errstr_size, "unknown event %s", ev->type);
+    ev->mem = kc_xmalloc(size + (nmembers + 1) * sizeof(char *));
+    ev->members = (const char **)ev->mem;
+    arena_t a = {ev->mem + (nmembers + 1) * sizeof(char *)};
+
+    if (put_id(&a, ce.event_id, "event_id", &ev->event_id, errstr, errstr_size) ||
+        put_id(&a, ce.convo_id, "convo_id", &ev->convo_id, errstr, errstr_size) ||
+        put_id(&a, ce.actor_id, "actor_id", &ev->actor_id, errstr, errstr_size) ||
+        put_id(&a, ce.command_id, "command_id", &ev->command_id, errstr, errstr_size) ||
+        put_id(&a, ce.origin, "origin", &ev->origin, errstr, errstr_size))
         goto fail;
-    }
-    ev->kind = kinds[k].kind;
     switch (ev->kind) {
     case EV_CREATED:
-        if (get_text(s, &body, "title", &ev->title, &ev->owned[0], errstr, errstr_size))
-            goto fail;
-        __attribute__((fallthrough));
-    case EV_ADDED:
-    case EV_REMOVED: {
-        avro_value_t arr;
-        if (kc_avro_get_array(&body, "members", &arr, &ev->nmembers) != 0) {
-            kc_strlcpyf(errstr, errstr_size, "members is missing");
-            goto fail;
-        }
-        ev->members = kc_xcalloc(ev->nmembers ? ev->nmembers : 1, sizeof(char *));
-        for (size_t i = 0; i < ev->nmembers; i++) {
-            size_t l;
-            if (kc_avro_array_str(&arr, i, &ev->members[i], &l) != 0 || l == 0 || l > PROJ_MAX_ID ||
-                memchr(ev->members[i], 0, l)) {
-                kc_strlcpyf(errstr, errstr_size, "members[%zu] is not a valid id", i);
-                goto fail;
-            }
-        }
+        ev->title = put_text(&a, ce.title);
         break;
-    }
     case EV_MESSAGE:
-        if (get_id(s, &body, "server_msg_id", &ev->server_msg_id, errstr, errstr_size) ||
-            get_id(s, &body, "client_msg_id", &ev->client_msg_id, errstr, errstr_size) ||
-            get_text(s, &body, "content", &ev->content, &ev->owned[0], errstr, errstr_size) ||
-            get_id(s, &body, "content_type", &ev->content_type, errstr, errstr_size))
+        if (put_id(&a, ce.server_msg_id, "server_msg_id", &ev->server_msg_id, errstr,
+                   errstr_size) ||
+            put_id(&a, ce.client_msg_id, "client_msg_id", &ev->client_msg_id, errstr,
+                   errstr_size) ||
+            put_id(&a, ce.content_type, "content_type", &ev->content_type, errstr, errstr_size))
             goto fail;
-        __attribute__((fallthrough));
-    case EV_DELETED:
-    case EV_READ:
-    seq:
-        if (kc_avro_get_long(s, &body, "seq_no", &ev->seq_no) != 0 || ev->seq_no < 1) {
-            kc_strlcpyf(errstr, errstr_size, "seq_no is missing or below 1");
-            goto fail;
-        }
+        ev->content = put_text(&a, ce.content);
         break;
     case EV_EDITED:
-        if (get_text(s, &body, "content", &ev->content, &ev->owned[0], errstr, errstr_size))
-            goto fail;
-        goto seq;
+        ev->content = put_text(&a, ce.content);
+        break;
     case EV_REJECTED:
-        if (kc_avro_get_str(s, &body, "reason", &ev->reason, &ignore) != 0 ||
-            get_text(s, &body, "message", &ev->message, &ev->owned[1], errstr, errstr_size)) {
-            kc_strlcpyf(errstr, errstr_size, "reason or message is missing");
-            goto fail;
-        }
+        ev->reason = put_text(&a, ce.reason);
+        ev->message = put_text(&a, ce.message);
+        break;
+    default:
         break;
     }
+    if (has_members) {
+        kc_chat_strs_t it = ce.members;
+        kc_str_t m;
+        while (kc_chat_strs_next(&it, &m) == 1)
+            ev->members[ev->nmembers++] = put_text(&a, m);
+    }
+    ev->members[ev->nmembers] = NULL;
     return 0;
 fail:
     proj_event_free(ev);
@@ -149,12 +158,8 @@ fail:
 
 void proj_event_free(proj_event_t *ev)
 {
-    free((void *)ev->members);
+    free(ev->mem);
+    ev->mem = NULL;
     ev->members = NULL;
-    for (size_t i = 0; i < KC_ARRAY_LEN(ev->owned); i++) {
-        free(ev->owned[i]);
-        ev->owned[i] = NULL;
-    }
-    kc_avro_msg_free(&ev->msg);
+    ev->nmembers = 0;
 }
-

@@ -1,8 +1,8 @@
 /* event.h - one chat.events record decoded into the fields the read models need.
  *
- * Strings point into the decoded Avro value (valid until proj_event_free), except content,
- * title and message, which are copied when they hold a NUL byte: Postgres text cannot store
- * U+0000, so both read models store U+FFFD in its place and stay equal.
+ * Strings are NUL-terminated copies in one block (valid until proj_event_free). content,
+ * title and message have each NUL byte replaced by U+FFFD: Postgres text cannot store U+0000,
+ * so both read models store U+FFFD in its place and stay equal.
  */
 #ifndef PROJ_EVENT_H
 #define PROJ_EVENT_H
@@ -34,8 +34,7 @@ typedef struct {
     int64_t seq_no;
     const char *server_msg_id, *client_msg_id, *content, *content_type;
     const char *reason, *message; /* CommandRejected */
-    kc_avro_msg_t msg;
-    char *owned[3]; /* copies made to replace NUL bytes */
+    char *mem; /* the block of the members array and every string */
 } proj_event_t;
 
 /* Largest id (convo, user) the projector accepts; longer ones make the record poison. */

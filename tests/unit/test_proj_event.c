@@ -1,0 +1,186 @@
+/* The projector's event decoding (projector/event.c): records written by kchat/chat.h's writer
+ * come back with NUL-terminated strings, NUL bytes in free text become U+FFFD, and bad ids or
+ * malformed records are refused (the projector then counts them as poison). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "event.h"
+#include "kchat/chat.h"
+
+static kc_schemas_t *S;
+static int32_t ID;
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    S = kc_schemas_load(KC_SCHEMAS_DIR, err, sizeof(err));
+    if (!S)
+        return -1;
+    ID = kc_schemas_current_id(S, "chat.events-value");
+    return ID < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kc_schemas_destroy(S);
+    return 0;
+}
+
+static kc_chat_event_out_t base(kc_chat_event_kind_t kind)
+{
+    return (kc_chat_event_out_t){.kind = kind,
+                                 .event_id = kc_str("e1"),
+                                 .convo_id = kc_str("c1"),
+                                 .actor_id = kc_str("u1"),
+                                 .command_id = kc_str("k1"),
+                                 .origin = kc_str("gw:0"),
+                                 .occurred_at = 1700000000000};
+}
+
+static int decode(const kc_chat_event_out_t *o, proj_event_t *ev, char *err, size_t errlen)
+{
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, ID, o);
+    int rc = proj_event_decode(S, b.data, b.len, ev, err, errlen);
+    kc_buf_free(&b);
+    return rc;
+}
+
+static void test_a_message_with_a_nul_byte(void **state)
+{
+    (void)state;
+    kc_chat_event_out_t o = base(KC_EV_MESSAGE_CREATED);
+    o.seq_no = 7;
+    o.server_msg_id = kc_str("m7");
+    o.client_msg_id = kc_str("cm7");
+    o.content = (kc_str_t){"a\0b", 3};
+    o.content_type = kc_str("text/plain");
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_MESSAGE);
+    assert_string_equal(ev.type, "MessageCreated");
+    assert_string_equal(ev.event_id, "e1");
+    assert_string_equal(ev.convo_id, "c1");
+    assert_string_equal(ev.actor_id, "u1");
+    assert_string_equal(ev.command_id, "k1");
+    assert_string_equal(ev.origin, "gw:0");
+    assert_true(ev.at == 1700000000000);
+    assert_true(ev.seq_no == 7);
+    assert_string_equal(ev.server_msg_id, "m7");
+    assert_string_equal(ev.client_msg_id, "cm7");
+    assert_string_equal(ev.content, "a\xEF\xBF\xBD" "b");
+    assert_string_equal(ev.content_type, "text/plain");
+    proj_event_free(&ev);
+}
+
+static void test_a_conversation_with_its_members(void **state)
+{
+    (void)state;
+    char *const members[] = {"u1", "u2", "u3"};
+    kc_chat_event_out_t o = base(KC_EV_CONVERSATION_CREATED);
+    o.title = (kc_str_t){"t\0", 2};
+    o.members = members;
+    o.nmembers = 3;
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_CREATED);
+    assert_string_equal(ev.title, "t\xEF\xBF\xBD");
+    assert_int_equal(ev.nmembers, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(ev.members[i], members[i]);
+    proj_event_free(&ev);
+
+    o = base(KC_EV_MEMBERS_REMOVED);
+    o.nmembers = 0;
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REMOVED);
+    assert_int_equal(ev.nmembers, 0);
+    proj_event_free(&ev);
+}
+
+static void test_a_rejection(void **state)
+{
+    (void)state;
+    kc_chat_event_out_t o = base(KC_EV_COMMAND_REJECTED);
+    o.reason = kc_str("not_member");
+    o.message = kc_str("you are not a member");
+    o.command_type = kc_str("SendMessage");
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REJECTED);
+    assert_string_equal(ev.reason, "not_member");
+    assert_string_equal(ev.message, "you are not a member");
+    proj_event_free(&ev);
+}
+
+static void test_bad_ids_and_bad_records_are_refused(void **state)
+{
+    (void)state;
+    proj_event_t ev;
+    char err[256];
+    kc_chat_event_out_t o = base(KC_EV_READ_MARKER_SET);
+    o.seq_no = 3;
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    proj_event_free(&ev);
+
+    o.convo_id = kc_str("");
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "convo_id"));
+    o = base(KC_EV_READ_MARKER_SET);
+    o.seq_no = 3;
+    o.actor_id = (kc_str_t){"u\0x", 3};
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    char longid[PROJ_MAX_ID + 2];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    o = base(KC_EV_READ_MARKER_SET);
+    o.seq_no = 3;
+    o.event_id = kc_str(longid);
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    o = base(KC_EV_READ_MARKER_SET);
+    o.seq_no = 0;
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+
+    char *const members[] = {"u1", ""};
+    o = base(KC_EV_MEMBERS_ADDED);
+    o.members = members;
+    o.nmembers = 2;
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "members[1]"));
+
+    /* every strict prefix of a good record is refused, as are foreign bytes */
+    o = base(KC_EV_MESSAGE_CREATED);
+    o.seq_no = 1;
+    o.server_msg_id = kc_str("m1");
+    o.client_msg_id = kc_str("cm1");
+    o.content = kc_str("hello");
+    o.content_type = kc_str("text/plain");
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, ID, &o);
+    for (size_t n = 0; n < b.len; n++)
+        assert_true(proj_event_decode(S, b.data, n, &ev, err, sizeof(err)) < 0);
+    assert_true(proj_event_decode(S, "not avro", 8, &ev, err, sizeof(err)) < 0);
+    kc_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_message_with_a_nul_byte),
+        cmocka_unit_test(test_a_conversation_with_its_members),
+        cmocka_unit_test(test_a_rejection),
+        cmocka_unit_test(test_bad_ids_and_bad_records_are_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
