@@ -151,7 +151,9 @@ build_baseline() {
         git -C "$src" checkout -q --force --detach "$commit"
     else
         mkdir -p "$(dirname "$src")"
-        git -C "$ROOT" worktree add -q --detach "$src" "$commit"
+        # a worktree whose folder went with an emptied state folder is still registered
+        git -C "$ROOT" worktree prune
+        git -C "$ROOT" worktree add -q --detach "$src" "$commit" || return 1
     fi
     echo "bench: building the baseline, $(git -C "$src" log -1 --format='%h %s'), in $src" >&2
     if ! env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$src" build BUILD_DIR=build SANITIZE=0 \
