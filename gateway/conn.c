@@ -9,8 +9,6 @@
 #include "kchat/log.h"
 #include "kchat/util.h"
 
-#define TICK_MS 500
-
 void gw_conns_init(gw_t *g)
 {
     g->conns = kc_map_new();
@@ -70,7 +68,7 @@ gw_user_t *gw_user_find(gw_t *g, const char *user_id, size_t len)
     return kc_map_get(g->users, user_id, len);
 }
 
-void gw_conn_add(gw_t *g, gw_conn_t *c)
+gw_user_t *gw_conn_add(gw_t *g, gw_conn_t *c)
 {
     c->id = g->next_conn_id++;
     (void)kc_map_put(g->conns, &c->id, sizeof(c->id), c);
@@ -78,7 +76,6 @@ void gw_conn_add(gw_t *g, gw_conn_t *c)
     kc_gauge_set(g->m.connections, (double)g->nconns);
     size_t len = strlen(c->sub);
     gw_user_t *u = kc_map_get(g->users, c->sub, len);
-    int first = !u;
     if (!u) {
         u = kc_xcalloc(1, sizeof(*u));
         u->id = kc_xstrdup(c->sub);
@@ -91,22 +88,18 @@ void gw_conn_add(gw_t *g, gw_conn_t *c)
     u->nconns++;
     kc_log_kv(KC_LOG_DEBUG, KC_FIELDS(KC_STR("user_id", c->sub), KC_INT("conn", c->id)),
               "connected");
-    if (first)
-        gw_presence_online(g, u);
+    return u;
 }
 
-void gw_conn_remove(gw_t *g, gw_conn_t *c)
+gw_user_t *gw_conn_remove(gw_t *g, gw_conn_t *c)
 {
-    gw_typing_stop_all(g, c);
-    gw_presence_unwatch_all(g, c);
-    gw_sync_forget(c);
     (void)kc_map_remove(g->conns, &c->id, sizeof(c->id));
     g->nconns--;
     kc_gauge_set(g->m.connections, (double)g->nconns);
     gw_user_t *u = c->user;
     c->user = NULL;
     if (!u)
-        return;
+        return NULL;
     for (gw_conn_t **pp = &u->conns; *pp; pp = &(*pp)->next_of_user) {
         if (*pp == c) {
             *pp = c->next_of_user;
@@ -114,12 +107,15 @@ void gw_conn_remove(gw_t *g, gw_conn_t *c)
         }
     }
     c->next_of_user = NULL;
-    if (--u->nconns == 0) {
-        gw_presence_offline(g, u);
-        ring_remove(g, u);
-        (void)kc_map_remove(g->users, u->id, strlen(u->id));
-        free_user(u);
-    }
+    u->nconns--;
+    return u;
+}
+
+void gw_user_drop(gw_t *g, gw_user_t *u)
+{
+    ring_remove(g, u);
+    (void)kc_map_remove(g->users, u->id, strlen(u->id));
+    free_user(u);
 }
 
 int gw_bucket_take(gw_bucket_t *b, double rate, double burst)
@@ -197,58 +193,12 @@ void gw_route_register(gw_t *g, gw_user_t *u)
         kc_counter_inc(g->m.pubsub_errors);
 }
 
-typedef struct {
-    gw_t *g;
-    uint64_t now_ns;
-    long long now_s;
-} sweep_t;
-
-/* Per socket, every tick: typing indicators that lapsed, and a token that expired (a socket
- * does not outlive the token it was opened with: the client reconnects with a fresh one). */
-static void sweep_conn(const void *key, size_t klen, void *val, void *arg)
+void gw_routes_refresh(gw_t *g, size_t n)
 {
-    (void)key;
-    (void)klen;
-    sweep_t *s = arg;
-    gw_conn_t *c = val;
-    if (c->typing)
-        gw_typing_expire(s->g, c, s->now_ns);
-    if (c->token_exp + GW_JWT_LEEWAY_S < s->now_s && !c->close_code)
-        gw_close(s->g, c, GW_CLOSE_TOKEN_EXPIRED, "token expired: reconnect with a fresh one");
-    gw_ws_keepalive(s->g, c, s->now_ns);
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    gw_t *g = t->data;
-    uint64_t now = kc_mono_ns();
-    gw_pending_expire(g);
-    sweep_t sw = {g, now, kc_now_ms() / 1000};
-    kc_map_each(g->conns, sweep_conn, &sw);
-    /* This tick's share of the users, so that each is refreshed every route-ttl-ms / 3. */
-    uint64_t ticks = (uint64_t)g->cfg.route_ttl_ms / 3 / TICK_MS;
-    size_t nusers = kc_map_size(g->users);
-    size_t share = ticks > 1 ? (size_t)((nusers + ticks - 1) / ticks) : nusers;
-    for (size_t i = 0; i < share && !g->stopping && g->route_ring; i++) {
+    for (size_t i = 0; i < n && g->route_ring; i++) {
         if (!g->route_cursor)
             g->route_cursor = g->route_ring;
         gw_route_register(g, g->route_cursor);
         g->route_cursor = g->route_cursor->ring_next;
     }
-    if (now >= g->next_presence_sweep_ns) {
-        g->next_presence_sweep_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 2;
-        gw_presence_sweep(g);
-    }
-}
-
-void gw_tick_start(gw_t *g)
-{
-    if (uv_timer_init(g->app.loop, &g->tick) != 0)
-        abort();
-    g->tick.data = g;
-    g->tick_open = 1;
-    uint64_t now = kc_mono_ns();
-    g->next_presence_sweep_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 2;
-    if (uv_timer_start(&g->tick, on_tick, TICK_MS, TICK_MS) != 0)
-        abort();
 }

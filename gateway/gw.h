@@ -1,15 +1,23 @@
-/* gw.h - the gateway's shared state and the interfaces between its modules.
+/* gw.h - the gateway's shared state and the interfaces between its modules, listed from the
+ * bottom up: each calls only those above it in this list, never one below.
  *
- *   ws.c          sockets: libwebsockets on the daemon's libuv loop, the handshake (token,
- *                 Origin), message assembly and limits, the send queue, closes
+ *   out.c         the outbound half: frames, the send queue, gw_send, error frames, closes,
+ *                 the JSON and counter helpers (a leaf: it calls no other module)
+ *   parse.c       a client frame (JSON) read and checked into a gw_in_t (pure)
  *   conn.c        who is connected: connections by id, users and their connections, rate
  *                 limits, the route registry kchat:route:<user_id> in Redis
- *   frames.c      client frames in (JSON) -> actions; server frames out (JSON text)
  *   commands.c    message.send / message.read -> Commands on chat.commands; pending acks
- *   deliveries.c  chat.deliveries (this slot) -> acks and event frames to connections
  *   presence.c    presence, typing and delivery receipts over Redis (keys + pub/sub)
  *   sync.c        backfill of a conversation from the Postgres read model (rm.messages)
+ *   deliveries.c  chat.deliveries (this slot) -> acks and event frames to connections
+ *   frames.c      a parsed client frame handed to the module that serves it
+ *   ws.c          sockets: libwebsockets on the daemon's libuv loop, the handshake (token,
+ *                 Origin), message assembly and limits, writing the queue, a connection's
+ *                 life (online, offline)
+ *   tick.c        the clock: ack expiry, the sweep of sockets, route refresh, presence sweep
  *   main.c        options, start-up, metrics, the drain on SIGTERM
+ *
+ * out.c and parse.c make the kchat_gateway_core library that the unit tests link.
  *
  * Everything runs on the one loop thread: no locks. A connection is known to the other
  * modules by its id (gw_conn_find), never by a pointer kept across loop turns, so a closed
@@ -21,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <libwebsockets.h>
 
 #include "kchat/app.h"
@@ -92,6 +101,12 @@ typedef struct gw_qnode {
     gw_frame_t *frame;
 } gw_qnode_t;
 
+/* A connection's send queue: frames in the order they go out, and their bytes. */
+typedef struct {
+    gw_qnode_t *head, *tail;
+    size_t bytes;
+} gw_queue_t;
+
 /* A token bucket: `rate` tokens a second, at most `burst`. */
 typedef struct {
     double tokens;
@@ -119,9 +134,7 @@ struct gw_conn {
     long long token_exp; /* seconds since the epoch */
     /* the message being assembled from pieces and fragments (empty between messages) */
     kc_buf_t rx;
-    /* the send queue */
-    gw_qnode_t *q_head, *q_tail;
-    size_t q_bytes;
+    gw_queue_t q; /* the send queue */
     /* keepalive (gw_ws_keepalive): the last frame or pong received */
     uint64_t last_rx_ns;
     gw_bucket_t rate;
@@ -188,7 +201,7 @@ typedef struct gw {
     uint64_t next_conn_id;
     size_t nconns;
     int accepting;
-    uv_timer_t tick; /* route refresh, ack expiry, typing expiry, presence sweep */
+    uv_timer_t tick; /* tick.c */
     uint64_t next_presence_sweep_ns;
     /* Routes are refreshed a slice of the users each tick, all of them once per
      * route-ttl-ms / 3: never the whole gateway's users in one burst to Redis. */
@@ -211,43 +224,84 @@ typedef struct gw {
     int tick_open;
 } gw_t;
 
-/* ---- ws.c ---- */
-int gw_ws_start(gw_t *g, char *err, size_t errlen);
-/* Stops taking connections, sends system.notice and closes every socket with 1001. */
-void gw_ws_drain(gw_t *g);
-/* Destroys the lws context (asynchronous with a foreign loop; its handles close later). */
-void gw_ws_destroy(gw_t *g);
-
-/* ---- frames to connections (ws.c) ---- */
+/* ---- out.c: the outbound half ---- */
 gw_frame_t *gw_frame_new(const char *json, size_t len);
-/* A frame of b's text; b is left empty but keeps its memory (for the next frame): the caller
- * frees it. */
+/* A frame of b's text (copied); b is left empty but keeps its memory (for the next frame):
+ * the caller frees it. */
 gw_frame_t *gw_frame_from_buf(kc_buf_t *b);
 void gw_frame_unref(gw_frame_t *f);
+/* Appends f (taking a reference) unless the queue would then hold more than max_bytes:
+ * 0, or -1 and nothing queued. */
+int gw_queue_push(gw_queue_t *q, gw_frame_t *f, size_t max_bytes);
+/* The frame to write next, or NULL when the queue is empty. */
+gw_frame_t *gw_queue_peek(const gw_queue_t *q);
+/* Drops the frame at the head (written), releasing the queue's reference. */
+void gw_queue_pop(gw_queue_t *q);
+void gw_queue_clear(gw_queue_t *q);
 /* Queues f (a reference is taken); the type names the frames_out series. Returns 0, or -1
  * when the connection is closing or its queue is full (then it is closed as a slow
  * consumer). */
 int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type);
 /* Builds the text of kc_buf_t and sends it to one connection. */
 int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type);
-/* Sends {"type":"error","error":{"code","message"}, ...extra} (extra: JSON members without
- * braces, or NULL). */
+/* Appends {"type":"error","error":{"code","message"}, ...extra} to b (extra: JSON members
+ * without braces, or NULL). */
+void gw_error_frame(kc_buf_t *b, const char *code, const char *message, const char *extra);
+/* Sends the error frame of gw_error_frame to c. */
 void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra);
 /* Closes c with code and reason at its next writeable callback (a timeout kills it if the
  * peer never reads). reason is kept, not copied: a string literal of at most 123 bytes. */
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
-/* From the tick, for every connection: a ping after ping-interval-s without a frame or a
- * pong, and the connection dropped after idle-timeout-s (a dead or half-open peer). */
-void gw_ws_keepalive(gw_t *g, gw_conn_t *c, uint64_t now_ns);
+/* Counts a close the gateway made, by its code. */
+void gw_count_close(gw_t *g, int code);
+/* Appends `"key":"value"` (escaped) to b, with a leading comma when comma is set. */
+void gw_json_kv(kc_buf_t *b, int comma, const char *key, const char *val, size_t len);
+/* The counter name{label=value}, from a cache of g->m (value is kept as the key). */
+kc_counter_t *gw_counter(gw_t *g, kc_map_t *cache, const char *name, const char *help,
+                         const char *label, const char *value);
+
+/* ---- parse.c ---- */
+typedef enum {
+    GW_IN_SEND,
+    GW_IN_READ,
+    GW_IN_TYPING_START,
+    GW_IN_TYPING_STOP,
+    GW_IN_SUBSCRIBE,
+    GW_IN_SYNC,
+} gw_in_kind_t;
+
+/* A client frame, read. Its strings point into json (freed by gw_in_free). */
+typedef struct {
+    cJSON *json;
+    gw_in_kind_t kind;
+    const char *type;     /* the frame's type, once known (for in_reply_to) */
+    const char *count_as; /* the frames_in label: the type, "unknown" or "invalid" */
+    const char *convo_id, *client_msg_id, *content;
+    size_t content_len;
+    int64_t seq_no;   /* message.read's seq_no, sync's since_seq */
+    char **user_ids;  /* presence.subscribe's, at most GW_MAX_SUBSCRIBE */
+    size_t nuser_ids;
+    const char *error_code; /* when refused: the error frame's code and message */
+    char error_message[128];
+} gw_in_t;
+
+/* Reads one complete text message: 0, or -1 with error_code and error_message set. Either
+ * way the caller calls gw_in_free. */
+int gw_in_parse(const char *data, size_t len, gw_in_t *in);
+void gw_in_free(gw_in_t *in);
+/* True when s is 1..GW_ID_MAX bytes of UTF-8 without control characters (client ids). */
+int gw_text_id_valid(const char *s, size_t len);
 
 /* ---- conn.c ---- */
 void gw_conns_init(gw_t *g);
 void gw_conns_destroy(gw_t *g);
-/* Registers an established connection under its user (c->sub). */
-void gw_conn_add(gw_t *g, gw_conn_t *c);
-/* Forgets a connection that closed: its typing indicators stop, its watches go, its user
- * goes offline on this gateway when it was the last. */
-void gw_conn_remove(gw_t *g, gw_conn_t *c);
+/* Registers an established connection under its user (c->sub), made on its first
+ * connection: returns the user (u->nconns == 1 for a first connection). */
+gw_user_t *gw_conn_add(gw_t *g, gw_conn_t *c);
+/* Forgets a connection that closed: returns its user, still registered when it has no
+ * connection left (u->nconns == 0), for gw_user_drop. */
+gw_user_t *gw_conn_remove(gw_t *g, gw_conn_t *c);
+void gw_user_drop(gw_t *g, gw_user_t *u);
 gw_conn_t *gw_conn_find(gw_t *g, uint64_t id);
 gw_user_t *gw_user_find(gw_t *g, const char *user_id, size_t len);
 /* Takes a token from the connection's and the user's message buckets. 0 or -1 (limited). */
@@ -255,18 +309,11 @@ int gw_rate_take(gw_t *g, gw_conn_t *c);
 int gw_bucket_take(gw_bucket_t *b, double rate, double burst);
 /* Writes (refreshes) the route of a user of this gateway: kchat:route:<user> slot -> until. */
 void gw_route_register(gw_t *g, gw_user_t *u);
+/* Refreshes the routes of the next n users, round the ring of every user. */
+void gw_routes_refresh(gw_t *g, size_t n);
 /* Counts a failed Redis command and logs it, at most one line a second (with how many were
  * not logged): a Redis outage fails every user's command at once. */
 void gw_redis_error(gw_t *g, const char *what, const char *err);
-void gw_tick_start(gw_t *g);
-
-/* ---- frames.c ---- */
-/* Handles one complete text message from c. */
-void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len);
-/* Appends `"key":"value"` (escaped) to b, with a leading comma when comma is set. */
-void gw_json_kv(kc_buf_t *b, int comma, const char *key, const char *val, size_t len);
-/* True when s is 1..GW_ID_MAX bytes of UTF-8 without control characters (client ids). */
-int gw_text_id_valid(const char *s, size_t len);
 
 /* ---- commands.c ---- */
 void gw_commands_init(gw_t *g);
@@ -283,9 +330,6 @@ uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
 /* Fails the acks that waited longer than ack-timeout-ms. */
 void gw_pending_expire(gw_t *g);
 void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-
-/* ---- deliveries.c ---- */
-int gw_on_deliveries(void *arg);
 
 /* ---- presence.c ---- */
 void gw_presence_init(gw_t *g);
@@ -313,8 +357,24 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
 void gw_sync_note_live(gw_conn_t *c, const char *convo_id, int64_t seq_no);
 void gw_sync_forget(gw_conn_t *c);
 
-/* The counter name{label=value}, from a cache of g->m (value is kept as the key). */
-kc_counter_t *gw_counter(gw_t *g, kc_map_t *cache, const char *name, const char *help,
-                         const char *label, const char *value);
+/* ---- deliveries.c ---- */
+int gw_on_deliveries(void *arg);
+
+/* ---- frames.c ---- */
+/* Handles one complete text message from c. */
+void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len);
+
+/* ---- ws.c ---- */
+int gw_ws_start(gw_t *g, char *err, size_t errlen);
+/* Stops taking connections, sends system.notice and closes every socket with 1001. */
+void gw_ws_drain(gw_t *g);
+/* Destroys the lws context (asynchronous with a foreign loop; its handles close later). */
+void gw_ws_destroy(gw_t *g);
+/* From the tick, for every connection: a ping after ping-interval-s without a frame or a
+ * pong, and the connection dropped after idle-timeout-s (a dead or half-open peer). */
+void gw_ws_keepalive(gw_t *g, gw_conn_t *c, uint64_t now_ns);
+
+/* ---- tick.c ---- */
+void gw_tick_start(gw_t *g);
 
 #endif

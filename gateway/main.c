@@ -179,20 +179,6 @@ static void on_stop(kc_daemon_t *d, void *arg)
 
 /* ---- start-up ---- */
 
-kc_counter_t *gw_counter(gw_t *g, kc_map_t *cache, const char *name, const char *help,
-                         const char *label, const char *value)
-{
-    size_t len = strlen(value);
-    kc_counter_t *c = kc_map_get(cache, value, len);
-    if (!c) {
-        const char *lbl[] = {label, value, NULL};
-        c = kc_metrics_counter(g->app.metrics, name, help, lbl);
-        if (c)
-            (void)kc_map_put(cache, value, len, c);
-    }
-    return c;
-}
-
 static void metrics_init(gw_t *g)
 {
     kc_metrics_t *m = g->app.metrics;

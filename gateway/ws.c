@@ -29,132 +29,12 @@
 #include "kchat/util.h"
 
 #define TOKEN_BUF (KC_JWT_MAX_LEN + 64)
-#define CLOSE_GRACE_S 5 /* a closing connection that never becomes writeable is cut */
 #define CLOSE_REASON_MAX 123 /* a close frame's payload is at most 125 bytes, the code included */
-
-/* ---- frames ---- */
-
-gw_frame_t *gw_frame_new(const char *json, size_t len)
-{
-    gw_frame_t *f = kc_xmalloc(sizeof(*f) + LWS_PRE + len + 1);
-    f->refs = 1;
-    f->len = len;
-    memcpy(f->data + LWS_PRE, json, len);
-    f->data[LWS_PRE + len] = '\0';
-    return f;
-}
-
-gw_frame_t *gw_frame_from_buf(kc_buf_t *b)
-{
-    gw_frame_t *f = gw_frame_new(b->data ? b->data : "", b->len);
-    kc_buf_reset(b);
-    return f;
-}
-
-void gw_frame_unref(gw_frame_t *f)
-{
-    if (f && --f->refs == 0)
-        free(f);
-}
-
-static void count_out(gw_t *g, const char *type)
-{
-    kc_counter_inc(gw_counter(g, g->m.frames_out, "kchat_gateway_frames_out_total",
-                              "Frames queued to clients, by type.", "type", type));
-}
-
-int gw_send(gw_t *g, gw_conn_t *c, gw_frame_t *f, const char *type)
-{
-    if (!c->established || c->close_code)
-        return -1;
-    if (c->q_bytes + f->len > (size_t)g->cfg.max_queued_bytes) {
-        kc_counter_inc(g->m.queue_drops);
-        kc_counter_inc(g->m.slow_closes);
-        kc_log_kv(KC_LOG_WARN,
-                  KC_FIELDS(KC_STR("user_id", c->sub), KC_INT("conn", c->id),
-                            KC_INT("queued_bytes", c->q_bytes)),
-                  "slow consumer: send queue full, closing");
-        gw_close(g, c, GW_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full");
-        return -1;
-    }
-    gw_qnode_t *n = kc_xmalloc(sizeof(*n));
-    n->next = NULL;
-    n->frame = f;
-    f->refs++;
-    if (c->q_tail)
-        c->q_tail->next = n;
-    else
-        c->q_head = n;
-    c->q_tail = n;
-    c->q_bytes += f->len;
-    g->turn_bytes += f->len;
-    count_out(g, type);
-    lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
-int gw_send_buf(gw_t *g, gw_conn_t *c, kc_buf_t *b, const char *type)
-{
-    gw_frame_t *f = gw_frame_from_buf(b);
-    int rc = gw_send(g, c, f, type);
-    gw_frame_unref(f);
-    return rc;
-}
-
-void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message, const char *extra)
-{
-    kc_buf_t b = {0};
-    kc_buf_puts(&b, "{\"type\":\"error\",\"error\":{");
-    gw_json_kv(&b, 0, "code", code, strlen(code));
-    gw_json_kv(&b, 1, "message", message, strlen(message));
-    kc_buf_putc(&b, '}');
-    if (extra && *extra) {
-        kc_buf_putc(&b, ',');
-        kc_buf_puts(&b, extra);
-    }
-    kc_buf_putc(&b, '}');
-    (void)gw_send_buf(g, c, &b, "error");
-    kc_buf_free(&b);
-}
-
-static void queue_free(gw_conn_t *c)
-{
-    while (c->q_head) {
-        gw_qnode_t *n = c->q_head;
-        c->q_head = n->next;
-        gw_frame_unref(n->frame);
-        free(n);
-    }
-    c->q_tail = NULL;
-    c->q_bytes = 0;
-}
-
-void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason)
-{
-    (void)g;
-    if (c->close_code)
-        return;
-    c->close_code = code;
-    c->close_reason = reason;
-    if (code == GW_CLOSE_SLOW_CONSUMER)
-        queue_free(c); /* what it could not read is dropped; the close goes first */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
-    lws_callback_on_writable(c->wsi);
-}
-
-static void count_close(gw_t *g, int code)
-{
-    char s[16];
-    kc_strlcpyf(s, sizeof(s), "%d", code);
-    const char *lbl[] = {"code", s, NULL};
-    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_closes_total",
-                                      "Connections closed by the gateway, by close code.", lbl));
-}
 
 /* Closes from inside a callback of c: the caller returns -1 right after. */
 static int close_now(gw_t *g, struct lws *wsi, int code, const char *reason)
 {
-    count_close(g, code);
+    gw_count_close(g, code);
     lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
     return -1;
 }
@@ -314,9 +194,26 @@ static int confirm_upgrade(gw_t *g, struct lws *wsi)
 
 /* ---- the protocol ---- */
 
-static void on_message(gw_t *g, gw_conn_t *c, const char *data, size_t len)
+/* A connection's life as the other modules see it: registered under its user (who comes
+ * online with a first connection), and on close its typing indicators stopped, its watches
+ * and syncs forgotten, its user offline here with the last one. */
+static void on_established(gw_t *g, gw_conn_t *c)
 {
-    gw_frame_in(g, c, data, len);
+    gw_user_t *u = gw_conn_add(g, c);
+    if (u->nconns == 1)
+        gw_presence_online(g, u);
+}
+
+static void on_closed(gw_t *g, gw_conn_t *c)
+{
+    gw_typing_stop_all(g, c);
+    gw_presence_unwatch_all(g, c);
+    gw_sync_forget(c);
+    gw_user_t *u = gw_conn_remove(g, c);
+    if (u && u->nconns == 0) {
+        gw_presence_offline(g, u);
+        gw_user_drop(g, u);
+    }
 }
 
 static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, size_t len)
@@ -333,7 +230,7 @@ static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, si
         /* the common case: a whole message in one piece, read in place */
         if (!kc_utf8_valid(in, len))
             return close_now(g, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
-        on_message(g, c, in, len);
+        gw_frame_in(g, c, in, len);
         return 0;
     }
     /* The frame's length is known from its header: one allocation for the rest of it. */
@@ -348,7 +245,7 @@ static int on_receive(gw_t *g, gw_conn_t *c, struct lws *wsi, const char *in, si
     /* Handled from a copy so the buffer can be freed: idle connections keep none. */
     kc_buf_t msg = c->rx;
     c->rx = (kc_buf_t){0};
-    on_message(g, c, msg.data, msg.len);
+    gw_frame_in(g, c, msg.data, msg.len);
     kc_buf_free(&msg);
     return 0;
 }
@@ -390,23 +287,17 @@ static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
             return -1;
         c->ping_due = 0;
         c->ping_sent = 1;
-        if (c->q_head && lws_send_pipe_choked(wsi)) {
+        if (gw_queue_peek(&c->q) && lws_send_pipe_choked(wsi)) {
             lws_callback_on_writable(wsi);
             return 0;
         }
     }
-    while (c->q_head) {
-        gw_qnode_t *n = c->q_head;
-        int w = lws_write(wsi, n->frame->data + LWS_PRE, n->frame->len, LWS_WRITE_TEXT);
-        if (w < (int)n->frame->len)
+    for (gw_frame_t *f; (f = gw_queue_peek(&c->q));) {
+        int w = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (w < (int)f->len)
             return -1;
-        c->q_head = n->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        c->q_bytes -= n->frame->len;
-        gw_frame_unref(n->frame);
-        free(n);
-        if (c->q_head && lws_send_pipe_choked(wsi)) {
+        gw_queue_pop(&c->q);
+        if (gw_queue_peek(&c->q) && lws_send_pipe_choked(wsi)) {
             lws_callback_on_writable(wsi);
             return 0;
         }
@@ -429,7 +320,7 @@ static int on_writeable(gw_t *g, gw_conn_t *c, struct lws *wsi)
         f[2] = (unsigned char)(c->close_code >> 8);
         f[3] = (unsigned char)(c->close_code & 0xff);
         memcpy(f + 4, c->close_reason, rlen);
-        count_close(g, c->close_code);
+        gw_count_close(g, c->close_code);
         (void)lws_write(wsi, f, 4 + rlen, LWS_WRITE_RAW);
         return -1;
     }
@@ -468,7 +359,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->wsi = wsi;
         c->established = 1;
         c->last_rx_ns = kc_mono_ns();
-        gw_conn_add(g, c);
+        on_established(g, c);
         kc_counter_inc(g->m.accepted);
         if (!g->accepting) {
             gw_close(g, c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
@@ -493,9 +384,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return on_writeable(g, c, wsi);
     case LWS_CALLBACK_CLOSED:
         if (c && c->established) {
-            gw_conn_remove(g, c);
+            on_closed(g, c);
             c->established = 0;
-            queue_free(c);
+            gw_queue_clear(&c->q);
             kc_buf_free(&c->rx);
         }
         return 0;

@@ -1,0 +1,172 @@
+/* parse.c - a client's frame read into a gw_in_t, field by field, or refused with the code
+ * and message of the error frame it gets. Pure: no connection, no I/O, so it is unit
+ * tested on its own (tests/unit/test_gw_core.c).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "kchat/util.h"
+
+int gw_text_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > GW_ID_MAX || !kc_utf8_valid(s, len))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static const char *const TYPES[] = {
+    [GW_IN_SEND] = "message.send",        [GW_IN_READ] = "message.read",
+    [GW_IN_TYPING_START] = "typing.start", [GW_IN_TYPING_STOP] = "typing.stop",
+    [GW_IN_SUBSCRIBE] = "presence.subscribe", [GW_IN_SYNC] = "sync",
+};
+
+static int refuse(gw_in_t *in, const char *code, const char *message)
+{
+    in->error_code = code;
+    kc_strlcpyf(in->error_message, sizeof(in->error_message), "%s", message);
+    return -1;
+}
+
+/* A required string field; NULL (and in refused) when missing or not a string. */
+static const char *str_field(gw_in_t *in, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+    if (!cJSON_IsString(v) || !v->valuestring) {
+        in->error_code = "invalid";
+        kc_strlcpyf(in->error_message, sizeof(in->error_message),
+                    "field '%s' is missing or not a string", name);
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+/* A required integer field in [min, 2^53). */
+static int int_field(gw_in_t *in, const char *name, int64_t min, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (isnan(d) || d != floor(d) || d < (double)min || d >= 9007199254740992.0) {
+        in->error_code = "invalid";
+        kc_strlcpyf(in->error_message, sizeof(in->error_message),
+                    "field '%s' is missing or not an integer >= %lld", name, (long long)min);
+        return -1;
+    }
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int convo_field(gw_in_t *in)
+{
+    in->convo_id = str_field(in, "convo_id");
+    if (!in->convo_id)
+        return -1;
+    if (!kc_id_valid(in->convo_id, strlen(in->convo_id), GW_ID_MAX))
+        return refuse(in, "invalid", "convo_id is not a conversation id");
+    return 0;
+}
+
+static int parse_send(gw_in_t *in)
+{
+    if (convo_field(in) != 0 || !(in->client_msg_id = str_field(in, "client_msg_id")) ||
+        !(in->content = str_field(in, "content")))
+        return -1;
+    if (!gw_text_id_valid(in->client_msg_id, strlen(in->client_msg_id)))
+        return refuse(in, "invalid",
+                      "client_msg_id must be 1 to 128 bytes without control characters");
+    /* The frame was UTF-8, and cJSON refuses escapes of lone surrogates: checked again all
+     * the same, since what is stored must be UTF-8 whatever the parser lets through. */
+    in->content_len = strlen(in->content);
+    if (in->content_len == 0 || !kc_utf8_valid(in->content, in->content_len))
+        return refuse(in, "invalid", "content must be non-empty UTF-8 text");
+    return 0;
+}
+
+static int parse_subscribe(gw_in_t *in)
+{
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in->json, "user_ids");
+    if (!cJSON_IsArray(ids))
+        return refuse(in, "invalid", "field 'user_ids' is missing or not an array");
+    int n = cJSON_GetArraySize(ids);
+    if (n > GW_MAX_SUBSCRIBE)
+        return refuse(in, "too_large", "at most 1000 user ids in one presence.subscribe");
+    in->user_ids = kc_xcalloc((size_t)n + 1, sizeof(char *));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ids)
+    {
+        if (!cJSON_IsString(it) ||
+            !kc_id_valid(it->valuestring, strlen(it->valuestring), GW_ID_MAX))
+            return refuse(in, "invalid", "user_ids must hold user ids (strings)");
+        in->user_ids[in->nuser_ids++] = it->valuestring;
+    }
+    return 0;
+}
+
+/* True when the JSON text escapes U+0000 in a string: cJSON's strings end at it, so what
+ * follows would be lost without a word. */
+static int escapes_nul(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0)
+            return 1;
+        i++; /* the escaped character is not the start of an escape */
+    }
+    return 0;
+}
+
+/* Only white space may follow the object. */
+static int trailing_text(const char *end, const char *stop)
+{
+    for (; end < stop; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+            return 1;
+    return 0;
+}
+
+int gw_in_parse(const char *data, size_t len, gw_in_t *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->count_as = "invalid";
+    const char *end = NULL;
+    in->json = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!in->json || !cJSON_IsObject(in->json) || !end || trailing_text(end, data + len))
+        return refuse(in, "bad_json", "a frame must be one JSON object with a \"type\"");
+    if (escapes_nul(data, len))
+        return refuse(in, "invalid", "strings must not contain U+0000");
+    const cJSON *tv = cJSON_GetObjectItemCaseSensitive(in->json, "type");
+    if (!cJSON_IsString(tv) || !tv->valuestring)
+        return refuse(in, "invalid", "field 'type' is missing or not a string");
+    size_t k = 0;
+    while (k < KC_ARRAY_LEN(TYPES) && strcmp(tv->valuestring, TYPES[k]) != 0)
+        k++;
+    if (k == KC_ARRAY_LEN(TYPES)) {
+        in->count_as = "unknown";
+        return refuse(in, "unknown_type", "unknown frame type");
+    }
+    in->kind = (gw_in_kind_t)k;
+    in->type = in->count_as = TYPES[k];
+    switch (in->kind) {
+    case GW_IN_SEND: return parse_send(in);
+    case GW_IN_READ: return convo_field(in) != 0 ? -1 : int_field(in, "seq_no", 1, &in->seq_no);
+    case GW_IN_TYPING_START:
+    case GW_IN_TYPING_STOP: return convo_field(in);
+    case GW_IN_SUBSCRIBE: return parse_subscribe(in);
+    case GW_IN_SYNC: return convo_field(in) != 0 ? -1 : int_field(in, "since_seq", 0, &in->seq_no);
+    }
+    return refuse(in, "unknown_type", "unknown frame type");
+}
+
+void gw_in_free(gw_in_t *in)
+{
+    free(in->user_ids);
+    cJSON_Delete(in->json);
+    memset(in, 0, sizeof(*in));
+}

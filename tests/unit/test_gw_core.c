@@ -1,0 +1,298 @@
+/* The gateway's leaves (gateway/parse.c, gateway/out.c): every client frame type read into
+ * its fields or refused with the code and message its error frame carries, and the send
+ * queue's order, byte count, bound and shared frames. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gw.h"
+
+static int parse(const char *json, gw_in_t *in)
+{
+    return gw_in_parse(json, strlen(json), in);
+}
+
+/* The frame is refused with code, its message containing msg, in reply to type (NULL:
+ * none), counted as count_as. */
+static void refused(const char *json, const char *code, const char *msg, const char *type,
+                    const char *count_as)
+{
+    gw_in_t in;
+    assert_int_equal(parse(json, &in), -1);
+    assert_string_equal(in.error_code, code);
+    if (!strstr(in.error_message, msg))
+        fail_msg("%s: message '%s' lacks '%s'", json, in.error_message, msg);
+    if (type)
+        assert_string_equal(in.type, type);
+    else
+        assert_null(in.type);
+    assert_string_equal(in.count_as, count_as);
+    gw_in_free(&in);
+}
+
+static void test_every_frame_type_is_read(void **state)
+{
+    (void)state;
+    gw_in_t in;
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m-1\",\"content\":\"h\\u00e9llo\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_SEND);
+    assert_string_equal(in.type, "message.send");
+    assert_string_equal(in.count_as, "message.send");
+    assert_string_equal(in.convo_id, "c1");
+    assert_string_equal(in.client_msg_id, "m-1");
+    assert_string_equal(in.content, "h\xc3\xa9llo");
+    assert_int_equal(in.content_len, 6);
+    gw_in_free(&in);
+
+    assert_int_equal(parse("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":42}", &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_READ);
+    assert_int_equal(in.seq_no, 42);
+    gw_in_free(&in);
+
+    assert_int_equal(parse("{\"type\":\"typing.start\",\"convo_id\":\"c1\"}", &in), 0);
+    assert_int_equal(in.kind, GW_IN_TYPING_START);
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"typing.stop\",\"convo_id\":\"c1\"}", &in), 0);
+    assert_int_equal(in.kind, GW_IN_TYPING_STOP);
+    gw_in_free(&in);
+
+    assert_int_equal(parse("{\"type\":\"presence.subscribe\",\"user_ids\":[\"u1\",\"u2\"]}", &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_SUBSCRIBE);
+    assert_int_equal(in.nuser_ids, 2);
+    assert_string_equal(in.user_ids[0], "u1");
+    assert_string_equal(in.user_ids[1], "u2");
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"presence.subscribe\",\"user_ids\":[]}", &in), 0);
+    assert_int_equal(in.nuser_ids, 0);
+    gw_in_free(&in);
+
+    assert_int_equal(parse("{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":0}", &in), 0);
+    assert_int_equal(in.kind, GW_IN_SYNC);
+    assert_int_equal(in.seq_no, 0);
+    gw_in_free(&in);
+    /* the largest integer a JSON number carries exactly */
+    assert_int_equal(
+        parse("{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":9007199254740991}", &in), 0);
+    assert_int_equal(in.seq_no, 9007199254740991LL);
+    gw_in_free(&in);
+}
+
+static void test_frames_that_are_not_frames(void **state)
+{
+    (void)state;
+    refused("", "bad_json", "JSON object", NULL, "invalid");
+    refused("{\"type\":", "bad_json", "JSON object", NULL, "invalid");
+    refused("[1,2]", "bad_json", "JSON object", NULL, "invalid");
+    refused("\"message.send\"", "bad_json", "JSON object", NULL, "invalid");
+    refused("{}", "invalid", "'type'", NULL, "invalid");
+    refused("{\"type\":7}", "invalid", "'type'", NULL, "invalid");
+    refused("{\"type\":\"sync\"} x", "bad_json", "one JSON object", NULL, "invalid");
+    refused("{\"type\":\"message.explode\"}", "unknown_type", "unknown frame type", NULL,
+            "unknown");
+    refused("{\"type\":\"MESSAGE.SEND\"}", "unknown_type", "unknown", NULL, "unknown");
+    /* bytes after the object */
+    gw_in_t in;
+    const char two[] = "{\"type\":\"typing.start\",\"convo_id\":\"c1\"}{}";
+    assert_int_equal(gw_in_parse(two, sizeof(two) - 1, &in), -1);
+    gw_in_free(&in);
+    /* the length given is what is read: a frame is not NUL-terminated */
+    const char cut[] = "{\"type\":\"typing.start\",\"convo_id\":\"c1\"}garbage";
+    assert_int_equal(gw_in_parse(cut, sizeof(cut) - 1 - 7, &in), 0);
+    gw_in_free(&in);
+}
+
+static void test_fields_are_checked(void **state)
+{
+    (void)state;
+    const char *s = "message.send";
+    refused("{\"type\":\"message.send\",\"client_msg_id\":\"m\",\"content\":\"x\"}", "invalid",
+            "'convo_id'", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c 1\",\"client_msg_id\":\"m\","
+            "\"content\":\"x\"}",
+            "invalid", "conversation id", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"content\":\"x\"}", "invalid",
+            "'client_msg_id'", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\"}", "invalid",
+            "'content'", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":5}",
+            "invalid", "'content'", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"a\\u0001b\","
+            "\"content\":\"x\"}",
+            "invalid", "control characters", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"\","
+            "\"content\":\"x\"}",
+            "invalid", "client_msg_id", s, s);
+    char longid[300];
+    memset(longid, 'a', 129);
+    longid[129] = '\0';
+    char frame[512];
+    snprintf(frame, sizeof(frame),
+             "{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"%s\","
+             "\"content\":\"x\"}",
+             longid);
+    refused(frame, "invalid", "client_msg_id", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":\"\"}",
+            "invalid", "non-empty UTF-8", s, s);
+    /* an escaped lone surrogate is no text */
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":\"\\ud800\"}",
+            "bad_json", "JSON object", NULL, "invalid");
+    /* U+0000 would cut the content short: refused, not truncated */
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":\"a\\u0000b\"}",
+            "invalid", "U+0000", NULL, "invalid");
+    gw_in_t ok;
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m\",\"content\":\"a\\\\u0000b\"}",
+                           &ok),
+                     0); /* an escaped backslash, then the text u0000 */
+    assert_string_equal(ok.content, "a\\u0000b");
+    gw_in_free(&ok);
+
+    const char *r = "message.read";
+    refused("{\"type\":\"message.read\",\"convo_id\":\"c1\"}", "invalid", "'seq_no'", r, r);
+    refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":0}", "invalid",
+            "integer >= 1", r, r);
+    refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":1.5}", "invalid",
+            "integer", r, r);
+    refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":\"3\"}", "invalid",
+            "integer", r, r);
+    refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":9007199254740992}",
+            "invalid", "integer", r, r);
+    refused("{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":-1}", "invalid",
+            "integer >= 0", "sync", "sync");
+    refused("{\"type\":\"typing.stop\"}", "invalid", "'convo_id'", "typing.stop", "typing.stop");
+
+    const char *p = "presence.subscribe";
+    refused("{\"type\":\"presence.subscribe\"}", "invalid", "'user_ids'", p, p);
+    refused("{\"type\":\"presence.subscribe\",\"user_ids\":\"u1\"}", "invalid", "'user_ids'", p, p);
+    refused("{\"type\":\"presence.subscribe\",\"user_ids\":[\"u1\",3]}", "invalid", "user ids",
+            p, p);
+    refused("{\"type\":\"presence.subscribe\",\"user_ids\":[\"u/1\"]}", "invalid", "user ids",
+            p, p);
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"type\":\"presence.subscribe\",\"user_ids\":[");
+    for (int i = 0; i <= GW_MAX_SUBSCRIBE; i++)
+        kc_buf_printf(&b, "%s\"u%d\"", i ? "," : "", i);
+    kc_buf_puts(&b, "]}");
+    gw_in_t in;
+    assert_int_equal(gw_in_parse(b.data, b.len, &in), -1);
+    assert_string_equal(in.error_code, "too_large");
+    gw_in_free(&in);
+    kc_buf_free(&b);
+}
+
+static void test_text_ids(void **state)
+{
+    (void)state;
+    assert_true(gw_text_id_valid("m-1", 3));
+    assert_true(gw_text_id_valid("caf\xc3\xa9 \xe2\x9c\x93", 9));
+    assert_false(gw_text_id_valid("", 0));
+    assert_false(gw_text_id_valid("a\x7f", 2));
+    assert_false(gw_text_id_valid("a\n", 2));
+    assert_false(gw_text_id_valid("\xc3", 1));
+}
+
+static gw_frame_t *frame(const char *s)
+{
+    return gw_frame_new(s, strlen(s));
+}
+
+static void test_the_send_queue(void **state)
+{
+    (void)state;
+    gw_queue_t q = {0}, other = {0};
+    gw_frame_t *a = frame("aaaa"), *b = frame("bb"), *c = frame("cccccc");
+    assert_null(gw_queue_peek(&q));
+    gw_queue_pop(&q); /* popping nothing is nothing */
+    assert_int_equal(gw_queue_push(&q, a, 10), 0);
+    assert_int_equal(gw_queue_push(&q, b, 10), 0);
+    assert_int_equal(q.bytes, 6);
+    /* over the bound: refused, the queue as it was */
+    assert_int_equal(gw_queue_push(&q, c, 10), -1);
+    assert_int_equal(q.bytes, 6);
+    assert_int_equal(c->refs, 1);
+    /* one frame shared by two queues */
+    assert_int_equal(gw_queue_push(&other, b, 10), 0);
+    assert_int_equal(b->refs, 3);
+    /* in order, the text with the headroom lws_write wants */
+    assert_ptr_equal(gw_queue_peek(&q), a);
+    assert_memory_equal(gw_queue_peek(&q)->data + LWS_PRE, "aaaa", 5);
+    gw_queue_pop(&q);
+    assert_int_equal(q.bytes, 2);
+    assert_ptr_equal(gw_queue_peek(&q), b);
+    assert_int_equal(gw_queue_push(&q, c, 10), 0); /* room again */
+    gw_queue_pop(&q);
+    assert_ptr_equal(gw_queue_peek(&q), c);
+    gw_queue_pop(&q);
+    assert_null(gw_queue_peek(&q));
+    assert_null(q.tail);
+    assert_int_equal(q.bytes, 0);
+    /* the queue's references went; the other queue's stays */
+    assert_int_equal(a->refs, 1);
+    assert_int_equal(b->refs, 2);
+    gw_queue_clear(&other);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(other.bytes, 0);
+    /* a frame of exactly the bound fits an empty queue */
+    assert_int_equal(gw_queue_push(&q, c, 6), 0);
+    gw_queue_clear(&q);
+    gw_frame_unref(a);
+    gw_frame_unref(b);
+    gw_frame_unref(c);
+}
+
+static void test_frames_out(void **state)
+{
+    (void)state;
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "{\"x\":1}");
+    gw_frame_t *f = gw_frame_from_buf(&b);
+    assert_int_equal(b.len, 0); /* emptied, its memory kept for the next frame */
+    assert_int_equal(f->len, 7);
+    assert_string_equal((char *)f->data + LWS_PRE, "{\"x\":1}");
+    gw_frame_unref(f);
+    f = gw_frame_from_buf(&b); /* an empty buffer makes an empty frame */
+    assert_int_equal(f->len, 0);
+    gw_frame_unref(f);
+
+    gw_error_frame(&b, "invalid", "say \"hi\"\n", "\"in_reply_to\":\"sync\"");
+    kc_buf_putc(&b, '\0');
+    assert_string_equal(b.data, "{\"type\":\"error\",\"error\":{\"code\":\"invalid\","
+                                "\"message\":\"say \\\"hi\\\"\\n\"},\"in_reply_to\":\"sync\"}");
+    kc_buf_reset(&b);
+    gw_error_frame(&b, "bad_json", "m", "");
+    kc_buf_putc(&b, '\0');
+    assert_string_equal(b.data, "{\"type\":\"error\",\"error\":{\"code\":\"bad_json\","
+                                "\"message\":\"m\"}}");
+    kc_buf_reset(&b);
+    gw_json_kv(&b, 1, "k", "a\x01<", 3);
+    kc_buf_putc(&b, '\0');
+    assert_string_equal(b.data, ",\"k\":\"a\\u0001<\"");
+    kc_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_frame_type_is_read),
+        cmocka_unit_test(test_frames_that_are_not_frames),
+        cmocka_unit_test(test_fields_are_checked),
+        cmocka_unit_test(test_text_ids),
+        cmocka_unit_test(test_the_send_queue),
+        cmocka_unit_test(test_frames_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
