@@ -53,9 +53,7 @@ typedef struct {
     char *commands_topic;
     long long command_timeout_ms;
     char *jwt_private_key;
-    char *jwt_public_key;
-    char *jwt_issuer;
-    char *jwt_audience;
+    kc_jwt_cfg_t jwt;
     long long access_ttl_s;
     long long refresh_ttl_s;
     long long pwhash_max_inflight;
@@ -108,6 +106,7 @@ struct api {
     int inflight; /* requests not yet answered */
     int stopping;
     kc_daemon_t *stop_daemon;
+    void (*finish_stop)(api_t *a);
     uv_timer_t drain_timer;
     int draining; /* drain_timer is running */
     kc_counter_t *requests;
@@ -134,6 +133,8 @@ struct api_req {
     api_outcome_fn on_outcome;
     void *state;
     void (*state_free)(void *);
+    /* Set by the module that holds on to r (commands.c's waiter): runs when r is freed. */
+    void (*on_free)(api_req_t *r);
 };
 
 /* http.c */
@@ -156,9 +157,9 @@ void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n);
  * pointers into the JSON (dedup not done). 0, or -1 after answering 400. */
 int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n);
 
-/* Stops taking requests; api_finish_stop (main.c) runs once none is left in flight. */
-void api_stop_when_drained(api_t *a, kc_daemon_t *d);
-void api_finish_stop(api_t *a);
+/* Stops taking requests; finish (main.c's, which closes everything) runs once none is left
+ * in flight and the last answers are out. */
+void api_stop_when_drained(api_t *a, kc_daemon_t *d, void (*finish)(api_t *a));
 
 /* auth.c */
 int api_auth_init(api_t *a, char *err, size_t errlen);
@@ -180,7 +181,7 @@ void api_commands_close(api_t *a);
  * is filled here) and waits for its outcome, which calls on_outcome. Returns 0, or -1 after
  * answering r (503). */
 int api_command(api_req_t *r, kc_chat_command_t *cmd, api_outcome_fn on_outcome);
-/* Drops r's waiter (r is being answered another way). */
+/* Drops r's waiter (r is being answered another way): r->on_free while it waits. */
 void api_command_forget(api_req_t *r);
 /* HTTP status and code for a CommandRejected reason. */
 int api_reject_status(const char *reason);

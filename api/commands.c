@@ -215,6 +215,7 @@ int api_command(api_req_t *r, kc_chat_command_t *cmd, api_outcome_fn on_outcome)
         a->wait_head = w;
     a->wait_tail = w;
     r->waiter = w;
+    r->on_free = api_command_forget;
     r->on_outcome = on_outcome;
     return 0;
 }

@@ -70,8 +70,8 @@ static int match(const char *tmpl, const char *path, char *id, size_t idsize)
 
 static void req_free(api_req_t *r)
 {
-    if (r->waiter)
-        api_command_forget(r);
+    if (r->on_free)
+        r->on_free(r);
     if (r->state_free && r->state)
         r->state_free(r->state);
     cJSON_Delete(r->body);
@@ -384,7 +384,7 @@ static void on_drain_tick(uv_timer_t *t)
     if (kc_httpd_active(a->http) > 0)
         return;
     uv_close((uv_handle_t *)t, NULL);
-    api_finish_stop(a);
+    a->finish_stop(a);
 }
 
 static void stop_if_drained(api_t *a)
@@ -396,13 +396,14 @@ static void stop_if_drained(api_t *a)
         (a->drain_timer.data = a, 0) ||
         uv_timer_start(&a->drain_timer, on_drain_tick, 0, 10) != 0) {
         kc_log_error("cannot wait for the last answers; stopping now");
-        api_finish_stop(a);
+        a->finish_stop(a);
     }
 }
 
-void api_stop_when_drained(api_t *a, kc_daemon_t *d)
+void api_stop_when_drained(api_t *a, kc_daemon_t *d, void (*finish)(api_t *a))
 {
     a->stopping = 1;
+    a->finish_stop = finish;
     a->stop_daemon = d;
     stop_if_drained(a);
 }

@@ -29,20 +29,13 @@ static const kc_cfg_opt_t api_opts[] = {
      "Postgres connections for queries (each runs one query at a time), besides the LISTEN one"},
     {"instance-id", KC_CFG_STR, offsetof(api_cfg_t, instance_id), "0", 1, 64,
      "name of this instance: commands carry the origin api:<instance-id>"},
-    {"schemas-dir", KC_CFG_STR, offsetof(api_cfg_t, schemas_dir), "schemas", 1, 4096,
-     "folder of the Avro schemas and registry.json"},
-    {"commands-topic", KC_CFG_STR, offsetof(api_cfg_t, commands_topic), "chat.commands", 1, 249,
-     "topic the commands are written to"},
+    KC_CFG_SCHEMAS_DIR(api_cfg_t, schemas_dir),
+    KC_CFG_COMMANDS_TOPIC(api_cfg_t, commands_topic, "written to"),
     {"command-timeout-ms", KC_CFG_INT, offsetof(api_cfg_t, command_timeout_ms), "10000", 100,
      600000, "how long a change waits for its outcome before the answer is 504"},
     {"jwt-private-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_private_key), "jwt-private.pem", 1,
      4096, "PEM file of the RSA private key that signs access tokens"},
-    {"jwt-public-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_public_key), "jwt-public.pem", 1,
-     4096, "PEM file of the RSA public key that verifies access tokens"},
-    {"jwt-issuer", KC_CFG_STR, offsetof(api_cfg_t, jwt_issuer), "kchat", 1, 256,
-     "iss claim of access tokens"},
-    {"jwt-audience", KC_CFG_STR, offsetof(api_cfg_t, jwt_audience), "kchat", 1, 256,
-     "aud claim of access tokens"},
+    KC_CFG_JWT(api_cfg_t, jwt, "jwt-public.pem"),
     {"access-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, access_ttl_s), "900", 10, 86400,
      "lifetime of an access token, seconds"},
     {"refresh-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, refresh_ttl_s), "2592000", 60, 31536000,
@@ -72,7 +65,7 @@ static const kc_cfg_opt_t api_opts[] = {
      1, 5368709120LL, "largest attachment a client may ask to upload"},
 };
 
-void api_finish_stop(api_t *a)
+static void finish_stop(api_t *a)
 {
     rd_kafka_resp_err_t err =
         rd_kafka_flush(a->producer.rk, (int)(a->cfg.common.shutdown_timeout_ms / 2));
@@ -100,11 +93,12 @@ static void on_stop(kc_daemon_t *d, void *arg)
     kc_httpd_stop_accepting(a->http);
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("inflight", a->inflight)),
               "waiting for the requests in flight");
-    api_stop_when_drained(a, d);
+    api_stop_when_drained(a, d, finish_stop);
 }
 
-static int start(api_t *a, char *err, size_t errlen)
+static int start(void *arg, char *err, size_t errlen)
 {
+    api_t *a = arg;
     if (sodium_init() < 0) {
         kc_strlcpyf(err, errlen, "libsodium cannot start");
         return -1;
@@ -118,11 +112,11 @@ static int start(api_t *a, char *err, size_t errlen)
     a->schemas = kc_schemas_load(a->cfg.schemas_dir, err, errlen);
     if (!a->schemas)
         return -1;
-    a->signer = kc_jwt_key_load(a->cfg.jwt_private_key, a->cfg.jwt_issuer, a->cfg.jwt_audience,
+    a->signer = kc_jwt_key_load(a->cfg.jwt_private_key, a->cfg.jwt.issuer, a->cfg.jwt.audience,
                                 err, errlen);
     if (!a->signer)
         return -1;
-    a->verifier = kc_jwt_key_load(a->cfg.jwt_public_key, a->cfg.jwt_issuer, a->cfg.jwt_audience,
+    a->verifier = kc_jwt_key_load(a->cfg.jwt.public_key, a->cfg.jwt.issuer, a->cfg.jwt.audience,
                                   err, errlen);
     if (!a->verifier)
         return -1;
@@ -153,37 +147,46 @@ static void cleanup(api_t *a)
         uv_close((uv_handle_t *)&a->wait_timer, NULL);
 }
 
+static void start_failed(void *arg)
+{
+    cleanup(arg);
+}
+
+static void started(void *arg)
+{
+    api_t *a = arg;
+    kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("port", kc_httpd_port(a->http))), "api started");
+}
+
+static void release(void *arg)
+{
+    api_t *a = arg;
+    if (a->commands_rkt)
+        rd_kafka_topic_destroy(a->commands_rkt);
+    a->commands_rkt = NULL;
+    kc_kafka_bound_destroy(&a->producer);
+}
+
+static void free_rest(void *arg)
+{
+    api_t *a = arg;
+    kc_map_destroy(a->waiters, NULL);
+    kc_schemas_destroy(a->schemas);
+    kc_jwt_key_free(a->signer);
+    kc_jwt_key_free(a->verifier);
+}
+
 int main(int argc, char **argv)
 {
     api_t *a = kc_xcalloc(1, sizeof(*a));
-    char err[512];
-    int rc = kc_app_config("api", api_opts, KC_ARRAY_LEN(api_opts), &a->cfg, &a->cfg.common,
-                           argc, argv);
-    int exit_code = rc > 0 ? 0 : 2;
-    if (rc == 0) {
-        exit_code = 1;
-        if (kc_app_init(&a->app, "api", &a->cfg.common, 0, on_stop, a, err, sizeof(err)) ||
-            start(a, err, sizeof(err))) {
-            kc_log_error("start-up failed: %s", err);
-            cleanup(a);
-        } else {
-            kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("port", kc_httpd_port(a->http))),
-                      "api started");
-            kc_app_run(&a->app);
-            exit_code = 0;
-        }
-        if (a->commands_rkt)
-            rd_kafka_topic_destroy(a->commands_rkt);
-        a->commands_rkt = NULL;
-        kc_kafka_bound_destroy(&a->producer);
-        kc_app_destroy(&a->app);
-        kc_map_destroy(a->waiters, NULL);
-        kc_schemas_destroy(a->schemas);
-        kc_jwt_key_free(a->signer);
-        kc_jwt_key_free(a->verifier);
-        kc_log_info("stopped");
-    }
-    kc_config_free(api_opts, KC_ARRAY_LEN(api_opts), &a->cfg);
+    kc_app_spec_t spec = {KC_APP_SPEC("api", api_opts, a),
+                          .on_stop = on_stop,
+                          .start = start,
+                          .start_failed = start_failed,
+                          .started = started,
+                          .release = release,
+                          .free = free_rest};
+    int rc = kc_app_main(&spec, argc, argv);
     free(a);
-    return exit_code;
+    return rc;
 }

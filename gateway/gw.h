@@ -63,9 +63,7 @@ typedef struct {
     long long listen_port;
     char *tls_cert;
     char *tls_key;
-    char *jwt_public_key;
-    char *jwt_issuer;
-    char *jwt_audience;
+    kc_jwt_cfg_t jwt;
     char *allowed_origins;
     long long max_frame_bytes;
     long long rx_buffer_bytes;

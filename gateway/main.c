@@ -28,12 +28,9 @@ static const kc_cfg_opt_t gw_opts[] = {
     KC_CFG_PG(gw_cfg_t, pg),
     {"slot", KC_CFG_INT, offsetof(gw_cfg_t, slot), "0", 0, 4095,
      "this gateway's slot: the partition of the deliveries topic it owns"},
-    {"deliveries-topic", KC_CFG_STR, offsetof(gw_cfg_t, deliveries_topic), "chat.deliveries", 1,
-     249, "topic the deliveries are read from"},
-    {"commands-topic", KC_CFG_STR, offsetof(gw_cfg_t, commands_topic), "chat.commands", 1, 249,
-     "topic the commands are written to"},
-    {"schemas-dir", KC_CFG_STR, offsetof(gw_cfg_t, schemas_dir), "schemas", 1, 4096,
-     "folder of the Avro schemas and registry.json"},
+    KC_CFG_DELIVERIES_TOPIC(gw_cfg_t, deliveries_topic, "read from"),
+    KC_CFG_COMMANDS_TOPIC(gw_cfg_t, commands_topic, "written to"),
+    KC_CFG_SCHEMAS_DIR(gw_cfg_t, schemas_dir),
     {"listen-addr", KC_CFG_STR, offsetof(gw_cfg_t, listen_addr), "127.0.0.1", 7, 15,
      "IPv4 address the WebSocket endpoint /ws listens on"},
     {"listen-port", KC_CFG_INT, offsetof(gw_cfg_t, listen_port), "17081", 1, 65535,
@@ -42,12 +39,7 @@ static const kc_cfg_opt_t gw_opts[] = {
      "PEM certificate (chain) file: with tls-key, /ws is served over TLS (wss://)"},
     {"tls-key", KC_CFG_STR, offsetof(gw_cfg_t, tls_key), "", 0, 4096,
      "PEM private key file of tls-cert"},
-    {"jwt-public-key", KC_CFG_STR, offsetof(gw_cfg_t, jwt_public_key), "", 1, 4096,
-     "PEM public key that verifies access tokens (RS256)"},
-    {"jwt-issuer", KC_CFG_STR, offsetof(gw_cfg_t, jwt_issuer), "kchat", 1, 256,
-     "required iss claim of access tokens"},
-    {"jwt-audience", KC_CFG_STR, offsetof(gw_cfg_t, jwt_audience), "kchat", 1, 256,
-     "required aud claim of access tokens"},
+    KC_CFG_JWT(gw_cfg_t, jwt, ""),
     {"allowed-origins", KC_CFG_STR, offsetof(gw_cfg_t, allowed_origins), "", 0, 4096,
      "comma-separated Origins browsers may connect from (* for any); a request without "
      "Origin is allowed, one with another Origin gets 403"},
@@ -246,8 +238,9 @@ static void split_origins(gw_t *g)
     free(copy);
 }
 
-static int start(gw_t *g, char *err, size_t errlen)
+static int start(void *arg, char *err, size_t errlen)
 {
+    gw_t *g = arg;
     metrics_init(g);
     gw_conns_init(g);
     gw_commands_init(g);
@@ -271,7 +264,7 @@ static int start(gw_t *g, char *err, size_t errlen)
         return -1;
     }
     g->jwt =
-        kc_jwt_key_load(g->cfg.jwt_public_key, g->cfg.jwt_issuer, g->cfg.jwt_audience, err, errlen);
+        kc_jwt_key_load(g->cfg.jwt.public_key, g->cfg.jwt.issuer, g->cfg.jwt.audience, err, errlen);
     if (!g->jwt)
         return -1;
     g->redis = kc_redis_new(g->app.loop, g->cfg.redis.host, (int)g->cfg.redis.port,
@@ -360,59 +353,64 @@ static void cleanup(gw_t *g)
     free(g->origins);
 }
 
+static void start_failed(void *arg)
+{
+    gw_t *g = arg;
+    kc_redis_close(g->redis);
+    kc_redis_sub_close(g->sub);
+    kc_pg_close(g->pg);
+    g->redis = NULL;
+    g->sub = NULL;
+    g->pg = NULL;
+    if (g->tick_open) {
+        g->tick_open = 0;
+        uv_close((uv_handle_t *)&g->tick, on_handle_closed);
+    }
+    kc_kafka_bound_destroy(&g->consumer);
+    if (g->commands_rkt)
+        rd_kafka_topic_destroy(g->commands_rkt);
+    g->commands_rkt = NULL;
+    kc_kafka_bound_destroy(&g->producer);
+    if (g->lws && g->app.loop) {
+        /* A foreign-loop lws context closes its handles on the loop and unloads its
+         * event-lib plugin at the end: everything else is closed first, then the loop runs
+         * until lws is done. */
+        kc_app_close_admin(&g->app);
+        if (g->app.daemon)
+            kc_daemon_finish(g->app.daemon);
+        gw_ws_destroy(g);
+        (void)uv_run(g->app.loop, UV_RUN_DEFAULT);
+    }
+}
+
+static void started(void *arg)
+{
+    gw_t *g = arg;
+    kc_log_kv(KC_LOG_INFO,
+              KC_FIELDS(KC_INT("admin_port", kc_httpd_port(g->app.admin_httpd)),
+                        KC_INT("ws_port", g->cfg.listen_port),
+                        KC_STR("tls", g->cfg.tls_cert[0] ? "yes" : "no"),
+                        KC_INT("slot", g->cfg.slot)),
+              "gateway started");
+}
+
+static void release(void *arg)
+{
+    gw_t *g = arg;
+    if (g->lws) /* a foreign-loop context finishes its destruction here */
+        lws_context_destroy(g->lws);
+    cleanup(g);
+}
+
 int main(int argc, char **argv)
 {
     gw_t g = {0};
-    char err[512];
-    int rc =
-        kc_app_config("gateway", gw_opts, KC_ARRAY_LEN(gw_opts), &g.cfg, &g.cfg.common, argc, argv);
-    int exit_code = rc > 0 ? 0 : 2;
-    if (rc == 0) {
-        exit_code = 1;
-        if (kc_app_init(&g.app, "gateway", &g.cfg.common, 1, on_stop, &g, err, sizeof(err)) ||
-            start(&g, err, sizeof(err))) {
-            kc_log_error("start-up failed: %s", err);
-            kc_redis_close(g.redis);
-            kc_redis_sub_close(g.sub);
-            kc_pg_close(g.pg);
-            g.redis = NULL;
-            g.sub = NULL;
-            g.pg = NULL;
-            if (g.tick_open) {
-                g.tick_open = 0;
-                uv_close((uv_handle_t *)&g.tick, on_handle_closed);
-            }
-            kc_kafka_bound_destroy(&g.consumer);
-            if (g.commands_rkt)
-                rd_kafka_topic_destroy(g.commands_rkt);
-            g.commands_rkt = NULL;
-            kc_kafka_bound_destroy(&g.producer);
-            if (g.lws && g.app.loop) {
-                /* A foreign-loop lws context closes its handles on the loop and unloads its
-                 * event-lib plugin at the end: everything else is closed first, then the
-                 * loop runs until lws is done. */
-                kc_app_close_admin(&g.app);
-                if (g.app.daemon)
-                    kc_daemon_finish(g.app.daemon);
-                gw_ws_destroy(&g);
-                (void)uv_run(g.app.loop, UV_RUN_DEFAULT);
-            }
-        } else {
-            kc_log_kv(KC_LOG_INFO,
-                      KC_FIELDS(KC_INT("admin_port", kc_httpd_port(g.app.admin_httpd)),
-                                KC_INT("ws_port", g.cfg.listen_port),
-                                KC_STR("tls", g.cfg.tls_cert[0] ? "yes" : "no"),
-                                KC_INT("slot", g.cfg.slot)),
-                      "gateway started");
-            kc_app_run(&g.app);
-            exit_code = 0;
-        }
-        if (g.lws) /* a foreign-loop context finishes its destruction here */
-            lws_context_destroy(g.lws);
-        cleanup(&g);
-        kc_app_destroy(&g.app);
-        kc_log_info("stopped");
-    }
-    kc_config_free(gw_opts, KC_ARRAY_LEN(gw_opts), &g.cfg);
-    return exit_code;
+    kc_app_spec_t spec = {KC_APP_SPEC("gateway", gw_opts, &g),
+                          .serve_admin = 1,
+                          .on_stop = on_stop,
+                          .start = start,
+                          .start_failed = start_failed,
+                          .started = started,
+                          .release = release};
+    return kc_app_main(&spec, argc, argv);
 }

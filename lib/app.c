@@ -90,3 +90,32 @@ void kc_app_destroy(kc_app_t *app)
     app->health = NULL;
     app->metrics = NULL;
 }
+
+int kc_app_main(const kc_app_spec_t *s, int argc, char **argv)
+{
+    int rc = kc_app_config(s->svc, s->opts, s->nopts, s->cfg, s->common, argc, argv);
+    int exit_code = rc > 0 ? 0 : 2;
+    if (rc == 0) {
+        char err[512] = "";
+        exit_code = 1;
+        if (kc_app_init(s->app, s->svc, s->common, s->serve_admin, s->on_stop, s->arg, err,
+                        sizeof(err)) != 0 ||
+            s->start(s->arg, err, sizeof(err)) != 0) {
+            kc_log_error("start-up failed: %s", err);
+            if (s->start_failed)
+                s->start_failed(s->arg);
+        } else {
+            s->started(s->arg);
+            (void)kc_app_run(s->app);
+            exit_code = s->exit_code ? s->exit_code(s->arg) : 0;
+        }
+        if (s->release)
+            s->release(s->arg);
+        kc_app_destroy(s->app);
+        if (s->free)
+            s->free(s->arg);
+        kc_log_info("stopped");
+    }
+    kc_config_free(s->opts, s->nopts, s->cfg);
+    return exit_code;
+}

@@ -65,14 +65,10 @@ static const kc_cfg_opt_t proc_opts[] = {
     {"instance-id", KC_CFG_STR, offsetof(proc_cfg_t, instance_id), "0", 1, 64,
      "stable name of this instance: its transactional.id is kchat-processor-<instance-id>, so a "
      "restarted instance fences its zombie"},
-    {"schemas-dir", KC_CFG_STR, offsetof(proc_cfg_t, schemas_dir), "schemas", 1, 4096,
-     "folder of the Avro schemas and registry.json"},
-    {"commands-topic", KC_CFG_STR, offsetof(proc_cfg_t, commands_topic), "chat.commands", 1, 249,
-     "topic the commands are read from"},
-    {"events-topic", KC_CFG_STR, offsetof(proc_cfg_t, events_topic), "chat.events", 1, 249,
-     "topic the events are written to"},
-    {"deliveries-topic", KC_CFG_STR, offsetof(proc_cfg_t, deliveries_topic), "chat.deliveries", 1,
-     249, "topic the deliveries are written to"},
+    KC_CFG_SCHEMAS_DIR(proc_cfg_t, schemas_dir),
+    KC_CFG_COMMANDS_TOPIC(proc_cfg_t, commands_topic, "read from"),
+    KC_CFG_EVENTS_TOPIC(proc_cfg_t, events_topic, "written to"),
+    KC_CFG_DELIVERIES_TOPIC(proc_cfg_t, deliveries_topic, "written to"),
     {"state-topic", KC_CFG_STR, offsetof(proc_cfg_t, state_topic), "chat.processor.state", 1, 249,
      "compacted topic of the processor's state checkpoints"},
     {"dlq-topic", KC_CFG_STR, offsetof(proc_cfg_t, dlq_topic), "chat.commands.dlq", 1, 249,
@@ -1247,8 +1243,9 @@ static void register_metrics(proc_t *p)
                                           "Partitions whose state is being restored.", NULL);
 }
 
-static int start(proc_t *p, char *err, size_t errlen)
+static int start(void *arg, char *err, size_t errlen)
 {
+    proc_t *p = arg;
     register_metrics(p);
     kc_metrics_t *m = p->app.metrics;
     p->schemas = kc_schemas_load(p->cfg.schemas_dir, err, errlen);
@@ -1415,60 +1412,71 @@ static int start(proc_t *p, char *err, size_t errlen)
     return 0;
 }
 
+static void start_failed(void *arg)
+{
+    proc_t *p = arg;
+    kc_redis_close(p->redis);
+    p->redis = NULL;
+    proc_committer_close(p->committer);
+    p->committer = NULL;
+    proc_restorer_close(p->restorer);
+    p->restorer = NULL;
+    close_timers(p);
+}
+
+static void started(void *arg)
+{
+    proc_t *p = arg;
+    kc_log_kv(KC_LOG_INFO,
+              KC_FIELDS(KC_INT("admin_port", kc_httpd_port(p->app.admin_httpd)),
+                        KC_STR("topic", p->cfg.commands_topic),
+                        KC_STR("instance", p->cfg.instance_id)),
+              "processor started");
+}
+
+static int exit_code(void *arg)
+{
+    return ((proc_t *)arg)->failed ? 1 : 0;
+}
+
+static void release(void *arg)
+{
+    proc_t *p = arg;
+    kc_kafka_bound_destroy(&p->consumer);
+    for (int i = 0; i < PROC_MAX_PRODUCERS; i++) {
+        for (int t = 0; t < NTOPICS; t++)
+            if (p->rkts[i][t])
+                rd_kafka_topic_destroy(p->rkts[i][t]);
+        kc_kafka_bound_destroy(&p->producers[i]);
+    }
+    kc_kafka_destroy(p->restore_rk);
+    batch_free(p, &p->batches[0]);
+    batch_free(p, &p->batches[1]);
+    for (int32_t i = 0; p->parts && i < p->npartitions; i++)
+        proc_part_destroy(p->parts[i]);
+    free(p->parts);
+    free(p->assigned);
+    free(p->restoring);
+    free(p->gen);
+    free(p->deferred);
+    if (p->txn_offsets)
+        rd_kafka_topic_partition_list_destroy(p->txn_offsets);
+    kc_schemas_destroy(p->schemas);
+    kc_buf_free(&p->key);
+    kc_buf_free(&p->val);
+    proc_command_mem_free(&p->cmd_mem);
+}
+
 int main(int argc, char **argv)
 {
     proc_t p = {0};
-    char err[512];
-    int rc = kc_app_config("processor", proc_opts, KC_ARRAY_LEN(proc_opts), &p.cfg,
-                           &p.cfg.common, argc, argv);
-    int exit_code = rc > 0 ? 0 : 2;
-    if (rc == 0) {
-        exit_code = 1;
-        if (kc_app_init(&p.app, "processor", &p.cfg.common, 1, on_stop, &p, err, sizeof(err)) ||
-            start(&p, err, sizeof(err))) {
-            kc_log_error("start-up failed: %s", err);
-            kc_redis_close(p.redis);
-            p.redis = NULL;
-            proc_committer_close(p.committer);
-            p.committer = NULL;
-            proc_restorer_close(p.restorer);
-            p.restorer = NULL;
-            close_timers(&p);
-        } else {
-            kc_log_kv(KC_LOG_INFO,
-                      KC_FIELDS(KC_INT("admin_port", kc_httpd_port(p.app.admin_httpd)),
-                                KC_STR("topic", p.cfg.commands_topic),
-                                KC_STR("instance", p.cfg.instance_id)),
-                      "processor started");
-            kc_app_run(&p.app);
-            exit_code = p.failed ? 1 : 0;
-        }
-        kc_kafka_bound_destroy(&p.consumer);
-        for (int i = 0; i < PROC_MAX_PRODUCERS; i++) {
-            for (int t = 0; t < NTOPICS; t++)
-                if (p.rkts[i][t])
-                    rd_kafka_topic_destroy(p.rkts[i][t]);
-            kc_kafka_bound_destroy(&p.producers[i]);
-        }
-        kc_kafka_destroy(p.restore_rk);
-        batch_free(&p, &p.batches[0]);
-        batch_free(&p, &p.batches[1]);
-        for (int32_t i = 0; p.parts && i < p.npartitions; i++)
-            proc_part_destroy(p.parts[i]);
-        free(p.parts);
-        free(p.assigned);
-        free(p.restoring);
-        free(p.gen);
-        free(p.deferred);
-        if (p.txn_offsets)
-            rd_kafka_topic_partition_list_destroy(p.txn_offsets);
-        kc_schemas_destroy(p.schemas);
-        kc_buf_free(&p.key);
-        kc_buf_free(&p.val);
-        proc_command_mem_free(&p.cmd_mem);
-        kc_app_destroy(&p.app);
-        kc_log_info("stopped");
-    }
-    kc_config_free(proc_opts, KC_ARRAY_LEN(proc_opts), &p.cfg);
-    return exit_code;
+    kc_app_spec_t spec = {KC_APP_SPEC("processor", proc_opts, &p),
+                          .serve_admin = 1,
+                          .on_stop = on_stop,
+                          .start = start,
+                          .start_failed = start_failed,
+                          .started = started,
+                          .exit_code = exit_code,
+                          .release = release};
+    return kc_app_main(&spec, argc, argv);
 }

@@ -1,5 +1,7 @@
-/* projector.h - the projector's state, shared by main.c (the live pipeline) and rebuild.c
- * (the --rebuild mode, which runs the same pipeline into a shadow schema and generation). */
+/* projector.h - the projector's state, shared by main.c (options, start and stop, metrics),
+ * pipeline.c (the batch cycle) and rebuild.c (the --rebuild mode, which runs the same
+ * pipeline into a shadow schema and generation). main.c calls pipeline.c, which calls
+ * rebuild.c; nothing calls back up but through p->drained. */
 #ifndef PROJ_PROJECTOR_H
 #define PROJ_PROJECTOR_H
 
@@ -81,7 +83,31 @@ struct proj {
     kc_counter_t *rebuild_redis, *rebuild_swaps;
     kc_histogram_t *batch_hist, *lat_pg, *lat_redis;
     kc_gauge_t **lag;
+
+    /* Called when a stopping projector has no batch in flight any more (main.c closes). */
+    void (*drained)(proj_t *p);
 };
+
+/* The next offset to apply in a partition: the lower of the two models'. */
+static inline int64_t proj_start_offset(const proj_t *p, int32_t part)
+{
+    return p->pg_next[part] < p->redis_next[part] ? p->pg_next[part] : p->redis_next[part];
+}
+
+/* pipeline.c */
+/* Before the consumer is created: the resync backoff at its start. */
+void proj_pipeline_init(proj_t *p);
+/* Starts the idle check (and resync retries) on p->timer, once subscribed. uv's result. */
+int proj_pipeline_watch(proj_t *p);
+/* The consumer's watch callback: collects records, starts a batch (kc_kafka_bind). */
+int proj_on_events(void *arg);
+void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                       rd_kafka_topic_partition_list_t *parts, void *opaque);
+void proj_on_timer(uv_timer_t *t);
+/* Frees the records collected for the next batch. */
+void proj_items_clear(proj_t *p);
+/* Logs why and stops the process with a failure. */
+void proj_fail(proj_t *p, const char *why);
 
 /* rebuild.c */
 /* Prepares the shadow schema and generation; the consumer is assigned every partition from

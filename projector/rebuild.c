@@ -144,3 +144,19 @@ out:
         redisFree(r);
     kc_daemon_stop(p->app.daemon, p->failed ? "rebuild failed" : "rebuild done");
 }
+
+int64_t proj_lag_total(proj_t *p)
+{
+    int64_t total = 0;
+    for (int32_t i = 0; i < p->nparts; i++) {
+        int64_t lo = 0, hi = 0;
+        if (!p->assigned[i] || !p->consumer.rk ||
+            rd_kafka_get_watermark_offsets(p->consumer.rk, p->cfg.events_topic, i, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        int64_t lag = hi - proj_start_offset(p, i);
+        total += lag > 0 ? lag : 0;
+    }
+    return total;
+}

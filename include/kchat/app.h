@@ -39,12 +39,50 @@ typedef struct {
     long long timeout_ms;
 } kc_redis_cfg_t;
 
+/* What verifies access tokens (every daemon that takes them; kchat-api also signs with the
+ * issuer and audience). */
+typedef struct {
+    char *public_key;
+    char *issuer;
+    char *audience;
+} kc_jwt_cfg_t;
+
 #define KC_CFG_COMMON(type, f)                                                                    \
     {"log-level", KC_CFG_STR, offsetof(type, f.log_level), "info", 4, 5,                          \
      "log threshold: debug, info, warn or error"},                                                \
     {                                                                                             \
         "shutdown-timeout-ms", KC_CFG_INT, offsetof(type, f.shutdown_timeout_ms), "10000", 100,   \
             600000, "on SIGTERM, how long draining may take before the process exits anyway"      \
+    }
+
+/* The options naming what the daemons share, declared once so that a default or a limit
+ * cannot differ from one daemon to the next. `use` ends the help text of a topic: "read
+ * from", "written to". */
+#define KC_CFG_SCHEMAS_DIR(type, f)                                                               \
+    {                                                                                             \
+        "schemas-dir", KC_CFG_STR, offsetof(type, f), "schemas", 1, 4096,                         \
+            "folder of the Avro schemas and registry.json"                                        \
+    }
+#define KC_CFG_TOPIC_(opt, what, type, f, def, use)                                               \
+    {                                                                                             \
+        opt, KC_CFG_STR, offsetof(type, f), def, 1, 249, "topic the " what " are " use            \
+    }
+#define KC_CFG_COMMANDS_TOPIC(type, f, use)                                                       \
+    KC_CFG_TOPIC_("commands-topic", "commands", type, f, "chat.commands", use)
+#define KC_CFG_EVENTS_TOPIC(type, f, use)                                                         \
+    KC_CFG_TOPIC_("events-topic", "events", type, f, "chat.events", use)
+#define KC_CFG_DELIVERIES_TOPIC(type, f, use)                                                     \
+    KC_CFG_TOPIC_("deliveries-topic", "deliveries", type, f, "chat.deliveries", use)
+
+/* A kc_jwt_cfg_t's three options; key_def is the public key's default ("": required). */
+#define KC_CFG_JWT(type, f, key_def)                                                              \
+    {"jwt-public-key", KC_CFG_STR, offsetof(type, f.public_key), key_def, 1, 4096,                \
+     "PEM file of the RSA public key that verifies access tokens (RS256)"},                       \
+        {"jwt-issuer", KC_CFG_STR, offsetof(type, f.issuer), "kchat", 1, 256,                     \
+         "iss claim of access tokens (kchat-api writes it; every verifier requires it)"},         \
+    {                                                                                             \
+        "jwt-audience", KC_CFG_STR, offsetof(type, f.audience), "kchat", 1, 256,                  \
+            "aud claim of access tokens (kchat-api writes it; every verifier requires it)"        \
     }
 
 /* The operations listener of daemons without an HTTP surface of their own. */
@@ -88,6 +126,43 @@ typedef struct {
     kc_httpd_t *admin_httpd; /* NULL when the daemon serves the admin paths itself */
     kc_daemon_t *daemon;
 } kc_app_t;
+
+/* What a daemon's main() hands kc_app_main: its table and config, and the steps that differ
+ * from one daemon to the next. arg is the daemon's state, passed to every step. */
+typedef struct {
+    const char *svc;
+    const kc_cfg_opt_t *opts;
+    size_t nopts;
+    void *cfg;                     /* filled from opts */
+    const kc_common_cfg_t *common; /* inside cfg */
+    kc_app_t *app;                 /* inside the daemon's state */
+    int serve_admin;               /* see kc_app_init */
+    kc_daemon_stop_fn on_stop;     /* SIGTERM: begins the drain (see kc_daemon_new) */
+    void *arg;
+    /* Opens what the daemon runs: 0, or -1 with err set. */
+    int (*start)(void *arg, char *err, size_t errlen);
+    /* After a failed start: closes what start opened on the loop (may be NULL). */
+    void (*start_failed)(void *arg);
+    /* Logs the start-up line. */
+    void (*started)(void *arg);
+    /* After the loop ended: the exit code, 0 or 1 (NULL: 0). */
+    int (*exit_code)(void *arg);
+    /* Frees what start made, before the loop is closed (may be NULL). */
+    void (*release)(void *arg);
+    /* Frees what is left, after the loop is closed (may be NULL). */
+    void (*free)(void *arg);
+} kc_app_spec_t;
+
+/* The members every daemon fills alike, from the name, the option table and the state (a
+ * pointer to a struct with members cfg, cfg.common and app). */
+#define KC_APP_SPEC(name, table, state)                                                           \
+    .svc = (name), .opts = (table), .nopts = sizeof(table) / sizeof((table)[0]),                   \
+    .cfg = &(state)->cfg, .common = &(state)->cfg.common, .app = &(state)->app, .arg = (state)
+
+/* The sequence every main() runs: the options (--help exits 0, a bad value 2), logging, the
+ * loop, metrics and health, start, the loop until the drain ends, and the tear-down in
+ * order. Returns the process's exit code: 0, 1 (start-up failed, or exit_code said so) or 2. */
+int kc_app_main(const kc_app_spec_t *spec, int argc, char **argv);
 
 /* Loads the table, then starts logging. Returns 0 to go on, 1 when --help was printed (exit
  * 0), -1 after logging the bad value (exit 2). */
