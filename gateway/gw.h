@@ -65,11 +65,13 @@ typedef struct {
     char *tls_key;
     kc_jwt_cfg_t jwt;
     char *allowed_origins;
+    long long max_header_bytes;
     long long max_frame_bytes;
     long long rx_buffer_bytes;
     long long max_content_bytes;
     long long max_queued_bytes;
     long long max_connections;
+    long long max_conns_per_user;
     long long max_inflight;
     long long rate_conn;
     long long rate_user;
@@ -160,12 +162,12 @@ struct gw_user {
 
 typedef struct gw_metrics {
     kc_gauge_t *connections;
-    kc_counter_t *accepted, *refused_token, *refused_origin, *refused_full;
+    kc_counter_t *accepted, *refused_token, *refused_origin, *refused_full, *refused_per_user;
     kc_histogram_t *ack_latency, *delivery_latency;
-    kc_counter_t *queue_drops, *slow_closes;
+    kc_counter_t *queue_drops, *slow_closes, *sync_pages_cut;
     kc_counter_t *deliveries_consumed, *delivery_errors;
     kc_counter_t *commands_produced, *produce_errors;
-    kc_counter_t *pubsub_in, *pubsub_errors;
+    kc_counter_t *pubsub_in, *pubsub_errors, *presence_refused;
     /* Counters with one label, looked up once per label value (frames by type, acks by
      * status are counted per frame: the registry's lookup renders and compares labels). */
     kc_map_t *frames_in, *frames_out, *acks;

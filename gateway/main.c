@@ -43,6 +43,11 @@ static const kc_cfg_opt_t gw_opts[] = {
     {"allowed-origins", KC_CFG_STR, offsetof(gw_cfg_t, allowed_origins), "", 0, 4096,
      "comma-separated Origins browsers may connect from (* for any); a request without "
      "Origin is allowed, one with another Origin gets 403"},
+    {"max-conns-per-user", KC_CFG_INT, offsetof(gw_cfg_t, max_conns_per_user), "32", 1, 100000,
+     "most sockets one user may hold on this gateway (more get 429)"},
+    {"max-header-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_header_bytes), "16384", 4096, 65535,
+     "most bytes of header values a handshake may carry (the ingress refuses larger "
+     "requests first)"},
     {"max-frame-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_frame_bytes), "65536", 1024, 1048576,
      "largest client message (all its fragments); larger ones close the socket with 1009"},
     {"rx-buffer-bytes", KC_CFG_INT, offsetof(gw_cfg_t, rx_buffer_bytes), "1024", 128, 65536,
@@ -181,12 +186,14 @@ static void metrics_init(gw_t *g)
     x->connections = kc_metrics_gauge(m, "kchat_gateway_connections", "Open WebSockets.", NULL);
     const char *acc[] = {"outcome", "accepted", NULL}, *tok[] = {"outcome", "refused_token", NULL},
                *ori[] = {"outcome", "refused_origin", NULL},
-               *full[] = {"outcome", "refused_unavailable", NULL};
+               *full[] = {"outcome", "refused_unavailable", NULL},
+               *per_user[] = {"outcome", "refused_per_user", NULL};
     const char *h = "WebSocket handshakes, by outcome.";
     x->accepted = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, acc);
     x->refused_token = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, tok);
     x->refused_origin = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, ori);
     x->refused_full = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, full);
+    x->refused_per_user = kc_metrics_counter(m, "kchat_gateway_handshakes_total", h, per_user);
     x->ack_latency = kc_metrics_histogram(
         m, "kchat_gateway_ack_latency_seconds",
         "From a message.send read to its ack (the processor's answer) queued to the socket.", NULL,
@@ -202,6 +209,11 @@ static void metrics_init(gw_t *g)
     x->slow_closes =
         kc_metrics_counter(m, "kchat_gateway_slow_consumer_closes_total",
                            "Sockets closed (4008) because they could not keep up.", NULL);
+    x->sync_pages_cut = kc_metrics_counter(
+        m, "kchat_gateway_sync_pages_cut_total",
+        "Sync pages ended early (more: true) to keep a socket's send queue under half of "
+        "max-queued-bytes; the client asks for the rest.",
+        NULL);
     x->deliveries_consumed =
         kc_metrics_counter(m, "kchat_gateway_deliveries_consumed_total",
                            "Delivery records read from this gateway's slot.", NULL);
@@ -218,6 +230,10 @@ static void metrics_init(gw_t *g)
                            "Redis pub/sub messages read (typing, receipts, presence).", NULL);
     x->pubsub_errors = kc_metrics_counter(m, "kchat_gateway_redis_errors_total",
                                           "Redis commands that failed or could not be sent.", NULL);
+    x->presence_refused = kc_metrics_counter(
+        m, "kchat_gateway_presence_refused_total",
+        "User ids of presence.subscribe refused: the watcher shares no conversation with them.",
+        NULL);
 }
 
 static void split_origins(gw_t *g)

@@ -99,6 +99,22 @@ static const char RECEIPT_LUA[] = "local h = redis.call('HGETALL', KEYS[1])\n"
                                   "end\n"
                                   "return n\n";
 
+/* KEYS[1] kchat:rm:gen; ARGV[1] the watcher, ARGV[2..] user ids. For each id, 1 when the
+ * watcher may see that user's presence (themself, or someone they share a conversation
+ * with in the read model), else 0; nothing is visible without a read model. */
+static const char VISIBLE_LUA[] =
+    "local gen = redis.call('GET', KEYS[1])\n"
+    "local out = {}\n"
+    "local pre = '" KC_REDIS_RM "' .. (gen or '') .. ':" KC_RM_CONVOS ":'\n"
+    "for i = 2, #ARGV do\n"
+    "  local ok = 0\n"
+    "  if ARGV[i] == ARGV[1] then ok = 1\n"
+    "  elseif gen and redis.call('ZINTERCARD', 2, pre .. ARGV[1], pre .. ARGV[i],\n"
+    "                           'LIMIT', 1) > 0 then ok = 1 end\n"
+    "  out[#out + 1] = ok\n"
+    "end\n"
+    "return out\n";
+
 struct gw_watch {
     char *user_id;
     uint64_t *conns;
@@ -260,7 +276,7 @@ static void query_state(gw_t *g, const char *user_id, uint64_t conn)
         free(q);
 }
 
-void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
+static void watch(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
 {
     size_t added = 0;
     for (size_t i = 0; i < n; i++) {
@@ -301,6 +317,94 @@ void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
         query_state(g, id, c->id);
     }
     (void)added;
+}
+
+/* A presence.subscribe waiting for the visibility check: the ids copied into one block. */
+typedef struct {
+    gw_t *g;
+    uint64_t conn;
+    size_t n;
+    char *ids[];
+} visible_q_t;
+
+static void on_visible(void *arg, const redisReply *reply, const char *err)
+{
+    visible_q_t *q = arg;
+    gw_t *g = q->g;
+    gw_conn_t *c = g->conns ? gw_conn_find(g, q->conn) : NULL;
+    const char *extra = "\"in_reply_to\":\"presence.subscribe\"";
+    if (!c)
+        goto out;
+    if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != q->n) {
+        if (err)
+            gw_redis_error(g, "presence visibility check failed", err);
+        gw_send_error(g, c, "unavailable", "presence is unavailable: subscribe again", extra);
+        goto out;
+    }
+    size_t k = 0;
+    kc_buf_t b = {0};
+    for (size_t i = 0; i < q->n; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type == REDIS_REPLY_INTEGER && e->integer == 1) {
+            q->ids[k++] = q->ids[i];
+            continue;
+        }
+        kc_counter_inc(g->m.presence_refused);
+        kc_buf_puts(&b, b.len ? ",\"" : ",\"user_ids\":[\"");
+        kc_buf_json_str(&b, q->ids[i], strlen(q->ids[i]));
+        kc_buf_putc(&b, '"');
+    }
+    if (b.len) {
+        /* Who exists is not told: a stranger and a user that does not exist look the same. */
+        kc_buf_putc(&b, ']');
+        kc_buf_t e = {0};
+        kc_buf_puts(&e, extra);
+        kc_buf_append(&e, b.data, b.len);
+        kc_buf_putc(&e, '\0');
+        gw_send_error(g, c, "not_visible",
+                      "presence is visible only to people who share a conversation", e.data);
+        kc_buf_free(&e);
+    }
+    kc_buf_free(&b);
+    watch(g, c, q->ids, k);
+out:
+    free(q);
+}
+
+void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
+{
+    if (n == 0)
+        return;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(user_ids[i]) + 1;
+    visible_q_t *q = kc_xmalloc(sizeof(*q) + n * sizeof(char *) + bytes);
+    q->g = g;
+    q->conn = c->id;
+    q->n = n;
+    char *p = (char *)&q->ids[n];
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(user_ids[i]) + 1;
+        memcpy(p, user_ids[i], len);
+        q->ids[i] = p;
+        p += len;
+    }
+    const char **argv = kc_xmalloc((n + 5) * sizeof(char *));
+    int argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = VISIBLE_LUA;
+    argv[argc++] = "1";
+    argv[argc++] = KC_REDIS_RM_GEN;
+    argv[argc++] = c->sub;
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = q->ids[i];
+    if (kc_redis_command(g->redis, on_visible, q, argc, argv, NULL) != 0) {
+        kc_counter_inc(g->m.pubsub_errors);
+        gw_send_error(g, c, "unavailable", "presence is unavailable: subscribe again",
+                      "\"in_reply_to\":\"presence.subscribe\"");
+        free(q);
+    }
+    free(argv);
 }
 
 void gw_presence_unwatch_all(gw_t *g, gw_conn_t *c)

@@ -8,6 +8,11 @@
  * what makes it exact (a connection that got more than LIVE_RING live messages during one
  * sync may see a message twice, never miss one). Membership is checked in the same read
  * model (rm.members): a user may not backfill a conversation they are not in.
+ *
+ * A page is also cut by bytes: it stops before the socket's send queue would hold more than
+ * half of max-queued-bytes, and says `more`, so a backfill never makes the gateway close the
+ * socket as a slow consumer. The client asks for the next page once it has read this one
+ * (sync.complete comes after the page's frames), so the queue has drained by then.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,7 @@ typedef struct {
     gw_t *g;
     uint64_t conn;
     int64_t since;
+    int64_t last_seq; /* the conversation's last seq_no in the read model */
     int member; /* set by the membership query, read by the messages query */
     int failed;
     int orphan; /* the messages query could not be queued: on_member frees q */
@@ -123,6 +129,8 @@ static void on_member(void *arg, const PGresult *res, const char *err)
         return;
     }
     q->member = PQntuples(res) > 0;
+    if (q->member)
+        q->last_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 }
 
 static void on_messages(void *arg, const PGresult *res, const char *err)
@@ -145,12 +153,15 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
     }
     uint64_t h = fnv64(q->convo);
     int rows = PQntuples(res);
-    int64_t upto = q->since, sent = 0, skipped = 0;
+    /* A since_seq past the end is answered with where the conversation ends. */
+    int64_t upto = q->since < q->last_seq ? q->since : q->last_seq, sent = 0, skipped = 0;
+    size_t budget = (size_t)g->cfg.max_queued_bytes / 2;
+    int more = rows >= g->cfg.sync_max_messages, cut = 0;
     for (int i = 0; i < rows; i++) {
         int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        if (seq > upto)
-            upto = seq;
         if (live_has(c, h, seq)) {
+            if (seq > upto)
+                upto = seq;
             skipped++;
             continue;
         }
@@ -169,6 +180,13 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
         if (!PQgetisnull(res, i, 8))
             kc_buf_printf(&b, ",\"edited_at\":%s", PQgetvalue(res, i, 8));
         kc_buf_puts(&b, ",\"backfill\":true}");
+        if (c->q.bytes > 0 && c->q.bytes + b.len > budget) {
+            kc_buf_free(&b); /* the rest is the next page's */
+            more = cut = 1;
+            break;
+        }
+        if (seq > upto)
+            upto = seq;
         if (gw_send_buf(g, c, &b, "message.create") != 0) {
             kc_buf_free(&b);
             goto out; /* closed as a slow consumer */
@@ -177,9 +195,10 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
         sent++;
     }
     int64_t lm = live_max(c, h);
-    int more = rows >= g->cfg.sync_max_messages;
     if (!more && lm > upto)
         upto = lm;
+    if (cut)
+        kc_counter_inc(g->m.sync_pages_cut);
     kc_buf_t b = {0};
     kc_buf_puts(&b, "{\"type\":\"sync.complete\"");
     gw_json_kv(&b, 1, "convo_id", q->convo, strlen(q->convo));
@@ -215,8 +234,10 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
     const char *qp[] = {convo_id, since, limit};
     /* Both queries go in order on one connection: the membership answer is in before the
      * messages' callback runs. */
-    if (kc_pg_query(g->pg, "SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2", 2, mp,
-                    on_member, q) != 0) {
+    if (kc_pg_query(g->pg,
+                    "SELECT (SELECT last_seq FROM rm.conversations WHERE convo_id = $1) "
+                    "FROM rm.members WHERE convo_id = $1 AND user_id = $2",
+                    2, mp, on_member, q) != 0) {
         free(q);
         gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
         return;

@@ -49,6 +49,7 @@ static const char *reason_phrase(unsigned status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
     default: return "Service Unavailable";
     }
 }
@@ -188,6 +189,12 @@ static int confirm_upgrade(gw_t *g, struct lws *wsi)
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("code", code), KC_STR("why", why)),
                   "refused: token");
         return refuse(wsi, 401, code, why);
+    }
+    gw_user_t *u = gw_user_find(g, claims.sub, strlen(claims.sub));
+    if (u && u->nconns >= (size_t)g->cfg.max_conns_per_user) {
+        kc_counter_inc(g->m.refused_per_user);
+        return refuse(wsi, 429, "too_many_connections",
+                      "this user holds the most sockets a gateway takes from one user");
     }
     return 0;
 }
@@ -464,7 +471,7 @@ int gw_ws_start(gw_t *g, char *err, size_t errlen)
     info.retry_and_idle_policy = &retry;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.max_http_header_data = 8192;
+    info.max_http_header_data = (unsigned short)g->cfg.max_header_bytes;
     info.timeout_secs = 10;
     info.fd_limit_per_thread = (unsigned)(g->cfg.max_connections + 256);
     if (g->cfg.tls_cert[0] || g->cfg.tls_key[0]) {

@@ -14,6 +14,7 @@
 
 #define KEY_MAX (16 * 1024)
 #define HEADER_MAX 1024
+#define SIG_B64_MAX 1400 /* an RS256 signature of an 8192-bit key: 1366 characters */
 
 struct kc_jwt_key {
     unsigned char *pem;
@@ -116,6 +117,25 @@ static kc_jwt_status_t check_header(const char *token, size_t hlen, char *err, s
     return st;
 }
 
+/* True when s is the one base64url spelling (no padding, unused bits zero) of its bytes:
+ * libjwt also reads padded and non-canonical forms, so one signature would have many
+ * spellings and a token many strings. */
+static int canonical_b64url(const char *s, size_t n)
+{
+    if (n > SIG_B64_MAX)
+        return 0;
+    unsigned char raw[SIG_B64_MAX];
+    size_t rawlen = 0;
+    const char *end = NULL;
+    if (sodium_base642bin(raw, sizeof(raw), s, n, NULL, &rawlen, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        end != s + n)
+        return 0;
+    char again[SIG_B64_MAX + 1];
+    sodium_bin2base64(again, sizeof(again), raw, rawlen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return strlen(again) == n && memcmp(again, s, n) == 0;
+}
+
 /* aud may be a string or an array of strings (RFC 7519 4.1.3). */
 static int audience_ok(jwt_t *jwt, const char *want)
 {
@@ -172,6 +192,10 @@ kc_jwt_status_t kc_jwt_verify(const kc_jwt_key_t *k, const char *token, long lon
     if (dot2 + 1 == token + len) {
         kc_strlcpyf(err, errlen, "token has no signature");
         return KC_JWT_BAD_SIGNATURE;
+    }
+    if (!canonical_b64url(dot2 + 1, len - (size_t)(dot2 + 1 - token))) {
+        kc_strlcpyf(err, errlen, "token signature is not canonical base64url");
+        return KC_JWT_MALFORMED;
     }
     jwt_t *jwt = NULL;
     int rc = jwt_decode(&jwt, token, k->pem, k->pem_len);

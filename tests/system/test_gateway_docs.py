@@ -63,6 +63,7 @@ def test_live_frames_match_their_schemas():
         await send(wa, type="message.send", convo_id=convo, client_msg_id="s1", content="hi")
         f, skipped = await recv_until(wb, lambda f: f["type"] == "message.create")
         seen.extend(skipped + [f])
+        members_projected(convo, [a, b])  # presence is for people who share a conversation
         await send(wb, type="presence.subscribe", user_ids=[a])
         await send(wb, type="message.read", convo_id=convo, seq_no=1)
         await send(wa, type="message.send", convo_id=convo, client_msg_id="s1" * 100,

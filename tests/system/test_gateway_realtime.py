@@ -92,6 +92,8 @@ def test_typing_is_rate_limited():
 def test_presence_updates_reach_only_the_subscribers():
     async def body():
         a, b, d = uid(), uid(), uid()
+        convo = create_conversation(a, [b])  # presence is for people who share one
+        members_projected(convo, [a, b])
         wb = await connect(b, 0)
         wd = await connect(d, 1)  # connected, subscribed to nobody
         await send(wb, type="presence.subscribe", user_ids=[a])
@@ -134,6 +136,8 @@ def test_a_crashed_gateways_users_go_offline_by_themselves(tmp_path):
             import websockets
             from test_gateway_helpers import token
             a, b = uid(), uid()
+            convo = create_conversation(a, [b])
+            members_projected(convo, [a, b])
             wb = await websockets.connect(watch.url(), additional_headers={
                 "Authorization": "Bearer " + token(b)})
             wa = await websockets.connect(crash.url(), additional_headers={

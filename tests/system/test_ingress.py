@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, ROOT, free_port, http_get, wait_until
+from test_gateway_helpers import GW_PORT, token, uid
 
 NGINX_SH = ROOT / "scripts" / "nginx.sh"
 API = f"http://127.0.0.1:{ENV['KCHAT_API_PORT']}"
@@ -115,20 +116,22 @@ def test_metrics_stay_off_the_ingress(ingress):
     assert json.loads(body)["error"]["code"] == "not_found"
 
 
-def ws_handshake(url, path):
-    """Sends a WebSocket upgrade request by hand and returns the status line's code."""
+def ws_handshake(url, path, headers=()):
+    """Sends a WebSocket upgrade request by hand, with extra header lines, and returns the
+    status line's code (0 when the connection closed without an answer) and the bytes."""
     host, port = url.removeprefix("http://").split(":")
+    extra = "".join(f"{h}\r\n" for h in headers)
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                   f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(4096)
             if not chunk:
                 break
             data += chunk
-    return int(data.split(b" ", 2)[1]), data
+    return (int(data.split(b" ", 2)[1]) if data else 0), data
 
 
 def test_ws_goes_to_the_gateways_and_the_token_is_not_logged(ingress):
@@ -224,3 +227,35 @@ def test_bad_settings_are_refused_with_a_reason(tmp_path, dist, extra, expect):
     assert expect in r.stderr
     assert not listening(port)
     assert not Path(tmp_path / "state" / "nginx" / "nginx.pid").exists()
+
+
+def test_an_oversized_handshake_is_refused_by_the_ingress_and_fails_no_gateway(tmp_path, dist):
+    """A handshake whose header is larger than a gateway holds gets 431 from the ingress, never
+    reaches a gateway, and so never marks one failed: the next handshakes, also one of 10 KB
+    that the gateways hold, are served by the gateways."""
+    gws = ",".join(f"127.0.0.1:{GW_PORT + i}" for i in range(3))
+    port = free_port()
+    env = ingress_env(tmp_path, dist, port, KCHAT_INGRESS_GATEWAYS=gws)
+    nginx("start", env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        pad = [f"X-Pad-{i}: " + "a" * 3500 for i in range(6)]  # 21 KB
+        for _ in range(3):
+            status, raw = ws_handshake(url, "/ws", pad)
+            assert status == 431, raw
+            assert b'"code":"header_too_large"' in raw
+        auth = "Authorization: Bearer " + token(uid())
+        for i in range(6):
+            status, raw = ws_handshake(url, "/ws", [auth] + pad[:3])  # 10.5 KB: held
+            assert status == 101, raw
+        log = (tmp_path / "state" / "nginx" / "access.log").read_text()
+        assert "upstream_status=-" not in log.splitlines()[-1]
+    finally:
+        nginx("stop", env)
+
+
+def test_a_gateway_holds_a_handshake_of_10_kb():
+    status, raw = ws_handshake(f"http://127.0.0.1:{GW_PORT}", "/ws",
+                                ["Authorization: Bearer " + token(uid())] +
+                                [f"X-Pad-{i}: " + "a" * 3500 for i in range(3)])
+    assert status == 101, raw

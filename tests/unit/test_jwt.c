@@ -105,6 +105,23 @@ static void test_roundtrip(void **state)
     assert_int_equal(kc_jwt_verify(pub, bad, 1000, 5, &c, err, sizeof(err)),
                      KC_JWT_BAD_SIGNATURE);
     free(bad);
+    /* The signature spelled another way: padded, or with unused bits set in its last
+     * character (RS256 with 2048 bits: 256 bytes, 342 characters, the last carrying 2 bits
+     * and 4 unused). */
+    size_t n = strlen(tok);
+    char *padded = kc_xmalloc(n + 3);
+    memcpy(padded, tok, n);
+    memcpy(padded + n, "==", 3);
+    assert_int_equal(kc_jwt_verify(pub, padded, 1000, 5, &c, err, sizeof(err)), KC_JWT_MALFORMED);
+    padded[n + 1] = '\0';
+    assert_int_equal(kc_jwt_verify(pub, padded, 1000, 5, &c, err, sizeof(err)), KC_JWT_MALFORMED);
+    memcpy(padded, tok, n + 1);
+    static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *at = strchr(B64, padded[n - 1]);
+    assert_non_null(at);
+    padded[n - 1] = B64[(at - B64) ^ 1]; /* an unused bit */
+    assert_int_equal(kc_jwt_verify(pub, padded, 1000, 5, &c, err, sizeof(err)), KC_JWT_MALFORMED);
+    free(padded);
     free(tok);
     /* Signed by another key. */
     kc_jwt_key_t *other = key(other_path);

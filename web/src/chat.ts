@@ -124,6 +124,8 @@ export class ChatClient {
   private readonly typingSentAt = new Map<string, number>();
   private readonly typingIdle = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly subscribed = new Set<string>();
+  /** presence.subscribe answered not_visible or unavailable, asked again since the last update */
+  private presenceRetries = 0;
   /** user ids whose username was asked for (GET /users/{id}), answered or not */
   private readonly nameAsked = new Set<string>();
   private housekeeping: ReturnType<typeof setInterval> | null = null;
@@ -693,6 +695,7 @@ export class ChatClient {
         break;
       }
       case 'presence.update':
+        this.presenceRetries = 0;
         this.set({
           presence: { ...this.state.presence, [f.user_id]: { online: f.online, last_seen: f.last_seen } },
         });
@@ -718,10 +721,19 @@ export class ChatClient {
         // sent again at the next chance (the processor may also refuse a marker that does not move)
         if (convo) this.myRead.delete(convo);
         return;
+      case 'presence.subscribe':
+        // refused (no conversation shared yet: a new one may still be on its way to the
+        // server's read model) or unavailable: asked again shortly
+        for (const u of f.user_ids ?? []) this.subscribed.delete(u);
+        if (f.code === 'unavailable') this.subscribed.clear();
+        if (this.presenceRetries++ < 5)
+          setTimeout(() => {
+            if (!this.stopped) this.subscribePresence();
+          }, RETRY_AFTER_MS * this.presenceRetries);
+        return;
       case 'typing.start':
       case 'typing.stop':
       case 'typing':
-      case 'presence.subscribe':
         return; // best effort
       default:
         this.notify('error', f.message || f.code);

@@ -84,6 +84,11 @@ describe('server frames', () => {
     expect(
       parseServerFrame('{"type":"error","error":{"code":"rate_limited","message":"slow"},"in_reply_to":"sync","convo_id":"c1"}'),
     ).toMatchObject({ code: 'rate_limited', in_reply_to: 'sync', convo_id: 'c1' });
+    expect(
+      parseServerFrame(
+        '{"type":"error","error":{"code":"not_visible","message":"no"},"in_reply_to":"presence.subscribe","user_ids":["u1",2,"u3"]}',
+      ),
+    ).toMatchObject({ code: 'not_visible', in_reply_to: 'presence.subscribe', user_ids: ['u1', 'u3'] });
     expect(parseServerFrame('{"type":"system.notice","code":"draining","message":"bye"}')).toEqual({
       type: 'system.notice',
       code: 'draining',

@@ -59,7 +59,15 @@ export type ServerFrame =
   | { type: 'conversation.update'; convo_id: string }
   | { type: 'presence.update'; user_id: string; online: boolean; last_seen: number | null }
   | { type: 'system.notice'; code: string; message: string }
-  | { type: 'error'; code: string; message: string; in_reply_to: string | null; convo_id: string | null };
+  | {
+      type: 'error';
+      code: string;
+      message: string;
+      in_reply_to: string | null;
+      convo_id: string | null;
+      /** presence.subscribe's refused ids (not_visible) */
+      user_ids?: string[];
+    };
 
 export type ClientFrame =
   | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string }
@@ -291,7 +299,15 @@ export function parseServerFrame(text: string): ServerFrame | null {
       };
     case 'error': {
       const e = parseError(v) ?? { code: str(v, 'code') ?? 'error', message: str(v, 'message') ?? '' };
-      return { type: 'error', ...e, in_reply_to: str(v, 'in_reply_to'), convo_id: str(v, 'convo_id') };
+      const ids = v['user_ids'];
+      const frame: Extract<ServerFrame, { type: 'error' }> = {
+        type: 'error',
+        ...e,
+        in_reply_to: str(v, 'in_reply_to'),
+        convo_id: str(v, 'convo_id'),
+      };
+      if (Array.isArray(ids)) frame.user_ids = ids.filter((x): x is string => typeof x === 'string');
+      return frame;
     }
     default:
       return null;
