@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/list.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 
@@ -19,7 +20,7 @@ typedef struct query {
     char **params;
     kc_pg_cb cb;
     void *arg;
-    struct query *next;
+    kc_slist_node_t link; /* in kc_pg_t.queue */
 } query_t;
 
 enum { S_DISCONNECTED, S_CONNECTING, S_READY, S_CLOSED };
@@ -35,8 +36,7 @@ struct kc_pg {
     uv_timer_t ping_timer;
     int open_handles;
     int backoff_ms;
-    query_t *head, *tail;
-    size_t queued;
+    kc_slist_t queue; /* waiting to be sent, in order */
     query_t *inflight;
     PGresult *result; /* first result of the in-flight query */
     int flushing;
@@ -144,14 +144,8 @@ static query_t *listen_query(kc_pg_t *pg, const char *channel)
 static void queue_listens(kc_pg_t *pg)
 {
     pg->listens_ok = 0;
-    for (int i = pg->nchannels - 1; i >= 0; i--) {
-        query_t *q = listen_query(pg, pg->channels[i]);
-        q->next = pg->head;
-        pg->head = q;
-        if (!pg->tail)
-            pg->tail = q;
-        pg->queued++;
-    }
+    for (int i = pg->nchannels - 1; i >= 0; i--)
+        kc_slist_push_front(&pg->queue, &listen_query(pg, pg->channels[i])->link);
 }
 
 static void finish_inflight(kc_pg_t *pg, const PGresult *res, const char *err)
@@ -190,14 +184,11 @@ static void conn_fail(kc_pg_t *pg, const char *why)
     if (pg->state != S_CLOSED)
         pg->state = S_DISCONNECTED;
     finish_inflight(pg, NULL, msg);
-    while (pg->head) {
-        query_t *q = pg->head;
-        pg->head = q->next;
-        pg->queued--;
+    query_t *q;
+    while ((q = KC_SLIST_ENTRY(kc_slist_pop_front(&pg->queue), query_t, link))) {
         q->cb(q->arg, NULL, msg);
         free_query(q);
     }
-    pg->tail = NULL;
     if (pg->state == S_DISCONNECTED) {
         if (uv_timer_start(&pg->retry_timer, on_retry, (uint64_t)pg->backoff_ms, 0) != 0)
             kc_log_error("postgres: cannot schedule reconnect");
@@ -328,13 +319,9 @@ static void flush(kc_pg_t *pg)
 
 static void pump(kc_pg_t *pg)
 {
-    if (pg->state != S_READY || pg->inflight || !pg->head)
+    if (pg->state != S_READY || pg->inflight || kc_slist_empty(&pg->queue))
         return;
-    query_t *q = pg->head;
-    pg->head = q->next;
-    if (!pg->head)
-        pg->tail = NULL;
-    pg->queued--;
+    query_t *q = KC_SLIST_ENTRY(kc_slist_pop_front(&pg->queue), query_t, link);
     pg->inflight = q;
     if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
                            NULL, NULL, 0)) {
@@ -384,7 +371,7 @@ static void on_ping(void *arg, const PGresult *res, const char *err)
 static void on_ping_timer(uv_timer_t *t)
 {
     kc_pg_t *pg = t->data;
-    if (pg->state == S_READY && !pg->inflight && !pg->head)
+    if (pg->state == S_READY && !pg->inflight && kc_slist_empty(&pg->queue))
         (void)kc_pg_query(pg, "SELECT 1", 0, NULL, on_ping, pg);
 }
 
@@ -419,7 +406,7 @@ int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *pa
 {
     if (pg->state == S_CLOSED)
         return -ESHUTDOWN;
-    if (pg->queued >= KC_PG_MAX_QUEUE)
+    if (pg->queue.len >= KC_PG_MAX_QUEUE)
         return -EAGAIN;
     query_t *q = kc_xcalloc(1, sizeof(*q));
     q->sql = kc_xstrdup(sql);
@@ -429,12 +416,7 @@ int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *pa
         q->params[i] = params[i] ? kc_xstrdup(params[i]) : NULL;
     q->cb = cb;
     q->arg = arg;
-    if (pg->tail)
-        pg->tail->next = q;
-    else
-        pg->head = q;
-    pg->tail = q;
-    pg->queued++;
+    kc_slist_push_back(&pg->queue, &q->link);
     pump(pg);
     return 0;
 }
@@ -462,13 +444,7 @@ int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg
     pg->notify_cb = cb;
     pg->notify_arg = arg;
     if (pg->state == S_READY) {
-        query_t *q = listen_query(pg, channel);
-        if (pg->tail)
-            pg->tail->next = q;
-        else
-            pg->head = q;
-        pg->tail = q;
-        pg->queued++;
+        kc_slist_push_back(&pg->queue, &listen_query(pg, channel)->link);
         pump(pg);
     }
     return 0;

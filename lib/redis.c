@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/list.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 
@@ -21,7 +22,7 @@ typedef struct pending {
     uint64_t deadline_ns;
     kc_redis_cb cb;
     void *arg;
-    struct pending *next;
+    kc_list_node_t link; /* in kc_redis_t.pending */
 } pending_t;
 
 struct kc_redis {
@@ -36,8 +37,7 @@ struct kc_redis {
     uint64_t next_ping_ns;
     int backoff_ms;
     uv_timer_t timer;
-    pending_t *head, *tail;
-    size_t npending;
+    kc_list_t pending; /* sent, not yet answered: the oldest first */
     const char *drop_reason;
     kc_health_t *health;
     int check;
@@ -101,22 +101,8 @@ static void on_reply(redisAsyncContext *c, void *reply, void *privdata)
     (void)c;
     pending_t *p = privdata;
     kc_redis_t *r = p->r;
-    /* Replies arrive in order, so p is the head. */
-    if (r->head == p) {
-        r->head = p->next;
-        if (!r->head)
-            r->tail = NULL;
-    } else {
-        pending_t **pp = &r->head;
-        while (*pp && *pp != p)
-            pp = &(*pp)->next;
-        if (*pp)
-            *pp = p->next;
-        r->tail = NULL;
-        for (pending_t *q = r->head; q; q = q->next)
-            r->tail = q;
-    }
-    r->npending--;
+    /* Replies arrive in order, so p is the first. */
+    kc_list_remove(&r->pending, &p->link);
     const redisReply *rep = reply;
     const char *err = NULL;
     if (!rep)
@@ -185,15 +171,17 @@ static void on_tick(uv_timer_t *t)
         if (now >= r->connect_deadline_ns)
             drop(r, "connect timed out");
         break;
-    case S_READY:
-        if (r->head && now >= r->head->deadline_ns) {
+    case S_READY: {
+        const pending_t *oldest = KC_LIST_ENTRY(r->pending.first, pending_t, link);
+        if (oldest && now >= oldest->deadline_ns) {
             drop(r, "command timed out");
-        } else if (!r->head && now >= r->next_ping_ns) {
+        } else if (!oldest && now >= r->next_ping_ns) {
             r->next_ping_ns = now + (uint64_t)PING_INTERVAL_MS * 1000000u;
             const char *argv[] = {"PING"};
             (void)kc_redis_command(r, on_ping, r, 1, argv, NULL);
         }
         break;
+    }
     case S_DISCONNECTED:
         if (now >= r->retry_at_ns)
             start_connect(r);
@@ -232,7 +220,7 @@ int kc_redis_connected(const kc_redis_t *r)
 
 size_t kc_redis_pending(const kc_redis_t *r)
 {
-    return r->npending;
+    return r->pending.len;
 }
 
 /* Sends one command, given as argv (argc >= 0) or preformatted (argc < 0: cmd, len). */
@@ -243,7 +231,7 @@ static int send_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, cons
         return -ESHUTDOWN;
     if (r->state != S_READY || !r->ac)
         return -ENOTCONN;
-    if (r->npending >= KC_REDIS_MAX_PENDING)
+    if (r->pending.len >= KC_REDIS_MAX_PENDING)
         return -EAGAIN;
     pending_t *p = kc_xcalloc(1, sizeof(*p));
     p->r = r;
@@ -256,12 +244,7 @@ static int send_command(kc_redis_t *r, kc_redis_cb cb, void *arg, int argc, cons
         free(p);
         return -EIO;
     }
-    if (r->tail)
-        r->tail->next = p;
-    else
-        r->head = p;
-    r->tail = p;
-    r->npending++;
+    kc_list_push_back(&r->pending, &p->link);
     return 0;
 }
 
