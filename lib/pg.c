@@ -12,8 +12,6 @@
 
 #define CONNECT_TIMEOUT_MS 5000
 #define PING_INTERVAL_MS 2000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 
 typedef struct query {
     char *sql;
@@ -371,8 +369,6 @@ kc_pg_t *kc_pg_new(uv_loop_t *loop, const char *conninfo, kc_health_t *health,
     pg->conninfo = kc_xstrdup(conninfo);
     pg->poll_fd = -1;
     kc_reconn_opts_t o = {.lost_msg = "postgres connection failed",
-                          .backoff_min_ms = BACKOFF_MIN_MS,
-                          .backoff_max_ms = BACKOFF_MAX_MS,
                           .connect_timeout_ms = CONNECT_TIMEOUT_MS};
     kc_reconn_init(&pg->rc, &o, health, check_name ? check_name : "postgres");
     if (uv_timer_init(loop, &pg->retry_timer) != 0 || uv_timer_init(loop, &pg->ping_timer) != 0)

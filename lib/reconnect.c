@@ -11,6 +11,10 @@ void kc_reconn_init(kc_reconn_t *rc, const kc_reconn_opts_t *opts, kc_health_t *
                     const char *check_name)
 {
     *rc = (kc_reconn_t){.opts = *opts, .state = KC_RECONN_DISCONNECTED, .health = health};
+    if (rc->opts.backoff_min_ms == 0)
+        rc->opts.backoff_min_ms = KC_RECONN_BACKOFF_MIN_MS;
+    if (rc->opts.backoff_max_ms == 0)
+        rc->opts.backoff_max_ms = KC_RECONN_BACKOFF_MAX_MS;
     if (rc->opts.backoff_min_ms < 1)
         rc->opts.backoff_min_ms = 1;
     if (rc->opts.backoff_max_ms < rc->opts.backoff_min_ms)

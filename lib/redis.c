@@ -13,8 +13,6 @@
 #include "kchat/util.h"
 
 #define PING_INTERVAL_MS 2000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 
 /* ---- what the command connection and the subscriber share: a connection that makes itself
  * again (kchat/reconnect.h), ticked by one timer ---- */
@@ -132,10 +130,7 @@ static void link_init(link_t *l, uv_loop_t *loop, const char *host, int port, in
     l->host = kc_xstrdup(host);
     l->port = port;
     l->owner = owner;
-    kc_reconn_opts_t o = {.lost_msg = lost_msg,
-                          .backoff_min_ms = BACKOFF_MIN_MS,
-                          .backoff_max_ms = BACKOFF_MAX_MS,
-                          .connect_timeout_ms = timeout_ms};
+    kc_reconn_opts_t o = {.lost_msg = lost_msg, .connect_timeout_ms = timeout_ms};
     kc_reconn_init(&l->rc, &o, health, check_name);
     if (uv_timer_init(loop, &l->timer) != 0)
         abort();
@@ -152,15 +147,13 @@ static void on_link_timer_closed(uv_handle_t *h)
     l->closed(l);
 }
 
-/* Returns 0, or -1 when it was closed already. */
-static int link_close(link_t *l)
+static void link_close(link_t *l)
 {
     if (l->rc.state == KC_RECONN_CLOSED)
-        return -1;
+        return;
     kc_reconn_close(&l->rc);
     free_context(l, "connection closed");
     uv_close((uv_handle_t *)&l->timer, on_link_timer_closed);
-    return 0;
 }
 
 /* ---- the command connection ---- */
@@ -296,7 +289,7 @@ int kc_redis_command_formatted(kc_redis_t *r, kc_redis_cb cb, void *arg, const c
 void kc_redis_close(kc_redis_t *r)
 {
     if (r)
-        (void)link_close(&r->link);
+        link_close(&r->link);
 }
 
 /* ---- the subscriber ---- */
@@ -418,5 +411,5 @@ size_t kc_redis_sub_channels(const kc_redis_sub_t *s)
 void kc_redis_sub_close(kc_redis_sub_t *s)
 {
     if (s)
-        (void)link_close(&s->link);
+        link_close(&s->link);
 }

@@ -36,11 +36,15 @@ typedef enum {
     KC_RECONN_CLOSED,
 } kc_reconn_state_t;
 
+/* The backoff of every kchat connection: 0 in the options below stands for these. */
+#define KC_RECONN_BACKOFF_MIN_MS 100
+#define KC_RECONN_BACKOFF_MAX_MS 5000
+
 typedef struct {
     const char *lost_msg;   /* the warning logged on a loss, "<lost_msg>: <why>" (a literal) */
-    int backoff_min_ms;     /* > 0 */
-    int backoff_max_ms;     /* >= backoff_min_ms */
-    int jitter_pct;         /* 0..100 */
+    int backoff_min_ms;     /* 0: KC_RECONN_BACKOFF_MIN_MS */
+    int backoff_max_ms;     /* 0: KC_RECONN_BACKOFF_MAX_MS; at least backoff_min_ms */
+    int jitter_pct;         /* 0..100; 0 (none) for the connections in lib/ */
     int connect_timeout_ms; /* > 0 */
 } kc_reconn_opts_t;
 

@@ -17,9 +17,8 @@
 #define MS 1000000ull
 #define T0 (1000 * MS) /* an arbitrary monotonic time */
 
+/* The connections' own: the default backoff. */
 static const kc_reconn_opts_t OPTS = {.lost_msg = "test connection lost",
-                                      .backoff_min_ms = 100,
-                                      .backoff_max_ms = 5000,
                                       .connect_timeout_ms = 5000};
 
 static const int STEPS[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000};
