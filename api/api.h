@@ -24,6 +24,7 @@
 #include "kchat/httpd.h"
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
+#include "kchat/list.h"
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
@@ -98,7 +99,7 @@ struct api {
     char origin[80]; /* "api:<instance>" */
     /* commands.c */
     kc_map_t *waiters; /* command_id -> api_waiter_t */
-    api_waiter_t *wait_head, *wait_tail; /* in deadline order */
+    kc_list_t wait; /* the api_waiter_t, in deadline order */
     uv_timer_t wait_timer;
     /* auth.c */
     int pwhash_inflight;

@@ -24,19 +24,12 @@ struct api_waiter {
     api_req_t *r;
     uint64_t deadline_ns;
     char command_id[40];
-    api_waiter_t *prev, *next;
+    kc_list_node_t link; /* in api_t.wait */
 };
 
 static void unlink_waiter(api_t *a, api_waiter_t *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        a->wait_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        a->wait_tail = w->prev;
+    kc_list_remove(&a->wait, &w->link);
     (void)kc_map_remove(a->waiters, w->command_id, strlen(w->command_id));
     if (w->r)
         w->r->waiter = NULL;
@@ -83,8 +76,8 @@ static void on_sweep(uv_timer_t *t)
 {
     api_t *a = t->data;
     uint64_t now = kc_mono_ns();
-    while (a->wait_head && a->wait_head->deadline_ns <= now) {
-        api_waiter_t *w = a->wait_head;
+    api_waiter_t *w;
+    while ((w = KC_LIST_ENTRY(a->wait.first, api_waiter_t, link)) && w->deadline_ns <= now) {
         api_req_t *r = w->r;
         kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("command_id", w->command_id)),
                   "no outcome within command-timeout-ms");
@@ -208,12 +201,7 @@ int api_command(api_req_t *r, kc_chat_command_t *cmd, api_outcome_fn on_outcome)
     }
     kc_counter_inc(a->commands_sent);
     (void)kc_map_put(a->waiters, w->command_id, strlen(w->command_id), w);
-    w->prev = a->wait_tail;
-    if (a->wait_tail)
-        a->wait_tail->next = w;
-    else
-        a->wait_head = w;
-    a->wait_tail = w;
+    kc_list_push_back(&a->wait, &w->link);
     r->waiter = w;
     r->on_free = api_command_forget;
     r->on_outcome = on_outcome;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kchat/list.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 
@@ -27,8 +28,7 @@ struct kc_httpd {
     kc_httpd_handler_fn handler;
     void *arg;
     int port;
-    kc_http_pending_t *suspended; /* unanswered pending requests (a list) */
-    size_t nsuspended;
+    kc_list_t suspended; /* unanswered pending requests */
     size_t active; /* requests with a req_ctx_t, not yet completed */
 };
 
@@ -41,7 +41,7 @@ struct kc_http_pending {
     int is_suspended; /* MHD_suspend_connection was called */
     int answered;
     kc_http_resp_t resp;
-    kc_http_pending_t *prev, *next;
+    kc_list_node_t link; /* in kc_httpd_t.suspended */
 };
 
 struct req_ctx {
@@ -62,14 +62,7 @@ static void pending_unlink(kc_http_pending_t *p)
     kc_httpd_t *h = p->h;
     if (!h)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        h->suspended = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
-    h->nsuspended--;
+    kc_list_remove(&h->suspended, &p->link);
 }
 
 static void run_mhd(kc_httpd_t *h);
@@ -137,7 +130,7 @@ void kc_http_resume(kc_http_pending_t *p, kc_http_resp_t *resp)
 
 size_t kc_httpd_suspended(const kc_httpd_t *h)
 {
-    return h ? h->nsuspended : 0;
+    return h ? h->suspended.len : 0;
 }
 
 size_t kc_httpd_active(const kc_httpd_t *h)
@@ -269,11 +262,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             kc_buf_free(&resp.body);
             p->h = h;
             p->is_suspended = 1;
-            p->next = h->suspended;
-            if (h->suspended)
-                h->suspended->prev = p;
-            h->suspended = p;
-            h->nsuspended++;
+            kc_list_push_front(&h->suspended, &p->link);
             MHD_suspend_connection(conn);
             return MHD_YES;
         }
@@ -392,8 +381,8 @@ void kc_httpd_destroy(kc_httpd_t *h)
         return;
     /* MHD refuses to stop with suspended connections: resume them, unanswered; they are
      * closed with the daemon, and their owners' kc_http_resume only frees the handle. */
-    while (h->suspended) {
-        kc_http_pending_t *p = h->suspended;
+    kc_http_pending_t *p;
+    while ((p = KC_LIST_ENTRY(h->suspended.first, kc_http_pending_t, link))) {
         pending_unlink(p);
         p->h = NULL;
         if (p->ctx) {

@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kchat/list.h"
 #include "kchat/log.h"
+#include "kchat/reconnect.h"
 #include "kchat/util.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define PING_INTERVAL_MS 2000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 
 typedef struct query {
     char *sql;
@@ -19,29 +19,23 @@ typedef struct query {
     char **params;
     kc_pg_cb cb;
     void *arg;
-    struct query *next;
+    kc_slist_node_t link; /* in kc_pg_t.queue */
 } query_t;
-
-enum { S_DISCONNECTED, S_CONNECTING, S_READY, S_CLOSED };
 
 struct kc_pg {
     uv_loop_t *loop;
     char *conninfo;
     PGconn *conn;
-    int state;
+    kc_reconn_t rc;
     uv_poll_t *poll; /* re-created when libpq changes its socket */
     int poll_fd;
     uv_timer_t retry_timer; /* reconnect backoff, connect timeout */
     uv_timer_t ping_timer;
     int open_handles;
-    int backoff_ms;
-    query_t *head, *tail;
-    size_t queued;
+    kc_slist_t queue; /* waiting to be sent, in order */
     query_t *inflight;
     PGresult *result; /* first result of the in-flight query */
     int flushing;
-    kc_health_t *health;
-    int check;
     char *channels[KC_PG_MAX_CHANNELS];
     int nchannels;
     int listens_ok; /* LISTENs confirmed on the current connection */
@@ -121,7 +115,7 @@ static void on_listen_done(void *arg, const PGresult *res, const char *err)
     (void)res;
     kc_pg_t *pg = arg;
     if (err) {
-        if (pg->state != S_CLOSED)
+        if (pg->rc.state != KC_RECONN_CLOSED)
             kc_log_warn("postgres LISTEN failed: %s", err);
         return;
     }
@@ -144,14 +138,8 @@ static query_t *listen_query(kc_pg_t *pg, const char *channel)
 static void queue_listens(kc_pg_t *pg)
 {
     pg->listens_ok = 0;
-    for (int i = pg->nchannels - 1; i >= 0; i--) {
-        query_t *q = listen_query(pg, pg->channels[i]);
-        q->next = pg->head;
-        pg->head = q;
-        if (!pg->tail)
-            pg->tail = q;
-        pg->queued++;
-    }
+    for (int i = pg->nchannels - 1; i >= 0; i--)
+        kc_slist_push_front(&pg->queue, &listen_query(pg, pg->channels[i])->link);
 }
 
 static void finish_inflight(kc_pg_t *pg, const PGresult *res, const char *err)
@@ -172,11 +160,7 @@ static void conn_fail(kc_pg_t *pg, const char *why)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    if (pg->state != S_CLOSED) {
-        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("retry_ms", pg->backoff_ms)),
-                  "postgres connection failed: %s", msg);
-        kc_health_set(pg->health, pg->check, 0, msg);
-    }
+    int delay = kc_reconn_lost(&pg->rc, kc_mono_ns(), msg); /* -1 when closed */
     unwatch(pg);
     if (pg->result) {
         PQclear(pg->result);
@@ -187,28 +171,22 @@ static void conn_fail(kc_pg_t *pg, const char *why)
         pg->conn = NULL;
     }
     pg->flushing = 0;
-    if (pg->state != S_CLOSED)
-        pg->state = S_DISCONNECTED;
     finish_inflight(pg, NULL, msg);
-    while (pg->head) {
-        query_t *q = pg->head;
-        pg->head = q->next;
-        pg->queued--;
+    query_t *q;
+    while ((q = KC_SLIST_ENTRY(kc_slist_pop_front(&pg->queue), query_t, link))) {
         q->cb(q->arg, NULL, msg);
         free_query(q);
     }
-    pg->tail = NULL;
-    if (pg->state == S_DISCONNECTED) {
-        if (uv_timer_start(&pg->retry_timer, on_retry, (uint64_t)pg->backoff_ms, 0) != 0)
-            kc_log_error("postgres: cannot schedule reconnect");
-        pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
-    }
+    /* Unless a callback closed it meanwhile. */
+    if (delay >= 0 && pg->rc.state == KC_RECONN_DISCONNECTED &&
+        uv_timer_start(&pg->retry_timer, on_retry, (uint64_t)delay, 0) != 0)
+        kc_log_error("postgres: cannot schedule reconnect");
 }
 
 static void on_connect_timeout(uv_timer_t *t)
 {
     kc_pg_t *pg = t->data;
-    if (pg->state == S_CONNECTING)
+    if (pg->rc.state == KC_RECONN_CONNECTING)
         conn_fail(pg, "connect timed out");
 }
 
@@ -228,9 +206,7 @@ static void connect_poll(kc_pg_t *pg)
             conn_fail(pg, "cannot make the postgres connection non-blocking");
             return;
         }
-        pg->state = S_READY;
-        pg->backoff_ms = BACKOFF_MIN_MS;
-        kc_health_set(pg->health, pg->check, 1, "connected");
+        kc_reconn_ready(&pg->rc);
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("server_version", PQserverVersion(pg->conn))),
                   "postgres connected");
         if (watch(pg, UV_READABLE) != 0) {
@@ -264,7 +240,7 @@ void kc_pg_log_notices(PGconn *conn)
 
 static void connect_start(kc_pg_t *pg)
 {
-    if (pg->state != S_DISCONNECTED)
+    if (pg->rc.state != KC_RECONN_DISCONNECTED)
         return;
     pg->conn = PQconnectStart(pg->conninfo);
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
@@ -272,8 +248,9 @@ static void connect_start(kc_pg_t *pg)
         return;
     }
     kc_pg_log_notices(pg->conn);
-    pg->state = S_CONNECTING;
-    if (uv_timer_start(&pg->retry_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0) != 0) {
+    kc_reconn_connecting(&pg->rc, kc_mono_ns());
+    if (uv_timer_start(&pg->retry_timer, on_connect_timeout,
+                       (uint64_t)pg->rc.opts.connect_timeout_ms, 0) != 0) {
         conn_fail(pg, "cannot start the connect timer");
         return;
     }
@@ -328,13 +305,9 @@ static void flush(kc_pg_t *pg)
 
 static void pump(kc_pg_t *pg)
 {
-    if (pg->state != S_READY || pg->inflight || !pg->head)
+    if (!kc_reconn_is_ready(&pg->rc) || pg->inflight || kc_slist_empty(&pg->queue))
         return;
-    query_t *q = pg->head;
-    pg->head = q->next;
-    if (!pg->head)
-        pg->tail = NULL;
-    pg->queued--;
+    query_t *q = KC_SLIST_ENTRY(kc_slist_pop_front(&pg->queue), query_t, link);
     pg->inflight = q;
     if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
                            NULL, NULL, 0)) {
@@ -347,11 +320,11 @@ static void pump(kc_pg_t *pg)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     kc_pg_t *pg = p->data;
-    if (pg->state == S_CONNECTING) {
+    if (pg->rc.state == KC_RECONN_CONNECTING) {
         connect_poll(pg);
         return;
     }
-    if (pg->state != S_READY)
+    if (!kc_reconn_is_ready(&pg->rc))
         return;
     if (status < 0) {
         conn_fail(pg, uv_strerror(status));
@@ -359,7 +332,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
     }
     if ((events & UV_WRITABLE) && pg->flushing) {
         flush(pg);
-        if (pg->state != S_READY)
+        if (!kc_reconn_is_ready(&pg->rc))
             return;
     }
     if (events & UV_READABLE) {
@@ -378,13 +351,13 @@ static void on_ping(void *arg, const PGresult *res, const char *err)
     (void)res;
     kc_pg_t *pg = arg;
     if (!err)
-        kc_health_set(pg->health, pg->check, 1, "connected");
+        kc_reconn_alive(&pg->rc);
 }
 
 static void on_ping_timer(uv_timer_t *t)
 {
     kc_pg_t *pg = t->data;
-    if (pg->state == S_READY && !pg->inflight && !pg->head)
+    if (kc_reconn_is_ready(&pg->rc) && !pg->inflight && kc_slist_empty(&pg->queue))
         (void)kc_pg_query(pg, "SELECT 1", 0, NULL, on_ping, pg);
 }
 
@@ -395,31 +368,30 @@ kc_pg_t *kc_pg_new(uv_loop_t *loop, const char *conninfo, kc_health_t *health,
     pg->loop = loop;
     pg->conninfo = kc_xstrdup(conninfo);
     pg->poll_fd = -1;
-    pg->backoff_ms = BACKOFF_MIN_MS;
-    pg->health = health;
-    pg->check = health ? kc_health_add(health, check_name ? check_name : "postgres") : -1;
+    kc_reconn_opts_t o = {.lost_msg = "postgres connection failed",
+                          .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+    kc_reconn_init(&pg->rc, &o, health, check_name ? check_name : "postgres");
     if (uv_timer_init(loop, &pg->retry_timer) != 0 || uv_timer_init(loop, &pg->ping_timer) != 0)
         abort();
     pg->retry_timer.data = pg->ping_timer.data = pg;
     pg->open_handles = 2;
     if (uv_timer_start(&pg->ping_timer, on_ping_timer, PING_INTERVAL_MS, PING_INTERVAL_MS) != 0)
         abort();
-    pg->state = S_DISCONNECTED;
     connect_start(pg);
     return pg;
 }
 
 int kc_pg_connected(const kc_pg_t *pg)
 {
-    return pg->state == S_READY;
+    return kc_reconn_is_ready(&pg->rc);
 }
 
 int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *params, kc_pg_cb cb,
                 void *arg)
 {
-    if (pg->state == S_CLOSED)
+    if (pg->rc.state == KC_RECONN_CLOSED)
         return -ESHUTDOWN;
-    if (pg->queued >= KC_PG_MAX_QUEUE)
+    if (pg->queue.len >= KC_PG_MAX_QUEUE)
         return -EAGAIN;
     query_t *q = kc_xcalloc(1, sizeof(*q));
     q->sql = kc_xstrdup(sql);
@@ -429,12 +401,7 @@ int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *pa
         q->params[i] = params[i] ? kc_xstrdup(params[i]) : NULL;
     q->cb = cb;
     q->arg = arg;
-    if (pg->tail)
-        pg->tail->next = q;
-    else
-        pg->head = q;
-    pg->tail = q;
-    pg->queued++;
+    kc_slist_push_back(&pg->queue, &q->link);
     pump(pg);
     return 0;
 }
@@ -456,19 +423,13 @@ int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg
         return -EINVAL;
     if (pg->nchannels >= KC_PG_MAX_CHANNELS)
         return -ENOSPC;
-    if (pg->state == S_CLOSED)
+    if (pg->rc.state == KC_RECONN_CLOSED)
         return -ESHUTDOWN;
     pg->channels[pg->nchannels++] = kc_xstrdup(channel);
     pg->notify_cb = cb;
     pg->notify_arg = arg;
-    if (pg->state == S_READY) {
-        query_t *q = listen_query(pg, channel);
-        if (pg->tail)
-            pg->tail->next = q;
-        else
-            pg->head = q;
-        pg->tail = q;
-        pg->queued++;
+    if (kc_reconn_is_ready(&pg->rc)) {
+        kc_slist_push_back(&pg->queue, &listen_query(pg, channel)->link);
         pump(pg);
     }
     return 0;
@@ -476,15 +437,14 @@ int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg
 
 int kc_pg_listening(const kc_pg_t *pg)
 {
-    return pg->state == S_READY && pg->nchannels > 0 && pg->listens_ok >= pg->nchannels;
+    return kc_reconn_is_ready(&pg->rc) && pg->nchannels > 0 && pg->listens_ok >= pg->nchannels;
 }
 
 void kc_pg_close(kc_pg_t *pg)
 {
-    if (!pg || pg->state == S_CLOSED)
+    if (!pg || pg->rc.state == KC_RECONN_CLOSED)
         return;
-    pg->state = S_CLOSED;
-    kc_health_set(pg->health, pg->check, 0, "closed");
+    kc_reconn_close(&pg->rc);
     conn_fail(pg, "connection closed");
     uv_close((uv_handle_t *)&pg->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&pg->ping_timer, on_handle_closed);

@@ -127,7 +127,7 @@ static void rd_entry(proc_part_t *p, kc_avro_rd_t *r, const unsigned char *hash,
     kc_strlcpyf(c, sizeof(c), "%.*s", (int)convo.n, convo.p);
     kc_strlcpyf(a, sizeof(a), "%.*s", (int)author.n, author.p);
     proc_part_add_dedupe(p, hash, seq, created, c, a, deleted);
-    p->newest->legacy = !in_block;
+    proc_part_newest(p)->legacy = !in_block;
     if (created > *newest)
         *newest = created;
 }

@@ -62,12 +62,9 @@ void proc_part_destroy(proc_part_t *p)
     kc_map_destroy(p->convos, convo_free);
     kc_map_destroy(p->dedupe, NULL);
     kc_map_destroy(p->msgs, NULL);
-    proc_dd_t *d = p->oldest;
-    while (d) {
-        proc_dd_t *n = d->next;
+    proc_dd_t *d;
+    while ((d = KC_SLIST_ENTRY(kc_slist_pop_front(&p->window), proc_dd_t, link)))
         dd_free(d);
-        d = n;
-    }
     free(p->dirty);
     free(p->resave);
     free(p->blocks);
@@ -269,7 +266,7 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     char sender[1100];
     kc_strlcpyf(sender, sizeof(sender), "%.*s", (int)cmd->sender_id_len, cmd->sender_id);
     proc_part_add_dedupe(p, out->dedupe_key, out->seq_no, now_ms, c->id, sender, 0);
-    out->dedupe = p->newest;
+    out->dedupe = proc_part_newest(p);
     mark_dirty(p, c);
     set_recipients(out, c);
     out->kind = OUT_ACCEPTED;
@@ -399,13 +396,12 @@ size_t proc_part_expire(proc_part_t *p, int64_t now_ms, int64_t window_ms,
                         void (*fn)(const unsigned char *key, void *arg), void *arg)
 {
     size_t n = 0;
-    while (p->oldest && p->oldest->created_at < now_ms - window_ms) {
-        proc_dd_t *d = p->oldest;
-        p->oldest = d->next;
-        if (!p->oldest)
-            p->newest = NULL;
+    proc_dd_t *d;
+    while ((d = KC_SLIST_ENTRY(p->window.first, proc_dd_t, link)) &&
+           d->created_at < now_ms - window_ms) {
         if (p->unsaved == d)
-            p->unsaved = d->next;
+            p->unsaved = KC_SLIST_ENTRY(d->link.next, proc_dd_t, link);
+        (void)kc_slist_pop_front(&p->window);
         /* A key restored twice has a newer node in the map: only drop the map's own. */
         if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
             if (fn && d->legacy)
@@ -458,11 +454,7 @@ void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_
         }
     }
     /* The FIFO owns the nodes; a replaced node stays in it until it expires. */
-    if (p->newest)
-        p->newest->next = d;
-    else
-        p->oldest = d;
-    p->newest = d;
+    kc_slist_push_back(&p->window, &d->link);
     if (!p->unsaved)
         p->unsaved = d;
 }
@@ -505,7 +497,7 @@ size_t proc_part_take_unsaved(proc_part_t *p, void (*fn)(const proc_dd_t *d, voi
                               void *arg)
 {
     size_t n = 0;
-    for (proc_dd_t *d = p->unsaved; d; d = d->next) {
+    for (proc_dd_t *d = p->unsaved; d; d = KC_SLIST_ENTRY(d->link.next, proc_dd_t, link)) {
         /* A node replaced in the map by a newer one for its key is not the entry any more. */
         if (kc_map_get(p->dedupe, d->key, PROC_DEDUPE_KEY_BYTES) == d) {
             fn(d, arg);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "kchat/chat.h"
+#include "kchat/list.h"
 #include "kchat/map.h"
 
 #define PROC_DEDUPE_KEY_BYTES 16
@@ -101,7 +102,7 @@ typedef struct proc_dd {
     size_t msg_key_len;
     int deleted;
     int legacy;           /* restored from a one-entry DedupeEntry record: tombstoned on expiry */
-    struct proc_dd *next; /* oldest first, for expiry */
+    kc_slist_node_t link; /* in proc_part_t.window */
 } proc_dd_t;
 
 /* A DedupeBlock on the changelog: tombstoned once its newest entry leaves the window. */
@@ -116,7 +117,7 @@ typedef struct {
     kc_map_t *dedupe; /* dedupe key -> proc_dd_t */
     kc_map_t *msgs;   /* convo_id NUL seq_no -> proc_dd_t: messages still in the window,
                          which their authors may edit or delete */
-    proc_dd_t *oldest, *newest;
+    kc_slist_t window; /* every proc_dd_t, oldest first, for expiry: it owns them */
     proc_convo_t **dirty;
     size_t ndirty, dirty_cap;
     /* checkpoints */
@@ -166,6 +167,12 @@ size_t proc_part_take_unsaved(proc_part_t *p, void (*fn)(const proc_dd_t *d, voi
                               void *arg);
 /* Everything restored so far counts as saved (after reading the checkpoints). */
 void proc_part_mark_saved(proc_part_t *p);
+
+/* The dedupe entry added last, or NULL. */
+static inline proc_dd_t *proc_part_newest(const proc_part_t *p)
+{
+    return KC_SLIST_ENTRY(p->window.last, proc_dd_t, link);
+}
 
 /* Applies one event of the partition's chat.events to the state, as a restore catching up
  * after its checkpoint does: conversations created, members added and removed, messages
