@@ -21,7 +21,7 @@
 
 struct gw_pending {
     gw_pending_t *next_same; /* FIFO of the same key */
-    gw_pending_t *prev_all, *next_all;
+    kc_list_node_t all;      /* on g->pending_all */
     uint64_t conn_id;
     uint64_t t0_ns;
     int dr_waiting;
@@ -39,13 +39,8 @@ void gw_commands_init(gw_t *g)
 void gw_commands_destroy(gw_t *g)
 {
     /* Called after the producer is flushed and destroyed: no report will come any more. */
-    gw_pending_t *p = g->pending_all_head;
-    while (p) {
-        gw_pending_t *n = p->next_all;
-        free(p);
-        p = n;
-    }
-    g->pending_all_head = g->pending_all_tail = NULL;
+    for (kc_list_node_t *n; (n = kc_list_pop_front(&g->pending_all));)
+        free(KC_LIST_ENTRY(n, gw_pending_t, all));
     kc_map_destroy(g->pending, NULL);
     g->pending = NULL;
 }
@@ -88,16 +83,8 @@ static void settle(gw_t *g, gw_pending_t *p)
                 break;
             }
     }
-    if (p->prev_all)
-        p->prev_all->next_all = p->next_all;
-    else
-        g->pending_all_head = p->next_all;
-    if (p->next_all)
-        p->next_all->prev_all = p->prev_all;
-    else
-        g->pending_all_tail = p->prev_all;
-    p->next_all = p->prev_all = p->next_same = NULL;
-    g->npending--;
+    kc_list_remove(&g->pending_all, &p->all);
+    p->next_same = NULL;
     gw_conn_t *c = gw_conn_find(g, p->conn_id);
     if (c && c->inflight)
         c->inflight--;
@@ -181,13 +168,7 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     } else {
         (void)kc_map_put(g->pending, p->key, p->klen, p);
     }
-    p->prev_all = g->pending_all_tail;
-    if (g->pending_all_tail)
-        g->pending_all_tail->next_all = p;
-    else
-        g->pending_all_head = p;
-    g->pending_all_tail = p;
-    g->npending++;
+    kc_list_push_back(&g->pending_all, &p->all);
     c->inflight++;
 }
 
@@ -230,8 +211,9 @@ uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id,
 void gw_pending_expire(gw_t *g)
 {
     uint64_t limit = (uint64_t)g->cfg.ack_timeout_ms * 1000000u, now = kc_mono_ns();
-    while (g->pending_all_head && now - g->pending_all_head->t0_ns >= limit) {
-        gw_pending_t *p = g->pending_all_head;
+    gw_pending_t *p;
+    while ((p = KC_LIST_ENTRY(g->pending_all.first, gw_pending_t, all)) &&
+           now - p->t0_ns >= limit) {
         gw_conn_t *c = gw_conn_find(g, p->conn_id);
         if (c)
             gw_ack_error(g, c, p->client_msg_id, "timeout",

@@ -38,6 +38,7 @@
 #include "kchat/chat.h"
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
+#include "kchat/list.h"
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
@@ -96,14 +97,15 @@ struct gw_frame {
     unsigned char data[];
 };
 
-typedef struct gw_qnode {
-    struct gw_qnode *next;
+typedef struct {
+    kc_slist_node_t link;
     gw_frame_t *frame;
 } gw_qnode_t;
 
-/* A connection's send queue: frames in the order they go out, and their bytes. */
+/* A connection's send queue: frames (gw_qnode_t) in the order they go out, and their
+ * bytes. */
 typedef struct {
-    gw_qnode_t *head, *tail;
+    kc_slist_t frames;
     size_t bytes;
 } gw_queue_t;
 
@@ -115,14 +117,12 @@ typedef struct {
 
 /* One typing indicator this connection has started and not stopped. */
 typedef struct gw_typing {
-    struct gw_typing *next;
+    kc_list_node_t link; /* on the connection's typing list */
     uint64_t expires_ns;
     uint64_t published_ns;
     char convo_id[];
 } gw_typing_t;
 
-/* A sync in flight: the seq_nos sent live meanwhile are skipped by the backfill. */
-typedef struct gw_sync gw_sync_t;
 
 struct gw_conn {
     /* Every socket has one of these for its whole life (lws' per-session storage), idle or
@@ -139,14 +139,14 @@ struct gw_conn {
     uint64_t last_rx_ns;
     gw_bucket_t rate;
     gw_bucket_t typing_rate;
-    gw_typing_t *typing;
+    kc_list_t typing; /* of gw_typing_t */
     char **watching; /* presence.subscribe'd user ids */
     size_t nwatching;
-    gw_sync_t *syncs;
     struct gw_live *live;     /* recent live seq_nos, for the dedupe of a sync (sync.c) */
     const char *close_reason; /* a string literal (gw_close) */
     int close_code;           /* set: close with it at the next writeable callback */
     unsigned inflight;
+    unsigned char syncs; /* sync queries in flight (sync.c) */
     /* a ping to write, a ping written and not answered yet, dropped as dead */
     unsigned established : 1, ping_due : 1, ping_sent : 1, dropped : 1;
     char sub[KC_JWT_SUB_MAX + 1];
@@ -210,8 +210,7 @@ typedef struct gw {
     unsigned long redis_log_suppressed; /* how many were not since the last line */
     /* commands.c */
     kc_map_t *pending; /* sender \0 client_msg_id -> FIFO of gw_pending_t */
-    gw_pending_t *pending_all_head, *pending_all_tail; /* in creation order, for expiry */
-    size_t npending;
+    kc_list_t pending_all; /* of gw_pending_t, in creation order, for expiry */
     /* presence.c */
     kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
     kc_buf_t receipts[KC_CHAT_MAX_SLOTS]; /* receipts gathered for each slot this turn */

@@ -47,31 +47,24 @@ int gw_queue_push(gw_queue_t *q, gw_frame_t *f, size_t max_bytes)
     if (q->bytes + f->len > max_bytes)
         return -1;
     gw_qnode_t *n = kc_xmalloc(sizeof(*n));
-    n->next = NULL;
     n->frame = f;
     f->refs++;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
+    kc_slist_push_back(&q->frames, &n->link);
     q->bytes += f->len;
     return 0;
 }
 
 gw_frame_t *gw_queue_peek(const gw_queue_t *q)
 {
-    return q->head ? q->head->frame : NULL;
+    gw_qnode_t *n = KC_SLIST_ENTRY(q->frames.first, gw_qnode_t, link);
+    return n ? n->frame : NULL;
 }
 
 void gw_queue_pop(gw_queue_t *q)
 {
-    gw_qnode_t *n = q->head;
+    gw_qnode_t *n = KC_SLIST_ENTRY(kc_slist_pop_front(&q->frames), gw_qnode_t, link);
     if (!n)
         return;
-    q->head = n->next;
-    if (!q->head)
-        q->tail = NULL;
     q->bytes -= n->frame->len;
     gw_frame_unref(n->frame);
     free(n);
@@ -79,7 +72,7 @@ void gw_queue_pop(gw_queue_t *q)
 
 void gw_queue_clear(gw_queue_t *q)
 {
-    while (q->head)
+    while (!kc_slist_empty(&q->frames))
         gw_queue_pop(q);
 }
 

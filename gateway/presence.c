@@ -451,6 +451,17 @@ void gw_presence_sweep(gw_t *g)
 
 /* ---- typing ---- */
 
+static gw_typing_t *typing_find(gw_conn_t *c, const char *convo_id)
+{
+    KC_LIST_FOREACH(n, &c->typing)
+    {
+        gw_typing_t *t = KC_LIST_ENTRY(n, gw_typing_t, link);
+        if (strcmp(t->convo_id, convo_id) == 0)
+            return t;
+    }
+    return NULL;
+}
+
 static void on_typing_reply(void *arg, const redisReply *reply, const char *err)
 {
     state_q_t *q = arg; /* user_id holds the convo id here */
@@ -467,13 +478,11 @@ static void on_typing_reply(void *arg, const redisReply *reply, const char *err)
         else
             gw_send_error(g, c, "unavailable", "conversation membership is not known yet", extra);
         /* forget the indicator: it reached nobody */
-        for (gw_typing_t **pp = &c->typing; *pp; pp = &(*pp)->next)
-            if (strcmp((*pp)->convo_id, q->user_id) == 0) {
-                gw_typing_t *t = *pp;
-                *pp = t->next;
-                free(t);
-                break;
-            }
+        gw_typing_t *t = typing_find(c, q->user_id);
+        if (t) {
+            kc_list_remove(&c->typing, &t->link);
+            free(t);
+        }
     }
     free(q);
 }
@@ -511,17 +520,11 @@ void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start)
         return;
     }
     uint64_t now = kc_mono_ns(), ttl = (uint64_t)g->cfg.typing_ttl_ms * 1000000u;
-    gw_typing_t **pp = &c->typing, *t = NULL;
-    size_t n = 0;
-    for (; *pp; pp = &(*pp)->next, n++)
-        if (strcmp((*pp)->convo_id, convo_id) == 0) {
-            t = *pp;
-            break;
-        }
+    gw_typing_t *t = typing_find(c, convo_id);
     if (!start) {
         if (!t)
             return; /* not typing there: nothing to stop */
-        *pp = t->next;
+        kc_list_remove(&c->typing, &t->link);
         free(t);
         publish_typing(g, c, convo_id, 0, 0);
         return;
@@ -535,7 +538,7 @@ void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start)
         publish_typing(g, c, convo_id, 1, 0);
         return;
     }
-    if (n >= MAX_TYPING) {
+    if (c->typing.len >= MAX_TYPING) {
         gw_send_error(g, c, "too_large", "typing in too many conversations at once",
                       "\"in_reply_to\":\"typing.start\"");
         return;
@@ -545,16 +548,14 @@ void gw_typing(gw_t *g, gw_conn_t *c, const char *convo_id, int start)
     memcpy(t->convo_id, convo_id, len + 1);
     t->expires_ns = now + ttl;
     t->published_ns = now;
-    t->next = c->typing;
-    c->typing = t;
+    kc_list_push_front(&c->typing, &t->link);
     publish_typing(g, c, convo_id, 1, 1);
 }
 
 void gw_typing_stop_all(gw_t *g, gw_conn_t *c)
 {
-    while (c->typing) {
-        gw_typing_t *t = c->typing;
-        c->typing = t->next;
+    for (kc_list_node_t *n; (n = kc_list_pop_front(&c->typing));) {
+        gw_typing_t *t = KC_LIST_ENTRY(n, gw_typing_t, link);
         publish_typing(g, c, t->convo_id, 0, 0);
         free(t);
     }
@@ -562,15 +563,14 @@ void gw_typing_stop_all(gw_t *g, gw_conn_t *c)
 
 void gw_typing_expire(gw_t *g, gw_conn_t *c, uint64_t now_ns)
 {
-    gw_typing_t **pp = &c->typing;
-    while (*pp) {
-        gw_typing_t *t = *pp;
+    kc_list_node_t *next;
+    KC_LIST_FOREACH_SAFE(n, next, &c->typing)
+    {
+        gw_typing_t *t = KC_LIST_ENTRY(n, gw_typing_t, link);
         if (now_ns >= t->expires_ns) {
-            *pp = t->next;
+            kc_list_remove(&c->typing, n);
             publish_typing(g, c, t->convo_id, 0, 0);
             free(t);
-        } else {
-            pp = &t->next;
         }
     }
 }

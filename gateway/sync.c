@@ -30,10 +30,6 @@ typedef struct gw_live {
     unsigned next, n;
 } gw_live_t;
 
-struct gw_sync {
-    gw_sync_t *next;
-};
-
 /* Queries in flight carry the connection's id, never its pointer. */
 typedef struct {
     gw_t *g;
@@ -91,28 +87,13 @@ void gw_sync_forget(gw_conn_t *c)
 {
     free(c->live);
     c->live = NULL;
-    while (c->syncs) {
-        gw_sync_t *s = c->syncs;
-        c->syncs = s->next;
-        free(s);
-    }
-}
-
-static unsigned nsyncs(const gw_conn_t *c)
-{
-    unsigned n = 0;
-    for (const gw_sync_t *s = c->syncs; s; s = s->next)
-        n++;
-    return n;
+    c->syncs = 0;
 }
 
 static void sync_done(gw_conn_t *c)
 {
-    if (c && c->syncs) {
-        gw_sync_t *s = c->syncs;
-        c->syncs = s->next;
-        free(s);
-    }
+    if (c && c->syncs)
+        c->syncs--;
 }
 
 static void on_member(void *arg, const PGresult *res, const char *err)
@@ -218,7 +199,7 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
         gw_send_error(g, c, "rate_limited", "too many frames: slow down", extra);
         return;
     }
-    if (nsyncs(c) >= MAX_SYNCS) {
+    if (c->syncs >= MAX_SYNCS) {
         gw_send_error(g, c, "too_many_in_flight", "too many syncs in flight", extra);
         return;
     }
@@ -253,7 +234,5 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
         gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
         return;
     }
-    gw_sync_t *s = kc_xcalloc(1, sizeof(*s));
-    s->next = c->syncs;
-    c->syncs = s;
+    c->syncs++;
 }

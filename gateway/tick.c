@@ -24,7 +24,7 @@ static void sweep_conn(const void *key, size_t klen, void *val, void *arg)
     (void)klen;
     sweep_t *s = arg;
     gw_conn_t *c = val;
-    if (c->typing)
+    if (!kc_list_empty(&c->typing))
         gw_typing_expire(s->g, c, s->now_ns);
     if (c->token_exp + GW_JWT_LEEWAY_S < s->now_s && !c->close_code)
         gw_close(s->g, c, GW_CLOSE_TOKEN_EXPIRED, "token expired: reconnect with a fresh one");

@@ -238,7 +238,8 @@ static void test_the_send_queue(void **state)
     assert_ptr_equal(gw_queue_peek(&q), c);
     gw_queue_pop(&q);
     assert_null(gw_queue_peek(&q));
-    assert_null(q.tail);
+    assert_true(kc_slist_empty(&q.frames));
+    assert_int_equal(q.frames.len, 0);
     assert_int_equal(q.bytes, 0);
     /* the queue's references went; the other queue's stays */
     assert_int_equal(a->refs, 1);
