@@ -76,7 +76,8 @@ SHOWN_REQUESTS = ("Produce", "Fetch", "FetchConsumer") + TXN_REQUESTS + (
 
 CACHE = Path(ENV.get("KCHAT_BENCH_CACHE", Path.home() / ".cache" / "kchat-bench"))
 
-sys.path.insert(0, str(ROOT / "tests" / "system"))
+sys.path.insert(0, str(ROOT / "pylib"))
+from kchat_testkit.metrics import samples, scrape  # noqa: E402
 
 
 def pid_of(name):
@@ -716,12 +717,8 @@ def scenario_history(short, one2one):
 def processor_totals():
     """The processor's transaction commit seconds (_count, _sum) and commands per transaction
     (_sum), one scrape."""
-    import urllib.request
-    url = f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    vals = {line.split(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("kchat_processor_transaction_") and " " in line
-            and not line.startswith("#")}
+    vals = samples(scrape(f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}"),
+                   "kchat_processor_transaction_")
     return (vals.get("kchat_processor_transaction_commit_seconds_count", 0.0),
             vals.get("kchat_processor_transaction_commit_seconds_sum", 0.0),
             vals.get("kchat_processor_transaction_commands_sum", 0.0))

@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 
-from conftest import BUILD
+from kchat_testkit.stack import BUILD
 
 
 def test_pg_and_redis_adapters(pg_dsn, redis_port):

@@ -9,9 +9,11 @@ import uuid
 
 import pytest
 
-from api_client import BASE, User, api_instance
-from conftest import http_get, psql, read_log_lines, wait_until
-from kchat_wire import Commands, send_message
+from kchat_testkit.api import BASE, User, api_instance
+from kchat_testkit.http import http_get, wait_until
+from kchat_testkit.metrics import metric
+from kchat_testkit.stack import psql
+from kchat_testkit.wire import Commands, send_message
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +319,7 @@ def test_no_outcome_is_504_and_a_drain_answers_the_waiting(alice):
         assert p.wait(30) == 0
         status, _, body = results[0]
         assert status == 504 and json.loads(body)["error"]["code"] == "timeout"
-        logs = read_log_lines(p.stderr.read())
+        logs = p.entries()
         msgs = [x["msg"] for x in logs]
         assert "waiting for the requests in flight" in msgs and "drained" in msgs, msgs
         assert msgs.index("no outcome within command-timeout-ms") < msgs.index("drained")
@@ -360,9 +362,9 @@ def test_list_from_redis_matches_postgres(alice, bob, commands):
     send_all(commands, a["id"], bob, ["hi", "there"])
     wait_last_seq(u, a["id"], 2)
     u.post(f"/conversations/{a['id']}/read", {"seq_no": 1})
-    lists0 = metric_value('kchat_api_conversation_lists_total{source="redis"}')
+    lists0 = metric(BASE, "kchat_api_conversation_lists_total", 'source="redis"')
     got = u.get("/conversations").json["conversations"]
-    assert metric_value('kchat_api_conversation_lists_total{source="redis"}') == lists0 + 1
+    assert metric(BASE, "kchat_api_conversation_lists_total", 'source="redis"') == lists0 + 1
     rows = psql("SELECT c.convo_id, c.title, c.last_seq, m.read_seq, "
                 "(SELECT string_agg(user_id, ',' ORDER BY user_id) FROM rm.members x "
                 " WHERE x.convo_id = c.convo_id) "
@@ -377,10 +379,3 @@ def test_list_from_redis_matches_postgres(alice, bob, commands):
     for c in got:
         one = u.get(f"/conversations/{c['id']}").json
         assert one == c
-
-
-def metric_value(series):
-    for line in http_get(BASE + "/metrics")[2].decode().splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    return 0.0

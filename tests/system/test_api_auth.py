@@ -6,9 +6,10 @@ import time
 
 import jwt
 
-from api_client import (BASE, User, api_instance, call, private_key_pem, public_key_pem,
-                        unique_name)
-from conftest import http_get, psql, wait_until
+from kchat_testkit.api import (BASE, User, api_instance, call, private_key_pem, public_key_pem,
+                               unique_name)
+from kchat_testkit.http import http_get, wait_until
+from kchat_testkit.stack import psql
 
 
 def count_users():

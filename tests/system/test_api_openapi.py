@@ -8,9 +8,10 @@ import uuid
 import jsonschema
 import yaml
 
-from api_client import BASE, User, call
-from conftest import ROOT, wait_until
-from kchat_wire import Commands, send_message
+from kchat_testkit.api import BASE, User, call
+from kchat_testkit.http import wait_until
+from kchat_testkit.stack import ROOT
+from kchat_testkit.wire import Commands, send_message
 
 SPEC_PATH = ROOT / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text())

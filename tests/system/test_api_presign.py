@@ -15,8 +15,8 @@ import botocore.auth
 import botocore.session
 from botocore.config import Config
 
-from api_client import User, api_instance
-from conftest import http_get
+from kchat_testkit.api import User, api_instance
+from kchat_testkit.http import http_get
 
 S3 = {"endpoint": "http://127.0.0.1:9", "bucket": "kchat-attachments", "region": "eu-west-3",
       "access": "AKIDEXAMPLE+/key", "secret": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}

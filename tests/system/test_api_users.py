@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from api_client import User, call, unique_name
-from conftest import psql
+from kchat_testkit.api import User, call, unique_name
+from kchat_testkit.stack import psql
 
 
 @pytest.fixture(scope="module")

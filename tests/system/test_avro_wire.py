@@ -9,7 +9,7 @@ import subprocess
 import fastavro
 import pytest
 
-from conftest import BUILD, ROOT
+from kchat_testkit.stack import BUILD, ROOT
 
 SCHEMAS = ROOT / "schemas"
 KC_AVRO = str(BUILD / "tests" / "tools" / "kc-avro")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from kchat_testkit.stack import ROOT
 
 ENV = os.environ
 

@@ -5,8 +5,8 @@ import json
 import os
 import subprocess
 
-from conftest import BUILD, ROOT
-from kchat_wire import body, events_of
+from kchat_testkit.stack import BUILD, ROOT
+from kchat_testkit.wire import body, events_of
 
 ENV = os.environ
 LOADGEN = BUILD / "bench" / "loadgen" / "kchat-loadgen"

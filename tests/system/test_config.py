@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import DAEMONS
+from kchat_testkit.stack import DAEMONS
 
 BAD = [
     (["--log-level=loud"], {}, "log-level"),

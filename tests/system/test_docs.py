@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, DAEMONS, ROOT
+from kchat_testkit.stack import BUILD, DAEMONS, ROOT
 
 README = (ROOT / "README.md").read_text()
 

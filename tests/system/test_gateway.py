@@ -8,9 +8,9 @@ import time
 import pytest
 import websockets
 
-from test_gateway_helpers import (NGATEWAYS, collect, connect, create_conversation, metric,
-                                  quiet, recv_json, recv_until, redis_client,
-                                  route_registered, send, uid, wait_routes)
+from kchat_testkit.gateway import (NGATEWAYS, collect, connect, create_conversation, metric,
+                                   quiet, recv_json, recv_until, redis_client,
+                                   route_registered, send, uid, wait_routes)
 
 pytestmark = pytest.mark.skipif(NGATEWAYS < 3, reason="needs three gateways (KCHAT_GATEWAYS=3)")
 

@@ -5,9 +5,9 @@ import asyncio
 import jsonschema
 import yaml
 
-from conftest import ROOT
-from test_gateway_helpers import (connect, create_conversation, members_projected, quiet,
-                                  recv_until, send, uid, wait_routes)
+from kchat_testkit.stack import ROOT
+from kchat_testkit.gateway import (connect, create_conversation, members_projected, quiet,
+                                   recv_until, send, uid, wait_routes)
 
 SPEC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 CLIENT = {"message.send", "message.read", "typing.start", "typing.stop", "presence.subscribe",

@@ -18,9 +18,9 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from test_gateway_helpers import (GW_PORT, PRIVATE_KEY, Gateway, RawWS, connect,
-                                  create_conversation, metric, recv_json, recv_until, send, token,
-                                  uid, wait_routes, ws_url)
+from kchat_testkit.gateway import (GW_PORT, PRIVATE_KEY, Gateway, RawWS, connect,
+                                   create_conversation, metric, recv_json, recv_until, send, token,
+                                   uid, wait_routes, ws_url)
 
 MAX_FRAME = int(os.environ.get("KCHAT_MAX_FRAME_BYTES", "65536"))  # the stack's gateways
 

@@ -14,8 +14,8 @@ import time
 import pytest
 import websockets
 
-from test_gateway_helpers import (Gateway, collect, connect, create_conversation, recv_until,
-                                  send, token, uid, wait_routes)
+from kchat_testkit.gateway import (Gateway, collect, connect, create_conversation, recv_until,
+                                   send, token, uid, wait_routes)
 
 CONNS = int(os.environ.get("KCHAT_GW_CONNS", "10000"))
 

@@ -28,8 +28,8 @@ import time
 import pytest
 import websockets
 
-from test_gateway_helpers import (GW_PORT, Gateway, RawWS, recv_until, redis_client, send,
-                                  token, uid)
+from kchat_testkit.gateway import (GW_PORT, Gateway, RawWS, recv_until, redis_client, send,
+                                   token, uid)
 
 UNKNOWN = json.dumps({"type": "x"}).encode()  # answered by an error frame: proof it was read
 
@@ -269,8 +269,8 @@ def test_sigterm_sends_a_notice_closes_with_1001_and_deregisters(tmp_path):
 def test_a_websocket_port_in_use_fails_the_start_up(tmp_path):
     import os
     import socket
-    from conftest import ROOT
-    from test_gateway_helpers import BASE, GATEWAY
+    from kchat_testkit.gateway import BASE, GATEWAY
+    from kchat_testkit.stack import ROOT
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     for port in range(BASE + 300, BASE + 320):

@@ -5,9 +5,9 @@ import asyncio
 import signal
 import time
 
-from test_gateway_helpers import (Gateway, collect, connect, create_conversation,
-                                  members_projected, quiet, recv_json, recv_until, redis_client,
-                                  send, uid, wait_routes)
+from kchat_testkit.gateway import (Gateway, collect, connect, create_conversation,
+                                   members_projected, quiet, recv_json, recv_until, redis_client,
+                                   send, uid, wait_routes)
 
 
 def is_type(t):
@@ -51,7 +51,7 @@ def test_typing_stops_by_itself_and_on_disconnect(tmp_path):
             convo = create_conversation(a, [b])
             members_projected(convo, [a, b])
             import websockets
-            from test_gateway_helpers import token
+            from kchat_testkit.gateway import token
             wa = await websockets.connect(gw.url(), additional_headers={
                 "Authorization": "Bearer " + token(a)})
             wb = await connect(b, 0)
@@ -132,7 +132,7 @@ def test_a_crashed_gateways_users_go_offline_by_themselves(tmp_path):
     try:
         async def body():
             import websockets
-            from test_gateway_helpers import token
+            from kchat_testkit.gateway import token
             a, b = uid(), uid()
             wb = await websockets.connect(watch.url(), additional_headers={
                 "Authorization": "Bearer " + token(b)})

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, ROOT, free_port, http_get, wait_until
+from kchat_testkit.http import free_port, http_get, wait_until
+from kchat_testkit.stack import ENV, ROOT
 
 NGINX_SH = ROOT / "scripts" / "nginx.sh"
 API = f"http://127.0.0.1:{ENV['KCHAT_API_PORT']}"

@@ -4,7 +4,9 @@ import subprocess
 
 import pytest
 
-from conftest import DAEMONS, http_get
+from kchat_testkit.http import http_get
+from kchat_testkit.metrics import metric
+from kchat_testkit.stack import DAEMONS
 
 
 @pytest.mark.parametrize("name", sorted(DAEMONS))
@@ -25,14 +27,11 @@ def test_metrics_pass_promtool(name):
 
 
 def test_metrics_count_scrapes():
-    url = DAEMONS["processor"]["health"] + "/metrics"
-
     def scrapes():
-        _, _, body = http_get(url)
-        for line in body.decode().splitlines():
-            if line.startswith('kchat_admin_requests_total{path="/metrics"}'):
-                return float(line.split()[-1])
-        raise AssertionError("no kchat_admin_requests_total for /metrics")
+        n = metric(DAEMONS["processor"]["health"], "kchat_admin_requests_total",
+                   'path="/metrics"', default=None)
+        assert n is not None, "no kchat_admin_requests_total for /metrics"
+        return n
 
     first = scrapes()
     assert scrapes() == first + 1

@@ -9,13 +9,18 @@ import time
 import uuid
 
 import pytest
-
-from conftest import BUILD, ROOT, free_port, http_get, wait_until
 from confluent_kafka import Consumer, TopicPartition
-from kchat_wire import (Commands, body, command, decode, encode, events_of, read_deliveries,
-                        read_topic, send_message)
+
+from kchat_testkit.daemon import start as start_daemon
+from kchat_testkit.http import free_port, wait_until
+from kchat_testkit.metrics import metric
+from kchat_testkit.stack import DAEMONS, ROOT
+from kchat_testkit.wire import (Commands, body, command, decode, encode, events_of, read_deliveries,
+                                read_topic, send_message)
 
 STACK = [str(ROOT / "scripts" / "stack.sh")]
+PROCESSOR = DAEMONS["processor"]["binary"]
+ADMIN = f"http://127.0.0.1:{os.environ.get('KCHAT_PROCESSOR_ADMIN_PORT')}"
 
 
 def new_convo(commands, brokers, members=("u2", "u3"), creator="u1"):
@@ -252,15 +257,11 @@ def test_a_rebalance_mid_load_loses_and_duplicates_nothing(commands, brokers, tm
         load(brokers, convos, 1500, "rb", rate_per_s=2000)))
     loader.start()
     port = free_port()
-    log = open(tmp_path / "second.log", "w")
-    second = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"),
-                               f"--admin-port={port}", "--instance-id=rebalance-test",
-                               f"--schemas-dir={ROOT / 'schemas'}"],
-                              stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    second = start_daemon(PROCESSOR, [f"--admin-port={port}", "--instance-id=rebalance-test",
+                                      f"--schemas-dir={ROOT / 'schemas'}"],
+                          f"http://127.0.0.1:{port}", "second processor healthy",
+                          tmp_path / "second.log")
     try:
-        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200,
-                   "second processor healthy")
-
         def took_partitions():
             for line in (tmp_path / "second.log").read_text().splitlines():
                 entry = json.loads(line)
@@ -399,18 +400,14 @@ def test_a_zombie_is_fenced_and_its_successor_loses_nothing(brokers, tmp_path, p
 
     def start(n):
         port = free_port()
-        log = open(tmp_path / f"p{n}.log", "w")
-        proc = subprocess.Popen(
-            [str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
-             f"--instance-id=fence-{tag}", f"--group-id=fence-{tag}",
+        return start_daemon(
+            PROCESSOR,
+            [f"--admin-port={port}", f"--instance-id=fence-{tag}", f"--group-id=fence-{tag}",
              f"--schemas-dir={ROOT / 'schemas'}", f"--commands-topic={names['commands']}",
              f"--events-topic={names['events']}", f"--deliveries-topic={names['deliveries']}",
              f"--state-topic={names['state']}", f"--dlq-topic={names['dlq']}",
              f"--producers={producers}"],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ)
-        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200,
-                   f"processor {n} healthy")
-        return proc
+            f"http://127.0.0.1:{port}", f"processor {n} healthy", tmp_path / f"p{n}.log")
 
     cmds = Commands(brokers)
     topic = names["commands"]
@@ -459,16 +456,6 @@ def test_a_zombie_is_fenced_and_its_successor_loses_nothing(brokers, tmp_path, p
             fut.result()
 
 
-def metric(name, port=None):
-    """The value of an unlabelled series on the processor's /metrics."""
-    port = port or os.environ["KCHAT_PROCESSOR_ADMIN_PORT"]
-    _, _, text = http_get(f"http://127.0.0.1:{port}/metrics")
-    for line in text.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def restart_processor(**settings):
     env = dict(os.environ, **{f"KCHAT_{k.upper()}": str(v) for k, v in settings.items()})
     subprocess.run(STACK + ["restart", "processor"], check=True, capture_output=True, env=env)
@@ -495,12 +482,12 @@ def test_dedupe_entries_and_numbering_survive_kill_9_from_checkpoint_and_replay(
     restart_processor(checkpoint_interval_ms=3600000, checkpoint_events=40)
     try:
         convo = new_convo(commands, brokers, members=("u2",))
-        before = metric("kchat_processor_checkpoints_total")
+        before = metric(ADMIN, "kchat_processor_checkpoints_total")
         for i in range(50):
             commands.send(send_message(convo, ("u1", "u2")[i % 2], f"a-{i}", f"a{i}"))
         commands.flush()
         assert len(messages(events_of(brokers, convo, lambda g: len(g) >= 51))) == 50
-        wait_until(lambda: metric("kchat_processor_checkpoints_total") > before,
+        wait_until(lambda: metric(ADMIN, "kchat_processor_checkpoints_total") > before,
                    "a checkpoint of the conversation's partition")
         for i in range(20):
             commands.send(send_message(convo, "u1", f"b-{i}", f"b{i}"))
@@ -550,7 +537,7 @@ def test_aborted_transactions_take_the_batch_behind_along(commands, brokers):
     order, and the processor never stopped."""
     convos = [new_convo(commands, brokers) for _ in range(12)]
     pid = int(open(os.path.join(os.environ["KCHAT_STATE_DIR"], "run", "processor.pid")).read())
-    aborted = metric('kchat_processor_transactions_total{outcome="aborted"}')
+    aborted = metric(ADMIN, "kchat_processor_transactions_total", 'outcome="aborted"')
     result = {}
     loader = threading.Thread(target=lambda: result.update(
         load(brokers, convos, 600, "ab", rate_per_s=1500)))
@@ -558,7 +545,8 @@ def test_aborted_transactions_take_the_batch_behind_along(commands, brokers):
     try:
         time.sleep(1)
         set_topic_config(brokers, "chat.events", "max.message.bytes", "100")
-        wait_until(lambda: metric('kchat_processor_transactions_total{outcome="aborted"}') >=
+        wait_until(lambda: metric(ADMIN, "kchat_processor_transactions_total",
+                                  'outcome="aborted"') >=
                    aborted + 3, "transactions aborted by the broker")
     finally:
         set_topic_config(brokers, "chat.events", "max.message.bytes", "1048576")

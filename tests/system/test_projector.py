@@ -14,13 +14,16 @@ import pytest
 import redis as redislib
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BUILD, ROOT, http_get, wait_until
-from kchat_wire import Commands, body, command, decode, send_message
+from kchat_testkit.daemon import Daemon
+from kchat_testkit.http import http_get, wait_until
+from kchat_testkit.metrics import metric, sample, scrape
+from kchat_testkit.stack import BUILD, DAEMONS, ROOT
+from kchat_testkit.wire import Commands, body, command, decode, send_message
 
 STACK = [str(ROOT / "scripts" / "stack.sh")]
 TOPIC = "chat.events"
 RECENT = 100  # the projector's --recent-messages default
-METRICS = f"http://127.0.0.1:{os.environ.get('KCHAT_PROJECTOR_ADMIN_PORT')}/metrics"
+ADMIN = f"http://127.0.0.1:{os.environ.get('KCHAT_PROJECTOR_ADMIN_PORT')}"
 
 
 @pytest.fixture(scope="module")
@@ -248,15 +251,6 @@ def redis_dump(r):
     return out
 
 
-def metric(name):
-    status, _, text = http_get(METRICS)
-    assert status == 200
-    for line in text.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def create(commands, convo, creator, members, origin="api:0", command_id=None):
     commands.send(command(convo, creator, "CreateConversation",
                           {"title": f"title of {convo}", "members": list(members)},
@@ -387,20 +381,19 @@ def test_notify_comes_once_the_event_is_in_both_models(commands, brokers, r):
 
 
 def test_health_and_metrics(commands, brokers, r):
-    status, _, text = http_get(METRICS.replace("/metrics", "/health"))
+    status, _, text = http_get(ADMIN + "/health")
     assert status == 200
     checks = json.loads(text)["checks"]
     assert {"kafka_consumer", "postgres", "redis"} <= set(checks)
     assert all(c["ok"] for c in checks.values())
     wait_caught_up(brokers, r)
-    _, _, text = http_get(METRICS)
-    text = text.decode()
+    text = scrape(ADMIN)
     for series in ('kchat_projector_events_applied_total{model="postgres"}',
                    'kchat_projector_events_applied_total{model="redis"}',
                    'kchat_projector_apply_seconds_count{model="postgres"}',
                    'kchat_projector_apply_seconds_count{model="redis"}',
                    "kchat_projector_batch_events_count"):
-        assert metric(series) > 0, series
+        assert sample(text, series) > 0, series
     lags = [line for line in text.splitlines() if line.startswith("kchat_projector_lag_events{")]
     assert len(lags) == len(topic_ends(brokers))
     assert all(line.endswith(" 0") for line in lags), "caught up: no lag on any partition"
@@ -411,7 +404,7 @@ def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
     create(commands, convo, "u1", ["u2"])
     commands.flush()
     wait_until(lambda: read_seqs(convo), "the conversation")
-    before = metric("kchat_projector_poison_events_total")
+    before = metric(ADMIN, "kchat_projector_poison_events_total")
     key = convo.encode()
     for raw in (b"not avro", b"\x00\x00\x00\x00\x63garbage", b""):
         commands.send_raw(key, raw, topic=TOPIC)
@@ -420,7 +413,7 @@ def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
     commands.flush()
     wait_until(lambda: len(messages_of(convo)) == 1, "the message after the poison records")
     assert messages_of(convo)[0][2] == "after"
-    assert metric("kchat_projector_poison_events_total") >= before + 3
+    assert metric(ADMIN, "kchat_projector_poison_events_total") >= before + 3
     log = (ROOT / os.environ["KCHAT_STATE_DIR"] / "logs" / "projector.log").read_text()
     assert "undecodable event skipped" in log
     wait_caught_up(brokers, r)
@@ -488,10 +481,8 @@ def test_a_second_projector_joining_and_leaving_mid_load_applies_every_event_onc
     loader = threading.Thread(target=load, args=(brokers, convos, per, "j2"))
     loader.start()
     log_path = tmp_path / "second.log"
-    with open(log_path, "w") as log:
-        second = subprocess.Popen([str(BUILD / "projector" / "kchat-projector"), "--admin-port=0",
-                                   f"--schemas-dir={ROOT / 'schemas'}"],
-                                  stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    second = Daemon(DAEMONS["projector"]["binary"],
+                    ["--admin-port=0", f"--schemas-dir={ROOT / 'schemas'}"], log_path)
     try:
         wait_until(lambda: "partition assigned" in log_path.read_text(),
                    "the second projector to take a share of the partitions")
@@ -560,11 +551,11 @@ def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
     wait_until(lambda: len(messages_of(convo)) == 1, "the message in Postgres")
     wait_caught_up(brokers, r)
     before = redis_dump(r)
-    rebuilt = metric('kchat_projector_rebuilds_total{kind="redis_flush"}')
+    rebuilt = metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}')
     r.flushall()
     wait_caught_up(brokers, r)
     assert redis_dump(r) == before
-    assert metric('kchat_projector_rebuilds_total{kind="redis_flush"}') == rebuilt + 1
+    assert metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}') == rebuilt + 1
     # And it keeps following the log.
     commands.send(send_message(convo, "u1", "after-flush", "after"))
     commands.flush()
@@ -584,7 +575,7 @@ def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands,
     commands.flush()
     wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
     wait_caught_up(brokers, r)
-    resyncs = metric("kchat_projector_resyncs_total")
+    resyncs = metric(ADMIN, "kchat_projector_resyncs_total")
     per = 400
     loader = threading.Thread(target=load, args=(brokers, convos, per, "sf"))
     loader.start()
@@ -606,7 +597,7 @@ def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands,
     wait_until(lambda: applied() >= len(convos) * per and read_seqs(convos[0])["u2"] == per,
                "the whole load applied", timeout=180)
     wait_caught_up(brokers, r)
-    assert metric("kchat_projector_resyncs_total") == resyncs, "no batch was given up"
+    assert metric(ADMIN, "kchat_projector_resyncs_total") == resyncs, "no batch was given up"
     _, want = expected_models(read_all_events(brokers))
     got = redis_dump(r)
     for cv in convos:

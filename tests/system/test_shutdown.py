@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
-from conftest import BUILD, DAEMONS, free_port, http_get, wait_until
+from kchat_testkit.daemon import Daemon
+from kchat_testkit.http import free_port, http_get, wait_until
+from kchat_testkit.stack import BUILD, DAEMONS
 
 
 def instance_args(name):
@@ -35,10 +37,8 @@ def instance_args(name):
 @pytest.mark.parametrize("name", sorted(DAEMONS))
 def test_sigterm_drains_and_exits_zero(name, tmp_path):
     args, base = instance_args(name)
-    log = open(tmp_path / "log", "w+")
-    proc = subprocess.Popen([str(DAEMONS[name]["binary"]), *args,
-                             "--shutdown-timeout-ms=8000"],
-                            stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    proc = Daemon(DAEMONS[name]["binary"], [*args, "--shutdown-timeout-ms=8000"],
+                  tmp_path / "log")
     try:
         wait_until(lambda: http_get(base + "/health", timeout=2)[0] == 200, f"{name} healthy")
         proc.send_signal(signal.SIGTERM)
@@ -48,8 +48,7 @@ def test_sigterm_drains_and_exits_zero(name, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    log.seek(0)
-    entries = [json.loads(line) for line in log if line.strip()]
+    entries = proc.entries()
     msgs = [e["msg"] for e in entries]
     assert rc == 0, msgs[-10:]
     i_stop = msgs.index("stopping: no new work, draining")

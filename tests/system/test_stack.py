@@ -6,7 +6,8 @@ import pytest
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                   ConfigResource)
 
-from conftest import BUILD, DAEMONS, ROOT, http_get, psql
+from kchat_testkit.http import http_get
+from kchat_testkit.stack import BUILD, DAEMONS, ROOT, psql
 
 EXPECTED_CHECKS = {
     # the stack's processor runs the default two transactional producers

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import ENV, ROOT
+from kchat_testkit.stack import ENV, ROOT
 
 WEB = ROOT / "web"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"

@@ -1,5 +1,5 @@
 """kchat's topics seen from outside: Confluent-framed Avro written and read with fastavro and
-confluent-kafka, independent of the C code under test."""
+confluent-kafka, and the Java client's partitioner, independent of the C code under test."""
 import io
 import json
 import struct
@@ -9,7 +9,7 @@ import uuid
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import ROOT
+from .stack import ROOT
 
 SCHEMAS = ROOT / "schemas"
 REGISTRY = json.loads((SCHEMAS / "registry.json").read_text())
@@ -169,3 +169,34 @@ def read_deliveries(brokers, match, until, partitions=None, timeout=90.0, to_end
         read_topic(brokers, "chat.deliveries", keep, lambda _: until(got), timeout=timeout,
                    partitions=partitions)
     return got
+
+
+def java_murmur2(data: bytes) -> int:
+    """org.apache.kafka.common.utils.Utils.murmur2, written from its definition."""
+    length = len(data)
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(length // 4):
+        k = int.from_bytes(data[i * 4:i * 4 + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = length & ~3
+    rest = length % 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    return (java_murmur2(key) & 0x7FFFFFFF) % partitions

@@ -1,6 +1,6 @@
-"""Helpers of the gateway's system tests (no tests here): tokens minted with PyJWT from the
-stack's private key, WebSocket clients (the `websockets` library, and a raw-frame client for
-the protocol cases), conversations made with commands on chat.commands, and extra gateways
+"""The gateways' clients for the system tests: tokens minted with PyJWT from the stack's
+private key, WebSocket clients (the `websockets` library, and a raw-frame client for the
+protocol cases), conversations made with commands on chat.commands, and extra gateways
 started by a test on ports inside the stack's range."""
 import asyncio
 import base64
@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import time
 import uuid
 
@@ -18,8 +17,10 @@ import pytest
 import redis
 import websockets
 
-from conftest import BUILD, ROOT, http_get, wait_until
-from kchat_wire import Commands, command
+from .daemon import Daemon
+from .metrics import metric as scrape_metric
+from .stack import DAEMONS, ROOT
+from .wire import Commands, command
 
 ENV = os.environ
 BASE = int(ENV["KCHAT_PORT_BASE"])
@@ -27,7 +28,7 @@ GW_PORT = int(ENV["KCHAT_GATEWAY_PORT"])
 GW_ADMIN = int(ENV["KCHAT_GATEWAY_ADMIN_PORT"])
 NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "3"))
 PRIVATE_KEY = (ENV["KCHAT_JWT_PRIVATE_KEY"] and open(ENV["KCHAT_JWT_PRIVATE_KEY"]).read())
-GATEWAY = BUILD / "gateway" / "kchat-gateway"
+GATEWAY = DAEMONS["gateway"]["binary"]
 
 
 def uid(prefix="u"):
@@ -147,12 +148,7 @@ async def send(ws, **frame):
 
 def metric(i, name, labels=""):
     """A sample of gateway i's /metrics (0 when absent)."""
-    _, _, body = http_get(f"http://127.0.0.1:{GW_ADMIN + i}/metrics")
-    want = name + ("{" + labels + "}" if labels else "")
-    for line in body.decode().splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return 0.0
+    return scrape_metric(f"http://127.0.0.1:{GW_ADMIN + i}", name, labels)
 
 
 class Gateway:
@@ -167,17 +163,15 @@ class Gateway:
             n = k * 10 + attempt
             self.ws_port, self.admin_port = BASE + 100 + n, BASE + 200 + n
             self.log_path = tmp_path / f"gateway-{k}-{attempt}.log"
-            self.log = open(self.log_path, "w+")
-            self.proc = subprocess.Popen(
-                [str(GATEWAY), f"--slot={slot}", f"--listen-port={self.ws_port}",
-                 f"--admin-port={self.admin_port}", f"--schemas-dir={ROOT / 'schemas'}", *args],
-                stdout=self.log, stderr=subprocess.STDOUT, env=os.environ)
-            wait_until(lambda: self.proc.poll() is not None or
-                       http_get(f"http://127.0.0.1:{self.admin_port}/health", timeout=2)[0] == 200,
-                       "extra gateway healthy")
-            if self.proc.poll() is None:
+            self.daemon = Daemon(GATEWAY, [f"--slot={slot}", f"--listen-port={self.ws_port}",
+                                           f"--admin-port={self.admin_port}",
+                                           f"--schemas-dir={ROOT / 'schemas'}", *args],
+                                 self.log_path)
+            self.proc = self.daemon.proc
+            if self.daemon.healthy(f"http://127.0.0.1:{self.admin_port}",
+                                   "extra gateway healthy"):
                 return
-            self.log.close()
+            self.daemon.log.close()
             if "in use" not in self.log_path.read_text():
                 break
         pytest.fail("extra gateway did not start: " + self.log_path.read_text()[-2000:])
@@ -186,27 +180,13 @@ class Gateway:
         return f"{scheme}://127.0.0.1:{self.ws_port}/ws"
 
     def metric(self, name, labels=""):
-        _, _, body = http_get(f"http://127.0.0.1:{self.admin_port}/metrics")
-        want = name + ("{" + labels + "}" if labels else "")
-        for line in body.decode().splitlines():
-            if line.startswith(want + " "):
-                return float(line.split()[-1])
-        return 0.0
+        return scrape_metric(f"http://127.0.0.1:{self.admin_port}", name, labels)
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+        return self.daemon.stop(sig)
 
     def entries(self):
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()
-                if line.strip()]
+        return self.daemon.entries()
 
 
 class RawWS:

@@ -1,10 +1,11 @@
 """A small client of kchat-api for the system tests (urllib only, never raises on HTTP errors)."""
 import json
 import os
-import subprocess
 import uuid
 
-from conftest import BUILD, ENV, ROOT, free_port, http_get, wait_until
+from .daemon import start
+from .http import free_port, http_get
+from .stack import DAEMONS, ENV, ROOT
 
 BASE = f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"
 
@@ -79,10 +80,11 @@ def public_key_pem():
 
 
 def api_instance(*extra):
+    """A second kchat-api on a port of its own: (its Daemon, its base URL)."""
     port = free_port()
-    args = [str(BUILD / "api" / "kchat-api"), f"--listen-port={port}",
-            f"--schemas-dir={ROOT / 'schemas'}", "--shutdown-timeout-ms=20000", *extra]
-    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_get(base + "/health")[0] == 200, "the second API healthy")
+    p = start(DAEMONS["api"]["binary"], [f"--listen-port={port}",
+                                         f"--schemas-dir={ROOT / 'schemas'}",
+                                         "--shutdown-timeout-ms=20000", *extra],
+              base, "the second API healthy")
     return p, base
