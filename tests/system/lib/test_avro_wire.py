@@ -5,6 +5,7 @@ import io
 import json
 import struct
 import subprocess
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -13,7 +14,7 @@ from kchat_testkit.stack import BUILD, ROOT
 
 SCHEMAS = ROOT / "schemas"
 KC_AVRO = str(BUILD / "tests" / "tools" / "kc-avro")
-SAMPLES = json.loads((ROOT / "tests" / "system" / "avro_samples.json").read_text())
+SAMPLES = json.loads(Path(__file__).with_name("avro_samples.json").read_text())
 REGISTRY = json.loads((SCHEMAS / "registry.json").read_text())
 
 
