@@ -1,34 +1,17 @@
 """kchat-api's conversations, history and search against the whole live stack: changes go
 through Kafka, the processor and the projector and are read back; messages are sent as
-commands with an independent producer (kchat_wire) and paged back through the API."""
+commands with an independent producer (kchat_testkit.wire) and paged back through the API."""
 import json
 import signal
 import threading
 import urllib.parse
 import uuid
 
-import pytest
-
 from kchat_testkit.api import BASE, User, api_instance
 from kchat_testkit.http import http_get, wait_until
 from kchat_testkit.metrics import metric
 from kchat_testkit.stack import psql
-from kchat_testkit.wire import Commands, send_message
-
-
-@pytest.fixture(scope="module")
-def commands(brokers):
-    return Commands(brokers)
-
-
-@pytest.fixture(scope="module")
-def alice():
-    return User()
-
-
-@pytest.fixture(scope="module")
-def bob():
-    return User()
+from kchat_testkit.wire import send_message
 
 
 def create(user, title="a title", members=()):

@@ -9,16 +9,6 @@ from kchat_testkit.api import User, call, unique_name
 from kchat_testkit.stack import psql
 
 
-@pytest.fixture(scope="module")
-def alice():
-    return User()
-
-
-@pytest.fixture(scope="module")
-def bob():
-    return User()
-
-
 def find(user, name):
     return user.get("/users?username=" + urllib.parse.quote(name, safe=""))
 

@@ -43,11 +43,6 @@ def assert_gap_free(msgs):
     assert seqs == list(range(1, len(seqs) + 1)), "seq_no must be 1, 2, 3, ... with no gap"
 
 
-@pytest.fixture(scope="module")
-def commands(brokers):
-    return Commands(brokers)
-
-
 def test_three_concurrent_senders(commands, brokers):
     convo = new_convo(commands, brokers)
     per_sender = 300
@@ -270,11 +265,9 @@ def test_a_rebalance_mid_load_loses_and_duplicates_nothing(commands, brokers, tm
             return False
 
         wait_until(took_partitions, "the second instance to take a share of the partitions")
-        second.terminate()
-        assert second.wait(timeout=60) == 0
+        assert second.stop(timeout=60) == 0
     finally:
-        if second.poll() is None:
-            second.kill()
+        second.stop(signal.SIGKILL)
     loader.join()
     check_all_once(brokers, result)
 

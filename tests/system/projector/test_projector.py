@@ -4,6 +4,7 @@ and a model computed in Python from chat.events with fastavro)."""
 import datetime
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -24,11 +25,6 @@ STACK = [str(ROOT / "scripts" / "stack.sh")]
 TOPIC = "chat.events"
 RECENT = 100  # the projector's --recent-messages default
 ADMIN = f"http://127.0.0.1:{os.environ.get('KCHAT_PROJECTOR_ADMIN_PORT')}"
-
-
-@pytest.fixture(scope="module")
-def commands(brokers):
-    return Commands(brokers)
 
 
 @pytest.fixture(scope="module")
@@ -486,11 +482,9 @@ def test_a_second_projector_joining_and_leaving_mid_load_applies_every_event_onc
     try:
         wait_until(lambda: "partition assigned" in log_path.read_text(),
                    "the second projector to take a share of the partitions")
-        second.terminate()
-        assert second.wait(timeout=60) == 0
+        assert second.stop(timeout=60) == 0
     finally:
-        if second.poll() is None:
-            second.kill()
+        second.stop(signal.SIGKILL)
     loader.join()
 
     def applied():
