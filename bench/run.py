@@ -42,6 +42,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the harness: this file's tree
+sys.path.insert(0, str(ROOT / "pylib"))
+from kchat_testkit.metrics import samples, scrape  # noqa: E402
+from kchat_testkit.stack import instance_names  # noqa: E402
+
 ENV = os.environ
 # The tree whose stack runs (its scripts, schemas and daemons): this one, or the baseline's
 # (bench/run.sh --baseline). The load generator and kchat-kafka-alone are the harness's.
@@ -55,7 +59,8 @@ STATE = Path(ENV["KCHAT_STATE_DIR"])
 BASE = int(ENV["KCHAT_PORT_BASE"])
 NGW = int(ENV.get("KCHAT_GATEWAYS", "3"))
 BROKERS = ENV["KCHAT_KAFKA_BROKERS"]
-DAEMONS = ["processor", "projector", "api"] + ["gateway"] + [f"gateway{i}" for i in range(1, NGW)]
+# the daemons' instances of scripts/daemons.json, the gateways last (the summary's columns)
+DAEMONS = sorted(instance_names(NGW), key=lambda d: d.startswith("gateway"))
 # kchat's own processes as the earlier figures counted them ("all of kchat"): its daemons
 # and the broker. The whole stack adds Postgres, Redis, MinIO and the ingress.
 KCHAT_AND_BROKER = DAEMONS + ["kafka"]
@@ -76,8 +81,6 @@ SHOWN_REQUESTS = ("Produce", "Fetch", "FetchConsumer") + TXN_REQUESTS + (
 
 CACHE = Path(ENV.get("KCHAT_BENCH_CACHE", Path.home() / ".cache" / "kchat-bench"))
 
-sys.path.insert(0, str(ROOT / "pylib"))
-from kchat_testkit.metrics import samples, scrape  # noqa: E402
 
 
 def pid_of(name):

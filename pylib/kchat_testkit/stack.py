@@ -1,6 +1,8 @@
 """The stack the system tests and the benchmarks run against: this tree, its build, the
-daemons and where they listen. Every address comes from the KCHAT_* variables of
-scripts/env.sh, set by scripts/test.sh (or bench/run.sh) before Python starts."""
+daemons and where they listen. The daemons, their binaries and their ports are
+scripts/daemons.json's; every address comes from the KCHAT_* variables of scripts/env.sh,
+set by scripts/test.sh (or bench/run.sh) before Python starts."""
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -8,17 +10,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("KCHAT_BUILD_DIR", ROOT / "build"))
 ENV = os.environ
+SPEC = json.loads((ROOT / "scripts" / "daemons.json").read_text())["daemons"]
 
-DAEMONS = {
-    "processor": {"binary": BUILD / "processor" / "kchat-processor",
-                  "health": f"http://127.0.0.1:{ENV.get('KCHAT_PROCESSOR_ADMIN_PORT')}"},
-    "projector": {"binary": BUILD / "projector" / "kchat-projector",
-                  "health": f"http://127.0.0.1:{ENV.get('KCHAT_PROJECTOR_ADMIN_PORT')}"},
-    "gateway": {"binary": BUILD / "gateway" / "kchat-gateway",
-                "health": f"http://127.0.0.1:{ENV.get('KCHAT_GATEWAY_ADMIN_PORT')}"},
-    "api": {"binary": BUILD / "api" / "kchat-api",
-            "health": f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"},
-}
+
+def daemon_table(env=ENV, build=BUILD):
+    """{name: {"binary": path, "health": base URL of /health and /metrics}} of every daemon
+    (the first instance of a daemon that runs several), its port taken from env."""
+    out = {}
+    for d in SPEC:
+        port = next(p for p in d["ports"] if p["role"] == d["health"])
+        out[d["name"]] = {"binary": build / d["binary"],
+                          "health": f"http://127.0.0.1:{env.get(port['variable'])}"}
+    return out
+
+
+def instance_names(gateways=None):
+    """Every daemon instance as scripts/stack.sh names them, in its order: a daemon that runs
+    several (the gateways: KCHAT_GATEWAYS, default 3) as name, name1, name2..."""
+    if gateways is None:
+        gateways = int(ENV.get("KCHAT_GATEWAYS", "3"))
+    names = []
+    for d in SPEC:
+        n = min(gateways, d["instances"]) if d.get("instances", 1) > 1 else 1
+        names += [d["name"]] + [f"{d['name']}{i}" for i in range(1, n)]
+    return names
+
+
+DAEMONS = daemon_table()
 
 
 def psql(sql, *args):

@@ -10,3 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pylib"))
 
 from kchat_testkit.fixtures import *  # noqa: E402,F401,F403
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "nostack: needs no running stack (runs in seconds)")
