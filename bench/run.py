@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]  # the harness: this file's tree
 sys.path.insert(0, str(ROOT / "pylib"))
 from kchat_testkit.metrics import samples, scrape  # noqa: E402
-from kchat_testkit.stack import instance_names  # noqa: E402
+from kchat_testkit.stack import gateway_addresses, instance_names  # noqa: E402
 
 ENV = os.environ
 # The tree whose stack runs (its scripts, schemas and daemons): this one, or the baseline's
@@ -308,8 +308,7 @@ def topic_records():
 
 
 def gateways_arg():
-    port = int(ENV["KCHAT_GATEWAY_PORT"])
-    return ",".join(f"127.0.0.1:{port + i}" for i in range(NGW))
+    return gateway_addresses(NGW)
 
 
 def run_loadgen(label, args, timeout=600, servers=None):

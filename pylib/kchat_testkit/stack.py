@@ -36,6 +36,15 @@ def instance_names(gateways=None):
     return names
 
 
+def gateway_addresses(gateways=None):
+    """host:port of every gateway's WebSocket listener, comma-separated (the load
+    generator's --gateways): KCHAT_GATEWAY_PORT + N for gateway N."""
+    if gateways is None:
+        gateways = int(ENV.get("KCHAT_GATEWAYS", "3"))
+    port = int(ENV["KCHAT_GATEWAY_PORT"])
+    return ",".join(f"127.0.0.1:{port + i}" for i in range(gateways))
+
+
 DAEMONS = daemon_table()
 
 

@@ -5,16 +5,15 @@ import json
 import os
 import subprocess
 
-from kchat_testkit.stack import BUILD, ROOT
+from kchat_testkit.stack import BUILD, ROOT, gateway_addresses
 from kchat_testkit.wire import body, events_of
 
 ENV = os.environ
 LOADGEN = BUILD / "bench" / "loadgen" / "kchat-loadgen"
-NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "3"))
 
 
 def loadgen(tmp_path, *args):
-    gws = ",".join(f"127.0.0.1:{int(ENV['KCHAT_GATEWAY_PORT']) + i}" for i in range(NGATEWAYS))
+    gws = gateway_addresses()
     out = tmp_path / "summary.json"
     proc = subprocess.run(
         [str(LOADGEN), f"--gateways={gws}", f"--brokers={ENV['KCHAT_KAFKA_BROKERS']}",
