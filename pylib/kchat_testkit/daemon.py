@@ -11,12 +11,15 @@ from .http import http_get, wait_until
 
 
 class Daemon:
-    """A daemon process started with args, stdout and stderr in log_path (a temporary file
-    when None). Its poll, wait, send_signal, terminate, kill and pid are the process's."""
+    """A daemon process started with args, stdout and stderr in log_path (when None, a new
+    file in the stack's log folder, $KCHAT_STATE_DIR/logs, or else the temporary folder).
+    Its poll, wait, send_signal, terminate, kill and pid are the process's."""
 
     def __init__(self, binary, args=(), log_path=None, env=None):
         if log_path is None:
-            fd, log_path = tempfile.mkstemp(prefix=f"{Path(binary).name}-", suffix=".log")
+            logs = Path(os.environ.get("KCHAT_STATE_DIR", "/nonexistent")) / "logs"
+            fd, log_path = tempfile.mkstemp(prefix=f"{Path(binary).name}-", suffix=".log",
+                                            dir=logs if logs.is_dir() else None)
             os.close(fd)
         self.log_path = Path(log_path)
         self.log = open(self.log_path, "w+")
