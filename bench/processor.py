@@ -18,7 +18,6 @@ It starts the stack with scripts/stack.sh, replaces the stack's processor with i
 instance for each setting, and stops everything at the end. Prints Markdown tables.
 """
 import argparse
-import io
 import json
 import os
 import signal
@@ -37,14 +36,17 @@ BASE = int(os.environ["KCHAT_PORT_BASE"])
 BROKERS = f"127.0.0.1:{BASE + 10}"
 BUILD = Path(os.environ.get("KCHAT_BUILD_DIR", ROOT / "build"))
 STATE = Path(os.environ["KCHAT_STATE_DIR"])
-sys.path.insert(0, str(ROOT / "tests" / "system"))
+sys.path.insert(0, str(ROOT / "pylib"))
 os.environ.setdefault("KCHAT_BUILD_DIR", str(BUILD))
 
-import fastavro  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from kchat_wire import NEWEST, Commands, command, decode, send_message  # noqa: E402
-from test_kafka_roundtrip import java_partition  # noqa: E402
+from kchat_testkit.daemon import Daemon, start  # noqa: E402
+from kchat_testkit.stack import DAEMONS  # noqa: E402
+from kchat_testkit.wire import (Commands, command, decode, encode, java_partition,  # noqa: E402
+                                send_message)
+
+PROCESSOR = DAEMONS["processor"]["binary"]
 
 PARTITIONS = next(t["partitions"] for t in json.loads((ROOT / "kafka" / "topics.json").read_text())
                   ["topics"] if t["name"] == "chat.processor.state")
@@ -69,35 +71,19 @@ def stop_stack_processor():
         pidfile.unlink()
 
 
-def start_processor(extra, log):
+def processor_args(port):
+    return [f"--admin-port={port}", f"--kafka-brokers={BROKERS}",
+            f"--schemas-dir={ROOT / 'schemas'}"]
+
+
+def start_processor(extra, log_path):
     port = BASE + 97
-    p = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
-                          f"--kafka-brokers={BROKERS}", f"--schemas-dir={ROOT / 'schemas'}",
-                          *extra], stdout=log, stderr=subprocess.STDOUT)
-    import urllib.request
-    for _ in range(600):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                if r.status == 200:
-                    return p
-        except OSError:
-            pass
-        time.sleep(0.1)
-    p.kill()
-    raise SystemExit("processor did not become healthy")
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=60)
+    return start(PROCESSOR, [*processor_args(port), *extra], f"http://127.0.0.1:{port}",
+                 "the processor healthy", log_path)
 
 
 def encode_state(record):
-    schema_id, schema = NEWEST["chat.processor.state-value"]
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, schema_id))
-    fastavro.schemaless_writer(out, schema, record)
-    return out.getvalue()
+    return encode("chat.processor.state-value", record)
 
 
 def produce_all(prod, topic, records):
@@ -148,7 +134,6 @@ def bench_restore(conversations, replay_events):
                                                "written_at": now})}))])
     assert prod.flush(300) == 0
     # Messages written after the checkpoint: the restore replays them.
-    from kchat_wire import encode
     for i in range(replay_events):
         convo, part = names[i % len(names)]
         ev = {"event_id": str(uuid.uuid4()), "convo_id": convo, "actor_id": "u1",
@@ -165,28 +150,24 @@ def bench_restore(conversations, replay_events):
     # counted from the first 200 on (before it the process is still starting: its listener
     # not open yet, or its Kafka clients not connected)
     health = {"ok": 0, "other": 0, "slowest_ms": 0.0}
-    with open(log_path, "w") as log:
-        p = subprocess.Popen([str(BUILD / "processor" / "kchat-processor"), f"--admin-port={port}",
-                              f"--kafka-brokers={BROKERS}", f"--schemas-dir={ROOT / 'schemas'}"],
-                             stdout=log, stderr=subprocess.STDOUT)
-        entry, deadline = None, time.time() + 600
-        while entry is None and time.time() < deadline and p.poll() is None:
-            t = time.monotonic()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    ok = r.status == 200
-            except OSError:
-                ok = False
-            if ok or health["ok"]:
-                health["ok" if ok else "other"] += 1
-                health["slowest_ms"] = max(health["slowest_ms"],
-                                           (time.monotonic() - t) * 1000)
-            for line in log_path.read_text().splitlines():
-                e = json.loads(line)
-                if e["msg"] == "state restored":
-                    entry = e
-            time.sleep(0.05)
-        stop(p)
+    p = Daemon(PROCESSOR, processor_args(port), log_path)
+    entry, deadline = None, time.time() + 600
+    while entry is None and time.time() < deadline and p.poll() is None:
+        t = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                ok = r.status == 200
+        except OSError:
+            ok = False
+        if ok or health["ok"]:
+            health["ok" if ok else "other"] += 1
+            health["slowest_ms"] = max(health["slowest_ms"],
+                                       (time.monotonic() - t) * 1000)
+        for e in p.entries():
+            if e["msg"] == "state restored":
+                entry = e
+        time.sleep(0.05)
+    p.stop(timeout=60)
     if entry is None:
         raise SystemExit("no restore line")
     entry["health"] = health
@@ -264,19 +245,19 @@ def pct(sorted_values, q):
 
 def bench_commit(linger_ms, messages, paced, convos, reps):
     stop_stack_processor()
-    with open(STATE / "logs" / f"bench-commit-{linger_ms}.log", "w") as log:
-        p = start_processor([f"--linger-ms={linger_ms}"], log)
-        try:
-            rates, p50s, p99s = [], [], []
-            for r in range(reps):
-                rate, _ = send_and_wait(convos, messages, None, f"b{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
-                _, lat = send_and_wait(convos, paced, 2000, f"l{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
-                rates.append(rate)
-                p50s.append(pct(lat, 0.50))
-                p99s.append(pct(lat, 0.99))
-            return statistics.median(rates), statistics.median(p50s), statistics.median(p99s)
-        finally:
-            stop(p)
+    p = start_processor([f"--linger-ms={linger_ms}"],
+                        STATE / "logs" / f"bench-commit-{linger_ms}.log")
+    try:
+        rates, p50s, p99s = [], [], []
+        for r in range(reps):
+            rate, _ = send_and_wait(convos, messages, None, f"b{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
+            _, lat = send_and_wait(convos, paced, 2000, f"l{linger_ms}-{r}-{uuid.uuid4().hex[:4]}")
+            rates.append(rate)
+            p50s.append(pct(lat, 0.50))
+            p99s.append(pct(lat, 0.99))
+        return statistics.median(rates), statistics.median(p50s), statistics.median(p99s)
+    finally:
+        p.stop(timeout=60)
 
 
 def main():

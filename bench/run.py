@@ -42,6 +42,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the harness: this file's tree
+sys.path.insert(0, str(ROOT / "pylib"))
+from kchat_testkit.metrics import samples, scrape  # noqa: E402
+from kchat_testkit.stack import gateway_addresses, instance_names  # noqa: E402
+
 ENV = os.environ
 # The tree whose stack runs (its scripts, schemas and daemons): this one, or the baseline's
 # (bench/run.sh --baseline). The load generator and kchat-kafka-alone are the harness's.
@@ -55,7 +59,8 @@ STATE = Path(ENV["KCHAT_STATE_DIR"])
 BASE = int(ENV["KCHAT_PORT_BASE"])
 NGW = int(ENV.get("KCHAT_GATEWAYS", "3"))
 BROKERS = ENV["KCHAT_KAFKA_BROKERS"]
-DAEMONS = ["processor", "projector", "api"] + ["gateway"] + [f"gateway{i}" for i in range(1, NGW)]
+# the daemons' instances of scripts/daemons.json, the gateways last (the summary's columns)
+DAEMONS = sorted(instance_names(NGW), key=lambda d: d.startswith("gateway"))
 # kchat's own processes as the earlier figures counted them ("all of kchat"): its daemons
 # and the broker. The whole stack adds Postgres, Redis, MinIO and the ingress.
 KCHAT_AND_BROKER = DAEMONS + ["kafka"]
@@ -76,7 +81,6 @@ SHOWN_REQUESTS = ("Produce", "Fetch", "FetchConsumer") + TXN_REQUESTS + (
 
 CACHE = Path(ENV.get("KCHAT_BENCH_CACHE", Path.home() / ".cache" / "kchat-bench"))
 
-sys.path.insert(0, str(ROOT / "tests" / "system"))
 
 
 def pid_of(name):
@@ -304,8 +308,7 @@ def topic_records():
 
 
 def gateways_arg():
-    port = int(ENV["KCHAT_GATEWAY_PORT"])
-    return ",".join(f"127.0.0.1:{port + i}" for i in range(NGW))
+    return gateway_addresses(NGW)
 
 
 def run_loadgen(label, args, timeout=600, servers=None):
@@ -716,12 +719,8 @@ def scenario_history(short, one2one):
 def processor_totals():
     """The processor's transaction commit seconds (_count, _sum) and commands per transaction
     (_sum), one scrape."""
-    import urllib.request
-    url = f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    vals = {line.split(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("kchat_processor_transaction_") and " " in line
-            and not line.startswith("#")}
+    vals = samples(scrape(f"http://127.0.0.1:{ENV['KCHAT_PROCESSOR_ADMIN_PORT']}"),
+                   "kchat_processor_transaction_")
     return (vals.get("kchat_processor_transaction_commit_seconds_count", 0.0),
             vals.get("kchat_processor_transaction_commit_seconds_sum", 0.0),
             vals.get("kchat_processor_transaction_commands_sum", 0.0))

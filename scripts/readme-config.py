@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Rewrites the option tables in README.md from the binaries' --help-markdown, so the docs
-say what the code does (tests/system/test_docs.py checks they agree).
+say what the code does (tests/system/stack/test_docs.py checks they agree).
 
     scripts/readme-config.py [BUILD_DIR]
 """

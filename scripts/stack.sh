@@ -10,6 +10,8 @@
 #   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, gateway, gateway1,
 #                                   gateway2, api), start it
 #   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
+#   scripts/stack.sh daemons        one line per daemon: name, binary, health URL, flags
+#                                   (tab-separated; checked against scripts/daemons.json)
 #
 # KCHAT_GATEWAYS (default 3, at most 4) gateways run side by side: `gateway` owns slot 0,
 # `gatewayN` slot N; gateway N listens for WebSockets on KCHAT_GATEWAY_PORT+N and serves
@@ -205,11 +207,19 @@ restart() {
     echo "kchat-$d started (pid $(cat "$RUN/$d.pid"))"
 }
 
+daemons() {
+    local d
+    for d in "${DAEMONS[@]}"; do
+        printf '%s\t%s\t%s\t%s\n' "$d" "$(binary "$d")" "$(health_url "$d")" "$(flags "$d")"
+    done
+}
+
 case ${1:-} in
 up) up ;;
 down) down ;;
 status) status ;;
 restart) restart "${2:-}" stop ;;
 kill) restart "${2:-}" kill ;;
-*) echo "usage: $0 up|down|status|restart NAME|kill NAME" >&2; exit 2 ;;
+daemons) daemons ;;
+*) echo "usage: $0 up|down|status|restart NAME|kill NAME|daemons" >&2; exit 2 ;;
 esac

@@ -1,0 +1,90 @@
+"""A small client of kchat-api for the system tests (urllib only, never raises on HTTP errors)."""
+import json
+import os
+import uuid
+
+from .daemon import start
+from .http import free_port, http_get
+from .stack import DAEMONS, ENV, ROOT
+
+BASE = f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    @property
+    def code(self):
+        """The error code of an {error:{code,message}} body."""
+        return (self.json or {}).get("error", {}).get("code")
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:300]!r}>"
+
+
+def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30):
+    h = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    return Resp(*http_get(BASE + path, timeout=timeout, method=method, data=data, headers=h))
+
+
+def unique_name(prefix="user"):
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class User:
+    """A registered and logged-in user."""
+
+    def __init__(self, name=None, password="correct horse battery"):
+        self.name = name or unique_name()
+        self.password = password
+        r = call("POST", "/auth/register", {"username": self.name, "password": password})
+        assert r.status == 201, r
+        self.id = r.json["user_id"]
+        self.login()
+
+    def login(self):
+        r = call("POST", "/auth/login", {"username": self.name, "password": self.password})
+        assert r.status == 200, r
+        self.token = r.json["access_token"]
+        self.refresh_token = r.json["refresh_token"]
+        return r
+
+    def get(self, path, **kw):
+        return call("GET", path, token=self.token, **kw)
+
+    def post(self, path, body=None, **kw):
+        return call("POST", path, body, token=self.token, **kw)
+
+
+def private_key_pem():
+    with open(os.environ["KCHAT_JWT_PRIVATE_KEY"], "rb") as f:
+        return f.read()
+
+
+def public_key_pem():
+    with open(os.environ["KCHAT_JWT_PUBLIC_KEY"], "rb") as f:
+        return f.read()
+
+
+def api_instance(*extra):
+    """A second kchat-api on a port of its own: (its Daemon, its base URL)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    p = start(DAEMONS["api"]["binary"], [f"--listen-port={port}",
+                                         f"--schemas-dir={ROOT / 'schemas'}",
+                                         "--shutdown-timeout-ms=20000", *extra],
+              base, "the second API healthy")
+    return p, base

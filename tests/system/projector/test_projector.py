@@ -1,0 +1,692 @@
+"""The projector against the real stack: commands in (turned into events by the processor),
+the Postgres and Redis read models out, read back with independent clients (psycopg, redis,
+and a model computed in Python from chat.events with fastavro)."""
+import datetime
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+import redis as redislib
+from confluent_kafka import Consumer, TopicPartition
+
+from kchat_testkit.daemon import Daemon
+from kchat_testkit.http import http_get, wait_until
+from kchat_testkit.metrics import metric, sample, scrape
+from kchat_testkit.stack import BUILD, DAEMONS, ROOT
+from kchat_testkit.wire import Commands, body, command, decode, send_message
+
+STACK = [str(ROOT / "scripts" / "stack.sh")]
+TOPIC = "chat.events"
+RECENT = 100  # the projector's --recent-messages default
+ADMIN = f"http://127.0.0.1:{os.environ.get('KCHAT_PROJECTOR_ADMIN_PORT')}"
+
+
+@pytest.fixture(scope="module")
+def r(redis_port):
+    return redislib.Redis(host="127.0.0.1", port=redis_port, decode_responses=True)
+
+
+def pg():
+    return psycopg.connect(os.environ["KCHAT_PG_DSN"], autocommit=True)
+
+
+def new_id(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# ---- the topic's end, and the models having reached it ----
+
+def topic_ends(brokers):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": new_id("ends"),
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        parts = list(c.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions)
+        return {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1]
+                for p in parts}
+    finally:
+        c.close()
+
+
+def stored_offsets(r):
+    with pg() as conn:
+        rows = conn.execute("SELECT partition, next_offset FROM rm.offsets WHERE topic = %s",
+                            (TOPIC,)).fetchall()
+    pgo = {p: o for p, o in rows}
+    gen = r.get("kchat:rm:gen")
+    ro = {int(k): int(v) for k, v in r.hgetall(f"kchat:rm:{gen}:offsets").items()} if gen else {}
+    return pgo, ro
+
+
+def wait_caught_up(brokers, r, timeout=180):
+    """Both models have applied every partition of chat.events up to its end (the projector
+    moves its stored offsets past the transaction markers at the end)."""
+    def done():
+        ends = topic_ends(brokers)
+        pgo, ro = stored_offsets(r)
+        return all(pgo.get(p, 0) == e and ro.get(p, 0) == e for p, e in ends.items())
+    wait_until(done, "the projector to apply chat.events up to its end", timeout=timeout,
+               interval=0.5)
+
+
+# ---- an independent model of what the read models must hold ----
+
+def iso(ms):
+    t = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def epoch_ms(t):
+    """fastavro reads timestamp-millis as an aware datetime."""
+    if isinstance(t, datetime.datetime):
+        delta = t - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        return delta // datetime.timedelta(milliseconds=1)
+    return t
+
+
+def read_all_events(brokers):
+    """Every event of chat.events (read_committed) up to its current end, in order per
+    partition; undecodable records are skipped as the projector skips them."""
+    ends = topic_ends(brokers)
+    c = Consumer({"bootstrap.servers": brokers, "group.id": new_id("model"),
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(TOPIC, p, 0) for p in ends])
+    pending = {p for p, e in ends.items() if e > 0}
+    out = {p: [] for p in ends}
+    deadline = time.monotonic() + 120
+    try:
+        while pending and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.partition() in pending and m.offset() >= ends[m.partition()]:
+                    pending.discard(m.partition())
+                continue
+            if m.offset() < ends[m.partition()]:
+                try:
+                    out[m.partition()].append(decode(m.value()))
+                except Exception:  # poison: written on purpose by a test
+                    pass
+            if m.offset() + 1 >= ends[m.partition()]:
+                pending.discard(m.partition())
+    finally:
+        c.close()
+    assert not pending, "could not read chat.events to its end"
+    return [e for p in sorted(out) for e in out[p]]
+
+
+def expected_models(events):
+    """(postgres, redis) dumps computed from the events alone, in the shapes of pg_dump()
+    and redis_dump()."""
+    convs, members, msgs, seen = {}, {}, {}, {}
+    for ev in events:
+        kind, f = body(ev)
+        if kind == "CommandRejected":
+            continue
+        c, actor, at = ev["convo_id"], ev["actor_id"], epoch_ms(ev["occurred_at"])
+        if kind == "ConversationCreated":
+            convs[c] = {"title": f["title"], "created_by": actor, "created_at": at,
+                        "last_seq": 0, "last_activity": at}
+        if kind in ("ConversationCreated", "MembersAdded"):
+            for u in f["members"]:
+                members.setdefault((c, u), {"joined_at": at, "read_seq": 0})
+        elif kind == "MembersRemoved":
+            for u in f["members"]:
+                members.pop((c, u), None)
+        elif kind == "MessageCreated":
+            msgs[(c, f["seq_no"])] = {
+                "server_msg_id": f["server_msg_id"], "sender_id": actor,
+                "client_msg_id": f["client_msg_id"], "content": f["content"],
+                "content_type": f["content_type"], "created_at": at, "edited_at": None,
+                "deleted_at": None}
+            convs[c]["last_seq"] = max(convs[c]["last_seq"], f["seq_no"])
+            if (c, actor) in members:
+                members[(c, actor)]["read_seq"] = max(members[(c, actor)]["read_seq"],
+                                                      f["seq_no"])
+        elif kind == "MessageEdited" and (c, f["seq_no"]) in msgs:
+            msgs[(c, f["seq_no"])].update(content=f["content"], edited_at=at)
+        elif kind == "MessageDeleted" and (c, f["seq_no"]) in msgs:
+            msgs[(c, f["seq_no"])].update(content="", deleted_at=at)
+        elif kind == "ReadMarkerSet" and (c, actor) in members:
+            members[(c, actor)]["read_seq"] = max(members[(c, actor)]["read_seq"], f["seq_no"])
+        if c in convs:
+            convs[c]["last_activity"] = max(convs[c]["last_activity"], at)
+        seen[actor] = max(seen.get(actor, at), at)
+    pg_model = {"conversations": convs, "members": members, "messages": msgs}
+
+    def rest(c, s):
+        m = msgs[(c, s)]
+        return {"convo_id": c, "seq_no": s, "server_msg_id": m["server_msg_id"],
+                "sender_id": m["sender_id"], "client_msg_id": m["client_msg_id"],
+                "content": m["content"], "content_type": m["content_type"],
+                "created_at": iso(m["created_at"]),
+                "edited_at": iso(m["edited_at"]) if m["edited_at"] is not None else None,
+                "deleted_at": iso(m["deleted_at"]) if m["deleted_at"] is not None else None}
+
+    by_convo = {}
+    for (c, s) in msgs:
+        by_convo.setdefault(c, []).append(s)
+    rd = {"lastseen": {u: str(t) for u, t in seen.items()}}
+    for c, v in convs.items():
+        h = {"title": v["title"], "created_by": v["created_by"],
+             "created_at": str(v["created_at"]), "last_seq": str(v["last_seq"]),
+             "last_activity": str(v["last_activity"])}
+        seqs = sorted(by_convo.get(c, []))
+        if seqs:
+            h["last_message"] = rest(c, seqs[-1])
+            rd[f"recent:{c}"] = [(rest(c, s), s) for s in seqs[-RECENT:]]
+        rd[f"convo:{c}"] = h
+        mem = {u for (cc, u) in members if cc == c}
+        if mem:
+            rd[f"members:{c}"] = mem
+            rd[f"read:{c}"] = {u: str(members[(c, u)]["read_seq"]) for u in mem}
+        for u in mem:
+            rd.setdefault(f"convos:{u}", []).append((c, v["last_activity"]))
+    for k in list(rd):
+        if k.startswith("convos:"):
+            rd[k] = sorted(rd[k])
+    return pg_model, rd
+
+
+def pg_dump(schema="rm"):
+    ms = lambda col: f"(extract(epoch from {col}) * 1000)::bigint"  # noqa: E731
+    with pg() as conn:
+        convs = {row[0]: {"title": row[1], "created_by": row[2], "created_at": row[3],
+                          "last_seq": row[4], "last_activity": row[5]}
+                 for row in conn.execute(
+                     f"SELECT convo_id, title, created_by, {ms('created_at')}, last_seq, "
+                     f"{ms('last_activity')} FROM {schema}.conversations")}
+        members = {(row[0], row[1]): {"joined_at": row[2], "read_seq": row[3]}
+                   for row in conn.execute(
+                       f"SELECT convo_id, user_id, {ms('joined_at')}, read_seq "
+                       f"FROM {schema}.members")}
+        msgs = {(row[0], row[1]): {"server_msg_id": row[2], "sender_id": row[3],
+                                   "client_msg_id": row[4], "content": row[5],
+                                   "content_type": row[6], "created_at": row[7],
+                                   "edited_at": row[8], "deleted_at": row[9]}
+                for row in conn.execute(
+                    f"SELECT convo_id, seq_no, server_msg_id, sender_id, client_msg_id, content, "
+                    f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')} "
+                    f"FROM {schema}.messages")}
+    return {"conversations": convs, "members": members, "messages": msgs}
+
+
+def redis_dump(r):
+    """Every key of the current generation but the offsets, parsed."""
+    gen = r.get("kchat:rm:gen")
+    assert gen, "kchat:rm:gen is set"
+    prefix = f"kchat:rm:{gen}:"
+    out = {}
+    for key in r.scan_iter(match=prefix + "*", count=1000):
+        name = key[len(prefix):]
+        if name == "offsets":
+            continue
+        t = r.type(key)
+        if t == "hash":
+            h = r.hgetall(key)
+            if "last_message" in h:
+                h["last_message"] = json.loads(h["last_message"])
+            out[name] = h
+        elif t == "set":
+            out[name] = r.smembers(key)
+        elif t == "zset":
+            z = r.zrange(key, 0, -1, withscores=True)
+            if name.startswith("recent:"):
+                out[name] = [(json.loads(m), int(s)) for m, s in z]
+            else:
+                out[name] = sorted((m, int(s)) for m, s in z)
+        else:
+            out[name] = t
+    return out
+
+
+def create(commands, convo, creator, members, origin="api:0", command_id=None):
+    commands.send(command(convo, creator, "CreateConversation",
+                          {"title": f"title of {convo}", "members": list(members)},
+                          origin=origin, command_id=command_id))
+
+
+def messages_of(convo):
+    with pg() as conn:
+        return conn.execute("SELECT seq_no, sender_id, client_msg_id, content, edited_at IS NOT "
+                            "NULL, deleted_at IS NOT NULL FROM rm.messages WHERE convo_id = %s "
+                            "ORDER BY seq_no", (convo,)).fetchall()
+
+
+def read_seqs(convo):
+    with pg() as conn:
+        return dict(conn.execute("SELECT user_id, read_seq FROM rm.members WHERE convo_id = %s",
+                                 (convo,)).fetchall())
+
+
+# ---- the tests ----
+
+def test_every_kind_of_event_lands_in_both_models(commands, brokers, r):
+    convo = new_id("c")
+    listener = pg()
+    listener.execute("LISTEN kchat_applied")
+    create_id, add_id, bad_id = (str(uuid.uuid4()) for _ in range(3))
+    create(commands, convo, "u1", ["u2", "u3"], command_id=create_id)
+    for i in range(1, 6):
+        commands.send(send_message(convo, ("u1", "u2")[i % 2], f"m{i}", f"hello {i} \"quoted\" \\"))
+    commands.send(command(convo, "u3", "SetReadMarker", {"seq_no": 4}))
+    commands.send(command(convo, "u3", "SetReadMarker", {"seq_no": 2}))  # never moves back
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 2, "content": "edited twice"}))
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 2, "content": "edited once more"}))
+    commands.send(command(convo, "u2", "DeleteMessage", {"seq_no": 3}))
+    commands.send(command(convo, "u1", "AddMembers", {"members": ["u4"]}, origin="api:7",
+                          command_id=add_id))
+    commands.send(command(convo, "u1", "RemoveMembers", {"members": ["u3"]}))
+    commands.send(command(convo, "u9", "SetReadMarker", {"seq_no": 1}, origin="api:7",
+                          command_id=bad_id))  # not a member: rejected
+    commands.send(send_message(convo, "u4", "m6", "from the new member"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 6 and read_seqs(convo).get("u4") == 6,
+               "the conversation in Postgres")
+
+    assert messages_of(convo) == [
+        (1, "u2", "m1", 'hello 1 "quoted" \\', False, False),
+        (2, "u1", "m2", "edited once more", True, False),
+        (3, "u2", "m3", "", False, True),
+        (4, "u1", "m4", 'hello 4 "quoted" \\', False, False),
+        (5, "u2", "m5", 'hello 5 "quoted" \\', False, False),
+        (6, "u4", "m6", "from the new member", False, False)]
+    # A sender's own message moves their read position; markers only move forward; u3 left.
+    assert read_seqs(convo) == {"u1": 4, "u2": 5, "u4": 6}
+    with pg() as conn:
+        title, created_by, last_seq = conn.execute(
+            "SELECT title, created_by, last_seq FROM rm.conversations WHERE convo_id = %s",
+            (convo,)).fetchone()
+        unread = dict(conn.execute(
+            "SELECT m.user_id, c.last_seq - m.read_seq FROM rm.members m JOIN rm.conversations c "
+            "USING (convo_id) WHERE convo_id = %s", (convo,)).fetchall())
+        found = conn.execute("SELECT seq_no FROM rm.messages WHERE convo_id = %s AND search @@ "
+                             "to_tsquery('simple', 'member')", (convo,)).fetchall()
+    assert (title, created_by, last_seq) == (f"title of {convo}", "u1", 6)
+    assert unread == {"u1": 2, "u2": 1, "u4": 0}
+    assert found == [(6,)], "the full-text index finds the message"
+
+    # Redis: the same conversation, with unread derived from last_seq and read_seq.
+    def redis_has_it():
+        gen = r.get("kchat:rm:gen")
+        return gen and r.hget(f"kchat:rm:{gen}:read:{convo}", "u4") == "6"
+    wait_until(redis_has_it, "the conversation in Redis")
+    p = f"kchat:rm:{r.get('kchat:rm:gen')}:"
+    h = r.hgetall(p + f"convo:{convo}")
+    assert h["title"] == f"title of {convo}" and h["last_seq"] == "6"
+    assert json.loads(h["last_message"])["client_msg_id"] == "m6"
+    assert r.smembers(p + f"members:{convo}") == {"u1", "u2", "u4"}
+    reads = r.hgetall(p + f"read:{convo}")
+    assert {u: int(h["last_seq"]) - int(s) for u, s in reads.items()} == unread
+    recent = [json.loads(m) for m in r.zrange(p + f"recent:{convo}", 0, -1)]
+    assert [(m["seq_no"], m["content"]) for m in recent] == [
+        (s, c) for s, _, _, c, _, _ in messages_of(convo)]
+    assert recent[1]["edited_at"] and recent[2]["deleted_at"]
+    assert r.zscore(p + "convos:u3", convo) is None, "a removed member's list loses it"
+    for u in ("u1", "u2", "u4"):
+        assert r.zscore(p + f"convos:{u}", convo) == float(h["last_activity"])
+
+    # NOTIFY kchat_applied for the api: commands, the rejection with its reason.
+    wanted = {create_id, add_id, bad_id}
+    got = {}
+    for note in listener.notifies(timeout=30, stop_after=None):
+        payload = json.loads(note.payload)
+        if payload["command_id"] in wanted:
+            got[payload["command_id"]] = payload
+        if set(got) == wanted:
+            break
+    assert set(got) == wanted
+    listener.close()
+    assert got[create_id] == {"command_id": create_id, "convo_id": convo,
+                              "type": "ConversationCreated"}
+    assert got[add_id]["type"] == "MembersAdded"
+    assert got[bad_id]["type"] == "CommandRejected" and got[bad_id]["reason"] == "not_member"
+    assert got[bad_id]["message"]
+
+
+def test_notify_comes_once_the_event_is_in_both_models(commands, brokers, r):
+    listener = pg()
+    listener.execute("LISTEN kchat_applied")
+    convos = {str(uuid.uuid4()): new_id("c") for _ in range(20)}
+    for command_id, convo in convos.items():
+        create(commands, convo, "u1", ["u2"], command_id=command_id)
+    commands.flush()
+    seen = set()
+    for note in listener.notifies(timeout=60, stop_after=None):
+        payload = json.loads(note.payload)
+        convo = convos.get(payload["command_id"])
+        if convo is None:
+            continue
+        # At the moment the API would answer, both read models hold the conversation.
+        gen = r.get("kchat:rm:gen")
+        assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "created_by") == "u1"
+        assert r.sismember(f"kchat:rm:{gen}:members:{convo}", "u2")
+        assert read_seqs(convo) == {"u1": 0, "u2": 0}
+        seen.add(payload["command_id"])
+        if seen == set(convos):
+            break
+    listener.close()
+    assert seen == set(convos), "one notification per api: command"
+
+
+def test_health_and_metrics(commands, brokers, r):
+    status, _, text = http_get(ADMIN + "/health")
+    assert status == 200
+    checks = json.loads(text)["checks"]
+    assert {"kafka_consumer", "postgres", "redis"} <= set(checks)
+    assert all(c["ok"] for c in checks.values())
+    wait_caught_up(brokers, r)
+    text = scrape(ADMIN)
+    for series in ('kchat_projector_events_applied_total{model="postgres"}',
+                   'kchat_projector_events_applied_total{model="redis"}',
+                   'kchat_projector_apply_seconds_count{model="postgres"}',
+                   'kchat_projector_apply_seconds_count{model="redis"}',
+                   "kchat_projector_batch_events_count"):
+        assert sample(text, series) > 0, series
+    lags = [line for line in text.splitlines() if line.startswith("kchat_projector_lag_events{")]
+    assert len(lags) == len(topic_ends(brokers))
+    assert all(line.endswith(" 0") for line in lags), "caught up: no lag on any partition"
+
+
+def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
+    convo = new_id("c")
+    create(commands, convo, "u1", ["u2"])
+    commands.flush()
+    wait_until(lambda: read_seqs(convo), "the conversation")
+    before = metric(ADMIN, "kchat_projector_poison_events_total")
+    key = convo.encode()
+    for raw in (b"not avro", b"\x00\x00\x00\x00\x63garbage", b""):
+        commands.send_raw(key, raw, topic=TOPIC)
+    commands.flush()
+    commands.send(send_message(convo, "u2", "after", "after the poison"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 1, "the message after the poison records")
+    assert messages_of(convo)[0][2] == "after"
+    assert metric(ADMIN, "kchat_projector_poison_events_total") >= before + 3
+    log = (ROOT / os.environ["KCHAT_STATE_DIR"] / "logs" / "projector.log").read_text()
+    assert "undecodable event skipped" in log
+    wait_caught_up(brokers, r)
+
+
+def load(brokers, convos, per_convo, tag):
+    c = Commands(brokers)
+    for i in range(per_convo):
+        for cv in convos:
+            c.send(send_message(cv, ("u1", "u2", "u3")[i % 3], f"{tag}-{i}", f"load {tag} {i}"))
+            if i % 200 == 0:
+                c.p.poll(0)
+    c.flush()
+
+
+def test_kill_9_under_load_applies_every_event_once(commands, brokers, r):
+    convos = [new_id("k9") for _ in range(20)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 2500
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "k9"))
+    loader.start()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 5000, "part of the load applied", timeout=120)
+    subprocess.run(STACK + ["kill", "projector"], check=True, capture_output=True)
+    killed_at = applied()
+    loader.join()
+    assert killed_at < 20 * per, "the kill came in the middle of the load"
+    wait_until(lambda: applied() >= 20 * per, "the whole load applied", timeout=180)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT convo_id, count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id), "
+            "bool_and(content = 'load k9 ' || split_part(client_msg_id, '-', 2)) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+        last = dict(conn.execute("SELECT convo_id, last_seq FROM rm.conversations "
+                                 "WHERE convo_id = ANY(%s)", (convos,)).fetchall())
+    assert len(rows) == 20
+    for cv, n, lo, hi, distinct, contents_ok in rows:
+        assert (n, lo, hi, distinct) == (per, 1, per, per), f"{cv}: each message exactly once"
+        assert contents_ok, f"{cv}: contents as sent"
+        assert last[cv] == per
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+        assert r.zcard(f"kchat:rm:{gen}:recent:{cv}") == RECENT
+        assert r.zrange(f"kchat:rm:{gen}:recent:{cv}", 0, 0, withscores=True)[0][1] == \
+            per - RECENT + 1
+
+
+def test_a_second_projector_joining_and_leaving_mid_load_applies_every_event_once(
+        commands, brokers, r, tmp_path):
+    convos = [new_id("rb2") for _ in range(12)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 1500
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "j2"))
+    loader.start()
+    log_path = tmp_path / "second.log"
+    second = Daemon(DAEMONS["projector"]["binary"],
+                    ["--admin-port=0", f"--schemas-dir={ROOT / 'schemas'}"], log_path)
+    try:
+        wait_until(lambda: "partition assigned" in log_path.read_text(),
+                   "the second projector to take a share of the partitions")
+        assert second.stop(timeout=60) == 0
+    finally:
+        second.stop(signal.SIGKILL)
+    loader.join()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 12 * per, "the whole load applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT convo_id, count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+    assert sorted(n for _, *n in rows) == [[per, 1, per, per]] * 12
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+
+
+@pytest.mark.parametrize("service", ["pg", "redis"])
+def test_a_model_store_restarted_mid_load_loses_and_duplicates_nothing(commands, brokers, r,
+                                                                       service):
+    convos = [new_id(f"rs-{service}") for _ in range(6)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    per = 1000
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "rs"))
+    loader.start()
+    script = str(ROOT / "scripts" / f"{service}.sh")
+    subprocess.run([script, "stop"], check=True, capture_output=True)
+    time.sleep(1)
+    subprocess.run([script, "start"], check=True, capture_output=True)
+    loader.join()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    wait_until(lambda: applied() >= 6 * per, "the whole load applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        rows = conn.execute(
+            "SELECT count(*), min(seq_no), max(seq_no), count(DISTINCT client_msg_id) "
+            "FROM rm.messages WHERE convo_id = ANY(%s) GROUP BY convo_id", (convos,)).fetchall()
+    assert rows == [(per, 1, per, per)] * 6
+    gen = r.get("kchat:rm:gen")
+    for cv in convos:
+        assert r.hget(f"kchat:rm:{gen}:convo:{cv}", "last_seq") == str(per)
+        assert r.zcard(f"kchat:rm:{gen}:recent:{cv}") == RECENT
+
+
+def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
+    convo = new_id("c")
+    create(commands, convo, "u1", ["u2"])
+    commands.send(send_message(convo, "u2", "before-flush", "before"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 1, "the message in Postgres")
+    wait_caught_up(brokers, r)
+    before = redis_dump(r)
+    rebuilt = metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}')
+    r.flushall()
+    wait_caught_up(brokers, r)
+    assert redis_dump(r) == before
+    assert metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}') == rebuilt + 1
+    # And it keeps following the log.
+    commands.send(send_message(convo, "u1", "after-flush", "after"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 2, "the next message in Postgres")
+    wait_caught_up(brokers, r)
+    gen = r.get("kchat:rm:gen")
+    assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "last_seq") == "2"
+
+
+def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands, brokers, r):
+    """The batch script is called by its sha (EVALSHA); Redis forgets it on SCRIPT FLUSH (and
+    on a restart). The projector loads it again on NOSCRIPT and the batch is applied then:
+    no batch is given up, and the model equals one computed from the events."""
+    convos = [new_id("sf") for _ in range(4)]
+    for cv in convos:
+        create(commands, cv, "u1", ["u2", "u3"], origin="gateway:0")
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in convos), "the conversations")
+    wait_caught_up(brokers, r)
+    resyncs = metric(ADMIN, "kchat_projector_resyncs_total")
+    per = 400
+    loader = threading.Thread(target=load, args=(brokers, convos, per, "sf"))
+    loader.start()
+    flushes = 0
+    while loader.is_alive() or flushes < 3:
+        r.script_flush()
+        flushes += 1
+        time.sleep(0.05)
+    loader.join()
+    r.script_flush()
+    commands.send(command(convos[0], "u2", "SetReadMarker", {"seq_no": per}))
+    commands.flush()
+
+    def applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (convos,)).fetchone()[0]
+    # The processor has turned every command into an event, and both models hold them all.
+    wait_until(lambda: applied() >= len(convos) * per and read_seqs(convos[0])["u2"] == per,
+               "the whole load applied", timeout=180)
+    wait_caught_up(brokers, r)
+    assert metric(ADMIN, "kchat_projector_resyncs_total") == resyncs, "no batch was given up"
+    _, want = expected_models(read_all_events(brokers))
+    got = redis_dump(r)
+    for cv in convos:
+        for kind in ("convo", "members", "read", "recent"):
+            assert got[f"{kind}:{cv}"] == want[f"{kind}:{cv}"], (kind, cv)
+        assert len(got[f"recent:{cv}"]) == RECENT
+        assert got[f"convo:{cv}"]["last_seq"] == str(per)
+    for u in ("u1", "u2", "u3"):
+        assert got["lastseen"][u] == want["lastseen"][u]
+        assert [x for x in got[f"convos:{u}"] if x[0] in convos] == \
+            [x for x in want[f"convos:{u}"] if x[0] in convos]
+
+
+def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r, tmp_path):
+    wait_caught_up(brokers, r)
+    live_pg, live_redis = pg_dump(), redis_dump(r)
+    with pg() as conn:
+        old_pg_gen = conn.execute("SELECT generation FROM rm.meta").fetchone()[0]
+    old_gen = int(r.get("kchat:rm:gen"))
+
+    flowing = [new_id("rb") for _ in range(4)]
+    for cv in flowing:
+        create(commands, cv, "u1", ["u2", "u3"])
+    commands.flush()
+    wait_until(lambda: all(read_seqs(cv) for cv in flowing), "the conversations")
+    stop = threading.Event()
+    sent = {"n": 0}
+
+    def flow():
+        c = Commands(brokers)
+        i = 0
+        while not stop.is_set():
+            for cv in flowing:
+                c.send(send_message(cv, ("u1", "u2", "u3")[i % 3], f"rb-{i}", f"flow {i}"))
+            i += 1
+            if i % 10 == 0:  # about 400 messages/s at most: well below any rebuild's pace
+                c.flush()
+                time.sleep(0.1)
+        c.flush()
+        sent["n"] = i * len(flowing)
+
+    def flow_applied():
+        with pg() as conn:
+            return conn.execute("SELECT count(*) FROM rm.messages WHERE convo_id = ANY(%s)",
+                                (flowing,)).fetchone()[0]
+
+    sender = threading.Thread(target=flow)
+    sender.start()
+    log_path = tmp_path / "rebuild.log"
+    try:
+        with open(log_path, "w") as log:
+            rb = subprocess.run([str(BUILD / "projector" / "kchat-projector"), "--rebuild",
+                                 "--admin-port=0", f"--schemas-dir={ROOT / 'schemas'}",
+                                 "--progress-interval-ms=200"],
+                                stdout=log, stderr=subprocess.STDOUT, env=os.environ, timeout=170)
+    finally:
+        stop.set()
+        sender.join()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert rb.returncode == 0, log_path.read_text()[-2000:]
+    msgs = [line["msg"] for line in lines]
+    assert "rebuild caught up; swapping it in" in msgs
+    assert "Redis read model swapped in; rebuild done" in msgs
+    done = next(line for line in lines if line["msg"] == "rebuild caught up; swapping it in")
+    print(f"\nrebuild: {done['events']} events in {done['ms']} ms, "
+          f"{done['events_per_s']} events/s")
+    progress = [line for line in lines if line["msg"] == "rebuild progress"]
+    if done["ms"] >= 1000:  # logged every 200 ms: a run this long logs it
+        assert progress and {"events", "events_per_s", "lag", "eta_s"} <= set(progress[0])
+
+    assert sent["n"] > 0
+    wait_until(lambda: flow_applied() >= sent["n"], "the whole flow applied", timeout=120)
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        assert conn.execute("SELECT generation FROM rm.meta").fetchone()[0] == old_pg_gen + 1
+        leftovers = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rm_%%'"
+                                 ).fetchall()
+    assert leftovers == [], "rm_next was renamed and the old schema dropped"
+    assert int(r.get("kchat:rm:gen")) == old_gen + 1
+    assert not list(r.scan_iter(match=f"kchat:rm:{old_gen}:*", count=1000)), \
+        "the old generation's keys are gone"
+
+    # The swapped-in models equal a model computed from chat.events alone...
+    want_pg, want_redis = expected_models(read_all_events(brokers))
+    got_pg, got_redis = pg_dump(), redis_dump(r)
+    assert got_pg == want_pg
+    assert got_redis == want_redis
+    # ... and what the live models held before, for every conversation the flow left alone.
+    for table, rows in live_pg.items():
+        for k, v in rows.items():
+            assert got_pg[table][k] == v, (table, k)
+    for k, v in live_redis.items():
+        if k.startswith(("convo:", "members:", "read:", "recent:")):
+            assert got_redis[k] == v, k
+    # The flow was applied, gap-free.
+    for cv in flowing:
+        seqs = [row[0] for row in messages_of(cv)]
+        assert seqs == list(range(1, len(seqs) + 1)) and seqs

@@ -1,0 +1,103 @@
+"""The stack comes up from nothing: every daemon is healthy, topics and migrations are applied."""
+import json
+import subprocess
+
+import pytest
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                  ConfigResource)
+
+from kchat_testkit.http import http_get
+from kchat_testkit.stack import BUILD, DAEMONS, ROOT, psql
+
+EXPECTED_CHECKS = {
+    # the stack's processor runs the default two transactional producers
+    "processor": {"kafka_consumer", "kafka_producer", "kafka_producer_1"},
+    "projector": {"kafka_consumer", "postgres", "redis"},
+    "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
+    "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAEMONS))
+def test_health_is_green(name):
+    status, headers, body = http_get(DAEMONS[name]["health"] + "/health")
+    doc = json.loads(body)
+    assert status == 200, doc
+    assert headers["Content-Type"].startswith("application/json")
+    assert doc["status"] == "ok"
+    assert set(doc["checks"]) == EXPECTED_CHECKS[name]
+    assert all(c["ok"] for c in doc["checks"].values())
+
+
+def spec_topics():
+    with open(ROOT / "kafka" / "topics.json") as f:
+        return json.load(f)["topics"]
+
+
+def test_topics_match_the_spec(brokers):
+    admin = AdminClient({"bootstrap.servers": brokers})
+    md = admin.list_topics(timeout=10)
+    for t in spec_topics():
+        assert t["name"] in md.topics, t["name"]
+        assert len(md.topics[t["name"]].partitions) == t["partitions"]
+    resources = [ConfigResource("topic", t["name"]) for t in spec_topics()]
+    for res, fut in admin.describe_configs(resources).items():
+        got = fut.result()
+        want = next(t for t in spec_topics() if t["name"] == res.name)["config"]
+        for key, value in want.items():
+            assert got[key].value == value, (res.name, key)
+    events = admin.describe_configs([ConfigResource("topic", "chat.events")])
+    cfg = list(events.values())[0].result()
+    assert cfg["retention.ms"].value == "-1"
+    assert cfg["cleanup.policy"].value == "delete"
+
+
+def kchatctl(*args):
+    return subprocess.run([str(BUILD / "ctl" / "kchatctl"), *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_topics_apply_is_idempotent_and_repairs_drift(brokers):
+    first = kchatctl("topics", f"--kafka-brokers={brokers}")
+    assert first.returncode == 0, first.stderr
+    assert all(line.split()[-1] == "unchanged" for line in first.stdout.splitlines()), first.stdout
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    drift = ConfigResource("topic", "chat.commands", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    for fut in admin.incremental_alter_configs([drift]).values():
+        fut.result()
+    repaired = kchatctl("topics", f"--kafka-brokers={brokers}")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "chat.commands            configuration updated" in repaired.stdout
+    cfg = list(admin.describe_configs([ConfigResource("topic", "chat.commands")]).values())[0]
+    assert cfg.result()["retention.ms"].value == "604800000"
+
+
+def test_topics_rejects_a_bad_spec(tmp_path, brokers):
+    bad = tmp_path / "topics.json"
+    bad.write_text('{"topics": [{"name": "x", "partitions": 0, "replication_factor": 1}]}')
+    r = kchatctl("topics", f"--kafka-brokers={brokers}", f"--topics-file={bad}")
+    assert r.returncode != 0
+    assert "partitions" in r.stderr
+    bad.write_text("not json")
+    r = kchatctl("topics", f"--kafka-brokers={brokers}", f"--topics-file={bad}")
+    assert r.returncode != 0
+    assert "topics" in r.stderr
+
+
+def test_migrations_are_recorded_once(pg_dsn):
+    rows = psql("SELECT version, name FROM kchat_schema_migrations ORDER BY version")
+    files = sorted(p.name for p in (ROOT / "db" / "migrations").glob("*.sql"))
+    assert [r[1] for r in rows] == files
+    again = kchatctl("migrate", f"--pg-dsn={pg_dsn}")
+    assert again.returncode == 0, again.stderr
+    assert f"migrations: 0 applied, {len(files)} in total" in again.stdout
+
+
+def test_an_edited_migration_is_refused(tmp_path, pg_dsn):
+    for p in (ROOT / "db" / "migrations").glob("*.sql"):
+        (tmp_path / p.name).write_text(p.read_text() + "\n-- edited\n")
+    r = kchatctl("migrate", f"--pg-dsn={pg_dsn}", f"--migrations-dir={tmp_path}")
+    assert r.returncode != 0
+    assert "changed after it was applied" in r.stderr
