@@ -3,7 +3,8 @@
  * The pipeline of one request:
  *   http.c           routes it, checks the access token, parses the JSON body, and answers
  *                    it (errors, metrics by route and status); every request is an api_req_t
- *   auth.c           register / login / refresh: Argon2id off the loop, tokens
+ *   auth.c           register / login / refresh: Argon2id off the loop, tokens; the guessing
+ *                    throttle (Redis) and the fair queue of password work (throttle.c)
  *   conversations.c  create, list, get, add members, read marker
  *   users.c          find a user by exact username, or read one by id
  *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
@@ -29,6 +30,7 @@
 #include "kchat/pg.h"
 #include "kchat/redis.h"
 #include "kchat/util.h"
+#include "throttle.h"
 
 struct kc_schemas;
 
@@ -60,6 +62,16 @@ typedef struct {
     long long pwhash_max_inflight;
     long long pwhash_opslimit;
     long long pwhash_memlimit_kib;
+    long long pwhash_queue_max;
+    long long pwhash_per_address;
+    char *trusted_proxies;
+    long long login_fails_per_pair;
+    long long login_fails_per_address;
+    long long login_fails_per_account;
+    long long login_account_pace_ms;
+    long long login_delay_max_s;
+    long long login_fail_window_s;
+    long long register_per_address_hour;
     long long max_members;
     char *s3_endpoint;
     char *s3_bucket;
@@ -102,7 +114,12 @@ struct api {
     kc_list_t wait; /* the api_waiter_t, in deadline order */
     uv_timer_t wait_timer;
     /* auth.c */
-    int pwhash_inflight;
+    api_addrset_t trusted_proxies;
+    api_fq_t *pwq; /* the password work, queued and running */
+    int pumping;
+    api_ratelog_t refusal_log, redis_log;
+    kc_gauge_t *pwhash_queued_gauge;
+    kc_counter_t *pwhash_jobs;
     /* lifecycle */
     int inflight; /* requests not yet answered */
     int stopping;
@@ -127,6 +144,8 @@ struct api_req {
     char user_id[KC_JWT_SUB_MAX + 1];
     char username[KC_JWT_NAME_MAX + 1];
     char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's or a user's), checked */
+    char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
+    int client_is_proxy;           /* ... is one of --trusted-proxies: no per-address limits */
     cJSON *body;                   /* the parsed JSON body, when the route takes one */
     /* per-route state */
     char command_id[40];
@@ -143,6 +162,10 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp);
 /* Answers r (a JSON body, taken) and frees it. */
 void api_reply(api_req_t *r, int status, kc_buf_t *body);
 void api_error(api_req_t *r, int status, const char *code, const char *message);
+/* A refusal to come back later: api_error with a Retry-After of retry_after_s (0: none); a
+ * 5xx with one is not logged here (its module logs refusals at a bounded rate). */
+void api_refuse(api_req_t *r, int status, const char *code, const char *message,
+                int retry_after_s);
 /* A Postgres query for r on the pool; on failure to queue, answers 503 itself and returns -1. */
 int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb);
 /* The JSON body's string field (NULL if absent or not a string); a string holding a NUL is
@@ -164,6 +187,9 @@ void api_stop_when_drained(api_t *a, kc_daemon_t *d, void (*finish)(api_t *a));
 
 /* auth.c */
 int api_auth_init(api_t *a, char *err, size_t errlen);
+/* Refuses (503) the password work still waiting: called when the server stops. */
+void api_auth_stop(api_t *a);
+void api_auth_close(api_t *a);
 void api_auth_register(api_req_t *r);
 void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);

@@ -3,9 +3,22 @@
  * Passwords are stored as Argon2id strings (libsodium crypto_pwhash_str, with the options'
  * opslimit and memlimit) and checked with crypto_pwhash_str_verify. Both are slow by design,
  * so they run on libuv's thread pool (uv_queue_work), never on the loop, and at most
- * pwhash-max-inflight at a time: beyond that a request is answered 503 at once rather than
- * queued behind minutes of hashing. A login for an unknown user verifies against a dummy
- * hash, so its timing does not tell which usernames exist.
+ * pwhash-max-inflight at a time. The work waits its turn in throttle.c's fair queue, which
+ * serves client addresses round-robin: one address flooding logins delays itself, not the
+ * others. An address may have pwhash-per-address jobs queued or running and an account one
+ * (beyond: 429); the queue holds pwhash-queue-max (beyond: 503 busy). A login for an unknown
+ * user verifies against a dummy hash, so its timing does not tell which usernames exist.
+ *
+ * Guessing is throttled in Redis, so every replica sees the same counts (one script, one
+ * round trip, per check; the keys are throttle.h's). Before any hashing, a login is refused
+ * 429 while its (account, address) or its address is in a delay: each failure beyond
+ * login-fails-per-account-address (per pair) or login-fails-per-address (per address) doubles
+ * the delay from 1 s up to login-delay-max-s. An account is never locked: once it has seen
+ * login-fails-per-account failures from anywhere, its attempts are paced to one per
+ * login-account-pace-ms, so guessing from many addresses is slowed while the owner waits at
+ * worst a moment. A successful login clears its (account, address) count. Registration is
+ * limited per address per hour. When Redis cannot answer, the throttle fails open (the
+ * refusal would lock everyone out): logged at a bounded rate, counted.
  *
  * Access tokens are RS256 JWTs (lib/jwt.c). Refresh tokens are opaque ("rt_" + 32 random
  * bytes, base64url); only their SHA-256 is stored, with a family id shared by every token
@@ -27,6 +40,7 @@
 static char dummy_hash[crypto_pwhash_STRBYTES];
 
 typedef struct {
+    api_fq_job_t job; /* first: the queue's job is the state */
     uv_work_t work;
     api_req_t *r;
     int verify; /* 0: hash pw into hash; 1: check pw against hash */
@@ -42,8 +56,18 @@ typedef struct {
     char family_id[40];
 } auth_state_t;
 
+static void pump(api_t *a);
+
+/* Runs when the request is freed: a hashing slot still held (the request was answered while
+ * its work was being prepared) is given back. */
 static void state_free(void *p)
 {
+    auth_state_t *s = p;
+    api_t *a = s->r->a;
+    if (s->job.running) {
+        api_fq_done(a->pwq, &s->job);
+        pump(a);
+    }
     sodium_memzero(p, sizeof(auth_state_t));
     free(p);
 }
@@ -70,10 +94,66 @@ int api_auth_init(api_t *a, char *err, size_t errlen)
         kc_strlcpyf(err, errlen, "cannot hash a password with these pwhash limits");
         return -1;
     }
+    if (api_addrset_parse(&a->trusted_proxies, a->cfg.trusted_proxies, err, errlen) != 0)
+        return -1;
     a->pwhash_gauge = kc_metrics_gauge(a->app.metrics, "kchat_api_pwhash_inflight",
                                        "Password hashes or checks running on the thread pool.",
                                        NULL);
+    a->pwhash_queued_gauge =
+        kc_metrics_gauge(a->app.metrics, "kchat_api_pwhash_queued",
+                         "Password hashes or checks waiting for a slot.", NULL);
+    a->pwhash_jobs = kc_metrics_counter(a->app.metrics, "kchat_api_pwhash_jobs_total",
+                                        "Password hashes or checks given a slot.", NULL);
+    a->pwq = api_fq_new((int)a->cfg.pwhash_max_inflight, (int)a->cfg.pwhash_queue_max,
+                        (int)a->cfg.pwhash_per_address, 1);
     return 0;
+}
+
+void api_auth_close(api_t *a)
+{
+    api_fq_destroy(a->pwq);
+    a->pwq = NULL;
+}
+
+/* ---- refusals ---- */
+
+/* Counts one event in counter and logs it (what, with two string fields and the count of
+ * lines suppressed since the last) at most once a second. */
+static void count_and_log(kc_counter_t *counter, api_ratelog_t *rl, const char *what,
+                          const char *k1, const char *v1, const char *k2, const char *v2)
+{
+    kc_counter_inc(counter);
+    long long suppressed;
+    if (api_ratelog_ok(rl, kc_mono_ns(), &suppressed))
+        kc_log_kv(KC_LOG_WARN,
+                  KC_FIELDS(KC_STR(k1, v1), KC_STR(k2, v2), KC_INT("suppressed", suppressed)),
+                  "%s", what);
+}
+
+/* Answers a refusal (429 or 503, Retry-After from retry_ms), counted by reason. */
+static void refuse(api_req_t *r, int status, const char *reason, const char *code,
+                   const char *message, long long retry_ms)
+{
+    api_t *a = r->a;
+    const char *lbl[] = {"reason", reason, NULL};
+    count_and_log(kc_metrics_counter(a->app.metrics, "kchat_api_auth_refusals_total",
+                                     "Logins and registrations refused before any password "
+                                     "work (429 throttled, 503 busy), by reason.",
+                                     lbl),
+                  &a->refusal_log, "auth request refused", "reason", reason, "client", r->client);
+    long long secs = (retry_ms + 999) / 1000;
+    api_refuse(r, status, code, message, secs < 1 ? 1 : secs > 86400 ? 86400 : (int)secs);
+}
+
+/* Redis did not answer a throttle check: the request goes on unthrottled (fail open). */
+static void throttle_unavailable(api_t *a, const char *err)
+{
+    count_and_log(kc_metrics_counter(a->app.metrics, "kchat_api_auth_throttle_skipped_total",
+                                     "Throttle checks skipped because Redis did not answer "
+                                     "(the request was let through).",
+                                     NULL),
+                  &a->redis_log, "the login throttle cannot reach Redis: letting requests through",
+                  "error", err, "effect", "fail open");
 }
 
 /* ---- checks of the input ---- */
@@ -141,30 +221,257 @@ static void pw_work(uv_work_t *w)
 
 static void after_register_hash(uv_work_t *w, int status);
 static void after_login_verify(uv_work_t *w, int status);
+static void on_login_user(void *arg, const PGresult *res, const char *err);
 
-static int queue_pw(api_req_t *r, auth_state_t *s, int verify)
+static void set_gauges(api_t *a)
 {
-    api_t *a = r->a;
-    if (a->pwhash_inflight >= a->cfg.pwhash_max_inflight) {
-        api_error(r, 503, "busy", "too many logins at once; retry in a moment");
-        return -1;
-    }
-    s->verify = verify;
-    s->work.data = s;
-    if (uv_queue_work(a->app.loop, &s->work, pw_work,
-                      verify ? after_login_verify : after_register_hash) != 0) {
-        api_error(r, 503, "busy", "cannot queue the password work");
-        return -1;
-    }
-    a->pwhash_inflight++;
-    kc_gauge_set(a->pwhash_gauge, a->pwhash_inflight);
-    return 0;
+    kc_gauge_set(a->pwhash_gauge, api_fq_running(a->pwq));
+    kc_gauge_set(a->pwhash_queued_gauge, api_fq_queued(a->pwq));
 }
 
-static void pw_done(api_t *a)
+/* The hash work of s, whose job holds a slot, goes to the thread pool. */
+static void queue_pw(auth_state_t *s)
 {
-    a->pwhash_inflight--;
-    kc_gauge_set(a->pwhash_gauge, a->pwhash_inflight);
+    api_req_t *r = s->r;
+    s->work.data = s;
+    if (uv_queue_work(r->a->app.loop, &s->work, pw_work,
+                      s->verify ? after_login_verify : after_register_hash) != 0)
+        api_error(r, 503, "busy", "cannot queue the password work"); /* frees the slot */
+}
+
+/* A job got its slot: a login reads the account first, a registration hashes at once. */
+static void start_job(auth_state_t *s)
+{
+    api_req_t *r = s->r;
+    kc_counter_inc(r->a->pwhash_jobs);
+    if (!s->verify) {
+        queue_pw(s);
+        return;
+    }
+    const char *params[] = {s->username};
+    (void)api_pg(r,
+                 "SELECT u.user_id, c.password_hash FROM users u "
+                 "JOIN credentials c USING (user_id) WHERE u.username = $1",
+                 1, params, on_login_user);
+}
+
+/* Starts what may start. A job's failure to start frees its slot and calls pump again:
+ * that inner call returns at once and this loop goes on. */
+static void pump(api_t *a)
+{
+    if (a->pumping || !a->pwq)
+        return;
+    a->pumping = 1;
+    api_fq_job_t *job;
+    while ((job = api_fq_next(a->pwq)))
+        start_job((auth_state_t *)(void *)job);
+    a->pumping = 0;
+    set_gauges(a);
+}
+
+/* The hash of s is done: its slot goes to the next job. */
+static void pw_done(auth_state_t *s)
+{
+    api_t *a = s->r->a;
+    api_fq_done(a->pwq, &s->job);
+    pump(a);
+}
+
+/* Queues the password work of r; refuses (429, 503) when its address, its account or the
+ * queue is full. */
+static void enqueue(api_req_t *r, auth_state_t *s)
+{
+    api_t *a = r->a;
+    switch (api_fq_push(a->pwq, &s->job, r->client, r->client_is_proxy, s->username)) {
+    case API_FQ_OK:
+        pump(a);
+        return;
+    case API_FQ_FULL:
+        refuse(r, 503, "busy", "busy", "too many logins at once; retry in a moment", 1000);
+        return;
+    case API_FQ_ADDRESS:
+        refuse(r, 429, "address_busy", "throttled",
+               "too many logins or registrations from this address at once", 1000);
+        return;
+    case API_FQ_ACCOUNT:
+        refuse(r, 429, "account_busy", "throttled", "this account is already logging in", 1000);
+        return;
+    }
+}
+
+void api_auth_stop(api_t *a)
+{
+    api_fq_job_t *job;
+    while (a->pwq && (job = api_fq_take(a->pwq)))
+        api_error(((auth_state_t *)(void *)job)->r, 503, "stopping", "the server is stopping");
+    if (a->pwq)
+        set_gauges(a);
+}
+
+/* ---- the guessing throttle (Redis) ---- */
+
+/* KEYS: pair, address, account. ARGV: now ms, account failures before pacing, pace ms,
+ * whether the address's own count applies (1, 0). Returns {ms to wait, what} ({0, ""}: go
+ * on). Takes the account's pacing slot. */
+static const char CHECK_LUA[] =
+    "local now = tonumber(ARGV[1])\n"
+    "local wait, why = 0, ''\n"
+    "for i, what in ipairs({'account_address', 'address'}) do\n"
+    "  if i == 1 or ARGV[4] == '1' then\n"
+    "    local u = tonumber(redis.call('HGET', KEYS[i], 'until') or '0')\n"
+    "    if u - now > wait then wait = u - now; why = what end\n"
+    "  end\n"
+    "end\n"
+    "if wait > 0 then return {wait, why} end\n"
+    "local n = tonumber(redis.call('HGET', KEYS[3], 'n') or '0')\n"
+    "if n >= tonumber(ARGV[2]) then\n"
+    "  local nxt = tonumber(redis.call('HGET', KEYS[3], 'next') or '0')\n"
+    "  if nxt > now then return {nxt - now, 'account'} end\n"
+    "  redis.call('HSET', KEYS[3], 'next', now + tonumber(ARGV[3]))\n"
+    "end\n"
+    "return {0, ''}\n";
+
+/* KEYS: pair, address, account. ARGV: now ms, pair threshold, address threshold, first
+ * delay ms, longest delay ms, window ms, whether the address counts (1, 0). Counts a failure;
+ * from the threshold on, each one sets a delay twice the last. A count lives a window past
+ * its failure or its delay. */
+static const char FAIL_LUA[] =
+    "local now, first, top, win = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5]), "
+    "tonumber(ARGV[6])\n"
+    "for i = 1, 3 do\n"
+    "  if i ~= 2 or ARGV[7] == '1' then\n"
+    "    local n = redis.call('HINCRBY', KEYS[i], 'n', 1)\n"
+    "    local ttl = win\n"
+    "    local thr = tonumber(ARGV[i + 1])\n"
+    "    if i < 3 and n >= thr then\n"
+    "      local d = math.min(first * 2 ^ math.min(n - thr, 40), top)\n"
+    "      redis.call('HSET', KEYS[i], 'until', now + d)\n"
+    "      ttl = win + d\n"
+    "    end\n"
+    "    redis.call('PEXPIRE', KEYS[i], ttl)\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* KEYS: the address's registrations. ARGV: the limit, the window ms. Returns 0 (counted), or
+ * the ms until the window ends. */
+static const char REGISTER_LUA[] =
+    "local n = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if n >= tonumber(ARGV[1]) then\n"
+    "  local t = redis.call('PTTL', KEYS[1])\n"
+    "  if t < 1 then t = 1000 end\n"
+    "  return t\n"
+    "end\n"
+    "if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return 0\n";
+
+typedef struct {
+    char pair[sizeof(API_THROTTLE_PAIR) + API_USERNAME_MAX + 1 + KC_HTTP_PEER_MAX];
+    char addr[sizeof(API_THROTTLE_ADDR) + KC_HTTP_PEER_MAX];
+    char account[sizeof(API_THROTTLE_ACCOUNT) + API_USERNAME_MAX];
+} keys_t;
+
+static void keys_of(const api_req_t *r, const auth_state_t *s, keys_t *k)
+{
+    (void)kc_strlcpyf(k->pair, sizeof(k->pair), API_THROTTLE_PAIR "%s:%s", s->username,
+                      r->client);
+    (void)kc_strlcpyf(k->addr, sizeof(k->addr), API_THROTTLE_ADDR "%s", r->client);
+    (void)kc_strlcpyf(k->account, sizeof(k->account), API_THROTTLE_ACCOUNT "%s", s->username);
+}
+
+static int eval(api_t *a, kc_redis_cb cb, void *arg, const char *script, int nkeys,
+                const char *const *args, int nargs)
+{
+    const char *argv[16];
+    char nk[8];
+    if (nargs > (int)KC_ARRAY_LEN(argv) - 3)
+        return -1;
+    (void)kc_strlcpyf(nk, sizeof(nk), "%d", nkeys);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = nk;
+    for (int i = 0; i < nargs; i++)
+        argv[3 + i] = args[i];
+    if (!kc_redis_connected(a->redis))
+        return -1;
+    return kc_redis_command(a->redis, cb, arg, 3 + nargs, argv, NULL);
+}
+
+static void on_throttle_write(void *arg, const redisReply *reply, const char *err)
+{
+    if (err || !reply || reply->type == REDIS_REPLY_ERROR)
+        throttle_unavailable(arg, err ? err : reply ? reply->str : "no reply");
+}
+
+/* A wrong password (or an unknown account): counted everywhere it counts. */
+static void record_failure(api_req_t *r, auth_state_t *s)
+{
+    api_t *a = r->a;
+    keys_t k;
+    keys_of(r, s, &k);
+    char now[24], pair[24], addr[24], first[24], top[24], win[24];
+    (void)kc_strlcpyf(now, sizeof(now), "%lld", (long long)kc_now_ms());
+    (void)kc_strlcpyf(pair, sizeof(pair), "%lld", a->cfg.login_fails_per_pair);
+    (void)kc_strlcpyf(addr, sizeof(addr), "%lld", a->cfg.login_fails_per_address);
+    (void)kc_strlcpyf(first, sizeof(first), "%d", 1000);
+    (void)kc_strlcpyf(top, sizeof(top), "%lld", a->cfg.login_delay_max_s * 1000);
+    (void)kc_strlcpyf(win, sizeof(win), "%lld", a->cfg.login_fail_window_s * 1000);
+    const char *args[] = {k.pair, k.addr,  k.account, now, pair,
+                          addr,   first, top,       win, r->client_is_proxy ? "0" : "1"};
+    if (eval(a, on_throttle_write, a, FAIL_LUA, 3, args, (int)KC_ARRAY_LEN(args)) != 0)
+        throttle_unavailable(a, "not connected");
+}
+
+/* The owner got in from this address: its failures there are forgotten. */
+static void record_success(api_req_t *r, auth_state_t *s)
+{
+    keys_t k;
+    keys_of(r, s, &k);
+    const char *argv[] = {"DEL", k.pair};
+    if (!kc_redis_connected(r->a->redis) ||
+        kc_redis_command(r->a->redis, on_throttle_write, r->a, 2, argv, NULL) != 0)
+        throttle_unavailable(r->a, "not connected");
+}
+
+static void on_login_checked(void *arg, const redisReply *reply, const char *err)
+{
+    api_req_t *r = arg;
+    auth_state_t *s = r->state;
+    if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        throttle_unavailable(r->a, err ? err : reply && reply->str ? reply->str : "bad reply");
+        enqueue(r, s);
+        return;
+    }
+    long long wait = reply->element[0]->integer;
+    if (wait <= 0) {
+        enqueue(r, s);
+        return;
+    }
+    const char *why = reply->element[1]->str;
+    refuse(r, 429,
+           strcmp(why, "account") == 0   ? "account_paced"
+           : strcmp(why, "address") == 0 ? "address_failures"
+                                         : "account_address_failures",
+           "throttled", "too many failed logins; retry after the delay", wait);
+}
+
+static void on_register_checked(void *arg, const redisReply *reply, const char *err)
+{
+    api_req_t *r = arg;
+    auth_state_t *s = r->state;
+    if (err || !reply || reply->type != REDIS_REPLY_INTEGER) {
+        throttle_unavailable(r->a, err ? err : reply && reply->str ? reply->str : "bad reply");
+        enqueue(r, s);
+        return;
+    }
+    if (reply->integer > 0) {
+        refuse(r, 429, "registrations", "throttled",
+               "too many registrations from this address; retry later", reply->integer);
+        return;
+    }
+    enqueue(r, s);
 }
 
 /* ---- register ---- */
@@ -195,7 +502,7 @@ static void after_register_hash(uv_work_t *w, int status)
 {
     auth_state_t *s = w->data;
     api_req_t *r = s->r;
-    pw_done(r->a);
+    pw_done(s);
     if (status != 0 || s->rc != 0) {
         api_error(r, 503, "unavailable", "the password could not be hashed");
         return;
@@ -217,7 +524,19 @@ void api_auth_register(api_req_t *r)
     auth_state_t *s = state_of(r);
     if (read_credentials(r, s, 1) != 0)
         return;
-    (void)queue_pw(r, s, 0);
+    api_t *a = r->a;
+    if (r->client_is_proxy) { /* the per-address limit is all there is */
+        enqueue(r, s);
+        return;
+    }
+    char key[sizeof(API_THROTTLE_REGISTER) + KC_HTTP_PEER_MAX], limit[24];
+    (void)kc_strlcpyf(key, sizeof(key), API_THROTTLE_REGISTER "%s", r->client);
+    (void)kc_strlcpyf(limit, sizeof(limit), "%lld", a->cfg.register_per_address_hour);
+    const char *args[] = {key, limit, "3600000"};
+    if (eval(a, on_register_checked, r, REGISTER_LUA, 1, args, 3) != 0) {
+        throttle_unavailable(a, "not connected");
+        enqueue(r, s);
+    }
 }
 
 /* ---- tokens ---- */
@@ -300,15 +619,17 @@ static void after_login_verify(uv_work_t *w, int status)
     auth_state_t *s = w->data;
     api_req_t *r = s->r;
     api_t *a = r->a;
-    pw_done(a);
+    pw_done(s);
     if (status != 0) {
         api_error(r, 503, "unavailable", "the password could not be checked");
         return;
     }
     if (!s->found || s->rc != 0) {
+        record_failure(r, s);
         api_error(r, 401, "invalid_credentials", "wrong username or password");
         return;
     }
+    record_success(r, s);
     char hash_hex[65], ttl[24];
     new_refresh_token(s->pw, hash_hex);
     kc_uuid4(s->family_id);
@@ -338,7 +659,7 @@ static void on_login_user(void *arg, const PGresult *res, const char *err)
         api_error(r, 500, "internal", "a stored password hash is malformed");
         return;
     }
-    (void)queue_pw(r, s, 1);
+    queue_pw(s);
 }
 
 void api_auth_login(api_req_t *r)
@@ -346,15 +667,20 @@ void api_auth_login(api_req_t *r)
     auth_state_t *s = state_of(r);
     if (read_credentials(r, s, 0) != 0)
         return;
-    if (r->a->pwhash_inflight >= r->a->cfg.pwhash_max_inflight) {
-        api_error(r, 503, "busy", "too many logins at once; retry in a moment");
-        return;
+    s->verify = 1;
+    api_t *a = r->a;
+    keys_t k;
+    keys_of(r, s, &k);
+    char now[24], after[24], pace[24];
+    (void)kc_strlcpyf(now, sizeof(now), "%lld", (long long)kc_now_ms());
+    (void)kc_strlcpyf(after, sizeof(after), "%lld", a->cfg.login_fails_per_account);
+    (void)kc_strlcpyf(pace, sizeof(pace), "%lld", a->cfg.login_account_pace_ms);
+    const char *args[] = {k.pair, k.addr, k.account, now, after, pace,
+                          r->client_is_proxy ? "0" : "1"};
+    if (eval(a, on_login_checked, r, CHECK_LUA, 3, args, (int)KC_ARRAY_LEN(args)) != 0) {
+        throttle_unavailable(a, "not connected");
+        enqueue(r, s);
     }
-    const char *params[] = {s->username};
-    (void)api_pg(r,
-                 "SELECT u.user_id, c.password_hash FROM users u "
-                 "JOIN credentials c USING (user_id) WHERE u.username = $1",
-                 1, params, on_login_user);
 }
 
 /* ---- refresh ---- */

@@ -101,7 +101,7 @@ static void answer(api_req_t *r, kc_http_resp_t *resp)
     api_t *a = r->a;
     double secs = (double)(kc_mono_ns() - r->t0_ns) / 1e9;
     count(a, r->route, resp->status, secs);
-    if (resp->status >= 500)
+    if (resp->status >= 500 && resp->retry_after_s == 0)
         kc_log_kv(KC_LOG_WARN,
                   KC_FIELDS(KC_STR("route", r->route), KC_INT("status", resp->status),
                             KC_STR("user_id", r->user_id)),
@@ -123,7 +123,13 @@ void api_reply(api_req_t *r, int status, kc_buf_t *body)
 
 void api_error(api_req_t *r, int status, const char *code, const char *message)
 {
-    kc_http_resp_t resp = {0};
+    api_refuse(r, status, code, message, 0);
+}
+
+void api_refuse(api_req_t *r, int status, const char *code, const char *message,
+                int retry_after_s)
+{
+    kc_http_resp_t resp = {.retry_after_s = retry_after_s};
     kc_http_error(&resp, status, code, message);
     answer(r, &resp);
 }
@@ -344,6 +350,8 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     r->http = req;
     r->t0_ns = kc_mono_ns();
     r->route = found ? found->route : "unmatched";
+    r->client_is_proxy = api_client_addr(req->peer, kc_http_header(req, "X-Forwarded-For"),
+                                         &a->trusted_proxies, r->client);
     r->pending = kc_http_suspend(req);
     a->inflight++;
     if (a->stopping) {

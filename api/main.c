@@ -41,7 +41,36 @@ static const kc_cfg_opt_t api_opts[] = {
     {"refresh-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, refresh_ttl_s), "2592000", 60, 31536000,
      "lifetime of a refresh token, seconds (each refresh issues a new one)"},
     {"pwhash-max-inflight", KC_CFG_INT, offsetof(api_cfg_t, pwhash_max_inflight), "4", 1, 256,
-     "password hashes or checks running at once; more get 503"},
+     "password hashes or checks running at once; more wait in the fair queue"},
+    {"pwhash-queue-max", KC_CFG_INT, offsetof(api_cfg_t, pwhash_queue_max), "256", 0, 65536,
+     "password hashes or checks waiting for a slot (round-robin by client address); more get "
+     "503 busy"},
+    {"pwhash-per-address", KC_CFG_INT, offsetof(api_cfg_t, pwhash_per_address), "2", 1, 1024,
+     "password hashes or checks queued or running for one client address; more get 429"},
+    {"trusted-proxies", KC_CFG_STR, offsetof(api_cfg_t, trusted_proxies), "127.0.0.1,::1", 0,
+     1024,
+     "comma-separated proxy addresses whose X-Forwarded-For names the client (right-most "
+     "untrusted entry); their own requests skip the per-address limits"},
+    {"login-fails-per-account-address", KC_CFG_INT, offsetof(api_cfg_t, login_fails_per_pair),
+     "5", 1, 1000000,
+     "failed logins of one account from one address before each further one doubles a delay "
+     "(429)"},
+    {"login-fails-per-address", KC_CFG_INT, offsetof(api_cfg_t, login_fails_per_address), "20",
+     1, 1000000,
+     "failed logins from one address (any account) before each further one doubles a delay "
+     "(429)"},
+    {"login-fails-per-account", KC_CFG_INT, offsetof(api_cfg_t, login_fails_per_account), "10",
+     1, 1000000,
+     "failed logins of one account (any address) before its attempts are paced (never "
+     "locked)"},
+    {"login-account-pace-ms", KC_CFG_INT, offsetof(api_cfg_t, login_account_pace_ms), "1000", 0,
+     60000, "the pacing: one login attempt per this many ms for an account under attack (0: none)"},
+    {"login-delay-max-s", KC_CFG_INT, offsetof(api_cfg_t, login_delay_max_s), "900", 1, 86400,
+     "longest delay after failed logins (the first is 1 s, each failure doubles it)"},
+    {"login-fail-window-s", KC_CFG_INT, offsetof(api_cfg_t, login_fail_window_s), "900", 1,
+     86400, "failed logins are forgotten this long after the last one (or its delay's end)"},
+    {"register-per-address-hour", KC_CFG_INT, offsetof(api_cfg_t, register_per_address_hour),
+     "60", 1, 1000000, "registrations one client address may make per hour; more get 429"},
     {"pwhash-opslimit", KC_CFG_INT, offsetof(api_cfg_t, pwhash_opslimit), "2", 1, 10,
      "Argon2id passes (libsodium's interactive limit is 2)"},
     {"pwhash-memlimit-kib", KC_CFG_INT, offsetof(api_cfg_t, pwhash_memlimit_kib), "65536", 8,
@@ -73,6 +102,7 @@ static void finish_stop(api_t *a)
         kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
     kc_kafka_unbind(&a->producer);
     api_commands_close(a);
+    api_auth_close(a);
     for (int i = 0; i < a->npool; i++) {
         kc_pg_close(a->pool[i]);
         a->pool[i] = NULL;
@@ -91,6 +121,7 @@ static void on_stop(kc_daemon_t *d, void *arg)
     api_t *a = arg;
     kc_health_set_stopping(a->app.health);
     kc_httpd_stop_accepting(a->http);
+    api_auth_stop(a);
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("inflight", a->inflight)),
               "waiting for the requests in flight");
     api_stop_when_drained(a, d, finish_stop);
@@ -143,6 +174,7 @@ static void cleanup(api_t *a)
         kc_pg_close(a->pool[i]);
     kc_pg_close(a->listen_pg);
     kc_redis_close(a->redis);
+    api_auth_close(a);
     if (a->wait_timer.loop && !uv_is_closing((uv_handle_t *)&a->wait_timer))
         uv_close((uv_handle_t *)&a->wait_timer, NULL);
 }

@@ -49,6 +49,7 @@ struct req_ctx {
     int too_large;
     int dispatched; /* the handler has been called */
     kc_http_pending_t *pending;
+    char peer[KC_HTTP_PEER_MAX];
 };
 
 static void pending_free(kc_http_pending_t *p)
@@ -170,15 +171,40 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, kc_http_resp_t *re
         return MHD_NO;
     }
     enum MHD_Result rc = MHD_YES;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                resp->content_type ? resp->content_type : "application/json") !=
-            MHD_YES ||
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES)
+    if (resp->retry_after_s > 0) {
+        char ra[24];
+        (void)kc_strlcpyf(ra, sizeof(ra), "%d", resp->retry_after_s);
+        if (MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra) != MHD_YES)
+            rc = MHD_NO;
+    }
+    if (rc == MHD_YES &&
+        (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                 resp->content_type ? resp->content_type : "application/json") !=
+             MHD_YES ||
+         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES))
         rc = MHD_NO;
     if (rc == MHD_YES)
         rc = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* The connected peer's address as text, "" when MHD does not know it. */
+static void peer_text(struct MHD_Connection *conn, char *out, size_t size)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (!sa)
+        return;
+    const void *bin = NULL;
+    if (sa->sa_family == AF_INET)
+        bin = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        bin = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (!bin || !inet_ntop(sa->sa_family, bin, out, (socklen_t)size))
+        out[0] = '\0';
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -210,6 +236,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx = kc_xcalloc(1, sizeof(*ctx));
         *con_cls = ctx;
         h->active++;
+        peer_text(conn, ctx->peer, sizeof(ctx->peer));
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -244,6 +271,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         kc_http_req_t req = {.method = method,
                              .path = url,
+                             .peer = ctx->peer,
                              .body = ctx->body.data ? ctx->body.data : "",
                              .body_len = ctx->body.len,
                              .conn = conn,

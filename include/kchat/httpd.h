@@ -16,6 +16,7 @@
 #ifndef KCHAT_HTTPD_H
 #define KCHAT_HTTPD_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -23,12 +24,17 @@
 
 typedef struct kc_httpd kc_httpd_t;
 
+/* Room for a peer's address as text (INET6_ADDRSTRLEN). */
+#define KC_HTTP_PEER_MAX INET6_ADDRSTRLEN
+
 typedef struct {
     const char *method;
     const char *path;
     const char *body;
     size_t body_len;
-    void *conn; /* struct MHD_Connection *, for kc_http_header / kc_http_query */
+    const char *peer; /* the connected peer's address as text (IPv4 dotted or IPv6), "" when
+                       * unknown: the client, or the proxy in front of it */
+    void *conn;       /* struct MHD_Connection *, for kc_http_header / kc_http_query */
     void *priv; /* the server's per-request state (for kc_http_suspend) */
 } kc_http_req_t;
 
@@ -36,13 +42,15 @@ typedef struct {
     int status;
     const char *content_type; /* static string; "application/json" when NULL */
     kc_buf_t body;
+    int retry_after_s; /* > 0: a Retry-After header with this many seconds (429, 503) */
 } kc_http_resp_t;
 
 typedef void (*kc_httpd_handler_fn)(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp);
 
 const char *kc_http_header(const kc_http_req_t *req, const char *name);
 const char *kc_http_query(const kc_http_req_t *req, const char *name);
-/* Fills resp with {"error":{"code":code,"message":message}} and the status. */
+/* Fills resp with {"error":{"code":code,"message":message}} and the status (retry_after_s
+ * is left as it is). */
 void kc_http_error(kc_http_resp_t *resp, int status, const char *code, const char *message);
 
 /* A request whose answer comes later. */

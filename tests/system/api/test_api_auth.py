@@ -207,10 +207,11 @@ def test_metrics_count_routes_and_statuses():
 
 
 def test_password_hashing_is_bounded_and_off_the_loop():
-    """With one hash allowed in flight, a second login while a slow hash runs is told 503
-    busy at once, and the loop keeps serving (/health, other routes) meanwhile."""
-    p, base = api_instance("--pwhash-max-inflight=1", "--pwhash-opslimit=10",
-                           "--pwhash-memlimit-kib=131072")
+    """With one hash allowed in flight and none waiting, a second login while a slow hash
+    runs is told 503 busy at once, and the loop keeps serving (/health, other routes)
+    meanwhile."""
+    p, base = api_instance("--pwhash-max-inflight=1", "--pwhash-queue-max=0",
+                           "--pwhash-opslimit=10", "--pwhash-memlimit-kib=131072")
     try:
         slow = []
         t = threading.Thread(target=lambda: slow.append(http_get(
