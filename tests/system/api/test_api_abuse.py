@@ -7,12 +7,14 @@ The tests call the API from loopback, a trusted proxy by default, so an X-Forwar
 header names the client address each request stands for."""
 import json
 import random
-import subprocess
 import threading
 import time
 
-from api_client import BASE, Resp, User, api_instance, unique_name
-from conftest import BUILD, ROOT, free_port, http_get, read_log_lines, wait_until
+from kchat_testkit.api import BASE, Resp, User, api_instance, unique_name
+from kchat_testkit.daemon import Daemon
+from kchat_testkit.http import free_port, http_get, wait_until
+from kchat_testkit.metrics import samples, scrape
+from kchat_testkit.stack import BUILD, ROOT
 
 
 def addr():
@@ -29,12 +31,8 @@ def post(path, body, client, base=BASE):
 
 def metric(name, base=BASE):
     """The sum of a metric's series (0 when absent)."""
-    text = http_get(base + "/metrics")[2].decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(v for k, v in samples(scrape(base), name).items()
+               if k == name or k.startswith(name + "{"))
 
 
 def retry_after(r):
@@ -97,8 +95,7 @@ def test_an_account_guessed_from_many_addresses_is_paced_not_locked():
         r = post("/auth/login", {"username": v.name, "password": v.password}, addr(), base)
         assert r.status == 200, r
     finally:
-        p.terminate()
-        p.wait(30)
+        p.stop()
 
 
 def test_a_flood_of_logins_does_not_starve_another_address():
@@ -140,8 +137,7 @@ def test_a_flood_of_logins_does_not_starve_another_address():
         assert 429 in statuses, sorted(set(statuses))
         assert set(statuses) <= {401, 429}, sorted(set(statuses))
     finally:
-        p.terminate()
-        p.wait(30)
+        p.stop()
 
 
 def test_registrations_are_limited_per_address():
@@ -163,8 +159,7 @@ def test_registrations_are_limited_per_address():
         assert 'kchat_api_auth_refusals_total{reason="registrations"}' in \
             http_get(base + "/metrics")[2].decode()
     finally:
-        p.terminate()
-        p.wait(30)
+        p.stop()
 
 
 def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy():
@@ -179,18 +174,17 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy():
                  addr(), base)
         assert (r.status, r.code) == (429, "throttled"), r
     finally:
-        p.terminate()
-        p.wait(30)
+        p.stop()
 
 
 def test_without_redis_the_throttle_fails_open(tmp_path):
     """Redis unreachable: logins and registrations go on unthrottled, which is counted and
     logged (at a bounded rate), rather than refused."""
-    port, log = free_port(), tmp_path / "api.log"
-    with open(log, "w") as err:
-        p = subprocess.Popen([str(BUILD / "api" / "kchat-api"), f"--listen-port={port}",
-                              f"--schemas-dir={ROOT / 'schemas'}", f"--redis-port={free_port()}"],
-                             stderr=err, stdout=subprocess.DEVNULL)
+    port = free_port()
+    p = Daemon(BUILD / "api" / "kchat-api", [f"--listen-port={port}",
+                                              f"--schemas-dir={ROOT / 'schemas'}",
+                                              f"--redis-port={free_port()}"],
+               log_path=tmp_path / "api.log")
     base = f"http://127.0.0.1:{port}"
     try:
         # /health says 503 (its redis check fails) but the API serves
@@ -204,9 +198,7 @@ def test_without_redis_the_throttle_fails_open(tmp_path):
         r = post("/auth/login", {"username": name, "password": "long enough"}, client, base)
         assert r.status == 200, r
         assert metric("kchat_api_auth_throttle_skipped_total", base) >= 10
-        lines = read_log_lines(log.read_text())
-        skipped = [x for x in lines if x["msg"].startswith("the login throttle cannot reach")]
+        skipped = [x for x in p.entries() if x["msg"].startswith("the login throttle cannot reach")]
         assert 1 <= len(skipped) < 10, skipped  # not a line per request
     finally:
-        p.terminate()
-        p.wait(30)
+        p.stop()
