@@ -31,13 +31,13 @@
 #include "kchat/redis.h"
 #include "kchat/util.h"
 #include "throttle.h"
+#include "username.h"
 
 struct kc_schemas;
 
 #define API_MAX_POOL 16
 #define API_TITLE_MAX 256   /* bytes, as the processor allows */
 #define API_ID_MAX 128      /* the processor's default max-id-bytes */
-#define API_USERNAME_MAX 64 /* bytes */
 #define API_PASSWORD_MIN 8
 #define API_PASSWORD_MAX 1024
 #define API_QUERY_MAX 256 /* search text, bytes */
@@ -193,9 +193,6 @@ void api_auth_close(api_t *a);
 void api_auth_register(api_req_t *r);
 void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);
-/* 1..64 bytes of UTF-8: ASCII letters, digits, '_', '.', '-', and non-ASCII characters
- * other than the C1 controls (the rule of registration). */
-int api_username_ok(const char *u);
 
 /* users.c */
 void api_users_find(api_req_t *r);

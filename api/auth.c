@@ -52,7 +52,8 @@ typedef struct {
     /* the account */
     int found;
     char user_id[KC_ID_MAX];
-    char username[API_USERNAME_MAX + 1];
+    char username[API_USERNAME_MAX + 1];  /* as registered (the display form) */
+    char key[API_USERNAME_KEY_MAX + 1]; /* what makes it unique (api/username.h) */
     char family_id[40];
 } auth_state_t;
 
@@ -158,25 +159,6 @@ static void throttle_unavailable(api_t *a, const char *err)
 
 /* ---- checks of the input ---- */
 
-int api_username_ok(const char *u)
-{
-    size_t n = strlen(u);
-    if (n < 1 || n > API_USERNAME_MAX || !kc_utf8_valid(u, n))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)u[i];
-        if (c >= 0x80) {
-            if (c == 0xC2 && i + 1 < n && (unsigned char)u[i + 1] <= 0x9F)
-                return 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Reads {username, password}; 0, or -1 after answering. */
 static int read_credentials(api_req_t *r, auth_state_t *s, int registering)
 {
@@ -187,23 +169,22 @@ static int read_credentials(api_req_t *r, auth_state_t *s, int registering)
         return -1;
     }
     size_t pl = strlen(p);
+    const char *why = NULL;
+    int named = api_username_prepare(u, s->username, s->key, &why) == 0;
     if (registering) {
-        if (!api_username_ok(u)) {
-            api_error(r, 400, "invalid_username",
-                      "a username is 1 to 64 bytes of letters, digits, '_', '.', '-' or "
-                      "non-ASCII characters");
+        if (!named) {
+            api_error(r, 400, "invalid_username", why);
             return -1;
         }
         if (pl < API_PASSWORD_MIN || pl > API_PASSWORD_MAX) {
             api_error(r, 400, "invalid_password", "a password is 8 to 1024 bytes");
             return -1;
         }
-    } else if (!api_username_ok(u) || pl < 1 || pl > API_PASSWORD_MAX) {
+    } else if (!named || pl < 1 || pl > API_PASSWORD_MAX) {
         api_error(r, 401, "invalid_credentials", "wrong username or password");
         return -1;
     }
     memcpy(s->pw, p, pl + 1);
-    (void)kc_strlcpyf(s->username, sizeof(s->username), "%s", u);
     return 0;
 }
 
@@ -248,10 +229,10 @@ static void start_job(auth_state_t *s)
         queue_pw(s);
         return;
     }
-    const char *params[] = {s->username};
+    const char *params[] = {s->key};
     (void)api_pg(r,
-                 "SELECT u.user_id, c.password_hash FROM users u "
-                 "JOIN credentials c USING (user_id) WHERE u.username = $1",
+                 "SELECT u.user_id, c.password_hash, u.username FROM users u "
+                 "JOIN credentials c USING (user_id) WHERE u.username_key = $1",
                  1, params, on_login_user);
 }
 
@@ -282,7 +263,7 @@ static void pw_done(auth_state_t *s)
 static void enqueue(api_req_t *r, auth_state_t *s)
 {
     api_t *a = r->a;
-    switch (api_fq_push(a->pwq, &s->job, r->client, r->client_is_proxy, s->username)) {
+    switch (api_fq_push(a->pwq, &s->job, r->client, r->client_is_proxy, s->key)) {
     case API_FQ_OK:
         pump(a);
         return;
@@ -366,17 +347,16 @@ static const char REGISTER_LUA[] =
     "return 0\n";
 
 typedef struct {
-    char pair[sizeof(API_THROTTLE_PAIR) + API_USERNAME_MAX + 1 + KC_HTTP_PEER_MAX];
+    char pair[sizeof(API_THROTTLE_PAIR) + API_USERNAME_KEY_MAX + 1 + KC_HTTP_PEER_MAX];
     char addr[sizeof(API_THROTTLE_ADDR) + KC_HTTP_PEER_MAX];
-    char account[sizeof(API_THROTTLE_ACCOUNT) + API_USERNAME_MAX];
+    char account[sizeof(API_THROTTLE_ACCOUNT) + API_USERNAME_KEY_MAX];
 } keys_t;
 
 static void keys_of(const api_req_t *r, const auth_state_t *s, keys_t *k)
 {
-    (void)kc_strlcpyf(k->pair, sizeof(k->pair), API_THROTTLE_PAIR "%s:%s", s->username,
-                      r->client);
+    (void)kc_strlcpyf(k->pair, sizeof(k->pair), API_THROTTLE_PAIR "%s:%s", s->key, r->client);
     (void)kc_strlcpyf(k->addr, sizeof(k->addr), API_THROTTLE_ADDR "%s", r->client);
-    (void)kc_strlcpyf(k->account, sizeof(k->account), API_THROTTLE_ACCOUNT "%s", s->username);
+    (void)kc_strlcpyf(k->account, sizeof(k->account), API_THROTTLE_ACCOUNT "%s", s->key);
 }
 
 static int eval(api_t *a, kc_redis_cb cb, void *arg, const char *script, int nkeys,
@@ -511,12 +491,12 @@ static void after_register_hash(uv_work_t *w, int status)
         api_error(r, 500, "internal", "cannot make a user id");
         return;
     }
-    const char *params[] = {s->user_id, s->username, s->hash};
+    const char *params[] = {s->user_id, s->username, s->hash, s->key};
     (void)api_pg(r,
-                 "WITH u AS (INSERT INTO users (user_id, username) VALUES ($1, $2) "
-                 "RETURNING user_id) "
+                 "WITH u AS (INSERT INTO users (user_id, username, username_key) "
+                 "VALUES ($1, $2, $4) RETURNING user_id) "
                  "INSERT INTO credentials (user_id, password_hash) SELECT user_id, $3 FROM u",
-                 3, params, on_user_inserted);
+                 4, params, on_user_inserted);
 }
 
 void api_auth_register(api_req_t *r)
@@ -654,6 +634,8 @@ static void on_login_user(void *arg, const PGresult *res, const char *err)
         s->found = 1;
         (void)kc_strlcpyf(s->user_id, sizeof(s->user_id), "%s", PQgetvalue(res, 0, 0));
         hash = PQgetvalue(res, 0, 1);
+        /* the name as registered: the token carries it, not the spelling typed now */
+        (void)kc_strlcpyf(s->username, sizeof(s->username), "%s", PQgetvalue(res, 0, 2));
     }
     if (kc_strlcpyf(s->hash, sizeof(s->hash), "%s", hash) != 0) {
         api_error(r, 500, "internal", "a stored password hash is malformed");

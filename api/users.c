@@ -40,14 +40,15 @@ void api_users_find(api_req_t *r)
         api_error(r, 400, "invalid_query", "the query parameter username is required");
         return;
     }
-    if (!api_username_ok(u)) {
-        api_error(r, 400, "invalid_username",
-                  "a username is 1 to 64 bytes of letters, digits, '_', '.', '-' or "
-                  "non-ASCII characters");
+    char display[API_USERNAME_MAX + 1], key[API_USERNAME_KEY_MAX + 1];
+    const char *why = NULL;
+    if (api_username_prepare(u, display, key, &why) != 0) {
+        api_error(r, 400, "invalid_username", why);
         return;
     }
-    const char *params[] = {u};
-    (void)api_pg(r, "SELECT user_id, username FROM users WHERE username = $1", 1, params,
+    /* CaseX, casex and ＣＡＳＥＸ are one username: found by its key */
+    const char *params[] = {key};
+    (void)api_pg(r, "SELECT user_id, username FROM users WHERE username_key = $1", 1, params,
                  on_user);
 }
 

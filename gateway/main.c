@@ -43,7 +43,8 @@ static const kc_cfg_opt_t gw_opts[] = {
     {"allowed-origins", KC_CFG_STR, offsetof(gw_cfg_t, allowed_origins), "", 0, 4096,
      "comma-separated Origins browsers may connect from (* for any); a request without "
      "Origin is allowed, one with another Origin gets 403"},
-    {"max-conns-per-user", KC_CFG_INT, offsetof(gw_cfg_t, max_conns_per_user), "32", 1, 100000,
+    {"max-conns-per-user", KC_CFG_INT, offsetof(gw_cfg_t, max_conns_per_user), "32", 1,
+     100000,
      "most sockets one user may hold on this gateway (more get 429)"},
     {"max-header-bytes", KC_CFG_INT, offsetof(gw_cfg_t, max_header_bytes), "16384", 4096, 65535,
      "most bytes of header values a handshake may carry (the ingress refuses larger "

@@ -1,6 +1,7 @@
 """The stack comes up from nothing: every daemon is healthy, topics and migrations are applied."""
 import json
 import subprocess
+import uuid
 
 import pytest
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
@@ -101,3 +102,36 @@ def test_an_edited_migration_is_refused(tmp_path, pg_dsn):
     r = kchatctl("migrate", f"--pg-dsn={pg_dsn}", f"--migrations-dir={tmp_path}")
     assert r.returncode != 0
     assert "changed after it was applied" in r.stderr
+
+
+def test_the_username_migration_keeps_the_oldest_of_names_that_collide(tmp_path, pg_dsn):
+    """0003 gives every user the key of their name; of names that now collide, the oldest
+    keeps it and each other gets the start of its user id appended."""
+    schema = "mig_" + uuid.uuid4().hex[:8]
+    dsn = f"{pg_dsn} options=-csearch_path={schema}"
+    psql(f"CREATE SCHEMA {schema}")
+    try:
+        early = tmp_path / "early"
+        early.mkdir()
+        for p in sorted((ROOT / "db" / "migrations").glob("*.sql")):
+            if p.name < "0003":
+                (early / p.name).write_text(p.read_text())
+        r = kchatctl("migrate", f"--pg-dsn={dsn}", f"--migrations-dir={early}")
+        assert r.returncode == 0, r.stderr
+        psql(f"INSERT INTO {schema}.users (user_id, username, created_at) VALUES "
+             "('u_aaaa1111', 'CaseX', now() - interval '3 days'), "
+             "('u_bbbb2222', 'casex', now() - interval '2 days'), "
+             "('u_cccc3333', 'CASEX', now() - interval '1 day'), "
+             "('u_dddd4444', 'other', now())")
+        r = kchatctl("migrate", f"--pg-dsn={dsn}")
+        assert r.returncode == 0, r.stderr
+        rows = psql(f"SELECT user_id, username, username_key FROM {schema}.users ORDER BY 1")
+        assert rows == [["u_aaaa1111", "CaseX", "casex"],
+                        ["u_bbbb2222", "casex_bbbb2222", "casex_bbbb2222"],
+                        ["u_cccc3333", "CASEX_cccc3333", "casex_cccc3333"],
+                        ["u_dddd4444", "other", "other"]]
+        with pytest.raises(subprocess.CalledProcessError):
+            psql(f"INSERT INTO {schema}.users (user_id, username, username_key) "
+                 "VALUES ('u_e', 'CASEx', 'casex')")
+    finally:
+        psql(f"DROP SCHEMA {schema} CASCADE")
