@@ -50,6 +50,10 @@ typedef struct {
     char *listen_addr;
     long long port;
     long long max_body_bytes;
+    long long max_connections;
+    long long max_connections_per_address;
+    long long request_timeout_s;
+    long long idle_timeout_s;
     long long pg_pool_size;
     char *instance_id;
     char *schemas_dir;
@@ -132,6 +136,8 @@ struct api {
     kc_counter_t *commands_sent;
     kc_counter_t *outcomes_timeout;
     kc_gauge_t *pwhash_gauge;
+    kc_counter_t *conns_refused, *requests_cut; /* the HTTP server's, added at each scrape */
+    unsigned long conns_refused_seen, requests_cut_seen;
 };
 
 struct api_req {

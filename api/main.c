@@ -47,6 +47,17 @@ static const kc_cfg_opt_t api_opts[] = {
      "503 busy"},
     {"pwhash-per-address", KC_CFG_INT, offsetof(api_cfg_t, pwhash_per_address), "2", 1, 1024,
      "password hashes or checks queued or running for one client address; more get 429"},
+    {"max-connections", KC_CFG_INT, offsetof(api_cfg_t, max_connections), "1024", 1, 100000,
+     "connections held at once; more wait in the kernel's backlog"},
+    {"max-connections-per-address", KC_CFG_INT, offsetof(api_cfg_t, max_connections_per_address),
+     "32", 1, 100000,
+     "connections one client address may hold (trusted proxies are not counted); more are "
+     "closed at accept"},
+    {"request-timeout-s", KC_CFG_INT, offsetof(api_cfg_t, request_timeout_s), "10", 1, 3600,
+     "a request's header and body must arrive within this many seconds, however slowly they "
+     "trickle (trusted proxies bound their own clients)"},
+    {"idle-timeout-s", KC_CFG_INT, offsetof(api_cfg_t, idle_timeout_s), "30", 1, 3600,
+     "a connection silent this long is closed"},
     {"trusted-proxies", KC_CFG_STR, offsetof(api_cfg_t, trusted_proxies), "127.0.0.1,::1", 0,
      1024,
      "comma-separated proxy addresses whose X-Forwarded-For names the client (right-most "
@@ -127,6 +138,19 @@ static void on_stop(kc_daemon_t *d, void *arg)
     api_stop_when_drained(a, d, finish_stop);
 }
 
+/* The HTTP server's own counts, as counters. */
+static void collect_http(void *arg)
+{
+    api_t *a = arg;
+    if (!a->http)
+        return;
+    unsigned long refused = kc_httpd_refused(a->http), cut = kc_httpd_cut(a->http);
+    kc_counter_add(a->conns_refused, (double)(refused - a->conns_refused_seen));
+    kc_counter_add(a->requests_cut, (double)(cut - a->requests_cut_seen));
+    a->conns_refused_seen = refused;
+    a->requests_cut_seen = cut;
+}
+
 static int start(void *arg, char *err, size_t errlen)
 {
     api_t *a = arg;
@@ -140,6 +164,13 @@ static int start(void *arg, char *err, size_t errlen)
     }
     a->requests = kc_metrics_counter(a->app.metrics, "kchat_api_requests_total",
                                      "HTTP requests received by the API.", NULL);
+    a->conns_refused = kc_metrics_counter(
+        a->app.metrics, "kchat_api_connections_refused_total",
+        "Connections closed at accept: their address held max-connections-per-address.", NULL);
+    a->requests_cut = kc_metrics_counter(
+        a->app.metrics, "kchat_api_requests_cut_total",
+        "Connections cut because a request did not arrive within request-timeout-s.", NULL);
+    kc_metrics_on_collect(a->app.metrics, collect_http, a);
     a->schemas = kc_schemas_load(a->cfg.schemas_dir, err, errlen);
     if (!a->schemas)
         return -1;
@@ -163,8 +194,20 @@ static int start(void *arg, char *err, size_t errlen)
                             (int)a->cfg.redis.timeout_ms, a->app.health, "redis");
     if (api_commands_init(a, err, errlen) != 0)
         return -1;
+    /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */
+    const char *trusted[API_ADDRSET_MAX + 1];
+    char texts[API_ADDRSET_MAX][KC_HTTP_PEER_MAX];
+    size_t nt = api_addrset_texts(&a->trusted_proxies, texts, API_ADDRSET_MAX);
+    for (size_t i = 0; i < nt; i++)
+        trusted[i] = texts[i];
+    trusted[nt] = NULL;
+    kc_httpd_limits_t lim = {.max_connections = (unsigned)a->cfg.max_connections,
+                             .per_address = (unsigned)a->cfg.max_connections_per_address,
+                             .idle_timeout_s = (unsigned)a->cfg.idle_timeout_s,
+                             .request_timeout_s = (unsigned)a->cfg.request_timeout_s,
+                             .trusted = trusted};
     a->http = kc_httpd_new(a->app.loop, a->cfg.listen_addr, (int)a->cfg.port,
-                           (size_t)a->cfg.max_body_bytes, api_handle, a, err, errlen);
+                           (size_t)a->cfg.max_body_bytes, &lim, api_handle, a, err, errlen);
     return a->http ? 0 : -1;
 }
 

@@ -79,6 +79,17 @@ static void addr_text(int family, const unsigned char bytes[16], char out[KC_HTT
         out[0] = '\0';
 }
 
+size_t api_addrset_texts(const api_addrset_t *s, char (*out)[KC_HTTP_PEER_MAX], size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n && n < max; i++) {
+        addr_text(s->a[i].family, s->a[i].bytes, out[n]);
+        if (out[n][0])
+            n++;
+    }
+    return n;
+}
+
 int api_client_addr(const char *peer, const char *xff, const api_addrset_t *trusted,
                     char out[KC_HTTP_PEER_MAX])
 {

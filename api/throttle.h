@@ -52,6 +52,8 @@ typedef struct {
 int api_addrset_parse(api_addrset_t *s, const char *list, char *err, size_t errlen);
 /* 1 when addr (text) parses and is in s. */
 int api_addrset_has(const api_addrset_t *s, const char *addr);
+/* s's addresses as inet_ntop writes them, at most max; returns how many. */
+size_t api_addrset_texts(const api_addrset_t *s, char (*out)[KC_HTTP_PEER_MAX], size_t max);
 
 /* The client's address into out (KC_HTTP_PEER_MAX bytes): peer itself, unless peer is one of
  * trusted and xff (the X-Forwarded-For header, may be NULL) names addresses: then the
@@ -64,7 +66,8 @@ int api_client_addr(const char *peer, const char *xff, const api_addrset_t *trus
 
 /* ---- the fair queue of password work ---- */
 
-#define API_FQ_KEY_MAX 128 /* bytes of an account key (a username is at most 64) */
+#define API_FQ_KEY_MAX 256 /* bytes of an account key: a username's key, which case folding
+                              can make longer than the name (API_USERNAME_KEY_MAX) */
 
 typedef struct api_fq api_fq_t;
 typedef struct api_fq_flow api_fq_flow_t;

@@ -53,8 +53,8 @@ int kc_app_init(kc_app_t *app, const char *svc, const kc_common_cfg_t *c, int se
     kc_admin_init(&app->admin, app->health, app->metrics);
     if (serve_admin) {
         app->admin_httpd = kc_httpd_new(app->loop, c->admin_addr, (int)c->admin_port,
-                                        ADMIN_MAX_BODY, kc_admin_handler, &app->admin, errstr,
-                                        errstr_size);
+                                        ADMIN_MAX_BODY, NULL, kc_admin_handler, &app->admin,
+                                        errstr, errstr_size);
         if (!app->admin_httpd)
             return -1;
     }

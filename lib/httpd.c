@@ -9,20 +9,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "kchat/list.h"
 #include "kchat/log.h"
+#include "kchat/map.h"
 #include "kchat/util.h"
 
 #define CONNECTION_LIMIT 1024
 #define CONNECTION_TIMEOUT_S 30
+#define LOG_EVERY_NS 1000000000ull /* refusals are logged at most once a second */
+
+/* One open connection (MHD's socket context). */
+typedef struct {
+    kc_list_node_t link; /* in kc_httpd_t.conns */
+    struct MHD_Connection *conn;
+    uint64_t since_ns; /* its opening, or the end of its last request */
+    int busy;          /* a request's header is in: the bound no longer applies to it */
+    int trusted;
+    char addr[KC_HTTP_PEER_MAX];
+} conn_t;
 
 struct kc_httpd {
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
     uv_poll_t poll;
     uv_timer_t timer;
+    uv_timer_t sweep; /* once a second: requests past the bound */
     int open_handles;
     size_t max_body;
     kc_httpd_handler_fn handler;
@@ -30,6 +45,12 @@ struct kc_httpd {
     int port;
     kc_list_t suspended; /* unanswered pending requests */
     size_t active; /* requests with a req_ctx_t, not yet completed */
+    kc_httpd_limits_t lim;
+    char **trusted;   /* the limits' trusted addresses, copied */
+    kc_map_t *per_addr; /* address -> open connections (as a uintptr_t) */
+    kc_list_t conns;  /* of conn_t: every open connection */
+    unsigned long refused, cut, refused_logged, cut_logged;
+    uint64_t refused_log_ns, cut_log_ns;
 };
 
 typedef struct req_ctx req_ctx_t;
@@ -190,12 +211,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, kc_http_resp_t *re
 }
 
 /* The connected peer's address as text, "" when MHD does not know it. */
-static void peer_text(struct MHD_Connection *conn, char *out, size_t size)
+static void addr_text(const struct sockaddr *sa, char *out, size_t size)
 {
     out[0] = '\0';
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (!sa)
         return;
     const void *bin = NULL;
@@ -205,6 +223,159 @@ static void peer_text(struct MHD_Connection *conn, char *out, size_t size)
         bin = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
     if (!bin || !inet_ntop(sa->sa_family, bin, out, (socklen_t)size))
         out[0] = '\0';
+}
+
+static void peer_text(struct MHD_Connection *conn, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    addr_text(ci ? ci->client_addr : NULL, out, size);
+}
+
+static void free_limits(kc_httpd_t *h)
+{
+    for (size_t i = 0; h->trusted && h->trusted[i]; i++)
+        free(h->trusted[i]);
+    free(h->trusted);
+    h->trusted = NULL;
+    kc_map_destroy(h->per_addr, NULL);
+    h->per_addr = NULL;
+}
+
+typedef struct {
+    const char *first;
+    int differ;
+} lengths_t;
+
+static enum MHD_Result each_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    lengths_t *l = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0 || !value)
+        return MHD_YES;
+    if (!l->first)
+        l->first = value;
+    else if (strcmp(l->first, value) != 0)
+        l->differ = 1;
+    return MHD_YES;
+}
+
+/* Two Content-Length headers that differ (RFC 9112 6.3: the message cannot be framed). */
+static int duplicate_length(struct MHD_Connection *conn)
+{
+    lengths_t l = {0};
+    (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, each_length, &l);
+    return l.differ;
+}
+
+static conn_t *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* ---- limits: per address, and the time a request may take to arrive ---- */
+
+static int is_trusted(const kc_httpd_t *h, const char *addr)
+{
+    for (size_t i = 0; h->trusted && h->trusted[i]; i++)
+        if (strcmp(h->trusted[i], addr) == 0)
+            return 1;
+    return 0;
+}
+
+/* Logs at most once a second, with how many happened since the last line. */
+static void log_limited(unsigned long total, unsigned long *logged, uint64_t *at_ns,
+                        const char *addr, const char *what)
+{
+    uint64_t now = kc_mono_ns();
+    if (*at_ns && now - *at_ns < LOG_EVERY_NS)
+        return;
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("client", addr), KC_INT("since_last", total - *logged)),
+              "%s", what);
+    *logged = total;
+    *at_ns = now;
+}
+
+static uintptr_t addr_count(const kc_httpd_t *h, const char *addr)
+{
+    return (uintptr_t)kc_map_get(h->per_addr, addr, strlen(addr));
+}
+
+static void addr_add(kc_httpd_t *h, const char *addr, int delta)
+{
+    uintptr_t n = addr_count(h, addr) + (uintptr_t)(intptr_t)delta;
+    if (n == 0)
+        (void)kc_map_remove(h->per_addr, addr, strlen(addr));
+    else
+        (void)kc_map_put(h->per_addr, addr, strlen(addr), (void *)n);
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+    kc_httpd_t *h = cls;
+    (void)len;
+    char addr[KC_HTTP_PEER_MAX];
+    addr_text(sa, addr, sizeof(addr));
+    if (!h->lim.per_address || is_trusted(h, addr) || addr_count(h, addr) < h->lim.per_address)
+        return MHD_YES;
+    h->refused++;
+    log_limited(h->refused, &h->refused_logged, &h->refused_log_ns, addr,
+                "connection refused: its address holds the most connections it may");
+    return MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    kc_httpd_t *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_t *c = kc_xcalloc(1, sizeof(*c));
+        c->conn = conn;
+        c->since_ns = kc_mono_ns();
+        peer_text(conn, c->addr, sizeof(c->addr));
+        c->trusted = is_trusted(h, c->addr);
+        addr_add(h, c->addr, 1);
+        kc_list_push_back(&h->conns, &c->link);
+        *socket_context = c;
+        return;
+    }
+    conn_t *c = *socket_context;
+    if (!c)
+        return;
+    addr_add(h, c->addr, -1);
+    kc_list_remove(&h->conns, &c->link);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* A request whose header and body have not arrived within the bound is cut: its socket is
+ * shut down, and MHD closes the connection at its next turn. An idle timeout alone cannot do
+ * it: a client that sends a byte now and then is never idle. */
+static void on_sweep(uv_timer_t *t)
+{
+    kc_httpd_t *h = t->data;
+    uint64_t now = kc_mono_ns(), bound = (uint64_t)h->lim.request_timeout_s * 1000000000ull;
+    int any = 0;
+    KC_LIST_FOREACH(n, &h->conns)
+    {
+        conn_t *c = KC_LIST_ENTRY(n, conn_t, link);
+        if (c->trusted || c->busy || now - c->since_ns < bound)
+            continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || shutdown(ci->connect_fd, SHUT_RDWR) != 0)
+            continue;
+        c->busy = 2; /* cut: once */
+        h->cut++;
+        any = 1;
+        log_limited(h->cut, &h->cut_logged, &h->cut_log_ns, c->addr,
+                    "connection cut: its request did not arrive within request-timeout");
+    }
+    if (any)
+        run_mhd(h);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -237,6 +408,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = ctx;
         h->active++;
         peer_text(conn, ctx->peer, sizeof(ctx->peer));
+        if (duplicate_length(conn)) {
+            kc_http_resp_t resp = {.status = 400};
+            kc_http_error(&resp, 400, "bad_request",
+                          "two Content-Length headers that differ: which one is meant?");
+            enum MHD_Result rc = send_resp(conn, &resp);
+            kc_buf_free(&resp.body);
+            return rc;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -277,6 +456,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                              .conn = conn,
                              .priv = ctx};
         ctx->dispatched = 1;
+        conn_t *c = conn_of(conn);
+        if (c && !c->busy)
+            c->busy = 1; /* it arrived whole: the bound is done with it */
         h->handler(h->arg, &req, &resp);
         kc_http_pending_t *p = ctx->pending;
         if (p && p->answered) { /* answered before the handler returned */
@@ -304,8 +486,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     kc_httpd_t *h = cls;
-    (void)conn;
     (void)toe;
+    conn_t *c = conn_of(conn);
+    if (c && c->busy == 1) { /* the next request on this connection is bound afresh */
+        c->busy = 0;
+        c->since_ns = kc_mono_ns();
+    }
     req_ctx_t *ctx = *con_cls;
     if (ctx) {
         h->active--;
@@ -336,7 +522,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_t max_body,
-                         kc_httpd_handler_fn handler, void *arg, char *errstr, size_t errstr_size)
+                         const kc_httpd_limits_t *limits, kc_httpd_handler_fn handler, void *arg,
+                         char *errstr, size_t errstr_size)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
@@ -348,15 +535,30 @@ kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_
     h->max_body = max_body;
     h->handler = handler;
     h->arg = arg;
+    if (limits)
+        h->lim = *limits;
+    if (!h->lim.max_connections)
+        h->lim.max_connections = CONNECTION_LIMIT;
+    if (!h->lim.idle_timeout_s)
+        h->lim.idle_timeout_s = CONNECTION_TIMEOUT_S;
+    size_t nt = 0;
+    while (h->lim.trusted && h->lim.trusted[nt])
+        nt++;
+    h->trusted = kc_xcalloc(nt + 1, sizeof(char *));
+    for (size_t i = 0; i < nt; i++)
+        h->trusted[i] = kc_xstrdup(h->lim.trusted[i]);
+    h->lim.trusted = NULL;
+    h->per_addr = kc_map_new();
     h->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-        on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)port, on_accept,
+        h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_LIMIT,
+        h->lim.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, h->lim.idle_timeout_s,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!h->mhd) {
         kc_strlcpyf(errstr, errstr_size, "cannot listen on %s:%d (port in use?)", bind_addr, port);
+        free_limits(h);
         free(h);
         return NULL;
     }
@@ -364,15 +566,22 @@ kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_
     h->port = pi ? pi->port : port;
     const union MHD_DaemonInfo *ei = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!ei || uv_poll_init(loop, &h->poll, ei->epoll_fd) != 0 ||
-        uv_timer_init(loop, &h->timer) != 0) {
+        uv_timer_init(loop, &h->timer) != 0 || uv_timer_init(loop, &h->sweep) != 0) {
         kc_strlcpyf(errstr, errstr_size, "cannot attach the HTTP server to the loop");
         MHD_stop_daemon(h->mhd);
+        free_limits(h);
         free(h);
         return NULL;
     }
     h->poll.data = h;
     h->timer.data = h;
-    h->open_handles = 2;
+    h->sweep.data = h;
+    h->open_handles = 3;
+    if (h->lim.request_timeout_s && uv_timer_start(&h->sweep, on_sweep, 1000, 1000) != 0) {
+        kc_strlcpyf(errstr, errstr_size, "cannot start the HTTP server's request timer");
+        kc_httpd_destroy(h);
+        return NULL;
+    }
     if (uv_poll_start(&h->poll, UV_READABLE, on_poll) != 0) {
         kc_strlcpyf(errstr, errstr_size, "cannot poll the HTTP server's epoll fd");
         kc_httpd_destroy(h);
@@ -399,8 +608,20 @@ void kc_httpd_stop_accepting(kc_httpd_t *h)
 static void on_closed(uv_handle_t *handle)
 {
     kc_httpd_t *h = handle->data;
-    if (--h->open_handles == 0)
+    if (--h->open_handles == 0) {
+        free_limits(h);
         free(h);
+    }
+}
+
+unsigned long kc_httpd_refused(const kc_httpd_t *h)
+{
+    return h->refused;
+}
+
+unsigned long kc_httpd_cut(const kc_httpd_t *h)
+{
+    return h->cut;
 }
 
 void kc_httpd_destroy(kc_httpd_t *h)
@@ -425,4 +646,5 @@ void kc_httpd_destroy(kc_httpd_t *h)
     }
     uv_close((uv_handle_t *)&h->poll, on_closed);
     uv_close((uv_handle_t *)&h->timer, on_closed);
+    uv_close((uv_handle_t *)&h->sweep, on_closed);
 }

@@ -61,9 +61,28 @@ kc_http_pending_t *kc_http_suspend(const kc_http_req_t *req);
 /* Answers a suspended request: takes resp's body (resp is left empty) and frees p. */
 void kc_http_resume(kc_http_pending_t *p, kc_http_resp_t *resp);
 
-/* Listens on bind_addr:port (port 0 picks a free one, see kc_httpd_port). */
+/* What one server takes, so that slow or many connections cannot make it answer nobody. */
+typedef struct {
+    unsigned max_connections; /* in all (0: 1024) */
+    unsigned per_address;     /* open at once from one client address (0: no limit): more are
+                                 closed at accept */
+    unsigned idle_timeout_s;  /* a connection silent this long is closed (0: 30) */
+    unsigned request_timeout_s; /* a request's header and body must be in within this many
+                                   seconds of its connection opening or of the previous
+                                   answer on it, however slowly they trickle (0: no bound) */
+    const char *const *trusted; /* NULL-terminated addresses spared the per-address limit and
+                                   the request bound (the ingress, whose own bounds apply) */
+} kc_httpd_limits_t;
+
+/* Listens on bind_addr:port (port 0 picks a free one, see kc_httpd_port); limits may be NULL
+ * for the defaults. */
 kc_httpd_t *kc_httpd_new(uv_loop_t *loop, const char *bind_addr, int port, size_t max_body,
-                         kc_httpd_handler_fn handler, void *arg, char *errstr, size_t errstr_size);
+                         const kc_httpd_limits_t *limits, kc_httpd_handler_fn handler, void *arg,
+                         char *errstr, size_t errstr_size);
+/* Connections closed at accept for their address's limit, and requests cut for taking longer
+ * than the request bound, since the start. */
+unsigned long kc_httpd_refused(const kc_httpd_t *h);
+unsigned long kc_httpd_cut(const kc_httpd_t *h);
 int kc_httpd_port(const kc_httpd_t *h);
 /* Closes the listening socket; requests already accepted are still served. */
 void kc_httpd_stop_accepting(kc_httpd_t *h);

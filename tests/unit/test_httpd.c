@@ -219,7 +219,7 @@ static void run_server(client_t *c, size_t max_body, kc_httpd_handler_fn handler
     char err[256];
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    c->httpd = kc_httpd_new(&loop, "127.0.0.1", 0, max_body, handler, arg, err, sizeof(err));
+    c->httpd = kc_httpd_new(&loop, "127.0.0.1", 0, max_body, NULL, handler, arg, err, sizeof(err));
     if (!c->httpd)
         fail_msg("kc_httpd_new: %s", err);
     c->port = kc_httpd_port(c->httpd);
@@ -498,7 +498,7 @@ static void test_async_answers(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(uv_timer_init(&loop, &a->timer), 0);
     a->timer.data = a;
-    a->c.httpd = kc_httpd_new(&loop, "127.0.0.1", 0, 64, async_handler, a, err, sizeof(err));
+    a->c.httpd = kc_httpd_new(&loop, "127.0.0.1", 0, 64, NULL, async_handler, a, err, sizeof(err));
     if (!a->c.httpd)
         fail_msg("kc_httpd_new: %s", err);
     a->c.port = kc_httpd_port(a->c.httpd);
@@ -582,7 +582,7 @@ static void test_destroy_while_suspended(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(uv_timer_init(&loop, &o.timer), 0);
     o.timer.data = &o;
-    o.h = kc_httpd_new(&loop, "127.0.0.1", 0, 64, orphan_handler, &o, err, sizeof(err));
+    o.h = kc_httpd_new(&loop, "127.0.0.1", 0, 64, NULL, orphan_handler, &o, err, sizeof(err));
     if (!o.h)
         fail_msg("kc_httpd_new: %s", err);
     orphan_client_t oc = {.port = kc_httpd_port(o.h)};
@@ -605,7 +605,7 @@ static void test_bad_address(void **state)
     char err[256] = "";
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_null(kc_httpd_new(&loop, "not-an-ip", 0, 64, echo_handler, NULL, err, sizeof(err)));
+    assert_null(kc_httpd_new(&loop, "not-an-ip", 0, 64, NULL, echo_handler, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "not-an-ip"));
     kc_httpd_destroy(NULL);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -618,7 +618,7 @@ static void test_stop_accepting(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     seen_t seen = {0};
-    kc_httpd_t *h = kc_httpd_new(&loop, "127.0.0.1", 0, 64, echo_handler, &seen, err, sizeof(err));
+    kc_httpd_t *h = kc_httpd_new(&loop, "127.0.0.1", 0, 64, NULL, echo_handler, &seen, err, sizeof(err));
     if (!h)
         fail_msg("kc_httpd_new: %s", err);
     int port = kc_httpd_port(h);

@@ -260,3 +260,28 @@ def test_a_gateway_holds_a_handshake_of_10_kb():
                                 ["Authorization: Bearer " + token(uid())] +
                                 [f"X-Pad-{i}: " + "a" * 3500 for i in range(3)])
     assert status == 101, raw
+
+
+def test_a_request_header_trickled_in_is_cut_by_the_ingress(ingress):
+    """Slow clients meet the ingress's own bounds (client_header_timeout), not kchat-api's
+    connection slots: the ingress answers 408 or closes, and serves others meanwhile."""
+    host, port = ingress["url"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        s.settimeout(1)
+        closed = False
+        for i in range(40):  # a header line a second, never the end of the header
+            status = http_get(ingress["url"] + "/metrics")[0]
+            assert status == 404  # others are served meanwhile
+            try:
+                s.sendall(f"X-Slow-{i}: {i}\r\n".encode())
+                data = s.recv(4096)
+                if data == b"" or data.startswith(b"HTTP/1.1 408"):
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        assert closed, "40 s of a trickled header and the ingress still waits"
