@@ -61,6 +61,37 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 /* Statistics arrive every statistics.interval.ms on the main queue: count the brokers
  * (not the bootstrap placeholders, whose nodeid is -1) whose connection is UP. */
+static long long stats_offset(const cJSON *pt, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(pt, name);
+    return cJSON_IsNumber(v) ? (long long)v->valuedouble : -1;
+}
+
+long long kc_kafka_stats_lag(const struct cJSON *stats)
+{
+    long long lag = 0;
+    const cJSON *topics = cJSON_GetObjectItemCaseSensitive(stats, "topics"), *t;
+    cJSON_ArrayForEach(t, topics)
+    {
+        const cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *pt;
+        cJSON_ArrayForEach(pt, parts)
+        {
+            const cJSON *desired = cJSON_GetObjectItemCaseSensitive(pt, "desired");
+            if (stats_offset(pt, "partition") < 0 || !cJSON_IsTrue(desired))
+                continue; /* the internal UA partition, or one this consumer does not fetch */
+            long long end = stats_offset(pt, "ls_offset");
+            if (end < 0)
+                end = stats_offset(pt, "hi_offset");
+            long long pos = stats_offset(pt, "app_offset");
+            if (pos < 0)
+                pos = stats_offset(pt, "next_offset");
+            if (end >= 0 && pos >= 0 && end > pos)
+                lag += end - pos;
+        }
+    }
+    return lag;
+}
+
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
     (void)rk;
@@ -114,23 +145,8 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
         kc_gauge_set(o->rtt[q], rtt[q]);
         kc_gauge_set(o->queued[q], queued[q]);
     }
-    /* A consumer's lag: messages between its position and the end (the last stable offset
-     * for read_committed), summed over the partitions it fetches. */
-    if (o->lag) {
-        double lag = 0;
-        const cJSON *topics = cJSON_GetObjectItemCaseSensitive(root, "topics"), *t;
-        cJSON_ArrayForEach(t, topics)
-        {
-            const cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *pt;
-            cJSON_ArrayForEach(pt, parts)
-            {
-                const cJSON *l = cJSON_GetObjectItemCaseSensitive(pt, "consumer_lag");
-                if (cJSON_IsNumber(l) && l->valuedouble > 0)
-                    lag += l->valuedouble;
-            }
-        }
-        kc_gauge_set(o->lag, lag);
-    }
+    if (o->lag)
+        kc_gauge_set(o->lag, (double)kc_kafka_stats_lag(root));
     cJSON_Delete(root);
     kc_gauge_set(o->brokers_up, up);
     char detail[64];

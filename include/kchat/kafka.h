@@ -124,6 +124,14 @@ void kc_kafka_bound_destroy(kc_kafka_bound_t *b);
 
 /* Java's murmur2 (as used by its default partitioner), for tests and for routing code that
  * must agree with the partitioner: partition = (murmur2(key) & 0x7fffffff) % partitions. */
+/* A consumer's lag from librdkafka's statistics JSON: over the partitions it fetches, the
+ * messages between its position (the next offset handed to the application, else the next
+ * to fetch) and the end (the last stable offset, which read_committed reads up to, else the
+ * high watermark). Not from librdkafka's consumer_lag, which counts from the committed offset:
+ * wrong for offsets committed in transactions, and nothing for consumers that never commit. */
+struct cJSON;
+long long kc_kafka_stats_lag(const struct cJSON *stats);
+
 int32_t kc_kafka_murmur2(const void *key, size_t len);
 int32_t kc_kafka_partition_for(const void *key, size_t len, int32_t partitions);
 

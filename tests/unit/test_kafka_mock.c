@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "kchat/health.h"
 #include "kchat/kafka.h"
@@ -399,6 +400,37 @@ static void test_partition_for_range(void **state)
     }
 }
 
+/* The lag from librdkafka's statistics, as a consumer would emit them. */
+static void test_lag_from_statistics(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"topics\":{\"chat.events\":{\"partitions\":{"
+        /* read_committed: up to the last stable offset, from the position handed out */
+        "\"0\":{\"partition\":0,\"desired\":true,\"hi_offset\":120,\"ls_offset\":100,"
+        "\"app_offset\":90,\"next_offset\":110,\"committed_offset\":-1001,"
+        "\"consumer_lag\":-1},"
+        /* committed far behind (a transaction's offsets): does not count */
+        "\"1\":{\"partition\":1,\"desired\":true,\"hi_offset\":5000,\"ls_offset\":5000,"
+        "\"app_offset\":5000,\"next_offset\":5000,\"committed_offset\":3449,"
+        "\"consumer_lag\":1551},"
+        /* nothing handed out yet: from the next offset to fetch */
+        "\"2\":{\"partition\":2,\"desired\":true,\"hi_offset\":30,\"ls_offset\":-1,"
+        "\"app_offset\":-1001,\"next_offset\":25},"
+        /* not fetched by this consumer, and the internal unassigned partition */
+        "\"3\":{\"partition\":3,\"desired\":false,\"hi_offset\":99,\"ls_offset\":99,"
+        "\"app_offset\":0},"
+        "\"-1\":{\"partition\":-1,\"desired\":false,\"hi_offset\":-1001}"
+        "}}}}";
+    cJSON *root = cJSON_Parse(json);
+    assert_non_null(root);
+    assert_int_equal(kc_kafka_stats_lag(root), 10 + 0 + 5);
+    cJSON_Delete(root);
+    cJSON *empty = cJSON_Parse("{}");
+    assert_int_equal(kc_kafka_stats_lag(empty), 0);
+    cJSON_Delete(empty);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_watch_close_frees),
         cmocka_unit_test(test_murmur2_matches_java),
         cmocka_unit_test(test_partition_for_range),
+        cmocka_unit_test(test_lag_from_statistics),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

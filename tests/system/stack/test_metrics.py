@@ -4,8 +4,9 @@ import subprocess
 
 import pytest
 
-from kchat_testkit.http import http_get
-from kchat_testkit.metrics import metric
+from kchat_testkit.api import User
+from kchat_testkit.http import http_get, wait_until
+from kchat_testkit.metrics import metric, samples, scrape
 from kchat_testkit.stack import DAEMONS
 
 
@@ -35,3 +36,25 @@ def test_metrics_count_scrapes():
 
     first = scrapes()
     assert scrapes() == first + 1
+
+
+
+def test_consumer_lag_is_counted_from_the_position_and_settles_at_zero():
+    """kchat_kafka_consumer_lag_messages counts from each consumer's position, not from a
+    committed offset: the processor commits in its transactions and the projector never
+    commits to Kafka, yet both read everything that is there, so once the stack is idle
+    every consumer's lag is 0 (counted from committed offsets, the processor's only grew)."""
+    a, b = User(), User()
+    r = a.post("/conversations", {"title": "lag", "members": [b.id]})
+    assert r.status == 201, r  # a command through the processor, its events to the projector
+
+    def lags():
+        out = {}
+        for name in ("processor", "projector", "gateway"):
+            for series, value in samples(scrape(DAEMONS[name]["health"]),
+                                         "kchat_kafka_consumer_lag_messages").items():
+                out[f"{name} {series}"] = value
+        return out
+
+    wait_until(lambda: lags() and all(v == 0 for v in lags().values()),
+               "every consumer's lag at 0 once the stack is idle", timeout=60)
