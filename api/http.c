@@ -273,32 +273,16 @@ static int parse_body(api_req_t *r)
         api_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
         return -1;
     }
-    /* cJSON would cut a string at an escaped NUL: refuse \u0000 (an unescaped backslash
-     * before it) outright */
-    const char *stop = h->body + h->body_len;
-    for (const char *p = h->body; (p = memmem(p, (size_t)(stop - p), "\\u0000", 6)); p += 6) {
-        size_t bs = 1, i = (size_t)(p - h->body);
-        while (i > 0 && h->body[i - 1] == '\\') {
-            bs++;
-            i--;
-        }
-        if (bs % 2 == 1) {
-            api_error(r, 400, "invalid_json", "strings may not contain U+0000");
-            return -1;
-        }
-    }
-    const char *end = NULL;
-    r->body = cJSON_ParseWithLengthOpts(h->body, h->body_len, &end, 0);
-    if (!r->body) {
-        api_error(r, 400, "invalid_json", "the body is not valid JSON");
+    switch (kc_json_parse_whole(h->body, h->body_len, &r->body)) {
+    case KC_JSON_OK: break;
+    case KC_JSON_NUL:
+        api_error(r, 400, "invalid_json", "strings may not contain U+0000");
         return -1;
+    case KC_JSON_TRAILING:
+        api_error(r, 400, "invalid_json", "the body has bytes after its JSON value");
+        return -1;
+    default: api_error(r, 400, "invalid_json", "the body is not valid JSON"); return -1;
     }
-    /* nothing but white space may follow the value */
-    for (const char *p = end; p && p < h->body + h->body_len; p++)
-        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
-            api_error(r, 400, "invalid_json", "the body has bytes after its JSON value");
-            return -1;
-        }
     if (!cJSON_IsObject(r->body)) {
         api_error(r, 400, "invalid_json", "the body must be a JSON object");
         return -1;

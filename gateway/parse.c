@@ -108,39 +108,15 @@ static int parse_subscribe(gw_in_t *in)
     return 0;
 }
 
-/* True when the JSON text escapes U+0000 in a string: cJSON's strings end at it, so what
- * follows would be lost without a word. */
-static int escapes_nul(const char *s, size_t len)
-{
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (s[i] != '\\')
-            continue;
-        if (s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0)
-            return 1;
-        i++; /* the escaped character is not the start of an escape */
-    }
-    return 0;
-}
-
-/* Only white space may follow the object. */
-static int trailing_text(const char *end, const char *stop)
-{
-    for (; end < stop; end++)
-        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
-            return 1;
-    return 0;
-}
-
 int gw_in_parse(const char *data, size_t len, gw_in_t *in)
 {
     memset(in, 0, sizeof(*in));
     in->count_as = "invalid";
-    const char *end = NULL;
-    in->json = cJSON_ParseWithLengthOpts(data, len, &end, 0);
-    if (!in->json || !cJSON_IsObject(in->json) || !end || trailing_text(end, data + len))
-        return refuse(in, "bad_json", "a frame must be one JSON object with a \"type\"");
-    if (escapes_nul(data, len))
+    kc_json_status_t js = kc_json_parse_whole(data, len, &in->json);
+    if (js == KC_JSON_NUL)
         return refuse(in, "invalid", "strings must not contain U+0000");
+    if (js != KC_JSON_OK || !cJSON_IsObject(in->json))
+        return refuse(in, "bad_json", "a frame must be one JSON object with a \"type\"");
     const cJSON *tv = cJSON_GetObjectItemCaseSensitive(in->json, "type");
     if (!cJSON_IsString(tv) || !tv->valuestring)
         return refuse(in, "invalid", "field 'type' is missing or not a string");

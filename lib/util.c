@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 
 static void oom(size_t n)
@@ -219,4 +220,33 @@ void kc_iso_ms(int64_t ms, char out[32])
     if (!gmtime_r(&secs, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
         (void)kc_strlcpyf(date, sizeof(date), "1970-01-01T00:00:00");
     (void)kc_strlcpyf(out, 32, "%s.%03dZ", date, frac);
+}
+
+/* An escape of U+0000: "\\u0000" after an even number of backslashes (each pair is an
+ * escaped backslash, not the start of an escape). */
+static int escapes_nul(const char *s, size_t len)
+{
+    const char *end = s + len;
+    for (const char *p = s; (p = memchr(p, '\\', (size_t)(end - p))) && end - p >= 6; p += 2)
+        if (p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
+            return 1;
+    return 0;
+}
+
+kc_json_status_t kc_json_parse_whole(const char *s, size_t len, struct cJSON **out)
+{
+    *out = NULL;
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+    kc_json_status_t st = v && end ? KC_JSON_OK : KC_JSON_BAD;
+    for (const char *p = end; st == KC_JSON_OK && p < s + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            st = KC_JSON_TRAILING;
+    if (st == KC_JSON_OK && escapes_nul(s, len))
+        st = KC_JSON_NUL;
+    if (st == KC_JSON_OK)
+        *out = v;
+    else
+        cJSON_Delete(v);
+    return st;
 }

@@ -31,6 +31,19 @@ int kc_strlcpyf(char *dst, size_t size, const char *fmt, ...) __attribute__((for
 /* True when [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int kc_utf8_valid(const char *s, size_t len);
 
+/* One JSON value read whole from a client's text: cJSON reads a prefix (bytes after the value
+ * are left unread) and ends a string at an escaped U+0000 (the rest of it lost), so both are
+ * refused here rather than taken in part. */
+typedef enum {
+    KC_JSON_OK,
+    KC_JSON_BAD,      /* not JSON */
+    KC_JSON_TRAILING, /* bytes other than white space after the value */
+    KC_JSON_NUL,      /* a string escapes U+0000 */
+} kc_json_status_t;
+struct cJSON;
+/* Parses [s, s+len) into *out (the caller's, cJSON_Delete; NULL unless KC_JSON_OK). */
+kc_json_status_t kc_json_parse_whole(const char *s, size_t len, struct cJSON **out);
+
 /* ms since the epoch as ISO 8601 UTC with milliseconds, "2026-11-27T13:18:47.554Z". */
 void kc_iso_ms(int64_t ms, char out[32]);
 

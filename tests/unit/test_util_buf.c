@@ -408,9 +408,41 @@ static void test_json_str_roundtrips_through_cjson(void **state)
     kc_buf_free(&b);
 }
 
+static kc_json_status_t whole(const char *s)
+{
+    cJSON *v = NULL;
+    kc_json_status_t st = kc_json_parse_whole(s, strlen(s), &v);
+    if (st == KC_JSON_OK)
+        assert_non_null(v);
+    else
+        assert_null(v);
+    cJSON_Delete(v);
+    return st;
+}
+
+static void test_json_read_whole(void **state)
+{
+    (void)state;
+    assert_int_equal(whole("{\"a\":\"b\"} \r\n\t"), KC_JSON_OK);
+    assert_int_equal(whole("[1]"), KC_JSON_OK);
+    assert_int_equal(whole(""), KC_JSON_BAD);
+    assert_int_equal(whole("{\"a\":"), KC_JSON_BAD);
+    assert_int_equal(whole("{} {}"), KC_JSON_TRAILING);
+    assert_int_equal(whole("{}x"), KC_JSON_TRAILING);
+    assert_int_equal(whole("{\"a\":\"x\\u0000y\"}"), KC_JSON_NUL);
+    /* an escaped backslash, then the text u0000 */
+    assert_int_equal(whole("{\"a\":\"x\\\\u0000y\"}"), KC_JSON_OK);
+    assert_int_equal(whole("{\"a\":\"x\\\\\\u0000\"}"), KC_JSON_NUL);
+    /* only the length given is read */
+    cJSON *v = NULL;
+    assert_int_equal(kc_json_parse_whole("{}garbage", 2, &v), KC_JSON_OK);
+    cJSON_Delete(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_read_whole),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_utf8_ascii),
         cmocka_unit_test(test_utf8_multibyte_valid),
