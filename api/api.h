@@ -26,6 +26,7 @@
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
 #include "kchat/list.h"
+#include "kchat/log.h"
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
@@ -121,7 +122,7 @@ struct api {
     api_addrset_t trusted_proxies;
     api_fq_t *pwq; /* the password work, queued and running */
     int pumping;
-    api_ratelog_t refusal_log, redis_log;
+    kc_ratelog_t refusal_log, redis_log;
     kc_gauge_t *pwhash_queued_gauge;
     kc_counter_t *pwhash_jobs;
     /* lifecycle */

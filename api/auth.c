@@ -120,12 +120,12 @@ void api_auth_close(api_t *a)
 
 /* Counts one event in counter and logs it (what, with two string fields and the count of
  * lines suppressed since the last) at most once a second. */
-static void count_and_log(kc_counter_t *counter, api_ratelog_t *rl, const char *what,
+static void count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *what,
                           const char *k1, const char *v1, const char *k2, const char *v2)
 {
     kc_counter_inc(counter);
     long long suppressed;
-    if (api_ratelog_ok(rl, kc_mono_ns(), &suppressed))
+    if (kc_ratelog_ok(rl, kc_mono_ns(), &suppressed))
         kc_log_kv(KC_LOG_WARN,
                   KC_FIELDS(KC_STR(k1, v1), KC_STR(k2, v2), KC_INT("suppressed", suppressed)),
                   "%s", what);

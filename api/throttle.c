@@ -297,14 +297,3 @@ int api_fq_queued(const api_fq_t *q)
 
 /* ---- rate-limited logging ---- */
 
-int api_ratelog_ok(api_ratelog_t *l, uint64_t now_ns, long long *suppressed)
-{
-    if (l->last_ns && now_ns - l->last_ns < 1000000000u) {
-        l->suppressed++;
-        return 0;
-    }
-    *suppressed = l->suppressed;
-    l->suppressed = 0;
-    l->last_ns = now_ns ? now_ns : 1;
-    return 1;
-}

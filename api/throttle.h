@@ -6,8 +6,6 @@
  *                across client addresses, so an address that floods delays itself, not the
  *                others; each address and each account may have only a few jobs queued or
  *                running at once
- *   quiet logs   api_ratelog_t: a refusal is logged at most once a second, with the count of
- *                those not logged since
  *
  * The guessing throttle shared by every API replica lives in Redis (auth.c runs its scripts);
  * its key names are here, in one place. The keys hold a hash {n: failures, until: ms since
@@ -106,15 +104,5 @@ void api_fq_done(api_fq_t *q, api_fq_job_t *job);
 int api_fq_running(const api_fq_t *q);
 int api_fq_queued(const api_fq_t *q);
 
-/* ---- rate-limited logging ---- */
-
-typedef struct {
-    uint64_t last_ns; /* 0: never logged */
-    long long suppressed;
-} api_ratelog_t;
-
-/* 1 when a line may be written at now_ns (then *suppressed is how many were not written
- * since the last one), 0 when this one is to be counted and dropped. At most one a second. */
-int api_ratelog_ok(api_ratelog_t *l, uint64_t now_ns, long long *suppressed);
 
 #endif

@@ -153,16 +153,10 @@ int gw_rate_take(gw_t *g, gw_conn_t *c)
 void gw_redis_error(gw_t *g, const char *what, const char *err)
 {
     kc_counter_inc(g->m.pubsub_errors);
-    uint64_t now = kc_mono_ns();
-    if (g->redis_log_ns && now - g->redis_log_ns < 1000000000u) {
-        g->redis_log_suppressed++;
-        return;
-    }
-    kc_log_kv(KC_LOG_WARN,
-              KC_FIELDS(KC_STR("error", err), KC_INT("suppressed", g->redis_log_suppressed)),
-              "%s", what);
-    g->redis_log_ns = now;
-    g->redis_log_suppressed = 0;
+    long long suppressed;
+    if (kc_ratelog_ok(&g->redis_log, kc_mono_ns(), &suppressed))
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("error", err), KC_INT("suppressed", suppressed)),
+                  "%s", what);
 }
 
 static void on_route_reply(void *arg, const redisReply *reply, const char *err)

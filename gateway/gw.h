@@ -39,6 +39,7 @@
 #include "kchat/jwt.h"
 #include "kchat/kafka.h"
 #include "kchat/list.h"
+#include "kchat/log.h"
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
@@ -206,8 +207,7 @@ typedef struct gw {
     /* Routes are refreshed a slice of the users each tick, all of them once per
      * route-ttl-ms / 3: never the whole gateway's users in one burst to Redis. */
     gw_user_t *route_ring, *route_cursor;
-    uint64_t redis_log_ns; /* Redis errors are logged at most once a second: */
-    unsigned long redis_log_suppressed; /* how many were not since the last line */
+    kc_ratelog_t redis_log; /* Redis errors are logged at most once a second */
     /* commands.c */
     kc_map_t *pending; /* sender \0 client_msg_id -> FIFO of gw_pending_t */
     kc_list_t pending_all; /* of gw_pending_t, in creation order, for expiry */

@@ -154,7 +154,10 @@ static void on_script(void *arg, const redisReply *reply, const char *err)
 static int eval(gw_t *g, kc_redis_cb cb, void *arg, const char *script, int nkeys,
                 const char **keys, int nargs, const char **args)
 {
-    const char *argv[16];
+    const char *few[16];
+    const char **argv = 3 + nkeys + nargs <= 16
+                            ? few
+                            : kc_xmalloc((size_t)(3 + nkeys + nargs) * sizeof(char *));
     char nk[8];
     int argc = 0;
     kc_strlcpyf(nk, sizeof(nk), "%d", nkeys);
@@ -168,6 +171,8 @@ static int eval(gw_t *g, kc_redis_cb cb, void *arg, const char *script, int nkey
     int rc = kc_redis_command(g->redis, cb, arg, argc, argv, NULL);
     if (rc != 0)
         kc_counter_inc(g->m.pubsub_errors);
+    if (argv != few)
+        free(argv);
     return rc;
 }
 
@@ -389,22 +394,17 @@ void gw_presence_subscribe(gw_t *g, gw_conn_t *c, char **user_ids, size_t n)
         q->ids[i] = p;
         p += len;
     }
-    const char **argv = kc_xmalloc((n + 5) * sizeof(char *));
-    int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = VISIBLE_LUA;
-    argv[argc++] = "1";
-    argv[argc++] = KC_REDIS_RM_GEN;
-    argv[argc++] = c->sub;
-    for (size_t i = 0; i < n; i++)
-        argv[argc++] = q->ids[i];
-    if (kc_redis_command(g->redis, on_visible, q, argc, argv, NULL) != 0) {
-        kc_counter_inc(g->m.pubsub_errors);
+    /* ARGV: the watcher, then the ids */
+    const char **args = kc_xmalloc((n + 1) * sizeof(char *));
+    args[0] = c->sub;
+    memcpy(args + 1, q->ids, n * sizeof(char *));
+    const char *keys[] = {KC_REDIS_RM_GEN};
+    if (eval(g, on_visible, q, VISIBLE_LUA, 1, keys, (int)n + 1, args) != 0) {
         gw_send_error(g, c, "unavailable", "presence is unavailable: subscribe again",
                       "\"in_reply_to\":\"presence.subscribe\"");
         free(q);
     }
-    free(argv);
+    free(args);
 }
 
 void gw_presence_unwatch_all(gw_t *g, gw_conn_t *c)

@@ -20,7 +20,6 @@
 
 #define CONNECTION_LIMIT 1024
 #define CONNECTION_TIMEOUT_S 30
-#define LOG_EVERY_NS 1000000000ull /* refusals are logged at most once a second */
 
 /* One open connection (MHD's socket context). */
 typedef struct {
@@ -49,8 +48,8 @@ struct kc_httpd {
     char **trusted;   /* the limits' trusted addresses, copied */
     kc_map_t *per_addr; /* address -> open connections (as a uintptr_t) */
     kc_list_t conns;  /* of conn_t: every open connection */
-    unsigned long refused, cut, refused_logged, cut_logged;
-    uint64_t refused_log_ns, cut_log_ns;
+    unsigned long refused, cut;
+    kc_ratelog_t refused_log, cut_log;
 };
 
 typedef struct req_ctx req_ctx_t;
@@ -286,17 +285,12 @@ static int is_trusted(const kc_httpd_t *h, const char *addr)
     return 0;
 }
 
-/* Logs at most once a second, with how many happened since the last line. */
-static void log_limited(unsigned long total, unsigned long *logged, uint64_t *at_ns,
-                        const char *addr, const char *what)
+static void log_limited(kc_ratelog_t *rl, const char *addr, const char *what)
 {
-    uint64_t now = kc_mono_ns();
-    if (*at_ns && now - *at_ns < LOG_EVERY_NS)
-        return;
-    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("client", addr), KC_INT("since_last", total - *logged)),
-              "%s", what);
-    *logged = total;
-    *at_ns = now;
+    long long suppressed;
+    if (kc_ratelog_ok(rl, kc_mono_ns(), &suppressed))
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("client", addr), KC_INT("suppressed", suppressed)),
+                  "%s", what);
 }
 
 static uintptr_t addr_count(const kc_httpd_t *h, const char *addr)
@@ -322,7 +316,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
     if (!h->lim.per_address || is_trusted(h, addr) || addr_count(h, addr) < h->lim.per_address)
         return MHD_YES;
     h->refused++;
-    log_limited(h->refused, &h->refused_logged, &h->refused_log_ns, addr,
+    log_limited(&h->refused_log, addr,
                 "connection refused: its address holds the most connections it may");
     return MHD_NO;
 }
@@ -331,6 +325,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     kc_httpd_t *h = cls;
+    if (!h->lim.per_address && !h->lim.request_timeout_s)
+        return; /* nothing to bound: no bookkeeping */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         conn_t *c = kc_xcalloc(1, sizeof(*c));
         c->conn = conn;
@@ -371,7 +367,7 @@ static void on_sweep(uv_timer_t *t)
         c->busy = 2; /* cut: once */
         h->cut++;
         any = 1;
-        log_limited(h->cut, &h->cut_logged, &h->cut_log_ns, c->addr,
+        log_limited(&h->cut_log, c->addr,
                     "connection cut: its request did not arrive within request-timeout");
     }
     if (any)

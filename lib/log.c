@@ -165,3 +165,15 @@ void kc_log_route_lws(void)
         mask |= LLL_NOTICE;
     lws_set_log_level(mask, kc_log_lws_emit);
 }
+
+int kc_ratelog_ok(kc_ratelog_t *l, uint64_t now_ns, long long *suppressed)
+{
+    if (l->last_ns && now_ns - l->last_ns < 1000000000u) {
+        l->suppressed++;
+        return 0;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->last_ns = now_ns ? now_ns : 1;
+    return 1;
+}

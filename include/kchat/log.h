@@ -12,6 +12,7 @@
 #define KCHAT_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define KC_LOG_LINE_MAX 4096
 
@@ -48,6 +49,17 @@ void kc_log_kv(kc_log_level_t level, const kc_log_field_t *fields, size_t nfield
 #define kc_log_info(...) kc_log_kv(KC_LOG_INFO, NULL, 0, __VA_ARGS__)
 #define kc_log_warn(...) kc_log_kv(KC_LOG_WARN, NULL, 0, __VA_ARGS__)
 #define kc_log_error(...) kc_log_kv(KC_LOG_ERROR, NULL, 0, __VA_ARGS__)
+
+/* A line that a flood would repeat (a refusal, an outage) is written at most once a second,
+ * with how many were not written since. Zero-initialised. */
+typedef struct {
+    uint64_t last_ns; /* 0: never written */
+    long long suppressed;
+} kc_ratelog_t;
+
+/* 1 when a line may be written at now_ns (then *suppressed is how many were not written
+ * since the last one), 0 when this one is to be counted and dropped. */
+int kc_ratelog_ok(kc_ratelog_t *l, uint64_t now_ns, long long *suppressed);
 
 /* Routes libwebsockets' log lines into ours (lws_set_log_level with our emitter). */
 void kc_log_route_lws(void);

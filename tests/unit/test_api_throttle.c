@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "kchat/log.h"
 #include "throttle.h"
 
 static int is_proxy;
@@ -175,16 +176,16 @@ static void test_fq_no_waiting(void **state)
 static void test_ratelog(void **state)
 {
     (void)state;
-    api_ratelog_t l = {0};
+    kc_ratelog_t l = {0};
     long long sup = -1;
     const uint64_t s = 1000000000u;
-    assert_true(api_ratelog_ok(&l, 5 * s, &sup));
+    assert_true(kc_ratelog_ok(&l, 5 * s, &sup));
     assert_int_equal(sup, 0);
-    assert_false(api_ratelog_ok(&l, 5 * s + 1, &sup));
-    assert_false(api_ratelog_ok(&l, 6 * s - 1, &sup));
-    assert_true(api_ratelog_ok(&l, 6 * s, &sup));
+    assert_false(kc_ratelog_ok(&l, 5 * s + 1, &sup));
+    assert_false(kc_ratelog_ok(&l, 6 * s - 1, &sup));
+    assert_true(kc_ratelog_ok(&l, 6 * s, &sup));
     assert_int_equal(sup, 2);
-    assert_true(api_ratelog_ok(&l, 9 * s, &sup));
+    assert_true(kc_ratelog_ok(&l, 9 * s, &sup));
     assert_int_equal(sup, 0);
 }
 
