@@ -126,8 +126,7 @@ int api_commands_init(api_t *a, char *err, size_t errlen)
         kc_strlcpyf(err, errlen, "cannot LISTEN on %s", CHANNEL);
         return -1;
     }
-    kc_kafka_opts_t ko = {.brokers = a->cfg.kafka.brokers,
-                          .debug = a->cfg.kafka.debug,
+    kc_kafka_opts_t ko = {.conn = &a->cfg.kafka,
                           .health = a->app.health,
                           .metrics = a->app.metrics,
                           .client_id = "api-producer",

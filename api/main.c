@@ -190,8 +190,7 @@ static int start(void *arg, char *err, size_t errlen)
         (void)kc_strlcpyf(name, sizeof(name), i == 0 ? "postgres" : "postgres_%d", i);
         a->pool[i] = kc_pg_new(a->app.loop, a->cfg.pg.dsn, i == 0 ? a->app.health : NULL, name);
     }
-    a->redis = kc_redis_new(a->app.loop, a->cfg.redis.host, (int)a->cfg.redis.port,
-                            (int)a->cfg.redis.timeout_ms, a->app.health, "redis");
+    a->redis = kc_redis_new(a->app.loop, &a->cfg.redis, a->app.health, "redis");
     if (api_commands_init(a, err, errlen) != 0)
         return -1;
     /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */

@@ -280,20 +280,12 @@ int ctl_topics(const ctl_cfg_t *cfg)
         return 1;
     }
     char err[512];
-    kc_kafka_opts_t ko = {.brokers = cfg->kafka.brokers, .client_id = "kchatctl"};
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
     rd_kafka_queue_t *q = NULL;
     int failed = 0;
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", ko.brokers, err, sizeof(err)) !=
-        RD_KAFKA_CONF_OK) {
-        fprintf(stderr, "%s\n", err);
-        rd_kafka_conf_destroy(conf);
-        failed = 1;
-        goto out;
-    }
-    if (cfg->kafka.debug && *cfg->kafka.debug &&
-        rd_kafka_conf_set(conf, "debug", cfg->kafka.debug, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+    if (kc_kafka_conf_connect(conf, &cfg->kafka, err, sizeof(err)) != 0 ||
+        rd_kafka_conf_set(conf, "client.id", "kchatctl", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         fprintf(stderr, "%s\n", err);
         rd_kafka_conf_destroy(conf);
         failed = 1;
@@ -310,7 +302,7 @@ int ctl_topics(const ctl_cfg_t *cfg)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t merr = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_TIMEOUT_MS);
     if (merr) {
-        fprintf(stderr, "cannot reach Kafka at %s: %s\n", ko.brokers, rd_kafka_err2str(merr));
+        fprintf(stderr, "cannot reach Kafka at %s: %s\n", cfg->kafka.brokers, rd_kafka_err2str(merr));
         failed = 1;
         goto out;
     }

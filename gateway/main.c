@@ -284,10 +284,8 @@ static int start(void *arg, char *err, size_t errlen)
         kc_jwt_key_load(g->cfg.jwt.public_key, g->cfg.jwt.issuer, g->cfg.jwt.audience, err, errlen);
     if (!g->jwt)
         return -1;
-    g->redis = kc_redis_new(g->app.loop, g->cfg.redis.host, (int)g->cfg.redis.port,
-                            (int)g->cfg.redis.timeout_ms, g->app.health, "redis");
-    g->sub = kc_redis_sub_new(g->app.loop, g->cfg.redis.host, (int)g->cfg.redis.port,
-                              (int)g->cfg.redis.timeout_ms, g->app.health, "redis_pubsub",
+    g->redis = kc_redis_new(g->app.loop, &g->cfg.redis, g->app.health, "redis");
+    g->sub = kc_redis_sub_new(g->app.loop, &g->cfg.redis, g->app.health, "redis_pubsub",
                               gw_on_pubsub, g);
     if (kc_redis_sub_add(g->sub, g->slot_channel) != 0) {
         kc_strlcpyf(err, errlen, "cannot subscribe to %s", g->slot_channel);
@@ -299,8 +297,7 @@ static int start(void *arg, char *err, size_t errlen)
     char client[64], group[64];
     kc_strlcpyf(client, sizeof(client), "gateway-%lld-consumer", g->cfg.slot);
     kc_strlcpyf(group, sizeof(group), "kchat-gateway-%lld", g->cfg.slot);
-    kc_kafka_opts_t ko = {.brokers = g->cfg.kafka.brokers,
-                          .debug = g->cfg.kafka.debug,
+    kc_kafka_opts_t ko = {.conn = &g->cfg.kafka,
                           .health = g->app.health,
                           .metrics = g->app.metrics,
                           .client_id = client,

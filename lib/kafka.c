@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "kchat/log.h"
@@ -288,6 +289,70 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
     return 0;
 }
 
+static int is_set(const char *s)
+{
+    return s && *s;
+}
+
+int kc_kafka_conf_connect(rd_kafka_conf_t *conf, const kc_kafka_cfg_t *c, char *errstr,
+                          size_t errstr_size)
+{
+    const char *proto = is_set(c->security_protocol) ? c->security_protocol : "plaintext";
+    int sasl = strncasecmp(proto, "sasl_", 5) == 0;
+    if (!sasl && (is_set(c->sasl_username) || is_set(c->sasl_password))) {
+        kc_strlcpyf(errstr, errstr_size,
+                    "kafka-sasl-username and kafka-sasl-password need kafka-security-protocol "
+                    "sasl_ssl or sasl_plaintext (it is %s)",
+                    proto);
+        return -EINVAL;
+    }
+    if (sasl && !is_set(c->sasl_username)) {
+        kc_strlcpyf(errstr, errstr_size,
+                    "kafka-security-protocol %s needs kafka-sasl-username (and "
+                    "kafka-sasl-password)",
+                    proto);
+        return -EINVAL;
+    }
+    if (is_set(c->ssl_certificate_location) != is_set(c->ssl_key_location)) {
+        kc_strlcpyf(errstr, errstr_size,
+                    "kafka-ssl-certificate-location and kafka-ssl-key-location go together");
+        return -EINVAL;
+    }
+    if (conf_set(conf, "bootstrap.servers", c->brokers, errstr, errstr_size) ||
+        (is_set(c->debug) && conf_set(conf, "debug", c->debug, errstr, errstr_size)) ||
+        conf_set(conf, "security.protocol", proto, errstr, errstr_size))
+        return -EINVAL;
+    /* Certificates are checked against the broker's host name (librdkafka's default,
+     * ssl.endpoint.identification.algorithm=https), never turned off here. */
+    if ((is_set(c->ssl_ca_location) &&
+         conf_set(conf, "ssl.ca.location", c->ssl_ca_location, errstr, errstr_size)) ||
+        (is_set(c->ssl_certificate_location) &&
+         (conf_set(conf, "ssl.certificate.location", c->ssl_certificate_location, errstr,
+                   errstr_size) ||
+          conf_set(conf, "ssl.key.location", c->ssl_key_location, errstr, errstr_size))))
+        return -EINVAL;
+    if (!sasl)
+        return 0;
+    const char *mech = is_set(c->sasl_mechanism) ? c->sasl_mechanism : "SCRAM-SHA-512";
+    if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "SCRAM-SHA-256") != 0 &&
+        strcmp(mech, "SCRAM-SHA-512") != 0) {
+        kc_strlcpyf(errstr, errstr_size,
+                    "kafka-sasl-mechanism %s: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", mech);
+        return -EINVAL;
+    }
+    char err[256];
+    if (conf_set(conf, "sasl.mechanisms", mech, errstr, errstr_size) ||
+        conf_set(conf, "sasl.username", c->sasl_username, errstr, errstr_size))
+        return -EINVAL;
+    /* Not through conf_set: its message would carry the password. */
+    if (rd_kafka_conf_set(conf, "sasl.password", is_set(c->sasl_password) ? c->sasl_password : "",
+                          err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        kc_strlcpyf(errstr, errstr_size, "Kafka setting sasl.password: %s", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
                               const char *const *defaults, const char *const *overrides,
                               char *errstr, size_t errstr_size)
@@ -328,11 +393,10 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
         }
     }
     rd_kafka_t *rk = NULL;
-    if (conf_set(conf, "bootstrap.servers", o->brokers, errstr, errstr_size) ||
+    if (kc_kafka_conf_connect(conf, o->conn, errstr, errstr_size) ||
         conf_set(conf, "client.id", op->client_id, errstr, errstr_size) ||
         conf_set(conf, "log.queue", "true", errstr, errstr_size) ||
-        conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size) ||
-        (o->debug && *o->debug && conf_set(conf, "debug", o->debug, errstr, errstr_size)))
+        conf_set(conf, "statistics.interval.ms", "1000", errstr, errstr_size))
         goto fail;
     for (size_t i = 0; defaults && defaults[i] && defaults[i + 1]; i += 2)
         if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))

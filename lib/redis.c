@@ -22,6 +22,9 @@ struct link {
     uv_loop_t *loop;
     char *host;
     int port;
+    char *username; /* NULL: the default user */
+    char *password; /* NULL: no AUTH */
+    char auth_error[160]; /* Redis' refusal of AUTH, the reason of the disconnect it causes */
     redisAsyncContext *ac;
     kc_reconn_t rc;
     uv_timer_t timer;
@@ -56,6 +59,25 @@ static void link_drop(link_t *l, const char *why)
     free_context(l, why);
 }
 
+/* AUTH's answer: OK makes the link ready; a refusal closes the connection with Redis' words
+ * (WRONGPASS, NOAUTH...) as the reason, and the reconnect core tries again with backoff. */
+static void on_auth(redisAsyncContext *c, void *reply, void *privdata)
+{
+    link_t *l = privdata;
+    const redisReply *r = reply;
+    if (!r)
+        return; /* the context is being freed; the disconnect says why */
+    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0) {
+        kc_reconn_ready(&l->rc);
+        l->up(l);
+        return;
+    }
+    kc_strlcpyf(l->auth_error, sizeof(l->auth_error), "AUTH refused: %.120s",
+                r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ? r->str
+                                                                              : "unexpected reply");
+    redisAsyncDisconnect(c);
+}
+
 static void on_connect(const redisAsyncContext *c, int status)
 {
     link_t *l = c->data;
@@ -66,8 +88,21 @@ static void on_connect(const redisAsyncContext *c, int status)
         link_lost(l, c->errstr[0] ? c->errstr : "connect failed");
         return;
     }
-    kc_reconn_ready(&l->rc);
-    l->up(l);
+    if (!l->password) {
+        kc_reconn_ready(&l->rc);
+        l->up(l);
+        return;
+    }
+    /* Nothing else is sent before Redis has accepted the login: the link is ready only then. */
+    const char *argv[3] = {"AUTH"};
+    int argc = 1;
+    if (l->username)
+        argv[argc++] = l->username;
+    argv[argc++] = l->password;
+    if (redisAsyncCommandArgv(l->ac, on_auth, l, argc, argv, NULL) != REDIS_OK) {
+        kc_strlcpyf(l->auth_error, sizeof(l->auth_error), "cannot send AUTH");
+        redisAsyncDisconnect(l->ac);
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *c, int status)
@@ -76,7 +111,11 @@ static void on_disconnect(const redisAsyncContext *c, int status)
     if (l->ac == c)
         l->ac = NULL;
     if (l->rc.state == KC_RECONN_READY || l->rc.state == KC_RECONN_CONNECTING)
-        link_lost(l, status == REDIS_OK ? "disconnected" : (c->errstr[0] ? c->errstr : "error"));
+        link_lost(l, l->auth_error[0]       ? l->auth_error
+                     : status == REDIS_OK ? "disconnected"
+                     : c->errstr[0]       ? c->errstr
+                                          : "error");
+    l->auth_error[0] = '\0';
 }
 
 static void link_connect(link_t *l)
@@ -122,13 +161,20 @@ static void on_link_tick(uv_timer_t *t)
 }
 
 /* Starts connecting at once, and ticks every tick_ms. */
-static void link_init(link_t *l, uv_loop_t *loop, const char *host, int port, int timeout_ms,
+static char *dup_set(const char *s)
+{
+    return s && *s ? kc_xstrdup(s) : NULL;
+}
+
+static void link_init(link_t *l, uv_loop_t *loop, const kc_redis_cfg_t *cfg, int timeout_ms,
                       kc_health_t *health, const char *check_name, const char *lost_msg,
                       uint64_t tick_ms, void *owner)
 {
     l->loop = loop;
-    l->host = kc_xstrdup(host);
-    l->port = port;
+    l->host = kc_xstrdup(cfg->host);
+    l->port = (int)cfg->port;
+    l->username = dup_set(cfg->username);
+    l->password = dup_set(cfg->password);
     l->owner = owner;
     kc_reconn_opts_t o = {.lost_msg = lost_msg, .connect_timeout_ms = timeout_ms};
     kc_reconn_init(&l->rc, &o, health, check_name);
@@ -144,6 +190,8 @@ static void on_link_timer_closed(uv_handle_t *h)
 {
     link_t *l = h->data;
     free(l->host);
+    free(l->username);
+    free(l->password);
     l->closed(l);
 }
 
@@ -223,18 +271,18 @@ static void on_closed(link_t *l)
     free(l->owner);
 }
 
-kc_redis_t *kc_redis_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
-                         kc_health_t *health, const char *check_name)
+kc_redis_t *kc_redis_new(uv_loop_t *loop, const kc_redis_cfg_t *cfg, kc_health_t *health,
+                         const char *check_name)
 {
     kc_redis_t *r = kc_xcalloc(1, sizeof(*r));
-    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    r->timeout_ms = cfg->timeout_ms > 0 ? (int)cfg->timeout_ms : 1000;
     r->link.up = on_up;
     r->link.tick = on_tick;
     r->link.closed = on_closed;
     uint64_t tick = (uint64_t)(r->timeout_ms / 4 > 0 ? r->timeout_ms / 4 : 1);
     if (tick > 100)
         tick = 100;
-    link_init(&r->link, loop, host, port, r->timeout_ms, health, check_name ? check_name : "redis",
+    link_init(&r->link, loop, cfg, r->timeout_ms, health, check_name ? check_name : "redis",
               "redis connection lost", tick, r);
     return r;
 }
@@ -353,9 +401,8 @@ static void sub_on_closed(link_t *l)
     free(s);
 }
 
-kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
-                                 kc_health_t *health, const char *check_name,
-                                 kc_redis_msg_cb on_msg, void *arg)
+kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const kc_redis_cfg_t *cfg, kc_health_t *health,
+                                 const char *check_name, kc_redis_msg_cb on_msg, void *arg)
 {
     kc_redis_sub_t *s = kc_xcalloc(1, sizeof(*s));
     s->channels = kc_map_new();
@@ -364,7 +411,7 @@ kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const char *host, int port, in
     s->link.keepalive = 1;
     s->link.up = sub_on_up;
     s->link.closed = sub_on_closed;
-    link_init(&s->link, loop, host, port, timeout_ms > 0 ? timeout_ms : 1000, health,
+    link_init(&s->link, loop, cfg, cfg->timeout_ms > 0 ? (int)cfg->timeout_ms : 1000, health,
               check_name ? check_name : "redis_sub", "redis subscriber connection lost", 100, s);
     return s;
 }

@@ -1261,8 +1261,7 @@ static int start(void *arg, char *err, size_t errlen)
     p->topics[TOPIC_DLQ] = p->cfg.dlq_topic;
     char txn_timeout[32];
     kc_strlcpyf(txn_timeout, sizeof(txn_timeout), "%lld", p->cfg.transaction_timeout_ms);
-    kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
-                          .debug = p->cfg.kafka.debug,
+    kc_kafka_opts_t ko = {.conn = &p->cfg.kafka,
                           .health = p->app.health,
                           .metrics = m,
                           .client_id = "processor-consumer",
@@ -1308,8 +1307,7 @@ static int start(void *arg, char *err, size_t errlen)
             if (!(p->rkts[i][t] = kc_kafka_topic_hold(rk, p->topics[t], 15000, err, errlen)))
                 return -1;
     }
-    kc_kafka_opts_t ro = {.brokers = p->cfg.kafka.brokers,
-                          .debug = p->cfg.kafka.debug,
+    kc_kafka_opts_t ro = {.conn = &p->cfg.kafka,
                           .client_id = "processor-restore"};
     const char *rest_over[] = {"enable.partition.eof", "true", "fetch.wait.max.ms", "10", NULL};
     char rgroup[300];
@@ -1345,8 +1343,7 @@ static int start(void *arg, char *err, size_t errlen)
     }
     /* Routing is best effort: Redis is no health check of the processor's. */
     if (p->cfg.route_max_lookups > 0)
-        p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
-                                (int)p->cfg.redis.timeout_ms, NULL, NULL);
+        p->redis = kc_redis_new(p->app.loop, &p->cfg.redis, NULL, NULL);
     size_t np = (size_t)p->npartitions;
     for (int i = 0; i < 2; i++) {
         batch_t *b = &p->batches[i];

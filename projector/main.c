@@ -164,8 +164,7 @@ static int start(void *arg, char *err, size_t errlen)
     p->schema = p->cfg.rebuild ? "rm_next" : "rm";
     proj_pipeline_init(p);
     p->drained = close_all;
-    kc_kafka_opts_t ko = {.brokers = p->cfg.kafka.brokers,
-                          .debug = p->cfg.kafka.debug,
+    kc_kafka_opts_t ko = {.conn = &p->cfg.kafka,
                           .health = p->app.health,
                           .metrics = p->app.metrics,
                           .client_id = p->cfg.rebuild ? "projector-rebuild" : "projector-consumer",
@@ -207,8 +206,7 @@ static int start(void *arg, char *err, size_t errlen)
     p->timers_open = 2;
 
     p->pg = kc_pg_new(p->app.loop, p->cfg.pg.dsn, p->app.health, "postgres");
-    p->redis = kc_redis_new(p->app.loop, p->cfg.redis.host, (int)p->cfg.redis.port,
-                            (int)p->cfg.redis.timeout_ms, p->app.health, "redis");
+    p->redis = kc_redis_new(p->app.loop, &p->cfg.redis, p->app.health, "redis");
     if (p->cfg.rebuild) {
         if (proj_rebuild_prepare(p, err, errlen) != 0)
             return -1;

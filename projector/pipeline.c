@@ -45,8 +45,7 @@ static int load_state(proj_t *p, char *err, size_t errlen)
 {
     int rc = -1, flushed = 0;
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
-    redisContext *rc_ = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
-                                                (int)p->cfg.redis.timeout_ms, err, errlen)
+    redisContext *rc_ = pc ? proj_redis_connect(&p->cfg.redis, err, errlen)
                            : NULL;
     if (!rc_)
         goto out;

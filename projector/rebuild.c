@@ -27,8 +27,7 @@ int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
 {
     int rc = -1;
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
-    redisContext *r = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
-                                              (int)p->cfg.redis.timeout_ms, err, errlen)
+    redisContext *r = pc ? proj_redis_connect(&p->cfg.redis, err, errlen)
                          : NULL;
     int64_t *offs = kc_xcalloc((size_t)p->nparts, sizeof(int64_t));
     int64_t live_gen = -1;
@@ -114,8 +113,7 @@ void proj_rebuild_maybe_swap(proj_t *p)
                   KC_INT("events_per_s", secs > 0 ? (long long)(p->applied_total / secs) : 0)),
         "rebuild caught up; swapping it in");
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, sizeof(err));
-    redisContext *r = pc ? proj_redis_connect(p->cfg.redis.host, (int)p->cfg.redis.port,
-                                              (int)p->cfg.redis.timeout_ms, err, sizeof(err))
+    redisContext *r = pc ? proj_redis_connect(&p->cfg.redis, err, sizeof(err))
                          : NULL;
     if (!r || proj_pg_swap(pc, "rm", p->schema, err, sizeof(err)) != 0) {
         kc_log_error("swap failed: %s", err);

@@ -177,16 +177,41 @@ out:
 
 /* ---- Redis ---- */
 
-redisContext *proj_redis_connect(const char *host, int port, int timeout_ms, char *err,
-                                 size_t errlen)
+redisContext *proj_redis_connect(const kc_redis_cfg_t *cfg, char *err, size_t errlen)
 {
+    int timeout_ms = (int)cfg->timeout_ms;
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    redisContext *r = redisConnectWithTimeout(host, port, tv);
+    redisContext *r = redisConnectWithTimeout(cfg->host, (int)cfg->port, tv);
     if (!r || r->err) {
         kc_strlcpyf(err, errlen, "redis: %s", r ? r->errstr : "out of memory");
         if (r)
             redisFree(r);
         return NULL;
+    }
+    if (redisSetTimeout(r, tv) != REDIS_OK) {
+        kc_strlcpyf(err, errlen, "redis: cannot set the timeout");
+        redisFree(r);
+        return NULL;
+    }
+    if (cfg->password && *cfg->password) {
+        const char *argv[3] = {"AUTH"};
+        int argc = 1;
+        if (cfg->username && *cfg->username)
+            argv[argc++] = cfg->username;
+        argv[argc++] = cfg->password;
+        redisReply *rep = redisCommandArgv(r, argc, argv, NULL);
+        int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0;
+        if (!ok)
+            kc_strlcpyf(err, errlen, "redis: AUTH refused: %.120s",
+                        rep && (rep->type == REDIS_REPLY_ERROR || rep->type == REDIS_REPLY_STATUS)
+                            ? rep->str
+                            : r->errstr[0] ? r->errstr : "no answer");
+        if (rep)
+            freeReplyObject(rep);
+        if (!ok) {
+            redisFree(r);
+            return NULL;
+        }
     }
     /* A generous bound on each reply: SCAN and UNLINK of a large model included. */
     struct timeval cmd = {.tv_sec = 30, .tv_usec = 0};

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kchat/redis.h"
+
 /* The advisory lock of the live schema `rm` ("kchat_rm" as a number): live writers take it
  * shared in each transaction, the swap takes it exclusive. */
 #define PROJ_RM_LOCK "7738143352526172781"
@@ -34,8 +36,8 @@ int proj_pg_state(PGconn *c, const char *schema, const char *topic, int32_t npar
  * shadow -> live. Then drops the old schema. */
 int proj_pg_swap(PGconn *c, const char *live, const char *shadow, char *err, size_t errlen);
 
-redisContext *proj_redis_connect(const char *host, int port, int timeout_ms, char *err,
-                                 size_t errlen);
+/* A blocking connection (logged in when cfg has a password) for a worker thread. */
+redisContext *proj_redis_connect(const kc_redis_cfg_t *cfg, char *err, size_t errlen);
 /* kchat:rm:gen, or 0 when it is missing. */
 int proj_redis_gen(redisContext *r, int64_t *gen, char *err, size_t errlen);
 /* Sets kchat:rm:gen to gen unless it exists; *set says whether it did. */

@@ -14,6 +14,8 @@
 #   KCHAT_STATE_DIR               required for start/stop/status; the broker lives in $KCHAT_STATE_DIR/kafka
 #   KCHAT_KAFKA_PORT              client listener, default 17010 (127.0.0.1 only)
 #   KCHAT_KAFKA_CONTROLLER_PORT   KRaft controller listener, default 17011
+#   KCHAT_KAFKA_SASL_PORT         SASL_SSL listener (SCRAM-SHA-512 and PLAIN, user "kchat"; the
+#                                 certificate and password from scripts/credentials.sh), default 17012
 #   KCHAT_CACHE_DIR               jar cache, default <repo>/.cache; jars go to kafka-<version>/libs
 #   JAVA                          java binary, default java (Java 17+)
 #   KCHAT_KAFKA_HEAP_OPTS         default "-Xms128m -Xmx512m"
@@ -37,6 +39,7 @@ LOG4J_CONF="$REPO/kafka/log4j2.xml"
 JAVA=${JAVA:-java}
 KAFKA_PORT=${KCHAT_KAFKA_PORT:-17010}
 CONTROLLER_PORT=${KCHAT_KAFKA_CONTROLLER_PORT:-17011}
+SASL_PORT=${KCHAT_KAFKA_SASL_PORT:-17012}
 HEAP_OPTS=${KCHAT_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
 EXTRA_JVM_OPTS=${KCHAT_KAFKA_JVM_OPTS:-}
 START_TIMEOUT=${KCHAT_KAFKA_START_TIMEOUT:-90}
@@ -158,9 +161,14 @@ broker_answers() {
 
 render_config() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
-    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+    "$REPO/scripts/credentials.sh" make
+    # The password is base64url: nothing sed or the JAAS string would read specially.
+    (umask 077 && sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
         -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-        -e "s|@DATA_DIR@|$DATA_DIR|g" "$TEMPLATE" >"$PROPS.tmp"
+        -e "s|@SASL_PORT@|$SASL_PORT|g" \
+        -e "s|@TLS_DIR@|$KCHAT_TLS_DIR|g" \
+        -e "s|@SASL_PASSWORD@|$(cat "$KCHAT_TLS_DIR/kafka-password")|g" \
+        -e "s|@DATA_DIR@|$DATA_DIR|g" "$TEMPLATE" >"$PROPS.tmp")
     ! grep -n '@[A-Z_]*@' "$PROPS.tmp" || die "unreplaced placeholder in $TEMPLATE"
     mv "$PROPS.tmp" "$PROPS"
 }
@@ -186,7 +194,10 @@ format_storage() {
     cid=$(cat "$CLUSTER_ID_FILE")
     log "formatting $DATA_DIR (cluster id $cid)"
     # static quorum (controller.quorum.voters): no --standalone
-    if ! java_cp format.log kafka.tools.StorageTool format -t "$cid" -c "$PROPS" >"$LOG_DIR/format.out" 2>&1; then
+    # The SCRAM user of the SASL_SSL listener is part of the first metadata.
+    if ! java_cp format.log kafka.tools.StorageTool format -t "$cid" -c "$PROPS" \
+        --add-scram "SCRAM-SHA-512=[name=kchat,password=$(cat "$KCHAT_TLS_DIR/kafka-password")]" \
+        >"$LOG_DIR/format.out" 2>&1; then
         cat "$LOG_DIR/format.out" >&2
         die "kafka-storage format failed"
     fi
@@ -216,9 +227,9 @@ cmd_start() {
             die "KCHAT_KAFKA_JMX_PORT must be a port number, not '$JMX_PORT'"
     fi
     local p
-    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" ${JMX_PORT:+"$JMX_PORT"}; do
+    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" ${JMX_PORT:+"$JMX_PORT"}; do
         if port_open "$p"; then
-            die "port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT / KCHAT_KAFKA_JMX_PORT)"
+            die "port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT / KCHAT_KAFKA_SASL_PORT / KCHAT_KAFKA_JMX_PORT)"
         fi
     done
     render_config

@@ -67,7 +67,13 @@ CONF
     if status; then
         echo "postgres already running on 127.0.0.1:$KCHAT_PG_PORT"
     else
-        as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -o "-p $KCHAT_PG_PORT" -w -t 60 start >/dev/null \
+        # TLS with the stack's certificate (scripts/credentials.sh): clients choose it with
+        # sslmode (verify-full sslrootcert=$KCHAT_TLS_DIR/ca.pem checks the name too).
+        "$(dirname "${BASH_SOURCE[0]}")/credentials.sh" make
+        install -m 600 "$KCHAT_TLS_DIR/server.pem" "$DATA/server.crt"
+        install -m 600 "$KCHAT_TLS_DIR/server.key" "$DATA/server.key"
+        if [[ $(id -u) -eq 0 ]]; then chown postgres: "$DATA/server.crt" "$DATA/server.key"; fi
+        as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -o "-p $KCHAT_PG_PORT -c ssl=on" -w -t 60 start >/dev/null \
             || { tail -n 20 "$LOG" >&2; exit 1; }
         echo "postgres started on 127.0.0.1:$KCHAT_PG_PORT"
     fi

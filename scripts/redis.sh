@@ -7,22 +7,43 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-DIR=$KCHAT_STATE_DIR/redis
-PIDFILE=$DIR/redis.pid
-CLI=(redis-cli -h 127.0.0.1 -p "$KCHAT_REDIS_PORT")
+# Two servers: the stack's (no password, what the daemons use) and a second one on
+# KCHAT_REDIS_AUTH_PORT that lets in only the ACL user "kchat" with the password of
+# scripts/credentials.sh (default user off): the tests run daemons against it to show AUTH.
+ROOT_DIR=$KCHAT_STATE_DIR/redis
 
-status() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# inst NAME: the variables of one server
+inst() {
+    if [[ $1 == main ]]; then
+        DIR=$ROOT_DIR PORT=$KCHAT_REDIS_PORT
+    else
+        DIR=$ROOT_DIR/auth PORT=$KCHAT_REDIS_AUTH_PORT
+    fi
+    PIDFILE=$DIR/redis.pid
+}
 
-start() {
-    command -v redis-server >/dev/null || { echo "redis.sh: redis-server not found (apt-get install redis-server)" >&2; exit 1; }
+status_of() { inst "$1"; [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+status() { status_of main && status_of auth; }
+
+start_one() {
+    inst "$1"
     mkdir -p "$DIR"
-    if status; then
-        echo "redis already running on 127.0.0.1:$KCHAT_REDIS_PORT"
+    if status_of "$1"; then
+        echo "redis already running on 127.0.0.1:$PORT"
         return
     fi
-    cat >"$DIR/redis.conf" <<CONF
+    local acl="" cli=(redis-cli -h 127.0.0.1 -p "$PORT")
+    if [[ $1 == auth ]]; then
+        "$(dirname "${BASH_SOURCE[0]}")/credentials.sh" make
+        # The password goes into the ACL as its SHA-256 (#<hex>), never in clear text; the user
+        # may touch only kchat's keys and channels, and no admin or dangerous command.
+        acl="user default off
+user kchat on #$(tr -d '\n' <"$KCHAT_TLS_DIR/redis-password" | sha256sum | cut -d' ' -f1) ~kchat:* &kchat:* +@all -@admin -@dangerous"
+        cli+=(--user kchat --pass "$(cat "$KCHAT_TLS_DIR/redis-password")" --no-auth-warning)
+    fi
+    (umask 077 && cat >"$DIR/redis.conf" <<CONF
 bind 127.0.0.1
-port $KCHAT_REDIS_PORT
+port $PORT
 protected-mode yes
 daemonize yes
 pidfile $PIDFILE
@@ -31,11 +52,13 @@ dir $DIR
 save ""
 appendonly no
 maxclients 10000
+$acl
 CONF
+)
     redis-server "$DIR/redis.conf"
     for _ in $(seq 100); do
-        if [[ $("${CLI[@]}" ping 2>/dev/null) == PONG ]]; then
-            echo "redis started on 127.0.0.1:$KCHAT_REDIS_PORT"
+        if [[ $("${cli[@]}" ping 2>/dev/null) == PONG ]]; then
+            echo "redis started on 127.0.0.1:$PORT${acl:+ (ACL user kchat only)}"
             return
         fi
         sleep 0.1
@@ -44,19 +67,30 @@ CONF
     exit 1
 }
 
-stop() {
-    if status; then
+start() {
+    command -v redis-server >/dev/null || { echo "redis.sh: redis-server not found (apt-get install redis-server)" >&2; exit 1; }
+    start_one main
+    start_one auth
+}
+
+stop_one() {
+    if status_of "$1"; then
         local pid
         pid=$(cat "$PIDFILE")
-        "${CLI[@]}" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        echo "redis stopped"
+        echo "redis stopped (127.0.0.1:$PORT)"
     fi
+}
+
+stop() {
+    stop_one auth
+    stop_one main
 }
 
 case ${1:-} in
 start) start ;;
 stop) stop ;;
-status) if status; then echo "redis running on 127.0.0.1:$KCHAT_REDIS_PORT"; else echo "redis not running"; exit 3; fi ;;
+status) if status; then echo "redis running on 127.0.0.1:$KCHAT_REDIS_PORT and :$KCHAT_REDIS_AUTH_PORT"; else echo "redis not running"; exit 3; fi ;;
 *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

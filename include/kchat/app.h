@@ -15,7 +15,9 @@
 #include "kchat/daemon.h"
 #include "kchat/health.h"
 #include "kchat/httpd.h"
+#include "kchat/kafka.h"
 #include "kchat/metrics.h"
+#include "kchat/redis.h"
 
 typedef struct {
     char *log_level;
@@ -25,19 +27,9 @@ typedef struct {
 } kc_common_cfg_t;
 
 typedef struct {
-    char *brokers;
-    char *debug;
-} kc_kafka_cfg_t;
-
-typedef struct {
     char *dsn;
 } kc_pg_cfg_t;
 
-typedef struct {
-    char *host;
-    long long port;
-    long long timeout_ms;
-} kc_redis_cfg_t;
 
 /* What verifies access tokens (every daemon that takes them; kchat-api also signs with the
  * issuer and audience). */
@@ -97,9 +89,23 @@ typedef struct {
 #define KC_CFG_KAFKA(type, f)                                                                     \
     {"kafka-brokers", KC_CFG_STR, offsetof(type, f.brokers), "127.0.0.1:17010", 1, 1024,         \
      "Kafka bootstrap servers, host:port[,host:port]"},                                           \
+    {"kafka-debug", KC_CFG_STR, offsetof(type, f.debug), "", 0, 256,                              \
+     "librdkafka debug contexts for troubleshooting (e.g. cgrp,fetch), logged at debug"},         \
+    {"kafka-security-protocol", KC_CFG_STR, offsetof(type, f.security_protocol), "plaintext", 3,  \
+     14, "how to reach the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl"},                 \
+    {"kafka-sasl-mechanism", KC_CFG_STR, offsetof(type, f.sasl_mechanism), "SCRAM-SHA-512", 5,    \
+     13, "SASL mechanism with a sasl_* protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},         \
+    {"kafka-sasl-username", KC_CFG_STR, offsetof(type, f.sasl_username), "", 0, 256,              \
+     "SASL user name (required with a sasl_* protocol)"},                                         \
+    {"kafka-sasl-password", KC_CFG_STR, offsetof(type, f.sasl_password), "", 0, 1024,             \
+     "SASL password (prefer the environment variable)"},                                          \
+    {"kafka-ssl-ca-location", KC_CFG_STR, offsetof(type, f.ssl_ca_location), "", 0, 4096,         \
+     "PEM file of the CAs that sign the brokers' certificates (empty: the system's CAs)"},        \
+    {"kafka-ssl-certificate-location", KC_CFG_STR, offsetof(type, f.ssl_certificate_location),    \
+     "", 0, 4096, "PEM file of the client's certificate, for brokers that require one"},          \
     {                                                                                             \
-        "kafka-debug", KC_CFG_STR, offsetof(type, f.debug), "", 0, 256,                           \
-            "librdkafka debug contexts for troubleshooting (e.g. cgrp,fetch), logged at debug"    \
+        "kafka-ssl-key-location", KC_CFG_STR, offsetof(type, f.ssl_key_location), "", 0, 4096,    \
+            "PEM file of the client certificate's private key"                                    \
     }
 
 #define KC_CFG_PG(type, f)                                                                        \
@@ -112,9 +118,13 @@ typedef struct {
 #define KC_CFG_REDIS(type, f)                                                                     \
     {"redis-host", KC_CFG_STR, offsetof(type, f.host), "127.0.0.1", 1, 255, "Redis host"},        \
         {"redis-port", KC_CFG_INT, offsetof(type, f.port), "17030", 1, 65535, "Redis port"},      \
+    {"redis-timeout-ms", KC_CFG_INT, offsetof(type, f.timeout_ms), "1000", 10, 60000,            \
+     "Redis connect and command timeout"},                                                        \
+    {"redis-username", KC_CFG_STR, offsetof(type, f.username), "", 0, 256,                        \
+     "Redis ACL user (empty: the default user)"},                                                 \
     {                                                                                             \
-        "redis-timeout-ms", KC_CFG_INT, offsetof(type, f.timeout_ms), "1000", 10, 60000,          \
-            "Redis connect and command timeout"                                                   \
+        "redis-password", KC_CFG_STR, offsetof(type, f.password), "", 0, 1024,                    \
+            "Redis password, sent with AUTH (empty: none; prefer the environment variable)"       \
     }
 
 typedef struct {

@@ -28,9 +28,29 @@
 #include "kchat/health.h"
 #include "kchat/metrics.h"
 
+/* How a client reaches the brokers: the connection options every daemon and kchatctl share
+ * (KC_CFG_KAFKA in kchat/app.h). Empty strings and NULL mean "not set". */
 typedef struct {
-    const char *brokers;
-    const char *debug; /* optional: librdkafka's debug contexts ("cgrp,fetch"); NULL or "" none */
+    char *brokers;
+    char *debug;             /* librdkafka's debug contexts ("cgrp,fetch") */
+    char *security_protocol; /* plaintext, ssl, sasl_plaintext or sasl_ssl */
+    char *sasl_mechanism;    /* PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 */
+    char *sasl_username;
+    char *sasl_password;
+    char *ssl_ca_location;          /* PEM file of the CAs that sign the brokers' certificates */
+    char *ssl_certificate_location; /* the client's own certificate (PEM), for mutual TLS */
+    char *ssl_key_location;         /* and its key (PEM) */
+} kc_kafka_cfg_t;
+
+/* Sets bootstrap.servers, debug and the security settings of c on conf. Refuses settings
+ * that contradict each other (SASL credentials without a SASL protocol, a SASL protocol
+ * without a user name, a certificate without its key) with a message that names the
+ * options; never writes the password into errstr. Returns 0 or -EINVAL. */
+int kc_kafka_conf_connect(rd_kafka_conf_t *conf, const kc_kafka_cfg_t *c, char *errstr,
+                          size_t errstr_size);
+
+typedef struct {
+    const kc_kafka_cfg_t *conn; /* brokers and security; kc_kafka_conf_connect */
     const char *client_id;
     kc_health_t *health;   /* optional: a check named check_name is added and kept */
     const char *check_name;

@@ -16,6 +16,18 @@
 
 #include "kchat/health.h"
 
+/* Where Redis is and how to log in: the options of KC_CFG_REDIS (kchat/app.h). With a
+ * password, every connection sends AUTH [username] password before anything else and counts
+ * as connected only once Redis accepts it; a refusal drops the connection with Redis' answer
+ * as the reason and tries again with backoff. No TLS: hiredis 0.14 (Debian 12) has none. */
+typedef struct {
+    char *host;
+    long long port;
+    long long timeout_ms; /* connect (AUTH included) and command timeout */
+    char *username;       /* an ACL user (Redis 6+); empty: the default user */
+    char *password;       /* empty: no AUTH */
+} kc_redis_cfg_t;
+
 typedef struct kc_redis kc_redis_t;
 
 /* reply is owned by hiredis and valid only during the call; NULL on failure, with err. */
@@ -23,8 +35,8 @@ typedef void (*kc_redis_cb)(void *arg, const redisReply *reply, const char *err)
 
 #define KC_REDIS_MAX_PENDING 100000
 
-kc_redis_t *kc_redis_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
-                         kc_health_t *health, const char *check_name);
+kc_redis_t *kc_redis_new(uv_loop_t *loop, const kc_redis_cfg_t *cfg, kc_health_t *health,
+                         const char *check_name);
 int kc_redis_connected(const kc_redis_t *r);
 /* Commands sent and not yet answered (a drain waits for its last writes). */
 size_t kc_redis_pending(const kc_redis_t *r);
@@ -53,9 +65,8 @@ typedef void (*kc_redis_msg_cb)(void *arg, const char *channel, size_t channel_l
 
 #define KC_REDIS_CHANNEL_MAX 256
 
-kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const char *host, int port, int timeout_ms,
-                                 kc_health_t *health, const char *check_name,
-                                 kc_redis_msg_cb on_msg, void *arg);
+kc_redis_sub_t *kc_redis_sub_new(uv_loop_t *loop, const kc_redis_cfg_t *cfg, kc_health_t *health,
+                                 const char *check_name, kc_redis_msg_cb on_msg, void *arg);
 /* Adds (or removes) a channel. Returns 0 (also when it was already there, or already gone),
  * -ENAMETOOLONG, or -ESHUTDOWN after close. */
 int kc_redis_sub_add(kc_redis_sub_t *s, const char *channel);

@@ -252,7 +252,7 @@ int main(int argc, char **argv)
         abort();
     s.timer.data = s.guard.data = &s;
     s.pg = kc_pg_new(&s.loop, o.pg.dsn, NULL, NULL);
-    s.redis = kc_redis_new(&s.loop, o.redis.host, (int)o.redis.port, (int)o.redis.timeout_ms, NULL,
+    s.redis = kc_redis_new(&s.loop, &o.redis, NULL,
                            NULL);
     if (uv_timer_start(&s.guard, on_guard, 60000, 0) != 0)
         abort();

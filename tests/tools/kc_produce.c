@@ -85,7 +85,7 @@ int main(int argc, char **argv)
     int exit_code = 1;
     if (uv_loop_init(&s.loop) != 0)
         goto out;
-    kc_kafka_opts_t ko = {.brokers = o.brokers,
+    kc_kafka_opts_t ko = {.conn = &(kc_kafka_cfg_t){.brokers = o.brokers},
                           .client_id = "kc-produce",
                           .dr_msg_cb = on_delivery,
                           .opaque = &s};

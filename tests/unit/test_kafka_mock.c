@@ -49,7 +49,7 @@ static void test_producer_defaults(void **state)
 {
     (void)state;
     char err[512];
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1", .client_id = "unit-producer"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}, .client_id = "unit-producer"};
     rd_kafka_t *rk = kc_kafka_producer_new(&o, mock3, err, sizeof(err));
     if (!rk)
         fail_msg("kc_kafka_producer_new: %s", err);
@@ -67,7 +67,7 @@ static void test_consumer_defaults(void **state)
 {
     (void)state;
     char err[512];
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1", .client_id = "unit-consumer"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}, .client_id = "unit-consumer"};
     rd_kafka_t *rk = kc_kafka_consumer_new(&o, "unit-group", mock3, err, sizeof(err));
     if (!rk)
         fail_msg("kc_kafka_consumer_new: %s", err);
@@ -85,7 +85,7 @@ static void test_overrides_apply_after_defaults(void **state)
     char err[512];
     const char *ov[] = {"test.mock.num.brokers", "1",     "linger.ms", "7",
                         "socket.nagle.disable",  "false", NULL};
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}};
     rd_kafka_t *rk = kc_kafka_producer_new(&o, ov, err, sizeof(err));
     if (!rk)
         fail_msg("kc_kafka_producer_new: %s", err);
@@ -100,7 +100,7 @@ static void test_bad_override_fails_with_errstr(void **state)
     (void)state;
     char err[512] = "";
     const char *ov[] = {"no.such.setting", "1", NULL};
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}};
     assert_null(kc_kafka_producer_new(&o, ov, err, sizeof(err)));
     assert_non_null(strstr(err, "no.such.setting"));
     err[0] = '\0';
@@ -108,12 +108,92 @@ static void test_bad_override_fails_with_errstr(void **state)
     assert_non_null(strstr(err, "no.such.setting"));
 }
 
+/* The security options: what each sets, what contradicts, and no password in a message. */
+static int conf_connect(kc_kafka_cfg_t c, char *err, size_t errlen, rd_kafka_conf_t **out)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = kc_kafka_conf_connect(conf, &c, err, errlen);
+    if (out && rc == 0)
+        *out = conf;
+    else
+        rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+static void expect_get(rd_kafka_conf_t *conf, const char *key, const char *want)
+{
+    char val[256];
+    size_t sz = sizeof(val);
+    if (rd_kafka_conf_get(conf, key, val, &sz) != RD_KAFKA_CONF_OK)
+        fail_msg("cannot read %s", key);
+    if (strcmp(val, want) != 0)
+        fail_msg("%s is '%s', expected '%s'", key, val, want);
+}
+
+static void test_security_options(void **state)
+{
+    (void)state;
+    char err[512];
+    rd_kafka_conf_t *conf = NULL;
+    char b[] = "127.0.0.1:1", p[] = "sasl_ssl", m[] = "PLAIN", u[] = "kchat", pw[] = "s3cret-pw",
+         ca[] = "/etc/ssl/certs/ca-certificates.crt";
+    assert_int_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .security_protocol = p,
+                                                   .sasl_mechanism = m, .sasl_username = u,
+                                                   .sasl_password = pw, .ssl_ca_location = ca},
+                                  err, sizeof(err), &conf),
+                     0);
+    expect_get(conf, "security.protocol", "sasl_ssl");
+    expect_get(conf, "sasl.mechanisms", "PLAIN");
+    expect_get(conf, "sasl.username", "kchat");
+    expect_get(conf, "ssl.ca.location", ca);
+    rd_kafka_conf_destroy(conf);
+    conf = NULL;
+    /* Plaintext by default, SCRAM-SHA-512 as the default mechanism of a sasl_* protocol. */
+    assert_int_equal(conf_connect((kc_kafka_cfg_t){.brokers = b}, err, sizeof(err), &conf), 0);
+    expect_get(conf, "security.protocol", "plaintext");
+    rd_kafka_conf_destroy(conf);
+    conf = NULL;
+    assert_int_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .security_protocol = p,
+                                                   .sasl_username = u, .sasl_password = pw},
+                                  err, sizeof(err), &conf),
+                     0);
+    expect_get(conf, "sasl.mechanisms", "SCRAM-SHA-512");
+    rd_kafka_conf_destroy(conf);
+    /* Contradictions, each named. */
+    assert_int_not_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .sasl_username = u}, err,
+                                      sizeof(err), NULL),
+                         0);
+    assert_non_null(strstr(err, "need kafka-security-protocol"));
+    assert_int_not_equal(
+        conf_connect((kc_kafka_cfg_t){.brokers = b, .security_protocol = p}, err, sizeof(err),
+                     NULL),
+        0);
+    assert_non_null(strstr(err, "needs kafka-sasl-username"));
+    char cert[] = "/tmp/c.pem", gss[] = "GSSAPI", bogus[] = "carrier_pigeon";
+    assert_int_not_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .ssl_certificate_location =
+                                                                          cert},
+                                      err, sizeof(err), NULL),
+                         0);
+    assert_non_null(strstr(err, "go together"));
+    assert_int_not_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .security_protocol = p,
+                                                       .sasl_mechanism = gss, .sasl_username = u,
+                                                       .sasl_password = pw},
+                                      err, sizeof(err), NULL),
+                         0);
+    assert_non_null(strstr(err, "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"));
+    assert_null(strstr(err, pw));
+    assert_int_not_equal(conf_connect((kc_kafka_cfg_t){.brokers = b, .security_protocol = bogus},
+                                      err, sizeof(err), NULL),
+                         0);
+    assert_non_null(strstr(err, "security.protocol"));
+}
+
 static void test_health_check_registered(void **state)
 {
     (void)state;
     char err[512];
     kc_health_t *h = kc_health_new();
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1", .health = h, .check_name = "kafka_unit"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}, .health = h, .check_name = "kafka_unit"};
     rd_kafka_t *rk = kc_kafka_producer_new(&o, mock3, err, sizeof(err));
     if (!rk)
         fail_msg("kc_kafka_producer_new: %s", err);
@@ -234,7 +314,7 @@ static void test_loop_adapter_produce_and_consume(void **state)
     assert_non_null(p);
     p->loop = &loop;
 
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1",
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"},
                          .client_id = "unit-loop-producer",
                          .dr_msg_cb = on_dr,
                          .opaque = p};
@@ -287,7 +367,7 @@ static void test_loop_adapter_produce_and_consume(void **state)
         assert_true(per_partition[i] > 0); /* 200 keys spread over all six */
 
     /* Read them back through a consumer bound to the same loop (assigned, no group join). */
-    kc_kafka_opts_t co = {.brokers = bootstraps, .client_id = "unit-loop-consumer"};
+    kc_kafka_opts_t co = {.conn = &(kc_kafka_cfg_t){.brokers = bootstraps}, .client_id = "unit-loop-consumer"};
     rd_kafka_t *crk = kc_kafka_consumer_new(&co, "unit-loop-group", NULL, err, sizeof(err));
     if (!crk)
         fail_msg("kc_kafka_consumer_new: %s", err);
@@ -338,7 +418,7 @@ static void test_watch_close_frees(void **state)
     char err[512];
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}};
     rd_kafka_t *rk = kc_kafka_producer_new(&o, mock3, err, sizeof(err));
     if (!rk)
         fail_msg("kc_kafka_producer_new: %s", err);
@@ -438,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_consumer_defaults),
         cmocka_unit_test(test_overrides_apply_after_defaults),
         cmocka_unit_test(test_bad_override_fails_with_errstr),
+        cmocka_unit_test(test_security_options),
         cmocka_unit_test(test_health_check_registered),
         cmocka_unit_test(test_loop_adapter_produce_and_consume),
         cmocka_unit_test(test_watch_close_frees),

@@ -439,7 +439,7 @@ static void test_route_librdkafka(void **state)
     (void)state;
     char err[512];
     const char *overrides[] = {"test.mock.num.brokers", "1", "debug", "broker", NULL};
-    kc_kafka_opts_t o = {.brokers = "127.0.0.1:1", .client_id = "logtest"};
+    kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}, .client_id = "logtest"};
 
     capture_t c;
     capture_begin(&c);
