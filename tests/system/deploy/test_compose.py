@@ -345,7 +345,8 @@ def render_ingress(tmp_path, env, dist):
                         str(ROOT / "web" / "nginx.conf.in"), str(d / "nginx.conf.template"),
                         str(d), str(dist), user_line], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    script = ('. "$1" && envsubst "$(printf \'${%s} \' $(awk \'END { for (n in ENVIRON) '
+    # set -eu: the image's 15-local-resolvers.envsh, sourced before, leaves them on
+    script = ('set -eu; . "$1"; envsubst "$(printf \'${%s} \' $(awk \'END { for (n in ENVIRON) '
               'if (n ~ /^KCHAT_INGRESS_/) print n }\' </dev/null))" <"$2" >"$3"')
     r = subprocess.run(["sh", "-c", script, "sh",
                         str(COMPOSE / "ingress" / "18-kchat-ingress.envsh"),
