@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kchat needs and is missing: Debian packages (apt-get), the Kafka broker jars
 # (Maven Central, see kafka/README.md) and, with --test, the test tools (promtool from
-# Debian's prometheus package, and a Python virtualenv with pytest and independent Kafka and
-# Avro clients). Everything already present is left alone, so a second run is quick.
+# Debian's prometheus package, docker-compose to check compose/, and a Python virtualenv with
+# pytest and independent Kafka and Avro clients). Everything already present is left alone, so
+# a second run is quick.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -19,7 +20,7 @@ command -v go >/dev/null || packages+=(golang)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 if ((with_tests)); then
-    packages+=(prometheus python3-venv wrk chromium)
+    packages+=(prometheus python3-venv wrk chromium docker-compose)
 fi
 
 missing=()
