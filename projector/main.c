@@ -7,7 +7,8 @@
  * Each model keeps its own offsets, so each applies every event exactly once and either can
  * lag or be rebuilt alone. Kafka's committed offsets are never used: on assignment, and after
  * any failure, the stored offsets are read again and the consumer is moved to the lower of
- * the two. With --rebuild the same pipeline fills a shadow schema and generation from the
+ * the two. The projector still commits where it stands to Kafka once a second, for
+ * kafka-consumer-groups and other tools (pipeline.c, commit_progress). With --rebuild the same pipeline fills a shadow schema and generation from the
  * start of the topic and swaps them in (rebuild.c).
  *
  * This file holds the options, start-up, metrics and the stop; pipeline.c runs the batches.
@@ -194,6 +195,7 @@ static int start(void *arg, char *err, size_t errlen)
     p->at_end = kc_xcalloc(np, sizeof(int));
     p->pg_next = kc_xcalloc(np, sizeof(int64_t));
     p->redis_next = kc_xcalloc(np, sizeof(int64_t));
+    p->kafka_committed = kc_xcalloc(np, sizeof(int64_t));
     p->rparts = kc_xcalloc(np, sizeof(int32_t));
     p->pparts = kc_xcalloc(np, sizeof(int32_t));
     p->rnext = kc_xcalloc(np, sizeof(int64_t));
@@ -247,6 +249,7 @@ static void free_all(void *arg)
     free(p->at_end);
     free(p->pg_next);
     free(p->redis_next);
+    free(p->kafka_committed);
     free(p->rparts);
     free(p->pparts);
     free(p->rnext);

@@ -187,6 +187,36 @@ static void schedule_resync(proj_t *p, const char *why)
 
 /* ---- the batch ---- */
 
+/* Commits where both models stand to Kafka, at most once a second and only what moved, so
+ * that kafka-consumer-groups and other tools show the projectors' progress and lag. Never read
+ * back (the models' own offsets are the truth), so a commit that fails costs nothing but a
+ * line in the log; async, so it never holds the loop. */
+static void commit_progress(proj_t *p)
+{
+    uint64_t now = kc_mono_ns();
+    if (now < p->next_commit_ns || !p->consumer.rk)
+        return;
+    p->next_commit_ns = now + 1000000000u;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int32_t i = 0; i < p->nparts; i++) {
+        int64_t off = proj_start_offset(p, i);
+        if (!p->assigned[i] || off <= 0 || off == p->kafka_committed[i])
+            continue;
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(p->nparts);
+        rd_kafka_topic_partition_list_add(l, p->cfg.events_topic, i)->offset = off;
+    }
+    if (!l)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_commit(p->consumer.rk, l, 1);
+    if (err)
+        kc_log_warn("cannot commit the projector's progress to Kafka: %s", rd_kafka_err2str(err));
+    else
+        for (int i = 0; i < l->cnt; i++)
+            p->kafka_committed[l->elems[i].partition] = l->elems[i].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void end_batch(proj_t *p, const char *failure)
 {
     proj_items_clear(p);
@@ -201,6 +231,8 @@ static void end_batch(proj_t *p, const char *failure)
     if (!failure) {
         if (p->cfg.rebuild)
             proj_rebuild_maybe_swap(p);
+        else
+            commit_progress(p);
         if (!p->stopping)
             kc_kafka_watch_resume(p->consumer.w);
     }
@@ -560,7 +592,7 @@ void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++)
             if (parts->elems[i].partition < p->nparts)
                 p->assigned[parts->elems[i].partition] = 1;
-        /* Start where the models are, not at Kafka's committed offsets (there are none). */
+        /* Start where the models are, not at Kafka's committed offsets (for tools only). */
         if (load_state(p, e, sizeof(e)) != 0) {
             kc_log_warn("cannot read the stored offsets at assignment: %s", e);
             p->need_resync = 1;

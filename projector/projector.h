@@ -49,6 +49,10 @@ struct proj {
     int32_t nparts;
     int *assigned;
     int64_t *pg_next, *redis_next; /* next offset to apply, per partition and model */
+    /* What was last committed to Kafka per partition, for tools such as kafka-consumer-groups
+     * only (never read back), and when the next commit may go. */
+    int64_t *kafka_committed;
+    uint64_t next_commit_ns;
     int *at_end;                   /* rebuild: partition applied up to its end once */
 
     /* The batch being collected or applied. */

@@ -395,6 +395,34 @@ def test_health_and_metrics(commands, brokers, r):
     assert all(line.endswith(" 0") for line in lags), "caught up: no lag on any partition"
 
 
+def test_progress_is_committed_to_kafka_for_the_standard_tools(commands, brokers, r):
+    """The models' offsets are the truth; the projector also commits them to its group, so
+    kafka-consumer-groups shows its lag like any consumer's."""
+    convo, a = new_id("c"), new_id("u")
+    commands.send(command(convo, a, "CreateConversation", {"title": "t", "members": []}))
+    commands.flush()
+    wait_caught_up(brokers, r)
+    ends = topic_ends(brokers)
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "kchat-projector"})
+    try:
+        def committed():
+            got = c.committed([TopicPartition(TOPIC, p) for p in ends], timeout=10)
+            return {t.partition: t.offset for t in got}
+        wait_until(lambda: committed() == ends, "the group's committed offsets at the end",
+                   timeout=30)
+    finally:
+        c.close()
+    # The standard tool reads them: every partition of chat.events with lag 0.
+    out = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "groups",
+                          "--describe", "--group", "kchat-projector"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("kchat-projector")]
+    rows = [row for row in rows if row[1] == TOPIC]
+    assert len(rows) == len(ends), out.stdout
+    assert all(row[5] == "0" for row in rows), out.stdout
+
+
 def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
     convo = new_id("c")
     create(commands, convo, "u1", ["u2"])
