@@ -20,6 +20,7 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 SCHEMA_VERSION = 39
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
+PJ, JJ, AJ = 'job="kchat-processor"', 'job="kchat-projector"', 'job="kchat-api"'
 
 
 def q(expr, legend=""):
@@ -67,7 +68,7 @@ OVERVIEW = {
         panel("Open WebSockets", "none",
               q('sum(kchat_gateway_connections{job="kchat-gateway"})', "connections")),
         panel("Commands in, events out", "ops",
-              q(f'sum(rate(kchat_processor_commands_consumed_total{{job="kchat-processor"}}[{RI}]))',
+              q(f'sum(rate(kchat_processor_commands_consumed_total{{{PJ}}}[{RI}]))',
                 "commands consumed"),
               q(f'sum(rate(kchat_processor_events_produced_total{{job="kchat-processor"}}[{RI}]))',
                 "events produced"),
@@ -78,7 +79,7 @@ OVERVIEW = {
         panel("API requests, by status", "reqps",
               q("status:kchat_api_http_requests:rate5m", "{{status}}")),
         panel("Processor transactions, by outcome", "ops",
-              q(f'sum by (outcome) (rate(kchat_processor_transactions_total{{job="kchat-processor"}}[{RI}]))',
+              q(f'sum by (outcome) (rate(kchat_processor_transactions_total{{{PJ}}}[{RI}]))',
                 "{{outcome}}")),
         panel("Projector lag (events not yet applied)", "none",
               q('sum(kchat_projector_lag_events{job="kchat-projector"})', "events")),
@@ -327,7 +328,7 @@ KAFKA = {
               q(f'sum(rate(kchat_gateway_commands_produced_total{{job="kchat-gateway"}}[{RI}])) '
                 f'+ sum(rate(kchat_api_commands_total{{job="kchat-api"}}[{RI}]))',
                 "written (gateways + API)"),
-              q(f'sum(rate(kchat_processor_commands_consumed_total{{job="kchat-processor"}}[{RI}]))',
+              q(f'sum(rate(kchat_processor_commands_consumed_total{{{PJ}}}[{RI}]))',
                 "read (processor)")),
         panel("Processor input delay, p99", "s",
               q(f'histogram_quantile(0.99, sum by (le) (rate('
@@ -365,7 +366,7 @@ READ_MODELS = {
         panel("Projector resyncs and Redis rebuilds", "ops",
               q(f'sum(rate(kchat_projector_resyncs_total{{job="kchat-projector"}}[{RI}]))',
                 "resyncs"),
-              q(f'sum by (kind) (rate(kchat_projector_rebuilds_total{{job="kchat-projector"}}[{RI}]))',
+              q(f'sum by (kind) (rate(kchat_projector_rebuilds_total{{{JJ}}}[{RI}]))',
                 "rebuilds {{kind}}")),
         panel("History pages served, by read model", "ops",
               q(f'sum by (source) (rate(kchat_api_history_pages_total{{job="kchat-api"}}[{RI}]))',
@@ -373,7 +374,7 @@ READ_MODELS = {
               desc="Pages from Redis (recent messages) or Postgres (older ones, or Redis "
                    "unavailable)."),
         panel("Conversation lists served, by read model", "ops",
-              q(f'sum by (source) (rate(kchat_api_conversation_lists_total{{job="kchat-api"}}[{RI}]))',
+              q(f'sum by (source) (rate(kchat_api_conversation_lists_total{{{AJ}}}[{RI}]))',
                 "{{source}}")),
         panel("History and list latency p99 (API)", "s",
               q('route:kchat_api_http_request_duration_seconds:p99_rate5m'
@@ -401,7 +402,8 @@ DASHBOARDS = {"overview": OVERVIEW, "gateway": GATEWAY, "processor": PROCESSOR,
 def variable(v):
     return {
         "name": v["name"], "label": v["label"], "type": "query", "datasource": DS,
-        "definition": v["query"], "query": {"query": v["query"], "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "definition": v["query"],
+        "query": {"query": v["query"], "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "options": [], "regex": "", "sort": 1, "hide": 0,
