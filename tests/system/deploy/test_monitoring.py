@@ -194,6 +194,24 @@ def test_promtool_unit_tests_of_the_rules_pass():
 
 
 @pytest.mark.nostack
+def test_the_example_configuration_scrapes_the_local_stack():
+    """monitoring/prometheus/prometheus.yml passes promtool and scrapes every daemon of
+    `make run` (base 17000, three gateways) under the job names the rules expect."""
+    path = RULES.parent / "prometheus.yml"
+    r = subprocess.run([promtool(), "check", "config", str(path)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = {j["job_name"]: [t for c in j["static_configs"] for t in c["targets"]]
+            for j in yaml.safe_load(path.read_text())["scrape_configs"]}
+    want = {}
+    for d in SPEC:
+        offset = next(p["offset"] for p in d["ports"] if p["role"] == d["health"])
+        n = min(3, d["instances"]) if d.get("instances", 1) > 1 else 1
+        want[JOBS[d["name"]]] = [f"127.0.0.1:{17000 + offset + i}" for i in range(n)]
+    assert jobs == want
+
+
+@pytest.mark.nostack
 def test_every_alert_has_its_labels_annotations_and_runbook_section():
     ops = (ROOT / "docs" / "operations.md").read_text()
     anchors = set()
