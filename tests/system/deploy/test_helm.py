@@ -464,3 +464,17 @@ def test_prometheus_rule_needs_the_rule_file(tools, tmp_path):
     shutil.copytree(CHART, copy, symlinks=False, ignore=shutil.ignore_patterns("monitoring"))
     assert "alerts.yml" in refused(tools, copy, "--set", "metrics.prometheusRule.enabled=true")
     assert "dashboards" in refused(tools, copy, "--set", "metrics.dashboards.enabled=true")
+
+
+@pytest.mark.parametrize("values", ["default", "production"])
+def test_notes(tools, chart, values):
+    """NOTES.txt renders (helm install --dry-run=client needs no cluster) and says where
+    things are."""
+    args = production_args() if values == "production" else []
+    out = helm(tools, "install", "--dry-run=client", RELEASE, str(chart), *args).stdout
+    notes = out.split("NOTES:", 1)[1]
+    assert "<nil>" not in notes and "%!" not in notes
+    assert "instance id = pod name" in notes and "/metrics" in notes
+    if values == "production":
+        assert "https://chat.example.com/" in notes
+        assert "accept browsers from: https://chat.example.com" in notes
