@@ -300,17 +300,113 @@ def test_web_container_serves_every_rest_path_of_openapi(tools, chart):
         assert bound in conf, bound
 
 
+def write_web_config(folder, conf, proxy):
+    """The web container's files in folder, with its paths (/tmp/..., /etc/kchat/nginx/...)
+    moved there."""
+    (folder / "proxy-api.conf").write_text(proxy)
+    conf = re.sub(r"(?<=\s)/tmp/(?=(nginx\.pid|client_body|proxy|fastcgi|uwsgi|scgi);)", f"{folder}/", conf)
+    conf = conf.replace("/etc/kchat/nginx/", f"{folder}/")
+    assert " /tmp/" not in conf.replace(str(folder), "")
+    (folder / "nginx.conf").write_text(conf)
+
+
 def test_web_config_is_valid_nginx(tools, chart, tmp_path):
     nginx = shutil.which("nginx") or (Path("/usr/sbin/nginx") if Path("/usr/sbin/nginx").exists() else None)
     if not nginx or not Path("/etc/nginx/mime.types").exists():
         pytest.skip("nginx is not installed")
     conf, proxy = web_config(render(tools, chart))
-    (tmp_path / "proxy-api.conf").write_text(proxy)
-    conf = conf.replace("/tmp/", f"{tmp_path}/").replace("/etc/kchat/nginx/", f"{tmp_path}/")
-    (tmp_path / "nginx.conf").write_text(conf)
+    write_web_config(tmp_path, conf, proxy)
     r = subprocess.run([str(nginx), "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_container_behaves(tools, chart, tmp_path):
+    """The rendered nginx.conf, run by this machine's nginx against a stand-in for kchat-api:
+    the client for any page, the REST paths forwarded with the client's address (from a
+    trusted X-Forwarded-For), /metrics refused without reaching the API, 431 for a header
+    too large."""
+    import http.client
+    import http.server
+    import threading
+    import time
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not nginx or not Path("/etc/nginx/mime.types").exists():
+        pytest.skip("nginx is not installed")
+    api_port, web_port = free_port(), free_port()
+    root = tmp_path / "dist"
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html><title>kchat</title>")
+    docs = render(tools, chart, "--set", f"api.port={api_port},web.port={web_port},web.root={root}",
+                  "--set-json", 'web.realIpFrom=["127.0.0.1"]')
+    conf, proxy = web_config(docs)
+    write_web_config(tmp_path, conf, proxy)
+
+    seen = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("X-Forwarded-For")))
+            body = b'{"status":"ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", api_port), Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    # As root, nginx hands its workers to nobody, who cannot read pytest's folders.
+    glob = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    proc = subprocess.Popen([nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                             "-g", glob], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def get(path, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", web_port, timeout=5)
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        out = (r.status, r.read().decode(), dict(r.getheaders()))
+        c.close()
+        return out
+
+    try:
+        for _ in range(100):
+            try:
+                get("/index.html")
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"nginx exited: {proc.stderr.read().decode()}")
+                time.sleep(0.05)
+        status, body, headers = get("/conversations/c1/messages?limit=5",
+                                    {"X-Forwarded-For": "203.0.113.7"})
+        assert status == 200 and seen[-1] == ("/conversations/c1/messages?limit=5", "203.0.113.7")
+        assert get("/health")[0] == 200
+        n = len(seen)
+        status, body, headers = get("/metrics")
+        assert status == 404 and "not_found" in body and len(seen) == n
+        status, body, headers = get("/some/deep/link")
+        assert status == 200 and "<title>kchat</title>" in body
+        assert headers["X-Frame-Options"] == "DENY"
+        assert get("/auth/x", {"X-Big": "a" * 6000})[0] == 431
+        assert len(seen) == n
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        api.shutdown()
 
 
 @pytest.mark.parametrize("component", ["api", "processor"])
