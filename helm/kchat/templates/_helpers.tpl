@@ -20,8 +20,12 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The kchat image of a component: its imageTag, else image.tag, else appVersion. Call with (dict "root" $ "component" "api"). */}}
 {{- define "kchat.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $v := .root.Values }}
+{{- $tag := default .root.Chart.AppVersion $v.image.tag }}
+{{- with .component }}{{ with (index $v .).imageTag }}{{ $tag = . }}{{ end }}{{ end }}
+{{- printf "%s:%s" $v.image.repository $tag }}
 {{- end }}
 
 {{/* Labels. Call with (dict "root" $ "component" "api"). */}}
@@ -63,60 +67,193 @@ app.kubernetes.io/component: {{ .component }}
 {{- $n }}
 {{- end }}
 
+{{/* A CA source ({secretName, configMapName, key}) is set. */}}
+{{- define "kchat.caSet" -}}
+{{- if and .secretName .configMapName }}
+{{- fail "a tls.ca names both a Secret and a ConfigMap: name one" }}
+{{- end }}
+{{- if or .secretName .configMapName }}true{{ end }}
+{{- end }}
+
+{{/* The DSN, with sslrootcert=<mounted CA> when postgres.tls.ca is set. */}}
+{{- define "kchat.pgDsn" -}}
+{{- $p := .Values.postgres }}
+{{- if include "kchat.caSet" $p.tls.ca }}
+{{- printf "%s sslrootcert=/etc/kchat/pg-ca/%s" $p.dsn $p.tls.ca.key }}
+{{- else }}
+{{- $p.dsn }}
+{{- end }}
+{{- end }}
+
+{{/*
+Kafka client settings shared by every daemon and kchatctl. The security variables appear only
+when they differ from the daemons' defaults (plaintext, no SASL, system CAs).
+*/}}
+{{- define "kchat.kafkaEnv" -}}
+{{- $k := .Values.kafka }}
+{{- $env := dict "KCHAT_KAFKA_BROKERS" $k.brokers }}
+{{- if ne $k.securityProtocol "plaintext" }}
+{{- $_ := set $env "KCHAT_KAFKA_SECURITY_PROTOCOL" $k.securityProtocol }}
+{{- end }}
+{{- if hasPrefix "sasl_" $k.securityProtocol }}
+{{- if not (and $k.sasl.username $k.sasl.existingSecret) }}
+{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.username and kafka.sasl.existingSecret" $k.securityProtocol) }}
+{{- end }}
+{{- $_ := set $env "KCHAT_KAFKA_SASL_MECHANISM" $k.sasl.mechanism }}
+{{- $_ := set $env "KCHAT_KAFKA_SASL_USERNAME" $k.sasl.username }}
+{{- end }}
+{{- if hasSuffix "ssl" $k.securityProtocol }}
+{{- if include "kchat.caSet" $k.tls.ca }}
+{{- $_ := set $env "KCHAT_KAFKA_SSL_CA_LOCATION" (printf "/etc/kchat/kafka-ca/%s" $k.tls.ca.key) }}
+{{- end }}
+{{- if $k.tls.clientCertSecret }}
+{{- $_ := set $env "KCHAT_KAFKA_SSL_CERTIFICATE_LOCATION" "/etc/kchat/kafka-client/tls.crt" }}
+{{- $_ := set $env "KCHAT_KAFKA_SSL_KEY_LOCATION" "/etc/kchat/kafka-client/tls.key" }}
+{{- end }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
 {{/*
 Environment of a daemon, as a sorted list without duplicates: the chart's settings, then the
-global .Values.env, then the component's env (the last one wins). PGPASSWORD comes from a Secret.
-Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true).
+global .Values.env, then the component's env (the last one wins); then the secrets.
+Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" true "s3" true "instanceId" true).
 */}}
 {{- define "kchat.env" -}}
 {{- $v := .root.Values }}
 {{- $env := dict
   "KCHAT_LOG_LEVEL" $v.logLevel
-  "KCHAT_SHUTDOWN_TIMEOUT_MS" (toString (int $v.shutdownTimeoutMs))
-  "KCHAT_KAFKA_BROKERS" $v.kafka.brokers }}
+  "KCHAT_SHUTDOWN_TIMEOUT_MS" (toString (int $v.shutdownTimeoutMs)) }}
+{{- $env = mergeOverwrite $env (include "kchat.kafkaEnv" .root | fromYaml) }}
+{{- if .pg }}
+{{- $_ := set $env "KCHAT_PG_DSN" (include "kchat.pgDsn" .root) }}
+{{- end }}
+{{- if .redis }}
+{{- $_ := set $env "KCHAT_REDIS_HOST" $v.redis.host }}
+{{- $_ := set $env "KCHAT_REDIS_PORT" (toString (int $v.redis.port)) }}
+{{- $_ := set $env "KCHAT_REDIS_TIMEOUT_MS" (toString (int $v.redis.timeoutMs)) }}
+{{- with $v.redis.username }}{{ $_ := set $env "KCHAT_REDIS_USERNAME" . }}{{ end }}
+{{- end }}
 {{- $env = mergeOverwrite $env .base }}
 {{- $env = mergeOverwrite $env ($v.env | default dict) }}
 {{- $env = mergeOverwrite $env ((index $v .component).env | default dict) }}
+{{- if and .instanceId (hasKey $env "KCHAT_INSTANCE_ID") }}
+{{- fail (printf "%s: KCHAT_INSTANCE_ID is the pod's name, unique per replica; do not set it in env" .component) }}
+{{- end }}
 {{- range $k, $val := $env }}
 - name: {{ $k }}
   value: {{ toString $val | quote }}
 {{- end }}
-{{- if and .pg $v.postgres.passwordSecret.name }}
+{{- if .instanceId }}
+# Unique per pod and stable for its life: the pod's name.
+- name: KCHAT_INSTANCE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- include "kchat.secretEnv" . }}
+{{- end }}
+
+{{/* The variables that come from Secrets. Same arguments as kchat.env. */}}
+{{- define "kchat.secretEnv" -}}
+{{- $v := .root.Values }}
+{{- if and (hasPrefix "sasl_" $v.kafka.securityProtocol) $v.kafka.sasl.existingSecret }}
+- name: KCHAT_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.kafka.sasl.existingSecret }}
+      key: {{ $v.kafka.sasl.passwordKey }}
+{{- end }}
+{{- if and .pg $v.postgres.existingSecret }}
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $v.postgres.passwordSecret.name }}
-      key: {{ $v.postgres.passwordSecret.key }}
+      name: {{ $v.postgres.existingSecret }}
+      key: {{ $v.postgres.passwordKey }}
 {{- end }}
-{{- if and .s3 $v.s3.credentialsSecret.name }}
+{{- if and .redis $v.redis.existingSecret }}
+- name: KCHAT_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.redis.existingSecret }}
+      key: {{ $v.redis.passwordKey }}
+{{- end }}
+{{- if and .s3 $v.s3.existingSecret }}
 - name: KCHAT_S3_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ $v.s3.credentialsSecret.name }}
-      key: {{ $v.s3.credentialsSecret.accessKeyKey }}
+      name: {{ $v.s3.existingSecret }}
+      key: {{ $v.s3.accessKeyKey }}
 - name: KCHAT_S3_SECRET_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ $v.s3.credentialsSecret.name }}
-      key: {{ $v.s3.credentialsSecret.secretKeyKey }}
+      name: {{ $v.s3.existingSecret }}
+      key: {{ $v.s3.secretKeyKey }}
 {{- end }}
 {{- end }}
 
-{{/* Token settings; the keys are mounted from .Values.jwt.secretName at /etc/kchat/jwt. */}}
+{{/* Token settings; the keys are mounted from .Values.jwt.existingSecret at /etc/kchat/jwt. */}}
 {{- define "kchat.jwtEnv" -}}
-{{- if not .Values.jwt.secretName }}
-{{- fail "jwt.secretName must name the Secret holding jwt-private.pem and jwt-public.pem" }}
+{{- if not .Values.jwt.existingSecret }}
+{{- fail "jwt.existingSecret must name the Secret holding jwt-private.pem and jwt-public.pem" }}
 {{- end }}
 {{- dict "KCHAT_JWT_PUBLIC_KEY" "/etc/kchat/jwt/jwt-public.pem" "KCHAT_JWT_ISSUER" .Values.jwt.issuer "KCHAT_JWT_AUDIENCE" .Values.jwt.audience | toYaml }}
 {{- end }}
 
-{{/* Postgres and Redis settings, for the daemons that use them. */}}
-{{- define "kchat.pgEnv" -}}
-{{- dict "KCHAT_PG_DSN" .Values.postgres.dsn | toYaml }}
+{{/* Mounts of the CA files and the Kafka client certificate. Call with (dict "root" $ "pg" bool). */}}
+{{- define "kchat.tlsVolumeMounts" -}}
+{{- $v := .root.Values }}
+{{- if and (hasSuffix "ssl" $v.kafka.securityProtocol) (include "kchat.caSet" $v.kafka.tls.ca) }}
+- name: kafka-ca
+  mountPath: /etc/kchat/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and (hasSuffix "ssl" $v.kafka.securityProtocol) $v.kafka.tls.clientCertSecret }}
+- name: kafka-client
+  mountPath: /etc/kchat/kafka-client
+  readOnly: true
+{{- end }}
+{{- if and .pg (include "kchat.caSet" $v.postgres.tls.ca) }}
+- name: pg-ca
+  mountPath: /etc/kchat/pg-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
-{{- define "kchat.redisEnv" -}}
-{{- dict "KCHAT_REDIS_HOST" .Values.redis.host "KCHAT_REDIS_PORT" (toString (int .Values.redis.port)) "KCHAT_REDIS_TIMEOUT_MS" (toString (int .Values.redis.timeoutMs)) | toYaml }}
+{{- define "kchat.caVolume" -}}
+{{- if .ca.secretName }}
+- name: {{ .name }}
+  secret:
+    secretName: {{ .ca.secretName }}
+    items:
+      - key: {{ .ca.key }}
+        path: {{ .ca.key }}
+{{- else if .ca.configMapName }}
+- name: {{ .name }}
+  configMap:
+    name: {{ .ca.configMapName }}
+    items:
+      - key: {{ .ca.key }}
+        path: {{ .ca.key }}
+{{- end }}
+{{- end }}
+
+{{- define "kchat.tlsVolumes" -}}
+{{- $v := .root.Values }}
+{{- if hasSuffix "ssl" $v.kafka.securityProtocol }}
+{{- include "kchat.caVolume" (dict "name" "kafka-ca" "ca" $v.kafka.tls.ca) }}
+{{- with $v.kafka.tls.clientCertSecret }}
+- name: kafka-client
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+{{- end }}
+{{- end }}
+{{- if .pg }}
+{{- include "kchat.caVolume" (dict "name" "pg-ca" "ca" $v.postgres.tls.ca) }}
+{{- end }}
 {{- end }}
 
 {{/* Pod annotations: Prometheus scraping plus the component's own. Call with (dict "root" $ "port" 9095 "extra" map). */}}
@@ -131,8 +268,17 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
-{{/* Readiness and liveness probes on GET /health of the named port. */}}
+{{/*
+Startup, readiness and liveness probes on GET /health of the named port. The startup probe
+is probes.startup with the component's startupProbe merged over it; liveness and readiness
+start once it has passed. Call with (dict "root" $ "port" "ops" "startup" map).
+*/}}
 {{- define "kchat.probes" -}}
+startupProbe:
+  httpGet:
+    path: /health
+    port: {{ .port }}
+  {{- toYaml (mergeOverwrite (deepCopy .root.Values.probes.startup) (.startup | default dict)) | nindent 2 }}
 readinessProbe:
   httpGet:
     path: /health
@@ -146,7 +292,7 @@ livenessProbe:
 {{- end }}
 
 {{/*
-What every daemon pod shares. Service links are off: Kubernetes would otherwise inject
+What every pod shares. Service links are off: Kubernetes would otherwise inject
 <SERVICE>_PORT=tcp://... variables, and a Service named e.g. "kchat-redis" would set
 KCHAT_REDIS_PORT, which the daemons read as their own option and refuse.
 */}}
@@ -176,5 +322,39 @@ tolerations:
 {{- with .affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The Origins the gateways accept: gateway.allowedOrigins, else the ingress hosts. */}}
+{{- define "kchat.allowedOrigins" -}}
+{{- $origins := list }}
+{{- range .Values.gateway.allowedOrigins }}{{ $origins = append $origins . }}{{ end }}
+{{- if and (not $origins) .Values.ingress.enabled }}
+{{- $scheme := ternary "https" "http" (gt (len .Values.ingress.tls) 0) }}
+{{- range .Values.ingress.hosts }}{{ $origins = append $origins (printf "%s://%s" $scheme .) }}{{ end }}
+{{- end }}
+{{- join "," $origins }}
+{{- end }}
+
+{{/* A PodDisruptionBudget. Call with (dict "root" $ "component" "api"). */}}
+{{- define "kchat.pdb" -}}
+{{- $c := index .root.Values .component }}
+{{- if $c.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "kchat.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "kchat.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ $c.pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "kchat.selectorLabels" . | nindent 6 }}
 {{- end }}
 {{- end }}
