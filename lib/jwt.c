@@ -17,11 +17,36 @@
 #define SIG_B64_MAX 1400 /* an RS256 signature of an 8192-bit key: 1366 characters */
 
 struct kc_jwt_key {
-    unsigned char *pem;
+    unsigned char *pem; /* the file, each PEM block in it one key */
     int pem_len;
+    int nkeys;
+    struct {
+        const unsigned char *pem;
+        int len;
+    } keys[KC_JWT_MAX_KEYS];
     char *issuer;
     char *audience;
 };
+
+/* Splits the file into its PEM blocks ("-----BEGIN ..." through the matching "-----END
+ * ...-----"). Returns the count, 0 when there is none, -1 when there are too many or a block
+ * is not closed. */
+static int split_pem(kc_jwt_key_t *k)
+{
+    const char *p = (const char *)k->pem, *end = p + k->pem_len;
+    int n = 0;
+    while ((p = strstr(p, "-----BEGIN ")) != NULL) {
+        const char *e = strstr(p, "-----END ");
+        const char *close = e ? strstr(e + 9, "-----") : NULL;
+        if (!close || close + 5 > end || n == KC_JWT_MAX_KEYS)
+            return -1;
+        k->keys[n].pem = (const unsigned char *)p;
+        k->keys[n].len = (int)(close + 5 - p);
+        n++;
+        p = close + 5;
+    }
+    return n;
+}
 
 kc_jwt_key_t *kc_jwt_key_load(const char *path, const char *issuer, const char *audience,
                               char *err, size_t errlen)
@@ -42,14 +67,20 @@ kc_jwt_key_t *kc_jwt_key_load(const char *path, const char *issuer, const char *
         return NULL;
     }
     buf[n] = '\0';
-    if (!strstr((char *)buf, "-----BEGIN ")) {
-        kc_strlcpyf(err, errlen, "%s: not a PEM file", path);
-        free(buf);
-        return NULL;
-    }
     kc_jwt_key_t *k = kc_xcalloc(1, sizeof(*k));
     k->pem = buf;
     k->pem_len = (int)n;
+    k->nkeys = split_pem(k);
+    if (k->nkeys <= 0) {
+        kc_strlcpyf(err, errlen,
+                    k->nkeys == 0 ? "%s: not a PEM file"
+                                  : "%s: a PEM block is not closed, or more than %d keys",
+                    path, KC_JWT_MAX_KEYS);
+        sodium_memzero(buf, n);
+        free(buf);
+        free(k);
+        return NULL;
+    }
     k->issuer = kc_xstrdup(issuer);
     k->audience = kc_xstrdup(audience);
     return k;
@@ -197,8 +228,18 @@ kc_jwt_status_t kc_jwt_verify(const kc_jwt_key_t *k, const char *token, long lon
         kc_strlcpyf(err, errlen, "token signature is not canonical base64url");
         return KC_JWT_MALFORMED;
     }
+    /* Each key in turn (a rotation lists the new key and the old one): the first whose
+     * signature holds decides. */
     jwt_t *jwt = NULL;
-    int rc = jwt_decode(&jwt, token, k->pem, k->pem_len);
+    int rc = EINVAL;
+    for (int i = 0; i < k->nkeys; i++) {
+        jwt = NULL;
+        rc = jwt_decode(&jwt, token, k->keys[i].pem, k->keys[i].len);
+        if (rc == 0 && jwt)
+            break;
+        jwt_free(jwt);
+        jwt = NULL;
+    }
     if (rc != 0 || !jwt) {
         jwt_free(jwt);
         kc_strlcpyf(err, errlen, rc == EINVAL ? "token signature or format invalid"
@@ -274,7 +315,7 @@ char *kc_jwt_sign(const kc_jwt_key_t *k, const char *sub, const char *name, long
         jwt_add_grant(jwt, "jti", jti) || jwt_add_grant_int(jwt, "iat", (long)now_s) ||
         jwt_add_grant_int(jwt, "nbf", (long)now_s) ||
         jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)) ||
-        jwt_set_alg(jwt, JWT_ALG_RS256, k->pem, k->pem_len)) {
+        jwt_set_alg(jwt, JWT_ALG_RS256, k->keys[0].pem, k->keys[0].len)) {
         kc_strlcpyf(err, errlen, "cannot build the token (is the key an RSA private key?)");
     } else if (!(tok = jwt_encode_str(jwt))) {
         kc_strlcpyf(err, errlen, "cannot sign the token (is the key an RSA private key?)");

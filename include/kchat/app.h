@@ -69,7 +69,8 @@ typedef struct {
 /* A kc_jwt_cfg_t's three options; key_def is the public key's default ("": required). */
 #define KC_CFG_JWT(type, f, key_def)                                                              \
     {"jwt-public-key", KC_CFG_STR, offsetof(type, f.public_key), key_def, 1, 4096,                \
-     "PEM file of the RSA public key that verifies access tokens (RS256)"},                       \
+     "PEM file of the RSA public keys that verify access tokens (RS256): one, or up to 4 while "   \
+     "keys rotate"},                                                                              \
         {"jwt-issuer", KC_CFG_STR, offsetof(type, f.issuer), "kchat", 1, 256,                     \
          "iss claim of access tokens (kchat-api writes it; every verifier requires it)"},         \
     {                                                                                             \

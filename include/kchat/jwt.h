@@ -15,6 +15,7 @@
 #define KC_JWT_SUB_MAX 64    /* user ids */
 #define KC_JWT_NAME_MAX 64   /* usernames */
 #define KC_JWT_ALG "RS256"
+#define KC_JWT_MAX_KEYS 4    /* public keys a verifier accepts at once (a rotation needs 2) */
 
 typedef enum {
     KC_JWT_OK = 0,
@@ -37,7 +38,10 @@ typedef struct {
 
 typedef struct kc_jwt_key kc_jwt_key_t;
 
-/* Reads a PEM key (public for a verifier, private for a signer) of at most 16 KiB. */
+/* Reads a PEM file of at most 16 KiB: for a verifier, one to KC_JWT_MAX_KEYS public keys
+ * (a token verifies when any of them checks its signature, so a key rotation lists the new
+ * key beside the old one for a while); for a signer, its private key (the first in the file).
+ */
 kc_jwt_key_t *kc_jwt_key_load(const char *path, const char *issuer, const char *audience,
                               char *err, size_t errlen);
 void kc_jwt_key_free(kc_jwt_key_t *k);

@@ -20,7 +20,7 @@
 #include "kchat/util.h"
 
 static char dir[] = "/tmp/kc-jwt-XXXXXX";
-static char priv_path[64], pub_path[64], other_path[64];
+static char priv_path[64], pub_path[64], other_path[64], other_pub_path[64], ring_path[64];
 
 static void write_key(EVP_PKEY *k, const char *path, int private)
 {
@@ -40,6 +40,8 @@ static int setup(void **state)
     snprintf(priv_path, sizeof(priv_path), "%s/priv.pem", dir);
     snprintf(pub_path, sizeof(pub_path), "%s/pub.pem", dir);
     snprintf(other_path, sizeof(other_path), "%s/other.pem", dir);
+    snprintf(other_pub_path, sizeof(other_pub_path), "%s/other-pub.pem", dir);
+    snprintf(ring_path, sizeof(ring_path), "%s/ring.pem", dir);
     EVP_PKEY *k = EVP_RSA_gen(2048);
     EVP_PKEY *o = EVP_RSA_gen(2048);
     if (!k || !o)
@@ -47,6 +49,7 @@ static int setup(void **state)
     write_key(k, priv_path, 1);
     write_key(k, pub_path, 0);
     write_key(o, other_path, 1);
+    write_key(o, other_pub_path, 0);
     EVP_PKEY_free(k);
     EVP_PKEY_free(o);
     return 0;
@@ -58,6 +61,8 @@ static int teardown(void **state)
     unlink(priv_path);
     unlink(pub_path);
     unlink(other_path);
+    unlink(other_pub_path);
+    unlink(ring_path);
     rmdir(dir);
     return 0;
 }
@@ -200,6 +205,62 @@ static void test_garbage(void **state)
     assert_null(kc_jwt_key_load("/nonexistent/key.pem", "a", "b", err, sizeof(err)));
 }
 
+/* A file of several public keys, as during a rotation: each one's tokens verify. */
+static void write_ring(const char *const *parts, size_t n, const char *tail)
+{
+    FILE *out = fopen(ring_path, "w");
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++) {
+        char text[16384];
+        FILE *in = fopen(parts[i], "r");
+        assert_non_null(in);
+        size_t len = fread(text, 1, sizeof(text), in);
+        fclose(in);
+        assert_true(len > 0);
+        assert_int_equal(fwrite(text, 1, len, out), len);
+    }
+    if (tail)
+        fputs(tail, out);
+    assert_int_equal(fclose(out), 0);
+}
+
+static void test_rotation_keys(void **state)
+{
+    (void)state;
+    char err[256];
+    kc_jwt_key_t *signer = key(priv_path), *old_signer = key(other_path);
+    char *tok = kc_jwt_sign(signer, "u_ann", "ann", 1000, 900, err, sizeof(err));
+    char *old_tok = kc_jwt_sign(old_signer, "u_ann", "ann", 1000, 900, err, sizeof(err));
+    assert_non_null(tok);
+    assert_non_null(old_tok);
+    kc_jwt_claims_t c;
+    const char *both[] = {pub_path, other_pub_path};
+    write_ring(both, 2, NULL);
+    kc_jwt_key_t *ring = key(ring_path);
+    assert_int_equal(kc_jwt_verify(ring, tok, 1000, 5, &c, err, sizeof(err)), KC_JWT_OK);
+    assert_int_equal(kc_jwt_verify(ring, old_tok, 1000, 5, &c, err, sizeof(err)), KC_JWT_OK);
+    assert_string_equal(c.sub, "u_ann");
+    kc_jwt_key_free(ring);
+    /* The old key removed: its tokens fail, the new ones still pass. */
+    write_ring(both, 1, NULL);
+    ring = key(ring_path);
+    assert_int_equal(kc_jwt_verify(ring, old_tok, 1000, 5, &c, err, sizeof(err)),
+                     KC_JWT_BAD_SIGNATURE);
+    assert_int_equal(kc_jwt_verify(ring, tok, 1000, 5, &c, err, sizeof(err)), KC_JWT_OK);
+    kc_jwt_key_free(ring);
+    /* Too many keys, and a block left open, are refused at load. */
+    const char *five[] = {pub_path, other_pub_path, pub_path, other_pub_path, pub_path};
+    write_ring(five, 5, NULL);
+    assert_null(kc_jwt_key_load(ring_path, "kchat", "kchat", err, sizeof(err)));
+    assert_non_null(strstr(err, "more than 4 keys"));
+    write_ring(both, 1, "-----BEGIN PUBLIC KEY-----\nAAAA\n");
+    assert_null(kc_jwt_key_load(ring_path, "kchat", "kchat", err, sizeof(err)));
+    free(tok);
+    free(old_tok);
+    kc_jwt_key_free(signer);
+    kc_jwt_key_free(old_signer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_issuer_audience),
         cmocka_unit_test(test_algorithm_pinned),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_rotation_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
