@@ -4,6 +4,9 @@
 #   make stop     stop the stack started by make run
 #   make status   what is running
 #   make test     the same set-up into its own state folder and ports, then every test
+#   make chaos    the fault runner on a stack of its own (.state-chaos): load over the public
+#                 protocol while a seeded schedule kills, pauses and restarts processes, then
+#                 the checker (CHAOS_ARGS="--seed N --duration S --faults K")
 #   make bench    the short version of every benchmark on a stack of its own (.state-bench),
 #                 under 10 minutes; see docs/benchmarks.md
 #   make build    only build (SANITIZE=1: ASan+UBSan build in build-asan/)
@@ -18,7 +21,7 @@ BUILD_DIR ?= build
 endif
 export KCHAT_BUILD_DIR := $(CURDIR)/$(BUILD_DIR)
 
-.PHONY: all deps test-deps build web run stop status test bench clean distclean
+.PHONY: all deps test-deps build web run stop status test chaos bench clean distclean
 
 all: build
 
@@ -48,6 +51,9 @@ status:
 
 test: test-deps build web
 	@SANITIZE=$(SANITIZE) scripts/test.sh
+
+chaos: test-deps build web
+	@scripts/chaos.sh $(CHAOS_ARGS)
 
 bench: test-deps build
 	@bench/run.sh

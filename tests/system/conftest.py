@@ -14,3 +14,9 @@ from kchat_testkit.fixtures import *  # noqa: E402,F401,F403
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "nostack: needs no running stack (runs in seconds)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The fault run last: it kills and restarts the stack's processes and flushes Redis, and
+    every other test should meet the stack as scripts/test.sh started it."""
+    items.sort(key=lambda item: "/chaos/" in str(item.fspath))

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `make chaos`: the fault runner (tests/chaos/kchat_chaos.py) on a stack of its own: state in
+# .state-chaos, ports from 26000, three brokers when KCHAT_KAFKA_NODES=3 is set. The stack
+# starts from nothing and is stopped at the end, also on failure. Arguments go to the runner
+# (CHAOS_ARGS from make), e.g. --seed 42 --duration 600 --faults 30; the report is written to
+# .state-chaos/chaos/report.txt and report.json.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export KCHAT_STATE_DIR=$ROOT/.state-chaos KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-26000}
+export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
+. "$ROOT/scripts/env.sh"
+
+cleanup() {
+    local rc=$?
+    "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
+    "$ROOT/scripts/pg.sh" destroy >/dev/null 2>&1 || true
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
+rm -rf "$KCHAT_STATE_DIR"
+"$ROOT/scripts/stack.sh" up >/dev/null
+"$ROOT/.venv/bin/python" "$ROOT/tests/chaos/kchat_chaos.py" --report "$KCHAT_STATE_DIR/chaos" "$@"
