@@ -4,8 +4,18 @@
 # starts from nothing and is stopped at the end, also on failure. Arguments go to the runner
 # (CHAOS_ARGS from make), e.g. --seed 42 --duration 600 --faults 30; the report is written to
 # .state-chaos/chaos/report.txt and report.json.
+#
+# As root, with unshare and iptables, the whole run happens in a network namespace of its own
+# (only a loopback), so the runner's network partitions (iptables rules) touch nothing else.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ -z ${KCHAT_CHAOS_NETNS:-} && $(id -u) -eq 0 ]] && command -v unshare >/dev/null &&
+    command -v iptables >/dev/null; then
+    exec unshare --net -- env KCHAT_CHAOS_NETNS=1 bash "$0" "$@"
+fi
+if [[ ${KCHAT_CHAOS_NETNS:-} == 1 ]]; then
+    ip link set lo up
+fi
 export KCHAT_STATE_DIR=$ROOT/.state-chaos KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-26000}
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
 . "$ROOT/scripts/env.sh"

@@ -13,7 +13,9 @@ last seq_no they hold.
 
 The faults (a seeded random schedule; the same seed replays the same schedule): kill -9 and
 SIGSTOP/SIGCONT of each daemon, of the broker(s) and of the partition leader of chat.events
-with several brokers; restarts of Postgres and Redis; a Redis flush; and two faults at once.
+with several brokers; restarts of Postgres and Redis; a Redis flush; a network partition that
+cuts one broker's listeners off (iptables, only inside the network namespace that
+scripts/chaos.sh runs the stack in); and two faults at once.
 
 After the last fault it heals (every process running and healthy), waits for quiet, has every
 device sync every conversation once more, and checks, for every acked message: present exactly
@@ -29,6 +31,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,6 +239,13 @@ class Run:
                   ("restart", "redis"), ("flush", "redis")])
         if len(broker_pids()) > 1:
             kinds += [("kill", "events-leader"), ("pause", "events-leader")]
+        if can_partition():
+            kinds += [("partition", "kafka")]
+        if self.args.only:
+            want = set(self.args.only.split(","))
+            kinds = [k for k in kinds if k[0] in want or f"{k[0]}:{k[1]}" in want]
+            if not kinds:
+                raise SystemExit(f"--only {self.args.only}: no such fault here")
         plan, t = [], 5.0
         span = self.args.duration - 10.0
         gap = max(span / max(self.args.faults, 1), 8.0)
@@ -481,7 +491,43 @@ def events_leader_pid():
     return None
 
 
+def can_partition():
+    """Network partitions only inside the network namespace scripts/chaos.sh makes for the
+    stack (iptables there touches nothing else), as root."""
+    return ENV.get("KCHAT_CHAOS_NETNS") == "1" and os.geteuid() == 0 and \
+        shutil.which("iptables") is not None
+
+
+def broker_ports():
+    """[(node, [its listener ports])] from each broker's rendered server.properties."""
+    out = []
+    for props in sorted((STATE / "kafka").rglob("server.properties")):
+        for line in props.read_text().splitlines():
+            if line.startswith("listeners="):
+                ports = [int(x.rsplit(":", 1)[1]) for x in line.split("=", 1)[1].split(",")]
+                out.append((str(props.parent), ports))
+    return out
+
+
+def iptables(op, ports):
+    spec = ",".join(str(p) for p in ports)
+    for way in ("--dports", "--sports"):
+        sh("iptables", op, "INPUT", "-p", "tcp", "-m", "multiport", way, spec, "-j", "DROP")
+
+
 def inject(kind, target, pause_s):
+    if kind == "partition":
+        # One broker cut off: nothing reaches its listeners and nothing they send arrives
+        # (clients, the other brokers, the controllers); its own outgoing connections stay,
+        # so this is the asymmetric partition that leaves a leader thinking it is fine.
+        brokers = broker_ports()
+        _, ports = brokers[random.Random(pause_s).randrange(len(brokers))]
+        iptables("-I", ports)
+        try:
+            time.sleep(pause_s * 2)
+        finally:
+            iptables("-D", ports)
+        return
     if target in ("kafka", "events-leader"):
         pids = broker_pids() if target == "kafka" else [events_leader_pid()]
         pids = [p for p in pids if p]
@@ -518,6 +564,8 @@ def inject(kind, target, pause_s):
 def heal():
     """Every process running and healthy again: nothing left stopped, then `stack.sh up`
     starts whatever is not running (brokers, stores, daemons) and waits for every /health."""
+    if can_partition():
+        sh("iptables", "-F", "INPUT")
     signal_pids(broker_pids(), signal.SIGCONT)
     for name in ["processor", "projector", "api"] + [
             "gateway" if i == 0 else f"gateway{i}" for i in range(NGATEWAYS)]:
@@ -557,7 +605,8 @@ def report(args, plan, problems, counts, faults, out_dir):
     lines.append("problems: none" if not problems else f"problems ({len(problems)}):")
     lines += [f"  {p}" for p in problems[:50]]
     lines.append(f"replay: tests/chaos/kchat_chaos.py --seed {args.seed} "
-                 f"--duration {args.duration:.0f} --users {args.users} --faults {args.faults}")
+                 f"--duration {args.duration:.0f} --users {args.users} --faults {args.faults}"
+                 + (f" --only {args.only}" if args.only else ""))
     (out_dir / "report.txt").write_text("\n".join(lines) + "\n")
     return rep, "\n".join(lines)
 
@@ -568,6 +617,9 @@ def parse(argv=None):
     p.add_argument("--duration", type=float, default=300.0, help="seconds of load with faults")
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--faults", type=int, default=12, help="fault steps in the schedule")
+    p.add_argument("--only", default="",
+                   help="only these faults, comma-separated: a kind (kill, pause, restart, "
+                        "flush, partition) or kind:target (kill:kafka, pause:processor)")
     p.add_argument("--report", type=Path, default=STATE / "chaos")
     return p.parse_args(argv)
 
