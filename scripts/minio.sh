@@ -64,11 +64,16 @@ start() {
         status || { tail -n 20 "$DIR/minio.log" >&2; exit 1; }
         sleep 0.2
     done
-    # The bucket, made with a SigV4-signed PUT (curl signs it); 409 = it exists already.
+    # The bucket, made with a SigV4-signed PUT (curl signs it); 409 = it exists already. Right
+    # after it reports ready, MinIO may still answer 503 while it initialises: try again.
     local code
-    code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT \
-        --aws-sigv4 "aws:amz:$KCHAT_S3_REGION:s3" --user "$KCHAT_S3_ACCESS_KEY:$KCHAT_S3_SECRET_KEY" \
-        "http://127.0.0.1:$KCHAT_MINIO_PORT/$KCHAT_S3_BUCKET")
+    for _ in $(seq 50); do
+        code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT \
+            --aws-sigv4 "aws:amz:$KCHAT_S3_REGION:s3" --user "$KCHAT_S3_ACCESS_KEY:$KCHAT_S3_SECRET_KEY" \
+            "http://127.0.0.1:$KCHAT_MINIO_PORT/$KCHAT_S3_BUCKET")
+        [[ $code == 503 ]] || break
+        sleep 0.2
+    done
     if [[ $code != 200 && $code != 409 ]]; then
         echo "minio.sh: creating bucket $KCHAT_S3_BUCKET answered HTTP $code" >&2
         exit 1
