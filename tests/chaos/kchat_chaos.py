@@ -22,7 +22,8 @@ device sync every conversation once more, and checks, for every acked message: p
 once in history (REST, the Postgres model), in the Redis model's recent messages and in
 chat.events; delivered to every member device (live or by sync; a sync may repeat what came live, and
 the client keeps one per seq_no) with one server_msg_id per seq_no; seq_no gap-free per conversation; each sender's messages in the order they were acked;
-nothing rejected that was acked. For every send never acked: absent, or present once. The
+nothing rejected that was acked; whatever REST history showed while the faults happened is
+what it shows at the end. For every send never acked: absent, or present once. The
 report (JSON and text) holds the seed, the schedule, the counts, and per fault the longest time
 without any ack while it lasted.
 """
@@ -171,6 +172,8 @@ class Run:
                             # attempts, t_first, t_ack, rejected)
         self.ack_times = []  # monotonic times of every ok/duplicate ack
         self.faults = []
+        self.rest_seen = []  # (convo, seq_no, server_msg_id) read by REST during the run
+        self.rest_ok = self.rest_failed = 0
 
     # -- set-up --
     def setup(self):
@@ -229,6 +232,29 @@ class Run:
             if s["status"] is None:
                 s["status"] = "unacked"
             await asyncio.sleep(self.rng.uniform(0.05, 0.3))
+
+    # -- REST readers: what history shows while faults happen must never change later --
+    async def rest_reader(self):
+        while not self.senders_stop:
+            convo = self.rng.choice(list(self.convos))
+            reader = self.by[self.convos[convo][0]]
+            top = max([s["seq"] for s in self.sends[-200:]
+                       if s["convo"] == convo and s.get("seq")] or [0])
+            try:
+                r = await asyncio.to_thread(
+                    reader.api.get, f"/conversations/{convo}/messages?since_seq="
+                    f"{max(0, top - 50)}&limit=100", timeout=5)
+            except OSError:
+                r = None
+            if r is not None and r.status == 200:
+                self.rest_ok += 1
+                for m in r.json["messages"]:
+                    self.rest_seen.append((convo, m["seq_no"], m["server_msg_id"]))
+            elif r is not None and r.status == 401:
+                await asyncio.to_thread(reader.login)
+            else:
+                self.rest_failed += 1
+            await asyncio.sleep(0.3)
 
     # -- faults --
     def schedule(self):
@@ -403,10 +429,15 @@ class Run:
                                         f"as {sorted(ids)}, history says {smid[(c, seq)]}")
         if missing:
             problems.append(f"{missing} (device, message) pairs never delivered, live or by sync")
+        changed = {(c, q, m) for c, q, m in self.rest_seen if smid.get((c, q)) != m}
+        if changed:
+            problems.append(f"{len(changed)} messages read by REST during the run differ from "
+                            f"the final history, e.g. {sorted(changed)[:3]}")
         return problems, {"sent": len(self.sends), "acked": len(acked),
                           "unacked": len(unacked), "rejected": len(rejected), "lost": lost,
                           "duplicated": dup, "reordered": reordered,
-                          "undelivered": missing,
+                          "undelivered": missing, "rest_reads": self.rest_ok,
+                          "rest_failures": self.rest_failed,
                           "frames_per_delivery": round(
                               sum(d.frames for d in self.devices) /
                               max(1, sum(len(hist[c]) for d in self.devices
@@ -434,6 +465,7 @@ class Run:
             await asyncio.wait_for(d.connected.wait(), 30)
         t0 = now()
         senders = [asyncio.create_task(self.sender(u)) for u in self.users]
+        senders.append(asyncio.create_task(self.rest_reader()))
         inj = asyncio.create_task(self.injector(plan, t0))
         await asyncio.sleep(self.args.duration)
         await inj
