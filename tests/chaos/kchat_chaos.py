@@ -264,7 +264,8 @@ class Run:
                  [("kill", "kafka"), ("pause", "kafka"), ("restart", "postgres"),
                   ("restart", "redis"), ("flush", "redis")])
         if len(broker_pids()) > 1:
-            kinds += [("kill", "events-leader"), ("pause", "events-leader")]
+            kinds += [("kill", "events-leader"), ("pause", "events-leader"),
+                      ("kill", "controller"), ("pause", "controller")]
         if can_partition():
             kinds += [("partition", "kafka")]
         if self.args.only:
@@ -511,15 +512,29 @@ def signal_pids(pids, sig):
             pass
 
 
+def node_pid(node):
+    for p in sorted((STATE / "kafka").rglob("kafka.pid")):
+        if p.parent.name == f"node{node}" or (node == 1 and p.parent.name == "kafka"):
+            return int(p.read_text())
+    return None
+
+
 def events_leader_pid():
     """The broker pid leading partition 0 of chat.events (several brokers only)."""
     from confluent_kafka.admin import AdminClient
     md = AdminClient({"bootstrap.servers": ENV["KCHAT_KAFKA_BROKERS"]}).list_topics(
         "chat.events", timeout=10)
-    leader = md.topics["chat.events"].partitions[0].leader
-    for p in sorted((STATE / "kafka").rglob("kafka.pid")):
-        if f"node{leader}" in str(p) or (leader == 1 and p.parent.name == "kafka"):
-            return int(p.read_text())
+    return node_pid(md.topics["chat.events"].partitions[0].leader)
+
+
+def controller_pid():
+    """The pid of the active controller (the quorum's leader), as Kafka's own tool says."""
+    out = sh(str(ROOT / "scripts" / "kafka.sh"), "run-class",
+             "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
+             ENV["KCHAT_KAFKA_BROKERS"].split(",")[0], "describe", "--status")
+    for line in out.splitlines():
+        if line.strip().startswith("LeaderId:"):
+            return node_pid(int(line.split(":", 1)[1]))
     return None
 
 
@@ -560,8 +575,9 @@ def inject(kind, target, pause_s):
         finally:
             iptables("-D", ports)
         return
-    if target in ("kafka", "events-leader"):
-        pids = broker_pids() if target == "kafka" else [events_leader_pid()]
+    if target in ("kafka", "events-leader", "controller"):
+        pids = (broker_pids() if target == "kafka" else
+                [events_leader_pid()] if target == "events-leader" else [controller_pid()])
         pids = [p for p in pids if p]
         if kind == "kill":
             signal_pids(pids[:1] if target == "kafka" and len(pids) > 1 else pids,
