@@ -58,6 +58,7 @@ typedef struct {
 } auth_state_t;
 
 static void pump(api_t *a);
+static void refusals_init(api_t *a);
 
 /* Runs when the request is freed: a hashing slot still held (the request was answered while
  * its work was being prepared) is given back. */
@@ -105,6 +106,7 @@ int api_auth_init(api_t *a, char *err, size_t errlen)
                          "Password hashes or checks waiting for a slot.", NULL);
     a->pwhash_jobs = kc_metrics_counter(a->app.metrics, "kchat_api_pwhash_jobs_total",
                                         "Password hashes or checks given a slot.", NULL);
+    refusals_init(a);
     a->pwq = api_fq_new((int)a->cfg.pwhash_max_inflight, (int)a->cfg.pwhash_queue_max,
                         (int)a->cfg.pwhash_per_address, 1);
     return 0;
@@ -131,17 +133,62 @@ static void count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *w
                   "%s", what);
 }
 
+/* Why a login or registration is refused before any password work: the reason label of
+ * kchat_api_auth_refusals_total. */
+typedef enum {
+    REFUSED_BUSY,                     /* 503: the fair queue is full */
+    REFUSED_ADDRESS_BUSY,             /* its address has pwhash-per-address jobs already */
+    REFUSED_ACCOUNT_BUSY,             /* its account has a job already */
+    REFUSED_ACCOUNT_ADDRESS_FAILURES, /* (account, address) in a delay */
+    REFUSED_ADDRESS_FAILURES,         /* the address in a delay */
+    REFUSED_ACCOUNT_PACED,            /* the account's attempts are paced */
+    REFUSED_REGISTRATIONS,            /* registrations per address per hour */
+    REFUSED_N
+} refusal_t;
+
+static const char *const refusal_reasons[REFUSED_N] = {
+    [REFUSED_BUSY] = "busy",
+    [REFUSED_ADDRESS_BUSY] = "address_busy",
+    [REFUSED_ACCOUNT_BUSY] = "account_busy",
+    [REFUSED_ACCOUNT_ADDRESS_FAILURES] = "account_address_failures",
+    [REFUSED_ADDRESS_FAILURES] = "address_failures",
+    [REFUSED_ACCOUNT_PACED] = "account_paced",
+    [REFUSED_REGISTRATIONS] = "registrations",
+};
+
+static kc_counter_t *refusals(api_t *a, refusal_t why)
+{
+    const char *lbl[] = {"reason", refusal_reasons[why], NULL};
+    return kc_metrics_counter(a->app.metrics, "kchat_api_auth_refusals_total",
+                              "Logins and registrations refused before any password work (429 "
+                              "throttled, 503 busy), by reason.",
+                              lbl);
+}
+
+static kc_counter_t *throttle_skipped(api_t *a)
+{
+    return kc_metrics_counter(a->app.metrics, "kchat_api_auth_throttle_skipped_total",
+                              "Throttle checks skipped because Redis did not answer (the "
+                              "request was let through).",
+                              NULL);
+}
+
+/* Creates the series of every reason and of skipped throttle checks, at 0, so that they are
+ * there before the first refusal. */
+static void refusals_init(api_t *a)
+{
+    for (int i = 0; i < REFUSED_N; i++)
+        (void)refusals(a, (refusal_t)i);
+    (void)throttle_skipped(a);
+}
+
 /* Answers a refusal (429 or 503, Retry-After from retry_ms), counted by reason. */
-static void refuse(api_req_t *r, int status, const char *reason, const char *code,
+static void refuse(api_req_t *r, int status, refusal_t why, const char *code,
                    const char *message, long long retry_ms)
 {
     api_t *a = r->a;
-    const char *lbl[] = {"reason", reason, NULL};
-    count_and_log(kc_metrics_counter(a->app.metrics, "kchat_api_auth_refusals_total",
-                                     "Logins and registrations refused before any password "
-                                     "work (429 throttled, 503 busy), by reason.",
-                                     lbl),
-                  &a->refusal_log, "auth request refused", "reason", reason, "client", r->client);
+    count_and_log(refusals(a, why), &a->refusal_log, "auth request refused", "reason",
+                  refusal_reasons[why], "client", r->client);
     long long secs = (retry_ms + 999) / 1000;
     api_refuse(r, status, code, message, secs < 1 ? 1 : secs > 86400 ? 86400 : (int)secs);
 }
@@ -149,12 +196,9 @@ static void refuse(api_req_t *r, int status, const char *reason, const char *cod
 /* Redis did not answer a throttle check: the request goes on unthrottled (fail open). */
 static void throttle_unavailable(api_t *a, const char *err)
 {
-    count_and_log(kc_metrics_counter(a->app.metrics, "kchat_api_auth_throttle_skipped_total",
-                                     "Throttle checks skipped because Redis did not answer "
-                                     "(the request was let through).",
-                                     NULL),
-                  &a->redis_log, "the login throttle cannot reach Redis: letting requests through",
-                  "error", err, "effect", "fail open");
+    count_and_log(throttle_skipped(a), &a->redis_log,
+                  "the login throttle cannot reach Redis: letting requests through", "error", err,
+                  "effect", "fail open");
 }
 
 /* ---- checks of the input ---- */
@@ -268,14 +312,15 @@ static void enqueue(api_req_t *r, auth_state_t *s)
         pump(a);
         return;
     case API_FQ_FULL:
-        refuse(r, 503, "busy", "busy", "too many logins at once; retry in a moment", 1000);
+        refuse(r, 503, REFUSED_BUSY, "busy", "too many logins at once; retry in a moment", 1000);
         return;
     case API_FQ_ADDRESS:
-        refuse(r, 429, "address_busy", "throttled",
+        refuse(r, 429, REFUSED_ADDRESS_BUSY, "throttled",
                "too many logins or registrations from this address at once", 1000);
         return;
     case API_FQ_ACCOUNT:
-        refuse(r, 429, "account_busy", "throttled", "this account is already logging in", 1000);
+        refuse(r, 429, REFUSED_ACCOUNT_BUSY, "throttled", "this account is already logging in",
+               1000);
         return;
     }
 }
@@ -431,9 +476,9 @@ static void on_login_checked(void *arg, const redisReply *reply, const char *err
     }
     const char *why = reply->element[1]->str;
     refuse(r, 429,
-           strcmp(why, "account") == 0   ? "account_paced"
-           : strcmp(why, "address") == 0 ? "address_failures"
-                                         : "account_address_failures",
+           strcmp(why, "account") == 0   ? REFUSED_ACCOUNT_PACED
+           : strcmp(why, "address") == 0 ? REFUSED_ADDRESS_FAILURES
+                                         : REFUSED_ACCOUNT_ADDRESS_FAILURES,
            "throttled", "too many failed logins; retry after the delay", wait);
 }
 
@@ -447,7 +492,7 @@ static void on_register_checked(void *arg, const redisReply *reply, const char *
         return;
     }
     if (reply->integer > 0) {
-        refuse(r, 429, "registrations", "throttled",
+        refuse(r, 429, REFUSED_REGISTRATIONS, "throttled",
                "too many registrations from this address; retry later", reply->integer);
         return;
     }

@@ -47,7 +47,8 @@
 #define GW_ID_MAX 128         /* ids (conversations, users, client message ids) */
 #define GW_MAX_SUBSCRIBE 1000 /* user ids in one presence.subscribe, and per connection */
 
-/* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). */
+/* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). Every code the
+ * gateway closes with is listed in out.c's close_codes. */
 #define GW_CLOSE_SLOW_CONSUMER 4008 /* its send queue grew past max-queued-bytes */
 #define GW_CLOSE_TOKEN_EXPIRED 4001 /* the token the connection was opened with expired */
 #define GW_JWT_LEEWAY_S 30          /* clock skew allowed on exp and nbf */
@@ -253,6 +254,9 @@ void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason);
 /* Counts a close the gateway made, by its code. */
 void gw_count_close(gw_t *g, int code);
+/* Creates the kchat_gateway_closes_total series of every code the gateway closes with, at 0,
+ * so that they are there before the first close. */
+void gw_count_close_init(gw_t *g);
 /* Appends `"key":"value"` (escaped) to b, with a leading comma when comma is set. */
 void gw_json_kv(kc_buf_t *b, int comma, const char *key, const char *val, size_t len);
 /* The counter name{label=value}, from a cache of g->m (value is kept as the key). */

@@ -210,6 +210,7 @@ static void metrics_init(gw_t *g)
     x->slow_closes =
         kc_metrics_counter(m, "kchat_gateway_slow_consumer_closes_total",
                            "Sockets closed (4008) because they could not keep up.", NULL);
+    gw_count_close_init(g);
     x->sync_pages_cut = kc_metrics_counter(
         m, "kchat_gateway_sync_pages_cut_total",
         "Sync pages ended early (more: true) to keep a socket's send queue under half of "

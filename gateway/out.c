@@ -155,13 +155,34 @@ void gw_send_error(gw_t *g, gw_conn_t *c, const char *code, const char *message,
 
 /* ---- closing ---- */
 
-void gw_count_close(gw_t *g, int code)
+/* Every code the gateway closes a connection with (gw_close, and close_now in ws.c). */
+static const int close_codes[] = {
+    LWS_CLOSE_STATUS_GOINGAWAY,           /* 1001: the gateway stops */
+    LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, /* 1003: a binary frame */
+    LWS_CLOSE_STATUS_INVALID_PAYLOAD,     /* 1007: invalid UTF-8 */
+    LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,   /* 1009: over max-frame-bytes */
+    GW_CLOSE_TOKEN_EXPIRED,               /* 4001 */
+    GW_CLOSE_SLOW_CONSUMER,               /* 4008 */
+};
+
+static kc_counter_t *close_counter(gw_t *g, int code)
 {
     char s[16];
     kc_strlcpyf(s, sizeof(s), "%d", code);
     const char *lbl[] = {"code", s, NULL};
-    kc_counter_inc(kc_metrics_counter(g->app.metrics, "kchat_gateway_closes_total",
-                                      "Connections closed by the gateway, by close code.", lbl));
+    return kc_metrics_counter(g->app.metrics, "kchat_gateway_closes_total",
+                              "Connections closed by the gateway, by close code.", lbl);
+}
+
+void gw_count_close_init(gw_t *g)
+{
+    for (size_t i = 0; i < KC_ARRAY_LEN(close_codes); i++)
+        (void)close_counter(g, close_codes[i]);
+}
+
+void gw_count_close(gw_t *g, int code)
+{
+    kc_counter_inc(close_counter(g, code));
 }
 
 void gw_close(gw_t *g, gw_conn_t *c, int code, const char *reason)

@@ -49,7 +49,7 @@ int kc_app_init(kc_app_t *app, const char *svc, const kc_common_cfg_t *c, int se
     kc_gauge_set(kc_metrics_gauge(app->metrics, "kchat_build_info",
                                   "Always 1; the labels name the service and its version.", lbl),
                  1);
-    app->health = kc_health_new();
+    app->health = kc_health_new(app->metrics);
     kc_admin_init(&app->admin, app->health, app->metrics);
     if (serve_admin) {
         app->admin_httpd = kc_httpd_new(app->loop, c->admin_addr, (int)c->admin_port,

@@ -299,6 +299,14 @@ static int32_t origin_slot(const proc_t *p, const char *origin)
     return end != origin + 8 && *end == '\0' && v >= 0 && v < p->nslots ? (int32_t)v : -1;
 }
 
+/* kchat_processor_rejections_total{reason}: one of proc_reject_reasons. */
+static kc_counter_t *rejections(proc_t *p, const char *reason)
+{
+    const char *lbl[] = {"reason", reason, NULL};
+    return kc_metrics_counter(p->app.metrics, "kchat_processor_rejections_total",
+                              "Commands refused, by reason.", lbl);
+}
+
 static void handle(proc_t *p, proc_part_t *part, const rd_kafka_message_t *m)
 {
     proc_cmd_t cmd;
@@ -318,11 +326,8 @@ static void handle(proc_t *p, proc_part_t *part, const rd_kafka_message_t *m)
                   p->val.data, p->val.len, 0, NULL);
         part->events_since++;
         kc_counter_inc(p->events);
-        if (o.kind == OUT_REJECTED) {
-            const char *lbl[] = {"reason", o.reason, NULL};
-            kc_counter_inc(kc_metrics_counter(p->app.metrics, "kchat_processor_rejections_total",
-                                              "Commands refused, by reason.", lbl));
-        }
+        if (o.kind == OUT_REJECTED)
+            kc_counter_inc(rejections(p, o.reason));
     } else {
         kc_counter_inc(p->duplicates);
     }
@@ -1182,6 +1187,8 @@ static void register_metrics(proc_t *p)
                                    "Events written to the events topic.", NULL);
     p->duplicates = kc_metrics_counter(m, "kchat_processor_duplicates_total",
                                        "Messages recognised as retries of accepted ones.", NULL);
+    for (size_t i = 0; i < KC_ARRAY_LEN(proc_reject_reasons); i++)
+        (void)rejections(p, proc_reject_reasons[i]);
     const char *ok[] = {"outcome", "committed", NULL}, *ab[] = {"outcome", "aborted", NULL};
     p->commits = kc_metrics_counter(m, "kchat_processor_transactions_total",
                                     "Kafka transactions, by outcome.", ok);

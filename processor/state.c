@@ -139,13 +139,25 @@ static proc_convo_t *convo_new(proc_part_t *p, const char *id, size_t len)
     return c;
 }
 
-static int reject(proc_outcome_t *out, const char *reason, const char *fmt, ...)
+const char *const proc_reject_reasons[PROC_REJECT_N] = {
+    [PROC_REJECT_INVALID] = "invalid",
+    [PROC_REJECT_TOO_LARGE] = "too_large",
+    [PROC_REJECT_CONVERSATION_EXISTS] = "conversation_exists",
+    [PROC_REJECT_NO_SUCH_CONVERSATION] = "no_such_conversation",
+    [PROC_REJECT_NOT_MEMBER] = "not_member",
+    [PROC_REJECT_NO_SUCH_MESSAGE] = "no_such_message",
+    [PROC_REJECT_TOO_OLD] = "too_old",
+    [PROC_REJECT_NOT_AUTHOR] = "not_author",
+    [PROC_REJECT_DELETED] = "deleted",
+};
+
+static int reject(proc_outcome_t *out, proc_reject_t why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int reject(proc_outcome_t *out, const char *reason, const char *fmt, ...)
+static int reject(proc_outcome_t *out, proc_reject_t why, const char *fmt, ...)
 {
     out->kind = OUT_REJECTED;
-    out->reason = reason;
+    out->reason = proc_reject_reasons[why];
     va_list ap;
     va_start(ap, fmt);
     if (vsnprintf(out->message, sizeof(out->message), fmt, ap) < 0)
@@ -163,10 +175,10 @@ static void out_add(proc_outcome_t *out, const char *id, size_t len)
 static int check_members(const proc_cmd_t *cmd, const proc_limits_t *lim, proc_outcome_t *out)
 {
     if ((long long)cmd->nmembers > lim->max_members)
-        return reject(out, "too_large", "at most %lld members", lim->max_members), -1;
+        return reject(out, PROC_REJECT_TOO_LARGE, "at most %lld members", lim->max_members), -1;
     for (size_t i = 0; i < cmd->nmembers; i++)
         if (!valid_id(cmd->members[i], cmd->member_lens[i], lim->max_id_bytes))
-            return reject(out, "invalid", "member %zu is not a valid user id", i), -1;
+            return reject(out, PROC_REJECT_INVALID, "member %zu is not a valid user id", i), -1;
     return 0;
 }
 
@@ -192,9 +204,10 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
                         proc_outcome_t *out)
 {
     if (kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len))
-        return reject(out, "conversation_exists", "conversation already exists");
+        return reject(out, PROC_REJECT_CONVERSATION_EXISTS, "conversation already exists");
     if (!valid_text(cmd->title, cmd->title_len, MAX_TITLE_BYTES))
-        return reject(out, "invalid", "title must be UTF-8 of at most %d bytes", MAX_TITLE_BYTES);
+        return reject(out, PROC_REJECT_INVALID, "title must be UTF-8 of at most %d bytes",
+                      MAX_TITLE_BYTES);
     if (check_members(cmd, lim, out) != 0)
         return 0;
     size_t distinct = 1; /* the creator */
@@ -207,7 +220,7 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
         distinct += !seen;
     }
     if ((long long)distinct > lim->max_members)
-        return reject(out, "too_large", "a conversation has at most %lld members",
+        return reject(out, PROC_REJECT_TOO_LARGE, "a conversation has at most %lld members",
                       lim->max_members);
     proc_convo_t *c = convo_new(p, cmd->convo_id, cmd->convo_id_len);
     add_member(c, cmd->sender_id, cmd->sender_id_len);
@@ -227,11 +240,11 @@ static proc_convo_t *member_convo(proc_part_t *p, const proc_cmd_t *cmd, proc_ou
 {
     proc_convo_t *c = kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len);
     if (!c) {
-        reject(out, "no_such_conversation", "no such conversation");
+        reject(out, PROC_REJECT_NO_SUCH_CONVERSATION, "no such conversation");
         return NULL;
     }
     if (find_member(c, cmd->sender_id, cmd->sender_id_len) < 0) {
-        reject(out, "not_member", "the sender is not a member of the conversation");
+        reject(out, PROC_REJECT_NOT_MEMBER, "the sender is not a member of the conversation");
         return NULL;
     }
     return c;
@@ -241,7 +254,8 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
                       const proc_limits_t *lim, proc_outcome_t *out)
 {
     if (!valid_id(cmd->client_msg_id, cmd->client_msg_id_len, lim->max_id_bytes))
-        return reject(out, "invalid", "client_msg_id must be 1 to %lld bytes of printable UTF-8",
+        return reject(out, PROC_REJECT_INVALID,
+                      "client_msg_id must be 1 to %lld bytes of printable UTF-8",
                       lim->max_id_bytes);
     /* A retry gets the first attempt's outcome, even if the sender has left since. */
     proc_dedupe_key(cmd->convo_id, cmd->convo_id_len, cmd->sender_id, cmd->sender_id_len,
@@ -258,10 +272,10 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     if (!(c = member_convo(p, cmd, out)))
         return 0;
     if ((long long)cmd->content_len > lim->max_content_bytes)
-        return reject(out, "too_large", "content is larger than %lld bytes",
+        return reject(out, PROC_REJECT_TOO_LARGE, "content is larger than %lld bytes",
                       lim->max_content_bytes);
     if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
-        return reject(out, "invalid", "content must be non-empty UTF-8");
+        return reject(out, PROC_REJECT_INVALID, "content must be non-empty UTF-8");
     out->seq_no = ++c->last_seq;
     char sender[1100];
     kc_strlcpyf(sender, sizeof(sender), "%.*s", (int)cmd->sender_id_len, cmd->sender_id);
@@ -284,7 +298,7 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
         for (size_t i = 0; i < cmd->nmembers; i++)
             fresh += find_member(c, cmd->members[i], cmd->member_lens[i]) < 0;
         if ((long long)(c->nmembers + fresh) > lim->max_members)
-            return reject(out, "too_large", "a conversation has at most %lld members",
+            return reject(out, PROC_REJECT_TOO_LARGE, "a conversation has at most %lld members",
                           lim->max_members);
         for (size_t i = 0; i < cmd->nmembers; i++) {
             if (find_member(c, cmd->members[i], cmd->member_lens[i]) < 0) {
@@ -317,29 +331,30 @@ static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
     if (!c)
         return 0;
     if (cmd->seq_no < 1 || cmd->seq_no > c->last_seq)
-        return reject(out, "no_such_message", "seq_no %lld is not a message of the conversation",
-                      (long long)cmd->seq_no);
+        return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
+                      "seq_no %lld is not a message of the conversation", (long long)cmd->seq_no);
     if (cmd->kind != CMD_SET_READ_MARKER) {
         /* Only the author edits or deletes, within the dedupe window that remembers it. */
         char key[1200];
         size_t klen = msg_key(key, sizeof(key), cmd->convo_id, cmd->convo_id_len, cmd->seq_no);
         proc_dd_t *d = klen ? kc_map_get(p->msgs, key, klen) : NULL;
         if (!d || !d->author)
-            return reject(out, "too_old", "only messages of the last %lld ms can be edited or "
-                                          "deleted",
+            return reject(out, PROC_REJECT_TOO_OLD,
+                          "only messages of the last %lld ms can be edited or deleted",
                           (long long)lim->dedupe_window_ms);
         if (strlen(d->author) != cmd->sender_id_len ||
             memcmp(d->author, cmd->sender_id, cmd->sender_id_len) != 0)
-            return reject(out, "not_author", "only the author can edit or delete a message");
+            return reject(out, PROC_REJECT_NOT_AUTHOR,
+                          "only the author can edit or delete a message");
         if (d->deleted)
-            return reject(out, "deleted", "the message was deleted");
+            return reject(out, PROC_REJECT_DELETED, "the message was deleted");
         if (cmd->kind == CMD_EDIT_MESSAGE) {
             if ((long long)cmd->content_len > lim->max_content_bytes)
-                return reject(out, "too_large", "content is larger than %lld bytes",
+                return reject(out, PROC_REJECT_TOO_LARGE, "content is larger than %lld bytes",
                               lim->max_content_bytes);
             if (cmd->content_len == 0 ||
                 !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
-                return reject(out, "invalid", "content must be non-empty UTF-8");
+                return reject(out, PROC_REJECT_INVALID, "content must be non-empty UTF-8");
         } else {
             d->deleted = 1;
             memcpy(out->dedupe_key, d->key, PROC_DEDUPE_KEY_BYTES);
@@ -359,8 +374,8 @@ int proc_apply(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms, const proc
     memset(out, 0, sizeof(*out));
     if (!valid_id(cmd->convo_id, cmd->convo_id_len, lim->max_id_bytes) ||
         !valid_id(cmd->sender_id, cmd->sender_id_len, lim->max_id_bytes))
-        return reject(out, "invalid", "convo_id and sender_id must be 1 to %lld bytes of "
-                                      "printable UTF-8",
+        return reject(out, PROC_REJECT_INVALID,
+                      "convo_id and sender_id must be 1 to %lld bytes of printable UTF-8",
                       lim->max_id_bytes);
     switch (cmd->kind) {
     case CMD_CREATE_CONVERSATION: return apply_create(p, cmd, lim, out);
@@ -371,7 +386,7 @@ int proc_apply(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms, const proc
     case CMD_DELETE_MESSAGE:
     case CMD_SET_READ_MARKER: return apply_seq_ref(p, cmd, lim, out);
     }
-    return reject(out, "invalid", "unknown command");
+    return reject(out, PROC_REJECT_INVALID, "unknown command");
 }
 
 void proc_outcome_free(proc_outcome_t *out)

@@ -67,9 +67,28 @@ typedef struct {
 
 typedef enum { OUT_ACCEPTED, OUT_DUPLICATE, OUT_REJECTED } proc_outcome_kind_t;
 
+/* Why a command is rejected. */
+typedef enum {
+    PROC_REJECT_INVALID,
+    PROC_REJECT_TOO_LARGE,
+    PROC_REJECT_CONVERSATION_EXISTS,
+    PROC_REJECT_NO_SUCH_CONVERSATION,
+    PROC_REJECT_NOT_MEMBER,
+    PROC_REJECT_NO_SUCH_MESSAGE,
+    PROC_REJECT_TOO_OLD,
+    PROC_REJECT_NOT_AUTHOR,
+    PROC_REJECT_DELETED,
+    PROC_REJECT_N
+} proc_reject_t;
+
+/* The stable code of each proc_reject_t ("invalid", "too_large", ...): an outcome's reason,
+ * CommandRejected.reason, the ack's error code and the reason label of the rejections
+ * counter. */
+extern const char *const proc_reject_reasons[PROC_REJECT_N];
+
 typedef struct {
     proc_outcome_kind_t kind;
-    const char *reason; /* OUT_REJECTED: a stable code */
+    const char *reason; /* OUT_REJECTED: one of proc_reject_reasons */
     char message[256];  /* OUT_REJECTED: for people */
     int64_t seq_no;     /* SendMessage accepted or duplicate */
     /* Accepted membership changes: every member after CreateConversation, the users really

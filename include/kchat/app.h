@@ -180,8 +180,9 @@ int kc_app_main(const kc_app_spec_t *spec, int argc, char **argv);
 int kc_app_config(const char *svc, const kc_cfg_opt_t *table, size_t n, void *cfg,
                   const kc_common_cfg_t *common, int argc, char **argv);
 
-/* Creates the loop, metrics (with process_* series), health, the daemon lifecycle and, when
- * serve_admin is set, the operations listener. Returns 0 or -1 with errstr set. */
+/* Creates the loop, metrics (with process_* series), health (its checks exported into those
+ * metrics), the daemon lifecycle and, when serve_admin is set, the operations listener.
+ * Returns 0 or -1 with errstr set. */
 int kc_app_init(kc_app_t *app, const char *svc, const kc_common_cfg_t *c, int serve_admin,
                 kc_daemon_stop_fn on_stop, void *arg, char *errstr, size_t errstr_size);
 /* Runs the loop until every handle is closed. */

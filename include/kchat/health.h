@@ -3,15 +3,21 @@
  * Each component (a Kafka client, the Postgres connection, the Redis connection) owns one
  * check and sets it as its state changes; /health reads them without doing I/O, so it
  * answers at once even when a dependency hangs. Safe from any thread.
+ *
+ * The same states are exported as gauges, set as they change: kchat_health_check_up{check}
+ * (1 passing, 0 failing) for each check, and kchat_ready (1 when /health answers 200: every
+ * check passes and the service is not draining).
  */
 #ifndef KCHAT_HEALTH_H
 #define KCHAT_HEALTH_H
 
 #include "kchat/buf.h"
+#include "kchat/metrics.h"
 
 typedef struct kc_health kc_health_t;
 
-kc_health_t *kc_health_new(void);
+/* metrics receives the gauges (NULL: none); it must outlive h. */
+kc_health_t *kc_health_new(kc_metrics_t *metrics);
 void kc_health_destroy(kc_health_t *h);
 /* Registers a check (initially failing with "starting") and returns its index. */
 int kc_health_add(kc_health_t *h, const char *name);

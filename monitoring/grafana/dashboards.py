@@ -45,13 +45,21 @@ def instance_var(job):
 
 OVERVIEW = {
     "uid": "kchat-overview", "title": "kchat / Overview",
-    "description": "The whole service: targets, ack latency against its SLO, traffic, lag.",
+    "description": "The whole service: targets, readiness, ack latency against its SLO, "
+                   "traffic, lag.",
     "vars": [],
     "panels": [
         stat("Gateways up", "none", q('sum(up{job="kchat-gateway"})')),
         stat("Processors up", "none", q('sum(up{job="kchat-processor"})')),
         stat("Projectors up", "none", q('sum(up{job="kchat-projector"})')),
         stat("APIs up", "none", q('sum(up{job="kchat-api"})')),
+        panel("Not ready, and failing health checks", "none",
+              q("sum by (job) (1 - kchat_ready)", "not ready: {{job}}"),
+              q("sum by (job, check) (1 - kchat_health_check_up)", "{{check}} failing: {{job}}"),
+              desc="Instances of each job whose /health answers 503 (kchat_ready 0: a check "
+                   "failing, or draining), and instances failing each health check. 0 when "
+                   "all is well.",
+              width=24, height=6),
         panel("Ack latency (message.send read to ack queued)", "s",
               q("job:kchat_gateway_ack_latency_seconds:p50_rate5m", "p50"),
               q("job:kchat_gateway_ack_latency_seconds:p99_rate5m", "p99"),

@@ -1,6 +1,6 @@
 /* The gateway's leaves (gateway/parse.c, gateway/out.c): every client frame type read into
- * its fields or refused with the code and message its error frame carries, and the send
- * queue's order, byte count, bound and shared frames. */
+ * its fields or refused with the code and message its error frame carries, the send
+ * queue's order, byte count, bound and shared frames, and the closes counted by code. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "gw.h"
+#include "kchat/util.h"
 
 static int parse(const char *json, gw_in_t *in)
 {
@@ -285,6 +286,52 @@ static void test_frames_out(void **state)
     kc_buf_free(&b);
 }
 
+/* Occurrences of `prefix` starting a line of the page of m, and the value of the last one. */
+static int count_samples(kc_metrics_t *m, const char *prefix, double *last)
+{
+    kc_buf_t b = {0};
+    kc_metrics_render(m, &b);
+    int n = 0;
+    size_t pl = strlen(prefix);
+    for (const char *p = b.data; p && *p;) {
+        if (strncmp(p, prefix, pl) == 0) {
+            n++;
+            *last = strtod(strchr(p, ' ') + 1, NULL);
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    kc_buf_free(&b);
+    return n;
+}
+
+static void test_closes_counted_from_the_start(void **state)
+{
+    (void)state;
+    gw_t *g = kc_xcalloc(1, sizeof(*g));
+    g->app.metrics = kc_metrics_new();
+    double v = -1;
+    gw_count_close_init(g);
+    int n = count_samples(g->app.metrics, "kchat_gateway_closes_total{", &v);
+    assert_true(n >= 2);
+    assert_true(v == 0);
+    /* The codes the gateway closes with have their series already: a close adds none. */
+    gw_count_close(g, GW_CLOSE_SLOW_CONSUMER);
+    gw_count_close(g, GW_CLOSE_TOKEN_EXPIRED);
+    gw_count_close(g, LWS_CLOSE_STATUS_GOINGAWAY);
+    gw_count_close(g, LWS_CLOSE_STATUS_GOINGAWAY);
+    assert_int_equal(count_samples(g->app.metrics, "kchat_gateway_closes_total{", &v), n);
+    assert_int_equal(
+        count_samples(g->app.metrics, "kchat_gateway_closes_total{code=\"4008\"} 1\n", &v), 1);
+    assert_int_equal(
+        count_samples(g->app.metrics, "kchat_gateway_closes_total{code=\"1001\"} 2\n", &v), 1);
+    assert_int_equal(
+        count_samples(g->app.metrics, "kchat_gateway_closes_total{code=\"1009\"} 0\n", &v), 1);
+    kc_metrics_destroy(g->app.metrics);
+    free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_text_ids),
         cmocka_unit_test(test_the_send_queue),
         cmocka_unit_test(test_frames_out),
+        cmocka_unit_test(test_closes_counted_from_the_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

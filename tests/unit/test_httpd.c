@@ -257,7 +257,7 @@ static void test_admin_endpoints(void **state)
 {
     (void)state;
     kc_metrics_t *metrics = kc_metrics_new();
-    kc_health_t *health = kc_health_new();
+    kc_health_t *health = kc_health_new(NULL);
     int check = kc_health_add(health, "db");
     kc_health_set(health, check, 1, "up");
     kc_admin_t admin;

@@ -192,7 +192,7 @@ static void test_health_check_registered(void **state)
 {
     (void)state;
     char err[512];
-    kc_health_t *h = kc_health_new();
+    kc_health_t *h = kc_health_new(NULL);
     kc_kafka_opts_t o = {.conn = &(kc_kafka_cfg_t){.brokers = (char *)"127.0.0.1:1"}, .health = h, .check_name = "kafka_unit"};
     rd_kafka_t *rk = kc_kafka_producer_new(&o, mock3, err, sizeof(err));
     if (!rk)

@@ -1,5 +1,5 @@
 /* The processor's rules (processor/state.c), without Kafka: seq_no, dedupe, membership,
- * limits, coalesced dirty state, expiry and restore. */
+ * limits, coalesced dirty state, expiry and restore, and the names of the rejections. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -514,6 +514,40 @@ static void replaying_events_catches_up_and_twice_changes_nothing(void **state)
     kc_schemas_destroy(schemas);
 }
 
+/* Each rejection has one name, distinct from the others, and CommandRejected's schema lists
+ * it among the codes of its reason. */
+static void rejections_are_named_once_and_documented(void **state)
+{
+    (void)state;
+    FILE *f = fopen(KC_SCHEMAS_DIR "/Event.v1.avsc", "r");
+    assert_non_null(f);
+    static char avsc[1 << 16];
+    size_t n = fread(avsc, 1, sizeof(avsc) - 1, f);
+    assert_int_equal(fclose(f), 0);
+    assert_true(n > 0 && n < sizeof(avsc) - 1);
+    avsc[n] = '\0';
+    const char *doc = strstr(avsc, "\"name\": \"reason\"");
+    assert_non_null(doc);
+    doc = strstr(doc, "A stable code: ");
+    assert_non_null(doc);
+    const char *end = strchr(doc, '"');
+    assert_non_null(end);
+    for (int i = 0; i < PROC_REJECT_N; i++) {
+        const char *r = proc_reject_reasons[i];
+        assert_non_null(r);
+        assert_true(r[0] != '\0');
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(r, proc_reject_reasons[j]);
+        /* a whole word of the list: ` r,` or ` r.` */
+        size_t len = strlen(r);
+        int listed = 0;
+        for (const char *p = strstr(doc, r); p && p < end; p = strstr(p + 1, r))
+            listed = listed || (p[-1] == ' ' && (p[len] == ',' || p[len] == '.'));
+        if (!listed)
+            fail_msg("%s is not among the reasons of Event.v1.avsc", r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +565,7 @@ int main(void)
         cmocka_unit_test(checkpoints_take_each_change_once),
         cmocka_unit_test(blocks_expire_with_their_newest_entry),
         cmocka_unit_test(replaying_events_catches_up_and_twice_changes_nothing),
+        cmocka_unit_test(rejections_are_named_once_and_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

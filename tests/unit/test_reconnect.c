@@ -140,7 +140,7 @@ static void assert_health(kc_health_t *h, int ok, const char *detail)
 static void health_follows_the_state(void **state)
 {
     (void)state;
-    kc_health_t *h = kc_health_new();
+    kc_health_t *h = kc_health_new(NULL);
     kc_reconn_t rc;
     kc_reconn_init(&rc, &OPTS, h, "redis");
     assert_health(h, 0, "starting");

@@ -51,14 +51,9 @@ NOT_FROM_KCHAT = {"KchatKafkaDiskLow", "KchatKafkaDiskFillingUp"}
 # Counters whose series a daemon creates only at their first increment (one series per label
 # value), which a fresh test stack under ordinary traffic never reaches. A panel reading only
 # one of them may be empty here; each is named with where its series would be initialised.
-CREATED_ON_FIRST_USE = {
-    "kchat_gateway_closes_total":
-        "gateway/out.c gw_count_close: one series per close code, made at its first close",
-    "kchat_api_auth_refusals_total":
-        "api/auth.c: one series per reason, made at its first refusal",
-    "kchat_api_auth_throttle_skipped_total":
-        "api/auth.c: made at the first throttle check skipped (Redis not answering)",
-}
+# None today: the counters of rare events (closes by code, login refusals, throttle checks
+# skipped, rejections) have their series, one per label value, from their daemon's start.
+CREATED_ON_FIRST_USE = {}
 
 
 def promtool():

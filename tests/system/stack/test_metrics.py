@@ -1,4 +1,8 @@
-"""Every daemon's /metrics is valid Prometheus text: promtool accepts it."""
+"""Every daemon's /metrics is valid Prometheus text: promtool accepts it. It exports its
+health checks and readiness as /health states them, and the counters documented as there
+from the start have a series for each label value docs/operations.md lists."""
+import json
+import re
 import shutil
 import subprocess
 
@@ -6,8 +10,8 @@ import pytest
 
 from kchat_testkit.api import User
 from kchat_testkit.http import http_get, wait_until
-from kchat_testkit.metrics import metric, samples, scrape
-from kchat_testkit.stack import DAEMONS
+from kchat_testkit.metrics import metric, sample, samples, scrape
+from kchat_testkit.stack import DAEMONS, ROOT
 
 
 @pytest.mark.parametrize("name", sorted(DAEMONS))
@@ -25,6 +29,46 @@ def test_metrics_pass_promtool(name):
         assert "kchat_kafka_consumer_lag_messages{client=" in text
     check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+@pytest.mark.parametrize("name", sorted(DAEMONS))
+def test_health_checks_and_readiness_are_exported(name):
+    """kchat_health_check_up has one series per check of /health, 1 where it is ok, and
+    kchat_ready is 1 when /health answers 200."""
+    base = DAEMONS[name]["health"]
+    status, _, body = http_get(base + "/health")
+    checks = json.loads(body)["checks"]
+    text = scrape(base)
+    assert samples(text, "kchat_health_check_up{") == {
+        f'kchat_health_check_up{{check="{c}"}}': 1.0 if v["ok"] else 0.0
+        for c, v in checks.items()}
+    assert sample(text, "kchat_ready", default=None) == (1.0 if status == 200 else 0.0)
+
+
+def documented_from_the_start():
+    """(daemon, series) of every row of docs/operations.md's "## Metrics" table that says
+    its series are there from the start: one series per label value the row lists."""
+    ops = (ROOT / "docs" / "operations.md").read_text()
+    table = ops.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) != 5 or "from the start" not in cells[4]:
+            continue
+        name = cells[0].strip("`")
+        m = re.fullmatch(r"`(\w+)` \((.*)\)", cells[2])
+        series = ([f'{name}{{{m.group(1)}="{v}"}}' for v in re.findall(r"`([^`]+)`", m.group(2))]
+                  if m else [name])
+        out += [(cells[3], s) for s in series]
+    return out
+
+
+def test_counters_documented_as_there_from_the_start_are():
+    rows = documented_from_the_start()
+    assert {d for d, _ in rows} >= {"gateway", "processor", "api"}, rows
+    text = {name: scrape(DAEMONS[name]["health"]) for name in {d for d, _ in rows}}
+    missing = [(d, s) for d, s in rows if sample(text[d], s, default=None) is None]
+    assert not missing, missing
 
 
 def test_metrics_count_scrapes():

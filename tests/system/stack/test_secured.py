@@ -29,6 +29,7 @@ from kchat_testkit.api import Resp
 from kchat_testkit.daemon import Daemon, start
 from kchat_testkit.gateway import recv_until, send
 from kchat_testkit.http import free_port, http_get, wait_until
+from kchat_testkit.metrics import sample, scrape
 from kchat_testkit.stack import BUILD, DAEMONS, ENV, ROOT
 
 TLS = Path(ENV["KCHAT_TLS_DIR"])
@@ -223,6 +224,10 @@ def test_a_wrong_redis_password_leaves_the_daemon_running_unhealthy_with_the_rea
             return status == 503 and "AUTH refused" in text and "WRONGPASS" in text
         wait_until(refused, "/health naming Redis' refusal", timeout=30)
         assert d.poll() is None
+        # /metrics says the same: not ready, for its Redis checks
+        text = scrape(base)
+        assert sample(text, "kchat_ready", default=None) == 0
+        assert sample(text, 'kchat_health_check_up{check="redis"}', default=None) == 0
         assert "not-the-password" not in d.text() and REDIS_PASSWORD not in d.text()
     finally:
         assert d.stop() == 0
