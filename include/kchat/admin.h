@@ -1,6 +1,7 @@
-/* admin.h - the operations endpoints every daemon serves: GET /health and GET /metrics.
+/* admin.h - the operations endpoints every daemon serves: GET /health (the daemon and its
+ * dependencies: readiness), GET /live (the daemon's loop answers: liveness) and GET /metrics.
  *
- * kc_admin_handle() answers those two paths and returns 1, or returns 0 for any other path
+ * kc_admin_handle() answers those paths and returns 1, or returns 0 for any other path
  * so that a daemon with its own HTTP surface (kchat-api) can route the rest itself.
  */
 #ifndef KCHAT_ADMIN_H
@@ -13,7 +14,7 @@
 typedef struct {
     kc_health_t *health;
     kc_metrics_t *metrics;
-    kc_counter_t *req_health, *req_metrics; /* set by kc_admin_init */
+    kc_counter_t *req_health, *req_metrics, *req_live; /* set by kc_admin_init */
 } kc_admin_t;
 
 void kc_admin_init(kc_admin_t *a, kc_health_t *health, kc_metrics_t *metrics);

@@ -286,7 +286,7 @@ readinessProbe:
   {{- toYaml .root.Values.probes.readiness | nindent 2 }}
 livenessProbe:
   httpGet:
-    path: /health
+    path: /live
     port: {{ .port }}
   {{- toYaml .root.Values.probes.liveness | nindent 2 }}
 {{- end }}

@@ -45,6 +45,16 @@ def test_health_checks_and_readiness_are_exported(name):
     assert sample(text, "kchat_ready", default=None) == (1.0 if status == 200 else 0.0)
 
 
+@pytest.mark.parametrize("name", sorted(DAEMONS))
+def test_live_answers_whatever_the_dependencies_and_refuses_other_methods(name):
+    base = DAEMONS[name]["health"]
+    status, headers, body = http_get(base + "/live")
+    assert (status, json.loads(body)) == (200, {"status": "live"})
+    assert headers["Content-Type"].startswith("application/json")
+    assert http_get(base + "/live", method="POST", data=b"")[0] == 405
+    assert sample(scrape(base), 'kchat_admin_requests_total{path="/live"}') >= 1
+
+
 def documented_from_the_start():
     """(daemon, series) of every row of docs/operations.md's "## Metrics" table that says
     its series are there from the start: one series per label value the row lists."""

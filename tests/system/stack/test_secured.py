@@ -224,6 +224,7 @@ def test_a_wrong_redis_password_leaves_the_daemon_running_unhealthy_with_the_rea
             return status == 503 and "AUTH refused" in text and "WRONGPASS" in text
         wait_until(refused, "/health naming Redis' refusal", timeout=30)
         assert d.poll() is None
+        assert http_get(base + "/live")[0] == 200  # not ready, but alive: no restart
         # /metrics says the same: not ready, for its Redis checks
         text = scrape(base)
         assert sample(text, "kchat_ready", default=None) == 0
