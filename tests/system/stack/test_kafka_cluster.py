@@ -159,6 +159,13 @@ def partitions_of(admin, topic):
     return admin.list_topics(topic, timeout=10).topics[topic].partitions
 
 
+def has_leader(admin, topic):
+    """Partition 0 of topic has a leader (a topic just created may not be in the metadata of
+    the broker asked yet)."""
+    parts = partitions_of(admin, topic)
+    return 0 in parts and parts[0].leader > 0
+
+
 def wait_for(what, cond, timeout=90):
     deadline = time.time() + timeout
     while True:
@@ -251,7 +258,7 @@ def test_the_brokers_and_internal_topics_are_sized_for_three(cluster, admin):
     scratch = "kchat.cluster.txn." + uuid.uuid4().hex[:8]
     for f in admin.create_topics([NewTopic(scratch, 1, 3)]).values():
         f.result()
-    wait_for("a leader", lambda: partitions_of(admin, scratch)[0].leader > 0)
+    wait_for("a leader", lambda: has_leader(admin, scratch))
     p = Producer({"bootstrap.servers": cluster.brokers, "transactional.id":
                   "kchat-cluster-" + uuid.uuid4().hex, "log_level": 0})
     p.init_transactions(60)
@@ -290,7 +297,7 @@ def test_acks_all_survives_one_node_is_refused_with_two_and_the_nodes_rejoin(clu
     for f in futs.values():
         f.result()
     try:
-        wait_for("leaders", lambda: all(partitions_of(admin, t)[0].leader > 0 for t in (topic, strict)))
+        wait_for("leaders", lambda: all(has_leader(admin, t) for t in (topic, strict)))
         assert produce(cluster.brokers, topic, "all three", 30) is None
 
         # kill -9 the partition's leader: a follower takes over, acks=all goes on with two copies
