@@ -67,7 +67,11 @@ if ((NODES == 1)); then RF=1 MIN_ISR=1; else RF=3 MIN_ISR=2; fi
 client_port() { echo $((KAFKA_PORT + 3 * ($1 - 1))); }
 controller_port() { echo $((CONTROLLER_PORT + 3 * ($1 - 1))); }
 sasl_port() { echo $((SASL_PORT + 3 * ($1 - 1))); }
-node_jmx_port() { [[ -n $JMX_PORT ]] && echo $((JMX_PORT + $1 - 1)); }
+node_jmx_port() {
+    [[ -n $JMX_PORT ]] || return 1
+    # a value that is no number is refused by start, with a message
+    if [[ $JMX_PORT =~ ^[0-9]+$ ]]; then echo $((JMX_PORT + $1 - 1)); else echo "$JMX_PORT"; fi
+}
 
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 QUORUM_VOTERS="1@127.0.0.1:$CONTROLLER_PORT"
