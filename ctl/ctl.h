@@ -11,6 +11,8 @@ typedef struct {
     kc_kafka_cfg_t kafka;
     kc_pg_cfg_t pg;
     char *topics_file;
+    long long replication_factor;  /* 0: each topic's own; else every topic's */
+    long long min_insync_replicas; /* 0: each topic's own; else every topic's */
     char *migrations_dir;
 } ctl_cfg_t;
 

@@ -1,6 +1,7 @@
 /* kchatctl - operations on a kchat deployment.
  *
  *   kchatctl topics   [--kafka-brokers=...] [--topics-file=kafka/topics.json]
+ *                     [--replication-factor=N] [--min-insync-replicas=N]
  *   kchatctl migrate  [--pg-dsn=...] [--migrations-dir=db/migrations]
  */
 #include <stdio.h>
@@ -17,6 +18,10 @@ static const kc_cfg_opt_t ctl_opts[] = {
     KC_CFG_PG(ctl_cfg_t, pg),
     {"topics-file", KC_CFG_STR, offsetof(ctl_cfg_t, topics_file), "kafka/topics.json", 1, 4096,
      "the declarative topic spec"},
+    {"replication-factor", KC_CFG_INT, offsetof(ctl_cfg_t, replication_factor), "0", 0, 16,
+     "topics: the replication factor of every topic, instead of the spec's (0: the spec's)"},
+    {"min-insync-replicas", KC_CFG_INT, offsetof(ctl_cfg_t, min_insync_replicas), "0", 0, 16,
+     "topics: min.insync.replicas of every topic, instead of the spec's (0: the spec's)"},
     {"migrations-dir", KC_CFG_STR, offsetof(ctl_cfg_t, migrations_dir), "db/migrations", 1, 4096,
      "folder of NNNN_name.sql migrations"},
 };

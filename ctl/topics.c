@@ -5,6 +5,10 @@
  * configuration differs from the spec gets exactly the spec's configuration (AlterConfigs
  * replaces the whole set, which is what a declarative spec means). Running it twice changes
  * nothing the second time.
+ *
+ * --replication-factor and --min-insync-replicas, when not 0, stand for every topic's
+ * replication_factor and min.insync.replicas: the one spec serves one broker (1 and 1, as
+ * written) and a cluster of three (3 and 2, what the local stack passes with three nodes).
  */
 #include "ctl.h"
 
@@ -76,6 +80,44 @@ static int parse_spec(const cJSON *t, topic_spec_t *s)
     s->partitions = parts->valueint;
     s->rf = rf->valueint;
     s->config = cfg;
+    return 0;
+}
+
+/* Applies the command line's replication factor and min.insync.replicas to s. A changed
+ * configuration is a copy, returned in *owned for the caller to free (NULL when none). */
+static int apply_overrides(const ctl_cfg_t *cfg, topic_spec_t *s, cJSON **owned)
+{
+    *owned = NULL;
+    if (cfg->replication_factor > 0)
+        s->rf = (int)cfg->replication_factor;
+    long long min_isr = 0;
+    if (cfg->min_insync_replicas > 0) {
+        cJSON *copy = s->config ? cJSON_Duplicate(s->config, 1) : cJSON_CreateObject();
+        char value[24];
+        if (!copy)
+            return -ENOMEM;
+        snprintf(value, sizeof(value), "%lld", cfg->min_insync_replicas);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "min.insync.replicas");
+        if (!cJSON_AddStringToObject(copy, "min.insync.replicas", value)) {
+            cJSON_Delete(copy);
+            return -ENOMEM;
+        }
+        s->config = copy;
+        *owned = copy;
+        min_isr = cfg->min_insync_replicas;
+    } else if (cfg->replication_factor > 0) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->config, "min.insync.replicas");
+        if (cJSON_IsString(v))
+            min_isr = strtoll(v->valuestring, NULL, 10);
+    }
+    if (min_isr > s->rf) {
+        fprintf(stderr, "topic %s: min.insync.replicas %lld exceeds its replication factor %d "
+                        "(no write with acks=all could succeed)\n",
+                s->name, min_isr, s->rf);
+        cJSON_Delete(*owned);
+        *owned = NULL;
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -262,6 +304,50 @@ static int wait_for_leaders(rd_kafka_t *rk, const cJSON *topics)
     return -ETIMEDOUT;
 }
 
+/* Makes one topic match its spec: creates it, adds partitions, repairs its configuration.
+ * Prints one line about it; returns 0, or non-zero when something failed. */
+static int apply_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, const struct rd_kafka_metadata *md,
+                       const topic_spec_t *s)
+{
+    const struct rd_kafka_metadata_topic *mt = NULL;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, s->name) == 0 &&
+            md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            mt = &md->topics[i];
+    int rc;
+    if (!mt) {
+        rc = create_topic(rk, q, s);
+        printf("%-24s %s\n", s->name, rc ? "FAILED to create" : "created");
+        return rc;
+    }
+    const char *what = "unchanged";
+    if (mt->partition_cnt > s->partitions) {
+        fprintf(stderr, "topic %s has %d partitions, the spec %d: Kafka cannot remove "
+                        "partitions\n",
+                s->name, mt->partition_cnt, s->partitions);
+        return -EINVAL;
+    }
+    if (mt->partition_cnt < s->partitions) {
+        if ((rc = add_partitions(rk, q, s)) != 0)
+            return rc;
+        what = "partitions added";
+    }
+    if (mt->partition_cnt > 0 && mt->partitions[0].replica_cnt != s->rf)
+        fprintf(stderr, "topic %s: replication factor is %d, the spec %d (not changed here: "
+                        "reassign partitions to change it)\n",
+                s->name, mt->partitions[0].replica_cnt, s->rf);
+    rc = config_differs(rk, q, s);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = alter_config(rk, q, s)) != 0)
+            return rc;
+        what = "configuration updated";
+    }
+    printf("%-24s %s\n", s->name, what);
+    return 0;
+}
+
 int ctl_topics(const ctl_cfg_t *cfg)
 {
     char *text = NULL;
@@ -317,49 +403,14 @@ int ctl_topics(const ctl_cfg_t *cfg)
             failed = 1;
             continue;
         }
-        const struct rd_kafka_metadata_topic *mt = NULL;
-        for (int i = 0; i < md->topic_cnt; i++)
-            if (strcmp(md->topics[i].topic, s.name) == 0 &&
-                md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-                mt = &md->topics[i];
-        if (!mt) {
-            rc = create_topic(rk, q, &s);
-            printf("%-24s %s\n", s.name, rc ? "FAILED to create" : "created");
-            failed |= rc != 0;
-            continue;
-        }
-        const char *what = "unchanged";
-        if (mt->partition_cnt > s.partitions) {
-            fprintf(stderr, "topic %s has %d partitions, the spec %d: Kafka cannot remove "
-                            "partitions\n",
-                    s.name, mt->partition_cnt, s.partitions);
+        cJSON *owned = NULL;
+        if (apply_overrides(cfg, &s, &owned) != 0) {
             failed = 1;
             continue;
         }
-        if (mt->partition_cnt < s.partitions) {
-            if ((rc = add_partitions(rk, q, &s)) != 0) {
-                failed = 1;
-                continue;
-            }
-            what = "partitions added";
-        }
-        if (mt->partition_cnt > 0 && mt->partitions[0].replica_cnt != s.rf)
-            fprintf(stderr, "topic %s: replication factor is %d, the spec %d (not changed here: "
-                            "reassign partitions to change it)\n",
-                    s.name, mt->partitions[0].replica_cnt, s.rf);
-        rc = config_differs(rk, q, &s);
-        if (rc < 0) {
-            failed = 1;
-            continue;
-        }
-        if (rc == 1) {
-            if (alter_config(rk, q, &s) != 0) {
-                failed = 1;
-                continue;
-            }
-            what = "configuration updated";
-        }
-        printf("%-24s %s\n", s.name, what);
+        rc = apply_topic(rk, q, md, &s);
+        cJSON_Delete(owned);
+        failed |= rc != 0;
     }
     rd_kafka_metadata_destroy(md);
     md = NULL;

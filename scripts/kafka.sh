@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Local Apache Kafka broker (KRaft, one combined broker+controller node) from Maven Central jars.
+# Local Apache Kafka (KRaft) from Maven Central jars: one combined broker+controller node, or
+# three (KCHAT_KAFKA_NODES=3) that are the brokers and the controller quorum.
 #
 #   scripts/kafka.sh fetch            copy the broker jars into the cache (Maven; skipped when present)
-#   scripts/kafka.sh start            render config, format storage once, start, wait until it answers
-#   scripts/kafka.sh stop             SIGTERM, wait, then SIGKILL; fine when not running
-#   scripts/kafka.sh status           exit 0 and say so when running, exit 3 when not
+#   scripts/kafka.sh start            render config, format storage once, start every node not
+#                                     running, wait until each answers
+#   scripts/kafka.sh stop             SIGTERM, wait, then SIGKILL; fine when not running (every
+#                                     node of the state folder, whatever KCHAT_KAFKA_NODES says)
+#   scripts/kafka.sh status           exit 0 and say so when running, exit 3 when not (three
+#                                     nodes: 0 when all run, 3 when none, 1 when some)
+#   scripts/kafka.sh pid [N]          the pid of node N (default 1); exit 3 when it is not running
 #   scripts/kafka.sh topics ARGS...   kafka-topics   (TopicCommand) against the local broker
 #   scripts/kafka.sh groups ARGS...   kafka-consumer-groups (ConsumerGroupCommand) likewise
 #   scripts/kafka.sh run-class CLASS ARGS...   any Kafka main class with the broker's classpath
@@ -12,6 +17,9 @@
 #
 # Environment:
 #   KCHAT_STATE_DIR               required for start/stop/status; the broker lives in $KCHAT_STATE_DIR/kafka
+#                                 (three nodes: $KCHAT_STATE_DIR/kafka/node1..node3)
+#   KCHAT_KAFKA_NODES             1 (default) or 3; node N of three listens on the three ports
+#                                 below plus 3*(N-1) (default 17013-17015 and 17016-17018)
 #   KCHAT_KAFKA_PORT              client listener, default 17010 (127.0.0.1 only)
 #   KCHAT_KAFKA_CONTROLLER_PORT   KRaft controller listener, default 17011
 #   KCHAT_KAFKA_SASL_PORT         SASL_SSL listener (SCRAM-SHA-512 and PLAIN, user "kchat"; the
@@ -22,7 +30,7 @@
 #   KCHAT_KAFKA_JVM_OPTS          extra JVM options, default none
 #   KCHAT_KAFKA_JMX_PORT          when set, the broker's JMX on 127.0.0.1:PORT (no authentication,
 #                                 loopback only; the benchmarks read its request metrics);
-#                                 default: no JMX
+#                                 three nodes: node N at PORT+N-1; default: no JMX
 #   KCHAT_KAFKA_START_TIMEOUT     seconds to wait for the broker to answer, default 90
 #   KCHAT_KAFKA_STOP_TIMEOUT      seconds to wait after SIGTERM before SIGKILL, default 30
 #
@@ -45,7 +53,32 @@ EXTRA_JVM_OPTS=${KCHAT_KAFKA_JVM_OPTS:-}
 START_TIMEOUT=${KCHAT_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${KCHAT_KAFKA_STOP_TIMEOUT:-30}
 JMX_PORT=${KCHAT_KAFKA_JMX_PORT:-}
+NODES=${KCHAT_KAFKA_NODES:-1}
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $NODES == 1 || $NODES == 3 ]] || die "KCHAT_KAFKA_NODES must be 1 or 3, not '$NODES'"
+# Three nodes are a quorum that outlives one node: replication factor 3 and min ISR 2 for
+# the internal topics and the broker defaults (kchatctl topics applies the same to kchat's).
+if ((NODES == 1)); then RF=1 MIN_ISR=1; else RF=3 MIN_ISR=2; fi
+
+# The ports of node N (1..NODES): node 1's, plus 3*(N-1).
+client_port() { echo $((KAFKA_PORT + 3 * ($1 - 1))); }
+controller_port() { echo $((CONTROLLER_PORT + 3 * ($1 - 1))); }
+sasl_port() { echo $((SASL_PORT + 3 * ($1 - 1))); }
+node_jmx_port() {
+    [[ -n $JMX_PORT ]] || return 1
+    # a value that is no number is refused by start, with a message
+    if [[ $JMX_PORT =~ ^[0-9]+$ ]]; then echo $((JMX_PORT + $1 - 1)); else echo "$JMX_PORT"; fi
+}
+
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+QUORUM_VOTERS="1@127.0.0.1:$CONTROLLER_PORT"
+for ((n = 2; n <= NODES; n++)); do
+    BOOTSTRAP+=",127.0.0.1:$(client_port "$n")"
+    QUORUM_VOTERS+=",$n@127.0.0.1:$(controller_port "$n")"
+done
 
 # The JVM options of JMX: none unless KCHAT_KAFKA_JMX_PORT asks for it, then a connector
 # on loopback whose registry and objects share the one port.
@@ -60,9 +93,6 @@ jmx_opts() {
         -Dcom.sun.management.jmxremote.local.only=true \
         -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false
 }
-
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
 
 kafka_version() {
     local v
@@ -82,11 +112,45 @@ state_paths() {
     [[ -n ${KCHAT_STATE_DIR:-} ]] || die "KCHAT_STATE_DIR is not set (the broker keeps its data, config, pid and logs under \$KCHAT_STATE_DIR/kafka)"
     mkdir -p "$KCHAT_STATE_DIR"
     KDIR="$(cd "$KCHAT_STATE_DIR" && pwd)/kafka"
-    DATA_DIR="$KDIR/data"
-    LOG_DIR="$KDIR/logs"
-    PROPS="$KDIR/server.properties"
-    PID_FILE="$KDIR/kafka.pid"
     CLUSTER_ID_FILE="$KDIR/cluster.id"
+    node_paths 1
+}
+
+# The folder of node N: $KDIR itself for the one node (as it always was), $KDIR/nodeN for
+# each of three. Sets NODE and the paths below, and the node's ports.
+node_dir() { if ((NODES == 1)); then echo "$KDIR"; else echo "$KDIR/node$1"; fi; }
+node_paths() {
+    NODE=$1
+    local d
+    d=$(node_dir "$NODE")
+    DATA_DIR="$d/data"
+    LOG_DIR="$d/logs"
+    PROPS="$d/server.properties"
+    PID_FILE="$d/kafka.pid"
+    NODE_PORT=$(client_port "$NODE")
+    NODE_CONTROLLER_PORT=$(controller_port "$NODE")
+    NODE_SASL_PORT=$(sasl_port "$NODE")
+    NODE_JMX_PORT=$(node_jmx_port "$NODE" || true)
+    # "node N: " before the messages of a node of three; nothing for the one node
+    if ((NODES == 1)); then WHO=; else WHO="node $NODE: "; fi
+}
+
+# A state folder is formatted for one node ($KDIR/data) or for three ($KDIR/node1..3/data):
+# refuse to start the other shape on it.
+check_layout() {
+    local formatted=0 n
+    for n in 1 2 3; do
+        [[ -f $KDIR/node$n/data/meta.properties ]] && formatted=$((formatted + 1))
+    done
+    if ((NODES == 1)) && ((formatted > 0)); then
+        die "$KDIR holds a three-node cluster (formatted with KCHAT_KAFKA_NODES=3): start it with KCHAT_KAFKA_NODES=3, or stop it and remove $KDIR to start one node from nothing"
+    fi
+    if ((NODES == 3)) && [[ -f $KDIR/data/meta.properties ]]; then
+        die "$KDIR holds a one-node broker (formatted with KCHAT_KAFKA_NODES=1): start it without KCHAT_KAFKA_NODES=3, or stop it and remove $KDIR to start three nodes from nothing"
+    fi
+    if ((NODES == 3)) && ((formatted > 0 && formatted < 3)); then
+        die "only $formatted of the 3 nodes in $KDIR are formatted: a voter of a static quorum is not formatted again on its own (its metadata would be lost); remove $KDIR to start from nothing"
+    fi
 }
 
 libs_ready() { [[ -f $STAMP && $(cat "$STAMP") == "$POM_HASH" ]]; }
@@ -133,11 +197,15 @@ java_cp() {
         -Dkafka.log.file="$file" -cp "$LIBS/*" "$@"
 }
 
-# pid of the running broker of this state dir, or nothing
+# pid of the running broker of this state dir (node NODE), or nothing
 running_pid() {
-    [[ -f $PID_FILE ]] || return 1
+    pid_of_file "$PID_FILE"
+}
+
+pid_of_file() {
+    [[ -f $1 ]] || return 1
     local pid
-    pid=$(cat "$PID_FILE" 2>/dev/null || true)
+    pid=$(cat "$1" 2>/dev/null || true)
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     # the pid may have been reused by something else since
@@ -147,15 +215,15 @@ running_pid() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# the broker answers a metadata request and lists itself as an (unfenced) broker
+# the broker of node NODE answers a metadata request and lists itself as an (unfenced) broker
 broker_answers() {
-    port_open "$KAFKA_PORT" || return 1
+    port_open "$NODE_PORT" || return 1
     if command -v kcat >/dev/null; then
-        kcat -L -b "$BOOTSTRAP" -m 3 -X topic.metadata.refresh.interval.ms=-1 2>/dev/null |
-            grep -q "broker 1 at 127.0.0.1:$KAFKA_PORT"
+        kcat -L -b "127.0.0.1:$NODE_PORT" -m 3 -X topic.metadata.refresh.interval.ms=-1 2>/dev/null |
+            grep -q "broker $NODE at 127.0.0.1:$NODE_PORT"
     else
-        # no kcat: the start-up line, written after LOG_OFFSET (the log's size when we launched)
-        tail -c +"$((${LOG_OFFSET:-0} + 1))" "$LOG_DIR/server.log" 2>/dev/null | grep -q 'Kafka Server started'
+        # no kcat: the start-up line, written after LOG_OFFSET[NODE] (the log's size when we launched)
+        tail -c +"$((${LOG_OFFSET[$NODE]:-0} + 1))" "$LOG_DIR/server.log" 2>/dev/null | grep -q 'Kafka Server started'
     fi
 }
 
@@ -163,9 +231,13 @@ render_config() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
     "$REPO/scripts/credentials.sh" make
     # The password is base64url: nothing sed or the JAAS string would read specially.
-    (umask 077 && sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
-        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-        -e "s|@SASL_PORT@|$SASL_PORT|g" \
+    (umask 077 && sed -e "s|@KAFKA_PORT@|$NODE_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$NODE_CONTROLLER_PORT|g" \
+        -e "s|@SASL_PORT@|$NODE_SASL_PORT|g" \
+        -e "s|@NODE_ID@|$NODE|g" \
+        -e "s|@QUORUM_VOTERS@|$QUORUM_VOTERS|g" \
+        -e "s|@REPLICATION_FACTOR@|$RF|g" \
+        -e "s|@MIN_ISR@|$MIN_ISR|g" \
         -e "s|@TLS_DIR@|$KCHAT_TLS_DIR|g" \
         -e "s|@SASL_PASSWORD@|$(cat "$KCHAT_TLS_DIR/kafka-password")|g" \
         -e "s|@DATA_DIR@|$DATA_DIR|g" "$TEMPLATE" >"$PROPS.tmp")
@@ -192,55 +264,95 @@ format_storage() {
     fi
     local cid
     cid=$(cat "$CLUSTER_ID_FILE")
-    log "formatting $DATA_DIR (cluster id $cid)"
-    # static quorum (controller.quorum.voters): no --standalone
+    log "${WHO}formatting $DATA_DIR (cluster id $cid)"
+    # static quorum (controller.quorum.voters): no --standalone; every node of three is
+    # formatted with the same cluster id (and the same SCRAM user)
     # The SCRAM user of the SASL_SSL listener is part of the first metadata.
     if ! java_cp format.log kafka.tools.StorageTool format -t "$cid" -c "$PROPS" \
         --add-scram "SCRAM-SHA-512=[name=kchat,password=$(cat "$KCHAT_TLS_DIR/kafka-password")]" \
         >"$LOG_DIR/format.out" 2>&1; then
         cat "$LOG_DIR/format.out" >&2
-        die "kafka-storage format failed"
+        die "${WHO}kafka-storage format failed"
     fi
 }
 
 cmd_start() {
     state_paths
-    local pid
-    if pid=$(running_pid); then
-        if [[ -n $JMX_PORT ]] && ! port_open "$JMX_PORT"; then
-            log "note: the running broker has no JMX on 127.0.0.1:$JMX_PORT (started without KCHAT_KAFKA_JMX_PORT; stop it to start it with)"
+    check_layout
+    local n pid t0 launch=() wait_for=()
+    PIDS=()
+    LOG_OFFSET=()
+    t0=$(date +%s%N)
+    for ((n = 1; n <= NODES; n++)); do
+        node_paths "$n"
+        if ! pid=$(running_pid); then
+            launch+=("$n")
+            continue
+        fi
+        PIDS[n]=$pid
+        if [[ -n $NODE_JMX_PORT ]] && ! port_open "$NODE_JMX_PORT"; then
+            log "${WHO}note: the running broker has no JMX on 127.0.0.1:$NODE_JMX_PORT (started without KCHAT_KAFKA_JMX_PORT; stop it to start it with)"
         fi
         if broker_answers; then
-            log "already running (pid $pid) on $BOOTSTRAP"
-            return 0
-        fi
-        log "already started (pid $pid); waiting for it to answer on $BOOTSTRAP"
-        wait_ready "$pid" "$(date +%s%N)"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    check_java
-    need_libs
-    [[ -f $TEMPLATE ]] || die "missing $TEMPLATE"
-    if [[ -n $JMX_PORT ]]; then
-        [[ $JMX_PORT =~ ^[0-9]+$ ]] && ((JMX_PORT > 0 && JMX_PORT < 65536)) ||
-            die "KCHAT_KAFKA_JMX_PORT must be a port number, not '$JMX_PORT'"
-    fi
-    local p
-    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" ${JMX_PORT:+"$JMX_PORT"}; do
-        if port_open "$p"; then
-            die "port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT / KCHAT_KAFKA_SASL_PORT / KCHAT_KAFKA_JMX_PORT)"
+            log "${WHO}already running (pid $pid) on 127.0.0.1:$NODE_PORT"
+        else
+            log "${WHO}already started (pid $pid); waiting for it to answer on 127.0.0.1:$NODE_PORT"
+            wait_for+=("$n")
         fi
     done
-    render_config
-    format_storage
+    if ((${#launch[@]} > 0)); then
+        check_java
+        need_libs
+        [[ -f $TEMPLATE ]] || die "missing $TEMPLATE"
+        if [[ -n $JMX_PORT ]]; then
+            [[ $JMX_PORT =~ ^[0-9]+$ ]] && ((JMX_PORT > 0 && JMX_PORT < 65536)) ||
+                die "KCHAT_KAFKA_JMX_PORT must be a port number, not '$JMX_PORT'"
+        fi
+        if ((NODES > 1)); then
+            # node N's ports are node 1's plus 3*(N-1): moved one by one, they may meet
+            local all=() dup
+            for ((n = 1; n <= NODES; n++)); do
+                node_paths "$n"
+                all+=("$NODE_PORT" "$NODE_CONTROLLER_PORT" "$NODE_SASL_PORT" ${NODE_JMX_PORT:+"$NODE_JMX_PORT"})
+            done
+            dup=$(printf '%s\n' "${all[@]}" | sort | uniq -d | tr '\n' ' ')
+            [[ -z $dup ]] || die "the nodes' ports overlap (${dup% }): node N listens on KCHAT_KAFKA_PORT, KCHAT_KAFKA_CONTROLLER_PORT and KCHAT_KAFKA_SASL_PORT plus 3*(N-1) (and KCHAT_KAFKA_JMX_PORT plus N-1); set them at least 9 apart"
+        fi
+        local p
+        for n in "${launch[@]}"; do
+            node_paths "$n"
+            rm -f "$PID_FILE"
+            for p in "$NODE_PORT" "$NODE_CONTROLLER_PORT" "$NODE_SASL_PORT" ${NODE_JMX_PORT:+"$NODE_JMX_PORT"}; do
+                if port_open "$p"; then
+                    die "${WHO}port 127.0.0.1:$p is already in use by another process (set KCHAT_KAFKA_PORT / KCHAT_KAFKA_CONTROLLER_PORT / KCHAT_KAFKA_SASL_PORT / KCHAT_KAFKA_JMX_PORT)"
+                fi
+            done
+        done
+        for n in "${launch[@]}"; do
+            node_paths "$n"
+            render_config
+            format_storage
+        done
+        t0=$(date +%s%N)
+        # every node first, then the wait: three nodes answer only once a majority of the
+        # quorum runs
+        for n in "${launch[@]}"; do
+            node_paths "$n"
+            launch_node
+            wait_for+=("$n")
+        done
+    fi
+    if ((${#wait_for[@]} > 0)); then
+        wait_ready "$t0" "${wait_for[@]}"
+    fi
+}
 
-    local t0
-    t0=$(date +%s%N)
-    LOG_OFFSET=$(stat -c %s "$LOG_DIR/server.log" 2>/dev/null || echo 0)
-    log "starting Kafka $VERSION on $BOOTSTRAP (controller 127.0.0.1:$CONTROLLER_PORT, data $DATA_DIR${JMX_PORT:+, JMX 127.0.0.1:$JMX_PORT})"
+# Launches the broker of node NODE detached; its pid goes to PIDS[NODE] and its pid file.
+launch_node() {
+    LOG_OFFSET[NODE]=$(stat -c %s "$LOG_DIR/server.log" 2>/dev/null || echo 0)
+    log "${WHO}starting Kafka $VERSION on 127.0.0.1:$NODE_PORT (controller 127.0.0.1:$NODE_CONTROLLER_PORT, data $DATA_DIR${NODE_JMX_PORT:+, JMX 127.0.0.1:$NODE_JMX_PORT})"
     local jmx
-    mapfile -t jmx < <(jmx_opts)
+    mapfile -t jmx < <(JMX_PORT=$NODE_JMX_PORT jmx_opts)
     # shellcheck disable=SC2086  # HEAP_OPTS and EXTRA_JVM_OPTS are word lists
     # The parallel collector: on two cores G1's concurrent refinement and marking threads cost
     # more than they save (a broker's heap is almost all short-lived request garbage; young
@@ -252,30 +364,44 @@ cmd_start() {
         $EXTRA_JVM_OPTS \
         -cp "$LIBS/*" kafka.Kafka "$PROPS" \
         </dev/null >>"$LOG_DIR/kafka.out" 2>&1 &
-    pid=$!
-    printf '%s\n' "$pid" >"$PID_FILE"
-    wait_ready "$pid" "$t0"
+    PIDS[NODE]=$!
+    printf '%s\n' "${PIDS[NODE]}" >"$PID_FILE"
 }
 
+# wait_ready T0 NODE...: until the broker of every NODE answers (pids in PIDS)
 wait_ready() {
-    local pid=$1 t0=$2 deadline
+    local t0=$1 deadline n pid
+    shift
+    local pending=("$@") rest
     deadline=$(($(date +%s) + START_TIMEOUT))
     while :; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$PID_FILE"
-            show_log_tail
-            die "Kafka exited during start-up (logs: $LOG_DIR)"
-        fi
-        if broker_answers; then
-            local ms=$((($(date +%s%N) - t0) / 1000000))
-            local rss
-            rss=$(awk '/^VmRSS/ {printf "%d MiB", $2/1024}' "/proc/$pid/status" 2>/dev/null || true)
-            log "Kafka $VERSION up on $BOOTSTRAP (pid $pid, ${ms} ms, RSS ${rss:-?})"
-            return 0
-        fi
+        rest=()
+        for n in "${pending[@]}"; do
+            node_paths "$n"
+            pid=${PIDS[n]}
+            if ! kill -0 "$pid" 2>/dev/null; then
+                rm -f "$PID_FILE"
+                show_log_tail
+                die "${WHO}Kafka exited during start-up (logs: $LOG_DIR)"
+            fi
+            if broker_answers; then
+                local ms=$((($(date +%s%N) - t0) / 1000000))
+                local rss
+                rss=$(awk '/^VmRSS/ {printf "%d MiB", $2/1024}' "/proc/$pid/status" 2>/dev/null || true)
+                log "${WHO}Kafka $VERSION up on 127.0.0.1:$NODE_PORT (pid $pid, ${ms} ms, RSS ${rss:-?})"
+            else
+                rest+=("$n")
+            fi
+        done
+        ((${#rest[@]} > 0)) || return 0
+        pending=("${rest[@]}")
         if (($(date +%s) >= deadline)); then
-            show_log_tail
-            die "Kafka (pid $pid) did not answer on $BOOTSTRAP within ${START_TIMEOUT}s; it is left running, 'scripts/kafka.sh stop' ends it (logs: $LOG_DIR)"
+            for n in "${pending[@]}"; do
+                node_paths "$n"
+                show_log_tail
+            done
+            node_paths "${pending[0]}"
+            die "${WHO}Kafka (pid ${PIDS[${pending[0]}]}) did not answer on 127.0.0.1:$NODE_PORT within ${START_TIMEOUT}s; it is left running, 'scripts/kafka.sh stop' ends it (logs: $LOG_DIR)"
         fi
         sleep 0.5
     done
@@ -291,44 +417,96 @@ show_log_tail() {
     done
 }
 
+# The pid files of every node this state folder may hold: the one node's, then node1..3's.
+pid_files() {
+    printf '%s\n' "$KDIR/kafka.pid"
+    local n
+    for n in 1 2 3; do
+        [[ -d $KDIR/node$n ]] && printf '%s\n' "$KDIR/node$n/kafka.pid"
+    done
+    return 0
+}
+
+# "node N: " for a pid file of a node of three, nothing for the one node's
+who_of() { [[ $1 == */node*/kafka.pid ]] && echo "node $(basename "$(dirname "$1")" | tr -dc 0-9): "; return 0; }
+
+# Every node of the state folder, whatever KCHAT_KAFKA_NODES says: SIGTERM to all at once,
+# then each waited for (a node stopped after the others would wait for a quorum that is gone).
 cmd_stop() {
     state_paths
-    local pid
-    if ! pid=$(running_pid); then
-        rm -f "$PID_FILE"
+    local f pid files=() pids=()
+    while IFS= read -r f; do
+        if pid=$(pid_of_file "$f"); then
+            files+=("$f")
+            pids+=("$pid")
+        else
+            rm -f "$f"
+        fi
+    done < <(pid_files)
+    if ((${#pids[@]} == 0)); then
         log "not running"
         return 0
     fi
-    log "stopping Kafka (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$(($(date +%s) + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if (($(date +%s) >= deadline)); then
-            log "still running after ${STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
+    local i
+    for i in "${!pids[@]}"; do
+        log "$(who_of "${files[i]}")stopping Kafka (pid ${pids[i]})"
+        kill -TERM "${pids[i]}" 2>/dev/null || true
     done
-    # wait for the kernel to reap it (it is not our child when started by another shell)
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    rm -f "$PID_FILE"
-    log "stopped"
+    local deadline=$(($(date +%s) + STOP_TIMEOUT))
+    for i in "${!pids[@]}"; do
+        pid=${pids[i]}
+        while kill -0 "$pid" 2>/dev/null; do
+            if (($(date +%s) >= deadline)); then
+                log "$(who_of "${files[i]}")still running after ${STOP_TIMEOUT}s: SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
+        # wait for the kernel to reap it (it is not our child when started by another shell)
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        rm -f "${files[i]}"
+        log "$(who_of "${files[i]}")stopped"
+    done
 }
 
 cmd_status() {
     state_paths
-    local pid
-    if pid=$(running_pid); then
-        if broker_answers; then
-            echo "kafka: running (pid $pid) on $BOOTSTRAP"
+    local pid n up=0
+    for ((n = 1; n <= NODES; n++)); do
+        node_paths "$n"
+        local name=kafka
+        ((NODES == 1)) || name="kafka node $n"
+        if pid=$(running_pid); then
+            up=$((up + 1))
+            if broker_answers; then
+                echo "$name: running (pid $pid) on 127.0.0.1:$NODE_PORT"
+            else
+                echo "$name: process running (pid $pid) but not answering on 127.0.0.1:$NODE_PORT"
+            fi
         else
-            echo "kafka: process running (pid $pid) but not answering on $BOOTSTRAP"
+            echo "$name: not running"
         fi
-        return 0
-    fi
-    echo "kafka: not running"
-    return 3
+    done
+    # a node of the other shape in this state folder
+    local f others=("$KDIR/kafka.pid")
+    ((NODES > 1)) || others=("$KDIR/node1/kafka.pid" "$KDIR/node2/kafka.pid" "$KDIR/node3/kafka.pid")
+    for f in "${others[@]}"; do
+        if pid=$(pid_of_file "$f"); then
+            echo "kafka: ${f#"$KDIR"/} names a running broker (pid $pid): this state folder's nodes do not match KCHAT_KAFKA_NODES=$NODES"
+        fi
+    done
+    ((up == NODES)) && return 0
+    ((up == 0)) && return 3
+    return 1
+}
+
+cmd_pid() {
+    local n=${1:-1}
+    [[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= NODES)) || die "no node $n (KCHAT_KAFKA_NODES=$NODES)"
+    state_paths
+    node_paths "$n"
+    running_pid || { log "${WHO}not running"; return 3; }
 }
 
 cmd_run_class() {
@@ -356,6 +534,7 @@ main() {
         start) cmd_start ;;
         stop) cmd_stop ;;
         status) cmd_status ;;
+        pid) cmd_pid "$@" ;;
         libs) libs_ready || die "jars not fetched yet: scripts/kafka.sh fetch"; printf '%s\n' "$LIBS" ;;
         topics) cmd_run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@" ;;
         groups) cmd_run_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" "$@" ;;

@@ -13,6 +13,10 @@
 #   scripts/stack.sh daemons        one line per daemon: name, binary, health URL, flags
 #                                   (tab-separated; checked against scripts/daemons.json)
 #
+# KCHAT_KAFKA_NODES=3 runs Kafka as three combined broker+controller nodes (scripts/kafka.sh;
+# scripts/env.sh lists them all in KCHAT_KAFKA_BROKERS and has kchatctl give every topic
+# replication factor 3 and min.insync.replicas 2); the default is one node.
+#
 # KCHAT_GATEWAYS (default 3, at most 4) gateways run side by side: `gateway` owns slot 0,
 # `gatewayN` slot N; gateway N listens for WebSockets on KCHAT_GATEWAY_PORT+N and serves
 # /health and /metrics on KCHAT_GATEWAY_ADMIN_PORT+N.
@@ -162,7 +166,7 @@ kchat is up (state in $KCHAT_STATE_DIR, logs in $LOGS)
 $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.1:%s/ws   http://127.0.0.1:%s  /health  /metrics   (slot %s)\n' "$g" "$((KCHAT_GATEWAY_PORT + n))" "$((KCHAT_GATEWAY_ADMIN_PORT + n))" "$n"; done)
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
   projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
-  Kafka           127.0.0.1:$KCHAT_KAFKA_PORT
+  Kafka           $(if [[ $KCHAT_KAFKA_NODES == 3 ]]; then echo "$KCHAT_KAFKA_BROKERS   (3 nodes)"; else echo "127.0.0.1:$KCHAT_KAFKA_PORT"; fi)
   Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
   Redis           redis://127.0.0.1:$KCHAT_REDIS_PORT
   MinIO (S3)      http://127.0.0.1:$KCHAT_MINIO_PORT        bucket $KCHAT_S3_BUCKET
