@@ -5,7 +5,7 @@
 #
 # The stack uses KCHAT_STATE_DIR (default .state-bench) and KCHAT_PORT_BASE (default 26500);
 # the gateways' rate limits are raised so the load generator's senders are not throttled, and
-# the broker opens JMX on 127.0.0.1, port KCHAT_PORT_BASE + 12 (KCHAT_KAFKA_JMX_PORT), for
+# the broker opens JMX on 127.0.0.1, port KCHAT_PORT_BASE + 50 (KCHAT_KAFKA_JMX_PORT), for
 # its request counters.
 #
 # --baseline REF (a commit id, HEAD~1, a branch) compares the working tree with REF in the
@@ -78,7 +78,7 @@ stack_env() {
         done
     fi
     export KCHAT_ROOT=$tree KCHAT_BUILD_DIR=$build KCHAT_STATE_DIR=$state KCHAT_PORT_BASE=$base
-    export KCHAT_KAFKA_JMX_PORT=$((base + 12))
+    export KCHAT_KAFKA_JMX_PORT=$((base + 50))
     if ! grep -q KCHAT_KAFKA_JMX_PORT "$tree/scripts/kafka.sh"; then
         KCHAT_KAFKA_JVM_OPTS="${KCHAT_KAFKA_JVM_OPTS:-} $(jmx_jvm_opts "$KCHAT_KAFKA_JMX_PORT")"
         export KCHAT_KAFKA_JVM_OPTS
