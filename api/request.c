@@ -43,10 +43,14 @@ int api_query_arg_ok(const char *key, const char *value)
 
 int api_int_parse(const char *v, long long min, long long max, long long *out)
 {
+    /* strtoll skips leading white space of every kind and takes a '+': the value must start
+     * with the number itself. */
+    if (!(v[0] == '-' || (v[0] >= '0' && v[0] <= '9')))
+        return -1;
     char *end = NULL;
     errno = 0;
     long long n = strtoll(v, &end, 10);
-    if (!*v || errno || *end || n < min || n > max || v[0] == ' ' || v[0] == '+')
+    if (errno || *end || n < min || n > max)
         return -1;
     *out = n;
     return 0;
