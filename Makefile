@@ -10,6 +10,10 @@
 #   make bench    the short version of every benchmark on a stack of its own (.state-bench),
 #                 under 10 minutes; see docs/benchmarks.md
 #   make build    only build (SANITIZE=1: ASan+UBSan build in build-asan/)
+#   make fuzz     build the libFuzzer drivers with clang (build-fuzz/) and run each for
+#                 FUZZ_RUNS executions (default 10 million), one at a time at the lowest
+#                 priority, merging what they find into fuzz/corpus/ (FUZZ_TARGETS: some of
+#                 them); see docs/fuzzing.md
 #   make clean    remove the build folders (state folders are kept; make distclean removes them)
 
 SANITIZE ?= 0
@@ -21,7 +25,10 @@ BUILD_DIR ?= build
 endif
 export KCHAT_BUILD_DIR := $(CURDIR)/$(BUILD_DIR)
 
-.PHONY: all deps test-deps build web run stop status test chaos bench clean distclean
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+
+.PHONY: all deps test-deps build web run stop status test chaos bench fuzz clean distclean
 
 all: build
 
@@ -58,8 +65,15 @@ chaos: test-deps build web
 bench: test-deps build
 	@bench/run.sh
 
+# Only the drivers are built with clang: the daemons are gcc's (make build).
+fuzz: test-deps
+	@CC=clang cmake -S . -B build-fuzz -G Ninja -DKCHAT_FUZZ=ON -DKCHAT_TESTS=OFF \
+	    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 distclean: clean
 	-@scripts/stack.sh down

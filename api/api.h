@@ -31,6 +31,7 @@
 #include "kchat/pg.h"
 #include "kchat/redis.h"
 #include "kchat/util.h"
+#include "request.h"
 #include "throttle.h"
 #include "username.h"
 

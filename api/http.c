@@ -4,7 +4,6 @@
  * module serves it answers with api_reply / api_error, from the loop, exactly once, which
  * resumes the connection, records the metrics and frees the request.
  */
-#include <errno.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,34 +38,6 @@ static const route_t routes[] = {
     {"GET", "/search", AUTH, 0, api_search},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
 };
-
-/* Matches path against a template; fills id (the :id segment) when there is one.
- * Returns 1 on a match, 0 otherwise; -1 when it matches but the id is not a valid id. */
-static int match(const char *tmpl, const char *path, char *id, size_t idsize)
-{
-    const char *t = tmpl, *p = path;
-    while (*t && *p) {
-        if (t[0] == ':' && strncmp(t, ":id", 3) == 0) {
-            const char *end = strchr(p, '/');
-            size_t n = end ? (size_t)(end - p) : strlen(p);
-            int bad = !kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
-            t += 3;
-            p += n;
-            if (*t != *p) /* the rest must match exactly */
-                return 0;
-            if (bad)
-                return -1;
-            memcpy(id, p - n, n);
-            id[n] = '\0';
-            continue;
-        }
-        if (*t != *p)
-            return 0;
-        t++;
-        p++;
-    }
-    return *t == '\0' && *p == '\0';
-}
 
 static void req_free(api_req_t *r)
 {
@@ -172,18 +143,14 @@ int api_query_int(api_req_t *r, const char *name, long long min, long long max, 
         *present = v != NULL;
     if (!v)
         return 0;
-    char msg[160];
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || errno || *end || n < min || n > max || v[0] == ' ' || v[0] == '+') {
+    if (api_int_parse(v, min, max, out) != 0) {
+        char msg[160];
         (void)kc_strlcpyf(msg, sizeof(msg),
                           "query parameter %s must be an integer from %lld to %lld", name, min,
                           max);
         api_error(r, 400, "invalid_query", msg);
         return -1;
     }
-    *out = n;
     return 0;
 }
 
@@ -203,32 +170,18 @@ void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n)
 int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n)
 {
     char msg[160];
-    if (!cJSON_IsArray(arr)) {
-        api_error(r, 400, "invalid_request", "members must be an array of user ids");
-        return -1;
-    }
-    size_t len = (size_t)cJSON_GetArraySize(arr);
-    if (len > max) {
+    switch (api_member_ids(arr, max, API_ID_MAX, out, n)) {
+    case API_MEMBERS_OK: return 0;
+    case API_MEMBERS_TOO_MANY:
         (void)kc_strlcpyf(msg, sizeof(msg), "at most %zu members may be listed", max);
         api_error(r, 400, "too_many_members", msg);
         return -1;
+    case API_MEMBERS_NOT_IDS: break;
     }
-    const char **ids = kc_xcalloc(len ? len : 1, sizeof(char *));
-    size_t i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        if (!cJSON_IsString(it) ||
-            !kc_id_valid(it->valuestring, strlen(it->valuestring), API_ID_MAX)) {
-            free(ids);
-            api_error(r, 400, "invalid_request", "members must be user ids");
-            return -1;
-        }
-        ids[i++] = it->valuestring;
-    }
-    *out = ids;
-    *n = i;
-    return 0;
+    api_error(r, 400, "invalid_request",
+              cJSON_IsArray(arr) ? "members must be user ids"
+                                 : "members must be an array of user ids");
+    return -1;
 }
 
 /* Checks the bearer token; fills r->user_id. 0, or -1 after answering 401. */
@@ -264,27 +217,9 @@ static int authenticate(api_req_t *r)
 
 static int parse_body(api_req_t *r)
 {
-    const kc_http_req_t *h = r->http;
-    if (h->body_len == 0) {
-        api_error(r, 400, "invalid_json", "a JSON object body is required");
-        return -1;
-    }
-    if (!kc_utf8_valid(h->body, h->body_len)) {
-        api_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
-        return -1;
-    }
-    switch (kc_json_parse_whole(h->body, h->body_len, &r->body)) {
-    case KC_JSON_OK: break;
-    case KC_JSON_NUL:
-        api_error(r, 400, "invalid_json", "strings may not contain U+0000");
-        return -1;
-    case KC_JSON_TRAILING:
-        api_error(r, 400, "invalid_json", "the body has bytes after its JSON value");
-        return -1;
-    default: api_error(r, 400, "invalid_json", "the body is not valid JSON"); return -1;
-    }
-    if (!cJSON_IsObject(r->body)) {
-        api_error(r, 400, "invalid_json", "the body must be a JSON object");
+    const char *code = NULL, *message = NULL;
+    if (api_body_parse(r->http->body, r->http->body_len, &r->body, &code, &message) != 0) {
+        api_error(r, 400, code, message);
         return -1;
     }
     return 0;
@@ -296,8 +231,7 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
 {
     (void)kind;
     int *bad = cls;
-    if (!kc_utf8_valid(key, strlen(key)) || (value && !kc_utf8_valid(value, strlen(value))) ||
-        (value && strlen(value) > 1024)) {
+    if (!api_query_arg_ok(key, value)) {
         *bad = 1;
         return MHD_NO;
     }
@@ -316,7 +250,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     int path_known = 0, bad_id = 0;
     char id[API_ID_MAX + 1] = "";
     for (size_t i = 0; i < KC_ARRAY_LEN(routes); i++) {
-        int m = match(routes[i].route, req->path, id, sizeof(id));
+        int m = api_path_match(routes[i].route, req->path, id, sizeof(id));
         if (m == 0)
             continue;
         path_known = 1;

@@ -95,8 +95,14 @@ int64_t kc_avro_rd_block(kc_avro_rd_t *r)
 {
     int64_t n = kc_avro_rd_long(r);
     if (n < 0) {
-        (void)kc_avro_rd_long(r); /* the block's size in bytes */
-        n = n == INT64_MIN ? 0 : -n;
+        /* The block's size in bytes follows: unused here, but checked as avro-c's readers
+         * (lib/avro.c's validation) check it, so that both refuse the same records. */
+        int64_t bytes = kc_avro_rd_long(r);
+        if (r->err || n == INT64_MIN || bytes < 0 || bytes > r->end - r->p) {
+            r->err = 1;
+            return 0;
+        }
+        n = -n;
     }
     /* Every item of kchat's arrays takes at least one byte. */
     if (r->err || n > r->end - r->p) {
@@ -229,7 +235,11 @@ static void rd_item(kc_avro_rd_t *r, kc_chat_item_t *it, int with_slots)
     for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;) {
         for (int64_t i = 0; i < n && !r->err; i++) {
             int64_t s = kc_avro_rd_long(r);
-            if (it->nactor_slots < KC_CHAT_MAX_SLOTS && s >= 0 && s <= INT32_MAX)
+            /* An Avro int: a wider value is not this schema's (avro-c refuses it too). A
+             * negative one is no slot: skipped, as are slots past the most there can be. */
+            if (s < INT32_MIN || s > INT32_MAX)
+                r->err = 1;
+            else if (it->nactor_slots < KC_CHAT_MAX_SLOTS && s >= 0)
                 it->actor_slots[it->nactor_slots++] = (int32_t)s;
         }
     }

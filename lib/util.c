@@ -233,9 +233,24 @@ static int escapes_nul(const char *s, size_t len)
     return 0;
 }
 
+/* A control character outside an escape. RFC 8259 allows none but the white space between
+ * tokens (tab, LF, CR); cJSON takes every byte up to 0x20 for white space and copies raw ones
+ * into strings, where a NUL byte ends the string and the rest of it is lost. */
+static int raw_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            return 1;
+    }
+    return 0;
+}
+
 kc_json_status_t kc_json_parse_whole(const char *s, size_t len, struct cJSON **out)
 {
     *out = NULL;
+    if (raw_control(s, len))
+        return KC_JSON_BAD;
     const char *end = NULL;
     cJSON *v = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     kc_json_status_t st = v && end ? KC_JSON_OK : KC_JSON_BAD;

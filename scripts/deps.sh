@@ -20,7 +20,7 @@ command -v go >/dev/null || packages+=(golang)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 if ((with_tests)); then
-    packages+=(prometheus python3-venv wrk chromium docker-compose)
+    packages+=(prometheus python3-venv wrk chromium docker-compose clang libclang-rt-14-dev)
 fi
 
 missing=()

@@ -32,11 +32,11 @@ int kc_strlcpyf(char *dst, size_t size, const char *fmt, ...) __attribute__((for
 int kc_utf8_valid(const char *s, size_t len);
 
 /* One JSON value read whole from a client's text: cJSON reads a prefix (bytes after the value
- * are left unread) and ends a string at an escaped U+0000 (the rest of it lost), so both are
- * refused here rather than taken in part. */
+ * are left unread) and ends a string at an escaped U+0000 or a raw NUL byte (the rest of it
+ * lost), so all are refused here rather than taken in part. */
 typedef enum {
     KC_JSON_OK,
-    KC_JSON_BAD,      /* not JSON */
+    KC_JSON_BAD,      /* not JSON, or a control character other than tab, LF, CR unescaped */
     KC_JSON_TRAILING, /* bytes other than white space after the value */
     KC_JSON_NUL,      /* a string escapes U+0000 */
 } kc_json_status_t;

@@ -110,6 +110,17 @@ static void test_frames_that_are_not_frames(void **state)
     const char cut[] = "{\"type\":\"typing.start\",\"convo_id\":\"c1\"}garbage";
     assert_int_equal(gw_in_parse(cut, sizeof(cut) - 1 - 7, &in), 0);
     gw_in_free(&in);
+    /* a raw NUL byte (fuzz/regress/gw_frame): once read as white space, or as the end of
+     * the content, which was then taken cut short */
+    const char nul_content[] = "{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                               "\"client_msg_id\":\"m\",\"content\":\"ab\0cd\"}";
+    assert_int_equal(gw_in_parse(nul_content, sizeof(nul_content) - 1, &in), -1);
+    assert_string_equal(in.error_code, "bad_json");
+    gw_in_free(&in);
+    const char nul_between[] = "{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":0\0}";
+    assert_int_equal(gw_in_parse(nul_between, sizeof(nul_between) - 1, &in), -1);
+    assert_string_equal(in.error_code, "bad_json");
+    gw_in_free(&in);
 }
 
 static void test_fields_are_checked(void **state)

@@ -439,10 +439,31 @@ static void test_json_read_whole(void **state)
     cJSON_Delete(v);
 }
 
+/* Found by fuzz/fuzz_gw_frame: cJSON took raw control characters, NUL included, for white
+ * space between tokens and copied them into strings, where a NUL byte cut the string short
+ * ("ab\0cd" was read as "ab"). The RFC allows none outside an escape. */
+static void test_json_raw_control_characters(void **state)
+{
+    (void)state;
+    static const char in_string[] = "{\"a\":\"ab\0cd\"}";
+    static const char between[] = "{\"a\"\0:\"b\"}";
+    static const char trailing[] = "{}\0";
+    cJSON *v = NULL;
+    assert_int_equal(kc_json_parse_whole(in_string, sizeof(in_string) - 1, &v), KC_JSON_BAD);
+    assert_null(v);
+    assert_int_equal(kc_json_parse_whole(between, sizeof(between) - 1, &v), KC_JSON_BAD);
+    assert_int_equal(kc_json_parse_whole(trailing, sizeof(trailing) - 1, &v), KC_JSON_BAD);
+    assert_int_equal(whole("{\"a\":\"x\x01y\"}"), KC_JSON_BAD);
+    assert_int_equal(whole("{\"a\":\x1f" "1}"), KC_JSON_BAD);
+    /* the white space the RFC allows, and the escapes */
+    assert_int_equal(whole("\t{\"a\"\r\n:\"\\u0001\\t\"}\n"), KC_JSON_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_read_whole),
+        cmocka_unit_test(test_json_raw_control_characters),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_utf8_ascii),
         cmocka_unit_test(test_utf8_multibyte_valid),

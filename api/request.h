@@ -1,0 +1,45 @@
+/* request.h - what kchat-api reads from a REST request itself, pure (no server, no reply):
+ * the path against a route's template, each query parameter, integer query values, the JSON
+ * body and lists of member ids in it. http.c answers the errors these report; the unit tests
+ * and fuzz/fuzz_api.c call them directly.
+ */
+#ifndef API_REQUEST_H
+#define API_REQUEST_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+/* Matches path against a template, where ":id" stands for one path segment; fills id (at
+ * most idsize - 1 bytes and a NUL) when the template has one. 1 on a match, 0 otherwise, -1
+ * when the path matches but its id is not a valid id (kc_id_valid). */
+int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize);
+
+#define API_QUERY_VALUE_MAX 1024 /* bytes of one query value */
+
+/* True when a query parameter, as the server decoded it, may be read: key and value are
+ * UTF-8, the value at most API_QUERY_VALUE_MAX bytes (value NULL: a key without '='). */
+int api_query_arg_ok(const char *key, const char *value);
+
+/* Reads a query value as a decimal integer in [min, max]: an optional '-' and digits, nothing
+ * before or after. 0 with *out set, or -1. */
+int api_int_parse(const char *v, long long min, long long max, long long *out);
+
+/* Parses a request body that must be one JSON object in UTF-8: 0 with *out (the caller's,
+ * cJSON_Delete), or -1 with *out NULL and *code, *message the error of the 400 answer. */
+int api_body_parse(const char *body, size_t len, struct cJSON **out, const char **code,
+                   const char **message);
+
+typedef enum {
+    API_MEMBERS_OK = 0,
+    API_MEMBERS_NOT_IDS = -1,  /* not an array, or an item is not a user id */
+    API_MEMBERS_TOO_MANY = -2, /* more than max items */
+} api_members_status_t;
+
+/* Reads a JSON array of user ids (each at most idmax bytes) of at most max items: on
+ * API_MEMBERS_OK *out is a malloc'd array of the items' strings (still the JSON's: free only
+ * the array) and *n their count. */
+api_members_status_t api_member_ids(const struct cJSON *arr, size_t max, size_t idmax,
+                                    const char ***out, size_t *n);
+
+#endif

@@ -1,0 +1,183 @@
+/* fuzz_api.c - a REST request's target and body as kchat-api reads them (api/request.c and
+ * api/username.c, the pure half of api/http.c and its handlers).
+ *
+ * The input is "<path>[?<query>]\n<body>". The path is matched against every route of
+ * api/http.c; the query is split and percent-decoded as libmicrohttpd does it
+ * (MHD_http_unescape) and each parameter checked, then the values the handlers read: the
+ * integers of limit, since_seq and before_seq, the username of GET /users. The body is
+ * parsed, then the fields the handlers read: username and password, title, members, seq_no.
+ * The checks: a matched path is its template with a valid id in place of ":id"; an accepted
+ * integer is spelled as one (an optional '-' and digits) and within its bounds; an accepted
+ * body was UTF-8 JSON text and is an object; members are ids; a username's key is its own
+ * key again and its display form gives the same key.
+ */
+#include <microhttpd.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "fuzz.h"
+#include "kchat/buf.h"
+#include "kchat/util.h"
+#include "request.h"
+#include "username.h"
+
+#define ID_MAX 128 /* API_ID_MAX */
+
+static const char *const templates[] = {
+    "/auth/register",      "/auth/login",         "/auth/refresh",
+    "/conversations",      "/conversations/:id",  "/conversations/:id/members",
+    "/conversations/:id/messages",                "/conversations/:id/read",
+    "/users",              "/users/:id",          "/search",
+    "/attachments/presign",
+};
+
+static void check_path(const char *path)
+{
+    for (size_t i = 0; i < KC_ARRAY_LEN(templates); i++) {
+        char id[ID_MAX + 1] = "";
+        int m = api_path_match(templates[i], path, id, sizeof(id));
+        CHECK(m == 0 || m == 1 || m == -1);
+        if (m != 1)
+            continue;
+        /* the template with the id in place of ":id" is the path */
+        kc_buf_t b = {0};
+        const char *at = strstr(templates[i], ":id");
+        if (at) {
+            CHECK(kc_id_valid(id, strlen(id), ID_MAX));
+            kc_buf_append(&b, templates[i], (size_t)(at - templates[i]));
+            kc_buf_puts(&b, id);
+            kc_buf_puts(&b, at + 3);
+        } else {
+            kc_buf_puts(&b, templates[i]);
+        }
+        CHECK(strcmp(b.data, path) == 0);
+        kc_buf_free(&b);
+    }
+}
+
+/* An optional '-', then digits: the only spelling of an integer the API takes. */
+static int decimal(const char *v)
+{
+    const char *p = v + (v[0] == '-');
+    if (!*p)
+        return 0;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+static void check_int(const char *v, long long min, long long max)
+{
+    long long n = 0;
+    if (api_int_parse(v, min, max, &n) != 0)
+        return;
+    CHECK(decimal(v));
+    CHECK(n >= min && n <= max);
+}
+
+static void check_username(const char *u)
+{
+    char display[API_USERNAME_MAX + 1], key[API_USERNAME_KEY_MAX + 1];
+    const char *why = NULL;
+    if (api_username_prepare(u, display, key, &why) != 0) {
+        CHECK(why != NULL && why[0] != '\0');
+        return;
+    }
+    CHECK(strlen(display) >= 1 && strlen(display) <= API_USERNAME_MAX);
+    CHECK(kc_utf8_valid(display, strlen(display)) && kc_utf8_valid(key, strlen(key)));
+    /* what is stored prepares to itself: the display form gives the same key, and the key is
+     * a username whose key is itself */
+    char d2[API_USERNAME_MAX + 1], k2[API_USERNAME_KEY_MAX + 1];
+    CHECK(api_username_prepare(display, d2, k2, &why) == 0);
+    CHECK(strcmp(d2, display) == 0 && strcmp(k2, key) == 0);
+    if (strlen(key) <= API_USERNAME_MAX) {
+        CHECK(api_username_prepare(key, d2, k2, &why) == 0);
+        CHECK(strcmp(k2, key) == 0);
+    }
+}
+
+static void check_query(char *query)
+{
+    char *save = NULL;
+    for (char *kv = strtok_r(query, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(kv, '=');
+        char *value = NULL;
+        if (eq) {
+            *eq = '\0';
+            value = eq + 1;
+            (void)MHD_http_unescape(value);
+        }
+        (void)MHD_http_unescape(kv);
+        if (!api_query_arg_ok(kv, value)) {
+            CHECK(!kc_utf8_valid(kv, strlen(kv)) || value);
+            continue;
+        }
+        CHECK(kc_utf8_valid(kv, strlen(kv)));
+        if (!value)
+            continue;
+        CHECK(strlen(value) <= API_QUERY_VALUE_MAX && kc_utf8_valid(value, strlen(value)));
+        if (strcmp(kv, "limit") == 0) {
+            check_int(value, 1, 500);
+            check_int(value, 1, 100);
+        } else if (strcmp(kv, "since_seq") == 0) {
+            check_int(value, 0, 9223372036854775806LL);
+        } else if (strcmp(kv, "before_seq") == 0) {
+            check_int(value, 1, 9223372036854775807LL);
+        } else if (strcmp(kv, "username") == 0) {
+            check_username(value);
+        }
+    }
+}
+
+static void check_body(const char *body, size_t len)
+{
+    cJSON *j = NULL;
+    const char *code = NULL, *message = NULL;
+    if (api_body_parse(body, len, &j, &code, &message) != 0) {
+        CHECK(j == NULL && code && message);
+        return;
+    }
+    CHECK(cJSON_IsObject(j) && kc_utf8_valid(body, len));
+    for (size_t i = 0; i < len; i++)
+        CHECK((unsigned char)body[i] >= 0x20 || body[i] == '\t' || body[i] == '\n' ||
+              body[i] == '\r');
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "username");
+    if (cJSON_IsString(u))
+        check_username(u->valuestring);
+    const cJSON *members = cJSON_GetObjectItemCaseSensitive(j, "members");
+    const char **ids = NULL;
+    size_t n = 0;
+    if (api_member_ids(members, 1000, ID_MAX, &ids, &n) == API_MEMBERS_OK) {
+        CHECK(n <= 1000 && n == (size_t)cJSON_GetArraySize(members));
+        for (size_t i = 0; i < n; i++)
+            CHECK(kc_id_valid(ids[i], strlen(ids[i]), ID_MAX));
+        free(ids);
+    }
+    cJSON_Delete(j);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *nl = memchr(data, '\n', size);
+    size_t tlen = nl ? (size_t)(nl - data) : size;
+    /* The target as the server hands it on: a C string, so up to its first NUL. */
+    char *target = kc_xstrndup((const char *)data, tlen);
+    char *q = strchr(target, '?');
+    if (q)
+        *q++ = '\0';
+    check_path(target);
+    if (q)
+        check_query(q);
+    free(target);
+    if (nl) {
+        /* A body is not NUL-terminated: an exact copy, so ASan sees a read past its end. */
+        size_t blen = size - tlen - 1;
+        char *body = kc_xmalloc(blen ? blen : 1);
+        memcpy(body, nl + 1, blen);
+        check_body(body, blen);
+        free(body);
+    }
+    return 0;
+}

@@ -1,0 +1,134 @@
+/* The API's reading of a request (api/request.c): route templates, query values, integers,
+ * the JSON body and member lists, without a server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "request.h"
+
+static void test_paths(void **state)
+{
+    (void)state;
+    char id[129];
+    assert_int_equal(api_path_match("/conversations/:id/read", "/conversations/c_1/read", id,
+                                    sizeof(id)),
+                     1);
+    assert_string_equal(id, "c_1");
+    assert_int_equal(api_path_match("/conversations/:id", "/conversations/c_1/read", id,
+                                    sizeof(id)),
+                     0);
+    assert_int_equal(api_path_match("/conversations/:id", "/conversations/c%201", id,
+                                    sizeof(id)),
+                     -1);
+    assert_int_equal(api_path_match("/conversations/:id", "/conversations/", id, sizeof(id)), 0);
+    assert_int_equal(api_path_match("/users", "/users/", id, sizeof(id)), 0);
+}
+
+static long long parsed(const char *v, long long min, long long max)
+{
+    long long n = -12345;
+    return api_int_parse(v, min, max, &n) == 0 ? n : -12345;
+}
+
+static void test_integers(void **state)
+{
+    (void)state;
+    assert_int_equal(parsed("50", 1, 200), 50);
+    assert_int_equal(parsed("-0", 0, 10), 0);
+    assert_int_equal(parsed("9223372036854775807", 1, 9223372036854775807LL),
+                     9223372036854775807LL);
+    assert_int_equal(parsed("9223372036854775808", 1, 9223372036854775807LL), -12345);
+    assert_int_equal(parsed("201", 1, 200), -12345);
+    assert_int_equal(parsed("", 1, 200), -12345);
+    assert_int_equal(parsed("5x", 1, 200), -12345);
+    assert_int_equal(parsed("-", 1, 200), -12345);
+    assert_int_equal(parsed(" 5", 1, 200), -12345);
+    assert_int_equal(parsed("+5", 1, 200), -12345);
+    /* found by fuzz/fuzz_api (fuzz/regress/api): strtoll skips every kind of white space, and
+     * "limit=%0B5" was read as 5 */
+    assert_int_equal(parsed("\v5", 1, 200), -12345);
+    assert_int_equal(parsed("\t5", 1, 200), -12345);
+    assert_int_equal(parsed("\n5", 1, 200), -12345);
+    assert_int_equal(parsed("\f5", 1, 200), -12345);
+    assert_int_equal(parsed("\r5", 1, 200), -12345);
+}
+
+static void test_query_values(void **state)
+{
+    (void)state;
+    char big[1026];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_true(api_query_arg_ok("q", "caf\xc3\xa9"));
+    assert_true(api_query_arg_ok("flag", NULL));
+    assert_false(api_query_arg_ok("q", "\xc3"));
+    assert_false(api_query_arg_ok("\xff", "x"));
+    assert_false(api_query_arg_ok("q", big));
+    big[1024] = '\0';
+    assert_true(api_query_arg_ok("q", big));
+}
+
+static void body_refused(const char *body, size_t len, const char *code)
+{
+    cJSON *j = (cJSON *)1;
+    const char *c = NULL, *m = NULL;
+    assert_int_equal(api_body_parse(body, len, &j, &c, &m), -1);
+    assert_null(j);
+    assert_string_equal(c, code);
+    assert_non_null(m);
+}
+
+static void test_bodies(void **state)
+{
+    (void)state;
+    cJSON *j = NULL;
+    const char *c = NULL, *m = NULL;
+    const char ok[] = "{\"a\":[1,\"x\"]}";
+    assert_int_equal(api_body_parse(ok, sizeof(ok) - 1, &j, &c, &m), 0);
+    assert_true(cJSON_IsObject(j));
+    cJSON_Delete(j);
+    body_refused("", 0, "invalid_json");
+    body_refused("{\"a\":\"\xff\"}", 8, "invalid_utf8");
+    body_refused("[1]", 3, "invalid_json");
+    body_refused("{} {}", 5, "invalid_json");
+    body_refused("{\"a\":\"\\u0000\"}", 14, "invalid_json");
+    body_refused("{\"a\":\"x\0y\"}", 11, "invalid_json");
+}
+
+static void test_members(void **state)
+{
+    (void)state;
+    cJSON *arr = cJSON_Parse("[\"u_1\",\"u_2\"]");
+    const char **ids = NULL;
+    size_t n = 0;
+    assert_int_equal(api_member_ids(arr, 2, 128, &ids, &n), API_MEMBERS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[1], "u_2");
+    free(ids);
+    assert_int_equal(api_member_ids(arr, 1, 128, &ids, &n), API_MEMBERS_TOO_MANY);
+    assert_int_equal(api_member_ids(arr, 2, 2, &ids, &n), API_MEMBERS_NOT_IDS);
+    cJSON_Delete(arr);
+    arr = cJSON_Parse("[\"u 1\"]");
+    assert_int_equal(api_member_ids(arr, 2, 128, &ids, &n), API_MEMBERS_NOT_IDS);
+    cJSON_Delete(arr);
+    arr = cJSON_Parse("{}");
+    assert_int_equal(api_member_ids(arr, 2, 128, &ids, &n), API_MEMBERS_NOT_IDS);
+    assert_int_equal(api_member_ids(NULL, 2, 128, &ids, &n), API_MEMBERS_NOT_IDS);
+    cJSON_Delete(arr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paths),      cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_query_values), cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_members),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
