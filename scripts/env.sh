@@ -48,7 +48,9 @@ if [[ $KCHAT_KAFKA_NODES == 3 ]]; then
     KCHAT_MIN_INSYNC_REPLICAS=${KCHAT_MIN_INSYNC_REPLICAS:-2}
     export KCHAT_REPLICATION_FACTOR KCHAT_MIN_INSYNC_REPLICAS
 fi
-KCHAT_PG_DSN=${KCHAT_PG_DSN:-host=127.0.0.1 port=$KCHAT_PG_PORT dbname=kchat user=kchat}
+# Loopback: no TLS (libpq's default, sslmode=prefer, would encrypt every row now that the
+# stack's Postgres has TLS on for the tests of verify-full; see docs/operations.md).
+KCHAT_PG_DSN=${KCHAT_PG_DSN:-host=127.0.0.1 port=$KCHAT_PG_PORT dbname=kchat user=kchat sslmode=disable}
 KCHAT_REDIS_HOST=${KCHAT_REDIS_HOST:-127.0.0.1}
 # The token key pair (RS256), made by `stack.sh up` on first start: kchat-api signs with the
 # private key, every daemon that checks tokens holds only the public one. The variables are
