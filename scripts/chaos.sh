@@ -15,6 +15,13 @@ if [[ -z ${KCHAT_CHAOS_NETNS:-} && $(id -u) -eq 0 ]] && command -v unshare >/dev
 fi
 if [[ ${KCHAT_CHAOS_NETNS:-} == 1 ]]; then
     ip link set lo up
+    # Each broker in a cgroup of its own (cgroup v2, when it can be written), so a partition
+    # drops everything the broker sends, its own connections included, not only what
+    # reaches its listeners.
+    cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    if [[ -n $cg2 ]] && mkdir -p "$cg2/kchat-chaos-$$" 2>/dev/null; then
+        export KCHAT_KAFKA_CGROUP=$cg2/kchat-chaos-$$ KCHAT_KAFKA_CGROUP_ROOT=$cg2
+    fi
 fi
 export KCHAT_STATE_DIR=$ROOT/.state-chaos KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-26000}
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
@@ -24,6 +31,9 @@ cleanup() {
     local rc=$?
     "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
     "$ROOT/scripts/pg.sh" destroy >/dev/null 2>&1 || true
+    if [[ -n ${KCHAT_KAFKA_CGROUP:-} ]]; then
+        rmdir "$KCHAT_KAFKA_CGROUP"/node* "$KCHAT_KAFKA_CGROUP" 2>/dev/null || true
+    fi
     exit $rc
 }
 trap cleanup EXIT

@@ -28,6 +28,9 @@
 #   JAVA                          java binary, default java (Java 17+)
 #   KCHAT_KAFKA_HEAP_OPTS         default "-Xms128m -Xmx512m"
 #   KCHAT_KAFKA_JVM_OPTS          extra JVM options, default none
+#   KCHAT_KAFKA_CGROUP            a cgroup v2 folder: node N starts in its subfolder nodeN (the
+#                                 fault runner matches a node's sockets with iptables to cut
+#                                 it off); default: none
 #   KCHAT_KAFKA_JMX_PORT          when set, the broker's JMX on 127.0.0.1:PORT (no authentication,
 #                                 loopback only; the benchmarks read its request metrics);
 #                                 three nodes: node N at PORT+N-1; default: no JMX
@@ -357,13 +360,20 @@ launch_node() {
     # The parallel collector: on two cores G1's concurrent refinement and marking threads cost
     # more than they save (a broker's heap is almost all short-lived request garbage; young
     # collections take a few ms here); measured in docs/benchmarks.md.
-    setsid "$JAVA" $HEAP_OPTS \
-        -XX:+UseParallelGC -XX:+ExitOnOutOfMemoryError \
-        -Djava.awt.headless=true "${jmx[@]}" \
-        -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.file=server.log -Dlog4j2.configurationFile="$LOG4J_CONF" \
-        $EXTRA_JVM_OPTS \
-        -cp "$LIBS/*" kafka.Kafka "$PROPS" \
-        </dev/null >>"$LOG_DIR/kafka.out" 2>&1 &
+    # With KCHAT_KAFKA_CGROUP (a cgroup v2 folder), node N starts in its subfolder nodeN, so
+    # that iptables can match every socket it opens (the fault runner's network partitions).
+    local cg=${KCHAT_KAFKA_CGROUP:+$KCHAT_KAFKA_CGROUP/node$NODE}
+    if [[ -n $cg ]]; then mkdir -p "$cg" || die "cannot make the cgroup $cg"; fi
+    # shellcheck disable=SC2086
+    (
+        if [[ -n $cg ]]; then echo "$BASHPID" >"$cg/cgroup.procs"; fi
+        exec setsid "$JAVA" $HEAP_OPTS \
+            -XX:+UseParallelGC -XX:+ExitOnOutOfMemoryError \
+            -Djava.awt.headless=true "${jmx[@]}" \
+            -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.file=server.log -Dlog4j2.configurationFile="$LOG4J_CONF" \
+            $EXTRA_JVM_OPTS \
+            -cp "$LIBS/*" kafka.Kafka "$PROPS"
+    ) </dev/null >>"$LOG_DIR/kafka.out" 2>&1 &
     PIDS[NODE]=$!
     printf '%s\n' "${PIDS[NODE]}" >"$PID_FILE"
 }

@@ -299,8 +299,10 @@ class Run:
             # A fault that could not be healed at once (a daemon not healthy while a broker
             # is paused, say) is noted; heal() brings everything back at the end.
             errors = [str(e) for e in outcome if isinstance(e, Exception)]
+            details = [o for o in outcome if isinstance(o, dict)]
             self.faults.append({**step, "t_start": round(start - t0, 1),
                                 "t_healed": round(now() - t0, 1), "errors": errors,
+                                "details": details,
                                 "_start": start, "_end": now()})
 
     # -- after healing --
@@ -546,35 +548,58 @@ def can_partition():
 
 
 def broker_ports():
-    """[(node, [its listener ports])] from each broker's rendered server.properties."""
+    """[(node number, [its listener ports])] from each broker's rendered server.properties."""
     out = []
     for props in sorted((STATE / "kafka").rglob("server.properties")):
+        node = int(props.parent.name[4:]) if props.parent.name.startswith("node") else 1
         for line in props.read_text().splitlines():
             if line.startswith("listeners="):
                 ports = [int(x.rsplit(":", 1)[1]) for x in line.split("=", 1)[1].split(",")]
-                out.append((str(props.parent), ports))
+                out.append((node, ports))
     return out
 
 
-def iptables(op, ports):
+def node_cgroup(node):
+    """The broker's cgroup, as iptables' cgroup match names it (relative to the cgroup v2
+    root), when scripts/chaos.sh started the brokers in cgroups of their own."""
+    cg, root = ENV.get("KCHAT_KAFKA_CGROUP"), ENV.get("KCHAT_KAFKA_CGROUP_ROOT")
+    if not cg or not root:
+        return None
+    return os.path.relpath(os.path.join(cg, f"node{node}"), root)
+
+
+def iptables(op, node, ports):
+    """Everything to the node's listeners dropped, and everything it sends: from its
+    listeners by port, and, with its cgroup, from every socket it has (its own connections
+    to the other brokers and controllers included)."""
     spec = ",".join(str(p) for p in ports)
     for way in ("--dports", "--sports"):
         sh("iptables", op, "INPUT", "-p", "tcp", "-m", "multiport", way, spec, "-j", "DROP")
+    cg = node_cgroup(node)
+    if cg:
+        sh("iptables", op, "OUTPUT", "-m", "cgroup", "--path", cg, "-j", "DROP")
 
 
 def inject(kind, target, pause_s):
     if kind == "partition":
-        # One broker cut off: nothing reaches its listeners and nothing they send arrives
-        # (clients, the other brokers, the controllers); its own outgoing connections stay,
-        # so this is the asymmetric partition that leaves a leader thinking it is fine.
+        # One broker cut off: nothing reaches its listeners and nothing it sends arrives
+        # (clients, the other brokers, the controllers). Without a cgroup per broker (see
+        # scripts/chaos.sh) only what its listeners send is dropped: its own connections
+        # stay, the asymmetric partition that leaves a leader thinking it is fine.
         brokers = broker_ports()
-        _, ports = brokers[random.Random(pause_s).randrange(len(brokers))]
-        iptables("-I", ports)
+        node, ports = brokers[random.Random(pause_s).randrange(len(brokers))]
+        iptables("-I", node, ports)
         try:
             time.sleep(pause_s * 2)
+            # What the rules dropped, as evidence that the cut held: packets per chain.
+            dropped = {chain: sum(int(line.split()[0]) for line in
+                                  sh("iptables", "-L", chain, "-v", "-x", "-n").splitlines()[2:]
+                                  if line.split() and "DROP" in line)
+                       for chain in ("INPUT", "OUTPUT")}
         finally:
-            iptables("-D", ports)
-        return
+            iptables("-D", node, ports)
+        return {"node": node, "full": node_cgroup(node) is not None,
+                "dropped_packets": dropped}
     if target in ("kafka", "events-leader", "controller"):
         pids = (broker_pids() if target == "kafka" else
                 [events_leader_pid()] if target == "events-leader" else [controller_pid()])
@@ -614,6 +639,7 @@ def heal():
     starts whatever is not running (brokers, stores, daemons) and waits for every /health."""
     if can_partition():
         sh("iptables", "-F", "INPUT")
+        sh("iptables", "-F", "OUTPUT")
     signal_pids(broker_pids(), signal.SIGCONT)
     for name in ["processor", "projector", "api"] + [
             "gateway" if i == 0 else f"gateway{i}" for i in range(NGATEWAYS)]:
@@ -649,7 +675,9 @@ def report(args, plan, problems, counts, faults, out_dir):
     for f in rep["faults"]:
         what = " + ".join(f"{k} {t}" for k, t in f["faults"])
         lines.append(f"  at {f['t_start']:6.1f} s  {what:40s}  healed at {f['t_healed']:6.1f} s"
-                     f"  longest without an ack {f['longest_without_ack_s']} s")
+                     f"  longest without an ack {f['longest_without_ack_s']} s"
+                     + "".join(f"  [{json.dumps(d)}]" for d in f.get("details", []))
+                     + "".join(f"  error: {e[:200]}" for e in f.get("errors", [])))
     lines.append("problems: none" if not problems else f"problems ({len(problems)}):")
     lines += [f"  {p}" for p in problems[:50]]
     lines.append(f"replay: tests/chaos/kchat_chaos.py --seed {args.seed} "
