@@ -26,11 +26,11 @@ fi
 export KCHAT_STATE_DIR=$ROOT/.state-chaos KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-26000}
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
 . "$ROOT/scripts/env.sh"
+. "$ROOT/scripts/own-stack.sh"
 
 cleanup() {
     local rc=$?
-    "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
-    "$ROOT/scripts/pg.sh" destroy >/dev/null 2>&1 || true
+    own_stack_down
     if [[ -n ${KCHAT_KAFKA_CGROUP:-} ]]; then
         rmdir "$KCHAT_KAFKA_CGROUP"/node* "$KCHAT_KAFKA_CGROUP" 2>/dev/null || true
     fi
@@ -39,7 +39,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
-rm -rf "$KCHAT_STATE_DIR"
+own_stack_fresh
 "$ROOT/scripts/stack.sh" up >/dev/null
 "$ROOT/.venv/bin/python" "$ROOT/tests/chaos/kchat_chaos.py" --report "$KCHAT_STATE_DIR/chaos" "$@"

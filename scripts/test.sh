@@ -15,11 +15,11 @@ else
 fi
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
 . "$ROOT/scripts/env.sh"
+. "$ROOT/scripts/own-stack.sh"
 
 cleanup() {
     local rc=$?
-    "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
-    "$ROOT/scripts/pg.sh" destroy >/dev/null 2>&1 || true
+    own_stack_down
     # A sanitizer report in any daemon's log fails the run even if every test passed.
     if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$KCHAT_STATE_DIR"/logs/*.log 2>/dev/null; then
         echo "test: sanitizer reports in the daemon logs above" >&2
@@ -32,8 +32,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # From nothing: stop whatever an interrupted run left, then wipe its state.
-"$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
-rm -rf "$KCHAT_STATE_DIR"
+own_stack_fresh
 
 echo "== unit tests (CTest)"
 ctest --test-dir "$KCHAT_BUILD_DIR" --output-on-failure -j2

@@ -47,7 +47,7 @@ import redis as redislib  # noqa: E402
 import websockets  # noqa: E402
 
 from kchat_testkit import api  # noqa: E402
-from kchat_testkit.http import http_get  # noqa: E402
+from kchat_testkit.stack import instance_names  # noqa: E402
 from kchat_testkit.wire import body, read_to_end  # noqa: E402
 
 ENV = os.environ
@@ -258,8 +258,7 @@ class Run:
 
     # -- faults --
     def schedule(self):
-        daemons = ["processor", "projector", "api"] + [
-            "gateway" if i == 0 else f"gateway{i}" for i in range(NGATEWAYS)]
+        daemons = instance_names(NGATEWAYS)
         kinds = ([("kill", d) for d in daemons] + [("pause", d) for d in daemons] +
                  [("kill", "kafka"), ("pause", "kafka"), ("restart", "postgres"),
                   ("restart", "redis"), ("flush", "redis")])
@@ -641,8 +640,7 @@ def heal():
         sh("iptables", "-F", "INPUT")
         sh("iptables", "-F", "OUTPUT")
     signal_pids(broker_pids(), signal.SIGCONT)
-    for name in ["processor", "projector", "api"] + [
-            "gateway" if i == 0 else f"gateway{i}" for i in range(NGATEWAYS)]:
+    for name in instance_names(NGATEWAYS):
         pid = pid_of(name)
         if pid:
             signal_pids([pid], signal.SIGCONT)
