@@ -9,7 +9,7 @@
 #                 the checker (CHAOS_ARGS="--seed N --duration S --faults K")
 #   make bench    the short version of every benchmark on a stack of its own (.state-bench),
 #                 under 10 minutes; see docs/benchmarks.md
-#   make build    only build (SANITIZE=1: ASan+UBSan build in build-asan/)
+#   make build    only build (SANITIZE=1: ASan+UBSan build with clang in build-asan/)
 #   make fuzz     build the libFuzzer drivers with clang (build-fuzz/) and run each for
 #                 FUZZ_RUNS executions (default 10 million), one at a time at the lowest
 #                 priority, merging what they find into fuzz/corpus/ (FUZZ_TARGETS: some of
@@ -17,9 +17,11 @@
 #   make clean    remove the build folders (state folders are kept; make distclean removes them)
 
 SANITIZE ?= 0
+# The sanitizer build is clang's (make test-deps installs it), so that the tree also builds
+# with a second compiler's -Wall -Wextra -Werror; the regular build is gcc's.
 ifeq ($(SANITIZE),1)
 BUILD_DIR ?= build-asan
-CMAKE_FLAGS += -DKCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+CMAKE_FLAGS += -DKCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang
 else
 BUILD_DIR ?= build
 endif

@@ -524,7 +524,7 @@ static int produce_batch(proc_t *p)
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 rk, RD_KAFKA_V_RKT(p->rkts[p->cur][r->topic]), RD_KAFKA_V_PARTITION(r->partition),
                 RD_KAFKA_V_KEY(b->arena.data + r->key_off, r->key_len),
-                RD_KAFKA_V_VALUE(r->tombstone ? NULL : b->arena.data + r->val_off,
+                RD_KAFKA_V_VALUE((r->tombstone ? NULL : b->arena.data + r->val_off),
                                  r->tombstone ? 0 : r->val_len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(r->hdrs),
                 RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(r->topic + 1)), RD_KAFKA_V_END);

@@ -161,6 +161,7 @@ int main(int argc, char **argv)
     }
     memset(val, 'v', (size_t)size);
     int exit_code = 0;
+    double t0 = 0;
     /* warm-up: one record, so metadata and the producer id are in place before timing */
     char key[32];
     if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("w", 1),
@@ -171,7 +172,7 @@ int main(int argc, char **argv)
         goto done_p;
     }
     st.delivered = 0;
-    double t0 = now_s();
+    t0 = now_s();
     for (long i = 0; i < records; i++) {
         int kl = snprintf(key, sizeof(key), "c_%ld", i % 10000);
         for (;;) {
