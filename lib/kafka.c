@@ -19,6 +19,8 @@ typedef struct {
     void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
+    void (*offset_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque);
     char *client_id;
     kc_health_t *health;
     int check;
@@ -154,6 +156,13 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     kc_strlcpyf(detail, sizeof(detail), "%d of %d brokers up", up, total);
     kc_health_set(o->health, o->check, up > 0, detail);
     return 0;
+}
+
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    kopaque_t *o = opaque;
+    o->offset_commit_cb(rk, err, offsets, o->user_opaque);
 }
 
 /* Logs each rebalance and applies it, for eager and cooperative assignors alike. */
@@ -363,6 +372,7 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     op->user_opaque = o->opaque;
     op->dr_msg_cb = o->dr_msg_cb;
     op->rebalance_cb = o->rebalance_cb;
+    op->offset_commit_cb = o->offset_commit_cb;
     op->health = o->health;
     op->check = o->health ? kc_health_add(o->health, o->check_name ? o->check_name : "kafka") : -1;
     if (o->metrics) {
@@ -410,6 +420,8 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const kc_kafka_opts_t *o,
     rd_kafka_conf_set_opaque(conf, op);
     if (type == RD_KAFKA_CONSUMER)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (type == RD_KAFKA_CONSUMER && o->offset_commit_cb)
+        rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
     if (o->dr_msg_cb)
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     else if (o->dr_events && type == RD_KAFKA_PRODUCER)

@@ -171,6 +171,7 @@ static int start(void *arg, char *err, size_t errlen)
                           .client_id = p->cfg.rebuild ? "projector-rebuild" : "projector-consumer",
                           .check_name = "kafka_consumer",
                           .rebalance_cb = proj_on_rebalance,
+                          .offset_commit_cb = proj_on_offset_commit,
                           .opaque = p};
     char session[32], group[300];
     kc_strlcpyf(session, sizeof(session), "%lld", p->cfg.session_timeout_ms);

@@ -189,8 +189,9 @@ static void schedule_resync(proj_t *p, const char *why)
 
 /* Commits where both models stand to Kafka, at most once a second and only what moved, so
  * that kafka-consumer-groups and other tools show the projectors' progress and lag. Never read
- * back (the models' own offsets are the truth), so a commit that fails costs nothing but a
- * line in the log; async, so it never holds the loop. */
+ * back (the models' own offsets are the truth); async, so it never holds the loop. A commit
+ * the group refuses (one sent during a rebalance) is made again on the next round:
+ * proj_on_offset_commit forgets what it had noted as committed. */
 static void commit_progress(proj_t *p)
 {
     uint64_t now = kc_mono_ns();
@@ -215,6 +216,19 @@ static void commit_progress(proj_t *p)
         for (int i = 0; i < l->cnt; i++)
             p->kafka_committed[l->elems[i].partition] = l->elems[i].offset;
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+void proj_on_offset_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    proj_t *p = opaque;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        int32_t part = offsets->elems[i].partition;
+        if ((err || offsets->elems[i].err) && part >= 0 && part < p->nparts &&
+            p->kafka_committed[part] == offsets->elems[i].offset)
+            p->kafka_committed[part] = -1;
+    }
 }
 
 static void end_batch(proj_t *p, const char *failure)

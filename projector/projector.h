@@ -108,6 +108,9 @@ int proj_on_events(void *arg);
 void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t *parts, void *opaque);
 void proj_on_timer(uv_timer_t *t);
+/* The outcome of a commit of progress to the consumer group (kc_kafka_opts_t.offset_commit_cb). */
+void proj_on_offset_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *offsets, void *opaque);
 /* Frees the records collected for the next batch. */
 void proj_items_clear(proj_t *p);
 /* Logs why and stops the process with a failure. */

@@ -62,7 +62,12 @@ typedef struct {
      * assign or unassign as librdkafka requires. */
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
-    void *opaque; /* passed to dr_msg_cb and rebalance_cb (kchat keeps its own client opaque) */
+    /* optional, consumers: the outcome of each offset commit (err for the whole request,
+     * and each partition's own err), served on the loop like the other callbacks. */
+    void (*offset_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque);
+    void *opaque; /* passed to dr_msg_cb, rebalance_cb and offset_commit_cb (kchat keeps its
+                   * own client opaque) */
     /* optional, producers: delivery reports as RD_KAFKA_EVENT_DR events on the main queue
      * (served with rd_kafka_queue_poll) instead of callbacks, so rd_kafka_flush() and
      * rd_kafka_commit_transaction() never serve the queue themselves and may run on another
