@@ -216,6 +216,7 @@ int api_reject_status(const char *reason)
         {"not_member", 404},         {"no_such_conversation", 404}, {"conversation_exists", 409},
         {"invalid", 400},            {"too_large", 400},            {"no_such_message", 400},
         {"too_old", 409},            {"not_author", 403},           {"deleted", 409},
+        {"direct_conversation", 409},
     };
     for (size_t i = 0; i < KC_ARRAY_LEN(map); i++)
         if (strcmp(map[i].reason, reason) == 0)

@@ -14,6 +14,8 @@
 /* A conversation as the REST object; c is rm.conversations, me the caller's rm.members row. */
 #define CONVO_JSON                                                                                \
     "json_build_object('id', c.convo_id, 'title', c.title, 'created_by', c.created_by, "         \
+    "'kind', CASE WHEN left(c.convo_id, 2) = '" KC_ID_DIRECT_PREFIX "' THEN 'direct' "            \
+    "        ELSE 'group' END, "                                                                  \
     "'created_at', " API_ISO("c.created_at") ", 'last_seq', c.last_seq, "                     \
     "'last_activity', " API_ISO("c.last_activity") ", "                                         \
     "'read_seq', me.read_seq, 'unread', greatest(c.last_seq - me.read_seq, 0), "                  \
@@ -31,6 +33,7 @@ typedef struct {
     size_t nmembers;
     long long seq_no;
     int status; /* of the final answer */
+    int direct; /* POST /conversations of kind direct: the pair's one conversation */
 } change_t;
 
 static void change_free(void *p)
@@ -67,14 +70,19 @@ static void on_convo(void *arg, const PGresult *res, const char *err)
     api_reply(r, c && c->status ? c->status : 200, &b);
 }
 
-static void read_convo(api_req_t *r)
+static void read_convo_then(api_req_t *r, kc_pg_cb cb)
 {
     const char *params[] = {r->convo_id, r->user_id};
     (void)api_pg(r,
                  "SELECT " CONVO_JSON "::text FROM rm.conversations c "
                  "JOIN rm.members me ON me.convo_id = c.convo_id AND me.user_id = $2 "
                  "WHERE c.convo_id = $1",
-                 2, params, on_convo);
+                 2, params, cb);
+}
+
+static void read_convo(api_req_t *r)
+{
+    read_convo_then(r, on_convo);
 }
 
 void api_convo_get(api_req_t *r)
@@ -196,6 +204,7 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
         kc_buf_json_str(&b, id, strlen(id));
         kc_buf_puts(&b, "\",\"title\":\"");
         kc_buf_json_str(&b, title, strlen(title));
+        kc_buf_puts(&b, kc_id_is_direct(id, strlen(id)) ? "\",\"kind\":\"direct" : "\",\"kind\":\"group");
         kc_buf_puts(&b, "\",\"created_by\":\"");
         kc_buf_json_str(&b, by, strlen(by));
         kc_buf_puts(&b, "\",\"created_at\":");
@@ -297,6 +306,14 @@ static void on_outcome(api_req_t *r, const char *type, const char *reason, const
         return;
     }
     if (strcmp(type, "CommandRejected") == 0) {
+        change_t *c = r->state;
+        if (c && c->direct && reason && strcmp(reason, "conversation_exists") == 0) {
+            /* the pair's conversation was made first by another request (this caller's other
+             * device, the other user, another replica): that one is the answer */
+            c->status = 200;
+            read_convo(r);
+            return;
+        }
         int st = api_reject_status(reason);
         /* not a member and no such conversation look the same from outside */
         if (st == 404)
@@ -375,16 +392,68 @@ static void check_users(api_req_t *r)
 
 /* ---- POST /conversations ---- */
 
+/* The pair's conversation when it is already there (the caller is then a member: the id is
+ * theirs); else it is made. */
+static void on_direct_read(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    if (err) {
+        api_error(r, 503, "unavailable", "the conversation could not be read");
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        kc_buf_t b = {0};
+        kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+        api_reply(r, 200, &b);
+        return;
+    }
+    check_users(r);
+}
+
+static void create_direct(api_req_t *r, change_t *c)
+{
+    if (c->nmembers != 1 || strcmp(c->members[0], r->user_id) == 0) {
+        api_error(r, 400, "invalid_request",
+                  "a direct conversation is with exactly one other user: members lists one "
+                  "user id, not your own");
+        return;
+    }
+    if (kc_id_direct(r->convo_id, sizeof(r->convo_id), r->user_id, strlen(r->user_id),
+                     c->members[0], strlen(c->members[0])) != 0) {
+        api_error(r, 400, "invalid_request", "members must be user ids");
+        return;
+    }
+    c->direct = 1;
+    c->status = 201;
+    read_convo_then(r, on_direct_read);
+}
+
 void api_convo_create(api_req_t *r)
 {
     change_t *c = change_of(r);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(r->body, "kind");
     const cJSON *title = cJSON_GetObjectItemCaseSensitive(r->body, "title");
     const cJSON *members = cJSON_GetObjectItemCaseSensitive(r->body, "members");
-    if (!cJSON_IsString(title) || strlen(title->valuestring) > API_TITLE_MAX) {
+    int direct = 0;
+    if (kind) {
+        if (!cJSON_IsString(kind) || (strcmp(kind->valuestring, "group") != 0 &&
+                                      !(direct = strcmp(kind->valuestring, "direct") == 0))) {
+            api_error(r, 400, "invalid_request", "kind must be \"group\" or \"direct\"");
+            return;
+        }
+    }
+    /* a direct conversation's title is optional (the client shows the other's name) */
+    if ((!cJSON_IsString(title) && !(direct && !title)) ||
+        (title && strlen(title->valuestring) > API_TITLE_MAX)) {
         api_error(r, 400, "invalid_request", "title must be a string of at most 256 bytes");
         return;
     }
-    c->title = title->valuestring;
+    c->title = title ? title->valuestring : "";
+    if (direct) {
+        if (api_member_list(r, members, 1, &c->members, &c->nmembers) == 0)
+            create_direct(r, c);
+        return;
+    }
     if (!members) {
         c->members = kc_xcalloc(1, sizeof(char *));
     } else if (api_member_list(r, members, (size_t)r->a->cfg.max_members, &c->members,

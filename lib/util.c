@@ -169,7 +169,9 @@ void kc_uuid4(char out[37])
     out[o] = '\0';
 }
 
-int kc_id_new(char *out, size_t size, const char *prefix)
+/* prefix, then 16 bytes as 26 characters of lowercase base32 (128 bits, 5 at a time; the
+ * last character holds 3 bits). */
+static int id_encode(char *out, size_t size, const char *prefix, const unsigned char b[16])
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
     size_t plen = strlen(prefix);
@@ -178,16 +180,13 @@ int kc_id_new(char *out, size_t size, const char *prefix)
             out[0] = '\0';
         return -ENOSPC;
     }
-    unsigned char b[16];
-    random_bytes(b, sizeof(b));
     memcpy(out, prefix, plen);
-    /* 128 bits, 5 at a time: 26 characters (the last holds 3 bits). */
     uint32_t acc = 0;
     int bits = 0;
     size_t o = plen, i = 0;
     while (o < plen + 26) {
         if (bits < 5) {
-            acc = (acc << 8) | (i < sizeof(b) ? b[i] : 0);
+            acc = (acc << 8) | (i < 16 ? b[i] : 0);
             i++;
             bits += 8;
         }
@@ -196,6 +195,46 @@ int kc_id_new(char *out, size_t size, const char *prefix)
     }
     out[o] = '\0';
     return 0;
+}
+
+int kc_id_new(char *out, size_t size, const char *prefix)
+{
+    unsigned char b[16];
+    random_bytes(b, sizeof(b));
+    return id_encode(out, size, prefix, b);
+}
+
+int kc_id_direct(char *out, size_t size, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (size)
+        out[0] = '\0';
+    if (!kc_id_valid(a, alen, KC_ID_MAX) || !kc_id_valid(b, blen, KC_ID_MAX) ||
+        (alen == blen && memcmp(a, b, alen) == 0))
+        return -EINVAL;
+    /* The pair in byte order, each with its length: (a, b) and (b, a) are one input, and no
+     * two pairs are. */
+    int swap = memcmp(a, b, alen < blen ? alen : blen) > 0 ||
+               (memcmp(a, b, alen < blen ? alen : blen) == 0 && alen > blen);
+    const char *lo = swap ? b : a, *hi = swap ? a : b;
+    size_t lolen = swap ? blen : alen, hilen = swap ? alen : blen;
+    static const char domain[] = "kchat direct conversation v1";
+    unsigned char lens[2] = {(unsigned char)lolen, (unsigned char)hilen};
+    crypto_hash_sha256_state st;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    if (sodium_init() < 0 || crypto_hash_sha256_init(&st) != 0 ||
+        crypto_hash_sha256_update(&st, (const unsigned char *)domain, sizeof(domain)) != 0 ||
+        crypto_hash_sha256_update(&st, &lens[0], 1) != 0 ||
+        crypto_hash_sha256_update(&st, (const unsigned char *)lo, lolen) != 0 ||
+        crypto_hash_sha256_update(&st, &lens[1], 1) != 0 ||
+        crypto_hash_sha256_update(&st, (const unsigned char *)hi, hilen) != 0 ||
+        crypto_hash_sha256_final(&st, h) != 0)
+        return -EIO;
+    return id_encode(out, size, KC_ID_DIRECT_PREFIX, h);
+}
+
+int kc_id_is_direct(const char *id, size_t len)
+{
+    return len > 2 && memcmp(id, KC_ID_DIRECT_PREFIX, 2) == 0;
 }
 
 int kc_id_valid(const char *s, size_t len, size_t max)

@@ -149,6 +149,7 @@ const char *const proc_reject_reasons[PROC_REJECT_N] = {
     [PROC_REJECT_TOO_OLD] = "too_old",
     [PROC_REJECT_NOT_AUTHOR] = "not_author",
     [PROC_REJECT_DELETED] = "deleted",
+    [PROC_REJECT_DIRECT] = "direct_conversation",
 };
 
 static int reject(proc_outcome_t *out, proc_reject_t why, const char *fmt, ...)
@@ -200,6 +201,34 @@ static void resave(proc_part_t *p, const proc_dd_t *d)
 
 /* ---- the rules ---- */
 
+/* A direct conversation ("d_" id) is the one of its pair: its creator and exactly one other
+ * user, and its id the pair's (kc_id_direct), so a second request for the same pair, from any
+ * API replica, is refused as conversation_exists instead of making another. */
+static int check_direct(const proc_cmd_t *cmd, size_t distinct, proc_outcome_t *out)
+{
+    if (distinct != 2) {
+        reject(out, PROC_REJECT_DIRECT,
+               "a direct conversation has its creator and exactly one other member");
+        return -1;
+    }
+    const char *other = NULL;
+    size_t olen = 0;
+    for (size_t i = 0; i < cmd->nmembers && !other; i++)
+        if (cmd->member_lens[i] != cmd->sender_id_len ||
+            memcmp(cmd->members[i], cmd->sender_id, cmd->sender_id_len) != 0) {
+            other = cmd->members[i];
+            olen = cmd->member_lens[i];
+        }
+    char want[KC_ID_MAX];
+    if (!other ||
+        kc_id_direct(want, sizeof(want), cmd->sender_id, cmd->sender_id_len, other, olen) != 0 ||
+        strlen(want) != cmd->convo_id_len || memcmp(want, cmd->convo_id, cmd->convo_id_len) != 0) {
+        reject(out, PROC_REJECT_DIRECT, "a direct conversation's id must be its pair's");
+        return -1;
+    }
+    return 0;
+}
+
 static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
                         proc_outcome_t *out)
 {
@@ -222,6 +251,8 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
     if ((long long)distinct > lim->max_members)
         return reject(out, PROC_REJECT_TOO_LARGE, "a conversation has at most %lld members",
                       lim->max_members);
+    if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len) && check_direct(cmd, distinct, out) != 0)
+        return 0;
     proc_convo_t *c = convo_new(p, cmd->convo_id, cmd->convo_id_len);
     add_member(c, cmd->sender_id, cmd->sender_id_len);
     for (size_t i = 0; i < cmd->nmembers; i++)
@@ -293,6 +324,8 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
     proc_convo_t *c = member_convo(p, cmd, out);
     if (!c || check_members(cmd, lim, out) != 0)
         return 0;
+    if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len))
+        return reject(out, PROC_REJECT_DIRECT, "the members of a direct conversation do not change");
     if (cmd->kind == CMD_ADD_MEMBERS) {
         size_t fresh = 0;
         for (size_t i = 0; i < cmd->nmembers; i++)

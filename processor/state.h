@@ -78,6 +78,7 @@ typedef enum {
     PROC_REJECT_TOO_OLD,
     PROC_REJECT_NOT_AUTHOR,
     PROC_REJECT_DELETED,
+    PROC_REJECT_DIRECT,
     PROC_REJECT_N
 } proc_reject_t;
 

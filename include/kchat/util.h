@@ -55,6 +55,15 @@ void kc_uuid4(char out[37]);
 #define KC_ID_MAX 64
 int kc_id_new(char *out, size_t size, const char *prefix);
 
+/* The id of the one direct conversation of two users: "d_" and 26 characters of base32 of a
+ * SHA-256 over the pair in byte order, so both users (and every API replica) name the same
+ * conversation. Returns 0; -EINVAL unless a and b are two different valid ids (at most
+ * KC_ID_MAX bytes); -ENOSPC when size is too small. kc_id_is_direct: the id has the prefix
+ * (the processor checks that it is the pair's). */
+#define KC_ID_DIRECT_PREFIX "d_"
+int kc_id_direct(char *out, size_t size, const char *a, size_t alen, const char *b, size_t blen);
+int kc_id_is_direct(const char *id, size_t len);
+
 /* True when s (len bytes) is a well-formed id: 1..max bytes of [A-Za-z0-9_.:-]. */
 int kc_id_valid(const char *s, size_t len, size_t max);
 

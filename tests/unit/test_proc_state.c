@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "kchat/util.h"
 #include "state.h"
 
 static const proc_limits_t LIM = {.max_content_bytes = 100, .max_members = 4, .max_id_bytes = 16,
@@ -101,6 +102,66 @@ static void create_puts_the_creator_in_once(void **state)
     proc_outcome_free(&o);
     assert_int_equal(run(p, c, 0, &o), OUT_REJECTED);
     assert_string_equal(o.reason, "conversation_exists");
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+}
+
+/* One direct conversation per pair, decided here: the id must be the pair's and its members
+ * never change. */
+static void direct_conversations_are_the_pairs(void **state)
+{
+    (void)state;
+    static const proc_limits_t lim = {.max_content_bytes = 100, .max_members = 4,
+                                      .max_id_bytes = 64, .dedupe_window_ms = 1000};
+    proc_part_t *p = proc_part_new(0);
+    char dm[KC_ID_MAX], other[KC_ID_MAX];
+    assert_int_equal(kc_id_direct(dm, sizeof(dm), "u_1", 3, "u_2", 3), 0);
+    assert_int_equal(kc_id_direct(other, sizeof(other), "u_1", 3, "u_3", 3), 0);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    struct {
+        const char *convo, *sender, *members[3];
+        const char *reason; /* NULL: accepted */
+    } cases[] = {
+        {other, "u_1", {"u_2"}, "direct_conversation"},      /* another pair's id */
+        {dm, "u_1", {"u_1"}, "direct_conversation"},         /* nobody else */
+        {dm, "u_1", {"u_2", "u_3"}, "direct_conversation"},  /* three people */
+        {dm, "u_3", {"u_2"}, "direct_conversation"},         /* not the pair's creator */
+        {dm, "u_1", {"u_2", "u_1", "u_2"}, NULL},            /* the pair, listed twice */
+        {dm, "u_2", {"u_1"}, "conversation_exists"},         /* the other asks: the same one */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        proc_cmd_t *c = make(&b, CMD_CREATE_CONVERSATION, cases[i].convo, cases[i].sender);
+        c->title = "";
+        for (size_t k = 0; k < 3 && cases[i].members[k]; k++)
+            add(&b, cases[i].members[k]);
+        assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+        if (cases[i].reason) {
+            assert_int_equal(o.kind, OUT_REJECTED);
+            assert_string_equal(o.reason, cases[i].reason);
+        } else {
+            assert_int_equal(o.kind, OUT_ACCEPTED);
+            assert_int_equal(o.nmembers, 2);
+        }
+        proc_outcome_free(&o);
+    }
+    proc_cmd_kind_t changes[] = {CMD_ADD_MEMBERS, CMD_REMOVE_MEMBERS};
+    for (size_t i = 0; i < 2; i++) {
+        proc_cmd_t *c = make(&b, changes[i], dm, "u_1");
+        add(&b, i == 0 ? "u_3" : "u_2");
+        assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+        assert_int_equal(o.kind, OUT_REJECTED);
+        assert_string_equal(o.reason, "direct_conversation");
+        proc_outcome_free(&o);
+    }
+    proc_cmd_t *c = make(&b, CMD_SEND_MESSAGE, dm, "u_2");
+    c->client_msg_id = "m1";
+    c->client_msg_id_len = 2;
+    c->content = "hi";
+    c->content_len = 2;
+    assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+    assert_int_equal(o.kind, OUT_ACCEPTED);
+    assert_int_equal(o.seq_no, 1);
     proc_outcome_free(&o);
     proc_part_destroy(p);
 }
@@ -552,6 +613,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(create_puts_the_creator_in_once),
+        cmocka_unit_test(direct_conversations_are_the_pairs),
         cmocka_unit_test(create_counts_the_creator_against_the_limit),
         cmocka_unit_test(seq_no_is_gap_free_and_retries_repeat_it),
         cmocka_unit_test(rejections_change_nothing),

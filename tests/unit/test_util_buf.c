@@ -29,6 +29,34 @@ static void expect_json(const char *s, size_t n, const char *want)
 
 #define EXPECT_JSON(lit, want) expect_json((lit), sizeof(lit) - 1, (want))
 
+/* ---- kc_id_direct: the one conversation of a pair ---- */
+
+static void test_direct_ids(void **state)
+{
+    (void)state;
+    char ab[KC_ID_MAX], ba[KC_ID_MAX], other[KC_ID_MAX], small[20];
+    assert_int_equal(kc_id_direct(ab, sizeof(ab), "u_alice", 7, "u_bob", 5), 0);
+    assert_int_equal(kc_id_direct(ba, sizeof(ba), "u_bob", 5, "u_alice", 7), 0);
+    /* the value any implementation of the rule gets (computed with Python's hashlib) */
+    assert_string_equal(ab, "d_r3m6fwwd54e4sfey7ow2ahn4j4");
+    assert_string_equal(ab, ba);
+    assert_true(kc_id_is_direct(ab, strlen(ab)));
+    assert_true(kc_id_valid(ab, strlen(ab), KC_ID_MAX));
+    /* a shorter id that is the other's prefix sorts first; pairs that concatenate alike
+     * stay apart */
+    assert_int_equal(kc_id_direct(other, sizeof(other), "u_ab", 4, "u_a", 3), 0);
+    assert_string_equal(other, "d_skdlgneylxwwwyh6xaist6glam");
+    assert_int_equal(kc_id_direct(ba, sizeof(ba), "u_a", 3, "bu_ab", 5), 0);
+    assert_string_not_equal(other, ba);
+    assert_int_equal(kc_id_direct(ab, sizeof(ab), "u_x", 3, "u_x", 3), -EINVAL);
+    assert_string_equal(ab, "");
+    assert_int_equal(kc_id_direct(ab, sizeof(ab), "u x", 3, "u_y", 3), -EINVAL);
+    assert_int_equal(kc_id_direct(ab, sizeof(ab), "", 0, "u_y", 3), -EINVAL);
+    assert_int_equal(kc_id_direct(small, sizeof(small), "u_a", 3, "u_b", 3), -ENOSPC);
+    assert_false(kc_id_is_direct("c_abc", 5));
+    assert_false(kc_id_is_direct("d_", 2));
+}
+
 /* ---- kc_utf8_valid ---- */
 
 static void test_ids(void **state)
@@ -465,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_json_read_whole),
         cmocka_unit_test(test_json_raw_control_characters),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_direct_ids),
         cmocka_unit_test(test_utf8_ascii),
         cmocka_unit_test(test_utf8_multibyte_valid),
         cmocka_unit_test(test_utf8_overlong_rejected),

@@ -254,4 +254,39 @@ describe('two people chat', () => {
     expect(await accessibilityViolations(a.page)).toEqual([]);
     expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
   });
+
+  it('a pair has one direct conversation, whoever starts it and however the name is typed', async () => {
+    await a.page.setViewportSize({ width: 1200, height: 800 });
+    const directIds = (page: Page) =>
+      page
+        .getByTestId('conversation-list')
+        .locator('[data-convo-id^="d_"]')
+        .evaluateAll((els) => els.map((e) => e.getAttribute('data-convo-id')));
+    const start = async (page: Page, who: string, shown: string) => {
+      await page.getByRole('button', { name: 'New conversation' }).click();
+      await page.getByLabel('People').fill(who);
+      await page.getByRole('button', { name: 'Start conversation' }).click();
+      await page.getByRole('heading', { name: shown, exact: true }).waitFor();
+    };
+    // no title and one person: their direct conversation, named after them
+    await start(a.page, bob, bob);
+    await until('alice to list one direct conversation', async () => (await directIds(a.page)).length === 1);
+    const [id] = await directIds(a.page);
+    expect(id).toMatch(/^d_/);
+    // asked again, with the name in capitals: the same one, not a second
+    await start(a.page, bob.toUpperCase(), bob);
+    // bob asks for his with alice: the same one again
+    await b.page.goto('/');
+    await waitConnected(b.page);
+    await start(b.page, alice, alice);
+    await until('bob to list the same one direct conversation', async () => {
+      const ids = await directIds(b.page);
+      return ids.length === 1 && ids[0] === id;
+    });
+    expect(await directIds(a.page)).toEqual([id]);
+    await send(b.page, 'just between us');
+    await until('alice to see bob\'s direct message', async () =>
+      (await a.page.getByTestId('conversation-list').locator(`[data-convo-id="${id}"]`).textContent())?.includes('just between us') ?? false,
+    );
+  });
 });

@@ -288,8 +288,11 @@ export class Api {
     return c;
   }
 
-  async createConversation(title: string, members: string[]): Promise<Conversation> {
-    const v = await this.call('POST', '/conversations', { title, members });
+  /** A group, or (`direct`) the one conversation with members[0]: made once, the same one
+   * every time it is asked for again, by either of the two. */
+  async createConversation(title: string, members: string[], kind: 'group' | 'direct' = 'group'): Promise<Conversation> {
+    const body = kind === 'direct' ? { kind, title, members } : { title, members };
+    const v = await this.call('POST', '/conversations', body);
     const c = parseConversation(isObj(v) && isObj(v['conversation']) ? v['conversation'] : v);
     if (!c) throw new ApiError(500, 'bad_response', 'The server sent an unexpected conversation.');
     return c;
@@ -309,7 +312,8 @@ export class Api {
       }
       throw e;
     }
-    if (isObj(v) && validId(v['user_id']) && v['username'] === username) return v['user_id'];
+    // found by the name's key (case and width do not matter): the name as its owner spells it
+    if (isObj(v) && validId(v['user_id']) && typeof v['username'] === 'string') return v['user_id'];
     throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
   }
 

@@ -406,7 +406,9 @@ export class ChatClient {
       if (id !== this.state.me.user_id && !members.includes(id)) members.push(id);
     }
     if (members.length === 0) throw new ApiError(400, 'no_members', 'Add at least one other person.');
-    const c = await this.api.createConversation(title.trim(), members);
+    // one other person and no title: their direct conversation, the same one each time
+    const kind = members.length === 1 && title.trim() === '' ? 'direct' : 'group';
+    const c = await this.api.createConversation(title.trim(), members, kind);
     const conv: Conversation = { ...c, last_activity: c.last_activity || Date.now() };
     if (!this.state.conversations.some((x) => x.id === conv.id)) {
       this.set({ conversations: [conv, ...this.state.conversations].sort(byActivity) });

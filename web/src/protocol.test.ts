@@ -169,6 +169,13 @@ describe('REST bodies', () => {
     expect(c?.members).toEqual([{ user_id: 'u1', username: 'alice' }, { user_id: 'u2' }, { user_id: 'u3', username: 'kept' }]);
   });
 
+  it('a conversation is a group unless the server says direct', () => {
+    expect(parseConversation({ id: 'd_x', kind: 'direct', title: '' })?.kind).toBe('direct');
+    expect(parseConversation({ id: 'c_x', kind: 'group', title: 'g' })?.kind).toBe('group');
+    expect(parseConversation({ id: 'c_x', title: 'older server' })?.kind).toBe('group');
+    expect(parseConversation({ id: 'c_x', kind: 'something new', title: '' })?.kind).toBe('group');
+  });
+
   it('ids and times', () => {
     expect(validId('u_' + 'a'.repeat(26))).toBe(true);
     expect(validId('')).toBe(false);

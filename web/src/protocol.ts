@@ -30,6 +30,8 @@ export interface Member {
 
 export interface Conversation {
   id: string;
+  /** `direct`: the one conversation of two people (its members never change) */
+  kind: 'group' | 'direct';
   title: string;
   members: Member[];
   last_seq: number;
@@ -174,6 +176,7 @@ export function parseConversation(v: unknown): Conversation | null {
     toMillis(v['last_activity']) ?? last_message?.created_at ?? toMillis(v['created_at']) ?? 0;
   return {
     id,
+    kind: str(v, 'kind') === 'direct' ? 'direct' : 'group',
     title: str(v, 'title') ?? '',
     members,
     last_seq,
