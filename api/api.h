@@ -78,6 +78,7 @@ typedef struct {
     long long login_delay_max_s;
     long long login_fail_window_s;
     long long register_per_address_hour;
+    long long user_lookups_per_minute;
     long long max_members;
     char *s3_endpoint;
     char *s3_bucket;
@@ -199,12 +200,20 @@ int api_auth_init(api_t *a, char *err, size_t errlen);
 void api_auth_stop(api_t *a);
 void api_auth_close(api_t *a);
 void api_auth_register(api_req_t *r);
+/* A fixed-window counter in Redis shared by the replicas: key may take limit requests per
+ * window_ms; cb gets an integer reply, 0 to go on or the ms until the window ends. -1 when
+ * Redis is not connected (cb is not called). */
+int api_throttle_window(api_t *a, const char *key, long long limit, long long window_ms,
+                        kc_redis_cb cb, void *arg);
 void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);
 
 /* users.c */
 void api_users_find(api_req_t *r);
 void api_users_get(api_req_t *r);
+void api_users_init(api_t *a);
+void api_users_me(api_req_t *r);
+void api_users_update_me(api_req_t *r);
 
 /* commands.c */
 int api_commands_init(api_t *a, char *err, size_t errlen);

@@ -381,7 +381,9 @@ static const char FAIL_LUA[] =
 
 /* KEYS: the address's registrations. ARGV: the limit, the window ms. Returns 0 (counted), or
  * the ms until the window ends. */
-static const char REGISTER_LUA[] =
+/* A window counter: KEYS[1] counts up to ARGV[1] requests per ARGV[2] ms; 0 when this one
+ * may go on, else the ms until the window ends. */
+static const char WINDOW_LUA[] =
     "local n = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if n >= tonumber(ARGV[1]) then\n"
     "  local t = redis.call('PTTL', KEYS[1])\n"
@@ -420,6 +422,16 @@ static int eval(api_t *a, kc_redis_cb cb, void *arg, const char *script, int nke
     if (!kc_redis_connected(a->redis))
         return -1;
     return kc_redis_command(a->redis, cb, arg, 3 + nargs, argv, NULL);
+}
+
+int api_throttle_window(api_t *a, const char *key, long long limit, long long window_ms,
+                        kc_redis_cb cb, void *arg)
+{
+    char lim[24], win[24];
+    (void)kc_strlcpyf(lim, sizeof(lim), "%lld", limit);
+    (void)kc_strlcpyf(win, sizeof(win), "%lld", window_ms);
+    const char *args[] = {key, lim, win};
+    return eval(a, cb, arg, WINDOW_LUA, 1, args, 3);
 }
 
 static void on_throttle_write(void *arg, const redisReply *reply, const char *err)
@@ -518,7 +530,7 @@ static void on_user_inserted(void *arg, const PGresult *res, const char *err)
     kc_buf_json_str(&b, s->user_id, strlen(s->user_id));
     kc_buf_puts(&b, "\",\"username\":\"");
     kc_buf_json_str(&b, s->username, strlen(s->username));
-    kc_buf_puts(&b, "\"}");
+    kc_buf_puts(&b, "\",\"display_name\":\"\"}"); /* a new user has none yet */
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", s->user_id)), "user registered");
     api_reply(r, 201, &b);
 }
@@ -558,7 +570,7 @@ void api_auth_register(api_req_t *r)
     (void)kc_strlcpyf(key, sizeof(key), API_THROTTLE_REGISTER "%s", r->client);
     (void)kc_strlcpyf(limit, sizeof(limit), "%lld", a->cfg.register_per_address_hour);
     const char *args[] = {key, limit, "3600000"};
-    if (eval(a, on_register_checked, r, REGISTER_LUA, 1, args, 3) != 0) {
+    if (eval(a, on_register_checked, r, WINDOW_LUA, 1, args, 3) != 0) {
         throttle_unavailable(a, "not connected");
         enqueue(r, s);
     }

@@ -34,6 +34,8 @@ static const route_t routes[] = {
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
     {"GET", "/users", AUTH, 0, api_users_find},
+    {"GET", "/users/me", AUTH, 0, api_users_me},
+    {"PATCH", "/users/me", AUTH, 1, api_users_update_me},
     {"GET", "/users/:id", AUTH, 0, api_users_get},
     {"GET", "/search", AUTH, 0, api_search},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},

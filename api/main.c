@@ -82,6 +82,8 @@ static const kc_cfg_opt_t api_opts[] = {
      86400, "failed logins are forgotten this long after the last one (or its delay's end)"},
     {"register-per-address-hour", KC_CFG_INT, offsetof(api_cfg_t, register_per_address_hour),
      "60", 1, 1000000, "registrations one client address may make per hour; more get 429"},
+    {"user-lookups-per-minute", KC_CFG_INT, offsetof(api_cfg_t, user_lookups_per_minute), "120",
+     1, 100000, "people lookups (GET /users?prefix=) one user may make per minute; more get 429"},
     {"pwhash-opslimit", KC_CFG_INT, offsetof(api_cfg_t, pwhash_opslimit), "2", 1, 10,
      "Argon2id passes (libsodium's interactive limit is 2)"},
     {"pwhash-memlimit-kib", KC_CFG_INT, offsetof(api_cfg_t, pwhash_memlimit_kib), "65536", 8,
@@ -184,6 +186,7 @@ static int start(void *arg, char *err, size_t errlen)
         return -1;
     if (api_presign_check(&a->cfg, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
         return -1;
+    api_users_init(a);
     a->npool = (int)a->cfg.pg_pool_size;
     for (int i = 0; i < a->npool; i++) {
         char name[32];

@@ -15,6 +15,7 @@
  *   API_THROTTLE_ACCOUNT <account>         failures of one account from any address, and
  *                                          "next", the pacing of its attempts
  *   API_THROTTLE_REGISTER <address>        a plain counter: registrations this hour
+ *   API_THROTTLE_LOOKUP <user id>          a plain counter: people lookups this minute
  * Usernames hold no ':', so <account>:<address> is unambiguous.
  */
 #ifndef KCHAT_API_THROTTLE_H
@@ -31,6 +32,7 @@
 #define API_THROTTLE_ADDR API_THROTTLE_PREFIX "addr:"
 #define API_THROTTLE_ACCOUNT API_THROTTLE_PREFIX "account:"
 #define API_THROTTLE_REGISTER API_THROTTLE_PREFIX "register:"
+#define API_THROTTLE_LOOKUP API_THROTTLE_PREFIX "lookup:"
 
 /* ---- the client's address ---- */
 

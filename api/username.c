@@ -48,6 +48,20 @@ static char *width_map(const char *in, size_t n)
     return out;
 }
 
+/* Copies the display form d (unless display is NULL) and the key k out when rc is 0; frees
+ * both; returns rc. */
+static int take(char *d, char *k, char *display, char *key, int rc)
+{
+    if (rc == 0) {
+        if (display)
+            memcpy(display, d, strlen(d) + 1);
+        memcpy(key, k, strlen(k) + 1);
+    }
+    free(d);
+    free(k);
+    return rc;
+}
+
 /* The rules of the display form's code points; 0 or -1 with why. */
 static int check(const char *s, const char **why)
 {
@@ -92,6 +106,61 @@ static int check(const char *s, const char **why)
     return 0;
 }
 
+/* in's width-mapped, NFC form (with white space collapsed and trimmed when collapse) and its
+ * case-folded key; each malloc'd. 0, FOLD_NOT_UTF8 or FOLD_UNASSIGNED. */
+enum { FOLD_NOT_UTF8 = -1, FOLD_UNASSIGNED = -2 };
+static int fold(const char *in, size_t n, int collapse, char **display, char **key)
+{
+    *display = *key = NULL;
+    char *wide = width_map(in, n);
+    if (!wide)
+        return FOLD_NOT_UTF8;
+    utf8proc_uint8_t *nfc = NULL, *folded = NULL;
+    int rc = FOLD_UNASSIGNED;
+    if (utf8proc_map((const utf8proc_uint8_t *)wide, 0, &nfc,
+                     UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE |
+                         UTF8PROC_REJECTNA) < 0)
+        goto out;
+    if (collapse) { /* runs of white space (any Zs, tabs included) as one space, trimmed */
+        const utf8proc_uint8_t *p = nfc;
+        size_t len = strlen((const char *)nfc), o = 0;
+        int space = 0;
+        for (size_t i = 0; i < len;) {
+            utf8proc_int32_t c;
+            utf8proc_ssize_t k = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &c);
+            if (k <= 0) {
+                rc = FOLD_NOT_UTF8;
+                goto out;
+            }
+            int ws = c == '\t' || utf8proc_category(c) == UTF8PROC_CATEGORY_ZS;
+            if (ws) {
+                space = o > 0;
+            } else {
+                if (space)
+                    nfc[o++] = ' ';
+                space = 0;
+                memmove(nfc + o, p + i, (size_t)k);
+                o += (size_t)k;
+            }
+            i += (size_t)k;
+        }
+        nfc[o] = '\0';
+    }
+    if (utf8proc_map(nfc, 0, &folded,
+                     UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE |
+                         UTF8PROC_CASEFOLD) < 0)
+        goto out;
+    *display = (char *)nfc;
+    *key = (char *)folded;
+    nfc = folded = NULL;
+    rc = 0;
+out:
+    free(wide);
+    free(nfc);
+    free(folded);
+    return rc;
+}
+
 int api_username_prepare(const char *in, char display[API_USERNAME_MAX + 1],
                          char key[API_USERNAME_KEY_MAX + 1], const char **why)
 {
@@ -100,37 +169,69 @@ int api_username_prepare(const char *in, char display[API_USERNAME_MAX + 1],
         return refuse(why, "a username may not be empty");
     if (n > IN_MAX)
         return refuse(why, "a username is at most 64 bytes");
-    char *wide = width_map(in, n);
-    if (!wide)
+    char *d = NULL, *k = NULL;
+    int rc = fold(in, n, 0, &d, &k);
+    if (rc == FOLD_NOT_UTF8)
         return refuse(why, "a username must be UTF-8 text");
-    utf8proc_uint8_t *nfc = NULL, *folded = NULL;
-    int rc = -1;
-    if (utf8proc_map((const utf8proc_uint8_t *)wide, 0, &nfc,
-                     UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE |
-                         UTF8PROC_REJECTNA) < 0) {
-        refuse(why, "a username must be UTF-8 text without unassigned characters");
-        goto out;
+    if (rc != 0)
+        return refuse(why, "a username must be UTF-8 text without unassigned characters");
+    if (strlen(d) > API_USERNAME_MAX)
+        rc = refuse(why, "a username is at most 64 bytes");
+    else if ((rc = check(d, why)) == 0 && strlen(k) > API_USERNAME_KEY_MAX)
+        rc = refuse(why, "a username must be UTF-8 text without unassigned characters");
+    return take(d, k, display, key, rc);
+}
+
+/* ---- display names and lookups ---- */
+
+/* The code points a display name may hold; 0 or -1 with why. */
+static int check_display(const char *s, const char **why)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t len = utf8proc_iterate(p + i, (utf8proc_ssize_t)(n - i), &c);
+        if (len <= 0)
+            return refuse(why, "a display name must be UTF-8 text");
+        i += (size_t)len;
+        const utf8proc_property_t *prop = utf8proc_get_property(c);
+        utf8proc_category_t cat = (utf8proc_category_t)prop->category;
+        if (cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_ZL ||
+            cat == UTF8PROC_CATEGORY_ZP)
+            return refuse(why, "a display name may not hold control characters or line breaks");
+        if (cat == UTF8PROC_CATEGORY_CF || prop->ignorable)
+            return refuse(why, "a display name may not hold invisible or direction-changing "
+                               "characters");
+        if (cat == UTF8PROC_CATEGORY_CO || cat == UTF8PROC_CATEGORY_CS)
+            return refuse(why, "a display name may not hold private-use characters");
     }
-    size_t dn = strlen((const char *)nfc);
-    if (dn > API_USERNAME_MAX) {
-        refuse(why, "a username is at most 64 bytes");
-        goto out;
-    }
-    if (check((const char *)nfc, why) != 0)
-        goto out;
-    if (utf8proc_map(nfc, 0, &folded,
-                     UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE |
-                         UTF8PROC_CASEFOLD) < 0 ||
-        strlen((const char *)folded) > API_USERNAME_KEY_MAX) {
-        refuse(why, "a username must be UTF-8 text without unassigned characters");
-        goto out;
-    }
-    memcpy(display, nfc, dn + 1);
-    memcpy(key, folded, strlen((const char *)folded) + 1);
-    rc = 0;
-out:
-    free(wide);
-    free(nfc);
-    free(folded);
-    return rc;
+    return 0;
+}
+
+int api_display_name_prepare(const char *in, char display[API_DISPLAY_NAME_MAX + 1],
+                             char key[API_DISPLAY_KEY_MAX + 1], const char **why)
+{
+    size_t n = strnlen(in, IN_MAX + 1);
+    if (n > IN_MAX)
+        return refuse(why, "a display name is at most 128 bytes");
+    char *d = NULL, *k = NULL;
+    if (fold(in, n, 1, &d, &k) != 0)
+        return refuse(why, "a display name must be UTF-8 text without unassigned characters");
+    int rc = strlen(d) > API_DISPLAY_NAME_MAX || strlen(k) > API_DISPLAY_KEY_MAX
+                 ? refuse(why, "a display name is at most 128 bytes")
+                 : check_display(d, why);
+    return take(d, k, display, key, rc);
+}
+
+int api_lookup_key(const char *in, char key[API_DISPLAY_KEY_MAX + 1], const char **why)
+{
+    size_t n = strnlen(in, API_LOOKUP_MAX + 1);
+    if (n == 0 || n > API_LOOKUP_MAX)
+        return refuse(why, "prefix must be 1 to 64 bytes");
+    char *d = NULL, *k = NULL;
+    if (fold(in, n, 0, &d, &k) != 0)
+        return refuse(why, "prefix must be UTF-8 text without unassigned characters");
+    int rc = strlen(k) > API_DISPLAY_KEY_MAX ? refuse(why, "prefix must be 1 to 64 bytes") : 0;
+    return take(d, k, NULL, key, rc);
 }

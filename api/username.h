@@ -25,4 +25,23 @@
 int api_username_prepare(const char *in, char display[API_USERNAME_MAX + 1],
                          char key[API_USERNAME_KEY_MAX + 1], const char **why);
 
+/* ---- display names and lookups ---- */
+
+#define API_DISPLAY_NAME_MAX 128    /* bytes of a display name */
+#define API_DISPLAY_KEY_MAX 512     /* bytes of its key */
+
+/* A display name as its owner sets it: UTF-8 of at most API_DISPLAY_NAME_MAX bytes once
+ * prepared (full-width forms mapped, NFC, each run of white space one space, trimmed), of
+ * letters, marks, digits, punctuation, symbols and spaces: no controls, line separators,
+ * invisible or direction-changing characters, private-use or unassigned code points. "" (or
+ * only spaces) clears it. 0 with display and key (the display form case-folded, the form
+ * lookups compare) filled, or -1 with why. */
+int api_display_name_prepare(const char *in, char display[API_DISPLAY_NAME_MAX + 1],
+                             char key[API_DISPLAY_KEY_MAX + 1], const char **why);
+
+/* The key a lookup compares with usernames' and display names' keys: in (at most 64 bytes)
+ * width-mapped, NFC, case-folded. 0, or -1 with why. */
+#define API_LOOKUP_MAX 64
+int api_lookup_key(const char *in, char key[API_DISPLAY_KEY_MAX + 1], const char **why);
+
 #endif

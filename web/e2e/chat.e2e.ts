@@ -268,8 +268,17 @@ describe('two people chat', () => {
       await page.getByRole('button', { name: 'Start conversation' }).click();
       await page.getByRole('heading', { name: shown, exact: true }).waitFor();
     };
-    // no title and one person: their direct conversation, named after them
-    await start(a.page, bob, bob);
+    // the people picker suggests bob from the start of his name; no title and one person:
+    // their direct conversation, named after him
+    await a.page.getByRole('button', { name: 'New conversation' }).click();
+    await a.page.getByLabel('People').fill(bob.slice(0, -3).toUpperCase());
+    const option = a.page.getByTestId('people-suggestions').locator(`[data-user-id="${bobId}"]`);
+    await option.waitFor();
+    expect(await option.textContent()).toContain(bob);
+    await option.click();
+    expect(await a.page.getByLabel('People').inputValue()).toBe(`${bob}, `);
+    await a.page.getByRole('button', { name: 'Start conversation' }).click();
+    await a.page.getByRole('heading', { name: bob, exact: true }).waitFor();
     await until('alice to list one direct conversation', async () => (await directIds(a.page)).length === 1);
     const [id] = await directIds(a.page);
     expect(id).toMatch(/^d_/);

@@ -28,6 +28,13 @@ export interface Session {
   access_expires_at: number;
 }
 
+/** Someone the people picker can suggest. */
+export interface Person {
+  user_id: string;
+  username: string;
+  display_name: string;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -315,6 +322,26 @@ export class Api {
     // found by the name's key (case and width do not matter): the name as its owner spells it
     if (isObj(v) && validId(v['user_id']) && typeof v['username'] === 'string') return v['user_id'];
     throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
+  }
+
+  /** People whose username or display name starts with prefix (`GET /users?prefix=`), for
+   * the people picker: at most limit, none when the server throttles the lookups. */
+  async findPeople(prefix: string, limit = 8): Promise<Person[]> {
+    let v: unknown;
+    try {
+      v = await this.call('GET', `/users?prefix=${encodeURIComponent(prefix)}&limit=${limit}`);
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 429 || e.status === 400)) return [];
+      throw e;
+    }
+    const list = isObj(v) && Array.isArray(v['users']) ? (v['users'] as unknown[]) : [];
+    const out: Person[] = [];
+    for (const u of list) {
+      if (!isObj(u) || !validId(u['user_id']) || typeof u['username'] !== 'string') continue;
+      const display_name = typeof u['display_name'] === 'string' ? u['display_name'] : '';
+      out.push({ user_id: u['user_id'], username: u['username'], display_name });
+    }
+    return out;
   }
 
   /** The username of a user id (`GET /users/{id}`), or null when there is no such user. */

@@ -14,7 +14,7 @@
 //   loaded), the client backfills it from history after a short grace period (a sync may
 //   be filling it already), retrying while the read model catches up.
 
-import { Api, ApiError, type Session } from './api';
+import { Api, ApiError, type Person, type Session } from './api';
 import {
   MAX_CONTENT_BYTES,
   looksLikeUserId,
@@ -395,6 +395,18 @@ export class ChatClient {
       this.set({ names: { ...this.state.names, [e]: name } });
       return e;
     }
+  }
+
+  /** Suggestions for the people picker; their names are remembered for display. */
+  async findPeople(prefix: string): Promise<Person[]> {
+    const found = await this.api.findPeople(prefix);
+    const fresh = found.filter((p) => this.state.names[p.user_id] !== p.username);
+    if (fresh.length) {
+      const names = { ...this.state.names };
+      for (const p of fresh) names[p.user_id] = p.username;
+      this.set({ names });
+    }
+    return found;
   }
 
   async createConversation(title: string, entries: string[]): Promise<string> {

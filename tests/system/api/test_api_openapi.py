@@ -91,6 +91,19 @@ def test_live_answers_conform(brokers):
     conforms("/users", "GET", u.get("/users?username=nobody_" + uuid.uuid4().hex[:8]))
     conforms("/users", "GET", u.get("/users?username=a%20b"))
     conforms("/users", "GET", call("GET", f"/users?username={v.name}"))
+    conforms("/users", "GET", u.get(f"/users?prefix={v.name[:6]}&limit=3"))
+    conforms("/users", "GET", u.get("/users?prefix=&limit=3"))
+    conforms("/users/me", "GET", u.get("/users/me"))
+    conforms("/users/me", "PATCH", call("PATCH", "/users/me", {"display_name": "Spec Name"},
+                                        token=u.token))
+    conforms("/users/me", "PATCH", call("PATCH", "/users/me", {"display_name": "a\nb"},
+                                        token=u.token))
+    d = u.post("/conversations", {"kind": "direct", "members": [v.id]})
+    conforms("/conversations", "POST", d)
+    conforms("/conversations", "POST", u.post("/conversations", {"kind": "direct",
+                                                                 "members": [v.id]}))
+    conforms("/conversations/{id}/members", "POST",
+             u.post(f"/conversations/{d.json['id']}/members", {"members": [User().id]}))
     conforms("/users/{id}", "GET", u.get(f"/users/{v.id}"))
     conforms("/users/{id}", "GET", u.get("/users/u_nothing"))
     conforms("/search", "GET", u.get("/search?q=spec"))

@@ -1,12 +1,14 @@
-"""kchat-api's user lookups: GET /users?username= (by the name's key: case and width do not
-matter) and GET /users/{id}, both behind an access token; usernames that would look alike;
-and the member_names of conversations (Postgres and Redis read paths)."""
+"""kchat-api's people: GET /users?username= (by the name's key: case and width do not
+matter), GET /users/{id} and the people picker's GET /users?prefix=, all behind an access
+token; usernames that would look alike; display names (PATCH /users/me); and the
+member_names of conversations (Postgres and Redis read paths)."""
 import urllib.parse
 import uuid
 
 import pytest
 
-from kchat_testkit.api import User, call, unique_name
+from kchat_testkit.api import User, api_instance, call, unique_name
+from kchat_testkit.http import http_get
 from kchat_testkit.stack import psql
 
 
@@ -17,7 +19,7 @@ def find(user, name):
 def test_find_by_username(alice, bob):
     r = find(alice, bob.name)
     assert r.status == 200, r
-    assert r.json == {"user_id": bob.id, "username": bob.name}
+    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}
     assert r.headers.get("Cache-Control") == "no-store"
     assert find(bob, bob.name).json["user_id"] == bob.id  # oneself too
 
@@ -26,13 +28,13 @@ def test_find_non_ascii_username(alice):
     u = User(name="zoë_" + uuid.uuid4().hex[:8])
     r = find(alice, u.name)
     assert r.status == 200, r
-    assert r.json == {"user_id": u.id, "username": u.name}
+    assert r.json == {"user_id": u.id, "username": u.name, "display_name": ""}
 
 
 def test_find_ignores_only_case_and_width(alice, bob):
     for same in [bob.name.upper(), bob.name.title()]:
         r = find(alice, same)
-        assert r.json == {"user_id": bob.id, "username": bob.name}, (same, r)
+        assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}, (same, r)
     for near in [bob.name[:-1], bob.name + "x", bob.name[:5]]:
         r = find(alice, near)
         assert r.status == 404, (near, r)
@@ -52,7 +54,7 @@ def test_look_alike_usernames_are_one_username(alice):
     for twin in [f"casex_{tag}", f"CASEX_{tag.upper()}", full_width(f"casex_{tag}")]:
         r = call("POST", "/auth/register", {"username": twin, "password": "long enough"})
         assert (r.status, r.code) == (409, "username_taken"), (twin, r)
-        assert find(alice, twin).json == {"user_id": first.id, "username": first.name}
+        assert find(alice, twin).json == {"user_id": first.id, "username": first.name, "display_name": ""}
     # any spelling logs in; the token names the user as registered
     r = call("POST", "/auth/login", {"username": f"CASEX_{tag}", "password": first.password})
     assert r.status == 200, r
@@ -106,7 +108,7 @@ def test_username_of_64_bytes_is_accepted(alice):
     r = find(alice, name)
     assert r.status == 404, r  # valid, just nobody's
     u = User(name=name)
-    assert find(alice, name).json == {"user_id": u.id, "username": name}
+    assert find(alice, name).json == {"user_id": u.id, "username": name, "display_name": ""}
 
 
 def test_sql_ish_strings_find_nothing_and_harm_nothing(alice, bob):
@@ -124,7 +126,7 @@ def test_sql_ish_strings_find_nothing_and_harm_nothing(alice, bob):
 def test_get_by_id(alice, bob):
     r = alice.get(f"/users/{bob.id}")
     assert r.status == 200, r
-    assert r.json == {"user_id": bob.id, "username": bob.name}
+    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}
 
 
 def test_get_unknown_or_bad_id_is_404(alice):
@@ -166,3 +168,92 @@ def test_member_names_on_conversations(alice, bob):
     assert r.json["member_names"] == {**names, carol.id: carol.name}
     listed = [c for c in carol.get("/conversations").json["conversations"] if c["id"] == cid]
     assert listed and listed[0]["member_names"] == {**names, carol.id: carol.name}
+
+
+# ---- display names and the people picker ----
+
+def patch_me(user, body):
+    return call("PATCH", "/users/me", body, token=user.token)
+
+
+def lookup(user, prefix, **q):
+    query = urllib.parse.urlencode({"prefix": prefix, **q})
+    return user.get("/users?" + query)
+
+
+def test_display_name_is_set_shown_and_cleared(alice):
+    me = User()
+    r = me.get("/users/me")
+    assert r.status == 200 and r.json == {"user_id": me.id, "username": me.name,
+                                          "display_name": ""}, r
+    r = patch_me(me, {"display_name": "  Ann \t Smith\u3000(she/her) \U0001F332 "})
+    assert r.status == 200, r
+    assert r.json["display_name"] == "Ann Smith (she/her) \U0001F332"
+    assert alice.get(f"/users/{me.id}").json["display_name"] == r.json["display_name"]
+    assert find(alice, me.name).json["display_name"] == r.json["display_name"]
+    for bad, code in [({"display_name": "Ann\nSmith"}, "invalid_display_name"),
+                      ({"display_name": "A\u202eevil"}, "invalid_display_name"),
+                      ({"display_name": "a" * 129}, "invalid_display_name"),
+                      ({"display_name": 7}, "invalid_request"),
+                      ({}, "invalid_request")]:
+        r = patch_me(me, bad)
+        assert (r.status, r.code) == (400, code), (bad, r)
+    assert me.get("/users/me").json["display_name"] == "Ann Smith (she/her) \U0001F332"
+    r = patch_me(me, {"display_name": ""})
+    assert r.status == 200 and r.json["display_name"] == "", r
+    # only one's own: there is no PATCH of another user
+    assert call("PATCH", f"/users/{alice.id}", {"display_name": "x"},
+                token=me.token).code == "method_not_allowed"
+    assert call("PATCH", "/users/me", {"display_name": "x"}).status == 401
+
+
+def test_prefix_finds_usernames_and_display_names(alice):
+    tag = uuid.uuid4().hex[:8]
+    ann, andy, anna = User(name=f"pk{tag}_ann"), User(name=f"PK{tag}_Andy"), User(name=f"pk{tag}_ann_a")
+    other = User(name=f"zz{tag}_bob")
+    assert patch_me(other, {"display_name": f"Pk{tag} Annie"}).status == 200
+    # case does not matter; exact username first, then by username
+    r = lookup(alice, f"PK{tag}_ANN")
+    assert r.status == 200, r
+    assert [u["user_id"] for u in r.json["users"]] == [ann.id, anna.id]
+    assert r.json["users"][0] == {"user_id": ann.id, "username": ann.name, "display_name": ""}
+    r = lookup(alice, f"pk{tag}")
+    assert sorted(u["user_id"] for u in r.json["users"]) == sorted(
+        [ann.id, andy.id, anna.id, other.id])  # the last by its display name
+    r = lookup(alice, f"pk{tag} ann")  # a display name's space
+    assert [u["user_id"] for u in r.json["users"]] == [other.id]
+    # bounded
+    assert len(lookup(alice, f"pk{tag}", limit=2).json["users"]) == 2
+    for bad in [{"limit": 0}, {"limit": 21}, {"limit": "x"}]:
+        r = lookup(alice, f"pk{tag}", **bad)
+        assert (r.status, r.code) == (400, "invalid_query"), (bad, r)
+    for bad in ["", "x" * 65, "\udcff"]:
+        r = alice.get("/users?prefix=" + urllib.parse.quote(bad, safe="", errors="surrogateescape"))
+        assert (r.status, r.code) == (400, "invalid_query"), (bad, r)
+    # LIKE's wildcards are characters like any other
+    for wild in [f"pk{tag}%", "%", f"pk{tag}_%", "\\"]:
+        r = lookup(alice, wild)
+        assert r.status == 200 and r.json["users"] == [], (wild, r)
+    r = lookup(alice, f"pk{tag}_")  # '_' is a username's own character, matched as itself
+    assert sorted(u["user_id"] for u in r.json["users"]) == sorted([ann.id, andy.id, anna.id])
+    assert call("GET", "/users?prefix=pk").status == 401
+
+
+def test_lookups_are_rate_limited_per_user_across_replicas():
+    """The window lives in Redis: lookups through a replica with a low limit count for the
+    user everywhere; another user is not affected."""
+    p, base = api_instance("--user-lookups-per-minute=3")
+    try:
+        u, v = User(), User()
+
+        def at(user, where):
+            status, headers, _ = http_get(where + "/users?prefix=a", headers={
+                "Authorization": f"Bearer {user.token}"})
+            return status, headers
+        assert [at(u, base)[0] for _ in range(3)] == [200, 200, 200]
+        status, headers = at(u, base)
+        assert status == 429
+        assert 1 <= int(headers["Retry-After"]) <= 60
+        assert at(v, base)[0] == 200
+    finally:
+        p.stop()
