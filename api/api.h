@@ -153,6 +153,7 @@ struct api_req {
     char user_id[KC_JWT_SUB_MAX + 1];
     char username[KC_JWT_NAME_MAX + 1];
     char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's or a user's), checked */
+    long long seq;                 /* the :seq of the path (a seq_no), checked */
     char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
     int client_is_proxy;           /* ... is one of --trusted-proxies: no per-address limits */
     cJSON *body;                   /* the parsed JSON body, when the route takes one */
@@ -170,6 +171,10 @@ struct api_req {
 void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp);
 /* Answers r (a JSON body, taken) and frees it. */
 void api_reply(api_req_t *r, int status, kc_buf_t *body);
+/* Answers a query of one JSON column: its one row (with status), 404 not_found `missing`
+ * without a row, or 503 "the <what> could not be read" when the query failed. */
+void api_reply_row(api_req_t *r, const PGresult *res, const char *err, int status,
+                   const char *what, const char *missing);
 void api_error(api_req_t *r, int status, const char *code, const char *message);
 /* A refusal to come back later: api_error with a Retry-After of retry_after_s (0: none); a
  * 5xx with one is not logged here (its module logs refusals at a bounded rate). */
@@ -249,6 +254,8 @@ void api_convo_read(api_req_t *r);
 
 /* messages.c */
 void api_messages_list(api_req_t *r);
+void api_message_edit(api_req_t *r);
+void api_message_delete(api_req_t *r);
 void api_search(api_req_t *r);
 
 /* presign.c */

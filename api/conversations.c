@@ -57,17 +57,8 @@ static void on_convo(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
     change_t *c = r->state;
-    if (err) {
-        api_error(r, 503, "unavailable", "the conversation could not be read");
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        api_error(r, 404, "not_found", "no such conversation");
-        return;
-    }
-    kc_buf_t b = {0};
-    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
-    api_reply(r, c && c->status ? c->status : 200, &b);
+    api_reply_row(r, res, err, c && c->status ? c->status : 200, "conversation",
+                  "no such conversation");
 }
 
 static void read_convo_then(api_req_t *r, kc_pg_cb cb)

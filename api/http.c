@@ -32,6 +32,8 @@ static const route_t routes[] = {
     {"GET", "/conversations/:id", AUTH, 0, api_convo_get},
     {"POST", "/conversations/:id/members", AUTH, 1, api_convo_add_members},
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
+    {"PATCH", "/conversations/:id/messages/:seq", AUTH, 1, api_message_edit},
+    {"DELETE", "/conversations/:id/messages/:seq", AUTH, 0, api_message_delete},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
     {"GET", "/users", AUTH, 0, api_users_find},
     {"GET", "/users/me", AUTH, 0, api_users_me},
@@ -84,6 +86,24 @@ static void answer(api_req_t *r, kc_http_resp_t *resp)
     req_free(r);
     a->inflight--;
     stop_if_drained(a);
+}
+
+void api_reply_row(api_req_t *r, const PGresult *res, const char *err, int status,
+                   const char *what, const char *missing)
+{
+    if (err || !res || PQnfields(res) != 1) {
+        char msg[96];
+        (void)kc_strlcpyf(msg, sizeof(msg), "the %s could not be read", what);
+        api_error(r, 503, "unavailable", msg);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        api_error(r, 404, "not_found", missing);
+        return;
+    }
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
+    api_reply(r, status, &b);
 }
 
 void api_reply(api_req_t *r, int status, kc_buf_t *body)
@@ -251,8 +271,9 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     const route_t *found = NULL;
     int path_known = 0, bad_id = 0;
     char id[API_ID_MAX + 1] = "";
+    long long seq = 0;
     for (size_t i = 0; i < KC_ARRAY_LEN(routes); i++) {
-        int m = api_path_match(routes[i].route, req->path, id, sizeof(id));
+        int m = api_path_match(routes[i].route, req->path, id, sizeof(id), &seq);
         if (m == 0)
             continue;
         path_known = 1;
@@ -282,6 +303,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
         if (bad_id)
             api_error(r, 404, "not_found",
                       strncmp(req->path, "/users/", 7) == 0 ? "no such user"
+                      : strstr(req->path, "/messages/")     ? "no such message"
                                                             : "no such conversation");
         else if (path_known)
             api_error(r, 405, "method_not_allowed", "this path does not take that method");
@@ -300,6 +322,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     if (found->json_body && parse_body(r) != 0)
         return;
     memcpy(r->convo_id, id, sizeof(r->convo_id));
+    r->seq = seq;
     found->fn(r);
 }
 

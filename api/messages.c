@@ -1,4 +1,5 @@
-/* messages.c - history pages (the Redis recent tail, else Postgres) and search (Postgres).
+/* messages.c - history pages (the Redis recent tail, else Postgres), search (Postgres), and
+ * edits and deletes of one message.
  *
  * GET /conversations/:id/messages pages through rm.messages in ascending seq_no. Without
  * since_seq it reads backwards from before_seq (or the newest message): the page is the
@@ -13,6 +14,12 @@
  * messages, scored by seq_no); when the tail holds the whole range the page comes from it.
  * Anything else (not a member there, a range older than the tail, no generation, Redis
  * down) goes to Postgres, which also decides the 404.
+ *
+ * PATCH /conversations/:id/messages/:seq {content} and DELETE of the same path are
+ * EditMessage and DeleteMessage commands (commands.c), decided by the processor (the author
+ * edits and deletes their own messages, while they are in its window); the answer is the
+ * message read back once the projector applied it, with edited_at or deleted_at set (a
+ * deleted message keeps its seq_no, its content is gone).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -237,4 +244,57 @@ void api_search(api_req_t *r)
                  "  AND x.search @@ plainto_tsquery('simple', $2) "
                  "  ORDER BY x.created_at DESC, x.convo_id, x.seq_no LIMIT $3::int) t",
                  3, params, on_search);
+}
+
+/* ---- PATCH and DELETE /conversations/:id/messages/:seq ---- */
+
+static void on_message(void *arg, const PGresult *res, const char *err)
+{
+    api_reply_row(arg, res, err, 200, "message", "no such message");
+}
+
+static void on_changed(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    if (!type) {
+        api_error(r, status, status == 504 ? "timeout" : "unavailable", err);
+        return;
+    }
+    if (strcmp(type, "CommandRejected") == 0) {
+        if (strcmp(reason, "no_such_message") == 0)
+            api_error(r, 404, "not_found", "no such message");
+        else if (api_reject_status(reason) == 404) /* not a member: no such conversation */
+            api_error(r, 404, "not_found", "no such conversation");
+        else
+            api_error(r, api_reject_status(reason), reason, *message ? message : reason);
+        return;
+    }
+    char seq[24];
+    (void)kc_strlcpyf(seq, sizeof(seq), "%lld", r->seq);
+    const char *params[] = {r->convo_id, seq, r->user_id};
+    (void)api_pg(r,
+                 "SELECT " API_MSG_JSON("m") "::text FROM rm.messages m "
+                 "JOIN rm.members me ON me.convo_id = m.convo_id AND me.user_id = $3 "
+                 "WHERE m.convo_id = $1 AND m.seq_no = $2::bigint",
+                 3, params, on_message);
+}
+
+void api_message_edit(api_req_t *r)
+{
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(r->body, "content");
+    if (!cJSON_IsString(content) || !*content->valuestring) {
+        /* its size is the processor's to judge (too_large), like a sent message's */
+        api_error(r, 400, "invalid_request", "content must be non-empty text");
+        return;
+    }
+    kc_chat_command_t cmd = {.kind = KC_CMD_EDIT_MESSAGE,
+                             .seq_no = r->seq,
+                             .content = kc_str(content->valuestring)};
+    (void)api_command(r, &cmd, on_changed);
+}
+
+void api_message_delete(api_req_t *r)
+{
+    kc_chat_command_t cmd = {.kind = KC_CMD_DELETE_MESSAGE, .seq_no = r->seq};
+    (void)api_command(r, &cmd, on_changed);
 }

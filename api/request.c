@@ -8,22 +8,37 @@
 
 #include "kchat/util.h"
 
-int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize)
+int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq)
 {
     const char *t = tmpl, *p = path;
+    int bad = 0;
     while (*t && *p) {
-        if (t[0] == ':' && strncmp(t, ":id", 3) == 0) {
+        int is_id = strncmp(t, ":id", 3) == 0, is_seq = strncmp(t, ":seq", 4) == 0;
+        if (is_id || is_seq) {
             const char *end = strchr(p, '/');
             size_t n = end ? (size_t)(end - p) : strlen(p);
-            int bad = !kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
-            t += 3;
+            if (is_id) {
+                bad |= !kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
+                if (kc_id_valid(p, n, idsize - 1)) {
+                    memcpy(id, p, n);
+                    id[n] = '\0';
+                }
+            } else {
+                /* a seq_no: 1 to 15 digits, no leading zero (below 2^53) */
+                long long v = 0;
+                int ok = n >= 1 && n <= 15 && p[0] != '0';
+                for (size_t i = 0; ok && i < n; i++) {
+                    ok = p[i] >= '0' && p[i] <= '9';
+                    v = v * 10 + (p[i] - '0');
+                }
+                bad |= !ok;
+                if (ok && seq)
+                    *seq = v;
+            }
+            t += is_id ? 3 : 4;
             p += n;
             if (*t != *p) /* the rest must match exactly */
                 return 0;
-            if (bad)
-                return -1;
-            memcpy(id, p - n, n);
-            id[n] = '\0';
             continue;
         }
         if (*t != *p)
@@ -31,7 +46,9 @@ int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize)
         t++;
         p++;
     }
-    return *t == '\0' && *p == '\0';
+    if (*t != '\0' || *p != '\0')
+        return 0;
+    return bad ? -1 : 1;
 }
 
 int api_query_arg_ok(const char *key, const char *value)

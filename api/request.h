@@ -10,10 +10,11 @@
 
 struct cJSON;
 
-/* Matches path against a template, where ":id" stands for one path segment; fills id (at
- * most idsize - 1 bytes and a NUL) when the template has one. 1 on a match, 0 otherwise, -1
- * when the path matches but its id is not a valid id (kc_id_valid). */
-int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize);
+/* Matches path against a template, where ":id" and ":seq" each stand for one path segment;
+ * fills id (at most idsize - 1 bytes and a NUL) and *seq (when seq is not NULL) when the
+ * template has them. 1 on a match, 0 otherwise, -1 when the path matches but its id is not a
+ * valid id (kc_id_valid) or its seq not a seq_no (1 to 15 digits, no leading zero). */
+int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq);
 
 #define API_QUERY_VALUE_MAX 1024 /* bytes of one query value */
 

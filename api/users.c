@@ -24,18 +24,7 @@
 
 static void on_user(void *arg, const PGresult *res, const char *err)
 {
-    api_req_t *r = arg;
-    if (err || !res || PQnfields(res) != 1) {
-        api_error(r, 503, "unavailable", "the users could not be read");
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        api_error(r, 404, "not_found", "no such user");
-        return;
-    }
-    kc_buf_t b = {0};
-    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
-    api_reply(r, 200, &b);
+    api_reply_row(arg, res, err, 200, "users", "no such user");
 }
 
 /* ---- GET /users?prefix= ---- */

@@ -28,7 +28,8 @@ static const char *const templates[] = {
     "/auth/register",      "/auth/login",         "/auth/refresh",
     "/conversations",      "/conversations/:id",  "/conversations/:id/members",
     "/conversations/:id/messages",                "/conversations/:id/read",
-    "/users",              "/users/:id",          "/search",
+    "/conversations/:id/messages/:seq",
+    "/users",              "/users/me",           "/users/:id",          "/search",
     "/attachments/presign",
 };
 
@@ -36,20 +37,26 @@ static void check_path(const char *path)
 {
     for (size_t i = 0; i < KC_ARRAY_LEN(templates); i++) {
         char id[ID_MAX + 1] = "";
-        int m = api_path_match(templates[i], path, id, sizeof(id));
+        long long seq = 0;
+        int m = api_path_match(templates[i], path, id, sizeof(id), &seq);
         CHECK(m == 0 || m == 1 || m == -1);
         if (m != 1)
             continue;
-        /* the template with the id in place of ":id" is the path */
+        /* the template with the id in place of ":id" and the seq_no in place of ":seq" is the
+         * path */
         kc_buf_t b = {0};
-        const char *at = strstr(templates[i], ":id");
-        if (at) {
-            CHECK(kc_id_valid(id, strlen(id), ID_MAX));
-            kc_buf_append(&b, templates[i], (size_t)(at - templates[i]));
-            kc_buf_puts(&b, id);
-            kc_buf_puts(&b, at + 3);
-        } else {
-            kc_buf_puts(&b, templates[i]);
+        for (const char *t = templates[i]; *t;) {
+            if (strncmp(t, ":id", 3) == 0) {
+                CHECK(kc_id_valid(id, strlen(id), ID_MAX));
+                kc_buf_puts(&b, id);
+                t += 3;
+            } else if (strncmp(t, ":seq", 4) == 0) {
+                CHECK(seq >= 1 && seq < 1000000000000000LL);
+                kc_buf_printf(&b, "%lld", seq);
+                t += 4;
+            } else {
+                kc_buf_putc(&b, *t++);
+            }
         }
         CHECK(strcmp(b.data, path) == 0);
         kc_buf_free(&b);

@@ -172,22 +172,43 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     c->inflight++;
 }
 
-void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
+/* A command whose outcome the connection learns from the events (no ack): read markers,
+ * edits and deletes. A delivery report's failure tells the connection: its id shifted left,
+ * tagged by the low bit (a pending entry's address never has it), the frame's kind above it. */
+#define TAG_KIND_BITS 2
+static const char *const TAGGED[] = {"message.read", "message.edit", "message.delete"};
+
+static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
+                            kc_chat_command_t *cmd, unsigned kind)
 {
+    char in_reply_to[48];
+    kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"", TAGGED[kind]);
     if (gw_rate_take(g, c) != 0) {
-        gw_send_error(g, c, "rate_limited", "too many frames: slow down",
-                      "\"in_reply_to\":\"message.read\"");
+        gw_send_error(g, c, "rate_limited", "too many frames: slow down", in_reply_to);
         return;
     }
     kc_buf_t out = {0};
-    kc_chat_command_t cmd = {.kind = KC_CMD_SET_READ_MARKER, .seq_no = seq_no};
-    command_encode(g, c, convo_id, &cmd, &out);
-    /* The report tells this connection of a failure: its id, tagged by the low bit (a
-     * pending entry's address never has it). */
-    if (produce(g, convo_id, &out, (void *)(uintptr_t)((c->id << 1) | 1)) != 0)
-        gw_send_error(g, c, "unavailable", "the read marker could not be queued",
-                      "\"in_reply_to\":\"message.read\"");
+    command_encode(g, c, convo_id, cmd, &out);
+    uintptr_t tag = ((uintptr_t)c->id << (TAG_KIND_BITS + 1)) | ((uintptr_t)kind << 1) | 1;
+    if (produce(g, convo_id, &out, (void *)tag) != 0)
+        gw_send_error(g, c, "unavailable", "the change could not be queued", in_reply_to);
     kc_buf_free(&out);
+}
+
+void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
+{
+    kc_chat_command_t cmd = {.kind = KC_CMD_SET_READ_MARKER, .seq_no = seq_no};
+    command_unacked(g, c, convo_id, &cmd, 0);
+}
+
+void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
+                           const char *content, size_t content_len)
+{
+    kc_chat_command_t cmd = {.kind = content ? KC_CMD_EDIT_MESSAGE : KC_CMD_DELETE_MESSAGE,
+                             .seq_no = seq_no};
+    if (content)
+        cmd.content = (kc_str_t){content, content_len};
+    command_unacked(g, c, convo_id, &cmd, content ? 1 : 2);
 }
 
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s)
@@ -229,10 +250,13 @@ void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     gw_t *g = opaque;
     uintptr_t tag = (uintptr_t)m->_private;
     if (tag & 1) {
-        gw_conn_t *c = m->err ? gw_conn_find(g, (uint64_t)(tag >> 1)) : NULL;
+        gw_conn_t *c = m->err ? gw_conn_find(g, (uint64_t)(tag >> (TAG_KIND_BITS + 1))) : NULL;
+        unsigned kind = (unsigned)(tag >> 1) & ((1u << TAG_KIND_BITS) - 1);
+        char in_reply_to[48];
+        kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"",
+                    TAGGED[kind < KC_ARRAY_LEN(TAGGED) ? kind : 0]);
         if (c)
-            gw_send_error(g, c, "unavailable", "the read marker could not be written",
-                          "\"in_reply_to\":\"message.read\"");
+            gw_send_error(g, c, "unavailable", "the change could not be written", in_reply_to);
         return;
     }
     gw_pending_t *p = m->_private;

@@ -38,6 +38,14 @@ void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len)
     case GW_IN_TYPING_STOP: gw_typing(g, c, in.convo_id, 0); break;
     case GW_IN_SUBSCRIBE: gw_presence_subscribe(g, c, in.user_ids, in.nuser_ids); break;
     case GW_IN_SYNC: gw_sync_start(g, c, in.convo_id, in.seq_no); break;
+    case GW_IN_EDIT:
+        if (in.content_len > (size_t)g->cfg.max_content_bytes)
+            gw_send_error(g, c, "too_large", "content is longer than max-content-bytes",
+                          "\"in_reply_to\":\"message.edit\"");
+        else
+            gw_cmd_change_message(g, c, in.convo_id, in.seq_no, in.content, in.content_len);
+        break;
+    case GW_IN_DELETE: gw_cmd_change_message(g, c, in.convo_id, in.seq_no, NULL, 0); break;
     }
     gw_in_free(&in);
 }

@@ -271,6 +271,8 @@ typedef enum {
     GW_IN_TYPING_STOP,
     GW_IN_SUBSCRIBE,
     GW_IN_SYNC,
+    GW_IN_EDIT,
+    GW_IN_DELETE,
 } gw_in_kind_t;
 
 /* A client frame, read. Its strings point into json (freed by gw_in_free). */
@@ -281,7 +283,7 @@ typedef struct {
     const char *count_as; /* the frames_in label: the type, "unknown" or "invalid" */
     const char *convo_id, *client_msg_id, *content;
     size_t content_len;
-    int64_t seq_no;   /* message.read's seq_no, sync's since_seq */
+    int64_t seq_no;   /* message.read's, .edit's and .delete's seq_no, sync's since_seq */
     char **user_ids;  /* presence.subscribe's, at most GW_MAX_SUBSCRIBE */
     size_t nuser_ids;
     const char *error_code; /* when refused: the error frame's code and message */
@@ -327,6 +329,11 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
 void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,
                   const char *message);
 void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no);
+/* message.edit (content non-NULL) and message.delete: an EditMessage or DeleteMessage
+ * command; the outcome reaches the client as the message.update or message.delete every
+ * member gets, or as an error frame in_reply_to the frame's type. */
+void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
+                           const char *content, size_t content_len);
 /* The ack for (sender, client_msg_id) arrived: returns the id of the connection that waits
  * for it (0 when none) and forgets it; latency_s is set from the send. */
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s);

@@ -25,6 +25,7 @@ static const char *const TYPES[] = {
     [GW_IN_SEND] = "message.send",        [GW_IN_READ] = "message.read",
     [GW_IN_TYPING_START] = "typing.start", [GW_IN_TYPING_STOP] = "typing.stop",
     [GW_IN_SUBSCRIBE] = "presence.subscribe", [GW_IN_SYNC] = "sync",
+    [GW_IN_EDIT] = "message.edit",         [GW_IN_DELETE] = "message.delete",
 };
 
 static int refuse(gw_in_t *in, const char *code, const char *message)
@@ -88,6 +89,17 @@ static int parse_send(gw_in_t *in)
     return 0;
 }
 
+static int parse_edit(gw_in_t *in)
+{
+    if (convo_field(in) != 0 || int_field(in, "seq_no", 1, &in->seq_no) != 0 ||
+        !(in->content = str_field(in, "content")))
+        return -1;
+    in->content_len = strlen(in->content);
+    if (in->content_len == 0 || !kc_utf8_valid(in->content, in->content_len))
+        return refuse(in, "invalid", "content must be non-empty UTF-8 text");
+    return 0;
+}
+
 static int parse_subscribe(gw_in_t *in)
 {
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in->json, "user_ids");
@@ -136,6 +148,9 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
     case GW_IN_TYPING_STOP: return convo_field(in);
     case GW_IN_SUBSCRIBE: return parse_subscribe(in);
     case GW_IN_SYNC: return convo_field(in) != 0 ? -1 : int_field(in, "since_seq", 0, &in->seq_no);
+    case GW_IN_EDIT: return parse_edit(in);
+    case GW_IN_DELETE:
+        return convo_field(in) != 0 ? -1 : int_field(in, "seq_no", 1, &in->seq_no);
     }
     return refuse(in, "unknown_type", "unknown frame type");
 }

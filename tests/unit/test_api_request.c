@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -17,17 +18,40 @@ static void test_paths(void **state)
     (void)state;
     char id[129];
     assert_int_equal(api_path_match("/conversations/:id/read", "/conversations/c_1/read", id,
-                                    sizeof(id)),
+                                    sizeof(id), NULL),
                      1);
     assert_string_equal(id, "c_1");
     assert_int_equal(api_path_match("/conversations/:id", "/conversations/c_1/read", id,
-                                    sizeof(id)),
+                                    sizeof(id), NULL),
                      0);
     assert_int_equal(api_path_match("/conversations/:id", "/conversations/c%201", id,
-                                    sizeof(id)),
+                                    sizeof(id), NULL),
                      -1);
-    assert_int_equal(api_path_match("/conversations/:id", "/conversations/", id, sizeof(id)), 0);
-    assert_int_equal(api_path_match("/users", "/users/", id, sizeof(id)), 0);
+    assert_int_equal(api_path_match("/conversations/:id", "/conversations/", id, sizeof(id), NULL), 0);
+    assert_int_equal(api_path_match("/users", "/users/", id, sizeof(id), NULL), 0);
+    /* a seq_no segment: digits without a leading zero, below 2^53 */
+    long long seq = 0;
+    const char *t = "/conversations/:id/messages/:seq";
+    assert_int_equal(api_path_match(t, "/conversations/c_1/messages/42", id, sizeof(id), &seq), 1);
+    assert_string_equal(id, "c_1");
+    assert_int_equal(seq, 42);
+    assert_int_equal(api_path_match(t, "/conversations/c_1/messages/999999999999999", id,
+                                    sizeof(id), &seq),
+                     1);
+    assert_int_equal(seq, 999999999999999LL);
+    const char *bad[] = {"0", "007", "-1", "1e3", "x", "1000000000000000", "+1", " 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[80];
+        snprintf(path, sizeof(path), "/conversations/c_1/messages/%s", bad[i]);
+        assert_int_equal(api_path_match(t, path, id, sizeof(id), &seq), -1);
+    }
+    assert_int_equal(api_path_match(t, "/conversations/c_1/messages/", id, sizeof(id), &seq), 0);
+    assert_int_equal(api_path_match(t, "/conversations/c_1/messages/4/x", id, sizeof(id), &seq),
+                     0);
+    /* a bad id where the rest of the path is another template's is no match, not a bad id */
+    assert_int_equal(api_path_match("/conversations/:id/read", "/conversations/a b/reads", id,
+                                    sizeof(id), NULL),
+                     0);
 }
 
 static long long parsed(const char *v, long long min, long long max)

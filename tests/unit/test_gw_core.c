@@ -59,6 +59,22 @@ static void test_every_frame_type_is_read(void **state)
     assert_int_equal(in.seq_no, 42);
     gw_in_free(&in);
 
+    assert_int_equal(parse("{\"type\":\"message.edit\",\"convo_id\":\"c1\",\"seq_no\":7,"
+                           "\"content\":\"fixed\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_EDIT);
+    assert_int_equal(in.seq_no, 7);
+    assert_string_equal(in.content, "fixed");
+    assert_int_equal(in.content_len, 5);
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.delete\",\"convo_id\":\"c1\",\"seq_no\":3}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_DELETE);
+    assert_int_equal(in.seq_no, 3);
+    gw_in_free(&in);
+
     assert_int_equal(parse("{\"type\":\"typing.start\",\"convo_id\":\"c1\"}", &in), 0);
     assert_int_equal(in.kind, GW_IN_TYPING_START);
     gw_in_free(&in);
@@ -183,6 +199,18 @@ static void test_fields_are_checked(void **state)
             "integer", r, r);
     refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":9007199254740992}",
             "invalid", "integer", r, r);
+    const char *e = "message.edit", *d = "message.delete";
+    refused("{\"type\":\"message.edit\",\"convo_id\":\"c1\",\"seq_no\":1}", "invalid",
+            "'content'", e, e);
+    refused("{\"type\":\"message.edit\",\"convo_id\":\"c1\",\"seq_no\":1,\"content\":\"\"}",
+            "invalid", "non-empty UTF-8", e, e);
+    refused("{\"type\":\"message.edit\",\"convo_id\":\"c1\",\"seq_no\":0,\"content\":\"x\"}",
+            "invalid", "integer >= 1", e, e);
+    refused("{\"type\":\"message.edit\",\"seq_no\":1,\"content\":\"x\"}", "invalid",
+            "'convo_id'", e, e);
+    refused("{\"type\":\"message.delete\",\"convo_id\":\"c1\"}", "invalid", "'seq_no'", d, d);
+    refused("{\"type\":\"message.delete\",\"convo_id\":\"c 1\",\"seq_no\":1}", "invalid",
+            "conversation id", d, d);
     refused("{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":-1}", "invalid",
             "integer >= 0", "sync", "sync");
     refused("{\"type\":\"typing.stop\"}", "invalid", "'convo_id'", "typing.stop", "typing.stop");

@@ -297,5 +297,30 @@ describe('two people chat', () => {
     await until('alice to see bob\'s direct message', async () =>
       (await a.page.getByTestId('conversation-list').locator(`[data-convo-id="${id}"]`).textContent())?.includes('just between us') ?? false,
     );
+    // bob edits it: both see the new text, marked edited; only the author may
+    await a.page.getByTestId('conversation-list').locator(`[data-convo-id="${id}"]`).click();
+    const aBubble = a.page.getByTestId('messages').locator('li.bubble[data-seq="1"]');
+    await aBubble.waitFor();
+    expect(await aBubble.getByRole('button', { name: 'Edit message' }).count()).toBe(0);
+    const bBubble = b.page.getByTestId('messages').locator('li.bubble[data-seq="1"]');
+    await until('bob\'s message to be stored', async () => (await bBubble.count()) === 1);
+    await bBubble.getByRole('button', { name: 'Edit message' }).click();
+    await bBubble.getByLabel('Edit message').fill('just between the two of us');
+    await bBubble.getByLabel('Edit message').press('Enter');
+    for (const bubble of [aBubble, bBubble]) {
+      await until('the edit to show', async () => {
+        const t = (await bubble.textContent()) ?? '';
+        return t.includes('just between the two of us') && t.includes('edited');
+      });
+    }
+    await screenshot(b.page, '09-edited');
+    // and deletes it, after a confirmation: a tombstone for both
+    await bBubble.getByRole('button', { name: 'Delete message' }).click();
+    await bBubble.getByRole('button', { name: 'Yes, delete' }).click();
+    for (const bubble of [aBubble, bBubble]) {
+      await until('the tombstone to show', async () => ((await bubble.textContent()) ?? '').includes('This message was deleted.'));
+    }
+    expect(await bBubble.getByRole('button', { name: 'Edit message' }).count()).toBe(0);
+    expect(await accessibilityViolations(b.page)).toEqual([]);
   });
 });

@@ -542,6 +542,20 @@ export class ChatClient {
 
   // ---- sending -----------------------------------------------------------------------
 
+  /** Edits one of my messages (content) or deletes it (null): null when sent, or why not.
+   * The change shows when the server's message.update or message.delete comes back; a
+   * refusal comes as an error notice. */
+  changeMessage(id: string, seq_no: number, content: string | null): string | null {
+    if (content !== null) {
+      content = content.trim();
+      if (!content) return 'Write something first, or delete the message.';
+      if (utf8Bytes(content) > MAX_CONTENT_BYTES) return `At most ${MAX_CONTENT_BYTES} bytes.`;
+    }
+    const frame: ClientFrame =
+      content === null ? { type: 'message.delete', convo_id: id, seq_no } : { type: 'message.edit', convo_id: id, seq_no, content };
+    return this.send(frame) ? null : 'Not connected: try again in a moment.';
+  }
+
   /** Queues a message; null when accepted, or why not. */
   sendMessage(id: string, text: string): string | null {
     const content = text.trim();

@@ -74,6 +74,8 @@ export type ServerFrame =
 export type ClientFrame =
   | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string }
   | { type: 'message.read'; convo_id: string; seq_no: number }
+  | { type: 'message.edit'; convo_id: string; seq_no: number; content: string }
+  | { type: 'message.delete'; convo_id: string; seq_no: number }
   | { type: 'typing.start'; convo_id: string }
   | { type: 'typing.stop'; convo_id: string }
   | { type: 'presence.subscribe'; user_ids: string[] }

@@ -104,6 +104,14 @@ def test_live_answers_conform(brokers):
                                                                  "members": [v.id]}))
     conforms("/conversations/{id}/members", "POST",
              u.post(f"/conversations/{d.json['id']}/members", {"members": [User().id]}))
+    m = "/conversations/{id}/messages/{seq}"
+    conforms(m, "PATCH", call("PATCH", f"/conversations/{cid}/messages/1", {"content": "edited"},
+                              token=u.token))
+    conforms(m, "PATCH", call("PATCH", f"/conversations/{cid}/messages/2", {"content": "x"},
+                              token=v.token))
+    conforms(m, "DELETE", call("DELETE", f"/conversations/{cid}/messages/3", token=u.token))
+    conforms(m, "DELETE", call("DELETE", f"/conversations/{cid}/messages/3", token=u.token))
+    conforms(m, "DELETE", call("DELETE", f"/conversations/{cid}/messages/99", token=u.token))
     conforms("/users/{id}", "GET", u.get(f"/users/{v.id}"))
     conforms("/users/{id}", "GET", u.get("/users/u_nothing"))
     conforms("/search", "GET", u.get("/search?q=spec"))

@@ -188,6 +188,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               mine={m.sender_id === me}
               sender={nameOf(state.names, m.sender_id)}
               tick={m.sender_id === me ? tickFor(m.seq_no, receipts, me) : null}
+              onChange={(content) => client.changeMessage(id, m.seq_no, content)}
             />
           ))}
           {log.pending.map((p) => (
@@ -239,12 +240,67 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   );
 }
 
-function MessageItem({ m, mine, sender, tick }: { m: Message; mine: boolean; sender: string; tick: Tick | null }) {
+function MessageItem({
+  m,
+  mine,
+  sender,
+  tick,
+  onChange,
+}: {
+  m: Message;
+  mine: boolean;
+  sender: string;
+  tick: Tick | null;
+  /** edit (content) or delete (null) this message: null when sent, or why not */
+  onChange: (content: string | null) => string | null;
+}) {
+  const [mode, setMode] = useState<'view' | 'edit' | 'confirm-delete'>('view');
+  const [draft, setDraft] = useState(m.content);
+  const [problem, setProblem] = useState<string | null>(null);
+  const editId = useId();
+  const act = (content: string | null) => {
+    const why = onChange(content);
+    setProblem(why);
+    if (!why) setMode('view');
+  };
+  const canChange = mine && !m.deleted;
   return (
     <li className={`bubble ${mine ? 'mine' : 'theirs'}`} data-seq={m.seq_no} data-client-msg-id={m.client_msg_id}>
       {!mine && <span className="sender">{sender}</span>}
       {m.deleted ? (
         <span className="content deleted">This message was deleted.</span>
+      ) : mode === 'edit' ? (
+        <form
+          className="edit"
+          onSubmit={(e) => {
+            e.preventDefault();
+            act(draft);
+          }}
+        >
+          <label htmlFor={editId} className="visually-hidden">
+            Edit message
+          </label>
+          <textarea
+            id={editId}
+            value={draft}
+            rows={2}
+            autoFocus
+            onChange={(e) => setDraft(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === 'Escape') setMode('view');
+              else if (e.key === 'Enter' && !e.shiftKey) {
+                e.preventDefault();
+                act(draft);
+              }
+            }}
+          />
+          <button type="submit" className="link">
+            Save
+          </button>{' '}
+          <button type="button" className="link" onClick={() => setMode('view')}>
+            Cancel
+          </button>
+        </form>
       ) : (
         <span className="content">{m.content}</span>
       )}
@@ -254,7 +310,42 @@ function MessageItem({ m, mine, sender, tick }: { m: Message; mine: boolean; sen
           {timeOf(m.created_at)}
         </time>
         {tick && <TickMark tick={tick} />}
+        {canChange && mode === 'view' && (
+          <>
+            <button
+              type="button"
+              className="link"
+              aria-label="Edit message"
+              onClick={() => {
+                setDraft(m.content);
+                setProblem(null);
+                setMode('edit');
+              }}
+            >
+              Edit
+            </button>
+            <button type="button" className="link" aria-label="Delete message" onClick={() => setMode('confirm-delete')}>
+              Delete
+            </button>
+          </>
+        )}
+        {canChange && mode === 'confirm-delete' && (
+          <>
+            <span>Delete for everyone?</span>
+            <button type="button" className="link" onClick={() => act(null)}>
+              Yes, delete
+            </button>
+            <button type="button" className="link" onClick={() => setMode('view')}>
+              Keep
+            </button>
+          </>
+        )}
       </span>
+      {problem && (
+        <span className="error" role="alert">
+          {problem}
+        </span>
+      )}
     </li>
   );
 }

@@ -1,0 +1,137 @@
+"""Editing and deleting a message over the socket (message.edit, message.delete) and over
+REST (PATCH and DELETE /conversations/{id}/messages/{seq}): the processor decides (the author
+only), every member device on every gateway gets message.update or message.delete, and both
+read models and search show the change."""
+import asyncio
+import urllib.parse
+
+from kchat_testkit.api import User, call
+from kchat_testkit.gateway import connect, quiet, recv_until, send, wait_routes
+from kchat_testkit.http import wait_until
+from kchat_testkit.stack import psql
+
+
+def is_type(t):
+    return lambda f: f["type"] == t
+
+
+def rest(user, method, path, body=None):
+    return call(method, path, body, token=user.token)
+
+
+def history(user, convo):
+    r = user.get(f"/conversations/{convo}/messages?limit=50")
+    assert r.status == 200, r
+    return {m["seq_no"]: m for m in r.json["messages"]}
+
+
+def test_edit_and_delete_over_the_socket_reach_every_device_and_both_models():
+    ann, bob, eve = User(), User(), User()
+    convo = ann.post("/conversations", {"title": "edits", "members": [bob.id]}).json["id"]
+
+    async def body():
+        wa, wb, wb2 = await connect(ann.id, 0), await connect(bob.id, 1), await connect(bob.id, 2)
+        we = await connect(eve.id, 1)
+        await wait_routes([(ann.id, 0), (bob.id, 1), (bob.id, 2), (eve.id, 1)])
+        for i, text in enumerate(["first draft", "keep me", "regret this"]):
+            await send(wa, type="message.send", convo_id=convo, client_msg_id=f"e-{i}",
+                       content=text)
+            ack, _ = await recv_until(wa, is_type("ack"))
+            assert ack["status"] == "ok" and ack["seq_no"] == i + 1
+        # the author edits 1: every member device gets the update, the editor's own too
+        await send(wa, type="message.edit", convo_id=convo, seq_no=1, content="final text")
+        for ws in (wa, wb, wb2):
+            f, _ = await recv_until(ws, is_type("message.update"))
+            assert (f["convo_id"], f["seq_no"], f["content"], f["editor_id"]) == (
+                convo, 1, "final text", ann.id)
+        # someone else's message: refused with the reason, in reply to the frame
+        await send(wb, type="message.edit", convo_id=convo, seq_no=2, content="bob was here")
+        f, _ = await recv_until(wb, is_type("error"))
+        assert (f["error"]["code"], f["in_reply_to"]) == ("not_author", "message.edit")
+        await send(wb, type="message.delete", convo_id=convo, seq_no=2)
+        f, _ = await recv_until(wb, is_type("error"))
+        assert (f["error"]["code"], f["in_reply_to"]) == ("not_author", "message.delete")
+        # not a member
+        await send(we, type="message.delete", convo_id=convo, seq_no=2)
+        f, _ = await recv_until(we, is_type("error"))
+        assert f["error"]["code"] == "not_member"
+        # bad frames: each an error, the connection stays
+        for frame, code in [({"convo_id": convo, "seq_no": 0, "content": "x"}, "invalid"),
+                            ({"convo_id": convo, "seq_no": 1, "content": ""}, "invalid"),
+                            ({"convo_id": convo, "seq_no": 1}, "invalid"),
+                            ({"convo_id": convo, "seq_no": 99, "content": "x"},
+                             "no_such_message")]:
+            await send(wa, type="message.edit", **frame)
+            f, _ = await recv_until(wa, is_type("error"))
+            assert f["error"]["code"] == code, (frame, f)
+        # the author deletes 3
+        await send(wa, type="message.delete", convo_id=convo, seq_no=3)
+        for ws in (wa, wb, wb2):
+            f, _ = await recv_until(ws, is_type("message.delete"))
+            assert (f["convo_id"], f["seq_no"], f["deleted_by"]) == (convo, 3, ann.id)
+        # twice is refused
+        await send(wa, type="message.delete", convo_id=convo, seq_no=3)
+        f, _ = await recv_until(wa, is_type("error"))
+        assert f["error"]["code"] == "deleted"
+        assert [f for f in await quiet(we) if f["type"].startswith("message.")] == []
+        for ws in (wa, wb, wb2, we):
+            await ws.close()
+    asyncio.run(body())
+
+    def applied():
+        h = history(bob, convo)
+        return len(h) == 3 and h[3]["deleted_at"] and h[1]["edited_at"] and h
+    h = wait_until(applied, "the edit and the delete in history")
+    assert (h[1]["content"], h[2]["content"], h[3]["content"]) == ("final text", "keep me", "")
+    assert h[2]["edited_at"] is None and h[2]["deleted_at"] is None
+    rows = psql("SELECT seq_no, content, edited_at IS NOT NULL, deleted_at IS NOT NULL "
+                f"FROM rm.messages WHERE convo_id = '{convo}' ORDER BY seq_no")
+    assert rows == [["1", "final text", "t", "f"], ["2", "keep me", "f", "f"],
+                    ["3", "", "f", "t"]]
+    # search finds the new text, not the old nor the deleted
+    def found(q):
+        r = bob.get("/search?q=" + urllib.parse.quote(q))
+        assert r.status == 200, r
+        return [m["seq_no"] for m in r.json["messages"] if m["convo_id"] == convo]
+    assert wait_until(lambda: found("final"), "the edited text searchable") == [1]
+    assert found("draft") == [] and found("regret") == []
+
+
+def test_edit_and_delete_over_rest():
+    ann, bob, eve = User(), User(), User()
+    convo = ann.post("/conversations", {"title": "rest edits", "members": [bob.id]}).json["id"]
+
+    async def body():
+        wa = await connect(ann.id, 0)
+        await wait_routes([(ann.id, 0)])
+        for i in range(2):
+            await send(wa, type="message.send", convo_id=convo, client_msg_id=f"r-{i}",
+                       content=f"rest message {i}")
+            await recv_until(wa, is_type("ack"))
+        await wa.close()
+    asyncio.run(body())
+    path = f"/conversations/{convo}/messages"
+    r = rest(ann, "PATCH", f"{path}/1", {"content": "rest edited"})
+    assert r.status == 200, r
+    assert (r.json["seq_no"], r.json["content"]) == (1, "rest edited") and r.json["edited_at"]
+    r = rest(ann, "DELETE", f"{path}/2")
+    assert r.status == 200, r
+    assert (r.json["seq_no"], r.json["content"]) == (2, "") and r.json["deleted_at"]
+    cases = [
+        (bob, "PATCH", f"{path}/1", {"content": "x"}, 403, "not_author"),
+        (bob, "DELETE", f"{path}/1", None, 403, "not_author"),
+        (eve, "PATCH", f"{path}/1", {"content": "x"}, 404, "not_found"),
+        (ann, "DELETE", f"{path}/2", None, 409, "deleted"),
+        (ann, "PATCH", f"{path}/2", {"content": "x"}, 409, "deleted"),
+        (ann, "PATCH", f"{path}/9", {"content": "x"}, 404, "not_found"),
+        (ann, "PATCH", f"{path}/1", {"content": ""}, 400, "invalid_request"),
+        (ann, "PATCH", f"{path}/1", {"content": 5}, 400, "invalid_request"),
+        (ann, "PATCH", f"{path}/0", {"content": "x"}, 404, "not_found"),
+        (ann, "PATCH", f"{path}/01", {"content": "x"}, 404, "not_found"),
+        (ann, "PATCH", f"{path}/abc", {"content": "x"}, 404, "not_found"),
+        (ann, "GET", f"{path}/1", None, 405, "method_not_allowed"),
+    ]
+    for who, method, p, body_, status, code in cases:
+        r = rest(who, method, p, body_)
+        assert (r.status, r.code) == (status, code), (method, p, body_, r)
+    assert history(ann, convo)[1]["content"] == "rest edited"
