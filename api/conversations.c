@@ -11,6 +11,15 @@
 #include "api.h"
 #include "kchat/log.h"
 
+/* The members' read markers of conversation `id` (an SQL expression) as {user_id:
+ * {read_seq}}: those who read anything, at most the 50 furthest along (a large group's
+ * receipts stay bounded; the ticks need only the furthest reader). */
+#define RECEIPTS_JSON(id)                                                                         \
+    "(SELECT coalesce(json_object_agg(r.user_id, json_build_object('read_seq', r.read_seq) "     \
+    "                 ORDER BY r.user_id), '{}'::json) "                                          \
+    " FROM (SELECT user_id, read_seq FROM rm.members WHERE convo_id = " id " AND read_seq > 0 "  \
+    "       ORDER BY read_seq DESC, user_id LIMIT 50) r)"
+
 /* A conversation as the REST object; c is rm.conversations, me the caller's rm.members row. */
 #define CONVO_JSON                                                                                \
     "json_build_object('id', c.convo_id, 'title', c.title, 'created_by', c.created_by, "         \
@@ -24,6 +33,7 @@
     "'member_names', (SELECT coalesce(json_object_agg(m.user_id, u.username ORDER BY m.user_id), " \
     "                 '{}'::json) FROM rm.members m JOIN users u ON u.user_id = m.user_id "         \
     "                 WHERE m.convo_id = c.convo_id), "                                           \
+    "'receipts', " RECEIPTS_JSON("c.convo_id") ", "                                               \
     "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
     "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
 
@@ -136,8 +146,9 @@ static int put_time(kc_buf_t *b, const char *ms)
     return 0;
 }
 
-/* The usernames of the members, which Redis does not hold: one query adds member_names to
- * every conversation of the list built from Redis (a JSON array, taken). */
+/* The usernames of the members and their read markers, which Redis does not hold (in this
+ * form): one query adds member_names and receipts to every conversation of the list built
+ * from Redis (a JSON array, taken). */
 static void on_names(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
@@ -157,7 +168,8 @@ static void add_names(api_req_t *r, kc_buf_t *list)
                  "SELECT json_build_object('conversations', coalesce(json_agg(c::jsonb || "
                  "jsonb_build_object('member_names', (SELECT coalesce(jsonb_object_agg("
                  "u.user_id, u.username), '{}'::jsonb) FROM users u WHERE u.user_id IN "
-                 "(SELECT jsonb_array_elements_text(c->'members')))) ORDER BY n), "
+                 "(SELECT jsonb_array_elements_text(c->'members'))), "
+                 "'receipts', " RECEIPTS_JSON("c->>'id'") ") ORDER BY n), "
                  "'[]'::json))::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY "
                  "t(c, n)",
                  1, params, on_names);

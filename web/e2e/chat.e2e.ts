@@ -144,11 +144,15 @@ describe('two people chat', () => {
     await a.page.emulateMedia({ colorScheme: 'light' });
   });
 
-  it('bob reloads and sees the whole history once', async () => {
+  it('bob reloads and sees the whole history once; alice reloads and keeps her read ticks', async () => {
     await b.page.reload();
     await waitConnected(b.page);
     await openConversation(b.page, title);
     await showsAll(b.page, 'bob after a reload');
+    await a.page.reload();
+    await waitConnected(a.page);
+    await openConversation(a.page, title);
+    await until('alice\'s first message to show read after her reload', async () => (await shownMessages(a.page))[0]?.tick === 'read');
   });
 
   it('bob goes offline, alice keeps writing, bob comes back to every message once', async () => {

@@ -169,6 +169,16 @@ describe('REST bodies', () => {
     expect(c?.members).toEqual([{ user_id: 'u1', username: 'alice' }, { user_id: 'u2' }, { user_id: 'u3', username: 'kept' }]);
   });
 
+  it('receipts give the members their read markers', () => {
+    const c = parseConversation({
+      id: 'c1',
+      title: '',
+      members: ['u1', 'u2', 'u3'],
+      receipts: { u1: { read_seq: 4 }, u2: { read_seq: 'x' }, u9: { read_seq: 7 }, u3: 5 },
+    });
+    expect(c?.members).toEqual([{ user_id: 'u1', read_seq: 4 }, { user_id: 'u2' }, { user_id: 'u3' }]);
+  });
+
   it('a conversation is a group unless the server says direct', () => {
     expect(parseConversation({ id: 'd_x', kind: 'direct', title: '' })?.kind).toBe('direct');
     expect(parseConversation({ id: 'c_x', kind: 'group', title: 'g' })?.kind).toBe('group');

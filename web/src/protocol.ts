@@ -172,6 +172,15 @@ export function parseConversation(v: unknown): Conversation | null {
       if (m.username === undefined && typeof n === 'string') m.username = n;
     }
   }
+  // receipts: {user_id: {read_seq}}, the members' read markers (restores the ticks)
+  const receipts = isObj(v['receipts']) ? v['receipts'] : null;
+  if (receipts) {
+    for (const m of members) {
+      const r = receipts[m.user_id];
+      const read = isObj(r) ? seq(r, 'read_seq') : null;
+      if (read !== null && (m.read_seq === undefined || read > m.read_seq)) m.read_seq = read;
+    }
+  }
   const last_message = parseMessage(v['last_message']);
   const last_seq = Math.max(seq(v, 'last_seq') ?? 0, last_message?.seq_no ?? 0);
   const activity =

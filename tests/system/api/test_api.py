@@ -100,6 +100,13 @@ def test_add_members_and_read_marker(alice, bob, commands):
     assert (r.json["read_seq"], r.json["unread"]) == (2, 1)
     # the sender has read its own messages
     assert alice.get(f"/conversations/{c['id']}").json["unread"] == 0
+    # every member sees who read how far (the ticks), in the conversation and in the list,
+    # which comes from Redis; carol read nothing
+    for u in (alice, bob, carol):
+        got = u.get(f"/conversations/{c['id']}").json["receipts"]
+        assert got == {alice.id: {"read_seq": 3}, bob.id: {"read_seq": 2}}, (u.name, got)
+        listed = [x for x in u.get("/conversations").json["conversations"] if x["id"] == c["id"]]
+        assert listed[0]["receipts"] == got
     # beyond the last message: the processor refuses it
     r = bob.post(f"/conversations/{c['id']}/read", {"seq_no": 4})
     assert (r.status, r.code) == (400, "no_such_message"), r
