@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -153,13 +154,39 @@ class User:
         self.api = api.User(name=f"chaos_{uuid.uuid4().hex[:10]}")
         self.id = self.api.id
         self.convos = []
+        self.lock = threading.Lock()
+        self.logged_in_at = time.monotonic()
 
     @property
     def token(self):
         return self.api.token
 
     def login(self):
-        self.api.login()
+        """A new access token after a 401, as a client does: one login at a time for the
+        user's devices (the API allows an account one login in flight: 429), none when
+        another device got a token in the last seconds, and 429 or 503 (a throttle, the API
+        restarting) waited out as Retry-After says. Gives up after a minute; the device then
+        retries the socket with its old token, and comes back here."""
+        with self.lock:
+            if time.monotonic() - self.logged_in_at < 5:
+                return
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    r = api.call("POST", "/auth/login", {"username": self.api.name,
+                                                         "password": self.api.password},
+                                 timeout=10)
+                except OSError:
+                    time.sleep(1)
+                    continue
+                if r.status == 200:
+                    self.api.token = r.json["access_token"]
+                    self.api.refresh_token = r.json["refresh_token"]
+                    self.logged_in_at = time.monotonic()
+                    return
+                if r.status not in (429, 503):
+                    raise AssertionError(f"login of {self.api.name}: {r!r}")
+                time.sleep(min(float(r.headers.get("Retry-After") or 1), 10))
 
 
 class Run:
