@@ -105,6 +105,10 @@ describe('two people chat', () => {
   it('bob opens it, alice sees the read tick and bob online', async () => {
     await openConversation(b.page, title);
     await showsAll(b.page, 'bob');
+    // opened with one unread message: the divider sits right above it
+    const divider = b.page.getByTestId('unread-divider');
+    await divider.waitFor();
+    expect(await divider.evaluate((el) => el.nextElementSibling?.getAttribute('data-seq'))).toBe('1');
     await until('alice\'s message to be marked read', async () => (await shownMessages(a.page))[0]?.tick === 'read');
     await until('bob to be online for alice', async () =>
       (await a.page.getByTestId('presence').locator(`[data-user-id="${bobId}"]`).getAttribute('data-online')) === 'true',
@@ -203,6 +207,24 @@ describe('two people chat', () => {
     }
     await showsAll(b.page, 'bob after scrolling up');
     await b.page.getByText('This is the beginning of the conversation.').waitFor();
+  });
+
+  it('a message that arrives while bob is scrolled up is not read until he sees it', async () => {
+    // bob is at the top of the conversation after the previous test
+    const t = 'while you were scrolled up';
+    expected.push(t);
+    await send(a.page, t);
+    const pill = b.page.getByTestId('new-messages');
+    await pill.waitFor();
+    expect(await pill.textContent()).toContain('1 new message');
+    // bob's client has it and shows it unread: no read marker was sent for it
+    const item = b.page.getByTestId('conversation-list').getByRole('button', { name: new RegExp(title) });
+    await until('bob\'s unread badge to show 1', async () => (await item.getByTestId('unread').textContent())?.startsWith('1') ?? false);
+    expect((await shownMessages(a.page)).at(-1)?.tick).not.toBe('read');
+    // the pill takes him down: now it is read
+    await pill.click();
+    await until('alice\'s message to be marked read once bob saw it', async () => (await shownMessages(a.page)).at(-1)?.tick === 'read');
+    await until('bob\'s badge to go', async () => (await item.getByTestId('unread').count()) === 0);
   });
 
   it('search finds a message', async () => {

@@ -132,6 +132,9 @@ export class ChatClient {
   private listReload: Promise<void> | null = null;
   private listReloadAgain = false;
   private noticeSeq = 0;
+  /** per conversation, the highest seq_no the view has had on screen */
+  private readonly seen = new Map<string, number>();
+  private readonly tracksSight = typeof IntersectionObserver !== 'undefined';
   private stopped = false;
   private readonly outboxKey: string;
   private readonly onVisible = () => {
@@ -333,7 +336,10 @@ export class ChatClient {
       if (prev && prev.last_seq > c.last_seq) {
         return { ...c, last_seq: prev.last_seq, last_message: prev.last_message, last_activity: prev.last_activity, unread: prev.unread };
       }
-      if (c.id === this.state.openConvo && document.visibilityState === 'visible') return { ...c, unread: 0 };
+      if (c.id === this.state.openConvo && document.visibilityState === 'visible') {
+        const seen = this.tracksSight ? (this.seen.get(c.id) ?? 0) : c.last_seq;
+        return { ...c, unread: Math.max(0, Math.min(c.unread, c.last_seq - seen)) };
+      }
       return c;
     });
     merged.sort(byActivity);
@@ -528,11 +534,20 @@ export class ChatClient {
     this.markRead(id);
   }
 
-  /** Marks the open conversation read up to what is shown, if the page is visible. */
+  /** The view had messages up to seq_no on screen (IntersectionObserver): they may count as
+   * read now. */
+  sawUpTo(id: string, seq_no: number): void {
+    if (seq_no <= (this.seen.get(id) ?? 0)) return;
+    this.seen.set(id, seq_no);
+    this.markRead(id);
+  }
+
+  /** Marks the open conversation read up to what has been on screen (where the browser can
+   * tell: else up to what is loaded), if the page is visible. */
   markRead(id: string): void {
     if (id !== this.state.openConvo || document.visibilityState !== 'visible') return;
     const log = this.log(id);
-    const top = contiguousTop(log);
+    const top = Math.min(contiguousTop(log), this.tracksSight ? (this.seen.get(id) ?? 0) : Infinity);
     if (top > 0 && top > (this.myRead.get(id) ?? 0)) {
       if (this.send({ type: 'message.read', convo_id: id, seq_no: top })) this.myRead.set(id, top);
     }
@@ -827,7 +842,9 @@ export class ChatClient {
     this.updateConversation(m.convo_id, (c) => {
       if (m.seq_no <= c.last_seq && c.last_message && c.last_message.seq_no >= m.seq_no) return c;
       const isNew = m.seq_no > c.last_seq;
-      const seen = m.convo_id === this.state.openConvo && document.visibilityState === 'visible';
+      // on screen already? Where the view reports what it shows, markRead decides (a reader
+      // scrolled up has not seen it)
+      const seen = !this.tracksSight && m.convo_id === this.state.openConvo && document.visibilityState === 'visible';
       return {
         ...c,
         last_seq: Math.max(c.last_seq, m.seq_no),

@@ -47,6 +47,12 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const composer = useRef<HTMLTextAreaElement>(null);
   const stick = useRef(true);
   const prevHeight = useRef<{ first: number | null; height: number }>({ first: null, height: 0 });
+  // The first unread message when the conversation was opened: a divider above it, and the
+  // view opens there instead of at the bottom (when it is among the messages loaded).
+  const [dividerSeq] = useState<number | null>(() => (conv && conv.unread > 0 ? conv.last_seq - conv.unread + 1 : null));
+  const placed = useRef(false);
+  const [atBottom, setAtBottom] = useState(true);
+  const [lastSeen, setLastSeen] = useState(0);
   const [text, setText] = useState('');
   const [sendError, setSendError] = useState<string | null>(null);
   const composerId = useId();
@@ -63,7 +69,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (!el) return;
     const first = log.messages[0]?.seq_no ?? null;
     const prev = prevHeight.current;
-    if (prev.first !== null && first !== null && first < prev.first && !stick.current) {
+    const divider = placed.current ? null : el.querySelector<HTMLElement>('[data-testid="unread-divider"]');
+    if (divider) {
+      // opened with unread messages: the first of them at the top of the view
+      placed.current = true;
+      el.scrollTop += divider.getBoundingClientRect().top - el.getBoundingClientRect().top - 8;
+      stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      setAtBottom(stick.current);
+    } else if (prev.first !== null && first !== null && first < prev.first && !stick.current) {
       el.scrollTop += el.scrollHeight - prev.height;
     } else if (stick.current) {
       el.scrollTop = el.scrollHeight;
@@ -92,12 +105,45 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     return () => io.disconnect();
   }, [client, id, log.messages.length]);
 
+  // what has been on screen counts as read, nothing else: each bubble reports once at least
+  // half of it (or half of the view, for a long one) has been visible
+  useEffect(() => {
+    const root = scroller.current;
+    if (!root || typeof IntersectionObserver === 'undefined') return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        let max = 0;
+        for (const e of entries) {
+          const half = e.intersectionRatio >= 0.5 || e.intersectionRect.height >= (e.rootBounds?.height ?? Infinity) / 2;
+          if (e.isIntersecting && half) max = Math.max(max, Number((e.target as HTMLElement).dataset.seq) || 0);
+        }
+        if (max > 0) {
+          setLastSeen((s) => Math.max(s, max));
+          client.sawUpTo(id, max);
+        }
+      },
+      { root, threshold: [0, 0.25, 0.5, 0.75, 1] },
+    );
+    root.querySelectorAll('li.bubble[data-seq]').forEach((li) => io.observe(li));
+    return () => io.disconnect();
+  }, [client, id, log.messages]);
+
   function onScroll() {
     const el = scroller.current;
     if (!el) return;
     stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-    if (stick.current) client.markRead(id);
+    if (stick.current !== atBottom) setAtBottom(stick.current);
   }
+
+  function toBottom() {
+    const el = scroller.current;
+    if (!el) return;
+    el.scrollTop = el.scrollHeight;
+    stick.current = true;
+    setAtBottom(true);
+  }
+
+  const newBelow = log.messages.filter((m) => m.seq_no > lastSeen && m.sender_id !== me && !m.deleted).length;
 
   function send() {
     const err = client.sendMessage(id, text);
@@ -181,7 +227,12 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         )}
         <div role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
         <ol className="message-list">
-          {log.messages.map((m) => (
+          {log.messages.map((m) => [
+            m.seq_no === dividerSeq && (
+              <li key="divider" className="unread-divider" data-testid="unread-divider" role="separator" aria-label="New messages">
+                New messages
+              </li>
+            ),
             <MessageItem
               key={m.seq_no}
               m={m}
@@ -189,8 +240,8 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               sender={nameOf(state.names, m.sender_id)}
               tick={m.sender_id === me ? tickFor(m.seq_no, receipts, me) : null}
               onChange={(content) => client.changeMessage(id, m.seq_no, content)}
-            />
-          ))}
+            />,
+          ])}
           {log.pending.map((p) => (
             <PendingItem key={p.client_msg_id} p={p} onRetry={() => client.retry(id, p.client_msg_id)} onDiscard={() => client.discard(id, p.client_msg_id)} />
           ))}
@@ -201,6 +252,11 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             `${typingUsers.map((u) => nameOf(state.names, u)).join(', ')} ${typingUsers.length > 1 ? 'are' : 'is'} typing…`}
         </p>
       </div>
+      {!atBottom && newBelow > 0 && (
+        <button type="button" className="new-pill" data-testid="new-messages" onClick={toBottom}>
+          ↓ {newBelow} new {newBelow === 1 ? 'message' : 'messages'}
+        </button>
+      )}
       <form
         className="composer"
         onSubmit={(e) => {
