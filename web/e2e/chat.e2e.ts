@@ -281,8 +281,22 @@ describe('two people chat', () => {
     expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
   });
 
-  it('a pair has one direct conversation, whoever starts it and however the name is typed', async () => {
+  it('alice sets a display name and bob finds her by it', async () => {
     await a.page.setViewportSize({ width: 1200, height: 800 });
+    const full = `Alice ${unique('Liddell')}`;
+    await a.page.getByTestId('me-name').click();
+    await a.page.getByLabel('Your display name').fill(`  ${full}  `);
+    await a.page.getByLabel('Your display name').press('Enter');
+    await until('alice\'s name to show', async () => (await a.page.getByTestId('me-name').textContent())?.startsWith(`${full} (${alice})`) ?? false);
+    await b.page.getByRole('button', { name: 'New conversation' }).click();
+    await b.page.getByLabel('People').fill(full.slice(0, -2).toLowerCase());
+    const option = b.page.getByTestId('people-suggestions').locator(`[data-user-id="${aliceId}"]`);
+    await option.waitFor();
+    expect(await option.textContent()).toContain(full);
+    await b.page.getByRole('button', { name: 'Cancel' }).click();
+  });
+
+  it('a pair has one direct conversation, whoever starts it and however the name is typed', async () => {
     const directIds = (page: Page) =>
       page
         .getByTestId('conversation-list')

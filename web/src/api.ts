@@ -344,6 +344,19 @@ export class Api {
     return out;
   }
 
+  /** Sets the caller's display name (`PATCH /users/me`; "" clears it): the name as stored. */
+  async setDisplayName(display_name: string): Promise<string> {
+    const v = await this.call('PATCH', '/users/me', { display_name });
+    if (isObj(v) && typeof v['display_name'] === 'string') return v['display_name'];
+    throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
+  }
+
+  /** The caller's display name (`GET /users/me`). */
+  async myDisplayName(): Promise<string> {
+    const v = await this.call('GET', '/users/me');
+    return isObj(v) && typeof v['display_name'] === 'string' ? v['display_name'] : '';
+  }
+
   /** The username of a user id (`GET /users/{id}`), or null when there is no such user. */
   async userName(userId: string): Promise<string | null> {
     let v: unknown;

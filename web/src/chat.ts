@@ -78,7 +78,7 @@ export interface Notice {
 }
 
 export interface ChatState {
-  readonly me: { user_id: string; username: string };
+  readonly me: { user_id: string; username: string; display_name?: string };
   readonly connection: SocketState;
   readonly connectionDetail: string | undefined;
   readonly conversations: readonly Conversation[];
@@ -226,6 +226,10 @@ export class ChatClient {
     this.stopped = false;
     this.socket.start();
     void this.reloadConversations();
+    this.api.myDisplayName().then(
+      (display_name) => this.set({ me: { ...this.state.me, display_name } }),
+      () => undefined, // shown as the username until the next start
+    );
     document.addEventListener('visibilitychange', this.onVisible);
     window.addEventListener('focus', this.onVisible);
     this.housekeeping = setInterval(() => this.tick(), 1000);
@@ -400,6 +404,17 @@ export class ChatClient {
       if (name === null) throw err;
       this.set({ names: { ...this.state.names, [e]: name } });
       return e;
+    }
+  }
+
+  /** Sets my display name: null when stored, or why not. */
+  async setDisplayName(name: string): Promise<string | null> {
+    try {
+      const display_name = await this.api.setDisplayName(name);
+      this.set({ me: { ...this.state.me, display_name } });
+      return null;
+    } catch (e) {
+      return e instanceof Error ? e.message : 'Could not set the name.';
     }
   }
 

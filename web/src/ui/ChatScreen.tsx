@@ -25,6 +25,9 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
   const state = useChat(client);
   const [panel, setPanel] = useState<Panel>({ kind: 'none' });
   const [copied, setCopied] = useState(false);
+  const [editingName, setEditingName] = useState(false);
+  const [nameDraft, setNameDraft] = useState('');
+  const [nameError, setNameError] = useState<string | null>(null);
 
   function openConvo(id: string) {
     client.open(id);
@@ -51,7 +54,49 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
           {state.connection !== 'open' && state.connectionDetail ? ` (${state.connectionDetail})` : ''}
         </span>
         <span className="me">
-          <span className="me-name" data-testid="me-name">{state.me.username}</span>
+          {editingName ? (
+            <form
+              className="me-edit"
+              onSubmit={(e) => {
+                e.preventDefault();
+                void client.setDisplayName(nameDraft).then((why) => {
+                  setNameError(why);
+                  if (!why) setEditingName(false);
+                });
+              }}
+            >
+              <label>
+                <span className="visually-hidden">Your display name</span>
+                <input value={nameDraft} maxLength={128} autoFocus onChange={(e) => setNameDraft(e.target.value)} placeholder="Your name" />
+              </label>
+              <button type="submit" className="link">
+                Save
+              </button>
+              <button type="button" className="link" onClick={() => setEditingName(false)}>
+                Cancel
+              </button>
+              {nameError && (
+                <span className="error" role="alert">
+                  {nameError}
+                </span>
+              )}
+            </form>
+          ) : (
+            <button
+              type="button"
+              className="link me-name"
+              data-testid="me-name"
+              title="Set your display name"
+              onClick={() => {
+                setNameDraft(state.me.display_name ?? '');
+                setNameError(null);
+                setEditingName(true);
+              }}
+            >
+              {state.me.display_name ? `${state.me.display_name} (${state.me.username})` : state.me.username}
+              <span className="visually-hidden">: set your display name</span>
+            </button>
+          )}
           <button
             type="button"
             className="link me-id"

@@ -2,10 +2,11 @@ import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent 
 import type { Person } from '../api';
 import type { ChatClient } from '../chat';
 
-/** The entry being typed: what follows the last separator of the People field. */
+/** The entry being typed: what follows the last comma or semicolon of the People field (it
+ * may hold spaces: display names do). */
 function lastEntry(value: string): string {
-  const parts = value.split(/[\s,;]+/);
-  return (parts[parts.length - 1] ?? '').replace(/^@/, '');
+  const parts = value.split(/[,;]/);
+  return (parts[parts.length - 1] ?? '').trim().replace(/^@/, '');
 }
 
 export function NewConversation({
@@ -53,8 +54,9 @@ export function NewConversation({
   }, [typing, client]);
 
   function choose(p: Person) {
-    const cut = members.search(/@?[^\s,;]*$/); // where the entry being typed begins
-    setMembers(`${members.slice(0, cut)}${p.username}, `);
+    const cut = members.search(/[^,;]*$/); // where the entry being typed begins
+    const lead = cut > 0 ? ' ' : '';
+    setMembers(`${members.slice(0, cut)}${lead}${p.username}, `);
     asked.current++;
     setSuggestions([]);
     setActive(-1);
