@@ -281,8 +281,37 @@ describe('two people chat', () => {
     expect(await a.page.getByTestId('conversation-list').isVisible()).toBe(false);
   });
 
-  it('alice sets a display name and bob finds her by it', async () => {
+  it('in a group, alice sees who has seen her message, also after a reload', async () => {
     await a.page.setViewportSize({ width: 1200, height: 800 });
+    const c = await newUserPage(browser);
+    const carol = unique('carol');
+    await register(c.page, carol, password);
+    const group = unique('group-');
+    await a.page.getByRole('button', { name: 'New conversation' }).click();
+    await a.page.getByLabel('Title (optional)').fill(group);
+    await a.page.getByLabel('People').fill(`${bob}, ${carol}`);
+    await a.page.getByRole('button', { name: 'Start conversation' }).click();
+    await a.page.getByRole('heading', { name: group }).waitFor();
+    await send(a.page, 'hello both');
+    await until('alice\'s group message to be stored', async () => (await shownMessages(a.page))[0]?.seq === 1);
+    const seen = a.page.getByTestId('seen-by');
+    for (const [page, who] of [[b.page, bob], [c.page, carol]] as const) {
+      await openConversation(page, group);
+      await until(`${who} to show alice's message`, async () => (await shownMessages(page))[0]?.text === 'hello both');
+      await until(`alice to see that ${who} has seen it`, async () => ((await seen.textContent().catch(() => '')) ?? '').includes(who));
+    }
+    expect(await seen.textContent()).toMatch(/^Seen by /);
+    await a.page.reload();
+    await waitConnected(a.page);
+    await openConversation(a.page, group);
+    await until('"seen by" to come back after the reload', async () => {
+      const t = (await a.page.getByTestId('seen-by').textContent().catch(() => '')) ?? '';
+      return t.includes(bob) && t.includes(carol);
+    });
+    await c.ctx.close();
+  });
+
+  it('alice sets a display name and bob finds her by it', async () => {
     const full = `Alice ${unique('Liddell')}`;
     await a.page.getByTestId('me-name').click();
     await a.page.getByLabel('Your display name').fill(`  ${full}  `);

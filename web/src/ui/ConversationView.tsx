@@ -143,6 +143,19 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     setAtBottom(true);
   }
 
+  // "seen by" under my latest message, in groups (in a pair the tick says it)
+  const myLast = [...log.messages].reverse().find((m) => m.sender_id === me && !m.deleted);
+  const seenBy =
+    myLast && others.length > 1
+      ? others.filter((m) => (receipts.readBy[m.user_id] ?? 0) >= myLast.seq_no).map((m) => m.username ?? nameOf(state.names, m.user_id))
+      : [];
+  const seenText =
+    seenBy.length === 0
+      ? ''
+      : seenBy.length <= 3
+        ? `Seen by ${seenBy.join(', ')}`
+        : `Seen by ${seenBy.slice(0, 3).join(', ')} and ${seenBy.length - 3} more`;
+
   const newBelow = log.messages.filter((m) => m.seq_no > lastSeen && m.sender_id !== me && !m.deleted).length;
 
   function send() {
@@ -235,6 +248,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             ),
             <MessageItem
               key={m.seq_no}
+              seenText={m === myLast ? seenText : ''}
               m={m}
               mine={m.sender_id === me}
               sender={nameOf(state.names, m.sender_id)}
@@ -301,8 +315,11 @@ function MessageItem({
   mine,
   sender,
   tick,
+  seenText,
   onChange,
 }: {
+  /** "Seen by …" under my latest message in a group, else "" */
+  seenText: string;
   m: Message;
   mine: boolean;
   sender: string;
@@ -397,6 +414,11 @@ function MessageItem({
           </>
         )}
       </span>
+      {seenText && (
+        <span className="seen-by" data-testid="seen-by">
+          {seenText}
+        </span>
+      )}
       {problem && (
         <span className="error" role="alert">
           {problem}
