@@ -9,8 +9,13 @@
  * later ones "duplicate"). A pending send is settled by its ack, by a failed produce (ack
  * error "unavailable"), or after ack-timeout-ms (ack error "timeout": the outcome is
  * unknown, and a retry with the same client_msg_id is safe because the processor
- * deduplicates). An entry is freed once settled and once its delivery report is in, since
- * the report points at it.
+ * deduplicates). An entry is freed once settled.
+ *
+ * The producer reports only failed deliveries (delivery.report.only.error): a success needs no
+ * word, since the ack comes from the processor, and a report per request woke the loop once
+ * per message. A report names what it is about by a number, never a pointer, so an entry
+ * settled before its report is simply not found: a send by its entry's seq, found on
+ * pending_all; a read marker, edit or delete by its connection's id.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +29,7 @@ struct gw_pending {
     kc_list_node_t all;      /* on g->pending_all */
     uint64_t conn_id;
     uint64_t t0_ns;
-    int dr_waiting;
-    int settled;
+    uint64_t seq; /* names it in a delivery report */
     char *client_msg_id; /* points into key */
     size_t klen;
     char key[]; /* sender \0 client_msg_id \0 */
@@ -38,7 +42,6 @@ void gw_commands_init(gw_t *g)
 
 void gw_commands_destroy(gw_t *g)
 {
-    /* Called after the producer is flushed and destroyed: no report will come any more. */
     for (kc_list_node_t *n; (n = kc_list_pop_front(&g->pending_all));)
         free(KC_LIST_ENTRY(n, gw_pending_t, all));
     kc_map_destroy(g->pending, NULL);
@@ -66,8 +69,7 @@ void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *
     count_ack(g, "error");
 }
 
-/* Unlinks p from its key's FIFO and from the creation-order list, settles it, and frees it
- * unless its delivery report is still to come. */
+/* Unlinks p from its key's FIFO and from the creation-order list and frees it. */
 static void settle(gw_t *g, gw_pending_t *p)
 {
     gw_pending_t *head = kc_map_get(g->pending, p->key, p->klen);
@@ -88,9 +90,7 @@ static void settle(gw_t *g, gw_pending_t *p)
     gw_conn_t *c = gw_conn_find(g, p->conn_id);
     if (c && c->inflight)
         c->inflight--;
-    p->settled = 1;
-    if (!p->dr_waiting)
-        free(p);
+    free(p);
 }
 
 static int produce(gw_t *g, const char *convo_id, kc_buf_t *val, void *opaque)
@@ -151,8 +151,8 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     p->client_msg_id = p->key + slen + 1;
     p->conn_id = c->id;
     p->t0_ns = kc_mono_ns();
-    p->dr_waiting = 1;
-    if (produce(g, convo_id, &out, p) != 0) {
+    p->seq = ++g->next_pending_seq;
+    if (produce(g, convo_id, &out, (void *)(uintptr_t)(p->seq << 1)) != 0) {
         free(p);
         kc_buf_free(&out);
         gw_ack_error(g, c, client_msg_id, "unavailable",
@@ -249,8 +249,11 @@ void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     (void)rk;
     gw_t *g = opaque;
     uintptr_t tag = (uintptr_t)m->_private;
+    if (!m->err)
+        return;
+    kc_counter_inc(g->m.produce_errors);
     if (tag & 1) {
-        gw_conn_t *c = m->err ? gw_conn_find(g, (uint64_t)(tag >> (TAG_KIND_BITS + 1))) : NULL;
+        gw_conn_t *c = gw_conn_find(g, (uint64_t)(tag >> (TAG_KIND_BITS + 1)));
         unsigned kind = (unsigned)(tag >> 1) & ((1u << TAG_KIND_BITS) - 1);
         char in_reply_to[48];
         kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"",
@@ -259,16 +262,18 @@ void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             gw_send_error(g, c, "unavailable", "the change could not be written", in_reply_to);
         return;
     }
-    gw_pending_t *p = m->_private;
-    if (!p)
-        return;
-    p->dr_waiting = 0;
-    if (p->settled) {
-        free(p);
-        return;
+    /* a send: its entry, unless its ack or its timeout settled it already */
+    uint64_t seq = (uint64_t)(tag >> 1);
+    gw_pending_t *p = NULL;
+    KC_LIST_FOREACH(n, &g->pending_all)
+    {
+        gw_pending_t *q = KC_LIST_ENTRY(n, gw_pending_t, all);
+        if (q->seq == seq) {
+            p = q;
+            break;
+        }
     }
-    if (m->err) {
-        kc_counter_inc(g->m.produce_errors);
+    if (p) {
         gw_conn_t *c = gw_conn_find(g, p->conn_id);
         if (c)
             gw_ack_error(g, c, p->client_msg_id, "unavailable",

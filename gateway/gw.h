@@ -212,6 +212,7 @@ typedef struct gw {
     /* commands.c */
     kc_map_t *pending; /* sender \0 client_msg_id -> FIFO of gw_pending_t */
     kc_list_t pending_all; /* of gw_pending_t, in creation order, for expiry */
+    uint64_t next_pending_seq;
     /* presence.c */
     kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
     kc_buf_t receipts[KC_CHAT_MAX_SLOTS]; /* receipts gathered for each slot this turn */

@@ -312,7 +312,9 @@ static int start(void *arg, char *err, size_t errlen)
     ko.check_name = "kafka_producer";
     ko.dr_msg_cb = gw_producer_dr;
     ko.opaque = g;
-    const char *const povr[] = {"linger.ms", "0", NULL};
+    /* only failures are reported (commands.c): a report per request woke the loop once per
+     * message for nothing */
+    const char *const povr[] = {"linger.ms", "0", "delivery.report.only.error", "true", NULL};
     rk = kc_kafka_producer_new(&ko, povr, err, errlen);
     if (!rk ||
         kc_kafka_bind(&g->producer, g->app.loop, rk, on_producer_events, g, err, errlen) != 0)

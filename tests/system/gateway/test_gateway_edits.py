@@ -135,3 +135,42 @@ def test_edit_and_delete_over_rest():
         r = rest(who, method, p, body_)
         assert (r.status, r.code) == (status, code), (method, p, body_, r)
     assert history(ann, convo)[1]["content"] == "rest edited"
+
+
+def test_a_command_kafka_refuses_is_answered_and_the_socket_stays(tmp_path, brokers):
+    """The producer reports only failures: a message.send whose record the broker refuses
+    (larger than its topic allows) gets an ack with error unavailable, a message.edit an
+    error in reply to it, and the connection serves on."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kchat_testkit.gateway import Gateway, token
+    import uuid as _uuid
+    import websockets
+    topic = f"chat.commands.small.{_uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": brokers})
+    admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "1000"})])[
+        topic].result(30)
+    gw = Gateway(tmp_path, args=[f"--commands-topic={topic}"])
+    try:
+        async def body():
+            ann = User()
+            ws = await websockets.connect(gw.url(), additional_headers={
+                "Authorization": "Bearer " + token(ann.id)}, max_size=None)
+            big = "x" * 4000
+            await send(ws, type="message.send", convo_id="c_refused", client_msg_id="big-1",
+                       content=big)
+            ack, _ = await recv_until(ws, is_type("ack"), timeout=60)
+            assert (ack["client_msg_id"], ack["status"], ack["error"]["code"]) == (
+                "big-1", "error", "unavailable"), ack
+            await send(ws, type="message.edit", convo_id="c_refused", seq_no=1, content=big)
+            f, _ = await recv_until(ws, is_type("error"), timeout=60)
+            assert (f["error"]["code"], f["in_reply_to"]) == ("unavailable", "message.edit"), f
+            # still served: a bad frame gets its error at once
+            await send(ws, type="message.read", convo_id="c_refused")
+            f, _ = await recv_until(ws, is_type("error"))
+            assert f["error"]["code"] == "invalid"
+            await ws.close()
+        asyncio.run(body())
+        assert gw.metric("kchat_gateway_produce_errors_total") >= 2
+    finally:
+        gw.stop()
+        admin.delete_topics([topic])
