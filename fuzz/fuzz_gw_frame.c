@@ -40,6 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(id_ok(in.convo_id));
             CHECK(in.seq_no >= 1 && in.seq_no < (INT64_C(1) << 53));
             break;
+        case GW_IN_EDIT:
+            CHECK(id_ok(in.convo_id));
+            CHECK(in.seq_no >= 1 && in.seq_no < (INT64_C(1) << 53));
+            CHECK(in.content_len > 0 && in.content_len == strlen(in.content));
+            CHECK(kc_utf8_valid(in.content, in.content_len));
+            break;
+        case GW_IN_DELETE:
+            CHECK(id_ok(in.convo_id));
+            CHECK(in.seq_no >= 1 && in.seq_no < (INT64_C(1) << 53));
+            break;
         case GW_IN_SYNC:
             CHECK(id_ok(in.convo_id));
             CHECK(in.seq_no >= 0 && in.seq_no < (INT64_C(1) << 53));
