@@ -171,6 +171,10 @@ struct api_req {
 void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp);
 /* Answers r (a JSON body, taken) and frees it. */
 void api_reply(api_req_t *r, int status, kc_buf_t *body);
+/* Counts one event of a flood (a refusal, an outage) and logs it at most once a second
+ * through rl, with two fields and how many lines were suppressed since the last. */
+void api_count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *what,
+                       const char *k1, const char *v1, const char *k2, const char *v2);
 /* Answers a query of one JSON column: its one row (with status), 404 not_found `missing`
  * without a row, or 503 "the <what> could not be read" when the query failed. */
 void api_reply_row(api_req_t *r, const PGresult *res, const char *err, int status,

@@ -122,16 +122,6 @@ void api_auth_close(api_t *a)
 
 /* Counts one event in counter and logs it (what, with two string fields and the count of
  * lines suppressed since the last) at most once a second. */
-static void count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *what,
-                          const char *k1, const char *v1, const char *k2, const char *v2)
-{
-    kc_counter_inc(counter);
-    long long suppressed;
-    if (kc_ratelog_ok(rl, kc_mono_ns(), &suppressed))
-        kc_log_kv(KC_LOG_WARN,
-                  KC_FIELDS(KC_STR(k1, v1), KC_STR(k2, v2), KC_INT("suppressed", suppressed)),
-                  "%s", what);
-}
 
 /* Why a login or registration is refused before any password work: the reason label of
  * kchat_api_auth_refusals_total. */
@@ -187,7 +177,7 @@ static void refuse(api_req_t *r, int status, refusal_t why, const char *code,
                    const char *message, long long retry_ms)
 {
     api_t *a = r->a;
-    count_and_log(refusals(a, why), &a->refusal_log, "auth request refused", "reason",
+    api_count_and_log(refusals(a, why), &a->refusal_log, "auth request refused", "reason",
                   refusal_reasons[why], "client", r->client);
     long long secs = (retry_ms + 999) / 1000;
     api_refuse(r, status, code, message, secs < 1 ? 1 : secs > 86400 ? 86400 : (int)secs);
@@ -196,7 +186,7 @@ static void refuse(api_req_t *r, int status, refusal_t why, const char *code,
 /* Redis did not answer a throttle check: the request goes on unthrottled (fail open). */
 static void throttle_unavailable(api_t *a, const char *err)
 {
-    count_and_log(throttle_skipped(a), &a->redis_log,
+    api_count_and_log(throttle_skipped(a), &a->redis_log,
                   "the login throttle cannot reach Redis: letting requests through", "error", err,
                   "effect", "fail open");
 }
@@ -379,10 +369,9 @@ static const char FAIL_LUA[] =
     "end\n"
     "return 0\n";
 
-/* KEYS: the address's registrations. ARGV: the limit, the window ms. Returns 0 (counted), or
- * the ms until the window ends. */
-/* A window counter: KEYS[1] counts up to ARGV[1] requests per ARGV[2] ms; 0 when this one
- * may go on, else the ms until the window ends. */
+/* A window counter (registrations per address, people lookups per user): KEYS[1] counts up
+ * to ARGV[1] requests per ARGV[2] ms; 0 when this one may go on (counted), else the ms until
+ * the window ends. */
 static const char WINDOW_LUA[] =
     "local n = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if n >= tonumber(ARGV[1]) then\n"
@@ -566,11 +555,10 @@ void api_auth_register(api_req_t *r)
         enqueue(r, s);
         return;
     }
-    char key[sizeof(API_THROTTLE_REGISTER) + KC_HTTP_PEER_MAX], limit[24];
+    char key[sizeof(API_THROTTLE_REGISTER) + KC_HTTP_PEER_MAX];
     (void)kc_strlcpyf(key, sizeof(key), API_THROTTLE_REGISTER "%s", r->client);
-    (void)kc_strlcpyf(limit, sizeof(limit), "%lld", a->cfg.register_per_address_hour);
-    const char *args[] = {key, limit, "3600000"};
-    if (eval(a, on_register_checked, r, WINDOW_LUA, 1, args, 3) != 0) {
+    if (api_throttle_window(a, key, a->cfg.register_per_address_hour, 3600000,
+                            on_register_checked, r) != 0) {
         throttle_unavailable(a, "not connected");
         enqueue(r, s);
     }

@@ -207,7 +207,8 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
         kc_buf_json_str(&b, id, strlen(id));
         kc_buf_puts(&b, "\",\"title\":\"");
         kc_buf_json_str(&b, title, strlen(title));
-        kc_buf_puts(&b, kc_id_is_direct(id, strlen(id)) ? "\",\"kind\":\"direct" : "\",\"kind\":\"group");
+        kc_buf_puts(&b, kc_id_is_direct(id, strlen(id)) ? "\",\"kind\":\"direct"
+                                                        : "\",\"kind\":\"group");
         kc_buf_puts(&b, "\",\"created_by\":\"");
         kc_buf_json_str(&b, by, strlen(by));
         kc_buf_puts(&b, "\",\"created_at\":");
@@ -400,17 +401,10 @@ static void check_users(api_req_t *r)
 static void on_direct_read(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
-    if (err) {
-        api_error(r, 503, "unavailable", "the conversation could not be read");
-        return;
-    }
-    if (PQntuples(res) == 1) {
-        kc_buf_t b = {0};
-        kc_buf_puts(&b, PQgetvalue(res, 0, 0));
-        api_reply(r, 200, &b);
-        return;
-    }
-    check_users(r);
+    if (!err && res && PQntuples(res) == 0)
+        check_users(r);
+    else
+        api_reply_row(r, res, err, 200, "conversation", "no such conversation");
 }
 
 static void create_direct(api_req_t *r, change_t *c)

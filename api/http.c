@@ -88,6 +88,17 @@ static void answer(api_req_t *r, kc_http_resp_t *resp)
     stop_if_drained(a);
 }
 
+void api_count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *what,
+                       const char *k1, const char *v1, const char *k2, const char *v2)
+{
+    kc_counter_inc(counter);
+    long long suppressed;
+    if (kc_ratelog_ok(rl, kc_mono_ns(), &suppressed))
+        kc_log_kv(KC_LOG_WARN,
+                  KC_FIELDS(KC_STR(k1, v1), KC_STR(k2, v2), KC_INT("suppressed", suppressed)),
+                  "%s", what);
+}
+
 void api_reply_row(api_req_t *r, const PGresult *res, const char *err, int status,
                    const char *what, const char *missing)
 {

@@ -18,8 +18,9 @@ int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, 
             const char *end = strchr(p, '/');
             size_t n = end ? (size_t)(end - p) : strlen(p);
             if (is_id) {
-                bad |= !kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
-                if (kc_id_valid(p, n, idsize - 1)) {
+                int ok = kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
+                bad |= !ok;
+                if (ok) {
                     memcpy(id, p, n);
                     id[n] = '\0';
                 }

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "api.h"
-#include "kchat/log.h"
 
 /* A user as the REST object; u is the users table. */
 #define USER_JSON                                                                                \
@@ -68,9 +67,10 @@ static void on_lookup_counted(void *arg, const redisReply *reply, const char *er
 {
     api_req_t *r = arg;
     if (err || !reply || reply->type != REDIS_REPLY_INTEGER) {
-        kc_counter_inc(lookups_skipped(r->a));
-        kc_log_warn("the people lookup throttle cannot reach Redis: letting it through (%s)",
-                    err ? err : reply && reply->str ? reply->str : "bad reply");
+        api_count_and_log(lookups_skipped(r->a), &r->a->redis_log,
+                          "the people lookup throttle cannot reach Redis: letting it through",
+                          "error", err ? err : reply && reply->str ? reply->str : "bad reply",
+                          "effect", "fail open");
         find_people(r);
         return;
     }

@@ -172,33 +172,60 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     c->inflight++;
 }
 
-/* A command whose outcome the connection learns from the events (no ack): read markers,
- * edits and deletes. A delivery report's failure tells the connection: its id shifted left,
- * tagged by the low bit (a pending entry's address never has it), the frame's kind above it. */
-#define TAG_KIND_BITS 2
-static const char *const TAGGED[] = {"message.read", "message.edit", "message.delete"};
+/* Commands whose outcome the connection learns from the events (no ack), with the frame
+ * each comes from: the in_reply_to of an error about it, whether the gateway refuses it, the
+ * producer fails it or the processor rejects it (deliveries.c, by the command's name). A
+ * delivery report's failure tells the connection: its id shifted left, tagged by the low bit
+ * (a send's number is shifted left and never has it), the row of this table above it. */
+#define TAG_ROW_BITS 2
+static const struct {
+    kc_chat_command_kind_t kind;
+    const char *frame;
+} UNACKED[] = {
+    {KC_CMD_SET_READ_MARKER, "message.read"},
+    {KC_CMD_EDIT_MESSAGE, "message.edit"},
+    {KC_CMD_DELETE_MESSAGE, "message.delete"},
+};
 
-static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
-                            kc_chat_command_t *cmd, unsigned kind)
+const char *gw_unacked_frame(const char *command_type, size_t n)
+{
+    for (size_t i = 0; i < KC_ARRAY_LEN(UNACKED); i++) {
+        const char *name = kc_chat_command_kind_name(UNACKED[i].kind);
+        if (strlen(name) == n && memcmp(name, command_type, n) == 0)
+            return UNACKED[i].frame;
+    }
+    return NULL;
+}
+
+static void unacked_error(gw_t *g, gw_conn_t *c, size_t row, const char *code, const char *msg)
 {
     char in_reply_to[48];
-    kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"", TAGGED[kind]);
+    kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"", UNACKED[row].frame);
+    gw_send_error(g, c, code, msg, in_reply_to);
+}
+
+static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
+                            kc_chat_command_t *cmd)
+{
+    size_t row = 0;
+    while (UNACKED[row].kind != cmd->kind)
+        row++;
     if (gw_rate_take(g, c) != 0) {
-        gw_send_error(g, c, "rate_limited", "too many frames: slow down", in_reply_to);
+        unacked_error(g, c, row, "rate_limited", "too many frames: slow down");
         return;
     }
     kc_buf_t out = {0};
     command_encode(g, c, convo_id, cmd, &out);
-    uintptr_t tag = ((uintptr_t)c->id << (TAG_KIND_BITS + 1)) | ((uintptr_t)kind << 1) | 1;
+    uintptr_t tag = ((uintptr_t)c->id << (TAG_ROW_BITS + 1)) | ((uintptr_t)row << 1) | 1;
     if (produce(g, convo_id, &out, (void *)tag) != 0)
-        gw_send_error(g, c, "unavailable", "the change could not be queued", in_reply_to);
+        unacked_error(g, c, row, "unavailable", "the change could not be queued");
     kc_buf_free(&out);
 }
 
 void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
 {
     kc_chat_command_t cmd = {.kind = KC_CMD_SET_READ_MARKER, .seq_no = seq_no};
-    command_unacked(g, c, convo_id, &cmd, 0);
+    command_unacked(g, c, convo_id, &cmd);
 }
 
 void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
@@ -208,7 +235,7 @@ void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t 
                              .seq_no = seq_no};
     if (content)
         cmd.content = (kc_str_t){content, content_len};
-    command_unacked(g, c, convo_id, &cmd, content ? 1 : 2);
+    command_unacked(g, c, convo_id, &cmd);
 }
 
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s)
@@ -253,23 +280,23 @@ void gw_producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     kc_counter_inc(g->m.produce_errors);
     if (tag & 1) {
-        gw_conn_t *c = gw_conn_find(g, (uint64_t)(tag >> (TAG_KIND_BITS + 1)));
-        unsigned kind = (unsigned)(tag >> 1) & ((1u << TAG_KIND_BITS) - 1);
-        char in_reply_to[48];
-        kc_strlcpyf(in_reply_to, sizeof(in_reply_to), "\"in_reply_to\":\"%s\"",
-                    TAGGED[kind < KC_ARRAY_LEN(TAGGED) ? kind : 0]);
-        if (c)
-            gw_send_error(g, c, "unavailable", "the change could not be written", in_reply_to);
+        gw_conn_t *c = gw_conn_find(g, (uint64_t)(tag >> (TAG_ROW_BITS + 1)));
+        size_t row = (size_t)(tag >> 1) & ((1u << TAG_ROW_BITS) - 1);
+        if (c && row < KC_ARRAY_LEN(UNACKED))
+            unacked_error(g, c, row, "unavailable", "the change could not be written");
         return;
     }
-    /* a send: its entry, unless its ack or its timeout settled it already */
+    /* a send: its entry, unless its ack or its timeout settled it already. pending_all is in
+     * creation order, so in increasing seq: the walk stops at the first later one, and the
+     * failures of an outage, reported in the order the records were produced, are each
+     * found near the front. */
     uint64_t seq = (uint64_t)(tag >> 1);
     gw_pending_t *p = NULL;
     KC_LIST_FOREACH(n, &g->pending_all)
     {
         gw_pending_t *q = KC_LIST_ENTRY(n, gw_pending_t, all);
-        if (q->seq == seq) {
-            p = q;
+        if (q->seq >= seq) {
+            p = q->seq == seq ? q : NULL;
             break;
         }
     }

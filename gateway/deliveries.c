@@ -128,11 +128,9 @@ static int event_frame(const kc_chat_event_t *ev, ev_frame_t *out)
             return 0; /* the ack says it */
         out->type = "error";
         out->rejected_other = 1;
-        const char *what = ct.n == 13 && memcmp(ct.p, "SetReadMarker", 13) == 0 ? "message.read"
-                           : ct.n == 11 && memcmp(ct.p, "EditMessage", 11) == 0 ? "message.edit"
-                           : ct.n == 13 && memcmp(ct.p, "DeleteMessage", 13) == 0
-                               ? "message.delete"
-                               : "command";
+        const char *what = gw_unacked_frame(ct.p, ct.n);
+        if (!what)
+            what = "command";
         kc_buf_puts(b, "{\"type\":\"error\",\"error\":{");
         gw_json_kv(b, 0, "code", ev->reason.p, ev->reason.n);
         put_str(b, "message", ev->message);

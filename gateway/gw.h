@@ -335,6 +335,9 @@ void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq
  * member gets, or as an error frame in_reply_to the frame's type. */
 void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
                            const char *content, size_t content_len);
+/* The client frame a command without an ack comes from ("message.read" for SetReadMarker,
+ * ...), by the command's record name; NULL for any other command. */
+const char *gw_unacked_frame(const char *command_type, size_t n);
 /* The ack for (sender, client_msg_id) arrived: returns the id of the connection that waits
  * for it (0 when none) and forgets it; latency_s is set from the send. */
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s);

@@ -213,8 +213,8 @@ int kc_id_direct(char *out, size_t size, const char *a, size_t alen, const char 
         return -EINVAL;
     /* The pair in byte order, each with its length: (a, b) and (b, a) are one input, and no
      * two pairs are. */
-    int swap = memcmp(a, b, alen < blen ? alen : blen) > 0 ||
-               (memcmp(a, b, alen < blen ? alen : blen) == 0 && alen > blen);
+    int cmp = memcmp(a, b, alen < blen ? alen : blen);
+    int swap = cmp > 0 || (cmp == 0 && alen > blen);
     const char *lo = swap ? b : a, *hi = swap ? a : b;
     size_t lolen = swap ? blen : alen, hilen = swap ? alen : blen;
     static const char domain[] = "kchat direct conversation v1";

@@ -52,7 +52,6 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const [dividerSeq] = useState<number | null>(() => (conv && conv.unread > 0 ? conv.last_seq - conv.unread + 1 : null));
   const placed = useRef(false);
   const [atBottom, setAtBottom] = useState(true);
-  const [lastSeen, setLastSeen] = useState(0);
   const [text, setText] = useState('');
   const [sendError, setSendError] = useState<string | null>(null);
   const composerId = useId();
@@ -117,10 +116,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           const half = e.intersectionRatio >= 0.5 || e.intersectionRect.height >= (e.rootBounds?.height ?? Infinity) / 2;
           if (e.isIntersecting && half) max = Math.max(max, Number((e.target as HTMLElement).dataset.seq) || 0);
         }
-        if (max > 0) {
-          setLastSeen((s) => Math.max(s, max));
-          client.sawUpTo(id, max);
-        }
+        if (max > 0) client.sawUpTo(id, max);
       },
       { root, threshold: [0, 0.25, 0.5, 0.75, 1] },
     );
@@ -156,7 +152,8 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         ? `Seen by ${seenBy.join(', ')}`
         : `Seen by ${seenBy.slice(0, 3).join(', ')} and ${seenBy.length - 3} more`;
 
-  const newBelow = log.messages.filter((m) => m.seq_no > lastSeen && m.sender_id !== me && !m.deleted).length;
+  // what has not been on screen yet is what the conversation counts unread (chat.ts)
+  const newBelow = conv?.unread ?? 0;
 
   function send() {
     const err = client.sendMessage(id, text);
