@@ -5,7 +5,8 @@
  *                    it (errors, metrics by route and status); every request is an api_req_t
  *   auth.c           register / login / refresh: Argon2id off the loop, tokens; the guessing
  *                    throttle (Redis) and the fair queue of password work (throttle.c)
- *   conversations.c  create, list, get, add members, read marker
+ *   conversations.c  create, list, get, rename and topic, add and remove members, roles,
+ *                    read marker
  *   users.c          find a user by exact username, or read one by id
  *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
  *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
@@ -39,6 +40,7 @@ struct kc_schemas;
 
 #define API_MAX_POOL 16
 #define API_TITLE_MAX 256   /* bytes, as the processor allows */
+#define API_TOPIC_MAX 1024  /* bytes, as the processor allows */
 #define API_ID_MAX 128      /* the processor's default max-id-bytes */
 #define API_PASSWORD_MIN 8
 #define API_PASSWORD_MAX 1024
@@ -153,6 +155,7 @@ struct api_req {
     char user_id[KC_JWT_SUB_MAX + 1];
     char username[KC_JWT_NAME_MAX + 1];
     char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's or a user's), checked */
+    char member_id[API_ID_MAX + 1]; /* the :user_id of the path (a member's id), checked */
     long long seq;                 /* the :seq of the path (a seq_no), checked */
     char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
     int client_is_proxy;           /* ... is one of --trusted-proxies: no per-address limits */
@@ -254,6 +257,12 @@ void api_convo_create(api_req_t *r);
 void api_convo_list(api_req_t *r);
 void api_convo_get(api_req_t *r);
 void api_convo_add_members(api_req_t *r);
+/* PATCH /conversations/:id {title?, topic?}: UpdateConversation. */
+void api_convo_update(api_req_t *r);
+/* DELETE /conversations/:id/members/:user_id: RemoveMembers of one user (oneself: leave). */
+void api_convo_remove_member(api_req_t *r);
+/* PATCH /conversations/:id/members/:user_id {role}: SetRole. */
+void api_convo_set_role(api_req_t *r);
 void api_convo_read(api_req_t *r);
 
 /* messages.c */

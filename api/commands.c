@@ -1,8 +1,8 @@
 /* commands.c - REST changes as Commands on chat.commands, and waiting for their outcome.
  *
- * A change (create a conversation, add members, a read marker) is a Command (Avro, Confluent
- * wire format, written by kchat/chat.h; keyed by convo_id, origin "api:<instance>") sent with
- * the idempotent producer.
+ * A change (create or rename a conversation, add or remove members, a role, a read marker)
+ * is a Command (Avro, Confluent wire format, written by kchat/chat.h; keyed by convo_id,
+ * origin "api:<instance>") sent with the idempotent producer.
  * The request then waits, under its command_id, for the projector's
  *   NOTIFY kchat_applied '{"command_id":..., "type":..., "reason":..., "message":...}'
  * which it sends once the event is in the read models: the answer reads its own write. The
@@ -216,7 +216,8 @@ int api_reject_status(const char *reason)
         {"not_member", 404},         {"no_such_conversation", 404}, {"conversation_exists", 409},
         {"invalid", 400},            {"too_large", 400},            {"no_such_message", 400},
         {"too_old", 409},            {"not_author", 403},           {"deleted", 409},
-        {"direct_conversation", 409},
+        {"direct_conversation", 409}, {"not_allowed", 403},         {"no_such_member", 404},
+        {"last_owner", 409},
     };
     for (size_t i = 0; i < KC_ARRAY_LEN(map); i++)
         if (strcmp(map[i].reason, reason) == 0)

@@ -1,9 +1,13 @@
-/* conversations.c - create, list, get, add members, read marker.
+/* conversations.c - create, list, get, rename and topic, add and remove members (and
+ * leave), roles, read marker.
  *
  * Reads come from the Postgres read model (schema rm, owned by the projector), built into
  * JSON by Postgres itself. Only members see a conversation: for anyone else it does not
- * exist (404), so ids cannot be probed. Changes are Commands (commands.c); the answer is
- * the conversation read back after the projector reports the event applied.
+ * exist (404), so ids cannot be probed (a former member too: their history stays readable
+ * up to when they left, see messages.c, but not the conversation). Changes are Commands
+ * (commands.c), decided by the processor (who may rename, add, remove, change roles); the
+ * answer is the conversation read back after the projector reports the event applied, or
+ * 204 for a removal (the caller may be the one removed).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +24,17 @@
     " FROM (SELECT user_id, read_seq FROM rm.members WHERE convo_id = " id " AND read_seq > 0 "  \
     "       ORDER BY read_seq DESC, user_id LIMIT 50) r)"
 
+/* The members' roles of conversation `id` as {user_id: "owner"|"admin"|"member"}: every
+ * member (the Redis list says the same: its roles hash holds owners and admins, absent is a
+ * plain member). */
+#define ROLES_JSON(id)                                                                            \
+    "(SELECT coalesce(json_object_agg(m.user_id, m.role ORDER BY m.user_id), '{}'::json) "       \
+    " FROM rm.members m WHERE m.convo_id = " id ")"
+
 /* A conversation as the REST object; c is rm.conversations, me the caller's rm.members row. */
 #define CONVO_JSON                                                                                \
-    "json_build_object('id', c.convo_id, 'title', c.title, 'created_by', c.created_by, "         \
+    "json_build_object('id', c.convo_id, 'title', c.title, 'topic', c.topic, "                   \
+    "'created_by', c.created_by, "                                                                \
     "'kind', CASE WHEN left(c.convo_id, 2) = '" KC_ID_DIRECT_PREFIX "' THEN 'direct' "            \
     "        ELSE 'group' END, "                                                                  \
     "'created_at', " API_ISO("c.created_at") ", 'last_seq', c.last_seq, "                     \
@@ -34,6 +46,7 @@
     "                 '{}'::json) FROM rm.members m JOIN users u ON u.user_id = m.user_id "         \
     "                 WHERE m.convo_id = c.convo_id), "                                           \
     "'receipts', " RECEIPTS_JSON("c.convo_id") ", "                                               \
+    "'roles', " ROLES_JSON("c.convo_id") ", "                                                     \
     "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
     "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
 
@@ -42,8 +55,9 @@ typedef struct {
     const char **members;
     size_t nmembers;
     long long seq_no;
-    int status; /* of the final answer */
-    int direct; /* POST /conversations of kind direct: the pair's one conversation */
+    int status;  /* of the final answer */
+    int direct;  /* POST /conversations of kind direct: the pair's one conversation */
+    int no_body; /* DELETE .../members/:user_id: 204 once applied, nothing read back */
 } change_t;
 
 static void change_free(void *p)
@@ -94,8 +108,9 @@ void api_convo_get(api_req_t *r)
 /* ---- GET /conversations: the Redis read model, else Postgres ---- */
 
 /* ARGV: user, limit. Returns {1, n, then per conversation: id, title, created_by,
- * created_at, last_seq, last_activity, last_message ('' when none), read_seq, the number of
- * members, the members (sorted)}, or {-1} without a generation, {-3} for a conversation
+ * created_at, last_seq, last_activity, last_message ('' when none), topic ('' when none),
+ * read_seq, the number of members, then each member (sorted) and its role ("member" when
+ * the roles hash does not name it)}, or {-1} without a generation, {-3} for a conversation
  * only partly there (a projector mid-batch): the caller then asks Postgres. */
 static const char LIST_LUA[] =
     "local gen = redis.call('GET', '" KC_REDIS_RM_GEN "')\n"
@@ -106,15 +121,21 @@ static const char LIST_LUA[] =
     "local out = {1, #ids}\n"
     "for _, id in ipairs(ids) do\n"
     "  local h = redis.call('HMGET', p .. '" KC_RM_CONVO ":' .. id, 'title', 'created_by', 'created_at',\n"
-    "                       'last_seq', 'last_activity', 'last_message')\n"
+    "                       'last_seq', 'last_activity', 'last_message', 'topic')\n"
     "  if not h[1] or not h[3] or not h[5] then return {-3} end\n"
     "  local ms = redis.call('SMEMBERS', p .. '" KC_RM_MEMBERS ":' .. id)\n"
     "  table.sort(ms)\n"
+    "  local rs = redis.call('HGETALL', p .. '" KC_RM_ROLES ":' .. id)\n"
+    "  local role = {}\n"
+    "  for i = 1, #rs - 1, 2 do role[rs[i]] = rs[i + 1] end\n"
     "  out[#out + 1] = id\n"
-    "  for i = 1, 6 do out[#out + 1] = h[i] or '' end\n"
+    "  for i = 1, 7 do out[#out + 1] = h[i] or '' end\n"
     "  out[#out + 1] = redis.call('HGET', p .. '" KC_RM_READ ":' .. id, u) or '0'\n"
     "  out[#out + 1] = #ms\n"
-    "  for _, m in ipairs(ms) do out[#out + 1] = m end\n"
+    "  for _, m in ipairs(ms) do\n"
+    "    out[#out + 1] = m\n"
+    "    out[#out + 1] = role[m] or 'member'\n"
+    "  end\n"
     "end\n"
     "return out\n";
 
@@ -176,6 +197,10 @@ static void add_names(api_req_t *r, kc_buf_t *list)
     kc_buf_free(list);
 }
 
+/* Elements of LIST_LUA's answer per conversation before its members: id, the 7 fields of
+ * the hash, read_seq, the number of members. */
+#define LIST_HEAD 10
+
 static void on_list_redis(void *arg, const redisReply *rep, const char *err)
 {
     api_req_t *r = arg;
@@ -190,23 +215,27 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
     kc_buf_t b = {0};
     kc_buf_puts(&b, "[");
     for (long long k = 0; k < n; k++) {
-        if (i + 9 > rep->elements)
+        if (i + LIST_HEAD > rep->elements)
             goto bad;
         const char *id = str_of(rep->element[i]), *title = str_of(rep->element[i + 1]),
                    *by = str_of(rep->element[i + 2]), *created = str_of(rep->element[i + 3]),
                    *last_seq = str_of(rep->element[i + 4]),
                    *activity = str_of(rep->element[i + 5]), *last = str_of(rep->element[i + 6]),
-                   *read = str_of(rep->element[i + 7]);
-        const redisReply *nm = rep->element[i + 8];
-        if (!id || !title || !by || !last_seq || !last || !read ||
-            nm->type != REDIS_REPLY_INTEGER || i + 9 + (size_t)nm->integer > rep->elements)
+                   *topic = str_of(rep->element[i + 7]), *read = str_of(rep->element[i + 8]);
+        const redisReply *nm = rep->element[i + 9];
+        if (!id || !title || !by || !last_seq || !last || !topic || !read ||
+            nm->type != REDIS_REPLY_INTEGER || nm->integer < 0 ||
+            (size_t)nm->integer > (rep->elements - i - LIST_HEAD) / 2)
             goto bad;
+        size_t nmem = (size_t)nm->integer;
         long long ls = *last_seq ? strtoll(last_seq, NULL, 10) : 0;
         long long rs = strtoll(read, NULL, 10);
         kc_buf_puts(&b, k ? ",{\"id\":\"" : "{\"id\":\"");
         kc_buf_json_str(&b, id, strlen(id));
         kc_buf_puts(&b, "\",\"title\":\"");
         kc_buf_json_str(&b, title, strlen(title));
+        kc_buf_puts(&b, "\",\"topic\":\"");
+        kc_buf_json_str(&b, topic, strlen(topic));
         kc_buf_puts(&b, kc_id_is_direct(id, strlen(id)) ? "\",\"kind\":\"direct"
                                                         : "\",\"kind\":\"group");
         kc_buf_puts(&b, "\",\"created_by\":\"");
@@ -219,18 +248,31 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
             goto bad;
         kc_buf_printf(&b, ",\"read_seq\":%lld,\"unread\":%lld,\"members\":[", rs,
                       ls > rs ? ls - rs : 0);
-        for (long long m = 0; m < nm->integer; m++) {
-            const char *mid = str_of(rep->element[i + 9 + (size_t)m]);
+        redisReply *const *pairs = rep->element + i + LIST_HEAD; /* member, role, ... */
+        for (size_t m = 0; m < nmem; m++) {
+            const char *mid = str_of(pairs[2 * m]);
             if (!mid)
                 goto bad;
             kc_buf_puts(&b, m ? ",\"" : "\"");
             kc_buf_json_str(&b, mid, strlen(mid));
             kc_buf_putc(&b, '"');
         }
-        kc_buf_puts(&b, "],\"last_message\":");
+        kc_buf_puts(&b, "],\"roles\":{");
+        for (size_t m = 0; m < nmem; m++) {
+            const char *mid = str_of(pairs[2 * m]), *role = str_of(pairs[2 * m + 1]);
+            int known = role ? kc_role_parse(role, strlen(role)) : -1;
+            if (known < 0)
+                goto bad;
+            kc_buf_puts(&b, m ? ",\"" : "\"");
+            kc_buf_json_str(&b, mid, strlen(mid));
+            kc_buf_puts(&b, "\":\"");
+            kc_buf_puts(&b, kc_role_name((kc_role_t)known));
+            kc_buf_putc(&b, '"');
+        }
+        kc_buf_puts(&b, "},\"last_message\":");
         kc_buf_puts(&b, *last ? last : "null"); /* JSON written by the projector */
         kc_buf_putc(&b, '}');
-        i += 9 + (size_t)nm->integer;
+        i += LIST_HEAD + 2 * nmem;
     }
     kc_buf_puts(&b, "]");
     count_list(r->a, "redis");
@@ -319,8 +361,11 @@ static void on_outcome(api_req_t *r, const char *type, const char *reason, const
             return;
         }
         int st = api_reject_status(reason);
-        /* not a member and no such conversation look the same from outside */
-        if (st == 404)
+        /* not a member and no such conversation look the same from outside; the target of a
+         * role change that is not a member is the caller's to know (they see the members) */
+        if (st == 404 && strcmp(reason, "no_such_member") == 0)
+            api_error(r, 404, "no_such_member", "no such member of the conversation");
+        else if (st == 404)
             api_error(r, 404, "not_found", "no such conversation");
         else
             api_error(r, st, reason, message && *message ? message : reason);
@@ -330,6 +375,12 @@ static void on_outcome(api_req_t *r, const char *type, const char *reason, const
         kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_STR("type", type), KC_STR("expected", expected)),
                   "unexpected outcome of a command");
         api_error(r, 500, "internal", "unexpected outcome");
+        return;
+    }
+    change_t *c = r->state;
+    if (c && c->no_body) {
+        kc_buf_t none = {0};
+        api_reply(r, 204, &none);
         return;
     }
     read_convo(r);
@@ -345,6 +396,24 @@ static void on_added(api_req_t *r, const char *type, const char *reason, const c
                      int status, const char *err)
 {
     on_outcome(r, type, reason, message, status, err, "MembersAdded");
+}
+
+static void on_updated(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "ConversationUpdated");
+}
+
+static void on_removed(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "MembersRemoved");
+}
+
+static void on_role(api_req_t *r, const char *type, const char *reason, const char *message,
+                    int status, const char *err)
+{
+    on_outcome(r, type, reason, message, status, err, "RoleChanged");
 }
 
 static void on_marked(api_req_t *r, const char *type, const char *reason, const char *message,
@@ -479,6 +548,76 @@ void api_convo_add_members(api_req_t *r)
         return;
     }
     check_users(r);
+}
+
+/* ---- PATCH /conversations/:id ---- */
+
+/* A body field that may be absent or null (keep), or text of [min, max] bytes of UTF-8:
+ * 0 with *out (NULL: keep), or -1 after answering 400. */
+static int optional_text(api_req_t *r, const char *name, size_t min, size_t max,
+                         const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->body, name);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    size_t n = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
+    if (!cJSON_IsString(v) || n < min || n > max || !kc_utf8_valid(v->valuestring, n)) {
+        char msg[160];
+        (void)kc_strlcpyf(msg, sizeof(msg), "%s must be a string of %zu to %zu bytes of UTF-8",
+                          name, min, max);
+        api_error(r, 400, "invalid_request", msg);
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+void api_convo_update(api_req_t *r)
+{
+    (void)change_of(r);
+    const char *title = NULL, *topic = NULL;
+    if (optional_text(r, "title", 1, API_TITLE_MAX, &title) != 0 ||
+        optional_text(r, "topic", 0, API_TOPIC_MAX, &topic) != 0)
+        return;
+    if (!title && !topic) {
+        api_error(r, 400, "invalid_request", "give a title, a topic, or both");
+        return;
+    }
+    kc_chat_command_t cmd = {.kind = KC_CMD_UPDATE_CONVERSATION};
+    if (title)
+        cmd.title = kc_str(title);
+    if (topic)
+        cmd.topic = kc_str(topic);
+    (void)api_command(r, &cmd, on_updated);
+}
+
+/* ---- DELETE /conversations/:id/members/:user_id (one's own id: leave) ---- */
+
+void api_convo_remove_member(api_req_t *r)
+{
+    change_t *c = change_of(r);
+    c->no_body = 1;
+    const char *const one[] = {r->member_id}; /* encoded by api_command, not kept */
+    kc_chat_command_t cmd = {.kind = KC_CMD_REMOVE_MEMBERS, .members_out = one, .nmembers_out = 1};
+    (void)api_command(r, &cmd, on_removed);
+}
+
+/* ---- PATCH /conversations/:id/members/:user_id {role} ---- */
+
+void api_convo_set_role(api_req_t *r)
+{
+    (void)change_of(r);
+    const char *role = api_json_str(r->body, "role");
+    int known = role ? kc_role_parse(role, strlen(role)) : -1;
+    if (known < 0) {
+        api_error(r, 400, "invalid_request", "role must be \"owner\", \"admin\" or \"member\"");
+        return;
+    }
+    kc_chat_command_t cmd = {.kind = KC_CMD_SET_ROLE,
+                             .user_id = kc_str(r->member_id),
+                             .role = (kc_role_t)known};
+    (void)api_command(r, &cmd, on_role);
 }
 
 /* ---- POST /conversations/:id/read ---- */

@@ -17,7 +17,9 @@ typedef enum { NO_AUTH = 0, AUTH = 1 } auth_t;
 
 typedef struct {
     const char *method;
-    const char *route; /* template; ":id" matches one path segment (a conversation or user id) */
+    /* template; ":id" matches one path segment (a conversation or user id), ":user_id" a
+     * second id (a member of the conversation), ":seq" a seq_no */
+    const char *route;
     auth_t auth;
     int json_body;
     void (*fn)(api_req_t *r);
@@ -30,7 +32,10 @@ static const route_t routes[] = {
     {"GET", "/conversations", AUTH, 0, api_convo_list},
     {"POST", "/conversations", AUTH, 1, api_convo_create},
     {"GET", "/conversations/:id", AUTH, 0, api_convo_get},
+    {"PATCH", "/conversations/:id", AUTH, 1, api_convo_update},
     {"POST", "/conversations/:id/members", AUTH, 1, api_convo_add_members},
+    {"DELETE", "/conversations/:id/members/:user_id", AUTH, 0, api_convo_remove_member},
+    {"PATCH", "/conversations/:id/members/:user_id", AUTH, 1, api_convo_set_role},
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
     {"PATCH", "/conversations/:id/messages/:seq", AUTH, 1, api_message_edit},
     {"DELETE", "/conversations/:id/messages/:seq", AUTH, 0, api_message_delete},
@@ -281,10 +286,11 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     kc_counter_inc(a->requests);
     const route_t *found = NULL;
     int path_known = 0, bad_id = 0;
-    char id[API_ID_MAX + 1] = "";
+    char id[API_ID_MAX + 1] = "", member[API_ID_MAX + 1] = "";
     long long seq = 0;
     for (size_t i = 0; i < KC_ARRAY_LEN(routes); i++) {
-        int m = api_path_match(routes[i].route, req->path, id, sizeof(id), &seq);
+        int m = api_path_match_ids(routes[i].route, req->path, id, sizeof(id), member,
+                                   sizeof(member), &seq);
         if (m == 0)
             continue;
         path_known = 1;
@@ -315,6 +321,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
             api_error(r, 404, "not_found",
                       strncmp(req->path, "/users/", 7) == 0 ? "no such user"
                       : strstr(req->path, "/messages/")     ? "no such message"
+                      : strstr(req->path, "/members/")      ? "no such conversation or member"
                                                             : "no such conversation");
         else if (path_known)
             api_error(r, 405, "method_not_allowed", "this path does not take that method");
@@ -333,6 +340,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     if (found->json_body && parse_body(r) != 0)
         return;
     memcpy(r->convo_id, id, sizeof(r->convo_id));
+    memcpy(r->member_id, member, sizeof(r->member_id));
     r->seq = seq;
     found->fn(r);
 }

@@ -15,6 +15,13 @@
  * Anything else (not a member there, a range older than the tail, no generation, Redis
  * down) goes to Postgres, which also decides the 404.
  *
+ * A former member (removed, or left) reads the history up to left_seq (the last seq_no when
+ * they left, rm.departures), and the page says left_seq. Redis does not hold departures: such
+ * a reader is not in the members set there, so their pages always come from Postgres. (The
+ * projector applies a conversation's events in order, so a tail that already holds a
+ * message after their departure no longer lists them as a member.) Search likewise reads a
+ * former member's conversation only up to left_seq.
+ *
  * PATCH /conversations/:id/messages/:seq {content} and DELETE of the same path are
  * EditMessage and DeleteMessage commands (commands.c), decided by the processor (the author
  * edits and deletes their own messages, while they are in its window); the answer is the
@@ -38,7 +45,7 @@ static void on_page(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
     page_t *p = r->state;
-    if (err || PQntuples(res) != 1) {
+    if (err || PQntuples(res) != 1 || PQnfields(res) != 7) {
         api_error(r, 503, "unavailable", "the messages could not be read");
         return;
     }
@@ -57,25 +64,38 @@ static void on_page(void *arg, const PGresult *res, const char *err)
         kc_buf_printf(&b, "{\"since_seq\":%s}", PQgetvalue(res, 0, 3));
     else
         kc_buf_printf(&b, "{\"before_seq\":%s}", PQgetvalue(res, 0, 2));
+    if (!PQgetisnull(res, 0, 6)) /* a former member: the history ends where they left */
+        kc_buf_printf(&b, ",\"left_seq\":%s", PQgetvalue(res, 0, 6));
     kc_buf_puts(&b, "}");
     count_source(r->a, "postgres");
     api_reply(r, 200, &b);
 }
 
+/* $1 convo, $2 user, $3 since, $4 before, $5 limit. Columns: may read, the page, its first
+ * and last seq_no, more above, more below, left_seq (NULL for a member). A member reads
+ * everything; a former member (rm.departures, not in rm.members) reads up to left_seq, as if
+ * before_seq were at most left_seq + 1; anyone else nothing. */
 #define PAGE_SQL(order)                                                                           \
     "WITH mem AS (SELECT EXISTS (SELECT 1 FROM rm.members WHERE convo_id = $1 AND user_id = $2) " \
-    "             AS ok), "                                                                      \
-    "page AS (SELECT x.* FROM rm.messages x, mem WHERE mem.ok AND x.convo_id = $1 "              \
-    "         AND x.seq_no > $3::bigint AND x.seq_no < $4::bigint "                              \
+    "               AS cur, "                                                                    \
+    "             (SELECT left_seq FROM rm.departures WHERE convo_id = $1 AND user_id = $2) "    \
+    "               AS gone), "                                                                  \
+    "acc AS (SELECT cur OR gone IS NOT NULL AS ok, CASE WHEN cur THEN NULL ELSE gone END AS ls, " \
+    "        CASE WHEN cur OR gone IS NULL THEN $4::bigint "                                     \
+    "             ELSE least($4::bigint, gone + 1) END AS top FROM mem), "                       \
+    "page AS (SELECT x.* FROM rm.messages x, acc WHERE acc.ok AND x.convo_id = $1 "              \
+    "         AND x.seq_no > $3::bigint AND x.seq_no < acc.top "                                 \
     "         ORDER BY x.seq_no " order " LIMIT $5::int) "                                       \
-    "SELECT (SELECT ok FROM mem), "                                                              \
+    "SELECT (SELECT ok FROM acc), "                                                              \
     "  (SELECT coalesce(json_agg(" API_MSG_JSON("page") " ORDER BY page.seq_no), '[]'::json) "  \
     "   FROM page)::text, "                                                                      \
     "  (SELECT min(seq_no) FROM page), (SELECT max(seq_no) FROM page), "                         \
     "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
-    "          AND y.seq_no > (SELECT max(seq_no) FROM page) AND y.seq_no < $4::bigint), "       \
+    "          AND y.seq_no > (SELECT max(seq_no) FROM page) "                                   \
+    "          AND y.seq_no < (SELECT top FROM acc)), "                                          \
     "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
-    "          AND y.seq_no < (SELECT min(seq_no) FROM page) AND y.seq_no > $3::bigint)"
+    "          AND y.seq_no < (SELECT min(seq_no) FROM page) AND y.seq_no > $3::bigint), "       \
+    "  (SELECT ls FROM acc)"
 
 /* ARGV: convo, user, 'f' or 'b', since, before, limit. Returns {status, lo, hi, more, msg...}:
  * status 1 (page in the tail), 0 (empty page), or -1 (no generation), -2 (not a member
@@ -235,12 +255,19 @@ void api_search(api_req_t *r)
     char s_limit[24];
     (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
     const char *params[] = {r->user_id, q, s_limit};
-    /* Only the caller's own conversations: the join with rm.members comes first. */
+    /* Only the caller's own conversations (the join with them comes first): those they are a
+     * member of, all of it, and those they left, up to left_seq. */
     (void)api_pg(r,
                  "SELECT coalesce(json_agg(j ORDER BY s DESC, c, n), '[]'::json)::text FROM ("
                  "  SELECT " API_MSG_JSON("x") " j, x.created_at s, x.convo_id c, x.seq_no n "
-                 "  FROM rm.members me JOIN rm.messages x ON x.convo_id = me.convo_id "
-                 "  WHERE me.user_id = $1 AND x.deleted_at IS NULL "
+                 "  FROM (SELECT convo_id, NULL::bigint AS upto FROM rm.members "
+                 "        WHERE user_id = $1 "
+                 "        UNION ALL "
+                 "        SELECT d.convo_id, d.left_seq FROM rm.departures d "
+                 "        WHERE d.user_id = $1 AND NOT EXISTS (SELECT 1 FROM rm.members m "
+                 "          WHERE m.convo_id = d.convo_id AND m.user_id = $1)) me "
+                 "  JOIN rm.messages x ON x.convo_id = me.convo_id "
+                 "  WHERE (me.upto IS NULL OR x.seq_no <= me.upto) AND x.deleted_at IS NULL "
                  "  AND x.search @@ plainto_tsquery('simple', $2) "
                  "  ORDER BY x.created_at DESC, x.convo_id, x.seq_no LIMIT $3::int) t",
                  3, params, on_search);

@@ -8,35 +8,60 @@
 
 #include "kchat/util.h"
 
-int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq)
+/* One ":id" or ":user_id" segment of n bytes at p: 1 when it is an id of at most size - 1
+ * bytes (copied into out, when out is not NULL), else 0. */
+static int id_segment(const char *p, size_t n, char *out, size_t size)
 {
+    if (size < 2 || !kc_id_valid(p, n, size - 1))
+        return 0;
+    if (out) {
+        memcpy(out, p, n);
+        out[n] = '\0';
+    }
+    return 1;
+}
+
+/* One ":seq" segment: a seq_no of 1 to 15 digits, no leading zero (below 2^53). */
+static int seq_segment(const char *p, size_t n, long long *seq)
+{
+    long long v = 0;
+    int ok = n >= 1 && n <= 15 && p[0] != '0';
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = p[i] >= '0' && p[i] <= '9';
+        v = v * 10 + (p[i] - '0');
+    }
+    if (ok && seq)
+        *seq = v;
+    return ok;
+}
+
+int api_path_match_ids(const char *tmpl, const char *path, char *id, size_t idsize,
+                       char *user_id, size_t user_idsize, long long *seq)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } params[] = {{":user_id", 8}, {":id", 3}, {":seq", 4}};
     const char *t = tmpl, *p = path;
     int bad = 0;
     while (*t && *p) {
-        int is_id = strncmp(t, ":id", 3) == 0, is_seq = strncmp(t, ":seq", 4) == 0;
-        if (is_id || is_seq) {
+        size_t k = 0;
+        while (k < sizeof(params) / sizeof(params[0]) &&
+               strncmp(t, params[k].name, params[k].len) != 0)
+            k++;
+        if (k < sizeof(params) / sizeof(params[0])) {
             const char *end = strchr(p, '/');
             size_t n = end ? (size_t)(end - p) : strlen(p);
-            if (is_id) {
-                int ok = kc_id_valid(p, n, idsize - 1); /* 1..idsize-1 bytes */
-                bad |= !ok;
-                if (ok) {
-                    memcpy(id, p, n);
-                    id[n] = '\0';
-                }
-            } else {
-                /* a seq_no: 1 to 15 digits, no leading zero (below 2^53) */
-                long long v = 0;
-                int ok = n >= 1 && n <= 15 && p[0] != '0';
-                for (size_t i = 0; ok && i < n; i++) {
-                    ok = p[i] >= '0' && p[i] <= '9';
-                    v = v * 10 + (p[i] - '0');
-                }
-                bad |= !ok;
-                if (ok && seq)
-                    *seq = v;
-            }
-            t += is_id ? 3 : 4;
+            int ok;
+            if (k == 0) /* without a buffer, checked as an id of the :id's size */
+                ok = user_id ? id_segment(p, n, user_id, user_idsize)
+                             : id_segment(p, n, NULL, idsize);
+            else if (k == 1)
+                ok = id_segment(p, n, id, idsize);
+            else
+                ok = seq_segment(p, n, seq);
+            bad |= !ok;
+            t += params[k].len;
             p += n;
             if (*t != *p) /* the rest must match exactly */
                 return 0;
@@ -50,6 +75,11 @@ int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, 
     if (*t != '\0' || *p != '\0')
         return 0;
     return bad ? -1 : 1;
+}
+
+int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq)
+{
+    return api_path_match_ids(tmpl, path, id, idsize, NULL, 0, seq);
 }
 
 int api_query_arg_ok(const char *key, const char *value)

@@ -10,11 +10,19 @@
 
 struct cJSON;
 
-/* Matches path against a template, where ":id" and ":seq" each stand for one path segment;
- * fills id (at most idsize - 1 bytes and a NUL) and *seq (when seq is not NULL) when the
- * template has them. 1 on a match, 0 otherwise, -1 when the path matches but its id is not a
- * valid id (kc_id_valid) or its seq not a seq_no (1 to 15 digits, no leading zero). */
+/* Matches path against a template, where ":id", ":seq" (and ":user_id", see below) each stand
+ * for one path segment; fills id (at most idsize - 1 bytes and a NUL) and *seq (when seq is
+ * not NULL) when the template has them. 1 on a match, 0 otherwise, -1 when the path matches
+ * but its id is not a valid id (kc_id_valid) or its seq not a seq_no (1 to 15 digits, no
+ * leading zero). */
 int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq);
+
+/* api_path_match for templates with a second id, ":user_id" (a member of the conversation of
+ * ":id"): fills user_id (at most user_idsize - 1 bytes and a NUL) the same way, and answers -1
+ * when it is not a valid id either. With user_id NULL (api_path_match) the segment is checked
+ * as an id of at most idsize - 1 bytes and not kept. */
+int api_path_match_ids(const char *tmpl, const char *path, char *id, size_t idsize,
+                       char *user_id, size_t user_idsize, long long *seq);
 
 #define API_QUERY_VALUE_MAX 1024 /* bytes of one query value */
 

@@ -7,7 +7,8 @@
 CREATE TABLE conversations (
     convo_id      text        PRIMARY KEY,
     title         text        NOT NULL,
-    created_by    text        NOT NULL,
+    topic         text        NOT NULL DEFAULT '',  -- ConversationUpdated
+    created_by    text        NOT NULL,             -- the first owner
     created_at    timestamptz NOT NULL,
     last_seq      bigint      NOT NULL DEFAULT 0,   -- highest seq_no of a MessageCreated
     last_activity timestamptz NOT NULL              -- occurred_at of the latest event
@@ -18,9 +19,21 @@ CREATE TABLE members (
     user_id   text        NOT NULL,
     joined_at timestamptz NOT NULL,
     read_seq  bigint      NOT NULL DEFAULT 0,  -- ReadMarkerSet, and a sender's own messages
+    role      text        NOT NULL DEFAULT 'member' CHECK (role IN ('owner', 'admin', 'member')),
     PRIMARY KEY (convo_id, user_id)
 );
 CREATE INDEX members_by_user ON members (user_id);
+
+-- Those who were members and are no more (removed or left): they may still read the history
+-- up to left_seq (MembersRemoved.seq_no). A row goes when they are added again.
+CREATE TABLE departures (
+    convo_id  text        NOT NULL REFERENCES conversations ON DELETE CASCADE,
+    user_id   text        NOT NULL,
+    left_seq  bigint      NOT NULL,
+    left_at   timestamptz NOT NULL,
+    PRIMARY KEY (convo_id, user_id)
+);
+CREATE INDEX departures_by_user ON departures (user_id);
 
 CREATE TABLE messages (
     convo_id      text        NOT NULL,

@@ -6,7 +6,8 @@
  * (MHD_http_unescape) and each parameter checked, then the values the handlers read: the
  * integers of limit, since_seq and before_seq, the username of GET /users. The body is
  * parsed, then the fields the handlers read: username and password, title, members, seq_no.
- * The checks: a matched path is its template with a valid id in place of ":id"; an accepted
+ * The checks: a matched path is its template with valid ids in place of ":id" and
+ * ":user_id"; an accepted
  * integer is spelled as one (an optional '-' and digits) and within its bounds; an accepted
  * body was UTF-8 JSON text and is an object; members are ids; a username's key is its own
  * key again and its display form gives the same key.
@@ -28,7 +29,7 @@ static const char *const templates[] = {
     "/auth/register",      "/auth/login",         "/auth/refresh",
     "/conversations",      "/conversations/:id",  "/conversations/:id/members",
     "/conversations/:id/messages",                "/conversations/:id/read",
-    "/conversations/:id/messages/:seq",
+    "/conversations/:id/messages/:seq",            "/conversations/:id/members/:user_id",
     "/users",              "/users/me",           "/users/:id",          "/search",
     "/attachments/presign",
 };
@@ -36,17 +37,21 @@ static const char *const templates[] = {
 static void check_path(const char *path)
 {
     for (size_t i = 0; i < KC_ARRAY_LEN(templates); i++) {
-        char id[ID_MAX + 1] = "";
+        char id[ID_MAX + 1] = "", user[ID_MAX + 1] = "";
         long long seq = 0;
-        int m = api_path_match(templates[i], path, id, sizeof(id), &seq);
+        int m = api_path_match_ids(templates[i], path, id, sizeof(id), user, sizeof(user), &seq);
         CHECK(m == 0 || m == 1 || m == -1);
         if (m != 1)
             continue;
-        /* the template with the id in place of ":id" and the seq_no in place of ":seq" is the
-         * path */
+        /* the template with the ids in place of ":id" and ":user_id" and the seq_no in place
+         * of ":seq" is the path */
         kc_buf_t b = {0};
         for (const char *t = templates[i]; *t;) {
-            if (strncmp(t, ":id", 3) == 0) {
+            if (strncmp(t, ":user_id", 8) == 0) {
+                CHECK(kc_id_valid(user, strlen(user), ID_MAX));
+                kc_buf_puts(&b, user);
+                t += 8;
+            } else if (strncmp(t, ":id", 3) == 0) {
                 CHECK(kc_id_valid(id, strlen(id), ID_MAX));
                 kc_buf_puts(&b, id);
                 t += 3;

@@ -62,6 +62,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(id_ok(in.user_ids[i]));
             CHECK(in.user_ids[in.nuser_ids] == NULL);
             break;
+        case GW_IN_CONVO_UPDATE:
+            CHECK(id_ok(in.convo_id));
+            CHECK(in.title || in.topic);
+            CHECK(!in.title || (strlen(in.title) >= 1 && strlen(in.title) <= GW_TITLE_MAX &&
+                                kc_utf8_valid(in.title, strlen(in.title))));
+            CHECK(!in.topic || (strlen(in.topic) <= GW_TOPIC_MAX &&
+                                kc_utf8_valid(in.topic, strlen(in.topic))));
+            break;
+        case GW_IN_MEMBER_REMOVE:
+        case GW_IN_MEMBER_ROLE:
+            CHECK(id_ok(in.convo_id) && id_ok(in.user_id));
+            CHECK((unsigned)in.role < KC_ROLE_N);
+            break;
         default: CHECK(!"unknown kind");
         }
         /* What cJSON read prints back as text that reads again into the same tree (compared

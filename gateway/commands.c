@@ -177,7 +177,7 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
  * producer fails it or the processor rejects it (deliveries.c, by the command's name). A
  * delivery report's failure tells the connection: its id shifted left, tagged by the low bit
  * (a send's number is shifted left and never has it), the row of this table above it. */
-#define TAG_ROW_BITS 2
+#define TAG_ROW_BITS 3
 static const struct {
     kc_chat_command_kind_t kind;
     const char *frame;
@@ -185,7 +185,11 @@ static const struct {
     {KC_CMD_SET_READ_MARKER, "message.read"},
     {KC_CMD_EDIT_MESSAGE, "message.edit"},
     {KC_CMD_DELETE_MESSAGE, "message.delete"},
+    {KC_CMD_UPDATE_CONVERSATION, "conversation.update"},
+    {KC_CMD_REMOVE_MEMBERS, "member.remove"},
+    {KC_CMD_SET_ROLE, "member.role"},
 };
+_Static_assert(KC_ARRAY_LEN(UNACKED) <= 1u << TAG_ROW_BITS, "a row fits its tag bits");
 
 const char *gw_unacked_frame(const char *command_type, size_t n)
 {
@@ -236,6 +240,31 @@ void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t 
     if (content)
         cmd.content = (kc_str_t){content, content_len};
     command_unacked(g, c, convo_id, &cmd);
+}
+
+void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in)
+{
+    kc_chat_command_t cmd = {0};
+    const char *one[1] = {in->user_id};
+    switch (in->kind) {
+    case GW_IN_CONVO_UPDATE:
+        cmd.kind = KC_CMD_UPDATE_CONVERSATION;
+        cmd.title = kc_str(in->title);
+        cmd.topic = kc_str(in->topic);
+        break;
+    case GW_IN_MEMBER_REMOVE:
+        cmd.kind = KC_CMD_REMOVE_MEMBERS;
+        cmd.members_out = one;
+        cmd.nmembers_out = 1;
+        break;
+    case GW_IN_MEMBER_ROLE:
+        cmd.kind = KC_CMD_SET_ROLE;
+        cmd.user_id = kc_str(in->user_id);
+        cmd.role = in->role;
+        break;
+    default: return;
+    }
+    command_unacked(g, c, in->convo_id, &cmd);
 }
 
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s)

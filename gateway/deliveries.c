@@ -118,6 +118,32 @@ static int event_frame(const kc_chat_event_t *ev, ev_frame_t *out)
             put_str(b, "title", ev->title);
         if (put_members(b, ev) != 0)
             return -1;
+        if (ev->kind == KC_EV_MEMBERS_REMOVED) {
+            put_long(b, "left_seq", ev->seq_no);
+            if (ev->promoted.p)
+                put_str(b, "promoted", ev->promoted);
+        }
+        put_str(b, "actor_id", actor);
+        put_long(b, "at", ev->occurred_at);
+        break;
+    }
+    case KC_EV_CONVERSATION_UPDATED:
+    case KC_EV_ROLE_CHANGED: {
+        out->type = "conversation.update";
+        int upd = ev->kind == KC_EV_CONVERSATION_UPDATED;
+        const char *change = upd ? "updated" : "role";
+        kc_buf_puts(b, "{\"type\":\"conversation.update\"");
+        put_str(b, "convo_id", convo);
+        gw_json_kv(b, 1, "change", change, strlen(change));
+        if (upd && ev->title.p)
+            put_str(b, "title", ev->title);
+        if (upd && ev->topic.p)
+            put_str(b, "topic", ev->topic);
+        if (!upd) {
+            const char *role = kc_role_name(ev->role);
+            put_str(b, "user_id", ev->user_id);
+            gw_json_kv(b, 1, "role", role, strlen(role));
+        }
         put_str(b, "actor_id", actor);
         put_long(b, "at", ev->occurred_at);
         break;

@@ -46,6 +46,8 @@
 
 #define GW_ID_MAX 128         /* ids (conversations, users, client message ids) */
 #define GW_MAX_SUBSCRIBE 1000 /* user ids in one presence.subscribe, and per connection */
+#define GW_TITLE_MAX 256      /* conversation.update: the processor's limits */
+#define GW_TOPIC_MAX 1024
 
 /* Close codes of our own (4000-4999 is for applications, RFC 6455 7.4.2). Every code the
  * gateway closes with is listed in out.c's close_codes. */
@@ -274,6 +276,9 @@ typedef enum {
     GW_IN_SYNC,
     GW_IN_EDIT,
     GW_IN_DELETE,
+    GW_IN_CONVO_UPDATE, /* conversation.update {convo_id, title?, topic?} */
+    GW_IN_MEMBER_REMOVE, /* member.remove {convo_id, user_id}: own id, leave */
+    GW_IN_MEMBER_ROLE,   /* member.role {convo_id, user_id, role} */
 } gw_in_kind_t;
 
 /* A client frame, read. Its strings point into json (freed by gw_in_free). */
@@ -285,6 +290,9 @@ typedef struct {
     const char *convo_id, *client_msg_id, *content;
     size_t content_len;
     int64_t seq_no;   /* message.read's, .edit's and .delete's seq_no, sync's since_seq */
+    const char *title, *topic; /* conversation.update's, NULL when absent */
+    const char *user_id;       /* member.remove's and member.role's */
+    kc_role_t role;            /* member.role's */
     char **user_ids;  /* presence.subscribe's, at most GW_MAX_SUBSCRIBE */
     size_t nuser_ids;
     const char *error_code; /* when refused: the error frame's code and message */
@@ -335,6 +343,10 @@ void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq
  * member gets, or as an error frame in_reply_to the frame's type. */
 void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
                            const char *content, size_t content_len);
+/* conversation.update, member.remove and member.role: UpdateConversation, RemoveMembers of one
+ * user, SetRole; the outcome reaches every member as a conversation.update, or the client as
+ * an error frame in_reply_to the frame's type. */
+void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in);
 /* The client frame a command without an ack comes from ("message.read" for SetReadMarker,
  * ...), by the command's record name; NULL for any other command. */
 const char *gw_unacked_frame(const char *command_type, size_t n);

@@ -26,6 +26,8 @@ static const char *const TYPES[] = {
     [GW_IN_TYPING_START] = "typing.start", [GW_IN_TYPING_STOP] = "typing.stop",
     [GW_IN_SUBSCRIBE] = "presence.subscribe", [GW_IN_SYNC] = "sync",
     [GW_IN_EDIT] = "message.edit",         [GW_IN_DELETE] = "message.delete",
+    [GW_IN_CONVO_UPDATE] = "conversation.update", [GW_IN_MEMBER_REMOVE] = "member.remove",
+    [GW_IN_MEMBER_ROLE] = "member.role",
 };
 
 static int refuse(gw_in_t *in, const char *code, const char *message)
@@ -100,6 +102,55 @@ static int parse_edit(gw_in_t *in)
     return 0;
 }
 
+/* An optional string field of at most max bytes (min 1 when nonempty is set): NULL when
+ * absent; -1 when it is there but not such a string. */
+static int opt_text(gw_in_t *in, const char *name, size_t max, int nonempty, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    size_t n = cJSON_IsString(v) && v->valuestring ? strlen(v->valuestring) : 0;
+    if (!cJSON_IsString(v) || !v->valuestring || n > max || (nonempty && n == 0) ||
+        !kc_utf8_valid(v->valuestring, n)) {
+        in->error_code = "invalid";
+        kc_strlcpyf(in->error_message, sizeof(in->error_message),
+                    "field '%s' must be %s text of at most %zu bytes", name,
+                    nonempty ? "non-empty" : "UTF-8", max);
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+static int parse_convo_update(gw_in_t *in)
+{
+    if (convo_field(in) != 0 || opt_text(in, "title", GW_TITLE_MAX, 1, &in->title) != 0 ||
+        opt_text(in, "topic", GW_TOPIC_MAX, 0, &in->topic) != 0)
+        return -1;
+    if (!in->title && !in->topic)
+        return refuse(in, "invalid", "give a title, a topic or both");
+    return 0;
+}
+
+static int parse_member(gw_in_t *in)
+{
+    if (convo_field(in) != 0 || !(in->user_id = str_field(in, "user_id")))
+        return -1;
+    if (!kc_id_valid(in->user_id, strlen(in->user_id), GW_ID_MAX))
+        return refuse(in, "invalid", "user_id is not a user id");
+    if (in->kind == GW_IN_MEMBER_ROLE) {
+        const char *role = str_field(in, "role");
+        if (!role)
+            return -1;
+        int r = kc_role_parse(role, strlen(role));
+        if (r < 0)
+            return refuse(in, "invalid", "role must be owner, admin or member");
+        in->role = (kc_role_t)r;
+    }
+    return 0;
+}
+
 static int parse_subscribe(gw_in_t *in)
 {
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in->json, "user_ids");
@@ -151,6 +202,9 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
     case GW_IN_EDIT: return parse_edit(in);
     case GW_IN_DELETE:
         return convo_field(in) != 0 ? -1 : int_field(in, "seq_no", 1, &in->seq_no);
+    case GW_IN_CONVO_UPDATE: return parse_convo_update(in);
+    case GW_IN_MEMBER_REMOVE:
+    case GW_IN_MEMBER_ROLE: return parse_member(in);
     }
     return refuse(in, "unknown_type", "unknown frame type");
 }

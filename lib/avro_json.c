@@ -149,8 +149,16 @@ static int fill(avro_value_t *v, const cJSON *j, const char *path, char *errstr,
     }
     case AVRO_UNION:
         return fill_union(v, j, path, errstr, size);
+    case AVRO_ENUM: {
+        int idx = cJSON_IsString(j) ? avro_schema_enum_get_by_name(avro_value_get_schema(v),
+                                                                   j->valuestring)
+                                    : -1;
+        if (idx < 0)
+            return fail(errstr, size, path, "expected a symbol of the enum");
+        return avro_value_set_enum(v, idx) == 0 ? 0 : fail(errstr, size, path, "cannot set");
+    }
     default:
-        return fail(errstr, size, path, "type not supported here (map, enum)");
+        return fail(errstr, size, path, "type not supported here (map)");
     }
 }
 

@@ -363,9 +363,40 @@ void kc_chat_delivery_end(kc_buf_t *b)
 /* ---- Event ---- */
 
 static const char *const event_kinds[] = {
-    "ConversationCreated", "MembersAdded",  "MembersRemoved", "MessageCreated",
-    "MessageEdited",       "MessageDeleted", "ReadMarkerSet", "CommandRejected",
+    "ConversationCreated", "MembersAdded",   "MembersRemoved",      "MessageCreated",
+    "MessageEdited",       "MessageDeleted", "ReadMarkerSet",       "CommandRejected",
+    "ConversationUpdated", "RoleChanged",
 };
+
+/* How many branches of the body union each version has. */
+#define EVENT_BRANCHES_V1 8
+
+static const char *const role_names[KC_ROLE_N] = {"owner", "admin", "member"};
+
+const char *kc_role_name(kc_role_t r)
+{
+    return (size_t)r < KC_ROLE_N ? role_names[r] : "member";
+}
+
+int kc_role_parse(const char *s, size_t n)
+{
+    for (int i = 0; s && i < KC_ROLE_N; i++)
+        if (strlen(role_names[i]) == n && memcmp(role_names[i], s, n) == 0)
+            return i;
+    return -1;
+}
+
+static kc_role_t rd_role(kc_avro_rd_t *r)
+{
+    return (kc_role_t)kc_avro_rd_branch(r, KC_ROLE_N); /* an enum: its index, checked */
+}
+
+static void put_opt_s(kc_buf_t *b, kc_str_t s)
+{
+    kc_avro_put_long(b, s.p ? 1 : 0);
+    if (s.p)
+        kc_avro_put_str(b, s.p, s.n);
+}
 
 const char *kc_chat_event_kind_name(kc_chat_event_kind_t k)
 {
@@ -379,7 +410,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     kc_avro_rd_t r;
     if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
         return -1;
-    if (ev->version != 1) {
+    if (ev->version != 1 && ev->version != 2) {
         kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
         return -1;
     }
@@ -389,14 +420,30 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     ev->occurred_at = kc_avro_rd_long(&r);
     ev->command_id = kc_avro_rd_str(&r);
     ev->origin = kc_avro_rd_str(&r);
-    ev->kind = (kc_chat_event_kind_t)kc_avro_rd_branch(&r, (int)KC_ARRAY_LEN(event_kinds));
+    ev->kind = (kc_chat_event_kind_t)kc_avro_rd_branch(
+        &r, ev->version == 1 ? EVENT_BRANCHES_V1 : (int)KC_ARRAY_LEN(event_kinds));
+    ev->role = KC_ROLE_MEMBER;
     switch (ev->kind) {
     case KC_EV_CONVERSATION_CREATED:
         ev->title = kc_avro_rd_str(&r);
         rd_strs(&r, &ev->members);
         break;
-    case KC_EV_MEMBERS_ADDED:
-    case KC_EV_MEMBERS_REMOVED: rd_strs(&r, &ev->members); break;
+    case KC_EV_MEMBERS_ADDED: rd_strs(&r, &ev->members); break;
+    case KC_EV_MEMBERS_REMOVED:
+        rd_strs(&r, &ev->members);
+        if (ev->version >= 2) {
+            ev->seq_no = kc_avro_rd_long(&r);
+            ev->promoted = rd_opt_str(&r);
+        }
+        break;
+    case KC_EV_CONVERSATION_UPDATED:
+        ev->title = rd_opt_str(&r);
+        ev->topic = rd_opt_str(&r);
+        break;
+    case KC_EV_ROLE_CHANGED:
+        ev->user_id = kc_avro_rd_str(&r);
+        ev->role = rd_role(&r);
+        break;
     case KC_EV_MESSAGE_CREATED:
         ev->seq_no = kc_avro_rd_long(&r);
         ev->server_msg_id = kc_avro_rd_str(&r);
@@ -452,6 +499,18 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
                 kc_avro_put_str(b, ev->members[i], strlen(ev->members[i]));
         }
         kc_avro_put_long(b, 0);
+        if (ev->kind == KC_EV_MEMBERS_REMOVED) {
+            kc_avro_put_long(b, ev->seq_no);
+            put_opt_s(b, ev->promoted);
+        }
+        break;
+    case KC_EV_CONVERSATION_UPDATED:
+        put_opt_s(b, ev->title);
+        put_opt_s(b, ev->topic);
+        break;
+    case KC_EV_ROLE_CHANGED:
+        put_s(b, ev->user_id);
+        kc_avro_put_long(b, (int64_t)ev->role);
         break;
     case KC_EV_MESSAGE_CREATED:
         kc_avro_put_long(b, ev->seq_no);
@@ -483,9 +542,12 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
 /* ---- Command ---- */
 
 static const char *const command_kinds[] = {
-    "SendMessage",   "CreateConversation", "AddMembers",    "RemoveMembers",
-    "EditMessage",   "DeleteMessage",      "SetReadMarker",
+    "SendMessage",   "CreateConversation", "AddMembers",         "RemoveMembers",
+    "EditMessage",   "DeleteMessage",      "SetReadMarker",      "UpdateConversation",
+    "SetRole",
 };
+
+#define COMMAND_BRANCHES_V1 7
 
 const char *kc_chat_command_kind_name(kc_chat_command_kind_t k)
 {
@@ -509,7 +571,7 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)id, subject);
         return -1;
     }
-    if (cmd->version != 1) {
+    if (cmd->version != 1 && cmd->version != 2) {
         kc_strlcpyf(errstr, errstr_size, "Command version %d is not known here", cmd->version);
         return -1;
     }
@@ -518,8 +580,18 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
     cmd->sender_id = kc_avro_rd_str(&r);
     cmd->issued_at = kc_avro_rd_long(&r);
     cmd->origin = kc_avro_rd_str(&r);
-    cmd->kind = (kc_chat_command_kind_t)kc_avro_rd_branch(&r, (int)KC_ARRAY_LEN(command_kinds));
+    cmd->kind = (kc_chat_command_kind_t)kc_avro_rd_branch(
+        &r, cmd->version == 1 ? COMMAND_BRANCHES_V1 : (int)KC_ARRAY_LEN(command_kinds));
+    cmd->role = KC_ROLE_MEMBER;
     switch (cmd->kind) {
+    case KC_CMD_UPDATE_CONVERSATION:
+        cmd->title = rd_opt_str(&r);
+        cmd->topic = rd_opt_str(&r);
+        break;
+    case KC_CMD_SET_ROLE:
+        cmd->user_id = kc_avro_rd_str(&r);
+        cmd->role = rd_role(&r);
+        break;
     case KC_CMD_SEND_MESSAGE:
         cmd->client_msg_id = kc_avro_rd_str(&r);
         cmd->content = kc_avro_rd_str(&r);
@@ -578,5 +650,13 @@ void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_comman
         break;
     case KC_CMD_DELETE_MESSAGE:
     case KC_CMD_SET_READ_MARKER: kc_avro_put_long(b, cmd->seq_no); break;
+    case KC_CMD_UPDATE_CONVERSATION:
+        put_opt_s(b, cmd->title);
+        put_opt_s(b, cmd->topic);
+        break;
+    case KC_CMD_SET_ROLE:
+        put_s(b, cmd->user_id);
+        kc_avro_put_long(b, (int64_t)cmd->role);
+        break;
     }
 }

@@ -63,7 +63,21 @@ static void bad(const rd_kafka_message_t *m, const char *why)
               "state record skipped: %s", why);
 }
 
-static void rd_convo(proc_part_t *p, kc_avro_rd_t *r, const char *id, size_t idlen)
+/* Version 4's owners and admins, after the members. */
+static void rd_roles(proc_part_t *p, kc_avro_rd_t *r, const char *id, size_t idlen)
+{
+    for (kc_role_t role = KC_ROLE_OWNER; role <= KC_ROLE_ADMIN && !r->err; role++) {
+        for (int64_t blk; !r->err && (blk = kc_avro_rd_block(r)) > 0;) {
+            for (int64_t i = 0; i < blk && !r->err; i++) {
+                kc_str_t u = kc_avro_rd_str(r);
+                if (!r->err && proc_part_restore_role(p, id, idlen, u.p, u.n, role) != 0)
+                    r->err = 1; /* a role for someone who is not a member */
+            }
+        }
+    }
+}
+
+static void rd_convo(proc_part_t *p, kc_avro_rd_t *r, const char *id, size_t idlen, int version)
 {
     int64_t seq = kc_avro_rd_long(r);
     const char *ids[64];
@@ -98,6 +112,11 @@ static void rd_convo(proc_part_t *p, kc_avro_rd_t *r, const char *id, size_t idl
         /* Members as stored may not be NUL-terminated: restore_convo copies them by length. */
         proc_part_restore_convo(p, id, idlen, seq, many ? many : ids, many ? many_lens : lens,
                                 n);
+        if (version >= 4)
+            rd_roles(p, r, id, idlen);
+        else if (n) /* before roles: the creator was the first member, kept as the owner */
+            (void)proc_part_restore_role(p, id, idlen, many ? many[0] : ids[0],
+                                         many ? many_lens[0] : lens[0], KC_ROLE_OWNER);
     }
     free(many);
     free(many_lens);
@@ -167,7 +186,7 @@ static void apply_state(proc_part_t *p, part_info_t *info, const kc_schemas_t *s
     }
     int64_t newest = 0;
     switch (branch) {
-    case 0: rd_convo(p, &r, key + 1, m->key_len - 1); break;
+    case 0: rd_convo(p, &r, key + 1, m->key_len - 1, version); break;
     case 1: rd_entry(p, &r, (const unsigned char *)key + 1, version, 0, &newest); break;
     case 2:
         for (int64_t blk; !r.err && (blk = kc_avro_rd_block(&r)) > 0;) {

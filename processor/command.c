@@ -13,6 +13,7 @@ static const proc_cmd_kind_t kinds[] = {
     [KC_CMD_ADD_MEMBERS] = CMD_ADD_MEMBERS,     [KC_CMD_REMOVE_MEMBERS] = CMD_REMOVE_MEMBERS,
     [KC_CMD_EDIT_MESSAGE] = CMD_EDIT_MESSAGE,   [KC_CMD_DELETE_MESSAGE] = CMD_DELETE_MESSAGE,
     [KC_CMD_SET_READ_MARKER] = CMD_SET_READ_MARKER,
+    [KC_CMD_UPDATE_CONVERSATION] = CMD_UPDATE_CONVERSATION, [KC_CMD_SET_ROLE] = CMD_SET_ROLE,
 };
 
 /* A NUL-terminated copy in the arena (which has room: reserved for the whole record). */
@@ -72,6 +73,16 @@ int proc_command_decode(const kc_schemas_t *s, const void *buf, size_t len, proc
         cmd->member_lens = mem->lens;
         break;
     }
+    case KC_CMD_UPDATE_CONVERSATION:
+        if (c.title.p)
+            cmd->title = copy(mem, c.title, &cmd->title_len);
+        if (c.topic.p)
+            cmd->topic = copy(mem, c.topic, &cmd->topic_len);
+        break;
+    case KC_CMD_SET_ROLE:
+        cmd->user_id = copy(mem, c.user_id, &cmd->user_id_len);
+        cmd->role = c.role;
+        break;
     case KC_CMD_DELETE_MESSAGE:
     case KC_CMD_SET_READ_MARKER: break;
     }

@@ -107,6 +107,8 @@ static const kc_cfg_opt_t proc_opts[] = {
      "longest conversation, user or client message id"},
     {"dedupe-window-ms", KC_CFG_INT, offsetof(proc_cfg_t, lim.dedupe_window_ms), "86400000", 1000,
      2592000000LL, "how long a retry is recognised (default 24 h)"},
+    {"edit-window-ms", KC_CFG_INT, offsetof(proc_cfg_t, lim.edit_window_ms), "86400000", 1000,
+     2592000000LL, "how old a message may be for its author to edit or delete it (default 24 h)"},
 };
 
 #define POLL_BATCH 500
@@ -1002,8 +1004,8 @@ static void on_expire_timer(uv_timer_t *t)
             continue;
         expiry_t x = {p, i};
         note_batch_start(p->open);
-        (void)proc_part_expire(part, now, p->cfg.lim.dedupe_window_ms, tombstone_entry, &x);
-        (void)proc_part_expire_blocks(part, now, p->cfg.lim.dedupe_window_ms, tombstone_block,
+        (void)proc_part_expire(part, now, proc_keep_ms(&p->cfg.lim), tombstone_entry, &x);
+        (void)proc_part_expire_blocks(part, now, proc_keep_ms(&p->cfg.lim), tombstone_block,
                                       &x);
         live += kc_map_size(part->dedupe);
         convos += kc_map_size(part->convos);
@@ -1396,9 +1398,9 @@ static int start(void *arg, char *err, size_t errlen)
                                    : 100);
     if (uv_timer_start(&p->checkpoint_timer, on_checkpoint_timer, tick, tick) != 0)
         abort();
-    uint64_t every = (uint64_t)(p->cfg.lim.dedupe_window_ms / 10 < 60000
-                                    ? (p->cfg.lim.dedupe_window_ms / 10 > 100
-                                           ? p->cfg.lim.dedupe_window_ms / 10
+    uint64_t every = (uint64_t)(proc_keep_ms(&p->cfg.lim) / 10 < 60000
+                                    ? (proc_keep_ms(&p->cfg.lim) / 10 > 100
+                                           ? proc_keep_ms(&p->cfg.lim) / 10
                                            : 100)
                                     : 60000);
     if (uv_timer_start(&p->expire_timer, on_expire_timer, every, every) != 0)

@@ -67,6 +67,18 @@ void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_
         ev.kind = cmd->kind == CMD_ADD_MEMBERS ? KC_EV_MEMBERS_ADDED : KC_EV_MEMBERS_REMOVED;
         ev.members = o->members;
         ev.nmembers = o->nmembers;
+        ev.seq_no = o->seq_no;
+        ev.promoted = (kc_str_t){o->promoted, o->promoted ? strlen(o->promoted) : 0};
+        break;
+    case CMD_UPDATE_CONVERSATION:
+        ev.kind = KC_EV_CONVERSATION_UPDATED;
+        ev.title = str_of(cmd->title, cmd->title_len);
+        ev.topic = str_of(cmd->topic, cmd->topic_len);
+        break;
+    case CMD_SET_ROLE:
+        ev.kind = KC_EV_ROLE_CHANGED;
+        ev.user_id = str_of(cmd->user_id, cmd->user_id_len);
+        ev.role = cmd->role;
         break;
     case CMD_SEND_MESSAGE:
         proc_server_msg_id(cmd->convo_id, o->seq_no, smid, sizeof(smid));
@@ -160,6 +172,19 @@ void proc_encode_convo_state(const proc_ids_t *ids, const proc_convo_t *c, kc_bu
             kc_avro_put_str(out, c->members[i], strlen(c->members[i]));
     }
     kc_avro_put_long(out, 0);
+    /* owners, then admins: one block each (an empty array is the end marker alone) */
+    for (kc_role_t role = KC_ROLE_OWNER; role <= KC_ROLE_ADMIN; role++) {
+        size_t n = 0;
+        for (size_t i = 0; i < c->nmembers; i++)
+            n += c->roles[i] == role;
+        if (n) {
+            kc_avro_put_long(out, (int64_t)n);
+            for (size_t i = 0; i < c->nmembers; i++)
+                if (c->roles[i] == role)
+                    kc_avro_put_str(out, c->members[i], strlen(c->members[i]));
+        }
+        kc_avro_put_long(out, 0);
+    }
 }
 
 void proc_encode_dedupe_block(const proc_ids_t *ids, const proc_dd_t *const *entries, size_t n,

@@ -11,6 +11,7 @@
 #include "kchat/util.h"
 
 #define MAX_TITLE_BYTES 256
+#define MAX_TOPIC_BYTES 1024
 
 static void dd_free(proc_dd_t *d)
 {
@@ -41,6 +42,7 @@ static void convo_free(void *v)
     for (size_t i = 0; i < c->nmembers; i++)
         free(c->members[i]);
     free(c->members);
+    free(c->roles);
     free(c->id);
     free(c);
 }
@@ -110,13 +112,54 @@ static ssize_t find_member(const proc_convo_t *c, const char *id, size_t len)
     return -1;
 }
 
-static void add_member(proc_convo_t *c, const char *id, size_t len)
+static void add_member(proc_convo_t *c, const char *id, size_t len, kc_role_t role)
 {
     if (c->nmembers == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 8;
         c->members = kc_xrealloc(c->members, c->cap * sizeof(char *));
+        c->roles = kc_xrealloc(c->roles, c->cap);
     }
+    c->roles[c->nmembers] = (unsigned char)role;
     c->members[c->nmembers++] = kc_xstrndup(id, len);
+}
+
+/* Removes members[at], keeping the others in the order they joined. */
+static void drop_member(proc_convo_t *c, size_t at)
+{
+    free(c->members[at]);
+    memmove(c->members + at, c->members + at + 1, (c->nmembers - at - 1) * sizeof(char *));
+    memmove(c->roles + at, c->roles + at + 1, c->nmembers - at - 1);
+    c->nmembers--;
+}
+
+static size_t count_role(const proc_convo_t *c, kc_role_t role)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nmembers; i++)
+        n += c->roles[i] == role;
+    return n;
+}
+
+/* A conversation left without an owner passes ownership on: to the oldest admin, else to the
+ * oldest member. Returns the new owner's index, or -1 (an owner is there, or nobody). */
+static ssize_t hand_on(proc_convo_t *c)
+{
+    if (!c->nmembers || count_role(c, KC_ROLE_OWNER))
+        return -1;
+    ssize_t at = 0;
+    for (size_t i = 0; i < c->nmembers; i++) {
+        if (c->roles[i] == KC_ROLE_ADMIN) {
+            at = (ssize_t)i;
+            break;
+        }
+    }
+    c->roles[at] = KC_ROLE_OWNER;
+    return at;
+}
+
+static int manages(kc_role_t r)
+{
+    return r == KC_ROLE_OWNER || r == KC_ROLE_ADMIN;
 }
 
 static void mark_dirty(proc_part_t *p, proc_convo_t *c)
@@ -150,6 +193,9 @@ const char *const proc_reject_reasons[PROC_REJECT_N] = {
     [PROC_REJECT_NOT_AUTHOR] = "not_author",
     [PROC_REJECT_DELETED] = "deleted",
     [PROC_REJECT_DIRECT] = "direct_conversation",
+    [PROC_REJECT_NOT_ALLOWED] = "not_allowed",
+    [PROC_REJECT_LAST_OWNER] = "last_owner",
+    [PROC_REJECT_NO_SUCH_MEMBER] = "no_such_member",
 };
 
 static int reject(proc_outcome_t *out, proc_reject_t why, const char *fmt, ...)
@@ -254,10 +300,10 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
     if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len) && check_direct(cmd, distinct, out) != 0)
         return 0;
     proc_convo_t *c = convo_new(p, cmd->convo_id, cmd->convo_id_len);
-    add_member(c, cmd->sender_id, cmd->sender_id_len);
+    add_member(c, cmd->sender_id, cmd->sender_id_len, KC_ROLE_OWNER);
     for (size_t i = 0; i < cmd->nmembers; i++)
         if (find_member(c, cmd->members[i], cmd->member_lens[i]) < 0)
-            add_member(c, cmd->members[i], cmd->member_lens[i]);
+            add_member(c, cmd->members[i], cmd->member_lens[i], KC_ROLE_MEMBER);
     for (size_t i = 0; i < c->nmembers; i++)
         out_add(out, c->members[i], strlen(c->members[i]));
     mark_dirty(p, c);
@@ -266,19 +312,29 @@ static int apply_create(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits
     return 0;
 }
 
-/* The conversation, when it exists and the sender is a member; else a rejection. */
-static proc_convo_t *member_convo(proc_part_t *p, const proc_cmd_t *cmd, proc_outcome_t *out)
+/* The conversation, when it exists and the sender is a member (their role in *role when
+ * role is not NULL); else a rejection. */
+static proc_convo_t *member_convo_role(proc_part_t *p, const proc_cmd_t *cmd, proc_outcome_t *out,
+                                       kc_role_t *role)
 {
     proc_convo_t *c = kc_map_get(p->convos, cmd->convo_id, cmd->convo_id_len);
     if (!c) {
         reject(out, PROC_REJECT_NO_SUCH_CONVERSATION, "no such conversation");
         return NULL;
     }
-    if (find_member(c, cmd->sender_id, cmd->sender_id_len) < 0) {
+    ssize_t at = find_member(c, cmd->sender_id, cmd->sender_id_len);
+    if (at < 0) {
         reject(out, PROC_REJECT_NOT_MEMBER, "the sender is not a member of the conversation");
         return NULL;
     }
+    if (role)
+        *role = (kc_role_t)c->roles[at];
     return c;
+}
+
+static proc_convo_t *member_convo(proc_part_t *p, const proc_cmd_t *cmd, proc_outcome_t *out)
+{
+    return member_convo_role(p, cmd, out, NULL);
 }
 
 static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
@@ -318,14 +374,33 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     return 0;
 }
 
+/* Removing exactly oneself: leaving, which every member may do. */
+static int is_leave(const proc_cmd_t *cmd)
+{
+    return cmd->nmembers == 1 && cmd->member_lens[0] == cmd->sender_id_len &&
+           memcmp(cmd->members[0], cmd->sender_id, cmd->sender_id_len) == 0;
+}
+
 static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
                          proc_outcome_t *out)
 {
-    proc_convo_t *c = member_convo(p, cmd, out);
+    kc_role_t mine;
+    proc_convo_t *c = member_convo_role(p, cmd, out, &mine);
     if (!c || check_members(cmd, lim, out) != 0)
         return 0;
     if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len))
         return reject(out, PROC_REJECT_DIRECT, "the members of a direct conversation do not change");
+    int leave = cmd->kind == CMD_REMOVE_MEMBERS && is_leave(cmd);
+    if (!leave && !manages(mine))
+        return reject(out, PROC_REJECT_NOT_ALLOWED, "only owners and admins %s members",
+                      cmd->kind == CMD_ADD_MEMBERS ? "add" : "remove");
+    if (cmd->kind == CMD_REMOVE_MEMBERS && mine == KC_ROLE_ADMIN) {
+        for (size_t i = 0; i < cmd->nmembers; i++) {
+            ssize_t at = find_member(c, cmd->members[i], cmd->member_lens[i]);
+            if (at >= 0 && c->roles[at] == KC_ROLE_OWNER)
+                return reject(out, PROC_REJECT_NOT_ALLOWED, "only owners remove an owner");
+        }
+    }
     if (cmd->kind == CMD_ADD_MEMBERS) {
         size_t fresh = 0;
         for (size_t i = 0; i < cmd->nmembers; i++)
@@ -335,20 +410,26 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
                           lim->max_members);
         for (size_t i = 0; i < cmd->nmembers; i++) {
             if (find_member(c, cmd->members[i], cmd->member_lens[i]) < 0) {
-                add_member(c, cmd->members[i], cmd->member_lens[i]);
+                add_member(c, cmd->members[i], cmd->member_lens[i], KC_ROLE_MEMBER);
                 out_add(out, cmd->members[i], cmd->member_lens[i]);
             }
         }
     } else {
-        /* The event names those removed; the recipients are the members that remain. */
+        /* The event names those removed; the recipients are the members that remain. Those
+         * removed may still read up to the last message. */
         for (size_t i = 0; i < cmd->nmembers; i++) {
             ssize_t at = find_member(c, cmd->members[i], cmd->member_lens[i]);
             if (at < 0)
                 continue;
             out_add(out, cmd->members[i], cmd->member_lens[i]);
-            free(c->members[at]);
-            c->members[at] = c->members[--c->nmembers];
+            drop_member(c, (size_t)at);
         }
+        if (!out->nmembers) /* nothing changed */
+            return reject(out, PROC_REJECT_NO_SUCH_MEMBER, "none of them is a member");
+        ssize_t heir = out->nmembers ? hand_on(c) : -1;
+        if (heir >= 0)
+            out->promoted = kc_xstrdup(c->members[heir]);
+        out->seq_no = c->last_seq;
     }
     if (out->nmembers)
         mark_dirty(p, c);
@@ -357,28 +438,90 @@ static int apply_members(proc_part_t *p, const proc_cmd_t *cmd, const proc_limit
     return 0;
 }
 
-static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
-                         proc_outcome_t *out)
+static int apply_update(proc_part_t *p, const proc_cmd_t *cmd, proc_outcome_t *out)
 {
-    proc_convo_t *c = member_convo(p, cmd, out);
+    kc_role_t mine;
+    proc_convo_t *c = member_convo_role(p, cmd, out, &mine);
+    if (!c)
+        return 0;
+    if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len))
+        return reject(out, PROC_REJECT_DIRECT, "a direct conversation has no title or topic");
+    if (!manages(mine))
+        return reject(out, PROC_REJECT_NOT_ALLOWED,
+                      "only owners and admins rename a conversation or set its topic");
+    if (!cmd->title && !cmd->topic)
+        return reject(out, PROC_REJECT_INVALID, "nothing to change: give a title or a topic");
+    if (cmd->title && (cmd->title_len == 0 || !valid_text(cmd->title, cmd->title_len,
+                                                          MAX_TITLE_BYTES)))
+        return reject(out, PROC_REJECT_INVALID, "title must be 1 to %d bytes of UTF-8",
+                      MAX_TITLE_BYTES);
+    if (cmd->topic && !valid_text(cmd->topic, cmd->topic_len, MAX_TOPIC_BYTES))
+        return reject(out, PROC_REJECT_INVALID, "topic must be UTF-8 of at most %d bytes",
+                      MAX_TOPIC_BYTES);
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+static int apply_role(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t *lim,
+                      proc_outcome_t *out)
+{
+    kc_role_t mine;
+    proc_convo_t *c = member_convo_role(p, cmd, out, &mine);
+    if (!c)
+        return 0;
+    if (kc_id_is_direct(cmd->convo_id, cmd->convo_id_len))
+        return reject(out, PROC_REJECT_DIRECT, "a direct conversation has no roles");
+    if (!valid_id(cmd->user_id, cmd->user_id_len, lim->max_id_bytes) ||
+        (unsigned)cmd->role >= KC_ROLE_N)
+        return reject(out, PROC_REJECT_INVALID, "user_id and role must be valid");
+    if (!manages(mine))
+        return reject(out, PROC_REJECT_NOT_ALLOWED, "only owners and admins change roles");
+    ssize_t at = find_member(c, cmd->user_id, cmd->user_id_len);
+    if (at < 0)
+        return reject(out, PROC_REJECT_NO_SUCH_MEMBER, "the user is not a member");
+    kc_role_t was = (kc_role_t)c->roles[at];
+    if (mine != KC_ROLE_OWNER && (was == KC_ROLE_OWNER || cmd->role == KC_ROLE_OWNER))
+        return reject(out, PROC_REJECT_NOT_ALLOWED, "only owners make or unmake owners");
+    if (was == KC_ROLE_OWNER && cmd->role != KC_ROLE_OWNER && count_role(c, KC_ROLE_OWNER) == 1)
+        return reject(out, PROC_REJECT_LAST_OWNER,
+                      "the last owner stays owner: make someone else owner first, or leave");
+    if (was != cmd->role) {
+        c->roles[at] = (unsigned char)cmd->role;
+        mark_dirty(p, c);
+    }
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
+                         const proc_limits_t *lim, proc_outcome_t *out)
+{
+    kc_role_t mine;
+    proc_convo_t *c = member_convo_role(p, cmd, out, &mine);
     if (!c)
         return 0;
     if (cmd->seq_no < 1 || cmd->seq_no > c->last_seq)
         return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
                       "seq_no %lld is not a message of the conversation", (long long)cmd->seq_no);
     if (cmd->kind != CMD_SET_READ_MARKER) {
-        /* Only the author edits or deletes, within the dedupe window that remembers it. */
+        /* Messages of the edit window, whose authors are remembered (proc_keep_ms). */
         char key[1200];
         size_t klen = msg_key(key, sizeof(key), cmd->convo_id, cmd->convo_id_len, cmd->seq_no);
         proc_dd_t *d = klen ? kc_map_get(p->msgs, key, klen) : NULL;
-        if (!d || !d->author)
+        if (!d || !d->author || d->created_at < now_ms - lim->edit_window_ms)
             return reject(out, PROC_REJECT_TOO_OLD,
                           "only messages of the last %lld ms can be edited or deleted",
-                          (long long)lim->dedupe_window_ms);
-        if (strlen(d->author) != cmd->sender_id_len ||
-            memcmp(d->author, cmd->sender_id, cmd->sender_id_len) != 0)
+                          (long long)lim->edit_window_ms);
+        /* Authors edit and delete their own; owners and admins delete anyone's. */
+        if ((strlen(d->author) != cmd->sender_id_len ||
+             memcmp(d->author, cmd->sender_id, cmd->sender_id_len) != 0) &&
+            (cmd->kind == CMD_EDIT_MESSAGE || !manages(mine)))
             return reject(out, PROC_REJECT_NOT_AUTHOR,
-                          "only the author can edit or delete a message");
+                          cmd->kind == CMD_EDIT_MESSAGE
+                              ? "only the author can edit a message"
+                              : "only the author, an owner or an admin can delete a message");
         if (d->deleted)
             return reject(out, PROC_REJECT_DELETED, "the message was deleted");
         if (cmd->kind == CMD_EDIT_MESSAGE) {
@@ -417,7 +560,9 @@ int proc_apply(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms, const proc
     case CMD_REMOVE_MEMBERS: return apply_members(p, cmd, lim, out);
     case CMD_EDIT_MESSAGE:
     case CMD_DELETE_MESSAGE:
-    case CMD_SET_READ_MARKER: return apply_seq_ref(p, cmd, lim, out);
+    case CMD_SET_READ_MARKER: return apply_seq_ref(p, cmd, now_ms, lim, out);
+    case CMD_UPDATE_CONVERSATION: return apply_update(p, cmd, out);
+    case CMD_SET_ROLE: return apply_role(p, cmd, lim, out);
     }
     return reject(out, PROC_REJECT_INVALID, "unknown command");
 }
@@ -429,6 +574,8 @@ void proc_outcome_free(proc_outcome_t *out)
     free(out->members);
     out->members = NULL;
     out->nmembers = 0;
+    free(out->promoted);
+    out->promoted = NULL;
 }
 
 proc_convo_t **proc_part_take_dirty(proc_part_t *p, size_t *n)
@@ -475,7 +622,18 @@ void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int6
     }
     c->last_seq = last_seq;
     for (size_t i = 0; i < n; i++)
-        add_member(c, members[i], lens[i]);
+        add_member(c, members[i], lens[i], KC_ROLE_MEMBER);
+}
+
+int proc_part_restore_role(proc_part_t *p, const char *id, size_t id_len, const char *user,
+                           size_t user_len, kc_role_t role)
+{
+    proc_convo_t *c = kc_map_get(p->convos, id, id_len);
+    ssize_t at = c ? find_member(c, user, user_len) : -1;
+    if (at < 0 || (unsigned)role >= KC_ROLE_N)
+        return -1;
+    c->roles[at] = (unsigned char)role;
+    return 0;
 }
 
 void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
@@ -580,14 +738,25 @@ static void replay_members(proc_part_t *p, proc_convo_t *c, const kc_chat_event_
         ssize_t at = find_member(c, m.p, m.n);
         if (ev->kind == KC_EV_MEMBERS_REMOVED) {
             if (at >= 0) {
-                free(c->members[at]);
-                c->members[at] = c->members[--c->nmembers];
+                drop_member(c, (size_t)at);
                 mark_dirty(p, c);
             }
         } else if (at < 0) {
-            add_member(c, m.p, m.n);
+            int creator = ev->kind == KC_EV_CONVERSATION_CREATED && m.n == ev->actor_id.n &&
+                          memcmp(m.p, ev->actor_id.p, m.n) == 0;
+            add_member(c, m.p, m.n, creator ? KC_ROLE_OWNER : KC_ROLE_MEMBER);
             mark_dirty(p, c);
         }
+    }
+}
+
+/* A role the event gives: promoted by a removal, or changed. */
+static void replay_role(proc_part_t *p, proc_convo_t *c, kc_str_t user, kc_role_t role)
+{
+    ssize_t at = user.p ? find_member(c, user.p, user.n) : -1;
+    if (at >= 0 && c->roles[at] != role) {
+        c->roles[at] = (unsigned char)role;
+        mark_dirty(p, c);
     }
 }
 
@@ -604,9 +773,16 @@ void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev)
         return;
     case KC_EV_MEMBERS_ADDED:
     case KC_EV_MEMBERS_REMOVED:
-        if (c)
+        if (c) {
             replay_members(p, c, ev);
+            replay_role(p, c, ev->promoted, KC_ROLE_OWNER);
+        }
         return;
+    case KC_EV_ROLE_CHANGED:
+        if (c)
+            replay_role(p, c, ev->user_id, ev->role);
+        return;
+    case KC_EV_CONVERSATION_UPDATED: return;
     case KC_EV_MESSAGE_CREATED: {
         if (!c)
             return;

@@ -35,6 +35,8 @@ typedef enum {
     CMD_EDIT_MESSAGE,
     CMD_DELETE_MESSAGE,
     CMD_SET_READ_MARKER,
+    CMD_UPDATE_CONVERSATION,
+    CMD_SET_ROLE,
 } proc_cmd_kind_t;
 
 /* A decoded command. Strings point into the decoded Avro value (NUL-terminated, with their
@@ -50,8 +52,13 @@ typedef struct {
     const char *content; /* SendMessage, EditMessage */
     size_t content_len;
     const char *content_type;
-    const char *title; /* CreateConversation */
+    const char *title; /* CreateConversation; UpdateConversation (NULL: keep) */
     size_t title_len;
+    const char *topic; /* UpdateConversation (NULL: keep) */
+    size_t topic_len;
+    const char *user_id; /* SetRole */
+    size_t user_id_len;
+    kc_role_t role;      /* SetRole */
     const char **members; /* CreateConversation, AddMembers, RemoveMembers */
     size_t *member_lens;
     size_t nmembers;
@@ -63,7 +70,16 @@ typedef struct {
     long long max_members;
     long long max_id_bytes;
     long long dedupe_window_ms;
+    long long edit_window_ms; /* how old a message may be to be edited or deleted */
 } proc_limits_t;
+
+/* How long an accepted message is remembered: for its retries (the dedupe window) and for
+ * edits and deletes by its author (the edit window), whichever is longer. */
+static inline long long proc_keep_ms(const proc_limits_t *lim)
+{
+    return lim->dedupe_window_ms > lim->edit_window_ms ? lim->dedupe_window_ms
+                                                       : lim->edit_window_ms;
+}
 
 typedef enum { OUT_ACCEPTED, OUT_DUPLICATE, OUT_REJECTED } proc_outcome_kind_t;
 
@@ -79,6 +95,9 @@ typedef enum {
     PROC_REJECT_NOT_AUTHOR,
     PROC_REJECT_DELETED,
     PROC_REJECT_DIRECT,
+    PROC_REJECT_NOT_ALLOWED,
+    PROC_REJECT_LAST_OWNER,
+    PROC_REJECT_NO_SUCH_MEMBER,
     PROC_REJECT_N
 } proc_reject_t;
 
@@ -91,7 +110,8 @@ typedef struct {
     proc_outcome_kind_t kind;
     const char *reason; /* OUT_REJECTED: one of proc_reject_reasons */
     char message[256];  /* OUT_REJECTED: for people */
-    int64_t seq_no;     /* SendMessage accepted or duplicate */
+    int64_t seq_no;     /* SendMessage accepted or duplicate; RemoveMembers: the last seq_no */
+    char *promoted;     /* RemoveMembers: the member who became owner, or NULL (owned) */
     /* Accepted membership changes: every member after CreateConversation, the users really
      * added or removed otherwise. Owned by the outcome (proc_outcome_free). */
     char **members;
@@ -105,10 +125,13 @@ typedef struct {
     const struct proc_dd *dedupe;
 } proc_outcome_t;
 
+/* A conversation: members in the order they joined (the oldest first), each with a role
+ * (kc_role_t, in roles[i] for members[i]). */
 typedef struct proc_convo {
     char *id;
     int64_t last_seq;
     char **members;
+    unsigned char *roles;
     size_t nmembers, cap;
     int dirty;
 } proc_convo_t;
@@ -204,6 +227,10 @@ void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev);
  * accepted message), as read from the changelog; forget a key on a tombstone. */
 void proc_part_restore_convo(proc_part_t *p, const char *id, size_t id_len, int64_t last_seq,
                              const char *const *members, const size_t *lens, size_t n);
+/* Sets a restored member's role (a checkpoint's owners and admins); 0, or -1 when the user is
+ * not a member of the conversation. */
+int proc_part_restore_role(proc_part_t *p, const char *id, size_t id_len, const char *user,
+                           size_t user_len, kc_role_t role);
 void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_no,
                           int64_t created_at, const char *convo_id, const char *author,
                           int deleted);

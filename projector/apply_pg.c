@@ -78,6 +78,17 @@ static void col_text(col_t *c, const char *s)
     kc_buf_putc(&c->b, '"');
 }
 
+/* A text or, for NULL, an SQL null (unquoted NULL in an array literal). */
+static void col_opt_text(col_t *c, const char *s)
+{
+    if (s) {
+        col_text(c, s);
+    } else {
+        col_sep(c);
+        kc_buf_puts(&c->b, "NULL");
+    }
+}
+
 static void col_int(col_t *c, int64_t v)
 {
     col_sep(c);
@@ -102,15 +113,42 @@ static void col_free(col_t *c)
 
 /* ---- segments ---- */
 
-enum { P_CREATED, P_ADDS, P_REMOVES, P_MSGS, P_EDITS, P_DELETES, P_READS, P_ACTIVITY, P_COUNT };
+/* The phases of a segment, in the order their statements run. */
+enum {
+    P_CREATED,  /* conversations inserted */
+    P_ADDS,     /* members inserted (the creator as owner) */
+    P_REJOINS,  /* departures of those added again deleted */
+    P_ROLES,    /* roles set (RoleChanged, and a removal's promoted member) */
+    P_REMOVES,  /* members deleted */
+    P_DEPARTS,  /* departures upserted */
+    P_MSGS,     /* messages inserted */
+    P_EDITS,    /* messages edited */
+    P_DELETES,  /* messages deleted */
+    P_READS,    /* read positions */
+    P_UPDATES,  /* titles and topics */
+    P_ACTIVITY, /* last_seq and last_activity */
+    P_COUNT
+};
 
-static const int ncols[P_COUNT] = {4, 3, 2, 8, 4, 3, 3, 3};
+static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 8, 4, 3, 3, 3, 3};
 
-/* What each phase writes. An insert into members also reads conversations (its foreign
- * key), so it never shares a statement with a write of conversations. */
+/* What each phase writes. departures counts as members (they change together). An insert
+ * into members or departures also reads conversations (its foreign key), so it never shares
+ * a statement with a write of conversations. */
 static const unsigned tables[P_COUNT] = {
-    PROJ_T_CONVERSATIONS, PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS, PROJ_T_MEMBERS, PROJ_T_MESSAGES,
-    PROJ_T_MESSAGES,      PROJ_T_MESSAGES,                       PROJ_T_MEMBERS, PROJ_T_CONVERSATIONS};
+    [P_CREATED] = PROJ_T_CONVERSATIONS,
+    [P_ADDS] = PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS,
+    [P_REJOINS] = PROJ_T_MEMBERS,
+    [P_ROLES] = PROJ_T_MEMBERS,
+    [P_REMOVES] = PROJ_T_MEMBERS,
+    [P_DEPARTS] = PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS,
+    [P_MSGS] = PROJ_T_MESSAGES,
+    [P_EDITS] = PROJ_T_MESSAGES,
+    [P_DELETES] = PROJ_T_MESSAGES,
+    [P_READS] = PROJ_T_MEMBERS,
+    [P_UPDATES] = PROJ_T_CONVERSATIONS,
+    [P_ACTIVITY] = PROJ_T_CONVERSATIONS,
+};
 
 typedef struct {
     col_t cols[P_COUNT][8];
@@ -139,14 +177,36 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          "last_activity) SELECT c, t, b, {ms:at}, 0, {ms:at} "
          "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS x(c, t, b, at)",
          out);
+    /* A member already there keeps their row (and role). */
     emit(schema, g, P_ADDS,
-         "INSERT INTO {S}.members (convo_id, user_id, joined_at) SELECT c, u, {ms:at} "
-         "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(c, u, at) "
+         "INSERT INTO {S}.members (convo_id, user_id, joined_at, role) SELECT c, u, {ms:at}, r "
+         "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS x(c, u, at, r) "
          "ON CONFLICT DO NOTHING",
+         out);
+    emit(schema, g, P_REJOINS,
+         "DELETE FROM {S}.departures d USING unnest($1::text[], $2::text[]) AS x(c, u) "
+         "WHERE d.convo_id = x.c AND d.user_id = x.u",
+         out);
+    /* Two roles of one member in a segment: the later one wins. */
+    emit(schema, g, P_ROLES,
+         "UPDATE {S}.members m SET role = x.r "
+         "FROM (SELECT DISTINCT ON (c, u) c, u, r "
+         "FROM unnest($1::text[], $2::text[], $3::text[]) "
+         "WITH ORDINALITY AS y(c, u, r, i) ORDER BY c, u, i DESC) x "
+         "WHERE m.convo_id = x.c AND m.user_id = x.u",
          out);
     emit(schema, g, P_REMOVES,
          "DELETE FROM {S}.members m USING unnest($1::text[], $2::text[]) AS x(c, u) "
          "WHERE m.convo_id = x.c AND m.user_id = x.u",
+         out);
+    /* One row per former member (an upsert may not touch a row twice): the later wins. */
+    emit(schema, g, P_DEPARTS,
+         "INSERT INTO {S}.departures (convo_id, user_id, left_seq, left_at) "
+         "SELECT c, u, s, {ms:at} FROM (SELECT DISTINCT ON (c, u) c, u, s, at "
+         "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
+         "WITH ORDINALITY AS y(c, u, s, at, i) ORDER BY c, u, i DESC) x "
+         "ON CONFLICT (convo_id, user_id) DO UPDATE SET left_seq = EXCLUDED.left_seq, "
+         "left_at = EXCLUDED.left_at",
          out);
     emit(schema, g, P_MSGS,
          "INSERT INTO {S}.messages (convo_id, seq_no, server_msg_id, sender_id, client_msg_id, "
@@ -173,6 +233,16 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS y(c, u, s) GROUP BY c, u) x "
          "WHERE m.convo_id = x.c AND m.user_id = x.u",
          out);
+    /* Per conversation, the latest title and the latest topic given (null: unchanged). */
+    emit(schema, g, P_UPDATES,
+         "UPDATE {S}.conversations v SET title = coalesce(x.t, v.title), "
+         "topic = coalesce(x.p, v.topic) "
+         "FROM (SELECT c, (array_agg(t ORDER BY i DESC) FILTER (WHERE t IS NOT NULL))[1] AS t, "
+         "(array_agg(p ORDER BY i DESC) FILTER (WHERE p IS NOT NULL))[1] AS p "
+         "FROM unnest($1::text[], $2::text[], $3::text[]) "
+         "WITH ORDINALITY AS y(c, t, p, i) GROUP BY c) x "
+         "WHERE v.convo_id = x.c",
+         out);
     emit(schema, g, P_ACTIVITY,
          "UPDATE {S}.conversations v SET last_seq = GREATEST(v.last_seq, x.s), "
          "last_activity = GREATEST(v.last_activity, {ms:x.at}) "
@@ -189,6 +259,35 @@ static void seg_free(segment_t *g)
             col_free(&g->cols[p][i]);
 }
 
+/* A role row: ROLES gets (convo, user, role). */
+static void add_role(segment_t *g, const char *convo, const char *user, const char *role)
+{
+    col_t *c = g->cols[P_ROLES];
+    col_text(&c[0], convo);
+    col_text(&c[1], user);
+    col_text(&c[2], role);
+}
+
+/* Whether e, appended now, would run in an order the phases break: its statements run in an
+ * earlier phase than rows of the segment it must follow. Only membership changes can. */
+static int breaks_order(const segment_t *g, const proj_event_t *e)
+{
+    switch (e->kind) {
+    case EV_ADDED:
+        /* Added again after a removal (members, departures), or after a read position. */
+        return seg_rows(g, P_REMOVES) || seg_rows(g, P_DEPARTS) || seg_rows(g, P_READS);
+    case EV_REMOVED:
+        /* A removal after a read position. (Its promotion runs in ROLES, before the removals:
+         * the promoted member is not one of those removed.) */
+        return seg_rows(g, P_READS) != 0;
+    default:
+        /* A role after removals runs before them: only a member's role changes, and one
+         * removed in this segment is not a member unless added again, which flushed. Titles
+         * and topics run after the conversations are created; activity takes maxima. */
+        return 0;
+    }
+}
+
 size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out)
 {
     segment_t g;
@@ -201,9 +300,7 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
         const proj_event_t *e = &it->ev;
         if (e->kind == EV_REJECTED)
             continue;
-        /* Only membership changes can need an order the phases would break. */
-        if ((e->kind == EV_ADDED && (seg_rows(&g, P_REMOVES) || seg_rows(&g, P_READS))) ||
-            (e->kind == EV_REMOVED && seg_rows(&g, P_READS)))
+        if (breaks_order(&g, e))
             seg_flush(schema, &g, out);
         col_t *c;
         switch (e->kind) {
@@ -215,19 +312,44 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_int(&c[3], e->at);
             __attribute__((fallthrough));
         case EV_ADDED:
-            c = g.cols[P_ADDS];
             for (size_t m = 0; m < e->nmembers; m++) {
+                c = g.cols[P_ADDS];
                 col_text(&c[0], e->convo_id);
                 col_text(&c[1], e->members[m]);
                 col_int(&c[2], e->at);
+                /* The creator is the owner; anyone else starts as a member. */
+                col_text(&c[3], e->kind == EV_CREATED && strcmp(e->members[m], e->actor_id) == 0
+                                    ? "owner"
+                                    : "member");
+                if (e->kind == EV_ADDED) {
+                    c = g.cols[P_REJOINS];
+                    col_text(&c[0], e->convo_id);
+                    col_text(&c[1], e->members[m]);
+                }
             }
             break;
         case EV_REMOVED:
-            c = g.cols[P_REMOVES];
             for (size_t m = 0; m < e->nmembers; m++) {
+                c = g.cols[P_REMOVES];
                 col_text(&c[0], e->convo_id);
                 col_text(&c[1], e->members[m]);
+                c = g.cols[P_DEPARTS];
+                col_text(&c[0], e->convo_id);
+                col_text(&c[1], e->members[m]);
+                col_int(&c[2], e->seq_no);
+                col_int(&c[3], e->at);
             }
+            if (e->promoted)
+                add_role(&g, e->convo_id, e->promoted, "owner");
+            break;
+        case EV_ROLE:
+            add_role(&g, e->convo_id, e->user_id, e->role);
+            break;
+        case EV_UPDATED:
+            c = g.cols[P_UPDATES];
+            col_text(&c[0], e->convo_id);
+            col_opt_text(&c[1], e->title);
+            col_opt_text(&c[2], e->topic);
             break;
         case EV_MESSAGE:
             c = g.cols[P_MSGS];

@@ -1,12 +1,15 @@
 /* apply_pg.h - a batch of events as a few multi-row statements on the Postgres read model.
  *
  * Events are grouped into segments; within a segment the statements run in a fixed order
- * (conversations, members added, members removed, messages, edits, deletes, read positions,
- * conversation activity), each one a single INSERT/UPDATE/DELETE over unnest()ed arrays. A
- * segment ends early only where that fixed order would reorder two events whose order
- * matters (a member added after a removal or a read position, a removal after a read
- * position), so a run of messages is one statement however long it is. Statements name
- * the schema explicitly (`rm`, or the shadow schema of a rebuild).
+ * (conversations, members added, departures of those added, roles, members removed,
+ * departures of those removed, messages, edits, deletes, read positions, titles and topics,
+ * conversation activity), each one a single INSERT/UPDATE/DELETE over unnest()ed arrays.
+ * Where one row can change twice in a segment the later change wins (an edit, a role, a
+ * departure, a title or topic). A segment ends early only where that fixed order would
+ * reorder two events whose order matters (a member added after a removal or a read
+ * position, a removal after a read position), so a run of messages is one statement however
+ * long it is. Statements name the schema explicitly (`rm`, or the shadow schema of a
+ * rebuild).
  */
 #ifndef PROJ_APPLY_PG_H
 #define PROJ_APPLY_PG_H
@@ -21,7 +24,7 @@
 /* The tables a statement writes (or, for an insert into members, checks a key of). */
 enum {
     PROJ_T_CONVERSATIONS = 1,
-    PROJ_T_MEMBERS = 2,
+    PROJ_T_MEMBERS = 2, /* members and departures */
     PROJ_T_MESSAGES = 4,
     PROJ_T_OFFSETS = 8,
 };

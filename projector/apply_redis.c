@@ -19,7 +19,11 @@
  *   L  lastseen key, (user, ms) pairs: each user's latest event (maximum)
  *   C  convo key, title, created_by, created_at, then as A
  *   A  members and read keys, members: added (read position 0)
- *   R  members and read keys, convo id, members: removed, and out of their lists
+ *   R  members, read and roles keys, convo id, members: removed, out of their lists, and
+ *      their roles gone
+ *   O  roles key, (user, role) pairs: "owner" or "admin" set, "member" removed (the roles
+ *      hash names owners and admins only)
+ *   U  convo key, (field, value) pairs: the title and/or topic changed
  *   E  recent and convo keys, seq_no, content, ms (ISO), '1' when deleted: an edit or delete
  *   K  read key, user, seq_no: a read marker (maximum) */
 const char PROJ_REDIS_SCRIPT[] =
@@ -117,11 +121,19 @@ const char PROJ_REDIS_SCRIPT[] =
     "        chunks('HSET', A[k + 1], t, 1, #t, 2)\n"
     "      end\n"
     "    elseif op == 'R' then\n"
-    "      if nxt > j + 3 then\n"
-    "        chunks('SREM', A[j], A, j + 3, nxt - 1, 1)\n"
-    "        chunks('HDEL', A[j + 1], A, j + 3, nxt - 1, 1)\n"
-    "        for m = j + 3, nxt - 1 do call('ZREM', P .. '" KC_RM_CONVOS ":' .. A[m], A[j + 2]) end\n"
+    "      if nxt > j + 4 then\n"
+    "        chunks('SREM', A[j], A, j + 4, nxt - 1, 1)\n"
+    "        chunks('HDEL', A[j + 1], A, j + 4, nxt - 1, 1)\n"
+    "        chunks('HDEL', A[j + 2], A, j + 4, nxt - 1, 1)\n"
+    "        for m = j + 4, nxt - 1 do call('ZREM', P .. '" KC_RM_CONVOS ":' .. A[m], A[j + 3]) end\n"
     "      end\n"
+    "    elseif op == 'O' then\n"
+    "      for k = j + 1, nxt - 2, 2 do\n"
+    "        if A[k + 1] == 'member' then call('HDEL', A[j], A[k])\n"
+    "        else call('HSET', A[j], A[k], A[k + 1]) end\n"
+    "      end\n"
+    "    elseif op == 'U' then\n"
+    "      if nxt > j + 2 then call('HSET', A[j], unpack(A, j + 1, nxt - 1)) end\n"
     "    elseif op == 'E' then\n"
     "      local rk, ck, s = A[j], A[j + 1], A[j + 2]\n"
     "      local m = call('ZRANGEBYSCORE', rk, s, s)\n"
@@ -454,10 +466,23 @@ static void members_op(build_t *bl, const char *opcode, const proj_event_t *e)
     size_t first = op_begin(a, opcode);
     add_ckey(a, bl->prefix, KC_RM_MEMBERS, e->convo_id);
     add_ckey(a, bl->prefix, KC_RM_READ, e->convo_id);
-    if (e->kind == EV_REMOVED)
+    if (e->kind == EV_REMOVED) {
+        add_ckey(a, bl->prefix, KC_RM_ROLES, e->convo_id);
         proj_rargs_str(a, e->convo_id);
+    }
     for (size_t m = 0; m < e->nmembers; m++)
         proj_rargs_str(a, e->members[m]);
+    op_end(a, first);
+}
+
+/* One member's role in roles:<convo> (an O operation of one pair). */
+static void role_op(build_t *bl, const char *convo, const char *user, const char *role)
+{
+    proj_rargs_t *a = bl->out;
+    size_t first = op_begin(a, "O");
+    add_ckey(a, bl->prefix, KC_RM_ROLES, convo);
+    proj_rargs_str(a, user);
+    proj_rargs_str(a, role);
     op_end(a, first);
 }
 
@@ -495,7 +520,7 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         proj_rargs_t *a = out;
         size_t first;
         switch (e->kind) {
-        case EV_CREATED:
+        case EV_CREATED: {
             first = op_begin(a, "C");
             add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
             proj_rargs_str(a, e->title);
@@ -503,10 +528,17 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
             proj_rargs_int(a, e->at);
             add_ckey(a, prefix, KC_RM_MEMBERS, e->convo_id);
             add_ckey(a, prefix, KC_RM_READ, e->convo_id);
-            for (size_t m = 0; m < e->nmembers; m++)
+            int creator_member = 0;
+            for (size_t m = 0; m < e->nmembers; m++) {
                 proj_rargs_str(a, e->members[m]);
+                creator_member |= strcmp(e->members[m], e->actor_id) == 0;
+            }
             op_end(a, first);
+            /* The creator is the owner (when a member); the others are plain members. */
+            if (creator_member)
+                role_op(&bl, e->convo_id, e->actor_id, "owner");
             break;
+        }
         case EV_ADDED:
             if (e->nmembers)
                 members_op(&bl, "A", e);
@@ -514,6 +546,24 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
         case EV_REMOVED:
             if (e->nmembers)
                 members_op(&bl, "R", e);
+            if (e->promoted)
+                role_op(&bl, e->convo_id, e->promoted, "owner");
+            break;
+        case EV_ROLE:
+            role_op(&bl, e->convo_id, e->user_id, e->role);
+            break;
+        case EV_UPDATED:
+            first = op_begin(a, "U");
+            add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
+            if (e->title) {
+                proj_rargs_str(a, "title");
+                proj_rargs_str(a, e->title);
+            }
+            if (e->topic) {
+                proj_rargs_str(a, "topic");
+                proj_rargs_str(a, e->topic);
+            }
+            op_end(a, first);
             break;
         case EV_EDITED:
         case EV_DELETED: {

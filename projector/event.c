@@ -60,6 +60,8 @@ static proj_ev_kind_t kind_of(kc_chat_event_kind_t k)
     case KC_EV_MESSAGE_EDITED: return EV_EDITED;
     case KC_EV_MESSAGE_DELETED: return EV_DELETED;
     case KC_EV_READ_MARKER_SET: return EV_READ;
+    case KC_EV_CONVERSATION_UPDATED: return EV_UPDATED;
+    case KC_EV_ROLE_CHANGED: return EV_ROLE;
     case KC_EV_COMMAND_REJECTED: break;
     }
     return EV_REJECTED;
@@ -83,12 +85,16 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
         kc_strlcpyf(errstr, errstr_size, "seq_no is below 1");
         return -EBADMSG;
     }
+    if (ev->kind == EV_REMOVED && ev->seq_no < 0) {
+        kc_strlcpyf(errstr, errstr_size, "seq_no is negative");
+        return -EBADMSG;
+    }
 
     /* One block for every string: the sizes first (members checked on the way). */
-    const kc_str_t strs[] = {ce.event_id,      ce.convo_id,      ce.actor_id, ce.command_id,
-                             ce.origin,        ce.title,         ce.server_msg_id,
-                             ce.client_msg_id, ce.content,       ce.content_type,
-                             ce.reason,        ce.message};
+    const kc_str_t strs[] = {ce.event_id,      ce.convo_id,     ce.actor_id, ce.command_id,
+                             ce.origin,        ce.title,        ce.topic,    ce.promoted,
+                             ce.user_id,       ce.server_msg_id, ce.client_msg_id,
+                             ce.content,       ce.content_type, ce.reason,   ce.message};
     size_t size = 0;
     for (size_t i = 0; i < KC_ARRAY_LEN(strs); i++)
         size += text_size(strs[i]);
@@ -123,6 +129,21 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     switch (ev->kind) {
     case EV_CREATED:
         ev->title = put_text(&a, ce.title);
+        break;
+    case EV_UPDATED:
+        /* Either may be null: that one is left as it is. */
+        ev->title = ce.title.p ? put_text(&a, ce.title) : NULL;
+        ev->topic = ce.topic.p ? put_text(&a, ce.topic) : NULL;
+        break;
+    case EV_ROLE:
+        if (put_id(&a, ce.user_id, "user_id", &ev->user_id, errstr, errstr_size))
+            goto fail;
+        ev->role = kc_role_name(ce.role);
+        break;
+    case EV_REMOVED:
+        if (ce.promoted.p &&
+            put_id(&a, ce.promoted, "promoted", &ev->promoted, errstr, errstr_size))
+            goto fail;
         break;
     case EV_MESSAGE:
         if (put_id(&a, ce.server_msg_id, "server_msg_id", &ev->server_msg_id, errstr,

@@ -1,8 +1,8 @@
 /* event.h - one chat.events record decoded into the fields the read models need.
  *
  * Strings are NUL-terminated copies in one block (valid until proj_event_free). content,
- * title and message have each NUL byte replaced by U+FFFD: Postgres text cannot store U+0000,
- * so both read models store U+FFFD in its place and stay equal.
+ * title, topic and message have each NUL byte replaced by U+FFFD: Postgres text cannot store
+ * U+0000, so both read models store U+FFFD in its place and stay equal.
  */
 #ifndef PROJ_EVENT_H
 #define PROJ_EVENT_H
@@ -20,6 +20,8 @@ typedef enum {
     EV_EDITED,   /* MessageEdited */
     EV_DELETED,  /* MessageDeleted */
     EV_READ,     /* ReadMarkerSet */
+    EV_UPDATED,  /* ConversationUpdated */
+    EV_ROLE,     /* RoleChanged */
     EV_REJECTED, /* CommandRejected: changes no model */
 } proj_ev_kind_t;
 
@@ -28,10 +30,14 @@ typedef struct {
     const char *type; /* the body's record name */
     const char *event_id, *convo_id, *actor_id, *command_id, *origin;
     int64_t at; /* occurred_at, ms */
-    const char *title;
+    const char *title; /* ConversationCreated; ConversationUpdated (NULL: unchanged) */
+    const char *topic; /* ConversationUpdated (NULL: unchanged) */
     const char **members;
     size_t nmembers;
-    int64_t seq_no;
+    int64_t seq_no;       /* MembersRemoved: readable up to (left_seq; 0 before version 2) */
+    const char *promoted; /* MembersRemoved: the member who became owner, or NULL */
+    const char *user_id;  /* RoleChanged */
+    const char *role;     /* RoleChanged: "owner", "admin" or "member" (static) */
     const char *server_msg_id, *client_msg_id, *content, *content_type;
     const char *reason, *message; /* CommandRejected */
     char *mem; /* the block of the members array and every string */

@@ -93,15 +93,14 @@ static void make_metrics(proj_t *p)
                                     NULL);
     p->notified = kc_metrics_counter(m, "kchat_projector_notifications_total",
                                      "NOTIFY kchat_applied sent for events of api: origin.", NULL);
-    const char *rr[] = {"kind", "redis_flush", NULL}, *rs[] = {"kind", "swap", NULL};
-    p->rebuild_redis = kc_metrics_counter(m, "kchat_projector_rebuilds_total",
-                                          "Rebuilds: the Redis model rebuilt after it vanished, "
-                                          "or a --rebuild swapped in.",
-                                          rr);
-    p->rebuild_swaps = kc_metrics_counter(m, "kchat_projector_rebuilds_total",
-                                          "Rebuilds: the Redis model rebuilt after it vanished, "
-                                          "or a --rebuild swapped in.",
-                                          rs);
+    const char *rr[] = {"kind", "redis_flush", NULL}, *rs[] = {"kind", "swap", NULL},
+               *rd[] = {"kind", "ddl", NULL};
+    static const char rebuilds[] = "Rebuilds: the Redis model rebuilt after it vanished, a "
+                                   "--rebuild swapped in, or both models rebuilt at start "
+                                   "because `rm` was made by another DDL.";
+    p->rebuild_redis = kc_metrics_counter(m, "kchat_projector_rebuilds_total", rebuilds, rr);
+    p->rebuild_swaps = kc_metrics_counter(m, "kchat_projector_rebuilds_total", rebuilds, rs);
+    p->rebuild_ddl = kc_metrics_counter(m, "kchat_projector_rebuilds_total", rebuilds, rd);
     p->lag = kc_xcalloc((size_t)p->nparts, sizeof(kc_gauge_t *));
     for (int32_t i = 0; i < p->nparts; i++) {
         char num[16];
@@ -218,11 +217,14 @@ static int start(void *arg, char *err, size_t errlen)
             abort();
         return 0;
     }
-    /* The schema `rm` exists before anything is consumed (readers may query it at once). */
+    /* The schema `rm` exists before anything is consumed (readers may query it at once), made
+     * by this projector's DDL: one made by another is made anew and both models rebuilt. */
     PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, errlen);
     if (!pc)
         return -1;
-    int rc = proj_pg_ensure_schema(pc, p->schema, 1, 0, err, errlen);
+    int rc = proj_rebuild_if_other_ddl(p, pc, err, errlen);
+    if (rc == 0)
+        rc = proj_pg_ensure_schema(pc, p->schema, 1, 0, err, errlen);
     PQfinish(pc);
     if (rc != 0)
         return -1;

@@ -84,7 +84,7 @@ struct proj {
     uint64_t applied_total, applied_at_last_tick, last_tick_ns;
 
     kc_counter_t *consumed, *applied_pg, *applied_redis, *poison, *resyncs, *notified;
-    kc_counter_t *rebuild_redis, *rebuild_swaps;
+    kc_counter_t *rebuild_redis, *rebuild_swaps, *rebuild_ddl;
     kc_histogram_t *batch_hist, *lat_pg, *lat_redis;
     kc_gauge_t **lag;
 
@@ -117,6 +117,10 @@ void proj_items_clear(proj_t *p);
 void proj_fail(proj_t *p, const char *why);
 
 /* rebuild.c */
+/* At the live projector's start: when `rm` was made by another DDL, both models are emptied
+ * (a new Redis generation, `rm` anew) so that the pipeline rebuilds them from offset 0.
+ * Returns 0 (also when nothing was to be done) or -1 with err. */
+int proj_rebuild_if_other_ddl(proj_t *p, PGconn *pc, char *err, size_t errlen);
 /* Prepares the shadow schema and generation; the consumer is assigned every partition from
  * its start. Returns 0 or -1 with err. */
 int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen);

@@ -23,6 +23,59 @@
 #include "projector.h"
 #include "store.h"
 
+/* The live projector's start, when `rm` was made by another DDL (an older db/readmodel.sql:
+ * no topic, roles or departures, say): both models are rebuilt from the start of the events
+ * topic by the live pipeline itself, as for a first start. The Redis model first (a new
+ * generation: its keys are of the older format too), then `rm` anew with the next generation
+ * under the lock, checked again there; a crash between them only rebuilds Redis once more.
+ * Readers see the models fill up meanwhile: a --rebuild of this version run before it, which
+ * swaps in a stamped schema, avoids that. */
+int proj_rebuild_if_other_ddl(proj_t *p, PGconn *pc, char *err, size_t errlen)
+{
+    proj_schema_state_t state;
+    if (proj_pg_schema_state(pc, "rm", &state, err, errlen) != 0)
+        return -1;
+    if (state != PROJ_SCHEMA_OTHER)
+        return 0;
+    kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("schema", "rm"), KC_STR("ddl", proj_readmodel_stamp())),
+              "the read model was made by another DDL (db/readmodel.sql changed): rebuilding "
+              "both read models from the start of the events topic");
+    redisContext *r = proj_redis_connect(&p->cfg.redis, err, errlen);
+    if (!r)
+        return -1;
+    int rc = -1;
+    int64_t gen = 0, pg_gen = -1;
+    long long n = 0;
+    if (proj_redis_gen(r, &gen, err, errlen) != 0)
+        goto out;
+    if (gen > 0) {
+        char next[64], old[64];
+        kc_strlcpyf(next, sizeof(next), KC_REDIS_RM "%" PRId64 ":", gen + 1);
+        kc_strlcpyf(old, sizeof(old), KC_REDIS_RM "%" PRId64 ":", gen);
+        if (proj_redis_unlink_prefix(r, next, &n, err, errlen) != 0 ||
+            proj_redis_gen_switch(r, gen, gen + 1, err, errlen) != 0)
+            goto out;
+        if (proj_redis_unlink_prefix(r, old, &n, err, errlen) != 0)
+            kc_log_warn("the old Redis generation could not be removed: %s", err);
+        kc_log_kv(KC_LOG_INFO,
+                  KC_FIELDS(KC_INT("from", gen), KC_INT("to", gen + 1),
+                            KC_INT("old_keys_removed", n)),
+                  "Redis read model generation changed: rebuilding it");
+    }
+    if (proj_pg_replace_other(pc, "rm", &pg_gen, err, errlen) != 0)
+        goto out;
+    if (pg_gen > 0)
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("schema", "rm"), KC_INT("generation", pg_gen)),
+                  "Postgres read model made anew: rebuilding it");
+    else
+        kc_log_info("another projector made the Postgres read model anew meanwhile");
+    kc_counter_inc(p->rebuild_ddl);
+    rc = 0;
+out:
+    redisFree(r);
+    return rc;
+}
+
 int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
 {
     int rc = -1;

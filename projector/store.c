@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,48 @@ static int schema_exists(PGconn *c, const char *schema, int *exists, char *err, 
     return ok ? 0 : -1;
 }
 
+const char *proj_readmodel_stamp(void)
+{
+    static char stamp[sizeof(PROJ_STAMP_PREFIX) + crypto_hash_sha256_BYTES * 2];
+    if (!stamp[0]) {
+        unsigned char h[crypto_hash_sha256_BYTES];
+        char hex[crypto_hash_sha256_BYTES * 2 + 1];
+        /* Hashing needs no sodium_init (that is for its random numbers). */
+        crypto_hash_sha256(h, (const unsigned char *)proj_readmodel_sql, proj_readmodel_sql_len);
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        kc_strlcpyf(stamp, sizeof(stamp), "%s%s", PROJ_STAMP_PREFIX, hex);
+    }
+    return stamp;
+}
+
+/* The schema's tables, its meta row and its stamp (the caller holds the transaction). */
+static int create_schema(PGconn *c, const char *schema, int64_t generation, char *err,
+                         size_t errlen)
+{
+    kc_buf_t sql = {0};
+    kc_buf_printf(&sql, "CREATE SCHEMA %s; SET LOCAL search_path TO %s;\n", schema, schema);
+    kc_buf_append(&sql, proj_readmodel_sql, proj_readmodel_sql_len);
+    /* The stamp holds [a-z0-9:- ] only: it needs no escaping. */
+    kc_buf_printf(&sql,
+                  ";\nINSERT INTO meta (generation) VALUES (%" PRId64 ");"
+                  "\nCOMMENT ON SCHEMA %s IS '%s';",
+                  generation, schema, proj_readmodel_stamp());
+    int rc = exec_ok(c, sql.data, 0, NULL, err, errlen);
+    kc_buf_free(&sql);
+    if (rc == 0)
+        kc_log_kv(KC_LOG_INFO,
+                  KC_FIELDS(KC_STR("schema", schema), KC_INT("generation", generation)),
+                  "read model schema created");
+    return rc;
+}
+
+/* Takes the lock of `rm` exclusively for the transaction: two projectors starting together
+ * (one creates, the other finds it made), a live writer's transaction, a swap. */
+static int lock_rm(PGconn *c, char *err, size_t errlen)
+{
+    return exec_ok(c, "SELECT pg_advisory_xact_lock(" PROJ_RM_LOCK ")", 0, NULL, err, errlen);
+}
+
 int proj_pg_ensure_schema(PGconn *c, const char *schema, int64_t generation, int fresh, char *err,
                           size_t errlen)
 {
@@ -71,8 +114,7 @@ int proj_pg_ensure_schema(PGconn *c, const char *schema, int64_t generation, int
     int exists = 0, rc = -1;
     if (exec_ok(c, "BEGIN", 0, NULL, err, errlen) != 0)
         goto out;
-    /* Two projectors starting together: one creates, the other finds it made. */
-    if (exec_ok(c, "SELECT pg_advisory_xact_lock(" PROJ_RM_LOCK ")", 0, NULL, err, errlen) != 0)
+    if (lock_rm(c, err, errlen) != 0)
         goto fail;
     if (fresh) {
         kc_buf_printf(&sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
@@ -81,22 +123,90 @@ int proj_pg_ensure_schema(PGconn *c, const char *schema, int64_t generation, int
     } else if (schema_exists(c, schema, &exists, err, errlen) != 0) {
         goto fail;
     }
-    if (!exists) {
-        kc_buf_reset(&sql);
-        kc_buf_printf(&sql, "CREATE SCHEMA %s; SET LOCAL search_path TO %s;\n", schema, schema);
-        kc_buf_append(&sql, proj_readmodel_sql, proj_readmodel_sql_len);
-        kc_buf_printf(&sql, ";\nINSERT INTO meta (generation) VALUES (%" PRId64 ");", generation);
-        if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0)
-            goto fail;
-        kc_log_kv(KC_LOG_INFO,
-                  KC_FIELDS(KC_STR("schema", schema), KC_INT("generation", generation)),
-                  "read model schema created");
-    }
+    if (!exists && create_schema(c, schema, generation, err, errlen) != 0)
+        goto fail;
     if (exec_ok(c, "COMMIT", 0, NULL, err, errlen) == 0)
         rc = 0;
     goto out;
 fail:
     rollback(c);
+out:
+    kc_buf_free(&sql);
+    return rc;
+}
+
+int proj_pg_schema_state(PGconn *c, const char *schema, proj_schema_state_t *state, char *err,
+                         size_t errlen)
+{
+    const char *p[] = {schema};
+    PGresult *r = PQexecParams(c,
+                               "SELECT coalesce(obj_description(oid, 'pg_namespace'), '') "
+                               "FROM pg_namespace WHERE nspname = $1",
+                               1, NULL, p, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+    else if (PQntuples(r) == 0)
+        *state = PROJ_SCHEMA_MISSING;
+    else
+        *state = strcmp(PQgetvalue(r, 0, 0), proj_readmodel_stamp()) == 0 ? PROJ_SCHEMA_CURRENT
+                                                                           : PROJ_SCHEMA_OTHER;
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+int proj_pg_replace_other(PGconn *c, const char *schema, int64_t *generation, char *err,
+                          size_t errlen)
+{
+    kc_buf_t sql = {0};
+    int rc = -1;
+    proj_schema_state_t state;
+    *generation = -1;
+    if (exec_ok(c, "BEGIN", 0, NULL, err, errlen) != 0)
+        goto out;
+    /* Checked again under the lock: another projector may have replaced it meanwhile. */
+    if (lock_rm(c, err, errlen) != 0 || proj_pg_schema_state(c, schema, &state, err, errlen) != 0)
+        goto fail;
+    if (state == PROJ_SCHEMA_OTHER) {
+        /* The next generation, so that a live writer of the old one fails its check. */
+        kc_buf_printf(&sql, "SELECT to_regclass('%s.meta') IS NOT NULL", schema);
+        PGresult *r = PQexec(c, sql.data);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        int has_meta = ok && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        if (!ok)
+            kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            goto fail;
+        int64_t old = 0;
+        if (has_meta) {
+            kc_buf_reset(&sql);
+            kc_buf_printf(&sql, "SELECT max(generation) FROM %s.meta", schema);
+            r = PQexec(c, sql.data);
+            ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+            if (!ok)
+                kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+            else if (!PQgetisnull(r, 0, 0))
+                old = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            PQclear(r);
+            if (!ok)
+                goto fail;
+        }
+        kc_buf_reset(&sql);
+        kc_buf_printf(&sql, "DROP SCHEMA %s CASCADE", schema);
+        if (exec_ok(c, sql.data, 0, NULL, err, errlen) != 0 ||
+            create_schema(c, schema, (old > 0 ? old : 0) + 1, err, errlen) != 0)
+            goto fail;
+        *generation = (old > 0 ? old : 0) + 1;
+    }
+    if (exec_ok(c, "COMMIT", 0, NULL, err, errlen) == 0)
+        rc = 0;
+    else
+        *generation = -1;
+    goto out;
+fail:
+    rollback(c);
+    *generation = -1;
 out:
     kc_buf_free(&sql);
     return rc;
@@ -149,8 +259,7 @@ int proj_pg_swap(PGconn *c, const char *live, const char *shadow, char *err, siz
     if (exec_ok(c, "BEGIN", 0, NULL, err, errlen) != 0)
         goto out;
     /* Waits for the live projector's open transaction; its next one waits for this. */
-    if (exec_ok(c, "SELECT pg_advisory_xact_lock(" PROJ_RM_LOCK ")", 0, NULL, err, errlen) != 0 ||
-        schema_exists(c, live, &exists, err, errlen) != 0)
+    if (lock_rm(c, err, errlen) != 0 || schema_exists(c, live, &exists, err, errlen) != 0)
         goto fail;
     if (exists)
         kc_buf_printf(&sql, "ALTER SCHEMA %s RENAME TO %s; ", live, old);

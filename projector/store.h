@@ -25,8 +25,31 @@ extern const size_t proj_readmodel_sql_len;
 
 PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen);
 /* Creates schema with the read model's tables (meta.generation = generation) unless it
- * exists; with fresh set, drops it first. Returns 0 or -1 with err. */
+ * exists; with fresh set, drops it first. Returns 0 or -1 with err. A schema it creates
+ * carries the stamp of the DDL as its COMMENT. */
 int proj_pg_ensure_schema(PGconn *c, const char *schema, int64_t generation, int fresh, char *err,
+                          size_t errlen);
+
+/* Which DDL made a schema: "kchat-readmodel sha256:<hex>" of the compiled-in
+ * db/readmodel.sql, the COMMENT of every schema the projector creates (it moves with the
+ * schema when a rebuild's is renamed to `rm`). A schema without it was made by an older
+ * projector. Any change to db/readmodel.sql, comments included, changes it. */
+#define PROJ_STAMP_PREFIX "kchat-readmodel sha256:"
+const char *proj_readmodel_stamp(void);
+
+typedef enum {
+    PROJ_SCHEMA_MISSING,
+    PROJ_SCHEMA_CURRENT, /* made by this DDL */
+    PROJ_SCHEMA_OTHER,   /* made by another DDL (or before schemas were stamped) */
+} proj_schema_state_t;
+
+int proj_pg_schema_state(PGconn *c, const char *schema, proj_schema_state_t *state, char *err,
+                         size_t errlen);
+/* In one transaction holding the lock exclusively: when schema exists and was made by
+ * another DDL, drops it and creates it anew, empty, with the next generation (so that the
+ * old one's writers fail their check). *generation is the new one, or -1 when the schema
+ * was left as it was. Returns 0 or -1 with err. */
+int proj_pg_replace_other(PGconn *c, const char *schema, int64_t *generation, char *err,
                           size_t errlen);
 /* The schema's generation (-1 when the schema does not exist) and the next offsets of
  * partitions 0..nparts-1 (0 when none is stored). */

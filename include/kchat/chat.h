@@ -137,7 +137,16 @@ typedef enum {
     KC_EV_MESSAGE_DELETED,
     KC_EV_READ_MARKER_SET,
     KC_EV_COMMAND_REJECTED,
+    KC_EV_CONVERSATION_UPDATED, /* version 2 */
+    KC_EV_ROLE_CHANGED,         /* version 2 */
 } kc_chat_event_kind_t;
+
+/* A member's role (the Avro enum Role, in its symbols' order). The creator is the owner. */
+typedef enum { KC_ROLE_OWNER, KC_ROLE_ADMIN, KC_ROLE_MEMBER, KC_ROLE_N } kc_role_t;
+
+/* "owner", "admin", "member"; kc_role_parse gives -1 for anything else. */
+const char *kc_role_name(kc_role_t r);
+int kc_role_parse(const char *s, size_t n);
 
 /* The record name of a body ("MessageCreated"). */
 const char *kc_chat_event_kind_name(kc_chat_event_kind_t k);
@@ -150,9 +159,14 @@ typedef struct {
     kc_chat_event_kind_t kind;
     kc_str_t event_id, convo_id, actor_id, command_id, origin;
     int64_t occurred_at;
-    kc_str_t title;           /* ConversationCreated */
+    kc_str_t title;           /* ConversationCreated; ConversationUpdated (p NULL: unchanged) */
+    kc_str_t topic;           /* ConversationUpdated (p NULL: unchanged) */
     kc_chat_strs_t members;   /* ConversationCreated, MembersAdded, MembersRemoved */
-    int64_t seq_no;           /* MessageCreated, MessageEdited, MessageDeleted, ReadMarkerSet */
+    int64_t seq_no;           /* MessageCreated, MessageEdited, MessageDeleted, ReadMarkerSet;
+                                 MembersRemoved: readable up to (0 before version 2) */
+    kc_str_t promoted;        /* MembersRemoved: the new owner, p NULL when none */
+    kc_str_t user_id;         /* RoleChanged */
+    kc_role_t role;           /* RoleChanged */
     kc_str_t server_msg_id, client_msg_id, content, content_type;
     kc_str_t reason, message, command_type; /* CommandRejected */
 } kc_chat_event_t;
@@ -167,10 +181,12 @@ typedef struct {
     kc_chat_event_kind_t kind;
     kc_str_t event_id, convo_id, actor_id, command_id, origin;
     int64_t occurred_at;
-    kc_str_t title;
+    kc_str_t title, topic; /* ConversationUpdated: p NULL writes null */
     char *const *members;
     size_t nmembers;
     int64_t seq_no;
+    kc_str_t promoted, user_id; /* MembersRemoved (p NULL: null); RoleChanged */
+    kc_role_t role;
     kc_str_t server_msg_id, client_msg_id, content, content_type;
     kc_str_t reason, message, command_type; /* client_msg_id.p NULL: null */
 } kc_chat_event_out_t;
@@ -188,6 +204,8 @@ typedef enum {
     KC_CMD_EDIT_MESSAGE,
     KC_CMD_DELETE_MESSAGE,
     KC_CMD_SET_READ_MARKER,
+    KC_CMD_UPDATE_CONVERSATION, /* version 2 */
+    KC_CMD_SET_ROLE,            /* version 2 */
 } kc_chat_command_kind_t;
 
 /* The record name of a body ("SendMessage"). */
@@ -200,7 +218,10 @@ typedef struct {
     kc_str_t command_id, convo_id, sender_id, origin;
     int64_t issued_at;
     kc_str_t client_msg_id, content, content_type; /* SendMessage; content: EditMessage */
-    kc_str_t title;                                /* CreateConversation */
+    kc_str_t title; /* CreateConversation; UpdateConversation (p NULL: null) */
+    kc_str_t topic; /* UpdateConversation (p NULL: null) */
+    kc_str_t user_id; /* SetRole */
+    kc_role_t role;   /* SetRole */
     kc_chat_strs_t members; /* read: CreateConversation, AddMembers, RemoveMembers */
     const char *const *members_out; /* write: the same, NUL-terminated */
     size_t nmembers_out;
@@ -232,6 +253,7 @@ void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_comman
 #define KC_RM_CONVO "convo"       /* + convo id: hash of the conversation */
 #define KC_RM_MEMBERS "members"   /* + convo id: set of member ids */
 #define KC_RM_READ "read"         /* + convo id: hash, user id -> read_seq */
+#define KC_RM_ROLES "roles"       /* + convo id: hash, user id -> role, owners and admins only */
 #define KC_RM_RECENT "recent"     /* + convo id: sorted set of the last messages */
 #define KC_RM_LASTSEEN "lastseen" /* hash, user id -> ms of the user's latest event */
 #define KC_RM_OFFSETS "offsets"   /* hash, partition -> next offset of chat.events applied */

@@ -4,8 +4,9 @@ import os
 import uuid
 
 from .daemon import start
-from .http import free_port, http_get
+from .http import free_port, http_get, wait_until
 from .stack import DAEMONS, ENV, ROOT
+from .wire import send_message
 
 BASE = f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"
 
@@ -88,3 +89,18 @@ def api_instance(*extra):
                                          "--shutdown-timeout-ms=20000", *extra],
               base, "the second API healthy")
     return p, base
+
+
+def send_all(commands, convo, sender, texts):
+    """Sends texts from sender straight to chat.commands (as a gateway would), in order."""
+    for i, t in enumerate(texts):
+        commands.send(send_message(convo, sender.id, f"m-{uuid.uuid4().hex[:8]}-{i}", t))
+    commands.flush()
+
+
+def wait_last_seq(user, convo, n):
+    """Waits until the read model has seq_no n in convo; returns the conversation."""
+    def done():
+        r = user.get(f"/conversations/{convo}")
+        return r.status == 200 and r.json["last_seq"] >= n and r.json
+    return wait_until(done, f"last_seq {n} in the read model")

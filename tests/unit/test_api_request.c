@@ -54,6 +54,79 @@ static void test_paths(void **state)
                      0);
 }
 
+/* A second id, a member of the conversation: /conversations/:id/members/:user_id. */
+static void test_member_paths(void **state)
+{
+    (void)state;
+    char id[129], user[129];
+    long long seq = -7;
+    const char *t = "/conversations/:id/members/:user_id";
+    assert_int_equal(api_path_match_ids(t, "/conversations/c_1/members/u_2", id, sizeof(id),
+                                        user, sizeof(user), &seq),
+                     1);
+    assert_string_equal(id, "c_1");
+    assert_string_equal(user, "u_2");
+    assert_int_equal(seq, -7); /* no :seq in the template: left alone */
+    /* ids of the largest size fit; one byte more is a bad id */
+    char big[140], path[400];
+    memset(big, 'u', 128);
+    big[128] = '\0';
+    snprintf(path, sizeof(path), "/conversations/c_1/members/%s", big);
+    assert_int_equal(api_path_match_ids(t, path, id, sizeof(id), user, sizeof(user), NULL), 1);
+    assert_int_equal(strlen(user), 128);
+    snprintf(path, sizeof(path), "/conversations/%s/members/u_2", big);
+    assert_int_equal(api_path_match_ids(t, path, id, sizeof(id), user, sizeof(user), NULL), 1);
+    assert_int_equal(strlen(id), 128);
+    big[128] = 'u';
+    big[129] = '\0';
+    snprintf(path, sizeof(path), "/conversations/c_1/members/%s", big);
+    assert_int_equal(api_path_match_ids(t, path, id, sizeof(id), user, sizeof(user), NULL), -1);
+    snprintf(path, sizeof(path), "/conversations/%s/members/u_2", big);
+    assert_int_equal(api_path_match_ids(t, path, id, sizeof(id), user, sizeof(user), NULL), -1);
+    /* the user id is checked like the conversation's: a bad one is -1, whichever it is */
+    const char *bad[] = {"/conversations/c_1/members/u%202", "/conversations/c_1/members/u 2",
+                         "/conversations/c 1/members/u_2", "/conversations/c_1/members/u\"2",
+                         "/conversations/c_1/members/u\xc3\xa9", "/conversations//members/u_2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        strcpy(user, "untouched");
+        assert_int_equal(api_path_match_ids(t, bad[i], id, sizeof(id), user, sizeof(user), NULL),
+                         -1);
+        if (strstr(bad[i], "c_1"))
+            assert_string_equal(user, "untouched"); /* nothing copied from a bad id */
+    }
+    /* not this template */
+    const char *other[] = {"/conversations/c_1/members/", "/conversations/c_1/members",
+                           "/conversations/c_1/members/u_2/", "/conversations/c_1/members/u_2/x",
+                           "/conversations/c_1/member/u_2", "/conversations/c_1/members//"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_int_equal(
+            api_path_match_ids(t, other[i], id, sizeof(id), user, sizeof(user), NULL), 0);
+    /* the other templates still match as before, with or without a user buffer */
+    assert_int_equal(api_path_match_ids("/conversations/:id/members", "/conversations/c_1/members",
+                                        id, sizeof(id), user, sizeof(user), NULL),
+                     1);
+    assert_int_equal(api_path_match_ids("/conversations/:id/messages/:seq",
+                                        "/conversations/c_9/messages/12", id, sizeof(id), user,
+                                        sizeof(user), &seq),
+                     1);
+    assert_string_equal(id, "c_9");
+    assert_int_equal(seq, 12);
+    assert_int_equal(api_path_match_ids("/conversations/:id", "/conversations/c_1/members/u_2", id,
+                                        sizeof(id), user, sizeof(user), NULL),
+                     0);
+    /* api_path_match (no user buffer) still checks the segment, and copies nothing of it */
+    assert_int_equal(api_path_match(t, "/conversations/c_3/members/u_4", id, sizeof(id), NULL), 1);
+    assert_string_equal(id, "c_3");
+    assert_int_equal(api_path_match(t, "/conversations/c_3/members/u%204", id, sizeof(id), NULL),
+                     -1);
+    /* ":id" is not read as the start of ":user_id", nor the other way round */
+    assert_int_equal(api_path_match_ids("/users/:user_id", "/users/u_5", id, sizeof(id), user,
+                                        sizeof(user), NULL),
+                     1);
+    assert_string_equal(user, "u_5");
+    assert_string_equal(id, "c_3");
+}
+
 static long long parsed(const char *v, long long min, long long max)
 {
     long long n = -12345;
@@ -150,7 +223,8 @@ static void test_members(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paths),      cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_paths),      cmocka_unit_test(test_member_paths),
+        cmocka_unit_test(test_integers),
         cmocka_unit_test(test_query_values), cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_members),
     };

@@ -302,7 +302,7 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
 {
     (void)state;
     char *members[] = {"u1", "u2"};
-    for (int k = KC_EV_CONVERSATION_CREATED; k <= KC_EV_COMMAND_REJECTED; k++) {
+    for (int k = KC_EV_CONVERSATION_CREATED; k <= KC_EV_ROLE_CHANGED; k++) {
         kc_chat_event_out_t out = {.kind = (kc_chat_event_kind_t)k,
                                    .event_id = S_("e-1"),
                                    .convo_id = S_("c1"),
@@ -320,7 +320,11 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                    .content_type = S_("text/plain"),
                                    .reason = S_("not_member"),
                                    .message = S_("why"),
-                                   .command_type = S_("SendMessage")};
+                                   .command_type = S_("SendMessage"),
+                                   .topic = S_("about"),
+                                   .promoted = S_("u3"),
+                                   .user_id = S_("u2"),
+                                   .role = KC_ROLE_ADMIN};
         kc_buf_t b = {0};
         kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &out);
         kc_chat_event_t ev;
@@ -347,7 +351,29 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
             assert_int_equal(ev.members.count, 2);
             assert_int_equal(kc_chat_strs_next(&ev.members, &r), 1);
             assert_true(str_is(r, "u1"));
+            if (k == KC_EV_MEMBERS_REMOVED) {
+                assert_int_equal(ev.seq_no, 42);
+                assert_true(str_is(ev.promoted, "u3"));
+                const char *pr = NULL;
+                size_t prn = 0;
+                assert_int_equal(kc_avro_get_opt_str(S, &body, "promoted", &pr, &prn), 0);
+                assert_true(pr && prn == 2 && memcmp(pr, "u3", 2) == 0);
+            }
             break;
+        case KC_EV_CONVERSATION_UPDATED:
+            assert_true(str_is(ev.title, "Title \xc3\xa9"));
+            assert_true(str_is(ev.topic, "about"));
+            break;
+        case KC_EV_ROLE_CHANGED: {
+            assert_true(str_is(ev.user_id, "u2"));
+            assert_int_equal(ev.role, KC_ROLE_ADMIN);
+            avro_value_t role;
+            int sym = -1;
+            assert_int_equal(avro_value_get_by_name(&body, "role", &role, NULL), 0);
+            assert_int_equal(avro_value_get_enum(&role, &sym), 0);
+            assert_int_equal(sym, KC_ROLE_ADMIN);
+            break;
+        }
         case KC_EV_MESSAGE_CREATED:
             assert_true(str_is(ev.client_msg_id, "m-42"));
             assert_true(str_is(ev.content, "hello"));
@@ -384,13 +410,70 @@ static void a_rejection_without_a_client_msg_id(void **state)
     kc_buf_free(&b);
 }
 
+/* An UpdateConversation that keeps the title writes null, and reads back as absent; a
+ * version-1 MembersRemoved (no seq_no, no promoted) still reads; role names round-trip. */
+static void nulls_old_versions_and_role_names(void **state)
+{
+    (void)state;
+    kc_chat_command_t out = {.kind = KC_CMD_UPDATE_CONVERSATION, .command_id = S_("c"),
+                             .convo_id = S_("c1"), .sender_id = S_("u1"), .origin = S_("api:0"),
+                             .topic = S_("")};
+    kc_buf_t b = {0};
+    kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &out);
+    kc_chat_command_t in;
+    char err[256];
+    assert_int_equal(kc_chat_command_decode(S, b.data, b.len, &in, err, sizeof(err)), 0);
+    assert_null(in.title.p);
+    assert_non_null(in.topic.p);
+    assert_int_equal(in.topic.n, 0);
+    kc_buf_free(&b);
+    /* A MembersRemoved as version 1 wrote it: schema id 2, the members and nothing after. */
+    kc_buf_t v1 = {0};
+    kc_avro_put_header(&v1, 2);
+    const char *env[] = {"e", "c1", "u1"};
+    for (int i = 0; i < 3; i++)
+        kc_avro_put_str(&v1, env[i], strlen(env[i]));
+    kc_avro_put_long(&v1, 5);
+    kc_avro_put_str(&v1, "cmd", 3);
+    kc_avro_put_str(&v1, "api:0", 5);
+    kc_avro_put_long(&v1, KC_EV_MEMBERS_REMOVED);
+    kc_avro_put_long(&v1, 1);
+    kc_avro_put_str(&v1, "u2", 2);
+    kc_avro_put_long(&v1, 0);
+    kc_chat_event_t ev;
+    assert_int_equal(kc_chat_event_decode(S, v1.data, v1.len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.version, 1);
+    assert_int_equal(ev.kind, KC_EV_MEMBERS_REMOVED);
+    assert_int_equal(ev.seq_no, 0);
+    assert_null(ev.promoted.p);
+    /* version 1 has no RoleChanged branch */
+    v1.len = 0;
+    kc_avro_put_header(&v1, 2);
+    for (int i = 0; i < 3; i++)
+        kc_avro_put_str(&v1, env[i], strlen(env[i]));
+    kc_avro_put_long(&v1, 5);
+    kc_avro_put_str(&v1, "cmd", 3);
+    kc_avro_put_str(&v1, "api:0", 5);
+    kc_avro_put_long(&v1, KC_EV_ROLE_CHANGED);
+    kc_avro_put_str(&v1, "u2", 2);
+    kc_avro_put_long(&v1, 0);
+    assert_int_equal(kc_chat_event_decode(S, v1.data, v1.len, &ev, err, sizeof(err)), -1);
+    kc_buf_free(&v1);
+    for (int r = 0; r < KC_ROLE_N; r++)
+        assert_int_equal(kc_role_parse(kc_role_name((kc_role_t)r),
+                                       strlen(kc_role_name((kc_role_t)r))), r);
+    assert_int_equal(kc_role_parse("Owner", 5), -1);
+    assert_int_equal(kc_role_parse("owner ", 6), -1);
+    assert_int_equal(kc_role_parse(NULL, 0), -1);
+}
+
 /* ---- Command ---- */
 
 static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
 {
     (void)state;
     const char *members[] = {"u2", "u3"};
-    for (int k = KC_CMD_SEND_MESSAGE; k <= KC_CMD_SET_READ_MARKER; k++) {
+    for (int k = KC_CMD_SEND_MESSAGE; k <= KC_CMD_SET_ROLE; k++) {
         kc_chat_command_t out = {.kind = (kc_chat_command_kind_t)k,
                                  .command_id = S_("cmd-1"),
                                  .convo_id = S_("c1"),
@@ -403,7 +486,10 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                  .title = S_("t"),
                                  .members_out = members,
                                  .nmembers_out = 2,
-                                 .seq_no = 9};
+                                 .seq_no = 9,
+                                 .topic = S_("about"),
+                                 .user_id = S_("u2"),
+                                 .role = KC_ROLE_OWNER};
         kc_buf_t b = {0};
         kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &out);
         kc_chat_command_t in;
@@ -427,6 +513,11 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
             assert_int_equal(in.members.count, 2);
             assert_int_equal(kc_chat_strs_next(&in.members, &r), 1);
             assert_true(str_is(r, "u2"));
+        } else if (k == KC_CMD_UPDATE_CONVERSATION) {
+            assert_true(str_is(in.title, "t") && str_is(in.topic, "about"));
+        } else if (k == KC_CMD_SET_ROLE) {
+            assert_true(str_is(in.user_id, "u2"));
+            assert_int_equal(in.role, KC_ROLE_OWNER);
         } else {
             assert_int_equal(in.seq_no, 9);
         }
@@ -456,6 +547,7 @@ int main(void)
         cmocka_unit_test(an_event_of_each_kind_reads_back_and_avro_c_agrees),
         cmocka_unit_test(a_rejection_without_a_client_msg_id),
         cmocka_unit_test(a_command_of_each_kind_reads_back_and_avro_c_agrees),
+        cmocka_unit_test(nulls_old_versions_and_role_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -75,6 +75,36 @@ static void test_every_frame_type_is_read(void **state)
     assert_int_equal(in.seq_no, 3);
     gw_in_free(&in);
 
+    assert_int_equal(parse("{\"type\":\"conversation.update\",\"convo_id\":\"c1\","
+                           "\"title\":\"Ops\",\"topic\":\"\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_CONVO_UPDATE);
+    assert_string_equal(in.title, "Ops");
+    assert_string_equal(in.topic, "");
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"conversation.update\",\"convo_id\":\"c1\","
+                           "\"topic\":\"on call\",\"title\":null}",
+                           &in),
+                     0);
+    assert_null(in.title);
+    assert_string_equal(in.topic, "on call");
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"member.remove\",\"convo_id\":\"c1\","
+                           "\"user_id\":\"u2\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_MEMBER_REMOVE);
+    assert_string_equal(in.user_id, "u2");
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"member.role\",\"convo_id\":\"c1\","
+                           "\"user_id\":\"u2\",\"role\":\"admin\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_MEMBER_ROLE);
+    assert_int_equal(in.role, KC_ROLE_ADMIN);
+    gw_in_free(&in);
+
     assert_int_equal(parse("{\"type\":\"typing.start\",\"convo_id\":\"c1\"}", &in), 0);
     assert_int_equal(in.kind, GW_IN_TYPING_START);
     gw_in_free(&in);
@@ -211,6 +241,27 @@ static void test_fields_are_checked(void **state)
     refused("{\"type\":\"message.delete\",\"convo_id\":\"c1\"}", "invalid", "'seq_no'", d, d);
     refused("{\"type\":\"message.delete\",\"convo_id\":\"c 1\",\"seq_no\":1}", "invalid",
             "conversation id", d, d);
+    const char *cu = "conversation.update", *mr = "member.remove", *ro = "member.role";
+    refused("{\"type\":\"conversation.update\",\"convo_id\":\"c1\"}", "invalid",
+            "title, a topic", cu, cu);
+    refused("{\"type\":\"conversation.update\",\"convo_id\":\"c1\",\"title\":\"\"}",
+            "invalid", "'title'", cu, cu);
+    refused("{\"type\":\"conversation.update\",\"convo_id\":\"c1\",\"title\":7}",
+            "invalid", "'title'", cu, cu);
+    char big[1200];
+    snprintf(big, sizeof(big),
+             "{\"type\":\"conversation.update\",\"convo_id\":\"c1\",\"topic\":\"%01025d\"}",
+             0);
+    refused(big, "invalid", "at most 1024 bytes", cu, cu);
+    refused("{\"type\":\"member.remove\",\"convo_id\":\"c1\"}", "invalid", "'user_id'",
+            mr, mr);
+    refused("{\"type\":\"member.remove\",\"convo_id\":\"c1\",\"user_id\":\"u 2\"}",
+            "invalid", "user id", mr, mr);
+    refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\"}",
+            "invalid", "'role'", ro, ro);
+    refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\","
+            "\"role\":\"Owner\"}",
+            "invalid", "owner, admin or member", ro, ro);
     refused("{\"type\":\"sync\",\"convo_id\":\"c1\",\"since_seq\":-1}", "invalid",
             "integer >= 0", "sync", "sync");
     refused("{\"type\":\"typing.stop\"}", "invalid", "'convo_id'", "typing.stop", "typing.stop");

@@ -13,7 +13,7 @@
 #include "state.h"
 
 static const proc_limits_t LIM = {.max_content_bytes = 100, .max_members = 4, .max_id_bytes = 16,
-                                  .dedupe_window_ms = 1000};
+                                  .dedupe_window_ms = 1000, .edit_window_ms = 1000};
 
 typedef struct {
     proc_cmd_t cmd;
@@ -112,7 +112,7 @@ static void direct_conversations_are_the_pairs(void **state)
 {
     (void)state;
     static const proc_limits_t lim = {.max_content_bytes = 100, .max_members = 4,
-                                      .max_id_bytes = 64, .dedupe_window_ms = 1000};
+                                      .max_id_bytes = 64, .dedupe_window_ms = 1000, .edit_window_ms = 1000};
     proc_part_t *p = proc_part_new(0);
     char dm[KC_ID_MAX], other[KC_ID_MAX];
     assert_int_equal(kc_id_direct(dm, sizeof(dm), "u_1", 3, "u_2", 3), 0);
@@ -353,6 +353,60 @@ static void authors_edit_and_delete_within_the_window(void **state)
     proc_part_destroy(p);
 }
 
+/* The edit window is a setting of its own: shorter than the dedupe window, an old message
+ * is still a duplicate on retry but no longer editable; longer, its author is remembered
+ * (and its retries recognised) for as long. */
+static void the_edit_window_does_not_depend_on_the_dedupe_window(void **state)
+{
+    (void)state;
+    const proc_limits_t shorter = {.max_content_bytes = 100, .max_members = 4,
+                                   .max_id_bytes = 16, .dedupe_window_ms = 10000,
+                                   .edit_window_ms = 1000};
+    const proc_limits_t longer = {.max_content_bytes = 100, .max_members = 4, .max_id_bytes = 16,
+                                  .dedupe_window_ms = 1000, .edit_window_ms = 10000};
+    assert_int_equal(proc_keep_ms(&shorter), 10000);
+    assert_int_equal(proc_keep_ms(&longer), 10000);
+    for (int k = 0; k < 2; k++) {
+        const proc_limits_t *lim = k ? &longer : &shorter;
+        proc_part_t *p = proc_part_new(0);
+        create(p, "c1", "u1", "u2");
+        cmd_buf_t b;
+        proc_outcome_t o;
+        proc_cmd_t *c = make(&b, CMD_SEND_MESSAGE, "c1", "u1");
+        c->client_msg_id = "m1";
+        c->client_msg_id_len = 2;
+        c->content = "hi";
+        c->content_len = 2;
+        assert_int_equal(proc_apply(p, c, 0, lim, &o), 0);
+        assert_int_equal(o.kind, OUT_ACCEPTED);
+        proc_outcome_free(&o);
+        /* 5 s later, after the state expired what it keeps no longer */
+        (void)proc_part_expire(p, 5000, proc_keep_ms(lim), NULL, NULL);
+        c = make(&b, CMD_EDIT_MESSAGE, "c1", "u1");
+        c->seq_no = 1;
+        c->content = "edited";
+        c->content_len = 6;
+        assert_int_equal(proc_apply(p, c, 5000, lim, &o), 0);
+        if (lim == &shorter) {
+            assert_int_equal(o.kind, OUT_REJECTED);
+            assert_string_equal(o.reason, "too_old");
+        } else {
+            assert_int_equal(o.kind, OUT_ACCEPTED);
+        }
+        proc_outcome_free(&o);
+        /* a retry: recognised while the message is remembered */
+        c = make(&b, CMD_SEND_MESSAGE, "c1", "u1");
+        c->client_msg_id = "m1";
+        c->client_msg_id_len = 2;
+        c->content = "hi";
+        c->content_len = 2;
+        assert_int_equal(proc_apply(p, c, 5000, lim, &o), 0);
+        assert_int_equal(o.kind, OUT_DUPLICATE);
+        proc_outcome_free(&o);
+        proc_part_destroy(p);
+    }
+}
+
 static void dirty_state_is_written_once_per_conversation(void **state)
 {
     (void)state;
@@ -426,6 +480,217 @@ static void restored_state_behaves_like_the_original(void **state)
     const char *reason;
     assert_int_equal(send(p, "c1", "u1", "m44", "hi", 20, NULL, &reason), OUT_REJECTED);
     assert_string_equal(reason, "no_such_conversation");
+    proc_part_destroy(p);
+}
+
+/* ---- roles ---- */
+
+static proc_outcome_kind_t manage(proc_part_t *p, proc_cmd_kind_t kind, const char *who,
+                                  const char *target, kc_role_t role, const char **reason)
+{
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, kind, "c1", who);
+    if (kind == CMD_SET_ROLE) {
+        c->user_id = target;
+        c->user_id_len = strlen(target);
+        c->role = role;
+    } else if (kind == CMD_UPDATE_CONVERSATION) {
+        c->title = target;
+        c->title_len = target ? strlen(target) : 0;
+    } else {
+        add(&b, target);
+    }
+    proc_outcome_kind_t k = run(p, c, 0, &o);
+    *reason = o.reason;
+    proc_outcome_free(&o);
+    return k;
+}
+
+static void owners_and_admins_run_a_conversation(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    const char *reason;
+    /* the creator is the owner; a plain member manages nothing */
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u1", "u3", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u2", "u4", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_REMOVE_MEMBERS, "u2", "u3", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u2", "new", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u2", "u2", KC_ROLE_ADMIN, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    /* an admin renames, adds, removes members and admins, but no owner */
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u2", KC_ROLE_ADMIN, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u2", "new", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u2", "u4", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u2", "u4", KC_ROLE_OWNER, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u2", "u1", KC_ROLE_MEMBER, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_REMOVE_MEMBERS, "u2", "u1", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u2", "u4", KC_ROLE_ADMIN, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_REMOVE_MEMBERS, "u2", "u4", 0, &reason), OUT_ACCEPTED);
+    /* roles only for members; the last owner does not step down */
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u9", KC_ROLE_ADMIN, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "no_such_member");
+    assert_int_equal(manage(p, CMD_REMOVE_MEMBERS, "u1", "u9", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "no_such_member");
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u1", KC_ROLE_ADMIN, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "last_owner");
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u2", KC_ROLE_OWNER, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u1", KC_ROLE_MEMBER, &reason), OUT_ACCEPTED);
+    /* u1 is a plain member now; anyone leaves */
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u1", "x", 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_allowed");
+    assert_int_equal(manage(p, CMD_REMOVE_MEMBERS, "u1", "u1", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "m", "hi", 0, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_member");
+    proc_part_destroy(p);
+}
+
+static void a_change_must_be_valid(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    cmd_buf_t b;
+    proc_outcome_t o;
+    static char topic[1026];
+    memset(topic, 'a', 1025);
+    struct {
+        const char *title, *topic;
+        proc_outcome_kind_t want;
+    } cases[] = {
+        {NULL, NULL, OUT_REJECTED},   /* nothing to change */
+        {"", NULL, OUT_REJECTED},     /* an empty title */
+        {"\xff", NULL, OUT_REJECTED}, /* not UTF-8 */
+        {NULL, topic, OUT_REJECTED},  /* 1 025 bytes */
+        {NULL, "", OUT_ACCEPTED},     /* clears the topic */
+        {"t2", "about", OUT_ACCEPTED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        proc_cmd_t *c = make(&b, CMD_UPDATE_CONVERSATION, "c1", "u1");
+        c->title = cases[i].title;
+        c->title_len = cases[i].title ? strlen(cases[i].title) : 0;
+        c->topic = cases[i].topic;
+        c->topic_len = cases[i].topic ? strlen(cases[i].topic) : 0;
+        assert_int_equal(run(p, c, 0, &o), cases[i].want);
+        if (cases[i].want == OUT_REJECTED)
+            assert_string_equal(o.reason, "invalid");
+        else
+            assert_int_equal(o.nrecipients, 2);
+        proc_outcome_free(&o);
+    }
+    proc_part_destroy(p);
+}
+
+static void the_last_owner_leaving_hands_ownership_on(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    const char *reason;
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u1", "u3", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u3", KC_ROLE_ADMIN, &reason), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u2", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    /* the oldest admin first, though u2 joined before u3 */
+    proc_cmd_t *c = make(&b, CMD_REMOVE_MEMBERS, "c1", "u1");
+    add(&b, "u1");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_string_equal(o.promoted, "u3");
+    assert_int_equal(o.seq_no, 1); /* u1 may still read up to here */
+    assert_int_equal(o.nrecipients, 2);
+    proc_outcome_free(&o);
+    /* no admin left: the oldest member */
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u3", "u4", 0, &reason), OUT_ACCEPTED);
+    c = make(&b, CMD_REMOVE_MEMBERS, "c1", "u3");
+    add(&b, "u3");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_string_equal(o.promoted, "u2");
+    proc_outcome_free(&o);
+    /* an owner leaving while another owner stays promotes nobody */
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u2", "u4", KC_ROLE_OWNER, &reason), OUT_ACCEPTED);
+    c = make(&b, CMD_REMOVE_MEMBERS, "c1", "u2");
+    add(&b, "u2");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_null(o.promoted);
+    proc_outcome_free(&o);
+    /* the last member leaves: nobody to hand on to */
+    c = make(&b, CMD_REMOVE_MEMBERS, "c1", "u4");
+    add(&b, "u4");
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    assert_null(o.promoted);
+    assert_int_equal(o.nrecipients, 0);
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+}
+
+static void owners_and_admins_delete_anyones_message(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    const char *reason;
+    assert_int_equal(manage(p, CMD_ADD_MEMBERS, "u1", "u3", 0, &reason), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u1", "m1", "one", 0, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u2", "m2", "two", 0, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(send(p, "c1", "u2", "m3", "three", 0, NULL, NULL), OUT_ACCEPTED);
+    /* a plain member deletes only their own */
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u2", 1, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_author");
+    /* the owner deletes anyone's but edits only their own */
+    assert_int_equal(change(p, CMD_EDIT_MESSAGE, "u1", 2, "mine now", &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_author");
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 2, NULL, &reason), OUT_ACCEPTED);
+    /* so does an admin */
+    assert_int_equal(manage(p, CMD_SET_ROLE, "u1", "u3", KC_ROLE_ADMIN, &reason), OUT_ACCEPTED);
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u3", 3, NULL, &reason), OUT_ACCEPTED);
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u3", 3, NULL, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "deleted");
+    proc_part_destroy(p);
+}
+
+static void direct_conversations_have_no_roles(void **state)
+{
+    (void)state;
+    static const proc_limits_t lim = {.max_content_bytes = 100, .max_members = 4,
+                                      .max_id_bytes = 64, .dedupe_window_ms = 1000, .edit_window_ms = 1000};
+    proc_part_t *p = proc_part_new(0);
+    char id[KC_ID_MAX];
+    assert_int_equal(kc_id_direct(id, sizeof(id), "u1", 2, "u2", 2), 0);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_CREATE_CONVERSATION, id, "u1");
+    c->title = "";
+    add(&b, "u2");
+    assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+    assert_int_equal(o.kind, OUT_ACCEPTED);
+    proc_outcome_free(&o);
+    c = make(&b, CMD_UPDATE_CONVERSATION, id, "u1");
+    c->title = "x";
+    c->title_len = 1;
+    assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+    assert_string_equal(o.reason, "direct_conversation");
+    proc_outcome_free(&o);
+    c = make(&b, CMD_SET_ROLE, id, "u1");
+    c->user_id = "u2";
+    c->user_id_len = 2;
+    c->role = KC_ROLE_ADMIN;
+    assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+    assert_string_equal(o.reason, "direct_conversation");
+    proc_outcome_free(&o);
+    c = make(&b, CMD_REMOVE_MEMBERS, id, "u1");
+    add(&b, "u1");
+    assert_int_equal(proc_apply(p, c, 0, &lim, &o), 0);
+    assert_string_equal(o.reason, "direct_conversation");
+    proc_outcome_free(&o);
     proc_part_destroy(p);
 }
 
@@ -575,12 +840,79 @@ static void replaying_events_catches_up_and_twice_changes_nothing(void **state)
     kc_schemas_destroy(schemas);
 }
 
+static void replay_out(proc_part_t *p, kc_chat_event_out_t *out)
+{
+    out->event_id = (kc_str_t){"e", 1};
+    out->command_id = (kc_str_t){"c", 1};
+    out->origin = (kc_str_t){"api:0", 5};
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, kc_schemas_current_id(schemas, "chat.events-value"), out);
+    kc_chat_event_t ev;
+    char err[256];
+    assert_int_equal(kc_chat_event_decode(schemas, b.data, b.len, &ev, err, sizeof(err)), 0);
+    proc_part_replay(p, &ev);
+    kc_buf_free(&b);
+}
+
+/* Roles come back from a checkpoint (proc_part_restore_role) and from the events since: the
+ * creator of a replayed ConversationCreated, RoleChanged, and MembersRemoved.promoted. */
+static void roles_are_restored_and_replayed(void **state)
+{
+    (void)state;
+    char err[256];
+    schemas = kc_schemas_load(KC_SCHEMAS_DIR, err, sizeof(err));
+    assert_non_null(schemas);
+    proc_part_t *p = proc_part_new(0);
+    const char *members[] = {"u1", "u2", "u3"};
+    size_t lens[] = {2, 2, 2};
+    proc_part_restore_convo(p, "c1", 2, 0, members, lens, 3);
+    assert_int_equal(proc_part_restore_role(p, "c1", 2, "u2", 2, KC_ROLE_OWNER), 0);
+    assert_int_equal(proc_part_restore_role(p, "c1", 2, "u9", 2, KC_ROLE_OWNER), -1);
+    const char *reason;
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u1", "x", 0, &reason), OUT_REJECTED);
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u2", "x", 0, &reason), OUT_ACCEPTED);
+    /* u2 leaves (the event names u3, the oldest member after u1... as the processor chose) */
+    char *u2[] = {"u2"};
+    replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_MEMBERS_REMOVED,
+                                          .convo_id = {"c1", 2},
+                                          .actor_id = {"u2", 2},
+                                          .members = u2,
+                                          .nmembers = 1,
+                                          .promoted = {"u3", 2}});
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u1", "x", 0, &reason), OUT_REJECTED);
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u3", "x", 0, &reason), OUT_ACCEPTED);
+    replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_ROLE_CHANGED,
+                                          .convo_id = {"c1", 2},
+                                          .actor_id = {"u3", 2},
+                                          .user_id = {"u1", 2},
+                                          .role = KC_ROLE_ADMIN});
+    assert_int_equal(manage(p, CMD_UPDATE_CONVERSATION, "u1", "x", 0, &reason), OUT_ACCEPTED);
+    /* a conversation created after the checkpoint: its creator owns it */
+    char *both[] = {"u7", "u8"};
+    replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_CONVERSATION_CREATED,
+                                          .convo_id = {"c2", 2},
+                                          .actor_id = {"u8", 2},
+                                          .title = {"t", 1},
+                                          .members = both,
+                                          .nmembers = 2});
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_SET_ROLE, "c2", "u8");
+    c->user_id = "u7";
+    c->user_id_len = 2;
+    c->role = KC_ROLE_ADMIN;
+    assert_int_equal(run(p, c, 0, &o), OUT_ACCEPTED);
+    proc_outcome_free(&o);
+    proc_part_destroy(p);
+    kc_schemas_destroy(schemas);
+}
+
 /* Each rejection has one name, distinct from the others, and CommandRejected's schema lists
  * it among the codes of its reason. */
 static void rejections_are_named_once_and_documented(void **state)
 {
     (void)state;
-    FILE *f = fopen(KC_SCHEMAS_DIR "/Event.v1.avsc", "r");
+    FILE *f = fopen(KC_SCHEMAS_DIR "/Event.v2.avsc", "r");
     assert_non_null(f);
     static char avsc[1 << 16];
     size_t n = fread(avsc, 1, sizeof(avsc) - 1, f);
@@ -605,7 +937,7 @@ static void rejections_are_named_once_and_documented(void **state)
         for (const char *p = strstr(doc, r); p && p < end; p = strstr(p + 1, r))
             listed = listed || (p[-1] == ' ' && (p[len] == ',' || p[len] == '.'));
         if (!listed)
-            fail_msg("%s is not among the reasons of Event.v1.avsc", r);
+            fail_msg("%s is not among the reasons of Event.v2.avsc", r);
     }
 }
 
@@ -621,6 +953,7 @@ int main(void)
         cmocka_unit_test(add_members_reports_only_the_new_ones),
         cmocka_unit_test(read_markers_point_at_messages),
         cmocka_unit_test(authors_edit_and_delete_within_the_window),
+        cmocka_unit_test(the_edit_window_does_not_depend_on_the_dedupe_window),
         cmocka_unit_test(dirty_state_is_written_once_per_conversation),
         cmocka_unit_test(the_window_expires_and_a_late_retry_is_new),
         cmocka_unit_test(restored_state_behaves_like_the_original),
@@ -628,6 +961,12 @@ int main(void)
         cmocka_unit_test(blocks_expire_with_their_newest_entry),
         cmocka_unit_test(replaying_events_catches_up_and_twice_changes_nothing),
         cmocka_unit_test(rejections_are_named_once_and_documented),
+        cmocka_unit_test(owners_and_admins_run_a_conversation),
+        cmocka_unit_test(a_change_must_be_valid),
+        cmocka_unit_test(the_last_owner_leaving_hands_ownership_on),
+        cmocka_unit_test(owners_and_admins_delete_anyones_message),
+        cmocka_unit_test(direct_conversations_have_no_roles),
+        cmocka_unit_test(roles_are_restored_and_replayed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

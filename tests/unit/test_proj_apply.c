@@ -14,6 +14,8 @@
 #include "apply_pg.h"
 #include "apply_redis.h"
 
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 static proj_item_t item(proj_ev_kind_t kind, const char *convo, const char *actor, int64_t seq)
 {
     proj_item_t it;
@@ -81,11 +83,12 @@ static void test_membership_changes_keep_their_order(void **state)
     proj_stmts_t st = {0};
     assert_int_equal(proj_pg_build("rm", its, 3, &st), 3);
     /* message | removal (after a read position) | re-add (after a removal) */
-    const char *want[] = {"INSERT INTO rm.messages", "UPDATE rm.members",
-                          "UPDATE rm.conversations", "DELETE FROM rm.members",
-                          "UPDATE rm.conversations", "INSERT INTO rm.members",
+    const char *want[] = {"INSERT INTO rm.messages",   "UPDATE rm.members",
+                          "UPDATE rm.conversations",   "DELETE FROM rm.members",
+                          "INSERT INTO rm.departures", "UPDATE rm.conversations",
+                          "INSERT INTO rm.members",    "DELETE FROM rm.departures",
                           "UPDATE rm.conversations"};
-    assert_int_equal(st.n, 7);
+    assert_int_equal(st.n, 9);
     for (size_t i = 0; i < st.n; i++)
         assert_true(starts(&st.v[i], want[i]));
     proj_stmts_free(&st);
@@ -156,15 +159,221 @@ static void test_statements_are_combined_where_their_tables_differ(void **state)
     proj_pg_check("rm", "chat.events", &part, &expect, 1, 4, &parts);
     assert_int_equal(proj_pg_build("rm", m, 3, &parts), 3);
     proj_pg_offsets("rm", "chat.events", &part, &next, 1, &parts);
-    assert_int_equal(parts.n, 9);
+    assert_int_equal(parts.n, 11);
     proj_pg_combine(&parts, &st);
-    const char *want[] = {"WITH q0 AS (INSERT INTO rm.messages", "WITH q0 AS (DELETE FROM rm.members",
-                          "INSERT INTO rm.members", "WITH q0 AS (UPDATE rm.conversations"};
-    assert_int_equal(st.n, 4);
+    /* departures count as members, and their inserts read conversations (the foreign key) */
+    const char *want[] = {"WITH q0 AS (INSERT INTO rm.messages", "DELETE FROM rm.members",
+                          "INSERT INTO rm.departures",           "UPDATE rm.conversations",
+                          "INSERT INTO rm.members",              "WITH q0 AS (DELETE FROM rm.departures"};
+    assert_int_equal(st.n, 6);
     for (size_t i = 0; i < st.n; i++)
         assert_true(starts(&st.v[i], want[i]));
-    assert_non_null(strstr(st.v[1].sql, ") UPDATE rm.conversations"));
-    assert_non_null(strstr(st.v[3].sql, ") INSERT INTO rm.offsets"));
+    assert_int_equal(st.v[2].tables, PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS);
+    assert_non_null(strstr(st.v[5].sql, "q1 AS (UPDATE rm.conversations"));
+    assert_non_null(strstr(st.v[5].sql, ") INSERT INTO rm.offsets"));
+    proj_stmts_free(&st);
+}
+
+static void test_the_creator_is_the_owner(void **state)
+{
+    (void)state;
+    const char *mem[] = {"u2", "u1", "u3"};
+    proj_item_t it = item(EV_CREATED, "c1", "u1", 0);
+    it.ev.title = "t";
+    it.ev.members = mem;
+    it.ev.nmembers = 3;
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", &it, 1, &st), 1);
+    /* a new conversation has no departures to delete */
+    assert_int_equal(st.n, 3);
+    assert_true(starts(&st.v[0], "INSERT INTO rm.conversations"));
+    assert_true(starts(&st.v[1], "INSERT INTO rm.members (convo_id, user_id, joined_at, role)"));
+    assert_int_equal(st.v[1].nparams, 4);
+    assert_string_equal(st.v[1].params[1], "{\"u2\",\"u1\",\"u3\"}");
+    assert_string_equal(st.v[1].params[3], "{\"member\",\"owner\",\"member\"}");
+    assert_non_null(strstr(st.v[1].sql, "ON CONFLICT DO NOTHING"));
+    assert_true(starts(&st.v[2], "UPDATE rm.conversations"));
+    proj_stmts_free(&st);
+}
+
+static void test_added_members_are_members_and_no_longer_departed(void **state)
+{
+    (void)state;
+    const char *mem[] = {"u1", "u4"};
+    proj_item_t it = item(EV_ADDED, "c1", "u1", 0);
+    it.ev.members = mem;
+    it.ev.nmembers = 2;
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", &it, 1, &st), 1);
+    assert_int_equal(st.n, 3);
+    assert_true(starts(&st.v[0], "INSERT INTO rm.members"));
+    /* the actor of MembersAdded is no creator: everyone added is a plain member */
+    assert_string_equal(st.v[0].params[3], "{\"member\",\"member\"}");
+    assert_int_equal(st.v[0].tables, PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS);
+    assert_string_equal(st.v[1].sql, "DELETE FROM rm.departures d USING unnest($1::text[], "
+                                     "$2::text[]) AS x(c, u) WHERE d.convo_id = x.c AND "
+                                     "d.user_id = x.u");
+    assert_int_equal(st.v[1].nparams, 2);
+    assert_string_equal(st.v[1].params[0], "{\"c1\",\"c1\"}");
+    assert_string_equal(st.v[1].params[1], "{\"u1\",\"u4\"}");
+    assert_int_equal(st.v[1].tables, PROJ_T_MEMBERS);
+    proj_stmts_free(&st);
+}
+
+static void test_a_removal_leaves_departures_and_promotes(void **state)
+{
+    (void)state;
+    const char *mem[] = {"u1", "u3"};
+    proj_item_t it = item(EV_REMOVED, "c1", "u1", 42);
+    it.ev.at = 1700000000123;
+    it.ev.members = mem;
+    it.ev.nmembers = 2;
+    it.ev.promoted = "u2";
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", &it, 1, &st), 1);
+    /* the promotion, the removals, the departures, the activity */
+    assert_int_equal(st.n, 4);
+    assert_true(starts(&st.v[0], "UPDATE rm.members m SET role = x.r"));
+    assert_int_equal(st.v[0].nparams, 3);
+    assert_string_equal(st.v[0].params[1], "{\"u2\"}");
+    assert_string_equal(st.v[0].params[2], "{\"owner\"}");
+    assert_true(starts(&st.v[1], "DELETE FROM rm.members"));
+    assert_string_equal(st.v[1].params[1], "{\"u1\",\"u3\"}");
+    assert_true(starts(&st.v[2], "INSERT INTO rm.departures (convo_id, user_id, left_seq, "
+                                 "left_at) SELECT c, u, s, (timestamptz 'epoch' + at * "
+                                 "interval '1 millisecond')"));
+    assert_non_null(strstr(st.v[2].sql, "DISTINCT ON (c, u)"));
+    assert_non_null(strstr(st.v[2].sql, "ORDER BY c, u, i DESC"));
+    assert_non_null(strstr(st.v[2].sql, "ON CONFLICT (convo_id, user_id) DO UPDATE SET "
+                                        "left_seq = EXCLUDED.left_seq, left_at = "
+                                        "EXCLUDED.left_at"));
+    assert_int_equal(st.v[2].nparams, 4);
+    assert_string_equal(st.v[2].params[0], "{\"c1\",\"c1\"}");
+    assert_string_equal(st.v[2].params[1], "{\"u1\",\"u3\"}");
+    assert_string_equal(st.v[2].params[2], "{42,42}");
+    assert_string_equal(st.v[2].params[3], "{1700000000123,1700000000123}");
+    assert_int_equal(st.v[2].tables, PROJ_T_MEMBERS | PROJ_T_CONVERSATIONS);
+    assert_true(starts(&st.v[3], "UPDATE rm.conversations"));
+    assert_string_equal(st.v[3].params[1], "{0}"); /* not a message: last_seq stays */
+    proj_stmts_free(&st);
+
+    /* a version-1 removal: left_seq 0, nobody promoted */
+    it.ev.seq_no = 0;
+    it.ev.promoted = NULL;
+    it.ev.nmembers = 1;
+    assert_int_equal(proj_pg_build("rm", &it, 1, &st), 1);
+    assert_int_equal(st.n, 3);
+    assert_true(starts(&st.v[0], "DELETE FROM rm.members"));
+    assert_string_equal(st.v[1].params[2], "{0}");
+    proj_stmts_free(&st);
+}
+
+static void test_roles_in_a_segment_the_later_wins(void **state)
+{
+    (void)state;
+    const char *gone[] = {"u1"};
+    proj_item_t its[4] = {item(EV_ROLE, "c1", "u1", 0), item(EV_ROLE, "c2", "u1", 0),
+                          item(EV_REMOVED, "c1", "u1", 9), item(EV_ROLE, "c1", "u1", 0)};
+    its[0].ev.user_id = "u2";
+    its[0].ev.role = "admin";
+    its[1].ev.user_id = "u\"x";
+    its[1].ev.role = "member";
+    its[2].ev.members = gone; /* u1 leaves, u2 becomes owner... */
+    its[2].ev.nmembers = 1;
+    its[2].ev.promoted = "u2";
+    its[3].ev.actor_id = "u2"; /* ... and makes u3 an admin */
+    its[3].ev.user_id = "u3";
+    its[3].ev.role = "admin";
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", its, 4, &st), 4);
+    /* one segment: roles, removal, departure, activity */
+    assert_int_equal(st.n, 4);
+    assert_string_equal(st.v[0].sql,
+                        "UPDATE rm.members m SET role = x.r FROM (SELECT DISTINCT ON (c, u) c, u, "
+                        "r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS "
+                        "y(c, u, r, i) ORDER BY c, u, i DESC) x WHERE m.convo_id = x.c AND "
+                        "m.user_id = x.u");
+    assert_string_equal(st.v[0].params[0], "{\"c1\",\"c2\",\"c1\",\"c1\"}");
+    assert_string_equal(st.v[0].params[1], "{\"u2\",\"u\\\"x\",\"u2\",\"u3\"}");
+    assert_string_equal(st.v[0].params[2], "{\"admin\",\"member\",\"owner\",\"admin\"}");
+    assert_int_equal(st.v[0].tables, PROJ_T_MEMBERS);
+    assert_true(starts(&st.v[1], "DELETE FROM rm.members"));
+    assert_true(starts(&st.v[2], "INSERT INTO rm.departures"));
+    assert_true(starts(&st.v[3], "UPDATE rm.conversations"));
+    proj_stmts_free(&st);
+}
+
+static void test_a_member_added_back_in_a_batch_keeps_the_order(void **state)
+{
+    (void)state;
+    const char *u2[] = {"u2"};
+    /* added, made admin, removed, added again: a member (no role), with no departure */
+    proj_item_t its[4] = {item(EV_ADDED, "c1", "u1", 0), item(EV_ROLE, "c1", "u1", 0),
+                          item(EV_REMOVED, "c1", "u1", 5), item(EV_ADDED, "c1", "u1", 0)};
+    its[0].ev.members = its[2].ev.members = its[3].ev.members = u2;
+    its[0].ev.nmembers = its[2].ev.nmembers = its[3].ev.nmembers = 1;
+    its[1].ev.user_id = "u2";
+    its[1].ev.role = "admin";
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", its, 4, &st), 4);
+    const char *want[] = {"INSERT INTO rm.members",    "DELETE FROM rm.departures",
+                          "UPDATE rm.members m SET role", "DELETE FROM rm.members",
+                          "INSERT INTO rm.departures", "UPDATE rm.conversations",
+                          /* the second add: a segment of its own */
+                          "INSERT INTO rm.members",    "DELETE FROM rm.departures",
+                          "UPDATE rm.conversations"};
+    assert_int_equal(st.n, LEN(want));
+    for (size_t i = 0; i < st.n; i++)
+        assert_true(starts(&st.v[i], want[i]));
+    assert_string_equal(st.v[6].params[3], "{\"member\"}");
+    proj_stmts_free(&st);
+}
+
+static void test_title_and_topic_null_keeps_them(void **state)
+{
+    (void)state;
+    proj_item_t its[4] = {item(EV_UPDATED, "c1", "u1", 0), item(EV_UPDATED, "c1", "u1", 0),
+                          item(EV_UPDATED, "c2", "u1", 0), item(EV_MESSAGE, "c1", "u1", 3)};
+    its[0].ev.title = "new \"title\"";
+    its[1].ev.topic = "";
+    its[2].ev.title = "NULL";
+    its[2].ev.topic = "t";
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", its, 4, &st), 4);
+    /* message, its read position, then the titles and topics, the activity */
+    assert_int_equal(st.n, 4);
+    assert_true(starts(&st.v[0], "INSERT INTO rm.messages"));
+    assert_true(starts(&st.v[1], "UPDATE rm.members"));
+    assert_string_equal(
+        st.v[2].sql,
+        "UPDATE rm.conversations v SET title = coalesce(x.t, v.title), topic = coalesce(x.p, "
+        "v.topic) FROM (SELECT c, (array_agg(t ORDER BY i DESC) FILTER (WHERE t IS NOT "
+        "NULL))[1] AS t, (array_agg(p ORDER BY i DESC) FILTER (WHERE p IS NOT NULL))[1] AS p "
+        "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS y(c, t, p, i) "
+        "GROUP BY c) x WHERE v.convo_id = x.c");
+    assert_int_equal(st.v[2].nparams, 3);
+    assert_string_equal(st.v[2].params[0], "{\"c1\",\"c1\",\"c2\"}");
+    /* null unquoted; the string "NULL" quoted */
+    assert_string_equal(st.v[2].params[1], "{\"new \\\"title\\\"\",NULL,\"NULL\"}");
+    assert_string_equal(st.v[2].params[2], "{NULL,\"\",\"t\"}");
+    assert_int_equal(st.v[2].tables, PROJ_T_CONVERSATIONS);
+    assert_true(starts(&st.v[3], "UPDATE rm.conversations v SET last_seq"));
+    proj_stmts_free(&st);
+
+    /* created and renamed in one batch: the insert comes first */
+    const char *mem[] = {"u1"};
+    proj_item_t cr[2] = {item(EV_CREATED, "c3", "u1", 0), item(EV_UPDATED, "c3", "u1", 0)};
+    cr[0].ev.title = "first";
+    cr[0].ev.members = mem;
+    cr[0].ev.nmembers = 1;
+    cr[1].ev.title = "second";
+    assert_int_equal(proj_pg_build("rm", cr, 2, &st), 2);
+    const char *want[] = {"INSERT INTO rm.conversations", "INSERT INTO rm.members",
+                          "UPDATE rm.conversations v SET title",
+                          "UPDATE rm.conversations v SET last_seq"};
+    assert_int_equal(st.n, LEN(want));
+    for (size_t i = 0; i < st.n; i++)
+        assert_true(starts(&st.v[i], want[i]));
     proj_stmts_free(&st);
 }
 
@@ -301,6 +510,100 @@ static void test_other_events_and_gaps_end_a_run(void **state)
     proj_rargs_free(&a);
 }
 
+static void assert_ops(const proj_rargs_t *a, rop_t *ops, size_t max, const char *want)
+{
+    assert_int_equal(rops(a, ops, max), strlen(want));
+    for (size_t i = 0; i < strlen(want); i++)
+        assert_int_equal(ops[i].op, want[i]);
+}
+
+static void test_roles_in_redis(void **state)
+{
+    (void)state;
+    const char *mem[] = {"u1", "u2"}, *gone[] = {"u1", "u3"};
+    proj_item_t its[5] = {item(EV_CREATED, "c1", "u1", 0), item(EV_ROLE, "c1", "u1", 0),
+                          item(EV_ROLE, "c1", "u1", 0), item(EV_REMOVED, "c1", "u1", 7),
+                          item(EV_CREATED, "c2", "u9", 0)};
+    its[0].ev.title = its[4].ev.title = "t";
+    its[0].ev.members = mem;
+    its[0].ev.nmembers = 2;
+    its[1].ev.user_id = "u3";
+    its[1].ev.role = "admin";
+    its[2].ev.user_id = "u2";
+    its[2].ev.role = "member";
+    its[3].ev.members = gone;
+    its[3].ev.nmembers = 2;
+    its[3].ev.promoted = "u2";
+    its[4].ev.members = mem; /* created by someone not among its members: no owner */
+    its[4].ev.nmembers = 2;
+    proj_rargs_t a = {0};
+    assert_int_equal(proj_redis_build("p:", its, 5, 100, &a), 5);
+    rop_t ops[16];
+    /* created (and its owner) | admin | member | removed (and the promoted owner) | created |
+     * activity of c1 and c2, lastseen */
+    assert_ops(&a, ops, 16, "COOORO" "CTTL");
+    /* the creator, owner */
+    assert_int_equal(ops[1].n, 3);
+    assert_arg(&a, ops[1].first, "p:roles:c1");
+    assert_arg(&a, ops[1].first + 1, "u1");
+    assert_arg(&a, ops[1].first + 2, "owner");
+    assert_arg(&a, ops[2].first + 1, "u3");
+    assert_arg(&a, ops[2].first + 2, "admin");
+    assert_arg(&a, ops[3].first + 1, "u2");
+    assert_arg(&a, ops[3].first + 2, "member"); /* the script's HDEL */
+    /* removed: members, read and roles keys, the conversation, those removed */
+    size_t r = ops[4].first;
+    assert_int_equal(ops[4].n, 6);
+    assert_arg(&a, r, "p:members:c1");
+    assert_arg(&a, r + 1, "p:read:c1");
+    assert_arg(&a, r + 2, "p:roles:c1");
+    assert_arg(&a, r + 3, "c1");
+    assert_arg(&a, r + 4, "u1");
+    assert_arg(&a, r + 5, "u3");
+    assert_arg(&a, ops[5].first, "p:roles:c1");
+    assert_arg(&a, ops[5].first + 1, "u2");
+    assert_arg(&a, ops[5].first + 2, "owner");
+    assert_arg(&a, ops[6].first, "p:convo:c2");
+    proj_rargs_free(&a);
+
+    /* the script knows the operations and names the roles hash */
+    assert_non_null(strstr(PROJ_REDIS_SCRIPT, "op == 'O'"));
+    assert_non_null(strstr(PROJ_REDIS_SCRIPT, "op == 'U'"));
+    assert_non_null(strstr(PROJ_REDIS_SCRIPT, "if A[k + 1] == 'member' then call('HDEL'"));
+    assert_non_null(strstr(PROJ_REDIS_SCRIPT, "chunks('HDEL', A[j + 2], A, j + 4, nxt - 1, 1)"));
+}
+
+static void test_title_and_topic_in_redis(void **state)
+{
+    (void)state;
+    proj_item_t its[4] = {item(EV_MESSAGE, "c1", "u1", 1), item(EV_UPDATED, "c1", "u1", 0),
+                          item(EV_UPDATED, "c1", "u2", 0), item(EV_UPDATED, "c1", "u2", 0)};
+    its[1].ev.title = "renamed";
+    its[2].ev.topic = "";
+    its[3].ev.title = "both";
+    its[3].ev.topic = "a topic";
+    its[3].ev.at = 2000;
+    proj_rargs_t a = {0};
+    assert_int_equal(proj_redis_build("p:", its, 4, 100, &a), 4);
+    rop_t ops[10];
+    /* the message comes before the rename (another event of its conversation ends the run) */
+    assert_ops(&a, ops, 10, "MUUUTL");
+    assert_int_equal(ops[1].n, 3);
+    assert_arg(&a, ops[1].first, "p:convo:c1");
+    assert_arg(&a, ops[1].first + 1, "title");
+    assert_arg(&a, ops[1].first + 2, "renamed");
+    assert_int_equal(ops[2].n, 3);
+    assert_arg(&a, ops[2].first + 1, "topic");
+    assert_arg(&a, ops[2].first + 2, ""); /* an empty topic clears it */
+    assert_int_equal(ops[3].n, 5);
+    assert_arg(&a, ops[3].first + 1, "title");
+    assert_arg(&a, ops[3].first + 2, "both");
+    assert_arg(&a, ops[3].first + 3, "topic");
+    assert_arg(&a, ops[3].first + 4, "a topic");
+    assert_arg(&a, ops[4].first + 3, "2000"); /* the activity: the latest event */
+    proj_rargs_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +615,14 @@ int main(void)
         cmocka_unit_test(test_a_message_in_redis),
         cmocka_unit_test(test_a_run_of_messages_is_one_operation_with_the_newest_only),
         cmocka_unit_test(test_other_events_and_gaps_end_a_run),
+        cmocka_unit_test(test_the_creator_is_the_owner),
+        cmocka_unit_test(test_added_members_are_members_and_no_longer_departed),
+        cmocka_unit_test(test_a_removal_leaves_departures_and_promotes),
+        cmocka_unit_test(test_roles_in_a_segment_the_later_wins),
+        cmocka_unit_test(test_a_member_added_back_in_a_batch_keeps_the_order),
+        cmocka_unit_test(test_title_and_topic_null_keeps_them),
+        cmocka_unit_test(test_roles_in_redis),
+        cmocka_unit_test(test_title_and_topic_in_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

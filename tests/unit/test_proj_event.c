@@ -124,6 +124,121 @@ static void test_a_rejection(void **state)
     proj_event_free(&ev);
 }
 
+static void test_a_conversation_updated(void **state)
+{
+    (void)state;
+    kc_chat_event_out_t o = base(KC_EV_CONVERSATION_UPDATED);
+    o.title = (kc_str_t){"new\0", 4};
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_UPDATED);
+    assert_string_equal(ev.type, "ConversationUpdated");
+    assert_string_equal(ev.title, "new\xEF\xBF\xBD");
+    assert_null(ev.topic); /* unchanged */
+    proj_event_free(&ev);
+
+    o = base(KC_EV_CONVERSATION_UPDATED);
+    o.topic = kc_str(""); /* present and empty: cleared */
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_null(ev.title);
+    assert_non_null(ev.topic);
+    assert_string_equal(ev.topic, "");
+    proj_event_free(&ev);
+
+    o.title = kc_str("t");
+    o.topic = (kc_str_t){"a\0b", 3};
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_string_equal(ev.title, "t");
+    assert_string_equal(ev.topic, "a\xEF\xBF\xBD" "b");
+    proj_event_free(&ev);
+}
+
+static void test_a_role_changed(void **state)
+{
+    (void)state;
+    const char *names[] = {"owner", "admin", "member"};
+    for (int r = KC_ROLE_OWNER; r < KC_ROLE_N; r++) {
+        kc_chat_event_out_t o = base(KC_EV_ROLE_CHANGED);
+        o.user_id = kc_str("u2");
+        o.role = (kc_role_t)r;
+        proj_event_t ev;
+        char err[256];
+        assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+        assert_int_equal(ev.kind, EV_ROLE);
+        assert_string_equal(ev.type, "RoleChanged");
+        assert_string_equal(ev.user_id, "u2");
+        assert_string_equal(ev.role, names[r]);
+        assert_int_equal(ev.nmembers, 0);
+        proj_event_free(&ev);
+    }
+    kc_chat_event_out_t o = base(KC_EV_ROLE_CHANGED);
+    o.user_id = kc_str("");
+    o.role = KC_ROLE_ADMIN;
+    proj_event_t ev;
+    char err[256];
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "user_id"));
+}
+
+static void test_members_removed_with_left_seq_and_promoted(void **state)
+{
+    (void)state;
+    char *const members[] = {"u1", "u3"};
+    kc_chat_event_out_t o = base(KC_EV_MEMBERS_REMOVED);
+    o.members = members;
+    o.nmembers = 2;
+    o.seq_no = 42;
+    o.promoted = kc_str("u2");
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REMOVED);
+    assert_int_equal(ev.nmembers, 2);
+    assert_string_equal(ev.members[1], "u3");
+    assert_true(ev.seq_no == 42);
+    assert_string_equal(ev.promoted, "u2");
+    proj_event_free(&ev);
+
+    o.promoted = (kc_str_t){NULL, 0};
+    o.seq_no = 0; /* nothing sent yet */
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_null(ev.promoted);
+    assert_true(ev.seq_no == 0);
+    proj_event_free(&ev);
+
+    o.promoted = kc_str("");
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "promoted"));
+    o.promoted = (kc_str_t){NULL, 0};
+    o.seq_no = -1;
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "seq_no"));
+
+    /* A version-1 record (no seq_no, no promoted): left_seq 0. Its body is version 2's
+     * without the last two bytes (seq_no 0 and the null branch). */
+    int32_t v1 = -1;
+    for (int32_t id = 1; id < 1000 && v1 < 0; id++) {
+        const char *subject;
+        int version;
+        if (kc_schemas_describe(S, id, &subject, &version) == 0 &&
+            strcmp(subject, "chat.events-value") == 0 && version == 1)
+            v1 = id;
+    }
+    assert_true(v1 > 0);
+    o.seq_no = 0;
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, v1, &o);
+    assert_true(b.len > 2);
+    assert_int_equal(proj_event_decode(S, b.data, b.len - 2, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REMOVED);
+    assert_int_equal(ev.nmembers, 2);
+    assert_true(ev.seq_no == 0);
+    assert_null(ev.promoted);
+    proj_event_free(&ev);
+    kc_buf_free(&b);
+}
+
 static void test_bad_ids_and_bad_records_are_refused(void **state)
 {
     (void)state;
@@ -180,6 +295,9 @@ int main(void)
         cmocka_unit_test(test_a_message_with_a_nul_byte),
         cmocka_unit_test(test_a_conversation_with_its_members),
         cmocka_unit_test(test_a_rejection),
+        cmocka_unit_test(test_a_conversation_updated),
+        cmocka_unit_test(test_a_role_changed),
+        cmocka_unit_test(test_members_removed_with_left_seq_and_promoted),
         cmocka_unit_test(test_bad_ids_and_bad_records_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

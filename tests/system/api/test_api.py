@@ -7,30 +7,16 @@ import threading
 import urllib.parse
 import uuid
 
-from kchat_testkit.api import BASE, User, api_instance
+from kchat_testkit.api import BASE, User, api_instance, send_all, wait_last_seq
 from kchat_testkit.http import http_get, wait_until
 from kchat_testkit.metrics import metric
 from kchat_testkit.stack import psql
-from kchat_testkit.wire import send_message
 
 
 def create(user, title="a title", members=()):
     r = user.post("/conversations", {"title": title, "members": list(members)})
     assert r.status == 201, r
     return r.json
-
-
-def send_all(commands, convo, sender, texts):
-    for i, t in enumerate(texts):
-        commands.send(send_message(convo, sender.id, f"m-{uuid.uuid4().hex[:8]}-{i}", t))
-    commands.flush()
-
-
-def wait_last_seq(user, convo, n):
-    def done():
-        r = user.get(f"/conversations/{convo}")
-        return r.status == 200 and r.json["last_seq"] >= n and r.json
-    return wait_until(done, f"last_seq {n} in the read model")
 
 
 def all_pages(user, convo, **params):

@@ -148,7 +148,7 @@ def test_membership_changes(commands, brokers):
         ("MessageCreated", {"seq_no": 1, "server_msg_id": f"{convo}:1",
                             "client_msg_id": "from-u3", "content": "hello",
                             "content_type": "text/plain"}),
-        ("MembersRemoved", {"members": ["u3"]})]
+        ("MembersRemoved", {"members": ["u3"], "seq_no": 1, "promoted": None})]
     assert body(evs[4])[1]["reason"] == "not_member"
 
 

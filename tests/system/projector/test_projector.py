@@ -125,21 +125,36 @@ def read_all_events(brokers):
 def expected_models(events):
     """(postgres, redis) dumps computed from the events alone, in the shapes of pg_dump()
     and redis_dump()."""
-    convs, members, msgs, seen = {}, {}, {}, {}
+    convs, members, msgs, seen, departures, topics = {}, {}, {}, {}, {}, {}
     for ev in events:
         kind, f = body(ev)
         if kind == "CommandRejected":
             continue
         c, actor, at = ev["convo_id"], ev["actor_id"], epoch_ms(ev["occurred_at"])
         if kind == "ConversationCreated":
-            convs[c] = {"title": f["title"], "created_by": actor, "created_at": at,
+            convs[c] = {"title": f["title"], "topic": "", "created_by": actor, "created_at": at,
                         "last_seq": 0, "last_activity": at}
         if kind in ("ConversationCreated", "MembersAdded"):
             for u in f["members"]:
-                members.setdefault((c, u), {"joined_at": at, "read_seq": 0})
+                role = "owner" if kind == "ConversationCreated" and u == actor else "member"
+                members.setdefault((c, u), {"joined_at": at, "read_seq": 0, "role": role})
+                if kind == "MembersAdded":
+                    departures.pop((c, u), None)
         elif kind == "MembersRemoved":
             for u in f["members"]:
                 members.pop((c, u), None)
+                departures[(c, u)] = {"left_seq": f.get("seq_no", 0), "left_at": at}
+            if f.get("promoted") and (c, f["promoted"]) in members:
+                members[(c, f["promoted"])]["role"] = "owner"
+        elif kind == "RoleChanged":
+            if (c, f["user_id"]) in members:
+                members[(c, f["user_id"])]["role"] = f["role"]
+        elif kind == "ConversationUpdated":
+            if f.get("title") is not None:
+                convs[c]["title"] = f["title"]
+            if f.get("topic") is not None:
+                convs[c]["topic"] = f["topic"]
+                topics[c] = f["topic"]
         elif kind == "MessageCreated":
             msgs[(c, f["seq_no"])] = {
                 "server_msg_id": f["server_msg_id"], "sender_id": actor,
@@ -159,7 +174,8 @@ def expected_models(events):
         if c in convs:
             convs[c]["last_activity"] = max(convs[c]["last_activity"], at)
         seen[actor] = max(seen.get(actor, at), at)
-    pg_model = {"conversations": convs, "members": members, "messages": msgs}
+    pg_model = {"conversations": convs, "members": members, "messages": msgs,
+                "departures": departures}
 
     def rest(c, s):
         m = msgs[(c, s)]
@@ -178,6 +194,12 @@ def expected_models(events):
         h = {"title": v["title"], "created_by": v["created_by"],
              "created_at": str(v["created_at"]), "last_seq": str(v["last_seq"]),
              "last_activity": str(v["last_activity"])}
+        if c in topics:
+            h["topic"] = topics[c]
+        roles = {u: members[(cc, u)]["role"] for (cc, u) in members
+                 if cc == c and members[(cc, u)]["role"] != "member"}
+        if roles:
+            rd[f"roles:{c}"] = roles
         seqs = sorted(by_convo.get(c, []))
         if seqs:
             h["last_message"] = rest(c, seqs[-1])
@@ -199,14 +221,18 @@ def pg_dump(schema="rm"):
     ms = lambda col: f"(extract(epoch from {col}) * 1000)::bigint"  # noqa: E731
     with pg() as conn:
         convs = {row[0]: {"title": row[1], "created_by": row[2], "created_at": row[3],
-                          "last_seq": row[4], "last_activity": row[5]}
+                          "last_seq": row[4], "last_activity": row[5], "topic": row[6]}
                  for row in conn.execute(
                      f"SELECT convo_id, title, created_by, {ms('created_at')}, last_seq, "
-                     f"{ms('last_activity')} FROM {schema}.conversations")}
-        members = {(row[0], row[1]): {"joined_at": row[2], "read_seq": row[3]}
+                     f"{ms('last_activity')}, topic FROM {schema}.conversations")}
+        members = {(row[0], row[1]): {"joined_at": row[2], "read_seq": row[3], "role": row[4]}
                    for row in conn.execute(
-                       f"SELECT convo_id, user_id, {ms('joined_at')}, read_seq "
+                       f"SELECT convo_id, user_id, {ms('joined_at')}, read_seq, role "
                        f"FROM {schema}.members")}
+        departures = {(row[0], row[1]): {"left_seq": row[2], "left_at": row[3]}
+                      for row in conn.execute(
+                          f"SELECT convo_id, user_id, left_seq, {ms('left_at')} "
+                          f"FROM {schema}.departures")}
         msgs = {(row[0], row[1]): {"server_msg_id": row[2], "sender_id": row[3],
                                    "client_msg_id": row[4], "content": row[5],
                                    "content_type": row[6], "created_at": row[7],
@@ -215,7 +241,8 @@ def pg_dump(schema="rm"):
                     f"SELECT convo_id, seq_no, server_msg_id, sender_id, client_msg_id, content, "
                     f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')} "
                     f"FROM {schema}.messages")}
-    return {"conversations": convs, "members": members, "messages": msgs}
+    return {"conversations": convs, "members": members, "messages": msgs,
+            "departures": departures}
 
 
 def redis_dump(r):
@@ -349,6 +376,45 @@ def test_every_kind_of_event_lands_in_both_models(commands, brokers, r):
     assert got[add_id]["type"] == "MembersAdded"
     assert got[bad_id]["type"] == "CommandRejected" and got[bad_id]["reason"] == "not_member"
     assert got[bad_id]["message"]
+
+
+def test_roles_topic_and_departures_land_in_both_models(commands, brokers, r):
+    convo = new_id("c")
+    create(commands, convo, "u1", ["u2", "u3", "u4"])
+    commands.send(send_message(convo, "u2", "r1", "one"))
+    commands.send(command(convo, "u1", "UpdateConversation", {"title": "renamed", "topic": None}))
+    commands.send(command(convo, "u1", "UpdateConversation", {"title": None, "topic": "a topic"}))
+    commands.send(command(convo, "u1", "SetRole", {"user_id": "u2", "role": "admin"}))
+    commands.send(command(convo, "u1", "SetRole", {"user_id": "u3", "role": "admin"}))
+    commands.send(command(convo, "u1", "SetRole", {"user_id": "u3", "role": "member"}))
+    commands.send(send_message(convo, "u2", "r2", "two"))
+    commands.send(command(convo, "u2", "RemoveMembers", {"members": ["u4"]}))  # admin removes
+    commands.send(command(convo, "u1", "RemoveMembers", {"members": ["u1"]}))  # the owner leaves
+    commands.send(command(convo, "u2", "AddMembers", {"members": ["u4"]}))  # back again
+    commands.send(command(convo, "u3", "RemoveMembers", {"members": ["u3"]}))  # u3 leaves
+    commands.send(send_message(convo, "u4", "r3", "three"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 3, "the conversation in Postgres")
+    wait_caught_up(brokers, r)
+    with pg() as conn:
+        assert conn.execute("SELECT title, topic FROM rm.conversations WHERE convo_id = %s",
+                            (convo,)).fetchone() == ("renamed", "a topic")
+        assert dict(conn.execute("SELECT user_id, role FROM rm.members WHERE convo_id = %s",
+                                 (convo,)).fetchall()) == {"u2": "owner", "u4": "member"}
+        assert dict(conn.execute("SELECT user_id, left_seq FROM rm.departures "
+                                 "WHERE convo_id = %s", (convo,)).fetchall()) == {"u1": 2, "u3": 2}
+    p = f"kchat:rm:{r.get('kchat:rm:gen')}:"
+    h = r.hgetall(p + f"convo:{convo}")
+    assert (h["title"], h["topic"]) == ("renamed", "a topic")
+    assert r.hgetall(p + f"roles:{convo}") == {"u2": "owner"}
+    assert r.smembers(p + f"members:{convo}") == {"u2", "u4"}
+    want_pg, want_redis = expected_models(read_all_events(brokers))
+    got_pg, got_redis = pg_dump(), redis_dump(r)
+    for table in ("conversations", "members", "departures"):
+        assert {k: v for k, v in got_pg[table].items() if k == convo or k[0] == convo} == \
+            {k: v for k, v in want_pg[table].items() if k == convo or k[0] == convo}, table
+    for kind in ("convo", "members", "read", "roles"):
+        assert got_redis.get(f"{kind}:{convo}") == want_redis.get(f"{kind}:{convo}"), kind
 
 
 def test_notify_comes_once_the_event_is_in_both_models(commands, brokers, r):
@@ -718,3 +784,48 @@ def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r,
     for cv in flowing:
         seqs = [row[0] for row in messages_of(cv)]
         assert seqs == list(range(1, len(seqs) + 1)) and seqs
+
+
+def test_a_schema_made_by_another_ddl_is_rebuilt_at_start(commands, brokers, r):
+    convo = new_id("dd")
+    create(commands, convo, "u1", ["u2", "u3"])
+    commands.send(send_message(convo, "u2", "d1", "one"))
+    commands.send(command(convo, "u1", "UpdateConversation", {"title": None, "topic": "t"}))
+    commands.send(command(convo, "u1", "SetRole", {"user_id": "u2", "role": "admin"}))
+    commands.send(command(convo, "u2", "RemoveMembers", {"members": ["u3"]}))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 1, "the conversation")
+    wait_caught_up(brokers, r)
+    live_pg, live_redis = pg_dump(), redis_dump(r)
+    with pg() as conn:
+        old_pg_gen = conn.execute("SELECT generation FROM rm.meta").fetchone()[0]
+        assert conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                            "WHERE nspname = 'rm'").fetchone()[0].startswith(
+                                "kchat-readmodel sha256:")
+        # What an older projector made: no topic, roles or departures, no stamp.
+        conn.execute("ALTER TABLE rm.conversations DROP COLUMN topic")
+        conn.execute("ALTER TABLE rm.members DROP COLUMN role")
+        conn.execute("DROP TABLE rm.departures")
+        conn.execute("COMMENT ON SCHEMA rm IS NULL")
+    old_gen = int(r.get("kchat:rm:gen"))
+    subprocess.run(STACK + ["restart", "projector"], check=True, capture_output=True)
+    wait_caught_up(brokers, r)
+    assert metric(ADMIN, 'kchat_projector_rebuilds_total{kind="ddl"}') == 1
+    with pg() as conn:
+        assert conn.execute("SELECT generation FROM rm.meta").fetchone()[0] == old_pg_gen + 1
+        assert conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                            "WHERE nspname = 'rm'").fetchone()[0].startswith(
+                                "kchat-readmodel sha256:")
+    assert int(r.get("kchat:rm:gen")) == old_gen + 1
+    assert not list(r.scan_iter(match=f"kchat:rm:{old_gen}:*", count=1000))
+    got_pg, got_redis = pg_dump(), redis_dump(r)
+    assert got_pg == live_pg
+    assert got_redis == live_redis
+    want_pg, want_redis = expected_models(read_all_events(brokers))
+    assert got_pg == want_pg
+    assert got_redis == want_redis
+    # A restart with the schema as it is rebuilds nothing.
+    subprocess.run(STACK + ["restart", "projector"], check=True, capture_output=True)
+    wait_caught_up(brokers, r)
+    assert metric(ADMIN, 'kchat_projector_rebuilds_total{kind="ddl"}') == 0
+    assert int(r.get("kchat:rm:gen")) == old_gen + 1
