@@ -1,6 +1,6 @@
 // Two people chat through the real stack: two browser contexts (two users, two sockets)
 // against the ingress. The tests run in order and share the two users.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import {
   accessibilityViolations,
@@ -12,6 +12,7 @@ import {
   screenshot,
   send,
   shownMessages,
+  skipAfterFirstFailure,
   unique,
   until,
   waitConnected,
@@ -54,15 +55,7 @@ afterAll(async () => {
   await browser?.close();
 });
 
-// Each test builds on the ones before it: after a failure the rest are skipped, not failed
-// again for the same cause.
-let broken = false;
-beforeEach((ctx) => {
-  if (broken) ctx.skip();
-});
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail') broken = true;
-});
+skipAfterFirstFailure();
 
 describe('two people chat', () => {
   it('both register and log in', async () => {

@@ -3,7 +3,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { afterEach, beforeEach } from 'vitest';
 
 export const BASE = (process.env.KCHAT_E2E_BASE_URL ?? '').replace(/\/+$/, '');
 export const ARTIFACTS = process.env.KCHAT_E2E_ARTIFACTS ?? join(process.cwd(), 'e2e', 'artifacts');
@@ -132,4 +133,55 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
   });
   return violations.map((v) => `${v.id} (${v.impact ?? '?'}): ${v.help} at ${v.nodes.map((n) => JSON.stringify(n.target)).join(', ')}`);
+}
+
+/** Starts a conversation from the New conversation form and waits for its heading. */
+export async function startConversation(page: Page, title: string, people: string[]): Promise<void> {
+  await page.getByRole('button', { name: 'New conversation' }).click();
+  await page.getByLabel('Title (optional)').fill(title);
+  await page.getByLabel('People').fill(people.join(', '));
+  await page.getByRole('button', { name: 'Start conversation' }).click();
+  await page.getByRole('heading', { name: title, exact: true }).waitFor();
+}
+
+/** The conversation's entry in the list, by id. */
+export function listItem(page: Page, convoId: string): Locator {
+  return page.getByTestId('conversation-list').locator(`[data-convo-id="${convoId}"]`);
+}
+
+/** The id of the conversation open on the page (its entry in the list is the current one). */
+export async function openConvoId(page: Page): Promise<string> {
+  const id = await page.getByTestId('conversation-list').locator('[aria-current="true"]').getAttribute('data-convo-id');
+  if (!id) throw new Error('no open conversation');
+  return id;
+}
+
+/** The open conversation's details dialog (members, title, topic). */
+export function details(page: Page): Locator {
+  return page.getByRole('dialog', { name: 'Conversation details' });
+}
+
+/** Opens the details of the open conversation. */
+export async function openDetails(page: Page): Promise<Locator> {
+  await page.getByTestId('members-button').click();
+  const d = details(page);
+  await d.waitFor();
+  return d;
+}
+
+/** A member's row in the details dialog. */
+export function memberRow(page: Page, userId: string): Locator {
+  return details(page).locator(`li[data-user-id="${userId}"]`);
+}
+
+/** For a file whose tests build on the ones before: after a failure the rest are skipped, not
+ * failed again for the same cause. Call once at the top level of the file. */
+export function skipAfterFirstFailure(): void {
+  let broken = false;
+  beforeEach((ctx) => {
+    if (broken) ctx.skip();
+  });
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') broken = true;
+  });
 }

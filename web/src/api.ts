@@ -17,6 +17,7 @@ import {
   validId,
   type Conversation,
   type Message,
+  type Role,
 } from './protocol';
 
 export interface Session {
@@ -303,6 +304,38 @@ export class Api {
     const c = parseConversation(isObj(v) && isObj(v['conversation']) ? v['conversation'] : v);
     if (!c) throw new ApiError(500, 'bad_response', 'The server sent an unexpected conversation.');
     return c;
+  }
+
+  private conversationFrom(v: unknown): Conversation {
+    const c = parseConversation(isObj(v) && isObj(v['conversation']) ? v['conversation'] : v);
+    if (!c) throw new ApiError(500, 'bad_response', 'The server sent an unexpected conversation.');
+    return c;
+  }
+
+  private convoPath(id: string, member?: string): string {
+    const base = `/conversations/${encodeURIComponent(id)}`;
+    return member === undefined ? base : `${base}/members/${encodeURIComponent(member)}`;
+  }
+
+  /** Renames a group or sets its topic ("" clears it): `PATCH /conversations/{id}`, a field
+   * left out stays as it is. Owners and admins. */
+  async updateConversation(id: string, change: { title?: string; topic?: string }): Promise<Conversation> {
+    return this.conversationFrom(await this.call('PATCH', this.convoPath(id), change));
+  }
+
+  /** Adds people to a group (`POST /conversations/{id}/members`). Owners and admins. */
+  async addMembers(id: string, members: string[]): Promise<Conversation> {
+    return this.conversationFrom(await this.call('POST', `${this.convoPath(id)}/members`, { members }));
+  }
+
+  /** Removes a member (`DELETE /conversations/{id}/members/{user_id}`, 204); my own id: I leave. */
+  async removeMember(id: string, userId: string): Promise<void> {
+    await this.call('DELETE', this.convoPath(id, userId));
+  }
+
+  /** Gives a member a role (`PATCH /conversations/{id}/members/{user_id}`). */
+  async setRole(id: string, userId: string, role: Role): Promise<Conversation> {
+    return this.conversationFrom(await this.call('PATCH', this.convoPath(id, userId), { role }));
   }
 
   /** The user of an exact username (`GET /users?username=`); a clear error when there is none. */

@@ -22,13 +22,17 @@ import {
   type Ack,
   type ClientFrame,
   type Conversation,
+  type ConversationUpdate,
   type Message,
+  type Role,
   type ServerFrame,
 } from './protocol';
 import { ChatSocket, type SocketState } from './socket';
+import { titleOf } from './ui/format';
 import {
   addPending,
   applyAck,
+  applyConversationUpdate,
   applyDelivered,
   applyRead,
   contiguousTop,
@@ -59,6 +63,12 @@ const TYPING_SHOWN_MS = 6000;
 const GAP_GRACE_MS = 400;
 const MAX_OUTBOX = 500;
 const MAX_NOTICES = 5;
+/** a conversation I left stays out of the list this long, whatever a lagging list says */
+const DEPARTED_MS = 30000;
+/** what a conversation.update frame changed wins over a list this long (the read model the
+ * list comes from may not have the change yet) */
+const FRAME_FRESH_MS = 5000;
+const LIST_RETRIES = 4;
 
 export interface Presence {
   online: boolean;
@@ -112,6 +122,34 @@ function errorText(e: unknown): string {
   return 'Something went wrong.';
 }
 
+/** Why the server refused a change of a conversation (title, topic, members, roles), in words. */
+export function manageErrorText(e: unknown): string {
+  if (!(e instanceof ApiError)) return errorText(e);
+  switch (e.code) {
+    case 'not_allowed':
+      return 'Your role in this conversation does not allow that.';
+    case 'last_owner':
+      return 'You are the only owner: make someone else an owner first.';
+    case 'no_such_member':
+      return 'They are not a member of this conversation any more.';
+    case 'direct_conversation':
+      return 'The members of a direct conversation never change.';
+    case 'not_found':
+    case 'not_member':
+      return 'This conversation is gone, or you are not a member any more.';
+    case 'invalid':
+    case 'invalid_request':
+      return `Refused: ${e.message}.`;
+    default:
+      return e.message;
+  }
+}
+
+/** A conversation's title in quotes, for a notice. */
+function quoted(title: string): string {
+  return `“${title}”`;
+}
+
 export class ChatClient {
   private state: ChatState;
   private readonly listeners = new Set<() => void>();
@@ -129,6 +167,13 @@ export class ChatClient {
   /** user ids whose username was asked for (GET /users/{id}), answered or not */
   private readonly nameAsked = new Set<string>();
   private housekeeping: ReturnType<typeof setInterval> | null = null;
+  /** conversations I left or was removed from: when, so that a lagging list does not bring
+   * them back */
+  private readonly departed = new Map<string, number>();
+  /** when a conversation.update frame last changed a conversation's title, topic, members or
+   * roles */
+  private readonly frameAt = new Map<string, number>();
+  private readonly listRetries = new Map<string, number>();
   private listReload: Promise<void> | null = null;
   private listReloadAgain = false;
   private noticeSeq = 0;
@@ -324,28 +369,50 @@ export class ChatClient {
     return this.listReload;
   }
 
+  /** A conversation from the server merged with what the client holds of it: the list may lag
+   * behind the socket, so what the socket already showed is kept. */
+  private mergeOne(c: Conversation, prev: Conversation | undefined, names: Record<string, string>, receipts: Record<string, Receipts>, fresh: boolean): Conversation {
+    for (const m of c.members) {
+      if (m.username) names[m.user_id] = m.username;
+      if (m.read_seq !== undefined && m.user_id !== this.state.me.user_id) {
+        receipts[c.id] = applyRead(receipts[c.id] ?? emptyReceipts, m.user_id, m.read_seq);
+      }
+    }
+    // a rename, a topic, members or roles a frame changed a moment ago: the read model the
+    // list comes from may not have it yet
+    if (prev && !fresh && Date.now() - (this.frameAt.get(c.id) ?? -Infinity) < FRAME_FRESH_MS) {
+      const read = new Map(c.members.map((m) => [m.user_id, m]));
+      c = {
+        ...c,
+        title: prev.title,
+        topic: prev.topic,
+        members: prev.members.map((m) => ({ ...read.get(m.user_id), ...m })),
+      };
+    }
+    if (prev && prev.last_seq > c.last_seq) {
+      return { ...c, last_seq: prev.last_seq, last_message: prev.last_message, last_activity: prev.last_activity, unread: prev.unread };
+    }
+    if (c.id === this.state.openConvo && document.visibilityState === 'visible') {
+      const seen = this.tracksSight ? (this.seen.get(c.id) ?? 0) : c.last_seq;
+      return { ...c, unread: Math.max(0, Math.min(c.unread, c.last_seq - seen)) };
+    }
+    return c;
+  }
+
+  /** Whether a conversation I left lately should stay out of a list that still has it. */
+  private stillDeparted(id: string): boolean {
+    const at = this.departed.get(id);
+    if (at === undefined) return false;
+    if (Date.now() - at < DEPARTED_MS) return true;
+    this.departed.delete(id);
+    return false;
+  }
+
   private mergeConversations(list: Conversation[]): void {
     const names = { ...this.state.names };
     const receipts = { ...this.state.receipts };
     const old = new Map(this.state.conversations.map((c) => [c.id, c]));
-    const merged = list.map((c) => {
-      for (const m of c.members) {
-        if (m.username) names[m.user_id] = m.username;
-        if (m.read_seq !== undefined && m.user_id !== this.state.me.user_id) {
-          receipts[c.id] = applyRead(receipts[c.id] ?? emptyReceipts, m.user_id, m.read_seq);
-        }
-      }
-      const prev = old.get(c.id);
-      // the list may lag behind the socket: keep what the socket already showed
-      if (prev && prev.last_seq > c.last_seq) {
-        return { ...c, last_seq: prev.last_seq, last_message: prev.last_message, last_activity: prev.last_activity, unread: prev.unread };
-      }
-      if (c.id === this.state.openConvo && document.visibilityState === 'visible') {
-        const seen = this.tracksSight ? (this.seen.get(c.id) ?? 0) : c.last_seq;
-        return { ...c, unread: Math.max(0, Math.min(c.unread, c.last_seq - seen)) };
-      }
-      return c;
-    });
+    const merged = list.filter((c) => !this.stillDeparted(c.id)).map((c) => this.mergeOne(c, old.get(c.id), names, receipts, false));
     merged.sort(byActivity);
     this.set({ conversations: merged, names, receipts });
     this.resolveNames(merged.flatMap((c) => [...c.members.map((m) => m.user_id), ...(c.last_message ? [c.last_message.sender_id] : [])]));
@@ -449,6 +516,155 @@ export class ChatClient {
     this.subscribePresence();
     void this.reloadConversations();
     return conv.id;
+  }
+
+  // ---- managing a conversation: title, topic, members, roles ------------------------
+
+  /** A conversation body the server sent after a change (it is up to date): into the list. */
+  private applyBody(c: Conversation): void {
+    const names = { ...this.state.names };
+    const receipts = { ...this.state.receipts };
+    const prev = this.state.conversations.find((x) => x.id === c.id);
+    const next = this.mergeOne(c, prev, names, receipts, true);
+    this.frameAt.set(c.id, Date.now());
+    const list = prev ? this.state.conversations.map((x) => (x.id === c.id ? next : x)) : [next, ...this.state.conversations];
+    list.sort(byActivity);
+    this.set({ conversations: list, names, receipts });
+    this.resolveNames(next.members.map((m) => m.user_id));
+    this.subscribePresence();
+  }
+
+  /** Renames a group or sets its topic ("" clears it): null when done, or why not. */
+  async updateConversationInfo(id: string, change: { title?: string; topic?: string }): Promise<string | null> {
+    try {
+      this.applyBody(await this.api.updateConversation(id, change));
+      return null;
+    } catch (e) {
+      return manageErrorText(e);
+    }
+  }
+
+  /** Adds people (usernames, or user ids) to a group: null when done, or why not. */
+  async addPeople(id: string, entries: string[]): Promise<string | null> {
+    try {
+      const conv = this.state.conversations.find((c) => c.id === id);
+      const members: string[] = [];
+      for (const raw of entries) {
+        const e = raw.trim().replace(/^@/, '');
+        if (!e) continue;
+        const uid = await this.resolveEntry(e);
+        if (!members.includes(uid) && !conv?.members.some((m) => m.user_id === uid)) members.push(uid);
+      }
+      if (members.length === 0) return 'They are all members already.';
+      this.applyBody(await this.api.addMembers(id, members));
+      return null;
+    } catch (e) {
+      return manageErrorText(e);
+    }
+  }
+
+  /** Removes a member, or (my own id) leaves: null when done, or why not. */
+  async removeMember(id: string, userId: string): Promise<string | null> {
+    try {
+      await this.api.removeMember(id, userId);
+    } catch (e) {
+      return manageErrorText(e);
+    }
+    const me = this.state.me.user_id;
+    if (userId === me) {
+      this.forgetConversation(id, me);
+      return null;
+    }
+    const r = applyConversationUpdate(this.state.conversations, { convo_id: id, change: 'members_removed', members: [userId], left_seq: null }, me);
+    if (r.conversations !== this.state.conversations) {
+      this.frameAt.set(id, Date.now());
+      this.set({ conversations: r.conversations });
+    }
+    return null;
+  }
+
+  /** Gives a member a role: null when done, or why not. */
+  async setRole(id: string, userId: string, role: Role): Promise<string | null> {
+    try {
+      this.applyBody(await this.api.setRole(id, userId, role));
+      return null;
+    } catch (e) {
+      return manageErrorText(e);
+    }
+  }
+
+  /**
+   * I am not a member any more (I left, or `actor` removed me): the conversation goes from
+   * the list and its view closes, with a notice; what the client held of it goes too (its
+   * unsent messages could not be sent).
+   */
+  private forgetConversation(id: string, actor: string | undefined): void {
+    const me = this.state.me.user_id;
+    this.departed.set(id, Date.now());
+    const conv = this.state.conversations.find((c) => c.id === id);
+    this.loaded.delete(id);
+    this.seen.delete(id);
+    this.myRead.delete(id);
+    const t = this.gapTimers.get(id);
+    if (t) clearTimeout(t);
+    this.gapTimers.delete(id);
+    const logs = { ...this.state.logs };
+    for (const p of logs[id]?.pending ?? []) this.sentAt.delete(p.client_msg_id);
+    delete logs[id];
+    const typing = { ...this.state.typing };
+    delete typing[id];
+    this.set({
+      conversations: this.state.conversations.filter((c) => c.id !== id),
+      logs,
+      typing,
+      openConvo: this.state.openConvo === id ? null : this.state.openConvo,
+    });
+    this.saveOutbox();
+    if (!conv) return;
+    const name = quoted(titleOf(conv, this.state.names, me));
+    if (actor === me) this.notify('info', `You left ${name}.`);
+    else if (actor) this.notify('info', `${this.state.names[actor] ?? 'Someone'} removed you from ${name}.`);
+    else this.notify('info', `You were removed from ${name}.`);
+  }
+
+  private onConversationUpdate(u: ConversationUpdate): void {
+    const me = this.state.me.user_id;
+    if ((u.change === 'members_added' || u.change === 'created') && u.members.includes(me)) {
+      this.departed.delete(u.convo_id); // added (again)
+    }
+    if (u.change === 'members_removed' && u.members.includes(me)) {
+      this.forgetConversation(u.convo_id, u.actor_id);
+      return;
+    }
+    const r = applyConversationUpdate(this.state.conversations, u, me);
+    if (r.conversations !== this.state.conversations) {
+      this.frameAt.set(u.convo_id, Date.now());
+      this.set({ conversations: r.conversations });
+    }
+    if (u.change === 'members_added') {
+      this.resolveNames(u.members);
+      this.subscribePresence();
+    }
+    if (u.actor_id) this.resolveNames([u.actor_id]);
+    if (r.reload) this.reloadFor(u.convo_id);
+  }
+
+  /** Reloads the list for a conversation it should hold (I was added to it); asks again a few
+   * times while the read model has not caught up. */
+  private reloadFor(id: string): void {
+    void this.reloadConversations().then(() => {
+      if (this.stopped || this.state.conversations.some((c) => c.id === id) || this.departed.has(id)) {
+        this.listRetries.delete(id);
+        return;
+      }
+      const n = (this.listRetries.get(id) ?? 0) + 1;
+      if (n > LIST_RETRIES) {
+        this.listRetries.delete(id);
+        return;
+      }
+      this.listRetries.set(id, n);
+      setTimeout(() => this.reloadFor(id), 500 * 2 ** (n - 1));
+    });
   }
 
   // ---- one conversation --------------------------------------------------------------
@@ -742,7 +958,7 @@ export class ChatClient {
         break;
       }
       case 'conversation.update':
-        void this.reloadConversations();
+        this.onConversationUpdate(f.update);
         break;
       case 'typing': {
         if (f.user_id === this.state.me.user_id) break;
@@ -793,6 +1009,10 @@ export class ChatClient {
       case 'typing.stop':
       case 'typing':
         return; // best effort
+      case 'conversation.update':
+      case 'member.remove':
+      case 'member.role':
+        return; // this client changes conversations over REST, whose answer says why
       default:
         this.notify('error', f.message || f.code);
     }

@@ -103,9 +103,9 @@ describe('server frames', () => {
       up_to_seq: 9,
       more: true,
     });
-    expect(parseServerFrame('{"type":"conversation.update","convo_id":"c1","change":"members_added"}')).toEqual({
+    expect(parseServerFrame('{"type":"conversation.update","convo_id":"c1","change":"members_added","members":["u2"],"actor_id":"u1","at":5}')).toEqual({
       type: 'conversation.update',
-      convo_id: 'c1',
+      update: { convo_id: 'c1', change: 'members_added', members: ['u2'], actor_id: 'u1' },
     });
     expect(parseServerFrame('{"type":"message.update","convo_id":"c1","seq_no":2,"content":"fixed"}')).toEqual({
       type: 'message.update',
@@ -121,6 +121,58 @@ describe('server frames', () => {
     // a backfilled copy says whether it was deleted or edited
     const m = parseServerFrame(JSON.stringify({ type: 'message.create', ...message, deleted: true, edited_at: 5, backfill: true }));
     expect(m).toMatchObject({ message: { deleted: true, edited: true } });
+  });
+
+  it('conversation.update, each change', () => {
+    const upd = (o: object) => {
+      const f = parseServerFrame(JSON.stringify({ type: 'conversation.update', convo_id: 'c1', actor_id: 'u1', at: 1, ...o }));
+      return f?.type === 'conversation.update' ? f.update : f;
+    };
+    expect(upd({ change: 'created', title: 'plans', members: ['u1', 'u2'] })).toEqual({
+      convo_id: 'c1',
+      actor_id: 'u1',
+      change: 'created',
+      title: 'plans',
+      members: ['u1', 'u2'],
+    });
+    expect(upd({ change: 'members_removed', members: ['u2'], left_seq: 7 })).toEqual({
+      convo_id: 'c1',
+      actor_id: 'u1',
+      change: 'members_removed',
+      members: ['u2'],
+      left_seq: 7,
+    });
+    expect(upd({ change: 'members_removed', members: ['u1'], left_seq: 7, promoted: 'u3' })).toMatchObject({
+      change: 'members_removed',
+      members: ['u1'],
+      promoted: 'u3',
+    });
+    // an older event without left_seq
+    expect(upd({ change: 'members_removed', members: ['u2'] })).toMatchObject({ change: 'members_removed', left_seq: null });
+    expect(upd({ change: 'updated', title: 'new' })).toEqual({ convo_id: 'c1', actor_id: 'u1', change: 'updated', title: 'new' });
+    expect(upd({ change: 'updated', topic: '' })).toEqual({ convo_id: 'c1', actor_id: 'u1', change: 'updated', topic: '' });
+    expect(upd({ change: 'updated', title: 't', topic: 'x' })).toMatchObject({ title: 't', topic: 'x' });
+    expect(upd({ change: 'role', user_id: 'u2', role: 'admin' })).toEqual({
+      convo_id: 'c1',
+      actor_id: 'u1',
+      change: 'role',
+      user_id: 'u2',
+      role: 'admin',
+    });
+    // what cannot be read is still a change of that conversation: "other" (the client reloads)
+    for (const bad of [
+      { change: 'role', user_id: 'u2', role: 'king' },
+      { change: 'role', role: 'admin' },
+      { change: 'members_removed', members: 'u2' },
+      { change: 'members_removed', members: ['u2', 7] },
+      { change: 'members_removed', members: ['u2'], promoted: 5 },
+      { change: 'updated', title: 5 },
+      { change: 'archived' },
+      {},
+    ]) {
+      expect(upd(bad), JSON.stringify(bad)).toEqual({ convo_id: 'c1', actor_id: 'u1', change: 'other' });
+    }
+    expect(parseServerFrame('{"type":"conversation.update","change":"updated","title":"x"}')).toBeNull();
   });
 
   it('refuses what is not a frame it knows', () => {
@@ -177,6 +229,25 @@ describe('REST bodies', () => {
       receipts: { u1: { read_seq: 4 }, u2: { read_seq: 'x' }, u9: { read_seq: 7 }, u3: 5 },
     });
     expect(c?.members).toEqual([{ user_id: 'u1', read_seq: 4 }, { user_id: 'u2' }, { user_id: 'u3' }]);
+  });
+
+  it('topic and roles', () => {
+    const c = parseConversation({
+      id: 'c1',
+      title: 't',
+      topic: 'friday plans',
+      members: ['u1', 'u2', 'u3', 'u4'],
+      roles: { u1: 'owner', u2: 'admin', u3: 'member', u4: 'emperor', u9: 'owner' },
+    });
+    expect(c?.topic).toBe('friday plans');
+    expect(c?.members).toEqual([
+      { user_id: 'u1', role: 'owner' },
+      { user_id: 'u2', role: 'admin' },
+      { user_id: 'u3', role: 'member' },
+      { user_id: 'u4' },
+    ]);
+    // an older server: no topic, no roles
+    expect(parseConversation({ id: 'c1', title: 't', members: ['u1'] })).toMatchObject({ topic: '', members: [{ user_id: 'u1' }] });
   });
 
   it('a conversation is a group unless the server says direct', () => {

@@ -22,10 +22,22 @@ export interface Message {
   edited?: boolean;
 }
 
+export const MAX_TITLE_BYTES = 256; // a conversation's title (the processor's limit)
+export const MAX_TOPIC_BYTES = 1024; // a conversation's topic
+
+/** A member's role in a group: the creator is its owner; owners and admins manage it. */
+export type Role = 'owner' | 'admin' | 'member';
+
+export function isRole(v: unknown): v is Role {
+  return v === 'owner' || v === 'admin' || v === 'member';
+}
+
 export interface Member {
   user_id: string;
   username?: string;
   read_seq?: number;
+  /** from the body's `roles`; absent when the server says nothing (a plain member) */
+  role?: Role;
 }
 
 export interface Conversation {
@@ -33,6 +45,8 @@ export interface Conversation {
   /** `direct`: the one conversation of two people (its members never change) */
   kind: 'group' | 'direct';
   title: string;
+  /** '' when none */
+  topic: string;
   members: Member[];
   last_seq: number;
   unread: number;
@@ -49,6 +63,18 @@ export interface Ack {
   error?: { code: string; message: string };
 }
 
+/** What a `conversation.update` frame says changed (`other`: a change this client cannot
+ * read, which it answers by reloading the list). */
+export type ConversationChange =
+  | { change: 'created'; title?: string; members: string[] }
+  | { change: 'members_added'; members: string[] }
+  | { change: 'members_removed'; members: string[]; left_seq: number | null; promoted?: string }
+  | { change: 'updated'; title?: string; topic?: string }
+  | { change: 'role'; user_id: string; role: Role }
+  | { change: 'other' };
+
+export type ConversationUpdate = ConversationChange & { convo_id: string; actor_id?: string };
+
 export type ServerFrame =
   | { type: 'ack'; ack: Ack }
   | { type: 'message.create'; message: Message }
@@ -58,7 +84,7 @@ export type ServerFrame =
   | { type: 'message.delete'; convo_id: string; seq_no: number }
   | { type: 'typing'; convo_id: string; user_id: string; typing: boolean; expires_in_ms: number | null }
   | { type: 'sync.complete'; convo_id: string; up_to_seq: number; more: boolean }
-  | { type: 'conversation.update'; convo_id: string }
+  | { type: 'conversation.update'; update: ConversationUpdate }
   | { type: 'presence.update'; user_id: string; online: boolean; last_seen: number | null }
   | { type: 'system.notice'; code: string; message: string }
   | {
@@ -181,6 +207,14 @@ export function parseConversation(v: unknown): Conversation | null {
       if (read !== null && (m.read_seq === undefined || read > m.read_seq)) m.read_seq = read;
     }
   }
+  // roles: {user_id: "owner"|"admin"|"member"}, every member
+  const roles = isObj(v['roles']) ? v['roles'] : null;
+  if (roles) {
+    for (const m of members) {
+      const r = roles[m.user_id];
+      if (isRole(r)) m.role = r;
+    }
+  }
   const last_message = parseMessage(v['last_message']);
   const last_seq = Math.max(seq(v, 'last_seq') ?? 0, last_message?.seq_no ?? 0);
   const activity =
@@ -189,6 +223,7 @@ export function parseConversation(v: unknown): Conversation | null {
     id,
     kind: str(v, 'kind') === 'direct' ? 'direct' : 'group',
     title: str(v, 'title') ?? '',
+    topic: str(v, 'topic') ?? '',
     members,
     last_seq,
     unread: seq(v, 'unread') ?? 0,
@@ -226,6 +261,54 @@ function typingState(v: unknown): boolean | null {
   if (['start', 'started', 'typing', 'active', 'on'].includes(v)) return true;
   if (['stop', 'stopped', 'idle', 'paused', 'inactive', 'off'].includes(v)) return false;
   return null;
+}
+
+/** The ids of a frame's `members`, or null when it is not a list of ids. */
+function idList(v: unknown): string[] | null {
+  if (!Array.isArray(v)) return null;
+  return v.every(validId) ? (v as string[]) : null;
+}
+
+/** The change a conversation.update frame describes; `other` when it is not one this client
+ * knows or a field of it has the wrong shape (the frame still says the conversation changed). */
+function parseChange(v: Obj): ConversationChange {
+  const other: ConversationChange = { change: 'other' };
+  switch (v['change']) {
+    case 'created':
+    case 'members_added': {
+      const members = idList(v['members'] ?? []);
+      if (!members) return other;
+      if (v['change'] === 'members_added') return { change: 'members_added', members };
+      const title = str(v, 'title');
+      return title !== null ? { change: 'created', title, members } : { change: 'created', members };
+    }
+    case 'members_removed': {
+      const members = idList(v['members']);
+      const promoted = v['promoted'];
+      if (!members || (promoted !== undefined && promoted !== null && !validId(promoted))) return other;
+      const c: ConversationChange = { change: 'members_removed', members, left_seq: seq(v, 'left_seq') };
+      if (validId(promoted)) c.promoted = promoted;
+      return c;
+    }
+    case 'updated': {
+      const title = v['title'];
+      const topic = v['topic'];
+      if ((title !== undefined && title !== null && typeof title !== 'string') || (topic !== undefined && topic !== null && typeof topic !== 'string')) {
+        return other;
+      }
+      const c: ConversationChange = { change: 'updated' };
+      if (typeof title === 'string') c.title = title;
+      if (typeof topic === 'string') c.topic = topic;
+      return c;
+    }
+    case 'role': {
+      const user_id = str(v, 'user_id');
+      const role = v['role'];
+      return validId(user_id) && isRole(role) ? { change: 'role', user_id, role } : other;
+    }
+    default:
+      return other;
+  }
 }
 
 /** One text frame from the gateway; null for a frame this client does not understand. */
@@ -292,7 +375,11 @@ export function parseServerFrame(text: string): ServerFrame | null {
     }
     case 'conversation.update': {
       const convo_id = str(v, 'convo_id');
-      return validId(convo_id) ? { type: 'conversation.update', convo_id } : null;
+      if (!validId(convo_id)) return null;
+      const update: ConversationUpdate = { convo_id, ...parseChange(v) };
+      const actor = str(v, 'actor_id');
+      if (validId(actor)) update.actor_id = actor;
+      return { type: 'conversation.update', update };
     }
     case 'presence.update': {
       const user_id = str(v, 'user_id');

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Message } from './protocol';
+import type { Conversation, ConversationUpdate, Message } from './protocol';
 import {
+  abilitiesOf,
   addPending,
   applyAck,
+  applyConversationUpdate,
   applyDelivered,
   applyRead,
   contiguousTop,
@@ -15,6 +17,7 @@ import {
   noteKnownLast,
   oldestSeq,
   patchMessage,
+  roleOf,
   tickFor,
   updatePending,
   type ConvoLog,
@@ -257,5 +260,167 @@ describe('ticks', () => {
     const same = applyRead(r, BOB, 4);
     expect(same).toBe(r);
     expect(applyDelivered(applyDelivered(emptyReceipts, 5), 2).delivered).toBe(5);
+  });
+});
+
+describe('conversation.update frames on the conversation list', () => {
+  const CAROL = 'u_carol';
+  const DAVE = 'u_dave';
+  function convo(id = C, over: Partial<Conversation> = {}): Conversation {
+    return {
+      id,
+      kind: 'group',
+      title: 'plans',
+      topic: '',
+      members: [
+        { user_id: ME, username: 'me', role: 'owner' },
+        { user_id: BOB, username: 'bob', role: 'member' },
+        { user_id: CAROL, username: 'carol', role: 'admin' },
+      ],
+      last_seq: 4,
+      unread: 0,
+      last_message: null,
+      last_activity: 1,
+      ...over,
+    };
+  }
+  const other = convo('c_other', { title: 'other' });
+  const list = [convo(), other];
+  const apply = (u: ConversationUpdate, l: readonly Conversation[] = list, me = ME) => applyConversationUpdate(l, u, me);
+  const members = (l: readonly Conversation[], id = C) => l.find((c) => c.id === id)?.members.map((m) => `${m.user_id}:${m.role ?? '-'}`);
+
+  it('updated: a new title, a new topic, both, or a cleared topic', () => {
+    let r = apply({ convo_id: C, change: 'updated', title: 'new plans' });
+    expect(r.conversations[0]).toMatchObject({ title: 'new plans', topic: '' });
+    expect(r.conversations[1]).toBe(other); // the others are left alone
+    expect(r).toMatchObject({ left: false, reload: false });
+    r = apply({ convo_id: C, change: 'updated', topic: 'friday' }, r.conversations);
+    expect(r.conversations[0]).toMatchObject({ title: 'new plans', topic: 'friday' });
+    r = apply({ convo_id: C, change: 'updated', title: 'x', topic: 'y' }, r.conversations);
+    expect(r.conversations[0]).toMatchObject({ title: 'x', topic: 'y' });
+    r = apply({ convo_id: C, change: 'updated', topic: '' }, r.conversations);
+    expect(r.conversations[0]).toMatchObject({ title: 'x', topic: '' });
+    // the same values again: the same list, so nothing re-renders
+    expect(apply({ convo_id: C, change: 'updated', topic: '' }, r.conversations).conversations).toBe(r.conversations);
+    // a conversation the list does not hold: ask for the list
+    expect(apply({ convo_id: 'c_new', change: 'updated', title: 't' })).toMatchObject({ conversations: list, reload: true });
+  });
+
+  it('role: a member becomes admin, owner, or a plain member again', () => {
+    let r = apply({ convo_id: C, change: 'role', user_id: BOB, role: 'admin' });
+    expect(members(r.conversations)).toEqual([`${ME}:owner`, `${BOB}:admin`, `${CAROL}:admin`]);
+    r = apply({ convo_id: C, change: 'role', user_id: CAROL, role: 'member' }, r.conversations);
+    r = apply({ convo_id: C, change: 'role', user_id: BOB, role: 'owner' }, r.conversations);
+    expect(members(r.conversations)).toEqual([`${ME}:owner`, `${BOB}:owner`, `${CAROL}:member`]);
+    expect(roleOf(r.conversations[0] as Conversation, BOB)).toBe('owner');
+    expect(apply({ convo_id: C, change: 'role', user_id: BOB, role: 'owner' }, r.conversations).conversations).toBe(r.conversations);
+    // a role for someone the list does not show as a member yet: ask for the list
+    expect(apply({ convo_id: C, change: 'role', user_id: DAVE, role: 'admin' })).toMatchObject({ conversations: list, reload: true });
+  });
+
+  it('members_added: new members are plain members, once', () => {
+    const r = apply({ convo_id: C, change: 'members_added', members: [DAVE, BOB] });
+    expect(members(r.conversations)).toEqual([`${ME}:owner`, `${BOB}:member`, `${CAROL}:admin`, `${DAVE}:member`]);
+    expect(r).toMatchObject({ left: false, reload: false });
+    expect(apply({ convo_id: C, change: 'members_added', members: [DAVE] }, r.conversations).conversations).toBe(r.conversations);
+    // I was added to a conversation the list does not hold: ask for the list
+    expect(apply({ convo_id: 'c_new', change: 'members_added', members: [ME] })).toMatchObject({ conversations: list, reload: true });
+  });
+
+  it('members_removed: the members go, their roles with them', () => {
+    const r = apply({ convo_id: C, change: 'members_removed', members: [CAROL], left_seq: 4 });
+    expect(members(r.conversations)).toEqual([`${ME}:owner`, `${BOB}:member`]);
+    expect(r).toMatchObject({ left: false, reload: false });
+    expect(roleOf(r.conversations[0] as Conversation, CAROL)).toBeNull();
+    // not a member (any more): nothing changes
+    expect(apply({ convo_id: C, change: 'members_removed', members: [DAVE], left_seq: 4 }).conversations).toBe(list);
+  });
+
+  it('members_removed with promoted: the last owner left and another member is the owner now', () => {
+    const mine = convo(C, {
+      members: [
+        { user_id: ME, role: 'member' },
+        { user_id: BOB, role: 'owner' },
+        { user_id: CAROL, role: 'admin' },
+      ],
+    });
+    const r = apply({ convo_id: C, change: 'members_removed', members: [BOB], left_seq: 9, promoted: CAROL }, [mine]);
+    expect(members(r.conversations)).toEqual([`${ME}:member`, `${CAROL}:owner`]);
+    expect(r.reload).toBe(false);
+    // promoted to owner, me
+    const r2 = apply({ convo_id: C, change: 'members_removed', members: [BOB, CAROL], left_seq: 9, promoted: ME }, [mine]);
+    expect(members(r2.conversations)).toEqual([`${ME}:owner`]);
+    expect(abilitiesOf(r2.conversations[0] as Conversation, ME).edit).toBe(true);
+  });
+
+  it('members_removed with me among them (removed, or I left): the conversation leaves my list', () => {
+    const r = apply({ convo_id: C, change: 'members_removed', members: [ME], left_seq: 4, actor_id: CAROL });
+    expect(r.left).toBe(true);
+    expect(r.reload).toBe(false);
+    expect(r.conversations.map((c) => c.id)).toEqual(['c_other']);
+    // again (the REST answer and the frame both say it): nothing more to do
+    const again = apply({ convo_id: C, change: 'members_removed', members: [ME], left_seq: 4 }, r.conversations);
+    expect(again).toMatchObject({ conversations: r.conversations, left: false, reload: false });
+  });
+
+  it('created: only a conversation the list does not hold asks for the list', () => {
+    expect(apply({ convo_id: C, change: 'created', members: [ME, BOB] })).toMatchObject({ conversations: list, reload: false });
+    expect(apply({ convo_id: 'c_new', change: 'created', title: 't', members: [ME, BOB] })).toMatchObject({ conversations: list, reload: true });
+  });
+
+  it('a change this client cannot read asks for the list', () => {
+    expect(apply({ convo_id: C, change: 'other' })).toMatchObject({ conversations: list, left: false, reload: true });
+  });
+});
+
+describe('what my role lets me do', () => {
+  const group = (mine: 'owner' | 'admin' | 'member'): Conversation => ({
+    id: C,
+    kind: 'group',
+    title: 't',
+    topic: '',
+    members: [
+      { user_id: ME, role: mine },
+      { user_id: 'u_owner', role: 'owner' },
+      { user_id: 'u_admin', role: 'admin' },
+      { user_id: 'u_member' }, // no role given: a plain member
+    ],
+    last_seq: 0,
+    unread: 0,
+    last_message: null,
+    last_activity: 0,
+  });
+
+  it('owners do everything, to anyone but themselves', () => {
+    const can = abilitiesOf(group('owner'), ME);
+    expect([can.edit, can.add, can.leave]).toEqual([true, true, true]);
+    expect(['u_owner', 'u_admin', 'u_member', ME].map((u) => can.remove(u))).toEqual([true, true, true, false]);
+    expect(can.rolesFor('u_member')).toEqual(['owner', 'admin']);
+    expect(can.rolesFor('u_admin')).toEqual(['owner', 'member']);
+    expect(can.rolesFor('u_owner')).toEqual(['admin', 'member']);
+    expect(can.rolesFor(ME)).toEqual([]);
+    expect(can.rolesFor('u_stranger')).toEqual([]);
+  });
+
+  it('admins manage admins and members, never owners', () => {
+    const can = abilitiesOf(group('admin'), ME);
+    expect([can.edit, can.add, can.leave]).toEqual([true, true, true]);
+    expect(['u_owner', 'u_admin', 'u_member'].map((u) => can.remove(u))).toEqual([false, true, true]);
+    expect(can.rolesFor('u_member')).toEqual(['admin']);
+    expect(can.rolesFor('u_admin')).toEqual(['member']);
+    expect(can.rolesFor('u_owner')).toEqual([]);
+  });
+
+  it('plain members only leave', () => {
+    const can = abilitiesOf(group('member'), ME);
+    expect([can.edit, can.add, can.leave]).toEqual([false, false, true]);
+    expect(['u_owner', 'u_admin', 'u_member'].map((u) => can.remove(u))).toEqual([false, false, false]);
+    expect(can.rolesFor('u_member')).toEqual([]);
+  });
+
+  it('a direct conversation has nothing to manage, and no leaving', () => {
+    const can = abilitiesOf({ ...group('owner'), id: 'd_x', kind: 'direct' }, ME);
+    expect([can.edit, can.add, can.leave, can.remove('u_member')]).toEqual([false, false, false, false]);
+    expect(can.rolesFor('u_member')).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@
 //   conversation list's last_seq); a seq_no between the loaded ones and knownLast that is not
 //   loaded is a gap, which the client backfills from history.
 
-import type { Ack, Message } from './protocol';
+import type { Ack, Conversation, ConversationUpdate, Member, Message, Role } from './protocol';
 
 export type PendingState = 'queued' | 'sending' | 'failed';
 
@@ -270,4 +270,119 @@ export function tickFor(seq: number, receipts: Receipts, me: string): Tick {
     if (user !== me && read >= seq) return 'read';
   }
   return receipts.delivered >= seq ? 'delivered' : 'sent';
+}
+
+// ---- the conversation list: conversation.update frames --------------------------------
+
+/** A member's role; a member the server gave no role is a plain member. */
+export function roleOf(c: Conversation, user_id: string): Role | null {
+  const m = c.members.find((x) => x.user_id === user_id);
+  return m ? (m.role ?? 'member') : null;
+}
+
+export interface ConvoUpdateResult {
+  readonly conversations: readonly Conversation[];
+  /** I am not a member any more (removed, or I left): the conversation left the list */
+  readonly left: boolean;
+  /** the conversation is one the list does not hold yet (I was added), or the change is one
+   * the frame cannot say in full: the list should be asked again */
+  readonly reload: boolean;
+}
+
+function withMembers(c: Conversation, members: Member[]): Conversation {
+  return { ...c, members };
+}
+
+/**
+ * Applies a conversation.update frame to the conversation list: a rename or a new topic, a
+ * role, members added or removed (the one promoted to owner when the last owner left). When
+ * `me` is among those removed, the conversation goes from the list. Returns the same list
+ * when nothing changes.
+ */
+export function applyConversationUpdate(list: readonly Conversation[], u: ConversationUpdate, me: string): ConvoUpdateResult {
+  const i = list.findIndex((c) => c.id === u.convo_id);
+  const c = i >= 0 ? (list[i] as Conversation) : null;
+  const same = (reload: boolean): ConvoUpdateResult => ({ conversations: list, left: false, reload });
+  const replace = (next: Conversation): ConvoUpdateResult => {
+    const out = list.slice();
+    out[i] = next;
+    return { conversations: out, left: false, reload: false };
+  };
+  switch (u.change) {
+    case 'created':
+      return same(c === null);
+    case 'members_added': {
+      if (c === null) return same(true);
+      const fresh = u.members.filter((id) => !c.members.some((m) => m.user_id === id));
+      if (fresh.length === 0) return same(false);
+      return replace(withMembers(c, [...c.members, ...fresh.map((user_id): Member => ({ user_id, role: 'member' }))]));
+    }
+    case 'members_removed': {
+      if (u.members.includes(me)) {
+        return c === null ? same(false) : { conversations: list.filter((x) => x.id !== u.convo_id), left: true, reload: false };
+      }
+      if (c === null) return same(true); // a conversation of mine the list does not hold yet
+      const gone = new Set(u.members);
+      const members = c.members
+        .filter((m) => !gone.has(m.user_id))
+        .map((m): Member => (m.user_id === u.promoted ? { ...m, role: 'owner' } : m));
+      const promotedKnown = u.promoted === undefined || members.some((m) => m.user_id === u.promoted);
+      if (members.length === c.members.length && u.promoted === undefined) return same(false);
+      return { ...replace(withMembers(c, members)), reload: !promotedKnown };
+    }
+    case 'updated': {
+      if (c === null) return same(true);
+      const title = u.title ?? c.title;
+      const topic = u.topic ?? c.topic;
+      return title === c.title && topic === c.topic ? same(false) : replace({ ...c, title, topic });
+    }
+    case 'role': {
+      if (c === null) return same(true);
+      const j = c.members.findIndex((m) => m.user_id === u.user_id);
+      if (j < 0) return same(true); // a member this list does not hold yet
+      const old = c.members[j] as Member;
+      if ((old.role ?? 'member') === u.role) return same(false);
+      const members = c.members.slice();
+      members[j] = { ...old, role: u.role };
+      return replace(withMembers(c, members));
+    }
+    case 'other':
+      return same(true);
+  }
+}
+
+/** What `me` may do in a conversation, from its kind and my role (the processor decides; the
+ * client only hides what would be refused). */
+export interface Abilities {
+  /** rename, set or clear the topic */
+  edit: boolean;
+  add: boolean;
+  leave: boolean;
+  /** remove this member (not me: leaving is `leave`) */
+  remove(user_id: string): boolean;
+  /** the roles this member may be given by me (their current one excluded) */
+  rolesFor(user_id: string): Role[];
+}
+
+export function abilitiesOf(c: Conversation, me: string): Abilities {
+  const mine = c.kind === 'direct' ? null : roleOf(c, me);
+  const manager = mine === 'owner' || mine === 'admin';
+  return {
+    edit: manager,
+    add: manager,
+    leave: mine !== null,
+    remove(user_id) {
+      if (!manager || user_id === me) return false;
+      const theirs = roleOf(c, user_id);
+      return theirs !== null && (mine === 'owner' || theirs !== 'owner');
+    },
+    rolesFor(user_id) {
+      if (!manager || user_id === me) return [];
+      const theirs = roleOf(c, user_id);
+      if (theirs === null) return [];
+      // only owners make or unmake owners
+      const can: Role[] = mine === 'owner' ? ['owner', 'admin', 'member'] : theirs === 'owner' ? [] : ['admin', 'member'];
+      return can.filter((r) => r !== theirs);
+    },
+  };
 }

@@ -3,6 +3,7 @@ import type { ChatClient, ChatState } from '../chat';
 import { MAX_CONTENT_BYTES, utf8Bytes, type Message } from '../protocol';
 import { emptyLog, emptyReceipts, tickFor, type PendingMessage, type Tick } from '../store';
 import { fullTimeOf, lastSeenText, nameOf, timeOf, titleOf } from './format';
+import { MemberPanel } from './MemberPanel';
 
 const tickLabel: Record<Tick, string> = {
   sending: 'Sending…',
@@ -56,6 +57,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const [sendError, setSendError] = useState<string | null>(null);
   const composerId = useId();
   const titleId = useId();
+  const [showDetails, setShowDetails] = useState(false);
+  const detailsButton = useRef<HTMLButtonElement>(null);
+
+  function closeDetails() {
+    setShowDetails(false);
+    // the page is inert until the dialog has gone: back to the button after that
+    requestAnimationFrame(() => detailsButton.current?.focus());
+  }
 
   const title = conv ? titleOf(conv, state.names, me) : 'Conversation';
   const others = conv ? conv.members.filter((m) => m.user_id !== me) : [];
@@ -188,8 +197,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         <button type="button" className="ghost back" onClick={onBack} aria-label="Back to conversations">
           ←
         </button>
-        <div>
+        <div className="convo-heading">
           <h2 id={titleId}>{title}</h2>
+          {conv?.topic && (
+            <p className="topic" data-testid="topic" title={conv.topic}>
+              <span className="visually-hidden">Topic: </span>
+              {conv.topic}
+            </p>
+          )}
           <p className="presence-line" data-testid="presence">
             {others.map((m, i) => {
               const p = state.presence[m.user_id];
@@ -205,7 +220,21 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             <span className="visually-hidden">{presenceLine}</span>
           </p>
         </div>
+        {conv && (
+          <button
+            type="button"
+            ref={detailsButton}
+            className="ghost members-button"
+            aria-haspopup="dialog"
+            aria-expanded={showDetails}
+            data-testid="members-button"
+            onClick={() => setShowDetails(true)}
+          >
+            {conv.kind === 'direct' ? 'Details' : `Members (${conv.members.length})`}
+          </button>
+        )}
       </header>
+      {showDetails && conv && <MemberPanel client={client} state={state} conv={conv} onClose={closeDetails} />}
       <div
         className="messages"
         ref={scroller}

@@ -1,13 +1,6 @@
-import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
-import type { Person } from '../api';
+import { useId, useState, type FormEvent } from 'react';
 import type { ChatClient } from '../chat';
-
-/** The entry being typed: what follows the last comma or semicolon of the People field (it
- * may hold spaces: display names do). */
-function lastEntry(value: string): string {
-  const parts = value.split(/[,;]/);
-  return (parts[parts.length - 1] ?? '').trim().replace(/^@/, '');
-}
+import { PeoplePicker, peopleEntries } from './PeoplePicker';
 
 export function NewConversation({
   client,
@@ -22,66 +15,11 @@ export function NewConversation({
   const [members, setMembers] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const [suggestions, setSuggestions] = useState<Person[]>([]);
-  const [active, setActive] = useState(-1);
   const hintId = useId();
-  const listId = useId();
-  const asked = useRef(0);
-
-  // Suggestions for the entry being typed, a moment after the typing stops; an answer that
-  // arrives after a newer question is dropped.
-  const typing = lastEntry(members);
-  useEffect(() => {
-    if (!typing) {
-      setSuggestions([]);
-      return;
-    }
-    const n = ++asked.current;
-    const t = setTimeout(() => {
-      client
-        .findPeople(typing)
-        .then((found) => {
-          if (n !== asked.current) return;
-          const me = client.getState().me.user_id;
-          setSuggestions(found.filter((p) => p.user_id !== me));
-          setActive(-1);
-        })
-        .catch(() => {
-          if (n === asked.current) setSuggestions([]);
-        });
-    }, 200);
-    return () => clearTimeout(t);
-  }, [typing, client]);
-
-  function choose(p: Person) {
-    const cut = members.search(/[^,;]*$/); // where the entry being typed begins
-    const lead = cut > 0 ? ' ' : '';
-    setMembers(`${members.slice(0, cut)}${lead}${p.username}, `);
-    asked.current++;
-    setSuggestions([]);
-    setActive(-1);
-  }
-
-  function onPeopleKey(e: KeyboardEvent<HTMLInputElement>) {
-    if (!suggestions.length) return;
-    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
-      e.preventDefault();
-      const step = e.key === 'ArrowDown' ? 1 : -1;
-      setActive((i) => (i + step + suggestions.length) % suggestions.length);
-    } else if (e.key === 'Enter' && active >= 0 && suggestions[active]) {
-      e.preventDefault();
-      choose(suggestions[active]);
-    } else if (e.key === 'Escape') {
-      e.preventDefault();
-      asked.current++;
-      setSuggestions([]);
-      setActive(-1);
-    }
-  }
 
   async function submit(e: FormEvent) {
     e.preventDefault();
-    const entries = members.split(/[\s,;]+/).filter(Boolean);
+    const entries = peopleEntries(members);
     if (entries.length === 0) {
       setError('Add at least one other person.');
       return;
@@ -113,40 +51,7 @@ export function NewConversation({
           Title (optional)
           <input name="title" maxLength={200} value={title} onChange={(e) => setTitle(e.target.value)} autoFocus />
         </label>
-        <label>
-          People
-          <input
-            name="members"
-            required
-            maxLength={20000}
-            value={members}
-            onChange={(e) => setMembers(e.target.value)}
-            onKeyDown={onPeopleKey}
-            autoComplete="off"
-            role="combobox"
-            aria-autocomplete="list"
-            aria-expanded={suggestions.length > 0}
-            aria-controls={listId}
-            aria-activedescendant={active >= 0 ? `${listId}-${active}` : undefined}
-            aria-describedby={hintId}
-          />
-        </label>
-        <ul id={listId} role="listbox" aria-label="Suggestions" className="suggestions" hidden={!suggestions.length} data-testid="people-suggestions">
-          {suggestions.map((p, i) => (
-            <li
-              key={p.user_id}
-              id={`${listId}-${i}`}
-              role="option"
-              aria-selected={i === active}
-              data-user-id={p.user_id}
-              onMouseDown={(e) => e.preventDefault()}
-              onClick={() => choose(p)}
-            >
-              <strong>{p.username}</strong>
-              {p.display_name && <span className="muted"> {p.display_name}</span>}
-            </li>
-          ))}
-        </ul>
+        <PeoplePicker client={client} label="People" value={members} onChange={setMembers} describedBy={hintId} required />
         <p id={hintId} className="muted">
           Usernames, separated by commas (a user id works too); names that start with what you
           type are suggested. One person and no title starts your direct conversation with them.
