@@ -79,4 +79,4 @@ clean:
 
 distclean: clean
 	-@scripts/stack.sh down
-	rm -rf .state .state-test .state-test-asan .venv .cache web/node_modules web/dist
+	rm -rf .state .state-test .state-test-* .venv .cache web/node_modules web/dist

@@ -5,13 +5,17 @@
 # test fails or the run is interrupted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# A run given its own KCHAT_PORT_BASE gets its own state folder too, so that two runs side by
+# side never wipe each other's stack.
 if [[ ${SANITIZE:-0} == 1 ]]; then
-    export KCHAT_STATE_DIR=$ROOT/.state-test-asan KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-27500}
+    export KCHAT_STATE_DIR=$ROOT/.state-test-asan${KCHAT_PORT_BASE:+-$KCHAT_PORT_BASE}
+    export KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-27500}
     # Leaks fail the run; a UBSan finding aborts the process that made it.
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=23
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 else
-    export KCHAT_STATE_DIR=$ROOT/.state-test KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-27000}
+    export KCHAT_STATE_DIR=$ROOT/.state-test${KCHAT_PORT_BASE:+-$KCHAT_PORT_BASE}
+    export KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-27000}
 fi
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
 . "$ROOT/scripts/env.sh"
