@@ -250,7 +250,7 @@ int api_reject_status(const char *reason);
     ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
     ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
     "'created_at', " API_ISO(x ".created_at") ", 'edited_at', " API_ISO(x ".edited_at")            \
-    ", 'deleted_at', " API_ISO(x ".deleted_at") ")"
+    ", 'edit_count', " x ".edit_count, 'deleted_at', " API_ISO(x ".deleted_at") ")"
 
 /* conversations.c */
 void api_convo_create(api_req_t *r);

@@ -44,7 +44,8 @@ CREATE TABLE messages (
     content       text        NOT NULL,     -- '' once deleted
     content_type  text        NOT NULL DEFAULT 'text/plain',
     created_at    timestamptz NOT NULL,
-    edited_at     timestamptz,
+    edited_at     timestamptz,                  -- the latest MessageEdited
+    edit_count    integer     NOT NULL DEFAULT 0,   -- how many times it was edited
     deleted_at    timestamptz,
     search        tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED,
     PRIMARY KEY (convo_id, seq_no)

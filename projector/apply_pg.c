@@ -214,10 +214,11 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
          "$7::text[], $8::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at)",
          out);
-    /* Two edits of one message in a segment: the later one wins. */
+    /* Two edits of one message in a segment: the later one's text wins, both count. */
     emit(schema, g, P_EDITS,
-         "UPDATE {S}.messages m SET content = x.body, edited_at = {ms:x.at} "
-         "FROM (SELECT DISTINCT ON (c, s) c, s, body, at "
+         "UPDATE {S}.messages m SET content = x.body, edited_at = {ms:x.at}, "
+         "edit_count = m.edit_count + x.n "
+         "FROM (SELECT DISTINCT ON (c, s) c, s, body, at, count(*) OVER (PARTITION BY c, s) AS n "
          "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) "
          "WITH ORDINALITY AS y(c, s, body, at, i) ORDER BY c, s, i DESC) x "
          "WHERE m.convo_id = x.c AND m.seq_no = x.s",

@@ -61,7 +61,12 @@ const char PROJ_REDIS_SCRIPT[] =
     "local function upd(j, content, at, del)\n"
     "  local o = cjson.decode(j)\n"
     "  o.content = content\n"
-    "  if del == '1' then o.deleted_at = at else o.edited_at = at end\n"
+    "  if del == '1' then\n"
+    "    o.deleted_at = at\n"
+    "  else\n"
+    "    o.edited_at = at\n"
+    "    o.edit_count = (tonumber(o.edit_count) or 0) + 1\n"
+    "  end\n"
     "  return cjson.encode(o)\n"
     "end\n"
     "local i, n, nxt, errs = 4 + 3 * np, #A, 0, {}\n"
@@ -339,7 +344,7 @@ static void message_json(kc_buf_t *b, const proj_event_t *e)
     FIELD("content_type", e->content_type);
     FIELD("created_at", at);
 #undef FIELD
-    kc_buf_puts(b, ",\"edited_at\":null,\"deleted_at\":null}");
+    kc_buf_puts(b, ",\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null}");
 }
 
 char *proj_message_json(const proj_event_t *e)

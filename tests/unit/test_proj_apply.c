@@ -433,7 +433,7 @@ static void test_a_message_in_redis(void **state)
                               "\"sender_id\":\"u1\",\"client_msg_id\":\"m\",\"content\":\"hi\","
                               "\"content_type\":\"text/plain\",\"created_at\":"
                               "\"1970-01-01T00:00:01.000Z\",\"edited_at\":null,"
-                              "\"deleted_at\":null}");
+                              "\"edit_count\":0,\"deleted_at\":null}");
     assert_arg(&a, m + 7, json);
     assert_arg(&a, m + 8, "7"); /* last_seq and last_message */
     assert_arg(&a, m + 9, json);

@@ -114,6 +114,12 @@ def test_edit_and_delete_over_rest():
     r = rest(ann, "PATCH", f"{path}/1", {"content": "rest edited"})
     assert r.status == 200, r
     assert (r.json["seq_no"], r.json["content"]) == (1, "rest edited") and r.json["edited_at"]
+    assert r.json["edit_count"] == 1
+    r = rest(ann, "PATCH", f"{path}/1", {"content": "rest edited again"})
+    assert (r.status, r.json["content"], r.json["edit_count"]) == (200, "rest edited again", 2), r
+    # the answer is read from Postgres; the history page here from the Redis tail
+    page = ann.get(f"{path}?limit=50")
+    assert page.status == 200 and page.json["messages"][0]["edit_count"] == 2, page
     r = rest(ann, "DELETE", f"{path}/2")
     assert r.status == 200, r
     assert (r.json["seq_no"], r.json["content"]) == (2, "") and r.json["deleted_at"]
@@ -134,7 +140,7 @@ def test_edit_and_delete_over_rest():
     for who, method, p, body_, status, code in cases:
         r = rest(who, method, p, body_)
         assert (r.status, r.code) == (status, code), (method, p, body_, r)
-    assert history(ann, convo)[1]["content"] == "rest edited"
+    assert history(ann, convo)[1]["content"] == "rest edited again"
 
 
 def test_a_command_kafka_refuses_is_answered_and_the_socket_stays(tmp_path, brokers):

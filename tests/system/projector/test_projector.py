@@ -160,13 +160,14 @@ def expected_models(events):
                 "server_msg_id": f["server_msg_id"], "sender_id": actor,
                 "client_msg_id": f["client_msg_id"], "content": f["content"],
                 "content_type": f["content_type"], "created_at": at, "edited_at": None,
-                "deleted_at": None}
+                "edit_count": 0, "deleted_at": None}
             convs[c]["last_seq"] = max(convs[c]["last_seq"], f["seq_no"])
             if (c, actor) in members:
                 members[(c, actor)]["read_seq"] = max(members[(c, actor)]["read_seq"],
                                                       f["seq_no"])
         elif kind == "MessageEdited" and (c, f["seq_no"]) in msgs:
-            msgs[(c, f["seq_no"])].update(content=f["content"], edited_at=at)
+            m = msgs[(c, f["seq_no"])]
+            m.update(content=f["content"], edited_at=at, edit_count=m["edit_count"] + 1)
         elif kind == "MessageDeleted" and (c, f["seq_no"]) in msgs:
             msgs[(c, f["seq_no"])].update(content="", deleted_at=at)
         elif kind == "ReadMarkerSet" and (c, actor) in members:
@@ -184,6 +185,7 @@ def expected_models(events):
                 "content": m["content"], "content_type": m["content_type"],
                 "created_at": iso(m["created_at"]),
                 "edited_at": iso(m["edited_at"]) if m["edited_at"] is not None else None,
+                "edit_count": m["edit_count"],
                 "deleted_at": iso(m["deleted_at"]) if m["deleted_at"] is not None else None}
 
     by_convo = {}
@@ -236,11 +238,12 @@ def pg_dump(schema="rm"):
         msgs = {(row[0], row[1]): {"server_msg_id": row[2], "sender_id": row[3],
                                    "client_msg_id": row[4], "content": row[5],
                                    "content_type": row[6], "created_at": row[7],
-                                   "edited_at": row[8], "deleted_at": row[9]}
+                                   "edited_at": row[8], "deleted_at": row[9],
+                                   "edit_count": row[10]}
                 for row in conn.execute(
                     f"SELECT convo_id, seq_no, server_msg_id, sender_id, client_msg_id, content, "
-                    f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')} "
-                    f"FROM {schema}.messages")}
+                    f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')}, "
+                    f"edit_count FROM {schema}.messages")}
     return {"conversations": convs, "members": members, "messages": msgs,
             "departures": departures}
 
