@@ -511,6 +511,50 @@ def test_dedupe_entries_and_numbering_survive_kill_9_from_checkpoint_and_replay(
         restart_processor()
 
 
+def test_roles_survive_kill_9_from_checkpoint_and_replay(commands, brokers):
+    """Roles are in the checkpoint (ConvoState version 4) and in the events since: after
+    kill -9 the restored processor decides by the same roles."""
+    log = os.path.join(os.environ["KCHAT_STATE_DIR"], "logs", "processor.log")
+    restart_processor(checkpoint_interval_ms=3600000, checkpoint_events=10)
+    try:
+        convo = new_convo(commands, brokers, members=("u2", "u3", "u4"))
+        before = metric(ADMIN, "kchat_processor_checkpoints_total")
+        commands.send(command(convo, "u1", "SetRole", {"user_id": "u2", "role": "admin"}))
+        commands.send(command(convo, "u1", "SetRole", {"user_id": "u3", "role": "owner"}))
+        for i in range(12):
+            commands.send(send_message(convo, "u1", f"r-{i}", f"r{i}"))
+        commands.flush()
+        assert len(events_of(brokers, convo, lambda g: len(g) >= 15)) == 15
+        wait_until(lambda: metric(ADMIN, "kchat_processor_checkpoints_total") > before,
+                   "a checkpoint of the conversation's partition")
+        # after the checkpoint: only in the events a restore replays
+        commands.send(command(convo, "u1", "SetRole", {"user_id": "u4", "role": "admin"}))
+        commands.send(command(convo, "u1", "RemoveMembers", {"members": ["u1"]}))
+        commands.flush()
+        evs = events_of(brokers, convo, lambda g: len(g) >= 17)
+        assert body(evs[16]) == ("MembersRemoved", {"members": ["u1"], "seq_no": 12,
+                                                     "promoted": None})
+        since = os.path.getsize(log)
+        subprocess.run(STACK + ["kill", "processor"], check=True, capture_output=True)
+        wait_until(lambda: restore_log(since), "the restore after kill -9")
+        asks = [("u2", "UpdateConversation", {"title": "by the admin", "topic": None}),
+                ("u4", "UpdateConversation", {"title": None, "topic": "by the new admin"}),
+                ("u4", "SetRole", {"user_id": "u3", "role": "member"}),
+                ("u3", "SetRole", {"user_id": "u3", "role": "member"}),
+                ("u1", "UpdateConversation", {"title": "gone", "topic": None}),
+                ("u3", "SetRole", {"user_id": "u2", "role": "owner"})]
+        for who, kind, fields in asks:
+            commands.send(command(convo, who, kind, fields))
+        commands.flush()
+        got = [body(e) for e in events_of(brokers, convo, lambda g: len(g) >= 23)[17:]]
+        assert [(k, f.get("reason")) for k, f in got] == [
+            ("ConversationUpdated", None), ("ConversationUpdated", None),
+            ("CommandRejected", "not_allowed"), ("CommandRejected", "last_owner"),
+            ("CommandRejected", "not_member"), ("RoleChanged", None)]
+    finally:
+        restart_processor()
+
+
 def set_topic_config(brokers, topic, name, value):
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                        ConfigResource)
