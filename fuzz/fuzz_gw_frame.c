@@ -56,6 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case GW_IN_TYPING_START:
         case GW_IN_TYPING_STOP: CHECK(id_ok(in.convo_id)); break;
+        case GW_IN_MEMBER_ADD:
+            CHECK(id_ok(in.convo_id) && in.nuser_ids >= 1);
+            __attribute__((fallthrough));
         case GW_IN_SUBSCRIBE:
             CHECK(in.nuser_ids <= GW_MAX_SUBSCRIBE);
             for (size_t i = 0; i < in.nuser_ids; i++)

@@ -188,6 +188,7 @@ static const struct {
     {KC_CMD_UPDATE_CONVERSATION, "conversation.update"},
     {KC_CMD_REMOVE_MEMBERS, "member.remove"},
     {KC_CMD_SET_ROLE, "member.role"},
+    {KC_CMD_ADD_MEMBERS, "member.add"},
 };
 _Static_assert(KC_ARRAY_LEN(UNACKED) <= 1u << TAG_ROW_BITS, "a row fits its tag bits");
 
@@ -208,12 +209,12 @@ static void unacked_error(gw_t *g, gw_conn_t *c, size_t row, const char *code, c
     gw_send_error(g, c, code, msg, in_reply_to);
 }
 
+static size_t unacked_row(kc_chat_command_kind_t kind);
+
 static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
                             kc_chat_command_t *cmd)
 {
-    size_t row = 0;
-    while (UNACKED[row].kind != cmd->kind)
-        row++;
+    size_t row = unacked_row(cmd->kind);
     if (gw_rate_take(g, c) != 0) {
         unacked_error(g, c, row, "rate_limited", "too many frames: slow down");
         return;
@@ -265,6 +266,92 @@ void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in)
     default: return;
     }
     command_unacked(g, c, in->convo_id, &cmd);
+}
+
+/* member.add waits for Postgres to say the users exist. */
+typedef struct {
+    gw_t *g;
+    uint64_t conn;
+    size_t n;
+    char convo[GW_ID_MAX + 1];
+    char *ids[]; /* n copies */
+} add_q_t;
+
+static void add_q_free(add_q_t *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        free(q->ids[i]);
+    free(q);
+}
+
+static size_t unacked_row(kc_chat_command_kind_t kind)
+{
+    size_t row = 0;
+    while (UNACKED[row].kind != kind)
+        row++;
+    return row;
+}
+
+static void on_users(void *arg, const PGresult *res, const char *err)
+{
+    add_q_t *q = arg;
+    gw_t *g = q->g;
+    gw_conn_t *c = gw_conn_find(g, q->conn);
+    size_t row = unacked_row(KC_CMD_ADD_MEMBERS);
+    if (!c) {
+        add_q_free(q); /* closed meanwhile */
+        return;
+    }
+    if (err || PQntuples(res) != 1) {
+        unacked_error(g, c, row, "unavailable", "the users could not be checked: retry");
+    } else if (strtoll(PQgetvalue(res, 0, 0), NULL, 10) != (long long)q->n) {
+        unacked_error(g, c, row, "unknown_user", "user_ids must be registered users");
+    } else {
+        kc_chat_command_t cmd = {.kind = KC_CMD_ADD_MEMBERS,
+                                 .members_out = (const char *const *)q->ids,
+                                 .nmembers_out = q->n};
+        kc_buf_t out = {0};
+        command_encode(g, c, q->convo, &cmd, &out);
+        uintptr_t tag = ((uintptr_t)c->id << (TAG_ROW_BITS + 1)) | ((uintptr_t)row << 1) | 1;
+        if (produce(g, q->convo, &out, (void *)tag) != 0)
+            unacked_error(g, c, row, "unavailable", "the change could not be queued");
+        kc_buf_free(&out);
+    }
+    add_q_free(q);
+}
+
+void gw_cmd_add_members(gw_t *g, gw_conn_t *c, const gw_in_t *in)
+{
+    size_t row = unacked_row(KC_CMD_ADD_MEMBERS);
+    if (gw_rate_take(g, c) != 0) {
+        unacked_error(g, c, row, "rate_limited", "too many frames: slow down");
+        return;
+    }
+    /* The distinct ids, as a Postgres array literal of quoted elements (ids have no quote
+     * or backslash: kc_id_valid). */
+    add_q_t *q = kc_xcalloc(1, sizeof(*q) + in->nuser_ids * sizeof(char *));
+    q->g = g;
+    q->conn = c->id;
+    kc_strlcpyf(q->convo, sizeof(q->convo), "%s", in->convo_id);
+    kc_buf_t arr = {0};
+    kc_buf_putc(&arr, '{');
+    for (size_t i = 0; i < in->nuser_ids; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < q->n && !dup; k++)
+            dup = strcmp(q->ids[k], in->user_ids[i]) == 0;
+        if (dup)
+            continue;
+        q->ids[q->n++] = kc_xstrdup(in->user_ids[i]);
+        kc_buf_printf(&arr, "%s\"%s\"", q->n > 1 ? "," : "", in->user_ids[i]);
+    }
+    kc_buf_putc(&arr, '}');
+    const char *params[] = {arr.data};
+    if (kc_pg_query(g->pg, "SELECT count(*) FROM users WHERE user_id = ANY($1::text[])", 1,
+                    params, on_users, q) != 0) {
+        add_q_free(q);
+        unacked_error(g, c, row, "unavailable", "the users could not be checked: retry");
+    }
+    kc_buf_free(&arr);
 }
 
 uint64_t gw_pending_take(gw_t *g, const char *sender, const char *client_msg_id, double *latency_s)

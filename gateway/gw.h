@@ -279,6 +279,7 @@ typedef enum {
     GW_IN_CONVO_UPDATE, /* conversation.update {convo_id, title?, topic?} */
     GW_IN_MEMBER_REMOVE, /* member.remove {convo_id, user_id}: own id, leave */
     GW_IN_MEMBER_ROLE,   /* member.role {convo_id, user_id, role} */
+    GW_IN_MEMBER_ADD,    /* member.add {convo_id, user_ids} */
 } gw_in_kind_t;
 
 /* A client frame, read. Its strings point into json (freed by gw_in_free). */
@@ -293,7 +294,7 @@ typedef struct {
     const char *title, *topic; /* conversation.update's, NULL when absent */
     const char *user_id;       /* member.remove's and member.role's */
     kc_role_t role;            /* member.role's */
-    char **user_ids;  /* presence.subscribe's, at most GW_MAX_SUBSCRIBE */
+    char **user_ids;  /* presence.subscribe's, member.add's, at most GW_MAX_SUBSCRIBE */
     size_t nuser_ids;
     const char *error_code; /* when refused: the error frame's code and message */
     char error_message[128];
@@ -347,6 +348,10 @@ void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t 
  * user, SetRole; the outcome reaches every member as a conversation.update, or the client as
  * an error frame in_reply_to the frame's type. */
 void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in);
+/* member.add: the users must be registered (rm's users table, read from Postgres first), then
+ * an AddMembers command, answered like gw_cmd_manage's (error unknown_user when one is not a
+ * user). */
+void gw_cmd_add_members(gw_t *g, gw_conn_t *c, const gw_in_t *in);
 /* The client frame a command without an ack comes from ("message.read" for SetReadMarker,
  * ...), by the command's record name; NULL for any other command. */
 const char *gw_unacked_frame(const char *command_type, size_t n);

@@ -27,7 +27,7 @@ static const char *const TYPES[] = {
     [GW_IN_SUBSCRIBE] = "presence.subscribe", [GW_IN_SYNC] = "sync",
     [GW_IN_EDIT] = "message.edit",         [GW_IN_DELETE] = "message.delete",
     [GW_IN_CONVO_UPDATE] = "conversation.update", [GW_IN_MEMBER_REMOVE] = "member.remove",
-    [GW_IN_MEMBER_ROLE] = "member.role",
+    [GW_IN_MEMBER_ROLE] = "member.role",  [GW_IN_MEMBER_ADD] = "member.add",
 };
 
 static int refuse(gw_in_t *in, const char *code, const char *message)
@@ -151,14 +151,15 @@ static int parse_member(gw_in_t *in)
     return 0;
 }
 
-static int parse_subscribe(gw_in_t *in)
+/* user_ids: an array of at most GW_MAX_SUBSCRIBE user ids (presence.subscribe, member.add). */
+static int parse_user_ids(gw_in_t *in)
 {
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in->json, "user_ids");
     if (!cJSON_IsArray(ids))
         return refuse(in, "invalid", "field 'user_ids' is missing or not an array");
     int n = cJSON_GetArraySize(ids);
     if (n > GW_MAX_SUBSCRIBE)
-        return refuse(in, "too_large", "at most 1000 user ids in one presence.subscribe");
+        return refuse(in, "too_large", "at most 1000 user ids in one frame");
     in->user_ids = kc_xcalloc((size_t)n + 1, sizeof(char *));
     const cJSON *it;
     cJSON_ArrayForEach(it, ids)
@@ -197,7 +198,7 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
     case GW_IN_READ: return convo_field(in) != 0 ? -1 : int_field(in, "seq_no", 1, &in->seq_no);
     case GW_IN_TYPING_START:
     case GW_IN_TYPING_STOP: return convo_field(in);
-    case GW_IN_SUBSCRIBE: return parse_subscribe(in);
+    case GW_IN_SUBSCRIBE: return parse_user_ids(in);
     case GW_IN_SYNC: return convo_field(in) != 0 ? -1 : int_field(in, "since_seq", 0, &in->seq_no);
     case GW_IN_EDIT: return parse_edit(in);
     case GW_IN_DELETE:
@@ -205,6 +206,10 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
     case GW_IN_CONVO_UPDATE: return parse_convo_update(in);
     case GW_IN_MEMBER_REMOVE:
     case GW_IN_MEMBER_ROLE: return parse_member(in);
+    case GW_IN_MEMBER_ADD:
+        if (convo_field(in) != 0 || parse_user_ids(in) != 0)
+            return -1;
+        return in->nuser_ids ? 0 : refuse(in, "invalid", "user_ids is empty");
     }
     return refuse(in, "unknown_type", "unknown frame type");
 }

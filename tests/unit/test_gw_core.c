@@ -104,6 +104,14 @@ static void test_every_frame_type_is_read(void **state)
     assert_int_equal(in.kind, GW_IN_MEMBER_ROLE);
     assert_int_equal(in.role, KC_ROLE_ADMIN);
     gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"member.add\",\"convo_id\":\"c1\","
+                           "\"user_ids\":[\"u2\",\"u3\"]}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_MEMBER_ADD);
+    assert_int_equal(in.nuser_ids, 2);
+    assert_string_equal(in.user_ids[1], "u3");
+    gw_in_free(&in);
 
     assert_int_equal(parse("{\"type\":\"typing.start\",\"convo_id\":\"c1\"}", &in), 0);
     assert_int_equal(in.kind, GW_IN_TYPING_START);
@@ -259,6 +267,13 @@ static void test_fields_are_checked(void **state)
             "invalid", "user id", mr, mr);
     refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\"}",
             "invalid", "'role'", ro, ro);
+    const char *ma = "member.add";
+    refused("{\"type\":\"member.add\",\"convo_id\":\"c1\",\"user_ids\":[]}", "invalid",
+            "empty", ma, ma);
+    refused("{\"type\":\"member.add\",\"convo_id\":\"c1\",\"user_ids\":[\"u 2\"]}",
+            "invalid", "user ids", ma, ma);
+    refused("{\"type\":\"member.add\",\"user_ids\":[\"u2\"]}", "invalid", "'convo_id'", ma,
+            ma);
     refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\","
             "\"role\":\"Owner\"}",
             "invalid", "owner, admin or member", ro, ro);

@@ -140,6 +140,21 @@ def test_roles_rename_remove_and_leave_over_the_socket():
             await refused(wb, "conversation.update", code, **frame)
         await refused(wb, "member.role", "invalid", convo_id=convo, user_id=cat.id,
                       role="boss")
+        # bob, the owner now, adds cat back (and checks that ids are users); cat hears of it
+        await refused(wb, "member.add", "unknown_user", convo_id=convo,
+                      user_ids=[cat.id, "u_nobody"])
+        await send(wb, type="member.add", convo_id=convo, user_ids=[cat.id, cat.id])
+        for ws in [wb] + cats:
+            f, _ = await recv_until(ws, change("members_added"))
+            assert (f["members"], f["actor_id"]) == ([cat.id], bob.id)
+        await send(cats[1], type="member.remove", convo_id=convo, user_id=cat.id)
+        for ws in [wb] + cats:
+            f, _ = await recv_until(ws, change("members_removed"))
+            assert (f["members"], f["actor_id"]) == ([cat.id], cat.id)
+        await send(wb, type="message.send", convo_id=convo, client_msg_id="r-3",
+                   content="after cat left again")
+        ack3, _ = await recv_until(wb, is_type("ack"))
+        assert (ack3["status"], ack3["seq_no"]) == ("ok", 3)
         await send(wb, type="conversation.update", convo_id=convo, topic="")
         f, _ = await recv_until(wb, change("updated"))
         assert (f["topic"], "title" in f) == ("", False)
@@ -148,11 +163,13 @@ def test_roles_rename_remove_and_leave_over_the_socket():
     asyncio.run(body())
 
     # cat reads the history up to where they left, and nothing later
-    r = wait_until(lambda: (lambda r: r if r.status == 200 and "left_seq" in r.json else None)(
+    r = wait_until(lambda: (lambda r: r if r.status == 200 and r.json.get("left_seq") == 2
+                                      else None)(
         cat.get(f"/conversations/{convo}/messages?limit=50")), "cat's departure projected")
-    assert [m["content"] for m in r.json["messages"]] == ["before"]
-    assert r.json["left_seq"] == 1
-    assert cat.get(f"/conversations/{convo}/messages?since_seq=1").json["messages"] == []
+    # (added back and gone again, after "after": the second departure counts)
+    assert [m["content"] for m in r.json["messages"]] == ["before", "after"]
+    assert r.json["left_seq"] == 2
+    assert cat.get(f"/conversations/{convo}/messages?since_seq=2").json["messages"] == []
     # bob, the owner now, sees the roles and the cleared topic (once projected: the frames
     # come from the processor, ahead of the read models)
     got = wait_until(lambda: (lambda r: r if r.status == 200 and r.json["topic"] == "" else None)(
