@@ -69,6 +69,12 @@ class User:
     def post(self, path, body=None, **kw):
         return call("POST", path, body, token=self.token, **kw)
 
+    def patch(self, path, body=None, **kw):
+        return call("PATCH", path, body, token=self.token, **kw)
+
+    def delete(self, path, **kw):
+        return call("DELETE", path, token=self.token, **kw)
+
 
 def private_key_pem():
     with open(os.environ["KCHAT_JWT_PRIVATE_KEY"], "rb") as f:
