@@ -249,7 +249,8 @@ int api_reject_status(const char *reason);
     "json_build_object('convo_id', " x ".convo_id, 'seq_no', " x ".seq_no, 'server_msg_id', " x  \
     ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
     ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
-    "'created_at', " API_ISO(x ".created_at") ", 'edited_at', " API_ISO(x ".edited_at")            \
+    "'created_at', " API_ISO(x ".created_at") ", 'reply_to', " x ".reply_to, "                   \
+    "'edited_at', " API_ISO(x ".edited_at")                                                      \
     ", 'edit_count', " x ".edit_count, 'deleted_at', " API_ISO(x ".deleted_at") ")"
 
 /* conversations.c */

@@ -44,6 +44,7 @@ CREATE TABLE messages (
     content       text        NOT NULL,     -- '' once deleted
     content_type  text        NOT NULL DEFAULT 'text/plain',
     created_at    timestamptz NOT NULL,
+    reply_to      bigint,                       -- the seq_no this message answers
     edited_at     timestamptz,                  -- the latest MessageEdited
     edit_count    integer     NOT NULL DEFAULT 0,   -- how many times it was edited
     deleted_at    timestamptz,

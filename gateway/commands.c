@@ -125,7 +125,7 @@ static void command_encode(gw_t *g, gw_conn_t *c, const char *convo_id, kc_chat_
 }
 
 void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
-                         const char *content, size_t content_len)
+                         const char *content, size_t content_len, int64_t reply_to)
 {
     if (gw_rate_take(g, c) != 0) {
         gw_ack_error(g, c, client_msg_id, "rate_limited",
@@ -141,7 +141,9 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     kc_chat_command_t cmd = {.kind = KC_CMD_SEND_MESSAGE,
                              .client_msg_id = {client_msg_id, strlen(client_msg_id)},
                              .content = {content, content_len},
-                             .content_type = {"text/plain", 10}};
+                             .content_type = {"text/plain", 10},
+                             .reply_to = reply_to,
+                             .has_reply_to = reply_to > 0};
     command_encode(g, c, convo_id, &cmd, &out);
     size_t slen = strlen(c->sub), mlen = strlen(client_msg_id);
     gw_pending_t *p = kc_xcalloc(1, sizeof(*p) + slen + mlen + 2);

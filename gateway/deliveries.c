@@ -78,6 +78,8 @@ static int event_frame(const kc_chat_event_t *ev, ev_frame_t *out)
         put_str(b, "content", ev->content);
         put_str(b, "content_type", ev->content_type);
         put_long(b, "created_at", ev->occurred_at);
+        if (ev->has_reply_to)
+            put_long(b, "reply_to", ev->reply_to);
         break;
     case KC_EV_MESSAGE_EDITED:
         out->type = "message.update";

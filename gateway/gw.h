@@ -291,6 +291,7 @@ typedef struct {
     const char *convo_id, *client_msg_id, *content;
     size_t content_len;
     int64_t seq_no;   /* message.read's, .edit's and .delete's seq_no, sync's since_seq */
+    int64_t reply_to; /* message.send's, 0 when it is not a reply */
     const char *title, *topic; /* conversation.update's, NULL when absent */
     const char *user_id;       /* member.remove's and member.role's */
     kc_role_t role;            /* member.role's */
@@ -333,8 +334,10 @@ void gw_redis_error(gw_t *g, const char *what, const char *err);
 /* ---- commands.c ---- */
 void gw_commands_init(gw_t *g);
 void gw_commands_destroy(gw_t *g);
+/* message.send: a SendMessage command (reply_to 0: not a reply), acked when the processor
+ * answers. */
 void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
-                         const char *content, size_t content_len);
+                         const char *content, size_t content_len, int64_t reply_to);
 /* Sends {"type":"ack","client_msg_id","status":"error","error":{code,message}}. */
 void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,
                   const char *message);

@@ -88,6 +88,10 @@ static int parse_send(gw_in_t *in)
     in->content_len = strlen(in->content);
     if (in->content_len == 0 || !kc_utf8_valid(in->content, in->content_len))
         return refuse(in, "invalid", "content must be non-empty UTF-8 text");
+    /* A reply names the earlier message it answers (absent or null: not a reply). */
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(in->json, "reply_to");
+    if (rt && !cJSON_IsNull(rt) && int_field(in, "reply_to", 1, &in->reply_to) != 0)
+        return -1;
     return 0;
 }
 

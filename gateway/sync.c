@@ -160,6 +160,8 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
             kc_buf_puts(&b, ",\"deleted\":true");
         if (!PQgetisnull(res, i, 8))
             kc_buf_printf(&b, ",\"edited_at\":%s", PQgetvalue(res, i, 8));
+        if (!PQgetisnull(res, i, 9))
+            kc_buf_printf(&b, ",\"reply_to\":%s", PQgetvalue(res, i, 9));
         kc_buf_puts(&b, ",\"backfill\":true}");
         if (c->q.bytes > 0 && c->q.bytes + b.len > budget) {
             kc_buf_free(&b); /* the rest is the next page's */
@@ -226,8 +228,8 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
     if (kc_pg_query(g->pg,
                     "SELECT seq_no, server_msg_id, sender_id, client_msg_id, content, "
                     "content_type, (extract(epoch FROM created_at) * 1000)::bigint, "
-                    "deleted_at IS NOT NULL, (extract(epoch FROM edited_at) * 1000)::bigint "
-                    "FROM rm.messages WHERE convo_id = $1 AND seq_no > $2 "
+                    "deleted_at IS NOT NULL, (extract(epoch FROM edited_at) * 1000)::bigint, "
+                    "reply_to FROM rm.messages WHERE convo_id = $1 AND seq_no > $2 "
                     "ORDER BY seq_no LIMIT $3",
                     3, qp, on_messages, q) != 0) {
         q->orphan = 1; /* the membership query holds q and frees it */

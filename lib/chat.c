@@ -184,6 +184,21 @@ static void rd_strs(kc_avro_rd_t *r, kc_chat_strs_t *it)
     }
 }
 
+/* ["null", "long"]: whether it is there, and the value in *v (0 when null). */
+static int rd_opt_long(kc_avro_rd_t *r, int64_t *v)
+{
+    int has = kc_avro_rd_branch(r, 2);
+    *v = has ? kc_avro_rd_long(r) : 0;
+    return has;
+}
+
+static void put_opt_long(kc_buf_t *b, int has, int64_t v)
+{
+    kc_avro_put_long(b, has ? 1 : 0);
+    if (has)
+        kc_avro_put_long(b, v);
+}
+
 /* ["null", "string"] */
 static kc_str_t rd_opt_str(kc_avro_rd_t *r)
 {
@@ -410,7 +425,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     kc_avro_rd_t r;
     if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
         return -1;
-    if (ev->version != 1 && ev->version != 2) {
+    if (ev->version < 1 || ev->version > 3) {
         kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
         return -1;
     }
@@ -450,6 +465,8 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
         ev->client_msg_id = kc_avro_rd_str(&r);
         ev->content = kc_avro_rd_str(&r);
         ev->content_type = kc_avro_rd_str(&r);
+        if (ev->version >= 3)
+            ev->has_reply_to = rd_opt_long(&r, &ev->reply_to);
         break;
     case KC_EV_MESSAGE_EDITED:
         ev->seq_no = kc_avro_rd_long(&r);
@@ -518,6 +535,7 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
         put_s(b, ev->client_msg_id);
         put_s(b, ev->content);
         put_s(b, ev->content_type);
+        put_opt_long(b, ev->has_reply_to, ev->reply_to);
         break;
     case KC_EV_MESSAGE_EDITED:
         kc_avro_put_long(b, ev->seq_no);
@@ -571,7 +589,7 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)id, subject);
         return -1;
     }
-    if (cmd->version != 1 && cmd->version != 2) {
+    if (cmd->version < 1 || cmd->version > 3) {
         kc_strlcpyf(errstr, errstr_size, "Command version %d is not known here", cmd->version);
         return -1;
     }
@@ -596,6 +614,8 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         cmd->client_msg_id = kc_avro_rd_str(&r);
         cmd->content = kc_avro_rd_str(&r);
         cmd->content_type = kc_avro_rd_str(&r);
+        if (cmd->version >= 3)
+            cmd->has_reply_to = rd_opt_long(&r, &cmd->reply_to);
         break;
     case KC_CMD_CREATE_CONVERSATION:
         cmd->title = kc_avro_rd_str(&r);
@@ -631,6 +651,7 @@ void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_comman
         put_s(b, cmd->client_msg_id);
         put_s(b, cmd->content);
         put_s(b, cmd->content_type.p ? cmd->content_type : (kc_str_t){"text/plain", 10});
+        put_opt_long(b, cmd->has_reply_to, cmd->reply_to);
         break;
     case KC_CMD_CREATE_CONVERSATION:
         put_s(b, cmd->title);

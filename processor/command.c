@@ -46,6 +46,8 @@ int proc_command_decode(const kc_schemas_t *s, const void *buf, size_t len, proc
     cmd->origin = copy(mem, c.origin, NULL);
     cmd->issued_at = c.issued_at;
     cmd->seq_no = c.seq_no;
+    cmd->reply_to = c.reply_to;
+    cmd->has_reply_to = c.has_reply_to;
     switch (c.kind) {
     case KC_CMD_SEND_MESSAGE:
         cmd->client_msg_id = copy(mem, c.client_msg_id, &cmd->client_msg_id_len);

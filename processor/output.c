@@ -88,6 +88,8 @@ void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_
         ev.client_msg_id = str_of(cmd->client_msg_id, cmd->client_msg_id_len);
         ev.content = str_of(cmd->content, cmd->content_len);
         ev.content_type = cstr(cmd->content_type);
+        ev.reply_to = cmd->reply_to;
+        ev.has_reply_to = cmd->has_reply_to;
         break;
     case CMD_SET_READ_MARKER:
         ev.kind = KC_EV_READ_MARKER_SET;

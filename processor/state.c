@@ -363,6 +363,10 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
                       lim->max_content_bytes);
     if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
         return reject(out, PROC_REJECT_INVALID, "content must be non-empty UTF-8");
+    if (cmd->has_reply_to && (cmd->reply_to < 1 || cmd->reply_to > c->last_seq))
+        return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
+                      "reply_to %lld is not an earlier message of the conversation",
+                      (long long)cmd->reply_to);
     out->seq_no = ++c->last_seq;
     char sender[1100];
     kc_strlcpyf(sender, sizeof(sender), "%.*s", (int)cmd->sender_id_len, cmd->sender_id);

@@ -63,6 +63,8 @@ typedef struct {
     size_t *member_lens;
     size_t nmembers;
     int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker */
+    int64_t reply_to; /* SendMessage, when has_reply_to: an earlier seq_no it answers */
+    int has_reply_to;
 } proc_cmd_t;
 
 typedef struct {

@@ -89,6 +89,19 @@ static void col_opt_text(col_t *c, const char *s)
     }
 }
 
+static void col_int(col_t *c, int64_t v);
+
+/* A seq_no, or for 0 an SQL null. */
+static void col_opt_int(col_t *c, int64_t v)
+{
+    if (v) {
+        col_int(c, v);
+    } else {
+        col_sep(c);
+        kc_buf_puts(&c->b, "NULL");
+    }
+}
+
 static void col_int(col_t *c, int64_t v)
 {
     col_sep(c);
@@ -130,7 +143,8 @@ enum {
     P_COUNT
 };
 
-static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 8, 4, 3, 3, 3, 3};
+#define MAX_COLS 9
+static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 9, 4, 3, 3, 3, 3};
 
 /* What each phase writes. departures counts as members (they change together). An insert
  * into members or departures also reads conversations (its foreign key), so it never shares
@@ -151,7 +165,7 @@ static const unsigned tables[P_COUNT] = {
 };
 
 typedef struct {
-    col_t cols[P_COUNT][8];
+    col_t cols[P_COUNT][MAX_COLS];
 } segment_t;
 
 static size_t seg_rows(const segment_t *g, int phase) { return g->cols[phase][0].n; }
@@ -162,7 +176,7 @@ static void emit(const char *schema, segment_t *g, int phase, const char *fmt, p
         return;
     kc_buf_t sql = {0};
     subst(&sql, fmt, schema);
-    char *params[8];
+    char *params[MAX_COLS];
     for (int i = 0; i < ncols[phase]; i++)
         params[i] = col_take(&g->cols[phase][i]);
     proj_stmts_add(out, kc_buf_steal(&sql), ncols[phase], params);
@@ -210,9 +224,10 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          out);
     emit(schema, g, P_MSGS,
          "INSERT INTO {S}.messages (convo_id, seq_no, server_msg_id, sender_id, client_msg_id, "
-         "content, content_type, created_at) SELECT c, s, sid, snd, cid, body, ct, {ms:at} "
+         "content, content_type, created_at, reply_to) "
+         "SELECT c, s, sid, snd, cid, body, ct, {ms:at}, rt "
          "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
-         "$7::text[], $8::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at)",
+         "$7::text[], $8::bigint[], $9::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at, rt)",
          out);
     /* Two edits of one message in a segment: the later one's text wins, both count. */
     emit(schema, g, P_EDITS,
@@ -256,7 +271,7 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
 static void seg_free(segment_t *g)
 {
     for (int p = 0; p < P_COUNT; p++)
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < MAX_COLS; i++)
             col_free(&g->cols[p][i]);
 }
 
@@ -362,6 +377,7 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_text(&c[5], e->content);
             col_text(&c[6], e->content_type);
             col_int(&c[7], e->at);
+            col_opt_int(&c[8], e->reply_to); /* 0: not a reply */
             /* Sending a message means having read up to it. */
             c = g.cols[P_READS];
             col_text(&c[0], e->convo_id);

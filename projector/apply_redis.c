@@ -344,6 +344,11 @@ static void message_json(kc_buf_t *b, const proj_event_t *e)
     FIELD("content_type", e->content_type);
     FIELD("created_at", at);
 #undef FIELD
+    kc_buf_puts(b, ",\"reply_to\":");
+    if (e->reply_to > 0)
+        put_uint(b, (uint64_t)e->reply_to);
+    else
+        kc_buf_puts(b, "null");
     kc_buf_puts(b, ",\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null}");
 }
 

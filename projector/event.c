@@ -89,6 +89,13 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
         kc_strlcpyf(errstr, errstr_size, "seq_no is negative");
         return -EBADMSG;
     }
+    if (ev->kind == EV_MESSAGE && ce.has_reply_to) {
+        if (ce.reply_to < 1 || ce.reply_to >= ev->seq_no) {
+            kc_strlcpyf(errstr, errstr_size, "reply_to is not an earlier seq_no");
+            return -EBADMSG;
+        }
+        ev->reply_to = ce.reply_to;
+    }
 
     /* One block for every string: the sizes first (members checked on the way). */
     const kc_str_t strs[] = {ce.event_id,      ce.convo_id,     ce.actor_id, ce.command_id,

@@ -39,6 +39,7 @@ typedef struct {
     const char *user_id;  /* RoleChanged */
     const char *role;     /* RoleChanged: "owner", "admin" or "member" (static) */
     const char *server_msg_id, *client_msg_id, *content, *content_type;
+    int64_t reply_to;             /* MessageCreated: the seq_no it answers, 0 when none */
     const char *reason, *message; /* CommandRejected */
     char *mem; /* the block of the members array and every string */
 } proj_event_t;

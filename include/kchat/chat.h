@@ -168,6 +168,8 @@ typedef struct {
     kc_str_t user_id;         /* RoleChanged */
     kc_role_t role;           /* RoleChanged */
     kc_str_t server_msg_id, client_msg_id, content, content_type;
+    int64_t reply_to;         /* MessageCreated: the seq_no it answers, when has_reply_to */
+    int has_reply_to;         /* 0: null (and before version 3) */
     kc_str_t reason, message, command_type; /* CommandRejected */
 } kc_chat_event_t;
 
@@ -188,6 +190,8 @@ typedef struct {
     kc_str_t promoted, user_id; /* MembersRemoved (p NULL: null); RoleChanged */
     kc_role_t role;
     kc_str_t server_msg_id, client_msg_id, content, content_type;
+    int64_t reply_to; /* MessageCreated, when has_reply_to (else null) */
+    int has_reply_to;
     kc_str_t reason, message, command_type; /* client_msg_id.p NULL: null */
 } kc_chat_event_out_t;
 
@@ -218,6 +222,8 @@ typedef struct {
     kc_str_t command_id, convo_id, sender_id, origin;
     int64_t issued_at;
     kc_str_t client_msg_id, content, content_type; /* SendMessage; content: EditMessage */
+    int64_t reply_to; /* SendMessage: the seq_no it answers, when has_reply_to (else null) */
+    int has_reply_to;
     kc_str_t title; /* CreateConversation; UpdateConversation (p NULL: null) */
     kc_str_t topic; /* UpdateConversation (p NULL: null) */
     kc_str_t user_id; /* SetRole */

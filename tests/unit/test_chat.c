@@ -324,7 +324,9 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                    .topic = S_("about"),
                                    .promoted = S_("u3"),
                                    .user_id = S_("u2"),
-                                   .role = KC_ROLE_ADMIN};
+                                   .role = KC_ROLE_ADMIN,
+                                   .reply_to = 41,
+                                   .has_reply_to = 1};
         kc_buf_t b = {0};
         kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &out);
         kc_chat_event_t ev;
@@ -374,12 +376,17 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
             assert_int_equal(sym, KC_ROLE_ADMIN);
             break;
         }
-        case KC_EV_MESSAGE_CREATED:
+        case KC_EV_MESSAGE_CREATED: {
             assert_true(str_is(ev.client_msg_id, "m-42"));
             assert_true(str_is(ev.content, "hello"));
             assert_int_equal(kc_avro_get_long(S, &body, "seq_no", &seq), 0);
             assert_int_equal(seq, 42);
+            int64_t rt = 0;
+            int present = 0;
+            assert_int_equal(kc_avro_get_opt_long(S, &body, "reply_to", &rt, &present), 0);
+            assert_true(present && rt == 41 && ev.has_reply_to && ev.reply_to == 41);
             break;
+        }
         case KC_EV_COMMAND_REJECTED:
             assert_true(str_is(ev.reason, "not_member"));
             assert_true(str_is(ev.client_msg_id, "m-42"));
@@ -489,7 +496,9 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                  .seq_no = 9,
                                  .topic = S_("about"),
                                  .user_id = S_("u2"),
-                                 .role = KC_ROLE_OWNER};
+                                 .role = KC_ROLE_OWNER,
+                                 .reply_to = 8,
+                                 .has_reply_to = 1};
         kc_buf_t b = {0};
         kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &out);
         kc_chat_command_t in;
@@ -508,6 +517,7 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
         if (k == KC_CMD_SEND_MESSAGE) {
             assert_true(str_is(in.content, "hi \xe2\x9c\x93"));
             assert_true(str_is(in.client_msg_id, "m-1"));
+            assert_true(in.has_reply_to && in.reply_to == 8);
         } else if (k == KC_CMD_CREATE_CONVERSATION || k == KC_CMD_ADD_MEMBERS ||
                    k == KC_CMD_REMOVE_MEMBERS) {
             assert_int_equal(in.members.count, 2);

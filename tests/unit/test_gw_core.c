@@ -51,6 +51,19 @@ static void test_every_frame_type_is_read(void **state)
     assert_string_equal(in.client_msg_id, "m-1");
     assert_string_equal(in.content, "h\xc3\xa9llo");
     assert_int_equal(in.content_len, 6);
+    assert_int_equal(in.reply_to, 0);
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m-2\",\"content\":\"re\",\"reply_to\":7}",
+                           &in),
+                     0);
+    assert_int_equal(in.reply_to, 7);
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m-3\",\"content\":\"re\",\"reply_to\":null}",
+                           &in),
+                     0);
+    assert_int_equal(in.reply_to, 0);
     gw_in_free(&in);
 
     assert_int_equal(parse("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":42}", &in),
@@ -227,6 +240,12 @@ static void test_fields_are_checked(void **state)
     assert_string_equal(ok.content, "a\\u0000b");
     gw_in_free(&ok);
 
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":\"x\",\"reply_to\":0}",
+            "invalid", "'reply_to'", s, s);
+    refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+            "\"content\":\"x\",\"reply_to\":\"1\"}",
+            "invalid", "'reply_to'", s, s);
     const char *r = "message.read";
     refused("{\"type\":\"message.read\",\"convo_id\":\"c1\"}", "invalid", "'seq_no'", r, r);
     refused("{\"type\":\"message.read\",\"convo_id\":\"c1\",\"seq_no\":0}", "invalid",

@@ -291,6 +291,34 @@ static void add_members_reports_only_the_new_ones(void **state)
     proc_part_destroy(p);
 }
 
+/* A reply names an earlier message of the conversation: not itself, not a later one. */
+static void replies_point_at_earlier_messages(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    cmd_buf_t b;
+    proc_outcome_t o;
+    int64_t cases[][2] = {{0, 0}, {2, 0}, {-1, 0}, {1, 1}};
+    for (size_t i = 0; i < 4; i++) {
+        proc_cmd_t *c = make(&b, CMD_SEND_MESSAGE, "c1", "u2");
+        c->client_msg_id = i == 3 ? "ok" : "bad";
+        c->client_msg_id_len = strlen(c->client_msg_id);
+        c->content = "re";
+        c->content_len = 2;
+        c->has_reply_to = 1;
+        c->reply_to = cases[i][0];
+        assert_int_equal(run(p, c, 0, &o), cases[i][1] ? OUT_ACCEPTED : OUT_REJECTED);
+        if (!cases[i][1])
+            assert_string_equal(o.reason, "no_such_message");
+        else
+            assert_int_equal(o.seq_no, 2);
+        proc_outcome_free(&o);
+    }
+    proc_part_destroy(p);
+}
+
 static void read_markers_point_at_messages(void **state)
 {
     (void)state;
@@ -952,6 +980,7 @@ int main(void)
         cmocka_unit_test(a_retry_is_recognised_after_the_sender_left),
         cmocka_unit_test(add_members_reports_only_the_new_ones),
         cmocka_unit_test(read_markers_point_at_messages),
+        cmocka_unit_test(replies_point_at_earlier_messages),
         cmocka_unit_test(authors_edit_and_delete_within_the_window),
         cmocka_unit_test(the_edit_window_does_not_depend_on_the_dedupe_window),
         cmocka_unit_test(dirty_state_is_written_once_per_conversation),

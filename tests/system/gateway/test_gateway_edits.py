@@ -180,3 +180,58 @@ def test_a_command_kafka_refuses_is_answered_and_the_socket_stays(tmp_path, brok
     finally:
         gw.stop()
         admin.delete_topics([topic])
+
+
+def test_replies_name_an_earlier_message_everywhere():
+    """message.send with reply_to: the processor checks it names an earlier message, every
+    member device gets it in message.create, history and the sync backfill carry it."""
+    ann, bob = User(), User()
+    convo = ann.post("/conversations", {"title": "replies", "members": [bob.id]}).json["id"]
+
+    async def body():
+        wa, wb = await connect(ann.id, 0), await connect(bob.id, 2)
+        await wait_routes([(ann.id, 0), (bob.id, 2)])
+        await send(wa, type="message.send", convo_id=convo, client_msg_id="q-1",
+                   content="a question")
+        ack, _ = await recv_until(wa, is_type("ack"))
+        assert ack["seq_no"] == 1
+        await send(wb, type="message.send", convo_id=convo, client_msg_id="a-1",
+                   content="the answer", reply_to=1)
+        ack, _ = await recv_until(wb, is_type("ack"))
+        assert (ack["status"], ack["seq_no"]) == ("ok", 2)
+        f, _ = await recv_until(wa, lambda f: f["type"] == "message.create" and
+                                f["seq_no"] == 2)  # (the sending socket has its ack)
+        assert (f["reply_to"], f["content"]) == (1, "the answer")
+        # not an earlier message: refused in the ack, nothing numbered
+        for rt in (3, 99):  # the last message is 2
+            await send(wb, type="message.send", convo_id=convo, client_msg_id=f"bad-{rt}",
+                       content="to the future", reply_to=rt)
+            ack, _ = await recv_until(wb, is_type("ack"))
+            assert (ack["status"], ack["error"]["code"]) == ("error", "no_such_message"), ack
+        # a malformed one is the gateway's to refuse
+        await send(wb, type="message.send", convo_id=convo, client_msg_id="bad-0",
+                   content="x", reply_to=0)
+        f, _ = await recv_until(wb, is_type("error"))
+        assert (f["error"]["code"], f["in_reply_to"]) == ("invalid", "message.send")
+        await send(wa, type="message.send", convo_id=convo, client_msg_id="q-2",
+                   content="thanks", reply_to=2)
+        ack, _ = await recv_until(wa, is_type("ack"))
+        assert ack["seq_no"] == 3
+        # the backfill of a sync (on a socket that got nothing live) says it too, once the
+        # read model has the messages
+        wait_until(lambda: len(history(ann, convo)) == 3, "the three messages in history")
+        ws = await connect(bob.id, 1)
+        await send(ws, type="sync", convo_id=convo, since_seq=0)
+        got = {}
+        while True:
+            f, _ = await recv_until(ws, lambda f: f["type"] in ("message.create",
+                                                                "sync.complete"))
+            if f["type"] == "sync.complete":
+                break
+            got[f["seq_no"]] = f.get("reply_to")
+        assert got == {1: None, 2: 1, 3: 2}
+        for w in (wa, wb, ws):
+            await w.close()
+    asyncio.run(body())
+    h = history(bob, convo)
+    assert {s: m["reply_to"] for s, m in h.items()} == {1: None, 2: 1, 3: 2}
