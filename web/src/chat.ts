@@ -39,6 +39,7 @@ import {
   emptyLog,
   emptyReceipts,
   findGap,
+  hasSeq,
   markReachedStart,
   mergeMessages,
   noteKnownLast,
@@ -69,6 +70,8 @@ const DEPARTED_MS = 30000;
  * list comes from may not have the change yet) */
 const FRAME_FRESH_MS = 5000;
 const LIST_RETRIES = 4;
+/** at most this many pages of BACKFILL_PAGE are loaded to reach a quoted message */
+const JUMP_PAGES = 10;
 
 export interface Presence {
   online: boolean;
@@ -723,6 +726,35 @@ export class ChatClient {
     }
   }
 
+  /**
+   * Loads older pages until the message at seq_no `seq` is loaded (to show a quoted message):
+   * true when it is. Only older history is loaded this way: a seq_no inside what is loaded
+   * but missing is a gap, which the backfill fills anyway. Gives up after JUMP_PAGES pages.
+   */
+  async loadThrough(id: string, seq: number): Promise<boolean> {
+    if (!this.loaded.has(id) || seq < 1) return false;
+    this.setView(id, { loadingOlder: true, error: undefined });
+    try {
+      for (let pages = 0; pages < JUMP_PAGES; pages++) {
+        const log = this.log(id);
+        if (hasSeq(log, seq)) return true;
+        const before = oldestSeq(log);
+        if (before === null || before <= seq || log.reachedStart) return false;
+        const page = await this.api.messages(id, { before_seq: before, limit: BACKFILL_PAGE });
+        if (this.stopped || !this.loaded.has(id)) return false;
+        let next = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+        if (page.messages.length < BACKFILL_PAGE) next = markReachedStart(next);
+        this.setLog(id, next);
+      }
+      return hasSeq(this.log(id), seq);
+    } catch (e) {
+      this.setView(id, { error: errorText(e) });
+      return false;
+    } finally {
+      if (this.state.views[id]?.loadingOlder) this.setView(id, { loadingOlder: false });
+    }
+  }
+
   /** Schedules a backfill of the conversation's gap, if it has one. */
   private checkGap(id: string, grace = GAP_GRACE_MS): void {
     if (!this.loaded.has(id) || !findGap(this.log(id)) || this.gapTimers.has(id)) return;
@@ -802,8 +834,9 @@ export class ChatClient {
     return this.send(frame) ? null : 'Not connected: try again in a moment.';
   }
 
-  /** Queues a message; null when accepted, or why not. */
-  sendMessage(id: string, text: string): string | null {
+  /** Queues a message (a reply to seq_no `replyTo`, when given); null when accepted, or why
+   * not. */
+  sendMessage(id: string, text: string, replyTo?: number): string | null {
     const content = text.trim();
     if (content.length === 0) return 'Write something first.';
     if (utf8Bytes(content) > MAX_CONTENT_BYTES) return `A message has at most ${MAX_CONTENT_BYTES} bytes.`;
@@ -817,6 +850,7 @@ export class ChatClient {
       state: 'queued',
       attempts: 0,
     };
+    if (replyTo !== undefined && Number.isSafeInteger(replyTo) && replyTo >= 1) p.reply_to = replyTo;
     this.setLog(id, addPending(this.log(id), p));
     this.stopTyping(id);
     this.transmit(id, p);
@@ -836,7 +870,10 @@ export class ChatClient {
   }
 
   private transmit(id: string, p: PendingMessage): void {
-    const ok = this.send({ type: 'message.send', convo_id: id, client_msg_id: p.client_msg_id, content: p.content });
+    // every attempt is the same frame: the same client_msg_id, content and reply_to
+    const frame: ClientFrame = { type: 'message.send', convo_id: id, client_msg_id: p.client_msg_id, content: p.content };
+    if (p.reply_to !== undefined) frame.reply_to = p.reply_to;
+    const ok = this.send(frame);
     if (ok) this.sentAt.set(p.client_msg_id, Date.now());
     this.setLog(
       id,
@@ -856,7 +893,7 @@ export class ChatClient {
     for (const it of items.slice(0, MAX_OUTBOX) as unknown[]) {
       if (typeof it !== 'object' || it === null) continue;
       const o = it as Record<string, unknown>;
-      const { client_msg_id, convo_id, content, created_at } = o;
+      const { client_msg_id, convo_id, content, created_at, reply_to } = o;
       if (typeof client_msg_id !== 'string' || typeof convo_id !== 'string' || typeof content !== 'string') continue;
       const p: PendingMessage = {
         client_msg_id,
@@ -866,6 +903,7 @@ export class ChatClient {
         state: 'queued',
         attempts: 0,
       };
+      if (typeof reply_to === 'number' && Number.isSafeInteger(reply_to) && reply_to >= 1) p.reply_to = reply_to;
       logs[convo_id] = addPending(logs[convo_id] ?? emptyLog, p);
     }
     this.state = { ...this.state, logs };
@@ -875,7 +913,7 @@ export class ChatClient {
     const items = Object.values(this.state.logs).flatMap((l) =>
       l.pending
         .filter((p) => p.state !== 'failed')
-        .map(({ client_msg_id, convo_id, content, created_at }) => ({ client_msg_id, convo_id, content, created_at })),
+        .map(({ client_msg_id, convo_id, content, created_at, reply_to }) => ({ client_msg_id, convo_id, content, created_at, reply_to })),
     );
     try {
       if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
@@ -1038,6 +1076,10 @@ export class ChatClient {
         if (again && again.state === 'queued' && !this.stopped) this.transmit(id, again);
       }, RETRY_AFTER_MS);
       return;
+    }
+    if (ack.status === 'error' && ack.error?.code === 'no_such_message') {
+      // the message it replies to is not an earlier one of this conversation
+      ack = { ...ack, error: { code: ack.error.code, message: 'The message it replies to is not in this conversation.' } };
     }
     const log = applyAck(this.log(id), ack, this.state.me.user_id);
     this.setLog(id, log);

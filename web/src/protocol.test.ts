@@ -269,3 +269,51 @@ describe('REST bodies', () => {
     expect(parseMessage({ ...message, created_at: undefined })?.created_at).toBe(0);
   });
 });
+
+describe('replies (reply_to)', () => {
+  it('a live message.create carries reply_to; without it a message is no reply', () => {
+    const f = parseServerFrame(JSON.stringify({ type: 'message.create', ...message, reply_to: 2 }));
+    expect(f).toMatchObject({ type: 'message.create', message: { seq_no: 3, reply_to: 2 } });
+    const plain = parseServerFrame(JSON.stringify({ type: 'message.create', ...message }));
+    expect(plain?.type === 'message.create' && 'reply_to' in plain.message).toBe(false);
+  });
+
+  it('a sync backfill carries it too', () => {
+    const f = parseServerFrame(JSON.stringify({ type: 'message.create', backfill: true, message: { ...message, reply_to: 1 } }));
+    expect(f).toMatchObject({ type: 'message.create', message: { reply_to: 1 } });
+  });
+
+  it('history: an integer or null, beside edit_count', () => {
+    expect(parseMessage({ ...message, reply_to: 1, edit_count: 0, edited_at: null })).toEqual({
+      ...message,
+      created_at: Date.parse(message.created_at),
+      reply_to: 1,
+    });
+    const none = parseMessage({ ...message, reply_to: null, edit_count: 0 });
+    expect(none).not.toBeNull();
+    expect(none && 'reply_to' in none).toBe(false);
+    expect(parseMessage({ ...message, reply_to: null, edit_count: 2 })?.edited).toBe(true);
+  });
+
+  it('a reply_to of the wrong type refuses the message; one that is not earlier is dropped', () => {
+    expect(parseMessage({ ...message, reply_to: '2' })).toBeNull();
+    expect(parseMessage({ ...message, reply_to: 1.5 })).toBeNull();
+    expect(parseMessage({ ...message, reply_to: -1 })).toBeNull();
+    expect(parseMessage({ ...message, reply_to: {} })).toBeNull();
+    for (const reply_to of [0, 3, 4]) {
+      const m = parseMessage({ ...message, reply_to });
+      expect(m).not.toBeNull();
+      expect(m?.reply_to).toBeUndefined();
+    }
+  });
+
+  it('a tombstone keeps its reply_to', () => {
+    expect(parseMessage({ ...message, content: '', deleted: true, reply_to: 2 })).toMatchObject({ deleted: true, reply_to: 2 });
+  });
+
+  it('a history tombstone says deleted_at (not deleted: true)', () => {
+    const t = { ...message, content: '', reply_to: null, edited_at: null, edit_count: 0, deleted_at: '2026-11-27T10:05:00.000Z' };
+    expect(parseMessage(t)?.deleted).toBe(true);
+    expect(parseMessage({ ...t, deleted_at: null })?.deleted).toBeUndefined();
+  });
+});

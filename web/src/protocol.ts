@@ -20,6 +20,8 @@ export interface Message {
   created_at: number;
   deleted?: boolean;
   edited?: boolean;
+  /** the seq_no of the earlier message of the same conversation this one quotes */
+  reply_to?: number;
 }
 
 export const MAX_TITLE_BYTES = 256; // a conversation's title (the processor's limit)
@@ -98,7 +100,7 @@ export type ServerFrame =
     };
 
 export type ClientFrame =
-  | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string }
+  | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string; reply_to?: number }
   | { type: 'message.read'; convo_id: string; seq_no: number }
   | { type: 'message.edit'; convo_id: string; seq_no: number; content: string }
   | { type: 'message.delete'; convo_id: string; seq_no: number }
@@ -157,6 +159,10 @@ export function parseMessage(v: unknown): Message | null {
   if (!validId(convo_id) || seq_no === null || seq_no < 1 || !validId(sender_id) || content === null) {
     return null;
   }
+  // reply_to: a seq_no, or null/absent (0 taken as "not a reply" too); another type is refused
+  const rawReply = v['reply_to'];
+  const reply_to = rawReply === undefined || rawReply === null ? null : seq(v, 'reply_to');
+  if (rawReply !== undefined && rawReply !== null && reply_to === null) return null;
   const m: Message = {
     convo_id,
     seq_no,
@@ -166,8 +172,13 @@ export function parseMessage(v: unknown): Message | null {
     content,
     created_at: toMillis(v['created_at']) ?? 0,
   };
-  if (v['deleted'] === true) m.deleted = true;
+  // a tombstone: `deleted: true` on the socket, `deleted_at` set in history
+  if (v['deleted'] === true || (v['deleted_at'] !== undefined && v['deleted_at'] !== null)) m.deleted = true;
   if (v['edited_at'] !== undefined && v['edited_at'] !== null) m.edited = true;
+  const edits = seq(v, 'edit_count');
+  if (edits !== null && edits > 0) m.edited = true;
+  // only an earlier message can be quoted: anything else is ignored, not shown
+  if (reply_to !== null && reply_to >= 1 && reply_to < seq_no) m.reply_to = reply_to;
   return m;
 }
 

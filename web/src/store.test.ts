@@ -12,6 +12,7 @@ import {
   emptyReceipts,
   findGap,
   markReachedStart,
+  messageAt,
   mergeMessages,
   missingSeqs,
   noteKnownLast,
@@ -422,5 +423,57 @@ describe('what my role lets me do', () => {
     const can = abilitiesOf({ ...group('owner'), id: 'd_x', kind: 'direct' }, ME);
     expect([can.edit, can.add, can.leave, can.remove('u_member')]).toEqual([false, false, false, false]);
     expect(can.rolesFor('u_member')).toEqual([]);
+  });
+});
+
+describe('replies (reply_to)', () => {
+  const reply = (seq: number, to: number, sender = BOB): Message => ({ ...msg(seq, sender), reply_to: to });
+
+  it('messageAt finds a loaded message by seq_no', () => {
+    const log = mergeMessages(emptyLog, [msg(1), msg(2), reply(4, 1)], ME);
+    expect(messageAt(log, 4)?.reply_to).toBe(1);
+    expect(messageAt(log, 3)).toBeUndefined();
+  });
+
+  it('is kept through merges from any source, and a copy without it does not drop it', () => {
+    let log = mergeMessages(emptyLog, [msg(1), reply(2, 1)], ME); // live
+    const before = log;
+    log = mergeMessages(log, [reply(2, 1)], ME); // the same from history
+    expect(log).toBe(before);
+    log = mergeMessages(log, [msg(2)], ME); // a source that does not carry reply_to
+    expect(log).toBe(before);
+    log = mergeMessages(log, [{ ...msg(2), content: 'edited text' }], ME); // an edit without it
+    expect(messageAt(log, 2)).toMatchObject({ content: 'edited text', reply_to: 1 });
+  });
+
+  it('a copy that says what the message quotes fills it in', () => {
+    let log = mergeMessages(emptyLog, [msg(1), msg(2)], ME);
+    log = mergeMessages(log, [reply(2, 1)], ME);
+    expect(messageAt(log, 2)?.reply_to).toBe(1);
+  });
+
+  it('the acked bubble becomes a message with the same reply_to', () => {
+    let log = mergeMessages(emptyLog, [msg(1)], ME);
+    log = addPending(log, { ...pending('r1', 'answer'), reply_to: 1 });
+    log = applyAck(log, { client_msg_id: 'r1', status: 'ok', seq_no: 2, server_msg_id: `${C}:2` }, ME);
+    expect(log.pending).toEqual([]);
+    expect(messageAt(log, 2)).toMatchObject({ content: 'answer', sender_id: ME, reply_to: 1 });
+  });
+
+  it('a refused reply (no_such_message) leaves the bubble failed, reply_to kept for a retry', () => {
+    let log = addPending(emptyLog, { ...pending('r2'), reply_to: 9 });
+    log = applyAck(log, { client_msg_id: 'r2', status: 'error', error: { code: 'no_such_message', message: 'no' } }, ME);
+    expect(log.pending[0]).toMatchObject({ state: 'failed', reply_to: 9 });
+    log = updatePending(log, 'r2', { state: 'sending', attempts: 2 });
+    expect(log.pending[0]?.reply_to).toBe(9);
+  });
+
+  it('deleting the quoted message or the reply keeps the reply_to', () => {
+    let log = mergeMessages(emptyLog, [msg(1), reply(2, 1)], ME);
+    log = patchMessage(log, 1, { deleted: true });
+    expect(messageAt(log, 1)?.deleted).toBe(true);
+    expect(messageAt(log, 2)?.reply_to).toBe(1);
+    log = patchMessage(log, 2, { content: 'changed' });
+    expect(messageAt(log, 2)).toMatchObject({ reply_to: 1, edited: true });
   });
 });

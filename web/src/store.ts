@@ -22,6 +22,8 @@ export interface PendingMessage {
   state: PendingState;
   attempts: number;
   error?: string;
+  /** the seq_no it quotes: sent with every attempt, and kept by the message it becomes */
+  reply_to?: number;
 }
 
 export interface ConvoLog {
@@ -55,10 +57,18 @@ export function hasSeq(log: ConvoLog, seq: number): boolean {
   return indexOfSeq(log.messages, seq) >= 0;
 }
 
+/** The loaded message at seq_no `seq`, if any. */
+export function messageAt(log: ConvoLog, seq: number): Message | undefined {
+  const i = indexOfSeq(log.messages, seq);
+  return i >= 0 ? log.messages[i] : undefined;
+}
+
 /**
  * Merges messages from any source. A seq_no already present is kept as it is unless the
- * new copy differs (an edit), in which case the new copy replaces it. A message that
- * `me` sent removes the optimistic bubble with its client_msg_id.
+ * new copy differs (an edit), in which case the new copy replaces it. What a message quotes
+ * (reply_to) never changes, so a copy that does not say (a source that does not carry it)
+ * keeps the one known. A message that `me` sent removes the optimistic bubble with its
+ * client_msg_id.
  */
 export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: string): ConvoLog {
   if (incoming.length === 0) return log;
@@ -74,12 +84,16 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
     const i = indexOfSeq(messages, m.seq_no);
     if (i >= 0) {
       const old = messages[i] as Message;
+      const reply_to = m.reply_to ?? old.reply_to;
       if (
         old.content !== m.content ||
         old.server_msg_id !== m.server_msg_id ||
-        Boolean(old.deleted) !== Boolean(m.deleted)
+        Boolean(old.deleted) !== Boolean(m.deleted) ||
+        old.reply_to !== reply_to
       ) {
-        messages[i] = { ...m, created_at: m.created_at || old.created_at };
+        const next: Message = { ...m, created_at: m.created_at || old.created_at };
+        if (reply_to !== undefined) next.reply_to = reply_to;
+        messages[i] = next;
         changed = true;
       }
     } else {
@@ -239,6 +253,7 @@ export function applyAck(log: ConvoLog, ack: Ack, me: string): ConvoLog {
     content: p.content,
     created_at: p.created_at,
   };
+  if (p.reply_to !== undefined) message.reply_to = p.reply_to;
   if (hasSeq(log, ack.seq_no)) return removePending(noteKnownLast(log, ack.seq_no), p.client_msg_id);
   return mergeMessages(log, [message], me);
 }

@@ -1,8 +1,8 @@
 import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import type { ChatClient, ChatState } from '../chat';
 import { MAX_CONTENT_BYTES, utf8Bytes, type Message } from '../protocol';
-import { emptyLog, emptyReceipts, tickFor, type PendingMessage, type Tick } from '../store';
-import { fullTimeOf, lastSeenText, nameOf, timeOf, titleOf } from './format';
+import { emptyLog, emptyReceipts, messageAt, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
+import { fullTimeOf, lastSeenText, nameOf, snippetOf, timeOf, titleOf } from './format';
 import { MemberPanel } from './MemberPanel';
 
 const tickLabel: Record<Tick, string> = {
@@ -12,6 +12,9 @@ const tickLabel: Record<Tick, string> = {
   delivered: 'Delivered',
   read: 'Read',
 };
+
+/** how long a message shown from a quote stays highlighted */
+const HIGHLIGHT_MS = 2000;
 
 const tickGlyph: Record<Tick, string> = {
   sending: '◷',
@@ -27,6 +30,40 @@ function TickMark({ tick }: { tick: Tick }) {
       <span aria-hidden="true">{tickGlyph[tick]}</span>
       <span className="visually-hidden">{tickLabel[tick]}</span>
     </span>
+  );
+}
+
+/** What a quote of seq_no `seq` shows: the sender and the start of the message, or that it
+ * was deleted, or only its number when it is not loaded. */
+interface QuoteInfo {
+  seq: number;
+  sender: string | null;
+  text: string;
+  deleted: boolean;
+}
+
+function quoteInfo(log: ConvoLog, seq: number, names: Readonly<Record<string, string>>): QuoteInfo {
+  const q = messageAt(log, seq);
+  if (!q) return { seq, sender: null, text: `message #${seq}`, deleted: false };
+  const sender = nameOf(names, q.sender_id);
+  return q.deleted ? { seq, sender, text: 'deleted message', deleted: true } : { seq, sender, text: snippetOf(q.content), deleted: false };
+}
+
+/** The quote above a reply: a button that shows the quoted message. */
+function Quote({ q, onJump }: { q: QuoteInfo; onJump: (seq: number) => void }) {
+  return (
+    <button
+      type="button"
+      className={`quote${q.sender === null ? ' quote-missing' : ''}`}
+      data-testid="quote"
+      data-reply-to={q.seq}
+      title="Show the message it replies to"
+      onClick={() => onJump(q.seq)}
+    >
+      <span className="visually-hidden">In reply to </span>
+      {q.sender !== null && <span className="quote-sender">{q.sender}</span>}
+      <span className={`quote-text${q.deleted ? ' deleted' : ''}`}>{q.text}</span>
+    </button>
   );
 }
 
@@ -59,6 +96,13 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const titleId = useId();
   const [showDetails, setShowDetails] = useState(false);
   const detailsButton = useRef<HTMLButtonElement>(null);
+  /** the seq_no the message being written replies to */
+  const [replyTo, setReplyTo] = useState<number | null>(null);
+  /** the message just shown from a quote, highlighted for a moment */
+  const [highlight, setHighlight] = useState<number | null>(null);
+  const highlightTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  /** a quoted message being loaded, shown once it is */
+  const jumpTarget = useRef<number | null>(null);
 
   function closeDetails() {
     setShowDetails(false);
@@ -91,6 +135,19 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     }
     prevHeight.current = { first, height: el.scrollHeight };
   }, [log.messages, log.pending, typingUsers.length]);
+
+  // a quoted message that was being loaded is here: show it
+  useLayoutEffect(() => {
+    const seq = jumpTarget.current;
+    if (seq !== null && showMessage(seq)) jumpTarget.current = null;
+  }, [log.messages]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  useEffect(
+    () => () => {
+      if (highlightTimer.current) clearTimeout(highlightTimer.current);
+    },
+    [],
+  );
 
   // on a wide screen, opening a conversation puts the cursor in its composer (on a phone
   // that would pop the keyboard over the messages)
@@ -140,6 +197,36 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (stick.current !== atBottom) setAtBottom(stick.current);
   }
 
+  /** Scrolls the loaded message `seq` into view, focuses it and highlights it for a moment;
+   * false when it is not on the page. */
+  function showMessage(seq: number): boolean {
+    const el = scroller.current?.querySelector<HTMLElement>(`li.bubble[data-seq="${seq}"]`);
+    if (!el) return false;
+    el.scrollIntoView({ block: 'center' });
+    el.focus({ preventScroll: true });
+    onScroll();
+    setHighlight(seq);
+    if (highlightTimer.current) clearTimeout(highlightTimer.current);
+    highlightTimer.current = setTimeout(() => setHighlight(null), HIGHLIGHT_MS);
+    return true;
+  }
+
+  /** A quote was clicked: show the quoted message, loading older history to reach it when it
+   * is older than what is loaded. */
+  function jumpTo(seq: number) {
+    if (showMessage(seq)) return;
+    jumpTarget.current = seq;
+    void client.loadThrough(id, seq).then((found) => {
+      // not reachable (a gap the backfill is filling, or too far back): no jump later on
+      if (!found && jumpTarget.current === seq) jumpTarget.current = null;
+    });
+  }
+
+  function startReply(seq: number) {
+    setReplyTo(seq);
+    composer.current?.focus();
+  }
+
   function toBottom() {
     const el = scroller.current;
     if (!el) return;
@@ -165,13 +252,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const newBelow = conv?.unread ?? 0;
 
   function send() {
-    const err = client.sendMessage(id, text);
+    const err = client.sendMessage(id, text, replyTo ?? undefined);
     if (err) {
       setSendError(err);
       return;
     }
     setText('');
     setSendError(null);
+    setReplyTo(null);
     stick.current = true;
   }
 
@@ -179,8 +267,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       send();
+    } else if (e.key === 'Escape' && replyTo !== null) {
+      e.preventDefault();
+      setReplyTo(null);
     }
   }
+
+  const replying = replyTo !== null ? quoteInfo(log, replyTo, state.names) : null;
+  const describedBy = [replying ? `${composerId}-reply` : '', sendError ? `${composerId}-err` : ''].filter(Boolean).join(' ');
 
   const bytes = utf8Bytes(text);
   const presenceLine = others
@@ -268,7 +362,8 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         <ol className="message-list">
           {log.messages.map((m) => [
             m.seq_no === dividerSeq && (
-              <li key="divider" className="unread-divider" data-testid="unread-divider" role="separator" aria-label="New messages">
+              // a list item, not role="separator": an <ol> holds list items only (axe's "list" rule)
+              <li key="divider" className="unread-divider" data-testid="unread-divider">
                 New messages
               </li>
             ),
@@ -279,11 +374,22 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               mine={m.sender_id === me}
               sender={nameOf(state.names, m.sender_id)}
               tick={m.sender_id === me ? tickFor(m.seq_no, receipts, me) : null}
+              quote={m.reply_to !== undefined && !m.deleted ? quoteInfo(log, m.reply_to, state.names) : null}
+              highlighted={m.seq_no === highlight}
+              onJump={jumpTo}
+              onReply={() => startReply(m.seq_no)}
               onChange={(content) => client.changeMessage(id, m.seq_no, content)}
             />,
           ])}
           {log.pending.map((p) => (
-            <PendingItem key={p.client_msg_id} p={p} onRetry={() => client.retry(id, p.client_msg_id)} onDiscard={() => client.discard(id, p.client_msg_id)} />
+            <PendingItem
+              key={p.client_msg_id}
+              p={p}
+              quote={p.reply_to !== undefined ? quoteInfo(log, p.reply_to, state.names) : null}
+              onJump={jumpTo}
+              onRetry={() => client.retry(id, p.client_msg_id)}
+              onDiscard={() => client.discard(id, p.client_msg_id)}
+            />
           ))}
         </ol>
         </div>
@@ -304,6 +410,27 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           send();
         }}
       >
+        {replying && (
+          <div className="reply-bar" data-testid="reply-bar" data-reply-to={replying.seq}>
+            <p id={`${composerId}-reply`}>
+              Replying to {replying.sender !== null && <span className="quote-sender">{replying.sender}</span>}
+              {replying.sender !== null ? ': ' : ''}
+              <span className={`quote-text${replying.deleted ? ' deleted' : ''}`}>{replying.text}</span>
+            </p>
+            <button
+              type="button"
+              className="ghost"
+              aria-label="Cancel reply"
+              title="Cancel reply (Escape)"
+              onClick={() => {
+                setReplyTo(null);
+                composer.current?.focus();
+              }}
+            >
+              ×
+            </button>
+          </div>
+        )}
         <label htmlFor={composerId} className="visually-hidden">
           Message
         </label>
@@ -314,7 +441,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           placeholder={state.connection === 'open' ? 'Write a message' : 'Write a message (sent when back online)'}
           value={text}
           aria-invalid={bytes > MAX_CONTENT_BYTES}
-          aria-describedby={sendError ? `${composerId}-err` : undefined}
+          aria-describedby={describedBy || undefined}
           onChange={(e) => {
             setText(e.target.value);
             if (e.target.value) client.typing(id);
@@ -342,6 +469,10 @@ function MessageItem({
   sender,
   tick,
   seenText,
+  quote,
+  highlighted,
+  onJump,
+  onReply,
   onChange,
 }: {
   /** "Seen by …" under my latest message in a group, else "" */
@@ -350,6 +481,13 @@ function MessageItem({
   mine: boolean;
   sender: string;
   tick: Tick | null;
+  /** what it replies to, when it is a reply */
+  quote: QuoteInfo | null;
+  /** just shown from a quote */
+  highlighted: boolean;
+  onJump: (seq: number) => void;
+  /** start a reply to this message */
+  onReply: () => void;
   /** edit (content) or delete (null) this message: null when sent, or why not */
   onChange: (content: string | null) => string | null;
 }) {
@@ -364,8 +502,15 @@ function MessageItem({
   };
   const canChange = mine && !m.deleted;
   return (
-    <li className={`bubble ${mine ? 'mine' : 'theirs'}`} data-seq={m.seq_no} data-client-msg-id={m.client_msg_id}>
+    <li
+      className={`bubble ${mine ? 'mine' : 'theirs'}${highlighted ? ' highlight' : ''}`}
+      data-seq={m.seq_no}
+      data-client-msg-id={m.client_msg_id}
+      data-reply-to={m.reply_to}
+      tabIndex={-1}
+    >
       {!mine && <span className="sender">{sender}</span>}
+      {quote && <Quote q={quote} onJump={onJump} />}
       {m.deleted ? (
         <span className="content deleted">This message was deleted.</span>
       ) : mode === 'edit' ? (
@@ -409,6 +554,11 @@ function MessageItem({
           {timeOf(m.created_at)}
         </time>
         {tick && <TickMark tick={tick} />}
+        {!m.deleted && mode === 'view' && (
+          <button type="button" className="link" aria-label="Reply to message" onClick={onReply}>
+            Reply
+          </button>
+        )}
         {canChange && mode === 'view' && (
           <>
             <button
@@ -454,10 +604,28 @@ function MessageItem({
   );
 }
 
-function PendingItem({ p, onRetry, onDiscard }: { p: PendingMessage; onRetry: () => void; onDiscard: () => void }) {
+function PendingItem({
+  p,
+  quote,
+  onJump,
+  onRetry,
+  onDiscard,
+}: {
+  p: PendingMessage;
+  quote: QuoteInfo | null;
+  onJump: (seq: number) => void;
+  onRetry: () => void;
+  onDiscard: () => void;
+}) {
   const tick: Tick = p.state === 'failed' ? 'failed' : 'sending';
   return (
-    <li className={`bubble mine pending pending-${p.state}`} data-client-msg-id={p.client_msg_id} data-pending={p.state}>
+    <li
+      className={`bubble mine pending pending-${p.state}`}
+      data-client-msg-id={p.client_msg_id}
+      data-pending={p.state}
+      data-reply-to={p.reply_to}
+    >
+      {quote && <Quote q={quote} onJump={onJump} />}
       <span className="content">{p.content}</span>
       <span className="meta">
         {p.state === 'queued' && <span>Waiting for connection</span>}

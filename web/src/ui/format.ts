@@ -37,3 +37,11 @@ export function lastSeenText(ms: number | null): string {
   if (mins < 60) return `last seen ${mins} min ago`;
   return `last seen ${fullTimeOf(ms)}`;
 }
+
+/** The start of a message for a quote: whitespace folded to single spaces, at most `max`
+ * characters (whole code points), with an ellipsis when cut. */
+export function snippetOf(text: string, max = 100): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  const chars = Array.from(flat);
+  return chars.length <= max ? flat : `${chars.slice(0, max).join('').trimEnd()}…`;
+}
