@@ -211,22 +211,36 @@ static void unacked_error(gw_t *g, gw_conn_t *c, size_t row, const char *code, c
     gw_send_error(g, c, code, msg, in_reply_to);
 }
 
-static size_t unacked_row(kc_chat_command_kind_t kind);
+static size_t unacked_row(kc_chat_command_kind_t kind)
+{
+    size_t row = 0;
+    while (UNACKED[row].kind != kind)
+        row++;
+    return row;
+}
 
-static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
-                            kc_chat_command_t *cmd)
+/* Produces a command without an ack, tagged with its connection and row so that a failed
+ * delivery report reaches the client as an error in reply to its frame. */
+static void produce_unacked(gw_t *g, gw_conn_t *c, const char *convo_id, kc_chat_command_t *cmd)
 {
     size_t row = unacked_row(cmd->kind);
-    if (gw_rate_take(g, c) != 0) {
-        unacked_error(g, c, row, "rate_limited", "too many frames: slow down");
-        return;
-    }
     kc_buf_t out = {0};
     command_encode(g, c, convo_id, cmd, &out);
     uintptr_t tag = ((uintptr_t)c->id << (TAG_ROW_BITS + 1)) | ((uintptr_t)row << 1) | 1;
     if (produce(g, convo_id, &out, (void *)tag) != 0)
         unacked_error(g, c, row, "unavailable", "the change could not be queued");
     kc_buf_free(&out);
+}
+
+static void command_unacked(gw_t *g, gw_conn_t *c, const char *convo_id,
+                            kc_chat_command_t *cmd)
+{
+    if (gw_rate_take(g, c) != 0) {
+        unacked_error(g, c, unacked_row(cmd->kind), "rate_limited",
+                      "too many frames: slow down");
+        return;
+    }
+    produce_unacked(g, c, convo_id, cmd);
 }
 
 void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no)
@@ -286,14 +300,6 @@ static void add_q_free(add_q_t *q)
     free(q);
 }
 
-static size_t unacked_row(kc_chat_command_kind_t kind)
-{
-    size_t row = 0;
-    while (UNACKED[row].kind != kind)
-        row++;
-    return row;
-}
-
 static void on_users(void *arg, const PGresult *res, const char *err)
 {
     add_q_t *q = arg;
@@ -312,12 +318,7 @@ static void on_users(void *arg, const PGresult *res, const char *err)
         kc_chat_command_t cmd = {.kind = KC_CMD_ADD_MEMBERS,
                                  .members_out = (const char *const *)q->ids,
                                  .nmembers_out = q->n};
-        kc_buf_t out = {0};
-        command_encode(g, c, q->convo, &cmd, &out);
-        uintptr_t tag = ((uintptr_t)c->id << (TAG_ROW_BITS + 1)) | ((uintptr_t)row << 1) | 1;
-        if (produce(g, q->convo, &out, (void *)tag) != 0)
-            unacked_error(g, c, row, "unavailable", "the change could not be queued");
-        kc_buf_free(&out);
+        produce_unacked(g, c, q->convo, &cmd);
     }
     add_q_free(q);
 }

@@ -206,14 +206,11 @@ static kc_str_t rd_opt_str(kc_avro_rd_t *r)
     return kc_avro_rd_branch(r, 2) ? kc_avro_rd_str(r) : none;
 }
 
-static void put_opt_str(kc_buf_t *b, const char *s)
+static void put_opt_s(kc_buf_t *b, kc_str_t s)
 {
-    if (!s) {
-        kc_avro_put_long(b, 0);
-        return;
-    }
-    kc_avro_put_long(b, 1);
-    kc_avro_put_str(b, s, strlen(s));
+    kc_avro_put_long(b, s.p ? 1 : 0);
+    if (s.p)
+        kc_avro_put_str(b, s.p, s.n);
 }
 
 /* ---- Delivery ---- */
@@ -350,15 +347,15 @@ void kc_chat_delivery_put(kc_buf_t *b, const char *convo_id, const char *const *
         kc_avro_put_str(b, ack->sender_id, strlen(ack->sender_id));
         kc_avro_put_str(b, ack->client_msg_id, strlen(ack->client_msg_id));
         kc_avro_put_str(b, ack->status, strlen(ack->status));
-        put_opt_str(b, ack->server_msg_id);
+        put_opt_s(b, kc_str(ack->server_msg_id));
         if (ack->has_seq) {
             kc_avro_put_long(b, 1);
             kc_avro_put_long(b, ack->seq_no);
         } else {
             kc_avro_put_long(b, 0);
         }
-        put_opt_str(b, ack->error_code);
-        put_opt_str(b, ack->error_message);
+        put_opt_s(b, kc_str(ack->error_code));
+        put_opt_s(b, kc_str(ack->error_message));
     } else {
         kc_avro_put_long(b, 0);
     }
@@ -406,12 +403,6 @@ static kc_role_t rd_role(kc_avro_rd_t *r)
     return (kc_role_t)kc_avro_rd_branch(r, KC_ROLE_N); /* an enum: its index, checked */
 }
 
-static void put_opt_s(kc_buf_t *b, kc_str_t s)
-{
-    kc_avro_put_long(b, s.p ? 1 : 0);
-    if (s.p)
-        kc_avro_put_str(b, s.p, s.n);
-}
 
 const char *kc_chat_event_kind_name(kc_chat_event_kind_t k)
 {

@@ -79,27 +79,11 @@ static void col_text(col_t *c, const char *s)
 }
 
 /* A text or, for NULL, an SQL null (unquoted NULL in an array literal). */
-static void col_opt_text(col_t *c, const char *s)
+/* An SQL null: unquoted NULL in an array literal. */
+static void col_null(col_t *c)
 {
-    if (s) {
-        col_text(c, s);
-    } else {
-        col_sep(c);
-        kc_buf_puts(&c->b, "NULL");
-    }
-}
-
-static void col_int(col_t *c, int64_t v);
-
-/* A seq_no, or for 0 an SQL null. */
-static void col_opt_int(col_t *c, int64_t v)
-{
-    if (v) {
-        col_int(c, v);
-    } else {
-        col_sep(c);
-        kc_buf_puts(&c->b, "NULL");
-    }
+    col_sep(c);
+    kc_buf_puts(&c->b, "NULL");
 }
 
 static void col_int(col_t *c, int64_t v)
@@ -364,8 +348,8 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
         case EV_UPDATED:
             c = g.cols[P_UPDATES];
             col_text(&c[0], e->convo_id);
-            col_opt_text(&c[1], e->title);
-            col_opt_text(&c[2], e->topic);
+            e->title ? col_text(&c[1], e->title) : col_null(&c[1]); /* null: unchanged */
+            e->topic ? col_text(&c[2], e->topic) : col_null(&c[2]);
             break;
         case EV_MESSAGE:
             c = g.cols[P_MSGS];
@@ -377,7 +361,7 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_text(&c[5], e->content);
             col_text(&c[6], e->content_type);
             col_int(&c[7], e->at);
-            col_opt_int(&c[8], e->reply_to); /* 0: not a reply */
+            e->reply_to ? col_int(&c[8], e->reply_to) : col_null(&c[8]); /* not a reply */
             /* Sending a message means having read up to it. */
             c = g.cols[P_READS];
             col_text(&c[0], e->convo_id);

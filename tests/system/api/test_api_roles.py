@@ -29,20 +29,12 @@ def create(user, title="roles", members=()):
     return r.json
 
 
-def patch(user, path, body):
-    return call("PATCH", path, body, token=user.token)
-
-
-def delete(user, path):
-    return call("DELETE", path, token=user.token)
-
-
 def set_role(by, cid, who, role):
-    return patch(by, f"/conversations/{cid}/members/{who.id}", {"role": role})
+    return by.patch(f"/conversations/{cid}/members/{who.id}", {"role": role})
 
 
 def remove(by, cid, who):
-    return delete(by, f"/conversations/{cid}/members/{who.id}")
+    return by.delete(f"/conversations/{cid}/members/{who.id}")
 
 
 def roles_of(user, cid):
@@ -117,24 +109,24 @@ def test_rename_and_topic_by_owner_and_admin_not_by_a_member(alice, bob):
     carol = User()
     c = create(alice, "before", [bob, carol])
     cid = c["id"]
-    r = patch(alice, f"/conversations/{cid}", {"title": "after"})
+    r = alice.patch(f"/conversations/{cid}", {"title": "after"})
     assert r.status == 200 and r.json["title"] == "after" and r.json["topic"] == "", r
-    r = patch(alice, f"/conversations/{cid}", {"topic": "what we talk about"})
+    r = alice.patch(f"/conversations/{cid}", {"topic": "what we talk about"})
     assert (r.status, r.json["title"], r.json["topic"]) == (200, "after", "what we talk about"), r
     # a plain member may not
-    r = patch(bob, f"/conversations/{cid}", {"title": "mine now"})
+    r = bob.patch(f"/conversations/{cid}", {"title": "mine now"})
     assert (r.status, r.code) == (403, "not_allowed"), r
-    r = patch(bob, f"/conversations/{cid}", {"topic": "x"})
+    r = bob.patch(f"/conversations/{cid}", {"topic": "x"})
     assert (r.status, r.code) == (403, "not_allowed"), r
     # an admin may: both at once, other fields ignored
     assert set_role(alice, cid, bob, "admin").status == 200
-    r = patch(bob, f"/conversations/{cid}", {"title": "by the admin", "topic": "t2",
+    r = bob.patch(f"/conversations/{cid}", {"title": "by the admin", "topic": "t2",
                                              "kind": "direct", "extra": [1]})
     assert (r.status, r.json["title"], r.json["topic"]) == (200, "by the admin", "t2"), r
     # a title of exactly 256 bytes (multi-byte), a topic of exactly 1024, then cleared
-    r = patch(bob, f"/conversations/{cid}", {"title": "é" * 128, "topic": "t" * 1024})
+    r = bob.patch(f"/conversations/{cid}", {"title": "é" * 128, "topic": "t" * 1024})
     assert r.status == 200 and r.json["title"] == "é" * 128 and len(r.json["topic"]) == 1024, r
-    r = patch(alice, f"/conversations/{cid}", {"topic": "", "title": None})
+    r = alice.patch(f"/conversations/{cid}", {"topic": "", "title": None})
     assert (r.status, r.json["title"], r.json["topic"]) == (200, "é" * 128, ""), r
     # everyone sees it, on both read paths
     one = carol.get(f"/conversations/{cid}").json
@@ -142,7 +134,7 @@ def test_rename_and_topic_by_owner_and_admin_not_by_a_member(alice, bob):
     wait_until(lambda: listed(carol, cid) == carol.get(f"/conversations/{cid}").json,
                "the Redis list equal to Postgres after the rename")
     # a stranger gets the 404 of every conversation that is not theirs
-    r = patch(User(), f"/conversations/{cid}", {"title": "x"})
+    r = User().patch(f"/conversations/{cid}", {"title": "x"})
     assert (r.status, r.code) == (404, "not_found"), r
 
 
@@ -161,7 +153,7 @@ def test_rename_input_is_checked(alice):
         {"topic": False},
     ]
     for body in bad:
-        r = patch(alice, f"/conversations/{cid}", body)
+        r = alice.patch(f"/conversations/{cid}", body)
         assert (r.status, r.code) == (400, "invalid_request"), (body, r)
         conforms("/conversations/{id}", "PATCH", r)
     r = call("PATCH", f"/conversations/{cid}", raw=b'{"title": "\xff"}', token=alice.token)
@@ -292,7 +284,7 @@ def test_role_of_a_non_member_and_bad_role_requests(alice):
     base = f"/conversations/{cid}/members/{v.id}"
     for body in [{}, {"role": "boss"}, {"role": "Owner"}, {"role": 1}, {"role": None},
                  {"role": ["admin"]}]:
-        r = patch(alice, base, body)
+        r = alice.patch(base, body)
         assert (r.status, r.code) == (400, "invalid_request"), (body, r)
         conforms("/conversations/{id}/members/{user_id}", "PATCH", r)
     r = call("PATCH", base, raw=b"role=admin", token=alice.token)
@@ -300,9 +292,9 @@ def test_role_of_a_non_member_and_bad_role_requests(alice):
     # a bad id in either place of the path is no such thing
     for path in [f"/conversations/{cid}/members/a%20b", f"/conversations/{cid}/members/" + "u" * 129,
                  "/conversations/a%20b/members/" + v.id]:
-        r = patch(alice, path, {"role": "admin"})
+        r = alice.patch(path, {"role": "admin"})
         assert (r.status, r.code) == (404, "not_found"), (path, r)
-        r = delete(alice, path)
+        r = alice.delete(path)
         assert (r.status, r.code) == (404, "not_found"), (path, r)
     r = alice.get(base)
     assert (r.status, r.code) == (405, "method_not_allowed"), r
@@ -321,8 +313,8 @@ def test_a_direct_conversation_has_no_title_topic_roles_or_member_changes(alice)
     assert r.status == 201, r
     d = r.json
     assert d["roles"] == {alice.id: "owner", other.id: "member"} and d["topic"] == ""
-    for resp in [patch(alice, f"/conversations/{d['id']}", {"title": "renamed"}),
-                 patch(alice, f"/conversations/{d['id']}", {"topic": "t"}),
+    for resp in [alice.patch(f"/conversations/{d['id']}", {"title": "renamed"}),
+                 alice.patch(f"/conversations/{d['id']}", {"topic": "t"}),
                  set_role(alice, d["id"], other, "admin"),
                  remove(alice, d["id"], other),
                  remove(other, d["id"], other)]:
@@ -421,7 +413,7 @@ def test_both_list_paths_carry_roles_and_topic(alice, bob):
     carol = User()
     cid = create(alice, "paths", [bob, carol])["id"]
     assert set_role(alice, cid, bob, "admin").status == 200
-    assert patch(alice, f"/conversations/{cid}", {"topic": "a \"quoted\" topic é"}).status == 200
+    assert alice.patch(f"/conversations/{cid}", {"topic": "a \"quoted\" topic é"}).status == 200
     want = carol.get(f"/conversations/{cid}").json
     assert want["roles"] == {alice.id: "owner", bob.id: "admin", carol.id: "member"}
     assert want["topic"] == "a \"quoted\" topic é"
