@@ -8,7 +8,8 @@
  *   conversations.c  create, list, get, rename and topic, add and remove members, roles,
  *                    read marker
  *   users.c          find a user by exact username, or read one by id
- *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres)
+ *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres); edits,
+ *                    deletes and reactions of one message (reaction.c: the pure part)
  *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
  *   commands.c       changes become Commands on chat.commands; the answer waits for the
  *                    projector's NOTIFY kchat_applied with the command's id
@@ -32,6 +33,7 @@
 #include "kchat/pg.h"
 #include "kchat/redis.h"
 #include "kchat/util.h"
+#include "reaction.h"
 #include "request.h"
 #include "throttle.h"
 #include "username.h"
@@ -243,15 +245,40 @@ int api_reject_status(const char *reason);
  * the projector writes into the Redis read model ("2026-11-27T09:30:00.123Z"). */
 #define API_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* A message of the read model as the REST JSON object (x: the rm.messages row's alias), the
- * same fields as the projector's Redis copy. */
-#define API_MSG_JSON(x)                                                                          \
-    "json_build_object('convo_id', " x ".convo_id, 'seq_no', " x ".seq_no, 'server_msg_id', " x  \
+/* The fields of a message of the read model (x: the rm.messages row's alias) as
+ * json_build_object's arguments, the same fields as the projector's Redis copy. */
+#define API_MSG_FIELDS(x)                                                                        \
+    "'convo_id', " x ".convo_id, 'seq_no', " x ".seq_no, 'server_msg_id', " x                    \
     ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
     ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
     "'created_at', " API_ISO(x ".created_at") ", 'reply_to', " x ".reply_to, "                   \
     "'edited_at', " API_ISO(x ".edited_at")                                                      \
-    ", 'edit_count', " x ".edit_count, 'deleted_at', " API_ISO(x ".deleted_at") ")"
+    ", 'edit_count', " x ".edit_count, 'deleted_at', " API_ISO(x ".deleted_at")
+
+/* A message as a preview (a conversation's last_message): without its reactions. */
+#define API_MSG_JSON(x) "json_build_object(" API_MSG_FIELDS(x) ")"
+
+/* The reactions of message x (an alias with convo_id and seq_no) as [{emoji, count}]: the
+ * most chosen first, ties by the emoji's bytes (the order of ReactionChanged.counts and of
+ * the Redis copy); [] when none. */
+#define API_REACTIONS_JSON(x)                                                                     \
+    "(SELECT coalesce(json_agg(json_build_object('emoji', rc.emoji, 'count', rc.n) "            \
+    "                 ORDER BY rc.n DESC, rc.emoji COLLATE \"C\"), '[]'::json) "                 \
+    " FROM (SELECT rx.emoji, count(*) AS n FROM rm.reactions rx "                               \
+    "       WHERE rx.convo_id = " x ".convo_id AND rx.seq_no = " x ".seq_no "                    \
+    "       GROUP BY rx.emoji) rc)"
+
+/* The reaction of user (an SQL expression) to message x, or NULL. */
+#define API_MY_REACTION(x, user)                                                                  \
+    "(SELECT ry.emoji FROM rm.reactions ry WHERE ry.convo_id = " x ".convo_id "                 \
+    " AND ry.seq_no = " x ".seq_no AND ry.user_id = " user ")"
+
+/* A message as history, search and the edits' answers give it to user (an SQL expression):
+ * with its reactions and the user's own (my_reaction), as the Redis tail does
+ * (api_tail_message). */
+#define API_MSG_JSON_FOR(x, user)                                                                 \
+    "json_build_object(" API_MSG_FIELDS(x) ", 'reactions', " API_REACTIONS_JSON(x)               \
+    ", 'my_reaction', " API_MY_REACTION(x, user) ")"
 
 /* conversations.c */
 void api_convo_create(api_req_t *r);
@@ -270,6 +297,9 @@ void api_convo_read(api_req_t *r);
 void api_messages_list(api_req_t *r);
 void api_message_edit(api_req_t *r);
 void api_message_delete(api_req_t *r);
+/* PUT /conversations/:id/messages/:seq/reaction {emoji} and DELETE of it: SetReaction. */
+void api_message_react(api_req_t *r);
+void api_message_unreact(api_req_t *r);
 void api_search(api_req_t *r);
 
 /* presign.c */

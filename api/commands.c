@@ -217,7 +217,7 @@ int api_reject_status(const char *reason)
         {"invalid", 400},            {"too_large", 400},            {"no_such_message", 400},
         {"too_old", 409},            {"not_author", 403},           {"deleted", 409},
         {"direct_conversation", 409}, {"not_allowed", 403},         {"no_such_member", 404},
-        {"last_owner", 409},
+        {"last_owner", 409},         {"too_many_reactions", 409},
     };
     for (size_t i = 0; i < KC_ARRAY_LEN(map); i++)
         if (strcmp(map[i].reason, reason) == 0)

@@ -270,7 +270,11 @@ static void on_list_redis(void *arg, const redisReply *rep, const char *err)
             kc_buf_putc(&b, '"');
         }
         kc_buf_puts(&b, "},\"last_message\":");
-        kc_buf_puts(&b, *last ? last : "null"); /* JSON written by the projector */
+        /* JSON written by the projector; a preview without its reactions, as from Postgres */
+        if (!*last)
+            kc_buf_puts(&b, "null");
+        else if (api_preview_message(&b, last, strlen(last)) != 0)
+            goto bad;
         kc_buf_putc(&b, '}');
         i += LIST_HEAD + 2 * nmem;
     }

@@ -39,6 +39,8 @@ static const route_t routes[] = {
     {"GET", "/conversations/:id/messages", AUTH, 0, api_messages_list},
     {"PATCH", "/conversations/:id/messages/:seq", AUTH, 1, api_message_edit},
     {"DELETE", "/conversations/:id/messages/:seq", AUTH, 0, api_message_delete},
+    {"PUT", "/conversations/:id/messages/:seq/reaction", AUTH, 1, api_message_react},
+    {"DELETE", "/conversations/:id/messages/:seq/reaction", AUTH, 0, api_message_unreact},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
     {"GET", "/users", AUTH, 0, api_users_find},
     {"GET", "/users/me", AUTH, 0, api_users_me},

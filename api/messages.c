@@ -27,11 +27,21 @@
  * edits and deletes their own messages, while they are in its window); the answer is the
  * message read back once the projector applied it, with edited_at or deleted_at set (a
  * deleted message keeps its seq_no, its content is gone).
+ *
+ * Reactions: every message of history, search and those answers carries "reactions" (the
+ * counts, [{emoji, count}], most chosen first; [] when none) and "my_reaction" (the caller's,
+ * or null). Postgres counts rm.reactions; the Redis tail holds the counts and, once anyone
+ * reacted, an internal "reacted" map of every member's reaction, which api_tail_message
+ * turns into the caller's my_reaction (a message nobody reacted to passes as it is).
+ * PUT /conversations/:id/messages/:seq/reaction {emoji} and DELETE of it are a SetReaction
+ * command (emoji null: removed); the answer, once applied, is {seq_no, emoji (the caller's
+ * now), reactions} read back from Postgres.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "kchat/log.h"
 
 typedef struct {
     int forward;
@@ -87,7 +97,8 @@ static void on_page(void *arg, const PGresult *res, const char *err)
     "         AND x.seq_no > $3::bigint AND x.seq_no < acc.top "                                 \
     "         ORDER BY x.seq_no " order " LIMIT $5::int) "                                       \
     "SELECT (SELECT ok FROM acc), "                                                              \
-    "  (SELECT coalesce(json_agg(" API_MSG_JSON("page") " ORDER BY page.seq_no), '[]'::json) "  \
+    "  (SELECT coalesce(json_agg(" API_MSG_JSON_FOR("page", "$2") " ORDER BY page.seq_no), "     \
+    "                   '[]'::json) "                                                              \
     "   FROM page)::text, "                                                                      \
     "  (SELECT min(seq_no) FROM page), (SELECT max(seq_no) FROM page), "                         \
     "  EXISTS (SELECT 1 FROM rm.messages y WHERE y.convo_id = $1 "                               \
@@ -166,7 +177,13 @@ static void on_tail(void *arg, const redisReply *rep, const char *err)
             }
             if (i > 4)
                 kc_buf_putc(&b, ',');
-            kc_buf_append(&b, m->str, m->len);
+            if (api_tail_message(&b, m->str, m->len, r->user_id) != 0) {
+                kc_log_warn("the Redis tail holds a message that is not a JSON object; asking "
+                            "Postgres");
+                kc_buf_free(&b);
+                page_from_pg(r);
+                return;
+            }
         }
     }
     kc_buf_puts(&b, "],\"next_cursor\":");
@@ -259,7 +276,8 @@ void api_search(api_req_t *r)
      * member of, all of it, and those they left, up to left_seq. */
     (void)api_pg(r,
                  "SELECT coalesce(json_agg(j ORDER BY s DESC, c, n), '[]'::json)::text FROM ("
-                 "  SELECT " API_MSG_JSON("x") " j, x.created_at s, x.convo_id c, x.seq_no n "
+                 "  SELECT " API_MSG_JSON_FOR("x", "$1") " j, "
+                 "  x.created_at s, x.convo_id c, x.seq_no n "
                  "  FROM (SELECT convo_id, NULL::bigint AS upto FROM rm.members "
                  "        WHERE user_id = $1 "
                  "        UNION ALL "
@@ -280,30 +298,49 @@ static void on_message(void *arg, const PGresult *res, const char *err)
     api_reply_row(arg, res, err, 200, "message", "no such message");
 }
 
-static void on_changed(api_req_t *r, const char *type, const char *reason, const char *message,
+/* Answers a change of one message that did not happen: the wait failed (type NULL), or the
+ * processor refused it. 1 when answered, 0 when it was applied. */
+static int not_applied(api_req_t *r, const char *type, const char *reason, const char *message,
                        int status, const char *err)
 {
     if (!type) {
         api_error(r, status, status == 504 ? "timeout" : "unavailable", err);
-        return;
+        return 1;
     }
-    if (strcmp(type, "CommandRejected") == 0) {
-        if (strcmp(reason, "no_such_message") == 0)
-            api_error(r, 404, "not_found", "no such message");
-        else if (api_reject_status(reason) == 404) /* not a member: no such conversation */
-            api_error(r, 404, "not_found", "no such conversation");
-        else
-            api_error(r, api_reject_status(reason), reason, *message ? message : reason);
-        return;
-    }
-    char seq[24];
+    if (strcmp(type, "CommandRejected") != 0)
+        return 0;
+    if (strcmp(reason, "no_such_message") == 0)
+        api_error(r, 404, "not_found", "no such message");
+    else if (api_reject_status(reason) == 404) /* not a member: no such conversation */
+        api_error(r, 404, "not_found", "no such conversation");
+    else
+        api_error(r, api_reject_status(reason), reason, *message ? message : reason);
+    return 1;
+}
+
+/* The changed message read back for the caller, once applied: `what` is the answer's JSON of
+ * message m ($3: the caller, who must still be a member). */
+static void read_back(api_req_t *r, const char *what, kc_pg_cb cb)
+{
+    char seq[24], sql[2048];
     (void)kc_strlcpyf(seq, sizeof(seq), "%lld", r->seq);
+    if (kc_strlcpyf(sql, sizeof(sql),
+                    "SELECT %s::text FROM rm.messages m "
+                    "JOIN rm.members me ON me.convo_id = m.convo_id AND me.user_id = $3 "
+                    "WHERE m.convo_id = $1 AND m.seq_no = $2::bigint",
+                    what) != 0) {
+        api_error(r, 500, "internal", "the answer could not be read back");
+        return;
+    }
     const char *params[] = {r->convo_id, seq, r->user_id};
-    (void)api_pg(r,
-                 "SELECT " API_MSG_JSON("m") "::text FROM rm.messages m "
-                 "JOIN rm.members me ON me.convo_id = m.convo_id AND me.user_id = $3 "
-                 "WHERE m.convo_id = $1 AND m.seq_no = $2::bigint",
-                 3, params, on_message);
+    (void)api_pg(r, sql, 3, params, cb);
+}
+
+static void on_changed(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    if (!not_applied(r, type, reason, message, status, err))
+        read_back(r, API_MSG_JSON_FOR("m", "$3"), on_message);
 }
 
 void api_message_edit(api_req_t *r)
@@ -324,4 +361,43 @@ void api_message_delete(api_req_t *r)
 {
     kc_chat_command_t cmd = {.kind = KC_CMD_DELETE_MESSAGE, .seq_no = r->seq};
     (void)api_command(r, &cmd, on_changed);
+}
+
+/* ---- PUT and DELETE /conversations/:id/messages/:seq/reaction ---- */
+
+static void on_reactions(void *arg, const PGresult *res, const char *err)
+{
+    api_reply_row(arg, res, err, 200, "reactions", "no such message");
+}
+
+/* Applied (ReactionChanged, also when nothing changed): the message's reactions as the read
+ * model holds them now, and the caller's own. */
+static void on_reacted(api_req_t *r, const char *type, const char *reason, const char *message,
+                       int status, const char *err)
+{
+    if (!not_applied(r, type, reason, message, status, err))
+        read_back(r,
+                  "json_build_object('seq_no', m.seq_no, "
+                  "'emoji', " API_MY_REACTION("m", "$3") ", "
+                  "'reactions', " API_REACTIONS_JSON("m") ")",
+                  on_reactions);
+}
+
+void api_message_react(api_req_t *r)
+{
+    const char *emoji = NULL, *why = NULL;
+    if (api_reaction_emoji(r->body, &emoji, &why) != 0) {
+        api_error(r, 400, "invalid", why);
+        return;
+    }
+    kc_chat_command_t cmd = {
+        .kind = KC_CMD_SET_REACTION, .seq_no = r->seq, .emoji = kc_str(emoji)};
+    (void)api_command(r, &cmd, on_reacted);
+}
+
+void api_message_unreact(api_req_t *r)
+{
+    kc_chat_command_t cmd = {
+        .kind = KC_CMD_SET_REACTION, .seq_no = r->seq, .emoji = kc_str(NULL)};
+    (void)api_command(r, &cmd, on_reacted);
 }

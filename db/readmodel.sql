@@ -53,6 +53,17 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_search ON messages USING gin (search);
 
+-- Each member's reaction to a message (ReactionChanged: one per member and message, a row
+-- gone when removed, and every row of a message gone when it is deleted). A message's counts
+-- are its rows grouped by emoji; the primary key serves a page of messages (convo_id, seq_no).
+CREATE TABLE reactions (
+    convo_id  text   NOT NULL,
+    seq_no    bigint NOT NULL,
+    user_id   text   NOT NULL,
+    emoji     text   NOT NULL,
+    PRIMARY KEY (convo_id, seq_no, user_id)
+);
+
 -- Offsets of chat.events applied to this schema, written in the same transaction as the rows.
 CREATE TABLE offsets (
     topic       text    NOT NULL,

@@ -1,11 +1,13 @@
-/* fuzz_api.c - a REST request's target and body as kchat-api reads them (api/request.c and
- * api/username.c, the pure half of api/http.c and its handlers).
+/* fuzz_api.c - a REST request's target and body as kchat-api reads them (api/request.c,
+ * api/username.c and api/reaction.c, the pure half of api/http.c and its handlers).
  *
  * The input is "<path>[?<query>]\n<body>". The path is matched against every route of
  * api/http.c; the query is split and percent-decoded as libmicrohttpd does it
  * (MHD_http_unescape) and each parameter checked, then the values the handlers read: the
  * integers of limit, since_seq and before_seq, the username of GET /users. The body is
- * parsed, then the fields the handlers read: username and password, title, members, seq_no.
+ * parsed, then the fields the handlers read: username and password, title, members, seq_no,
+ * emoji. The body is also read as a message of the Redis read model (api_tail_message, and
+ * api_preview_message for a last_message): a JSON object stays one, without "reacted".
  * The checks: a matched path is its template with valid ids in place of ":id" and
  * ":user_id"; an accepted
  * integer is spelled as one (an optional '-' and digits) and within its bounds; an accepted
@@ -20,6 +22,8 @@
 #include "fuzz.h"
 #include "kchat/buf.h"
 #include "kchat/util.h"
+#include "kchat/chat.h"
+#include "reaction.h"
 #include "request.h"
 #include "username.h"
 
@@ -30,6 +34,7 @@ static const char *const templates[] = {
     "/conversations",      "/conversations/:id",  "/conversations/:id/members",
     "/conversations/:id/messages",                "/conversations/:id/read",
     "/conversations/:id/messages/:seq",            "/conversations/:id/members/:user_id",
+    "/conversations/:id/messages/:seq/reaction",
     "/users",              "/users/me",           "/users/:id",          "/search",
     "/attachments/presign",
 };
@@ -167,7 +172,62 @@ static void check_body(const char *body, size_t len)
             CHECK(kc_id_valid(ids[i], strlen(ids[i]), ID_MAX));
         free(ids);
     }
+    const char *emoji = NULL, *why = NULL;
+    if (api_reaction_emoji(j, &emoji, &why) == 0)
+        CHECK(emoji && kc_chat_reaction_valid(emoji, strlen(emoji)) &&
+              strlen(emoji) <= KC_CHAT_MAX_REACTION_BYTES);
+    else
+        CHECK(!emoji && why && *why);
     cJSON_Delete(j);
+}
+
+/* The body as a message of the Redis read model (written by the projector; any bytes here):
+ * a JSON object in gives a JSON object out, whose reactions are an array (the input's, when
+ * it has one), without "reacted", and whose my_reaction is the reacted entry of the user
+ * "u_a" (or null); a preview holds none of the three. Nothing is appended for anything else
+ * (what is shaped like an object at its top level may still be copied). */
+static void check_stored_message(const char *json, size_t len)
+{
+    cJSON *in = NULL;
+    if (kc_json_parse_whole(json, len, &in) != KC_JSON_OK || !cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        in = NULL;
+    }
+    kc_buf_t out = {0};
+    int rc = api_tail_message(&out, json, len, "u_a");
+    CHECK(rc == 0 || (rc == -1 && out.len == 0 && !in));
+    if (in) {
+        cJSON *o = NULL;
+        CHECK(kc_json_parse_whole(out.data, out.len, &o) == KC_JSON_OK && cJSON_IsObject(o));
+        CHECK(!cJSON_GetObjectItemCaseSensitive(o, "reacted"));
+        const cJSON *counts = cJSON_GetObjectItemCaseSensitive(o, "reactions");
+        CHECK(cJSON_IsArray(counts));
+        const cJSON *was = cJSON_GetObjectItemCaseSensitive(in, "reactions");
+        if (cJSON_IsArray(was))
+            CHECK(cJSON_Compare(was, counts, 1));
+        const cJSON *mine = cJSON_GetObjectItemCaseSensitive(o, "my_reaction");
+        const cJSON *map = cJSON_GetObjectItemCaseSensitive(in, "reacted");
+        const cJSON *want =
+            cJSON_IsObject(map) ? cJSON_GetObjectItemCaseSensitive(map, "u_a") : NULL;
+        if (cJSON_IsString(want))
+            CHECK(cJSON_IsString(mine) && strcmp(mine->valuestring, want->valuestring) == 0);
+        else
+            CHECK(cJSON_IsNull(mine));
+        cJSON_Delete(o);
+    }
+    kc_buf_free(&out);
+    rc = api_preview_message(&out, json, len);
+    CHECK(rc == 0 || (rc == -1 && out.len == 0 && !in));
+    if (in) {
+        cJSON *o = NULL;
+        CHECK(kc_json_parse_whole(out.data, out.len, &o) == KC_JSON_OK && cJSON_IsObject(o));
+        CHECK(!cJSON_GetObjectItemCaseSensitive(o, "reacted") &&
+              !cJSON_GetObjectItemCaseSensitive(o, "reactions") &&
+              !cJSON_GetObjectItemCaseSensitive(o, "my_reaction"));
+        cJSON_Delete(o);
+    }
+    kc_buf_free(&out);
+    cJSON_Delete(in);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -189,6 +249,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *body = kc_xmalloc(blen ? blen : 1);
         memcpy(body, nl + 1, blen);
         check_body(body, blen);
+        check_stored_message(body, blen);
         free(body);
     }
     return 0;

@@ -78,6 +78,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(id_ok(in.convo_id) && id_ok(in.user_id));
             CHECK((unsigned)in.role < KC_ROLE_N);
             break;
+        case GW_IN_REACT:
+            CHECK(id_ok(in.convo_id));
+            CHECK(in.seq_no >= 1 && in.seq_no < (INT64_C(1) << 53));
+            CHECK(!in.emoji || kc_chat_reaction_valid(in.emoji, strlen(in.emoji)));
+            break;
         default: CHECK(!"unknown kind");
         }
         /* What cJSON read prints back as text that reads again into the same tree (compared

@@ -191,6 +191,7 @@ static const struct {
     {KC_CMD_REMOVE_MEMBERS, "member.remove"},
     {KC_CMD_SET_ROLE, "member.role"},
     {KC_CMD_ADD_MEMBERS, "member.add"},
+    {KC_CMD_SET_REACTION, "message.react"},
 };
 _Static_assert(KC_ARRAY_LEN(UNACKED) <= 1u << TAG_ROW_BITS, "a row fits its tag bits");
 
@@ -278,6 +279,11 @@ void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in)
         cmd.kind = KC_CMD_SET_ROLE;
         cmd.user_id = kc_str(in->user_id);
         cmd.role = in->role;
+        break;
+    case GW_IN_REACT:
+        cmd.kind = KC_CMD_SET_REACTION;
+        cmd.seq_no = in->seq_no;
+        cmd.emoji = kc_str(in->emoji);
         break;
     default: return;
     }

@@ -42,6 +42,15 @@ static void put_str(kc_buf_t *b, const char *key, kc_str_t s)
     gw_json_kv(b, 1, key, s.p, s.n);
 }
 
+/* A string, or null when absent. */
+static void put_opt_str(kc_buf_t *b, const char *key, kc_str_t s)
+{
+    if (s.p)
+        put_str(b, key, s);
+    else
+        kc_buf_printf(b, ",\"%s\":null", key);
+}
+
 static int put_members(kc_buf_t *b, const kc_chat_event_t *ev)
 {
     kc_chat_strs_t it = ev->members;
@@ -97,6 +106,23 @@ static int event_frame(const kc_chat_event_t *ev, ev_frame_t *out)
         put_long(b, "seq_no", ev->seq_no);
         put_str(b, "deleted_by", actor);
         put_long(b, "deleted_at", ev->occurred_at);
+        break;
+    case KC_EV_REACTION_CHANGED:
+        out->type = "message.reaction";
+        kc_buf_puts(b, "{\"type\":\"message.reaction\"");
+        put_str(b, "convo_id", convo);
+        put_long(b, "seq_no", ev->seq_no);
+        put_str(b, "user_id", actor);
+        put_opt_str(b, "emoji", ev->emoji);
+        put_opt_str(b, "previous", ev->previous);
+        kc_buf_puts(b, ",\"reactions\":[");
+        for (size_t i = 0; i < ev->ncounts; i++) {
+            kc_buf_puts(b, i ? ",{" : "{");
+            gw_json_kv(b, 0, "emoji", ev->counts[i].emoji.p, ev->counts[i].emoji.n);
+            kc_buf_printf(b, ",\"count\":%d}", (int)ev->counts[i].count);
+        }
+        kc_buf_putc(b, ']');
+        put_long(b, "at", ev->occurred_at);
         break;
     case KC_EV_READ_MARKER_SET:
         out->type = "message.read";

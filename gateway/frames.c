@@ -48,7 +48,8 @@ void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len)
     case GW_IN_DELETE: gw_cmd_change_message(g, c, in.convo_id, in.seq_no, NULL, 0); break;
     case GW_IN_CONVO_UPDATE:
     case GW_IN_MEMBER_REMOVE:
-    case GW_IN_MEMBER_ROLE: gw_cmd_manage(g, c, &in); break;
+    case GW_IN_MEMBER_ROLE:
+    case GW_IN_REACT: gw_cmd_manage(g, c, &in); break;
     case GW_IN_MEMBER_ADD: gw_cmd_add_members(g, c, &in); break;
     }
     gw_in_free(&in);

@@ -280,6 +280,7 @@ typedef enum {
     GW_IN_MEMBER_REMOVE, /* member.remove {convo_id, user_id}: own id, leave */
     GW_IN_MEMBER_ROLE,   /* member.role {convo_id, user_id, role} */
     GW_IN_MEMBER_ADD,    /* member.add {convo_id, user_ids} */
+    GW_IN_REACT,         /* message.react {convo_id, seq_no, emoji (null: remove)} */
 } gw_in_kind_t;
 
 /* A client frame, read. Its strings point into json (freed by gw_in_free). */
@@ -295,6 +296,7 @@ typedef struct {
     const char *title, *topic; /* conversation.update's, NULL when absent */
     const char *user_id;       /* member.remove's and member.role's */
     kc_role_t role;            /* member.role's */
+    const char *emoji;         /* message.react's, NULL to remove the reaction */
     char **user_ids;  /* presence.subscribe's, member.add's, at most GW_MAX_SUBSCRIBE */
     size_t nuser_ids;
     const char *error_code; /* when refused: the error frame's code and message */
@@ -347,8 +349,8 @@ void gw_cmd_read_marker(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq
  * member gets, or as an error frame in_reply_to the frame's type. */
 void gw_cmd_change_message(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t seq_no,
                            const char *content, size_t content_len);
-/* conversation.update, member.remove and member.role: UpdateConversation, RemoveMembers of one
- * user, SetRole; the outcome reaches every member as a conversation.update, or the client as
+/* conversation.update, member.remove, member.role and message.react: UpdateConversation,
+ * RemoveMembers of one user, SetRole, SetReaction; the outcome reaches every member as a conversation.update, or the client as
  * an error frame in_reply_to the frame's type. */
 void gw_cmd_manage(gw_t *g, gw_conn_t *c, const gw_in_t *in);
 /* member.add: the users must be registered (rm's users table, read from Postgres first), then

@@ -28,6 +28,7 @@ static const char *const TYPES[] = {
     [GW_IN_EDIT] = "message.edit",         [GW_IN_DELETE] = "message.delete",
     [GW_IN_CONVO_UPDATE] = "conversation.update", [GW_IN_MEMBER_REMOVE] = "member.remove",
     [GW_IN_MEMBER_ROLE] = "member.role",  [GW_IN_MEMBER_ADD] = "member.add",
+    [GW_IN_REACT] = "message.react",
 };
 
 static int refuse(gw_in_t *in, const char *code, const char *message)
@@ -103,6 +104,23 @@ static int parse_edit(gw_in_t *in)
     in->content_len = strlen(in->content);
     if (in->content_len == 0 || !kc_utf8_valid(in->content, in->content_len))
         return refuse(in, "invalid", "content must be non-empty UTF-8 text");
+    return 0;
+}
+
+/* message.react: emoji is required, a reaction or null (remove the sender's). */
+static int parse_react(gw_in_t *in)
+{
+    if (convo_field(in) != 0 || int_field(in, "seq_no", 1, &in->seq_no) != 0)
+        return -1;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(in->json, "emoji");
+    if (cJSON_IsNull(e))
+        return 0;
+    if (!cJSON_IsString(e) || !e->valuestring ||
+        !kc_chat_reaction_valid(e->valuestring, strlen(e->valuestring)))
+        return refuse(in, "invalid",
+                      "emoji must be null or 1 to 64 bytes of UTF-8, at most 16 characters, "
+                      "without spaces");
+    in->emoji = e->valuestring;
     return 0;
 }
 
@@ -214,6 +232,7 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
         if (convo_field(in) != 0 || parse_user_ids(in) != 0)
             return -1;
         return in->nuser_ids ? 0 : refuse(in, "invalid", "user_ids is empty");
+    case GW_IN_REACT: return parse_react(in);
     }
     return refuse(in, "unknown_type", "unknown frame type");
 }

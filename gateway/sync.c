@@ -162,6 +162,12 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
             kc_buf_printf(&b, ",\"edited_at\":%s", PQgetvalue(res, i, 8));
         if (!PQgetisnull(res, i, 9))
             kc_buf_printf(&b, ",\"reply_to\":%s", PQgetvalue(res, i, 9));
+        /* reactions: Postgres's own JSON; the caller's own one, when any */
+        kc_buf_puts(&b, ",\"reactions\":");
+        kc_buf_puts(&b, PQgetisnull(res, i, 10) ? "[]" : PQgetvalue(res, i, 10));
+        if (!PQgetisnull(res, i, 11))
+            gw_json_kv(&b, 1, "my_reaction", PQgetvalue(res, i, 11),
+                       (size_t)PQgetlength(res, i, 11));
         kc_buf_puts(&b, ",\"backfill\":true}");
         if (c->q.bytes > 0 && c->q.bytes + b.len > budget) {
             kc_buf_free(&b); /* the rest is the next page's */
@@ -214,7 +220,7 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
     kc_strlcpyf(since, sizeof(since), "%lld", (long long)since_seq);
     kc_strlcpyf(limit, sizeof(limit), "%lld", g->cfg.sync_max_messages);
     const char *mp[] = {convo_id, c->sub};
-    const char *qp[] = {convo_id, since, limit};
+    const char *qp[] = {convo_id, since, limit, c->sub};
     /* Both queries go in order on one connection: the membership answer is in before the
      * messages' callback runs. */
     if (kc_pg_query(g->pg,
@@ -229,9 +235,17 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
                     "SELECT seq_no, server_msg_id, sender_id, client_msg_id, content, "
                     "content_type, (extract(epoch FROM created_at) * 1000)::bigint, "
                     "deleted_at IS NOT NULL, (extract(epoch FROM edited_at) * 1000)::bigint, "
-                    "reply_to FROM rm.messages WHERE convo_id = $1 AND seq_no > $2 "
+                    "reply_to, "
+                    "(SELECT json_agg(json_build_object('emoji', emoji, 'count', n) "
+                    "                 ORDER BY n DESC, emoji COLLATE \"C\") "
+                    " FROM (SELECT emoji, count(*) AS n FROM rm.reactions r "
+                    "       WHERE r.convo_id = m.convo_id AND r.seq_no = m.seq_no "
+                    "       GROUP BY emoji) x), "
+                    "(SELECT emoji FROM rm.reactions r WHERE r.convo_id = m.convo_id "
+                    " AND r.seq_no = m.seq_no AND r.user_id = $4) "
+                    "FROM rm.messages m WHERE convo_id = $1 AND seq_no > $2 "
                     "ORDER BY seq_no LIMIT $3",
-                    3, qp, on_messages, q) != 0) {
+                    4, qp, on_messages, q) != 0) {
         q->orphan = 1; /* the membership query holds q and frees it */
         gw_send_error(g, c, "unavailable", "history is unavailable: retry the sync", extra);
         return;

@@ -377,11 +377,55 @@ void kc_chat_delivery_end(kc_buf_t *b)
 static const char *const event_kinds[] = {
     "ConversationCreated", "MembersAdded",   "MembersRemoved",      "MessageCreated",
     "MessageEdited",       "MessageDeleted", "ReadMarkerSet",       "CommandRejected",
-    "ConversationUpdated", "RoleChanged",
+    "ConversationUpdated", "RoleChanged",    "ReactionChanged",
 };
 
 /* How many branches of the body union each version has. */
-#define EVENT_BRANCHES_V1 8
+static int event_branches(int version)
+{
+    return version == 1 ? 8 : version <= 3 ? 10 : (int)KC_ARRAY_LEN(event_kinds);
+}
+
+int kc_chat_reaction_valid(const char *s, size_t n)
+{
+    if (!s || n == 0 || n > KC_CHAT_MAX_REACTION_BYTES || !kc_utf8_valid(s, n))
+        return 0;
+    size_t chars = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f)
+            return 0; /* control characters, spaces and NUL */
+        if ((c & 0xc0) != 0x80)
+            chars++;
+        /* U+0080..U+009F (C1 controls), U+00A0 and U+2028/U+2029 separators */
+        if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] <= 0xa0)
+            return 0;
+        if (c == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+            ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9))
+            return 0;
+    }
+    return chars <= KC_CHAT_MAX_REACTION_CHARS;
+}
+
+/* ReactionChanged.counts: at most KC_CHAT_MAX_REACTION_KINDS, each count at least 1, which
+ * the schema cannot say: such a record is refused with err COUNTS_REFUSED (the processor
+ * never writes one). */
+#define COUNTS_REFUSED 2
+static void rd_counts(kc_avro_rd_t *r, kc_chat_event_t *ev)
+{
+    for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;)
+        for (int64_t i = 0; i < n && !r->err; i++) {
+            kc_str_t e = kc_avro_rd_str(r);
+            int64_t v = kc_avro_rd_long(r);
+            if (r->err)
+                return;
+            if (ev->ncounts == KC_CHAT_MAX_REACTION_KINDS || v < 1 || v > INT32_MAX) {
+                r->err = COUNTS_REFUSED;
+                return;
+            }
+            ev->counts[ev->ncounts++] = (kc_chat_count_t){e, (int32_t)v};
+        }
+}
 
 static const char *const role_names[KC_ROLE_N] = {"owner", "admin", "member"};
 
@@ -416,7 +460,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     kc_avro_rd_t r;
     if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
         return -1;
-    if (ev->version < 1 || ev->version > 3) {
+    if (ev->version < 1 || ev->version > 4) {
         kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
         return -1;
     }
@@ -426,8 +470,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     ev->occurred_at = kc_avro_rd_long(&r);
     ev->command_id = kc_avro_rd_str(&r);
     ev->origin = kc_avro_rd_str(&r);
-    ev->kind = (kc_chat_event_kind_t)kc_avro_rd_branch(
-        &r, ev->version == 1 ? EVENT_BRANCHES_V1 : (int)KC_ARRAY_LEN(event_kinds));
+    ev->kind = (kc_chat_event_kind_t)kc_avro_rd_branch(&r, event_branches(ev->version));
     ev->role = KC_ROLE_MEMBER;
     switch (ev->kind) {
     case KC_EV_CONVERSATION_CREATED:
@@ -465,12 +508,24 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
         break;
     case KC_EV_MESSAGE_DELETED:
     case KC_EV_READ_MARKER_SET: ev->seq_no = kc_avro_rd_long(&r); break;
+    case KC_EV_REACTION_CHANGED:
+        ev->seq_no = kc_avro_rd_long(&r);
+        ev->emoji = rd_opt_str(&r);
+        ev->previous = rd_opt_str(&r);
+        rd_counts(&r, ev);
+        break;
     case KC_EV_COMMAND_REJECTED:
         ev->reason = kc_avro_rd_str(&r);
         ev->message = kc_avro_rd_str(&r);
         ev->command_type = kc_avro_rd_str(&r);
         ev->client_msg_id = rd_opt_str(&r);
         break;
+    }
+    if (r.err == COUNTS_REFUSED) {
+        kc_strlcpyf(errstr, errstr_size,
+                    "ReactionChanged with more than %d counts, or a count below 1",
+                    KC_CHAT_MAX_REACTION_KINDS);
+        return -1;
     }
     if (r.err || r.p != r.end) {
         kc_strlcpyf(errstr, errstr_size, r.err ? "malformed Event" : "bytes left over after "
@@ -534,6 +589,19 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
         break;
     case KC_EV_MESSAGE_DELETED:
     case KC_EV_READ_MARKER_SET: kc_avro_put_long(b, ev->seq_no); break;
+    case KC_EV_REACTION_CHANGED:
+        kc_avro_put_long(b, ev->seq_no);
+        put_opt_s(b, ev->emoji);
+        put_opt_s(b, ev->previous);
+        if (ev->ncounts) {
+            kc_avro_put_long(b, (int64_t)ev->ncounts);
+            for (size_t i = 0; i < ev->ncounts; i++) {
+                put_s(b, ev->counts[i].emoji);
+                kc_avro_put_long(b, ev->counts[i].count);
+            }
+        }
+        kc_avro_put_long(b, 0);
+        break;
     case KC_EV_COMMAND_REJECTED:
         put_s(b, ev->reason);
         put_s(b, ev->message);
@@ -553,10 +621,13 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
 static const char *const command_kinds[] = {
     "SendMessage",   "CreateConversation", "AddMembers",         "RemoveMembers",
     "EditMessage",   "DeleteMessage",      "SetReadMarker",      "UpdateConversation",
-    "SetRole",
+    "SetRole",       "SetReaction",
 };
 
-#define COMMAND_BRANCHES_V1 7
+static int command_branches(int version)
+{
+    return version == 1 ? 7 : version <= 3 ? 9 : (int)KC_ARRAY_LEN(command_kinds);
+}
 
 const char *kc_chat_command_kind_name(kc_chat_command_kind_t k)
 {
@@ -580,7 +651,7 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)id, subject);
         return -1;
     }
-    if (cmd->version < 1 || cmd->version > 3) {
+    if (cmd->version < 1 || cmd->version > 4) {
         kc_strlcpyf(errstr, errstr_size, "Command version %d is not known here", cmd->version);
         return -1;
     }
@@ -589,8 +660,7 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
     cmd->sender_id = kc_avro_rd_str(&r);
     cmd->issued_at = kc_avro_rd_long(&r);
     cmd->origin = kc_avro_rd_str(&r);
-    cmd->kind = (kc_chat_command_kind_t)kc_avro_rd_branch(
-        &r, cmd->version == 1 ? COMMAND_BRANCHES_V1 : (int)KC_ARRAY_LEN(command_kinds));
+    cmd->kind = (kc_chat_command_kind_t)kc_avro_rd_branch(&r, command_branches(cmd->version));
     cmd->role = KC_ROLE_MEMBER;
     switch (cmd->kind) {
     case KC_CMD_UPDATE_CONVERSATION:
@@ -619,6 +689,10 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         break;
     case KC_CMD_DELETE_MESSAGE:
     case KC_CMD_SET_READ_MARKER: cmd->seq_no = kc_avro_rd_long(&r); break;
+    case KC_CMD_SET_REACTION:
+        cmd->seq_no = kc_avro_rd_long(&r);
+        cmd->emoji = rd_opt_str(&r);
+        break;
     }
     if (r.err || r.p != r.end) {
         kc_strlcpyf(errstr, errstr_size,
@@ -669,6 +743,10 @@ void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_comman
     case KC_CMD_SET_ROLE:
         put_s(b, cmd->user_id);
         kc_avro_put_long(b, (int64_t)cmd->role);
+        break;
+    case KC_CMD_SET_REACTION:
+        kc_avro_put_long(b, cmd->seq_no);
+        put_opt_s(b, cmd->emoji);
         break;
     }
 }

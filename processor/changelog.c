@@ -140,13 +140,29 @@ static void rd_entry(proc_part_t *p, kc_avro_rd_t *r, const unsigned char *hash,
         author = kc_avro_rd_str(r);
         deleted = kc_avro_rd_bool(r);
     }
+    /* Version 5: the message's reactions, read after the entry is added. */
+    kc_avro_rd_t reactions = *r;
+    if (in_block && version >= 5)
+        for (int64_t blk; !r->err && (blk = kc_avro_rd_block(r)) > 0;)
+            for (int64_t i = 0; i < blk && !r->err; i++) {
+                (void)kc_avro_rd_str(r);
+                (void)kc_avro_rd_str(r);
+            }
     if (r->err)
         return;
     char c[1100], a[1100];
     kc_strlcpyf(c, sizeof(c), "%.*s", (int)convo.n, convo.p);
     kc_strlcpyf(a, sizeof(a), "%.*s", (int)author.n, author.p);
     proc_part_add_dedupe(p, hash, seq, created, c, a, deleted);
-    proc_part_newest(p)->legacy = !in_block;
+    proc_dd_t *d = proc_part_newest(p);
+    d->legacy = !in_block;
+    if (in_block && version >= 5)
+        for (int64_t blk; (blk = kc_avro_rd_block(&reactions)) > 0;)
+            for (int64_t i = 0; i < blk; i++) {
+                kc_str_t u = kc_avro_rd_str(&reactions), e = kc_avro_rd_str(&reactions);
+                if (d->nreactions < PROC_MAX_REACTIONS && kc_chat_reaction_valid(e.p, e.n))
+                    proc_dd_set_reaction(d, u.p, u.n, e.p, e.n);
+            }
     if (created > *newest)
         *newest = created;
 }

@@ -14,6 +14,7 @@ static const proc_cmd_kind_t kinds[] = {
     [KC_CMD_EDIT_MESSAGE] = CMD_EDIT_MESSAGE,   [KC_CMD_DELETE_MESSAGE] = CMD_DELETE_MESSAGE,
     [KC_CMD_SET_READ_MARKER] = CMD_SET_READ_MARKER,
     [KC_CMD_UPDATE_CONVERSATION] = CMD_UPDATE_CONVERSATION, [KC_CMD_SET_ROLE] = CMD_SET_ROLE,
+    [KC_CMD_SET_REACTION] = CMD_SET_REACTION,
 };
 
 /* A NUL-terminated copy in the arena (which has room: reserved for the whole record). */
@@ -84,6 +85,10 @@ int proc_command_decode(const kc_schemas_t *s, const void *buf, size_t len, proc
     case KC_CMD_SET_ROLE:
         cmd->user_id = copy(mem, c.user_id, &cmd->user_id_len);
         cmd->role = c.role;
+        break;
+    case KC_CMD_SET_REACTION:
+        if (c.emoji.p)
+            cmd->emoji = copy(mem, c.emoji, &cmd->emoji_len);
         break;
     case KC_CMD_DELETE_MESSAGE:
     case KC_CMD_SET_READ_MARKER: break;

@@ -108,7 +108,7 @@ static const kc_cfg_opt_t proc_opts[] = {
     {"dedupe-window-ms", KC_CFG_INT, offsetof(proc_cfg_t, lim.dedupe_window_ms), "86400000", 1000,
      2592000000LL, "how long a retry is recognised (default 24 h)"},
     {"edit-window-ms", KC_CFG_INT, offsetof(proc_cfg_t, lim.edit_window_ms), "86400000", 1000,
-     2592000000LL, "how old a message may be for its author to edit or delete it (default 24 h)"},
+     2592000000LL, "how old a message may be to be edited, deleted or reacted to (default 24 h)"},
 };
 
 #define POLL_BATCH 500
@@ -372,9 +372,12 @@ typedef struct {
     batch_t *b;
     proc_part_t *part;
     const proc_dd_t **entries;
-    size_t n;
+    size_t n, bytes;
     int64_t newest;
 } block_ctx_t;
+
+/* A block stays well under the state topic's max.message.bytes (1 MiB), reactions and all. */
+#define BLOCK_BYTES (512 * 1024)
 
 static void flush_block(block_ctx_t *x)
 {
@@ -389,12 +392,19 @@ static void flush_block(block_ctx_t *x)
               p->val.len, 0, NULL);
     proc_part_note_block(x->part, id, x->newest);
     x->n = 0;
+    x->bytes = 0;
     x->newest = 0;
 }
 
 static void add_entry(const proc_dd_t *d, void *arg)
 {
     block_ctx_t *x = arg;
+    size_t bytes = 64 + (d->msg_key ? d->msg_key_len : 0) + (d->author ? strlen(d->author) : 0);
+    for (size_t i = 0; i < d->nreactions; i++)
+        bytes += 4 + strlen(d->reactions[i].user) + strlen(d->reactions[i].emoji);
+    if (x->n && x->bytes + bytes > BLOCK_BYTES)
+        flush_block(x);
+    x->bytes += bytes;
     x->entries[x->n++] = d;
     if (d->created_at > x->newest)
         x->newest = d->created_at;

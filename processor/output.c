@@ -35,6 +35,7 @@ void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_
                        int64_t now_ms, kc_buf_t *out)
 {
     char event_id[37], smid[512];
+    kc_chat_count_t counts[KC_CHAT_MAX_REACTION_KINDS];
     kc_uuid4(event_id);
     kc_chat_event_out_t ev = {
         .event_id = str_of(event_id, 36),
@@ -103,6 +104,15 @@ void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_
     case CMD_DELETE_MESSAGE:
         ev.kind = KC_EV_MESSAGE_DELETED;
         ev.seq_no = cmd->seq_no;
+        break;
+    case CMD_SET_REACTION:
+        ev.kind = KC_EV_REACTION_CHANGED;
+        ev.seq_no = cmd->seq_no;
+        ev.emoji = str_of(cmd->emoji, cmd->emoji_len);
+        ev.previous = cstr(o->previous);
+        if (o->reacted)
+            ev.ncounts = proc_dd_reaction_counts(o->reacted, counts);
+        ev.counts = counts;
         break;
     }
     kc_chat_event_encode(out, ids->event, &ev);
@@ -207,6 +217,15 @@ void proc_encode_dedupe_block(const proc_ids_t *ids, const proc_dd_t *const *ent
             kc_avro_put_str(out, convo, strlen(convo));
             kc_avro_put_str(out, author, strlen(author));
             kc_avro_put_bool(out, d->deleted);
+            if (d->nreactions) {
+                kc_avro_put_long(out, (int64_t)d->nreactions);
+                for (size_t k = 0; k < d->nreactions; k++) {
+                    const proc_reaction_t *x = &d->reactions[k];
+                    kc_avro_put_str(out, x->user, strlen(x->user));
+                    kc_avro_put_str(out, x->emoji, strlen(x->emoji));
+                }
+            }
+            kc_avro_put_long(out, 0);
         }
     }
     kc_avro_put_long(out, 0);

@@ -13,8 +13,21 @@
 #define MAX_TITLE_BYTES 256
 #define MAX_TOPIC_BYTES 1024
 
+/* A deleted message keeps no reactions. */
+static void dd_clear_reactions(proc_dd_t *d)
+{
+    for (size_t i = 0; i < d->nreactions; i++) {
+        free(d->reactions[i].user);
+        free(d->reactions[i].emoji);
+    }
+    free(d->reactions);
+    d->reactions = NULL;
+    d->nreactions = d->reactions_cap = 0;
+}
+
 static void dd_free(proc_dd_t *d)
 {
+    dd_clear_reactions(d);
     free(d->author);
     free(d->msg_key);
     free(d);
@@ -196,6 +209,7 @@ const char *const proc_reject_reasons[PROC_REJECT_N] = {
     [PROC_REJECT_NOT_ALLOWED] = "not_allowed",
     [PROC_REJECT_LAST_OWNER] = "last_owner",
     [PROC_REJECT_NO_SUCH_MEMBER] = "no_such_member",
+    [PROC_REJECT_TOO_MANY_REACTIONS] = "too_many_reactions",
 };
 
 static int reject(proc_outcome_t *out, proc_reject_t why, const char *fmt, ...)
@@ -499,6 +513,22 @@ static int apply_role(proc_part_t *p, const proc_cmd_t *cmd, const proc_limits_t
     return 0;
 }
 
+/* A message of the edit window, whose author is remembered (proc_keep_ms), or NULL with the
+ * rejection too_old ("only messages of the last N ms can be <what>"). */
+static proc_dd_t *window_message(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
+                                 const proc_limits_t *lim, proc_outcome_t *out, const char *what)
+{
+    char key[1200];
+    size_t klen = msg_key(key, sizeof(key), cmd->convo_id, cmd->convo_id_len, cmd->seq_no);
+    proc_dd_t *d = klen ? kc_map_get(p->msgs, key, klen) : NULL;
+    if (!d || !d->author || d->created_at < now_ms - lim->edit_window_ms) {
+        reject(out, PROC_REJECT_TOO_OLD, "only messages of the last %lld ms can be %s",
+               (long long)lim->edit_window_ms, what);
+        return NULL;
+    }
+    return d;
+}
+
 static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
                          const proc_limits_t *lim, proc_outcome_t *out)
 {
@@ -510,14 +540,9 @@ static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
         return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
                       "seq_no %lld is not a message of the conversation", (long long)cmd->seq_no);
     if (cmd->kind != CMD_SET_READ_MARKER) {
-        /* Messages of the edit window, whose authors are remembered (proc_keep_ms). */
-        char key[1200];
-        size_t klen = msg_key(key, sizeof(key), cmd->convo_id, cmd->convo_id_len, cmd->seq_no);
-        proc_dd_t *d = klen ? kc_map_get(p->msgs, key, klen) : NULL;
-        if (!d || !d->author || d->created_at < now_ms - lim->edit_window_ms)
-            return reject(out, PROC_REJECT_TOO_OLD,
-                          "only messages of the last %lld ms can be edited or deleted",
-                          (long long)lim->edit_window_ms);
+        proc_dd_t *d = window_message(p, cmd, now_ms, lim, out, "edited or deleted");
+        if (!d)
+            return 0;
         /* Authors edit and delete their own; owners and admins delete anyone's. */
         if ((strlen(d->author) != cmd->sender_id_len ||
              memcmp(d->author, cmd->sender_id, cmd->sender_id_len) != 0) &&
@@ -537,12 +562,151 @@ static int apply_seq_ref(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
                 return reject(out, PROC_REJECT_INVALID, "content must be non-empty UTF-8");
         } else {
             d->deleted = 1;
+            dd_clear_reactions(d);
             memcpy(out->dedupe_key, d->key, PROC_DEDUPE_KEY_BYTES);
             out->dedupe = d;
             resave(p, d);
         }
         out->seq_no = cmd->seq_no;
     }
+    set_recipients(out, c);
+    out->kind = OUT_ACCEPTED;
+    return 0;
+}
+
+/* ---- reactions ---- */
+
+static ssize_t find_reaction(const proc_dd_t *d, const char *user, size_t len)
+{
+    for (size_t i = 0; i < d->nreactions; i++)
+        if (strlen(d->reactions[i].user) == len && memcmp(d->reactions[i].user, user, len) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static int same_emoji(const char *a, const char *b, size_t blen)
+{
+    return strlen(a) == blen && memcmp(a, b, blen) == 0;
+}
+
+/* How many different reactions the message has apart from reactions[skip] (skip < 0: none),
+ * and whether emoji (of len bytes) is among them. */
+static size_t other_kinds(const proc_dd_t *d, ssize_t skip, const char *emoji, size_t len,
+                          int *has)
+{
+    const char *seen[KC_CHAT_MAX_REACTION_KINDS + 1];
+    size_t n = 0;
+    *has = 0;
+    for (size_t i = 0; i < d->nreactions; i++) {
+        if ((ssize_t)i == skip)
+            continue;
+        const char *e = d->reactions[i].emoji;
+        size_t k = 0;
+        while (k < n && strcmp(seen[k], e) != 0)
+            k++;
+        if (k == n && n < KC_ARRAY_LEN(seen))
+            seen[n++] = e;
+        if (emoji && same_emoji(e, emoji, len))
+            *has = 1;
+    }
+    return n;
+}
+
+void proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
+                          size_t emoji_len)
+{
+    ssize_t at = find_reaction(d, user, user_len);
+    if (at >= 0) {
+        if (emoji && same_emoji(d->reactions[at].emoji, emoji, emoji_len))
+            return;
+        free(d->reactions[at].user);
+        free(d->reactions[at].emoji);
+        memmove(&d->reactions[at], &d->reactions[at + 1],
+                (d->nreactions - (size_t)at - 1) * sizeof(*d->reactions));
+        d->nreactions--;
+    }
+    if (!emoji)
+        return;
+    if (d->nreactions == d->reactions_cap) {
+        d->reactions_cap = d->reactions_cap ? d->reactions_cap * 2 : 4;
+        d->reactions = kc_xrealloc(d->reactions, d->reactions_cap * sizeof(*d->reactions));
+    }
+    d->reactions[d->nreactions++] = (proc_reaction_t){kc_xstrndup(user, user_len),
+                                                      kc_xstrndup(emoji, emoji_len)};
+}
+
+static int by_count(const void *a, const void *b)
+{
+    const kc_chat_count_t *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    size_t n = x->emoji.n < y->emoji.n ? x->emoji.n : y->emoji.n;
+    int c = memcmp(x->emoji.p, y->emoji.p, n);
+    return c ? c : (x->emoji.n > y->emoji.n) - (x->emoji.n < y->emoji.n);
+}
+
+size_t proc_dd_reaction_counts(const proc_dd_t *d, kc_chat_count_t *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->nreactions; i++) {
+        const char *e = d->reactions[i].emoji;
+        size_t len = strlen(e), k = 0;
+        while (k < n && !(out[k].emoji.n == len && memcmp(out[k].emoji.p, e, len) == 0))
+            k++;
+        if (k < n)
+            out[k].count++;
+        else if (n < KC_CHAT_MAX_REACTION_KINDS)
+            out[n++] = (kc_chat_count_t){{e, len}, 1};
+    }
+    qsort(out, n, sizeof(*out), by_count);
+    return n;
+}
+
+/* SetReaction: any member, on a message of the edit window that is not deleted; one reaction
+ * per member, replaced by the next; at most KC_CHAT_MAX_REACTION_KINDS different ones and
+ * PROC_MAX_REACTIONS members on a message. Setting what is already set is accepted and
+ * changes nothing (the event says so: emoji equals previous). */
+static int apply_reaction(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
+                          const proc_limits_t *lim, proc_outcome_t *out)
+{
+    proc_convo_t *c = member_convo_role(p, cmd, out, NULL);
+    if (!c)
+        return 0;
+    if (cmd->emoji && !kc_chat_reaction_valid(cmd->emoji, cmd->emoji_len))
+        return reject(out, PROC_REJECT_INVALID,
+                      "a reaction is 1 to %d bytes of UTF-8, at most %d characters, without "
+                      "spaces or control characters",
+                      KC_CHAT_MAX_REACTION_BYTES, KC_CHAT_MAX_REACTION_CHARS);
+    if (cmd->seq_no < 1 || cmd->seq_no > c->last_seq)
+        return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
+                      "seq_no %lld is not a message of the conversation", (long long)cmd->seq_no);
+    proc_dd_t *d = window_message(p, cmd, now_ms, lim, out, "reacted to");
+    if (!d)
+        return 0;
+    if (d->deleted)
+        return reject(out, PROC_REJECT_DELETED, "the message was deleted");
+    ssize_t mine = find_reaction(d, cmd->sender_id, cmd->sender_id_len);
+    if (cmd->emoji) {
+        if (mine < 0 && d->nreactions >= PROC_MAX_REACTIONS)
+            return reject(out, PROC_REJECT_TOO_MANY_REACTIONS,
+                          "at most %d members react to a message", PROC_MAX_REACTIONS);
+        int has;
+        size_t kinds = other_kinds(d, mine, cmd->emoji, cmd->emoji_len, &has);
+        if (!has && kinds >= KC_CHAT_MAX_REACTION_KINDS)
+            return reject(out, PROC_REJECT_TOO_MANY_REACTIONS,
+                          "at most %d different reactions on a message",
+                          KC_CHAT_MAX_REACTION_KINDS);
+    }
+    out->previous = mine >= 0 ? kc_xstrdup(d->reactions[mine].emoji) : NULL;
+    int changed = mine >= 0 ? !cmd->emoji || !same_emoji(out->previous, cmd->emoji,
+                                                          cmd->emoji_len)
+                            : cmd->emoji != NULL;
+    if (changed) {
+        proc_dd_set_reaction(d, cmd->sender_id, cmd->sender_id_len, cmd->emoji, cmd->emoji_len);
+        resave(p, d);
+    }
+    out->reacted = d;
+    out->seq_no = cmd->seq_no;
     set_recipients(out, c);
     out->kind = OUT_ACCEPTED;
     return 0;
@@ -567,6 +731,7 @@ int proc_apply(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms, const proc
     case CMD_SET_READ_MARKER: return apply_seq_ref(p, cmd, now_ms, lim, out);
     case CMD_UPDATE_CONVERSATION: return apply_update(p, cmd, out);
     case CMD_SET_ROLE: return apply_role(p, cmd, lim, out);
+    case CMD_SET_REACTION: return apply_reaction(p, cmd, now_ms, lim, out);
     }
     return reject(out, PROC_REJECT_INVALID, "unknown command");
 }
@@ -580,6 +745,8 @@ void proc_outcome_free(proc_outcome_t *out)
     out->nmembers = 0;
     free(out->promoted);
     out->promoted = NULL;
+    free(out->previous);
+    out->previous = NULL;
 }
 
 proc_convo_t **proc_part_take_dirty(proc_part_t *p, size_t *n)
@@ -810,6 +977,22 @@ void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev)
         proc_dd_t *d = klen ? kc_map_get(p->msgs, k, klen) : NULL;
         if (d && !d->deleted) {
             d->deleted = 1;
+            dd_clear_reactions(d);
+            resave(p, d);
+        }
+        return;
+    }
+    case KC_EV_REACTION_CHANGED: {
+        char k[1200];
+        size_t klen = msg_key(k, sizeof(k), ev->convo_id.p, ev->convo_id.n, ev->seq_no);
+        proc_dd_t *d = klen ? kc_map_get(p->msgs, k, klen) : NULL;
+        if (!d)
+            return; /* out of the window: nothing to remember */
+        ssize_t at = find_reaction(d, ev->actor_id.p, ev->actor_id.n);
+        if (at < 0 ? ev->emoji.p != NULL
+                   : !ev->emoji.p || !same_emoji(d->reactions[at].emoji, ev->emoji.p,
+                                                  ev->emoji.n)) {
+            proc_dd_set_reaction(d, ev->actor_id.p, ev->actor_id.n, ev->emoji.p, ev->emoji.n);
             resave(p, d);
         }
         return;

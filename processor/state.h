@@ -37,6 +37,7 @@ typedef enum {
     CMD_SET_READ_MARKER,
     CMD_UPDATE_CONVERSATION,
     CMD_SET_ROLE,
+    CMD_SET_REACTION,
 } proc_cmd_kind_t;
 
 /* A decoded command. Strings point into the decoded Avro value (NUL-terminated, with their
@@ -62,7 +63,9 @@ typedef struct {
     const char **members; /* CreateConversation, AddMembers, RemoveMembers */
     size_t *member_lens;
     size_t nmembers;
-    int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker */
+    int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker, SetReaction */
+    const char *emoji; /* SetReaction: the reaction, NULL to remove the sender's */
+    size_t emoji_len;
     int64_t reply_to; /* SendMessage, when has_reply_to: an earlier seq_no it answers */
     int has_reply_to;
 } proc_cmd_t;
@@ -100,6 +103,7 @@ typedef enum {
     PROC_REJECT_NOT_ALLOWED,
     PROC_REJECT_LAST_OWNER,
     PROC_REJECT_NO_SUCH_MEMBER,
+    PROC_REJECT_TOO_MANY_REACTIONS,
     PROC_REJECT_N
 } proc_reject_t;
 
@@ -125,6 +129,10 @@ typedef struct {
      * changelog. */
     unsigned char dedupe_key[PROC_DEDUPE_KEY_BYTES];
     const struct proc_dd *dedupe;
+    /* SetReaction accepted: the message (its reactions after the change) and the sender's
+     * reaction before it (owned; NULL when none). */
+    const struct proc_dd *reacted;
+    char *previous;
 } proc_outcome_t;
 
 /* A conversation: members in the order they joined (the oldest first), each with a role
@@ -138,6 +146,14 @@ typedef struct proc_convo {
     int dirty;
 } proc_convo_t;
 
+/* A member's reaction to a message. */
+typedef struct {
+    char *user, *emoji;
+} proc_reaction_t;
+
+/* At most this many members react to one message (one reaction each). */
+#define PROC_MAX_REACTIONS 1000
+
 typedef struct proc_dd {
     unsigned char key[PROC_DEDUPE_KEY_BYTES];
     int64_t seq_no;
@@ -147,6 +163,8 @@ typedef struct proc_dd {
     size_t msg_key_len;
     int deleted;
     int legacy;           /* restored from a one-entry DedupeEntry record: tombstoned on expiry */
+    proc_reaction_t *reactions; /* the members' reactions, in the order they were set */
+    size_t nreactions, reactions_cap;
     kc_slist_node_t link; /* in proc_part_t.window */
 } proc_dd_t;
 
@@ -237,5 +255,14 @@ void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_
                           int64_t created_at, const char *convo_id, const char *author,
                           int deleted);
 void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo);
+
+/* Sets (emoji non-NULL) or removes a member's reaction to a remembered message, as a restore
+ * or a replay finds it. */
+void proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
+                          size_t emoji_len);
+/* A message's reactions counted: each emoji once with how many chose it, the most chosen
+ * first, ties in the byte order of the emoji (ReactionChanged.counts). Strings point into d.
+ * Returns how many (at most KC_CHAT_MAX_REACTION_KINDS). */
+size_t proc_dd_reaction_counts(const proc_dd_t *d, kc_chat_count_t *out);
 
 #endif

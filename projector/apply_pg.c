@@ -121,6 +121,9 @@ enum {
     P_MSGS,     /* messages inserted */
     P_EDITS,    /* messages edited */
     P_DELETES,  /* messages deleted */
+    P_UNREACTS, /* reactions removed (ReactionChanged to null) */
+    P_REACTS,   /* reactions set */
+    P_CLEARS,   /* the reactions of deleted messages */
     P_READS,    /* read positions */
     P_UPDATES,  /* titles and topics */
     P_ACTIVITY, /* last_seq and last_activity */
@@ -128,7 +131,7 @@ enum {
 };
 
 #define MAX_COLS 9
-static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 9, 4, 3, 3, 3, 3};
+static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 9, 4, 3, 3, 4, 2, 3, 3, 3};
 
 /* What each phase writes. departures counts as members (they change together). An insert
  * into members or departures also reads conversations (its foreign key), so it never shares
@@ -143,6 +146,9 @@ static const unsigned tables[P_COUNT] = {
     [P_MSGS] = PROJ_T_MESSAGES,
     [P_EDITS] = PROJ_T_MESSAGES,
     [P_DELETES] = PROJ_T_MESSAGES,
+    [P_UNREACTS] = PROJ_T_REACTIONS,
+    [P_REACTS] = PROJ_T_REACTIONS,
+    [P_CLEARS] = PROJ_T_REACTIONS,
     [P_READS] = PROJ_T_MEMBERS,
     [P_UPDATES] = PROJ_T_CONVERSATIONS,
     [P_ACTIVITY] = PROJ_T_CONVERSATIONS,
@@ -150,6 +156,7 @@ static const unsigned tables[P_COUNT] = {
 
 typedef struct {
     col_t cols[P_COUNT][MAX_COLS];
+    int reacts_set; /* a row of P_REACTS sets a reaction (not all are removals) */
 } segment_t;
 
 static size_t seg_rows(const segment_t *g, int phase) { return g->cols[phase][0].n; }
@@ -227,6 +234,30 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(c, s, at) "
          "WHERE m.convo_id = x.c AND m.seq_no = x.s",
          out);
+    /* A member's reaction to a message: first every one the segment removes is deleted,
+     * then each member's latest in the segment is set unless it is a removal (the latest
+     * wins; an upsert may not touch a row twice). */
+    emit(schema, g, P_UNREACTS,
+         "DELETE FROM {S}.reactions r USING unnest($1::text[], $2::bigint[], $3::text[]) "
+         "AS x(c, s, u) WHERE r.convo_id = x.c AND r.seq_no = x.s AND r.user_id = x.u",
+         out);
+    if (!g->reacts_set) /* all removed: nothing to set */
+        for (int i = 0; i < ncols[P_REACTS]; i++)
+            col_free(&g->cols[P_REACTS][i]);
+    emit(schema, g, P_REACTS,
+         "INSERT INTO {S}.reactions (convo_id, seq_no, user_id, emoji) "
+         "SELECT c, s, u, e FROM (SELECT DISTINCT ON (c, s, u) c, s, u, e "
+         "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) "
+         "WITH ORDINALITY AS y(c, s, u, e, i) ORDER BY c, s, u, i DESC) x "
+         "WHERE e IS NOT NULL "
+         "ON CONFLICT (convo_id, seq_no, user_id) DO UPDATE SET emoji = EXCLUDED.emoji",
+         out);
+    g->reacts_set = 0;
+    /* After the reactions set: a message's reactions set, then the message deleted. */
+    emit(schema, g, P_CLEARS,
+         "DELETE FROM {S}.reactions r USING unnest($1::text[], $2::bigint[]) AS x(c, s) "
+         "WHERE r.convo_id = x.c AND r.seq_no = x.s",
+         out);
     emit(schema, g, P_READS,
          "UPDATE {S}.members m SET read_seq = GREATEST(m.read_seq, x.s) "
          "FROM (SELECT c, u, max(s) AS s "
@@ -280,6 +311,10 @@ static int breaks_order(const segment_t *g, const proj_event_t *e)
         /* A removal after a read position. (Its promotion runs in ROLES, before the removals:
          * the promoted member is not one of those removed.) */
         return seg_rows(g, P_READS) != 0;
+    case EV_REACTION:
+        /* A reaction after a delete (the processor refuses one to the deleted message itself,
+         * but the order stays the log's whatever it holds). */
+        return seg_rows(g, P_CLEARS) != 0;
     default:
         /* A role after removals runs before them: only a member's role changes, and one
          * removed in this segment is not a member unless added again, which flushed. Titles
@@ -380,6 +415,25 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_text(&c[0], e->convo_id);
             col_int(&c[1], e->seq_no);
             col_int(&c[2], e->at);
+            c = g.cols[P_CLEARS];
+            col_text(&c[0], e->convo_id);
+            col_int(&c[1], e->seq_no);
+            break;
+        case EV_REACTION:
+            c = g.cols[P_REACTS];
+            col_text(&c[0], e->convo_id);
+            col_int(&c[1], e->seq_no);
+            col_text(&c[2], e->actor_id);
+            if (e->emoji) {
+                col_text(&c[3], e->emoji);
+                g.reacts_set = 1;
+            } else {
+                col_null(&c[3]); /* removed */
+                c = g.cols[P_UNREACTS];
+                col_text(&c[0], e->convo_id);
+                col_int(&c[1], e->seq_no);
+                col_text(&c[2], e->actor_id);
+            }
             break;
         case EV_READ:
             c = g.cols[P_READS];

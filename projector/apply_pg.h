@@ -2,13 +2,14 @@
  *
  * Events are grouped into segments; within a segment the statements run in a fixed order
  * (conversations, members added, departures of those added, roles, members removed,
- * departures of those removed, messages, edits, deletes, read positions, titles and topics,
- * conversation activity), each one a single INSERT/UPDATE/DELETE over unnest()ed arrays.
- * Where one row can change twice in a segment the later change wins (an edit, a role, a
- * departure, a title or topic). A segment ends early only where that fixed order would
+ * departures of those removed, messages, edits, deletes, reactions removed, reactions set,
+ * the reactions of deleted messages, read positions, titles and topics, conversation
+ * activity), each one a single INSERT/UPDATE/DELETE over unnest()ed arrays. Where one row
+ * can change twice in a segment the later change wins (an edit, a role, a departure, a
+ * reaction, a title or topic). A segment ends early only where that fixed order would
  * reorder two events whose order matters (a member added after a removal or a read
- * position, a removal after a read position), so a run of messages is one statement however
- * long it is. Statements name the schema explicitly (`rm`, or the shadow schema of a
+ * position, a removal after a read position, a reaction after a delete), so a run of
+ * messages is one statement however long it is. Statements name the schema explicitly (`rm`, or the shadow schema of a
  * rebuild).
  */
 #ifndef PROJ_APPLY_PG_H
@@ -27,6 +28,7 @@ enum {
     PROJ_T_MEMBERS = 2, /* members and departures */
     PROJ_T_MESSAGES = 4,
     PROJ_T_OFFSETS = 8,
+    PROJ_T_REACTIONS = 16,
 };
 
 typedef struct {

@@ -24,8 +24,18 @@
  *   O  roles key, (user, role) pairs: "owner" or "admin" set, "member" removed (the roles
  *      hash names owners and admins only)
  *   U  convo key, (field, value) pairs: the title and/or topic changed
- *   E  recent and convo keys, seq_no, content, ms (ISO), '1' when deleted: an edit or delete
- *   K  read key, user, seq_no: a read marker (maximum) */
+ *   E  recent and convo keys, seq_no, content and time (ISO), both as JSON strings, '1' when
+ *      deleted: an edit or a delete (which also clears the message's reactions)
+ *   X  recent and convo keys, seq_no, the actor as a JSON string, their reaction as one ('':
+ *      none), the reactions as a JSON array: a ReactionChanged
+ *   K  read key, user, seq_no: a read marker (maximum)
+ *
+ * E and X rewrite a message's JSON (in recent:<convo>, and last_message when it is that one)
+ * as text: its members are split as written (raw keys and values, in order) and only those
+ * that change are replaced, so the rest stays byte for byte what it was (cjson would reorder
+ * the keys and write an empty array as {}). `reactions` is always there; `reacted`, the map
+ * of each member's reaction (sorted by the members' JSON bytes), only when it is not empty,
+ * and never in last_message. */
 const char PROJ_REDIS_SCRIPT[] =
     "local A, call, tonumber, unpack = ARGV, redis.call, tonumber, unpack\n"
     "if A[1] ~= '' then\n"
@@ -58,16 +68,121 @@ const char PROJ_REDIS_SCRIPT[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "local function upd(j, content, at, del)\n"
-    "  local o = cjson.decode(j)\n"
-    "  o.content = content\n"
-    "  if del == '1' then\n"
-    "    o.deleted_at = at\n"
-    "  else\n"
-    "    o.edited_at = at\n"
-    "    o.edit_count = (tonumber(o.edit_count) or 0) + 1\n"
+    "local find, sub, byte, concat = string.find, string.sub, string.byte, table.concat\n"
+    /* jstr: the end of the JSON string starting at q; jval: of the value starting at q. */
+    "local function jstr(j, q)\n"
+    "  q = q + 1\n"
+    "  while true do\n"
+    "    local e = find(j, '[\"\\\\]', q)\n"
+    "    if not e then error('a JSON string does not end') end\n"
+    "    if sub(j, e, e) == '\"' then return e end\n"
+    "    q = e + 2\n"
     "  end\n"
-    "  return cjson.encode(o)\n"
+    "end\n"
+    "local function jval(j, q)\n"
+    "  local c = sub(j, q, q)\n"
+    "  if c == '\"' then return jstr(j, q) end\n"
+    "  if c == '{' or c == '[' then\n"
+    "    local d = 0\n"
+    "    while true do\n"
+    "      local e = find(j, '[\"{}%[%]]', q)\n"
+    "      if not e then error('a JSON value does not end') end\n"
+    "      local x = sub(j, e, e)\n"
+    "      if x == '\"' then\n"
+    "        q = jstr(j, e) + 1\n"
+    "      else\n"
+    "        if x == '{' or x == '[' then d = d + 1 else d = d - 1 end\n"
+    "        if d == 0 then return e end\n"
+    "        q = e + 1\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  local e = find(j, '[,}%]]', q)\n"
+    "  if not e or e == q then error('a JSON value does not end') end\n"
+    "  return e - 1\n"
+    "end\n"
+    /* The members of a JSON object without spaces: raw keys and raw values, in order. */
+    "local function jfields(j)\n"
+    "  local ks, vs, p = {}, {}, 2\n"
+    "  if sub(j, 1, 1) ~= '{' then error('not a JSON object') end\n"
+    "  if j == '{}' then return ks, vs end\n"
+    "  while true do\n"
+    "    if sub(j, p, p) ~= '\"' then error('not a JSON object') end\n"
+    "    local ke = jstr(j, p)\n"
+    "    if sub(j, ke + 1, ke + 1) ~= ':' then error('not a JSON object') end\n"
+    "    local ve = jval(j, ke + 2)\n"
+    "    ks[#ks + 1] = sub(j, p, ke)\n"
+    "    vs[#vs + 1] = sub(j, ke + 2, ve)\n"
+    "    local x = sub(j, ve + 1, ve + 1)\n"
+    "    if x == '}' and ve + 1 == #j then return ks, vs end\n"
+    "    if x ~= ',' then error('not a JSON object') end\n"
+    "    p = ve + 2\n"
+    "  end\n"
+    "end\n"
+    "local function jget(ks, vs, k)\n"
+    "  for i = 1, #ks do if ks[i] == k then return vs[i] end end\n"
+    "  return nil\n"
+    "end\n"
+    /* v nil: the member removed; a new one goes last. */
+    "local function jset(ks, vs, k, v)\n"
+    "  for i = 1, #ks do\n"
+    "    if ks[i] == k then\n"
+    "      if v then vs[i] = v else table.remove(ks, i) table.remove(vs, i) end\n"
+    "      return\n"
+    "    end\n"
+    "  end\n"
+    "  if v then ks[#ks + 1] = k vs[#vs + 1] = v end\n"
+    "end\n"
+    "local function jjoin(ks, vs, order)\n"
+    "  local t = {}\n"
+    "  for i = 1, #ks do\n"
+    "    local k = order and order[i] or i\n"
+    "    t[i] = ks[k] .. ':' .. vs[k]\n"
+    "  end\n"
+    "  return '{' .. concat(t, ',') .. '}'\n"
+    "end\n"
+    /* Byte order (Lua's < follows the server's locale). */
+    "local function bytes_lt(a, b)\n"
+    "  for i = 1, math.min(#a, #b) do\n"
+    "    local x, y = byte(a, i), byte(b, i)\n"
+    "    if x ~= y then return x < y end\n"
+    "  end\n"
+    "  return #a < #b\n"
+    "end\n"
+    "local function upd(j, content, at, del)\n"
+    "  local ks, vs = jfields(j)\n"
+    "  jset(ks, vs, '\"content\"', content)\n"
+    "  if del == '1' then\n"
+    "    jset(ks, vs, '\"deleted_at\"', at)\n"
+    "    jset(ks, vs, '\"reactions\"', '[]')\n"
+    "    jset(ks, vs, '\"reacted\"', nil)\n"
+    "  else\n"
+    "    jset(ks, vs, '\"edited_at\"', at)\n"
+    "    local n = tonumber(jget(ks, vs, '\"edit_count\"') or '0') or 0\n"
+    "    jset(ks, vs, '\"edit_count\"', tostring(n + 1))\n"
+    "  end\n"
+    "  return jjoin(ks, vs)\n"
+    "end\n"
+    /* The reactions, and the actor's in `reacted` (emoji '': none). */
+    "local function react(j, counts, who, emoji)\n"
+    "  local ks, vs = jfields(j)\n"
+    "  jset(ks, vs, '\"reactions\"', counts)\n"
+    "  local us, es = {}, {}\n"
+    "  local r = jget(ks, vs, '\"reacted\"')\n"
+    "  if r then us, es = jfields(r) end\n"
+    "  jset(us, es, who, emoji ~= '' and emoji or nil)\n"
+    "  local order = {}\n"
+    "  for i = 1, #us do order[i] = i end\n"
+    "  table.sort(order, function(a, b) return bytes_lt(us[a], us[b]) end)\n"
+    "  jset(ks, vs, '\"reacted\"', #us > 0 and jjoin(us, es, order) or nil)\n"
+    "  return jjoin(ks, vs)\n"
+    "end\n"
+    /* The fields of last_message when it is message s. */
+    "local function last_of(ck, s)\n"
+    "  local lm = call('HGET', ck, 'last_message')\n"
+    "  if not lm then return nil end\n"
+    "  local ks, vs = jfields(lm)\n"
+    "  if jget(ks, vs, '\"seq_no\"') == s then return lm, ks, vs end\n"
     "end\n"
     "local i, n, nxt, errs = 4 + 3 * np, #A, 0, {}\n"
     "local function run()\n"
@@ -143,12 +258,24 @@ const char PROJ_REDIS_SCRIPT[] =
     "      local rk, ck, s = A[j], A[j + 1], A[j + 2]\n"
     "      local m = call('ZRANGEBYSCORE', rk, s, s)\n"
     "      if #m > 0 then\n"
+    "        local new = upd(m[1], A[j + 3], A[j + 4], A[j + 5])\n"
     "        call('ZREMRANGEBYSCORE', rk, s, s)\n"
-    "        call('ZADD', rk, s, upd(m[1], A[j + 3], A[j + 4], A[j + 5]))\n"
+    "        call('ZADD', rk, s, new)\n"
     "      end\n"
-    "      local lm = call('HGET', ck, 'last_message')\n"
-    "      if lm and tostring(cjson.decode(lm).seq_no) == s then\n"
-    "        call('HSET', ck, 'last_message', upd(lm, A[j + 3], A[j + 4], A[j + 5]))\n"
+    "      local lm = last_of(ck, s)\n"
+    "      if lm then call('HSET', ck, 'last_message', upd(lm, A[j + 3], A[j + 4], A[j + 5])) end\n"
+    "    elseif op == 'X' then\n"
+    "      local rk, ck, s = A[j], A[j + 1], A[j + 2]\n"
+    "      local m = call('ZRANGEBYSCORE', rk, s, s)\n"
+    "      if #m > 0 then\n"
+    "        local new = react(m[1], A[j + 5], A[j + 3], A[j + 4])\n"
+    "        call('ZREMRANGEBYSCORE', rk, s, s)\n"
+    "        call('ZADD', rk, s, new)\n"
+    "      end\n"
+    "      local lm, ks, vs = last_of(ck, s)\n"
+    "      if lm then\n"
+    "        jset(ks, vs, '\"reactions\"', A[j + 5])\n"
+    "        call('HSET', ck, 'last_message', jjoin(ks, vs))\n"
     "      end\n"
     "    elseif op == 'K' then\n"
     "      local c = call('HGET', A[j], A[j + 1])\n"
@@ -349,7 +476,7 @@ static void message_json(kc_buf_t *b, const proj_event_t *e)
         put_uint(b, (uint64_t)e->reply_to);
     else
         kc_buf_puts(b, "null");
-    kc_buf_puts(b, ",\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null}");
+    kc_buf_puts(b, ",\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null,\"reactions\":[]}");
 }
 
 char *proj_message_json(const proj_event_t *e)
@@ -357,6 +484,34 @@ char *proj_message_json(const proj_event_t *e)
     kc_buf_t b = {0};
     message_json(&b, e);
     return kc_buf_steal(&b);
+}
+
+/* s as a JSON string (quoted), as message_json writes it. */
+static void add_json_str(proj_rargs_t *a, const char *s)
+{
+    kc_buf_t *b = &a->scratch;
+    kc_buf_reset(b);
+    kc_buf_putc(b, '"');
+    kc_buf_json_str(b, s, strlen(s));
+    kc_buf_putc(b, '"');
+    proj_rargs_add(a, b->data, b->len);
+}
+
+/* A ReactionChanged's counts as the message's "reactions": [{"emoji":..,"count":..}, ...]. */
+static void add_reactions(proj_rargs_t *a, const proj_event_t *e)
+{
+    kc_buf_t *b = &a->scratch;
+    kc_buf_reset(b);
+    kc_buf_putc(b, '[');
+    for (size_t i = 0; i < e->ncounts; i++) {
+        kc_buf_puts(b, i ? ",{\"emoji\":\"" : "{\"emoji\":\"");
+        kc_buf_json_str(b, e->counts[i].emoji, strlen(e->counts[i].emoji));
+        kc_buf_puts(b, "\",\"count\":");
+        put_uint(b, (uint64_t)(e->counts[i].count > 0 ? e->counts[i].count : 0));
+        kc_buf_putc(b, '}');
+    }
+    kc_buf_putc(b, ']');
+    proj_rargs_add(a, b->data, b->len);
 }
 
 typedef struct {
@@ -583,12 +738,25 @@ size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long l
             add_ckey(a, prefix, KC_RM_RECENT, e->convo_id);
             add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
             proj_rargs_int(a, e->seq_no);
-            proj_rargs_str(a, e->kind == EV_EDITED ? e->content : "");
-            proj_rargs_str(a, at);
+            add_json_str(a, e->kind == EV_EDITED ? e->content : "");
+            add_json_str(a, at);
             proj_rargs_str(a, e->kind == EV_DELETED ? "1" : "0");
             op_end(a, first);
             break;
         }
+        case EV_REACTION:
+            first = op_begin(a, "X");
+            add_ckey(a, prefix, KC_RM_RECENT, e->convo_id);
+            add_ckey(a, prefix, KC_RM_CONVO, e->convo_id);
+            proj_rargs_int(a, e->seq_no);
+            add_json_str(a, e->actor_id);
+            if (e->emoji)
+                add_json_str(a, e->emoji);
+            else
+                proj_rargs_add(a, "", 0);
+            add_reactions(a, e);
+            op_end(a, first);
+            break;
         case EV_READ:
             first = op_begin(a, "K");
             add_ckey(a, prefix, KC_RM_READ, e->convo_id);

@@ -13,7 +13,8 @@
  *
  * Every operation is idempotent at the end state: applying the log from the beginning again
  * onto any earlier state gives the same keys (positions and times take the maximum; sorted
- * sets use ZADD GT; recent messages are replaced by score). Unread counts are never stored:
+ * sets use ZADD GT; recent messages are replaced by score; a reaction sets the message's
+ * counts and its actor's entry, both as the event gives them). Unread counts are never stored:
  * readers derive them from last_seq and read_seq. The consecutive messages of one
  * conversation in a batch (with no other event of that conversation between them) are one
  * operation; activity and lastseen are once per conversation and per user and batch.
@@ -58,7 +59,9 @@ void proj_rargs_free(proj_rargs_t *a);
 size_t proj_redis_build(const char *prefix, proj_item_t *items, size_t n, long long recent,
                         proj_rargs_t *out);
 
-/* The REST message shape of a MessageCreated event, as JSON (caller frees). */
+/* The REST message shape of a MessageCreated event, as JSON (caller frees): ends with
+ * "deleted_at":null,"reactions":[]} (a reaction rewrites "reactions" in place and adds
+ * "reacted" after it). */
 char *proj_message_json(const proj_event_t *e);
 
 #endif

@@ -62,6 +62,7 @@ static proj_ev_kind_t kind_of(kc_chat_event_kind_t k)
     case KC_EV_READ_MARKER_SET: return EV_READ;
     case KC_EV_CONVERSATION_UPDATED: return EV_UPDATED;
     case KC_EV_ROLE_CHANGED: return EV_ROLE;
+    case KC_EV_REACTION_CHANGED: return EV_REACTION;
     case KC_EV_COMMAND_REJECTED: break;
     }
     return EV_REJECTED;
@@ -80,7 +81,7 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     ev->seq_no = ce.seq_no;
     int has_members = ev->kind == EV_CREATED || ev->kind == EV_ADDED || ev->kind == EV_REMOVED;
     int has_seq = ev->kind == EV_MESSAGE || ev->kind == EV_EDITED || ev->kind == EV_DELETED ||
-                  ev->kind == EV_READ;
+                  ev->kind == EV_READ || ev->kind == EV_REACTION;
     if (has_seq && ev->seq_no < 1) {
         kc_strlcpyf(errstr, errstr_size, "seq_no is below 1");
         return -EBADMSG;
@@ -101,10 +102,14 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     const kc_str_t strs[] = {ce.event_id,      ce.convo_id,     ce.actor_id, ce.command_id,
                              ce.origin,        ce.title,        ce.topic,    ce.promoted,
                              ce.user_id,       ce.server_msg_id, ce.client_msg_id,
-                             ce.content,       ce.content_type, ce.reason,   ce.message};
+                             ce.content,       ce.content_type, ce.reason,   ce.message,
+                             ce.emoji,         ce.previous};
     size_t size = 0;
     for (size_t i = 0; i < KC_ARRAY_LEN(strs); i++)
         size += text_size(strs[i]);
+    size_t ncounts = ev->kind == EV_REACTION ? ce.ncounts : 0;
+    for (size_t i = 0; i < ncounts; i++)
+        size += text_size(ce.counts[i].emoji);
     size_t nmembers = 0;
     if (has_members) {
         kc_chat_strs_t it = ce.members;
@@ -123,9 +128,12 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
             return -EBADMSG;
         }
     }
-    ev->mem = kc_xmalloc(size + (nmembers + 1) * sizeof(char *));
+    /* The members' pointers, the counts (both 8-byte aligned), then the strings. */
+    size_t counts_at = (nmembers + 1) * sizeof(char *);
+    size_t strings_at = counts_at + ncounts * sizeof(proj_count_t);
+    ev->mem = kc_xmalloc(strings_at + size);
     ev->members = (const char **)ev->mem;
-    arena_t a = {ev->mem + (nmembers + 1) * sizeof(char *)};
+    arena_t a = {ev->mem + strings_at};
 
     if (put_id(&a, ce.event_id, "event_id", &ev->event_id, errstr, errstr_size) ||
         put_id(&a, ce.convo_id, "convo_id", &ev->convo_id, errstr, errstr_size) ||
@@ -164,6 +172,24 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     case EV_EDITED:
         ev->content = put_text(&a, ce.content);
         break;
+    case EV_REACTION: {
+        /* The emojis are stored and compared as they are: none may be empty or hold NUL (a
+         * Postgres text cannot), whatever else the processor's rules allow. */
+        if ((ce.emoji.p && put_id(&a, ce.emoji, "emoji", &ev->emoji, errstr, errstr_size)) ||
+            (ce.previous.p &&
+             put_id(&a, ce.previous, "previous", &ev->previous, errstr, errstr_size)))
+            goto fail;
+        proj_count_t *counts = (proj_count_t *)(void *)(ev->mem + counts_at);
+        for (size_t i = 0; i < ncounts; i++) {
+            if (put_id(&a, ce.counts[i].emoji, "counts' emoji", &counts[i].emoji, errstr,
+                       errstr_size))
+                goto fail;
+            counts[i].count = ce.counts[i].count;
+        }
+        ev->counts = counts;
+        ev->ncounts = ncounts;
+        break;
+    }
     case EV_REJECTED:
         ev->reason = put_text(&a, ce.reason);
         ev->message = put_text(&a, ce.message);
@@ -190,4 +216,6 @@ void proj_event_free(proj_event_t *ev)
     ev->mem = NULL;
     ev->members = NULL;
     ev->nmembers = 0;
+    ev->counts = NULL;
+    ev->ncounts = 0;
 }

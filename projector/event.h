@@ -22,8 +22,15 @@ typedef enum {
     EV_READ,     /* ReadMarkerSet */
     EV_UPDATED,  /* ConversationUpdated */
     EV_ROLE,     /* RoleChanged */
+    EV_REACTION, /* ReactionChanged */
     EV_REJECTED, /* CommandRejected: changes no model */
 } proj_ev_kind_t;
+
+/* One emoji of a message and how many members chose it (ReactionChanged.counts). */
+typedef struct {
+    const char *emoji;
+    int32_t count;
+} proj_count_t;
 
 typedef struct {
     proj_ev_kind_t kind;
@@ -34,14 +41,20 @@ typedef struct {
     const char *topic; /* ConversationUpdated (NULL: unchanged) */
     const char **members;
     size_t nmembers;
-    int64_t seq_no;       /* MembersRemoved: readable up to (left_seq; 0 before version 2) */
+    int64_t seq_no;       /* MembersRemoved: readable up to (left_seq; 0 before version 2);
+                           * ReactionChanged: the message reacted to */
     const char *promoted; /* MembersRemoved: the member who became owner, or NULL */
     const char *user_id;  /* RoleChanged */
     const char *role;     /* RoleChanged: "owner", "admin" or "member" (static) */
     const char *server_msg_id, *client_msg_id, *content, *content_type;
     int64_t reply_to;             /* MessageCreated: the seq_no it answers, 0 when none */
     const char *reason, *message; /* CommandRejected */
-    char *mem; /* the block of the members array and every string */
+    /* ReactionChanged: the actor's reaction now and before (NULL: none), and the message's
+     * reactions after the change, the most chosen first (count >= 1 each). */
+    const char *emoji, *previous;
+    const proj_count_t *counts;
+    size_t ncounts;
+    char *mem; /* the block of the members and counts arrays and every string */
 } proj_event_t;
 
 /* Largest id (convo, user) the projector accepts; longer ones make the record poison. */

@@ -139,7 +139,23 @@ typedef enum {
     KC_EV_COMMAND_REJECTED,
     KC_EV_CONVERSATION_UPDATED, /* version 2 */
     KC_EV_ROLE_CHANGED,         /* version 2 */
+    KC_EV_REACTION_CHANGED,     /* version 4 */
 } kc_chat_event_kind_t;
+
+/* Reactions: one per member per message (replaced by the next), each 1 to
+ * KC_CHAT_MAX_REACTION_BYTES of UTF-8 and at most KC_CHAT_MAX_REACTION_CHARS code points,
+ * without spaces or control characters; at most KC_CHAT_MAX_REACTION_KINDS different ones on
+ * a message. */
+#define KC_CHAT_MAX_REACTION_BYTES 64
+#define KC_CHAT_MAX_REACTION_CHARS 16
+#define KC_CHAT_MAX_REACTION_KINDS 20
+int kc_chat_reaction_valid(const char *s, size_t n);
+
+/* One emoji of a message and how many members chose it (ReactionChanged.counts). */
+typedef struct {
+    kc_str_t emoji;
+    int32_t count;
+} kc_chat_count_t;
 
 /* A member's role (the Avro enum Role, in its symbols' order). The creator is the owner. */
 typedef enum { KC_ROLE_OWNER, KC_ROLE_ADMIN, KC_ROLE_MEMBER, KC_ROLE_N } kc_role_t;
@@ -171,6 +187,9 @@ typedef struct {
     int64_t reply_to;         /* MessageCreated: the seq_no it answers, when has_reply_to */
     int has_reply_to;         /* 0: null (and before version 3) */
     kc_str_t reason, message, command_type; /* CommandRejected */
+    kc_str_t emoji, previous; /* ReactionChanged (p NULL: null); seq_no is the message's */
+    kc_chat_count_t counts[KC_CHAT_MAX_REACTION_KINDS]; /* ReactionChanged, most chosen first */
+    size_t ncounts;
 } kc_chat_event_t;
 
 /* Decodes a framed Event. 0, or -1 with errstr. */
@@ -193,6 +212,9 @@ typedef struct {
     int64_t reply_to; /* MessageCreated, when has_reply_to (else null) */
     int has_reply_to;
     kc_str_t reason, message, command_type; /* client_msg_id.p NULL: null */
+    kc_str_t emoji, previous; /* ReactionChanged (p NULL: null) */
+    const kc_chat_count_t *counts;
+    size_t ncounts;
 } kc_chat_event_out_t;
 
 /* Appends the framed Event (schema_id: the subject's newest, kc_schemas_current_id). */
@@ -210,6 +232,7 @@ typedef enum {
     KC_CMD_SET_READ_MARKER,
     KC_CMD_UPDATE_CONVERSATION, /* version 2 */
     KC_CMD_SET_ROLE,            /* version 2 */
+    KC_CMD_SET_REACTION,        /* version 4 */
 } kc_chat_command_kind_t;
 
 /* The record name of a body ("SendMessage"). */
@@ -231,7 +254,8 @@ typedef struct {
     kc_chat_strs_t members; /* read: CreateConversation, AddMembers, RemoveMembers */
     const char *const *members_out; /* write: the same, NUL-terminated */
     size_t nmembers_out;
-    int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker */
+    int64_t seq_no; /* EditMessage, DeleteMessage, SetReadMarker, SetReaction */
+    kc_str_t emoji; /* SetReaction (p NULL: null, the sender's reaction removed) */
 } kc_chat_command_t;
 
 /* Decodes a framed Command. 0, or -1 with errstr (the processor dead-letters the record and

@@ -3,12 +3,40 @@ import json
 import os
 import uuid
 
+import jsonschema
+import yaml
+
 from .daemon import start
 from .http import free_port, http_get, wait_until
 from .stack import DAEMONS, ENV, ROOT
 from .wire import send_message
 
 BASE = f"http://127.0.0.1:{ENV.get('KCHAT_API_PORT')}"
+OPENAPI = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+
+
+def spec_node(ref):
+    """The node of docs/openapi.yaml that a local $ref ("#/components/...") names."""
+    node = OPENAPI
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def conforms(path, method, resp):
+    """The live answer is one docs/openapi.yaml describes for (path, method, status)."""
+    responses = OPENAPI["paths"][path][method.lower()]["responses"]
+    assert str(resp.status) in responses, f"{method} {path}: status {resp.status} not in the spec"
+    r = responses[str(resp.status)]
+    if "$ref" in r:
+        r = spec_node(r["$ref"])
+    content = r.get("content")
+    if not content:
+        assert not resp.raw, resp
+        return
+    schema = next(iter(content.values()))["schema"]
+    jsonschema.Draft202012Validator({**OPENAPI, "x-probe": schema, "$ref": "#/x-probe"}).validate(
+        resp.json)
 
 
 class Resp:
@@ -72,8 +100,19 @@ class User:
     def patch(self, path, body=None, **kw):
         return call("PATCH", path, body, token=self.token, **kw)
 
+    def put(self, path, body=None, **kw):
+        return call("PUT", path, body, token=self.token, **kw)
+
     def delete(self, path, **kw):
         return call("DELETE", path, token=self.token, **kw)
+
+    def react(self, convo, seq, emoji, **kw):
+        """PUT /conversations/{convo}/messages/{seq}/reaction {"emoji": emoji}."""
+        return self.put(f"/conversations/{convo}/messages/{seq}/reaction", {"emoji": emoji}, **kw)
+
+    def unreact(self, convo, seq, **kw):
+        """DELETE /conversations/{convo}/messages/{seq}/reaction."""
+        return self.delete(f"/conversations/{convo}/messages/{seq}/reaction", **kw)
 
 
 def private_key_pem():

@@ -16,6 +16,7 @@ import jwt
 import pytest
 import redis
 import websockets
+import yaml
 
 from .daemon import Daemon
 from .metrics import metric as scrape_metric
@@ -29,6 +30,26 @@ GW_ADMIN = int(ENV["KCHAT_GATEWAY_ADMIN_PORT"])
 NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "3"))
 PRIVATE_KEY = (ENV["KCHAT_JWT_PRIVATE_KEY"] and open(ENV["KCHAT_JWT_PRIVATE_KEY"]).read())
 GATEWAY = DAEMONS["gateway"]["binary"]
+
+
+ASYNCAPI = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
+
+
+def spec_payload(message):
+    """The JSON schema of a frame, as docs/asyncapi.yaml gives it (components/messages/
+    <message>), with its references resolved."""
+    def resolve(node):
+        if isinstance(node, dict):
+            if set(node) == {"$ref"}:
+                target = ASYNCAPI
+                for part in node["$ref"].lstrip("#/").split("/"):
+                    target = target[part]
+                return resolve(target)
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+    return resolve(ASYNCAPI["components"]["messages"][message]["payload"])
 
 
 def uid(prefix="u"):

@@ -1,5 +1,6 @@
 /* The API's reading of a request (api/request.c): route templates, query values, integers,
- * the JSON body and member lists, without a server. */
+ * the JSON body and member lists, without a server; and reactions (api/reaction.c): the
+ * emoji of a body, and the Redis copy of a message as history and previews give it out. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
+#include "reaction.h"
 #include "request.h"
 
 static void test_paths(void **state)
@@ -220,6 +222,251 @@ static void test_members(void **state)
     cJSON_Delete(arr);
 }
 
+/* /conversations/:id/messages/:seq/reaction: the :seq segment followed by more path. */
+static void test_reaction_paths(void **state)
+{
+    (void)state;
+    char id[129] = "", user[129] = "";
+    long long seq = 0;
+    const char *t = "/conversations/:id/messages/:seq/reaction";
+    assert_int_equal(api_path_match_ids(t, "/conversations/c_1/messages/42/reaction", id,
+                                        sizeof(id), user, sizeof(user), &seq),
+                     1);
+    assert_string_equal(id, "c_1");
+    assert_int_equal(seq, 42);
+    assert_int_equal(api_path_match(t, "/conversations/d_x.y/messages/999999999999999/reaction",
+                                    id, sizeof(id), &seq),
+                     1);
+    assert_int_equal(seq, 999999999999999LL);
+    /* a bad seq_no or id: the path is this template's, answered 404 */
+    const char *bad[] = {"/conversations/c_1/messages/0/reaction",
+                         "/conversations/c_1/messages/01/reaction",
+                         "/conversations/c_1/messages/x/reaction",
+                         "/conversations/c_1/messages/1000000000000000/reaction",
+                         "/conversations/c%201/messages/4/reaction",
+                         "/conversations//messages/4/reaction",
+                         "/conversations/c_1/messages//reaction"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(api_path_match(t, bad[i], id, sizeof(id), &seq), -1);
+    /* not this template */
+    const char *other[] = {"/conversations/c_1/messages/4", "/conversations/c_1/messages/4/",
+                           "/conversations/c_1/messages/4/reaction/",
+                           "/conversations/c_1/messages/4/reactions",
+                           "/conversations/c_1/messages/4/reactio",
+                           "/conversations/c_1/messages/reaction"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_int_equal(api_path_match(t, other[i], id, sizeof(id), &seq), 0);
+    /* nor is the reaction path a message's */
+    assert_int_equal(api_path_match("/conversations/:id/messages/:seq",
+                                    "/conversations/c_1/messages/4/reaction", id, sizeof(id),
+                                    &seq),
+                     0);
+    assert_int_equal(api_path_match("/conversations/:id/messages",
+                                    "/conversations/c_1/messages/4/reaction", id, sizeof(id),
+                                    &seq),
+                     0);
+}
+
+static int emoji_ok(const char *json, const char **emoji)
+{
+    cJSON *j = cJSON_Parse(json);
+    assert_non_null(j);
+    const char *e = NULL, *why = NULL;
+    int rc = api_reaction_emoji(j, &e, &why);
+    if (rc == 0) {
+        assert_non_null(e);
+        if (emoji)
+            assert_string_equal(e, *emoji);
+    } else {
+        assert_null(e);
+        assert_non_null(why);
+        assert_true(strlen(why) > 10);
+    }
+    cJSON_Delete(j);
+    return rc == 0;
+}
+
+static void test_reaction_emoji(void **state)
+{
+    (void)state;
+    const char *thumbs = "\xf0\x9f\x91\x8d", *heart = "\xe2\x9d\xa4\xef\xb8\x8f";
+    assert_true(emoji_ok("{\"emoji\":\"\xf0\x9f\x91\x8d\"}", &thumbs));
+    assert_true(emoji_ok("{\"emoji\":\"\\u2764\\ufe0f\"}", &heart)); /* escaped, decoded */
+    assert_true(emoji_ok("{\"emoji\":\"+1\",\"other\":1}", NULL));
+    /* a family: 7 code points, 25 bytes */
+    assert_true(emoji_ok("{\"emoji\":\"\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d"
+                         "\xf0\x9f\x91\xa7\xe2\x80\x8d\xf0\x9f\x91\xa6\"}",
+                         NULL));
+    /* 16 code points pass, 17 do not; 64 bytes pass, 65 do not */
+    assert_true(emoji_ok("{\"emoji\":\"abcdefghijklmnop\"}", NULL));
+    assert_false(emoji_ok("{\"emoji\":\"abcdefghijklmnopq\"}", NULL));
+    char body[400];
+    strcpy(body, "{\"emoji\":\"");
+    for (int i = 0; i < 16; i++)
+        strcat(body, "\xf0\x9f\x91\x8d"); /* 16 x 4 bytes */
+    strcat(body, "\"}");
+    assert_true(emoji_ok(body, NULL));
+    strcpy(body, "{\"emoji\":\"");
+    for (int i = 0; i < 13; i++)
+        strcat(body, "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbb"); /* 13 x 8 bytes, 26 code points */
+    strcat(body, "\"}");
+    assert_false(emoji_ok(body, NULL));
+    const char *bad[] = {
+        "{\"emoji\":\"\"}",       "{\"emoji\":\"a b\"}",      "{\"emoji\":\" \"}",
+        "{\"emoji\":\"a\\tb\"}",  "{\"emoji\":\"a\\nb\"}",    "{\"emoji\":\"\\u007f\"}",
+        "{\"emoji\":\"\\u0085\"}", "{\"emoji\":\"\\u00a0\"}",   "{\"emoji\":\"\\u2028\"}",
+        "{\"emoji\":null}",       "{\"emoji\":1}",           "{\"emoji\":[\"x\"]}",
+        "{\"emoji\":{}}",         "{\"emoji\":true}",        "{}",
+        "{\"Emoji\":\"x\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(emoji_ok(bad[i], NULL));
+}
+
+/* api_tail_message of json for user: the text appended (the caller frees). */
+static char *tail(const char *json, const char *user)
+{
+    kc_buf_t b = {0};
+    kc_buf_puts(&b, "<");
+    assert_int_equal(api_tail_message(&b, json, strlen(json), user), 0);
+    assert_int_equal(b.data[0], '<');
+    char *out = strdup(b.data + 1);
+    kc_buf_free(&b);
+    return out;
+}
+
+/* The field of a JSON object text, printed ("null" when null, NULL when absent). */
+static char *field(const char *json, const char *name)
+{
+    cJSON *o = cJSON_Parse(json);
+    assert_true(cJSON_IsObject(o));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
+static void assert_field(const char *json, const char *name, const char *want)
+{
+    char *got = field(json, name);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    cJSON_free(got);
+}
+
+static void test_tail_messages(void **state)
+{
+    (void)state;
+    /* nobody reacted: copied, my_reaction added */
+    char *out = tail("{\"seq_no\":1,\"content\":\"hi\",\"reactions\":[]}", "u_a");
+    assert_string_equal(out,
+                        "{\"seq_no\":1,\"content\":\"hi\",\"reactions\":[],\"my_reaction\":null}");
+    free(out);
+    /* content that merely spells the keys is no key; nor is a nested one */
+    out = tail("{\"content\":\"\\\"reacted\\\":{\\\"u_a\\\":\\\"x\\\"}\",\"x\":{\"reacted\":1,"
+               "\"my_reaction\":2},\"reactions\":[]}  ",
+               "u_a");
+    assert_string_equal(out, "{\"content\":\"\\\"reacted\\\":{\\\"u_a\\\":\\\"x\\\"}\",\"x\":{"
+                             "\"reacted\":1,\"my_reaction\":2},\"reactions\":[],"
+                             "\"my_reaction\":null}");
+    free(out);
+    /* reacted: the caller's own, the map gone, the counts kept in their order */
+    const char *m = "{\"convo_id\":\"c_1\",\"seq_no\":7,\"content\":\"caf\xc3\xa9 \\\"q\\\"\","
+                    "\"reply_to\":null,\"reactions\":[{\"emoji\":\"\xf0\x9f\x91\x8d\","
+                    "\"count\":2},{\"emoji\":\"\xe2\x9d\xa4\",\"count\":1}],"
+                    "\"reacted\":{\"u_a\":\"\xf0\x9f\x91\x8d\",\"u_b\":\"\xe2\x9d\xa4\","
+                    "\"u_c\":\"\xf0\x9f\x91\x8d\"},\"edit_count\":0}";
+    out = tail(m, "u_b");
+    assert_field(out, "my_reaction", "\"\xe2\x9d\xa4\"");
+    assert_field(out, "reacted", NULL);
+    assert_field(out, "reactions", "[{\"emoji\":\"\xf0\x9f\x91\x8d\",\"count\":2},"
+                                   "{\"emoji\":\"\xe2\x9d\xa4\",\"count\":1}]");
+    assert_field(out, "content", "\"caf\xc3\xa9 \\\"q\\\"\"");
+    assert_field(out, "reply_to", "null");
+    assert_field(out, "seq_no", "7");
+    assert_field(out, "edit_count", "0");
+    free(out);
+    out = tail(m, "u_a");
+    assert_field(out, "my_reaction", "\"\xf0\x9f\x91\x8d\"");
+    free(out);
+    out = tail(m, "u_zz"); /* a member who did not react */
+    assert_field(out, "my_reaction", "null");
+    assert_field(out, "reacted", NULL);
+    free(out);
+    /* Lua's cjson wrote the empty counts as {}; an older message has none: [] either way */
+    out = tail("{\"seq_no\":2,\"reactions\":{}}", "u_a");
+    assert_field(out, "reactions", "[]");
+    assert_field(out, "my_reaction", "null");
+    free(out);
+    out = tail("{\"seq_no\":2,\"reactions\":{},\"reacted\":{}}", "u_a");
+    assert_field(out, "reactions", "[]");
+    assert_field(out, "reacted", NULL);
+    free(out);
+    out = tail("{\"seq_no\":3}", "u_a");
+    assert_field(out, "reactions", "[]");
+    assert_field(out, "my_reaction", "null");
+    free(out);
+    out = tail("{}", "u_a");
+    assert_string_equal(out, "{\"reactions\":[],\"my_reaction\":null}");
+    free(out);
+    /* a key spelled with an escape is the same key; a stray my_reaction is replaced; a
+     * reaction that is not a string is none */
+    out = tail("{\"reactions\":[],\"reac\\u0074ed\":{\"u_a\":\"x\"},\"my_reaction\":\"y\"}", "u_a");
+    assert_field(out, "reacted", NULL);
+    assert_field(out, "my_reaction", "\"x\"");
+    free(out);
+    out = tail("{\"reactions\":[],\"reacted\":{\"u_a\":5}}", "u_a");
+    assert_field(out, "my_reaction", "null");
+    free(out);
+    out = tail("{\"reactions\":[],\"reacted\":[\"u_a\"]}", "u_a");
+    assert_field(out, "my_reaction", "null");
+    free(out);
+    /* not a JSON object: nothing appended */
+    const char *bad[] = {"", "[]", "null", "\"x\"", "{", "{\"reactions\":[]", "{\"a\":1}x",
+                         "{\"reactions\":[]}}", "{\"reactions\":[] ,}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kc_buf_t b = {0};
+        kc_buf_puts(&b, "x");
+        int rc = api_tail_message(&b, bad[i], strlen(bad[i]), "u_a");
+        if (i < 8) { /* the last is shaped like one: copied, as the projector wrote it */
+            assert_int_equal(rc, -1);
+            assert_string_equal(b.data, "x");
+        }
+        kc_buf_free(&b);
+    }
+}
+
+static char *preview(const char *json)
+{
+    kc_buf_t b = {0};
+    assert_int_equal(api_preview_message(&b, json, strlen(json)), 0);
+    return kc_buf_steal(&b);
+}
+
+static void test_previews(void **state)
+{
+    (void)state;
+    const char *plain = "{\"seq_no\":1,\"content\":\"\\\"reactions\\\":[]\",\"x\":{\"reacted\":1}}";
+    char *out = preview(plain);
+    assert_string_equal(out, plain);
+    free(out);
+    out = preview("{\"seq_no\":1,\"reactions\":[{\"emoji\":\"x\",\"count\":1}],"
+                  "\"reacted\":{\"u_a\":\"x\"},\"content\":\"hi\"}");
+    assert_string_equal(out, "{\"seq_no\":1,\"content\":\"hi\"}");
+    free(out);
+    out = preview("{\"reactions\":{},\"my_reaction\":null,\"reactions\":[]}");
+    assert_string_equal(out, "{}");
+    free(out);
+    kc_buf_t b = {0};
+    assert_int_equal(api_preview_message(&b, "[1]", 3), -1);
+    assert_int_equal(api_preview_message(&b, "{\"reactions\":", 13), -1);
+    assert_int_equal(b.len, 0);
+    kc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_query_values), cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_members),
+        cmocka_unit_test(test_reaction_paths), cmocka_unit_test(test_reaction_emoji),
+        cmocka_unit_test(test_tail_messages), cmocka_unit_test(test_previews),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

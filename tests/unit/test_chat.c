@@ -302,7 +302,8 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
 {
     (void)state;
     char *members[] = {"u1", "u2"};
-    for (int k = KC_EV_CONVERSATION_CREATED; k <= KC_EV_ROLE_CHANGED; k++) {
+    kc_chat_count_t counts[] = {{S_("\xf0\x9f\x91\x8d"), 2}, {S_("ok"), 1}};
+    for (int k = KC_EV_CONVERSATION_CREATED; k <= KC_EV_REACTION_CHANGED; k++) {
         kc_chat_event_out_t out = {.kind = (kc_chat_event_kind_t)k,
                                    .event_id = S_("e-1"),
                                    .convo_id = S_("c1"),
@@ -326,7 +327,10 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                    .user_id = S_("u2"),
                                    .role = KC_ROLE_ADMIN,
                                    .reply_to = 41,
-                                   .has_reply_to = 1};
+                                   .has_reply_to = 1,
+                                   .emoji = S_("\xf0\x9f\x91\x8d"),
+                                   .counts = counts,
+                                   .ncounts = 2};
         kc_buf_t b = {0};
         kc_chat_event_encode(&b, kc_schemas_current_id(S, "chat.events-value"), &out);
         kc_chat_event_t ev;
@@ -391,6 +395,28 @@ static void an_event_of_each_kind_reads_back_and_avro_c_agrees(void **state)
             assert_true(str_is(ev.reason, "not_member"));
             assert_true(str_is(ev.client_msg_id, "m-42"));
             break;
+        case KC_EV_REACTION_CHANGED: {
+            assert_int_equal(ev.seq_no, 42);
+            assert_true(str_is(ev.emoji, "\xf0\x9f\x91\x8d"));
+            assert_null(ev.previous.p);
+            assert_int_equal(ev.ncounts, 2);
+            assert_true(str_is(ev.counts[1].emoji, "ok") && ev.counts[1].count == 1);
+            const char *pr = "x";
+            size_t prn = 0;
+            assert_int_equal(kc_avro_get_opt_str(S, &body, "previous", &pr, &prn), 0);
+            assert_null(pr);
+            avro_value_t arr, item, f;
+            size_t n = 0;
+            int32_t cnt = 0;
+            assert_int_equal(avro_value_get_by_name(&body, "counts", &arr, NULL), 0);
+            assert_int_equal(avro_value_get_size(&arr, &n), 0);
+            assert_int_equal(n, 2);
+            assert_int_equal(avro_value_get_by_index(&arr, 0, &item, NULL), 0);
+            assert_int_equal(avro_value_get_by_name(&item, "count", &f, NULL), 0);
+            assert_int_equal(avro_value_get_int(&f, &cnt), 0);
+            assert_int_equal(cnt, 2);
+            break;
+        }
         default: assert_int_equal(ev.seq_no, 42);
         }
         kc_avro_msg_free(&m);
@@ -480,7 +506,7 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
 {
     (void)state;
     const char *members[] = {"u2", "u3"};
-    for (int k = KC_CMD_SEND_MESSAGE; k <= KC_CMD_SET_ROLE; k++) {
+    for (int k = KC_CMD_SEND_MESSAGE; k <= KC_CMD_SET_REACTION; k++) {
         kc_chat_command_t out = {.kind = (kc_chat_command_kind_t)k,
                                  .command_id = S_("cmd-1"),
                                  .convo_id = S_("c1"),
@@ -498,7 +524,8 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
                                  .user_id = S_("u2"),
                                  .role = KC_ROLE_OWNER,
                                  .reply_to = 8,
-                                 .has_reply_to = 1};
+                                 .has_reply_to = 1,
+                                 .emoji = S_("ok")};
         kc_buf_t b = {0};
         kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &out);
         kc_chat_command_t in;
@@ -528,6 +555,9 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
         } else if (k == KC_CMD_SET_ROLE) {
             assert_true(str_is(in.user_id, "u2"));
             assert_int_equal(in.role, KC_ROLE_OWNER);
+        } else if (k == KC_CMD_SET_REACTION) {
+            assert_int_equal(in.seq_no, 9);
+            assert_true(str_is(in.emoji, "ok"));
         } else {
             assert_int_equal(in.seq_no, 9);
         }

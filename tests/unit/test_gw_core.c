@@ -125,6 +125,20 @@ static void test_every_frame_type_is_read(void **state)
     assert_int_equal(in.nuser_ids, 2);
     assert_string_equal(in.user_ids[1], "u3");
     gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3,"
+                           "\"emoji\":\"\xf0\x9f\x91\x8d\"}",
+                           &in),
+                     0);
+    assert_int_equal(in.kind, GW_IN_REACT);
+    assert_int_equal(in.seq_no, 3);
+    assert_string_equal(in.emoji, "\xf0\x9f\x91\x8d");
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3,"
+                           "\"emoji\":null}",
+                           &in),
+                     0);
+    assert_null(in.emoji);
+    gw_in_free(&in);
 
     assert_int_equal(parse("{\"type\":\"typing.start\",\"convo_id\":\"c1\"}", &in), 0);
     assert_int_equal(in.kind, GW_IN_TYPING_START);
@@ -286,6 +300,18 @@ static void test_fields_are_checked(void **state)
             "invalid", "user id", mr, mr);
     refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\"}",
             "invalid", "'role'", ro, ro);
+    const char *rx = "message.react";
+    refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3}", "invalid",
+            "emoji must be null or", rx, rx);
+    refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3,\"emoji\":\"a b\"}",
+            "invalid", "without spaces", rx, rx);
+    refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3,\"emoji\":7}",
+            "invalid", "emoji", rx, rx);
+    refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3,"
+            "\"emoji\":\"12345678901234567\"}",
+            "invalid", "16 characters", rx, rx);
+    refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"emoji\":\"x\"}", "invalid",
+            "'seq_no'", rx, rx);
     const char *ma = "member.add";
     refused("{\"type\":\"member.add\",\"convo_id\":\"c1\",\"user_ids\":[]}", "invalid",
             "empty", ma, ma);

@@ -935,12 +935,182 @@ static void roles_are_restored_and_replayed(void **state)
     kc_schemas_destroy(schemas);
 }
 
+
+/* ---- reactions ---- */
+
+static proc_outcome_kind_t react(proc_part_t *p, const proc_limits_t *lim, const char *who,
+                                 int64_t seq, const char *emoji, int64_t now, char *counts,
+                                 size_t size, const char **reason)
+{
+    cmd_buf_t b;
+    proc_outcome_t o;
+    proc_cmd_t *c = make(&b, CMD_SET_REACTION, "c1", who);
+    c->seq_no = seq;
+    c->emoji = emoji;
+    c->emoji_len = emoji ? strlen(emoji) : 0;
+    assert_int_equal(proc_apply(p, c, now, lim, &o), 0);
+    proc_outcome_kind_t k = o.kind;
+    if (reason)
+        *reason = o.reason;
+    if (counts) {
+        /* "previous|emoji:count,emoji:count" */
+        size_t at = (size_t)snprintf(counts, size, "%s|", o.previous ? o.previous : "-");
+        if (k == OUT_ACCEPTED) {
+            kc_chat_count_t cs[KC_CHAT_MAX_REACTION_KINDS];
+            size_t n = proc_dd_reaction_counts(o.reacted, cs);
+            for (size_t i = 0; i < n && at < size; i++)
+                at += (size_t)snprintf(counts + at, size - at, "%s%.*s:%d", i ? "," : "",
+                                       (int)cs[i].emoji.n, cs[i].emoji.p, (int)cs[i].count);
+        }
+    }
+    proc_outcome_free(&o);
+    return k;
+}
+
+#define THUMBS "\xf0\x9f\x91\x8d" /* U+1F44D */
+#define HEART "\xe2\x9d\xa4\xef\xb8\x8f" /* U+2764 U+FE0F */
+
+static void a_member_has_one_reaction_per_message(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    char cs[256];
+    const char *reason;
+    assert_int_equal(react(p, &LIM, "u1", 1, THUMBS, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, "-|" THUMBS ":1");
+    assert_int_equal(react(p, &LIM, "u2", 1, THUMBS, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, "-|" THUMBS ":2");
+    /* the same again changes nothing and says so */
+    assert_int_equal(react(p, &LIM, "u2", 1, THUMBS, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, THUMBS "|" THUMBS ":2");
+    /* another replaces it; equal counts go in the byte order of the emoji */
+    assert_int_equal(react(p, &LIM, "u2", 1, HEART, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, THUMBS "|" HEART ":1," THUMBS ":1");
+    assert_int_equal(react(p, &LIM, "u1", 1, HEART, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, THUMBS "|" HEART ":2");
+    /* null removes; removing nothing is accepted too */
+    assert_int_equal(react(p, &LIM, "u2", 1, NULL, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, HEART "|" HEART ":1");
+    assert_int_equal(react(p, &LIM, "u2", 1, NULL, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, "-|" HEART ":1");
+    /* refusals */
+    assert_int_equal(react(p, &LIM, "u9", 1, THUMBS, 0, NULL, 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "not_member");
+    assert_int_equal(react(p, &LIM, "u1", 2, THUMBS, 0, NULL, 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "no_such_message");
+    const char *bad[] = {"", "a b", "tab\there", "\xc2\x85", "\xff", "12345678901234567"};
+    for (size_t i = 0; i < KC_ARRAY_LEN(bad); i++) {
+        assert_int_equal(react(p, &LIM, "u1", 1, bad[i], 0, NULL, 0, &reason), OUT_REJECTED);
+        assert_string_equal(reason, "invalid");
+    }
+    /* 16 characters pass, a family of seven code points too */
+    assert_int_equal(react(p, &LIM, "u1", 1, "1234567890123456", 0, NULL, 0, NULL),
+                     OUT_ACCEPTED);
+    assert_int_equal(react(p, &LIM, "u1", 1,
+                           "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f"
+                           "\x91\xa7",
+                           0, NULL, 0, NULL),
+                     OUT_ACCEPTED);
+    /* a deleted message loses its reactions and takes no more */
+    assert_int_equal(change(p, CMD_DELETE_MESSAGE, "u1", 1, NULL, &reason), OUT_ACCEPTED);
+    char k[32];
+    size_t klen = (size_t)snprintf(k, sizeof(k), "c1%c1", '\0');
+    const proc_dd_t *d = kc_map_get(p->msgs, k, klen);
+    assert_non_null(d);
+    assert_int_equal(d->nreactions, 0);
+    assert_int_equal(react(p, &LIM, "u2", 1, THUMBS, 0, NULL, 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "deleted");
+    /* past the edit window a message takes no reactions */
+    assert_int_equal(send(p, "c1", "u1", "m2", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    assert_int_equal(react(p, &LIM, "u2", 2, THUMBS, 1001, NULL, 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "too_old");
+    proc_part_destroy(p);
+}
+
+static void a_message_has_at_most_twenty_kinds_of_reaction(void **state)
+{
+    (void)state;
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    char k[32];
+    size_t klen = (size_t)snprintf(k, sizeof(k), "c1%c1", '\0');
+    proc_dd_t *d = kc_map_get(p->msgs, k, klen);
+    assert_non_null(d);
+    /* nineteen other people's reactions (as a restore would set them), all different */
+    for (int i = 0; i < KC_CHAT_MAX_REACTION_KINDS - 1; i++) {
+        char user[8], emoji[8];
+        snprintf(user, sizeof(user), "x%d", i);
+        snprintf(emoji, sizeof(emoji), "e%d", i);
+        proc_dd_set_reaction(d, user, strlen(user), emoji, strlen(emoji));
+    }
+    const char *reason;
+    char cs[512];
+    assert_int_equal(react(p, &LIM, "u1", 1, "new", 0, NULL, 0, NULL), OUT_ACCEPTED);
+    assert_int_equal(react(p, &LIM, "u2", 1, "another", 0, NULL, 0, &reason), OUT_REJECTED);
+    assert_string_equal(reason, "too_many_reactions");
+    /* one already there is fine */
+    assert_int_equal(react(p, &LIM, "u2", 1, "e3", 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_non_null(strstr(cs, "|e3:2,"));
+    /* the only one of its kind may be replaced by a new kind: still twenty */
+    assert_int_equal(react(p, &LIM, "u1", 1, "newer", 0, NULL, 0, NULL), OUT_ACCEPTED);
+    assert_int_equal(d->nreactions, KC_CHAT_MAX_REACTION_KINDS + 1);
+    proc_part_destroy(p);
+}
+
+/* A checkpoint writes an entry again when its reactions change; a replay of ReactionChanged
+ * sets the actor's reaction to the event's, so twice changes nothing. */
+static void reactions_are_checkpointed_and_replayed(void **state)
+{
+    (void)state;
+    char err[256];
+    schemas = kc_schemas_load(KC_SCHEMAS_DIR, err, sizeof(err));
+    assert_non_null(schemas);
+    proc_part_t *p = proc_part_new(0);
+    create(p, "c1", "u1", "u2");
+    assert_int_equal(send(p, "c1", "u1", "m1", "hi", 0, NULL, NULL), OUT_ACCEPTED);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 1);
+    assert_int_equal(react(p, &LIM, "u2", 1, THUMBS, 0, NULL, 0, NULL), OUT_ACCEPTED);
+    given = 0;
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 1);
+    assert_int_equal(given_seqs[0], 1);
+    /* setting the same again is no change to save */
+    assert_int_equal(react(p, &LIM, "u2", 1, THUMBS, 0, NULL, 0, NULL), OUT_ACCEPTED);
+    assert_int_equal(proc_part_take_unsaved(p, take, NULL), 0);
+    char cs[256];
+    for (int round = 0; round < 2; round++) {
+        replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_REACTION_CHANGED,
+                                              .convo_id = {"c1", 2},
+                                              .actor_id = {"u1", 2},
+                                              .seq_no = 1,
+                                              .emoji = {HEART, strlen(HEART)}});
+        replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_REACTION_CHANGED,
+                                              .convo_id = {"c1", 2},
+                                              .actor_id = {"u2", 2},
+                                              .seq_no = 1,
+                                              .previous = {THUMBS, strlen(THUMBS)}});
+        /* a message out of the window: nothing to remember */
+        replay_out(p, &(kc_chat_event_out_t){.kind = KC_EV_REACTION_CHANGED,
+                                              .convo_id = {"c1", 2},
+                                              .actor_id = {"u2", 2},
+                                              .seq_no = 99,
+                                              .emoji = {"x", 1}});
+    }
+    assert_int_equal(react(p, &LIM, "u2", 1, NULL, 0, cs, sizeof(cs), NULL), OUT_ACCEPTED);
+    assert_string_equal(cs, "-|" HEART ":1");
+    proc_part_destroy(p);
+    kc_schemas_destroy(schemas);
+}
+
 /* Each rejection has one name, distinct from the others, and CommandRejected's schema lists
  * it among the codes of its reason. */
 static void rejections_are_named_once_and_documented(void **state)
 {
     (void)state;
-    FILE *f = fopen(KC_SCHEMAS_DIR "/Event.v2.avsc", "r");
+    FILE *f = fopen(KC_SCHEMAS_DIR "/Event.v4.avsc", "r");
     assert_non_null(f);
     static char avsc[1 << 16];
     size_t n = fread(avsc, 1, sizeof(avsc) - 1, f);
@@ -965,7 +1135,7 @@ static void rejections_are_named_once_and_documented(void **state)
         for (const char *p = strstr(doc, r); p && p < end; p = strstr(p + 1, r))
             listed = listed || (p[-1] == ' ' && (p[len] == ',' || p[len] == '.'));
         if (!listed)
-            fail_msg("%s is not among the reasons of Event.v2.avsc", r);
+            fail_msg("%s is not among the reasons of Event.v4.avsc", r);
     }
 }
 
@@ -996,6 +1166,9 @@ int main(void)
         cmocka_unit_test(owners_and_admins_delete_anyones_message),
         cmocka_unit_test(direct_conversations_have_no_roles),
         cmocka_unit_test(roles_are_restored_and_replayed),
+        cmocka_unit_test(a_member_has_one_reaction_per_message),
+        cmocka_unit_test(a_message_has_at_most_twenty_kinds_of_reaction),
+        cmocka_unit_test(reactions_are_checkpointed_and_replayed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The projector's appliers (projector/apply_pg.c, apply_redis.c), without Postgres or Redis:
  * array literals, segments and their order, what is skipped, the NOTIFY payloads, and the
- * operations of the Redis batch script (a message, a run of messages, what ends a run). */
+ * operations of the Redis batch script (a message, a run of messages, what ends a run, edits,
+ * deletes and reactions). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +36,20 @@ static proj_item_t item(proj_ev_kind_t kind, const char *convo, const char *acto
     it.ev.client_msg_id = "m";
     it.ev.content = "hi";
     it.ev.content_type = "text/plain";
+    return it;
+}
+
+static const proj_count_t THUMBS2[] = {{"\xF0\x9F\x91\x8D", 2}, {"a\"b", 1}};
+
+static proj_item_t reaction(const char *convo, const char *actor, int64_t seq, const char *emoji)
+{
+    proj_item_t it = item(EV_REACTION, convo, actor, seq);
+    it.ev.type = "ReactionChanged";
+    it.ev.emoji = emoji;
+    if (emoji) {
+        it.ev.counts = THUMBS2;
+        it.ev.ncounts = LEN(THUMBS2);
+    }
     return it;
 }
 
@@ -377,6 +392,127 @@ static void test_title_and_topic_null_keeps_them(void **state)
     proj_stmts_free(&st);
 }
 
+static void test_reactions_in_a_segment_the_later_wins(void **state)
+{
+    (void)state;
+    proj_item_t its[6] = {reaction("c1", "u1", 5, "\xF0\x9F\x91\x8D"),
+                          reaction("c1", "u2", 5, "x"),
+                          reaction("c1", "u2", 5, NULL), /* removed */
+                          reaction("c1", "u1", 5, "a\"b"),  /* replaced */
+                          item(EV_DELETED, "c1", "u1", 6),
+                          item(EV_MESSAGE, "c1", "u3", 7)};
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", its, 6, &st), 6);
+    /* one segment: message, delete, reactions removed, set, those of the deleted message,
+     * the read position, the activity */
+    const char *want[] = {"INSERT INTO rm.messages",  "UPDATE rm.messages m SET content = ''",
+                          "DELETE FROM rm.reactions", "INSERT INTO rm.reactions",
+                          "DELETE FROM rm.reactions", "UPDATE rm.members",
+                          "UPDATE rm.conversations"};
+    assert_int_equal(st.n, LEN(want));
+    for (size_t i = 0; i < st.n; i++)
+        assert_true(starts(&st.v[i], want[i]));
+    /* removed: every removal of the segment */
+    assert_string_equal(st.v[2].sql,
+                        "DELETE FROM rm.reactions r USING unnest($1::text[], $2::bigint[], "
+                        "$3::text[]) AS x(c, s, u) WHERE r.convo_id = x.c AND r.seq_no = x.s AND "
+                        "r.user_id = x.u");
+    assert_int_equal(st.v[2].nparams, 3);
+    assert_string_equal(st.v[2].params[0], "{\"c1\"}");
+    assert_string_equal(st.v[2].params[1], "{5}");
+    assert_string_equal(st.v[2].params[2], "{\"u2\"}");
+    assert_int_equal(st.v[2].tables, PROJ_T_REACTIONS);
+    /* set: the latest of each member on each message, unless a removal */
+    assert_string_equal(st.v[3].sql,
+                        "INSERT INTO rm.reactions (convo_id, seq_no, user_id, emoji) SELECT c, s, "
+                        "u, e FROM (SELECT DISTINCT ON (c, s, u) c, s, u, e FROM "
+                        "unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH "
+                        "ORDINALITY AS y(c, s, u, e, i) ORDER BY c, s, u, i DESC) x WHERE e IS "
+                        "NOT NULL ON CONFLICT (convo_id, seq_no, user_id) DO UPDATE SET emoji = "
+                        "EXCLUDED.emoji");
+    assert_int_equal(st.v[3].nparams, 4);
+    assert_string_equal(st.v[3].params[1], "{5,5,5,5}");
+    assert_string_equal(st.v[3].params[2], "{\"u1\",\"u2\",\"u2\",\"u1\"}");
+    assert_string_equal(st.v[3].params[3],
+                        "{\"\xF0\x9F\x91\x8D\",\"x\",NULL,\"a\\\"b\"}");
+    assert_int_equal(st.v[3].tables, PROJ_T_REACTIONS);
+    /* a deleted message loses its reactions */
+    assert_string_equal(st.v[4].sql,
+                        "DELETE FROM rm.reactions r USING unnest($1::text[], $2::bigint[]) AS "
+                        "x(c, s) WHERE r.convo_id = x.c AND r.seq_no = x.s");
+    assert_string_equal(st.v[4].params[1], "{6}");
+    assert_int_equal(st.v[4].tables, PROJ_T_REACTIONS);
+    assert_string_equal(st.v[6].params[1], "{0,0,0,0,0,7}"); /* reactions leave last_seq */
+    proj_stmts_free(&st);
+
+    /* only removals: nothing to set */
+    proj_item_t rm[2] = {reaction("c1", "u1", 5, NULL), reaction("c2", "u1", 1, NULL)};
+    assert_int_equal(proj_pg_build("rm", rm, 2, &st), 2);
+    assert_int_equal(st.n, 2);
+    assert_true(starts(&st.v[0], "DELETE FROM rm.reactions r USING unnest($1::text[], "
+                                 "$2::bigint[], $3::text[])"));
+    assert_string_equal(st.v[0].params[0], "{\"c1\",\"c2\"}");
+    assert_true(starts(&st.v[1], "UPDATE rm.conversations"));
+    proj_stmts_free(&st);
+
+    /* only reactions set: no removal */
+    proj_item_t set[1] = {reaction("c1", "u1", 5, "x")};
+    assert_int_equal(proj_pg_build("rm", set, 1, &st), 1);
+    assert_int_equal(st.n, 2);
+    assert_true(starts(&st.v[0], "INSERT INTO rm.reactions"));
+    assert_string_equal(st.v[0].params[3], "{\"x\"}");
+    proj_stmts_free(&st);
+}
+
+static void test_a_reaction_after_a_delete_keeps_the_order(void **state)
+{
+    (void)state;
+    proj_item_t its[3] = {reaction("c1", "u1", 3, "x"), item(EV_DELETED, "c1", "u1", 3),
+                          reaction("c1", "u2", 3, "y")};
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_build("rm", its, 3, &st), 3);
+    /* set, then deleted with its reactions | set again: a segment of its own */
+    const char *want[] = {"UPDATE rm.messages",       "INSERT INTO rm.reactions",
+                          "DELETE FROM rm.reactions", "UPDATE rm.conversations",
+                          "INSERT INTO rm.reactions", "UPDATE rm.conversations"};
+    assert_int_equal(st.n, LEN(want));
+    for (size_t i = 0; i < st.n; i++)
+        assert_true(starts(&st.v[i], want[i]));
+    assert_string_equal(st.v[1].params[2], "{\"u1\"}");
+    assert_string_equal(st.v[4].params[2], "{\"u2\"}");
+    proj_stmts_free(&st);
+}
+
+static void test_reactions_combine_and_notify(void **state)
+{
+    (void)state;
+    proj_item_t its[3] = {item(EV_MESSAGE, "c1", "u1", 1), reaction("c1", "u2", 1, "x"),
+                          reaction("c1", "u3", 1, NULL)};
+    its[1].ev.origin = "api:2";
+    its[1].ev.command_id = "cmd-r";
+    int32_t part = 0;
+    int64_t expect = 1, next = 4;
+    proj_stmts_t parts = {0}, st = {0};
+    proj_pg_check("rm", "chat.events", &part, &expect, 1, 1, &parts);
+    assert_int_equal(proj_pg_build("rm", its, 3, &parts), 3);
+    proj_pg_offsets("rm", "chat.events", &part, &next, 1, &parts);
+    assert_int_equal(proj_pg_notify(its, 3, &parts), 1);
+    proj_pg_combine(&parts, &st);
+    /* the removal and the set write one table: two statements */
+    assert_int_equal(st.n, 2);
+    assert_true(starts(&st.v[0], "WITH q0 AS (INSERT INTO rm.messages"));
+    assert_non_null(strstr(st.v[0].sql, "q1 AS (DELETE FROM rm.reactions"));
+    assert_true(starts(&st.v[1], "WITH q0 AS (INSERT INTO rm.reactions"));
+    assert_non_null(strstr(st.v[1].sql, "q1 AS (UPDATE rm.members"));
+    assert_non_null(strstr(st.v[1].sql, "pg_notify('kchat_applied'"));
+    proj_stmts_free(&st);
+
+    char *payload = proj_applied_payload(&its[1].ev);
+    assert_string_equal(payload, "{\"command_id\":\"cmd-r\",\"convo_id\":\"c1\",\"type\":"
+                                 "\"ReactionChanged\"}");
+    free(payload);
+}
+
 /* The operations of a built batch: opcode, count, arguments. */
 typedef struct {
     char op;
@@ -433,7 +569,8 @@ static void test_a_message_in_redis(void **state)
                               "\"sender_id\":\"u1\",\"client_msg_id\":\"m\",\"content\":\"hi\","
                               "\"content_type\":\"text/plain\",\"created_at\":"
                               "\"1970-01-01T00:00:01.000Z\",\"reply_to\":null,"
-                              "\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null}");
+                              "\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null,"
+                              "\"reactions\":[]}");
     assert_arg(&a, m + 7, json);
     assert_arg(&a, m + 8, "7"); /* last_seq and last_message */
     assert_arg(&a, m + 9, json);
@@ -604,6 +741,67 @@ static void test_title_and_topic_in_redis(void **state)
     proj_rargs_free(&a);
 }
 
+static void test_edits_and_deletes_in_redis(void **state)
+{
+    (void)state;
+    proj_item_t its[2] = {item(EV_EDITED, "c1", "u1", 4), item(EV_DELETED, "c1", "u1", 5)};
+    its[0].ev.content = "new \"text\"\n";
+    its[1].ev.at = 1700000000123;
+    proj_rargs_t a = {0};
+    assert_int_equal(proj_redis_build("p:", its, 2, 100, &a), 2);
+    rop_t ops[8];
+    assert_ops(&a, ops, 8, "EETL");
+    /* the content and the time as JSON strings, as the message's JSON holds them */
+    assert_int_equal(ops[0].n, 6);
+    assert_arg(&a, ops[0].first, "p:recent:c1");
+    assert_arg(&a, ops[0].first + 1, "p:convo:c1");
+    assert_arg(&a, ops[0].first + 2, "4");
+    assert_arg(&a, ops[0].first + 3, "\"new \\\"text\\\"\\n\"");
+    assert_arg(&a, ops[0].first + 4, "\"1970-01-01T00:00:01.000Z\"");
+    assert_arg(&a, ops[0].first + 5, "0");
+    assert_arg(&a, ops[1].first + 3, "\"\"");
+    assert_arg(&a, ops[1].first + 4, "\"2023-11-14T22:13:20.123Z\"");
+    assert_arg(&a, ops[1].first + 5, "1");
+    proj_rargs_free(&a);
+}
+
+static void test_reactions_in_redis(void **state)
+{
+    (void)state;
+    proj_item_t its[4] = {item(EV_MESSAGE, "c1", "u1", 1), reaction("c1", "u\"2", 1, "a\"b"),
+                          reaction("c1", "u2", 1, NULL), item(EV_MESSAGE, "c1", "u1", 2)};
+    proj_rargs_t a = {0};
+    assert_int_equal(proj_redis_build("p:", its, 4, 100, &a), 4);
+    rop_t ops[10];
+    /* the message before the reactions (they end its run), the next message, activity, lastseen */
+    assert_ops(&a, ops, 10, "MXXMTL");
+    size_t x = ops[1].first;
+    assert_int_equal(ops[1].n, 6);
+    assert_arg(&a, x, "p:recent:c1");
+    assert_arg(&a, x + 1, "p:convo:c1");
+    assert_arg(&a, x + 2, "1");
+    assert_arg(&a, x + 3, "\"u\\\"2\""); /* the actor, as a JSON string */
+    assert_arg(&a, x + 4, "\"a\\\"b\"");  /* the reaction, the same */
+    assert_arg(&a, x + 5, "[{\"emoji\":\"\xF0\x9F\x91\x8D\",\"count\":2},"
+                          "{\"emoji\":\"a\\\"b\",\"count\":1}]");
+    x = ops[2].first;
+    assert_int_equal(ops[2].n, 6);
+    assert_arg(&a, x + 3, "\"u2\"");
+    assert_arg(&a, x + 4, ""); /* removed */
+    assert_arg(&a, x + 5, "[]");
+    /* a new message has no reactions */
+    char *json = proj_message_json(&its[3].ev);
+    assert_non_null(strstr(json, ",\"deleted_at\":null,\"reactions\":[]}"));
+    assert_arg(&a, ops[3].first + 7, json);
+    free(json);
+    /* every event touches the conversation and its actor: lastseen of u1, u"2 and u2 */
+    assert_int_equal(ops[5].n, 7);
+    proj_rargs_free(&a);
+
+    assert_non_null(strstr(PROJ_REDIS_SCRIPT, "op == 'X'"));
+    assert_null(strstr(PROJ_REDIS_SCRIPT, "cjson")); /* messages are rewritten as text */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +821,11 @@ int main(void)
         cmocka_unit_test(test_title_and_topic_null_keeps_them),
         cmocka_unit_test(test_roles_in_redis),
         cmocka_unit_test(test_title_and_topic_in_redis),
+        cmocka_unit_test(test_reactions_in_a_segment_the_later_wins),
+        cmocka_unit_test(test_a_reaction_after_a_delete_keeps_the_order),
+        cmocka_unit_test(test_reactions_combine_and_notify),
+        cmocka_unit_test(test_edits_and_deletes_in_redis),
+        cmocka_unit_test(test_reactions_in_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

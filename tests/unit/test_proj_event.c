@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,6 +290,100 @@ static void test_bad_ids_and_bad_records_are_refused(void **state)
     kc_buf_free(&b);
 }
 
+static void test_a_reaction_changed(void **state)
+{
+    (void)state;
+    const kc_chat_count_t counts[] = {{kc_str("\xF0\x9F\x91\x8D"), 2}, {kc_str("a\"b"), 1}};
+    kc_chat_event_out_t o = base(KC_EV_REACTION_CHANGED);
+    o.seq_no = 9;
+    o.emoji = kc_str("\xF0\x9F\x91\x8D");
+    o.previous = kc_str("a\"b");
+    o.counts = counts;
+    o.ncounts = 2;
+    proj_event_t ev;
+    char err[256];
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REACTION);
+    assert_string_equal(ev.type, "ReactionChanged");
+    assert_true(ev.seq_no == 9);
+    assert_string_equal(ev.actor_id, "u1");
+    assert_string_equal(ev.emoji, "\xF0\x9F\x91\x8D");
+    assert_string_equal(ev.previous, "a\"b");
+    assert_int_equal(ev.ncounts, 2);
+    assert_string_equal(ev.counts[0].emoji, "\xF0\x9F\x91\x8D");
+    assert_int_equal(ev.counts[0].count, 2);
+    assert_string_equal(ev.counts[1].emoji, "a\"b");
+    assert_int_equal(ev.counts[1].count, 1);
+    assert_int_equal(ev.nmembers, 0);
+    proj_event_free(&ev);
+    assert_null(ev.counts);
+
+    /* removed: both null, no reactions left */
+    o.emoji = o.previous = (kc_str_t){NULL, 0};
+    o.counts = NULL;
+    o.ncounts = 0;
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, EV_REACTION);
+    assert_null(ev.emoji);
+    assert_null(ev.previous);
+    assert_int_equal(ev.ncounts, 0);
+    proj_event_free(&ev);
+
+    /* as many kinds as a message may have, each string in the block */
+    kc_chat_count_t many[KC_CHAT_MAX_REACTION_KINDS];
+    char names[KC_CHAT_MAX_REACTION_KINDS][4];
+    for (int i = 0; i < KC_CHAT_MAX_REACTION_KINDS; i++) {
+        snprintf(names[i], sizeof(names[i]), "e%d", i);
+        many[i] = (kc_chat_count_t){kc_str(names[i]), KC_CHAT_MAX_REACTION_KINDS - i};
+    }
+    o.counts = many;
+    o.ncounts = KC_CHAT_MAX_REACTION_KINDS;
+    o.emoji = kc_str("e0");
+    assert_int_equal(decode(&o, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.ncounts, KC_CHAT_MAX_REACTION_KINDS);
+    for (int i = 0; i < KC_CHAT_MAX_REACTION_KINDS; i++) {
+        assert_string_equal(ev.counts[i].emoji, names[i]);
+        assert_int_equal(ev.counts[i].count, KC_CHAT_MAX_REACTION_KINDS - i);
+    }
+    proj_event_free(&ev);
+
+    /* what the read models cannot store is poison: an empty emoji, a NUL, no message */
+    o = base(KC_EV_REACTION_CHANGED);
+    o.seq_no = 9;
+    o.emoji = kc_str("");
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "emoji"));
+    o.emoji = (kc_str_t){"a\0", 2};
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    o.emoji = kc_str("x");
+    o.previous = kc_str("");
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "previous"));
+    o.previous = (kc_str_t){NULL, 0};
+    const kc_chat_count_t empty[] = {{kc_str(""), 1}};
+    o.counts = empty;
+    o.ncounts = 1;
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "emoji"));
+    o.counts = NULL;
+    o.ncounts = 0;
+    o.seq_no = 0;
+    assert_true(decode(&o, &ev, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "seq_no"));
+
+    /* every strict prefix of a good record is refused */
+    o.seq_no = 9;
+    o.counts = counts;
+    o.ncounts = 2;
+    kc_buf_t b = {0};
+    kc_chat_event_encode(&b, ID, &o);
+    for (size_t n = 0; n < b.len; n++)
+        assert_true(proj_event_decode(S, b.data, n, &ev, err, sizeof(err)) < 0);
+    assert_int_equal(proj_event_decode(S, b.data, b.len, &ev, err, sizeof(err)), 0);
+    proj_event_free(&ev);
+    kc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_a_role_changed),
         cmocka_unit_test(test_members_removed_with_left_seq_and_promoted),
         cmocka_unit_test(test_bad_ids_and_bad_records_are_refused),
+        cmocka_unit_test(test_a_reaction_changed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

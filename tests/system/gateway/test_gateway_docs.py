@@ -14,8 +14,8 @@ SPEC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 # the frame types the gateway reads, from its parser's own table
 CLIENT = set(re.findall(r'\[GW_IN_\w+\] = "([^"]+)"', (ROOT / "gateway" / "parse.c").read_text()))
 SERVER = {"ack", "message.create", "message.update", "message.delete", "message.delivery",
-          "message.read", "conversation.update", "typing", "presence.update", "sync.complete",
-          "system.notice", "error"}
+          "message.read", "message.reaction", "conversation.update", "typing",
+          "presence.update", "sync.complete", "system.notice", "error"}
 
 
 def resolve(node):
@@ -67,6 +67,7 @@ def test_live_frames_match_their_schemas():
         members_projected(convo, [a, b])  # presence is for people who share a conversation
         await send(wb, type="presence.subscribe", user_ids=[a])
         await send(wb, type="message.read", convo_id=convo, seq_no=1)
+        await send(wb, type="message.react", convo_id=convo, seq_no=1, emoji="\U0001F44D")
         await send(wa, type="message.send", convo_id=convo, client_msg_id="s1" * 100,
                    content="x")
         await send(wa, type="nonsense")
@@ -84,7 +85,7 @@ def test_live_frames_match_their_schemas():
             await asyncio.sleep(0.3)
         types = {f["type"] for f in seen}
         assert {"ack", "message.create", "message.read", "presence.update", "error",
-                "sync.complete", "message.delivery", "typing"} <= types, types
+                "sync.complete", "message.delivery", "typing", "message.reaction"} <= types, types
         for f in seen:
             assert f["type"] in server, f
             jsonschema.validate(f, server[f["type"]])

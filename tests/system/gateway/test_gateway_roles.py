@@ -7,30 +7,13 @@ import asyncio
 import time
 
 import jsonschema
-import yaml
 
 from kchat_testkit.api import User
-from kchat_testkit.gateway import connect, quiet, recv_until, redis_client, send, wait_routes
+from kchat_testkit.gateway import (connect, quiet, recv_until, redis_client, send, spec_payload,
+                                   wait_routes)
 from kchat_testkit.http import wait_until
-from kchat_testkit.stack import ROOT
 
-SPEC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 SEEN = []  # every conversation.update received, checked against docs/asyncapi.yaml
-
-
-def spec_payload(message):
-    def resolve(node):
-        if isinstance(node, dict):
-            if set(node) == {"$ref"}:
-                target = SPEC
-                for part in node["$ref"].lstrip("#/").split("/"):
-                    target = target[part]
-                return resolve(target)
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-    return resolve(SPEC["components"]["messages"][message]["payload"])
 
 
 def is_type(t):

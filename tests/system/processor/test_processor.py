@@ -555,6 +555,51 @@ def test_roles_survive_kill_9_from_checkpoint_and_replay(commands, brokers):
         restart_processor()
 
 
+def test_reactions_survive_kill_9_from_checkpoint_and_replay(commands, brokers):
+    """Reactions are in the checkpoint (DedupeItem version 5) and in the events since: after
+    kill -9 the restored processor knows each member's reaction (the next change names it as
+    `previous`) and counts them as before."""
+    thumbs, heart, party = "\U0001F44D", "\u2764\ufe0f", "\U0001F389"
+    log = os.path.join(os.environ["KCHAT_STATE_DIR"], "logs", "processor.log")
+    restart_processor(checkpoint_interval_ms=3600000, checkpoint_events=10)
+
+    def react(who, seq, emoji):
+        commands.send(command(convo, who, "SetReaction", {"seq_no": seq, "emoji": emoji}))
+
+    try:
+        convo = new_convo(commands, brokers, members=("u2", "u3", "u4"))
+        before = metric(ADMIN, "kchat_processor_checkpoints_total")
+        for i in range(12):
+            commands.send(send_message(convo, "u1", f"x-{i}", f"x{i}"))
+        react("u2", 1, thumbs)
+        react("u3", 1, heart)
+        commands.flush()
+        assert len(events_of(brokers, convo, lambda g: len(g) >= 15)) == 15
+        wait_until(lambda: metric(ADMIN, "kchat_processor_checkpoints_total") > before,
+                   "a checkpoint of the conversation's partition")
+        # after the checkpoint: only in the events a restore replays
+        react("u4", 1, thumbs)
+        react("u2", 1, None)
+        commands.flush()
+        evs = events_of(brokers, convo, lambda g: len(g) >= 17)
+        assert body(evs[16]) == ("ReactionChanged", {
+            "seq_no": 1, "emoji": None, "previous": thumbs,
+            "counts": [{"emoji": heart, "count": 1}, {"emoji": thumbs, "count": 1}]})
+        since = os.path.getsize(log)
+        subprocess.run(STACK + ["kill", "processor"], check=True, capture_output=True)
+        wait_until(lambda: restore_log(since), "the restore after kill -9")
+        react("u3", 1, heart)   # from the checkpoint: the same again
+        react("u2", 1, party)   # removed after it: no previous
+        react("u4", 1, heart)   # added after it: replaced
+        commands.flush()
+        got = [body(e)[1] for e in events_of(brokers, convo, lambda g: len(g) >= 20)[17:]]
+        assert [(g["emoji"], g["previous"]) for g in got] == [
+            (heart, heart), (party, None), (heart, thumbs)]
+        assert got[-1]["counts"] == [{"emoji": heart, "count": 2}, {"emoji": party, "count": 1}]
+    finally:
+        restart_processor()
+
+
 def set_topic_config(brokers, topic, name, value):
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                        ConfigResource)

@@ -19,7 +19,7 @@ from kchat_testkit.daemon import Daemon
 from kchat_testkit.http import WaitTimeout, http_get, wait_until
 from kchat_testkit.metrics import metric, sample, scrape
 from kchat_testkit.stack import BUILD, DAEMONS, ROOT
-from kchat_testkit.wire import Commands, body, command, decode, send_message
+from kchat_testkit.wire import NEWEST, Commands, body, command, decode, encode, send_message
 
 STACK = [str(ROOT / "scripts" / "stack.sh")]
 TOPIC = "chat.events"
@@ -126,6 +126,8 @@ def expected_models(events):
     """(postgres, redis) dumps computed from the events alone, in the shapes of pg_dump()
     and redis_dump()."""
     convs, members, msgs, seen, departures, topics = {}, {}, {}, {}, {}, {}
+    reactions = {}  # (convo, seq_no, user): emoji
+    shown = {}  # (convo, seq_no): (the latest counts, {user: emoji}) of a message's JSON
     for ev in events:
         kind, f = body(ev)
         if kind == "CommandRejected":
@@ -162,6 +164,7 @@ def expected_models(events):
                 "content_type": f["content_type"], "created_at": at,
                 "reply_to": f.get("reply_to"), "edited_at": None,
                 "edit_count": 0, "deleted_at": None}
+            shown[(c, f["seq_no"])] = ([], {})
             convs[c]["last_seq"] = max(convs[c]["last_seq"], f["seq_no"])
             if (c, actor) in members:
                 members[(c, actor)]["read_seq"] = max(members[(c, actor)]["read_seq"],
@@ -169,25 +172,47 @@ def expected_models(events):
         elif kind == "MessageEdited" and (c, f["seq_no"]) in msgs:
             m = msgs[(c, f["seq_no"])]
             m.update(content=f["content"], edited_at=at, edit_count=m["edit_count"] + 1)
-        elif kind == "MessageDeleted" and (c, f["seq_no"]) in msgs:
-            msgs[(c, f["seq_no"])].update(content="", deleted_at=at)
+        elif kind == "MessageDeleted":
+            for k in [k for k in reactions if k[:2] == (c, f["seq_no"])]:
+                del reactions[k]
+            if (c, f["seq_no"]) in msgs:
+                msgs[(c, f["seq_no"])].update(content="", deleted_at=at)
+                shown[(c, f["seq_no"])] = ([], {})
+        elif kind == "ReactionChanged":
+            if f["emoji"] is None:
+                reactions.pop((c, f["seq_no"], actor), None)
+            else:
+                reactions[(c, f["seq_no"], actor)] = f["emoji"]
+            if (c, f["seq_no"]) in shown:
+                counts, who = shown[(c, f["seq_no"])]
+                who = {u: e for u, e in who.items() if u != actor}
+                if f["emoji"] is not None:
+                    who[actor] = f["emoji"]
+                shown[(c, f["seq_no"])] = ([dict(x) for x in f["counts"]], who)
         elif kind == "ReadMarkerSet" and (c, actor) in members:
             members[(c, actor)]["read_seq"] = max(members[(c, actor)]["read_seq"], f["seq_no"])
         if c in convs:
             convs[c]["last_activity"] = max(convs[c]["last_activity"], at)
         seen[actor] = max(seen.get(actor, at), at)
     pg_model = {"conversations": convs, "members": members, "messages": msgs,
-                "departures": departures}
+                "departures": departures, "reactions": reactions}
 
-    def rest(c, s):
+    def rest(c, s, reacted=True):
+        """The message's JSON in recent:<convo> (reacted: who reacted with what, when
+        anyone did), or as last_message (without it)."""
         m = msgs[(c, s)]
-        return {"convo_id": c, "seq_no": s, "server_msg_id": m["server_msg_id"],
-                "sender_id": m["sender_id"], "client_msg_id": m["client_msg_id"],
-                "content": m["content"], "content_type": m["content_type"],
-                "created_at": iso(m["created_at"]), "reply_to": m["reply_to"],
-                "edited_at": iso(m["edited_at"]) if m["edited_at"] is not None else None,
-                "edit_count": m["edit_count"],
-                "deleted_at": iso(m["deleted_at"]) if m["deleted_at"] is not None else None}
+        counts, who = shown[(c, s)]
+        out = {"convo_id": c, "seq_no": s, "server_msg_id": m["server_msg_id"],
+               "sender_id": m["sender_id"], "client_msg_id": m["client_msg_id"],
+               "content": m["content"], "content_type": m["content_type"],
+               "created_at": iso(m["created_at"]), "reply_to": m["reply_to"],
+               "edited_at": iso(m["edited_at"]) if m["edited_at"] is not None else None,
+               "edit_count": m["edit_count"],
+               "deleted_at": iso(m["deleted_at"]) if m["deleted_at"] is not None else None,
+               "reactions": counts}
+        if reacted and who:
+            out["reacted"] = who
+        return out
 
     by_convo = {}
     for (c, s) in msgs:
@@ -205,7 +230,7 @@ def expected_models(events):
             rd[f"roles:{c}"] = roles
         seqs = sorted(by_convo.get(c, []))
         if seqs:
-            h["last_message"] = rest(c, seqs[-1])
+            h["last_message"] = rest(c, seqs[-1], reacted=False)
             rd[f"recent:{c}"] = [(rest(c, s), s) for s in seqs[-RECENT:]]
         rd[f"convo:{c}"] = h
         mem = {u for (cc, u) in members if cc == c}
@@ -245,8 +270,10 @@ def pg_dump(schema="rm"):
                     f"SELECT convo_id, seq_no, server_msg_id, sender_id, client_msg_id, content, "
                     f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')}, "
                     f"edit_count, reply_to FROM {schema}.messages")}
+        reactions = {(row[0], row[1], row[2]): row[3] for row in conn.execute(
+            f"SELECT convo_id, seq_no, user_id, emoji FROM {schema}.reactions")}
     return {"conversations": convs, "members": members, "messages": msgs,
-            "departures": departures}
+            "departures": departures, "reactions": reactions}
 
 
 def redis_dump(r):
@@ -276,6 +303,55 @@ def redis_dump(r):
         else:
             out[name] = t
     return out
+
+
+EVENT_V4 = 14  # the schema id of Event version 4, the first with ReactionChanged
+
+
+def counts_of(who):
+    """A message's reactions as ReactionChanged.counts has them: the most chosen first, ties
+    in the byte order of the emoji."""
+    n = {}
+    for e in who.values():
+        n[e] = n.get(e, 0) + 1
+    return [{"emoji": e, "count": k}
+            for e, k in sorted(n.items(), key=lambda x: (-x[1], x[0].encode()))]
+
+
+class Reactions:
+    """ReactionChanged events written straight to chat.events (Event version 4), as the
+    processor writes them: the counts after each change follow who reacted with what."""
+
+    def __init__(self, commands, convo):
+        assert NEWEST["chat.events-value"][0] == EVENT_V4
+        self.commands, self.convo, self.who = commands, convo, {}
+
+    def react(self, user, seq_no, emoji, origin="gateway:0", command_id=None):
+        who = self.who.setdefault(seq_no, {})
+        previous = who.get(user)
+        if emoji is None:
+            who.pop(user, None)
+        else:
+            who[user] = emoji
+        ev = {"event_id": str(uuid.uuid4()), "convo_id": self.convo, "actor_id": user,
+              "occurred_at": int(time.time() * 1000),
+              "command_id": command_id or str(uuid.uuid4()), "origin": origin,
+              "body": ("io.kchat.ReactionChanged",
+                       {"seq_no": seq_no, "emoji": emoji, "previous": previous,
+                        "counts": counts_of(who)})}
+        data = encode("chat.events-value", ev)
+        assert data[1:5] == EVENT_V4.to_bytes(4, "big")
+        # keyed by the conversation: its partition, after the events already there
+        self.commands.send_raw(self.convo.encode(), data, topic=TOPIC)
+
+    def deleted(self, seq_no):
+        self.who.pop(seq_no, None)
+
+
+def reactions_of(convo):
+    with pg() as conn:
+        return {(s, u): e for s, u, e in conn.execute(
+            "SELECT seq_no, user_id, emoji FROM rm.reactions WHERE convo_id = %s", (convo,))}
 
 
 def create(commands, convo, creator, members, origin="api:0", command_id=None):
@@ -419,6 +495,102 @@ def test_roles_topic_and_departures_land_in_both_models(commands, brokers, r):
             {k: v for k, v in want_pg[table].items() if k == convo or k[0] == convo}, table
     for kind in ("convo", "members", "read", "roles"):
         assert got_redis.get(f"{kind}:{convo}") == want_redis.get(f"{kind}:{convo}"), kind
+
+
+def test_reactions_land_in_both_models(commands, brokers, r):
+    convo = new_id("rx")
+    listener = pg()
+    listener.execute("LISTEN kchat_applied")
+    create(commands, convo, "u1", ["u2", "u3"])
+    for i in range(1, 4):
+        commands.send(send_message(convo, "u1", f"x{i}", f"message {i} \"q\" / \\"))
+    commands.flush()
+    wait_until(lambda: len(messages_of(convo)) == 3, "the messages in Postgres")
+    p = f"kchat:rm:{r.get('kchat:rm:gen')}:"
+    wait_until(lambda: r.zcard(p + f"recent:{convo}") == 3, "the messages in Redis")
+    before = {s: m for m, s in r.zrange(p + f"recent:{convo}", 0, -1, withscores=True)}
+
+    rx = Reactions(commands, convo)
+    thumbs, heart, party, eyes = "\U0001F44D", "\u2764\ufe0f", "\U0001F389", "\U0001F440"
+    rx.react("u1", 1, thumbs)
+    rx.react("u2", 1, thumbs)
+    rx.react("u3", 1, heart)
+    set_id = str(uuid.uuid4())
+    rx.react("u2", 1, heart, origin="api:0", command_id=set_id)  # replaced
+    remove_id = str(uuid.uuid4())
+    rx.react("u3", 1, None, origin="api:0", command_id=remove_id)  # removed
+    rx.react("u1", 2, party)
+    rx.react("u2", 2, party)
+    rx.react("u2", 3, eyes)  # the conversation's last message
+    rx.react("u1", 3, None)  # nothing to remove: nothing changes
+    commands.flush()
+    wait_caught_up(brokers, r)
+    assert reactions_of(convo) == {(1, "u1"): thumbs, (1, "u2"): heart, (2, "u1"): party,
+                                   (2, "u2"): party, (3, "u2"): eyes}
+
+    recent = {s: m for m, s in r.zrange(p + f"recent:{convo}", 0, -1, withscores=True)}
+    # the counts as the event gave them (ties in byte order), who reacted with what
+    m1 = json.loads(recent[1])
+    assert m1["reactions"] == [{"emoji": heart, "count": 1}, {"emoji": thumbs, "count": 1}]
+    assert m1["reacted"] == {"u1": thumbs, "u2": heart}
+    # the rest of the JSON is byte for byte what it was, `reacted` after `reactions`
+    assert before[1].endswith(',"deleted_at":null,"reactions":[]}')
+    assert recent[1] == before[1][:-len('[]}')] + json.dumps(
+        m1["reactions"], ensure_ascii=False, separators=(",", ":")) + \
+        ',"reacted":{"u1":"%s","u2":"%s"}}' % (thumbs, heart)
+    assert json.loads(recent[2])["reactions"] == [{"emoji": party, "count": 2}]
+    assert json.loads(recent[3])["reacted"] == {"u2": eyes}
+    last = json.loads(r.hget(p + f"convo:{convo}", "last_message"))
+    assert (last["seq_no"], last["reactions"]) == (3, [{"emoji": eyes, "count": 1}])
+    assert "reacted" not in last, "last_message has the counts only"
+
+    # the last reaction of a message removed: "reacted" goes, "reactions" is []
+    rx.react("u2", 3, None)
+    commands.flush()
+    wait_caught_up(brokers, r)
+    assert r.zrange(p + f"recent:{convo}", 2, 2) == [before[3]]
+    assert (3, "u2") not in reactions_of(convo)
+
+    # a deleted message loses its reactions in both models; the others keep theirs
+    commands.send(command(convo, "u1", "DeleteMessage", {"seq_no": 2}))
+    commands.flush()
+    rx.deleted(2)
+    wait_until(lambda: messages_of(convo)[1][5], "the delete in Postgres")
+    wait_caught_up(brokers, r)
+    assert reactions_of(convo) == {(1, "u1"): thumbs, (1, "u2"): heart}
+    m2 = json.loads(r.zrange(p + f"recent:{convo}", 1, 1)[0])
+    assert (m2["deleted_at"] is not None, m2["reactions"]) == (True, [])
+    assert "reacted" not in m2
+    assert json.loads(r.zrange(p + f"recent:{convo}", 0, 0)[0])["reacted"] == \
+        {"u1": thumbs, "u2": heart}
+    # and an edit keeps them, and the JSON's order
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 1, "content": "edited"}))
+    commands.flush()
+    wait_until(lambda: messages_of(convo)[0][4], "the edit in Postgres")
+    wait_caught_up(brokers, r)
+    edited = r.zrange(p + f"recent:{convo}", 0, 0)[0]
+    assert list(json.loads(edited)) == list(json.loads(recent[1]))
+    assert json.loads(edited)["reactions"] == m1["reactions"]
+
+    # both models are what the events alone give
+    want_pg, want_redis = expected_models(read_all_events(brokers))
+    got_pg, got_redis = pg_dump(), redis_dump(r)
+    assert {k: v for k, v in got_pg["reactions"].items() if k[0] == convo} == \
+        {k: v for k, v in want_pg["reactions"].items() if k[0] == convo}
+    for kind in ("convo", "recent"):
+        assert got_redis[f"{kind}:{convo}"] == want_redis[f"{kind}:{convo}"], kind
+
+    # the API's wait ends: kchat_applied for the api: commands
+    got = {}
+    for note in listener.notifies(timeout=30, stop_after=None):
+        payload = json.loads(note.payload)
+        if payload["command_id"] in (set_id, remove_id):
+            got[payload["command_id"]] = payload
+        if len(got) == 2:
+            break
+    listener.close()
+    assert got == {i: {"command_id": i, "convo_id": convo, "type": "ReactionChanged"}
+                   for i in (set_id, remove_id)}
 
 
 def test_notify_comes_once_the_event_is_in_both_models(commands, brokers, r):
@@ -645,22 +817,36 @@ def test_redis_flushed_is_rebuilt_from_the_log_and_equal(commands, brokers, r):
     convo = new_id("c")
     create(commands, convo, "u1", ["u2"])
     commands.send(send_message(convo, "u2", "before-flush", "before"))
+    commands.send(send_message(convo, "u1", "reacted-to", "reacted to"))
+    commands.send(send_message(convo, "u1", "edited", "to be edited"))
     commands.flush()
-    wait_until(lambda: len(messages_of(convo)) == 1, "the message in Postgres")
+    wait_until(lambda: len(messages_of(convo)) == 3, "the messages in Postgres")
+    rx = Reactions(commands, convo)
+    rx.react("u1", 2, "\u2764\ufe0f")
+    rx.react("u2", 2, "+1")
+    rx.react("u2", 3, "+1")
+    commands.flush()
+    commands.send(command(convo, "u1", "EditMessage", {"seq_no": 3, "content": "edited"}))
+    commands.flush()
+    wait_until(lambda: messages_of(convo)[2][4], "the edit in Postgres")
     wait_caught_up(brokers, r)
     before = redis_dump(r)
+    raw = r.zrange(f"kchat:rm:{r.get('kchat:rm:gen')}:recent:{convo}", 0, -1)
+    assert json.loads(raw[1])["reacted"] == {"u1": "\u2764\ufe0f", "u2": "+1"}
     rebuilt = metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}')
     r.flushall()
     wait_caught_up(brokers, r)
     assert redis_dump(r) == before
+    # the messages' JSON, reactions and edits included, byte for byte
+    assert r.zrange(f"kchat:rm:{r.get('kchat:rm:gen')}:recent:{convo}", 0, -1) == raw
     assert metric(ADMIN, 'kchat_projector_rebuilds_total{kind="redis_flush"}') == rebuilt + 1
     # And it keeps following the log.
     commands.send(send_message(convo, "u1", "after-flush", "after"))
     commands.flush()
-    wait_until(lambda: len(messages_of(convo)) == 2, "the next message in Postgres")
+    wait_until(lambda: len(messages_of(convo)) == 4, "the next message in Postgres")
     wait_caught_up(brokers, r)
     gen = r.get("kchat:rm:gen")
-    assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "last_seq") == "2"
+    assert r.hget(f"kchat:rm:{gen}:convo:{convo}", "last_seq") == "4"
 
 
 def test_scripts_flushed_mid_load_are_loaded_again_and_nothing_is_lost(commands, brokers, r):
@@ -719,17 +905,26 @@ def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r,
     flowing = [new_id("rb") for _ in range(4)]
     for cv in flowing:
         create(commands, cv, "u1", ["u2", "u3"])
+    # and one whose messages get reactions while the rebuild runs
+    reacted = new_id("rbx")
+    create(commands, reacted, "u1", ["u2", "u3"])
+    for i in range(1, 6):
+        commands.send(send_message(reacted, "u1", f"rbx-{i}", f"react to {i}"))
     commands.flush()
-    wait_until(lambda: all(read_seqs(cv) for cv in flowing), "the conversations")
+    wait_until(lambda: all(read_seqs(cv) for cv in flowing) and len(messages_of(reacted)) == 5,
+               "the conversations")
     stop = threading.Event()
     sent = {"n": 0}
 
     def flow():
         c = Commands(brokers)
+        rx = Reactions(c, reacted)
         i = 0
         while not stop.is_set():
             for cv in flowing:
                 c.send(send_message(cv, ("u1", "u2", "u3")[i % 3], f"rb-{i}", f"flow {i}"))
+            # set, replaced, removed, by three members on five messages
+            rx.react(("u1", "u2", "u3")[i % 3], i % 5 + 1, ("+1", "\U0001F44D", None, "ok")[i % 4])
             i += 1
             if i % 10 == 0:  # about 400 messages/s at most: well below any rebuild's pace
                 c.flush()
@@ -783,6 +978,8 @@ def test_rebuild_while_messages_flow_swaps_in_equal_models(commands, brokers, r,
     got_pg, got_redis = pg_dump(), redis_dump(r)
     assert got_pg == want_pg
     assert got_redis == want_redis
+    assert any(k[0] == reacted for k in got_pg["reactions"]), "reactions were rebuilt"
+    assert any("reacted" in m for m, _ in got_redis[f"recent:{reacted}"])
     # ... and what the live models held before, for every conversation the flow left alone.
     for table, rows in live_pg.items():
         for k, v in rows.items():
@@ -802,20 +999,31 @@ def test_a_schema_made_by_another_ddl_is_rebuilt_at_start(commands, brokers, r):
     commands.send(send_message(convo, "u2", "d1", "one"))
     commands.send(command(convo, "u1", "UpdateConversation", {"title": None, "topic": "t"}))
     commands.send(command(convo, "u1", "SetRole", {"user_id": "u2", "role": "admin"}))
+    commands.send(send_message(convo, "u1", "d2", "two"))
     commands.send(command(convo, "u2", "RemoveMembers", {"members": ["u3"]}))
     commands.flush()
-    wait_until(lambda: len(messages_of(convo)) == 1, "the conversation")
+    wait_until(lambda: len(messages_of(convo)) == 2, "the conversation")
+    rx = Reactions(commands, convo)
+    rx.react("u1", 1, "+1")
+    rx.react("u2", 1, "+1")
+    rx.react("u2", 2, "ok")
+    commands.flush()
+    commands.send(command(convo, "u1", "DeleteMessage", {"seq_no": 2}))
+    commands.flush()
+    wait_until(lambda: messages_of(convo)[1][5], "the delete")
     wait_caught_up(brokers, r)
+    assert reactions_of(convo) == {(1, "u1"): "+1", (1, "u2"): "+1"}
     live_pg, live_redis = pg_dump(), redis_dump(r)
     with pg() as conn:
         old_pg_gen = conn.execute("SELECT generation FROM rm.meta").fetchone()[0]
         assert conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
                             "WHERE nspname = 'rm'").fetchone()[0].startswith(
                                 "kchat-readmodel sha256:")
-        # What an older projector made: no topic, roles or departures, no stamp.
+        # What an older projector made: no topic, roles, departures or reactions, no stamp.
         conn.execute("ALTER TABLE rm.conversations DROP COLUMN topic")
         conn.execute("ALTER TABLE rm.members DROP COLUMN role")
         conn.execute("DROP TABLE rm.departures")
+        conn.execute("DROP TABLE rm.reactions")
         conn.execute("COMMENT ON SCHEMA rm IS NULL")
     old_gen = int(r.get("kchat:rm:gen"))
     subprocess.run(STACK + ["restart", "projector"], check=True, capture_output=True)
