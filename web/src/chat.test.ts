@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiError, type Api, type Session } from './api';
-import { ChatClient, manageErrorText } from './chat';
-import type { ClientFrame, ServerFrame } from './protocol';
+import { ChatClient, manageErrorText, reactionErrorText } from './chat';
+import type { ClientFrame, Message, ServerFrame } from './protocol';
 import { ChatSocket } from './socket';
 
 describe('refusals of a change to a conversation, in words', () => {
@@ -89,5 +89,170 @@ describe('a reply is sent, retried and kept in the outbox with its reply_to', ()
     expect(again.getState().logs['c1']?.pending[0]).toMatchObject({ content: 'later', reply_to: 2 });
     reopen(again);
     expect(sends()).toEqual([expect.objectContaining({ content: 'later', reply_to: 2 })]);
+  });
+});
+
+describe('reactions: history, message.reaction frames, message.react', () => {
+  const session: Session = { user_id: 'u_me', username: 'me', access_token: 't', refresh_token: 'r', access_expires_at: 0 };
+  const msg = (seq: number, extra: Partial<Message> = {}): Message => ({
+    convo_id: 'c1',
+    seq_no: seq,
+    server_msg_id: `c1:${seq}`,
+    sender_id: 'u_bob',
+    client_msg_id: `k${seq}`,
+    content: `text ${seq}`,
+    created_at: 1_700_000_000_000 + seq,
+    ...extra,
+  });
+  let pages: Message[][];
+  let asked: { limit?: number; before_seq?: number; since_seq?: number }[];
+  let sent: ClientFrame[];
+  let connected: boolean;
+  const api = {
+    conversations: async () => [],
+    userName: async () => null,
+    messages: async (_id: string, q: { limit?: number }) => {
+      asked.push(q);
+      return { messages: pages.shift() ?? [], next_cursor: null };
+    },
+  } as unknown as Api;
+
+  beforeEach(() => {
+    pages = [];
+    asked = [];
+    sent = [];
+    connected = true;
+    const stored = new Map<string, string>();
+    vi.stubGlobal('localStorage', {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => void stored.set(k, v),
+      removeItem: (k: string) => void stored.delete(k),
+    });
+    vi.stubGlobal('document', { visibilityState: 'visible', addEventListener: () => undefined, removeEventListener: () => undefined });
+    vi.spyOn(ChatSocket.prototype, 'send').mockImplementation((f: ClientFrame) => {
+      if (connected) sent.push(f);
+      return connected;
+    });
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllGlobals();
+    vi.useRealTimers();
+  });
+
+  const frame = (c: ChatClient, f: ServerFrame) => (c as unknown as { onFrame(f: ServerFrame): void }).onFrame(f);
+  const reopen = (c: ChatClient) => (c as unknown as { onOpen(): void }).onOpen();
+  const shown = (c: ChatClient, seq: number) => c.getState().logs['c1']?.messages.find((m) => m.seq_no === seq);
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  const reaction = (user_id: string, emoji: string | null, reactions: { emoji: string; count: number }[], seq_no = 1): ServerFrame => ({
+    type: 'message.reaction',
+    convo_id: 'c1',
+    seq_no,
+    user_id,
+    emoji,
+    reactions,
+  });
+
+  async function opened(...history: Message[]): Promise<ChatClient> {
+    pages.push(history);
+    const c = new ChatClient(api, session);
+    c.open('c1');
+    await settle();
+    return c;
+  }
+
+  it('a history page gives each message its reactions and mine', async () => {
+    const c = await opened(
+      msg(1, { reactions: [{ emoji: '👍', count: 2 }], my_reaction: '👍' }),
+      msg(2, { reactions: [], my_reaction: null }),
+    );
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '👍', count: 2 }], my_reaction: '👍' });
+    expect(shown(c, 2)).toMatchObject({ reactions: [], my_reaction: null });
+  });
+
+  it('a frame sets the reactions as it says them; mine changes only with a frame of mine', async () => {
+    const c = await opened(msg(1, { reactions: [], my_reaction: null }));
+    frame(c, reaction('u_bob', '👍', [{ emoji: '👍', count: 1 }]));
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '👍', count: 1 }], my_reaction: null });
+    frame(c, reaction('u_me', '👍', [{ emoji: '👍', count: 2 }]));
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '👍', count: 2 }], my_reaction: '👍' });
+    // bob replaces his: the counts are the frame's, not counted here
+    frame(c, reaction('u_bob', '❤️', [{ emoji: '❤️', count: 1 }, { emoji: '👍', count: 1 }]));
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '❤️', count: 1 }, { emoji: '👍', count: 1 }], my_reaction: '👍' });
+    frame(c, reaction('u_me', null, [{ emoji: '❤️', count: 1 }]));
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '❤️', count: 1 }], my_reaction: null });
+    // a frame for a message of another conversation or one not loaded changes nothing here
+    const before = c.getState().logs['c1'];
+    frame(c, reaction('u_bob', '👍', [{ emoji: '👍', count: 1 }], 9));
+    expect(c.getState().logs['c1']).toBe(before);
+  });
+
+  it('a deleted message loses its reactions, and a late frame does not bring them back', async () => {
+    const c = await opened(msg(1, { reactions: [{ emoji: '👍', count: 1 }], my_reaction: '👍' }));
+    frame(c, { type: 'message.delete', convo_id: 'c1', seq_no: 1 });
+    expect(shown(c, 1)).toMatchObject({ deleted: true, reactions: [], my_reaction: null });
+    frame(c, reaction('u_bob', '🎉', [{ emoji: '🎉', count: 1 }]));
+    expect(shown(c, 1)?.reactions).toEqual([]);
+  });
+
+  it('a history page older than a frame does not undo what the frame said', async () => {
+    const c = await opened(msg(1, { reactions: [], my_reaction: null }));
+    frame(c, reaction('u_me', '😂', [{ emoji: '😂', count: 1 }]));
+    // a reconnect: the latest page again, from a read model that has not caught up
+    pages.push([msg(1, { reactions: [], my_reaction: null })]);
+    reopen(c); // the first open
+    reopen(c); // a reconnect
+    await settle();
+    expect(asked.at(-1)).toEqual({ limit: 50 });
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '😂', count: 1 }], my_reaction: '😂' });
+  });
+
+  it('after a reconnect the latest page brings what the socket missed', async () => {
+    const c = await opened(msg(1, { reactions: [], my_reaction: null }));
+    reopen(c);
+    const n = asked.length;
+    pages.push([msg(1, { reactions: [{ emoji: '🎉', count: 3 }], my_reaction: '🎉' })]);
+    reopen(c);
+    await settle();
+    expect(asked.length).toBe(n + 1);
+    expect(shown(c, 1)).toMatchObject({ reactions: [{ emoji: '🎉', count: 3 }], my_reaction: '🎉' });
+  });
+
+  it('react sends message.react (null removes); a bad reaction or a tombstone is not sent', async () => {
+    const c = await opened(msg(1, { reactions: [], my_reaction: null }), msg(2, { content: '', deleted: true }));
+    sent = [];
+    expect(c.react('c1', 1, '👍')).toBeNull();
+    expect(c.react('c1', 1, null)).toBeNull();
+    expect(sent).toEqual([
+      { type: 'message.react', convo_id: 'c1', seq_no: 1, emoji: '👍' },
+      { type: 'message.react', convo_id: 'c1', seq_no: 1, emoji: null },
+    ]);
+    expect(c.react('c1', 1, 'a b')).toMatch(/not a reaction/);
+    expect(c.react('c1', 2, '👍')).toMatch(/deleted/);
+    connected = false;
+    expect(c.react('c1', 1, '👍')).toMatch(/Not connected/);
+    expect(sent).toHaveLength(2);
+  });
+
+  it('a refused reaction shows a notice in words', async () => {
+    const c = await opened(msg(1));
+    frame(c, { type: 'error', code: 'too_old', message: 'too old', in_reply_to: 'message.react', convo_id: 'c1' });
+    frame(c, { type: 'error', code: 'rate_limited', message: 'slow down', in_reply_to: 'message.react', convo_id: null });
+    expect(c.getState().notices.map((n) => [n.kind, n.text])).toEqual([
+      ['error', 'That message is too old to react to.'],
+      ['error', 'Too many reactions at once: try again in a moment.'],
+    ]);
+    expect(reactionErrorText('too_many_reactions', 'x')).toMatch(/as many different reactions/);
+    // refused as deleted: the latest page is asked for again, and shows the tombstone
+    const n = asked.length;
+    pages.push([msg(1, { content: '', deleted: true, reactions: [], my_reaction: null })]);
+    frame(c, { type: 'error', code: 'deleted', message: 'the message was deleted', in_reply_to: 'message.react', convo_id: 'c1' });
+    await settle();
+    expect(asked.length).toBe(n + 1);
+    expect(shown(c, 1)?.deleted).toBe(true);
+    expect(c.getState().notices.at(-1)?.text).toBe('That message was deleted: it takes no reactions.');
+    expect(reactionErrorText('deleted', 'x')).toMatch(/deleted/);
+    expect(reactionErrorText('weird', 'the reason')).toBe('Your reaction was not saved: the reason.');
   });
 });

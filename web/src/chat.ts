@@ -24,8 +24,10 @@ import {
   type Conversation,
   type ConversationUpdate,
   type Message,
+  type Reaction,
   type Role,
   type ServerFrame,
+  validReaction,
 } from './protocol';
 import { ChatSocket, type SocketState } from './socket';
 import { titleOf } from './ui/format';
@@ -34,6 +36,7 @@ import {
   applyAck,
   applyConversationUpdate,
   applyDelivered,
+  applyReaction,
   applyRead,
   contiguousTop,
   emptyLog,
@@ -42,6 +45,7 @@ import {
   hasSeq,
   markReachedStart,
   mergeMessages,
+  messageAt,
   noteKnownLast,
   oldestSeq,
   patchMessage,
@@ -72,6 +76,17 @@ const FRAME_FRESH_MS = 5000;
 const LIST_RETRIES = 4;
 /** at most this many pages of BACKFILL_PAGE are loaded to reach a quoted message */
 const JUMP_PAGES = 10;
+/** what a message.reaction frame said wins over a history page this long (the read model
+ * the page comes from may not have the change yet) */
+const REACTION_FRESH_MS = 10000;
+
+/** What the last message.reaction frames said of one message, and when. */
+interface ReactionNote {
+  at: number;
+  reactions: Reaction[];
+  /** my reaction, when a frame of mine said it */
+  mine?: string | null;
+}
 
 export interface Presence {
   online: boolean;
@@ -148,6 +163,29 @@ export function manageErrorText(e: unknown): string {
   }
 }
 
+/** Why the server refused a reaction (an error frame answering message.react), in words. */
+export function reactionErrorText(code: string, message: string): string {
+  switch (code) {
+    case 'deleted':
+      return 'That message was deleted: it takes no reactions.';
+    case 'too_old':
+      return 'That message is too old to react to.';
+    case 'too_many_reactions':
+      return 'That message has as many different reactions as it can take: pick one of those.';
+    case 'no_such_message':
+      return 'That message is not there any more.';
+    case 'not_member':
+    case 'no_such_conversation':
+      return 'You are not a member of this conversation any more.';
+    case 'invalid':
+      return 'That reaction is not one the server takes.';
+    case 'rate_limited':
+      return 'Too many reactions at once: try again in a moment.';
+    default:
+      return `Your reaction was not saved: ${message || code}.`;
+  }
+}
+
 /** A conversation's title in quotes, for a notice. */
 function quoted(title: string): string {
   return `“${title}”`;
@@ -184,6 +222,13 @@ export class ChatClient {
   private readonly seen = new Map<string, number>();
   private readonly tracksSight = typeof IntersectionObserver !== 'undefined';
   private stopped = false;
+  /** "convo\nseq" -> what recent message.reaction frames said of that message */
+  private readonly reactionNotes = new Map<string, ReactionNote>();
+  /** sockets opened so far: after the first, frames may have been missed */
+  private opens = 0;
+  /** loaded conversations whose latest page is asked for again when next opened (a
+   * reconnect may have missed reactions, edits and deletions) */
+  private readonly stale = new Set<string>();
   private readonly outboxKey: string;
   private readonly onVisible = () => {
     if (document.visibilityState === 'visible' && this.state.openConvo) this.markRead(this.state.openConvo);
@@ -318,6 +363,12 @@ export class ChatClient {
         this.send({ type: 'sync', convo_id: id, since_seq: contiguousTop(log) });
       }
     }
+    if (this.opens++ > 0) {
+      // frames were missed while the socket was down (a sync replays only new messages)
+      for (const id of this.loaded) this.stale.add(id);
+      const open = this.state.openConvo;
+      if (open && this.loaded.has(open)) void this.refreshLatest(open);
+    }
     this.subscribed.clear();
     this.subscribePresence();
     this.myRead.clear(); // read markers sent on the old socket may have been lost: send again
@@ -336,6 +387,9 @@ export class ChatClient {
       }
     }
     if (typing !== this.state.typing) this.set({ typing });
+    for (const [k, n] of this.reactionNotes) {
+      if (now - n.at > REACTION_FRESH_MS) this.reactionNotes.delete(k);
+    }
     if (this.socket.current !== 'open') return;
     for (const [id, log] of Object.entries(this.state.logs)) {
       for (const p of log.pending) {
@@ -677,7 +731,37 @@ export class ChatClient {
     this.set({ openConvo: id });
     if (id === null) return;
     if (!this.loaded.has(id)) void this.loadLatest(id);
-    else this.markRead(id);
+    else {
+      if (this.stale.has(id)) void this.refreshLatest(id);
+      this.markRead(id);
+    }
+  }
+
+  /** Messages from history or the socket merged into a log; what a message.reaction frame
+   * said a moment ago wins over a page that may be older. */
+  private mergeIn(log: ConvoLog, messages: readonly Message[]): ConvoLog {
+    let next = mergeMessages(log, messages, this.state.me.user_id);
+    if (this.reactionNotes.size === 0) return next;
+    const now = Date.now();
+    for (const m of messages) {
+      const n = this.reactionNotes.get(`${m.convo_id}\n${m.seq_no}`);
+      if (n && now - n.at <= REACTION_FRESH_MS) next = applyReaction(next, m.seq_no, n.reactions, n.mine);
+    }
+    return next;
+  }
+
+  /** The latest page again (after a reconnect): reactions, edits and deletions the socket
+   * missed. */
+  private async refreshLatest(id: string): Promise<void> {
+    this.stale.delete(id);
+    try {
+      const page = await this.api.messages(id, { limit: PAGE_SIZE });
+      if (this.stopped || !this.loaded.has(id)) return;
+      this.setLog(id, this.mergeIn(this.log(id), page.messages));
+      this.checkGap(id);
+    } catch {
+      this.stale.add(id); // asked again when next opened
+    }
   }
 
   private async loadLatest(id: string): Promise<void> {
@@ -689,7 +773,7 @@ export class ChatClient {
         last > 0
           ? await this.api.messages(id, { before_seq: last + 1, limit: PAGE_SIZE })
           : await this.api.messages(id, { limit: PAGE_SIZE });
-      let log = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+      let log = this.mergeIn(this.log(id), page.messages);
       log = noteKnownLast(log, last);
       if (page.messages.length < PAGE_SIZE && (page.messages.length > 0 || last === 0)) {
         log = markReachedStart(log);
@@ -717,7 +801,7 @@ export class ChatClient {
     this.setView(id, { loadingOlder: true, error: undefined });
     try {
       const page = await this.api.messages(id, { before_seq: before, limit: PAGE_SIZE });
-      let next = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+      let next = this.mergeIn(this.log(id), page.messages);
       if (page.messages.length === 0 || page.messages.length < PAGE_SIZE) next = markReachedStart(next);
       this.setLog(id, next);
       this.setView(id, { loadingOlder: false });
@@ -742,7 +826,7 @@ export class ChatClient {
         if (before === null || before <= seq || log.reachedStart) return false;
         const page = await this.api.messages(id, { before_seq: before, limit: BACKFILL_PAGE });
         if (this.stopped || !this.loaded.has(id)) return false;
-        let next = mergeMessages(this.log(id), page.messages, this.state.me.user_id);
+        let next = this.mergeIn(this.log(id), page.messages);
         if (page.messages.length < BACKFILL_PAGE) next = markReachedStart(next);
         this.setLog(id, next);
       }
@@ -777,7 +861,7 @@ export class ChatClient {
         if (!gap) break;
         const page = await this.api.messages(id, { since_seq: gap.sinceSeq, limit: BACKFILL_PAGE });
         const before = contiguousTop(this.log(id));
-        this.setLog(id, mergeMessages(this.log(id), page.messages, this.state.me.user_id));
+        this.setLog(id, this.mergeIn(this.log(id), page.messages));
         if (contiguousTop(this.log(id)) > before) {
           emptyTries = 0;
           continue;
@@ -832,6 +916,16 @@ export class ChatClient {
     const frame: ClientFrame =
       content === null ? { type: 'message.delete', convo_id: id, seq_no } : { type: 'message.edit', convo_id: id, seq_no, content };
     return this.send(frame) ? null : 'Not connected: try again in a moment.';
+  }
+
+  /** Sets my reaction to a message (null removes it): null when sent, or why not. One per
+   * member and message: another one replaces mine. What it shows comes back in a
+   * message.reaction frame (to every member); a refusal comes as an error notice. */
+  react(id: string, seq_no: number, emoji: string | null): string | null {
+    if (emoji !== null && !validReaction(emoji)) return 'That is not a reaction.';
+    const m = messageAt(this.log(id), seq_no);
+    if (m?.deleted) return 'That message was deleted.';
+    return this.send({ type: 'message.react', convo_id: id, seq_no, emoji }) ? null : 'Not connected: try again in a moment.';
   }
 
   /** Queues a message (a reply to seq_no `replyTo`, when given); null when accepted, or why
@@ -987,8 +1081,20 @@ export class ChatClient {
         this.setLog(f.convo_id, patchMessage(this.log(f.convo_id), f.seq_no, { content: f.content }));
         break;
       case 'message.delete':
+        this.reactionNotes.delete(`${f.convo_id}\n${f.seq_no}`);
         this.setLog(f.convo_id, patchMessage(this.log(f.convo_id), f.seq_no, { deleted: true }));
         break;
+      case 'message.reaction': {
+        // the frame's reactions are the message's now; mine changes only with a frame of mine
+        const key = `${f.convo_id}\n${f.seq_no}`;
+        const note: ReactionNote = { at: Date.now(), reactions: f.reactions };
+        const mine = f.user_id === this.state.me.user_id ? f.emoji : this.reactionNotes.get(key)?.mine;
+        if (mine !== undefined) note.mine = mine;
+        this.reactionNotes.delete(key); // re-inserted last: the oldest go first
+        if (this.reactionNotes.size < 10000) this.reactionNotes.set(key, note);
+        this.setLog(f.convo_id, applyReaction(this.log(f.convo_id), f.seq_no, f.reactions, f.user_id === this.state.me.user_id ? f.emoji : undefined));
+        break;
+      }
       case 'sync.complete': {
         this.setLog(f.convo_id, noteKnownLast(this.log(f.convo_id), f.up_to_seq));
         if (f.more) this.send({ type: 'sync', convo_id: f.convo_id, since_seq: contiguousTop(this.log(f.convo_id)) });
@@ -1051,6 +1157,11 @@ export class ChatClient {
       case 'member.remove':
       case 'member.role':
         return; // this client changes conversations over REST, whose answer says why
+      case 'message.react':
+        this.notify('error', reactionErrorText(f.code, f.message));
+        // a message deleted before its frame reached this client: the latest page says so
+        if (convo && (f.code === 'deleted' || f.code === 'no_such_message') && this.loaded.has(convo)) void this.refreshLatest(convo);
+        return;
       default:
         this.notify('error', f.message || f.code);
     }
@@ -1093,13 +1204,12 @@ export class ChatClient {
   }
 
   private onMessage(m: Message): void {
-    const me = this.state.me.user_id;
     if (!this.state.conversations.some((c) => c.id === m.convo_id)) {
       // a conversation someone just added me to
       void this.reloadConversations();
     }
     if (this.loaded.has(m.convo_id) || this.log(m.convo_id).pending.length > 0) {
-      this.setLog(m.convo_id, mergeMessages(this.log(m.convo_id), [m], me));
+      this.setLog(m.convo_id, this.mergeIn(this.log(m.convo_id), [m]));
       this.saveOutbox();
       this.checkGap(m.convo_id);
     }

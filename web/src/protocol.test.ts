@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_FRAME_BYTES, parseConversation, parseMessage, parseServerFrame, toMillis, validId } from './protocol';
+import { MAX_FRAME_BYTES, parseConversation, parseMessage, parseServerFrame, toMillis, validId, validReaction } from './protocol';
 
 const message = {
   convo_id: 'c_abc',
@@ -315,5 +315,53 @@ describe('replies (reply_to)', () => {
     const t = { ...message, content: '', reply_to: null, edited_at: null, edit_count: 0, deleted_at: '2026-11-27T10:05:00.000Z' };
     expect(parseMessage(t)?.deleted).toBe(true);
     expect(parseMessage({ ...t, deleted_at: null })?.deleted).toBeUndefined();
+  });
+});
+
+describe('reactions', () => {
+  const counts = [
+    { emoji: '👍', count: 2 },
+    { emoji: '❤️', count: 1 },
+  ];
+
+  it('a history message carries its reactions and mine; a tombstone none', () => {
+    expect(parseMessage({ ...message, reactions: counts, my_reaction: '👍' })).toMatchObject({ reactions: counts, my_reaction: '👍' });
+    expect(parseMessage({ ...message, reactions: [], my_reaction: null })).toMatchObject({ reactions: [], my_reaction: null });
+    expect(parseMessage({ ...message, deleted_at: '2026-11-27T10:00:00Z', reactions: counts, my_reaction: '👍' })).toMatchObject({
+      deleted: true,
+      reactions: [],
+      my_reaction: null,
+    });
+    // not said (a live message, a sync): absent, so that what is known stays
+    const plain = parseMessage(message);
+    expect(plain && 'reactions' in plain).toBe(false);
+    expect(plain && 'my_reaction' in plain).toBe(false);
+  });
+
+  it('malformed reactions are ignored, never the message', () => {
+    for (const reactions of [{}, 'x', [{ emoji: '👍' }], [{ emoji: '👍', count: 0 }], [{ emoji: 'a b', count: 1 }], [{ emoji: '👍', count: 1 }, { emoji: '👍', count: 1 }]]) {
+      const m = parseMessage({ ...message, reactions, my_reaction: 7 });
+      expect(m).not.toBeNull();
+      expect(m && 'reactions' in m).toBe(false);
+      expect(m && 'my_reaction' in m).toBe(false);
+    }
+  });
+
+  it('message.reaction frames', () => {
+    const f = { type: 'message.reaction', convo_id: 'c1', seq_no: 4, user_id: 'u1', emoji: '👍', previous: null, reactions: counts, at: 1 };
+    expect(parseServerFrame(JSON.stringify(f))).toEqual({ type: 'message.reaction', convo_id: 'c1', seq_no: 4, user_id: 'u1', emoji: '👍', reactions: counts });
+    expect(parseServerFrame(JSON.stringify({ ...f, emoji: null, reactions: [] }))).toMatchObject({ emoji: null, reactions: [] });
+    expect(parseServerFrame(JSON.stringify({ ...f, emoji: undefined }))).toMatchObject({ emoji: null });
+    expect(parseServerFrame(JSON.stringify({ ...f, reactions: undefined }))).toBeNull();
+    expect(parseServerFrame(JSON.stringify({ ...f, emoji: 3 }))).toBeNull();
+    expect(parseServerFrame(JSON.stringify({ ...f, seq_no: 0 }))).toBeNull();
+    expect(parseServerFrame(JSON.stringify({ ...f, reactions: [{ emoji: '👍', count: -1 }] }))).toBeNull();
+  });
+
+  it('what counts as a reaction is what the server takes', () => {
+    for (const ok of ['👍', '❤️', '👨‍👩‍👧‍👦', '+1', 'x'.repeat(16)]) expect(validReaction(ok)).toBe(true);
+    for (const bad of ['', ' ', '👍 ', 'a\tb', '\u0085', '\u00a0', '\u2028', 'x'.repeat(17), '😀'.repeat(17), 7, null]) {
+      expect(validReaction(bad)).toBe(false);
+    }
   });
 });

@@ -22,7 +22,30 @@ export interface Message {
   edited?: boolean;
   /** the seq_no of the earlier message of the same conversation this one quotes */
   reply_to?: number;
+  /** its reactions in the server's order (most first); absent when the source does not say
+   * (a live message.create, a sync), [] when there are none */
+  reactions?: readonly Reaction[];
+  /** my own reaction (null: none); absent when the source does not say */
+  my_reaction?: string | null;
 }
+
+/** One emoji on a message and how many members chose it. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+}
+
+/** The reactions the client offers (the server takes any short emoji). */
+export const REACTIONS: readonly { emoji: string; name: string }[] = [
+  { emoji: '👍', name: 'Thumbs up' },
+  { emoji: '❤️', name: 'Heart' },
+  { emoji: '😂', name: 'Laughing' },
+  { emoji: '😮', name: 'Surprised' },
+  { emoji: '😢', name: 'Sad' },
+  { emoji: '🎉', name: 'Celebrate' },
+];
+export const MAX_REACTION_BYTES = 64; // kc_chat_reaction_valid
+export const MAX_REACTION_KINDS = 20; // KC_CHAT_MAX_REACTION_KINDS
 
 export const MAX_TITLE_BYTES = 256; // a conversation's title (the processor's limit)
 export const MAX_TOPIC_BYTES = 1024; // a conversation's topic
@@ -84,6 +107,17 @@ export type ServerFrame =
   | { type: 'message.read'; convo_id: string; user_id: string; seq_no: number }
   | { type: 'message.update'; convo_id: string; seq_no: number; content: string }
   | { type: 'message.delete'; convo_id: string; seq_no: number }
+  | {
+      type: 'message.reaction';
+      convo_id: string;
+      seq_no: number;
+      /** who reacted */
+      user_id: string;
+      /** their reaction now (null: removed) */
+      emoji: string | null;
+      /** the message's reactions after the change: authoritative */
+      reactions: Reaction[];
+    }
   | { type: 'typing'; convo_id: string; user_id: string; typing: boolean; expires_in_ms: number | null }
   | { type: 'sync.complete'; convo_id: string; up_to_seq: number; more: boolean }
   | { type: 'conversation.update'; update: ConversationUpdate }
@@ -104,6 +138,7 @@ export type ClientFrame =
   | { type: 'message.read'; convo_id: string; seq_no: number }
   | { type: 'message.edit'; convo_id: string; seq_no: number; content: string }
   | { type: 'message.delete'; convo_id: string; seq_no: number }
+  | { type: 'message.react'; convo_id: string; seq_no: number; emoji: string | null }
   | { type: 'typing.start'; convo_id: string }
   | { type: 'typing.stop'; convo_id: string }
   | { type: 'presence.subscribe'; user_ids: string[] }
@@ -150,6 +185,40 @@ export function toMillis(v: unknown): number | null {
   return null;
 }
 
+/** A reaction as the server checks them (kc_chat_reaction_valid): 1..64 bytes of UTF-8, at
+ * most 16 code points, no ASCII spaces or controls, no C1 controls, no U+00A0, U+2028 or
+ * U+2029. */
+export function validReaction(s: unknown): s is string {
+  if (typeof s !== 'string' || s.length === 0) return false;
+  const n = utf8Bytes(s);
+  if (n > MAX_REACTION_BYTES || [...s].length > 16) return false;
+  return !/[\u0000-\u0020\u007f-\u00a0\u2028\u2029]/.test(s);
+}
+
+/** A message's reactions ([{emoji, count}], in the server's order), or null when the value
+ * is not such a list. Each emoji once, counts of at least 1. */
+export function parseReactions(v: unknown): Reaction[] | null {
+  if (!Array.isArray(v) || v.length > MAX_REACTION_KINDS * 4) return null;
+  const out: Reaction[] = [];
+  const seen = new Set<string>();
+  for (const r of v as unknown[]) {
+    if (!isObj(r)) return null;
+    const emoji = r['emoji'];
+    const count = r['count'];
+    if (!validReaction(emoji) || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) return null;
+    if (seen.has(emoji)) return null;
+    seen.add(emoji);
+    out.push({ emoji, count });
+  }
+  return out;
+}
+
+/** An optional reaction field: a reaction, null (none), or undefined when it is neither. */
+function optReaction(v: unknown): string | null | undefined {
+  if (v === null) return null;
+  return validReaction(v) ? v : undefined;
+}
+
 export function parseMessage(v: unknown): Message | null {
   if (!isObj(v)) return null;
   const convo_id = str(v, 'convo_id');
@@ -179,6 +248,11 @@ export function parseMessage(v: unknown): Message | null {
   if (edits !== null && edits > 0) m.edited = true;
   // only an earlier message can be quoted: anything else is ignored, not shown
   if (reply_to !== null && reply_to >= 1 && reply_to < seq_no) m.reply_to = reply_to;
+  // history's reactions and the caller's own; a malformed field is as good as absent
+  const reactions = parseReactions(v['reactions']);
+  if (reactions !== null) m.reactions = m.deleted ? [] : reactions;
+  const mine = optReaction(v['my_reaction']);
+  if (mine !== undefined) m.my_reaction = m.deleted ? null : mine;
   return m;
 }
 
@@ -369,6 +443,15 @@ export function parseServerFrame(text: string): ServerFrame | null {
       const s = seq(v, 'seq_no');
       if (!validId(convo_id) || s === null || s < 1) return null;
       return { type: 'message.delete', convo_id, seq_no: s };
+    }
+    case 'message.reaction': {
+      const convo_id = str(v, 'convo_id');
+      const s = seq(v, 'seq_no');
+      const user_id = str(v, 'user_id');
+      const emoji = optReaction(v['emoji'] ?? null);
+      const reactions = parseReactions(v['reactions']);
+      if (!validId(convo_id) || s === null || s < 1 || !validId(user_id) || emoji === undefined || reactions === null) return null;
+      return { type: 'message.reaction', convo_id, seq_no: s, user_id, emoji, reactions };
     }
     case 'typing': {
       const convo_id = str(v, 'convo_id');

@@ -7,6 +7,7 @@ import {
   applyConversationUpdate,
   applyDelivered,
   applyRead,
+  applyReaction,
   contiguousTop,
   emptyLog,
   emptyReceipts,
@@ -475,5 +476,65 @@ describe('replies (reply_to)', () => {
     expect(messageAt(log, 2)?.reply_to).toBe(1);
     log = patchMessage(log, 2, { content: 'changed' });
     expect(messageAt(log, 2)).toMatchObject({ reply_to: 1, edited: true });
+  });
+});
+
+describe('reactions', () => {
+  const thumbs2 = [{ emoji: '👍', count: 2 }];
+  const withReactions = (seq: number, reactions: { emoji: string; count: number }[], my_reaction: string | null): Message => ({
+    ...msg(seq),
+    reactions,
+    my_reaction,
+  });
+
+  it('a frame sets the message\'s reactions as they are, mine only when told', () => {
+    let log = mergeMessages(emptyLog, [withReactions(1, [], null), msg(2)], ME);
+    log = applyReaction(log, 1, [{ emoji: '👍', count: 1 }]); // someone else's
+    expect(messageAt(log, 1)).toMatchObject({ reactions: [{ emoji: '👍', count: 1 }], my_reaction: null });
+    log = applyReaction(log, 1, [{ emoji: '❤️', count: 1 }, { emoji: '👍', count: 1 }], '❤️'); // mine
+    expect(messageAt(log, 1)).toMatchObject({ reactions: [{ emoji: '❤️', count: 1 }, { emoji: '👍', count: 1 }], my_reaction: '❤️' });
+    log = applyReaction(log, 1, [{ emoji: '👍', count: 1 }], null); // mine removed
+    expect(messageAt(log, 1)).toMatchObject({ reactions: [{ emoji: '👍', count: 1 }], my_reaction: null });
+    // a message with nothing known yet gets the frame's
+    log = applyReaction(log, 2, thumbs2);
+    expect(messageAt(log, 2)?.reactions).toEqual(thumbs2);
+    expect(messageAt(log, 2)?.my_reaction).toBeUndefined();
+  });
+
+  it('the same frame twice, or one for a message not loaded, changes nothing', () => {
+    let log = mergeMessages(emptyLog, [withReactions(1, thumbs2, '👍')], ME);
+    const before = log;
+    log = applyReaction(log, 1, [{ emoji: '👍', count: 2 }], '👍');
+    expect(log).toBe(before);
+    log = applyReaction(log, 1, [{ emoji: '👍', count: 2 }]);
+    expect(log).toBe(before);
+    expect(applyReaction(log, 7, thumbs2, '👍')).toBe(before);
+  });
+
+  it('a copy without reactions (live, sync) keeps them; a history copy with others replaces them', () => {
+    let log = mergeMessages(emptyLog, [withReactions(1, thumbs2, '👍')], ME);
+    const before = log;
+    expect(mergeMessages(log, [msg(1)], ME)).toBe(before);
+    log = mergeMessages(log, [{ ...msg(1), content: 'edited' }], ME); // an edit without them
+    expect(messageAt(log, 1)).toMatchObject({ content: 'edited', reactions: thumbs2, my_reaction: '👍' });
+    log = mergeMessages(log, [{ ...withReactions(1, [{ emoji: '🎉', count: 1 }], null), content: 'edited' }], ME);
+    expect(messageAt(log, 1)).toMatchObject({ reactions: [{ emoji: '🎉', count: 1 }], my_reaction: null });
+  });
+
+  it('the server\'s order is kept (no sorting on the client)', () => {
+    const order = [{ emoji: '😂', count: 3 }, { emoji: '👍', count: 1 }, { emoji: '🎉', count: 1 }];
+    const log = applyReaction(mergeMessages(emptyLog, [msg(1)], ME), 1, order);
+    expect(messageAt(log, 1)?.reactions?.map((r) => r.emoji)).toEqual(['😂', '👍', '🎉']);
+  });
+
+  it('a deleted message loses its reactions and takes no more', () => {
+    let log = mergeMessages(emptyLog, [withReactions(1, thumbs2, '👍'), withReactions(2, thumbs2, null)], ME);
+    log = patchMessage(log, 1, { deleted: true });
+    expect(messageAt(log, 1)).toMatchObject({ deleted: true, reactions: [], my_reaction: null });
+    const before = log;
+    expect(applyReaction(log, 1, thumbs2, '👍')).toBe(before);
+    // a tombstone from a sync (deleted, no reactions said) clears them too
+    log = mergeMessages(log, [{ ...msg(2), content: '', deleted: true }], ME);
+    expect(messageAt(log, 2)).toMatchObject({ deleted: true, reactions: [], my_reaction: null });
   });
 });

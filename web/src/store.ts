@@ -10,7 +10,7 @@
 //   conversation list's last_seq); a seq_no between the loaded ones and knownLast that is not
 //   loaded is a gap, which the client backfills from history.
 
-import type { Ack, Conversation, ConversationUpdate, Member, Message, Role } from './protocol';
+import type { Ack, Conversation, ConversationUpdate, Member, Message, Reaction, Role } from './protocol';
 
 export type PendingState = 'queued' | 'sending' | 'failed';
 
@@ -85,14 +85,26 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
     if (i >= 0) {
       const old = messages[i] as Message;
       const reply_to = m.reply_to ?? old.reply_to;
+      // a copy that does not carry reactions (a live message, a sync) keeps the ones known;
+      // a tombstone has none
+      let reactions = m.reactions ?? old.reactions;
+      let my_reaction = m.my_reaction !== undefined ? m.my_reaction : old.my_reaction;
+      if (m.deleted) {
+        reactions = reactions === undefined ? undefined : [];
+        my_reaction = my_reaction === undefined ? undefined : null;
+      }
       if (
         old.content !== m.content ||
         old.server_msg_id !== m.server_msg_id ||
         Boolean(old.deleted) !== Boolean(m.deleted) ||
-        old.reply_to !== reply_to
+        old.reply_to !== reply_to ||
+        !sameReactions(old.reactions, reactions) ||
+        old.my_reaction !== my_reaction
       ) {
         const next: Message = { ...m, created_at: m.created_at || old.created_at };
         if (reply_to !== undefined) next.reply_to = reply_to;
+        if (reactions !== undefined) next.reactions = reactions;
+        if (my_reaction !== undefined) next.my_reaction = my_reaction;
         messages[i] = next;
         changed = true;
       }
@@ -129,7 +141,37 @@ export function patchMessage(log: ConvoLog, seq: number, change: { content?: str
   if (change.deleted) {
     next.deleted = true;
     next.content = '';
+    // a deleted message loses its reactions
+    if (next.reactions !== undefined) next.reactions = [];
+    if (next.my_reaction !== undefined) next.my_reaction = null;
   }
+  const messages = log.messages.slice();
+  messages[i] = next;
+  return { ...log, messages };
+}
+
+/** Whether two lists of reactions say the same, in the same order. */
+export function sameReactions(a: readonly Reaction[] | undefined, b: readonly Reaction[] | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  return a.every((r, i) => r.emoji === b[i]?.emoji && r.count === b[i]?.count);
+}
+
+/**
+ * A message.reaction frame: the message's reactions become the frame's (the server counts;
+ * the client never does), and, when `mine` is given (the frame is about my own reaction), my
+ * reaction becomes it. A message not loaded, or deleted, is left alone. Returns the same log
+ * when nothing changes.
+ */
+export function applyReaction(log: ConvoLog, seq: number, reactions: readonly Reaction[], mine?: string | null): ConvoLog {
+  const i = indexOfSeq(log.messages, seq);
+  if (i < 0) return log;
+  const old = log.messages[i] as Message;
+  if (old.deleted) return log;
+  const my_reaction = mine !== undefined ? mine : old.my_reaction;
+  if (sameReactions(old.reactions, reactions) && old.my_reaction === my_reaction) return log;
+  const next: Message = { ...old, reactions: reactions.slice() };
+  if (my_reaction !== undefined) next.my_reaction = my_reaction;
   const messages = log.messages.slice();
   messages[i] = next;
   return { ...log, messages };

@@ -1,9 +1,10 @@
 import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import type { ChatClient, ChatState } from '../chat';
-import { MAX_CONTENT_BYTES, utf8Bytes, type Message } from '../protocol';
+import { MAX_CONTENT_BYTES, utf8Bytes, type Message, type Reaction } from '../protocol';
 import { emptyLog, emptyReceipts, messageAt, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
 import { fullTimeOf, lastSeenText, nameOf, snippetOf, timeOf, titleOf } from './format';
 import { MemberPanel } from './MemberPanel';
+import { ReactionChips, ReactionPalette } from './Reactions';
 
 const tickLabel: Record<Tick, string> = {
   sending: 'Sending…',
@@ -12,6 +13,8 @@ const tickLabel: Record<Tick, string> = {
   delivered: 'Delivered',
   read: 'Read',
 };
+
+const noReactions: readonly Reaction[] = [];
 
 /** how long a message shown from a quote stays highlighted */
 const HIGHLIGHT_MS = 2000;
@@ -379,6 +382,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               onJump={jumpTo}
               onReply={() => startReply(m.seq_no)}
               onChange={(content) => client.changeMessage(id, m.seq_no, content)}
+              onReact={(emoji) => client.react(id, m.seq_no, emoji)}
             />,
           ])}
           {log.pending.map((p) => (
@@ -474,6 +478,7 @@ function MessageItem({
   onJump,
   onReply,
   onChange,
+  onReact,
 }: {
   /** "Seen by …" under my latest message in a group, else "" */
   seenText: string;
@@ -490,11 +495,18 @@ function MessageItem({
   onReply: () => void;
   /** edit (content) or delete (null) this message: null when sent, or why not */
   onChange: (content: string | null) => string | null;
+  /** set my reaction to this message (null removes it): null when sent, or why not */
+  onReact: (emoji: string | null) => string | null;
 }) {
   const [mode, setMode] = useState<'view' | 'edit' | 'confirm-delete'>('view');
   const [draft, setDraft] = useState(m.content);
   const [problem, setProblem] = useState<string | null>(null);
+  const [palette, setPalette] = useState(false);
+  const reactButton = useRef<HTMLButtonElement>(null);
   const editId = useId();
+  const paletteId = useId();
+  const react = (emoji: string | null) => setProblem(onReact(emoji));
+  const myReaction = m.my_reaction ?? null;
   const act = (content: string | null) => {
     const why = onChange(content);
     setProblem(why);
@@ -548,6 +560,7 @@ function MessageItem({
       ) : (
         <span className="content">{m.content}</span>
       )}
+      {!m.deleted && <ReactionChips reactions={m.reactions ?? noReactions} mine={myReaction} onReact={react} fallback={reactButton} />}
       <span className="meta">
         {m.edited && !m.deleted && <span>edited</span>}
         <time dateTime={m.created_at ? new Date(m.created_at).toISOString() : undefined} title={fullTimeOf(m.created_at)}>
@@ -557,6 +570,20 @@ function MessageItem({
         {!m.deleted && mode === 'view' && (
           <button type="button" className="link" aria-label="Reply to message" onClick={onReply}>
             Reply
+          </button>
+        )}
+        {!m.deleted && mode === 'view' && (
+          <button
+            type="button"
+            ref={reactButton}
+            className="link"
+            aria-label="React to message"
+            aria-expanded={palette}
+            aria-controls={palette ? paletteId : undefined}
+            data-testid="react-button"
+            onClick={() => setPalette((open) => !open)}
+          >
+            React
           </button>
         )}
         {canChange && mode === 'view' && (
@@ -590,6 +617,22 @@ function MessageItem({
           </>
         )}
       </span>
+      {palette && !m.deleted && mode === 'view' && (
+        <ReactionPalette
+          id={paletteId}
+          mine={myReaction}
+          opener={reactButton}
+          onPick={(emoji) => {
+            setPalette(false);
+            react(emoji);
+            reactButton.current?.focus();
+          }}
+          onClose={(refocus) => {
+            setPalette(false);
+            if (refocus) reactButton.current?.focus();
+          }}
+        />
+      )}
       {seenText && (
         <span className="seen-by" data-testid="seen-by">
           {seenText}
