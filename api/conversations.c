@@ -15,14 +15,20 @@
 #include "api.h"
 #include "kchat/log.h"
 
-/* The members' read markers of conversation `id` (an SQL expression) as {user_id:
- * {read_seq}}: those who read anything, at most the 50 furthest along (a large group's
- * receipts stay bounded; the ticks need only the furthest reader). */
+/* The members' read and delivery marks of conversation `id` (an SQL expression) as
+ * {user_id: {read_seq, delivered_seq}}: those who got anything, at most the 50 furthest along
+ * (a large group's receipts stay bounded; the ticks need only the furthest members). A
+ * delivery mark is the gateways' (table delivered), at least the read marker (reading is
+ * having got it). */
 #define RECEIPTS_JSON(id)                                                                         \
-    "(SELECT coalesce(json_object_agg(r.user_id, json_build_object('read_seq', r.read_seq) "     \
-    "                 ORDER BY r.user_id), '{}'::json) "                                          \
-    " FROM (SELECT user_id, read_seq FROM rm.members WHERE convo_id = " id " AND read_seq > 0 "  \
-    "       ORDER BY read_seq DESC, user_id LIMIT 50) r)"
+    "(SELECT coalesce(json_object_agg(r.user_id, json_build_object('read_seq', r.read_seq, "     \
+    "                 'delivered_seq', r.delivered_seq) ORDER BY r.user_id), '{}'::json) "        \
+    " FROM (SELECT m.user_id, m.read_seq, "                                                       \
+    "              greatest(m.read_seq, coalesce(d.delivered_seq, 0)) AS delivered_seq "          \
+    "       FROM rm.members m LEFT JOIN delivered d "                                             \
+    "            ON d.convo_id = m.convo_id AND d.user_id = m.user_id "                           \
+    "       WHERE m.convo_id = " id " AND (m.read_seq > 0 OR d.delivered_seq > 0) "               \
+    "       ORDER BY 3 DESC, m.read_seq DESC, m.user_id LIMIT 50) r)"
 
 /* The members' roles of conversation `id` as {user_id: "owner"|"admin"|"member"}: every
  * member (the Redis list says the same: its roles hash holds owners and admins, absent is a

@@ -299,9 +299,11 @@ static void deliver(gw_t *g, const kc_chat_item_t *it)
         }
         if (reached && f.seq_no) {
             kc_histogram_observe(g->m.delivery_latency, lat < 0 ? 0 : lat);
-            if (!is_actor)
+            if (!is_actor) {
                 gw_receipt_delivered(g, actor, convo, f.seq_no, u->id, it->actor_slots,
                                      it->nactor_slots);
+                gw_delivered_note(g, convo, strlen(convo), u->id, f.seq_no);
+            }
         }
     }
     gw_frame_unref(frame);

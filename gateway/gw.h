@@ -172,6 +172,7 @@ typedef struct gw_metrics {
     kc_counter_t *deliveries_consumed, *delivery_errors;
     kc_counter_t *commands_produced, *produce_errors;
     kc_counter_t *pubsub_in, *pubsub_errors, *presence_refused;
+    kc_counter_t *delivered_dropped, *delivered_errors;
     /* Counters with one label, looked up once per label value (frames by type, acks by
      * status are counted per frame: the registry's lookup renders and compares labels). */
     kc_map_t *frames_in, *frames_out, *acks;
@@ -219,6 +220,9 @@ typedef struct gw {
     kc_map_t *watches; /* user id -> gw_watch_t: who on this gateway watches that user */
     kc_buf_t receipts[KC_CHAT_MAX_SLOTS]; /* receipts gathered for each slot this turn */
     size_t turn_bytes; /* queued by the current deliveries turn (deliveries.c) */
+    /* delivered.c */
+    kc_map_t *delivered; /* convo \0 user -> the highest seq_no delivered, not yet written */
+    kc_map_t *writing;   /* the marks of the write in flight, or NULL */
     /* main.c */
     gw_metrics_t m;
     int stopping;
@@ -332,6 +336,14 @@ void gw_routes_refresh(gw_t *g, size_t n);
 /* Counts a failed Redis command and logs it, at most one line a second (with how many were
  * not logged): a Redis outage fails every user's command at once. */
 void gw_redis_error(gw_t *g, const char *what, const char *err);
+
+/* ---- delivered.c ---- */
+/* A message of convo_id reached a socket of user_id: its delivery mark moves to seq_no. */
+void gw_delivered_note(gw_t *g, const char *convo_id, size_t convo_len, const char *user_id,
+                       int64_t seq_no);
+/* Writes the marks gathered since the last call (one statement; none while one is in
+ * flight). Called every tick and when draining. */
+void gw_delivered_flush(gw_t *g);
 
 /* ---- commands.c ---- */
 void gw_commands_init(gw_t *g);

@@ -236,6 +236,12 @@ static void metrics_init(gw_t *g)
         m, "kchat_gateway_presence_refused_total",
         "User ids of presence.subscribe refused: the watcher shares no conversation with them.",
         NULL);
+    x->delivered_dropped = kc_metrics_counter(
+        m, "kchat_gateway_delivered_dropped_total",
+        "Delivery marks dropped: too many waited for Postgres (the receipts lag).", NULL);
+    x->delivered_errors = kc_metrics_counter(
+        m, "kchat_gateway_delivered_errors_total",
+        "Writes of delivery marks to Postgres that failed (retried with the next tick's).", NULL);
 }
 
 static void split_origins(gw_t *g)
@@ -263,6 +269,7 @@ static int start(void *arg, char *err, size_t errlen)
     gw_conns_init(g);
     gw_commands_init(g);
     gw_presence_init(g);
+    g->delivered = kc_map_new();
     split_origins(g);
     kc_strlcpyf(g->origin, sizeof(g->origin), "gateway:%lld", g->cfg.slot);
     kc_strlcpyf(g->slot_channel, sizeof(g->slot_channel), KC_REDIS_GW "%lld", g->cfg.slot);
@@ -362,6 +369,10 @@ static void cleanup(gw_t *g)
     kc_kafka_bound_destroy(&g->producer);
     gw_commands_destroy(g);
     gw_presence_destroy(g);
+    kc_map_destroy(g->delivered, free);
+    g->delivered = NULL;
+    kc_map_destroy(g->writing, free); /* a write that never answered */
+    g->writing = NULL;
     gw_conns_destroy(g);
     kc_schemas_destroy(g->schemas);
     kc_jwt_key_free(g->jwt);

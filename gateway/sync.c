@@ -182,6 +182,8 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
         }
         kc_buf_free(&b);
         sent++;
+        if (strcmp(PQgetvalue(res, i, 2), c->sub) != 0) /* someone else's: delivered now */
+            gw_delivered_note(g, q->convo, strlen(q->convo), c->sub, seq);
     }
     int64_t lm = live_max(c, h);
     if (!more && lm > upto)

@@ -44,6 +44,7 @@ static void on_tick(uv_timer_t *t)
     size_t share = ticks > 1 ? (size_t)((nusers + ticks - 1) / ticks) : nusers;
     if (!g->stopping)
         gw_routes_refresh(g, share);
+    gw_delivered_flush(g);
     if (now >= g->next_presence_sweep_ns) {
         g->next_presence_sweep_ns = now + (uint64_t)g->cfg.route_ttl_ms * 1000000u / 2;
         gw_presence_sweep(g);

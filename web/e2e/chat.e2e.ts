@@ -214,6 +214,22 @@ describe('two people chat', () => {
     const item = b.page.getByTestId('conversation-list').getByRole('button', { name: new RegExp(title) });
     await until('bob\'s unread badge to show 1', async () => (await item.getByTestId('unread').textContent())?.startsWith('1') ?? false);
     expect((await shownMessages(a.page)).at(-1)?.tick).not.toBe('read');
+    // it reached bob's socket: alice sees it delivered, also after a reload (the receipts'
+    // delivered_seq, which the gateways keep)
+    await until('alice\'s message to show delivered', async () => (await shownMessages(a.page)).at(-1)?.tick === 'delivered');
+    // (in a second tab of hers, so this one keeps every page it loaded; the gateways write
+    // the marks about twice a second: a tab opened a moment too early shows the one before,
+    // so it is reloaded until it is there)
+    const tab = await a.ctx.newPage();
+    await tab.goto('/');
+    await until('alice\'s message to show delivered in a fresh tab', async () => {
+      await tab.reload();
+      await waitConnected(tab);
+      await openConversation(tab, title);
+      await until('alice\'s messages to show', async () => (await shownMessages(tab)).length > 0);
+      return (await shownMessages(tab)).at(-1)?.tick === 'delivered';
+    });
+    await tab.close();
     // the pill takes him down: now it is read
     await pill.click();
     await until('alice\'s message to be marked read once bob saw it', async () => (await shownMessages(a.page)).at(-1)?.tick === 'read');

@@ -434,6 +434,9 @@ export class ChatClient {
       if (m.read_seq !== undefined && m.user_id !== this.state.me.user_id) {
         receipts[c.id] = applyRead(receipts[c.id] ?? emptyReceipts, m.user_id, m.read_seq);
       }
+      if (m.delivered_seq !== undefined && m.user_id !== this.state.me.user_id) {
+        receipts[c.id] = applyDelivered(receipts[c.id] ?? emptyReceipts, m.delivered_seq);
+      }
     }
     // a rename, a topic, members or roles a frame changed a moment ago: the read model the
     // list comes from may not have it yet

@@ -231,6 +231,16 @@ describe('REST bodies', () => {
     expect(c?.members).toEqual([{ user_id: 'u1', read_seq: 4 }, { user_id: 'u2' }, { user_id: 'u3' }]);
   });
 
+  it('receipts give the members their delivery marks too', () => {
+    const c = parseConversation({
+      id: 'c1',
+      title: '',
+      members: ['u1', 'u2'],
+      receipts: { u1: { read_seq: 2, delivered_seq: 6 }, u2: { delivered_seq: -1 } },
+    });
+    expect(c?.members).toEqual([{ user_id: 'u1', read_seq: 2, delivered_seq: 6 }, { user_id: 'u2' }]);
+  });
+
   it('topic and roles', () => {
     const c = parseConversation({
       id: 'c1',

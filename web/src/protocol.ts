@@ -61,6 +61,8 @@ export interface Member {
   user_id: string;
   username?: string;
   read_seq?: number;
+  /** the highest seq_no that reached a socket of this member (from the receipts) */
+  delivered_seq?: number;
   /** from the body's `roles`; absent when the server says nothing (a plain member) */
   role?: Role;
 }
@@ -283,13 +285,16 @@ export function parseConversation(v: unknown): Conversation | null {
       if (m.username === undefined && typeof n === 'string') m.username = n;
     }
   }
-  // receipts: {user_id: {read_seq}}, the members' read markers (restores the ticks)
+  // receipts: {user_id: {read_seq, delivered_seq}}, the members' read and delivery marks
+  // (they restore the ticks)
   const receipts = isObj(v['receipts']) ? v['receipts'] : null;
   if (receipts) {
     for (const m of members) {
       const r = receipts[m.user_id];
       const read = isObj(r) ? seq(r, 'read_seq') : null;
       if (read !== null && (m.read_seq === undefined || read > m.read_seq)) m.read_seq = read;
+      const delivered = isObj(r) ? seq(r, 'delivered_seq') : null;
+      if (delivered !== null) m.delivered_seq = delivered;
     }
   }
   // roles: {user_id: "owner"|"admin"|"member"}, every member

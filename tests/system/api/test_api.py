@@ -90,7 +90,8 @@ def test_add_members_and_read_marker(alice, bob, commands):
     # which comes from Redis; carol read nothing
     for u in (alice, bob, carol):
         got = u.get(f"/conversations/{c['id']}").json["receipts"]
-        assert got == {alice.id: {"read_seq": 3}, bob.id: {"read_seq": 2}}, (u.name, got)
+        assert got == {alice.id: {"read_seq": 3, "delivered_seq": 3},
+                       bob.id: {"read_seq": 2, "delivered_seq": 2}}, (u.name, got)
         listed = [x for x in u.get("/conversations").json["conversations"] if x["id"] == c["id"]]
         assert listed[0]["receipts"] == got
     # beyond the last message: the processor refuses it

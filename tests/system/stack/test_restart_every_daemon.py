@@ -1,10 +1,12 @@
-"""What a conversation shows (read receipts, roles, topic, history, the departed member's
-bound) survives kill -9 of every daemon, one after the other, and the conversation goes on
-from where it was: receipts come from the event log and its read models, not from any
-daemon's memory."""
+"""What a conversation shows (read and delivery receipts, roles, topic, history, the departed
+member's bound) survives kill -9 of every daemon, one after the other, and the conversation
+goes on from where it was: read receipts come from the event log and its read models,
+delivery marks from Postgres, not from any daemon's memory."""
+import asyncio
 import subprocess
 
 from kchat_testkit.api import User, send_all, wait_last_seq
+from kchat_testkit.gateway import connect, recv_until, send
 from kchat_testkit.http import wait_until
 from kchat_testkit.stack import ROOT
 
@@ -28,15 +30,24 @@ def test_receipts_roles_and_history_survive_kill_9_of_every_daemon(commands):
     convo = convo.json["id"]
     send_all(commands, convo, ann, ["one", "two", "three"])
     wait_last_seq(ann, convo, 3)
+
+    async def catch_up():  # bob's socket gets all three (a sync): delivered, not all read
+        ws = await connect(bob.id, 0)
+        await send(ws, type="sync", convo_id=convo, since_seq=0)
+        await recv_until(ws, lambda f: f["type"] == "sync.complete")
+        await ws.close()
+    asyncio.run(catch_up())
     assert bob.post(f"/conversations/{convo}/read", {"seq_no": 2}).status == 200
     assert cat.post(f"/conversations/{convo}/read", {"seq_no": 3}).status == 200
     assert ann.patch(f"/conversations/{convo}/members/{bob.id}", {"role": "admin"}).status == 200
     assert bob.patch(f"/conversations/{convo}", {"topic": "on call"}).status == 200
     assert dan.delete(f"/conversations/{convo}/members/{dan.id}").status == 204
-    before = wait_until(lambda: (lambda v: v if v[0] == v[1] else None)(view(ann, convo)),
-                        "the list and the conversation to agree")
-    assert before[0]["receipts"] == {ann.id: {"read_seq": 3}, bob.id: {"read_seq": 2},
-                                     cat.id: {"read_seq": 3}}
+    before = wait_until(lambda: (lambda v: v if v[0] == v[1] and v[0]["receipts"].get(
+        bob.id, {}).get("delivered_seq") == 3 else None)(view(ann, convo)),
+                        "the list and the conversation to agree, bob's delivery mark in")
+    assert before[0]["receipts"] == {ann.id: {"read_seq": 3, "delivered_seq": 3},
+                                     bob.id: {"read_seq": 2, "delivered_seq": 3},
+                                     cat.id: {"read_seq": 3, "delivered_seq": 3}}
     assert before[0]["roles"] == {ann.id: "owner", bob.id: "admin", cat.id: "member"}
 
     names = subprocess.run(STACK + ["daemons"], check=True, capture_output=True,
@@ -59,8 +70,9 @@ def test_receipts_roles_and_history_survive_kill_9_of_every_daemon(commands):
     send_all(commands, convo, cat, ["four"])
     wait_last_seq(ann, convo, 4)
     assert bob.post(f"/conversations/{convo}/read", {"seq_no": 4}).status == 200
-    got = wait_until(lambda: (lambda v: v if v[0]["receipts"].get(bob.id) == {"read_seq": 4}
-                              and v[0] == v[1] else None)(view(ann, convo)),
+    got = wait_until(lambda: (lambda v: v if v[0]["receipts"].get(bob.id, {}).get("read_seq")
+                              == 4 and v[0] == v[1] else None)(view(ann, convo)),
                      "bob's new read position")
-    assert got[0]["receipts"] == {ann.id: {"read_seq": 3}, bob.id: {"read_seq": 4},
-                                  cat.id: {"read_seq": 4}}
+    assert got[0]["receipts"] == {ann.id: {"read_seq": 3, "delivered_seq": 3},
+                                  bob.id: {"read_seq": 4, "delivered_seq": 4},
+                                  cat.id: {"read_seq": 4, "delivered_seq": 4}}
