@@ -1,7 +1,8 @@
 /* frames.c - client frames in: each parsed (parse.c) and handed to the module that serves
  * it. A frame that cannot be served gets an error frame
- * {"type":"error","error":{"code","message"},"in_reply_to":<type>} and the connection
- * stays open: only the WebSocket layer's own rules (size, UTF-8) close it.
+ * {"type":"error","error":{"code","message"},"in_reply_to":<type>} (a message.send whose
+ * client_msg_id was read: its ack, status "error") and the connection stays open: only the
+ * WebSocket layer's own rules (size, UTF-8) close it.
  */
 #include <string.h>
 
@@ -15,6 +16,12 @@ void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len)
     kc_counter_inc(gw_counter(g, g->m.frames_in, "kchat_gateway_frames_in_total",
                               "Frames read from clients, by type (unknown, invalid).", "type",
                               in.count_as));
+    if (rc != 0 && in.type && in.kind == GW_IN_SEND && in.client_msg_id) {
+        /* The client learns which of its messages was refused, as from the processor. */
+        gw_ack_error(g, c, in.client_msg_id, in.error_code, in.error_message);
+        gw_in_free(&in);
+        return;
+    }
     if (rc != 0) {
         char extra[64];
         extra[0] = '\0';

@@ -78,12 +78,16 @@ static int convo_field(gw_in_t *in)
 
 static int parse_send(gw_in_t *in)
 {
-    if (convo_field(in) != 0 || !(in->client_msg_id = str_field(in, "client_msg_id")) ||
-        !(in->content = str_field(in, "content")))
+    /* client_msg_id first: once it is read, a refusal is the message's own error ack. */
+    if (!(in->client_msg_id = str_field(in, "client_msg_id")))
         return -1;
-    if (!gw_text_id_valid(in->client_msg_id, strlen(in->client_msg_id)))
+    if (!gw_text_id_valid(in->client_msg_id, strlen(in->client_msg_id))) {
+        in->client_msg_id = NULL;
         return refuse(in, "invalid",
                       "client_msg_id must be 1 to 128 bytes without control characters");
+    }
+    if (convo_field(in) != 0 || !(in->content = str_field(in, "content")))
+        return -1;
     /* The frame was UTF-8, and cJSON refuses escapes of lone surrogates: checked again all
      * the same, since what is stored must be UTF-8 whatever the parser lets through. */
     in->content_len = strlen(in->content);

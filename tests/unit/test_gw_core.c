@@ -300,6 +300,21 @@ static void test_fields_are_checked(void **state)
             "invalid", "user id", mr, mr);
     refused("{\"type\":\"member.role\",\"convo_id\":\"c1\",\"user_id\":\"u2\"}",
             "invalid", "'role'", ro, ro);
+    /* A refused message.send keeps the client_msg_id it read (its error goes in the ack),
+     * none when the client_msg_id itself is what is wrong. */
+    gw_in_t bad;
+    assert_int_equal(parse("{\"type\":\"message.send\",\"client_msg_id\":\"m-9\","
+                           "\"convo_id\":\"c 1\",\"content\":\"x\"}",
+                           &bad),
+                     -1);
+    assert_string_equal(bad.client_msg_id, "m-9");
+    gw_in_free(&bad);
+    assert_int_equal(parse("{\"type\":\"message.send\",\"client_msg_id\":\"m\\u0001\","
+                           "\"convo_id\":\"c1\",\"content\":\"x\"}",
+                           &bad),
+                     -1);
+    assert_null(bad.client_msg_id);
+    gw_in_free(&bad);
     const char *rx = "message.react";
     refused("{\"type\":\"message.react\",\"convo_id\":\"c1\",\"seq_no\":3}", "invalid",
             "emoji must be null or", rx, rx);

@@ -208,11 +208,13 @@ def test_replies_name_an_earlier_message_everywhere():
                        content="to the future", reply_to=rt)
             ack, _ = await recv_until(wb, is_type("ack"))
             assert (ack["status"], ack["error"]["code"]) == ("error", "no_such_message"), ack
-        # a malformed one is the gateway's to refuse
+        # a malformed one is the gateway's to refuse, in the message's own ack
         await send(wb, type="message.send", convo_id=convo, client_msg_id="bad-0",
                    content="x", reply_to=0)
-        f, _ = await recv_until(wb, is_type("error"))
-        assert (f["error"]["code"], f["in_reply_to"]) == ("invalid", "message.send")
+        ack, _ = await recv_until(wb, is_type("ack"))
+        assert (ack["client_msg_id"], ack["status"], ack["error"]["code"]) == (
+            "bad-0", "error", "invalid"), ack
+        assert "reply_to" in ack["error"]["message"]
         await send(wa, type="message.send", convo_id=convo, client_msg_id="q-2",
                    content="thanks", reply_to=2)
         ack, _ = await recv_until(wa, is_type("ack"))

@@ -139,11 +139,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays():
             (json.dumps({"type": 42}), "invalid"),
             (json.dumps({"type": "message.explode"}), "unknown_type"),
             (json.dumps({"type": "message.send", "convo_id": convo, "content": "x"}), "invalid"),
-            (json.dumps({"type": "message.send", "client_msg_id": "m", "content": "x"}), "invalid"),
-            (json.dumps({"type": "message.send", "convo_id": "bad id!", "client_msg_id": "m",
-                         "content": "x"}), "invalid"),
-            (json.dumps({"type": "message.send", "convo_id": convo, "client_msg_id": "m",
-                         "content": ""}), "invalid"),
+
             (json.dumps({"type": "message.read", "convo_id": convo, "seq_no": "one"}), "invalid"),
             (json.dumps({"type": "message.read", "convo_id": convo, "seq_no": 0}), "invalid"),
             (json.dumps({"type": "sync", "convo_id": convo}), "invalid"),
@@ -155,6 +151,16 @@ def test_bad_frames_get_error_frames_and_the_connection_stays():
             f = await recv_json(ws)
             assert f["type"] == "error", (text, f)
             assert f["error"]["code"] == code, (text, f)
+            assert f["error"]["message"]
+        # a message.send whose client_msg_id was read: its own ack says what was wrong
+        for frame in ({"client_msg_id": "m1", "content": "x"},
+                      {"convo_id": "bad id!", "client_msg_id": "m2", "content": "x"},
+                      {"convo_id": convo, "client_msg_id": "m3", "content": ""},
+                      {"convo_id": convo, "client_msg_id": "m4"}):
+            await send(ws, type="message.send", **frame)
+            f = await recv_json(ws)
+            assert (f["type"], f["client_msg_id"], f["status"], f["error"]["code"]) == (
+                "ack", frame["client_msg_id"], "error", "invalid"), (frame, f)
             assert f["error"]["message"]
         # a frame that is too long in content: an ack with an error, not a close
         await send(ws, type="message.send", convo_id=convo, client_msg_id="big",
