@@ -30,6 +30,17 @@
     "       WHERE m.convo_id = " id " AND (m.read_seq > 0 OR d.delivered_seq > 0) "               \
     "       ORDER BY 3 DESC, m.read_seq DESC, m.user_id LIMIT 50) r)"
 
+/* How many members have read, and have got, the last message of conversation `id` (whose
+ * last seq_no is `last`), its sender included: the counts beside RECEIPTS_JSON's 50 names,
+ * for a large group's "seen by". Both 0 before the first message. */
+#define RECEIPT_COUNTS_JSON(id, last)                                                             \
+    "(SELECT json_build_object('read', count(*) FILTER (WHERE m.read_seq >= " last "), "          \
+    "                          'delivered', count(*) FILTER (WHERE greatest(m.read_seq, "         \
+    "                                       coalesce(d.delivered_seq, 0)) >= " last ")) "         \
+    " FROM rm.members m LEFT JOIN delivered d "                                                   \
+    "      ON d.convo_id = m.convo_id AND d.user_id = m.user_id "                                 \
+    " WHERE m.convo_id = " id " AND " last " > 0)"
+
 /* The members' roles of conversation `id` as {user_id: "owner"|"admin"|"member"}: every
  * member (the Redis list says the same: its roles hash holds owners and admins, absent is a
  * plain member). */
@@ -52,6 +63,7 @@
     "                 '{}'::json) FROM rm.members m JOIN users u ON u.user_id = m.user_id "         \
     "                 WHERE m.convo_id = c.convo_id), "                                           \
     "'receipts', " RECEIPTS_JSON("c.convo_id") ", "                                               \
+    "'receipt_counts', " RECEIPT_COUNTS_JSON("c.convo_id", "c.last_seq") ", "                     \
     "'roles', " ROLES_JSON("c.convo_id") ", "                                                     \
     "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
     "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
@@ -173,9 +185,9 @@ static int put_time(kc_buf_t *b, const char *ms)
     return 0;
 }
 
-/* The usernames of the members and their read markers, which Redis does not hold (in this
- * form): one query adds member_names and receipts to every conversation of the list built
- * from Redis (a JSON array, taken). */
+/* The usernames of the members and their read and delivery marks, which Redis does not hold
+ * (in this form): one query adds member_names, receipts and receipt_counts to every
+ * conversation of the list built from Redis (a JSON array, taken). */
 static void on_names(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
@@ -196,7 +208,9 @@ static void add_names(api_req_t *r, kc_buf_t *list)
                  "jsonb_build_object('member_names', (SELECT coalesce(jsonb_object_agg("
                  "u.user_id, u.username), '{}'::jsonb) FROM users u WHERE u.user_id IN "
                  "(SELECT jsonb_array_elements_text(c->'members'))), "
-                 "'receipts', " RECEIPTS_JSON("c->>'id'") ") ORDER BY n), "
+                 "'receipts', " RECEIPTS_JSON("c->>'id'") ", "
+                 "'receipt_counts', " RECEIPT_COUNTS_JSON("c->>'id'", "(c->>'last_seq')::bigint")
+                 ") ORDER BY n), "
                  "'[]'::json))::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY "
                  "t(c, n)",
                  1, params, on_names);

@@ -231,6 +231,12 @@ describe('REST bodies', () => {
     expect(c?.members).toEqual([{ user_id: 'u1', read_seq: 4 }, { user_id: 'u2' }, { user_id: 'u3' }]);
   });
 
+  it('receipt_counts are kept with the seq_no they count', () => {
+    const c = parseConversation({ id: 'c1', title: '', last_seq: 9, receipt_counts: { read: 60, delivered: 70 } });
+    expect(c?.receipt_counts).toEqual({ seq: 9, read: 60, delivered: 70 });
+    expect(parseConversation({ id: 'c1', title: '', receipt_counts: { read: 'x' } })?.receipt_counts).toBeUndefined();
+  });
+
   it('receipts give the members their delivery marks too', () => {
     const c = parseConversation({
       id: 'c1',

@@ -80,6 +80,9 @@ export interface Conversation {
   last_message: Message | null;
   /** ms of the last activity, for ordering; from last_message when the server gives none */
   last_activity: number;
+  /** how many members have read, and got, message `seq` (the last when the server counted;
+   * its sender included): beside the at most 50 names of the receipts */
+  receipt_counts?: { seq: number; read: number; delivered: number };
 }
 
 export interface Ack {
@@ -307,6 +310,9 @@ export function parseConversation(v: unknown): Conversation | null {
   }
   const last_message = parseMessage(v['last_message']);
   const last_seq = Math.max(seq(v, 'last_seq') ?? 0, last_message?.seq_no ?? 0);
+  const rc = isObj(v['receipt_counts']) ? v['receipt_counts'] : null;
+  const read = rc ? seq(rc, 'read') : null;
+  const delivered = rc ? seq(rc, 'delivered') : null;
   const activity =
     toMillis(v['last_activity']) ?? last_message?.created_at ?? toMillis(v['created_at']) ?? 0;
   return {
@@ -319,6 +325,7 @@ export function parseConversation(v: unknown): Conversation | null {
     unread: seq(v, 'unread') ?? 0,
     last_message,
     last_activity: activity,
+    ...(read !== null && delivered !== null ? { receipt_counts: { seq: last_seq, read, delivered } } : {}),
   };
 }
 

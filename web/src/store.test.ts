@@ -20,6 +20,7 @@ import {
   oldestSeq,
   patchMessage,
   roleOf,
+  seenByText,
   tickFor,
   updatePending,
   type ConvoLog,
@@ -536,5 +537,21 @@ describe('reactions', () => {
     // a tombstone from a sync (deleted, no reactions said) clears them too
     log = mergeMessages(log, [{ ...msg(2), content: '', deleted: true }], ME);
     expect(messageAt(log, 2)).toMatchObject({ deleted: true, reactions: [], my_reaction: null });
+  });
+});
+
+describe('"seen by" under my latest message in a group', () => {
+  it('names up to three, then counts the rest; the server\'s count wins when larger', () => {
+    expect(seenByText([], 0)).toBe('');
+    expect(seenByText(['ann'], 0)).toBe('Seen by ann');
+    expect(seenByText(['ann', 'bob', 'cat'], 0)).toBe('Seen by ann, bob, cat');
+    expect(seenByText(['ann', 'bob', 'cat', 'dan'], 0)).toBe('Seen by ann, bob, cat and 1 more');
+    // 50 names in the receipts, 120 counted
+    const fifty = Array.from({ length: 50 }, (_, i) => `u${i}`);
+    expect(seenByText(fifty, 120)).toBe('Seen by u0, u1, u2 and 117 more');
+    // the count is older than a live read: the names win
+    expect(seenByText(['ann', 'bob'], 1)).toBe('Seen by ann, bob');
+    expect(seenByText([], 4)).toBe('Seen by 4');
+    expect(seenByText(['ann'], 2)).toBe('Seen by ann and 1 more');
   });
 });

@@ -329,6 +329,18 @@ export function tickFor(seq: number, receipts: Receipts, me: string): Tick {
   return receipts.delivered >= seq ? 'delivered' : 'sent';
 }
 
+/** "Seen by …" under my latest message in a group: the names the receipts give (at most 50),
+ * and `counted`, how many others the server counted (0 when it did not count this message);
+ * the larger says how many. "" when nobody has seen it. */
+export function seenByText(names: string[], counted: number): string {
+  const n = Math.max(names.length, counted);
+  if (n === 0) return '';
+  if (names.length === 0) return `Seen by ${n}`;
+  if (n <= 3 && names.length === n) return `Seen by ${names.join(', ')}`;
+  const shown = names.slice(0, 3);
+  return `Seen by ${shown.join(', ')} and ${n - shown.length} more`;
+}
+
 // ---- the conversation list: conversation.update frames --------------------------------
 
 /** A member's role; a member the server gave no role is a plain member. */

@@ -39,16 +39,26 @@ def test_delivery_marks_are_kept_and_served_as_receipts():
             return one == listed and one.get(bob.id, {}).get("delivered_seq") == 3
         wait_until(receipts_ok, "bob's delivered_seq in the receipts", timeout=30)
         assert cat.id not in ann.get(f"/conversations/{convo}").json["receipts"]
+        # and the counts of the last message (its sender, ann, included)
+        def counts():
+            one = ann.get(f"/conversations/{convo}").json["receipt_counts"]
+            listed = [c for c in ann.get("/conversations").json["conversations"]
+                      if c["id"] == convo][0]["receipt_counts"]
+            assert one == listed, (one, listed)
+            return one
+        assert counts() == {"read": 1, "delivered": 2}
         # cat catches up with a sync: delivered now
         wc = await connect(cat.id, 2)
         await send(wc, type="sync", convo_id=convo, since_seq=0)
         await recv_until(wc, lambda f: f["type"] == "sync.complete")
         wait_until(lambda: marks(convo) == {bob.id: 3, cat.id: 3}, "cat's mark at 3",
                    timeout=30)
+        wait_until(lambda: counts() == {"read": 1, "delivered": 3}, "three got it", timeout=30)
         # reading implies delivery: bob reads 3, and the receipt says both
         await send(wb, type="message.read", convo_id=convo, seq_no=3)
         wait_until(lambda: ann.get(f"/conversations/{convo}").json["receipts"].get(bob.id)
                    == {"read_seq": 3, "delivered_seq": 3}, "bob's receipt", timeout=30)
+        assert counts() == {"read": 2, "delivered": 3}
         # a mark never moves back
         psql(f"UPDATE delivered SET delivered_seq = 9 WHERE convo_id = '{convo}' "
              f"AND user_id = '{cat.id}'")

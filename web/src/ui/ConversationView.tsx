@@ -1,7 +1,7 @@
 import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
 import type { ChatClient, ChatState } from '../chat';
 import { MAX_CONTENT_BYTES, utf8Bytes, type Message, type Reaction } from '../protocol';
-import { emptyLog, emptyReceipts, messageAt, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
+import { emptyLog, emptyReceipts, messageAt, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
 import { fullTimeOf, lastSeenText, nameOf, snippetOf, timeOf, titleOf } from './format';
 import { MemberPanel } from './MemberPanel';
 import { ReactionChips, ReactionPalette } from './Reactions';
@@ -244,12 +244,10 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     myLast && others.length > 1
       ? others.filter((m) => (receipts.readBy[m.user_id] ?? 0) >= myLast.seq_no).map((m) => m.username ?? nameOf(state.names, m.user_id))
       : [];
-  const seenText =
-    seenBy.length === 0
-      ? ''
-      : seenBy.length <= 3
-        ? `Seen by ${seenBy.join(', ')}`
-        : `Seen by ${seenBy.slice(0, 3).join(', ')} and ${seenBy.length - 3} more`;
+  // a large group's receipts name at most 50 members: when my message is the conversation's
+  // last, the server's count (me, its sender, included) says how many in all
+  const counted = myLast && conv?.receipt_counts && myLast.seq_no === conv.receipt_counts.seq ? conv.receipt_counts.read - 1 : 0;
+  const seenText = seenByText(seenBy, counted);
 
   // what has not been on screen yet is what the conversation counts unread (chat.ts)
   const newBelow = conv?.unread ?? 0;
