@@ -15,6 +15,16 @@
  * Anything else (not a member there, a range older than the tail, no generation, Redis
  * down) goes to Postgres, which also decides the 404.
  *
+ * With around_seq the page is the forward one about that seq_no (half the limit up to and
+ * including it, the rest after), and says prev_cursor {"before_seq"} too: where a search
+ * result opens.
+ *
+ * GET /search?q= reads q (api_search_parse: words as prefixes, "quoted phrases" in order,
+ * nothing the user typed taken as tsquery syntax), ranks what matches (ts_rank, then newest
+ * first) and pages with an opaque cursor after the last result shown (its rank, time,
+ * conversation and seq_no: api_search_cursor_parse); each result has a headline with the
+ * matched words between U+E000 and U+E001.
+ *
  * A former member (removed, or left) reads the history up to left_seq (the last seq_no when
  * they left, rm.departures), and the page says left_seq. Redis does not hold departures: such
  * a reader is not in the members set there, so their pages always come from Postgres. (The
@@ -45,8 +55,21 @@
 
 typedef struct {
     int forward;
+    int around; /* around_seq: a forward page about it, with prev_cursor too */
     long long since, before, limit;
 } page_t;
+
+/* An around_seq page says where older messages are (it reads forward from below the seq_no
+ * asked for): prev_cursor {"before_seq": its first seq_no}, null at the start. */
+static void prev_cursor(kc_buf_t *b, const page_t *p, long long lo)
+{
+    if (!p->around)
+        return;
+    if (lo > 1)
+        kc_buf_printf(b, ",\"prev_cursor\":{\"before_seq\":%lld}", lo);
+    else
+        kc_buf_puts(b, ",\"prev_cursor\":null");
+}
 
 static void page_from_pg(api_req_t *r);
 static void count_source(api_t *a, const char *source);
@@ -74,6 +97,7 @@ static void on_page(void *arg, const PGresult *res, const char *err)
         kc_buf_printf(&b, "{\"since_seq\":%s}", PQgetvalue(res, 0, 3));
     else
         kc_buf_printf(&b, "{\"before_seq\":%s}", PQgetvalue(res, 0, 2));
+    prev_cursor(&b, p, PQgetisnull(res, 0, 2) ? 0 : strtoll(PQgetvalue(res, 0, 2), NULL, 10));
     if (!PQgetisnull(res, 0, 6)) /* a former member: the history ends where they left */
         kc_buf_printf(&b, ",\"left_seq\":%s", PQgetvalue(res, 0, 6));
     kc_buf_puts(&b, "}");
@@ -193,6 +217,7 @@ static void on_tail(void *arg, const redisReply *rep, const char *err)
         kc_buf_printf(&b, "{\"since_seq\":%lld}", hi);
     else
         kc_buf_printf(&b, "{\"before_seq\":%lld}", lo);
+    prev_cursor(&b, p, status == 1 ? lo : 0);
     kc_buf_puts(&b, "}");
     count_source(r->a, "redis");
     api_reply(r, 200, &b);
@@ -200,14 +225,22 @@ static void on_tail(void *arg, const redisReply *rep, const char *err)
 
 void api_messages_list(api_req_t *r)
 {
-    long long limit = 50, since = 0, before = 9223372036854775807LL;
-    int has_since = 0;
+    long long limit = 50, since = 0, before = 9223372036854775807LL, around = 0;
+    int has_since = 0, has_before = 0, has_around = 0;
     if (api_query_int(r, "limit", 1, 200, &limit, NULL) != 0 ||
         api_query_int(r, "since_seq", 0, 9223372036854775806LL, &since, &has_since) != 0 ||
-        api_query_int(r, "before_seq", 1, 9223372036854775807LL, &before, NULL) != 0)
+        api_query_int(r, "before_seq", 1, 9223372036854775807LL, &before, &has_before) != 0 ||
+        api_query_int(r, "around_seq", 1, 9223372036854775806LL, &around, &has_around) != 0)
         return;
+    if (has_around && (has_since || has_before)) {
+        api_error(r, 400, "invalid_query", "around_seq goes without since_seq and before_seq");
+        return;
+    }
+    if (has_around) /* the page about it: half the limit older (it included), the rest newer */
+        since = around > (limit + 1) / 2 ? around - (limit + 1) / 2 : 0;
     page_t *p = kc_xcalloc(1, sizeof(*p));
-    p->forward = has_since;
+    p->forward = has_since || has_around;
+    p->around = has_around;
     p->since = since;
     p->before = before;
     p->limit = limit;
@@ -245,23 +278,50 @@ static void page_from_pg(api_req_t *r)
 
 /* ---- GET /search?q= ---- */
 
+typedef struct {
+    long long limit;
+} search_t;
+
+/* Columns: the message (JSON text), its rank, created_at (ms), convo_id, seq_no; at most
+ * limit + 1 rows: one more says there is a next page. */
 static void on_search(void *arg, const PGresult *res, const char *err)
 {
     api_req_t *r = arg;
-    if (err || PQntuples(res) != 1) {
+    search_t *st = r->state;
+    if (err || PQnfields(res) != 5) {
         api_error(r, 503, "unavailable", "the search failed");
         return;
     }
+    int rows = PQntuples(res);
+    int shown = rows > st->limit ? (int)st->limit : rows;
     kc_buf_t b = {0};
-    kc_buf_puts(&b, "{\"messages\":");
-    kc_buf_puts(&b, PQgetvalue(res, 0, 0));
-    kc_buf_puts(&b, "}");
+    kc_buf_puts(&b, "{\"messages\":[");
+    for (int i = 0; i < shown; i++) {
+        if (i)
+            kc_buf_putc(&b, ',');
+        kc_buf_puts(&b, PQgetvalue(res, i, 0));
+    }
+    kc_buf_puts(&b, "],\"next_cursor\":");
+    if (rows > shown && shown > 0) {
+        int l = shown - 1; /* the next page starts after the last one shown */
+        kc_buf_printf(&b, "\"%s_%s_%s_%s\"", PQgetvalue(res, l, 1), PQgetvalue(res, l, 2),
+                      PQgetvalue(res, l, 4), PQgetvalue(res, l, 3));
+    } else {
+        kc_buf_puts(&b, "null");
+    }
+    kc_buf_putc(&b, '}');
     api_reply(r, 200, &b);
 }
 
+/* The rank of message x and when it was made, in ms: the order of results (with convo_id,
+ * seq_no), all descending, and what a cursor names. */
+#define SEARCH_RANK "ts_rank(x.search, q.q)"
+#define SEARCH_MS "(extract(epoch FROM x.created_at) * 1000)::bigint"
+
 void api_search(api_req_t *r)
 {
-    const char *q = kc_http_query(r->http, "q");
+    const char *q = kc_http_query(r->http, "q"), *cur = kc_http_query(r->http, "cursor");
+    const char *why = NULL;
     long long limit = 20;
     if (!q || !*q || strlen(q) > API_QUERY_MAX) {
         api_error(r, 400, "invalid_query", "q must be 1 to 256 bytes of text");
@@ -269,26 +329,77 @@ void api_search(api_req_t *r)
     }
     if (api_query_int(r, "limit", 1, 100, &limit, NULL) != 0)
         return;
-    char s_limit[24];
-    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit);
-    const char *params[] = {r->user_id, q, s_limit};
-    /* Only the caller's own conversations (the join with them comes first): those they are a
-     * member of, all of it, and those they left, up to left_seq. */
-    (void)api_pg(r,
-                 "SELECT coalesce(json_agg(j ORDER BY s DESC, c, n), '[]'::json)::text FROM ("
-                 "  SELECT " API_MSG_JSON_FOR("x", "$1") " j, "
-                 "  x.created_at s, x.convo_id c, x.seq_no n "
-                 "  FROM (SELECT convo_id, NULL::bigint AS upto FROM rm.members "
-                 "        WHERE user_id = $1 "
-                 "        UNION ALL "
-                 "        SELECT d.convo_id, d.left_seq FROM rm.departures d "
-                 "        WHERE d.user_id = $1 AND NOT EXISTS (SELECT 1 FROM rm.members m "
-                 "          WHERE m.convo_id = d.convo_id AND m.user_id = $1)) me "
-                 "  JOIN rm.messages x ON x.convo_id = me.convo_id "
-                 "  WHERE (me.upto IS NULL OR x.seq_no <= me.upto) AND x.deleted_at IS NULL "
-                 "  AND x.search @@ plainto_tsquery('simple', $2) "
-                 "  ORDER BY x.created_at DESC, x.convo_id, x.seq_no LIMIT $3::int) t",
-                 3, params, on_search);
+    api_search_cursor_t c;
+    if (cur && api_search_cursor_parse(cur, &c) != 0) {
+        api_error(r, 400, "invalid_query", "cursor is not one this search gave");
+        return;
+    }
+    api_search_q_t sq;
+    if (api_search_parse(q, &sq, &why) != 0) {
+        api_error(r, 400, "invalid_query", why);
+        api_search_q_free(&sq);
+        return;
+    }
+    search_t *st = kc_xcalloc(1, sizeof(*st));
+    st->limit = limit;
+    r->state = st;
+    r->state_free = free;
+    /* $1 the caller, $2 limit + 1, then the words' tsquery, the phrases, the cursor */
+    char s_limit[24], s_ms[24], s_seq[24];
+    (void)kc_strlcpyf(s_limit, sizeof(s_limit), "%lld", limit + 1);
+    const char *params[3 + API_SEARCH_MAX_PHRASES + 4] = {r->user_id, s_limit};
+    int np = 2;
+    kc_buf_t sql = {0}, query = {0};
+    if (sq.nwords) {
+        params[np++] = sq.words.data;
+        kc_buf_printf(&query, "to_tsquery('simple', $%d)", np);
+    }
+    for (size_t i = 0; i < sq.nphrases; i++) {
+        params[np++] = sq.phrases[i];
+        kc_buf_printf(&query, "%sphraseto_tsquery('simple', $%d)", query.len ? " && " : "", np);
+    }
+    kc_buf_printf(&sql,
+                  "WITH q AS (SELECT %s AS q) "
+                  "SELECT json_build_object(" API_MSG_FIELDS("x") ", "
+                  "  'reactions', " API_REACTIONS_JSON("x") ", "
+                  "  'my_reaction', " API_MY_REACTION("x", "$1") ", "
+                  /* the matched words between U+E000 and U+E001, which the text loses */
+                  "  'headline', ts_headline('simple', "
+                  "    replace(replace(x.content, chr(57344), ''), chr(57345), ''), q.q, "
+                  "    'StartSel=' || chr(57344) || ', StopSel=' || chr(57345) || "
+                  "    ', MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=\" … \"'))"
+                  "::text, " SEARCH_RANK "::text, " SEARCH_MS ", x.convo_id, x.seq_no "
+                  /* Only the caller's own conversations (the join with them comes first):
+                   * those they are a member of, all of it, and those they left, up to
+                   * left_seq. */
+                  "FROM q, (SELECT convo_id, NULL::bigint AS upto FROM rm.members "
+                  "         WHERE user_id = $1 "
+                  "         UNION ALL "
+                  "         SELECT d.convo_id, d.left_seq FROM rm.departures d "
+                  "         WHERE d.user_id = $1 AND NOT EXISTS (SELECT 1 FROM rm.members m "
+                  "           WHERE m.convo_id = d.convo_id AND m.user_id = $1)) me "
+                  "JOIN rm.messages x ON x.convo_id = me.convo_id "
+                  "WHERE (me.upto IS NULL OR x.seq_no <= me.upto) AND x.deleted_at IS NULL "
+                  "AND x.search @@ q.q ",
+                  query.data);
+    if (cur) {
+        (void)kc_strlcpyf(s_ms, sizeof(s_ms), "%lld", c.ms);
+        (void)kc_strlcpyf(s_seq, sizeof(s_seq), "%lld", c.seq);
+        params[np++] = c.rank;
+        params[np++] = s_ms;
+        params[np++] = c.convo;
+        params[np++] = s_seq;
+        kc_buf_printf(&sql,
+                      "AND (" SEARCH_RANK ", " SEARCH_MS ", x.convo_id, x.seq_no) < "
+                      "($%d::real, $%d::bigint, $%d::text, $%d::bigint) ",
+                      np - 3, np - 2, np - 1, np);
+    }
+    kc_buf_puts(&sql, "ORDER BY " SEARCH_RANK " DESC, " SEARCH_MS " DESC, x.convo_id DESC, "
+                      "x.seq_no DESC LIMIT $2::int");
+    (void)api_pg(r, sql.data, np, params, on_search);
+    kc_buf_free(&sql);
+    kc_buf_free(&query);
+    api_search_q_free(&sq);
 }
 
 /* ---- PATCH and DELETE /conversations/:id/messages/:seq ---- */

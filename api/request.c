@@ -156,3 +156,126 @@ api_members_status_t api_member_ids(const cJSON *arr, size_t max, size_t idmax,
     *n = i;
     return API_MEMBERS_OK;
 }
+
+/* ---- search ---- */
+
+/* Has a letter or digit: ASCII alphanumerics, or any non-ASCII character (the parser's
+ * words include them). */
+static int has_word(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+            return 1;
+    }
+    return 0;
+}
+
+static int space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+int api_search_parse(const char *q, api_search_q_t *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    out->copy = kc_xstrdup(q);
+    char *p = out->copy;
+    while (*p) {
+        if (space(*p)) {
+            p++;
+            continue;
+        }
+        if (*p == '"') {
+            char *start = ++p, *end = strchr(start, '"');
+            if (!end)
+                end = start + strlen(start); /* an unclosed quote runs to the end */
+            char *next = *end ? end + 1 : end;
+            *end = '\0';
+            if (has_word(start, (size_t)(end - start))) {
+                if (out->nphrases == API_SEARCH_MAX_PHRASES) {
+                    *why = "at most 4 quoted phrases";
+                    return -1;
+                }
+                out->phrases[out->nphrases++] = start;
+            }
+            p = next;
+            continue;
+        }
+        char *start = p;
+        while (*p && !space(*p) && *p != '"')
+            p++;
+        size_t n = (size_t)(p - start);
+        if (!has_word(start, n))
+            continue;
+        if (out->nwords == API_SEARCH_MAX_WORDS) {
+            *why = "at most 16 words";
+            return -1;
+        }
+        /* 'word':* with ' doubled and \ escaped: a quoted lexeme of tsquery's syntax */
+        kc_buf_puts(&out->words, out->nwords++ ? " & '" : "'");
+        for (size_t i = 0; i < n; i++) {
+            if (start[i] == '\'' || start[i] == '\\')
+                kc_buf_putc(&out->words, start[i] == '\'' ? '\'' : '\\');
+            kc_buf_putc(&out->words, start[i]);
+        }
+        kc_buf_puts(&out->words, "':*");
+    }
+    if (!out->nwords && !out->nphrases) {
+        *why = "q has no word to search for";
+        return -1;
+    }
+    return 0;
+}
+
+void api_search_q_free(api_search_q_t *sq)
+{
+    kc_buf_free(&sq->words);
+    free(sq->copy);
+    memset(sq, 0, sizeof(*sq));
+}
+
+/* A real as Postgres prints it: digits, '.', 'e', '-', '+' (no inf or nan: ranks are finite). */
+static int real_text(const char *s, size_t n)
+{
+    if (n == 0 || n > 32)
+        return 0;
+    char tmp[40];
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(tmp, &end);
+    if (errno || !end || *end || v != v || v < 0 || v > 1e30)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789.e-+", s[i]))
+            return 0;
+    return 1;
+}
+
+int api_search_cursor_parse(const char *s, api_search_cursor_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    size_t n = strlen(s);
+    if (n >= sizeof(c->buf))
+        return -1;
+    memcpy(c->buf, s, n + 1);
+    char *parts[4] = {c->buf, NULL, NULL, NULL};
+    for (int i = 1; i < 4; i++) {
+        char *u = strchr(parts[i - 1], '_');
+        if (!u)
+            return -1;
+        *u = '\0';
+        parts[i] = u + 1;
+    }
+    if (!real_text(parts[0], strlen(parts[0])) ||
+        api_int_parse(parts[1], 0, 9223372036854775807LL, &c->ms) != 0 ||
+        api_int_parse(parts[2], 1, 9223372036854775807LL, &c->seq) != 0 ||
+        !kc_id_valid(parts[3], strlen(parts[3]), 128))
+        return -1;
+    c->rank = parts[0];
+    c->convo = parts[3];
+    return 0;
+}
+

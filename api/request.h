@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "kchat/buf.h"
+
 struct cJSON;
 
 /* Matches path against a template, where ":id", ":seq" (and ":user_id", see below) each stand
@@ -50,5 +52,37 @@ typedef enum {
  * the array) and *n their count. */
 api_members_status_t api_member_ids(const struct cJSON *arr, size_t max, size_t idmax,
                                     const char ***out, size_t *n);
+
+/* GET /search's q, read into what Postgres searches for: each word outside double quotes is
+ * a prefix ('pine' finds "pineapple"), each "quoted phrase" its words in that order, all of
+ * them together (AND). words is the to_tsquery text of the words ('w':* & 'x':*, each
+ * quoted and escaped, so nothing the user wrote is tsquery syntax), empty when none;
+ * phrases[] point into q's copy (plain text, for phraseto_tsquery). A word or phrase without
+ * a letter or digit (punctuation alone) is left out. */
+#define API_SEARCH_MAX_WORDS 16
+#define API_SEARCH_MAX_PHRASES 4
+typedef struct {
+    kc_buf_t words;
+    size_t nwords;
+    char *copy; /* q's copy, cut into the phrases */
+    const char *phrases[API_SEARCH_MAX_PHRASES];
+    size_t nphrases;
+} api_search_q_t;
+
+/* 0, or -1 with *why (for the 400 answer): nothing to search for, or too many words or
+ * phrases. Either way the caller calls api_search_q_free. */
+int api_search_parse(const char *q, api_search_q_t *out, const char **why);
+void api_search_q_free(api_search_q_t *sq);
+
+/* A search result's place in the ranking, and the cursor that says "after it":
+ * "<rank>_<ms>_<seq_no>_<convo_id>" (rank as Postgres printed the real, ms the message's
+ * created_at). api_search_cursor_parse checks a cursor handed back: 0 with its parts (rank
+ * and convo point into buf, a copy), or -1. */
+typedef struct {
+    char buf[256];
+    const char *rank, *convo;
+    long long ms, seq;
+} api_search_cursor_t;
+int api_search_cursor_parse(const char *s, api_search_cursor_t *c);
 
 #endif

@@ -6,7 +6,8 @@
  * (MHD_http_unescape) and each parameter checked, then the values the handlers read: the
  * integers of limit, since_seq and before_seq, the username of GET /users. The body is
  * parsed, then the fields the handlers read: username and password, title, members, seq_no,
- * emoji. The body is also read as a message of the Redis read model (api_tail_message, and
+ * emoji. A q or cursor is read as GET /search reads them (api_search_parse: only quoted
+ * lexemes reach to_tsquery). The body is also read as a message of the Redis read model (api_tail_message, and
  * api_preview_message for a last_message): a JSON object stays one, without "reacted".
  * The checks: a matched path is its template with valid ids in place of ":id" and
  * ":user_id"; an accepted
@@ -115,6 +116,58 @@ static void check_username(const char *u)
     }
 }
 
+/* q of GET /search: what goes to to_tsquery is only quoted lexemes with :*, joined by " & ";
+ * phrases are pieces of q; a cursor taken has its four parts. */
+static void check_search(const char *q)
+{
+    api_search_q_t sq;
+    const char *why = NULL;
+    if (api_search_parse(q, &sq, &why) != 0) {
+        CHECK(why != NULL);
+        api_search_q_free(&sq);
+        return;
+    }
+    CHECK(sq.nwords + sq.nphrases > 0);
+    CHECK(sq.nwords <= API_SEARCH_MAX_WORDS && sq.nphrases <= API_SEARCH_MAX_PHRASES);
+    /* walk the tsquery text: 'lexeme':* (& 'lexeme':*)*, quotes doubled inside */
+    const char *w = sq.nwords ? sq.words.data : "";
+    size_t words = 0;
+    while (*w) {
+        CHECK(*w == '\'');
+        w++;
+        for (;;) {
+            CHECK(*w != '\0');
+            if (*w == '\\') {
+                CHECK(w[1] == '\\' || w[1] == '\'');
+                w += 2;
+            } else if (*w == '\'') {
+                if (w[1] == '\'') {
+                    w += 2;
+                    continue;
+                }
+                break;
+            } else {
+                w++;
+            }
+        }
+        CHECK(strncmp(w, "':*", 3) == 0);
+        w += 3;
+        words++;
+        if (*w) {
+            CHECK(strncmp(w, " & ", 3) == 0);
+            w += 3;
+        }
+    }
+    CHECK(words == sq.nwords);
+    for (size_t i = 0; i < sq.nphrases; i++)
+        CHECK(strchr(sq.phrases[i], '"') == NULL && strstr(q, sq.phrases[i]) != NULL);
+    api_search_q_free(&sq);
+    api_search_cursor_t c;
+    if (api_search_cursor_parse(q, &c) == 0)
+        CHECK(c.seq >= 1 && c.ms >= 0 && kc_id_valid(c.convo, strlen(c.convo), 128) &&
+              strchr(c.rank, '_') == NULL);
+}
+
 static void check_query(char *query)
 {
     char *save = NULL;
@@ -144,6 +197,10 @@ static void check_query(char *query)
             check_int(value, 1, 9223372036854775807LL);
         } else if (strcmp(kv, "username") == 0) {
             check_username(value);
+        } else if (strcmp(kv, "q") == 0 || strcmp(kv, "cursor") == 0) {
+            check_search(value);
+        } else if (strcmp(kv, "around_seq") == 0) {
+            check_int(value, 1, 9223372036854775806LL);
         }
     }
 }

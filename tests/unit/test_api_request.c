@@ -446,6 +446,70 @@ static char *preview(const char *json)
     return kc_buf_steal(&b);
 }
 
+/* Search terms: words as quoted prefixes (quotes and backslashes escaped, so nothing typed is
+ * tsquery syntax), "phrases" apart, punctuation alone left out, and the bounds. */
+static void test_search_terms(void **state)
+{
+    (void)state;
+    api_search_q_t q;
+    const char *why = NULL;
+    assert_int_equal(api_search_parse("pine  Apple", &q, &why), 0);
+    assert_string_equal(q.words.data, "'pine':* & 'Apple':*");
+    assert_int_equal(q.nphrases, 0);
+    api_search_q_free(&q);
+    assert_int_equal(api_search_parse("it's a\\b \"like pine apple\" x&y|!z", &q, &why), 0);
+    assert_string_equal(q.words.data, "'it''s':* & 'a\\\\b':* & 'x&y|!z':*");
+    assert_int_equal(q.nphrases, 1);
+    assert_string_equal(q.phrases[0], "like pine apple");
+    api_search_q_free(&q);
+    /* an unclosed quote runs to the end; empty and punctuation-only terms go */
+    assert_int_equal(api_search_parse("... \"\" \"open phrase", &q, &why), 0);
+    assert_int_equal(q.nwords, 0);
+    assert_int_equal(q.nphrases, 1);
+    assert_string_equal(q.phrases[0], "open phrase");
+    api_search_q_free(&q);
+    assert_int_equal(api_search_parse("\xc3\xa9t\xc3\xa9", &q, &why), 0); /* été */
+    assert_int_equal(q.nwords, 1);
+    api_search_q_free(&q);
+    const char *nothing[] = {"   ", "... ,,, :*", "\"!!\" & |", "'"};
+    for (size_t i = 0; i < sizeof(nothing) / sizeof(*nothing); i++) {
+        assert_int_equal(api_search_parse(nothing[i], &q, &why), -1);
+        assert_non_null(strstr(why, "no word"));
+        api_search_q_free(&q);
+    }
+    assert_int_equal(api_search_parse("a b c d e f g h i j k l m n o p", &q, &why), 0);
+    api_search_q_free(&q);
+    assert_int_equal(api_search_parse("a b c d e f g h i j k l m n o p q", &q, &why), -1);
+    assert_non_null(strstr(why, "16 words"));
+    api_search_q_free(&q);
+    assert_int_equal(api_search_parse("\"a\" \"b\" \"c\" \"d\" \"e\"", &q, &why), -1);
+    assert_non_null(strstr(why, "4 quoted"));
+    api_search_q_free(&q);
+}
+
+static void test_search_cursors(void **state)
+{
+    (void)state;
+    api_search_cursor_t c;
+    assert_int_equal(api_search_cursor_parse("0.0607927_1733450000123_42_c_ab:c-d.e", &c), 0);
+    assert_string_equal(c.rank, "0.0607927");
+    assert_int_equal(c.ms, 1733450000123LL);
+    assert_int_equal(c.seq, 42);
+    assert_string_equal(c.convo, "c_ab:c-d.e");
+    assert_int_equal(api_search_cursor_parse("1e-20_0_1_d_x", &c), 0);
+    const char *bad[] = {"", "x", "0.1_2_3", "0.1_2_3_", "nan_2_3_c", "inf_2_3_c", "-1_2_3_c",
+                         "0.1_-2_3_c", "0.1_2_0_c", "0.1_2_3_c d", "0.1_2_3_c'", "0,1_2_3_c",
+                         "0.1 _2_3_c"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        if (api_search_cursor_parse(bad[i], &c) != -1)
+            fail_msg("cursor '%s' was taken", bad[i]);
+    char big[400];
+    memset(big, 'c', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memcpy(big, "0.1_2_3_", 8);
+    assert_int_equal(api_search_cursor_parse(big, &c), -1);
+}
+
 static void test_previews(void **state)
 {
     (void)state;
@@ -476,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_reaction_paths), cmocka_unit_test(test_reaction_emoji),
         cmocka_unit_test(test_tail_messages), cmocka_unit_test(test_previews),
+        cmocka_unit_test(test_search_terms), cmocka_unit_test(test_search_cursors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -340,7 +340,7 @@ def test_a_former_member_reads_up_to_left_seq_and_again_once_back(alice, command
     r = v.get(f"/search?q=before{word}")
     assert sorted(m["seq_no"] for m in r.json["messages"]) == [1, 2, 3], r
     conforms("/search", "GET", r)
-    assert v.get(f"/search?q=after{word}").json == {"messages": []}
+    assert v.get(f"/search?q=after{word}").json["messages"] == []
     # a member sees it all, without left_seq
     r = history(owner, cid)
     assert [m["seq_no"] for m in r.json["messages"]] == [1, 2, 3, 4, 5]
@@ -349,7 +349,7 @@ def test_a_former_member_reads_up_to_left_seq_and_again_once_back(alice, command
     # a stranger still gets nothing
     eve = User()
     assert history(eve, cid).status == 404
-    assert eve.get(f"/search?q=before{word}").json == {"messages": []}
+    assert eve.get(f"/search?q=before{word}").json["messages"] == []
 
     # added back: the whole history again
     r = owner.post(f"/conversations/{cid}/members", {"members": [v.id]})
@@ -375,7 +375,7 @@ def test_one_who_left_reads_up_to_when_they_left(alice, commands):
     assert [m["content"] for m in r.json["messages"]] == [f"mine{word}"], r
     assert r.json["left_seq"] == 1
     assert [m["seq_no"] for m in v.get(f"/search?q=mine{word}").json["messages"]] == [1]
-    assert v.get(f"/search?q=later{word}").json == {"messages": []}
+    assert v.get(f"/search?q=later{word}").json["messages"] == []
     # they may not write or mark anything there any more
     r = v.post(f"/conversations/{cid}/read", {"seq_no": 1})
     assert (r.status, r.code) == (404, "not_found"), r
