@@ -293,6 +293,20 @@ void api_convo_remove_member(api_req_t *r);
 void api_convo_set_role(api_req_t *r);
 void api_convo_read(api_req_t *r);
 
+/* mutes.c: PUT /conversations/:id/mute {for_s?} and DELETE of it. */
+void api_convo_mute(api_req_t *r);
+void api_convo_unmute(api_req_t *r);
+/* The caller's mute of a conversation (convo and user: SQL expressions of its id and the
+ * caller's) as two fields of a conversation body: muted, muted_until (null: until unmuted,
+ * or not muted). */
+#define API_MUTE_FIELDS(convo, user)                                                              \
+    "'muted', EXISTS (SELECT 1 FROM mutes mu WHERE mu.user_id = " user " "                        \
+    "                 AND mu.convo_id = " convo " "                                               \
+    "                 AND (mu.muted_until IS NULL OR mu.muted_until > now())), "                   \
+    "'muted_until', (SELECT " API_ISO("mu.muted_until") " FROM mutes mu "                       \
+    "                WHERE mu.user_id = " user " AND mu.convo_id = " convo " "                    \
+    "                AND mu.muted_until > now())"
+
 /* messages.c */
 void api_messages_list(api_req_t *r);
 void api_message_edit(api_req_t *r);

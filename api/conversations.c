@@ -64,6 +64,7 @@
     "                 WHERE m.convo_id = c.convo_id), "                                           \
     "'receipts', " RECEIPTS_JSON("c.convo_id") ", "                                               \
     "'receipt_counts', " RECEIPT_COUNTS_JSON("c.convo_id", "c.last_seq") ", "                     \
+    API_MUTE_FIELDS("c.convo_id", "me.user_id") ", "                                              \
     "'roles', " ROLES_JSON("c.convo_id") ", "                                                     \
     "'last_message', (SELECT " API_MSG_JSON("x") " FROM rm.messages x "                          \
     "                 WHERE x.convo_id = c.convo_id AND x.seq_no = c.last_seq))"
@@ -202,7 +203,7 @@ static void on_names(void *arg, const PGresult *res, const char *err)
 
 static void add_names(api_req_t *r, kc_buf_t *list)
 {
-    const char *params[] = {list->data};
+    const char *params[] = {list->data, r->user_id};
     (void)api_pg(r,
                  "SELECT json_build_object('conversations', coalesce(json_agg(c::jsonb || "
                  "jsonb_build_object('member_names', (SELECT coalesce(jsonb_object_agg("
@@ -210,10 +211,10 @@ static void add_names(api_req_t *r, kc_buf_t *list)
                  "(SELECT jsonb_array_elements_text(c->'members'))), "
                  "'receipts', " RECEIPTS_JSON("c->>'id'") ", "
                  "'receipt_counts', " RECEIPT_COUNTS_JSON("c->>'id'", "(c->>'last_seq')::bigint")
-                 ") ORDER BY n), "
+                 ", " API_MUTE_FIELDS("c->>'id'", "$2") ") ORDER BY n), "
                  "'[]'::json))::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY "
                  "t(c, n)",
-                 1, params, on_names);
+                 2, params, on_names);
     kc_buf_free(list);
 }
 

@@ -42,6 +42,8 @@ static const route_t routes[] = {
     {"PUT", "/conversations/:id/messages/:seq/reaction", AUTH, 1, api_message_react},
     {"DELETE", "/conversations/:id/messages/:seq/reaction", AUTH, 0, api_message_unreact},
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
+    {"PUT", "/conversations/:id/mute", AUTH, 1, api_convo_mute},
+    {"DELETE", "/conversations/:id/mute", AUTH, 0, api_convo_unmute},
     {"GET", "/users", AUTH, 0, api_users_find},
     {"GET", "/users/me", AUTH, 0, api_users_me},
     {"PATCH", "/users/me", AUTH, 1, api_users_update_me},
