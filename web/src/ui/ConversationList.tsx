@@ -37,8 +37,12 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
                 >
                   <span className={`presence-dot${online ? ' online' : ''}`} aria-hidden="true" />
                   <span className="convo-main">
-                    <span className="convo-title">{title}</span>
-                    <span className="convo-last">{lastText}</span>
+                    <span className="convo-title" dir="auto">
+                      {title}
+                    </span>
+                    <span className="convo-last" dir="auto">
+                      {lastText}
+                    </span>
                   </span>
                   <span className="convo-meta">
                     <span className="convo-time">{timeOf(c.last_activity)}</span>

@@ -1,8 +1,9 @@
-import { useEffect, useId, useLayoutEffect, useRef, useState, type KeyboardEvent } from 'react';
+import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import type { ChatClient, ChatState } from '../chat';
 import { MAX_CONTENT_BYTES, utf8Bytes, type Message, type Reaction } from '../protocol';
-import { emptyLog, emptyReceipts, messageAt, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
-import { fullTimeOf, lastSeenText, nameOf, snippetOf, timeOf, titleOf } from './format';
+import { emptyLog, emptyReceipts, hasSeq, messageAt, oldestSeq, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
+import { dayLabelOf, dayNumberOf, fullTimeOf, lastSeenText, layoutOf, nameOf, snippetOf, timeOf, titleOf } from './format';
+import { MessageText } from './MessageText';
 import { MemberPanel } from './MemberPanel';
 import { ReactionChips, ReactionPalette } from './Reactions';
 
@@ -18,6 +19,9 @@ const noReactions: readonly Reaction[] = [];
 
 /** how long a message shown from a quote stays highlighted */
 const HIGHLIGHT_MS = 2000;
+
+/** the composer grows with its text up to this many lines, then scrolls */
+const COMPOSER_LINES = 8;
 
 const tickGlyph: Record<Tick, string> = {
   sending: '◷',
@@ -65,7 +69,9 @@ function Quote({ q, onJump }: { q: QuoteInfo; onJump: (seq: number) => void }) {
     >
       <span className="visually-hidden">In reply to </span>
       {q.sender !== null && <span className="quote-sender">{q.sender}</span>}
-      <span className={`quote-text${q.deleted ? ' deleted' : ''}`}>{q.text}</span>
+      <span className={`quote-text${q.deleted ? ' deleted' : ''}`} dir="auto">
+        {q.text}
+      </span>
     </button>
   );
 }
@@ -89,9 +95,13 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const stick = useRef(true);
   const prevHeight = useRef<{ first: number | null; height: number }>({ first: null, height: 0 });
   // The first unread message when the conversation was opened: a divider above it, and the
-  // view opens there instead of at the bottom (when it is among the messages loaded).
+  // view opens there instead of at the bottom (older pages are loaded to reach it when it is
+  // not among the latest). Until it is placed there, nothing counts as seen.
   const [dividerSeq] = useState<number | null>(() => (conv && conv.unread > 0 ? conv.last_seq - conv.unread + 1 : null));
-  const placed = useRef(false);
+  const placed = useRef(dividerSeq === null);
+  /** loading older pages to reach the first unread message */
+  const unreadLoad = useRef<'idle' | 'loading' | 'done' | 'failed'>('idle');
+  const [unreadGaveUp, setUnreadGaveUp] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
   const [text, setText] = useState('');
   const [sendError, setSendError] = useState<string | null>(null);
@@ -117,6 +127,16 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const others = conv ? conv.members.filter((m) => m.user_id !== me) : [];
   const typingUsers = Object.keys(state.typing[id] ?? {}).filter((u) => u !== me);
 
+  /** Whether the first unread message may still come (the latest page, or the older pages
+   * that reach it, are being loaded); false when it cannot be shown. */
+  function unreadComing(): boolean {
+    if (dividerSeq === null) return false;
+    if (log.messages.length === 0 || view?.loadingLatest) return !view?.error;
+    if (hasSeq(log, dividerSeq)) return true;
+    const oldest = oldestSeq(log);
+    return oldest !== null && oldest > dividerSeq && !log.reachedStart && unreadLoad.current !== 'failed';
+  }
+
   // keep the view at the bottom when new messages come, and in place when older ones are
   // added above
   useLayoutEffect(() => {
@@ -125,10 +145,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     const first = log.messages[0]?.seq_no ?? null;
     const prev = prevHeight.current;
     const divider = placed.current ? null : el.querySelector<HTMLElement>('[data-testid="unread-divider"]');
+    if (!placed.current && !divider && !unreadComing()) placed.current = true; // as without unread messages
     if (divider) {
-      // opened with unread messages: the first of them at the top of the view
+      // opened with unread messages: the first of them at the top of the view, under the
+      // divider (and its day, when it is the first of a day)
       placed.current = true;
-      el.scrollTop += divider.getBoundingClientRect().top - el.getBoundingClientRect().top - 8;
+      const above = divider.previousElementSibling;
+      const anchor = above instanceof HTMLElement && above.classList.contains('day-separator') ? above : divider;
+      el.scrollTop += anchor.getBoundingClientRect().top - el.getBoundingClientRect().top - 8;
       stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
       setAtBottom(stick.current);
     } else if (prev.first !== null && first !== null && first < prev.first && !stick.current) {
@@ -137,7 +161,19 @@ export function ConversationView({ client, state, id, onBack }: Props) {
       el.scrollTop = el.scrollHeight;
     }
     prevHeight.current = { first, height: el.scrollHeight };
-  }, [log.messages, log.pending, typingUsers.length]);
+  }, [log.messages, log.pending, typingUsers.length, unreadGaveUp]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // the first unread message is older than the latest page: load the pages up to it
+  useEffect(() => {
+    if (placed.current || dividerSeq === null || unreadLoad.current !== 'idle' || view?.loadingLatest) return;
+    const oldest = oldestSeq(log);
+    if (oldest === null || oldest <= dividerSeq || log.reachedStart) return;
+    unreadLoad.current = 'loading';
+    void client.loadThrough(id, dividerSeq).then((found) => {
+      unreadLoad.current = found ? 'done' : 'failed';
+      if (!found) setUnreadGaveUp(true); // opens at the bottom, as without unread messages
+    });
+  }, [client, id, dividerSeq, log, view?.loadingLatest]);
 
   // a quoted message that was being loaded is here: show it
   useLayoutEffect(() => {
@@ -180,6 +216,8 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (!root || typeof IntersectionObserver === 'undefined') return;
     const io = new IntersectionObserver(
       (entries) => {
+        // not yet where the conversation opens: what passes by now was not read
+        if (!placed.current) return;
         let max = 0;
         for (const e of entries) {
           const half = e.intersectionRatio >= 0.5 || e.intersectionRect.height >= (e.rootBounds?.height ?? Infinity) / 2;
@@ -191,7 +229,25 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     );
     root.querySelectorAll('li.bubble[data-seq]').forEach((li) => io.observe(li));
     return () => io.disconnect();
-  }, [client, id, log.messages]);
+  }, [client, id, log.messages, unreadGaveUp]);
+
+  // the composer grows with its text up to COMPOSER_LINES lines (or its max-height), then
+  // scrolls; the history keeps its bottom in view when it was there
+  useLayoutEffect(() => {
+    const el = composer.current;
+    if (!el) return;
+    const cs = getComputedStyle(el);
+    const px = (v: string) => parseFloat(v) || 0;
+    const line = px(cs.lineHeight) || px(cs.fontSize) * 1.4;
+    const frame = px(cs.paddingTop) + px(cs.paddingBottom) + px(cs.borderTopWidth) + px(cs.borderBottomWidth);
+    const max = Math.min(Math.ceil(line * COMPOSER_LINES + frame), px(cs.maxHeight) || Infinity);
+    el.style.height = 'auto';
+    const want = el.scrollHeight + px(cs.borderTopWidth) + px(cs.borderBottomWidth);
+    el.style.height = `${Math.min(want, max)}px`;
+    el.style.overflowY = want > max ? 'auto' : 'hidden';
+    const list = scroller.current;
+    if (list && stick.current) list.scrollTop = list.scrollHeight;
+  }, [text]);
 
   function onScroll() {
     const el = scroller.current;
@@ -274,6 +330,18 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     }
   }
 
+  // date separators and groups of one sender; the unread divider starts a new group
+  const layout = useMemo(
+    () => layoutOf(log.messages, Date.now(), { breakBefore: (m) => m.seq_no === dividerSeq }),
+    [log.messages, dividerSeq],
+  );
+  // messages being sent are today's: a separator above them when the last stored one is older
+  const lastStored = log.messages.at(-1);
+  const pendingDay =
+    log.pending.length > 0 && (!lastStored || (lastStored.created_at && dayNumberOf(lastStored.created_at) !== dayNumberOf(Date.now())))
+      ? dayLabelOf(Date.now(), Date.now())
+      : null;
+
   const replying = replyTo !== null ? quoteInfo(log, replyTo, state.names) : null;
   const describedBy = [replying ? `${composerId}-reply` : '', sendError ? `${composerId}-err` : ''].filter(Boolean).join(' ');
 
@@ -293,7 +361,9 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           ←
         </button>
         <div className="convo-heading">
-          <h2 id={titleId}>{title}</h2>
+          <h2 id={titleId} dir="auto">
+            {title}
+          </h2>
           {conv?.topic && (
             <p className="topic" data-testid="topic" title={conv.topic}>
               <span className="visually-hidden">Topic: </span>
@@ -361,7 +431,12 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         )}
         <div role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
         <ol className="message-list">
-          {log.messages.map((m) => [
+          {log.messages.map((m, i) => [
+            layout[i]?.day && (
+              <li key={`day-${m.seq_no}`} className="day-separator" data-testid="date-separator">
+                <h3>{layout[i]?.day}</h3>
+              </li>
+            ),
             m.seq_no === dividerSeq && (
               // a list item, not role="separator": an <ol> holds list items only (axe's "list" rule)
               <li key="divider" className="unread-divider" data-testid="unread-divider">
@@ -373,6 +448,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               seenText={m === myLast ? seenText : ''}
               m={m}
               mine={m.sender_id === me}
+              continues={layout[i]?.continues ?? false}
               sender={nameOf(state.names, m.sender_id)}
               tick={m.sender_id === me ? tickFor(m.seq_no, receipts, me) : null}
               quote={m.reply_to !== undefined && !m.deleted ? quoteInfo(log, m.reply_to, state.names) : null}
@@ -383,6 +459,11 @@ export function ConversationView({ client, state, id, onBack }: Props) {
               onReact={(emoji) => client.react(id, m.seq_no, emoji)}
             />,
           ])}
+          {pendingDay && (
+            <li key="day-pending" className="day-separator" data-testid="date-separator">
+              <h3>{pendingDay}</h3>
+            </li>
+          )}
           {log.pending.map((p) => (
             <PendingItem
               key={p.client_msg_id}
@@ -417,7 +498,9 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             <p id={`${composerId}-reply`}>
               Replying to {replying.sender !== null && <span className="quote-sender">{replying.sender}</span>}
               {replying.sender !== null ? ': ' : ''}
-              <span className={`quote-text${replying.deleted ? ' deleted' : ''}`}>{replying.text}</span>
+              <span className={`quote-text${replying.deleted ? ' deleted' : ''}`} dir="auto">
+                {replying.text}
+              </span>
             </p>
             <button
               type="button"
@@ -440,6 +523,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           ref={composer}
           id={composerId}
           rows={1}
+          dir="auto"
           placeholder={state.connection === 'open' ? 'Write a message' : 'Write a message (sent when back online)'}
           value={text}
           aria-invalid={bytes > MAX_CONTENT_BYTES}
@@ -468,6 +552,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
 function MessageItem({
   m,
   mine,
+  continues,
   sender,
   tick,
   seenText,
@@ -482,6 +567,8 @@ function MessageItem({
   seenText: string;
   m: Message;
   mine: boolean;
+  /** the same sender's as the message before, shortly after: the name is not shown again */
+  continues: boolean;
   sender: string;
   tick: Tick | null;
   /** what it replies to, when it is a reply */
@@ -513,13 +600,14 @@ function MessageItem({
   const canChange = mine && !m.deleted;
   return (
     <li
-      className={`bubble ${mine ? 'mine' : 'theirs'}${highlighted ? ' highlight' : ''}`}
+      className={`bubble ${mine ? 'mine' : 'theirs'}${continues ? ' continues' : ''}${highlighted ? ' highlight' : ''}`}
       data-seq={m.seq_no}
       data-client-msg-id={m.client_msg_id}
       data-reply-to={m.reply_to}
       tabIndex={-1}
     >
-      {!mine && <span className="sender">{sender}</span>}
+      {/* in a group the name is said to screen readers only */}
+      {!mine && <span className={continues ? 'sender visually-hidden' : 'sender'}>{sender}</span>}
       {quote && <Quote q={quote} onJump={onJump} />}
       {m.deleted ? (
         <span className="content deleted">This message was deleted.</span>
@@ -538,6 +626,7 @@ function MessageItem({
             id={editId}
             value={draft}
             rows={2}
+            dir="auto"
             autoFocus
             onChange={(e) => setDraft(e.target.value)}
             onKeyDown={(e) => {
@@ -556,7 +645,9 @@ function MessageItem({
           </button>
         </form>
       ) : (
-        <span className="content">{m.content}</span>
+        <span className="content" dir="auto">
+          <MessageText text={m.content} />
+        </span>
       )}
       {!m.deleted && <ReactionChips reactions={m.reactions ?? noReactions} mine={myReaction} onReact={react} fallback={reactButton} />}
       <span className="meta">
@@ -667,7 +758,9 @@ function PendingItem({
       data-reply-to={p.reply_to}
     >
       {quote && <Quote q={quote} onJump={onJump} />}
-      <span className="content">{p.content}</span>
+      <span className="content" dir="auto">
+        <MessageText text={p.content} />
+      </span>
       <span className="meta">
         {p.state === 'queued' && <span>Waiting for connection</span>}
         <TickMark tick={tick} />

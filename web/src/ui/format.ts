@@ -45,3 +45,103 @@ export function snippetOf(text: string, max = 100): string {
   const chars = Array.from(flat);
   return chars.length <= max ? flat : `${chars.slice(0, max).join('').trimEnd()}…`;
 }
+
+// ---- days and groups in a conversation ---------------------------------------------------
+
+const partsFmts = new Map<string, Intl.DateTimeFormat>();
+
+/** The calendar day of `ms` in `timeZone` (the viewer's when absent), as a day number (days
+ * since 1970-01-01 of that calendar): equal for two times of one day, one apart for
+ * consecutive days, whatever the zone's offsets and daylight saving. */
+export function dayNumberOf(ms: number, timeZone?: string): number {
+  if (timeZone === undefined) {
+    // the viewer's zone: what Date says, without a formatter
+    const t = new Date(ms);
+    return Math.round(Date.UTC(t.getFullYear(), t.getMonth(), t.getDate()) / 86_400_000);
+  }
+  const key = timeZone ?? '';
+  let fmt = partsFmts.get(key);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat('en-US', { timeZone, year: 'numeric', month: 'numeric', day: 'numeric' });
+    partsFmts.set(key, fmt);
+  }
+  let y = 0;
+  let mo = 0;
+  let d = 0;
+  for (const p of fmt.formatToParts(ms)) {
+    if (p.type === 'year') y = Number(p.value);
+    else if (p.type === 'month') mo = Number(p.value);
+    else if (p.type === 'day') d = Number(p.value);
+  }
+  return Math.round(Date.UTC(y, mo - 1, d) / 86_400_000);
+}
+
+const labelFmts = new Map<string, Intl.DateTimeFormat>();
+
+function labelFmt(locale: string | undefined, timeZone: string | undefined, withYear: boolean): Intl.DateTimeFormat {
+  const key = `${locale ?? ''}\n${timeZone ?? ''}\n${withYear}`;
+  let fmt = labelFmts.get(key);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat(locale, {
+      timeZone,
+      weekday: 'long',
+      day: 'numeric',
+      month: 'long',
+      ...(withYear ? { year: 'numeric' } : {}),
+    });
+    labelFmts.set(key, fmt);
+  }
+  return fmt;
+}
+
+/** What the separator above the first message of a day says: "Today", "Yesterday", or the
+ * date in the viewer's locale and time zone (with the year when it is not this year's). */
+export function dayLabelOf(ms: number, now: number, opts: { locale?: string; timeZone?: string } = {}): string {
+  const day = dayNumberOf(ms, opts.timeZone);
+  const today = dayNumberOf(now, opts.timeZone);
+  if (day === today) return 'Today';
+  if (day === today - 1) return 'Yesterday';
+  const year = (n: number) => new Date(n * 86_400_000).getUTCFullYear();
+  return labelFmt(opts.locale, opts.timeZone, year(day) !== year(today)).format(ms);
+}
+
+/** Consecutive messages of one sender at most this far apart show the sender once. */
+export const GROUP_GAP_MS = 5 * 60_000;
+
+/** What grouping looks at in a message. */
+export interface Groupable {
+  sender_id: string;
+  created_at: number;
+}
+
+/**
+ * Where the separators and groups of a run of messages are, in order: for each message,
+ * `day` is the label of a date separator above it (null when it is of the same day as the one
+ * before), and `continues` is true when it is the same sender's as the one before, within
+ * GROUP_GAP_MS, on the same day and with no break (`breakBefore`) between.
+ */
+export function layoutOf<T extends Groupable>(
+  messages: readonly T[],
+  now: number,
+  opts: { locale?: string; timeZone?: string; breakBefore?: (m: T) => boolean } = {},
+): { day: string | null; continues: boolean }[] {
+  const out: { day: string | null; continues: boolean }[] = [];
+  let prev: T | null = null;
+  let prevDay: number | null = null;
+  for (const m of messages) {
+    // a message without a time (0) belongs to the day of the one before
+    const dayNo: number | null = m.created_at ? dayNumberOf(m.created_at, opts.timeZone) : prevDay;
+    const newDay = dayNo !== null && dayNo !== prevDay;
+    const day = newDay ? dayLabelOf(m.created_at, now, opts) : null;
+    const continues =
+      prev !== null &&
+      !newDay &&
+      prev.sender_id === m.sender_id &&
+      Math.abs(m.created_at - prev.created_at) <= GROUP_GAP_MS &&
+      !(opts.breakBefore?.(m) ?? false);
+    out.push({ day, continues });
+    prev = m;
+    if (dayNo !== null) prevDay = dayNo;
+  }
+  return out;
+}
