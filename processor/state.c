@@ -612,13 +612,15 @@ static size_t other_kinds(const proc_dd_t *d, ssize_t skip, const char *emoji, s
     return n;
 }
 
-void proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
-                          size_t emoji_len)
+int proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
+                         size_t emoji_len)
 {
     ssize_t at = find_reaction(d, user, user_len);
+    if (at < 0 && !emoji)
+        return 0;
     if (at >= 0) {
         if (emoji && same_emoji(d->reactions[at].emoji, emoji, emoji_len))
-            return;
+            return 0;
         free(d->reactions[at].user);
         free(d->reactions[at].emoji);
         memmove(&d->reactions[at], &d->reactions[at + 1],
@@ -626,13 +628,14 @@ void proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const
         d->nreactions--;
     }
     if (!emoji)
-        return;
+        return 1;
     if (d->nreactions == d->reactions_cap) {
         d->reactions_cap = d->reactions_cap ? d->reactions_cap * 2 : 4;
         d->reactions = kc_xrealloc(d->reactions, d->reactions_cap * sizeof(*d->reactions));
     }
     d->reactions[d->nreactions++] = (proc_reaction_t){kc_xstrndup(user, user_len),
                                                       kc_xstrndup(emoji, emoji_len)};
+    return 1;
 }
 
 static int by_count(const void *a, const void *b)
@@ -698,13 +701,8 @@ static int apply_reaction(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
                           KC_CHAT_MAX_REACTION_KINDS);
     }
     out->previous = mine >= 0 ? kc_xstrdup(d->reactions[mine].emoji) : NULL;
-    int changed = mine >= 0 ? !cmd->emoji || !same_emoji(out->previous, cmd->emoji,
-                                                          cmd->emoji_len)
-                            : cmd->emoji != NULL;
-    if (changed) {
-        proc_dd_set_reaction(d, cmd->sender_id, cmd->sender_id_len, cmd->emoji, cmd->emoji_len);
+    if (proc_dd_set_reaction(d, cmd->sender_id, cmd->sender_id_len, cmd->emoji, cmd->emoji_len))
         resave(p, d);
-    }
     out->reacted = d;
     out->seq_no = cmd->seq_no;
     set_recipients(out, c);
@@ -986,15 +984,9 @@ void proc_part_replay(proc_part_t *p, const kc_chat_event_t *ev)
         char k[1200];
         size_t klen = msg_key(k, sizeof(k), ev->convo_id.p, ev->convo_id.n, ev->seq_no);
         proc_dd_t *d = klen ? kc_map_get(p->msgs, k, klen) : NULL;
-        if (!d)
-            return; /* out of the window: nothing to remember */
-        ssize_t at = find_reaction(d, ev->actor_id.p, ev->actor_id.n);
-        if (at < 0 ? ev->emoji.p != NULL
-                   : !ev->emoji.p || !same_emoji(d->reactions[at].emoji, ev->emoji.p,
-                                                  ev->emoji.n)) {
-            proc_dd_set_reaction(d, ev->actor_id.p, ev->actor_id.n, ev->emoji.p, ev->emoji.n);
+        /* (d NULL: out of the window, nothing to remember) */
+        if (d && proc_dd_set_reaction(d, ev->actor_id.p, ev->actor_id.n, ev->emoji.p, ev->emoji.n))
             resave(p, d);
-        }
         return;
     }
     case KC_EV_MESSAGE_EDITED:

@@ -256,10 +256,10 @@ void proc_part_add_dedupe(proc_part_t *p, const unsigned char *key, int64_t seq_
                           int deleted);
 void proc_part_forget(proc_part_t *p, const void *key, size_t klen, int is_convo);
 
-/* Sets (emoji non-NULL) or removes a member's reaction to a remembered message, as a restore
- * or a replay finds it. */
-void proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
-                          size_t emoji_len);
+/* Sets (emoji non-NULL) or removes a member's reaction to a remembered message: 1 when that
+ * changed it (the entry is then to be checkpointed again), 0 when it already was so. */
+int proc_dd_set_reaction(proc_dd_t *d, const char *user, size_t user_len, const char *emoji,
+                         size_t emoji_len);
 /* A message's reactions counted: each emoji once with how many chose it, the most chosen
  * first, ties in the byte order of the emoji (ReactionChanged.counts). Strings point into d.
  * Returns how many (at most KC_CHAT_MAX_REACTION_KINDS). */
