@@ -13,6 +13,7 @@ with_tests=0
 packages=(build-essential cmake ninja-build pkg-config curl ca-certificates
     librdkafka-dev libpq-dev libwebsockets-dev libwebsockets-evlib-uv libcjson-dev libjwt-dev
     libhiredis-dev libavro-dev libmicrohttpd-dev libuv1-dev libsodium-dev libutf8proc-dev libcmocka-dev
+    libcurl4-openssl-dev libgd-dev zlib1g-dev
     libssl-dev openssl postgresql redis-server nginx kcat jq)
 command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || packages+=(maven)
