@@ -10,10 +10,13 @@
  *   users.c          find a user by exact username, or read one by id
  *   messages.c       history pages (Redis tail, else Postgres) and search (Postgres); edits,
  *                    deletes and reactions of one message (reaction.c: the pure part)
- *   presign.c        presigned S3 PUT URLs for attachments (SigV4)
+ *   presign.c        attachments: presigned S3 PUT URLs (SigV4, lib/s3.c) and their uploads
+ *   attachments.c    ... checked against the stored object, thumbnails, downloads for
+ *                    members, and the sweep of orphaned and deleted files
  *   commands.c       changes become Commands on chat.commands; the answer waits for the
  *                    projector's NOTIFY kchat_applied with the command's id
- * Everything runs on the loop thread except the password hashing (libuv's thread pool).
+ * Everything runs on the loop thread except the password hashing and the thumbnails
+ * (libuv's thread pool).
  */
 #ifndef KCHAT_API_H
 #define KCHAT_API_H
@@ -32,6 +35,7 @@
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
+#include "kchat/s3.h"
 #include "kchat/util.h"
 #include "reaction.h"
 #include "request.h"
@@ -91,6 +95,14 @@ typedef struct {
     char *s3_secret_key;
     long long presign_ttl_s;
     long long attachment_max_bytes;
+    char *attachment_types;
+    long long attachment_send_window_s;
+    long long attachment_pending_max;
+    long long attachment_orphan_grace_s;
+    long long attachment_sweep_s;
+    long long image_max_bytes;
+    long long image_max_pixels;
+    long long download_ttl_s;
 } api_cfg_t;
 
 typedef struct api api_t;
@@ -119,6 +131,11 @@ struct api {
     int32_t command_schema_id; /* the id commands are written with */
     kc_jwt_key_t *signer;
     kc_jwt_key_t *verifier;
+    /* presign.c, attachments.c */
+    kc_s3_cfg_t s3cfg;
+    kc_s3_t *s3; /* NULL without an object store */
+    uv_timer_t sweep_timer;
+    int sweeping;
     char origin[80]; /* "api:<instance>" */
     /* commands.c */
     kc_map_t *waiters; /* command_id -> api_waiter_t */
@@ -252,6 +269,8 @@ int api_reject_status(const char *reason);
     ".server_msg_id, 'sender_id', " x ".sender_id, 'client_msg_id', " x                           \
     ".client_msg_id, 'content', " x ".content, 'content_type', " x ".content_type, "              \
     "'created_at', " API_ISO(x ".created_at") ", 'reply_to', " x ".reply_to, "                   \
+    "'attachments', CASE WHEN " x ".deleted_at IS NULL AND " x ".attachments IS NOT NULL "       \
+    "THEN " x ".attachments ELSE '[]'::jsonb END, "                                             \
     "'edited_at', " API_ISO(x ".edited_at")                                                      \
     ", 'edit_count', " x ".edit_count, 'deleted_at', " API_ISO(x ".deleted_at")
 
@@ -317,11 +336,20 @@ void api_message_unreact(api_req_t *r);
 void api_search(api_req_t *r);
 
 /* presign.c */
-/* Checks the s3-* options (all or none). 0, or -1 with err. */
-int api_presign_check(const api_cfg_t *c, char *err, size_t errlen);
-/* Appends the presigned PUT URL of key (content type signed) at now_s to url. */
-void api_presign_url(const api_cfg_t *c, const char *key, const char *ctype, long long now_s,
-                     kc_buf_t *url);
+/* Fills a->s3cfg and checks the s3-* options (all or none). 0, or -1 with err. */
+int api_presign_check(api_t *a, char *err, size_t errlen);
+/* Whether ctype is in list (comma-separated media types; "type/" and a star takes any
+ * subtype). */
+int api_type_allowed(const char *list, const char *ctype);
 void api_presign(api_req_t *r);
+
+/* attachments.c */
+/* Starts the S3 client and the sweep when there is an object store. 0, or -1 with err. */
+int api_attachments_start(api_t *a, char *err, size_t errlen);
+void api_attachments_close(api_t *a);
+/* POST /attachments/:id/complete: checks the stored object, makes an image's thumbnail. */
+void api_attachment_complete(api_req_t *r);
+/* GET /conversations/:id/attachments/:att_id: presigned GET URLs, for members. */
+void api_attachment_get(api_req_t *r);
 
 #endif

@@ -17,8 +17,9 @@ typedef enum { NO_AUTH = 0, AUTH = 1 } auth_t;
 
 typedef struct {
     const char *method;
-    /* template; ":id" matches one path segment (a conversation or user id), ":user_id" a
-     * second id (a member of the conversation), ":seq" a seq_no */
+    /* template; ":id" matches one path segment (a conversation, user or attachment id),
+     * ":user_id" a second id (a member of the conversation), ":att_id" one of an attachment
+     * (both in member_id), ":seq" a seq_no */
     const char *route;
     auth_t auth;
     int json_body;
@@ -50,6 +51,8 @@ static const route_t routes[] = {
     {"GET", "/users/:id", AUTH, 0, api_users_get},
     {"GET", "/search", AUTH, 0, api_search},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
+    {"POST", "/attachments/:id/complete", AUTH, 0, api_attachment_complete},
+    {"GET", "/conversations/:id/attachments/:att_id", AUTH, 0, api_attachment_get},
 };
 
 static void req_free(api_req_t *r)

@@ -1,8 +1,9 @@
-/* kchat-api - the REST surface: auth, conversations, history, search, attachment uploads.
+/* kchat-api - the REST surface: auth, conversations, history, search, attachments.
  *
  * main.c holds the options, start-up and the drain. A request flows through http.c (route,
- * token, body) to auth.c, conversations.c, messages.c or presign.c; changes go out as
- * Commands through commands.c and are answered once the projector reports them applied.
+ * token, body) to auth.c, conversations.c, messages.c, presign.c or attachments.c; changes
+ * go out as Commands through commands.c and are answered once the projector reports them
+ * applied.
  * On SIGTERM the listener closes, requests in flight are answered (each has a deadline),
  * then the producer is flushed and the connections close.
  */
@@ -104,7 +105,26 @@ static const kc_cfg_opt_t api_opts[] = {
     {"presign-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, presign_ttl_s), "900", 1, 604800,
      "how long an upload URL is valid, seconds"},
     {"attachment-max-bytes", KC_CFG_INT, offsetof(api_cfg_t, attachment_max_bytes), "104857600",
-     1, 5368709120LL, "largest attachment a client may ask to upload"},
+     1, 5368709120LL, "largest attachment, checked at presign and against the stored object"},
+    {"attachment-types", KC_CFG_STR, offsetof(api_cfg_t, attachment_types),
+     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/csv,"
+     "application/zip,application/octet-stream,audio/*,video/*",
+     1, 4096, "media types accepted for attachments, comma-separated (type/* for any subtype)"},
+    {"attachment-send-window-s", KC_CFG_INT, offsetof(api_cfg_t, attachment_send_window_s),
+     "86400", 10, 2592000, "how long after its presign a message may carry an upload, seconds"},
+    {"attachment-pending-max", KC_CFG_INT, offsetof(api_cfg_t, attachment_pending_max), "50", 1,
+     100000, "uploads one user may have presigned and not yet completed; more get 429"},
+    {"attachment-orphan-grace-s", KC_CFG_INT, offsetof(api_cfg_t, attachment_orphan_grace_s),
+     "3600", 0, 2592000,
+     "after an upload's send window, how long before an upload no message carries is removed"},
+    {"attachment-sweep-s", KC_CFG_INT, offsetof(api_cfg_t, attachment_sweep_s), "60", 1, 86400,
+     "how often orphaned uploads and the files of deleted messages are removed, seconds"},
+    {"image-max-bytes", KC_CFG_INT, offsetof(api_cfg_t, image_max_bytes), "26214400", 1024,
+     268435456, "largest image attachment (it is read whole to check it and make a thumbnail)"},
+    {"image-max-pixels", KC_CFG_INT, offsetof(api_cfg_t, image_max_pixels), "50000000", 1024,
+     1000000000, "largest image attachment in pixels, read from its header before decoding"},
+    {"download-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, download_ttl_s), "300", 10, 86400,
+     "how long an attachment's download URL is valid, seconds"},
 };
 
 static void finish_stop(api_t *a)
@@ -116,6 +136,7 @@ static void finish_stop(api_t *a)
     kc_kafka_unbind(&a->producer);
     api_commands_close(a);
     api_auth_close(a);
+    api_attachments_close(a);
     for (int i = 0; i < a->npool; i++) {
         kc_pg_close(a->pool[i]);
         a->pool[i] = NULL;
@@ -184,7 +205,7 @@ static int start(void *arg, char *err, size_t errlen)
                                   err, errlen);
     if (!a->verifier)
         return -1;
-    if (api_presign_check(&a->cfg, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
+    if (api_presign_check(a, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
         return -1;
     api_users_init(a);
     a->npool = (int)a->cfg.pg_pool_size;
@@ -194,7 +215,7 @@ static int start(void *arg, char *err, size_t errlen)
         a->pool[i] = kc_pg_new(a->app.loop, a->cfg.pg.dsn, i == 0 ? a->app.health : NULL, name);
     }
     a->redis = kc_redis_new(a->app.loop, &a->cfg.redis, a->app.health, "redis");
-    if (api_commands_init(a, err, errlen) != 0)
+    if (api_commands_init(a, err, errlen) != 0 || api_attachments_start(a, err, errlen) != 0)
         return -1;
     /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */
     const char *trusted[API_ADDRSET_MAX + 1];
@@ -215,6 +236,7 @@ static int start(void *arg, char *err, size_t errlen)
 
 static void cleanup(api_t *a)
 {
+    api_attachments_close(a);
     for (int i = 0; i < a->npool; i++)
         kc_pg_close(a->pool[i]);
     kc_pg_close(a->listen_pg);

@@ -1,46 +1,27 @@
-/* presign.c - POST /attachments/presign: an S3 presigned PUT URL (Signature Version 4, query
- * string authentication), so clients upload attachments straight to the object store.
+/* presign.c - POST /attachments/presign {convo_id, filename, content_type, size}: the first
+ * step of an attachment. A member of the conversation gets an S3 presigned PUT URL
+ * (Signature Version 4, query string authentication, lib/s3.c) to upload the file straight
+ * to the object store, and an attachment id; a row of uploads (db/migrations/0007) records
+ * who may send it, in which conversation, with which media type, and until when.
  *
- * The URL is path-style (<endpoint>/<bucket>/<key>), valid --presign-ttl-s seconds, and signs
- * the host and the Content-Type header, so the upload must declare the content type it asked
- * for. The key is attachments/<user_id>/<random>/<filename>: the caller's own prefix, never a
- * name the caller can aim at someone else's object. The size is checked against
- * --attachment-max-bytes here; a presigned PUT cannot bind it (a bucket policy or a POST
- * policy would). HMAC-SHA256 and SHA-256 come from libsodium.
+ * The key is attachments/<convo_id>/<attachment id>/f/<filename>: a random name under the
+ * conversation, never one the caller can aim at someone else's object (the thumbnail goes
+ * beside it, .../t.webp). The URL is valid --presign-ttl-s seconds and signs the host and
+ * the Content-Type header, so the upload must declare the media type asked for, and that
+ * type must be one of --attachment-types. The declared size is checked against
+ * --attachment-max-bytes here; a presigned PUT cannot bind it, so POST
+ * /attachments/{id}/complete (attachments.c) checks the stored object again. A caller has at
+ * most --attachment-pending-max uploads presigned and not yet completed.
  */
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
 #include "api.h"
 
 #define FILENAME_MAX_BYTES 255
 #define CTYPE_MAX_BYTES 127
-
-static void hmac(const unsigned char *key, size_t klen, const char *msg, size_t mlen,
-                 unsigned char out[crypto_auth_hmacsha256_BYTES])
-{
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key, klen);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, mlen);
-    crypto_auth_hmacsha256_final(&st, out);
-}
-
-/* RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, '/' stays when
- * keep_slash, every other byte becomes %XX (upper case). */
-static void uri_encode(kc_buf_t *b, const char *s, int keep_slash)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        unsigned char c = *p;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/'))
-            kc_buf_putc(b, (char)c);
-        else
-            kc_buf_printf(b, "%%%02X", c);
-    }
-}
 
 /* A file name: 1..255 bytes of UTF-8, no '/', '\\' or control characters, not "." or "..". */
 static int filename_ok(const char *f)
@@ -77,27 +58,37 @@ static int ctype_ok(const char *t)
     return slash == 1 && at > 0 && at < n - 1;
 }
 
-/* Splits the endpoint "http(s)://host[:port]" into the scheme and the host header. */
-static int endpoint_host(const char *ep, const char **host)
+int api_type_allowed(const char *list, const char *ctype)
 {
-    if (strncmp(ep, "http://", 7) == 0)
-        *host = ep + 7;
-    else if (strncmp(ep, "https://", 8) == 0)
-        *host = ep + 8;
-    else
-        return -1;
-    return **host && !strchr(*host, '/') ? 0 : -1;
+    size_t n = strlen(ctype);
+    const char *slash = strchr(ctype, '/');
+    for (const char *p = list; *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        size_t len = (size_t)(e - p);
+        if (len == n && strncasecmp(p, ctype, n) == 0)
+            return 1;
+        /* a type, a slash and a star (image/...): any subtype of that type */
+        if (slash && len >= 2 && p[len - 1] == '*' && p[len - 2] == '/' &&
+            (size_t)(slash - ctype) == len - 2 && strncasecmp(p, ctype, len - 2) == 0)
+            return 1;
+        p = e;
+    }
+    return 0;
 }
 
-int api_presign_check(const api_cfg_t *c, char *err, size_t errlen)
+int api_presign_check(api_t *a, char *err, size_t errlen)
 {
-    const char *host;
+    const api_cfg_t *c = &a->cfg;
+    a->s3cfg = (kc_s3_cfg_t){c->s3_endpoint, c->s3_bucket, c->s3_region, c->s3_access_key,
+                             c->s3_secret_key};
     if (!*c->s3_endpoint)
         return 0;
-    if (endpoint_host(c->s3_endpoint, &host) != 0) {
-        kc_strlcpyf(err, errlen, "s3-endpoint must be http(s)://host[:port] without a path");
+    if (kc_s3_cfg_check(&a->s3cfg, err, errlen) != 0)
         return -1;
-    }
     if (!*c->s3_bucket || !*c->s3_access_key || !*c->s3_secret_key) {
         kc_strlcpyf(err, errlen, "s3-endpoint needs s3-bucket, s3-access-key and s3-secret-key");
         return -1;
@@ -105,64 +96,59 @@ int api_presign_check(const api_cfg_t *c, char *err, size_t errlen)
     return 0;
 }
 
-void api_presign_url(const api_cfg_t *c, const char *key, const char *ctype, long long now_s,
-                     kc_buf_t *url)
+typedef struct {
+    char id[KC_ID_MAX];
+    char ctype[CTYPE_MAX_BYTES + 1];
+    kc_buf_t key;
+} presign_t;
+
+static void presign_free(void *arg)
 {
-    const char *host = NULL;
-    (void)endpoint_host(c->s3_endpoint, &host);
-    time_t t = (time_t)now_s;
-    struct tm tm;
-    char amz_date[17] = "19700101T000000Z", day[9] = "19700101";
-    if (gmtime_r(&t, &tm)) {
-        (void)strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
-        (void)strftime(day, sizeof(day), "%Y%m%d", &tm);
+    presign_t *p = arg;
+    kc_buf_free(&p->key);
+    free(p);
+}
+
+static void on_recorded(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    const api_cfg_t *c = &r->a->cfg;
+    presign_t *p = r->state;
+    if (err || !res || PQntuples(res) != 1) {
+        api_error(r, 503, "unavailable", "the upload could not be recorded");
+        return;
     }
-    char scope[128];
-    (void)kc_strlcpyf(scope, sizeof(scope), "%s/%s/s3/aws4_request", day, c->s3_region);
-
-    kc_buf_t path = {0}, query = {0}, creq = {0}, sts = {0}, cred = {0};
-    kc_buf_putc(&path, '/');
-    uri_encode(&path, c->s3_bucket, 0);
-    kc_buf_putc(&path, '/');
-    uri_encode(&path, key, 1);
-    kc_buf_printf(&cred, "%s/%s", c->s3_access_key, scope);
-    /* the query parameters in byte order of their names, as the canonical form wants */
-    kc_buf_puts(&query, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-    uri_encode(&query, cred.data, 0);
-    kc_buf_printf(&query, "&X-Amz-Date=%s&X-Amz-Expires=%lld", amz_date, c->presign_ttl_s);
-    kc_buf_puts(&query, "&X-Amz-SignedHeaders=content-type%3Bhost");
-
-    kc_buf_printf(&creq,
-                  "PUT\n%s\n%s\ncontent-type:%s\nhost:%s\n\ncontent-type;host\nUNSIGNED-PAYLOAD",
-                  path.data, query.data, ctype, host);
-    unsigned char h[crypto_hash_sha256_BYTES];
-    char hex[crypto_hash_sha256_BYTES * 2 + 1];
-    crypto_hash_sha256(h, (const unsigned char *)creq.data, creq.len);
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-    kc_buf_printf(&sts, "AWS4-HMAC-SHA256\n%s\n%s\n%s", amz_date, scope, hex);
-
-    unsigned char k[crypto_auth_hmacsha256_BYTES];
-    kc_buf_t secret = {0};
-    kc_buf_printf(&secret, "AWS4%s", c->s3_secret_key);
-    hmac((const unsigned char *)secret.data, secret.len, day, strlen(day), k);
-    hmac(k, sizeof(k), c->s3_region, strlen(c->s3_region), k);
-    hmac(k, sizeof(k), "s3", 2, k);
-    hmac(k, sizeof(k), "aws4_request", 12, k);
-    unsigned char sig[crypto_auth_hmacsha256_BYTES];
-    hmac(k, sizeof(k), sts.data, sts.len, sig);
-    char sighex[sizeof(sig) * 2 + 1];
-    sodium_bin2hex(sighex, sizeof(sighex), sig, sizeof(sig));
-    sodium_memzero(k, sizeof(k));
-    sodium_memzero(secret.data, secret.len);
-
-    kc_buf_printf(url, "%s%s?%s&X-Amz-Signature=%s", c->s3_endpoint, path.data, query.data,
-                  sighex);
-    kc_buf_free(&secret);
-    kc_buf_free(&path);
-    kc_buf_free(&query);
-    kc_buf_free(&creq);
-    kc_buf_free(&sts);
-    kc_buf_free(&cred);
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        api_error(r, 404, "not_found", "no such conversation");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "1") != 0) {
+        char msg[128];
+        (void)kc_strlcpyf(msg, sizeof(msg),
+                          "%lld uploads wait to be completed: complete or let them expire",
+                          c->attachment_pending_max);
+        api_refuse(r, 429, "too_many_uploads", msg, 60);
+        return;
+    }
+    kc_buf_t url = {0}, b = {0};
+    long long now = kc_now_ms() / 1000;
+    kc_s3_presign(&r->a->s3cfg, "PUT", p->key.data, p->ctype, now, c->presign_ttl_s, &url);
+    char exp[32];
+    kc_iso_ms((now + c->presign_ttl_s) * 1000, exp);
+    kc_buf_puts(&b, "{\"id\":\"");
+    kc_buf_json_str(&b, p->id, strlen(p->id));
+    kc_buf_puts(&b, "\",\"method\":\"PUT\",\"url\":\"");
+    kc_buf_json_str(&b, url.data, url.len);
+    kc_buf_puts(&b, "\",\"headers\":{\"Content-Type\":\"");
+    kc_buf_json_str(&b, p->ctype, strlen(p->ctype));
+    kc_buf_puts(&b, "\"},\"bucket\":\"");
+    kc_buf_json_str(&b, c->s3_bucket, strlen(c->s3_bucket));
+    kc_buf_puts(&b, "\",\"key\":\"");
+    kc_buf_json_str(&b, p->key.data, p->key.len);
+    kc_buf_printf(&b, "\",\"expires_in\":%lld,\"expires_at\":\"%s\",\"max_bytes\":%lld}",
+                  c->presign_ttl_s, exp, c->attachment_max_bytes);
+    kc_buf_free(&url);
+    api_reply(r, 200, &b);
 }
 
 void api_presign(api_req_t *r)
@@ -173,9 +159,14 @@ void api_presign(api_req_t *r)
                   "this server has no object store for attachments");
         return;
     }
+    const char *convo = api_json_str(r->body, "convo_id");
     const char *filename = api_json_str(r->body, "filename");
     const char *ctype = api_json_str(r->body, "content_type");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(r->body, "size");
+    if (!convo || !kc_id_valid(convo, strlen(convo), API_ID_MAX)) {
+        api_error(r, 400, "invalid_request", "convo_id must be the conversation's id");
+        return;
+    }
     if (!filename || !filename_ok(filename)) {
         api_error(r, 400, "invalid_request",
                   "filename must be 1 to 255 bytes of UTF-8 without '/', '\\' or control "
@@ -184,6 +175,11 @@ void api_presign(api_req_t *r)
     }
     if (!ctype || !ctype_ok(ctype)) {
         api_error(r, 400, "invalid_request", "content_type must be a media type such as image/png");
+        return;
+    }
+    if (!api_type_allowed(c->attachment_types, ctype)) {
+        api_error(r, 415, "attachment_type_refused",
+                  "this media type is not accepted for attachments");
         return;
     }
     if (!cJSON_IsNumber(size) || size->valuedouble < 1 ||
@@ -198,28 +194,31 @@ void api_presign(api_req_t *r)
         api_error(r, 413, "attachment_too_large", msg);
         return;
     }
-    char rnd[KC_ID_MAX];
-    if (kc_id_new(rnd, sizeof(rnd), "a_") != 0) {
+    presign_t *p = kc_xcalloc(1, sizeof(*p));
+    r->state = p;
+    r->state_free = presign_free;
+    if (kc_id_new(p->id, sizeof(p->id), "a_") != 0) {
         api_error(r, 500, "internal", "cannot make an attachment id");
         return;
     }
-    kc_buf_t key = {0}, url = {0}, b = {0};
-    kc_buf_printf(&key, "attachments/%s/%s/%s", r->user_id, rnd, filename);
-    long long now = kc_now_ms() / 1000;
-    api_presign_url(c, key.data, ctype, now, &url);
-    char exp[32];
-    kc_iso_ms((now + c->presign_ttl_s) * 1000, exp);
-    kc_buf_puts(&b, "{\"method\":\"PUT\",\"url\":\"");
-    kc_buf_json_str(&b, url.data, url.len);
-    kc_buf_puts(&b, "\",\"headers\":{\"Content-Type\":\"");
-    kc_buf_json_str(&b, ctype, strlen(ctype));
-    kc_buf_puts(&b, "\"},\"bucket\":\"");
-    kc_buf_json_str(&b, c->s3_bucket, strlen(c->s3_bucket));
-    kc_buf_puts(&b, "\",\"key\":\"");
-    kc_buf_json_str(&b, key.data, key.len);
-    kc_buf_printf(&b, "\",\"expires_in\":%lld,\"expires_at\":\"%s\",\"max_bytes\":%lld}",
-                  c->presign_ttl_s, exp, c->attachment_max_bytes);
-    kc_buf_free(&key);
-    kc_buf_free(&url);
-    api_reply(r, 200, &b);
+    (void)kc_strlcpyf(p->ctype, sizeof(p->ctype), "%s", ctype);
+    kc_buf_printf(&p->key, "attachments/%s/%s/f/%s", convo, p->id, filename);
+    char window[24], pending[24];
+    (void)kc_strlcpyf(window, sizeof(window), "%lld", c->attachment_send_window_s);
+    (void)kc_strlcpyf(pending, sizeof(pending), "%lld", c->attachment_pending_max);
+    const char *params[] = {convo, r->user_id, p->id, p->key.data, filename, ctype, window,
+                            pending};
+    /* Whether the caller is a member, and whether the row went in (not when the caller
+     * already has attachment-pending-max uploads waiting). */
+    (void)api_pg(r,
+                 "WITH m AS (SELECT EXISTS (SELECT 1 FROM rm.members "
+                 "                          WHERE convo_id = $1 AND user_id = $2) AS member), "
+                 "w AS (SELECT count(*) AS n FROM uploads WHERE user_id = $2 "
+                 "      AND checked_at IS NULL AND removed_at IS NULL AND send_by > now()), "
+                 "ins AS (INSERT INTO uploads (id, key, convo_id, user_id, name, content_type, "
+                 "                             send_by) "
+                 "        SELECT $3, $4, $1, $2, $5, $6, now() + make_interval(secs => $7::int) "
+                 "        FROM m, w WHERE m.member AND w.n < $8::int RETURNING 1) "
+                 "SELECT m.member, (SELECT count(*) FROM ins) FROM m",
+                 8, params, on_recorded);
 }

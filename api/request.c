@@ -41,7 +41,7 @@ int api_path_match_ids(const char *tmpl, const char *path, char *id, size_t idsi
     static const struct {
         const char *name;
         size_t len;
-    } params[] = {{":user_id", 8}, {":id", 3}, {":seq", 4}};
+    } params[] = {{":user_id", 8}, {":id", 3}, {":seq", 4}, {":att_id", 7}};
     const char *t = tmpl, *p = path;
     int bad = 0;
     while (*t && *p) {
@@ -53,7 +53,7 @@ int api_path_match_ids(const char *tmpl, const char *path, char *id, size_t idsi
             const char *end = strchr(p, '/');
             size_t n = end ? (size_t)(end - p) : strlen(p);
             int ok;
-            if (k == 0) /* without a buffer, checked as an id of the :id's size */
+            if (k == 0 || k == 3) /* without a buffer, checked as an id of the :id's size */
                 ok = user_id ? id_segment(p, n, user_id, user_idsize)
                              : id_segment(p, n, NULL, idsize);
             else if (k == 1)

@@ -20,7 +20,7 @@ struct cJSON;
 int api_path_match(const char *tmpl, const char *path, char *id, size_t idsize, long long *seq);
 
 /* api_path_match for templates with a second id, ":user_id" (a member of the conversation of
- * ":id"): fills user_id (at most user_idsize - 1 bytes and a NUL) the same way, and answers -1
+ * ":id") or ":att_id" (one of its attachments): fills user_id (at most user_idsize - 1 bytes and a NUL) the same way, and answers -1
  * when it is not a valid id either. With user_id NULL (api_path_match) the segment is checked
  * as an id of at most idsize - 1 bytes and not kept. */
 int api_path_match_ids(const char *tmpl, const char *path, char *id, size_t idsize,

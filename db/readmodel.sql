@@ -45,6 +45,8 @@ CREATE TABLE messages (
     content_type  text        NOT NULL DEFAULT 'text/plain',
     created_at    timestamptz NOT NULL,
     reply_to      bigint,                       -- the seq_no this message answers
+    attachments   jsonb,                        -- its files (JSON array), NULL when none;
+                                                -- kept once deleted, for their removal
     edited_at     timestamptz,                  -- the latest MessageEdited
     edit_count    integer     NOT NULL DEFAULT 0,   -- how many times it was edited
     deleted_at    timestamptz,
@@ -52,6 +54,10 @@ CREATE TABLE messages (
     PRIMARY KEY (convo_id, seq_no)
 );
 CREATE INDEX messages_search ON messages USING gin (search);
+-- Finds the message that carries an attachment (downloads, and the removal of the objects of
+-- deleted messages); only messages with files are in it.
+CREATE INDEX messages_attachments ON messages USING gin (attachments jsonb_path_ops)
+    WHERE attachments IS NOT NULL;
 
 -- Each member's reaction to a message (ReactionChanged: one per member and message, a row
 -- gone when removed, and every row of a message gone when it is deleted). A message's counts

@@ -124,26 +124,19 @@ static void command_encode(gw_t *g, gw_conn_t *c, const char *convo_id, kc_chat_
     kc_chat_command_encode(out, g->command_schema_id, cmd);
 }
 
-void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
-                         const char *content, size_t content_len, int64_t reply_to)
+/* Publishes a SendMessage whose limits were checked (atts: its attachments' Avro bytes). */
+static void send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
+                         const char *content, size_t content_len, int64_t reply_to,
+                         kc_chat_atts_t atts)
 {
-    if (gw_rate_take(g, c) != 0) {
-        gw_ack_error(g, c, client_msg_id, "rate_limited",
-                     "too many messages: slow down and retry with the same client_msg_id");
-        return;
-    }
-    if (c->inflight >= (unsigned)g->cfg.max_inflight) {
-        gw_ack_error(g, c, client_msg_id, "too_many_in_flight",
-                     "too many messages wait for their ack: retry after the acks");
-        return;
-    }
     kc_buf_t out = {0};
     kc_chat_command_t cmd = {.kind = KC_CMD_SEND_MESSAGE,
                              .client_msg_id = {client_msg_id, strlen(client_msg_id)},
                              .content = {content, content_len},
                              .content_type = {"text/plain", 10},
                              .reply_to = reply_to,
-                             .has_reply_to = reply_to > 0};
+                             .has_reply_to = reply_to > 0,
+                             .attachments = atts};
     command_encode(g, c, convo_id, &cmd, &out);
     size_t slen = strlen(c->sub), mlen = strlen(client_msg_id);
     gw_pending_t *p = kc_xcalloc(1, sizeof(*p) + slen + mlen + 2);
@@ -172,6 +165,134 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char
     }
     kc_list_push_back(&g->pending_all, &p->all);
     c->inflight++;
+}
+
+/* A message.send with attachments, while Postgres finds them: the frame's fields, copied. */
+typedef struct {
+    gw_t *g;
+    uint64_t conn;
+    int64_t reply_to;
+    size_t natt, content_len;
+    char convo[GW_ID_MAX + 1];
+    char client_msg_id[GW_ID_MAX * 2 + 1];
+    char *ids[KC_CHAT_MAX_ATTACHMENTS];
+    char content[]; /* content_len bytes and a NUL */
+} send_q_t;
+
+static void send_q_free(send_q_t *q)
+{
+    for (size_t i = 0; i < q->natt; i++)
+        free(q->ids[i]);
+    free(q);
+}
+
+static void on_attachments(void *arg, const PGresult *res, const char *err)
+{
+    send_q_t *q = arg;
+    gw_t *g = q->g;
+    gw_conn_t *c = gw_conn_find(g, q->conn);
+    if (!c) {
+        send_q_free(q); /* closed meanwhile */
+        return;
+    }
+    if (c->inflight)
+        c->inflight--; /* the lookup's place; the message takes its own below */
+    int rows = err ? 0 : PQntuples(res);
+    if (err || PQnfields(res) != 8) {
+        gw_ack_error(g, c, q->client_msg_id, "unavailable",
+                     "the attachments could not be checked: retry with the same client_msg_id");
+        send_q_free(q);
+        return;
+    }
+    /* In the order the client gave; every id must have its row. */
+    kc_chat_attachment_t atts[KC_CHAT_MAX_ATTACHMENTS];
+    size_t n = 0;
+    for (size_t k = 0; k < q->natt; k++) {
+        int at = -1;
+        for (int i = 0; i < rows && at < 0; i++)
+            if (strcmp(PQgetvalue(res, i, 0), q->ids[k]) == 0)
+                at = i;
+        if (at < 0)
+            break;
+        kc_chat_attachment_t *a = &atts[n++];
+        memset(a, 0, sizeof(*a));
+        a->id = (kc_str_t){PQgetvalue(res, at, 0), (size_t)PQgetlength(res, at, 0)};
+        a->key = (kc_str_t){PQgetvalue(res, at, 1), (size_t)PQgetlength(res, at, 1)};
+        a->name = (kc_str_t){PQgetvalue(res, at, 2), (size_t)PQgetlength(res, at, 2)};
+        a->size = strtoll(PQgetvalue(res, at, 3), NULL, 10);
+        a->content_type = (kc_str_t){PQgetvalue(res, at, 4), (size_t)PQgetlength(res, at, 4)};
+        if (!PQgetisnull(res, at, 5) && !PQgetisnull(res, at, 6)) {
+            a->width = (int32_t)strtol(PQgetvalue(res, at, 5), NULL, 10);
+            a->height = (int32_t)strtol(PQgetvalue(res, at, 6), NULL, 10);
+        }
+        if (!PQgetisnull(res, at, 7))
+            a->thumb_key = (kc_str_t){PQgetvalue(res, at, 7), (size_t)PQgetlength(res, at, 7)};
+    }
+    if (n < q->natt) {
+        gw_ack_error(g, c, q->client_msg_id, "invalid_attachment",
+                     "an attachment is unknown, not yours, of another conversation, not "
+                     "completed, or too old to send");
+    } else if (c->inflight >= (unsigned)g->cfg.max_inflight) {
+        gw_ack_error(g, c, q->client_msg_id, "too_many_in_flight",
+                     "too many messages wait for their ack: retry after the acks");
+    } else {
+        kc_buf_t raw = {0};
+        kc_chat_atts_put(&raw, atts, n);
+        send_message(g, c, q->convo, q->client_msg_id, q->content, q->content_len, q->reply_to,
+                     (kc_chat_atts_t){raw.data, raw.len, n});
+        kc_buf_free(&raw);
+    }
+    send_q_free(q);
+}
+
+void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const gw_in_t *in)
+{
+    if (gw_rate_take(g, c) != 0) {
+        gw_ack_error(g, c, in->client_msg_id, "rate_limited",
+                     "too many messages: slow down and retry with the same client_msg_id");
+        return;
+    }
+    if (c->inflight >= (unsigned)g->cfg.max_inflight) {
+        gw_ack_error(g, c, in->client_msg_id, "too_many_in_flight",
+                     "too many messages wait for their ack: retry after the acks");
+        return;
+    }
+    if (!in->natt) {
+        send_message(g, c, in->convo_id, in->client_msg_id, in->content, in->content_len,
+                     in->reply_to, (kc_chat_atts_t){0});
+        return;
+    }
+    send_q_t *q = kc_xcalloc(1, sizeof(*q) + in->content_len + 1);
+    q->g = g;
+    q->conn = c->id;
+    q->reply_to = in->reply_to;
+    q->content_len = in->content_len;
+    memcpy(q->content, in->content, in->content_len);
+    (void)kc_strlcpyf(q->convo, sizeof(q->convo), "%s", in->convo_id);
+    (void)kc_strlcpyf(q->client_msg_id, sizeof(q->client_msg_id), "%s", in->client_msg_id);
+    kc_buf_t arr = {0};
+    kc_buf_putc(&arr, '{');
+    for (size_t i = 0; i < in->natt; i++) {
+        q->ids[q->natt++] = kc_xstrdup(in->att_ids[i]);
+        kc_buf_printf(&arr, "%s\"%s\"", i ? "," : "", in->att_ids[i]);
+    }
+    kc_buf_putc(&arr, '}');
+    /* Uploads of this sender for this conversation, checked by the API against the stored
+     * object, and still within their time to be sent (send_by). */
+    const char *params[] = {arr.data, in->convo_id, c->sub};
+    if (kc_pg_query(g->pg,
+                    "SELECT id, key, name, size, content_type, width, height, thumb_key "
+                    "FROM uploads WHERE id = ANY($1::text[]) AND convo_id = $2 AND "
+                    "user_id = $3 AND checked_at IS NOT NULL AND removed_at IS NULL AND "
+                    "send_by > now()",
+                    3, params, on_attachments, q) != 0) {
+        send_q_free(q);
+        gw_ack_error(g, c, in->client_msg_id, "unavailable",
+                     "the attachments could not be checked: retry with the same client_msg_id");
+    } else {
+        c->inflight++; /* the lookup holds a place among the messages in flight */
+    }
+    kc_buf_free(&arr);
 }
 
 /* Commands whose outcome the connection learns from the events (no ack), with the frame

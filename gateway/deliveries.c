@@ -89,6 +89,10 @@ static int event_frame(const kc_chat_event_t *ev, ev_frame_t *out)
         put_long(b, "created_at", ev->occurred_at);
         if (ev->has_reply_to)
             put_long(b, "reply_to", ev->reply_to);
+        if (ev->attachments.count) {
+            kc_buf_puts(b, ",\"attachments\":");
+            kc_chat_atts_json(b, ev->attachments);
+        }
         break;
     case KC_EV_MESSAGE_EDITED:
         out->type = "message.update";

@@ -37,8 +37,7 @@ void gw_frame_in(gw_t *g, gw_conn_t *c, const char *data, size_t len)
             gw_ack_error(g, c, in.client_msg_id, "too_large",
                          "content is longer than max-content-bytes");
         else
-            gw_cmd_send_message(g, c, in.convo_id, in.client_msg_id, in.content,
-                                in.content_len, in.reply_to);
+            gw_cmd_send_message(g, c, &in);
         break;
     case GW_IN_READ: gw_cmd_read_marker(g, c, in.convo_id, in.seq_no); break;
     case GW_IN_TYPING_START: gw_typing(g, c, in.convo_id, 1); break;

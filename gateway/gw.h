@@ -297,6 +297,9 @@ typedef struct {
     size_t content_len;
     int64_t seq_no;   /* message.read's, .edit's and .delete's seq_no, sync's since_seq */
     int64_t reply_to; /* message.send's, 0 when it is not a reply */
+    char **att_ids;   /* message.send's attachment ids (distinct), at most
+                         KC_CHAT_MAX_ATTACHMENTS */
+    size_t natt;
     const char *title, *topic; /* conversation.update's, NULL when absent */
     const char *user_id;       /* member.remove's and member.role's */
     kc_role_t role;            /* member.role's */
@@ -349,9 +352,9 @@ void gw_delivered_flush(gw_t *g);
 void gw_commands_init(gw_t *g);
 void gw_commands_destroy(gw_t *g);
 /* message.send: a SendMessage command (reply_to 0: not a reply), acked when the processor
- * answers. */
-void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const char *convo_id, const char *client_msg_id,
-                         const char *content, size_t content_len, int64_t reply_to);
+ * answers. Attachments (ids of uploads the API checked) are looked up in Postgres first: the
+ * command carries what the API found in the stored objects, never the client's word. */
+void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const gw_in_t *in);
 /* Sends {"type":"ack","client_msg_id","status":"error","error":{code,message}}. */
 void gw_ack_error(gw_t *g, gw_conn_t *c, const char *client_msg_id, const char *code,
                   const char *message);

@@ -76,6 +76,32 @@ static int convo_field(gw_in_t *in)
     return 0;
 }
 
+/* attachments: absent, or an array of at most KC_CHAT_MAX_ATTACHMENTS distinct attachment ids
+ * (from POST /attachments/presign, checked by POST /attachments/{id}/complete). */
+static int parse_attachments(gw_in_t *in)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(in->json, "attachments");
+    if (!arr || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return refuse(in, "invalid", "attachments must be an array of attachment ids");
+    int n = cJSON_GetArraySize(arr);
+    if (n > KC_CHAT_MAX_ATTACHMENTS)
+        return refuse(in, "invalid", "a message carries at most 10 attachments");
+    in->att_ids = kc_xcalloc((size_t)n + 1, sizeof(char *));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        const char *s = cJSON_IsString(it) ? it->valuestring : NULL;
+        if (!s || strncmp(s, "a_", 2) != 0 || !kc_id_valid(s, strlen(s), KC_CHAT_ATT_ID_MAX))
+            return refuse(in, "invalid", "attachments must hold attachment ids (a_...)");
+        for (size_t k = 0; k < in->natt; k++)
+            if (strcmp(in->att_ids[k], s) == 0)
+                return refuse(in, "invalid", "an attachment is named twice");
+        in->att_ids[in->natt++] = (char *)s;
+    }
+    return 0;
+}
+
 static int parse_send(gw_in_t *in)
 {
     /* client_msg_id first: once it is read, a refusal is the message's own error ack. */
@@ -88,11 +114,15 @@ static int parse_send(gw_in_t *in)
     }
     if (convo_field(in) != 0 || !(in->content = str_field(in, "content")))
         return -1;
+    if (parse_attachments(in) != 0)
+        return -1;
     /* The frame was UTF-8, and cJSON refuses escapes of lone surrogates: checked again all
-     * the same, since what is stored must be UTF-8 whatever the parser lets through. */
+     * the same, since what is stored must be UTF-8 whatever the parser lets through. A
+     * message with files may have no text. */
     in->content_len = strlen(in->content);
-    if (in->content_len == 0 || !kc_utf8_valid(in->content, in->content_len))
-        return refuse(in, "invalid", "content must be non-empty UTF-8 text");
+    if ((in->content_len == 0 && !in->natt) || !kc_utf8_valid(in->content, in->content_len))
+        return refuse(in, "invalid",
+                      "content must be UTF-8 text, non-empty unless the message has attachments");
     /* A reply names the earlier message it answers (absent or null: not a reply). */
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(in->json, "reply_to");
     if (rt && !cJSON_IsNull(rt) && int_field(in, "reply_to", 1, &in->reply_to) != 0)
@@ -244,6 +274,7 @@ int gw_in_parse(const char *data, size_t len, gw_in_t *in)
 void gw_in_free(gw_in_t *in)
 {
     free(in->user_ids);
+    free(in->att_ids);
     cJSON_Delete(in->json);
     memset(in, 0, sizeof(*in));
 }

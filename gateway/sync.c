@@ -168,6 +168,8 @@ static void on_messages(void *arg, const PGresult *res, const char *err)
         if (!PQgetisnull(res, i, 11))
             gw_json_kv(&b, 1, "my_reaction", PQgetvalue(res, i, 11),
                        (size_t)PQgetlength(res, i, 11));
+        if (!PQgetisnull(res, i, 12)) /* Postgres's own JSON of the files */
+            kc_buf_printf(&b, ",\"attachments\":%s", PQgetvalue(res, i, 12));
         kc_buf_puts(&b, ",\"backfill\":true}");
         if (c->q.bytes > 0 && c->q.bytes + b.len > budget) {
             kc_buf_free(&b); /* the rest is the next page's */
@@ -244,7 +246,8 @@ void gw_sync_start(gw_t *g, gw_conn_t *c, const char *convo_id, int64_t since_se
                     "       WHERE r.convo_id = m.convo_id AND r.seq_no = m.seq_no "
                     "       GROUP BY emoji) x), "
                     "(SELECT emoji FROM rm.reactions r WHERE r.convo_id = m.convo_id "
-                    " AND r.seq_no = m.seq_no AND r.user_id = $4) "
+                    " AND r.seq_no = m.seq_no AND r.user_id = $4), "
+                    "CASE WHEN deleted_at IS NULL THEN attachments END "
                     "FROM rm.messages m WHERE convo_id = $1 AND seq_no > $2 "
                     "ORDER BY seq_no LIMIT $3",
                     4, qp, on_messages, q) != 0) {

@@ -213,6 +213,136 @@ static void put_opt_s(kc_buf_t *b, kc_str_t s)
         kc_avro_put_str(b, s.p, s.n);
 }
 
+/* ---- Attachments ---- */
+
+#define ATTS_REFUSED 3
+
+static int att_str_ok(kc_str_t s, size_t max, int may_be_empty)
+{
+    /* no NUL: Postgres keeps the JSON of attachments, and jsonb refuses \u0000 */
+    return s.p && (may_be_empty || s.n > 0) && s.n <= max && kc_utf8_valid(s.p, s.n) &&
+           !memchr(s.p, 0, s.n);
+}
+
+/* One Attachment where r stands; 0, or -1 when a field is out of its bounds. */
+static int rd_att(kc_avro_rd_t *r, kc_chat_attachment_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = kc_avro_rd_str(r);
+    a->key = kc_avro_rd_str(r);
+    a->name = kc_avro_rd_str(r);
+    a->size = kc_avro_rd_long(r);
+    a->content_type = kc_avro_rd_str(r);
+    int64_t w = 0, h = 0;
+    (void)rd_opt_long(r, &w);
+    (void)rd_opt_long(r, &h);
+    a->thumb_key = rd_opt_str(r);
+    if (r->err)
+        return -1;
+    if (!att_str_ok(a->id, KC_CHAT_ATT_ID_MAX, 0) || !att_str_ok(a->key, KC_CHAT_ATT_KEY_MAX, 0) ||
+        !att_str_ok(a->name, KC_CHAT_ATT_NAME_MAX, 0) ||
+        !att_str_ok(a->content_type, KC_CHAT_ATT_CTYPE_MAX, 0) || a->size < 0 || w < 0 ||
+        w > INT32_MAX || h < 0 || h > INT32_MAX ||
+        (a->thumb_key.p && !att_str_ok(a->thumb_key, KC_CHAT_ATT_KEY_MAX, 0)))
+        return -1;
+    a->width = (int32_t)w;
+    a->height = (int32_t)h;
+    return 0;
+}
+
+/* The attachments array where r stands: its bytes, checked, into *out (r moves past it). */
+static void rd_atts(kc_avro_rd_t *r, kc_chat_atts_t *out)
+{
+    const unsigned char *start = r->p;
+    size_t count = 0;
+    for (int64_t n; !r->err && (n = kc_avro_rd_block(r)) > 0;) {
+        for (int64_t i = 0; i < n && !r->err; i++) {
+            kc_chat_attachment_t a;
+            if (++count > KC_CHAT_MAX_ATTACHMENTS || rd_att(r, &a) != 0) {
+                if (!r->err)
+                    r->err = ATTS_REFUSED;
+            }
+        }
+    }
+    if (r->err)
+        return;
+    if (count) {
+        out->p = (const char *)start;
+        out->n = (size_t)(r->p - start);
+    }
+    out->count = count;
+}
+
+static void put_atts(kc_buf_t *b, kc_chat_atts_t a)
+{
+    if (a.count && a.n)
+        kc_buf_append(b, a.p, a.n);
+    else
+        kc_avro_put_long(b, 0);
+}
+
+void kc_chat_atts_put(kc_buf_t *b, const kc_chat_attachment_t *atts, size_t n)
+{
+    if (n) {
+        kc_avro_put_long(b, (int64_t)n);
+        for (size_t i = 0; i < n; i++) {
+            const kc_chat_attachment_t *a = &atts[i];
+            kc_avro_put_str(b, a->id.p, a->id.n);
+            kc_avro_put_str(b, a->key.p, a->key.n);
+            kc_avro_put_str(b, a->name.p, a->name.n);
+            kc_avro_put_long(b, a->size);
+            kc_avro_put_str(b, a->content_type.p, a->content_type.n);
+            put_opt_long(b, a->width > 0, a->width);
+            put_opt_long(b, a->height > 0, a->height);
+            put_opt_s(b, a->thumb_key);
+        }
+    }
+    kc_avro_put_long(b, 0);
+}
+
+size_t kc_chat_atts_read(kc_chat_atts_t raw, kc_chat_attachment_t *out)
+{
+    kc_avro_rd_t r = {(const unsigned char *)raw.p, (const unsigned char *)raw.p + raw.n, 0};
+    size_t count = 0;
+    if (!raw.p)
+        return 0;
+    for (int64_t n; !r.err && (n = kc_avro_rd_block(&r)) > 0;)
+        for (int64_t i = 0; i < n && !r.err && count < KC_CHAT_MAX_ATTACHMENTS; i++)
+            if (rd_att(&r, &out[count]) == 0)
+                count++;
+    return count;
+}
+
+void kc_chat_atts_json(kc_buf_t *b, kc_chat_atts_t raw)
+{
+    kc_chat_attachment_t a[KC_CHAT_MAX_ATTACHMENTS];
+    size_t n = kc_chat_atts_read(raw, a);
+    kc_buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        kc_buf_puts(b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        kc_buf_json_str(b, a[i].id.p, a[i].id.n);
+        kc_buf_puts(b, "\",\"key\":\"");
+        kc_buf_json_str(b, a[i].key.p, a[i].key.n);
+        kc_buf_puts(b, "\",\"name\":\"");
+        kc_buf_json_str(b, a[i].name.p, a[i].name.n);
+        kc_buf_printf(b, "\",\"size\":%lld,\"content_type\":\"", (long long)a[i].size);
+        kc_buf_json_str(b, a[i].content_type.p, a[i].content_type.n);
+        kc_buf_putc(b, '"');
+        if (a[i].width > 0 && a[i].height > 0)
+            kc_buf_printf(b, ",\"width\":%d,\"height\":%d", (int)a[i].width, (int)a[i].height);
+        else
+            kc_buf_puts(b, ",\"width\":null,\"height\":null");
+        if (a[i].thumb_key.p) {
+            kc_buf_puts(b, ",\"thumb_key\":\"");
+            kc_buf_json_str(b, a[i].thumb_key.p, a[i].thumb_key.n);
+            kc_buf_puts(b, "\"}");
+        } else {
+            kc_buf_puts(b, ",\"thumb_key\":null}");
+        }
+    }
+    kc_buf_putc(b, ']');
+}
+
 /* ---- Delivery ---- */
 
 static void rd_ack(kc_avro_rd_t *r, kc_chat_ack_t *a)
@@ -460,7 +590,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     kc_avro_rd_t r;
     if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
         return -1;
-    if (ev->version < 1 || ev->version > 4) {
+    if (ev->version < 1 || ev->version > 5) {
         kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
         return -1;
     }
@@ -501,6 +631,8 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
         ev->content_type = kc_avro_rd_str(&r);
         if (ev->version >= 3)
             ev->has_reply_to = rd_opt_long(&r, &ev->reply_to);
+        if (ev->version >= 5)
+            rd_atts(&r, &ev->attachments);
         break;
     case KC_EV_MESSAGE_EDITED:
         ev->seq_no = kc_avro_rd_long(&r);
@@ -525,6 +657,11 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
         kc_strlcpyf(errstr, errstr_size,
                     "ReactionChanged with more than %d counts, or a count below 1",
                     KC_CHAT_MAX_REACTION_KINDS);
+        return -1;
+    }
+    if (r.err == ATTS_REFUSED) {
+        kc_strlcpyf(errstr, errstr_size, "more than %d attachments, or one out of its bounds",
+                    KC_CHAT_MAX_ATTACHMENTS);
         return -1;
     }
     if (r.err || r.p != r.end) {
@@ -582,6 +719,7 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
         put_s(b, ev->content);
         put_s(b, ev->content_type);
         put_opt_long(b, ev->has_reply_to, ev->reply_to);
+        put_atts(b, ev->attachments);
         break;
     case KC_EV_MESSAGE_EDITED:
         kc_avro_put_long(b, ev->seq_no);
@@ -651,7 +789,7 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         kc_strlcpyf(errstr, errstr_size, "schema id %d is %s, not a command", (int)id, subject);
         return -1;
     }
-    if (cmd->version < 1 || cmd->version > 4) {
+    if (cmd->version < 1 || cmd->version > 5) {
         kc_strlcpyf(errstr, errstr_size, "Command version %d is not known here", cmd->version);
         return -1;
     }
@@ -677,6 +815,8 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         cmd->content_type = kc_avro_rd_str(&r);
         if (cmd->version >= 3)
             cmd->has_reply_to = rd_opt_long(&r, &cmd->reply_to);
+        if (cmd->version >= 5)
+            rd_atts(&r, &cmd->attachments);
         break;
     case KC_CMD_CREATE_CONVERSATION:
         cmd->title = kc_avro_rd_str(&r);
@@ -693,6 +833,11 @@ int kc_chat_command_decode(const kc_schemas_t *s, const void *buf, size_t len,
         cmd->seq_no = kc_avro_rd_long(&r);
         cmd->emoji = rd_opt_str(&r);
         break;
+    }
+    if (r.err == ATTS_REFUSED) {
+        kc_strlcpyf(errstr, errstr_size, "more than %d attachments, or one out of its bounds",
+                    KC_CHAT_MAX_ATTACHMENTS);
+        return -1;
     }
     if (r.err || r.p != r.end) {
         kc_strlcpyf(errstr, errstr_size,
@@ -717,6 +862,7 @@ void kc_chat_command_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_comman
         put_s(b, cmd->content);
         put_s(b, cmd->content_type.p ? cmd->content_type : (kc_str_t){"text/plain", 10});
         put_opt_long(b, cmd->has_reply_to, cmd->reply_to);
+        put_atts(b, cmd->attachments);
         break;
     case KC_CMD_CREATE_CONVERSATION:
         put_s(b, cmd->title);

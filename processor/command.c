@@ -54,6 +54,11 @@ int proc_command_decode(const kc_schemas_t *s, const void *buf, size_t len, proc
         cmd->client_msg_id = copy(mem, c.client_msg_id, &cmd->client_msg_id_len);
         cmd->content = copy(mem, c.content, &cmd->content_len);
         cmd->content_type = copy(mem, c.content_type, NULL);
+        if (c.attachments.count) {
+            kc_str_t raw = {c.attachments.p, c.attachments.n};
+            cmd->attachments = copy(mem, raw, &cmd->attachments_len);
+            cmd->attachments_count = c.attachments.count;
+        }
         break;
     case KC_CMD_EDIT_MESSAGE: cmd->content = copy(mem, c.content, &cmd->content_len); break;
     case KC_CMD_CREATE_CONVERSATION:

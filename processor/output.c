@@ -91,6 +91,8 @@ void proc_encode_event(const proc_ids_t *ids, const proc_cmd_t *cmd, const proc_
         ev.content_type = cstr(cmd->content_type);
         ev.reply_to = cmd->reply_to;
         ev.has_reply_to = cmd->has_reply_to;
+        ev.attachments = (kc_chat_atts_t){cmd->attachments, cmd->attachments_len,
+                                          cmd->attachments_count};
         break;
     case CMD_SET_READ_MARKER:
         ev.kind = KC_EV_READ_MARKER_SET;

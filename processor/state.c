@@ -375,8 +375,11 @@ static int apply_send(proc_part_t *p, const proc_cmd_t *cmd, int64_t now_ms,
     if ((long long)cmd->content_len > lim->max_content_bytes)
         return reject(out, PROC_REJECT_TOO_LARGE, "content is larger than %lld bytes",
                       lim->max_content_bytes);
-    if (cmd->content_len == 0 || !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes))
-        return reject(out, PROC_REJECT_INVALID, "content must be non-empty UTF-8");
+    /* A message carrying files may have no text. */
+    if ((cmd->content_len == 0 && !cmd->attachments_count) ||
+        (cmd->content_len && !valid_text(cmd->content, cmd->content_len, lim->max_content_bytes)))
+        return reject(out, PROC_REJECT_INVALID,
+                      "content must be UTF-8, and non-empty unless the message has attachments");
     if (cmd->has_reply_to && (cmd->reply_to < 1 || cmd->reply_to > c->last_seq))
         return reject(out, PROC_REJECT_NO_SUCH_MESSAGE,
                       "reply_to %lld is not an earlier message of the conversation",

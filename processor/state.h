@@ -68,6 +68,9 @@ typedef struct {
     size_t emoji_len;
     int64_t reply_to; /* SendMessage, when has_reply_to: an earlier seq_no it answers */
     int has_reply_to;
+    const char *attachments; /* SendMessage: the Avro bytes of its attachments (copied to the */
+    size_t attachments_len;  /* event unread; checked by kc_chat_command_decode) */
+    size_t attachments_count;
 } proc_cmd_t;
 
 typedef struct {

@@ -78,7 +78,6 @@ static void col_text(col_t *c, const char *s)
     kc_buf_putc(&c->b, '"');
 }
 
-/* A text or, for NULL, an SQL null (unquoted NULL in an array literal). */
 /* An SQL null: unquoted NULL in an array literal. */
 static void col_null(col_t *c)
 {
@@ -130,8 +129,8 @@ enum {
     P_COUNT
 };
 
-#define MAX_COLS 9
-static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 9, 4, 3, 3, 4, 2, 3, 3, 3};
+#define MAX_COLS 10
+static const int ncols[P_COUNT] = {4, 4, 2, 3, 2, 4, 10, 4, 3, 3, 4, 2, 3, 3, 3};
 
 /* What each phase writes. departures counts as members (they change together). An insert
  * into members or departures also reads conversations (its foreign key), so it never shares
@@ -215,10 +214,11 @@ static void seg_flush(const char *schema, segment_t *g, proj_stmts_t *out)
          out);
     emit(schema, g, P_MSGS,
          "INSERT INTO {S}.messages (convo_id, seq_no, server_msg_id, sender_id, client_msg_id, "
-         "content, content_type, created_at, reply_to) "
-         "SELECT c, s, sid, snd, cid, body, ct, {ms:at}, rt "
+         "content, content_type, created_at, reply_to, attachments) "
+         "SELECT c, s, sid, snd, cid, body, ct, {ms:at}, rt, att::jsonb "
          "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
-         "$7::text[], $8::bigint[], $9::bigint[]) AS x(c, s, sid, snd, cid, body, ct, at, rt)",
+         "$7::text[], $8::bigint[], $9::bigint[], $10::text[]) "
+         "AS x(c, s, sid, snd, cid, body, ct, at, rt, att)",
          out);
     /* Two edits of one message in a segment: the later one's text wins, both count. */
     emit(schema, g, P_EDITS,
@@ -397,6 +397,7 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
             col_text(&c[6], e->content_type);
             col_int(&c[7], e->at);
             e->reply_to ? col_int(&c[8], e->reply_to) : col_null(&c[8]); /* not a reply */
+            e->attachments ? col_text(&c[9], e->attachments) : col_null(&c[9]);
             /* Sending a message means having read up to it. */
             c = g.cols[P_READS];
             col_text(&c[0], e->convo_id);

@@ -155,6 +155,7 @@ const char PROJ_REDIS_SCRIPT[] =
     "  if del == '1' then\n"
     "    jset(ks, vs, '\"deleted_at\"', at)\n"
     "    jset(ks, vs, '\"reactions\"', '[]')\n"
+    "    jset(ks, vs, '\"attachments\"', '[]')\n"
     "    jset(ks, vs, '\"reacted\"', nil)\n"
     "  else\n"
     "    jset(ks, vs, '\"edited_at\"', at)\n"
@@ -476,6 +477,8 @@ static void message_json(kc_buf_t *b, const proj_event_t *e)
         put_uint(b, (uint64_t)e->reply_to);
     else
         kc_buf_puts(b, "null");
+    kc_buf_puts(b, ",\"attachments\":");
+    kc_buf_puts(b, e->attachments ? e->attachments : "[]");
     kc_buf_puts(b, ",\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null,\"reactions\":[]}");
 }
 

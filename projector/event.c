@@ -107,6 +107,11 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
     size_t size = 0;
     for (size_t i = 0; i < KC_ARRAY_LEN(strs); i++)
         size += text_size(strs[i]);
+    kc_buf_t atts = {0};
+    if (ev->kind == EV_MESSAGE && ce.attachments.count) {
+        kc_chat_atts_json(&atts, ce.attachments);
+        size += atts.len + 1;
+    }
     size_t ncounts = ev->kind == EV_REACTION ? ce.ncounts : 0;
     for (size_t i = 0; i < ncounts; i++)
         size += text_size(ce.counts[i].emoji);
@@ -118,6 +123,7 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
         while ((rc = kc_chat_strs_next(&it, &m)) == 1) {
             if (m.n == 0 || m.n > PROJ_MAX_ID || memchr(m.p, 0, m.n)) {
                 kc_strlcpyf(errstr, errstr_size, "members[%zu] is not a valid id", nmembers);
+                kc_buf_free(&atts);
                 return -EBADMSG;
             }
             size += m.n + 1;
@@ -125,6 +131,7 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
         }
         if (rc < 0) {
             kc_strlcpyf(errstr, errstr_size, "members is malformed");
+            kc_buf_free(&atts);
             return -EBADMSG;
         }
     }
@@ -168,6 +175,8 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
             put_id(&a, ce.content_type, "content_type", &ev->content_type, errstr, errstr_size))
             goto fail;
         ev->content = put_text(&a, ce.content);
+        if (atts.len)
+            ev->attachments = put_text(&a, (kc_str_t){atts.data, atts.len});
         break;
     case EV_EDITED:
         ev->content = put_text(&a, ce.content);
@@ -204,8 +213,10 @@ int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t
             ev->members[ev->nmembers++] = put_text(&a, m);
     }
     ev->members[ev->nmembers] = NULL;
+    kc_buf_free(&atts);
     return 0;
 fail:
+    kc_buf_free(&atts);
     proj_event_free(ev);
     return -EBADMSG;
 }

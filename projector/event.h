@@ -48,6 +48,7 @@ typedef struct {
     const char *role;     /* RoleChanged: "owner", "admin" or "member" (static) */
     const char *server_msg_id, *client_msg_id, *content, *content_type;
     int64_t reply_to;             /* MessageCreated: the seq_no it answers, 0 when none */
+    const char *attachments;      /* MessageCreated: the JSON array of its files, NULL: none */
     const char *reason, *message; /* CommandRejected */
     /* ReactionChanged: the actor's reaction now and before (NULL: none), and the message's
      * reactions after the change, the most chosen first (count >= 1 each). */

@@ -151,6 +151,34 @@ typedef enum {
 #define KC_CHAT_MAX_REACTION_KINDS 20
 int kc_chat_reaction_valid(const char *s, size_t n);
 
+/* Attachments (version 5 of SendMessage and MessageCreated): the files a message carries,
+ * checked by kchat-api against the stored objects. The daemons keep them as the Avro bytes of
+ * the array (kc_chat_atts_t), checked when read: the processor copies a command's into its
+ * event unread, and readers turn them into JSON with kc_chat_atts_json. */
+#define KC_CHAT_MAX_ATTACHMENTS 10
+#define KC_CHAT_ATT_ID_MAX 64      /* bytes of an attachment id */
+#define KC_CHAT_ATT_KEY_MAX 512    /* bytes of an object key */
+#define KC_CHAT_ATT_NAME_MAX 255   /* bytes of a file name */
+#define KC_CHAT_ATT_CTYPE_MAX 127  /* bytes of a media type */
+typedef struct {
+    kc_str_t id, key, name, content_type;
+    kc_str_t thumb_key; /* p NULL: null (not an image) */
+    int64_t size;
+    int32_t width, height; /* 0: null */
+} kc_chat_attachment_t;
+typedef struct {
+    const char *p; /* the array's Avro bytes (NULL, n 0: none, written as an empty array) */
+    size_t n;
+    size_t count;
+} kc_chat_atts_t;
+/* Appends the Avro array of atts[0..n) to b (for a command's attachments). */
+void kc_chat_atts_put(kc_buf_t *b, const kc_chat_attachment_t *atts, size_t n);
+/* Reads checked attachment bytes into out (at most KC_CHAT_MAX_ATTACHMENTS); the count. */
+size_t kc_chat_atts_read(kc_chat_atts_t raw, kc_chat_attachment_t *out);
+/* Appends the JSON array of the attachments: [{"id","key","name","size","content_type",
+ * "width","height","thumb_key"}] (width, height, thumb_key null for other files). */
+void kc_chat_atts_json(kc_buf_t *b, kc_chat_atts_t raw);
+
 /* One emoji of a message and how many members chose it (ReactionChanged.counts). */
 typedef struct {
     kc_str_t emoji;
@@ -186,6 +214,7 @@ typedef struct {
     kc_str_t server_msg_id, client_msg_id, content, content_type;
     int64_t reply_to;         /* MessageCreated: the seq_no it answers, when has_reply_to */
     int has_reply_to;         /* 0: null (and before version 3) */
+    kc_chat_atts_t attachments; /* MessageCreated (none before version 5) */
     kc_str_t reason, message, command_type; /* CommandRejected */
     kc_str_t emoji, previous; /* ReactionChanged (p NULL: null); seq_no is the message's */
     kc_chat_count_t counts[KC_CHAT_MAX_REACTION_KINDS]; /* ReactionChanged, most chosen first */
@@ -211,6 +240,7 @@ typedef struct {
     kc_str_t server_msg_id, client_msg_id, content, content_type;
     int64_t reply_to; /* MessageCreated, when has_reply_to (else null) */
     int has_reply_to;
+    kc_chat_atts_t attachments; /* MessageCreated */
     kc_str_t reason, message, command_type; /* client_msg_id.p NULL: null */
     kc_str_t emoji, previous; /* ReactionChanged (p NULL: null) */
     const kc_chat_count_t *counts;
@@ -247,6 +277,7 @@ typedef struct {
     kc_str_t client_msg_id, content, content_type; /* SendMessage; content: EditMessage */
     int64_t reply_to; /* SendMessage: the seq_no it answers, when has_reply_to (else null) */
     int has_reply_to;
+    kc_chat_atts_t attachments; /* SendMessage (none before version 5) */
     kc_str_t title; /* CreateConversation; UpdateConversation (p NULL: null) */
     kc_str_t topic; /* UpdateConversation (p NULL: null) */
     kc_str_t user_id; /* SetRole */

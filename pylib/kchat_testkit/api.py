@@ -1,7 +1,10 @@
 """A small client of kchat-api for the system tests (urllib only, never raises on HTTP errors)."""
 import json
 import os
+import urllib.error
+import urllib.request
 import uuid
+from pathlib import Path
 
 import jsonschema
 import yaml
@@ -58,7 +61,7 @@ class Resp:
         return f"<{self.status} {self.raw[:300]!r}>"
 
 
-def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30):
+def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30, base=None):
     h = dict(headers or {})
     data = raw
     if body is not None:
@@ -66,7 +69,8 @@ def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30
         h.setdefault("Content-Type", "application/json")
     if token:
         h["Authorization"] = f"Bearer {token}"
-    return Resp(*http_get(BASE + path, timeout=timeout, method=method, data=data, headers=h))
+    return Resp(*http_get((base or BASE) + path, timeout=timeout, method=method, data=data,
+                          headers=h))
 
 
 def unique_name(prefix="user"):
@@ -149,3 +153,55 @@ def wait_last_seq(user, convo, n):
         r = user.get(f"/conversations/{convo}")
         return r.status == 200 and r.json["last_seq"] >= n and r.json
     return wait_until(done, f"last_seq {n} in the read model")
+
+
+def minio_credentials():
+    creds = {}
+    path = Path(os.environ["KCHAT_STATE_DIR"]) / "minio" / "credentials"
+    for line in path.read_text().splitlines():
+        k, _, v = line.partition("=")
+        creds[k] = v
+    return creds
+
+
+def s3_args():
+    """The options that point a second kchat-api at the stack's MinIO."""
+    creds = minio_credentials()
+    return [f"--s3-endpoint=http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
+            f"--s3-bucket={os.environ['KCHAT_S3_BUCKET']}",
+            f"--s3-region={os.environ['KCHAT_S3_REGION']}",
+            f"--s3-access-key={creds['KCHAT_S3_ACCESS_KEY']}",
+            f"--s3-secret-key={creds['KCHAT_S3_SECRET_KEY']}"]
+
+
+def minio():
+    """A botocore S3 client of the stack's MinIO, with its root credentials."""
+    import botocore.session
+    from botocore.config import Config
+    creds = minio_credentials()
+    session = botocore.session.get_session()
+    return session.create_client(
+        "s3", region_name=os.environ["KCHAT_S3_REGION"],
+        endpoint_url=f"http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
+        aws_access_key_id=creds["KCHAT_S3_ACCESS_KEY"],
+        aws_secret_access_key=creds["KCHAT_S3_SECRET_KEY"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def s3_put(url, data, headers):
+    """PUT to a presigned URL: (status, body)."""
+    req = urllib.request.Request(url, data=data, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def s3_get(url):
+    """GET of a presigned URL: (status, headers, body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()

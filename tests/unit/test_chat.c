@@ -577,6 +577,88 @@ static void a_command_of_each_kind_reads_back_and_avro_c_agrees(void **state)
     kc_buf_free(&b);
 }
 
+/* ---- Attachments ---- */
+
+/* A SendMessage with two attachments: read back, copied into its event unread (as the
+ * processor does), read by avro-c field by field, and turned into JSON; out-of-bounds
+ * attachments are refused. */
+static void attachments_travel_from_command_to_event(void **state)
+{
+    (void)state;
+    kc_chat_attachment_t in[2] = {
+        {.id = S_("a_1"), .key = S_("attachments/c1/a_1/f/p.png"), .name = S_("p \"x\".png"),
+         .content_type = S_("image/png"), .thumb_key = S_("attachments/c1/a_1/t.webp"),
+         .size = 12345, .width = 640, .height = 480},
+        {.id = S_("a_2"), .key = S_("attachments/c1/a_2/f/r.pdf"), .name = S_("r.pdf"),
+         .content_type = S_("application/pdf"), .size = 9}};
+    kc_buf_t raw = {0}, b = {0}, e = {0}, json = {0};
+    kc_chat_atts_put(&raw, in, 2);
+    kc_chat_command_t cmd = {.kind = KC_CMD_SEND_MESSAGE, .command_id = S_("k1"),
+                             .convo_id = S_("c1"), .sender_id = S_("u1"), .origin = S_("o"),
+                             .client_msg_id = S_("m1"), .content = S_(""),
+                             .attachments = {raw.data, raw.len, 2}};
+    kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &cmd);
+    kc_chat_command_t back;
+    char err[256];
+    assert_int_equal(kc_chat_command_decode(S, b.data, b.len, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.version, 5);
+    assert_int_equal(back.attachments.count, 2);
+    assert_int_equal(back.attachments.n, raw.len);
+    assert_memory_equal(back.attachments.p, raw.data, raw.len);
+    kc_chat_event_out_t ev = {.kind = KC_EV_MESSAGE_CREATED, .event_id = S_("e1"),
+                              .convo_id = S_("c1"), .actor_id = S_("u1"),
+                              .command_id = S_("k1"), .origin = S_("o"), .seq_no = 3,
+                              .server_msg_id = S_("c1:3"), .client_msg_id = S_("m1"),
+                              .content = S_(""), .content_type = S_("text/plain"),
+                              .attachments = back.attachments};
+    kc_chat_event_encode(&e, kc_schemas_current_id(S, "chat.events-value"), &ev);
+    kc_chat_event_t got;
+    assert_int_equal(kc_chat_event_decode(S, e.data, e.len, &got, err, sizeof(err)), 0);
+    kc_chat_attachment_t out[KC_CHAT_MAX_ATTACHMENTS];
+    assert_int_equal(kc_chat_atts_read(got.attachments, out), 2);
+    assert_true(str_is(out[0].name, "p \"x\".png") && out[0].width == 640 &&
+                out[0].height == 480 && out[0].size == 12345 &&
+                str_is(out[0].thumb_key, "attachments/c1/a_1/t.webp"));
+    assert_true(str_is(out[1].id, "a_2") && out[1].width == 0 && !out[1].thumb_key.p);
+    kc_chat_atts_json(&json, got.attachments);
+    kc_buf_putc(&json, '\0');
+    assert_string_equal(json.data,
+                        "[{\"id\":\"a_1\",\"key\":\"attachments/c1/a_1/f/p.png\",\"name\":"
+                        "\"p \\\"x\\\".png\",\"size\":12345,\"content_type\":\"image/png\","
+                        "\"width\":640,\"height\":480,\"thumb_key\":"
+                        "\"attachments/c1/a_1/t.webp\"},{\"id\":\"a_2\",\"key\":"
+                        "\"attachments/c1/a_2/f/r.pdf\",\"name\":\"r.pdf\",\"size\":9,"
+                        "\"content_type\":\"application/pdf\",\"width\":null,\"height\":null,"
+                        "\"thumb_key\":null}]");
+    /* avro-c reads the same record */
+    kc_avro_msg_t m;
+    assert_int_equal(kc_avro_decode(S, e.data, e.len, &m, err, sizeof(err)), 0);
+    kc_avro_msg_free(&m);
+    /* eleven attachments, or a name with a NUL, are refused */
+    kc_chat_attachment_t many[11];
+    for (int i = 0; i < 11; i++)
+        many[i] = in[1];
+    const kc_chat_attachment_t nul = {.id = S_("a_3"), .key = S_("k"), .name = {"a\0b", 3},
+                                      .content_type = S_("text/plain"), .size = 1};
+    struct {
+        const kc_chat_attachment_t *a;
+        size_t n;
+    } bad[] = {{many, 11}, {&nul, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        kc_buf_reset(&raw);
+        kc_buf_reset(&b);
+        kc_chat_atts_put(&raw, bad[i].a, bad[i].n);
+        cmd.attachments = (kc_chat_atts_t){raw.data, raw.len, bad[i].n};
+        kc_chat_command_encode(&b, kc_schemas_current_id(S, "chat.commands-value"), &cmd);
+        assert_int_equal(kc_chat_command_decode(S, b.data, b.len, &back, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "attachments"));
+    }
+    kc_buf_free(&raw);
+    kc_buf_free(&b);
+    kc_buf_free(&e);
+    kc_buf_free(&json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +670,7 @@ int main(void)
         cmocka_unit_test(a_rejection_without_a_client_msg_id),
         cmocka_unit_test(a_command_of_each_kind_reads_back_and_avro_c_agrees),
         cmocka_unit_test(nulls_old_versions_and_role_names),
+        cmocka_unit_test(attachments_travel_from_command_to_event),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -204,6 +204,29 @@ static void test_frames_that_are_not_frames(void **state)
     gw_in_free(&in);
 }
 
+/* message.send with attachments: their ids, and the text may be empty. */
+static void test_attachments_are_read(void **state)
+{
+    (void)state;
+    gw_in_t in;
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m\",\"content\":\"\","
+                           "\"attachments\":[\"a_1\",\"a_2\"]}",
+                           &in),
+                     0);
+    assert_int_equal(in.natt, 2);
+    assert_string_equal(in.att_ids[0], "a_1");
+    assert_string_equal(in.att_ids[1], "a_2");
+    assert_int_equal(in.content_len, 0);
+    gw_in_free(&in);
+    assert_int_equal(parse("{\"type\":\"message.send\",\"convo_id\":\"c1\","
+                           "\"client_msg_id\":\"m\",\"content\":\"hi\",\"attachments\":null}",
+                           &in),
+                     0);
+    assert_int_equal(in.natt, 0);
+    gw_in_free(&in);
+}
+
 static void test_fields_are_checked(void **state)
 {
     (void)state;
@@ -237,7 +260,19 @@ static void test_fields_are_checked(void **state)
     refused(frame, "invalid", "client_msg_id", s, s);
     refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
             "\"content\":\"\"}",
-            "invalid", "non-empty UTF-8", s, s);
+            "invalid", "non-empty unless the message has attachments", s, s);
+    /* attachments: ids of uploads, at most 10, distinct */
+    const char *bad_atts[] = {"\"x\"", "[1]", "[\"b_1\"]", "[\"a_1\",\"a_1\"]",
+                              "[\"a_1\",\"a_2\",\"a_3\",\"a_4\",\"a_5\",\"a_6\",\"a_7\","
+                              "\"a_8\",\"a_9\",\"a_10\",\"a_11\"]",
+                              "[\"a_\\u0001\"]"};
+    for (size_t i = 0; i < sizeof(bad_atts) / sizeof(bad_atts[0]); i++) {
+        snprintf(frame, sizeof(frame),
+                 "{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
+                 "\"content\":\"\",\"attachments\":%s}",
+                 bad_atts[i]);
+        refused(frame, "invalid", "attachment", s, s);
+    }
     /* an escaped lone surrogate is no text */
     refused("{\"type\":\"message.send\",\"convo_id\":\"c1\",\"client_msg_id\":\"m\","
             "\"content\":\"\\ud800\"}",
@@ -503,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_every_frame_type_is_read),
         cmocka_unit_test(test_frames_that_are_not_frames),
         cmocka_unit_test(test_fields_are_checked),
+        cmocka_unit_test(test_attachments_are_read),
         cmocka_unit_test(test_text_ids),
         cmocka_unit_test(test_the_send_queue),
         cmocka_unit_test(test_frames_out),

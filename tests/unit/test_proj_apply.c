@@ -156,12 +156,12 @@ static void test_statements_are_combined_where_their_tables_differ(void **state)
     assert_non_null(strstr(st.v[0].sql, "q2 AS (UPDATE rm.conversations"));
     assert_non_null(strstr(st.v[0].sql, "q3 AS (INSERT INTO rm.offsets"));
     assert_non_null(strstr(st.v[0].sql, ") SELECT (SELECT (CASE WHEN"));
-    assert_non_null(strstr(st.v[0].sql, "$23::text[]"));
-    assert_null(strstr(st.v[0].sql, "$24"));
-    assert_int_equal(st.v[0].nparams, 23);
-    assert_string_equal(st.v[0].params[15], "chat.events"); /* the offsets' topic */
-    assert_string_equal(st.v[0].params[18], "chat.events"); /* the check's */
-    assert_string_equal(st.v[0].params[21], "4");           /* its generation */
+    assert_non_null(strstr(st.v[0].sql, "$24::text[]"));
+    assert_null(strstr(st.v[0].sql, "$25"));
+    assert_int_equal(st.v[0].nparams, 24);
+    assert_string_equal(st.v[0].params[16], "chat.events"); /* the offsets' topic */
+    assert_string_equal(st.v[0].params[19], "chat.events"); /* the check's */
+    assert_string_equal(st.v[0].params[22], "4");           /* its generation */
     proj_stmts_free(&st);
 
     /* The membership changes of test_membership_changes_keep_their_order: a table written
@@ -569,8 +569,8 @@ static void test_a_message_in_redis(void **state)
                               "\"sender_id\":\"u1\",\"client_msg_id\":\"m\",\"content\":\"hi\","
                               "\"content_type\":\"text/plain\",\"created_at\":"
                               "\"1970-01-01T00:00:01.000Z\",\"reply_to\":null,"
-                              "\"edited_at\":null,\"edit_count\":0,\"deleted_at\":null,"
-                              "\"reactions\":[]}");
+                              "\"attachments\":[],\"edited_at\":null,\"edit_count\":0,"
+                              "\"deleted_at\":null,\"reactions\":[]}");
     assert_arg(&a, m + 7, json);
     assert_arg(&a, m + 8, "7"); /* last_seq and last_message */
     assert_arg(&a, m + 9, json);

@@ -147,7 +147,8 @@ def test_membership_changes(commands, brokers):
         ("MembersAdded", {"members": ["u3"]}),
         ("MessageCreated", {"seq_no": 1, "server_msg_id": f"{convo}:1",
                             "client_msg_id": "from-u3", "content": "hello",
-                            "content_type": "text/plain", "reply_to": None}),
+                            "content_type": "text/plain", "reply_to": None,
+                            "attachments": []}),
         ("MembersRemoved", {"members": ["u3"], "seq_no": 1, "promoted": None})]
     assert body(evs[4])[1]["reason"] == "not_member"
 

@@ -163,7 +163,8 @@ def expected_models(events):
                 "client_msg_id": f["client_msg_id"], "content": f["content"],
                 "content_type": f["content_type"], "created_at": at,
                 "reply_to": f.get("reply_to"), "edited_at": None,
-                "edit_count": 0, "deleted_at": None}
+                "edit_count": 0, "deleted_at": None,
+                "attachments": f.get("attachments") or None}
             shown[(c, f["seq_no"])] = ([], {})
             convs[c]["last_seq"] = max(convs[c]["last_seq"], f["seq_no"])
             if (c, actor) in members:
@@ -206,6 +207,7 @@ def expected_models(events):
                "sender_id": m["sender_id"], "client_msg_id": m["client_msg_id"],
                "content": m["content"], "content_type": m["content_type"],
                "created_at": iso(m["created_at"]), "reply_to": m["reply_to"],
+               "attachments": m["attachments"] or [] if m["deleted_at"] is None else [],
                "edited_at": iso(m["edited_at"]) if m["edited_at"] is not None else None,
                "edit_count": m["edit_count"],
                "deleted_at": iso(m["deleted_at"]) if m["deleted_at"] is not None else None,
@@ -265,11 +267,12 @@ def pg_dump(schema="rm"):
                                    "client_msg_id": row[4], "content": row[5],
                                    "content_type": row[6], "created_at": row[7],
                                    "edited_at": row[8], "deleted_at": row[9],
-                                   "edit_count": row[10], "reply_to": row[11]}
+                                   "edit_count": row[10], "reply_to": row[11],
+                                   "attachments": row[12]}
                 for row in conn.execute(
                     f"SELECT convo_id, seq_no, server_msg_id, sender_id, client_msg_id, content, "
                     f"content_type, {ms('created_at')}, {ms('edited_at')}, {ms('deleted_at')}, "
-                    f"edit_count, reply_to FROM {schema}.messages")}
+                    f"edit_count, reply_to, attachments FROM {schema}.messages")}
         reactions = {(row[0], row[1], row[2]): row[3] for row in conn.execute(
             f"SELECT convo_id, seq_no, user_id, emoji FROM {schema}.reactions")}
     return {"conversations": convs, "members": members, "messages": msgs,
@@ -305,7 +308,7 @@ def redis_dump(r):
     return out
 
 
-EVENT_V4 = 14  # the schema id of Event version 4, the first with ReactionChanged
+EVENT_NEWEST = 17  # the schema id of Event version 5 (ReactionChanged is there since version 4)
 
 
 def counts_of(who):
@@ -319,11 +322,11 @@ def counts_of(who):
 
 
 class Reactions:
-    """ReactionChanged events written straight to chat.events (Event version 4), as the
+    """ReactionChanged events written straight to chat.events (the newest Event), as the
     processor writes them: the counts after each change follow who reacted with what."""
 
     def __init__(self, commands, convo):
-        assert NEWEST["chat.events-value"][0] == EVENT_V4
+        assert NEWEST["chat.events-value"][0] == EVENT_NEWEST
         self.commands, self.convo, self.who = commands, convo, {}
 
     def react(self, user, seq_no, emoji, origin="gateway:0", command_id=None):
@@ -340,7 +343,7 @@ class Reactions:
                        {"seq_no": seq_no, "emoji": emoji, "previous": previous,
                         "counts": counts_of(who)})}
         data = encode("chat.events-value", ev)
-        assert data[1:5] == EVENT_V4.to_bytes(4, "big")
+        assert data[1:5] == EVENT_NEWEST.to_bytes(4, "big")
         # keyed by the conversation: its partition, after the events already there
         self.commands.send_raw(self.convo.encode(), data, topic=TOPIC)
 
