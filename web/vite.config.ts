@@ -9,6 +9,9 @@ const gateway = process.env.KCHAT_DEV_GATEWAY ?? 'ws://127.0.0.1:17081';
 
 export default defineConfig({
   plugins: [react()],
+  // a single-page app: any other path the dev server does not know (/c/<id>, /c/<id>/m/<seq>,
+  // /find?q=, /new) gets index.html, as behind the ingress, so deep links and reloads work
+  appType: 'spa',
   build: { outDir: 'dist', sourcemap: true, target: 'es2022' },
   server: {
     host: '127.0.0.1',

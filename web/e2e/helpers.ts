@@ -185,3 +185,89 @@ export function skipAfterFirstFailure(): void {
     if (ctx.task.result?.state === 'fail') broken = true;
   });
 }
+
+/** What a page's desktop notifications said, in order (captured by newWatchedUserPage). */
+export interface ShownNotification {
+  title: string;
+  body: string;
+}
+
+/**
+ * A user's page whose desktop notifications are captured instead of relying on the desktop,
+ * and whose visibility the test sets (setHidden): an init script wraps window.Notification
+ * and overrides document.visibilityState and document.hidden. With `grant` the browser
+ * context allows notifications (context.grantPermissions), as if the user had said yes
+ * before.
+ */
+export async function newWatchedUserPage(browser: Browser, grant = true): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await browser.newContext({ baseURL: BASE, viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true });
+  if (grant) await ctx.grantPermissions(['notifications'], { origin: BASE });
+  await ctx.addInitScript(() => {
+    const w = window as unknown as {
+      Notification: typeof Notification;
+      __kchatNotes: { title: string; body: string; n: Notification | null }[];
+      __kchatPermissionAsks: number;
+      __kchatSetHidden: (hidden: boolean) => void;
+    };
+    w.__kchatNotes = [];
+    w.__kchatPermissionAsks = 0;
+    let hidden = false;
+    Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get: () => (hidden ? 'hidden' : 'visible') });
+    Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get: () => hidden });
+    w.__kchatSetHidden = (h: boolean) => {
+      hidden = h;
+      document.dispatchEvent(new Event('visibilitychange'));
+    };
+    const Original = w.Notification;
+    if (typeof Original !== 'function') return;
+    class Watched extends Original {
+      constructor(title: string, options?: NotificationOptions) {
+        const note: { title: string; body: string; n: Notification | null } = { title, body: options?.body ?? '', n: null };
+        w.__kchatNotes.push(note);
+        super(title, options);
+        note.n = this;
+      }
+      static override requestPermission(cb?: NotificationPermissionCallback): Promise<NotificationPermission> {
+        w.__kchatPermissionAsks++;
+        return Original.requestPermission(cb);
+      }
+    }
+    w.Notification = Watched;
+  });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+  return { ctx, page };
+}
+
+/** Makes the page say it is hidden (or visible again), as when its tab is in the background. */
+export async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((h) => (window as unknown as { __kchatSetHidden: (h: boolean) => void }).__kchatSetHidden(h), hidden);
+}
+
+/** The desktop notifications the page raised so far. */
+export async function notifications(page: Page): Promise<ShownNotification[]> {
+  return page.evaluate(() =>
+    (window as unknown as { __kchatNotes: { title: string; body: string }[] }).__kchatNotes.map(({ title, body }) => ({ title, body })),
+  );
+}
+
+/** Clicks the page's notification number `i` (as the desktop would). */
+export async function clickNotification(page: Page, i: number): Promise<void> {
+  await page.evaluate((k) => {
+    const n = (window as unknown as { __kchatNotes: { n: Notification | null }[] }).__kchatNotes[k]?.n;
+    if (!n) throw new Error(`no notification ${k}`);
+    n.dispatchEvent(new Event('click'));
+  }, i);
+}
+
+/** How many times the page asked the browser for the notification permission. */
+export async function permissionAsks(page: Page): Promise<number> {
+  return page.evaluate(() => (window as unknown as { __kchatPermissionAsks: number }).__kchatPermissionAsks);
+}
+
+/** The path (and query) of the page's address. */
+export function pathOf(page: Page): string {
+  const u = new URL(page.url());
+  return u.pathname + u.search;
+}

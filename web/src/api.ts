@@ -14,6 +14,7 @@ import {
   parseConversation,
   parseError,
   parseMessage,
+  parseMute,
   validId,
   type Conversation,
   type Message,
@@ -97,9 +98,39 @@ export function checkCredentials(username: string, password: string, registering
   return null;
 }
 
+/** Where the next page of history is, as the query parameter to pass: `{before_seq}` for
+ * older messages, `{since_seq}` for newer ones. */
+export type Cursor = { before_seq: number } | { since_seq: number };
+
 export interface MessagePage {
   messages: Message[];
+  /** the next page in the direction read (older without since_seq, newer with it or with
+   * around_seq); null when nothing is left that way */
+  next_cursor: Cursor | null;
+  /** around_seq pages only: where the older messages are (null at the first message) */
+  prev_cursor?: Cursor | null;
+}
+
+/** A search result: the message, and its headline (the matched words between U+E000 and
+ * U+E001), when the server sent one. */
+export interface SearchHit {
+  message: Message;
+  headline: string | null;
+}
+
+export interface SearchPage {
+  hits: SearchHit[];
   next_cursor: string | null;
+}
+
+/** A history cursor from the server (`{"before_seq": n}` or `{"since_seq": n}`), or null. */
+export function cursorOf(v: unknown): Cursor | null {
+  if (!isObj(v)) return null;
+  const b = v['before_seq'];
+  const s = v['since_seq'];
+  if (typeof b === 'number' && Number.isSafeInteger(b) && b >= 1) return { before_seq: b };
+  if (typeof s === 'number' && Number.isSafeInteger(s) && s >= 0) return { since_seq: s };
+  return null;
 }
 
 export class Api {
@@ -403,30 +434,61 @@ export class Api {
     throw new ApiError(500, 'bad_response', 'The server sent an unexpected user.');
   }
 
-  async messages(convoId: string, q: { limit?: number; before_seq?: number; since_seq?: number }): Promise<MessagePage> {
+  async messages(
+    convoId: string,
+    q: { limit?: number; before_seq?: number; since_seq?: number; around_seq?: number },
+  ): Promise<MessagePage> {
     const params = new URLSearchParams();
     if (q.limit !== undefined) params.set('limit', String(q.limit));
     if (q.before_seq !== undefined) params.set('before_seq', String(q.before_seq));
     if (q.since_seq !== undefined) params.set('since_seq', String(q.since_seq));
+    if (q.around_seq !== undefined) params.set('around_seq', String(q.around_seq));
     const v = await this.call('GET', `/conversations/${encodeURIComponent(convoId)}/messages?${params}`);
     const list = isObj(v) && Array.isArray(v['messages']) ? (v['messages'] as unknown[]) : [];
     const messages = list
       .map(parseMessage)
       .filter((m): m is Message => m !== null && m.convo_id === convoId);
-    const cursor = isObj(v) ? v['next_cursor'] : null;
-    return {
-      messages,
-      next_cursor: typeof cursor === 'string' || typeof cursor === 'number' ? String(cursor) : null,
-    };
+    const page: MessagePage = { messages, next_cursor: isObj(v) ? cursorOf(v['next_cursor']) : null };
+    if (isObj(v) && 'prev_cursor' in v) page.prev_cursor = cursorOf(v['prev_cursor']);
+    return page;
   }
 
-  async search(q: string): Promise<Message[]> {
-    const v = await this.call('GET', `/search?q=${encodeURIComponent(q)}`);
+  /** One page of search results (`GET /search?q=&cursor=`), ranked by the server; `next_cursor`
+   * (opaque) asks for the next page of the same q, null after the last. */
+  async search(q: string, cursor?: string | null, limit?: number): Promise<SearchPage> {
+    const params = new URLSearchParams({ q });
+    if (cursor) params.set('cursor', cursor);
+    if (limit !== undefined) params.set('limit', String(limit));
+    const v = await this.call('GET', `/search?${params}`);
     const list = isObj(v)
       ? ((Array.isArray(v['results']) ? v['results'] : Array.isArray(v['messages']) ? v['messages'] : []) as unknown[])
       : [];
-    return list
-      .map((r) => parseMessage(isObj(r) && isObj(r['message']) ? r['message'] : r))
-      .filter((m): m is Message => m !== null);
+    const hits: SearchHit[] = [];
+    for (const r of list) {
+      const raw = isObj(r) && isObj(r['message']) ? r['message'] : r;
+      const message = parseMessage(raw);
+      if (!message) continue;
+      const headline = isObj(raw) && typeof raw['headline'] === 'string' ? raw['headline'] : null;
+      hits.push({ message, headline });
+    }
+    const next = isObj(v) ? v['next_cursor'] : null;
+    return { hits, next_cursor: typeof next === 'string' && next.length > 0 ? next : null };
+  }
+
+  /** Mutes a conversation for me (`PUT /conversations/{id}/mute`), for `forS` seconds or (null)
+   * until I unmute it. */
+  async mute(id: string, forS: number | null): Promise<{ muted: boolean; muted_until: number | null }> {
+    return this.muteFrom(await this.call('PUT', `${this.convoPath(id)}/mute`, { for_s: forS }));
+  }
+
+  /** Unmutes a conversation (`DELETE /conversations/{id}/mute`). */
+  async unmute(id: string): Promise<{ muted: boolean; muted_until: number | null }> {
+    return this.muteFrom(await this.call('DELETE', `${this.convoPath(id)}/mute`));
+  }
+
+  private muteFrom(v: unknown): { muted: boolean; muted_until: number | null } {
+    const m = parseMute(v);
+    if (!m) throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+    return m;
   }
 }

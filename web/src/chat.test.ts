@@ -256,3 +256,176 @@ describe('reactions: history, message.reaction frames, message.react', () => {
     expect(reactionErrorText('weird', 'the reason')).toBe('Your reaction was not saved: the reason.');
   });
 });
+
+describe('a conversation opened at a message (a search result, a message link)', () => {
+  const session: Session = { user_id: 'u_me', username: 'me', access_token: 't', refresh_token: 'r', access_expires_at: 0 };
+  const LAST = 200;
+  let last: number;
+  const msg = (seq: number): Message => ({
+    convo_id: 'c1',
+    seq_no: seq,
+    server_msg_id: `c1:${seq}`,
+    sender_id: 'u_bob',
+    client_msg_id: `k${seq}`,
+    content: `text ${seq}`,
+    created_at: 1_700_000_000_000 + seq,
+  });
+  const range = (lo: number, hi: number) => Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i) => msg(lo + i));
+  type Q = { limit?: number; before_seq?: number; since_seq?: number; around_seq?: number };
+  let asked: Q[];
+  let sent: ClientFrame[];
+  // history as the server pages it (messages 1..last)
+  const api = {
+    conversations: async () => [],
+    userName: async () => null,
+    messages: async (_id: string, q: Q) => {
+      asked.push(q);
+      const limit = q.limit ?? 50;
+      if (q.around_seq !== undefined) {
+        const lo = Math.max(1, q.around_seq - Math.floor((limit + 1) / 2) + 1);
+        const hi = Math.min(last, lo + limit - 1);
+        return {
+          messages: range(lo, hi),
+          next_cursor: hi < last ? { since_seq: hi } : null,
+          prev_cursor: lo > 1 ? { before_seq: lo } : null,
+        };
+      }
+      if (q.since_seq !== undefined) {
+        const hi = Math.min(last, q.since_seq + limit);
+        return { messages: range(q.since_seq + 1, hi), next_cursor: hi < last ? { since_seq: hi } : null };
+      }
+      const top = Math.min(last, (q.before_seq ?? last + 1) - 1);
+      const lo = Math.max(1, top - limit + 1);
+      return { messages: range(lo, top), next_cursor: lo > 1 ? { before_seq: lo } : null };
+    },
+  } as unknown as Api;
+
+  beforeEach(() => {
+    last = LAST;
+    asked = [];
+    sent = [];
+    const stored = new Map<string, string>();
+    vi.stubGlobal('localStorage', {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => void stored.set(k, v),
+      removeItem: (k: string) => void stored.delete(k),
+    });
+    vi.stubGlobal('document', { visibilityState: 'visible', addEventListener: () => undefined, removeEventListener: () => undefined });
+    vi.spyOn(ChatSocket.prototype, 'send').mockImplementation((f: ClientFrame) => {
+      sent.push(f);
+      return true;
+    });
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllGlobals();
+  });
+
+  const frame = (c: ChatClient, f: ServerFrame) => (c as unknown as { onFrame(f: ServerFrame): void }).onFrame(f);
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  const seqs = (c: ChatClient) => c.getState().logs['c1']?.messages.map((m) => m.seq_no) ?? [];
+  const syncs = () => sent.filter((f) => f.type === 'sync');
+
+  it('loads the page about it (around_seq), with neighbours on both sides', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1', 60);
+    expect(c.getState().openSeq).toBe(60);
+    expect(c.getState().views['c1']?.loadingLatest).toBe(true);
+    await settle();
+    expect(asked).toEqual([{ around_seq: 60, limit: 50 }]);
+    expect(seqs(c)).toEqual(range(36, 85).map((m) => m.seq_no));
+    expect(c.getState().views['c1']).toMatchObject({ loadingLatest: false, detached: true });
+    // detached: no sync, no backfill of the "gap" up to the newest message
+    expect(syncs()).toEqual([]);
+  });
+
+  it('grows older and newer page by page until it joins the newest messages, then goes live', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1', 60);
+    await settle();
+    await c.loadOlder('c1');
+    expect(asked.at(-1)).toEqual({ before_seq: 36, limit: 50 });
+    expect(seqs(c)[0]).toBe(1);
+    expect(c.getState().logs['c1']?.reachedStart).toBe(true);
+    // a live message meanwhile waits in history: the loaded part stays without a hole
+    frame(c, { type: 'message.create', message: msg(201) });
+    last = 201;
+    expect(seqs(c).at(-1)).toBe(85);
+    expect(c.getState().logs['c1']?.knownLast).toBe(201);
+    await c.loadNewer('c1');
+    expect(asked.at(-1)).toEqual({ since_seq: 85, limit: 50 });
+    expect(c.getState().views['c1']?.detached).toBe(true);
+    await c.loadNewer('c1'); // 136..185
+    expect(c.getState().views['c1']?.detached).toBe(true);
+    expect(syncs()).toEqual([]);
+    await c.loadNewer('c1'); // 186..201: the last page
+    expect(c.getState().views['c1']?.detached).toBe(false);
+    expect(seqs(c)).toEqual(range(1, 201).map((m) => m.seq_no));
+    expect(syncs()).toEqual([{ type: 'sync', convo_id: 'c1', since_seq: 201 }]);
+    // live again: a new message is merged at once
+    frame(c, { type: 'message.create', message: msg(202) });
+    expect(seqs(c).at(-1)).toBe(202);
+  });
+
+  it('a page about a message near the end is live at once', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1', 190);
+    await settle();
+    expect(c.getState().views['c1']?.detached).toBe(false);
+    expect(seqs(c).at(-1)).toBe(200);
+    expect(syncs()).toEqual([{ type: 'sync', convo_id: 'c1', since_seq: 200 }]);
+  });
+
+  it('a loaded message is shown where it is, without asking the server', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1');
+    await settle();
+    const n = asked.length;
+    c.open('c1', 180);
+    await settle();
+    expect(asked.length).toBe(n);
+    expect(c.getState().openSeq).toBe(180);
+    expect(c.getState().views['c1']?.detached).toBeFalsy();
+  });
+
+  it('opening it again without a message, or sending from there, brings back the newest messages', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1', 20);
+    await settle();
+    c.open('c1');
+    expect(c.getState().openSeq).toBeNull();
+    await settle();
+    expect(asked.at(-1)).toEqual({ limit: 50 });
+    expect(seqs(c)).toEqual(range(151, 200).map((m) => m.seq_no));
+    expect(c.getState().views['c1']?.detached).toBe(false);
+    c.open('c1', 20);
+    await settle();
+    expect(c.getState().views['c1']?.detached).toBe(true);
+    expect(c.sendMessage('c1', 'from the past')).toBeNull();
+    expect(c.getState().views['c1']?.detached).toBe(false);
+    await settle();
+    expect(seqs(c).at(-1)).toBe(200);
+    expect(c.getState().logs['c1']?.pending.map((p) => p.content)).toEqual(['from the past']);
+  });
+
+  it('a page that comes after the conversation was opened elsewhere is dropped', async () => {
+    const c = new ChatClient(api, session);
+    c.open('c1', 20);
+    c.open('c1', 120); // before the first page came
+    await settle();
+    expect(seqs(c)).toContain(120);
+    expect(seqs(c)).not.toContain(20);
+  });
+
+  it('tells of each new message from someone else, once', async () => {
+    const c = new ChatClient(api, session);
+    const told: number[] = [];
+    c.onIncoming((m) => told.push(m.seq_no));
+    c.open('c1');
+    await settle();
+    frame(c, { type: 'message.create', message: msg(201) });
+    frame(c, { type: 'message.create', message: { ...msg(202), sender_id: 'u_me' } });
+    expect(told).toEqual([201]);
+  });
+});

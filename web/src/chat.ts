@@ -14,7 +14,7 @@
 //   loaded), the client backfills it from history after a short grace period (a sync may
 //   be filling it already), retrying while the read model catches up.
 
-import { Api, ApiError, type Person, type Session } from './api';
+import { Api, ApiError, type Person, type SearchPage, type Session } from './api';
 import {
   MAX_CONTENT_BYTES,
   looksLikeUserId,
@@ -96,6 +96,12 @@ export interface Presence {
 export interface ConvoView {
   loadingLatest: boolean;
   loadingOlder: boolean;
+  /** newer messages of a detached view are being loaded */
+  loadingNewer?: boolean;
+  /** the loaded messages were opened at a message (a search result, a message link) and do
+   * not reach the newest ones yet: newer pages are loaded as the reader scrolls down, and
+   * live messages wait in history until then */
+  detached?: boolean;
   error?: string;
 }
 
@@ -121,6 +127,8 @@ export interface ChatState {
   readonly names: Readonly<Record<string, string>>;
   readonly notices: readonly Notice[];
   readonly openConvo: string | null;
+  /** the message the open conversation was opened at (a search result, a message link) */
+  readonly openSeq: number | null;
 }
 
 function byActivity(a: Conversation, b: Conversation): number {
@@ -230,6 +238,12 @@ export class ChatClient {
    * reconnect may have missed reactions, edits and deletions) */
   private readonly stale = new Set<string>();
   private readonly outboxKey: string;
+  /** per conversation, which open asked for the page on screen (a later open wins) */
+  private readonly openToken = new Map<string, number>();
+  /** when I last muted or unmuted a conversation (a list read just before keeps the old say) */
+  private readonly muteAt = new Map<string, number>();
+  /** told of every new message from someone else (desktop notifications) */
+  private readonly incoming = new Set<(m: Message, c: Conversation | undefined) => void>();
   private readonly onVisible = () => {
     if (document.visibilityState === 'visible' && this.state.openConvo) this.markRead(this.state.openConvo);
   };
@@ -254,6 +268,7 @@ export class ChatClient {
       names: { [session.user_id]: session.username },
       notices: [],
       openConvo: null,
+      openSeq: null,
     };
     this.socket = new ChatSocket((fresh) => this.token(fresh), {
       state: (s, detail) => this.set({ connection: s, connectionDetail: detail }),
@@ -281,6 +296,13 @@ export class ChatClient {
   };
 
   getState = (): ChatState => this.state;
+
+  /** Calls fn with each new message from someone else as it arrives, with its conversation
+   * (as the list has it, when it does). */
+  onIncoming(fn: (m: Message, c: Conversation | undefined) => void): () => void {
+    this.incoming.add(fn);
+    return () => this.incoming.delete(fn);
+  }
 
   private set(patch: Partial<ChatState>): void {
     this.state = { ...this.state, ...patch };
@@ -359,7 +381,7 @@ export class ChatClient {
       for (const p of log.pending) {
         if (p.state !== 'failed') this.transmit(id, p);
       }
-      if (this.loaded.has(id)) {
+      if (this.loaded.has(id) && !this.isDetached(id)) {
         this.send({ type: 'sync', convo_id: id, since_seq: contiguousTop(log) });
       }
     }
@@ -367,7 +389,7 @@ export class ChatClient {
       // frames were missed while the socket was down (a sync replays only new messages)
       for (const id of this.loaded) this.stale.add(id);
       const open = this.state.openConvo;
-      if (open && this.loaded.has(open)) void this.refreshLatest(open);
+      if (open && this.loaded.has(open) && !this.isDetached(open)) void this.refreshLatest(open);
     }
     this.subscribed.clear();
     this.subscribePresence();
@@ -387,6 +409,14 @@ export class ChatClient {
       }
     }
     if (typing !== this.state.typing) this.set({ typing });
+    // a mute whose time ran out: the conversation counts and notifies again
+    if (this.state.conversations.some((c) => c.muted && typeof c.muted_until === 'number' && c.muted_until <= now)) {
+      this.set({
+        conversations: this.state.conversations.map((c) =>
+          c.muted && typeof c.muted_until === 'number' && c.muted_until <= now ? { ...c, muted: false, muted_until: null } : c,
+        ),
+      });
+    }
     for (const [k, n] of this.reactionNotes) {
       if (now - n.at > REACTION_FRESH_MS) this.reactionNotes.delete(k);
     }
@@ -448,6 +478,10 @@ export class ChatClient {
         topic: prev.topic,
         members: prev.members.map((m) => ({ ...read.get(m.user_id), ...m })),
       };
+    }
+    // a mute set here a moment ago wins over a list read before it
+    if (prev && Date.now() - (this.muteAt.get(c.id) ?? -Infinity) < FRAME_FRESH_MS) {
+      c = { ...c, muted: prev.muted ?? false, muted_until: prev.muted_until ?? null };
     }
     if (prev && prev.last_seq > c.last_seq) {
       return { ...c, last_seq: prev.last_seq, last_message: prev.last_message, last_activity: prev.last_activity, unread: prev.unread };
@@ -673,11 +707,15 @@ export class ChatClient {
     delete logs[id];
     const typing = { ...this.state.typing };
     delete typing[id];
+    const views = { ...this.state.views };
+    delete views[id];
     this.set({
       conversations: this.state.conversations.filter((c) => c.id !== id),
       logs,
       typing,
+      views,
       openConvo: this.state.openConvo === id ? null : this.state.openConvo,
+      openSeq: this.state.openConvo === id ? null : this.state.openSeq,
     });
     this.saveOutbox();
     if (!conv) return;
@@ -729,14 +767,125 @@ export class ChatClient {
 
   // ---- one conversation --------------------------------------------------------------
 
-  open(id: string | null): void {
-    if (this.state.openConvo === id) return;
-    this.set({ openConvo: id });
+  /**
+   * Opens a conversation (null: none), at its latest messages, or `at` message seq_no (a
+   * search result, a message link): a message already loaded is simply shown; else the page
+   * about it (`around_seq`) replaces what was loaded, which then grows both ways as the
+   * reader scrolls until it joins the newest messages. Opening a conversation that shows an
+   * older part without `at` brings back its latest messages.
+   */
+  open(id: string | null, at?: number): void {
+    const seq = id === null ? null : (at ?? null);
+    if (this.state.openConvo === id && this.state.openSeq === seq && !(id !== null && at === undefined && this.isDetached(id))) return;
+    this.set({ openConvo: id, openSeq: seq });
     if (id === null) return;
+    if (at !== undefined) {
+      if (this.loaded.has(id) && hasSeq(this.log(id), at)) this.markRead(id);
+      else void this.loadAround(id, at);
+      return;
+    }
     if (!this.loaded.has(id)) void this.loadLatest(id);
+    else if (this.isDetached(id)) void this.jumpToLatest(id);
     else {
       if (this.stale.has(id)) void this.refreshLatest(id);
       this.markRead(id);
+    }
+  }
+
+  /** Whether the conversation shows an older part that does not reach its newest messages. */
+  isDetached(id: string): boolean {
+    return this.state.views[id]?.detached === true;
+  }
+
+  private nextOpen(id: string): number {
+    const n = (this.openToken.get(id) ?? 0) + 1;
+    this.openToken.set(id, n);
+    return n;
+  }
+
+  /** The page about message `seq` (`around_seq`), in place of what was loaded. */
+  private async loadAround(id: string, seq: number): Promise<void> {
+    const token = this.nextOpen(id);
+    this.setView(id, { loadingLatest: true, error: undefined });
+    try {
+      const page = await this.api.messages(id, { around_seq: seq, limit: PAGE_SIZE });
+      if (this.stopped || this.openToken.get(id) !== token) return;
+      if (page.messages.length === 0) {
+        // nothing there (a link past the end): the latest messages instead
+        this.setView(id, { loadingLatest: false, detached: false });
+        if (!this.loaded.has(id)) await this.loadLatest(id);
+        return;
+      }
+      const old = this.log(id);
+      const conv = this.state.conversations.find((c) => c.id === id);
+      let log: ConvoLog = { messages: [], pending: old.pending, knownLast: Math.max(old.knownLast, conv?.last_seq ?? 0), reachedStart: false };
+      log = this.mergeIn(log, page.messages);
+      if (page.prev_cursor === null) log = markReachedStart(log);
+      const detached = page.next_cursor !== null;
+      this.loaded.add(id);
+      this.stale.delete(id);
+      this.setView(id, { loadingLatest: false, loadingNewer: false, detached });
+      this.setLog(id, log);
+      if (!detached) this.attach(id);
+      else this.markRead(id);
+    } catch (e) {
+      if (this.openToken.get(id) === token) this.setView(id, { loadingLatest: false, error: errorText(e) });
+    }
+  }
+
+  /** The next newer page of a detached conversation; when it is the last, the conversation
+   * is live again (a sync and the gap check bring what came since). */
+  async loadNewer(id: string): Promise<void> {
+    const view = this.state.views[id];
+    if (!view?.detached || view.loadingNewer || view.loadingLatest) return;
+    const after = contiguousTop(this.log(id));
+    if (after === 0) return;
+    const token = this.openToken.get(id);
+    this.setView(id, { loadingNewer: true, error: undefined });
+    try {
+      const page = await this.api.messages(id, { since_seq: after, limit: PAGE_SIZE });
+      if (this.stopped || this.openToken.get(id) !== token || !this.isDetached(id)) return;
+      this.setLog(id, this.mergeIn(this.log(id), page.messages));
+      const joined = page.next_cursor === null;
+      this.setView(id, joined ? { loadingNewer: false, detached: false } : { loadingNewer: false });
+      if (joined) this.attach(id);
+    } catch (e) {
+      this.setView(id, { error: errorText(e) });
+    } finally {
+      if (this.state.views[id]?.loadingNewer) this.setView(id, { loadingNewer: false });
+    }
+  }
+
+  /** A detached conversation back at its newest messages, at once (the "latest" button, or
+   * a message sent from there). */
+  async jumpToLatest(id: string): Promise<void> {
+    if (!this.isDetached(id)) return;
+    this.nextOpen(id);
+    const old = this.log(id);
+    this.loaded.delete(id);
+    this.setView(id, { detached: false, loadingNewer: false });
+    this.setLog(id, { ...emptyLog, pending: old.pending, knownLast: old.knownLast });
+    // what an older part knows of the end may be short of it: the server's newest page
+    await this.loadLatest(id, true);
+  }
+
+  /** A conversation's messages reach the newest ones again: catch up live. */
+  private attach(id: string): void {
+    this.send({ type: 'sync', convo_id: id, since_seq: contiguousTop(this.log(id)) });
+    this.checkGap(id, 0);
+    this.markRead(id);
+  }
+
+  /** Mutes a conversation for me for `forS` seconds, or (null) until I unmute it; `false`
+   * unmutes it. null when done, or why not. */
+  async setMute(id: string, forS: number | null | false): Promise<string | null> {
+    try {
+      const r = forS === false ? await this.api.unmute(id) : await this.api.mute(id, forS);
+      this.muteAt.set(id, Date.now());
+      this.updateConversation(id, (c) => ({ ...c, muted: r.muted, muted_until: r.muted_until }));
+      return null;
+    } catch (e) {
+      return manageErrorText(e);
     }
   }
 
@@ -757,9 +906,10 @@ export class ChatClient {
    * missed. */
   private async refreshLatest(id: string): Promise<void> {
     this.stale.delete(id);
+    const token = this.openToken.get(id);
     try {
       const page = await this.api.messages(id, { limit: PAGE_SIZE });
-      if (this.stopped || !this.loaded.has(id)) return;
+      if (this.stopped || !this.loaded.has(id) || this.openToken.get(id) !== token || this.isDetached(id)) return;
       this.setLog(id, this.mergeIn(this.log(id), page.messages));
       this.checkGap(id);
     } catch {
@@ -767,15 +917,19 @@ export class ChatClient {
     }
   }
 
-  private async loadLatest(id: string): Promise<void> {
+  /** The latest page: below the newest message known, or (`newest`, when what is known may
+   * be short of it) the server's newest. */
+  private async loadLatest(id: string, newest = false): Promise<void> {
+    const token = this.nextOpen(id);
     this.setView(id, { loadingLatest: true, error: undefined });
     try {
       const conv = this.state.conversations.find((c) => c.id === id);
       const last = Math.max(conv?.last_seq ?? 0, this.log(id).knownLast);
       const page =
-        last > 0
+        last > 0 && !newest
           ? await this.api.messages(id, { before_seq: last + 1, limit: PAGE_SIZE })
           : await this.api.messages(id, { limit: PAGE_SIZE });
+      if (this.openToken.get(id) !== token) return; // opened at a message meanwhile
       let log = this.mergeIn(this.log(id), page.messages);
       log = noteKnownLast(log, last);
       if (page.messages.length < PAGE_SIZE && (page.messages.length > 0 || last === 0)) {
@@ -801,9 +955,15 @@ export class ChatClient {
       if (before !== null && before <= 1) this.setLog(id, markReachedStart(log));
       return;
     }
+    const token = this.openToken.get(id);
     this.setView(id, { loadingOlder: true, error: undefined });
     try {
       const page = await this.api.messages(id, { before_seq: before, limit: PAGE_SIZE });
+      if (this.openToken.get(id) !== token) {
+        // opened again meanwhile (at a message, or at the latest): this page may not join it
+        this.setView(id, { loadingOlder: false });
+        return;
+      }
       let next = this.mergeIn(this.log(id), page.messages);
       if (page.messages.length === 0 || page.messages.length < PAGE_SIZE) next = markReachedStart(next);
       this.setLog(id, next);
@@ -820,6 +980,7 @@ export class ChatClient {
    */
   async loadThrough(id: string, seq: number): Promise<boolean> {
     if (!this.loaded.has(id) || seq < 1) return false;
+    const token = this.openToken.get(id);
     this.setView(id, { loadingOlder: true, error: undefined });
     try {
       for (let pages = 0; pages < JUMP_PAGES; pages++) {
@@ -828,7 +989,7 @@ export class ChatClient {
         const before = oldestSeq(log);
         if (before === null || before <= seq || log.reachedStart) return false;
         const page = await this.api.messages(id, { before_seq: before, limit: BACKFILL_PAGE });
-        if (this.stopped || !this.loaded.has(id)) return false;
+        if (this.stopped || !this.loaded.has(id) || this.openToken.get(id) !== token) return false;
         let next = this.mergeIn(this.log(id), page.messages);
         if (page.messages.length < BACKFILL_PAGE) next = markReachedStart(next);
         this.setLog(id, next);
@@ -844,7 +1005,7 @@ export class ChatClient {
 
   /** Schedules a backfill of the conversation's gap, if it has one. */
   private checkGap(id: string, grace = GAP_GRACE_MS): void {
-    if (!this.loaded.has(id) || !findGap(this.log(id)) || this.gapTimers.has(id)) return;
+    if (!this.loaded.has(id) || this.isDetached(id) || !findGap(this.log(id)) || this.gapTimers.has(id)) return;
     this.gapTimers.set(
       id,
       setTimeout(() => {
@@ -858,11 +1019,17 @@ export class ChatClient {
     if (this.backfilling.has(id) || this.stopped) return;
     this.backfilling.add(id);
     let emptyTries = 0;
+    let superseded = false;
+    const token = this.openToken.get(id);
     try {
       for (;;) {
-        const gap = findGap(this.log(id));
+        const gap = this.isDetached(id) ? null : findGap(this.log(id));
         if (!gap) break;
         const page = await this.api.messages(id, { since_seq: gap.sinceSeq, limit: BACKFILL_PAGE });
+        if (this.openToken.get(id) !== token) {
+          superseded = true; // opened again meanwhile: checked again below, on what is loaded now
+          break;
+        }
         const before = contiguousTop(this.log(id));
         this.setLog(id, this.mergeIn(this.log(id), page.messages));
         if (contiguousTop(this.log(id)) > before) {
@@ -874,13 +1041,16 @@ export class ChatClient {
         await new Promise((r) => setTimeout(r, 250 * emptyTries));
         if (this.stopped) return;
       }
-      if (findGap(this.log(id))) this.setView(id, { error: 'Some messages could not be loaded yet.' });
-      else if (this.state.views[id]?.error) this.setView(id, { error: undefined });
+      if (!superseded) {
+        if (findGap(this.log(id)) && !this.isDetached(id)) this.setView(id, { error: 'Some messages could not be loaded yet.' });
+        else if (this.state.views[id]?.error) this.setView(id, { error: undefined });
+      }
     } catch (e) {
       this.setView(id, { error: errorText(e) });
     } finally {
       this.backfilling.delete(id);
     }
+    if (superseded) this.checkGap(id, 0);
     this.markRead(id);
   }
 
@@ -901,8 +1071,11 @@ export class ChatClient {
     if (top > 0 && top > (this.myRead.get(id) ?? 0)) {
       if (this.send({ type: 'message.read', convo_id: id, seq_no: top })) this.myRead.set(id, top);
     }
+    // what is left unread is what comes after what was read (all of it, once the newest was)
     const conv = this.state.conversations.find((c) => c.id === id);
-    if (conv && conv.unread !== 0 && top >= conv.last_seq) this.updateConversation(id, (c) => ({ ...c, unread: 0 }));
+    if (conv && conv.unread !== 0 && top > 0 && conv.last_seq - top < conv.unread) {
+      this.updateConversation(id, (c) => ({ ...c, unread: Math.max(0, c.last_seq - top) }));
+    }
   }
 
   // ---- sending -----------------------------------------------------------------------
@@ -949,6 +1122,8 @@ export class ChatClient {
     };
     if (replyTo !== undefined && Number.isSafeInteger(replyTo) && replyTo >= 1) p.reply_to = replyTo;
     this.setLog(id, addPending(this.log(id), p));
+    // written while looking at an older part: back to the newest messages, where it goes
+    if (this.isDetached(id)) void this.jumpToLatest(id);
     this.stopTyping(id);
     this.transmit(id, p);
     this.saveOutbox();
@@ -1048,8 +1223,9 @@ export class ChatClient {
 
   // ---- search ------------------------------------------------------------------------
 
-  search(q: string): Promise<Message[]> {
-    return this.api.search(q.trim().slice(0, 256));
+  /** One page of results for q; `cursor` (the previous page's next_cursor) for the next. */
+  search(q: string, cursor?: string | null): Promise<SearchPage> {
+    return this.api.search(q.trim().slice(0, 256), cursor);
   }
 
   // ---- frames from the gateway -------------------------------------------------------
@@ -1100,6 +1276,7 @@ export class ChatClient {
       }
       case 'sync.complete': {
         this.setLog(f.convo_id, noteKnownLast(this.log(f.convo_id), f.up_to_seq));
+        if (this.isDetached(f.convo_id)) break; // caught up when it joins the newest messages
         if (f.more) this.send({ type: 'sync', convo_id: f.convo_id, since_seq: contiguousTop(this.log(f.convo_id)) });
         else this.checkGap(f.convo_id);
         break;
@@ -1211,7 +1388,12 @@ export class ChatClient {
       // a conversation someone just added me to
       void this.reloadConversations();
     }
-    if (this.loaded.has(m.convo_id) || this.log(m.convo_id).pending.length > 0) {
+    const before = this.state.conversations.find((c) => c.id === m.convo_id);
+    const isNew = !before || m.seq_no > before.last_seq;
+    if (this.isDetached(m.convo_id)) {
+      // an older part is on screen: the message waits in history until the reader gets there
+      this.setLog(m.convo_id, noteKnownLast(this.log(m.convo_id), m.seq_no));
+    } else if (this.loaded.has(m.convo_id) || this.log(m.convo_id).pending.length > 0) {
       this.setLog(m.convo_id, this.mergeIn(this.log(m.convo_id), [m]));
       this.saveOutbox();
       this.checkGap(m.convo_id);
@@ -1224,6 +1406,10 @@ export class ChatClient {
     }
     this.noteActivity(m);
     if (m.convo_id === this.state.openConvo) this.markRead(m.convo_id);
+    if (isNew && m.sender_id !== this.state.me.user_id && !m.deleted) {
+      const conv = this.state.conversations.find((c) => c.id === m.convo_id);
+      for (const fn of this.incoming) fn(m, conv);
+    }
   }
 
   /** Moves the conversation up the list with its new last message, counting it unread. */

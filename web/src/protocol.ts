@@ -83,6 +83,25 @@ export interface Conversation {
   /** how many members have read, and got, message `seq` (the last when the server counted;
    * its sender included): beside the at most 50 names of the receipts */
   receipt_counts?: { seq: number; read: number; delivered: number };
+  /** I muted it (no desktop notification, not counted in the tab's title): absent or false
+   * when not */
+  muted?: boolean;
+  /** ms when my mute runs out; null: until I unmute it */
+  muted_until?: number | null;
+}
+
+/** Whether a conversation is muted for me at `now` (a mute whose time has run out is not). */
+export function isMuted(c: Pick<Conversation, 'muted' | 'muted_until'>, now = Date.now()): boolean {
+  if (!c.muted) return false;
+  return c.muted_until === undefined || c.muted_until === null || c.muted_until > now;
+}
+
+/** The body of `PUT` and `DELETE /conversations/{id}/mute`: `{muted, muted_until}`, or null. */
+export function parseMute(v: unknown): { muted: boolean; muted_until: number | null } | null {
+  if (!isObj(v) || typeof v['muted'] !== 'boolean') return null;
+  const until = v['muted_until'] === undefined || v['muted_until'] === null ? null : toMillis(v['muted_until']);
+  if (until === null && v['muted_until'] !== undefined && v['muted_until'] !== null) return null;
+  return { muted: v['muted'], muted_until: v['muted'] ? until : null };
 }
 
 export interface Ack {
@@ -326,6 +345,7 @@ export function parseConversation(v: unknown): Conversation | null {
     last_message,
     last_activity: activity,
     ...(read !== null && delivered !== null ? { receipt_counts: { seq: last_seq, read, delivered } } : {}),
+    ...(v['muted'] === true ? { muted: true, muted_until: toMillis(v['muted_until']) } : {}),
   };
 }
 

@@ -1,13 +1,14 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import type { Api, Session } from '../api';
 import { ChatClient } from '../chat';
+import { routePath } from '../route';
 import { ConversationList } from './ConversationList';
 import { ConversationView } from './ConversationView';
 import { NewConversation } from './NewConversation';
 import { SearchPanel } from './SearchPanel';
+import { useAttention } from './useAttention';
 import { useChat } from './useChat';
-
-type Panel = { kind: 'none' } | { kind: 'convo' } | { kind: 'new' } | { kind: 'search'; q: string };
+import { useRoute } from './useRoute';
 
 const connectionText: Record<string, string> = {
   connecting: 'Connecting…',
@@ -23,23 +24,38 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
     return () => client.stop();
   }, [client]);
   const state = useChat(client);
-  const [panel, setPanel] = useState<Panel>({ kind: 'none' });
+  // what is shown follows the address: /c/<id>[/m/<seq>], /find?q=, /new, or / (the list)
+  const [route, navigate] = useRoute();
+  const routeKey = routePath(route);
+  useEffect(() => {
+    if (route.kind === 'convo') client.open(route.id, route.seq);
+    else client.open(null);
+  }, [client, routeKey]); // eslint-disable-line react-hooks/exhaustive-deps
+  // the client closed the conversation on the page (I left it, or was removed): the list
+  const shownConvo = useRef<string | null>(null);
+  useEffect(() => {
+    if (shownConvo.current !== null && state.openConvo === null && route.kind === 'convo' && route.id === shownConvo.current) {
+      navigate({ kind: 'home' }, true);
+    }
+    shownConvo.current = state.openConvo;
+  }, [state.openConvo]); // eslint-disable-line react-hooks/exhaustive-deps
+  const attention = useAttention(client, state, (id) => navigate({ kind: 'convo', id }));
   const [copied, setCopied] = useState(false);
+  /** counts the searches asked for: the same words asked again search again */
+  const [searches, setSearches] = useState(0);
   const [editingName, setEditingName] = useState(false);
   const [nameDraft, setNameDraft] = useState('');
   const [nameError, setNameError] = useState<string | null>(null);
 
   function openConvo(id: string) {
-    client.open(id);
-    setPanel({ kind: 'convo' });
+    navigate({ kind: 'convo', id });
   }
 
   function back() {
-    client.open(null);
-    setPanel({ kind: 'none' });
+    navigate({ kind: 'home' });
   }
 
-  const showMain = panel.kind !== 'none' && (panel.kind !== 'convo' || state.openConvo !== null);
+  const showMain = route.kind !== 'home' && (route.kind !== 'convo' || state.openConvo !== null);
 
   return (
     <div className={`app ${showMain ? 'show-main' : 'show-list'}`}>
@@ -114,6 +130,26 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
           >
             {copied ? 'copied' : state.me.user_id}
           </button>
+          {attention.setting === 'ask' && (
+            <button type="button" className="ghost notify" data-testid="notifications" onClick={attention.enable}>
+              <span className="wide-only">Enable desktop notifications</span>
+              <span className="narrow-only">Enable notifications</span>
+            </button>
+          )}
+          {(attention.setting === 'on' || attention.setting === 'off') && (
+            <button
+              type="button"
+              className="ghost notify notify-toggle"
+              data-testid="notifications"
+              aria-pressed={attention.setting === 'on'}
+              title={attention.setting === 'on' ? 'Turn desktop notifications off' : 'Turn desktop notifications on'}
+              onClick={attention.toggle}
+            >
+              <span className="wide-only">Desktop notifications</span>
+              <span className="narrow-only">Notifications</span>
+              <span aria-hidden="true">: {attention.setting}</span>
+            </button>
+          )}
           <button
             type="button"
             className="ghost"
@@ -148,8 +184,8 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
             e.preventDefault();
             const q = new FormData(e.currentTarget).get('q');
             if (typeof q === 'string' && q.trim()) {
-              client.open(null);
-              setPanel({ kind: 'search', q: q.trim() });
+              setSearches((n) => n + 1);
+              navigate({ kind: 'search', q: q.trim().slice(0, 256) });
             }
           }}
         >
@@ -164,24 +200,37 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
         <button
           type="button"
           className="primary new-convo"
-          onClick={() => {
-            client.open(null);
-            setPanel({ kind: 'new' });
-          }}
+          onClick={() => navigate({ kind: 'new' })}
         >
           New conversation
         </button>
         <ConversationList state={state} onOpen={openConvo} />
       </nav>
       <main id="main" className="main" tabIndex={-1}>
-        {panel.kind === 'convo' && state.openConvo && (
-          <ConversationView key={state.openConvo} client={client} state={state} id={state.openConvo} onBack={back} />
+        {route.kind === 'convo' && state.openConvo && (
+          <ConversationView
+            key={`${state.openConvo}\n${state.openSeq ?? ''}`}
+            client={client}
+            state={state}
+            id={state.openConvo}
+            target={state.openSeq}
+            onBack={back}
+            onLatest={() => {
+              const id = state.openConvo;
+              if (id) navigate({ kind: 'convo', id }, true);
+            }}
+          />
         )}
-        {panel.kind === 'new' && (
-          <NewConversation client={client} onCreated={openConvo} onCancel={back} />
-        )}
-        {panel.kind === 'search' && (
-          <SearchPanel key={panel.q} client={client} state={state} q={panel.q} onOpen={openConvo} onBack={back} />
+        {route.kind === 'new' && <NewConversation client={client} onCreated={openConvo} onCancel={back} />}
+        {route.kind === 'search' && (
+          <SearchPanel
+            key={`${route.q}\n${searches}`}
+            client={client}
+            state={state}
+            q={route.q}
+            onOpen={(id, seq) => navigate({ kind: 'convo', id, seq })}
+            onBack={back}
+          />
         )}
         {!showMain && (
           <div className="empty">

@@ -1,4 +1,5 @@
 import type { ChatState } from '../chat';
+import { isMuted } from '../protocol';
 import { nameOf, timeOf, titleOf } from './format';
 
 export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: (id: string) => void }) {
@@ -26,6 +27,7 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
               ? `${last.sender_id === me ? 'You' : nameOf(state.names, last.sender_id)}: ${last.content}`
               : 'No messages yet';
             const active = c.id === state.openConvo;
+            const muted = isMuted(c);
             return (
               <li key={c.id}>
                 <button
@@ -34,6 +36,7 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
                   aria-current={active ? 'true' : undefined}
                   onClick={() => onOpen(c.id)}
                   data-convo-id={c.id}
+                  data-muted={muted ? 'true' : undefined}
                 >
                   <span className={`presence-dot${online ? ' online' : ''}`} aria-hidden="true" />
                   <span className="convo-main">
@@ -46,8 +49,14 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
                   </span>
                   <span className="convo-meta">
                     <span className="convo-time">{timeOf(c.last_activity)}</span>
+                    {muted && (
+                      <span className="muted-icon" data-testid="muted" title="Muted">
+                        <MutedIcon />
+                        <span className="visually-hidden">, muted</span>
+                      </span>
+                    )}
                     {c.unread > 0 && (
-                      <span className="badge" data-testid="unread">
+                      <span className={`badge${muted ? ' badge-muted' : ''}`} data-testid="unread">
                         {c.unread > 99 ? '99+' : c.unread}
                         <span className="visually-hidden"> unread</span>
                       </span>
@@ -61,5 +70,21 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
         </ul>
       )}
     </>
+  );
+}
+
+/** A bell struck through (drawn, so that it does not depend on an emoji font). */
+function MutedIcon() {
+  return (
+    <svg className="muted-svg" width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" focusable="false">
+      <path
+        d="M8 2a4 4 0 0 0-4 4v3l-1.5 2h11L12 9V6a4 4 0 0 0-4-4zM6.5 13a1.5 1.5 0 0 0 3 0"
+        fill="none"
+        stroke="currentColor"
+        strokeWidth="1.4"
+        strokeLinejoin="round"
+      />
+      <path d="M2 2l12 12" stroke="currentColor" strokeWidth="1.6" strokeLinecap="round" />
+    </svg>
   );
 }

@@ -1,10 +1,11 @@
 import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import type { ChatClient, ChatState } from '../chat';
 import { MAX_CONTENT_BYTES, utf8Bytes, type Message, type Reaction } from '../protocol';
-import { emptyLog, emptyReceipts, hasSeq, messageAt, oldestSeq, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
+import { contiguousTop, emptyLog, emptyReceipts, hasSeq, messageAt, oldestSeq, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
 import { dayLabelOf, dayNumberOf, fullTimeOf, lastSeenText, layoutOf, nameOf, snippetOf, timeOf, titleOf } from './format';
 import { MessageText } from './MessageText';
 import { MemberPanel } from './MemberPanel';
+import { MuteMenu } from './MuteMenu';
 import { ReactionChips, ReactionPalette } from './Reactions';
 
 const tickLabel: Record<Tick, string> = {
@@ -19,6 +20,10 @@ const noReactions: readonly Reaction[] = [];
 
 /** how long a message shown from a quote stays highlighted */
 const HIGHLIGHT_MS = 2000;
+
+/** how long the message a conversation was opened at (a search result, a link) stays
+ * highlighted */
+const TARGET_HIGHLIGHT_MS = 3000;
 
 /** the composer grows with its text up to this many lines, then scrolls */
 const COMPOSER_LINES = 8;
@@ -80,25 +85,42 @@ interface Props {
   client: ChatClient;
   state: ChatState;
   id: string;
+  /** the message to open at (a search result, a message link): shown and highlighted */
+  target: number | null;
   onBack: () => void;
+  /** back to the newest messages from an older part (its address becomes the
+   * conversation's own) */
+  onLatest: () => void;
 }
 
-export function ConversationView({ client, state, id, onBack }: Props) {
+export function ConversationView({ client, state, id, target, onBack, onLatest }: Props) {
   const me = state.me.user_id;
   const conv = state.conversations.find((c) => c.id === id);
   const log = state.logs[id] ?? emptyLog;
+  // an older part on screen (opened at a message) shows what joins it without a hole; what
+  // came later waits until the newer pages reach it
+  const messages = useMemo(() => {
+    if (state.views[id]?.detached !== true) return log.messages;
+    const top = contiguousTop(log);
+    return log.messages.filter((m) => m.seq_no <= top);
+  }, [log, state.views, id]);
   const receipts = state.receipts[id] ?? emptyReceipts;
   const view = state.views[id];
   const scroller = useRef<HTMLDivElement>(null);
   const topSentinel = useRef<HTMLDivElement>(null);
+  const bottomSentinel = useRef<HTMLDivElement>(null);
+  /** the message to open at: still to be shown, shown, or not to be found */
+  const targetState = useRef<'pending' | 'shown' | 'gone'>(target === null ? 'gone' : 'pending');
+  const detached = view?.detached === true;
   const composer = useRef<HTMLTextAreaElement>(null);
-  const stick = useRef(true);
+  const stick = useRef(target === null);
   const prevHeight = useRef<{ first: number | null; height: number }>({ first: null, height: 0 });
   // The first unread message when the conversation was opened: a divider above it, and the
   // view opens there instead of at the bottom (older pages are loaded to reach it when it is
   // not among the latest). Until it is placed there, nothing counts as seen.
-  const [dividerSeq] = useState<number | null>(() => (conv && conv.unread > 0 ? conv.last_seq - conv.unread + 1 : null));
-  const placed = useRef(dividerSeq === null);
+  // (Opened at a message, the view opens there instead.)
+  const [dividerSeq] = useState<number | null>(() => (target === null && conv && conv.unread > 0 ? conv.last_seq - conv.unread + 1 : null));
+  const placed = useRef(dividerSeq === null && target === null);
   /** loading older pages to reach the first unread message */
   const unreadLoad = useRef<'idle' | 'loading' | 'done' | 'failed'>('idle');
   const [unreadGaveUp, setUnreadGaveUp] = useState(false);
@@ -127,6 +149,11 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   const others = conv ? conv.members.filter((m) => m.user_id !== me) : [];
   const typingUsers = Object.keys(state.typing[id] ?? {}).filter((u) => u !== me);
 
+  /** Whether the message to open at may still come (its page is being loaded). */
+  function targetComing(): boolean {
+    return !view?.error && (view?.loadingLatest === true || log.messages.length === 0);
+  }
+
   /** Whether the first unread message may still come (the latest page, or the older pages
    * that reach it, are being loaded); false when it cannot be shown. */
   function unreadComing(): boolean {
@@ -144,6 +171,23 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (!el) return;
     const first = log.messages[0]?.seq_no ?? null;
     const prev = prevHeight.current;
+    if (targetState.current === 'pending' && target !== null) {
+      // opened at a message: it is shown in the middle of the view, highlighted
+      if (showMessage(target, TARGET_HIGHLIGHT_MS)) {
+        targetState.current = 'shown';
+        placed.current = true;
+        prevHeight.current = { first, height: el.scrollHeight };
+        return;
+      }
+      if (targetComing()) {
+        prevHeight.current = { first, height: el.scrollHeight };
+        return;
+      }
+      // not there (deleted for good, or a link past the end): the newest messages instead
+      targetState.current = 'gone';
+      placed.current = true;
+      stick.current = !detached;
+    }
     const divider = placed.current ? null : el.querySelector<HTMLElement>('[data-testid="unread-divider"]');
     if (!placed.current && !divider && !unreadComing()) placed.current = true; // as without unread messages
     if (divider) {
@@ -161,7 +205,13 @@ export function ConversationView({ client, state, id, onBack }: Props) {
       el.scrollTop = el.scrollHeight;
     }
     prevHeight.current = { first, height: el.scrollHeight };
-  }, [log.messages, log.pending, typingUsers.length, unreadGaveUp]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [log.messages, log.pending, typingUsers.length, unreadGaveUp, view?.loadingLatest]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // back at the newest messages after an older part: stay at the bottom from there on if
+  // the reader is there
+  useEffect(() => {
+    if (!detached) onScroll();
+  }, [detached]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // the first unread message is older than the latest page: load the pages up to it
   useEffect(() => {
@@ -190,9 +240,10 @@ export function ConversationView({ client, state, id, onBack }: Props) {
 
   // on a wide screen, opening a conversation puts the cursor in its composer (on a phone
   // that would pop the keyboard over the messages)
+  // (opened at a message, that message has the focus instead)
   useEffect(() => {
-    if (window.matchMedia('(min-width: 721px)').matches) composer.current?.focus();
-  }, [id]);
+    if (target === null && window.matchMedia('(min-width: 721px)').matches) composer.current?.focus();
+  }, [id]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // load older pages when the top comes into view
   useEffect(() => {
@@ -201,6 +252,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     if (!el || !root || typeof IntersectionObserver === 'undefined') return;
     const io = new IntersectionObserver(
       (entries) => {
+        if (targetState.current === 'pending') return; // not where it opens yet
         if (entries.some((e) => e.isIntersecting) && log.messages.length > 0) void client.loadOlder(id);
       },
       { root, rootMargin: '200px 0px 0px 0px' },
@@ -208,6 +260,23 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     io.observe(el);
     return () => io.disconnect();
   }, [client, id, log.messages.length]);
+
+  // an older part on screen: load newer pages when the bottom comes into view, until they
+  // reach the newest messages
+  useEffect(() => {
+    const el = bottomSentinel.current;
+    const root = scroller.current;
+    if (!detached || !el || !root || typeof IntersectionObserver === 'undefined') return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        if (targetState.current === 'pending') return;
+        if (entries.some((e) => e.isIntersecting)) void client.loadNewer(id);
+      },
+      { root, rootMargin: '0px 0px 200px 0px' },
+    );
+    io.observe(el);
+    return () => io.disconnect();
+  }, [client, id, log.messages.length, detached, view?.loadingNewer]);
 
   // what has been on screen counts as read, nothing else: each bubble reports once at least
   // half of it (or half of the view, for a long one) has been visible
@@ -252,13 +321,14 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   function onScroll() {
     const el = scroller.current;
     if (!el) return;
-    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    // an older part does not stick to its bottom: newer pages come in below it
+    stick.current = !detached && el.scrollHeight - el.scrollTop - el.clientHeight < 40;
     if (stick.current !== atBottom) setAtBottom(stick.current);
   }
 
   /** Scrolls the loaded message `seq` into view, focuses it and highlights it for a moment;
    * false when it is not on the page. */
-  function showMessage(seq: number): boolean {
+  function showMessage(seq: number, ms = HIGHLIGHT_MS): boolean {
     const el = scroller.current?.querySelector<HTMLElement>(`li.bubble[data-seq="${seq}"]`);
     if (!el) return false;
     el.scrollIntoView({ block: 'center' });
@@ -266,7 +336,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     onScroll();
     setHighlight(seq);
     if (highlightTimer.current) clearTimeout(highlightTimer.current);
-    highlightTimer.current = setTimeout(() => setHighlight(null), HIGHLIGHT_MS);
+    highlightTimer.current = setTimeout(() => setHighlight(null), ms);
     return true;
   }
 
@@ -287,6 +357,10 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   }
 
   function toBottom() {
+    if (detached) {
+      onLatest();
+      return;
+    }
     const el = scroller.current;
     if (!el) return;
     el.scrollTop = el.scrollHeight;
@@ -295,7 +369,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
   }
 
   // "seen by" under my latest message, in groups (in a pair the tick says it)
-  const myLast = [...log.messages].reverse().find((m) => m.sender_id === me && !m.deleted);
+  const myLast = [...messages].reverse().find((m) => m.sender_id === me && !m.deleted);
   const seenBy =
     myLast && others.length > 1
       ? others.filter((m) => (receipts.readBy[m.user_id] ?? 0) >= myLast.seq_no).map((m) => m.username ?? nameOf(state.names, m.user_id))
@@ -318,6 +392,9 @@ export function ConversationView({ client, state, id, onBack }: Props) {
     setSendError(null);
     setReplyTo(null);
     stick.current = true;
+    // sent from an older part: the client goes back to the newest messages, and so does the
+    // address
+    if (detached) onLatest();
   }
 
   function onKey(e: KeyboardEvent<HTMLTextAreaElement>) {
@@ -332,11 +409,11 @@ export function ConversationView({ client, state, id, onBack }: Props) {
 
   // date separators and groups of one sender; the unread divider starts a new group
   const layout = useMemo(
-    () => layoutOf(log.messages, Date.now(), { breakBefore: (m) => m.seq_no === dividerSeq }),
-    [log.messages, dividerSeq],
+    () => layoutOf(messages, Date.now(), { breakBefore: (m) => m.seq_no === dividerSeq }),
+    [messages, dividerSeq],
   );
   // messages being sent are today's: a separator above them when the last stored one is older
-  const lastStored = log.messages.at(-1);
+  const lastStored = messages.at(-1);
   const pendingDay =
     log.pending.length > 0 && (!lastStored || (lastStored.created_at && dayNumberOf(lastStored.created_at) !== dayNumberOf(Date.now())))
       ? dayLabelOf(Date.now(), Date.now())
@@ -385,6 +462,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
             <span className="visually-hidden">{presenceLine}</span>
           </p>
         </div>
+        {conv && <MuteMenu client={client} conv={conv} />}
         {conv && (
           <button
             type="button"
@@ -431,7 +509,7 @@ export function ConversationView({ client, state, id, onBack }: Props) {
         )}
         <div role="log" aria-live="polite" aria-label={`Messages in ${title}`} data-testid="messages">
         <ol className="message-list">
-          {log.messages.map((m, i) => [
+          {messages.map((m, i) => [
             layout[i]?.day && (
               <li key={`day-${m.seq_no}`} className="day-separator" data-testid="date-separator">
                 <h3>{layout[i]?.day}</h3>
@@ -476,14 +554,26 @@ export function ConversationView({ client, state, id, onBack }: Props) {
           ))}
         </ol>
         </div>
+        {detached && (
+          <button
+            type="button"
+            className="ghost center load-newer"
+            onClick={() => void client.loadNewer(id)}
+            disabled={view?.loadingNewer}
+            data-testid="load-newer"
+          >
+            {view?.loadingNewer ? 'Loading newer messages…' : 'Load newer messages'}
+          </button>
+        )}
+        <div ref={bottomSentinel} />
         <p className="typing" aria-live="polite" data-testid="typing">
           {typingUsers.length > 0 &&
             `${typingUsers.map((u) => nameOf(state.names, u)).join(', ')} ${typingUsers.length > 1 ? 'are' : 'is'} typing…`}
         </p>
       </div>
-      {!atBottom && newBelow > 0 && (
+      {(detached || (!atBottom && newBelow > 0)) && (
         <button type="button" className="new-pill" data-testid="new-messages" onClick={toBottom}>
-          ↓ {newBelow} new {newBelow === 1 ? 'message' : 'messages'}
+          {newBelow > 0 ? `↓ ${newBelow} new ${newBelow === 1 ? 'message' : 'messages'}` : '↓ Latest messages'}
         </button>
       )}
       <form

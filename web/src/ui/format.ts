@@ -38,6 +38,15 @@ export function lastSeenText(ms: number | null): string {
   return `last seen ${fullTimeOf(ms)}`;
 }
 
+/** How long a muted conversation stays muted: "Muted" (until unmuted), "Muted until 14:05"
+ * (today), or with the date. */
+export function muteText(until: number | null, now = Date.now()): string {
+  if (until === null) return 'Muted';
+  const d = new Date(until);
+  const same = d.toDateString() === new Date(now).toDateString();
+  return `Muted until ${same ? timeFmt.format(d) : fullFmt.format(d)}`;
+}
+
 /** The start of a message for a quote: whitespace folded to single spaces, at most `max`
  * characters (whole code points), with an ellipsis when cut. */
 export function snippetOf(text: string, max = 100): string {
