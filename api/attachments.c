@@ -62,7 +62,8 @@ static void count_check(api_t *a, const char *outcome)
     const char *lbl[] = {"outcome", outcome, NULL};
     kc_counter_inc(kc_metrics_counter(a->app.metrics, "kchat_api_attachments_checked_total",
                                       "Uploads checked against the stored object, by outcome "
-                                      "(ok, missing, too_large, wrong_type, bad_image, error).",
+                                      "(ok, missing, empty, too_large, wrong_type, bad_image, "
+                                      "error).",
                                       lbl));
 }
 
@@ -200,7 +201,7 @@ static void on_head(void *arg, const kc_s3_result_t *res)
         return;
     }
     if (s->size == 0) {
-        refuse(s, 400, "invalid_request", "too_large", "the uploaded file is empty");
+        refuse(s, 400, "invalid_request", "empty", "the uploaded file is empty");
         return;
     }
     if (strcasecmp(res->content_type, s->ctype) != 0) {

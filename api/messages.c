@@ -370,16 +370,17 @@ void api_search(api_req_t *r)
                   "    ', MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=\" … \"'))"
                   "::text, " SEARCH_RANK "::text, " SEARCH_MS ", x.convo_id, x.seq_no "
                   /* Only the caller's own conversations (the join with them comes first):
-                   * those they are a member of, all of it, and those they left, up to
-                   * left_seq. */
-                  "FROM q, (SELECT convo_id, NULL::bigint AS upto FROM rm.members "
-                  "         WHERE user_id = $1 "
+                   * those they are a member of, from when they (last) joined, and those
+                   * they left, up to left_seq. */
+                  "FROM q, (SELECT convo_id, NULL::bigint AS upto, joined_at AS since "
+                  "         FROM rm.members WHERE user_id = $1 "
                   "         UNION ALL "
-                  "         SELECT d.convo_id, d.left_seq FROM rm.departures d "
+                  "         SELECT d.convo_id, d.left_seq, NULL FROM rm.departures d "
                   "         WHERE d.user_id = $1 AND NOT EXISTS (SELECT 1 FROM rm.members m "
                   "           WHERE m.convo_id = d.convo_id AND m.user_id = $1)) me "
                   "JOIN rm.messages x ON x.convo_id = me.convo_id "
                   "WHERE (me.upto IS NULL OR x.seq_no <= me.upto) AND x.deleted_at IS NULL "
+                  "AND (me.since IS NULL OR x.created_at >= me.since) "
                   "AND x.search @@ q.q ",
                   query.data);
     if (cur) {

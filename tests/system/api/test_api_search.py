@@ -1,7 +1,8 @@
 """Search as people use it (GET /search): words are prefixes, "quoted phrases" keep their
 order, results are ranked and paged with a cursor, each carries a headline with the matched
-words marked, nothing typed is query syntax, and a result opens with history's around_seq
-(the message with its neighbours, from either read model)."""
+words marked, nothing typed is query syntax, a member finds nothing from before they joined
+nor after they left, and a result opens with history's around_seq (the message with its
+neighbours, from either read model)."""
 import urllib.parse
 import uuid
 
@@ -59,6 +60,27 @@ def test_prefixes_phrases_ranking_and_headlines(commands):
     heads = {m["seq_no"]: m["headline"] for m in r.json["messages"]}
     assert heads[1] == f"{START}{tag}pineapple{STOP} on pizza", heads
     assert heads[4].startswith(f"{START}{tag}pineapple{STOP} "), heads
+
+
+def test_a_member_finds_nothing_from_before_they_joined_nor_after_they_left(commands):
+    ann, bob, cat = User(), User(), User()
+    tag = f"k{uuid.uuid4().hex[:8]}"
+    convo = create(ann, "joiners", [bob.id])
+    send_all(commands, convo, ann, [f"{tag} before cat joined"])
+    wait_last_seq(ann, convo, 1)
+    assert ann.post(f"/conversations/{convo}/members", {"members": [cat.id]}).status == 200
+    send_all(commands, convo, ann, [f"{tag} after cat joined"])
+    wait_last_seq(ann, convo, 2)
+    assert found(cat, tag, convo) == [f"{tag} after cat joined"]
+    assert sorted(found(bob, tag, convo)) == sorted([f"{tag} before cat joined",
+                                                     f"{tag} after cat joined"])
+    # bob leaves: what came after is not his to find
+    assert bob.delete(f"/conversations/{convo}/members/{bob.id}").status == 204
+    send_all(commands, convo, ann, [f"{tag} after bob left"])
+    wait_last_seq(ann, convo, 3)
+    assert sorted(found(bob, tag, convo)) == sorted([f"{tag} before cat joined",
+                                                     f"{tag} after cat joined"])
+    assert len(found(cat, tag, convo)) == 2
 
 
 def test_pages_with_a_cursor_find_each_result_once(commands):
