@@ -262,9 +262,9 @@ static void test_fields_are_checked(void **state)
             "\"content\":\"\"}",
             "invalid", "non-empty unless the message has attachments", s, s);
     /* attachments: ids of uploads, at most 10, distinct */
-    const char *bad_atts[] = {"\"x\"", "[1]", "[\"b_1\"]", "[\"a_1\",\"a_1\"]",
-                              "[\"a_1\",\"a_2\",\"a_3\",\"a_4\",\"a_5\",\"a_6\",\"a_7\","
-                              "\"a_8\",\"a_9\",\"a_10\",\"a_11\"]",
+    static const char eleven[] = "[\"a_1\",\"a_2\",\"a_3\",\"a_4\",\"a_5\",\"a_6\",\"a_7\","
+                                 "\"a_8\",\"a_9\",\"a_10\",\"a_11\"]";
+    const char *bad_atts[] = {"\"x\"", "[1]", "[\"b_1\"]", "[\"a_1\",\"a_1\"]", eleven,
                               "[\"a_\\u0001\"]"};
     for (size_t i = 0; i < sizeof(bad_atts) / sizeof(bad_atts[0]); i++) {
         snprintf(frame, sizeof(frame),
