@@ -9,6 +9,11 @@
 # The root credentials are made on first start and kept in $KCHAT_STATE_DIR/minio/credentials
 # (KCHAT_S3_ACCESS_KEY / KCHAT_S3_SECRET_KEY override them); kchat-api signs presigned URLs
 # with them.
+#
+# Browsers upload attachments straight to MinIO (a presigned PUT from the web client's page,
+# another origin): MinIO answers their CORS preflight for the origins of
+# KCHAT_MINIO_CORS_ORIGINS (comma-separated; default *, MinIO's own default, which answers any
+# origin; set it to the ingress's origin, e.g. http://127.0.0.1:8080, to allow that one only).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -53,6 +58,7 @@ start() {
     mkdir -p "$DIR/data"
     MINIO_ROOT_USER=$KCHAT_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KCHAT_S3_SECRET_KEY \
         MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION=$KCHAT_S3_REGION \
+        MINIO_API_CORS_ALLOW_ORIGIN=${KCHAT_MINIO_CORS_ORIGINS:-*} \
         nohup "$BIN" server --quiet --address "127.0.0.1:$KCHAT_MINIO_PORT" \
         --console-address "127.0.0.1:$KCHAT_MINIO_CONSOLE_PORT" "$DIR/data" \
         >>"$DIR/minio.log" 2>&1 </dev/null &

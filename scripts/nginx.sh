@@ -14,6 +14,11 @@
 #                           120, above the gateways' keepalive interval)
 #   KCHAT_INGRESS_TLS_CERT, KCHAT_INGRESS_TLS_KEY   PEM files: when both are set, the port
 #                           speaks TLS (https:// and wss://) instead of plain HTTP
+#   KCHAT_INGRESS_S3_ORIGIN the object store's origin as browsers reach it, scheme://host[:port]:
+#                           the page's Content-Security-Policy lets it upload there and show
+#                           images from there (attachments' presigned URLs). Default: the
+#                           origin of KCHAT_S3_ENDPOINT (scripts/stack.sh exports MinIO's);
+#                           none when both are empty
 #   KCHAT_WEB_DIST          the built client (default web/dist: cd web && npm ci && npm run build)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -38,6 +43,13 @@ status() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/n
 die() { echo "nginx.sh: $*" >&2; exit 1; }
 
 valid_hostport() { [[ $1 =~ ^[A-Za-z0-9.-]+:[0-9]{1,5}$ ]]; }
+
+# The origin (scheme://host[:port]) of an http(s) URL, or nothing when it is not one.
+origin_of() {
+    local re='^(https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)(/[^[:space:];"'"'"']*)?$'
+    [[ $1 =~ $re ]] || return 1
+    printf '%s' "${BASH_REMATCH[1],,}"
+}
 
 render() {
     [[ -x $NGINX ]] || die "nginx not found (apt-get install nginx-light or nginx)"
@@ -70,6 +82,12 @@ render() {
     fi
     # As root, nginx would hand its workers to 'nobody', who cannot write the state folder.
     if [[ $(id -u) == 0 ]]; then user_line="user $(id -un) $(id -gn);"; fi
+    local s3_origin='' s3=${KCHAT_INGRESS_S3_ORIGIN:-${KCHAT_S3_ENDPOINT:-}}
+    if [[ -n $s3 ]]; then
+        s3_origin=$(origin_of "$s3") ||
+            die "the object store's address '$s3' is not an http(s) URL (KCHAT_INGRESS_S3_ORIGIN or KCHAT_S3_ENDPOINT)"
+        s3_origin=" $s3_origin"
+    fi
 
     mkdir -p "$DIR/tmp"
     cp "$KCHAT_ROOT/web/nginx-proxy-api.conf" "$DIR/proxy-api.conf"
@@ -83,6 +101,7 @@ render() {
     tpl=${tpl//@LISTEN@/$listen}
     tpl=${tpl//@HSTS@/$hsts}
     tpl=${tpl//@WS_TIMEOUT@/$KCHAT_INGRESS_WS_TIMEOUT_S}
+    tpl=${tpl//@S3_ORIGIN@/$s3_origin}
     [[ $tpl != *@[A-Z_]*@* ]] || die "the template has a placeholder this script does not know: $(grep -o '@[A-Z_]*@' <<<"$tpl" | head -1)"
     printf '%s\n' "$tpl" >"$CONF.new"
     if ! "$NGINX" -t -q -p "$DIR" -c "$CONF.new" -e "$DIR/error.log" 2>"$DIR/check.log"; then

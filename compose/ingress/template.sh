@@ -16,6 +16,9 @@
 #   KCHAT_INGRESS_GATEWAY_SERVERS  the gateways' server lines, made by 18-kchat-ingress.envsh
 #                                  from KCHAT_INGRESS_GATEWAYS
 #   KCHAT_INGRESS_WS_TIMEOUT_S     idle time after which a WebSocket is closed
+#   KCHAT_INGRESS_CSP_S3           " <origin>" of the object store for the Content-Security-Policy
+#                                  (or empty), made by 18-kchat-ingress.envsh from
+#                                  KCHAT_INGRESS_S3_ORIGIN
 set -eu
 [ $# -eq 5 ] || { echo "usage: $0 NGINX_CONF_IN OUT DIR DIST USER_LINE" >&2; exit 2; }
 in=$1 out=$2 dir=$3 dist=$4 user_line=$5
@@ -28,6 +31,7 @@ sed -e "s|@USER_LINE@|$user_line|" \
     -e 's|@API@|${KCHAT_INGRESS_API}|g' \
     -e 's|@GATEWAYS@|${KCHAT_INGRESS_GATEWAY_SERVERS}|' \
     -e 's|@WS_TIMEOUT@|${KCHAT_INGRESS_WS_TIMEOUT_S}|g' \
+    -e 's|@S3_ORIGIN@|${KCHAT_INGRESS_CSP_S3}|g' \
     "$in" >"$out"
 if grep -q '@[A-Z_]*@' "$out"; then
     echo "template.sh: $in has a placeholder this script does not know: $(grep -o '@[A-Z_]*@' "$out" | head -n 1)" >&2

@@ -1,26 +1,29 @@
 // Two people chat through the real stack: two browser contexts (two users, two sockets)
 // against the ingress. The tests run in order and share the two users.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   assertGapFree,
   launch,
   newUserPage,
+  newUserPages,
   openConversation,
   register,
+  registerAll,
   screenshot,
   send,
   shownMessages,
   skipAfterFirstFailure,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -47,8 +50,7 @@ async function showsAll(page: Page, who: string): Promise<void> {
 
 beforeAll(async () => {
   browser = await launch();
-  a = await newUserPage(browser);
-  b = await newUserPage(browser);
+  [a, b] = await newUserPages(browser, 2);
 });
 
 afterAll(async () => {
@@ -62,8 +64,7 @@ describe('two people chat', () => {
     await a.page.goto('/');
     await a.page.getByRole('heading', { name: 'Log in' }).waitFor();
     await screenshot(a.page, '01-login');
-    aliceId = await register(a.page, alice, password);
-    bobId = await register(b.page, bob, password);
+    [aliceId, bobId] = await registerAll(password, [a.page, alice], [b.page, bob]);
     expect(aliceId).toMatch(/^u_/);
     expect(bobId).toMatch(/^u_/);
     expect(aliceId).not.toBe(bobId);

@@ -26,6 +26,30 @@ export async function newUserPage(browser: Browser, viewport = { width: 1200, he
   return { ctx, page };
 }
 
+/** A user's browser context (its own storage, session and socket) and page. */
+export interface UserPage {
+  ctx: BrowserContext;
+  page: Page;
+}
+
+/** A page for each of `n` users, each in a browser context of its own (newUserPage). */
+export async function newUserPages(browser: Browser, n: 2): Promise<[UserPage, UserPage]>;
+export async function newUserPages(browser: Browser, n: 3): Promise<[UserPage, UserPage, UserPage]>;
+export async function newUserPages(browser: Browser, n: 4): Promise<[UserPage, UserPage, UserPage, UserPage]>;
+export async function newUserPages(browser: Browser, n: number): Promise<UserPage[]> {
+  const out: UserPage[] = [];
+  for (let i = 0; i < n; i++) out.push(await newUserPage(browser));
+  return out;
+}
+
+/** Registers each [page, username] in turn through the UI (register): their user ids, in the
+ * same order. */
+export async function registerAll<T extends readonly (readonly [Page, string])[]>(password: string, ...users: T): Promise<{ -readonly [K in keyof T]: string }> {
+  const ids: string[] = [];
+  for (const [page, name] of users) ids.push(await register(page, name, password));
+  return ids as { -readonly [K in keyof T]: string };
+}
+
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });

@@ -10,7 +10,7 @@ import {
   launch,
   listItem,
   memberRow,
-  newUserPage,
+  newUserPages,
   openConvoId,
   openDetails,
   register,
@@ -21,6 +21,7 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
@@ -39,10 +40,10 @@ const button = (page: Page, userId: string, name: string) =>
 
 beforeAll(async () => {
   browser = await launch();
-  for (const who of ['alice', 'bob', 'carol', 'dave'] as const) {
-    const { ctx, page } = await newUserPage(browser);
-    users[who] = { ctx, page, name: unique(who), id: '' };
-  }
+  const pages = await newUserPages(browser, 4);
+  (['alice', 'bob', 'carol', 'dave'] as const).forEach((who, i) => {
+    users[who] = { ...(pages[i] as UserPage), name: unique(who), id: '' };
+  });
 });
 
 afterAll(async () => {

@@ -5,7 +5,7 @@
 // is hidden by overriding document.visibilityState), and a muted conversation raises none
 // and is not counted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   clickNotification,
@@ -19,6 +19,7 @@ import {
   pathOf,
   permissionAsks,
   register,
+  registerAll,
   screenshot,
   send,
   setHidden,
@@ -27,12 +28,13 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -82,8 +84,7 @@ skipAfterFirstFailure();
 
 describe('addresses, the title and notifications', () => {
   it('alice starts two conversations with bob', async () => {
-    await register(a.page, alice, password);
-    await register(b.page, bob, password);
+    await registerAll(password, [a.page, alice], [b.page, bob]);
     await startConversation(a.page, first, [bob]);
     firstId = await openConvoId(a.page);
     await send(a.page, 'hello in the first');

@@ -5,13 +5,13 @@
 // Bob's socket goes through the test, which can hold back the message.delete frames sent to
 // him: he then reacts to a message deleted a moment before, which the server refuses.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   launch,
-  newUserPage,
+  newUserPages,
   openConversation,
-  register,
+  registerAll,
   screenshot,
   send,
   shownMessages,
@@ -19,12 +19,13 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -107,8 +108,7 @@ async function reloadInto(page: Page): Promise<void> {
 
 beforeAll(async () => {
   browser = await launch();
-  a = await newUserPage(browser);
-  b = await newUserPage(browser);
+  [a, b] = await newUserPages(browser, 2);
   await b.ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
     const server = ws.connectToServer();
     ws.onMessage((m) => server.send(m));
@@ -127,8 +127,7 @@ skipAfterFirstFailure();
 
 describe('reactions', () => {
   it('alice writes to bob; the message has no reactions yet', async () => {
-    await register(a.page, alice, password);
-    await register(b.page, bob, password);
+    await registerAll(password, [a.page, alice], [b.page, bob]);
     await startConversation(a.page, title, [bob]);
     await send(a.page, 'react to this, please');
     await until('alice\'s message to be stored as seq 1', async () => (await shownMessages(a.page))[0]?.seq === 1);

@@ -3,13 +3,14 @@
 // at the first unread message. Two people (two browser contexts, two sockets); the tests run
 // in order and share them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   launch,
   newUserPage,
+  newUserPages,
   openConversation,
-  register,
+  registerAll,
   screenshot,
   send,
   shownMessages,
@@ -17,12 +18,13 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -68,8 +70,7 @@ async function boxHeight(page: Page): Promise<number> {
 
 beforeAll(async () => {
   browser = await launch();
-  a = await newUserPage(browser);
-  b = await newUserPage(browser);
+  [a, b] = await newUserPages(browser, 2);
 });
 
 afterAll(async () => {
@@ -80,8 +81,7 @@ skipAfterFirstFailure();
 
 describe('reading', () => {
   it('alice and bob have a conversation', async () => {
-    await register(a.page, alice, password);
-    await register(b.page, bob, password);
+    await registerAll(password, [a.page, alice], [b.page, bob]);
     await startConversation(a.page, title, [bob]);
     await until('bob to list the conversation', async () =>
       (await b.page.getByTestId('conversation-list').getByRole('button', { name: new RegExp(title) }).count()) === 1,

@@ -1,13 +1,13 @@
 // Replies through the real stack: a message quotes an earlier one of the same conversation.
 // Two people (two browser contexts, two sockets); the tests run in order and share them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   launch,
-  newUserPage,
+  newUserPages,
   openConversation,
-  register,
+  registerAll,
   screenshot,
   send,
   shownMessages,
@@ -15,12 +15,13 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
   waitConnected,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -69,8 +70,7 @@ async function reloadInto(page: Page): Promise<void> {
 
 beforeAll(async () => {
   browser = await launch();
-  a = await newUserPage(browser);
-  b = await newUserPage(browser);
+  [a, b] = await newUserPages(browser, 2);
 });
 
 afterAll(async () => {
@@ -81,8 +81,7 @@ skipAfterFirstFailure();
 
 describe('replies', () => {
   it('alice writes to bob', async () => {
-    await register(a.page, alice, password);
-    await register(b.page, bob, password);
+    await registerAll(password, [a.page, alice], [b.page, bob]);
     await startConversation(a.page, title, [bob]);
     await send(a.page, original);
     await until('alice\'s message to be stored as seq 1', async () => (await shownMessages(a.page))[0]?.seq === 1);

@@ -3,12 +3,24 @@
 // message and then cuts the connection. The client must send the message again with the
 // same client_msg_id on the next socket, and everyone must see it exactly once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { assertGapFree, launch, newUserPage, openConversation, register, send, shownMessages, unique, until, waitConnected } from './helpers';
+import type { Browser } from 'playwright-core';
+import {
+  assertGapFree,
+  launch,
+  newUserPages,
+  openConversation,
+  register,
+  send,
+  shownMessages,
+  unique,
+  until,
+  type UserPage,
+  waitConnected,
+} from './helpers';
 
 let browser: Browser;
-let carol: { ctx: BrowserContext; page: Page };
-let dave: { ctx: BrowserContext; page: Page };
+let carol: UserPage;
+let dave: UserPage;
 const title = unique('retry-');
 const lost = 'the answer to this one is lost';
 /** client -> server message.send frames of `lost`, as sent */
@@ -18,8 +30,7 @@ let sockets = 0;
 
 beforeAll(async () => {
   browser = await launch();
-  carol = await newUserPage(browser);
-  dave = await newUserPage(browser);
+  [carol, dave] = await newUserPages(browser, 2);
   await carol.ctx.routeWebSocket(/\/ws(\?|$)/, (ws) => {
     sockets++;
     const server = ws.connectToServer();

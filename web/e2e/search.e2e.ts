@@ -3,14 +3,14 @@
 // message (history about it with around_seq), far above the newest ones, from where the
 // history grows both ways until it joins the live messages.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import {
   accessibilityViolations,
   launch,
-  newUserPage,
+  newUserPages,
   openConvoId,
   pathOf,
-  register,
+  registerAll,
   screenshot,
   send,
   shownMessages,
@@ -18,11 +18,12 @@ import {
   startConversation,
   unique,
   until,
+  type UserPage,
 } from './helpers';
 
 let browser: Browser;
-let a: { ctx: BrowserContext; page: Page };
-let b: { ctx: BrowserContext; page: Page };
+let a: UserPage;
+let b: UserPage;
 const alice = unique('alice');
 const bob = unique('bob');
 const password = 'correct horse battery staple';
@@ -74,8 +75,7 @@ async function search(page: Page, q: string, n: number): Promise<Locator> {
 
 beforeAll(async () => {
   browser = await launch();
-  a = await newUserPage(browser);
-  b = await newUserPage(browser);
+  [a, b] = await newUserPages(browser, 2);
   b.page.on('request', (r) => {
     if (/\/conversations\/[^/]+\/messages\?/.test(r.url())) history.push(r.url());
   });
@@ -89,8 +89,7 @@ skipAfterFirstFailure();
 
 describe('search', () => {
   it(`alice writes ${TOTAL} messages to bob`, async () => {
-    await register(a.page, alice, password);
-    await register(b.page, bob, password);
+    await registerAll(password, [a.page, alice], [b.page, bob]);
     await startConversation(a.page, title, [bob]);
     convoId = await openConvoId(a.page);
     for (let i = 1; i <= TOTAL; i++) await send(a.page, textOf(i));

@@ -15,7 +15,10 @@ import {
   parseError,
   parseMessage,
   parseMute,
+  parseAttachment,
+  toMillis,
   validId,
+  type Attachment,
   type Conversation,
   type Message,
   type Role,
@@ -116,6 +119,27 @@ export interface MessagePage {
 export interface SearchHit {
   message: Message;
   headline: string | null;
+}
+
+/** Where and how to upload a file (`POST /attachments/presign`). */
+export interface Presigned {
+  id: string;
+  method: string;
+  url: string;
+  /** to send with the upload, exactly */
+  headers: Record<string, string>;
+  key: string;
+  /** the largest attachment the server takes */
+  max_bytes: number | null;
+}
+
+/** Short-lived download URLs of an attachment (`GET /conversations/{id}/attachments/{att_id}`). */
+export interface AttachmentLinks {
+  url: string;
+  thumb_url: string | null;
+  /** ms since the epoch */
+  expires_at: number;
+  attachment: Attachment | null;
 }
 
 export interface SearchPage {
@@ -473,6 +497,44 @@ export class Api {
     }
     const next = isObj(v) ? v['next_cursor'] : null;
     return { hits, next_cursor: typeof next === 'string' && next.length > 0 ? next : null };
+  }
+
+  /** Starts an upload: an attachment id and a presigned PUT URL (`POST /attachments/presign`). */
+  async presign(convoId: string, filename: string, contentType: string, size: number): Promise<Presigned> {
+    const v = await this.call('POST', '/attachments/presign', { convo_id: convoId, filename, content_type: contentType, size });
+    if (!isObj(v) || !validId(v['id']) || typeof v['url'] !== 'string' || !isObj(v['headers'])) {
+      throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, h] of Object.entries(v['headers'])) if (typeof h === 'string') headers[k] = h;
+    const max = v['max_bytes'];
+    return {
+      id: v['id'],
+      method: typeof v['method'] === 'string' ? v['method'] : 'PUT',
+      url: v['url'],
+      headers,
+      key: typeof v['key'] === 'string' ? v['key'] : '',
+      max_bytes: typeof max === 'number' && Number.isSafeInteger(max) && max > 0 ? max : null,
+    };
+  }
+
+  /** Says an upload is in the object store (`POST /attachments/{id}/complete`): the
+   * attachment as the server checked it. */
+  async completeAttachment(id: string): Promise<Attachment> {
+    const a = parseAttachment(await this.call('POST', `/attachments/${encodeURIComponent(id)}/complete`));
+    if (!a) throw new ApiError(500, 'bad_response', 'The server sent an unexpected attachment.');
+    return a;
+  }
+
+  /** Download URLs of an attachment of a conversation (members only; 404 for anyone else). */
+  async attachmentLinks(convoId: string, attId: string): Promise<AttachmentLinks> {
+    const v = await this.call('GET', `${this.convoPath(convoId)}/attachments/${encodeURIComponent(attId)}`);
+    const expires = isObj(v) ? toMillis(v['expires_at']) : null;
+    if (!isObj(v) || typeof v['url'] !== 'string' || expires === null) {
+      throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+    }
+    const thumb = v['thumb_url'];
+    return { url: v['url'], thumb_url: typeof thumb === 'string' && thumb ? thumb : null, expires_at: expires, attachment: parseAttachment(v['attachment']) };
   }
 
   /** Mutes a conversation for me (`PUT /conversations/{id}/mute`), for `forS` seconds or (null)

@@ -90,6 +90,38 @@ describe('a reply is sent, retried and kept in the outbox with its reply_to', ()
     reopen(again);
     expect(sends()).toEqual([expect.objectContaining({ content: 'later', reply_to: 2 })]);
   });
+
+  const file = (id: string) => ({ id, key: `attachments/c1/${id}/f/${id}.pdf`, name: `${id}.pdf`, size: 7, content_type: 'application/pdf', width: null, height: null, thumb_key: null });
+
+  it('a message of files carries their ids on every attempt, and becomes a message with the files', () => {
+    const c = new ChatClient(api, session);
+    expect(c.sendMessage('c1', '', undefined, [])).toBe('Write something first.');
+    expect(c.sendMessage('c1', '', undefined, Array.from({ length: 11 }, (_, i) => file(`a_${i}`)))).toMatch(/at most 10 files/);
+    expect(c.sendMessage('c1', '  ', undefined, [file('a_1'), file('a_2')])).toBeNull();
+    const first = sends()[0] as { client_msg_id: string };
+    expect(first).toEqual({ type: 'message.send', convo_id: 'c1', client_msg_id: expect.any(String), content: '', attachments: ['a_1', 'a_2'] });
+    // an answer that says "try again", and a reconnect: the same frame each time
+    frame(c, { type: 'ack', ack: { client_msg_id: first.client_msg_id, status: 'error', error: { code: 'invalid_attachment', message: 'not completed' } } });
+    expect(c.getState().logs['c1']?.pending[0]).toMatchObject({ state: 'failed', error: 'A file it carries cannot be sent (not completed).' });
+    c.retry('c1', first.client_msg_id);
+    reopen(c);
+    expect(sends().slice(1)).toEqual([first, first]);
+    frame(c, { type: 'ack', ack: { client_msg_id: first.client_msg_id, status: 'ok', seq_no: 1, server_msg_id: 's1' } });
+    const m = c.getState().logs['c1']?.messages[0];
+    expect(m?.attachments?.map((a) => a.id)).toEqual(['a_1', 'a_2']);
+    expect(m?.content).toBe('');
+  });
+
+  it('an unsent message of files survives a reload with them', () => {
+    connected = false;
+    const c = new ChatClient(api, session);
+    c.sendMessage('c1', '', undefined, [file('a_9')]);
+    connected = true;
+    const again = new ChatClient(api, session);
+    expect(again.getState().logs['c1']?.pending[0]?.attachments).toEqual([file('a_9')]);
+    reopen(again);
+    expect(sends()).toEqual([expect.objectContaining({ content: '', attachments: ['a_9'] })]);
+  });
 });
 
 describe('reactions: history, message.reaction frames, message.react', () => {

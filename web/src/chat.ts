@@ -16,8 +16,11 @@
 
 import { Api, ApiError, type Person, type SearchPage, type Session } from './api';
 import {
+  MAX_ATTACHMENTS,
   MAX_CONTENT_BYTES,
   looksLikeUserId,
+  parseAttachments,
+  type Attachment,
   utf8Bytes,
   type Ack,
   type ClientFrame,
@@ -29,7 +32,9 @@ import {
   type ServerFrame,
   validReaction,
 } from './protocol';
+import { LinkCache } from './attachments';
 import { ChatSocket, type SocketState } from './socket';
+import { uploadFile, type UploadEvents, type UploadHandle } from './upload';
 import { titleOf } from './ui/format';
 import {
   addPending,
@@ -244,6 +249,10 @@ export class ChatClient {
   private readonly muteAt = new Map<string, number>();
   /** told of every new message from someone else (desktop notifications) */
   private readonly incoming = new Set<(m: Message, c: Conversation | undefined) => void>();
+  /** the largest attachment the server takes, once one of its answers said it */
+  attachmentMaxBytes: number | null = null;
+  /** short-lived download URLs of attachments, kept until shortly before they expire */
+  readonly links = new LinkCache((convo, att) => this.api.attachmentLinks(convo, att));
   private readonly onVisible = () => {
     if (document.visibilityState === 'visible' && this.state.openConvo) this.markRead(this.state.openConvo);
   };
@@ -1104,12 +1113,13 @@ export class ChatClient {
     return this.send({ type: 'message.react', convo_id: id, seq_no, emoji }) ? null : 'Not connected: try again in a moment.';
   }
 
-  /** Queues a message (a reply to seq_no `replyTo`, when given); null when accepted, or why
-   * not. */
-  sendMessage(id: string, text: string, replyTo?: number): string | null {
+  /** Queues a message (a reply to seq_no `replyTo`, when given, carrying the completed
+   * uploads `attachments`); null when accepted, or why not. */
+  sendMessage(id: string, text: string, replyTo?: number, attachments: readonly Attachment[] = []): string | null {
     const content = text.trim();
-    if (content.length === 0) return 'Write something first.';
+    if (content.length === 0 && attachments.length === 0) return 'Write something first.';
     if (utf8Bytes(content) > MAX_CONTENT_BYTES) return `A message has at most ${MAX_CONTENT_BYTES} bytes.`;
+    if (attachments.length > MAX_ATTACHMENTS) return `A message carries at most ${MAX_ATTACHMENTS} files.`;
     const outboxSize = Object.values(this.state.logs).reduce((n, l) => n + l.pending.length, 0);
     if (outboxSize >= MAX_OUTBOX) return 'Too many messages are waiting to be sent.';
     const p: PendingMessage = {
@@ -1121,6 +1131,7 @@ export class ChatClient {
       attempts: 0,
     };
     if (replyTo !== undefined && Number.isSafeInteger(replyTo) && replyTo >= 1) p.reply_to = replyTo;
+    if (attachments.length > 0) p.attachments = attachments.slice();
     this.setLog(id, addPending(this.log(id), p));
     // written while looking at an older part: back to the newest messages, where it goes
     if (this.isDetached(id)) void this.jumpToLatest(id);
@@ -1142,9 +1153,10 @@ export class ChatClient {
   }
 
   private transmit(id: string, p: PendingMessage): void {
-    // every attempt is the same frame: the same client_msg_id, content and reply_to
+    // every attempt is the same frame: the same client_msg_id, content, reply_to and attachments
     const frame: ClientFrame = { type: 'message.send', convo_id: id, client_msg_id: p.client_msg_id, content: p.content };
     if (p.reply_to !== undefined) frame.reply_to = p.reply_to;
+    if (p.attachments !== undefined && p.attachments.length > 0) frame.attachments = p.attachments.map((a) => a.id);
     const ok = this.send(frame);
     if (ok) this.sentAt.set(p.client_msg_id, Date.now());
     this.setLog(
@@ -1165,7 +1177,7 @@ export class ChatClient {
     for (const it of items.slice(0, MAX_OUTBOX) as unknown[]) {
       if (typeof it !== 'object' || it === null) continue;
       const o = it as Record<string, unknown>;
-      const { client_msg_id, convo_id, content, created_at, reply_to } = o;
+      const { client_msg_id, convo_id, content, created_at, reply_to, attachments } = o;
       if (typeof client_msg_id !== 'string' || typeof convo_id !== 'string' || typeof content !== 'string') continue;
       const p: PendingMessage = {
         client_msg_id,
@@ -1176,6 +1188,9 @@ export class ChatClient {
         attempts: 0,
       };
       if (typeof reply_to === 'number' && Number.isSafeInteger(reply_to) && reply_to >= 1) p.reply_to = reply_to;
+      const atts = parseAttachments(attachments);
+      if (atts !== null && atts.length > 0) p.attachments = atts;
+      if (p.content === '' && p.attachments === undefined) continue;
       logs[convo_id] = addPending(logs[convo_id] ?? emptyLog, p);
     }
     this.state = { ...this.state, logs };
@@ -1185,7 +1200,7 @@ export class ChatClient {
     const items = Object.values(this.state.logs).flatMap((l) =>
       l.pending
         .filter((p) => p.state !== 'failed')
-        .map(({ client_msg_id, convo_id, content, created_at, reply_to }) => ({ client_msg_id, convo_id, content, created_at, reply_to })),
+        .map(({ client_msg_id, convo_id, content, created_at, reply_to, attachments }) => ({ client_msg_id, convo_id, content, created_at, reply_to, attachments })),
     );
     try {
       if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
@@ -1193,6 +1208,18 @@ export class ChatClient {
     } catch {
       // storage full: the bubbles stay in memory for this page
     }
+  }
+
+  // ---- attachments -------------------------------------------------------------------
+
+  /** Starts the upload of a file to conversation `id` (presign, PUT, complete). */
+  upload(id: string, file: File, on: Omit<UploadEvents, 'maxBytes'>): UploadHandle {
+    return uploadFile(this.api, id, file, {
+      ...on,
+      maxBytes: (n) => {
+        this.attachmentMaxBytes = n;
+      },
+    });
   }
 
   // ---- typing ------------------------------------------------------------------------
@@ -1371,6 +1398,10 @@ export class ChatClient {
     if (ack.status === 'error' && ack.error?.code === 'no_such_message') {
       // the message it replies to is not an earlier one of this conversation
       ack = { ...ack, error: { code: ack.error.code, message: 'The message it replies to is not in this conversation.' } };
+    }
+    if (ack.status === 'error' && ack.error?.code === 'invalid_attachment') {
+      // an upload that is not complete, not mine, or past its send window
+      ack = { ...ack, error: { code: ack.error.code, message: `A file it carries cannot be sent (${ack.error.message || 'invalid attachment'}).` } };
     }
     const log = applyAck(this.log(id), ack, this.state.me.user_id);
     this.setLog(id, log);

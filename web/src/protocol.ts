@@ -8,6 +8,25 @@ export const MAX_ID_BYTES = 128; // the processor's default --max-id-bytes
 export const MAX_FRAME_BYTES = 256 * 1024; // larger incoming frames are dropped unread
 export const MAX_USERNAME = 64;
 export const MAX_PASSWORD = 1024;
+/** at most this many files in one message (message.send's `attachments`) */
+export const MAX_ATTACHMENTS = 10;
+
+/** A file a message carries, as the API found it in the object store (POST
+ * /attachments/{id}/complete, and every message that carries it). */
+export interface Attachment {
+  id: string;
+  key: string;
+  /** the file name the sender gave */
+  name: string;
+  /** bytes */
+  size: number;
+  content_type: string;
+  /** an image's size in pixels, else null */
+  width: number | null;
+  height: number | null;
+  /** an image's thumbnail (WebP, at most 320 by 320), else null */
+  thumb_key: string | null;
+}
 
 export interface Message {
   convo_id: string;
@@ -27,6 +46,9 @@ export interface Message {
   reactions?: readonly Reaction[];
   /** my own reaction (null: none); absent when the source does not say */
   my_reaction?: string | null;
+  /** the files it carries ([] when none, and once deleted); absent when the source does not
+   * say */
+  attachments?: readonly Attachment[];
 }
 
 /** One emoji on a message and how many members chose it. */
@@ -158,7 +180,7 @@ export type ServerFrame =
     };
 
 export type ClientFrame =
-  | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string; reply_to?: number }
+  | { type: 'message.send'; convo_id: string; client_msg_id: string; content: string; reply_to?: number; attachments?: string[] }
   | { type: 'message.read'; convo_id: string; seq_no: number }
   | { type: 'message.edit'; convo_id: string; seq_no: number; content: string }
   | { type: 'message.delete'; convo_id: string; seq_no: number }
@@ -243,6 +265,47 @@ function optReaction(v: unknown): string | null | undefined {
   return validReaction(v) ? v : undefined;
 }
 
+function dimension(v: unknown): number | null | undefined {
+  if (v === null || v === undefined) return null;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined;
+}
+
+/** One attachment as the server describes it, or null when a field is missing or of the
+ * wrong type. */
+export function parseAttachment(v: unknown): Attachment | null {
+  if (!isObj(v)) return null;
+  const id = str(v, 'id');
+  const key = str(v, 'key');
+  const name = str(v, 'name');
+  const content_type = str(v, 'content_type');
+  const size = v['size'];
+  const width = dimension(v['width']);
+  const height = dimension(v['height']);
+  const thumb = v['thumb_key'];
+  if (!validId(id) || key === null || name === null || content_type === null) return null;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1) return null;
+  if (width === undefined || height === undefined) return null;
+  if (thumb !== null && thumb !== undefined && typeof thumb !== 'string') return null;
+  return { id, key, name, size, content_type, width, height, thumb_key: typeof thumb === 'string' && thumb ? thumb : null };
+}
+
+/** A message's `attachments`: the list (malformed entries left out, at most MAX_ATTACHMENTS),
+ * or null when the field is not a list. */
+export function parseAttachments(v: unknown): Attachment[] | null {
+  if (!Array.isArray(v)) return null;
+  return (v as unknown[])
+    .slice(0, MAX_ATTACHMENTS)
+    .map(parseAttachment)
+    .filter((a): a is Attachment => a !== null);
+}
+
+/** Whether two lists of attachments name the same files, in the same order. */
+export function sameAttachments(a: readonly Attachment[] | undefined, b: readonly Attachment[] | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  return a.every((x, i) => x.id === b[i]?.id);
+}
+
 export function parseMessage(v: unknown): Message | null {
   if (!isObj(v)) return null;
   const convo_id = str(v, 'convo_id');
@@ -277,6 +340,9 @@ export function parseMessage(v: unknown): Message | null {
   if (reactions !== null) m.reactions = m.deleted ? [] : reactions;
   const mine = optReaction(v['my_reaction']);
   if (mine !== undefined) m.my_reaction = m.deleted ? null : mine;
+  // the files it carries: none once deleted
+  const atts = parseAttachments(v['attachments']);
+  if (atts !== null) m.attachments = m.deleted ? [] : atts;
   return m;
 }
 

@@ -555,3 +555,25 @@ describe('"seen by" under my latest message in a group', () => {
     expect(seenByText(['ann'], 2)).toBe('Seen by ann and 1 more');
   });
 });
+
+describe('attachments', () => {
+  const file = { id: 'a_1', key: 'k', name: 'r.pdf', size: 3, content_type: 'application/pdf', width: null, height: null, thumb_key: null };
+
+  it('a copy that does not carry them keeps them; a tombstone has none', () => {
+    let log = mergeMessages(emptyLog, [{ ...msg(1), attachments: [file] }], ME);
+    // a live copy (a frame of another tab, a sync) that does not say
+    log = mergeMessages(log, [msg(1)], ME);
+    expect(messageAt(log, 1)?.attachments).toEqual([file]);
+    log = mergeMessages(log, [{ ...msg(1), content: '', deleted: true }], ME);
+    expect(messageAt(log, 1)?.attachments).toEqual([]);
+    const other = patchMessage(mergeMessages(emptyLog, [{ ...msg(2), attachments: [file] }], ME), 2, { deleted: true });
+    expect(messageAt(other, 2)?.attachments).toEqual([]);
+  });
+
+  it('the ack turns my bubble into a message with its files', () => {
+    const p: PendingMessage = { ...pending('k9', ''), attachments: [file] };
+    const log = applyAck(addPending(emptyLog, p), { client_msg_id: 'k9', status: 'ok', seq_no: 1, server_msg_id: 's' }, ME);
+    expect(log.pending).toEqual([]);
+    expect(messageAt(log, 1)).toMatchObject({ content: '', attachments: [file], sender_id: ME });
+  });
+});

@@ -10,7 +10,7 @@
 //   conversation list's last_seq); a seq_no between the loaded ones and knownLast that is not
 //   loaded is a gap, which the client backfills from history.
 
-import type { Ack, Conversation, ConversationUpdate, Member, Message, Reaction, Role } from './protocol';
+import { sameAttachments, type Ack, type Attachment, type Conversation, type ConversationUpdate, type Member, type Message, type Reaction, type Role } from './protocol';
 
 export type PendingState = 'queued' | 'sending' | 'failed';
 
@@ -24,6 +24,9 @@ export interface PendingMessage {
   error?: string;
   /** the seq_no it quotes: sent with every attempt, and kept by the message it becomes */
   reply_to?: number;
+  /** the completed uploads it carries: their ids sent with every attempt, the files kept by
+   * the message it becomes */
+  attachments?: readonly Attachment[];
 }
 
 export interface ConvoLog {
@@ -89,9 +92,12 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
       // a tombstone has none
       let reactions = m.reactions ?? old.reactions;
       let my_reaction = m.my_reaction !== undefined ? m.my_reaction : old.my_reaction;
+      // the files a message carries never change; a copy that does not say keeps them
+      let attachments = m.attachments ?? old.attachments;
       if (m.deleted) {
         reactions = reactions === undefined ? undefined : [];
         my_reaction = my_reaction === undefined ? undefined : null;
+        attachments = attachments === undefined ? undefined : [];
       }
       if (
         old.content !== m.content ||
@@ -99,12 +105,14 @@ export function mergeMessages(log: ConvoLog, incoming: readonly Message[], me: s
         Boolean(old.deleted) !== Boolean(m.deleted) ||
         old.reply_to !== reply_to ||
         !sameReactions(old.reactions, reactions) ||
-        old.my_reaction !== my_reaction
+        old.my_reaction !== my_reaction ||
+        !sameAttachments(old.attachments, attachments)
       ) {
         const next: Message = { ...m, created_at: m.created_at || old.created_at };
         if (reply_to !== undefined) next.reply_to = reply_to;
         if (reactions !== undefined) next.reactions = reactions;
         if (my_reaction !== undefined) next.my_reaction = my_reaction;
+        if (attachments !== undefined) next.attachments = attachments;
         messages[i] = next;
         changed = true;
       }
@@ -141,9 +149,10 @@ export function patchMessage(log: ConvoLog, seq: number, change: { content?: str
   if (change.deleted) {
     next.deleted = true;
     next.content = '';
-    // a deleted message loses its reactions
+    // a deleted message loses its reactions and its files
     if (next.reactions !== undefined) next.reactions = [];
     if (next.my_reaction !== undefined) next.my_reaction = null;
+    if (next.attachments !== undefined) next.attachments = [];
   }
   const messages = log.messages.slice();
   messages[i] = next;
@@ -296,6 +305,7 @@ export function applyAck(log: ConvoLog, ack: Ack, me: string): ConvoLog {
     created_at: p.created_at,
   };
   if (p.reply_to !== undefined) message.reply_to = p.reply_to;
+  if (p.attachments !== undefined && p.attachments.length > 0) message.attachments = p.attachments;
   if (hasSeq(log, ack.seq_no)) return removePending(noteKnownLast(log, ack.seq_no), p.client_msg_id);
   return mergeMessages(log, [message], me);
 }

@@ -6,6 +6,16 @@ emptyDir), so the root filesystem stays read-only and nginx runs as any uid.
 */}}
 {{- define "kchat.webConfig" -}}
 {{- $w := .Values.web -}}
+{{- /* The object store's origin (s3.endpoint, which the API's presigned URLs name): the page
+       uploads attachments to it and shows their thumbnails from it. */ -}}
+{{- $s3 := "" -}}
+{{- with .Values.s3.endpoint -}}
+{{- $u := urlParse . -}}
+{{- if not (and (has $u.scheme (list "http" "https")) (regexMatch "^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$" $u.host)) -}}
+{{- fail (printf "s3.endpoint must be an http(s) URL, not %q" .) -}}
+{{- end -}}
+{{- $s3 = printf " %s://%s" $u.scheme (lower $u.host) -}}
+{{- end -}}
 worker_processes 1;
 pid /tmp/nginx.pid;
 error_log stderr notice;
@@ -68,7 +78,9 @@ http {
         add_header X-Content-Type-Options nosniff always;
         add_header Referrer-Policy no-referrer always;
         add_header X-Frame-Options DENY always;
-        add_header Content-Security-Policy "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'" always;
+        # the object store's origin (s3.endpoint), when there is one, is the only other one the
+        # page may reach: attachments are uploaded and shown through its presigned URLs
+        add_header Content-Security-Policy "default-src 'self'; connect-src 'self'{{ $s3 }}; img-src 'self' data:{{ $s3 }}; style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'" always;
 
         # The REST paths of docs/openapi.yaml, as the local ingress routes them.
         location /auth/         { include /etc/kchat/nginx/proxy-api.conf; }

@@ -358,7 +358,9 @@ def render_ingress(tmp_path, env, dist):
 def test_the_ingress_settings_are_checked(tmp_path, model):
     env = ingress_env(model)
     for key, bad in [("KCHAT_INGRESS_GATEWAYS", ""), ("KCHAT_INGRESS_GATEWAYS", "gateway"),
-                     ("KCHAT_INGRESS_API", "api"), ("KCHAT_INGRESS_WS_TIMEOUT_S", "5")]:
+                     ("KCHAT_INGRESS_API", "api"), ("KCHAT_INGRESS_WS_TIMEOUT_S", "5"),
+                     ("KCHAT_INGRESS_S3_ORIGIN", "http://minio:9000/bucket"),
+                     ("KCHAT_INGRESS_S3_ORIGIN", "http://x;script-src *")]:
         r, _ = render_ingress(tmp_path / f"{key}-{bad}", {**env, key: bad}, tmp_path)
         assert r.returncode != 0 and key in r.stderr, (key, bad, r.stderr)
 
@@ -379,6 +381,20 @@ def test_the_rendered_ingress_routes_like_the_local_one(tmp_path, model):
         assert line and "proxy-api.conf" in line.group(0), path
     assert re.search(r"location = /metrics \{\s*default_type application/json;\s*return 404", conf)
     assert re.search(r"listen 8080;", conf)
+    # the page may reach the object store the API's presigned URLs name, and nothing else
+    store = re.match(r"^(https?://[^/]+)", model["services"]["api"]["environment"]["KCHAT_S3_ENDPOINT"]).group(1)
+    assert env["KCHAT_INGRESS_S3_ORIGIN"] == store
+    csp = re.search(r'add_header Content-Security-Policy "([^"]*)"', conf).group(1)
+    assert f"connect-src 'self' {store};" in csp and f"img-src 'self' data: {store};" in csp, csp
+    assert "default-src 'self';" in csp and "object-src 'none'" in csp and "frame-ancestors 'none'" in csp
+
+
+def test_the_ingress_without_an_object_store_keeps_the_page_to_itself(tmp_path, model):
+    env = {**ingress_env(model), "KCHAT_INGRESS_S3_ORIGIN": ""}
+    r, d = render_ingress(tmp_path, env, tmp_path / "dist")
+    assert r.returncode == 0, r.stderr
+    conf = (d / "nginx.conf").read_text()
+    assert "connect-src 'self'; img-src 'self' data:; style-src 'self';" in conf
 
 
 def gone(pid):

@@ -409,6 +409,20 @@ def test_web_container_behaves(tools, chart, tmp_path):
         api.shutdown()
 
 
+def test_web_csp_names_the_object_store(tools, chart):
+    """The page uploads attachments to, and shows thumbnails from, the object store the API
+    presigns for (s3.endpoint): its origin joins 'self' in connect-src and img-src only."""
+    def csp(*args):
+        conf, _ = web_config(render(tools, chart, *args))
+        return re.search(r'add_header Content-Security-Policy "([^"]*)"', conf).group(1)
+    strict = "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    assert csp() == f"default-src 'self'; connect-src 'self'; img-src 'self' data:; {strict}"
+    assert csp(*production_args()) == ("default-src 'self'; connect-src 'self' https://s3.eu-west-1.amazonaws.com; "
+                                       f"img-src 'self' data: https://s3.eu-west-1.amazonaws.com; {strict}")
+    assert "connect-src 'self' http://minio.storage:9000;" in csp("--set", "s3.endpoint=http://MinIO.storage:9000/")
+    assert "s3.endpoint must be an http(s) URL" in refused(tools, chart, "--set", "s3.endpoint=minio:9000")
+
+
 @pytest.mark.parametrize("component", ["api", "processor"])
 def test_each_pod_has_its_own_instance_id(tools, chart, component):
     docs = render(tools, chart, "--set", f"{component}.replicas=3")

@@ -83,6 +83,75 @@ def test_client_at_root_with_spa_fallback(ingress):
     assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", "")
 
 
+def csp_of(url):
+    """The page's Content-Security-Policy as {directive: [sources]}."""
+    _, headers, _ = http_get(url + "/")
+    out = {}
+    for part in headers.get("Content-Security-Policy", "").split(";"):
+        words = part.split()
+        if words:
+            out[words[0]] = words[1:]
+    return out
+
+
+STRICT = {"default-src": ["'self'"], "style-src": ["'self'"], "object-src": ["'none'"],
+          "base-uri": ["'none'"], "frame-ancestors": ["'none'"]}
+
+
+@pytest.mark.parametrize("settings,origin", [
+    # nothing set: the page reaches its own origin only
+    ({}, None),
+    # the object store the API presigns for (scripts/stack.sh exports KCHAT_S3_ENDPOINT)
+    ({"KCHAT_S3_ENDPOINT": "http://127.0.0.1:17040"}, "http://127.0.0.1:17040"),
+    ({"KCHAT_S3_ENDPOINT": "https://S3.Example.com/some/path"}, "https://s3.example.com"),
+    # the origin browsers reach it at, when it is another
+    ({"KCHAT_S3_ENDPOINT": "http://minio:9000", "KCHAT_INGRESS_S3_ORIGIN": "https://files.example.com:8443"},
+     "https://files.example.com:8443"),
+])
+def test_csp_lets_the_page_reach_the_object_store_only(tmp_path, dist, settings, origin):
+    """Attachments go straight between the browser and the object store: its origin joins
+    'self' in connect-src (the upload) and img-src (thumbnails), nowhere else, and the rest of
+    the policy stays as strict."""
+    port = free_port()
+    env = ingress_env(tmp_path, dist, port)
+    for k in ("KCHAT_S3_ENDPOINT", "KCHAT_INGRESS_S3_ORIGIN"):
+        env.pop(k, None)
+    env.update(settings)
+    nginx("start", env)
+    try:
+        csp = csp_of(f"http://127.0.0.1:{port}")
+    finally:
+        nginx("stop", env)
+    extra = [origin] if origin else []
+    assert csp == {**STRICT, "connect-src": ["'self'", *extra], "img-src": ["'self'", "data:", *extra]}, csp
+
+
+@pytest.mark.parametrize("bad", ["ftp://files.example.com", "http://x.example.com;script-src *",
+                                 "http://x.example.com/'a", "files.example.com"])
+def test_a_bad_object_store_origin_is_refused(tmp_path, dist, bad):
+    env = ingress_env(tmp_path, dist, free_port(), KCHAT_INGRESS_S3_ORIGIN=bad)
+    r = nginx("start", env, check=False)
+    assert r.returncode != 0 and "not an http(s) URL" in r.stderr, r.stderr
+    assert not (tmp_path / "state" / "nginx" / "nginx.conf").exists()
+
+
+def test_the_object_store_answers_the_pages_preflight():
+    """The browser PUTs an attachment to the stack's MinIO from the ingress's origin with a
+    Content-Type header: MinIO answers its CORS preflight for that origin (scripts/minio.sh,
+    KCHAT_MINIO_CORS_ORIGINS)."""
+    base = int(ENV["KCHAT_PORT_BASE"])
+    origin = f"http://127.0.0.1:{8080 if base == 17000 else base + 88}"
+    url = (f"http://127.0.0.1:{ENV['KCHAT_MINIO_PORT']}/{ENV['KCHAT_S3_BUCKET']}"
+           "/attachments/c_x/a_x/f/photo.png?X-Amz-Algorithm=AWS4-HMAC-SHA256")
+    status, headers, _ = http_get(url, method="OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type"})
+    assert status in (200, 204), status
+    assert headers.get("Access-Control-Allow-Origin") in (origin, "*"), headers
+    assert "PUT" in headers.get("Access-Control-Allow-Methods", ""), headers
+    assert "content-type" in headers.get("Access-Control-Allow-Headers", "").lower(), headers
+
+
 @pytest.mark.parametrize("method,path,body", [
     ("GET", "/health", None),
     ("POST", "/auth/login", b'{"username":"nobody","password":"x"}'),

@@ -71,5 +71,6 @@ def test_end_to_end(node_modules):
     assert " passed" in out and " failed" not in out and " skipped" not in out, out[-5000:]
     for shot in ["01-login", "02-conversation-list", "04-conversation", "05-offline",
                  "07-phone-list", "08-phone-conversation", "10-search-jump", "12-deep-link",
-                 "14-notification", "15-muted"]:
+                 "14-notification", "15-muted", "16-upload-progress", "17-attachments",
+                 "18-file-card"]:
         assert (ARTIFACTS / f"{shot}.png").stat().st_size > 1000, shot

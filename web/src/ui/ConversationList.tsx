@@ -1,3 +1,4 @@
+import { previewOf } from '../attachments';
 import type { ChatState } from '../chat';
 import { isMuted } from '../protocol';
 import { nameOf, timeOf, titleOf } from './format';
@@ -24,7 +25,7 @@ export function ConversationList({ state, onOpen }: { state: ChatState; onOpen: 
             const online = others.some((m) => state.presence[m.user_id]?.online);
             const last = c.last_message;
             const lastText = last
-              ? `${last.sender_id === me ? 'You' : nameOf(state.names, last.sender_id)}: ${last.content}`
+              ? `${last.sender_id === me ? 'You' : nameOf(state.names, last.sender_id)}: ${previewOf(last)}`
               : 'No messages yet';
             const active = c.id === state.openConvo;
             const muted = isMuted(c);

@@ -1,8 +1,11 @@
-import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState, type ClipboardEvent, type DragEvent, type KeyboardEvent } from 'react';
+import { admitFiles, canSend, contentTypeOf, previewOf, readyAttachments, uploadErrorText, type Upload } from '../attachments';
+import { ApiError } from '../api';
 import type { ChatClient, ChatState } from '../chat';
-import { MAX_CONTENT_BYTES, utf8Bytes, type Message, type Reaction } from '../protocol';
+import { MAX_ATTACHMENTS, MAX_CONTENT_BYTES, utf8Bytes, type Attachment, type Message, type Reaction } from '../protocol';
 import { contiguousTop, emptyLog, emptyReceipts, hasSeq, messageAt, oldestSeq, seenByText, tickFor, type ConvoLog, type PendingMessage, type Tick } from '../store';
 import { dayLabelOf, dayNumberOf, fullTimeOf, lastSeenText, layoutOf, nameOf, snippetOf, timeOf, titleOf } from './format';
+import { MessageAttachments, PaperclipIcon, PendingAttachments, UploadChips } from './Attachments';
 import { MessageText } from './MessageText';
 import { MemberPanel } from './MemberPanel';
 import { MuteMenu } from './MuteMenu';
@@ -17,6 +20,12 @@ const tickLabel: Record<Tick, string> = {
 };
 
 const noReactions: readonly Reaction[] = [];
+const noAttachments: readonly Attachment[] = [];
+
+/** Whether a drag carries files (not text or a link dragged from the page). */
+function dragsFiles(e: DragEvent): boolean {
+  return Array.from(e.dataTransfer?.types ?? []).includes('Files');
+}
 
 /** how long a message shown from a quote stays highlighted */
 const HIGHLIGHT_MS = 2000;
@@ -58,7 +67,7 @@ function quoteInfo(log: ConvoLog, seq: number, names: Readonly<Record<string, st
   const q = messageAt(log, seq);
   if (!q) return { seq, sender: null, text: `message #${seq}`, deleted: false };
   const sender = nameOf(names, q.sender_id);
-  return q.deleted ? { seq, sender, text: 'deleted message', deleted: true } : { seq, sender, text: snippetOf(q.content), deleted: false };
+  return q.deleted ? { seq, sender, text: 'deleted message', deleted: true } : { seq, sender, text: snippetOf(previewOf(q)), deleted: false };
 }
 
 /** The quote above a reply: a button that shows the quoted message. */
@@ -127,6 +136,15 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
   const [atBottom, setAtBottom] = useState(true);
   const [text, setText] = useState('');
   const [sendError, setSendError] = useState<string | null>(null);
+  /** the files being attached to the message being written, in the order added */
+  const [uploads, setUploads] = useState<Upload[]>([]);
+  const uploadsNow = useRef<Upload[]>([]);
+  const uploadHandles = useRef(new Map<string, { cancel(): void }>());
+  const uploadSeq = useRef(0);
+  /** why files were not attached, until the next message goes */
+  const [uploadErrors, setUploadErrors] = useState<string[]>([]);
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
   const composerId = useId();
   const titleId = useId();
   const [showDetails, setShowDetails] = useState(false);
@@ -138,6 +156,91 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
   const highlightTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   /** a quoted message being loaded, shown once it is */
   const jumpTarget = useRef<number | null>(null);
+
+  function changeUploads(fn: (us: Upload[]) => Upload[]) {
+    uploadsNow.current = fn(uploadsNow.current);
+    setUploads(uploadsNow.current);
+  }
+
+  function patchUpload(key: string, patch: Partial<Upload>) {
+    changeUploads((us) => us.map((u) => (u.key === key ? { ...u, ...patch } : u)));
+  }
+
+  /** Attaches files (picker, drop or paste): each is uploaded at once, in the background. */
+  function addFiles(files: File[]) {
+    if (files.length === 0) return;
+    const { admitted, refused } = admitFiles(uploadsNow.current, files, client.attachmentMaxBytes);
+    setUploadErrors(refused);
+    setSendError(null);
+    for (const file of admitted) {
+      const key = `u${++uploadSeq.current}`;
+      const u: Upload = { key, name: file.name || 'file', size: file.size, content_type: contentTypeOf(file), phase: 'presigning', loaded: 0 };
+      changeUploads((us) => [...us, u]);
+      const h = client.upload(id, file, {
+        uploading: () => patchUpload(key, { phase: 'uploading' }),
+        progress: (loaded) => patchUpload(key, { loaded }),
+        completing: () => patchUpload(key, { phase: 'completing', loaded: file.size }),
+      });
+      uploadHandles.current.set(key, h);
+      h.done.then(
+        (attachment) => {
+          uploadHandles.current.delete(key);
+          patchUpload(key, { phase: 'done', attachment });
+        },
+        (e: unknown) => {
+          uploadHandles.current.delete(key);
+          changeUploads((us) => us.filter((x) => x.key !== key));
+          if (e instanceof ApiError && e.code === 'cancelled') return;
+          const text = e instanceof ApiError ? uploadErrorText(u.name, e.code, e.message) : uploadErrorText(u.name, 'error', e instanceof Error ? e.message : '');
+          setUploadErrors((errs) => [...errs, text]);
+        },
+      );
+    }
+  }
+
+  /** Cancels an upload (its PUT is aborted), or takes a finished one back out. */
+  function cancelUpload(key: string) {
+    uploadHandles.current.get(key)?.cancel();
+    uploadHandles.current.delete(key);
+    changeUploads((us) => us.filter((u) => u.key !== key));
+    composer.current?.focus();
+  }
+
+  // leaving the conversation cancels what is still uploading
+  useEffect(
+    () => () => {
+      for (const h of uploadHandles.current.values()) h.cancel();
+      uploadHandles.current.clear();
+    },
+    [],
+  );
+
+  function onDragOver(e: DragEvent<HTMLElement>) {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'copy';
+    if (!dragging) setDragging(true);
+  }
+
+  function onDragLeave(e: DragEvent<HTMLElement>) {
+    const to = e.relatedTarget;
+    if (!(to instanceof Node) || !e.currentTarget.contains(to)) setDragging(false);
+  }
+
+  function onDrop(e: DragEvent<HTMLElement>) {
+    setDragging(false);
+    if (!dragsFiles(e) && (e.dataTransfer?.files.length ?? 0) === 0) return;
+    e.preventDefault();
+    addFiles(Array.from(e.dataTransfer.files));
+  }
+
+  function onPaste(e: ClipboardEvent<HTMLTextAreaElement>) {
+    const files = Array.from(e.clipboardData?.files ?? []);
+    if (files.length === 0) return;
+    // an image copied alone is attached; text that came with it is pasted as usual
+    if (!Array.from(e.clipboardData.types).includes('text/plain')) e.preventDefault();
+    addFiles(files);
+  }
 
   function closeDetails() {
     setShowDetails(false);
@@ -383,13 +486,19 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
   const newBelow = conv?.unread ?? 0;
 
   function send() {
-    const err = client.sendMessage(id, text, replyTo ?? undefined);
+    if (uploads.some((u) => u.phase !== 'done')) {
+      setSendError('Wait until the files have finished uploading, or cancel them.');
+      return;
+    }
+    const err = client.sendMessage(id, text, replyTo ?? undefined, readyAttachments(uploads));
     if (err) {
       setSendError(err);
       return;
     }
     setText('');
     setSendError(null);
+    changeUploads(() => []);
+    setUploadErrors([]);
     setReplyTo(null);
     stick.current = true;
     // sent from an older part: the client goes back to the newest messages, and so does the
@@ -420,7 +529,9 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
       : null;
 
   const replying = replyTo !== null ? quoteInfo(log, replyTo, state.names) : null;
-  const describedBy = [replying ? `${composerId}-reply` : '', sendError ? `${composerId}-err` : ''].filter(Boolean).join(' ');
+  const describedBy = [replying ? `${composerId}-reply` : '', sendError ? `${composerId}-err` : '', uploadErrors.length > 0 ? `${composerId}-upload-err` : '']
+    .filter(Boolean)
+    .join(' ');
 
   const bytes = utf8Bytes(text);
   const presenceLine = others
@@ -432,7 +543,20 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
     .join(' · ');
 
   return (
-    <section className="convo" aria-labelledby={titleId}>
+    <section
+      className={`convo${dragging ? ' dragging' : ''}`}
+      aria-labelledby={titleId}
+      onDragOver={onDragOver}
+      onDragEnter={onDragOver}
+      onDragLeave={onDragLeave}
+      onDrop={onDrop}
+      data-testid="conversation"
+    >
+      {dragging && (
+        <div className="drop-hint" aria-hidden="true">
+          Drop files to attach them
+        </div>
+      )}
       <header className="convo-header">
         <button type="button" className="ghost back" onClick={onBack} aria-label="Back to conversations">
           ←
@@ -523,6 +647,8 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
             ),
             <MessageItem
               key={m.seq_no}
+              client={client}
+              convoId={id}
               seenText={m === myLast ? seenText : ''}
               m={m}
               mine={m.sender_id === me}
@@ -606,6 +732,40 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
             </button>
           </div>
         )}
+        <UploadChips uploads={uploads} onCancel={cancelUpload} />
+        {uploadErrors.length > 0 && (
+          <div id={`${composerId}-upload-err`} className="error composer-note upload-errors" role="alert" data-testid="upload-errors">
+            {uploadErrors.map((t, i) => (
+              <p key={i}>{t}</p>
+            ))}
+            <button type="button" className="link" onClick={() => setUploadErrors([])}>
+              Dismiss
+            </button>
+          </div>
+        )}
+        <input
+          ref={fileInput}
+          type="file"
+          multiple
+          className="visually-hidden"
+          tabIndex={-1}
+          aria-label="Choose files to attach"
+          data-testid="file-input"
+          onChange={(e) => {
+            addFiles(Array.from(e.target.files ?? []));
+            e.target.value = '';
+          }}
+        />
+        <button
+          type="button"
+          className="ghost attach"
+          aria-label="Attach files"
+          title={`Attach files (at most ${MAX_ATTACHMENTS}; or drop or paste them here)`}
+          disabled={uploads.length >= MAX_ATTACHMENTS}
+          onClick={() => fileInput.current?.click()}
+        >
+          <PaperclipIcon />
+        </button>
         <label htmlFor={composerId} className="visually-hidden">
           Message
         </label>
@@ -625,8 +785,9 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
           }}
           onBlur={() => client.stopTyping(id)}
           onKeyDown={onKey}
+          onPaste={onPaste}
         />
-        <button type="submit" className="primary" disabled={!text.trim() || bytes > MAX_CONTENT_BYTES}>
+        <button type="submit" className="primary" disabled={!canSend(text, uploads) || bytes > MAX_CONTENT_BYTES}>
           Send
         </button>
         {(sendError || bytes > MAX_CONTENT_BYTES * 0.9) && (
@@ -640,6 +801,8 @@ export function ConversationView({ client, state, id, target, onBack, onLatest }
 }
 
 function MessageItem({
+  client,
+  convoId,
   m,
   mine,
   continues,
@@ -653,6 +816,8 @@ function MessageItem({
   onChange,
   onReact,
 }: {
+  client: ChatClient;
+  convoId: string;
   /** "Seen by …" under my latest message in a group, else "" */
   seenText: string;
   m: Message;
@@ -735,10 +900,14 @@ function MessageItem({
           </button>
         </form>
       ) : (
-        <span className="content" dir="auto">
-          <MessageText text={m.content} />
-        </span>
+        // a message of files only has no text to show
+        (m.content !== '' || (m.attachments ?? noAttachments).length === 0) && (
+          <span className="content" dir="auto">
+            <MessageText text={m.content} />
+          </span>
+        )
       )}
+      {!m.deleted && mode !== 'edit' && <MessageAttachments client={client} convoId={convoId} attachments={m.attachments ?? noAttachments} />}
       {!m.deleted && <ReactionChips reactions={m.reactions ?? noReactions} mine={myReaction} onReact={react} fallback={reactButton} />}
       <span className="meta">
         {m.edited && !m.deleted && <span>edited</span>}
@@ -848,9 +1017,12 @@ function PendingItem({
       data-reply-to={p.reply_to}
     >
       {quote && <Quote q={quote} onJump={onJump} />}
-      <span className="content" dir="auto">
-        <MessageText text={p.content} />
-      </span>
+      {(p.content !== '' || (p.attachments ?? noAttachments).length === 0) && (
+        <span className="content" dir="auto">
+          <MessageText text={p.content} />
+        </span>
+      )}
+      <PendingAttachments attachments={p.attachments ?? noAttachments} />
       <span className="meta">
         {p.state === 'queued' && <span>Waiting for connection</span>}
         <TickMark tick={tick} />

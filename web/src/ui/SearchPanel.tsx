@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import type { SearchHit } from '../api';
 import type { ChatClient, ChatState } from '../chat';
+import { previewOf } from '../attachments';
 import { nameOf, snippetOf, timeOf, titleOf } from './format';
 import { splitHeadline } from './headline';
 
@@ -129,7 +130,7 @@ export function SearchPanel({
                       {nameOf(state.names, m.sender_id)} in {convTitle(m.convo_id)}
                     </span>
                     <span className="convo-last hit-text" dir="auto" data-testid="headline">
-                      {headline ? <Headline text={headline} /> : snippetOf(m.content, 160)}
+                      {headline ? <Headline text={headline} /> : snippetOf(previewOf(m), 160)}
                     </span>
                   </span>
                   <span className="convo-time">{timeOf(m.created_at)}</span>

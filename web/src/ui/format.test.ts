@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GROUP_GAP_MS, dayLabelOf, dayNumberOf, layoutOf, snippetOf } from './format';
+import { GROUP_GAP_MS, dayLabelOf, dayNumberOf, layoutOf, sizeOf, snippetOf } from './format';
 
 describe('the snippet of a quoted message', () => {
   it('folds whitespace and keeps a short text whole', () => {
@@ -110,5 +110,21 @@ describe('groups and date separators', () => {
       { day: null, continues: false },
     ]);
     expect(layoutOf([], now, o)).toEqual([]);
+  });
+});
+
+describe('sizes', () => {
+  it('says bytes below a kilobyte, and one unit with at most one decimal above', () => {
+    expect(sizeOf(0)).toBe('0 bytes');
+    expect(sizeOf(1)).toBe('1 byte');
+    expect(sizeOf(1023)).toBe('1023 bytes');
+    expect(sizeOf(1024)).toBe('1 KB');
+    expect(sizeOf(1536)).toBe('1.5 KB');
+    expect(sizeOf(48 * 1024 + 30)).toBe('48 KB');
+    expect(sizeOf(1024 * 1024 - 1)).toBe('1 MB');
+    expect(sizeOf(3.45 * 1024 * 1024)).toBe('3.5 MB');
+    expect(sizeOf(100 * 1024 * 1024)).toBe('100 MB');
+    expect(sizeOf(5 * 1024 ** 3)).toBe('5 GB');
+    expect(sizeOf(-1)).toBe('');
   });
 });

@@ -47,6 +47,23 @@ export function muteText(until: number | null, now = Date.now()): string {
   return `Muted until ${same ? timeFmt.format(d) : fullFmt.format(d)}`;
 }
 
+const UNITS = ['KB', 'MB', 'GB', 'TB'];
+
+/** A size in bytes for people: "512 bytes", "1 byte", "1.5 KB", "12 KB", "3.4 MB" (units of
+ * 1024; one decimal below 10, none above; never "1024 KB"). */
+export function sizeOf(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return '';
+  if (bytes < 1024) return bytes === 1 ? '1 byte' : `${Math.round(bytes)} bytes`;
+  let v = bytes / 1024;
+  let i = 0;
+  for (;;) {
+    const shown = v < 10 ? Math.round(v * 10) / 10 : Math.round(v);
+    if (shown < 1024 || i === UNITS.length - 1) return `${shown} ${UNITS[i]}`;
+    v /= 1024;
+    i++;
+  }
+}
+
 /** The start of a message for a quote: whitespace folded to single spaces, at most `max`
  * characters (whole code points), with an ellipsis when cut. */
 export function snippetOf(text: string, max = 100): string {

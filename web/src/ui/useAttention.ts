@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
+import { previewOf } from '../attachments';
 import {
   APP_NAME,
   PLAIN_FAVICON,
@@ -79,7 +80,7 @@ export function useAttention(
         const hidden = document.visibilityState === 'hidden';
         if (!shouldNotify({ message: m, me, conversation: c, hidden, enabled: enabled.current && permission() === 'granted' })) return;
         const names = client.getState().names;
-        const text = notificationText(nameOf(names, m.sender_id), c ? titleOf(c, names, me) : null, c?.kind === 'direct', m.content);
+        const text = notificationText(nameOf(names, m.sender_id), c ? titleOf(c, names, me) : null, c?.kind === 'direct', previewOf(m));
         try {
           // one per conversation at a time (tag), each new one still announced (renotify,
           // which the DOM typings do not list yet)
