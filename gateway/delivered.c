@@ -23,17 +23,9 @@ typedef struct {
     int64_t seq;
 } mark_t;
 
-void gw_delivered_note(gw_t *g, const char *convo_id, size_t convo_len, const char *user_id,
-                       int64_t seq_no)
+/* The mark of key (convo_id, NUL, user_id: klen bytes, no NUL at the end) moves to seq_no. */
+static void note_key(gw_t *g, const char *key, size_t klen, int64_t seq_no)
 {
-    size_t ulen = strlen(user_id);
-    char key[2 * GW_ID_MAX + 2];
-    if (convo_len > GW_ID_MAX || ulen > GW_ID_MAX)
-        return;
-    memcpy(key, convo_id, convo_len);
-    key[convo_len] = '\0';
-    memcpy(key + convo_len + 1, user_id, ulen);
-    size_t klen = convo_len + 1 + ulen;
     mark_t *m = kc_map_get(g->delivered, key, klen);
     if (m) {
         if (seq_no > m->seq)
@@ -49,14 +41,26 @@ void gw_delivered_note(gw_t *g, const char *convo_id, size_t convo_len, const ch
     (void)kc_map_put(g->delivered, key, klen, m);
 }
 
-/* Puts a mark that could not be written back among those waiting (the larger wins). */
+void gw_delivered_note(gw_t *g, const char *convo_id, size_t convo_len, const char *user_id,
+                       int64_t seq_no)
+{
+    size_t ulen = strlen(user_id);
+    char key[2 * GW_ID_MAX + 2];
+    if (convo_len > GW_ID_MAX || ulen > GW_ID_MAX)
+        return;
+    memcpy(key, convo_id, convo_len);
+    key[convo_len] = '\0';
+    memcpy(key + convo_len + 1, user_id, ulen);
+    note_key(g, key, convo_len + 1 + ulen, seq_no);
+}
+
+/* Puts a mark that could not be written back among those waiting (the larger wins). Its key
+ * is as note_key took it: the user's id is not NUL-terminated. */
 static void merge_back(const void *key, size_t klen, void *value, void *arg)
 {
     gw_t *g = arg;
     const mark_t *m = value;
-    const char *k = key;
-    size_t clen = strlen(k);
-    gw_delivered_note(g, k, clen, k + clen + 1, m->seq);
+    note_key(g, key, klen, m->seq);
 }
 
 static void on_written(void *arg, const PGresult *res, const char *err)
