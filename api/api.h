@@ -206,6 +206,8 @@ void api_error(api_req_t *r, int status, const char *code, const char *message);
  * 5xx with one is not logged here (its module logs refusals at a bounded rate). */
 void api_refuse(api_req_t *r, int status, const char *code, const char *message,
                 int retry_after_s);
+/* A connection of the pool that is up (round robin), or NULL. */
+kc_pg_t *api_pg_conn(api_t *a);
 /* A Postgres query for r on the pool; on failure to queue, answers 503 itself and returns -1. */
 int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb);
 /* The JSON body's string field (NULL if absent or not a string); a string holding a NUL is
@@ -215,8 +217,6 @@ const char *api_json_str(const cJSON *obj, const char *name);
  * answering 400. */
 int api_query_int(api_req_t *r, const char *name, long long min, long long max, long long *out,
                   int *present);
-/* Writes a Postgres text[] literal of ids (already checked: [A-Za-z0-9_.:-]) into out. */
-void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n);
 /* Checks a JSON array of user ids (1..max, each a valid id); fills a malloc'd array of
  * pointers into the JSON (dedup not done). 0, or -1 after answering 400. */
 int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n);

@@ -344,16 +344,6 @@ typedef struct {
     int failed;
 } removal_t;
 
-static kc_pg_t *any_pg(api_t *a)
-{
-    for (int i = 0; i < a->npool; i++) {
-        kc_pg_t *c = a->pool[a->next_pg++ % (unsigned)a->npool];
-        if (kc_pg_connected(c))
-            return c;
-    }
-    return NULL;
-}
-
 static void on_released(void *arg, const PGresult *res, const char *err)
 {
     (void)arg;
@@ -372,7 +362,7 @@ static void on_removed(void *arg, const kc_s3_result_t *res)
     api_t *a = m->a;
     if (m->failed) {
         /* Not removed: the next sweep tries again. */
-        kc_pg_t *pg = any_pg(a);
+        kc_pg_t *pg = api_pg_conn(a);
         const char *params[] = {m->id};
         if (!pg || kc_pg_query(pg, "UPDATE uploads SET removed_at = NULL WHERE id = $1", 1,
                                params, on_released, NULL) != 0)
@@ -424,7 +414,7 @@ static void sweep(uv_timer_t *t)
     api_t *a = t->data;
     if (a->sweeping || a->stopping)
         return;
-    kc_pg_t *pg = any_pg(a);
+    kc_pg_t *pg = api_pg_conn(a);
     if (!pg)
         return;
     char grace[24], batch[16];

@@ -479,7 +479,7 @@ static void check_users(api_req_t *r)
 {
     change_t *c = r->state;
     kc_buf_t arr = {0};
-    api_pg_array(&arr, c->members, c->nmembers);
+    kc_pg_text_array(&arr, c->members, c->nmembers);
     const char *params[] = {arr.data};
     (void)api_pg(r,
                  "SELECT min(x) FROM unnest($1::text[]) x "

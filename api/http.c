@@ -150,18 +150,20 @@ void api_refuse(api_req_t *r, int status, const char *code, const char *message,
     answer(r, &resp);
 }
 
-int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb)
+kc_pg_t *api_pg_conn(api_t *a)
 {
-    api_t *a = r->a;
-    kc_pg_t *pg = NULL;
     /* round robin over the connections that are up */
     for (int i = 0; i < a->npool; i++) {
         kc_pg_t *c = a->pool[a->next_pg++ % (unsigned)a->npool];
-        if (kc_pg_connected(c)) {
-            pg = c;
-            break;
-        }
+        if (kc_pg_connected(c))
+            return c;
     }
+    return NULL;
+}
+
+int api_pg(api_req_t *r, const char *sql, int nparams, const char *const *params, kc_pg_cb cb)
+{
+    kc_pg_t *pg = api_pg_conn(r->a);
     if (!pg) {
         api_error(r, 503, "unavailable", "the database is not reachable");
         return -1;
@@ -197,19 +199,6 @@ int api_query_int(api_req_t *r, const char *name, long long min, long long max, 
         return -1;
     }
     return 0;
-}
-
-void api_pg_array(kc_buf_t *out, const char *const *ids, size_t n)
-{
-    kc_buf_putc(out, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            kc_buf_putc(out, ',');
-        kc_buf_putc(out, '"');
-        kc_buf_puts(out, ids[i]); /* ids hold no quote or backslash */
-        kc_buf_putc(out, '"');
-    }
-    kc_buf_putc(out, '}');
 }
 
 int api_member_list(api_req_t *r, const cJSON *arr, size_t max, const char ***out, size_t *n)

@@ -87,10 +87,9 @@ int api_presign_check(api_t *a, char *err, size_t errlen)
                              c->s3_secret_key};
     if (!*c->s3_endpoint)
         return 0;
-    if (kc_s3_cfg_check(&a->s3cfg, err, errlen) != 0)
-        return -1;
-    if (!*c->s3_bucket || !*c->s3_access_key || !*c->s3_secret_key) {
-        kc_strlcpyf(err, errlen, "s3-endpoint needs s3-bucket, s3-access-key and s3-secret-key");
+    char why[160];
+    if (kc_s3_cfg_check(&a->s3cfg, why, sizeof(why)) != 0) {
+        kc_strlcpyf(err, errlen, "s3-%s", why); /* "s3-endpoint must be ...", "... needs ..." */
         return -1;
     }
     return 0;

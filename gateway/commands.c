@@ -175,16 +175,8 @@ typedef struct {
     size_t natt, content_len;
     char convo[GW_ID_MAX + 1];
     char client_msg_id[GW_ID_MAX * 2 + 1];
-    char *ids[KC_CHAT_MAX_ATTACHMENTS];
     char content[]; /* content_len bytes and a NUL */
 } send_q_t;
-
-static void send_q_free(send_q_t *q)
-{
-    for (size_t i = 0; i < q->natt; i++)
-        free(q->ids[i]);
-    free(q);
-}
 
 static void on_attachments(void *arg, const PGresult *res, const char *err)
 {
@@ -192,7 +184,7 @@ static void on_attachments(void *arg, const PGresult *res, const char *err)
     gw_t *g = q->g;
     gw_conn_t *c = gw_conn_find(g, q->conn);
     if (!c) {
-        send_q_free(q); /* closed meanwhile */
+        free(q); /* closed meanwhile */
         return;
     }
     if (c->inflight)
@@ -201,19 +193,14 @@ static void on_attachments(void *arg, const PGresult *res, const char *err)
     if (err || PQnfields(res) != 8) {
         gw_ack_error(g, c, q->client_msg_id, "unavailable",
                      "the attachments could not be checked: retry with the same client_msg_id");
-        send_q_free(q);
+        free(q);
         return;
     }
-    /* In the order the client gave; every id must have its row. */
+    /* The rows come in the order the client gave (the ids are distinct); every id must have
+     * its row. */
     kc_chat_attachment_t atts[KC_CHAT_MAX_ATTACHMENTS];
     size_t n = 0;
-    for (size_t k = 0; k < q->natt; k++) {
-        int at = -1;
-        for (int i = 0; i < rows && at < 0; i++)
-            if (strcmp(PQgetvalue(res, i, 0), q->ids[k]) == 0)
-                at = i;
-        if (at < 0)
-            break;
+    for (int at = 0; at < rows && n < KC_CHAT_MAX_ATTACHMENTS; at++) {
         kc_chat_attachment_t *a = &atts[n++];
         memset(a, 0, sizeof(*a));
         a->id = (kc_str_t){PQgetvalue(res, at, 0), (size_t)PQgetlength(res, at, 0)};
@@ -242,7 +229,7 @@ static void on_attachments(void *arg, const PGresult *res, const char *err)
                      (kc_chat_atts_t){raw.data, raw.len, n});
         kc_buf_free(&raw);
     }
-    send_q_free(q);
+    free(q);
 }
 
 void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const gw_in_t *in)
@@ -270,13 +257,9 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const gw_in_t *in)
     memcpy(q->content, in->content, in->content_len);
     (void)kc_strlcpyf(q->convo, sizeof(q->convo), "%s", in->convo_id);
     (void)kc_strlcpyf(q->client_msg_id, sizeof(q->client_msg_id), "%s", in->client_msg_id);
+    q->natt = in->natt;
     kc_buf_t arr = {0};
-    kc_buf_putc(&arr, '{');
-    for (size_t i = 0; i < in->natt; i++) {
-        q->ids[q->natt++] = kc_xstrdup(in->att_ids[i]);
-        kc_buf_printf(&arr, "%s\"%s\"", i ? "," : "", in->att_ids[i]);
-    }
-    kc_buf_putc(&arr, '}');
+    kc_pg_text_array(&arr, (const char *const *)in->att_ids, in->natt);
     /* Uploads of this sender for this conversation, checked by the API against the stored
      * object, and still within their time to be sent (send_by). */
     const char *params[] = {arr.data, in->convo_id, c->sub};
@@ -284,9 +267,9 @@ void gw_cmd_send_message(gw_t *g, gw_conn_t *c, const gw_in_t *in)
                     "SELECT id, key, name, size, content_type, width, height, thumb_key "
                     "FROM uploads WHERE id = ANY($1::text[]) AND convo_id = $2 AND "
                     "user_id = $3 AND checked_at IS NOT NULL AND removed_at IS NULL AND "
-                    "send_by > now()",
+                    "send_by > now() ORDER BY array_position($1::text[], id)",
                     3, params, on_attachments, q) != 0) {
-        send_q_free(q);
+        free(q);
         gw_ack_error(g, c, in->client_msg_id, "unavailable",
                      "the attachments could not be checked: retry with the same client_msg_id");
     } else {
@@ -463,18 +446,15 @@ void gw_cmd_add_members(gw_t *g, gw_conn_t *c, const gw_in_t *in)
     q->g = g;
     q->conn = c->id;
     kc_strlcpyf(q->convo, sizeof(q->convo), "%s", in->convo_id);
-    kc_buf_t arr = {0};
-    kc_buf_putc(&arr, '{');
     for (size_t i = 0; i < in->nuser_ids; i++) {
         int dup = 0;
         for (size_t k = 0; k < q->n && !dup; k++)
             dup = strcmp(q->ids[k], in->user_ids[i]) == 0;
-        if (dup)
-            continue;
-        q->ids[q->n++] = kc_xstrdup(in->user_ids[i]);
-        kc_buf_printf(&arr, "%s\"%s\"", q->n > 1 ? "," : "", in->user_ids[i]);
+        if (!dup)
+            q->ids[q->n++] = kc_xstrdup(in->user_ids[i]);
     }
-    kc_buf_putc(&arr, '}');
+    kc_buf_t arr = {0};
+    kc_pg_text_array(&arr, (const char *const *)q->ids, q->n);
     const char *params[] = {arr.data};
     if (kc_pg_query(g->pg, "SELECT count(*) FROM users WHERE user_id = ANY($1::text[])", 1,
                     params, on_users, q) != 0) {

@@ -449,3 +449,16 @@ void kc_pg_close(kc_pg_t *pg)
     uv_close((uv_handle_t *)&pg->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&pg->ping_timer, on_handle_closed);
 }
+
+void kc_pg_text_array(kc_buf_t *out, const char *const *ids, size_t n)
+{
+    kc_buf_putc(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            kc_buf_putc(out, ',');
+        kc_buf_putc(out, '"');
+        kc_buf_puts(out, ids[i]);
+        kc_buf_putc(out, '"');
+    }
+    kc_buf_putc(out, '}');
+}

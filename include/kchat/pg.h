@@ -13,6 +13,8 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "kchat/buf.h"
+
 #include "kchat/health.h"
 
 typedef struct kc_pg kc_pg_t;
@@ -43,6 +45,9 @@ typedef void (*kc_pg_notify_cb)(void *arg, const char *channel, const char *payl
 int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg);
 /* True once every LISTEN of the current connection has been confirmed by the server. */
 int kc_pg_listening(const kc_pg_t *pg);
+/* Appends a Postgres text[] literal of ids[0..n) to out: each quoted, as they are (ids hold
+ * no quote or backslash: kc_id_valid). */
+void kc_pg_text_array(kc_buf_t *out, const char *const *ids, size_t n);
 
 /* Fails what is queued, closes the connection and frees itself once the loop handles are
  * closed. NULL is a no-op. */
