@@ -7,14 +7,10 @@
  * (UNSIGNED-PAYLOAD); a PUT's Content-Type is, so the upload must send the one it was signed
  * for. HMAC-SHA256 and SHA-256 are libsodium's.
  *
- * The requests go through libcurl's multi interface driven by the loop: curl tells which
- * sockets to watch (one uv_poll_t each) and when to wake it (one uv_timer_t), and is called
- * back with curl_multi_socket_action. Nothing blocks the loop: curl resolves a host name on a
- * short-lived thread of its own (Debian's libcurl has the threaded resolver) and polls for the
- * answer on its timer, and CURLOPT_NOSIGNAL keeps it from signals. Each request is bounded by
- * the client's timeout; at most KC_S3_MAX_INFLIGHT run at once and more are refused, so a
- * caller sheds load instead of queueing it without bound. Redirects are not followed and no
- * proxy is taken from the environment.
+ * The requests go through the loop's HTTP client (kchat/httpc.h: libcurl's multi interface
+ * driven by the loop, nothing blocking it). Each request is bounded by the client's timeout;
+ * at most KC_S3_MAX_INFLIGHT run at once and more are refused, so a caller sheds load instead
+ * of queueing it without bound.
  */
 #ifndef KCHAT_S3_H
 #define KCHAT_S3_H
@@ -23,6 +19,7 @@
 #include <uv.h>
 
 #include "kchat/buf.h"
+#include "kchat/httpc.h"
 
 /* Where the object store is and who we are to it. Strings are borrowed, not copied. */
 typedef struct {
@@ -67,19 +64,10 @@ void kc_s3_sign_query(const char *method, const char *host, const char *path, co
 
 typedef struct kc_s3 kc_s3_t;
 
-typedef struct {
-    long status;              /* HTTP status; 0 when the request did not complete (error says why) */
-    const char *error;        /* NULL, or a short reason (connection refused, timeout, too large,
-                               * cancelled, or curl's words for anything else); a static string */
-    long long content_length; /* the Content-Length header, -1 when absent */
-    char content_type[128];   /* the Content-Type header ("" when absent; cut to fit) */
-    const char *body;         /* GET's body, any status (valid during the callback only); */
-    size_t body_len;          /* NULL and 0 for the other methods and after an error */
-} kc_s3_result_t;
-
-/* After an error, content_length and content_type are those of the headers that had come by
- * then (-1 and "" when none had). */
-typedef void (*kc_s3_cb)(void *arg, const kc_s3_result_t *res);
+/* A request's outcome and callback are the HTTP client's (kchat/httpc.h): a GET's body is
+ * kept, the other methods' dropped. */
+typedef kc_httpc_result_t kc_s3_result_t;
+typedef kc_httpc_cb kc_s3_cb;
 
 /* A client on loop. cfg's strings must outlive the client (cfg itself is copied).
  * timeout_ms (> 0) bounds each request, from its start to its last byte. The first call

@@ -1,7 +1,9 @@
 /* test_s3.c - the S3 client: SigV4 presigning against AWS's published example and values
  * computed independently, and requests on a libuv loop against a small HTTP server of the
  * test's own (a thread on 127.0.0.1, canned answers by key): statuses, headers and bodies,
- * the body limit, the timeout, a refused connection, and closing with requests in flight.
+ * the body limit, the timeout, a refused connection, and closing with requests in flight;
+ * and the loop's HTTP client under it (kchat/httpc.h) on its own: a POST with its headers
+ * and body, Retry-After as seconds and as a date, and what it refuses to send.
  *
  * The expected signatures other than AWS's were computed with Python's hmac and hashlib,
  * which reproduce AWS's example first:
@@ -188,7 +190,7 @@ typedef struct {
     int nparked;
     /* the last request */
     int requests;
-    char method[16], target[2048], host[128], ctype[128];
+    char method[16], target[2048], host[128], ctype[128], xtest[128];
     int expect; /* it had an Expect header */
     char body[4096];
     size_t body_len;
@@ -248,13 +250,15 @@ static int serve_one(server_t *sv, int fd)
     if (!end)
         return 0;
     *end = '\0';
-    char method[16] = "", target[2048] = "", cl[32], host[128], ctype[128], expect[64];
+    char method[16] = "", target[2048] = "", cl[32], host[128], ctype[128], expect[64],
+         xtest[128];
     if (sscanf(buf, "%15s %2047s", method, target) != 2)
         return 0;
     header(buf, "Content-Length", cl, sizeof(cl));
     header(buf, "Host", host, sizeof(host));
     header(buf, "Content-Type", ctype, sizeof(ctype));
     header(buf, "Expect", expect, sizeof(expect));
+    header(buf, "X-Test", xtest, sizeof(xtest));
     size_t want = cl[0] ? (size_t)strtoul(cl, NULL, 10) : 0;
     char body[4096];
     size_t have = n - (size_t)(end + 4 - buf);
@@ -273,6 +277,7 @@ static int serve_one(server_t *sv, int fd)
     snprintf(sv->target, sizeof(sv->target), "%s", target);
     snprintf(sv->host, sizeof(sv->host), "%s", host);
     snprintf(sv->ctype, sizeof(sv->ctype), "%s", ctype);
+    snprintf(sv->xtest, sizeof(sv->xtest), "%s", xtest);
     sv->expect = expect[0] != '\0';
     memcpy(sv->body, body, have);
     sv->body_len = have;
@@ -313,6 +318,19 @@ static int serve_one(server_t *sv, int fd)
         static const char chunk[16384];
         for (int i = 0; i < HUGE_BYTES / (int)sizeof(chunk); i++)
             send_all(fd, chunk, sizeof(chunk));
+    } else if (KEY_IS("post") && strcmp(method, "POST") == 0) {
+        send_str(fd, "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n"
+                     "Connection: close\r\n\r\ntook");
+    } else if (KEY_IS("busy")) {
+        send_str(fd, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n");
+    } else if (KEY_IS("busy-date")) {
+        send_str(fd, "HTTP/1.1 503 Service Unavailable\r\n"
+                     "Retry-After: Fri, 31 Dec 2999 23:59:59 GMT\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n");
+    } else if (KEY_IS("busy-bad")) {
+        send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: soon\r\n"
+                     "Content-Length: 0\r\nConnection: close\r\n\r\n");
     } else if (KEY_IS("del")) {
         send_str(fd, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
     } else if (strcmp(method, "PUT") == 0) {
@@ -731,6 +749,128 @@ static void test_close_from_callback(void **state)
     }
 }
 
+
+/* ---- the HTTP client itself (kchat/httpc.h), which the S3 client is made of ---- */
+
+typedef struct {
+    int calls;
+    long status;
+    long long retry_after_s;
+    int has_body;
+    char body[64];
+} hres_t;
+
+static void on_http(void *arg, const kc_httpc_result_t *r)
+{
+    hres_t *h = arg;
+    assert_int_equal(in_request, 0);
+    h->calls++;
+    h->status = r->status;
+    h->retry_after_s = r->retry_after_s;
+    h->has_body = r->body != NULL;
+    if (r->body)
+        snprintf(h->body, sizeof(h->body), "%.*s", (int)r->body_len, r->body);
+}
+
+static void http_call(fix_t *f, kc_httpc_t *h, kc_httpc_req_t *r, hres_t *out)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/bkt/%s", f->sv->port, r->url);
+    r->url = url;
+    in_request = 1;
+    assert_int_equal(kc_httpc_request(h, r, on_http, out), 0);
+    in_request = 0;
+    wait_for(&f->loop, &out->calls, 1);
+}
+
+static void test_httpc_post_with_headers(void **state)
+{
+    fix_t *f = *state;
+    char err[128];
+    kc_httpc_t *h = kc_httpc_new(&f->loop, 5000, 4, err, sizeof(err));
+    assert_non_null(h);
+    const char *headers[] = {"Content-Type: application/json", "X-Test: v1,abc="};
+    kc_httpc_req_t r = {.method = "POST", .url = "post", .headers = headers, .n_headers = 2,
+                        .body = "{\"a\":1}", .body_len = 7};
+    hres_t got = {0};
+    http_call(f, h, &r, &got);
+    assert_int_equal(got.status, 201);
+    assert_false(got.has_body); /* not asked to keep it */
+    assert_int_equal(got.retry_after_s, -1);
+    pthread_mutex_lock(&f->sv->mu);
+    assert_string_equal(f->sv->method, "POST");
+    assert_string_equal(f->sv->ctype, "application/json");
+    assert_string_equal(f->sv->xtest, "v1,abc=");
+    assert_int_equal(f->sv->expect, 0);
+    assert_int_equal(f->sv->body_len, 7);
+    assert_memory_equal(f->sv->body, "{\"a\":1}", 7);
+    pthread_mutex_unlock(&f->sv->mu);
+    /* the same, keeping the answer's body */
+    kc_httpc_req_t k = {.method = "POST", .url = "post", .body = "x", .body_len = 1,
+                        .keep_body = 1, .max_body = 64};
+    hres_t kept = {0};
+    http_call(f, h, &k, &kept);
+    assert_int_equal(kept.status, 201);
+    assert_true(kept.has_body);
+    assert_string_equal(kept.body, "took");
+    kc_httpc_close(h);
+}
+
+static void test_httpc_retry_after(void **state)
+{
+    fix_t *f = *state;
+    char err[128];
+    kc_httpc_t *h = kc_httpc_new(&f->loop, 5000, 4, err, sizeof(err));
+    assert_non_null(h);
+    kc_httpc_req_t r = {.method = "POST", .url = "busy"};
+    hres_t got = {0};
+    http_call(f, h, &r, &got);
+    assert_int_equal(got.status, 429);
+    assert_int_equal(got.retry_after_s, 7);
+    kc_httpc_req_t d = {.method = "POST", .url = "busy-date"};
+    hres_t date = {0};
+    http_call(f, h, &d, &date);
+    assert_int_equal(date.status, 503);
+    assert_true(date.retry_after_s > 365LL * 24 * 3600); /* a date far ahead, in seconds */
+    kc_httpc_req_t b = {.method = "POST", .url = "busy-bad"};
+    hres_t bad = {0};
+    http_call(f, h, &b, &bad);
+    assert_int_equal(bad.status, 503);
+    assert_int_equal(bad.retry_after_s, -1);
+    kc_httpc_close(h);
+}
+
+static void test_httpc_refuses_what_it_cannot_send(void **state)
+{
+    fix_t *f = *state;
+    char err[128];
+    assert_null(kc_httpc_new(&f->loop, 0, 4, err, sizeof(err)));
+    assert_null(kc_httpc_new(&f->loop, 1000, 0, err, sizeof(err)));
+    kc_httpc_t *h = kc_httpc_new(&f->loop, 5000, 1, err, sizeof(err));
+    assert_non_null(h);
+    hres_t got = {0};
+    const char *split[] = {"X-Test: a\r\nX-Injected: b"};
+    kc_httpc_req_t bad_header = {.method = "POST", .url = "http://127.0.0.1:1/", .headers = split,
+                                 .n_headers = 1};
+    assert_int_equal(kc_httpc_request(h, &bad_header, on_http, &got), -1);
+    kc_httpc_req_t bad_method = {.method = "PATCH", .url = "http://127.0.0.1:1/"};
+    assert_int_equal(kc_httpc_request(h, &bad_method, on_http, &got), -1);
+    kc_httpc_req_t no_url = {.method = "GET"};
+    assert_int_equal(kc_httpc_request(h, &no_url, on_http, &got), -1);
+    /* one in flight is the bound: a second is refused, the first still answered */
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/bkt/ok", f->sv->port);
+    kc_httpc_req_t ok = {.method = "GET", .url = url};
+    assert_int_equal(kc_httpc_request(h, &ok, on_http, &got), 0);
+    hres_t other = {0};
+    assert_int_equal(kc_httpc_request(h, &ok, on_http, &other), -1);
+    assert_int_equal(kc_httpc_inflight(h), 1);
+    wait_for(&f->loop, &got.calls, 1);
+    assert_int_equal(got.status, 200);
+    assert_int_equal(other.calls, 0);
+    kc_httpc_close(h);
+}
+
 int main(void)
 {
     kc_log_init("test_s3", KC_LOG_ERROR);
@@ -747,6 +887,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_close_in_flight, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_post_with_headers, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_retry_after, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_refuses_what_it_cannot_send, fix_setup,
+                                        fix_teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, fix_setup, fix_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
