@@ -13,6 +13,8 @@
  *   presign.c        attachments: presigned S3 PUT URLs (SigV4, lib/s3.c) and their uploads
  *   attachments.c    ... checked against the stored object, thumbnails, downloads for
  *                    members, and the sweep of orphaned and deleted files
+ *   mutes.c          a member's mute of a conversation (PUT .../mute, PATCH .../settings)
+ *   push.c           Web Push: the VAPID public key, the browsers' subscriptions
  *   commands.c       changes become Commands on chat.commands; the answer waits for the
  *                    projector's NOTIFY kchat_applied with the command's id
  * Everything runs on the loop thread except the password hashing and the thumbnails
@@ -37,6 +39,7 @@
 #include "kchat/redis.h"
 #include "kchat/s3.h"
 #include "kchat/util.h"
+#include "kchat/webpush.h"
 #include "reaction.h"
 #include "request.h"
 #include "throttle.h"
@@ -103,6 +106,9 @@ typedef struct {
     long long image_max_bytes;
     long long image_max_pixels;
     long long download_ttl_s;
+    char *vapid_public_key;
+    int push_allow_http;
+    long long push_subscriptions_max;
 } api_cfg_t;
 
 typedef struct api api_t;
@@ -137,6 +143,8 @@ struct api {
     uv_timer_t sweep_timer;
     int sweeping;
     char origin[80]; /* "api:<instance>" */
+    /* push.c */
+    kc_vapid_t *vapid; /* NULL without --vapid-public-key: no Web Push */
     /* commands.c */
     kc_map_t *waiters; /* command_id -> api_waiter_t */
     kc_list_t wait; /* the api_waiter_t, in deadline order */
@@ -173,7 +181,8 @@ struct api_req {
     int authed;
     char user_id[KC_JWT_SUB_MAX + 1];
     char username[KC_JWT_NAME_MAX + 1];
-    char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's or a user's), checked */
+    char convo_id[API_ID_MAX + 1]; /* the :id of the path (a conversation's, a user's or a push
+                                    * subscription's), checked */
     char member_id[API_ID_MAX + 1]; /* the :user_id of the path (a member's id), checked */
     long long seq;                 /* the :seq of the path (a seq_no), checked */
     char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
@@ -312,9 +321,11 @@ void api_convo_remove_member(api_req_t *r);
 void api_convo_set_role(api_req_t *r);
 void api_convo_read(api_req_t *r);
 
-/* mutes.c: PUT /conversations/:id/mute {for_s?} and DELETE of it. */
+/* mutes.c: PUT /conversations/:id/mute {for_s?} and DELETE of it; PATCH
+ * /conversations/:id/settings {muted_until?, muted?}, the same mute by a time. */
 void api_convo_mute(api_req_t *r);
 void api_convo_unmute(api_req_t *r);
+void api_convo_settings(api_req_t *r);
 /* The caller's mute of a conversation (convo and user: SQL expressions of its id and the
  * caller's) as two fields of a conversation body: muted, muted_until (null: until unmuted,
  * or not muted). */
@@ -342,6 +353,19 @@ int api_presign_check(api_t *a, char *err, size_t errlen);
  * subtype). */
 int api_type_allowed(const char *list, const char *ctype);
 void api_presign(api_req_t *r);
+
+/* push.c */
+/* Loads --vapid-public-key when it is set (a->vapid; NULL otherwise). 0, or -1 with err. */
+int api_push_init(api_t *a, char *err, size_t errlen);
+void api_push_close(api_t *a);
+/* GET /push/vapid-public-key (no token): {public_key}, or 503 push_unavailable. */
+void api_push_vapid_key(api_req_t *r);
+/* POST /push/subscriptions {endpoint, keys: {p256dh, auth}}: 201 or 200 {id}. */
+void api_push_subscribe(api_req_t *r);
+/* GET /push/subscriptions: the caller's, {subscriptions: [{id, endpoint, created_at}]}. */
+void api_push_list(api_req_t *r);
+/* DELETE /push/subscriptions/:id: 204, or 404 when it is not the caller's. */
+void api_push_unsubscribe(api_req_t *r);
 
 /* attachments.c */
 /* Starts the S3 client and the sweep when there is an object store. 0, or -1 with err. */

@@ -45,6 +45,7 @@ static const route_t routes[] = {
     {"POST", "/conversations/:id/read", AUTH, 1, api_convo_read},
     {"PUT", "/conversations/:id/mute", AUTH, 1, api_convo_mute},
     {"DELETE", "/conversations/:id/mute", AUTH, 0, api_convo_unmute},
+    {"PATCH", "/conversations/:id/settings", AUTH, 1, api_convo_settings},
     {"GET", "/users", AUTH, 0, api_users_find},
     {"GET", "/users/me", AUTH, 0, api_users_me},
     {"PATCH", "/users/me", AUTH, 1, api_users_update_me},
@@ -53,6 +54,10 @@ static const route_t routes[] = {
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
     {"POST", "/attachments/:id/complete", AUTH, 0, api_attachment_complete},
     {"GET", "/conversations/:id/attachments/:att_id", AUTH, 0, api_attachment_get},
+    {"GET", "/push/vapid-public-key", NO_AUTH, 0, api_push_vapid_key},
+    {"GET", "/push/subscriptions", AUTH, 0, api_push_list},
+    {"POST", "/push/subscriptions", AUTH, 1, api_push_subscribe},
+    {"DELETE", "/push/subscriptions/:id", AUTH, 0, api_push_unsubscribe},
 };
 
 static void req_free(api_req_t *r)
@@ -315,10 +320,11 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     if (!found) {
         if (bad_id)
             api_error(r, 404, "not_found",
-                      strncmp(req->path, "/users/", 7) == 0 ? "no such user"
-                      : strstr(req->path, "/messages/")     ? "no such message"
-                      : strstr(req->path, "/members/")      ? "no such conversation or member"
-                                                            : "no such conversation");
+                      strncmp(req->path, "/users/", 7) == 0  ? "no such user"
+                      : strncmp(req->path, "/push/", 6) == 0 ? "no such subscription"
+                      : strstr(req->path, "/messages/")      ? "no such message"
+                      : strstr(req->path, "/members/")       ? "no such conversation or member"
+                                                             : "no such conversation");
         else if (path_known)
             api_error(r, 405, "method_not_allowed", "this path does not take that method");
         else

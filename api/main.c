@@ -1,9 +1,10 @@
-/* kchat-api - the REST surface: auth, conversations, history, search, attachments.
+/* kchat-api - the REST surface: auth, conversations, history, search, attachments, Web Push
+ * subscriptions.
  *
  * main.c holds the options, start-up and the drain. A request flows through http.c (route,
- * token, body) to auth.c, conversations.c, messages.c, presign.c or attachments.c; changes
- * go out as Commands through commands.c and are answered once the projector reports them
- * applied.
+ * token, body) to auth.c, conversations.c, messages.c, mutes.c, presign.c, attachments.c or
+ * push.c; changes go out as Commands through commands.c and are answered once the projector
+ * reports them applied.
  * On SIGTERM the listener closes, requests in flight are answered (each has a deadline),
  * then the producer is flushed and the connections close.
  */
@@ -125,6 +126,15 @@ static const kc_cfg_opt_t api_opts[] = {
      1000000000, "largest image attachment in pixels, read from its header before decoding"},
     {"download-ttl-s", KC_CFG_INT, offsetof(api_cfg_t, download_ttl_s), "300", 10, 86400,
      "how long an attachment's download URL is valid, seconds"},
+    {"vapid-public-key", KC_CFG_STR, offsetof(api_cfg_t, vapid_public_key), "", 0, 4096,
+     "PEM file of the VAPID (Web Push) EC P-256 public key that browsers subscribe with "
+     "(kchat-notifier signs with its private key); empty: no Web Push, the push endpoints "
+     "answer 503"},
+    {"push-allow-http", KC_CFG_BOOL, offsetof(api_cfg_t, push_allow_http), "false", 0, 1,
+     "also take http:// push endpoints on a loopback host (127.0.0.0/8, [::1], localhost): "
+     "the local stack's stand-in push service, never a real browser's"},
+    {"push-subscriptions-max", KC_CFG_INT, offsetof(api_cfg_t, push_subscriptions_max), "10", 1,
+     1000, "Web Push subscriptions (browsers) one user may hold; more get 409"},
 };
 
 static void finish_stop(api_t *a)
@@ -205,7 +215,8 @@ static int start(void *arg, char *err, size_t errlen)
                                   err, errlen);
     if (!a->verifier)
         return -1;
-    if (api_presign_check(a, err, errlen) != 0 || api_auth_init(a, err, errlen) != 0)
+    if (api_presign_check(a, err, errlen) != 0 || api_push_init(a, err, errlen) != 0 ||
+        api_auth_init(a, err, errlen) != 0)
         return -1;
     api_users_init(a);
     a->npool = (int)a->cfg.pg_pool_size;
@@ -273,6 +284,7 @@ static void free_rest(void *arg)
     kc_schemas_destroy(a->schemas);
     kc_jwt_key_free(a->signer);
     kc_jwt_key_free(a->verifier);
+    api_push_close(a);
 }
 
 int main(int argc, char **argv)

@@ -85,4 +85,12 @@ typedef struct {
 } api_search_cursor_t;
 int api_search_cursor_parse(const char *s, api_search_cursor_t *c);
 
+/* Reads an RFC 3339 date-time ("2026-11-27T09:30:00Z", "2026-11-27t10:30:00.5+01:00"):
+ * YYYY-MM-DD, 'T' or 't', hh:mm:ss, an optional fraction of 1 to 9 digits (milliseconds kept,
+ * the rest cut), then 'Z', 'z' or +hh:mm / -hh:mm; a real day of the month, hours 0-23,
+ * minutes 0-59, seconds 0-60 (a leap second counts as the next one), years 0001-9999. Nothing
+ * before or after, so Postgres' own words ("now", "infinity", "tomorrow") never pass.
+ * 0 with *ms (ms since the epoch, UTC), or -1. */
+int api_time_parse(const char *s, long long *ms);
+
 #endif

@@ -6,8 +6,8 @@
  * (MHD_http_unescape) and each parameter checked, then the values the handlers read: the
  * integers of limit, since_seq and before_seq, the username of GET /users. The body is
  * parsed, then the fields the handlers read: username and password, title, members, seq_no,
- * emoji. A q or cursor is read as GET /search reads them (api_search_parse: only quoted
- * lexemes reach to_tsquery). The body is also read as a message of the Redis read model (api_tail_message, and
+ * emoji, muted_until (api_time_parse). A q or cursor is read as GET /search reads them
+ * (api_search_parse: only quoted lexemes reach to_tsquery). The body is also read as a message of the Redis read model (api_tail_message, and
  * api_preview_message for a last_message): a JSON object stays one, without "reacted".
  * The checks: a matched path is its template with valid ids in place of ":id" and
  * ":user_id"; an accepted
@@ -37,7 +37,9 @@ static const char *const templates[] = {
     "/conversations/:id/messages/:seq",            "/conversations/:id/members/:user_id",
     "/conversations/:id/messages/:seq/reaction",
     "/users",              "/users/me",           "/users/:id",          "/search",
-    "/attachments/presign",
+    "/attachments/presign",                       "/conversations/:id/settings",
+    "/push/vapid-public-key",                     "/push/subscriptions",
+    "/push/subscriptions/:id",
 };
 
 static void check_path(const char *path)
@@ -205,6 +207,26 @@ static void check_query(char *query)
     }
 }
 
+/* muted_until of PATCH .../settings: a time taken has the shape of RFC 3339 (nothing
+ * Postgres would read as a word), and, within the years kc_iso_ms writes, its ISO form in UTC
+ * reads back as the same instant. */
+static void check_time(const char *t)
+{
+    long long ms = 0;
+    if (api_time_parse(t, &ms) != 0)
+        return;
+    size_t n = strlen(t);
+    CHECK(n >= 20 && t[4] == '-' && t[7] == '-' && (t[10] == 'T' || t[10] == 't') &&
+          t[13] == ':' && t[16] == ':');
+    CHECK(t[n - 1] == 'Z' || t[n - 1] == 'z' || (n >= 25 && t[n - 3] == ':'));
+    if (ms >= 0 && ms < 253402300800000LL) {
+        char iso[32];
+        long long again = -1;
+        kc_iso_ms(ms, iso);
+        CHECK(api_time_parse(iso, &again) == 0 && again == ms);
+    }
+}
+
 static void check_body(const char *body, size_t len)
 {
     cJSON *j = NULL;
@@ -229,6 +251,9 @@ static void check_body(const char *body, size_t len)
             CHECK(kc_id_valid(ids[i], strlen(ids[i]), ID_MAX));
         free(ids);
     }
+    const cJSON *until = cJSON_GetObjectItemCaseSensitive(j, "muted_until");
+    if (cJSON_IsString(until))
+        check_time(until->valuestring);
     const char *emoji = NULL, *why = NULL;
     if (api_reaction_emoji(j, &emoji, &why) == 0)
         CHECK(emoji && kc_chat_reaction_valid(emoji, strlen(emoji)) &&

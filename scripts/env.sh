@@ -57,7 +57,17 @@ KCHAT_REDIS_HOST=${KCHAT_REDIS_HOST:-127.0.0.1}
 # the daemons' --jwt-private-key / --jwt-public-key options.
 KCHAT_JWT_PRIVATE_KEY=${KCHAT_JWT_PRIVATE_KEY:-$KCHAT_STATE_DIR/keys/jwt-private.pem}
 KCHAT_JWT_PUBLIC_KEY=${KCHAT_JWT_PUBLIC_KEY:-$KCHAT_STATE_DIR/keys/jwt-public.pem}
+# The VAPID key pair of Web Push (EC P-256, RFC 8292), made by `stack.sh up` on first start
+# like the token keys: kchat-notifier signs each push with the private key; kchat-api holds
+# only the public one (its --vapid-public-key), which it hands to browsers to subscribe with.
+KCHAT_VAPID_PRIVATE_KEY=${KCHAT_VAPID_PRIVATE_KEY:-$KCHAT_STATE_DIR/keys/vapid-private.pem}
+KCHAT_VAPID_PUBLIC_KEY=${KCHAT_VAPID_PUBLIC_KEY:-$KCHAT_STATE_DIR/keys/vapid-public.pem}
+# The local stack's browsers and tests may subscribe with an http:// push endpoint on a
+# loopback host (kchat-api's --push-allow-http): a stand-in push service on this machine.
+# A deployment leaves it off: real push services are https.
+KCHAT_PUSH_ALLOW_HTTP=${KCHAT_PUSH_ALLOW_HTTP:-1}
 export KCHAT_ROOT KCHAT_STATE_DIR KCHAT_PORT_BASE KCHAT_BUILD_DIR KCHAT_KAFKA_PORT \
     KCHAT_KAFKA_CONTROLLER_PORT KCHAT_KAFKA_SASL_PORT KCHAT_PG_PORT KCHAT_REDIS_PORT KCHAT_REDIS_AUTH_PORT KCHAT_TLS_DIR KCHAT_MINIO_PORT KCHAT_MINIO_CONSOLE_PORT KCHAT_S3_BUCKET KCHAT_S3_REGION KCHAT_API_PORT KCHAT_GATEWAY_PORT \
     KCHAT_GATEWAY_ADMIN_PORT KCHAT_PROCESSOR_ADMIN_PORT KCHAT_PROJECTOR_ADMIN_PORT \
-    KCHAT_KAFKA_NODES KCHAT_KAFKA_BROKERS KCHAT_PG_DSN KCHAT_REDIS_HOST KCHAT_JWT_PRIVATE_KEY KCHAT_JWT_PUBLIC_KEY KCHAT_INGRESS_PORT KCHAT_ALLOWED_ORIGINS
+    KCHAT_KAFKA_NODES KCHAT_KAFKA_BROKERS KCHAT_PG_DSN KCHAT_REDIS_HOST KCHAT_JWT_PRIVATE_KEY KCHAT_JWT_PUBLIC_KEY \
+    KCHAT_VAPID_PRIVATE_KEY KCHAT_VAPID_PUBLIC_KEY KCHAT_PUSH_ALLOW_HTTP KCHAT_INGRESS_PORT KCHAT_ALLOWED_ORIGINS

@@ -130,14 +130,24 @@ s3_env() {
 }
 s3_env
 
-# The RS256 key pair of the access tokens, made once per state folder.
+# The RS256 key pair of the access tokens and the VAPID key pair of Web Push (EC P-256), each
+# made once per state folder (a state folder from before Web Push gets its VAPID pair on its
+# next start).
 keys() {
-    [[ -s $KCHAT_JWT_PRIVATE_KEY && -s $KCHAT_JWT_PUBLIC_KEY ]] && return 0
-    mkdir -p "$(dirname "$KCHAT_JWT_PRIVATE_KEY")" "$(dirname "$KCHAT_JWT_PUBLIC_KEY")"
-    (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
-        -out "$KCHAT_JWT_PRIVATE_KEY" 2>/dev/null)
-    openssl pkey -in "$KCHAT_JWT_PRIVATE_KEY" -pubout -out "$KCHAT_JWT_PUBLIC_KEY" 2>/dev/null
-    echo "token keys made: $KCHAT_JWT_PRIVATE_KEY (private), $KCHAT_JWT_PUBLIC_KEY (public)"
+    if [[ ! -s $KCHAT_JWT_PRIVATE_KEY || ! -s $KCHAT_JWT_PUBLIC_KEY ]]; then
+        mkdir -p "$(dirname "$KCHAT_JWT_PRIVATE_KEY")" "$(dirname "$KCHAT_JWT_PUBLIC_KEY")"
+        (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+            -out "$KCHAT_JWT_PRIVATE_KEY" 2>/dev/null)
+        openssl pkey -in "$KCHAT_JWT_PRIVATE_KEY" -pubout -out "$KCHAT_JWT_PUBLIC_KEY" 2>/dev/null
+        echo "token keys made: $KCHAT_JWT_PRIVATE_KEY (private), $KCHAT_JWT_PUBLIC_KEY (public)"
+    fi
+    if [[ ! -s $KCHAT_VAPID_PRIVATE_KEY || ! -s $KCHAT_VAPID_PUBLIC_KEY ]]; then
+        mkdir -p "$(dirname "$KCHAT_VAPID_PRIVATE_KEY")" "$(dirname "$KCHAT_VAPID_PUBLIC_KEY")"
+        (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+            -out "$KCHAT_VAPID_PRIVATE_KEY" 2>/dev/null)
+        openssl pkey -in "$KCHAT_VAPID_PRIVATE_KEY" -pubout -out "$KCHAT_VAPID_PUBLIC_KEY" 2>/dev/null
+        echo "push keys made: $KCHAT_VAPID_PRIVATE_KEY (private), $KCHAT_VAPID_PUBLIC_KEY (public)"
+    fi
 }
 
 up() {

@@ -531,6 +531,45 @@ static void test_previews(void **state)
     kc_buf_free(&b);
 }
 
+/* RFC 3339 times (PATCH /conversations/:id/settings' muted_until); the expected values were
+ * computed with Python's datetime.fromisoformat(...).timestamp() * 1000. */
+static long long when(const char *s)
+{
+    long long ms = -12345;
+    return api_time_parse(s, &ms) == 0 ? ms : -12345;
+}
+
+static void test_times(void **state)
+{
+    (void)state;
+    assert_int_equal(when("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(when("2026-11-27T09:30:00.123Z"), 1795771800123LL);
+    assert_int_equal(when("2026-11-27t09:30:00.123z"), 1795771800123LL);
+    assert_int_equal(when("2026-11-27T10:30:00.123+01:00"), 1795771800123LL);
+    assert_int_equal(when("2026-11-27T04:00:00.123-05:30"), 1795771800123LL);
+    assert_int_equal(when("2026-11-27T09:30:00.1Z"), 1795771800100LL);
+    assert_int_equal(when("2026-11-27T09:30:00.123456789Z"), 1795771800123LL);
+    assert_int_equal(when("2024-02-29T23:59:59Z"), 1709251199000LL);
+    assert_int_equal(when("2000-02-29T00:00:00Z"), 951782400000LL);
+    assert_int_equal(when("1969-12-31T23:59:59Z"), -1000);
+    assert_int_equal(when("9999-12-31T23:59:59Z"), 253402300799000LL);
+    assert_int_equal(when("2016-12-31T23:59:60Z"), 1483228800000LL); /* a leap second */
+    const char *bad[] = {
+        "", "now", "infinity", "tomorrow", "epoch", "2026-11-27", "2026-11-27T09:30:00",
+        "2026-11-27 09:30:00Z", "2026-11-27T09:30Z", "2026-11-27T09:30:00.Z",
+        "2026-11-27T09:30:00.1234567890Z", "2026-11-27T09:30:00+0100", "2026-11-27T09:30:00+01",
+        "2026-11-27T09:30:00+24:00", "2026-11-27T09:30:00+01:60", "2026-13-01T00:00:00Z",
+        "2026-00-01T00:00:00Z", "2026-11-31T00:00:00Z", "2023-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z", "0000-01-01T00:00:00Z", "2026-11-27T24:00:00Z",
+        "2026-11-27T09:60:00Z", "2026-11-27T09:30:61Z", " 2026-11-27T09:30:00Z",
+        "2026-11-27T09:30:00Z ", "2026-11-27T09:30:00ZZ", "+2026-11-27T09:30:00Z",
+        "2026-1-27T09:30:00Z", "2026-11-27T09:30:00.12a3Z", "20261127T093000Z",
+        "2026-11-27T09:30:00\0Z",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(when(bad[i]), -12345);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_reaction_paths), cmocka_unit_test(test_reaction_emoji),
         cmocka_unit_test(test_tail_messages), cmocka_unit_test(test_previews),
         cmocka_unit_test(test_search_terms), cmocka_unit_test(test_search_cursors),
+        cmocka_unit_test(test_times),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -537,6 +537,45 @@ export class Api {
     return { url: v['url'], thumb_url: typeof thumb === 'string' && thumb ? thumb : null, expires_at: expires, attachment: parseAttachment(v['attachment']) };
   }
 
+  /** The server's VAPID public key for Web Push (`GET /push/vapid-public-key`), or null when
+   * it has none: 503 `push_unavailable` when push is not set up, 404 from a server without
+   * it, or an answer that is not the key. */
+  async pushPublicKey(): Promise<string | null> {
+    let v: unknown;
+    try {
+      v = await this.call('GET', '/push/vapid-public-key');
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 503 || e.status === 404 || e.status === 501)) return null;
+      throw e;
+    }
+    const key = isObj(v) ? v['public_key'] : null;
+    return typeof key === 'string' && key.length > 0 ? key : null;
+  }
+
+  /** Hands a push subscription to the server (`POST /push/subscriptions`): its id there, the
+   * same one again for an endpoint it knows. */
+  async addPushSubscription(body: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<string> {
+    const v = await this.call('POST', '/push/subscriptions', body);
+    const id = isObj(v) ? v['id'] : null;
+    if (typeof id === 'string' && id.length > 0) return id;
+    if (typeof id === 'number' && Number.isSafeInteger(id)) return String(id);
+    throw new ApiError(500, 'bad_response', 'The server sent an unexpected answer.');
+  }
+
+  /** Has the server forget a push subscription (`DELETE /push/subscriptions/{id}`; one it
+   * does not know is gone already). With `token`, under that access token: a logout clears
+   * the session before the request goes. */
+  async deletePushSubscription(id: string, token?: string): Promise<void> {
+    const path = `/push/subscriptions/${encodeURIComponent(id)}`;
+    try {
+      if (token !== undefined) await this.raw('DELETE', path, undefined, token);
+      else await this.call('DELETE', path);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return;
+      throw e;
+    }
+  }
+
   /** Mutes a conversation for me (`PUT /conversations/{id}/mute`), for `forS` seconds or (null)
    * until I unmute it. */
   async mute(id: string, forS: number | null): Promise<{ muted: boolean; muted_until: number | null }> {

@@ -8,7 +8,7 @@
 //   /new                   the New conversation form
 //
 // None of these paths is one of the REST API's (/auth/, /conversations, /search, /users,
-// /attachments/, /health) or /ws, so the ingress and the dev server hand them all to
+// /attachments/, /health, /push/) or /ws, so the ingress and the dev server hand them all to
 // index.html (the SPA fallback).
 
 import { validId } from './protocol';

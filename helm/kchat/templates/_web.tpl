@@ -90,6 +90,7 @@ http {
         location /attachments/  { include /etc/kchat/nginx/proxy-api.conf; }
         location = /users       { include /etc/kchat/nginx/proxy-api.conf; }
         location /users/        { include /etc/kchat/nginx/proxy-api.conf; }
+        location /push/         { include /etc/kchat/nginx/proxy-api.conf; }
         location = /health      { include /etc/kchat/nginx/proxy-api.conf; }
 
         location = /metrics {

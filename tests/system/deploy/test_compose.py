@@ -376,7 +376,7 @@ def test_the_rendered_ingress_routes_like_the_local_one(tmp_path, model):
     assert re.search(r"upstream kchat_api \{\s*server api:8080 ", conf)
     assert "location = /ws {\n            proxy_pass http://kchat_gateways;" in conf
     for path in ["/auth/", "= /conversations", "/conversations/", "= /search", "/attachments/",
-                 "= /users", "/users/", "= /health"]:
+                 "= /users", "/users/", "/push/", "= /health"]:
         line = re.search(rf"^\s*location {re.escape(path)} .*$", conf, re.M)
         assert line and "proxy-api.conf" in line.group(0), path
     assert re.search(r"location = /metrics \{\s*default_type application/json;\s*return 404", conf)

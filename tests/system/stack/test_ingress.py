@@ -160,6 +160,7 @@ def test_the_object_store_answers_the_pages_preflight():
     ("GET", "/conversations/c_x/messages?limit=1", None),
     ("GET", "/search?q=hello", None),
     ("POST", "/attachments/presign", b'{}'),
+    ("GET", "/push/vapid-public-key", None),
 ])
 def test_rest_paths_reach_kchat_api(ingress, method, path, body):
     """The ingress answers each REST path exactly as kchat-api does when asked directly."""

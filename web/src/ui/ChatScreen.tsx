@@ -1,13 +1,14 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { Api, Session } from '../api';
 import { ChatClient } from '../chat';
-import { routePath } from '../route';
+import { parseRoute, routePath } from '../route';
 import { ConversationList } from './ConversationList';
 import { ConversationView } from './ConversationView';
 import { NewConversation } from './NewConversation';
 import { SearchPanel } from './SearchPanel';
 import { useAttention } from './useAttention';
 import { useChat } from './useChat';
+import { usePush } from './usePush';
 import { useRoute } from './useRoute';
 
 const connectionText: Record<string, string> = {
@@ -40,6 +41,11 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
     shownConvo.current = state.openConvo;
   }, [state.openConvo]); // eslint-disable-line react-hooks/exhaustive-deps
   const attention = useAttention(client, state, (id) => navigate({ kind: 'convo', id }));
+  // Web Push while no tab is connected; a clicked push notification opens its place here
+  const push = usePush(api, session.user_id, attention.setting, (path) => {
+    const u = new URL(path, window.location.origin);
+    navigate(parseRoute(u.pathname, u.search));
+  });
   const [copied, setCopied] = useState(false);
   /** counts the searches asked for: the same words asked again search again */
   const [searches, setSearches] = useState(0);
@@ -156,6 +162,7 @@ export function ChatScreen({ api, session }: { api: Api; session: Session }) {
             onClick={() => {
               const unsent = Object.values(state.logs).reduce((n, l) => n + l.pending.length, 0);
               if (unsent > 0 && !window.confirm(`${unsent} message(s) are not sent yet and will be lost. Log out?`)) return;
+              push.logout();
               client.forget();
               api.logout();
             }}

@@ -12,6 +12,7 @@ import {
   unreadTotal,
 } from '../attention';
 import type { ChatClient, ChatState } from '../chat';
+import { conversationTag } from '../push/payload';
 import { nameOf, titleOf } from './format';
 
 function setFavicon(href: string): void {
@@ -82,9 +83,9 @@ export function useAttention(
         const names = client.getState().names;
         const text = notificationText(nameOf(names, m.sender_id), c ? titleOf(c, names, me) : null, c?.kind === 'direct', previewOf(m));
         try {
-          // one per conversation at a time (tag), each new one still announced (renotify,
-          // which the DOM typings do not list yet)
-          const options: NotificationOptions & { renotify?: boolean } = { body: text.body, tag: `kchat:${m.convo_id}`, renotify: true };
+          // one per conversation at a time (tag, the one Web Push notifications carry too),
+          // each new one still announced (renotify, which the DOM typings do not list yet)
+          const options: NotificationOptions & { renotify?: boolean } = { body: text.body, tag: conversationTag(m.convo_id), renotify: true };
           const n = new Notification(text.title, options);
           n.onclick = () => {
             window.focus();
