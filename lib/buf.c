@@ -137,3 +137,10 @@ char *kc_buf_steal(kc_buf_t *b)
     b->len = b->cap = 0;
     return p;
 }
+
+void kc_buf_json_qstr(kc_buf_t *b, const char *s, size_t n)
+{
+    kc_buf_putc(b, '"');
+    kc_buf_json_str(b, s, n);
+    kc_buf_putc(b, '"');
+}

@@ -462,3 +462,19 @@ void kc_pg_text_array(kc_buf_t *out, const char *const *ids, size_t n)
     }
     kc_buf_putc(out, '}');
 }
+
+PGconn *kc_pg_connect_blocking(const char *dsn, const char *app, char *err, size_t errlen)
+{
+    /* expand_dbname reads a URI or key=value pairs; the timeout given after it applies unless
+     * the dsn sets one */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {dsn, "5", app, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        (void)kc_strlcpyf(err, errlen, "postgres: %s", c ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    kc_pg_log_notices(c);
+    return c;
+}

@@ -17,18 +17,7 @@
 
 PGconn *proj_pg_connect(const char *dsn, char *err, size_t errlen)
 {
-    /* dsn may be a URI or key=value pairs; expand_dbname reads either, and the timeout
-     * given after it applies unless the dsn sets one. */
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {dsn, "5", "kchat-projector", NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        kc_strlcpyf(err, errlen, "postgres: %s", c ? PQerrorMessage(c) : "out of memory");
-        PQfinish(c);
-        return NULL;
-    }
-    kc_pg_log_notices(c);
-    return c;
+    return kc_pg_connect_blocking(dsn, "kchat-projector", err, errlen);
 }
 
 /* Runs sql; 0 when it succeeded. */

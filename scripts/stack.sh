@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Brings the local kchat stack up or down: Kafka (KRaft), Postgres, Redis, MinIO, the topics, the
-# migrations, the four daemons and the ingress (nginx, the browser's one origin), each a local process with its files under
+# migrations, the daemons and the ingress (nginx, the browser's one origin), each a local process with its files under
 # $KCHAT_STATE_DIR (logs in $KCHAT_STATE_DIR/logs). Ports derive from KCHAT_PORT_BASE
 # (scripts/env.sh).
 #
 #   scripts/stack.sh up       start what is not running, wait for every /health, print the map
 #   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
 #   scripts/stack.sh status
-#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, gateway, gateway1,
-#                                   gateway2, api), start it
+#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, notifier, gateway,
+#                                   gateway1, gateway2, api), start it
+#   scripts/stack.sh stop NAME      SIGTERM one daemon and leave it stopped (up starts it again)
 #   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
 #   scripts/stack.sh daemons        one line per daemon: name, binary, health URL, flags
 #                                   (tab-separated; checked against scripts/daemons.json)
@@ -32,7 +33,7 @@ if ((KCHAT_GATEWAYS < 1 || KCHAT_GATEWAYS > 4)); then
 fi
 GATEWAYS=(gateway)
 for ((i = 1; i < KCHAT_GATEWAYS; i++)); do GATEWAYS+=("gateway$i"); done
-DAEMONS=(processor projector "${GATEWAYS[@]}" api)
+DAEMONS=(processor projector notifier "${GATEWAYS[@]}" api)
 CTL=$KCHAT_BUILD_DIR/ctl/kchatctl
 
 # gateway -> 0, gatewayN -> N
@@ -49,6 +50,7 @@ health_url() {
     case $1 in
     processor) echo "http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT/health" ;;
     projector) echo "http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT/health" ;;
+    notifier) echo "http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT/health" ;;
     gateway*) echo "http://127.0.0.1:$((KCHAT_GATEWAY_ADMIN_PORT + $(gw_slot "$1")))/health" ;;
     api) echo "http://127.0.0.1:$KCHAT_API_PORT/health" ;;
     esac
@@ -58,6 +60,7 @@ flags() {
     case $1 in
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
+    notifier) echo "--admin-port=$KCHAT_NOTIFIER_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     gateway*)
         local n
         n=$(gw_slot "$1")
@@ -176,6 +179,7 @@ kchat is up (state in $KCHAT_STATE_DIR, logs in $LOGS)
 $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.1:%s/ws   http://127.0.0.1:%s  /health  /metrics   (slot %s)\n' "$g" "$((KCHAT_GATEWAY_PORT + n))" "$((KCHAT_GATEWAY_ADMIN_PORT + n))" "$n"; done)
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
   projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
+  notifier        http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT        /health  /metrics
   Kafka           $(if [[ $KCHAT_KAFKA_NODES == 3 ]]; then echo "$KCHAT_KAFKA_BROKERS   (3 nodes)"; else echo "127.0.0.1:$KCHAT_KAFKA_PORT"; fi)
   Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
   Redis           redis://127.0.0.1:$KCHAT_REDIS_PORT
@@ -187,7 +191,7 @@ MAP
 down() {
     "$KCHAT_ROOT/scripts/nginx.sh" stop || true
     # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
-    for d in api gateway3 gateway2 gateway1 gateway projector processor; do stop_daemon "$d"; done
+    for d in api gateway3 gateway2 gateway1 gateway notifier projector processor; do stop_daemon "$d"; done
     "$KCHAT_ROOT/scripts/minio.sh" stop || true
     "$KCHAT_ROOT/scripts/redis.sh" stop || true
     "$KCHAT_ROOT/scripts/pg.sh" stop || true
@@ -221,6 +225,12 @@ restart() {
     echo "kchat-$d started (pid $(cat "$RUN/$d.pid"))"
 }
 
+stop_one() {
+    local d=$1
+    [[ " ${DAEMONS[*]} " == *" $d "* ]] || { echo "stack: no daemon named $d" >&2; exit 2; }
+    stop_daemon "$d"
+}
+
 daemons() {
     local d
     for d in "${DAEMONS[@]}"; do
@@ -233,7 +243,8 @@ up) up ;;
 down) down ;;
 status) status ;;
 restart) restart "${2:-}" stop ;;
+stop) stop_one "${2:-}" ;;
 kill) restart "${2:-}" kill ;;
 daemons) daemons ;;
-*) echo "usage: $0 up|down|status|restart NAME|kill NAME|daemons" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|restart NAME|stop NAME|kill NAME|daemons" >&2; exit 2 ;;
 esac

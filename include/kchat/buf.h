@@ -25,6 +25,8 @@ void kc_buf_vprintf(kc_buf_t *b, const char *fmt, va_list ap) __attribute__((for
 /* Appends s as the body of a JSON string (no quotes added): escapes quotes, backslashes and
  * control characters; bytes that are not valid UTF-8 become U+FFFD. */
 void kc_buf_json_str(kc_buf_t *b, const char *s, size_t n);
+/* The same between quotes: a whole JSON string. */
+void kc_buf_json_qstr(kc_buf_t *b, const char *s, size_t n);
 void kc_buf_reset(kc_buf_t *b);
 void kc_buf_free(kc_buf_t *b);
 /* Hands the data over to the caller (who frees it) and leaves the buffer empty. */

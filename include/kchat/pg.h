@@ -53,6 +53,12 @@ void kc_pg_text_array(kc_buf_t *out, const char *const *ids, size_t n);
  * closed. NULL is a no-op. */
 void kc_pg_close(kc_pg_t *pg);
 
+/* A blocking connection, for the few steps a daemon takes off its loop's fast path (stored
+ * offsets at an assignment, schema changes): dsn may be a URI or key=value pairs, connect_timeout
+ * 5 s unless the dsn sets one, application_name app, notices into the JSON log. NULL with err
+ * ("postgres: ...") when it cannot connect. */
+PGconn *kc_pg_connect_blocking(const char *dsn, const char *app, char *err, size_t errlen);
+
 /* Sends the server's notices on conn ("word is too long to be indexed", ...) into the JSON
  * log at debug level instead of libpq's default, stderr. kc_pg_t does it for its own
  * connections; this is for the blocking connections a daemon makes itself. */

@@ -9,7 +9,7 @@ and commit the script and the JSON together (tests/system/deploy/test_monitoring
 that they agree, and that every panel's query has data on a running stack).
 
 Every query reads the scrape jobs of monitoring/prometheus/alerts.yml (kchat-gateway,
-kchat-processor, kchat-projector, kchat-api); series named level:metric:operation are that
+kchat-processor, kchat-projector, kchat-notifier, kchat-api); series named level:metric:operation are that
 file's recording rules, so load it into the Prometheus the dashboards read.
 """
 import json
@@ -21,6 +21,7 @@ SCHEMA_VERSION = 39
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 PJ, JJ, AJ = 'job="kchat-processor"', 'job="kchat-projector"', 'job="kchat-api"'
+NJ = 'job="kchat-notifier"'
 
 
 def q(expr, legend=""):
@@ -32,8 +33,8 @@ def panel(title, unit, *targets, kind="timeseries", desc="", width=12, height=8)
             "w": width, "h": height}
 
 
-def stat(title, unit, *targets, desc=""):
-    return panel(title, unit, *targets, kind="stat", desc=desc, width=6, height=4)
+def stat(title, unit, *targets, desc="", width=6):
+    return panel(title, unit, *targets, kind="stat", desc=desc, width=width, height=4)
 
 
 def instance_var(job):
@@ -49,10 +50,15 @@ OVERVIEW = {
                    "traffic, lag.",
     "vars": [],
     "panels": [
-        stat("Gateways up", "none", q('sum(up{job="kchat-gateway"})')),
-        stat("Processors up", "none", q('sum(up{job="kchat-processor"})')),
-        stat("Projectors up", "none", q('sum(up{job="kchat-projector"})')),
-        stat("APIs up", "none", q('sum(up{job="kchat-api"})')),
+        stat("Gateways up", "none", q('sum(up{job="kchat-gateway"})'), width=4),
+        stat("Processors up", "none", q('sum(up{job="kchat-processor"})'), width=4),
+        stat("Projectors up", "none", q('sum(up{job="kchat-projector"})'), width=4),
+        stat("Notifiers up", "none", q(f'sum(up{{{NJ}}})'), width=4),
+        stat("APIs up", "none", q('sum(up{job="kchat-api"})'), width=4),
+        stat("Notifications dropped, last hour", "none",
+             q(f'sum(increase(kchat_notifier_failed_total{{{NJ},reason=~"refused|deadline"}}[1h]))'),
+             desc="Sends a push service or webhook refused for good, or that outlived "
+                  "--send-deadline-s (KchatNotifierSendsFailing).", width=4),
         panel("Not ready, and failing health checks", "none",
               q("sum by (job) (1 - kchat_ready)", "not ready: {{job}}"),
               q("sum by (job, check) (1 - kchat_health_check_up)", "{{check}} failing: {{job}}"),
@@ -96,6 +102,12 @@ OVERVIEW = {
                 "dead letters"),
               q('sum(increase(kchat_gateway_slow_consumer_closes_total{job="kchat-gateway"}[1h]))',
                 "slow-consumer closes")),
+        panel("Notifications sent and failed", "ops",
+              q(f"sum by (kind) (rate(kchat_notifier_sent_total{{{NJ}}}[{RI}]))", "sent {{kind}}"),
+              q(f"sum by (reason) (rate(kchat_notifier_failed_total{{{NJ}}}[{RI}]))",
+                "failed {{reason}}"),
+              desc="Web Push and webhook sends the targets took (2xx), and those dropped: "
+                   "gone (unsubscribed, normal), refused, deadline, encrypt."),
     ],
 }
 
@@ -278,6 +290,64 @@ PROJECTOR = {
     ],
 }
 
+N = 'job="kchat-notifier",instance=~"$instance"'
+NOTIFIER = {
+    "uid": "kchat-notifier", "title": "kchat / Notifier",
+    "description": "kchat-notifier: chat.events into Web Push and signed webhooks for the "
+                   "members who are not connected.",
+    "vars": [instance_var("kchat-notifier")],
+    "panels": [
+        panel("Messages read, notifications opened and coalesced", "ops",
+              q(f"sum(rate(kchat_notifier_messages_total{{{N}}}[{RI}]))", "messages"),
+              q(f"sum(rate(kchat_notifier_notifications_total{{{N}}}[{RI}]))",
+                "notifications opened"),
+              q(f"sum(rate(kchat_notifier_coalesced_total{{{N}}}[{RI}]))",
+                "coalesced into one"),
+              desc="A member's first unheard message in a conversation opens a notification; "
+                   "the ones within --coalesce-ms are counted into it."),
+        panel("Members skipped, by reason", "ops",
+              q(f"sum by (reason) (rate(kchat_notifier_skipped_total{{{N}}}[{RI}]))",
+                "{{reason}}"),
+              desc="connected: on a gateway, saw it live; muted; no_target: no subscription "
+                   "and no webhook; connected_at_send: came back before the notification "
+                   "was due."),
+        panel("Sent, by kind", "ops",
+              q(f"sum by (kind) (rate(kchat_notifier_sent_total{{{N}}}[{RI}]))", "{{kind}}"),
+              desc="Web Push and webhook requests the target took (2xx)."),
+        panel("Failed, by reason", "ops",
+              q(f"sum by (reason) (rate(kchat_notifier_failed_total{{{N}}}[{RI}]))",
+                "{{reason}}"),
+              desc="Dropped sends. gone: the browser unsubscribed (404, 410; normal). refused: "
+                   "any other 4xx, for good (403: the VAPID key changed). deadline: tried "
+                   "until --send-deadline-s. encrypt: the subscription's keys are unusable."),
+        panel("Latency (newest message to the target taking it)", "s",
+              q(f"histogram_quantile(0.99, sum by (kind, le) "
+                f"(rate(kchat_notifier_latency_seconds_bucket{{{N}}}[{RI}])))", "p99 {{kind}}"),
+              q(f"histogram_quantile(0.5, sum by (kind, le) "
+                f"(rate(kchat_notifier_latency_seconds_bucket{{{N}}}[{RI}])))", "p50 {{kind}}"),
+              desc="The --coalesce-ms wait included: a mention goes at once, other messages "
+                   "wait for company."),
+        panel("Retries, by status", "ops",
+              q(f"sum by (status) (rate(kchat_notifier_retries_total{{{N}}}[{RI}]))",
+                "{{status}}"),
+              desc="Sends tried again: 429 (a push service throttles this sender), 5xx, none "
+                   "(no answer within --http-timeout-ms)."),
+        panel("Sends claimed (in flight)", "none",
+              q(f"kchat_notifier_sends_claimed{{{N}}}", "{{instance}}"),
+              desc="Near --max-inflight for long: the targets are slower than the messages."),
+        panel("Resyncs", "ops",
+              q(f"sum by (instance) (rate(kchat_notifier_resyncs_total{{{N}}}[{RI}]))",
+                "{{instance}}"),
+              desc="Batches given up and the stored offsets read again (a partition moved, or "
+                   "Postgres failed)."),
+        panel("Kafka: consumer lag, brokers up", "none",
+              q(f"kchat_kafka_consumer_lag_messages{{{N}}}", "lag {{client}}"),
+              q(f"kchat_kafka_brokers_up{{{N}}}", "brokers up {{client}}")),
+        panel("Resident memory", "bytes",
+              q(f"process_resident_memory_bytes{{{N}}}", "{{instance}}")),
+    ],
+}
+
 A = 'job="kchat-api",instance=~"$instance"'
 API = {
     "uid": "kchat-api", "title": "kchat / API",
@@ -401,7 +471,7 @@ READ_MODELS = {
 }
 
 DASHBOARDS = {"overview": OVERVIEW, "gateway": GATEWAY, "processor": PROCESSOR,
-              "projector": PROJECTOR, "api": API, "kafka-lag": KAFKA,
+              "projector": PROJECTOR, "notifier": NOTIFIER, "api": API, "kafka-lag": KAFKA,
               "read-models": READ_MODELS}
 
 

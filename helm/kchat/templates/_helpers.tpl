@@ -117,7 +117,8 @@ when they differ from the daemons' defaults (plaintext, no SASL, system CAs).
 {{/*
 Environment of a daemon, as a sorted list without duplicates: the chart's settings, then the
 global .Values.env, then the component's env (the last one wins); then the secrets.
-Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" true "s3" true "instanceId" true).
+Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" true "s3" true "instanceId" true
+"webhook" true).
 */}}
 {{- define "kchat.env" -}}
 {{- $v := .root.Values }}
@@ -177,6 +178,13 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
     secretKeyRef:
       name: {{ $v.redis.existingSecret }}
       key: {{ $v.redis.passwordKey }}
+{{- end }}
+{{- if and .webhook $v.notifier.webhooks.existingSecret }}
+- name: KCHAT_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.notifier.webhooks.existingSecret }}
+      key: {{ $v.notifier.webhooks.secretKey }}
 {{- end }}
 {{- if and .s3 $v.s3.existingSecret }}
 - name: KCHAT_S3_ACCESS_KEY

@@ -199,6 +199,20 @@ def test_the_dockerfiles_pin_their_base_images():
                 stages.add(m.group(2))
 
 
+def test_the_image_holds_every_daemon():
+    """compose/Dockerfile installs the binary of every daemon of scripts/daemons.json, and
+    kchatctl, where the services' commands find them; with OpenSSL's libcrypto (Web Push),
+    its -dev package in the build stage and its library in the runtime one."""
+    text = (COMPOSE / "Dockerfile").read_text().replace("\\\n", " ")
+    installed = re.search(r"install -m 0755 ([^&]*)/out/bin/", text).group(1).split()
+    for d in SPEC:
+        assert f"/build/{d['binary']}" in installed, f"{d['binary']} is not in the image"
+    assert "/build/ctl/kchatctl" in installed
+    build = text[:text.index("AS runtime")]
+    if "find_package(OpenSSL" in (ROOT / "CMakeLists.txt").read_text():
+        assert "libssl-dev" in build.split() and "libssl3" in runtime_packages()
+
+
 def runtime_packages():
     """The packages compose/Dockerfile installs in its runtime stage."""
     text = (COMPOSE / "Dockerfile").read_text()

@@ -32,7 +32,7 @@ PRODUCTION = CHART / "values-production.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RELEASE = "chat"
 FULL = f"{RELEASE}-kchat"
-DAEMONS = ("gateway", "processor", "projector", "api")
+DAEMONS = ("gateway", "processor", "projector", "notifier", "api")
 
 
 @pytest.fixture(scope="session")
@@ -189,6 +189,13 @@ def test_kubectl_validate_catches_a_bad_document(tools, tmp_path):
     (["--set-json", "gateway.allowedOrigins=\"https://a.example\""], "/gateway/allowedOrigins"),
     (["--set-json", "ingress.apiPaths=[\"/metrics\"]"], "/ingress/apiPaths/0"),
     (["--set", "networkPolicy.egress.kafka.ports[0]=kafka"], "/networkPolicy/egress/kafka/ports/0"),
+    (["--set", "notifier.content=full"], "/notifier/content"),
+    (["--set", "notifier.coalesceMs=-1"], "/notifier/coalesceMs"),
+    (["--set-json", 'notifier.webhooks.urls=["ftp://hooks.example/x"]'], "/notifier/webhooks/urls/0"),
+    (["--set-json", "notifier.webhooks.urls=[" + ",".join(f'"https://h{i}.example/"' for i in range(9)) + "]"],
+     "/notifier/webhooks/urls"),
+    (["--set", "notifier.vapidSubject=admin@example.com"], "/notifier/vapidSubject"),
+    (["--set", "push.privateKey=x"], "'privateKey' not allowed"),
 ])
 def test_schema_refuses_bad_values(tools, chart, args, says):
     err = refused(tools, chart, *args)
@@ -506,6 +513,78 @@ def test_production_takes_secrets_and_cas_from_existing_objects(tools, chart):
     assert not [n for n in default if n.startswith("KCHAT_KAFKA_S") or n == "KCHAT_REDIS_PASSWORD"]
 
 
+def pod_spec(docs, component):
+    kind = "StatefulSet" if component in ("gateway", "processor") else "Deployment"
+    return find(docs, kind, f"{FULL}-{component}")[0]["spec"]["template"]["spec"]
+
+
+def secret_file(docs, component, env_name):
+    """(Secret name, key) of the file a component's variable env_name names: the Secret
+    volume mounted over its folder, and the one key that volume holds."""
+    c, spec = container(docs, component), pod_spec(docs, component)
+    path = Path(env_of(c)[env_name]["value"])
+    mount = next(m for m in c["volumeMounts"] if Path(m["mountPath"]) == path.parent)
+    assert mount["readOnly"] is True
+    vol = next(v for v in spec["volumes"] if v["name"] == mount["name"])["secret"]
+    assert [i["path"] for i in vol["items"]] == [path.name], vol
+    return vol["secretName"], vol["items"][0]["key"]
+
+
+def test_without_push_the_notifier_runs_without_web_push(tools, chart):
+    """Default values name no push Secret: the notifier gets no VAPID key and no webhooks
+    (it reads chat.events and tells no one), the API no public key (its /push endpoints
+    answer 503); nothing mounts a push volume."""
+    docs = render(tools, chart)
+    env = env_of(container(docs, "notifier"))
+    assert (env["KCHAT_ADMIN_PORT"]["value"], env["KCHAT_GROUP_ID"]["value"],
+            env["KCHAT_EVENTS_TOPIC"]["value"]) == ("9097", "kchat-notifier", "chat.events")
+    assert env["KCHAT_COALESCE_MS"]["value"] == "10000" and env["KCHAT_CONTENT"]["value"] == "preview"
+    for name in ("KCHAT_VAPID_PRIVATE_KEY", "KCHAT_VAPID_SUBJECT", "KCHAT_WEBHOOK_URLS",
+                 "KCHAT_WEBHOOK_SECRET"):
+        assert name not in env, name
+    assert "KCHAT_VAPID_PUBLIC_KEY" not in env_of(container(docs, "api"))
+    for d in ("notifier", "api"):
+        assert "push" not in {v["name"] for v in pod_spec(docs, d).get("volumes", [])}, d
+
+
+def test_push_keys_and_webhook_secret_come_from_existing_secrets(tools, chart):
+    """With push.existingSecret the notifier mounts only the VAPID private key and the API
+    only the public one, both from that Secret; the webhook secret is a secretKeyRef. A
+    Secret with the private key alone serves the API too (publicKeyKey = privateKeyKey)."""
+    docs = render(tools, chart, *production_args())
+    assert secret_file(docs, "notifier", "KCHAT_VAPID_PRIVATE_KEY") == ("kchat-push", "vapid-private.pem")
+    assert secret_file(docs, "api", "KCHAT_VAPID_PUBLIC_KEY") == ("kchat-push", "vapid-public.pem")
+    env = env_of(container(docs, "notifier"))
+    assert env["KCHAT_VAPID_SUBJECT"]["value"] == "mailto:chat-ops@example.com"
+    assert env["KCHAT_WEBHOOK_URLS"]["value"] == "https://push-gateway.example.com/kchat"
+    assert env["KCHAT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == \
+        {"name": "kchat-webhook", "key": "webhook-secret"}
+    docs = render(tools, chart, "--set", "push.existingSecret=vapid,push.privateKeyKey=key.pem,"
+                  "push.publicKeyKey=key.pem,notifier.vapidSubject=https://chat.example.com/contact",
+                  "--set-json", 'notifier.webhooks.urls=["https://a.example/h","http://b.example:8080/h"]',
+                  "--set", "notifier.webhooks.existingSecret=hooks,notifier.webhooks.secretKey=s")
+    assert secret_file(docs, "notifier", "KCHAT_VAPID_PRIVATE_KEY") == ("vapid", "key.pem")
+    assert secret_file(docs, "api", "KCHAT_VAPID_PUBLIC_KEY") == ("vapid", "key.pem")
+    env = env_of(container(docs, "notifier"))
+    assert env["KCHAT_WEBHOOK_URLS"]["value"] == "https://a.example/h,http://b.example:8080/h"
+    assert env["KCHAT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "hooks", "key": "s"}
+    # Web Push on needs a contact; webhooks need their signing secret.
+    assert "notifier.vapidSubject" in refused(tools, chart, "--set", "push.existingSecret=vapid")
+    assert "notifier.webhooks.existingSecret" in refused(
+        tools, chart, "--set-json", 'notifier.webhooks.urls=["https://a.example/h"]')
+
+
+def test_the_notifier_may_reach_its_webhooks(tools, chart):
+    """The port of each webhook URL that networkPolicy.egress.push does not open is opened
+    too (http's 80 when the URL names none), to any address."""
+    docs = render(tools, chart, "--set", "networkPolicy.enabled=true,notifier.webhooks.existingSecret=hooks",
+                  "--set-json", 'notifier.webhooks.urls=["https://a.example/h","http://b.example/h",'
+                  '"https://c.example:8443/h","http://[fd00::1]:9000/h"]')
+    np = find(docs, "NetworkPolicy", f"{FULL}-notifier")[0]
+    rules = [sorted(p["port"] for p in r["ports"]) for r in np["spec"]["egress"] if "to" not in r]
+    assert sorted(rules) == [[80, 8443, 9000], [443], [5432], [6379], [9092]], rules
+
+
 def test_init_hook_runs_topics_and_migrate_first(tools, chart):
     docs = render(tools, chart)
     job = find(docs, "Job", f"{FULL}-init")[0]
@@ -516,10 +595,13 @@ def test_init_hook_runs_topics_and_migrate_first(tools, chart):
 
 def test_readers_can_be_upgraded_before_writers(tools, chart):
     """A component's imageTag overrides image.tag for it alone: the upgrade order of the
-    chart's README (projector and api, then processor, then gateways) is three upgrades."""
-    docs = render(tools, chart, "--set", "image.tag=1.0,projector.imageTag=1.1,api.imageTag=1.1")
+    chart's README (projector, notifier and api, then processor, then gateways) is three
+    upgrades."""
+    docs = render(tools, chart, "--set",
+                  "image.tag=1.0,projector.imageTag=1.1,notifier.imageTag=1.1,api.imageTag=1.1")
     tags = {d: container(docs, d)["image"].rsplit(":", 1)[1] for d in DAEMONS}
-    assert tags == {"gateway": "1.0", "processor": "1.0", "projector": "1.1", "api": "1.1"}
+    assert tags == {"gateway": "1.0", "processor": "1.0", "projector": "1.1", "notifier": "1.1",
+                    "api": "1.1"}
 
 
 def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
@@ -548,12 +630,18 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     ports = {d: {p["port"] for r in nps[f"{FULL}-{d}"]["spec"]["ingress"] for p in r["ports"]}
              for d in DAEMONS}
     assert ports == {"gateway": {8081, 9091}, "processor": {9095}, "projector": {9096},
-                     "api": {8088, 8080}}
+                     "notifier": {9097}, "api": {8088, 8080}}
     api_rules = nps[f"{FULL}-api"]["spec"]["ingress"]
     ic = next(r for r in api_rules if r["from"][0]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "ingress-nginx")
     assert [p["port"] for p in ic["ports"]] == [8088]
     egress = nps[f"{FULL}-processor"]["spec"]["egress"]
     assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 6379, 9093]
+    # The notifier: Kafka, Postgres, Redis, and HTTPS to any address (push services are
+    # anywhere on the internet; the production webhook is on 443 too).
+    egress = nps[f"{FULL}-notifier"]["spec"]["egress"]
+    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 443, 5432, 6379, 9093]
+    https = next(r for r in egress if [p["port"] for p in r["ports"]] == [443])
+    assert "to" not in https, https
     # ServiceMonitor: each daemon's Service once (not the gateway's headless one).
     sm = find(docs, "ServiceMonitor")[0]
     labelled = [s["metadata"]["name"] for s in find(docs, "Service")

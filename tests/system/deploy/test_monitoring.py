@@ -345,7 +345,8 @@ def query(base, expr):
 def put_traffic_through_the_stack():
     """Two users register and log in, open a conversation over REST, chat over WebSocket on
     every gateway (a retry, read receipts, typing), then read history and their lists, and a
-    client marks as read a message that does not exist (the processor rejects it)."""
+    client marks as read a message that does not exist (the processor rejects it). Then one
+    of them, gone offline, is told of a mention by Web Push (notify_an_offline_member)."""
     a, b = User(), User()
     r = a.post("/conversations", {"title": "monitoring", "members": [b.id]})
     assert r.status == 201, r
@@ -397,6 +398,44 @@ def put_traffic_through_the_stack():
         assert user.get("/conversations").status == 200
     r = b.post(f"/conversations/{convo}/read", {"seq_no": seq + 100})
     assert (r.status, r.code) == (400, "no_such_message"), r
+    notify_an_offline_member(a, b, convo)
+
+
+def notify_an_offline_member(a, b, convo):
+    """b, whose sockets are closed, subscribes to Web Push at a local push service
+    (kchat_testkit.push; the stack's API takes its http:// endpoint) and a mentions b: the
+    stack's notifier sends b one push at once (a mention is not coalesced), so its sent,
+    latency and claim series have data."""
+    from kchat_testkit.gateway import redis_client
+    from kchat_testkit.push import PushService
+
+    push = PushService()
+    try:
+        sub = push.subscription(f"monitoring-{uuid.uuid4().hex[:8]}")
+        r = b.post("/push/subscriptions", sub.body())
+        assert r.status == 201, r
+        redis = redis_client()
+        wait_until(lambda: not any(int(v) > time.time() * 1000
+                                   for v in redis.hgetall(f"kchat:route:{b.id}").values()),
+                   "b's routes gone with the sockets", timeout=30)
+
+        async def mention():
+            async with websockets.connect(f"ws://127.0.0.1:{ENV['KCHAT_GATEWAY_PORT']}/ws",
+                                          additional_headers={"Authorization": "Bearer " + a.token}) as ws:
+                mid = f"mon-mention-{uuid.uuid4().hex[:8]}"
+                await ws.send(json.dumps({"type": "message.send", "convo_id": convo,
+                                          "client_msg_id": mid, "content": f"@{b.name} look"}))
+                while True:
+                    f = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    if f.get("type") == "ack" and f.get("client_msg_id") == mid:
+                        assert f["status"] == "ok", f
+                        return
+
+        asyncio.run(mention())
+        path = "/" + sub.endpoint.split("/", 3)[3]
+        wait_until(lambda: push.taken(path), "the notifier's push to b", timeout=60)
+    finally:
+        push.close()
 
 
 def has_data(result):

@@ -15,6 +15,7 @@ EXPECTED_CHECKS = {
     # the stack's processor runs the default two transactional producers
     "processor": {"kafka_consumer", "kafka_producer", "kafka_producer_1"},
     "projector": {"kafka_consumer", "postgres", "redis"},
+    "notifier": {"kafka_consumer", "postgres", "redis"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
     "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
 }
