@@ -54,7 +54,7 @@ static const kc_cfg_opt_t nt_opts[] = {
      "longest wait between two tries of a send (a Retry-After included)"},
     {"origin-concurrency", KC_CFG_INT, offsetof(nt_cfg_t, origin_concurrency), "8", 1, 1000,
      "requests in flight to one origin (push service or webhook host) at most"},
-    {"max-inflight", KC_CFG_INT, offsetof(nt_cfg_t, max_inflight), "256", 1, 10000,
+    {"sends-max", KC_CFG_INT, offsetof(nt_cfg_t, sends_max), "256", 1, 10000,
      "sends claimed and not yet settled at most"},
     {"http-timeout-ms", KC_CFG_INT, offsetof(nt_cfg_t, http_timeout_ms), "10000", 100, 120000,
      "bound on one push or webhook request, connection included"},
@@ -262,7 +262,7 @@ static int start(void *arg, char *err, size_t errlen)
     if (!n->schemas)
         return -1;
     n->http = kc_httpc_new(n->app.loop, n->cfg.http_timeout_ms,
-                           (size_t)n->cfg.max_inflight, err, errlen);
+                           (size_t)n->cfg.sends_max, err, errlen);
     if (!n->http)
         return -1;
     kc_kafka_opts_t ko = {.conn = &n->cfg.kafka,

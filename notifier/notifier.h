@@ -48,7 +48,7 @@ typedef struct {
     long long retry_min_ms;
     long long retry_max_ms;
     long long origin_concurrency;
-    long long max_inflight;
+    long long sends_max;
     long long http_timeout_ms;
     long long projector_wait_ms;
 } nt_cfg_t;

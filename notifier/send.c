@@ -367,7 +367,7 @@ static void claim(nt_t *n)
 {
     if (n->claiming || n->stopping)
         return;
-    long long budget = n->cfg.max_inflight - (long long)n->queued;
+    long long budget = n->cfg.sends_max - (long long)n->queued;
     if (budget <= 0)
         return;
     if (budget > CLAIM_MAX)

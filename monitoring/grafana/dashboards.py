@@ -334,7 +334,7 @@ NOTIFIER = {
                    "(no answer within --http-timeout-ms)."),
         panel("Sends claimed (in flight)", "none",
               q(f"kchat_notifier_sends_claimed{{{N}}}", "{{instance}}"),
-              desc="Near --max-inflight for long: the targets are slower than the messages."),
+              desc="Near --sends-max for long: the targets are slower than the messages."),
         panel("Resyncs", "ops",
               q(f"sum by (instance) (rate(kchat_notifier_resyncs_total{{{N}}}[{RI}]))",
                 "{{instance}}"),
