@@ -28,6 +28,10 @@
 #define RETRY_MAX_MS 5000
 #define PROJECTOR_POLL_MS 50
 #define MAX_MEMBERS_PER_CONVO 10000
+/* A batch that made no notification for a partition stores its offset at most this often:
+ * each store is a Postgres commit, and going back over such events after a crash tells
+ * nobody of anything new. */
+#define OFFSETS_ONLY_EVERY_NS 1000000000u
 
 typedef struct {
     char *user_id, *username;
@@ -177,6 +181,7 @@ static void resync(nt_t *n)
     }
     n->need_resync = 0;
     n->backoff_ms = RETRY_MIN_MS;
+    kc_kafka_watch_resume(n->consumer.w); /* paused since the batch that failed */
     (void)nt_on_events(n);
 }
 
@@ -190,6 +195,7 @@ static void batch_done(nt_t *n)
         nt_drained(n); /* the drain goes on now that no batch is in flight */
         return;
     }
+    kc_kafka_watch_resume(n->consumer.w);
     (void)nt_on_events(n);
 }
 
@@ -271,9 +277,16 @@ static void write_batch(nt_t *n, agg_t *aggs, size_t naggs)
 {
     n->intake_pending = 0;
     n->intake_failed = 0;
+    uint64_t now = kc_mono_ns();
     for (int32_t p = 0; p < n->nparts; p++) {
         if (n->next[p] < 0 || !n->assigned[p])
             continue;
+        int made = 0;
+        for (size_t i = 0; i < naggs && !made; i++)
+            made = aggs[i].partition == p;
+        if (!made && now - n->offsets_written_ns[p] < OFFSETS_ONLY_EVERY_NS)
+            continue;
+        n->offsets_written_ns[p] = now;
         kc_buf_t json = {0};
         kc_buf_putc(&json, '[');
         int first = 1;
@@ -584,8 +597,8 @@ static void on_members(void *arg, const PGresult *res, const char *err)
             c->last_seq = strtoll(PQgetvalue(res, i, 2), NULL, 10);
             (void)kc_map_put(n->members, cid, strlen(cid), c);
         }
-        if (c->nmembers == MAX_MEMBERS_PER_CONVO)
-            continue;
+        if (PQgetisnull(res, i, 3) || c->nmembers == MAX_MEMBERS_PER_CONVO)
+            continue; /* the conversation, with none of its members to tell */
         if (c->nmembers == c->cap) {
             c->cap = c->cap ? c->cap * 2 : 8;
             c->members = kc_xrealloc(c->members, c->cap * sizeof(nt_member_t));
@@ -631,19 +644,20 @@ static void ask_members(nt_t *n)
      * left out here (the senders stay, for their names). */
     const char *params[] = {arr.data, n->nwebhooks ? "true" : "false", senders.data};
     int rc = kc_pg_query(n->pg,
-                         "SELECT c.convo_id, c.title, c.last_seq, m.user_id, u.username,"
+                         "SELECT c.convo_id, c.title, c.last_seq, m.user_id,"
+                         " coalesce(u.username, ''),"
                          " (mu.user_id IS NOT NULL AND"
                          "  (mu.muted_until IS NULL OR mu.muted_until > now())),"
-                         " coalesce(nullif(u.display_name, ''), u.username)"
+                         " coalesce(nullif(u.display_name, ''), u.username, 'someone')"
                          " FROM rm.conversations c"
-                         " JOIN rm.members m ON m.convo_id = c.convo_id"
-                         " JOIN users u ON u.user_id = m.user_id"
-                         " LEFT JOIN mutes mu ON mu.user_id = m.user_id"
-                         "  AND mu.convo_id = m.convo_id"
-                         " WHERE c.convo_id = ANY ($1::text[])"
+                         " LEFT JOIN rm.members m ON m.convo_id = c.convo_id"
                          "  AND ($2::boolean OR m.user_id = ANY ($3::text[])"
                          "       OR EXISTS (SELECT 1 FROM push_subscriptions s"
-                         "                  WHERE s.user_id = m.user_id))",
+                         "                  WHERE s.user_id = m.user_id))"
+                         " LEFT JOIN users u ON u.user_id = m.user_id"
+                         " LEFT JOIN mutes mu ON mu.user_id = m.user_id"
+                         "  AND mu.convo_id = m.convo_id"
+                         " WHERE c.convo_id = ANY ($1::text[])",
                          3, params, on_members, n);
     kc_buf_free(&arr);
     kc_buf_free(&senders);
@@ -654,6 +668,9 @@ static void ask_members(nt_t *n)
 static void start_batch(nt_t *n)
 {
     n->busy = 1;
+    /* the queue keeps filling meanwhile: a watch left on would call back on every turn of the
+     * loop while the batch waits for Postgres or Redis */
+    kc_kafka_watch_pause(n->consumer.w);
     n->batch_t0 = kc_mono_ns();
     if (n->nmsgs == 0)
         write_batch(n, NULL, 0); /* offsets only */
@@ -781,6 +798,7 @@ void nt_intake_init(nt_t *n)
     n->stored = kc_xcalloc(np, sizeof(int64_t));
     n->next = kc_xcalloc(np, sizeof(int64_t));
     n->first_seen = kc_xcalloc(np, sizeof(int64_t));
+    n->offsets_written_ns = kc_xcalloc(np, sizeof(uint64_t));
     for (size_t i = 0; i < np; i++)
         n->stored[i] = n->next[i] = n->first_seen[i] = -1;
     n->backoff_ms = RETRY_MIN_MS;
@@ -807,4 +825,5 @@ void nt_intake_free(nt_t *n)
     free(n->stored);
     free(n->next);
     free(n->first_seen);
+    free(n->offsets_written_ns);
 }

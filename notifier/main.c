@@ -58,7 +58,7 @@ static const kc_cfg_opt_t nt_opts[] = {
      "sends claimed and not yet settled at most"},
     {"http-timeout-ms", KC_CFG_INT, offsetof(nt_cfg_t, http_timeout_ms), "10000", 100, 120000,
      "bound on one push or webhook request, connection included"},
-    {"projector-wait-ms", KC_CFG_INT, offsetof(nt_cfg_t, projector_wait_ms), "5000", 0, 600000,
+    {"projector-wait-ms", KC_CFG_INT, offsetof(nt_cfg_t, projector_wait_ms), "2000", 0, 600000,
      "how long a batch waits for the read model to hold its messages (and so their members)"},
 };
 
@@ -278,8 +278,11 @@ static int start(void *arg, char *err, size_t errlen)
                           "cooperative-sticky",
                           "session.timeout.ms",
                           session,
+                          /* notifications wait --coalesce-ms anyway: fewer, larger batches */
                           "fetch.wait.max.ms",
-                          "100",
+                          "500",
+                          "fetch.min.bytes",
+                          "65536",
                           NULL};
     rd_kafka_t *rk = kc_kafka_consumer_new(&ko, n->cfg.group_id, over, err, errlen);
     if (!rk || kc_kafka_bind(&n->consumer, n->app.loop, rk, nt_on_events, n, err, errlen) != 0)

@@ -101,6 +101,7 @@ struct nt {
     int *assigned;
     int64_t *stored;     /* next offset stored in notify_offsets; -1: no row */
     int64_t *next;       /* next offset the batch reaches, per partition; -1: none */
+    uint64_t *offsets_written_ns; /* when a partition's offset alone was last stored */
     int64_t *first_seen; /* first offset taken since assignment (where to go back to when
                           * nothing is stored); -1: none */
     nt_msg_t *msgs;
