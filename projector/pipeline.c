@@ -15,6 +15,7 @@
 #include "store.h"
 
 #define BATCH_MAX_BYTES (8 * 1024 * 1024)
+#define SCRIPT_RELOADS_MAX 3
 #define RETRY_MIN_MS 200
 #define RETRY_MAX_MS 5000
 #define IDLE_CHECK_MS 1000
@@ -316,10 +317,12 @@ static void redis_done(proj_t *p, const char *failure)
 static void on_batch_reply(void *arg, const redisReply *rep, const char *err)
 {
     proj_t *p = arg;
-    if (err && strncmp(err, "NOSCRIPT", 8) == 0 && !p->script_reloaded) {
-        /* Redis restarted or its scripts were flushed: the script did not run at all. */
+    if (err && strncmp(err, "NOSCRIPT", 8) == 0 && p->script_reloaded < SCRIPT_RELOADS_MAX) {
+        /* Redis restarted or its scripts were flushed: the script did not run at all. A flush
+         * may land again between the load and the call (an operator's loop, a Redis
+         * restarting twice): a few loads per batch before it is given up. */
         kc_log_info("the Redis batch script is not loaded: loading it again");
-        p->script_reloaded = 1;
+        p->script_reloaded++;
         p->script_sha[0] = '\0';
         redis_send(p);
         return;

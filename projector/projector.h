@@ -65,7 +65,7 @@ struct proj {
     int phase_failed;
     char phase_err[256];
     char script_sha[48];  /* the batch script's sha1, once SCRIPT LOAD has returned it */
-    int script_reloaded;  /* the current batch already loaded the script after a NOSCRIPT */
+    int script_reloaded;  /* times the current batch loaded the script after a NOSCRIPT */
     int32_t *rparts, *pparts; /* partitions the batch writes, per model */
     int64_t *rnext, *pnext;
     size_t nrparts, npparts;
