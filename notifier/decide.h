@@ -69,6 +69,12 @@ void nt_topic(const char *convo_id, char out[33]);
  * when url is not http(s)://host... or out is too small. */
 int nt_origin(const char *url, char *out, size_t size);
 
+/* What a target answered, for kchat_notifier_responses_total{status}: 2xx, 404, 410, 429,
+ * other 4xx, 5xx, none (no answer), other (1xx, 3xx): the index of its name. */
+#define NT_STATUS_CLASSES 8
+extern const char *const nt_status_names[NT_STATUS_CLASSES];
+int nt_status_class(long status);
+
 /* How long to wait before attempt number attempts + 1 of a send (attempts >= 1 made): the
  * server's Retry-After when it gave one (at most max_ms), else full jitter over an
  * exponential backoff: a draw in [min_ms, min(max_ms, min_ms * 2^(attempts-1))]. r is a

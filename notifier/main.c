@@ -129,28 +129,6 @@ static void make_metrics(nt_t *n)
                                      "Sends claimed and not yet settled.", NULL);
 }
 
-const char *const nt_status_names[NT_STATUS_CLASSES] = {"2xx", "404", "410", "429",
-                                                         "4xx", "5xx", "none", "other"};
-
-int nt_status_class(long st)
-{
-    if (st >= 200 && st < 300)
-        return 0;
-    if (st == 404)
-        return 1;
-    if (st == 410)
-        return 2;
-    if (st == 429)
-        return 3;
-    if (st >= 400 && st < 500)
-        return 4;
-    if (st >= 500 && st < 600)
-        return 5;
-    if (st == 0)
-        return 6;
-    return 7;
-}
-
 /* ---- start and stop ---- */
 
 void nt_fail(nt_t *n, const char *why)

@@ -54,11 +54,6 @@ typedef struct {
 } nt_cfg_t;
 
 #define NT_MAX_WEBHOOKS 8
-/* What a target answered, for kchat_notifier_responses_total{status}: 2xx, 404, 410, 429,
- * other 4xx, 5xx, none (no answer), other (1xx, 3xx). */
-#define NT_STATUS_CLASSES 8
-extern const char *const nt_status_names[NT_STATUS_CLASSES];
-int nt_status_class(long status);
 #define NT_MAX_PARTS 1024
 
 /* One new message of the batch being taken in. */

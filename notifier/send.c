@@ -180,6 +180,25 @@ static void on_answer(void *arg, const kc_httpc_result_t *res)
 
 /* ---- requests ---- */
 
+/* POSTs body to url with the header lines h[0..nh) (freed here), answered in on_answer. */
+static int post(nt_send_t *s, const char *url, kc_buf_t *h, size_t nh, const void *body,
+                size_t len)
+{
+    const char *headers[8];
+    for (size_t i = 0; i < nh; i++)
+        headers[i] = h[i].data;
+    kc_httpc_req_t r = {.method = "POST",
+                        .url = url,
+                        .headers = headers,
+                        .n_headers = nh,
+                        .body = body,
+                        .body_len = len};
+    int rc = kc_httpc_request(s->n->http, &r, on_answer, s);
+    for (size_t i = 0; i < nh; i++)
+        kc_buf_free(&h[i]);
+    return rc;
+}
+
 static int start_push(nt_send_t *s)
 {
     nt_t *n = s->n;
@@ -210,18 +229,7 @@ static int start_push(nt_send_t *s)
     kc_buf_puts(&h[3], "Content-Encoding: aes128gcm");
     kc_buf_puts(&h[4], "Content-Type: application/octet-stream");
     kc_buf_printf(&h[5], "Authorization: %s", auth.data);
-    const char *headers[6];
-    for (int i = 0; i < 6; i++)
-        headers[i] = h[i].data;
-    kc_httpc_req_t r = {.method = "POST",
-                        .url = s->endpoint,
-                        .headers = headers,
-                        .n_headers = 6,
-                        .body = body.data,
-                        .body_len = body.len};
-    int rc = kc_httpc_request(n->http, &r, on_answer, s);
-    for (int i = 0; i < 6; i++)
-        kc_buf_free(&h[i]);
+    int rc = post(s, s->endpoint, h, 6, body.data, body.len);
     kc_buf_free(&body);
     kc_buf_free(&auth);
     return rc;
@@ -244,18 +252,7 @@ static int start_webhook(nt_send_t *s)
     kc_buf_printf(&h[1], "webhook-id: %s", s->msg_id);
     kc_buf_printf(&h[2], "webhook-timestamp: %lld", ts);
     kc_buf_printf(&h[3], "webhook-signature: %s", sig.data);
-    const char *headers[4];
-    for (int i = 0; i < 4; i++)
-        headers[i] = h[i].data;
-    kc_httpc_req_t r = {.method = "POST",
-                        .url = s->target,
-                        .headers = headers,
-                        .n_headers = 4,
-                        .body = s->payload,
-                        .body_len = strlen(s->payload)};
-    int rc = kc_httpc_request(n->http, &r, on_answer, s);
-    for (int i = 0; i < 4; i++)
-        kc_buf_free(&h[i]);
+    int rc = post(s, s->target, h, 4, s->payload, strlen(s->payload));
     kc_buf_free(&sig);
     return rc;
 }

@@ -15,7 +15,7 @@ import pytest
 
 from kchat_testkit.api import User, send_all, wait_last_seq
 from kchat_testkit.daemon import start
-from kchat_testkit.gateway import connect, wait_routes
+from kchat_testkit.gateway import connect, route_registered, wait_routes
 from kchat_testkit.http import free_port, wait_until
 from kchat_testkit.metrics import metric
 from kchat_testkit.push import PushService, WebhookReceiver
@@ -151,17 +151,11 @@ def test_a_connected_member_gets_none_until_they_leave(env, commands):
     assert pushes(push, bob_sub) == []
     assert hooks_for(hooks, bob, convo) == []
     # gone: the route lapses with the close, the next message reaches bob
-    wait_until(lambda: not _online(bob.id), "bob offline")
+    wait_until(lambda: not route_registered(bob.id, 0), "bob offline")
     send_all(commands, convo, ann, ["now?"])
     wait_until(lambda: pushes(push, bob_sub), "bob's push once he left")
     p = pushes(push, bob_sub)[0]["payload"]
     assert (p["first_seq"], p["count"]) == (2, 1), p
-
-
-def _online(user_id):
-    from kchat_testkit.gateway import redis_client
-    r = redis_client()
-    return any(int(v) > time.time() * 1000 for v in r.hgetall(f"kchat:route:{user_id}").values())
 
 
 def test_a_muted_member_hears_only_of_mentions_and_at_once(env, commands):
