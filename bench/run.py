@@ -766,6 +766,97 @@ def scenario_txn(short):
     return {"rows": rows}
 
 
+def cost_window(label, rate, secs):
+    """One window of the costs scenario: 1:1 at rate msg/s (0: idle) for secs, with every
+    process's CPU, the broker's requests and the processor's transactions around it."""
+    errors = []
+    req0 = read_requests(errors)
+    tx0 = processor_totals()[0]
+    cpu0, t0 = cpu_snapshot(), time.monotonic()
+    s = None
+    if rate:
+        s = run_loadgen(label, ["--conns=200", "--group=2", f"--rate={rate}",
+                                f"--duration-s={secs}", "--size=100", "--drain-s=30"])
+    else:
+        time.sleep(secs)
+    cpu1, wall = cpu_snapshot(), time.monotonic() - t0
+    tx1 = processor_totals()[0]
+    req1 = read_requests(errors)
+    if errors:
+        raise RuntimeError(errors[0])
+    used = cpu_delta(cpu0, cpu1)
+    return {"rate": rate, "seconds": round(wall, 2),
+            "messages": s["results"]["acked"] if s else 0,
+            "cores": {n: round(v / wall, 4) for n, v in used.items()},
+            "transactions_per_s": round((tx1 - tx0) / wall, 1),
+            "requests_per_s": {k: round((v - req0.get(k, 0)) / wall, 1) for k, v in req1.items()
+                               if v - req0.get(k, 0) > 0 and k not in CONTROLLER_REQUESTS},
+            "check": s["check"]["pass"] if s else True,
+            "check_problems": check_problems(s) if s else []}
+
+
+def scenario_costs(short):
+    """What a message costs at the margin and what the stack costs whatever the rate: an idle
+    window, then 1:1 windows at a low and a high rate taken in turns (three of each; one in
+    the short version). Per process: the cores used idle and at each rate (medians), the
+    marginal CPU per message (the slope between the two rates) and what is left at the low
+    rate once its messages are paid for (fixed: above idle, per processor transaction). The
+    broker's requests per second by kind (AddPartitionsToTxnVerification, which the broker
+    sends itself, included). Not in the default list."""
+    low, high, secs, reps = (400, 2000, 8, 1) if short else (400, 2000, 15, 3)
+    idle = cost_window("costs-idle", 0, secs)
+    wins = {low: [], high: []}
+    for rep in range(reps):
+        for rate in (low, high):
+            wins[rate].append(cost_window(f"costs-{rate}-{rep}", rate, secs))
+    return cost_figures(idle, wins, low, high)
+
+
+def median(xs):
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def cost_figures(idle, wins, low, high):
+    """The costs scenario's figures from its windows (cost_window's results: idle, and a
+    list per rate): medians per rate, and per process the marginal µs per message (the slope
+    of cores against messages/s between the two rates) and the fixed cores above idle at the
+    low rate (what is left once its messages are paid at the margin)."""
+    def at(rate, f):
+        return median([f(w) for w in wins[rate]])
+
+    mps = {r: at(r, lambda w: w["messages"] / w["seconds"]) for r in (low, high)}
+    procs = sorted(set(idle["cores"]).intersection(*[w["cores"] for r in (low, high)
+                                                     for w in wins[r]]))
+    rows = {}
+    for n in procs:
+        c_idle = idle["cores"][n]
+        c_low, c_high = at(low, lambda w: w["cores"][n]), at(high, lambda w: w["cores"][n])
+        marginal = (c_high - c_low) / max(mps[high] - mps[low], 1)
+        rows[n] = {"idle": c_idle, "low": round(c_low, 4), "high": round(c_high, 4),
+                   "marginal_us_per_message": round(marginal * 1e6, 1),
+                   "fixed_above_idle": round(c_low - marginal * mps[low] - c_idle, 4)}
+    txn = {r: at(r, lambda w: w["transactions_per_s"]) for r in (low, high)}
+    kinds = sorted({k for r in (low, high) for w in wins[r] for k in w["requests_per_s"]} |
+                   set(idle["requests_per_s"]))
+    reqs = {k: {"idle": idle["requests_per_s"].get(k, 0),
+                **{str(r): at(r, lambda w, k=k: w["requests_per_s"].get(k, 0))
+                   for r in (low, high)}}
+            for k in kinds}
+    fixed = sum(v["fixed_above_idle"] for v in rows.values())
+    every = [w for r in (low, high) for w in wins[r]]
+    return {"low": low, "high": high,
+            "messages_per_s": {str(r): round(v) for r, v in mps.items()},
+            "transactions_per_s": {str(r): v for r, v in txn.items()},
+            "processes": rows, "requests_per_s": reqs,
+            "fixed_above_idle_cores": round(fixed, 3),
+            "fixed_ms_per_transaction": round(fixed * 1000 / max(txn[low], 1), 2),
+            "windows": {"idle": idle, **{str(r): wins[r] for r in (low, high)}},
+            "check": all(w["check"] for w in every),
+            "check_problems": sorted({p for w in every for p in w["check_problems"]})}
+
+
 def scenario_replay(short):
     recs = topic_records().get("chat.events", 0)
     binary = BUILD / "projector" / "kchat-projector"
@@ -798,7 +889,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--short", action="store_true", help="the short version (make bench)")
     ap.add_argument("--only", default="kafka,idle,one2one,groups,ramp,history,replay,peers",
-                    help="scenarios to run; txn (the processor's settings) only when named")
+                    help="scenarios to run; txn (the processor's settings) and costs (fixed "
+                         "and marginal CPU) only when named")
     ap.add_argument("--kchat-only", action="store_true",
                     help="of the scenarios chosen, only those that measure kchat itself (idle, "
                          "one2one, groups, ramp, and kchat's part of peers): what a baseline runs")
@@ -822,10 +914,10 @@ def main():
            "name": a.name, "commit": commit_of(STACK_ROOT),
            "short": a.short, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name in ["kafka", "idle", "one2one", "groups", "ramp", "history", "replay", "peers",
-                 "txn"]:  # idle first: on fresh gateways
+                 "txn", "costs"]:  # idle first: on fresh gateways
         if name not in only:
             continue
-        if a.warmup > 0 and name != "idle" and name in KCHAT_SCENARIOS + ("txn",) and \
+        if a.warmup > 0 and name != "idle" and name in KCHAT_SCENARIOS + ("txn", "costs") and \
                 "warmup" not in res:
             print(f"== warm-up ({a.warmup} s)", file=sys.stderr)
             try:
@@ -913,6 +1005,8 @@ def failures(res):
     out += [f"txn {r['producers']} producers, linger {r['linger_ms']} ms: check failed: "
             f"{', '.join(r['check_problems'])}"
             for r in (res.get("txn") or {}).get("rows", []) if r.get("check_problems")]
+    out += [f"costs: check failed: {', '.join((res.get('costs') or {}).get('check_problems', []))}"
+            for _ in [1] if (res.get("costs") or {}).get("check") is False]
     return out
 
 
@@ -1028,6 +1122,23 @@ def summary(res):
                   f"{r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | {r['transactions_per_s']} | "
                   f"{r['commands_per_transaction']} | {r['commit_mean_ms']} | "
                   f"{'pass' if r['check'] else 'FAIL'} |" for r in tx]
+    co = res.get("costs")
+    if co and "processes" in co:
+        lo, hi = co["low"], co["high"]
+        lines += ["", f"costs: {co['messages_per_s'][str(lo)]} and {co['messages_per_s'][str(hi)]} "
+                  f"msg/s over the windows; transactions/s {co['transactions_per_s'][str(lo)]} "
+                  f"and {co['transactions_per_s'][str(hi)]}; fixed above idle "
+                  f"{co['fixed_above_idle_cores']} cores, {co['fixed_ms_per_transaction']} ms of "
+                  "CPU per transaction", "",
+                  f"| process | cores idle | at {lo} msg/s | at {hi} msg/s | marginal µs per "
+                  "message | fixed cores above idle |", "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {v['idle']:.3f} | {v['low']:.3f} | {v['high']:.3f} | "
+                  f"{v['marginal_us_per_message']:.1f} | {v['fixed_above_idle']:.3f} |"
+                  for n, v in co["processes"].items()]
+        lines += ["", f"| broker requests/s | idle | at {lo} msg/s | at {hi} msg/s |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {v['idle']} | {v[str(lo)]} | {v[str(hi)]} |"
+                  for k, v in sorted(co["requests_per_s"].items(), key=lambda kv: -kv[1][str(hi)])]
     pe = res.get("peers", {}).get("systems")
     if pe:
         lines += ["", "| system | bytes per idle conn (server) | acked/s | deliveries/s | "

@@ -184,3 +184,35 @@ def test_kafka_sh_refuses_a_jmx_port_that_is_not_one(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "KCHAT_KAFKA_JMX_PORT must be a port number" in r.stderr
     assert not (tmp_path / "kafka" / "kafka.pid").exists()
+
+
+def cost_window(rate, cores, txn=40.0, problems=()):
+    return {"rate": rate, "seconds": 10.0, "messages": rate * 10, "cores": cores,
+            "transactions_per_s": txn, "requests_per_s": {"Produce": rate * 1.0, "EndTxn": txn},
+            "check": not problems, "check_problems": list(problems)}
+
+
+def test_costs_split_what_a_message_costs_from_what_a_transaction_costs():
+    # a broker at 0.05 cores idle, 0.30 cores whatever the rate, 50 µs a message; a gateway
+    # with nothing fixed and 100 µs a message; one window of each rate an outlier
+    def cores(rate, outlier=0.0):
+        return {"kafka": 0.05 + 0.30 + rate * 50e-6 + outlier, "gateway": 0.01 + rate * 100e-6}
+    idle = cost_window(0, {"kafka": 0.05, "gateway": 0.01}, txn=0.0)
+    wins = {400: [cost_window(400, cores(400)), cost_window(400, cores(400, 0.5)),
+                  cost_window(400, cores(400))],
+            2000: [cost_window(2000, cores(2000)), cost_window(2000, cores(2000)),
+                   cost_window(2000, cores(2000, -0.2))]}
+    c = run.cost_figures(idle, wins, 400, 2000)
+    assert c["messages_per_s"] == {"400": 400, "2000": 2000}
+    k, g = c["processes"]["kafka"], c["processes"]["gateway"]
+    assert abs(k["marginal_us_per_message"] - 50.0) < 0.2 and abs(k["fixed_above_idle"] - 0.30) < 1e-3
+    assert abs(g["marginal_us_per_message"] - 100.0) < 0.2 and abs(g["fixed_above_idle"]) < 1e-3
+    assert abs(c["fixed_ms_per_transaction"] - 7.5) < 0.05  # 0.30 cores over 40 transactions/s
+    assert c["requests_per_s"]["Produce"] == {"idle": 0, "400": 400.0, "2000": 2000.0}
+    assert c["check"] is True and run.failures({"costs": c}) == []
+    text = run.summary({"costs": c})
+    assert "| kafka | 0.050 | 0.370 | 0.450 | 50.0 | 0.300 |" in text
+    # a window that lost a message fails the run
+    wins[2000][1] = cost_window(2000, cores(2000), problems=("lost 1",))
+    assert run.failures({"costs": run.cost_figures(idle, wins, 400, 2000)}) == [
+        "costs: check failed: lost 1"]
