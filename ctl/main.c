@@ -3,6 +3,8 @@
  *   kchatctl topics   [--kafka-brokers=...] [--topics-file=kafka/topics.json]
  *                     [--replication-factor=N] [--min-insync-replicas=N]
  *   kchatctl migrate  [--pg-dsn=...] [--migrations-dir=db/migrations]
+ *   kchatctl skip-event --partition=N --offset=N --reason=TEXT [--events-topic=chat.events]
+ *                     [--pg-dsn=...]
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,13 +26,23 @@ static const kc_cfg_opt_t ctl_opts[] = {
      "topics: min.insync.replicas of every topic, instead of the spec's (0: the spec's)"},
     {"migrations-dir", KC_CFG_STR, offsetof(ctl_cfg_t, migrations_dir), "db/migrations", 1, 4096,
      "folder of NNNN_name.sql migrations"},
+    {"events-topic", KC_CFG_STR, offsetof(ctl_cfg_t, events_topic), "chat.events", 1, 249,
+     "skip-event: the topic the record is in"},
+    {"partition", KC_CFG_INT, offsetof(ctl_cfg_t, partition), "-1", -1, 1000000,
+     "skip-event: the record's partition"},
+    {"offset", KC_CFG_INT, offsetof(ctl_cfg_t, offset), "-1", -1, 9223372036854775807LL,
+     "skip-event: the record's offset"},
+    {"reason", KC_CFG_STR, offsetof(ctl_cfg_t, reason), "", 0, 500,
+     "skip-event: why the record is passed over (kept with it)"},
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kchatctl topics|migrate [--option=value ...]\n"
-                 "  topics   make the Kafka topics match the spec (idempotent)\n"
-                 "  migrate  apply the database migrations not yet applied\n\n");
+    fprintf(out, "usage: kchatctl topics|migrate|skip-event [--option=value ...]\n"
+                 "  topics      make the Kafka topics match the spec (idempotent)\n"
+                 "  migrate     apply the database migrations not yet applied\n"
+                 "  skip-event  have the projectors pass over an undecodable record of the "
+                 "events topic\n\n");
     kc_config_usage(ctl_opts, KC_ARRAY_LEN(ctl_opts), "kchatctl <command>", 0, out);
 }
 
@@ -46,6 +58,8 @@ int main(int argc, char **argv)
         fn = ctl_topics;
     else if (strcmp(cmd, "migrate") == 0)
         fn = ctl_migrate;
+    else if (strcmp(cmd, "skip-event") == 0)
+        fn = ctl_skip_event;
     if (!fn) {
         fprintf(stderr, "kchatctl: unknown command '%s'\n", cmd);
         usage(stderr);
