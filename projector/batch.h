@@ -9,7 +9,7 @@
 
 typedef enum {
     ITEM_EVENT,  /* a decoded event */
-    ITEM_POISON, /* an undecodable record: skipped, but its offset is consumed */
+    ITEM_POISON, /* an undecodable record event_skips names: passed over, its offset consumed */
     ITEM_EOF,    /* the end of a partition was reached: the offsets move past the markers */
 } proj_item_kind_t;
 

@@ -58,11 +58,12 @@ typedef struct {
     char *mem; /* the block of the members and counts arrays and every string */
 } proj_event_t;
 
-/* Largest id (convo, user) the projector accepts; longer ones make the record poison. */
+/* Largest id (convo, user) the projector accepts; longer ones make the record undecodable. */
 #define PROJ_MAX_ID 256
 
 /* Decodes a framed chat.events record. Returns 0, or a negative value with errstr set (the
- * record is then poison: logged, counted, skipped); ev needs no freeing on failure. */
+ * record then stops its partition unless event_skips names it: pipeline.c); ev needs no
+ * freeing on failure. */
 int proj_event_decode(kc_schemas_t *s, const void *buf, size_t len, proj_event_t *ev, char *errstr,
                       size_t errstr_size);
 void proj_event_free(proj_event_t *ev);

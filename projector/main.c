@@ -86,7 +86,12 @@ static void make_metrics(proj_t *p)
     p->lat_redis = kc_metrics_histogram(m, "kchat_projector_apply_seconds",
                                         "Time to apply a batch to a read model.", r_l, NULL, 0);
     p->poison = kc_metrics_counter(m, "kchat_projector_poison_events_total",
-                                   "Undecodable records skipped.", NULL);
+                                   "Undecodable records passed over because event_skips names "
+                                   "them (kchatctl skip-event).",
+                                   NULL);
+    p->halted = kc_metrics_gauge(m, "kchat_projector_halted_partitions",
+                                 "Partitions stopped at a record the projector cannot decode.",
+                                 NULL);
     p->resyncs = kc_metrics_counter(m, "kchat_projector_resyncs_total",
                                     "Batches given up (rolled back) after which the stored "
                                     "offsets were read again.",
@@ -200,7 +205,13 @@ static int start(void *arg, char *err, size_t errlen)
     p->pparts = kc_xcalloc(np, sizeof(int32_t));
     p->rnext = kc_xcalloc(np, sizeof(int64_t));
     p->pnext = kc_xcalloc(np, sizeof(int64_t));
+    p->halted_at = kc_xcalloc(np, sizeof(int64_t));
+    p->halt_why = kc_xcalloc(np, sizeof(*p->halt_why));
+    for (size_t i = 0; i < np; i++)
+        p->halted_at[i] = -1;
     make_metrics(p);
+    p->health_events = kc_health_add(p->app.health, "events");
+    kc_health_set(p->app.health, p->health_events, 1, NULL);
     if (uv_timer_init(p->app.loop, &p->timer) != 0 ||
         uv_timer_init(p->app.loop, &p->progress_timer) != 0)
         abort();
@@ -257,6 +268,9 @@ static void free_all(void *arg)
     free(p->pparts);
     free(p->rnext);
     free(p->pnext);
+    free(p->halted_at);
+    free(p->halt_why);
+    free(p->skips);
     free(p->lag);
     kc_schemas_destroy(p->schemas);
 }

@@ -88,6 +88,15 @@ static int load_state(proj_t *p, char *err, size_t errlen)
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("from", p->pg_gen), KC_INT("to", pgen)),
                   "Postgres read model generation changed (a rebuild was swapped in)");
     p->pg_gen = pgen;
+    proj_skip_t *skips;
+    size_t nskips;
+    if (proj_pg_skips(pc, p->cfg.events_topic, &skips, &nskips, err, errlen) != 0) {
+        free(roffs);
+        goto out;
+    }
+    free(p->skips);
+    p->skips = skips;
+    p->nskips = nskips;
     int vanished = 0;
     for (int32_t i = 0; i < p->nparts; i++) {
         if (p->assigned[i] && roffs[i] < p->redis_next[i] && !exists)
@@ -117,7 +126,103 @@ void proj_items_clear(proj_t *p)
     p->bytes = 0;
 }
 
-/* Reads the stored offsets again and moves the consumer there. */
+/* ---- partitions stopped at an undecodable record ---- */
+
+#define SKIP_CHECK_NS (5 * 1000000000ull)
+
+static void halted_health(proj_t *p)
+{
+    int n = 0, first = -1;
+    for (int32_t i = 0; i < p->nparts; i++)
+        if (p->halted_at[i] >= 0) {
+            if (first < 0)
+                first = i;
+            n++;
+        }
+    kc_gauge_set(p->halted, n);
+    if (!n) {
+        kc_health_set(p->app.health, p->health_events, 1, NULL);
+        return;
+    }
+    char d[320];
+    kc_strlcpyf(d, sizeof(d), "partition %d stopped at offset %lld: %s%s", (int)first,
+                (long long)p->halted_at[first], p->halt_why[first],
+                n > 1 ? " (and other partitions)" : "");
+    kc_health_set(p->app.health, p->health_events, 0, d);
+}
+
+static void pause_partition(proj_t *p, int32_t part, int pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->cfg.events_topic, part);
+    rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(p->consumer.rk, l)
+                                  : rd_kafka_resume_partitions(p->consumer.rk, l);
+    if (!e)
+        e = l->elems[0].err;
+    if (e)
+        kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_INT("partition", part)), "cannot %s a partition: %s",
+                  pause ? "pause" : "resume", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Stops a partition at a record no model can take: nothing at or after it is applied (the
+ * stored offsets stay before it) until it is named in event_skips or the projector can read
+ * it. A rebuild cannot finish without it, so it stops. */
+static void halt(proj_t *p, int32_t part, int64_t offset, const char *why)
+{
+    p->halted_at[part] = offset;
+    kc_strlcpyf(p->halt_why[part], sizeof(p->halt_why[part]), "%s", why);
+    kc_log_kv(KC_LOG_ERROR,
+              KC_FIELDS(KC_INT("partition", part), KC_INT("offset", offset), KC_STR("error", why)),
+              "undecodable event: the partition is stopped there (upgrade the projector, or "
+              "pass over the record with kchatctl skip-event)");
+    if (p->cfg.rebuild) {
+        proj_fail(p, "the rebuild met an undecodable event");
+        return;
+    }
+    pause_partition(p, part, 1);
+    halted_health(p);
+}
+
+static void unhalt(proj_t *p, int32_t part)
+{
+    if (p->halted_at[part] < 0)
+        return;
+    p->halted_at[part] = -1;
+    pause_partition(p, part, 0);
+}
+
+/* While a partition is stopped, every SKIP_CHECK_NS: whether its record has been named in
+ * event_skips since (kchatctl skip-event), which a resync then takes up. */
+static int halted_record_skipped(proj_t *p)
+{
+    int any = 0;
+    for (int32_t i = 0; i < p->nparts && !any; i++)
+        any = p->halted_at[i] >= 0;
+    uint64_t now = kc_mono_ns();
+    if (!any || now < p->next_skip_check_ns)
+        return 0;
+    p->next_skip_check_ns = now + SKIP_CHECK_NS;
+    char err[512];
+    proj_skip_t *skips = NULL;
+    size_t n = 0;
+    PGconn *pc = proj_pg_connect(p->cfg.pg.dsn, err, sizeof(err));
+    int rc = pc ? proj_pg_skips(pc, p->cfg.events_topic, &skips, &n, err, sizeof(err)) : -1;
+    if (pc)
+        PQfinish(pc);
+    if (rc != 0) {
+        kc_log_warn("cannot read the skipped events: %s", err);
+        return 0;
+    }
+    int found = 0;
+    for (int32_t i = 0; i < p->nparts && !found; i++)
+        found = p->halted_at[i] >= 0 && proj_skipped(skips, n, i, p->halted_at[i]);
+    free(skips);
+    return found;
+}
+
+/* Reads the stored offsets again and moves the consumer there (every stopped partition runs
+ * again from its stored offset, and stops again at a record it still cannot take). */
 static int resync(proj_t *p)
 {
     char err[512];
@@ -125,6 +230,9 @@ static int resync(proj_t *p)
         kc_log_warn("cannot read the stored offsets: %s", err);
         return -1;
     }
+    for (int32_t i = 0; i < p->nparts; i++)
+        unhalt(p, i);
+    halted_health(p);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->nparts);
     for (int32_t i = 0; i < p->nparts; i++)
         if (p->assigned[i])
@@ -156,6 +264,11 @@ void proj_on_timer(uv_timer_t *t)
         if (uv_timer_start(&p->timer, proj_on_timer, IDLE_CHECK_MS, 0) != 0)
             proj_fail(p, "cannot start a timer");
         return;
+    }
+    if (!p->need_resync && halted_record_skipped(p)) {
+        kc_log_info("a stopped partition's record was named in event_skips: reading the stored "
+                    "offsets again");
+        p->need_resync = 1;
     }
     if (p->need_resync) {
         if (resync(p) != 0) {
@@ -519,6 +632,8 @@ static void take(proj_t *p, rd_kafka_message_t *m)
     int32_t part = m->partition;
     if (part < 0 || part >= p->nparts || !p->assigned[part])
         return;
+    if (p->halted_at[part] >= 0 && m->offset >= p->halted_at[part])
+        return; /* fetched before the partition was paused */
     proj_item_t it = {.partition = part, .offset = m->offset};
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         it.kind = ITEM_EOF;
@@ -545,9 +660,13 @@ static void take(proj_t *p, rd_kafka_message_t *m)
             proj_event_decode(p->schemas, m->payload, m->len, &it.ev, err, sizeof(err)) != 0) {
             if (!m->payload)
                 kc_strlcpyf(err, sizeof(err), "empty record");
+            if (!proj_skipped(p->skips, p->nskips, part, m->offset)) {
+                halt(p, part, m->offset, err);
+                return;
+            }
             kc_log_kv(KC_LOG_WARN,
                       KC_FIELDS(KC_INT("partition", part), KC_INT("offset", m->offset)),
-                      "undecodable event skipped: %s", err);
+                      "undecodable event skipped, as event_skips says: %s", err);
             kc_counter_inc(p->poison);
             it.kind = ITEM_POISON;
         }
@@ -607,8 +726,10 @@ void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         char e[512];
         for (int i = 0; i < parts->cnt; i++)
-            if (parts->elems[i].partition < p->nparts)
+            if (parts->elems[i].partition < p->nparts) {
                 p->assigned[parts->elems[i].partition] = 1;
+                unhalt(p, parts->elems[i].partition);
+            }
         /* Start where the models are, not at Kafka's committed offsets (for tools only). */
         if (load_state(p, e, sizeof(e)) != 0) {
             kc_log_warn("cannot read the stored offsets at assignment: %s", e);
@@ -633,9 +754,11 @@ void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             int32_t part = parts->elems[i].partition;
             if (part < p->nparts) {
                 p->assigned[part] = 0;
+                unhalt(p, part);
                 drop_items_of(p, part);
             }
         }
+        halted_health(p);
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_INT("partitions", parts->cnt)), "partitions revoked");
     }
     (void)kc_kafka_rebalance_apply(rk, err, parts);

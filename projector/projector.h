@@ -15,6 +15,7 @@
 #include "kchat/kafka.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
+#include "store.h"
 
 typedef struct {
     kc_common_cfg_t common;
@@ -54,6 +55,14 @@ struct proj {
     int64_t *kafka_committed;
     uint64_t next_commit_ns;
     int *at_end;                   /* rebuild: partition applied up to its end once */
+    /* Partitions stopped at an undecodable record: its offset (-1: running), and why. The
+     * records an operator chose to pass over (event_skips), read with the stored offsets. */
+    int64_t *halted_at;
+    char (*halt_why)[160];
+    proj_skip_t *skips;
+    size_t nskips;
+    uint64_t next_skip_check_ns;
+    int health_events; /* the /health check "events": no partition stopped */
 
     /* The batch being collected or applied. */
     proj_item_t *items;
@@ -87,6 +96,7 @@ struct proj {
     kc_counter_t *rebuild_redis, *rebuild_swaps, *rebuild_ddl;
     kc_histogram_t *batch_hist, *lat_pg, *lat_redis;
     kc_gauge_t **lag;
+    kc_gauge_t *halted;
 
     /* Called when a stopping projector has no batch in flight any more (main.c closes). */
     void (*drained)(proj_t *p);

@@ -89,6 +89,11 @@ int proj_rebuild_prepare(proj_t *p, char *err, size_t errlen)
             0 ||
         proj_redis_gen(r, &p->old_redis_gen, err, errlen) != 0)
         goto out;
+    /* The records the live models passed over are passed over again. */
+    free(p->skips);
+    p->skips = NULL;
+    if (proj_pg_skips(pc, p->cfg.events_topic, &p->skips, &p->nskips, err, errlen) != 0)
+        goto out;
     p->pg_gen = (live_gen > 0 ? live_gen : 0) + 1;
     p->redis_gen = p->old_redis_gen + 1;
     kc_strlcpyf(p->prefix, sizeof(p->prefix), KC_REDIS_RM "%" PRId64 ":", p->redis_gen);

@@ -239,6 +239,57 @@ out:
     return rc;
 }
 
+int proj_pg_skips(PGconn *c, const char *topic, proj_skip_t **out, size_t *n, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    const char *p[] = {topic};
+    PGresult *r = PQexecParams(c,
+                               "SELECT partition, \"offset\" FROM event_skips WHERE topic = $1 "
+                               "ORDER BY partition, \"offset\" LIMIT 100000",
+                               1, NULL, p, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "42P01") == 0) { /* no such table: migrations not run yet */
+            rc = 0;
+            goto out;
+        }
+        kc_strlcpyf(err, errlen, "postgres: %s", PQresultErrorMessage(r));
+        goto out;
+    }
+    int rows = PQntuples(r);
+    if (rows > 0) {
+        *out = kc_xcalloc((size_t)rows, sizeof(proj_skip_t));
+        for (int i = 0; i < rows; i++) {
+            (*out)[i].partition = (int32_t)strtol(PQgetvalue(r, i, 0), NULL, 10);
+            (*out)[i].offset = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        }
+        *n = (size_t)rows;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    return rc;
+}
+
+int proj_skipped(const proj_skip_t *skips, size_t n, int32_t partition, int64_t offset)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const proj_skip_t *s = &skips[mid];
+        if (s->partition == partition && s->offset == offset)
+            return 1;
+        if (s->partition < partition || (s->partition == partition && s->offset < offset))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
 int proj_pg_swap(PGconn *c, const char *live, const char *shadow, char *err, size_t errlen)
 {
     char old[128];

@@ -43,6 +43,18 @@ typedef enum {
     PROJ_SCHEMA_OTHER,   /* made by another DDL (or before schemas were stamped) */
 } proj_schema_state_t;
 
+/* The records of an events topic to pass over (table event_skips, kchatctl skip-event), sorted
+ * by partition and offset into *out (at most 100 000) (the caller frees it; NULL when none). A database without
+ * the table (migrations not run) has none. 0, or -1 with err. */
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+} proj_skip_t;
+int proj_pg_skips(PGconn *c, const char *topic, proj_skip_t **out, size_t *n, char *err,
+                  size_t errlen);
+/* Whether (partition, offset) is in the sorted list. */
+int proj_skipped(const proj_skip_t *skips, size_t n, int32_t partition, int64_t offset);
+
 int proj_pg_schema_state(PGconn *c, const char *schema, proj_schema_state_t *state, char *err,
                          size_t errlen);
 /* In one transaction holding the lock exclusively: when schema exists and was made by

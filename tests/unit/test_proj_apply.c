@@ -14,6 +14,7 @@
 
 #include "apply_pg.h"
 #include "apply_redis.h"
+#include "store.h"
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -802,6 +803,24 @@ static void test_reactions_in_redis(void **state)
     assert_null(strstr(PROJ_REDIS_SCRIPT, "cjson")); /* messages are rewritten as text */
 }
 
+/* The records to pass over (event_skips) are found by partition and offset, nothing else. */
+static void test_skipped_records_are_found_by_partition_and_offset(void **state)
+{
+    (void)state;
+    const proj_skip_t skips[] = {{0, 5}, {0, 900}, {1, 0}, {1, 7}, {2, 7}, {2, 8}, {11, 1LL << 40}};
+    size_t n = sizeof(skips) / sizeof(skips[0]);
+    for (size_t i = 0; i < n; i++)
+        assert_true(proj_skipped(skips, n, skips[i].partition, skips[i].offset));
+    assert_false(proj_skipped(skips, n, 0, 6));
+    assert_false(proj_skipped(skips, n, 1, 5));     /* offset 5 of partition 0, not 1 */
+    assert_false(proj_skipped(skips, n, 3, 7));
+    assert_false(proj_skipped(skips, n, 11, 1));
+    assert_false(proj_skipped(skips, n, -1, 5));
+    assert_false(proj_skipped(NULL, 0, 0, 5));
+    assert_true(proj_skipped(skips, 1, 0, 5));
+    assert_false(proj_skipped(skips, 1, 0, 900));   /* only the first n are looked at */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_membership_changes_keep_their_order),
         cmocka_unit_test(test_applied_events_are_skipped_and_rejections_change_nothing),
         cmocka_unit_test(test_statements_are_combined_where_their_tables_differ),
+        cmocka_unit_test(test_skipped_records_are_found_by_partition_and_offset),
         cmocka_unit_test(test_a_message_in_redis),
         cmocka_unit_test(test_a_run_of_messages_is_one_operation_with_the_newest_only),
         cmocka_unit_test(test_other_events_and_gaps_end_a_run),

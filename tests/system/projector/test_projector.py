@@ -674,23 +674,75 @@ def test_progress_is_committed_to_kafka_for_the_standard_tools(commands, brokers
     assert all(row[5] == "0" for row in rows), out.stdout
 
 
-def test_a_poison_event_is_logged_counted_and_skipped(commands, brokers, r):
+def skip_event(partition, offset, reason="written on purpose by a test"):
+    return subprocess.run([str(BUILD / "ctl" / "kchatctl"), "skip-event",
+                           f"--partition={partition}", f"--offset={offset}", f"--reason={reason}"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def events_check():
+    status, _, body = http_get(ADMIN + "/health")
+    return status, json.loads(body)["checks"]["events"]
+
+
+def test_an_undecodable_event_stops_its_partition_until_it_is_skipped(commands, brokers, r):
     convo = new_id("c")
     create(commands, convo, "u1", ["u2"])
     commands.flush()
     wait_until(lambda: read_seqs(convo), "the conversation")
     before = metric(ADMIN, "kchat_projector_poison_events_total")
-    key = convo.encode()
+    assert events_check() == (200, {"ok": True})
+    # Three records no projector can read, on the conversation's partition, then a message.
+    at = []
     for raw in (b"not avro", b"\x00\x00\x00\x00\x63garbage", b""):
-        commands.send_raw(key, raw, topic=TOPIC)
+        commands.p.produce(TOPIC, key=convo.encode(), value=raw,
+                           on_delivery=lambda e, m: at.append((m.partition(), m.offset())))
     commands.flush()
-    commands.send(send_message(convo, "u2", "after", "after the poison"))
+    assert len(at) == 3 and len({p for p, _ in at}) == 1
+    part, offsets = at[0][0], sorted(o for _, o in at)
+    commands.send(send_message(convo, "u2", "after", "after the undecodable records"))
+    others = [new_id("o") for _ in range(12)]
+    for cv in others:
+        create(commands, cv, "u1", ["u2"])
+        commands.send(send_message(cv, "u1", "m1", "elsewhere"))
     commands.flush()
-    wait_until(lambda: len(messages_of(convo)) == 1, "the message after the poison records")
-    assert messages_of(convo)[0][2] == "after"
-    assert metric(ADMIN, "kchat_projector_poison_events_total") >= before + 3
+
+    # The partition stops at the first of them and says so; the other partitions go on.
+    wait_until(lambda: any(messages_of(cv) for cv in others), "another partition applied")
+    wait_until(lambda: events_check()[0] == 503, "/health failing")
+    status, check = events_check()
+    assert check["ok"] is False
+    assert f"partition {part} stopped at offset {offsets[0]}" in check["detail"]
+    assert metric(ADMIN, "kchat_projector_halted_partitions") == 1
     log = (ROOT / os.environ["KCHAT_STATE_DIR"] / "logs" / "projector.log").read_text()
-    assert "undecodable event skipped" in log
+    assert "undecodable event: the partition is stopped there" in log
+    time.sleep(2)  # what a skipping projector would have applied by now
+    assert messages_of(convo) == [], "nothing after the record is applied"
+    stopped = [cv for cv in others if not messages_of(cv)]
+    assert len(stopped) < len(others)
+
+    # kchatctl refuses a skip without a reason; named, the stopped projector goes on to the next.
+    bad = skip_event(part, offsets[0], reason="")
+    assert bad.returncode == 2 and "--reason is required" in bad.stderr
+    ok = skip_event(part, offsets[0])
+    assert ok.returncode == 0, ok.stderr
+    assert "will be passed over" in ok.stdout
+    assert "already passed over" in skip_event(part, offsets[0]).stdout
+    wait_until(lambda: f"stopped at offset {offsets[1]}" in (events_check()[1].get("detail") or ""),
+               "the partition stopped at the next record", timeout=60)
+    for o in offsets[1:]:
+        assert skip_event(part, o).returncode == 0
+    wait_until(lambda: len(messages_of(convo)) == 1, "the message after the records", timeout=60)
+    assert messages_of(convo)[0][2] == "after"
+    wait_until(lambda: all(messages_of(cv) for cv in others), "every other conversation")
+    assert events_check() == (200, {"ok": True})
+    assert metric(ADMIN, "kchat_projector_halted_partitions") == 0
+    assert metric(ADMIN, "kchat_projector_poison_events_total") >= before + 3
+    with pg() as conn:
+        rows = conn.execute('SELECT partition, "offset", reason FROM event_skips WHERE topic = %s '
+                            'AND partition = %s AND "offset" = ANY(%s) ORDER BY 2',
+                            (TOPIC, part, offsets)).fetchall()
+    assert rows == [(part, o, "written on purpose by a test") for o in offsets]
     wait_caught_up(brokers, r)
 
 

@@ -14,7 +14,7 @@ from kchat_testkit.stack import BUILD, DAEMONS, ROOT, psql
 EXPECTED_CHECKS = {
     # the stack's processor runs the default two transactional producers
     "processor": {"kafka_consumer", "kafka_producer", "kafka_producer_1"},
-    "projector": {"kafka_consumer", "postgres", "redis"},
+    "projector": {"kafka_consumer", "postgres", "redis", "events"},
     "notifier": {"kafka_consumer", "postgres", "redis"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
     "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
