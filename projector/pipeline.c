@@ -226,6 +226,7 @@ static int halted_record_skipped(proj_t *p)
 static int resync(proj_t *p)
 {
     char err[512];
+    proj_items_clear(p); /* records collected for the next batch are read again after the seek */
     if (load_state(p, err, sizeof(err)) != 0) {
         kc_log_warn("cannot read the stored offsets: %s", err);
         return -1;
@@ -682,7 +683,7 @@ int proj_on_events(void *arg)
         return 0;
     int polled = 0;
     while (polled < 500 && p->nitems < (size_t)p->cfg.batch_max && p->bytes < BATCH_MAX_BYTES &&
-           !p->need_resync) {
+           !p->need_resync && !p->stopping) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer.rk, 0);
         if (!m)
             break;
@@ -693,7 +694,7 @@ int proj_on_events(void *arg)
             take(p, m);
         rd_kafka_message_destroy(m);
     }
-    if (p->need_resync) {
+    if (p->need_resync || p->stopping) { /* stopping: a rebuild gave up in take() */
         proj_items_clear(p);
         return 0;
     }
@@ -730,6 +731,7 @@ void proj_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 p->assigned[parts->elems[i].partition] = 1;
                 unhalt(p, parts->elems[i].partition);
             }
+        halted_health(p);
         /* Start where the models are, not at Kafka's committed offsets (for tools only). */
         if (load_state(p, e, sizeof(e)) != 0) {
             kc_log_warn("cannot read the stored offsets at assignment: %s", e);

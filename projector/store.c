@@ -260,6 +260,10 @@ int proj_pg_skips(PGconn *c, const char *topic, proj_skip_t **out, size_t *n, ch
         goto out;
     }
     int rows = PQntuples(r);
+    if (rows == 100000)
+        kc_log_warn("event_skips holds 100000 records of %s or more: only the first 100000 (by "
+                    "partition and offset) are passed over",
+                    topic);
     if (rows > 0) {
         *out = kc_xcalloc((size_t)rows, sizeof(proj_skip_t));
         for (int i = 0; i < rows; i++) {
