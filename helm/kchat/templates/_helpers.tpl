@@ -279,12 +279,13 @@ prometheus.io/path: /metrics
 {{/*
 Startup, readiness and liveness probes on GET /health of the named port. The startup probe
 is probes.startup with the component's startupProbe merged over it; liveness and readiness
-start once it has passed. Call with (dict "root" $ "port" "ops" "startup" map).
+start once it has passed. Call with (dict "root" $ "port" "ops" "startup" map), and
+"startupPath" "/live" for a daemon whose /health may fail for a reason a restart cannot cure.
 */}}
 {{- define "kchat.probes" -}}
 startupProbe:
   httpGet:
-    path: /health
+    path: {{ .startupPath | default "/health" }}
     port: {{ .port }}
   {{- toYaml (mergeOverwrite (deepCopy .root.Values.probes.startup) (.startup | default dict)) | nindent 2 }}
 readinessProbe:
