@@ -19,6 +19,7 @@ typedef struct {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     cJSON *json; /* kept until the defaults are collected */
+    char *text;  /* the schema as compact JSON, for a registry server */
 } entry_t;
 
 typedef struct {
@@ -152,7 +153,12 @@ static int load_entry(kc_schemas_t *s, const char *dir, const char *subject, con
                                    .subject = kc_xstrdup(subject),
                                    .schema = schema,
                                    .iface = avro_generic_class_from_schema(schema),
-                                   .json = json};
+                                   .json = json,
+                                   .text = cJSON_PrintUnformatted(json)};
+    if (!s->entries[s->n - 1].text) {
+        kc_strlcpyf(errstr, errstr_size, "schema %s: out of memory", path);
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -206,6 +212,7 @@ void kc_schemas_destroy(kc_schemas_t *s)
         return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->entries[i].subject);
+        free(s->entries[i].text);
         if (s->entries[i].iface)
             avro_value_iface_decref(s->entries[i].iface);
         avro_schema_decref(s->entries[i].schema);
@@ -233,6 +240,20 @@ int kc_schemas_describe(const kc_schemas_t *s, int32_t id, const char **subject,
         return -ENOENT;
     *subject = e->subject;
     *version = e->version;
+    return 0;
+}
+
+size_t kc_schemas_count(const kc_schemas_t *s)
+{
+    return s->n;
+}
+
+int kc_schemas_entry(const kc_schemas_t *s, size_t i, kc_schema_info_t *out)
+{
+    if (i >= s->n)
+        return -ENOENT;
+    const entry_t *e = &s->entries[i];
+    *out = (kc_schema_info_t){e->id, e->subject, e->version, e->text};
     return 0;
 }
 

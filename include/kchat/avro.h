@@ -37,6 +37,18 @@ int32_t kc_schemas_current_id(const kc_schemas_t *s, const char *subject);
 /* The subject and version of a schema id: 0, or -ENOENT for an id registry.json lacks. */
 int kc_schemas_describe(const kc_schemas_t *s, int32_t id, const char **subject, int *version);
 
+/* The schemas in registry.json's order (subject by subject, versions ascending), for a
+ * registry server. text is the schema as compact JSON; all of it lives as long as s. */
+typedef struct {
+    int32_t id;
+    const char *subject;
+    int version;
+    const char *text;
+} kc_schema_info_t;
+size_t kc_schemas_count(const kc_schemas_t *s);
+/* 0, or -ENOENT when i >= kc_schemas_count(s). */
+int kc_schemas_entry(const kc_schemas_t *s, size_t i, kc_schema_info_t *out);
+
 /* A fresh value of the subject's newest schema. Returns 0 or -ENOENT. */
 int kc_avro_value_new(kc_schemas_t *s, const char *subject, avro_value_t *out);
 /* Appends the framed encoding of v (a value of the subject's newest schema) to out. */
