@@ -70,6 +70,7 @@ typedef struct {
     long long pg_pool_size;
     char *instance_id;
     char *schemas_dir;
+    kc_sr_cfg_t schema_registry;
     char *commands_topic;
     long long command_timeout_ms;
     char *jwt_private_key;

@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "kchat/log.h"
+#include "kchat/schema_registry.h"
 
 /* The API serves /health and /metrics on its own port, so it has no admin-* options. */
 static const kc_cfg_opt_t api_opts[] = {
@@ -32,6 +33,7 @@ static const kc_cfg_opt_t api_opts[] = {
     {"instance-id", KC_CFG_STR, offsetof(api_cfg_t, instance_id), "0", 1, 64,
      "name of this instance: commands carry the origin api:<instance-id>"},
     KC_CFG_SCHEMAS_DIR(api_cfg_t, schemas_dir),
+    KC_CFG_SCHEMA_REGISTRY(api_cfg_t, schema_registry),
     KC_CFG_COMMANDS_TOPIC(api_cfg_t, commands_topic, "written to"),
     {"command-timeout-ms", KC_CFG_INT, offsetof(api_cfg_t, command_timeout_ms), "10000", 100,
      600000, "how long a change waits for its outcome before the answer is 504"},
@@ -206,6 +208,8 @@ static int start(void *arg, char *err, size_t errlen)
     kc_metrics_on_collect(a->app.metrics, collect_http, a);
     a->schemas = kc_schemas_load(a->cfg.schemas_dir, err, errlen);
     if (!a->schemas)
+        return -1;
+    if (kc_sr_check(a->schemas, &a->cfg.schema_registry, err, errlen) != 0)
         return -1;
     a->signer = kc_jwt_key_load(a->cfg.jwt_private_key, a->cfg.jwt.issuer, a->cfg.jwt.audience,
                                 err, errlen);

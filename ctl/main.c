@@ -5,6 +5,7 @@
  *   kchatctl migrate  [--pg-dsn=...] [--migrations-dir=db/migrations]
  *   kchatctl skip-event --partition=N --offset=N --reason=TEXT [--events-topic=chat.events]
  *                     [--pg-dsn=...]
+ *   kchatctl register-schemas --schema-registry-url=URL [--schemas-dir=schemas]
  */
 #include <stdio.h>
 #include <string.h>
@@ -34,15 +35,21 @@ static const kc_cfg_opt_t ctl_opts[] = {
      "skip-event: the record's offset"},
     {"reason", KC_CFG_STR, offsetof(ctl_cfg_t, reason), "", 0, 500,
      "skip-event: why the record is passed over (kept with it)"},
+    KC_CFG_SCHEMAS_DIR(ctl_cfg_t, schemas_dir),
+    {"schema-registry-url", KC_CFG_STR, offsetof(ctl_cfg_t, schema_registry_url),
+     "http://127.0.0.1:17098", 0, 1024,
+     "register-schemas: base URL of the schema registry (Confluent's REST API)"},
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kchatctl topics|migrate|skip-event [--option=value ...]\n"
+    fprintf(out, "usage: kchatctl topics|migrate|skip-event|register-schemas [--option=value ...]\n"
                  "  topics      make the Kafka topics match the spec (idempotent)\n"
                  "  migrate     apply the database migrations not yet applied\n"
                  "  skip-event  have the projectors pass over an undecodable record of the "
-                 "events topic\n\n");
+                 "events topic\n"
+                 "  register-schemas  put kchat's schemas into a schema registry with their ids "
+                 "and compatibility\n\n");
     kc_config_usage(ctl_opts, KC_ARRAY_LEN(ctl_opts), "kchatctl <command>", 0, out);
 }
 
@@ -60,6 +67,8 @@ int main(int argc, char **argv)
         fn = ctl_migrate;
     else if (strcmp(cmd, "skip-event") == 0)
         fn = ctl_skip_event;
+    else if (strcmp(cmd, "register-schemas") == 0)
+        fn = ctl_register_schemas;
     if (!fn) {
         fprintf(stderr, "kchatctl: unknown command '%s'\n", cmd);
         usage(stderr);

@@ -64,6 +64,7 @@ typedef struct {
     char *deliveries_topic;
     char *commands_topic;
     char *schemas_dir;
+    kc_sr_cfg_t schema_registry;
     char *listen_addr;
     long long listen_port;
     char *tls_cert;

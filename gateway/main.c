@@ -18,6 +18,7 @@
 
 #include "gw.h"
 #include "kchat/log.h"
+#include "kchat/schema_registry.h"
 #include "kchat/util.h"
 
 static const kc_cfg_opt_t gw_opts[] = {
@@ -31,6 +32,7 @@ static const kc_cfg_opt_t gw_opts[] = {
     KC_CFG_DELIVERIES_TOPIC(gw_cfg_t, deliveries_topic, "read from"),
     KC_CFG_COMMANDS_TOPIC(gw_cfg_t, commands_topic, "written to"),
     KC_CFG_SCHEMAS_DIR(gw_cfg_t, schemas_dir),
+    KC_CFG_SCHEMA_REGISTRY(gw_cfg_t, schema_registry),
     {"listen-addr", KC_CFG_STR, offsetof(gw_cfg_t, listen_addr), "127.0.0.1", 7, 15,
      "IPv4 address the WebSocket endpoint /ws listens on"},
     {"listen-port", KC_CFG_INT, offsetof(gw_cfg_t, listen_port), "17081", 1, 65535,
@@ -282,6 +284,8 @@ static int start(void *arg, char *err, size_t errlen)
     }
     g->schemas = kc_schemas_load(g->cfg.schemas_dir, err, errlen);
     if (!g->schemas)
+        return -1;
+    if (kc_sr_check(g->schemas, &g->cfg.schema_registry, err, errlen) != 0)
         return -1;
     g->command_schema_id = kc_schemas_current_id(g->schemas, "chat.commands-value");
     if (g->command_schema_id < 0) {

@@ -80,6 +80,11 @@ static void curl_init(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+int kc_httpc_global_init(void)
+{
+    return pthread_once(&curl_once, curl_init) == 0 && curl_init_rc == CURLE_OK ? 0 : -1;
+}
+
 static void handle_closed(kc_httpc_t *h)
 {
     if (--h->open_handles == 0) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kchat/log.h"
+#include "kchat/schema_registry.h"
 #include "kchat/util.h"
 #include "notifier.h"
 
@@ -26,6 +27,7 @@ static const kc_cfg_opt_t nt_opts[] = {
      "consumer group of the notifiers"},
     KC_CFG_EVENTS_TOPIC(nt_cfg_t, events_topic, "read from"),
     KC_CFG_SCHEMAS_DIR(nt_cfg_t, schemas_dir),
+    KC_CFG_SCHEMA_REGISTRY(nt_cfg_t, schema_registry),
     {"session-timeout-ms", KC_CFG_INT, offsetof(nt_cfg_t, session_timeout_ms), "10000", 6000,
      300000, "consumer group session timeout: how long a killed notifier keeps its partitions"},
     {"batch-max", KC_CFG_INT, offsetof(nt_cfg_t, batch_max), "500", 1, 10000,
@@ -238,6 +240,8 @@ static int start(void *arg, char *err, size_t errlen)
     }
     n->schemas = kc_schemas_load(n->cfg.schemas_dir, err, errlen);
     if (!n->schemas)
+        return -1;
+    if (kc_sr_check(n->schemas, &n->cfg.schema_registry, err, errlen) != 0)
         return -1;
     n->http = kc_httpc_new(n->app.loop, n->cfg.http_timeout_ms,
                            (size_t)n->cfg.sends_max, err, errlen);

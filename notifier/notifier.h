@@ -35,6 +35,7 @@ typedef struct {
     char *group_id;
     char *events_topic;
     char *schemas_dir;
+    kc_sr_cfg_t schema_registry;
     long long session_timeout_ms;
     long long batch_max;
     long long coalesce_ms;

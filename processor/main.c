@@ -22,6 +22,7 @@
 #include "kchat/app.h"
 #include "kchat/kafka.h"
 #include "kchat/log.h"
+#include "kchat/schema_registry.h"
 #include "kchat/redis.h"
 #include "kchat/util.h"
 #include "output.h"
@@ -37,6 +38,7 @@ typedef struct {
     char *group_id;
     char *instance_id;
     char *schemas_dir;
+    kc_sr_cfg_t schema_registry;
     char *commands_topic, *events_topic, *deliveries_topic, *state_topic, *dlq_topic;
     long long linger_ms;
     long long producers;
@@ -66,6 +68,7 @@ static const kc_cfg_opt_t proc_opts[] = {
      "stable name of this instance: its transactional.id is kchat-processor-<instance-id>, so a "
      "restarted instance fences its zombie"},
     KC_CFG_SCHEMAS_DIR(proc_cfg_t, schemas_dir),
+    KC_CFG_SCHEMA_REGISTRY(proc_cfg_t, schema_registry),
     KC_CFG_COMMANDS_TOPIC(proc_cfg_t, commands_topic, "read from"),
     KC_CFG_EVENTS_TOPIC(proc_cfg_t, events_topic, "written to"),
     KC_CFG_DELIVERIES_TOPIC(proc_cfg_t, deliveries_topic, "written to"),
@@ -1269,6 +1272,8 @@ static int start(void *arg, char *err, size_t errlen)
     kc_metrics_t *m = p->app.metrics;
     p->schemas = kc_schemas_load(p->cfg.schemas_dir, err, errlen);
     if (!p->schemas)
+        return -1;
+    if (kc_sr_check(p->schemas, &p->cfg.schema_registry, err, errlen) != 0)
         return -1;
     if (proc_ids_load(p->schemas, &p->ids) != 0) {
         kc_strlcpyf(err, errlen, "registry.json lacks a subject the processor writes");

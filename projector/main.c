@@ -20,6 +20,7 @@
 
 #include "kchat/chat.h"
 #include "kchat/log.h"
+#include "kchat/schema_registry.h"
 #include "kchat/util.h"
 #include "projector.h"
 #include "store.h"
@@ -34,6 +35,7 @@ static const kc_cfg_opt_t proj_opts[] = {
      "consumer group of the projectors"},
     KC_CFG_EVENTS_TOPIC(proj_cfg_t, events_topic, "read from"),
     KC_CFG_SCHEMAS_DIR(proj_cfg_t, schemas_dir),
+    KC_CFG_SCHEMA_REGISTRY(proj_cfg_t, schema_registry),
     {"batch-max", KC_CFG_INT, offsetof(proj_cfg_t, batch_max), "2000", 1, 10000,
      "most events applied in one Postgres transaction and one call of the Redis batch script"},
     {"recent-messages", KC_CFG_INT, offsetof(proj_cfg_t, recent_messages), "100", 1, 10000,
@@ -165,6 +167,8 @@ static int start(void *arg, char *err, size_t errlen)
     proj_t *p = arg;
     p->schemas = kc_schemas_load(p->cfg.schemas_dir, err, errlen);
     if (!p->schemas)
+        return -1;
+    if (kc_sr_check(p->schemas, &p->cfg.schema_registry, err, errlen) != 0)
         return -1;
     p->schema = p->cfg.rebuild ? "rm_next" : "rm";
     proj_pipeline_init(p);

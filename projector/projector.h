@@ -25,6 +25,7 @@ typedef struct {
     char *group_id;
     char *events_topic;
     char *schemas_dir;
+    kc_sr_cfg_t schema_registry;
     long long batch_max;
     long long recent_messages;
     long long session_timeout_ms;

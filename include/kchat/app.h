@@ -55,6 +55,20 @@ typedef struct {
         "schemas-dir", KC_CFG_STR, offsetof(type, f), "schemas", 1, 4096,                         \
             "folder of the Avro schemas and registry.json"                                        \
     }
+/* The registry every schema must be in under registry.json's id, checked at start. */
+typedef struct {
+    char *url;
+    long long wait_ms;
+} kc_sr_cfg_t;
+#define KC_CFG_SCHEMA_REGISTRY(type, f)                                                           \
+    {"schema-registry-url", KC_CFG_STR, offsetof(type, f.url), "", 0, 1024,                       \
+     "base URL of a schema registry (Confluent's REST API) that must hold every schema under "    \
+     "its id in registry.json, checked at start (empty: no check)"},                              \
+    {                                                                                             \
+        "schema-registry-wait-ms", KC_CFG_INT, offsetof(type, f.wait_ms), "30000", 0, 600000,     \
+            "how long the start waits for a registry that does not answer or lacks a schema "     \
+            "(one rolling out beside the daemon)"                                                 \
+    }
 #define KC_CFG_TOPIC_(opt, what, type, f, def, use)                                               \
     {                                                                                             \
         opt, KC_CFG_STR, offsetof(type, f), def, 1, 249, "topic the " what " are " use            \

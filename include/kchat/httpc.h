@@ -19,6 +19,10 @@
 
 typedef struct kc_httpc kc_httpc_t;
 
+/* libcurl's global set-up, once per process (what the first client does), for code that uses
+ * curl's easy interface itself: 0, or -1 when libcurl cannot start. */
+int kc_httpc_global_init(void);
+
 typedef struct {
     long status;              /* HTTP status; 0 when the request did not complete (error says why) */
     const char *error;        /* NULL, or a short reason (connection refused, cannot connect,
