@@ -7,8 +7,8 @@
 #   scripts/stack.sh up       start what is not running, wait for every /health, print the map
 #   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
 #   scripts/stack.sh status
-#   scripts/stack.sh restart NAME   SIGTERM one daemon (processor, projector, notifier, gateway,
-#                                   gateway1, gateway2, api), start it
+#   scripts/stack.sh restart NAME   SIGTERM one daemon (registry, processor, projector, notifier,
+#                                   gateway, gateway1, gateway2, api), start it
 #   scripts/stack.sh stop NAME      SIGTERM one daemon and leave it stopped (up starts it again)
 #   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
 #   scripts/stack.sh daemons        one line per daemon: name, binary, health URL, flags
@@ -33,7 +33,7 @@ if ((KCHAT_GATEWAYS < 1 || KCHAT_GATEWAYS > 4)); then
 fi
 GATEWAYS=(gateway)
 for ((i = 1; i < KCHAT_GATEWAYS; i++)); do GATEWAYS+=("gateway$i"); done
-DAEMONS=(processor projector notifier "${GATEWAYS[@]}" api)
+DAEMONS=(registry processor projector notifier "${GATEWAYS[@]}" api)
 CTL=$KCHAT_BUILD_DIR/ctl/kchatctl
 
 # gateway -> 0, gatewayN -> N
@@ -53,20 +53,24 @@ health_url() {
     notifier) echo "http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT/health" ;;
     gateway*) echo "http://127.0.0.1:$((KCHAT_GATEWAY_ADMIN_PORT + $(gw_slot "$1")))/health" ;;
     api) echo "http://127.0.0.1:$KCHAT_API_PORT/health" ;;
+    registry) echo "http://127.0.0.1:$KCHAT_REGISTRY_PORT/health" ;;
     esac
 }
 
 flags() {
+    # Every daemon but the registry checks at start that the registry holds its schemas.
+    local sr="--schema-registry-url=http://127.0.0.1:$KCHAT_REGISTRY_PORT"
     case $1 in
-    processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
-    projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
-    notifier) echo "--admin-port=$KCHAT_NOTIFIER_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
+    processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
+    projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
+    notifier) echo "--admin-port=$KCHAT_NOTIFIER_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
     gateway*)
         local n
         n=$(gw_slot "$1")
-        echo "--slot=$n --admin-port=$((KCHAT_GATEWAY_ADMIN_PORT + n)) --listen-port=$((KCHAT_GATEWAY_PORT + n)) --schemas-dir=$KCHAT_ROOT/schemas"
+        echo "--slot=$n --admin-port=$((KCHAT_GATEWAY_ADMIN_PORT + n)) --listen-port=$((KCHAT_GATEWAY_PORT + n)) --schemas-dir=$KCHAT_ROOT/schemas $sr"
         ;;
-    api) echo "--listen-port=$KCHAT_API_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
+    api) echo "--listen-port=$KCHAT_API_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
+    registry) echo "--listen-port=$KCHAT_REGISTRY_PORT --schemas-dir=$KCHAT_ROOT/schemas" ;;
     esac
 }
 
@@ -164,7 +168,11 @@ up() {
     [[ -x $CTL ]] || { echo "stack: $CTL is not built (run make build)" >&2; exit 1; }
     "$CTL" topics --topics-file="${KCHAT_TOPICS_FILE:-$KCHAT_ROOT/kafka/topics.json}"
     "$CTL" migrate --migrations-dir="$KCHAT_ROOT/db/migrations"
-    for d in "${DAEMONS[@]}"; do start_daemon "$d"; done
+    # The registry first: the others check their schemas against it as they start.
+    for d in "${DAEMONS[@]}"; do
+        start_daemon "$d"
+        if [[ $d == registry ]]; then wait_healthy registry; fi
+    done
     for d in "${DAEMONS[@]}"; do wait_healthy "$d"; done
     local gws=() g
     for g in "${GATEWAYS[@]}"; do gws+=("127.0.0.1:$((KCHAT_GATEWAY_PORT + $(gw_slot "$g")))"); done
@@ -180,6 +188,7 @@ $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
   projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
   notifier        http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT        /health  /metrics
+  Schema registry http://127.0.0.1:$KCHAT_REGISTRY_PORT        /subjects  /health  /metrics
   Kafka           $(if [[ $KCHAT_KAFKA_NODES == 3 ]]; then echo "$KCHAT_KAFKA_BROKERS   (3 nodes)"; else echo "127.0.0.1:$KCHAT_KAFKA_PORT"; fi)
   Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
   Redis           redis://127.0.0.1:$KCHAT_REDIS_PORT
@@ -191,7 +200,7 @@ MAP
 down() {
     "$KCHAT_ROOT/scripts/nginx.sh" stop || true
     # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
-    for d in api gateway3 gateway2 gateway1 gateway notifier projector processor; do stop_daemon "$d"; done
+    for d in api gateway3 gateway2 gateway1 gateway notifier projector processor registry; do stop_daemon "$d"; done
     "$KCHAT_ROOT/scripts/minio.sh" stop || true
     "$KCHAT_ROOT/scripts/redis.sh" stop || true
     "$KCHAT_ROOT/scripts/pg.sh" stop || true

@@ -135,6 +135,9 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
 {{- $_ := set $env "KCHAT_REDIS_TIMEOUT_MS" (toString (int $v.redis.timeoutMs)) }}
 {{- with $v.redis.username }}{{ $_ := set $env "KCHAT_REDIS_USERNAME" . }}{{ end }}
 {{- end }}
+{{- if ne .component "registry" }}
+{{- $_ := set $env "KCHAT_SCHEMA_REGISTRY_URL" (include "kchat.schemaRegistryUrl" .root) }}
+{{- end }}
 {{- $env = mergeOverwrite $env .base }}
 {{- $env = mergeOverwrite $env ($v.env | default dict) }}
 {{- $env = mergeOverwrite $env ((index $v .component).env | default dict) }}
@@ -153,6 +156,11 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
       fieldPath: metadata.name
 {{- end }}
 {{- include "kchat.secretEnv" . }}
+{{- end }}
+
+{{/* The schema registry the daemons check at start: schemaRegistryUrl, or this release's. */}}
+{{- define "kchat.schemaRegistryUrl" -}}
+{{- .Values.schemaRegistryUrl | default (printf "http://%s-registry:%d" (include "kchat.fullname" .) (int .Values.registry.port)) }}
 {{- end }}
 
 {{/* The variables that come from Secrets. Same arguments as kchat.env. */}}

@@ -612,7 +612,7 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     assert {d["kind"] for d in default}.isdisjoint(
         {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "Ingress"})
     docs = render(tools, chart, *production_args())
-    for d in DAEMONS:
+    for d in DAEMONS + ("registry",):
         pdb = find(docs, "PodDisruptionBudget", f"{FULL}-{d}")[0]
         assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == d
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in find(docs, "HorizontalPodAutoscaler")}
@@ -629,20 +629,34 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     # NetworkPolicy: one per daemon; the ingress controller reaches only web and ws ports,
     # Prometheus only the metrics ports.
     nps = {n["metadata"]["name"]: n for n in find(docs, "NetworkPolicy")}
-    assert set(nps) == {f"{FULL}-{d}" for d in DAEMONS}
+    assert set(nps) == {f"{FULL}-{d}" for d in DAEMONS + ("registry",)}
     ports = {d: {p["port"] for r in nps[f"{FULL}-{d}"]["spec"]["ingress"] for p in r["ports"]}
-             for d in DAEMONS}
+             for d in DAEMONS + ("registry",)}
     assert ports == {"gateway": {8081, 9091}, "processor": {9095}, "projector": {9096},
-                     "notifier": {9097}, "api": {8088, 8080}}
+                     "notifier": {9097}, "api": {8088, 8080}, "registry": {8085}}
+    # The registry: any pod of the namespace (readers of the topics) and Prometheus, never
+    # the ingress controller; it reaches nothing but DNS.
+    reg = nps[f"{FULL}-registry"]["spec"]
+    assert [r["from"] for r in reg["ingress"]][0] == [{"podSelector": {}}]
+    assert not any(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                   == "ingress-nginx" for r in reg["ingress"] for f in r["from"])
+    assert sorted(p["port"] for r in reg["egress"] for p in r["ports"]) == [53, 53]
+    # Every other daemon may reach the registry's pods, for its check at start.
+    for d in DAEMONS:
+        rule = next(r for r in nps[f"{FULL}-{d}"]["spec"]["egress"]
+                    if [p["port"] for p in r["ports"]] == [8085])
+        assert rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
+            "registry", d
     api_rules = nps[f"{FULL}-api"]["spec"]["ingress"]
     ic = next(r for r in api_rules if r["from"][0]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "ingress-nginx")
     assert [p["port"] for p in ic["ports"]] == [8088]
     egress = nps[f"{FULL}-processor"]["spec"]["egress"]
-    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 6379, 9093]
+    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 6379, 8085, 9093]
     # The notifier: Kafka, Postgres, Redis, and HTTPS to any address (push services are
     # anywhere on the internet; the production webhook is on 443 too).
     egress = nps[f"{FULL}-notifier"]["spec"]["egress"]
-    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 443, 5432, 6379, 9093]
+    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 443, 5432, 6379, 8085,
+                                                                     9093]
     https = next(r for r in egress if [p["port"] for p in r["ports"]] == [443])
     assert "to" not in https, https
     # ServiceMonitor: each daemon's Service once (not the gateway's headless one).
@@ -650,7 +664,7 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     labelled = [s["metadata"]["name"] for s in find(docs, "Service")
                 if all(s["metadata"]["labels"].get(k) == v
                        for k, v in sm["spec"]["selector"]["matchLabels"].items())]
-    assert sorted(labelled) == sorted(f"{FULL}-{d}" for d in DAEMONS)
+    assert sorted(labelled) == sorted(f"{FULL}-{d}" for d in DAEMONS + ("registry",))
     rule = find(docs, "PrometheusRule")[0]
     assert rule["spec"]["groups"] and rule["spec"]["groups"][0]["rules"]
     dash = find(docs, "ConfigMap")
@@ -679,3 +693,29 @@ def test_notes(tools, chart, values):
     if values == "production":
         assert "https://chat.example.com/" in notes
         assert "accept browsers from: https://chat.example.com" in notes
+
+
+def test_the_daemons_check_their_schemas_against_the_registry(tools, chart):
+    """Every daemon but the registry is given the registry's URL: this release's kchat-registry
+    by default, with no init step; with schemaRegistryUrl, that one, registered by the init
+    Job first, and reachable through the NetworkPolicy on its port."""
+    docs = render(tools, chart)
+    for d in DAEMONS:
+        assert env_of(container(docs, d))["KCHAT_SCHEMA_REGISTRY_URL"]["value"] == (
+            f"http://{FULL}-registry:8085"), d
+    assert "KCHAT_SCHEMA_REGISTRY_URL" not in env_of(container(docs, "registry"))
+    svc = find(docs, "Service", f"{FULL}-registry")[0]
+    assert svc["spec"]["type"] == "ClusterIP" and [p["port"] for p in svc["spec"]["ports"]] == [8085]
+    job = find(docs, "Job", f"{FULL}-init")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "register-schemas" not in job["command"][-1]
+    own = "https://sr.example.com:8443"
+    docs = render(tools, chart, "--set", f"schemaRegistryUrl={own},networkPolicy.enabled=true")
+    for d in DAEMONS:
+        assert env_of(container(docs, d))["KCHAT_SCHEMA_REGISTRY_URL"]["value"] == own, d
+        egress = find(docs, "NetworkPolicy", f"{FULL}-{d}")[0]["spec"]["egress"]
+        rule = next(r for r in egress if [p["port"] for p in r["ports"]] == [8443])
+        assert "to" not in rule, rule
+    job = find(docs, "Job", f"{FULL}-init")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"][-1].endswith("kchatctl register-schemas")
+    assert {"name": "KCHAT_SCHEMA_REGISTRY_URL", "value": own} in job["env"]
+    assert "schemaRegistryUrl" in refused(tools, chart, "--set", "schemaRegistryUrl=ftp://x")

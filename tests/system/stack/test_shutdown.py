@@ -16,7 +16,7 @@ from kchat_testkit.stack import BUILD, DAEMONS
 def instance_args(name):
     """A second instance beside the stack's own: its own ports, group and slot."""
     tag = uuid.uuid4().hex[:6]
-    if name == "api":
+    if name in ("api", "registry"):
         port = free_port()
         return [f"--listen-port={port}"], f"http://127.0.0.1:{port}"
     port = free_port()
