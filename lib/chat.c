@@ -590,7 +590,7 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
     kc_avro_rd_t r;
     if (kc_avro_open(s, buf, len, "chat.events-value", &r, &ev->version, errstr, errstr_size))
         return -1;
-    if (ev->version < 1 || ev->version > 5) {
+    if (ev->version < 1 || ev->version > 6) {
         kc_strlcpyf(errstr, errstr_size, "Event version %d is not known here", ev->version);
         return -1;
     }
@@ -653,6 +653,8 @@ int kc_chat_event_decode(const kc_schemas_t *s, const void *buf, size_t len, kc_
         ev->client_msg_id = rd_opt_str(&r);
         break;
     }
+    if (ev->version >= 6 && !r.err) /* r.err keeps the body's own reason */
+        ev->type = kc_avro_rd_str(&r);
     if (r.err == COUNTS_REFUSED) {
         kc_strlcpyf(errstr, errstr_size,
                     "ReactionChanged with more than %d counts, or a count below 1",
@@ -751,6 +753,12 @@ void kc_chat_event_encode(kc_buf_t *b, int32_t schema_id, const kc_chat_event_ou
             kc_avro_put_long(b, 0);
         }
         break;
+    }
+    if (ev->type.p) {
+        put_s(b, ev->type);
+    } else {
+        const char *type = kc_chat_event_kind_name(ev->kind);
+        kc_avro_put_str(b, type, strlen(type));
     }
 }
 

@@ -219,6 +219,8 @@ typedef struct {
     kc_str_t emoji, previous; /* ReactionChanged (p NULL: null); seq_no is the message's */
     kc_chat_count_t counts[KC_CHAT_MAX_REACTION_KINDS]; /* ReactionChanged, most chosen first */
     size_t ncounts;
+    kc_str_t type; /* the envelope's copy of the body's record name (version 6 on; empty
+                    * before); kind is what readers go by */
 } kc_chat_event_t;
 
 /* Decodes a framed Event. 0, or -1 with errstr. */
@@ -245,6 +247,8 @@ typedef struct {
     kc_str_t emoji, previous; /* ReactionChanged (p NULL: null) */
     const kc_chat_count_t *counts;
     size_t ncounts;
+    kc_str_t type; /* the envelope's type; p NULL (what the processor leaves): the body's
+                    * record name */
 } kc_chat_event_out_t;
 
 /* Appends the framed Event (schema_id: the subject's newest, kc_schemas_current_id). */

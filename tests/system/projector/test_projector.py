@@ -309,7 +309,7 @@ def redis_dump(r):
     return out
 
 
-EVENT_NEWEST = 17  # the schema id of Event version 5 (ReactionChanged is there since version 4)
+EVENT_NEWEST = 18  # the schema id of Event version 6 (ReactionChanged is there since version 4)
 
 
 def counts_of(who):

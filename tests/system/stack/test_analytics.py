@@ -2,17 +2,21 @@
 from outside kchat (confluent-kafka, fastavro, read_committed, schemas/registry.json) and kcat.
 What they print about one conversation seeded here is checked against how the doc says the
 log is keyed, partitioned and numbered."""
+import io
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import uuid
 
+import fastavro
 from confluent_kafka import Consumer
 
 from kchat_testkit.stack import ROOT
-from kchat_testkit.wire import body, command, events_of, java_partition, send_message
+from kchat_testkit.wire import (BY_ID, body, command, decode, events_of, java_partition,
+                                 read_topic, send_message)
 
 DOC = (ROOT / "docs" / "analytics.md").read_text()
 
@@ -83,3 +87,26 @@ def test_the_kcat_example_shows_a_conversation_in_one_partition(commands, broker
         java_partition(convo.encode(), partitions_of(brokers, "chat.events"))}
     offsets = [int(o) for _, o, _ in mine]
     assert offsets == sorted(offsets)
+
+
+def test_a_plain_decoder_tells_every_kind_apart(commands, brokers):
+    """A decoder that drops the names of union members (fastavro's default, most
+    tools' JSON) still tells MessageDeleted from ReadMarkerSet, which hold the same fields:
+    the envelope's type names the body."""
+    convo = seed(commands, brokers)
+    commands.send(command(convo, "u1", "DeleteMessage", {"seq_no": 1}))
+    commands.send(command(convo, "u2", "SetReadMarker", {"seq_no": 3}))
+    commands.flush()
+    raw = [m.value() for m, _ in read_topic(
+        brokers, "chat.events", lambda k, v, m: k == convo.encode(),
+        lambda got: len(got) >= 6)]
+    plain = []
+    for value in raw:
+        magic, schema_id = struct.unpack(">bI", value[:5])
+        plain.append(fastavro.schemaless_reader(io.BytesIO(value[5:]), BY_ID[schema_id], None))
+    assert [e["type"] for e in plain] == ["ConversationCreated"] + ["MessageCreated"] * 3 + [
+        "MessageDeleted", "ReadMarkerSet"]
+    # the bodies alone cannot say it
+    assert plain[4]["body"] == {"seq_no": 1} and plain[5]["body"] == {"seq_no": 3}
+    named = [body(decode(v))[0] for v in raw]
+    assert named == [e["type"] for e in plain]
