@@ -18,7 +18,10 @@ cuts one broker's listeners off (iptables, only inside the network namespace tha
 scripts/chaos.sh runs the stack in); and two faults at once.
 
 After the last fault it heals (every process running and healthy), waits for quiet, has every
-device sync every conversation once more, and checks, for every acked message: present exactly
+device sync every conversation once more, waits until history holds as many messages as
+chat.events (sends never acked may be committed late, and a Redis restart has the projector
+replay the topic into the emptied Redis model before Postgres moves on), and checks, for
+every acked message: present exactly
 once in history (REST, the Postgres model), in the Redis model's recent messages and in
 chat.events; delivered to every member device (live or by sync; a sync may repeat what came live, and
 the client keeps one per seq_no) with one server_msg_id per seq_no; seq_no gap-free per conversation; each sender's messages in the order they were acked;
@@ -195,6 +198,7 @@ class Run:
         self.rng = random.Random(args.seed)
         self.stopping = False       # everything stops
         self.senders_stop = False   # senders stop after their current message
+        self.logged = {}            # convo -> its MessageCreated in chat.events, at quiet
         self.sends = []     # every send: dict(cmid, convo, sender, content, status, seq, smid,
                             # attempts, t_first, t_ack, rejected)
         self.ack_times = []  # monotonic times of every ok/duplicate ack
@@ -336,8 +340,13 @@ class Run:
         await asyncio.to_thread(heal)
         for d in self.devices:
             await asyncio.wait_for(d.connected.wait(), 60)
-        # Every acked message in history, then one more sync of everything on every device.
-        await asyncio.to_thread(self.wait_history)
+        # Quiet: every command processed (sends never acked may still be committed, late),
+        # history holding every message of chat.events, then one more sync of everything on
+        # every device.
+        await asyncio.to_thread(wait_processed)
+        self.logged = await asyncio.to_thread(self.read_events)
+        await asyncio.to_thread(self.wait_converged,
+                                {c: len(e) for c, e in self.logged.items()})
         for d in self.devices:
             await d.sync_all()
         deadline = now() + 60
@@ -357,21 +366,30 @@ class Run:
                 return msgs
             since = msgs[-1]["seq_no"]
 
-    def wait_history(self):
-        want = {}
-        for s in self.sends:
-            if s["status"] in ("ok", "duplicate"):
-                want[s["convo"]] = max(want.get(s["convo"], 0), s["seq"])
+    def read_events(self):
+        """The MessageCreated of chat.events of each conversation of the run."""
+        events = {}
+        for _, v in read_to_end(ENV["KCHAT_KAFKA_BROKERS"], "chat.events",
+                                lambda k, v, m: k.decode() in self.convos):
+            name, f = body(v)
+            if name == "MessageCreated":
+                events.setdefault(v["convo_id"], []).append(f)
+        return events
+
+    def wait_converged(self, logged):
+        """History of every conversation once it holds as many messages as chat.events has
+        MessageCreated for it (a model being rebuilt gets there later: a Redis restart empties
+        the Redis model, and the projector replays the topic into it before Postgres gets its
+        next batch), or as it stands after three minutes."""
         deadline = now() + 180
         while True:
-            short = [c for c, n in want.items()
-                     if len(self.history(c, self.by[self.convos[c][0]])) < n]
-            if not short or now() > deadline:
-                return
+            hist = {c: self.history(c, self.by[m[0]]) for c, m in self.convos.items()}
+            if all(len(hist[c]) >= logged.get(c, 0) for c in hist) or now() > deadline:
+                return hist
             time.sleep(1)
 
     def devices_complete(self):
-        tops = {}
+        tops = {c: len(e) for c, e in self.logged.items()}
         for s in self.sends:
             if s["status"] in ("ok", "duplicate"):
                 tops[s["convo"]] = max(tops.get(s["convo"], 0), s["seq"])
@@ -383,13 +401,9 @@ class Run:
         acked = [s for s in self.sends if s["status"] in ("ok", "duplicate")]
         unacked = [s for s in self.sends if s["status"] == "unacked"]
         rejected = [s for s in self.sends if s["status"] == "error"]
+        # chat.events as it stood at quiet, and the models after it
+        events = self.logged
         hist = {c: self.history(c, self.by[m[0]]) for c, m in self.convos.items()}
-        events = {}
-        for _, v in read_to_end(ENV["KCHAT_KAFKA_BROKERS"], "chat.events",
-                                lambda k, v, m: k.decode() in self.convos):
-            name, f = body(v)
-            if name == "MessageCreated":
-                events.setdefault(v["convo_id"], []).append(f)
         recent = redis_recent(self.convos)
         lost = dup = reordered = 0
         for c, msgs in hist.items():
@@ -672,6 +686,28 @@ def heal():
         if pid:
             signal_pids([pid], signal.SIGCONT)
     sh(STACK, "up")
+
+
+def wait_processed(timeout=180.0):
+    """Until the processor has committed (with the events they made) the offsets of every
+    command on chat.commands: from then on chat.events holds whatever the run's sends made.
+    Gives up after `timeout`; the checker then reports what is missing."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": ENV["KCHAT_KAFKA_BROKERS"],
+                  "group.id": "kchat-processor", "enable.auto.commit": False})
+    try:
+        parts = list(c.list_topics("chat.commands", timeout=10).topics["chat.commands"]
+                     .partitions)
+        deadline = now() + timeout
+        while now() < deadline:
+            ends = {p: c.get_watermark_offsets(TopicPartition("chat.commands", p),
+                                               timeout=10)[1] for p in parts}
+            done = c.committed([TopicPartition("chat.commands", p) for p in parts], timeout=10)
+            if all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition] for tp in done):
+                return
+            time.sleep(0.5)
+    finally:
+        c.close()
 
 
 def redis_recent(convos):
