@@ -29,12 +29,12 @@
 
 /* PUT path {"key": value}: 0 when the registry took it, else -1 (a holds the answer or
  * the transport's error). */
-static int put_setting(const char *url, const char *path, const char *key, const char *value,
+static int put_setting(kc_sr_t *sr, const char *path, const char *key, const char *value,
                        kc_sr_answer_t *a)
 {
     char body[128];
     (void)kc_strlcpyf(body, sizeof(body), "{\"%s\":\"%s\"}", key, value);
-    if (kc_sr_call(url, "PUT", path, body, TIMEOUT_MS, a) != 0)
+    if (kc_sr_call(sr, "PUT", path, body, a) != 0)
         return -1;
     return a->status == 200 ? 0 : -1;
 }
@@ -46,7 +46,7 @@ static long answered_id(const kc_sr_answer_t *a)
 }
 
 /* Registers (or imports) e; prints what happened. 0, or -1. */
-static int put_schema(const char *url, const kc_schema_info_t *e, int import)
+static int put_schema(kc_sr_t *sr, const kc_schema_info_t *e, int import)
 {
     char path[600];
     char *body = kc_sr_schema_body(e, import);
@@ -61,7 +61,7 @@ static int put_schema(const char *url, const kc_schema_info_t *e, int import)
     int rc = -1;
     if (!import) {
         /* looked up first: a registry that holds it answers its id */
-        if (kc_sr_call(url, "POST", path, body, TIMEOUT_MS, &a) != 0) {
+        if (kc_sr_call(sr, "POST", path, body, &a) != 0) {
             fprintf(stderr, "kchatctl: %s\n", a.error);
             goto out;
         }
@@ -77,7 +77,7 @@ static int put_schema(const char *url, const kc_schema_info_t *e, int import)
     if (id < 0) {
         how = import ? "imported" : "registered";
         if (kc_sr_subject_path(path, sizeof(path), "/subjects/", e->subject, "/versions") != 0 ||
-            kc_sr_call(url, "POST", path, body, TIMEOUT_MS, &a) != 0) {
+            kc_sr_call(sr, "POST", path, body, &a) != 0) {
             fprintf(stderr, "kchatctl: registering %s version %d: %s\n", e->subject, e->version,
                     a.error);
             goto out;
@@ -107,13 +107,13 @@ out:
 }
 
 /* Whether the registry has never held the subject: 1, 0, or -1 when it did not answer. */
-static int subject_empty(const char *url, const char *subject)
+static int subject_empty(kc_sr_t *sr, const char *subject)
 {
     char path[600];
     if (kc_sr_subject_path(path, sizeof(path), "/subjects/", subject, "/versions") != 0)
         return -1;
     kc_sr_answer_t a = {0};
-    if (kc_sr_call(url, "GET", path, NULL, TIMEOUT_MS, &a) != 0) {
+    if (kc_sr_call(sr, "GET", path, NULL, &a) != 0) {
         fprintf(stderr, "kchatctl: %s\n", a.error);
         return -1;
     }
@@ -125,25 +125,32 @@ static int subject_empty(const char *url, const char *subject)
     return ok ? empty : -1;
 }
 
-static int register_subject(const char *url, const kc_schemas_t *s, const char *subject)
+/* The subject of entry first and the entries after it of the same subject (registry.json's
+ * entries come grouped by subject); *next is the first entry of the next subject. */
+static int register_subject(kc_sr_t *sr, const kc_schemas_t *s, size_t first, size_t *next)
 {
     char path[600];
     kc_sr_answer_t a = {0};
+    kc_schema_info_t e;
+    *next = first + 1;
+    if (kc_schemas_entry(s, first, &e) != 0)
+        return -1;
+    const char *subject = e.subject;
     if (kc_sr_subject_path(path, sizeof(path), "/config/", subject, "") != 0 ||
-        put_setting(url, path, "compatibility", "BACKWARD", &a) != 0) {
+        put_setting(sr, path, "compatibility", "BACKWARD", &a) != 0) {
         fprintf(stderr, "kchatctl: setting %s's compatibility to BACKWARD: %s\n", subject,
                 a.error);
         kc_sr_answer_free(&a);
         return -1;
     }
     kc_sr_answer_free(&a);
-    int empty = subject_empty(url, subject);
+    int empty = subject_empty(sr, subject);
     if (empty < 0)
         return -1;
     int import = 0;
     if (empty) {
         if (kc_sr_subject_path(path, sizeof(path), "/mode/", subject, "") != 0 ||
-            put_setting(url, path, "mode", "IMPORT", &a) != 0) {
+            put_setting(sr, path, "mode", "IMPORT", &a) != 0) {
             fprintf(stderr,
                     "kchatctl: %s is empty but the registry refuses IMPORT mode (%s): "
                     "registering it with the registry's own ids\n",
@@ -154,12 +161,13 @@ static int register_subject(const char *url, const kc_schemas_t *s, const char *
         kc_sr_answer_free(&a);
     }
     int rc = 0;
-    kc_schema_info_t e;
-    for (size_t i = 0; rc == 0 && kc_schemas_entry(s, i, &e) == 0; i++)
-        if (strcmp(e.subject, subject) == 0)
-            rc = put_schema(url, &e, import);
+    size_t i = first;
+    for (; kc_schemas_entry(s, i, &e) == 0 && strcmp(e.subject, subject) == 0; i++)
+        if (rc == 0)
+            rc = put_schema(sr, &e, import);
+    *next = i;
     if (import) {
-        if (put_setting(url, path, "mode", "READWRITE", &a) != 0) {
+        if (put_setting(sr, path, "mode", "READWRITE", &a) != 0) {
             fprintf(stderr, "kchatctl: setting %s back to READWRITE: %s\n", subject, a.error);
             rc = -1;
         }
@@ -181,30 +189,16 @@ int ctl_register_schemas(const ctl_cfg_t *cfg)
         kc_schemas_destroy(s);
         return 2;
     }
-    int rc = 0;
-    kc_schema_info_t e;
-    const char *done[64];
-    size_t ndone = 0;
-    for (size_t i = 0; rc == 0 && kc_schemas_entry(s, i, &e) == 0; i++) {
-        size_t j = 0;
-        while (j < ndone && strcmp(done[j], e.subject) != 0)
-            j++;
-        if (j < ndone)
-            continue;
-        if (ndone == KC_ARRAY_LEN(done)) {
-            fprintf(stderr, "kchatctl: more than %zu subjects\n", KC_ARRAY_LEN(done));
-            rc = -1;
-            break;
-        }
-        done[ndone++] = e.subject;
-        rc = register_subject(cfg->schema_registry_url, s, e.subject);
-    }
-    /* a last check, as every daemon makes at start */
-    kc_sr_cfg_t check = {.url = cfg->schema_registry_url, .wait_ms = 0};
-    if (rc == 0 && kc_sr_check(s, &check, err, sizeof(err)) != 0) {
+    kc_sr_t *sr = kc_sr_open(cfg->schema_registry_url, TIMEOUT_MS, err, sizeof(err));
+    if (!sr) {
         fprintf(stderr, "kchatctl: %s\n", err);
-        rc = -1;
+        kc_schemas_destroy(s);
+        return 1;
     }
+    int rc = 0;
+    for (size_t i = 0, n = kc_schemas_count(s); rc == 0 && i < n;)
+        rc = register_subject(sr, s, i, &i);
+    kc_sr_close(sr);
     kc_schemas_destroy(s);
     return rc == 0 ? 0 : 1;
 }

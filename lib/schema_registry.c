@@ -31,39 +31,66 @@ void kc_sr_answer_free(kc_sr_answer_t *a)
     a->json = NULL;
 }
 
-int kc_sr_call(const char *base_url, const char *method, const char *path, const char *body,
-               long timeout_ms, kc_sr_answer_t *out)
+struct kc_sr {
+    CURL *c;
+    struct curl_slist *hdrs;
+    char *base;  /* without trailing slashes */
+    long timeout_ms;
+};
+
+kc_sr_t *kc_sr_open(const char *base_url, long timeout_ms, char *err, size_t errlen)
 {
-    *out = (kc_sr_answer_t){0};
     if (kc_httpc_global_init() != 0) {
-        kc_strlcpyf(out->error, sizeof(out->error), "libcurl cannot start");
-        return -1;
+        kc_strlcpyf(err, errlen, "schema registry: libcurl cannot start");
+        return NULL;
     }
+    kc_sr_t *sr = kc_xcalloc(1, sizeof(*sr));
     size_t blen = strlen(base_url);
     while (blen > 0 && base_url[blen - 1] == '/')
         blen--;
-    kc_buf_t url = {0}, answer = {0};
-    kc_buf_printf(&url, "%.*s%s", (int)blen, base_url, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    struct curl_slist *h1 = curl_slist_append(hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
-    if (h1)
-        hdrs = h1;
+    sr->base = kc_xstrndup(base_url, blen);
+    sr->timeout_ms = timeout_ms;
+    sr->c = curl_easy_init();
+    struct curl_slist *h1 =
+        curl_slist_append(NULL, "Content-Type: application/vnd.schemaregistry.v1+json");
     struct curl_slist *h2 =
-        h1 ? curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
-                                     "application/json")
+        h1 ? curl_slist_append(h1, "Accept: application/vnd.schemaregistry.v1+json, "
+                                   "application/json")
            : NULL;
-    if (h2)
-        hdrs = h2;
-    int rc = -1;
-    if (!c || !h1 || !h2) {
-        kc_strlcpyf(out->error, sizeof(out->error), "out of memory");
-        goto done;
+    sr->hdrs = h2 ? h2 : h1;
+    if (!sr->c || !h2) {
+        kc_strlcpyf(err, errlen, "schema registry: libcurl cannot start (out of memory)");
+        kc_sr_close(sr);
+        return NULL;
     }
+    return sr;
+}
+
+void kc_sr_close(kc_sr_t *sr)
+{
+    if (!sr)
+        return;
+    if (sr->c)
+        curl_easy_cleanup(sr->c);
+    curl_slist_free_all(sr->hdrs);
+    free(sr->base);
+    free(sr);
+}
+
+int kc_sr_call(kc_sr_t *sr, const char *method, const char *path, const char *body,
+               kc_sr_answer_t *out)
+{
+    *out = (kc_sr_answer_t){0};
+    kc_buf_t url = {0}, answer = {0};
+    kc_buf_printf(&url, "%s%s", sr->base, path);
+    CURL *c = sr->c;
+    /* the options of the last request go; the connection stays */
+    curl_easy_reset(c);
+    int rc = -1;
     int ok = curl_easy_setopt(c, CURLOPT_URL, url.data) == CURLE_OK &&
              curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
-             curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs) == CURLE_OK &&
-             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) == CURLE_OK &&
+             curl_easy_setopt(c, CURLOPT_HTTPHEADER, sr->hdrs) == CURLE_OK &&
+             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, sr->timeout_ms) == CURLE_OK &&
              curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
              curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
              curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) == CURLE_OK &&
@@ -94,9 +121,6 @@ int kc_sr_call(const char *base_url, const char *method, const char *path, const
                     cJSON_IsString(msg) ? msg->valuestring : "");
     rc = 0;
 done:
-    curl_slist_free_all(hdrs);
-    if (c)
-        curl_easy_cleanup(c);
     kc_buf_free(&url);
     kc_buf_free(&answer);
     return rc;
@@ -129,7 +153,8 @@ char *kc_sr_schema_body(const kc_schema_info_t *e, int with_id)
 
 /* One lookup of e: 0 when the registry holds it under its id, 1 when it should be asked
  * again (no answer, or not there yet), -1 otherwise; err says why in the last two cases. */
-static int lookup(const kc_schema_info_t *e, const char *url, char *err, size_t errlen)
+static int lookup(const kc_schema_info_t *e, kc_sr_t *sr, const char *url, char *err,
+                  size_t errlen)
 {
     char path[600];
     char *body = kc_sr_schema_body(e, 0);
@@ -139,7 +164,7 @@ static int lookup(const kc_schema_info_t *e, const char *url, char *err, size_t 
         return -1;
     }
     kc_sr_answer_t a;
-    int rc = kc_sr_call(url, "POST", path, body, SR_TIMEOUT_MS, &a);
+    int rc = kc_sr_call(sr, "POST", path, body, &a);
     free(body);
     if (rc != 0) {
         kc_strlcpyf(err, errlen, "schema registry: %s", a.error);
@@ -175,16 +200,18 @@ int kc_sr_check(const kc_schemas_t *s, const kc_sr_cfg_t *cfg, char *err, size_t
 {
     if (!cfg->url || !cfg->url[0])
         return 0;
+    kc_sr_t *sr = kc_sr_open(cfg->url, SR_TIMEOUT_MS, err, errlen);
+    if (!sr)
+        return -1;
     int64_t deadline = kc_now_ms() + cfg->wait_ms;
     kc_schema_info_t e;
-    for (size_t i = 0; kc_schemas_entry(s, i, &e) == 0; i++) {
-        int rc;
-        while ((rc = lookup(&e, cfg->url, err, errlen)) == 1 && kc_now_ms() < deadline) {
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && kc_schemas_entry(s, i, &e) == 0; i++) {
+        while ((rc = lookup(&e, sr, cfg->url, err, errlen)) == 1 && kc_now_ms() < deadline) {
             struct timespec ts = {0, 500 * 1000 * 1000};
             (void)nanosleep(&ts, NULL);
         }
-        if (rc != 0)
-            return -1;
     }
-    return 0;
+    kc_sr_close(sr);
+    return rc == 0 ? 0 : -1;
 }

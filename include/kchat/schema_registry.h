@@ -28,10 +28,18 @@ typedef struct {
     char error[256];     /* the transport's error, or the registry's message */
 } kc_sr_answer_t;
 
+/* A client of one registry: one libcurl handle, so the requests of a check or of
+ * register-schemas share one connection. */
+typedef struct kc_sr kc_sr_t;
+
+/* NULL (err says why) when libcurl cannot start. timeout_ms bounds each request. */
+kc_sr_t *kc_sr_open(const char *base_url, long timeout_ms, char *err, size_t errlen);
+void kc_sr_close(kc_sr_t *sr);
+
 /* One request: method and path ("/subjects/<escaped>/versions"), body NULL or JSON. 0 when an
  * answer came (any status), -1 when none did. Free out->json. */
-int kc_sr_call(const char *base_url, const char *method, const char *path, const char *body,
-               long timeout_ms, kc_sr_answer_t *out);
+int kc_sr_call(kc_sr_t *sr, const char *method, const char *path, const char *body,
+               kc_sr_answer_t *out);
 void kc_sr_answer_free(kc_sr_answer_t *a);
 
 /* path = prefix + the subject escaped for a URL + suffix; 0 or -1 when it does not fit. */

@@ -159,6 +159,14 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
 {{- end }}
 
 {{/* The schema registry the daemons check at start: schemaRegistryUrl, or this release's. */}}
+{{- /* The TCP port of a URL: the one it names, else 443 for https and 80 for http. */}}
+{{- define "kchat.urlPort" -}}
+{{- $u := urlParse . }}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $u.host) }}
+{{- if not $port }}{{ $port = ternary "443" "80" (eq (lower $u.scheme) "https") }}{{ end }}
+{{- $port }}
+{{- end }}
+
 {{- define "kchat.schemaRegistryUrl" -}}
 {{- .Values.schemaRegistryUrl | default (printf "http://%s-registry:%d" (include "kchat.fullname" .) (int .Values.registry.port)) }}
 {{- end }}
