@@ -36,11 +36,13 @@ struct kc_pg {
     query_t *inflight;
     PGresult *result; /* first result of the in-flight query */
     int flushing;
-    char *channels[KC_PG_MAX_CHANNELS];
+    struct {
+        char *name;
+        kc_pg_notify_cb cb;
+        void *arg;
+    } channels[KC_PG_MAX_CHANNELS];
     int nchannels;
     int listens_ok; /* LISTENs confirmed on the current connection */
-    kc_pg_notify_cb notify_cb;
-    void *notify_arg;
 };
 
 static void on_poll(uv_poll_t *p, int status, int events);
@@ -64,7 +66,7 @@ static void on_handle_closed(uv_handle_t *h)
         free(h);
     if (--pg->open_handles == 0) {
         for (int i = 0; i < pg->nchannels; i++)
-            free(pg->channels[i]);
+            free(pg->channels[i].name);
         free(pg->conninfo);
         free(pg);
     }
@@ -104,8 +106,12 @@ static void dispatch_notifies(kc_pg_t *pg)
 {
     PGnotify *n;
     while (pg->conn && (n = PQnotifies(pg->conn))) {
-        if (pg->notify_cb)
-            pg->notify_cb(pg->notify_arg, n->relname, n->extra ? n->extra : "");
+        /* each channel's own callback (LISTEN "x" is case-sensitive, as relname is) */
+        for (int i = 0; i < pg->nchannels; i++)
+            if (strcmp(pg->channels[i].name, n->relname) == 0) {
+                pg->channels[i].cb(pg->channels[i].arg, n->relname, n->extra ? n->extra : "");
+                break;
+            }
         PQfreemem(n);
     }
 }
@@ -139,7 +145,7 @@ static void queue_listens(kc_pg_t *pg)
 {
     pg->listens_ok = 0;
     for (int i = pg->nchannels - 1; i >= 0; i--)
-        kc_slist_push_front(&pg->queue, &listen_query(pg, pg->channels[i])->link);
+        kc_slist_push_front(&pg->queue, &listen_query(pg, pg->channels[i].name)->link);
 }
 
 static void finish_inflight(kc_pg_t *pg, const PGresult *res, const char *err)
@@ -425,9 +431,13 @@ int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg
         return -ENOSPC;
     if (pg->rc.state == KC_RECONN_CLOSED)
         return -ESHUTDOWN;
-    pg->channels[pg->nchannels++] = kc_xstrdup(channel);
-    pg->notify_cb = cb;
-    pg->notify_arg = arg;
+    for (int i = 0; i < pg->nchannels; i++)
+        if (strcmp(pg->channels[i].name, channel) == 0)
+            return -EEXIST;
+    pg->channels[pg->nchannels].name = kc_xstrdup(channel);
+    pg->channels[pg->nchannels].cb = cb;
+    pg->channels[pg->nchannels].arg = arg;
+    pg->nchannels++;
     if (kc_reconn_is_ready(&pg->rc)) {
         kc_slist_push_back(&pg->queue, &listen_query(pg, channel)->link);
         pump(pg);

@@ -35,11 +35,12 @@ int kc_pg_connected(const kc_pg_t *pg);
 int kc_pg_query(kc_pg_t *pg, const char *sql, int nparams, const char *const *params, kc_pg_cb cb,
                 void *arg);
 /* LISTEN/NOTIFY. kc_pg_listen issues LISTEN on channel at once (when connected) and again
- * first thing after every reconnect, and from then on calls cb on the loop thread for each
- * notification received on the connection (payload as sent, at most 8000 bytes). Channels
- * are [a-z_][a-z0-9_]* of at most 63 bytes; a connection listens on at most
- * KC_PG_MAX_CHANNELS. Notifications sent while the connection was down are lost: a waiter
- * needs a deadline. Returns 0, -EINVAL (bad name) or -ENOSPC (too many). */
+ * first thing after every reconnect, and from then on calls cb(arg) on the loop thread for
+ * each notification of that channel received on the connection (payload as sent, at most
+ * 8000 bytes); each channel has its own callback. Channels are [a-z_][a-z0-9_]* of at most
+ * 63 bytes; a connection listens on at most KC_PG_MAX_CHANNELS. Notifications sent while the
+ * connection was down are lost: a waiter needs a deadline. Returns 0, -EINVAL (bad name),
+ * -EEXIST (already listened to) or -ENOSPC (too many). */
 #define KC_PG_MAX_CHANNELS 8
 typedef void (*kc_pg_notify_cb)(void *arg, const char *channel, const char *payload);
 int kc_pg_listen(kc_pg_t *pg, const char *channel, kc_pg_notify_cb cb, void *arg);

@@ -40,6 +40,7 @@ struct state {
     int step;
     int waits;
     int done;
+    char notified[2][16]; /* the payloads the two LISTEN channels got */
 };
 
 static void next(state_t *s);
@@ -141,6 +142,30 @@ static void on_ping(void *a, const redisReply *r, const char *e)
     on_redis(a, r, e, "redis_after_reconnect");
 }
 
+/* Two channels on one connection, each with its own callback. */
+static void on_notify_a(void *arg, const char *channel, const char *payload)
+{
+    state_t *s = arg;
+    if (strcmp(channel, "kc_check_a") == 0)
+        (void)kc_strlcpyf(s->notified[0], sizeof(s->notified[0]), "%s", payload);
+}
+
+static void on_notify_b(void *arg, const char *channel, const char *payload)
+{
+    state_t *s = arg;
+    if (strcmp(channel, "kc_check_b") == 0)
+        (void)kc_strlcpyf(s->notified[1], sizeof(s->notified[1]), "%s", payload);
+}
+
+static void on_notified(void *arg, const PGresult *res, const char *err)
+{
+    (void)res;
+    state_t *s = arg;
+    if (err)
+        record(s, "pg_notify_error", cJSON_CreateString(err));
+    later(s, 0);
+}
+
 static void finish(state_t *s)
 {
     s->done = 1;
@@ -212,6 +237,37 @@ static void next(state_t *s)
         const char *argv[] = {"PING"};
         rc = kc_redis_command(s->redis, on_ping, s, 1, argv, NULL);
         break;
+    }
+    case 9:
+        rc = kc_pg_listen(s->pg, "kc_check_a", on_notify_a, s);
+        if (rc == 0)
+            rc = kc_pg_listen(s->pg, "kc_check_b", on_notify_b, s);
+        if (rc == 0)
+            record(s, "pg_listen_twice", cJSON_CreateNumber(
+                                             kc_pg_listen(s->pg, "kc_check_a", on_notify_b, s)));
+        if (rc == 0)
+            later(s, 0);
+        break;
+    case 10:
+        if (wait_for(s, kc_pg_listening(s->pg), "pg_listening"))
+            later(s, 0);
+        return;
+    case 11:
+        rc = kc_pg_query(s->pg, "SELECT pg_notify('kc_check_a', 'to a'), pg_notify('kc_check_b', "
+                                "'to b'), pg_notify('kc_check_c', 'to nobody')",
+                         0, NULL, on_notified, s);
+        break;
+    case 12:
+        if (wait_for(s, s->notified[0][0] && s->notified[1][0], "pg_notify"))
+            later(s, 0);
+        return;
+    case 13: {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "kc_check_a", s->notified[0]);
+        cJSON_AddStringToObject(n, "kc_check_b", s->notified[1]);
+        record(s, "pg_notified", n);
+        later(s, 0);
+        return;
     }
     default:
         finish(s);

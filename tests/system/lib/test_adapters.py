@@ -24,5 +24,9 @@ def test_pg_and_redis_adapters(pg_dsn, redis_port):
     assert r["redis_slow_command"]["error"] == "command timed out"
     assert r["redis_after_reconnect"] == {"error": "", "len": 4, "binary_equal": False,
                                           "str": "PONG"}
+    # LISTEN on two channels of one connection: each notification reaches its own callback
+    # (the API listens for outcomes and for the account outbox on one connection)
+    assert r["pg_listen_twice"] == -17  # -EEXIST
+    assert r["pg_notified"] == {"kc_check_a": "to a", "kc_check_b": "to b"}
     assert r["loop_closed_cleanly"] is True
     assert "redis connection lost: command timed out" in out.stderr
