@@ -72,6 +72,7 @@ typedef struct {
     char *schemas_dir;
     kc_sr_cfg_t schema_registry;
     char *commands_topic;
+    char *accounts_topic;
     long long command_timeout_ms;
     char *jwt_private_key;
     kc_jwt_cfg_t jwt;
@@ -117,6 +118,8 @@ typedef struct api_req api_req_t;
 
 /* A change waiting for its outcome (commands.c). */
 typedef struct api_waiter api_waiter_t;
+/* The relay of account events (accounts.c). */
+typedef struct api_accounts api_accounts_t;
 /* outcome: the event's type ("ConversationCreated", "CommandRejected", ...), with reason and
  * message for a rejection; type NULL when the wait failed (err says why, status is the HTTP
  * status to answer: 503 not sent, 504 deadline). */
@@ -132,7 +135,8 @@ struct api {
     kc_pg_t *pool[API_MAX_POOL];
     int npool;
     unsigned next_pg;
-    kc_pg_t *listen_pg; /* LISTEN kchat_applied */
+    kc_pg_t *listen_pg; /* LISTEN kchat_applied, kchat_account_outbox; the account relay */
+    api_accounts_t *accounts;
     kc_redis_t *redis;
     struct kc_schemas *schemas;
     int32_t command_schema_id; /* the id commands are written with */
@@ -259,6 +263,14 @@ void api_users_update_me(api_req_t *r);
 /* commands.c */
 int api_commands_init(api_t *a, char *err, size_t errlen);
 void api_commands_close(api_t *a);
+/* The relay of account_outbox to chat.accounts (accounts.c): started after
+ * api_commands_init (it uses the producer and listen_pg); closed before listen_pg is; freed
+ * before the producer is. api_accounts_delivered takes the delivery reports whose opaque is
+ * a->accounts. */
+int api_accounts_start(api_t *a, char *err, size_t errlen);
+void api_accounts_delivered(api_t *a, const rd_kafka_message_t *m);
+void api_accounts_close(api_t *a);
+void api_accounts_free(api_t *a);
 /* Sends cmd (its kind and body filled by the caller; the envelope, r's convo_id and user,
  * is filled here) and waits for its outcome, which calls on_outcome. Returns 0, or -1 after
  * answering r (503). */

@@ -94,6 +94,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     api_t *a = opaque;
+    if (a->accounts && m->_private == a->accounts) {
+        api_accounts_delivered(a, m);
+        return;
+    }
     char *command_id = m->_private;
     if (m->err) {
         kc_log_kv(KC_LOG_ERROR, KC_FIELDS(KC_STR("command_id", command_id)),

@@ -35,6 +35,8 @@ static const kc_cfg_opt_t api_opts[] = {
     KC_CFG_SCHEMAS_DIR(api_cfg_t, schemas_dir),
     KC_CFG_SCHEMA_REGISTRY(api_cfg_t, schema_registry),
     KC_CFG_COMMANDS_TOPIC(api_cfg_t, commands_topic, "written to"),
+    KC_CFG_TOPIC_("accounts-topic", "account events", api_cfg_t, accounts_topic, "chat.accounts",
+                  "written to (from account_outbox)"),
     {"command-timeout-ms", KC_CFG_INT, offsetof(api_cfg_t, command_timeout_ms), "10000", 100,
      600000, "how long a change waits for its outcome before the answer is 504"},
     {"jwt-private-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_private_key), "jwt-private.pem", 1,
@@ -146,6 +148,7 @@ static void finish_stop(api_t *a)
     if (err)
         kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
     kc_kafka_unbind(&a->producer);
+    api_accounts_close(a);
     api_commands_close(a);
     api_auth_close(a);
     api_attachments_close(a);
@@ -230,7 +233,8 @@ static int start(void *arg, char *err, size_t errlen)
         a->pool[i] = kc_pg_new(a->app.loop, a->cfg.pg.dsn, i == 0 ? a->app.health : NULL, name);
     }
     a->redis = kc_redis_new(a->app.loop, &a->cfg.redis, a->app.health, "redis");
-    if (api_commands_init(a, err, errlen) != 0 || api_attachments_start(a, err, errlen) != 0)
+    if (api_commands_init(a, err, errlen) != 0 || api_accounts_start(a, err, errlen) != 0 ||
+        api_attachments_start(a, err, errlen) != 0)
         return -1;
     /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */
     const char *trusted[API_ADDRSET_MAX + 1];
@@ -254,6 +258,7 @@ static void cleanup(api_t *a)
     api_attachments_close(a);
     for (int i = 0; i < a->npool; i++)
         kc_pg_close(a->pool[i]);
+    api_accounts_close(a);
     kc_pg_close(a->listen_pg);
     kc_redis_close(a->redis);
     api_auth_close(a);
@@ -278,6 +283,7 @@ static void release(void *arg)
     if (a->commands_rkt)
         rd_kafka_topic_destroy(a->commands_rkt);
     a->commands_rkt = NULL;
+    api_accounts_free(a);
     kc_kafka_bound_destroy(&a->producer);
 }
 
