@@ -45,4 +45,6 @@ echo "== stack"
 "$ROOT/scripts/stack.sh" up
 
 echo "== system tests (pytest)"
-"$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/system" -q -p no:cacheprovider "$@"
+# the slowest tests at the end of the output: where the run's time goes
+"$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/system" -q -p no:cacheprovider \
+    --durations=25 --durations-min=5 "$@"
