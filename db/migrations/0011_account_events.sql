@@ -10,6 +10,23 @@ CREATE TABLE account_outbox (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- One event into the outbox: numbered by the table's sequence, in Avro's JSON encoding of
+-- AccountEvent, its body the record named kind.
+CREATE FUNCTION account_outbox_add(uid text, actor text, at timestamptz, kind text, body jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint := nextval(pg_get_serial_sequence('account_outbox', 'event_no'));
+BEGIN
+    INSERT INTO account_outbox (event_no, user_id, event) VALUES (n, uid, jsonb_build_object(
+        'event_id', gen_random_uuid()::text,
+        'event_no', n,
+        'user_id', uid,
+        'actor_id', actor,
+        'occurred_at', (extract(epoch FROM at) * 1000)::bigint,
+        'type', kind,
+        'body', jsonb_build_object('io.kchat.' || kind, body)));
+END $$;
+
 -- Who made a change, when it is not the user: `SELECT set_config('kchat.actor', $admin, true)`
 -- in the same transaction.
 CREATE FUNCTION account_event() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -17,7 +34,6 @@ DECLARE
     actor text := coalesce(nullif(current_setting('kchat.actor', true), ''), NEW.user_id);
     kind  text;
     body  jsonb;
-    n     bigint;
 BEGIN
     FOR kind, body IN
         SELECT k, b FROM (VALUES
@@ -31,16 +47,7 @@ BEGIN
                                         'previous', OLD.display_name) END)
         ) AS e(k, b) WHERE b IS NOT NULL
     LOOP
-        n := nextval(pg_get_serial_sequence('account_outbox', 'event_no'));
-        INSERT INTO account_outbox (event_no, user_id, event) VALUES (n, NEW.user_id,
-            jsonb_build_object(
-                'event_id', gen_random_uuid()::text,
-                'event_no', n,
-                'user_id', NEW.user_id,
-                'actor_id', actor,
-                'occurred_at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
-                'type', kind,
-                'body', jsonb_build_object('io.kchat.' || kind, body)));
+        PERFORM account_outbox_add(NEW.user_id, actor, clock_timestamp(), kind, body);
     END LOOP;
     PERFORM pg_notify('kchat_account_outbox', '');
     RETURN NULL;
@@ -50,15 +57,6 @@ CREATE TRIGGER account_events AFTER INSERT OR UPDATE OF username, display_name O
     FOR EACH ROW EXECUTE FUNCTION account_event();
 
 -- The accounts that exist already, registered in the order they were made.
-INSERT INTO account_outbox (event_no, user_id, event)
-SELECT n, user_id, jsonb_build_object(
-        'event_id', gen_random_uuid()::text,
-        'event_no', n,
-        'user_id', user_id,
-        'actor_id', user_id,
-        'occurred_at', (extract(epoch FROM created_at) * 1000)::bigint,
-        'type', 'UserRegistered',
-        'body', jsonb_build_object('io.kchat.UserRegistered',
-                                   jsonb_build_object('username', username)))
-FROM (SELECT nextval(pg_get_serial_sequence('account_outbox', 'event_no')) AS n, s.*
-      FROM (SELECT user_id, username, created_at FROM users ORDER BY created_at, user_id) s) t;
+SELECT count(account_outbox_add(user_id, user_id, created_at, 'UserRegistered',
+                                jsonb_build_object('username', username)))
+FROM (SELECT user_id, username, created_at FROM users ORDER BY created_at, user_id) s;

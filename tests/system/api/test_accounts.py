@@ -18,8 +18,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from kchat_testkit.api import BASE, User
 from kchat_testkit.daemon import start
 from kchat_testkit.http import free_port, wait_until
-from kchat_testkit.metrics import samples, scrape
-from kchat_testkit.stack import BUILD, ENV, ROOT
+from kchat_testkit.metrics import metric
+from kchat_testkit.stack import BUILD, ENV, ROOT, psql
 from kchat_testkit.wire import body, java_partition, read_to_end, read_topic
 
 TOPIC = "chat.accounts"
@@ -37,11 +37,10 @@ def account_events(user_id, n):
     return got
 
 
-def psql(sql):
-    out = subprocess.run(["psql", ENV["KCHAT_PG_DSN"], "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+def one(sql):
+    """The single value a statement answers."""
+    (value,), = psql(sql)
+    return value
 
 
 def test_registration_and_display_names_come_out_in_order():
@@ -69,7 +68,7 @@ def test_registration_and_display_names_come_out_in_order():
     assert all(v["user_id"] == u.id for v in values)
     assert {m.partition() for m, _ in got} == {java_partition(u.id.encode(), PARTITIONS)}
     # the relay has sent everything of the user's, and the repeated name made no event
-    wait_until(lambda: psql(f"SELECT count(*) FROM account_outbox WHERE user_id = '{u.id}'")
+    wait_until(lambda: one(f"SELECT count(*) FROM account_outbox WHERE user_id = '{u.id}'")
                == "0", "the user's rows leaving account_outbox")
     key = u.id.encode()
     assert len(read_to_end(ENV["KCHAT_KAFKA_BROKERS"], TOPIC, lambda k, v, m: k == key)) == 4
@@ -102,12 +101,8 @@ def test_the_registry_decodes_them_with_the_standard_deserializer():
         consumer.close()
 
 
-def metric_sum(name, base=BASE):
-    return sum(v for k, v in samples(scrape(base), name).items())
-
-
 def leader(base):
-    return metric_sum("kchat_api_account_relay_leader", base)
+    return metric(base, "kchat_api_account_relay_leader")
 
 
 def test_one_instance_relays_and_another_takes_over_when_its_session_ends(tmp_path):
@@ -123,9 +118,9 @@ def test_one_instance_relays_and_another_takes_over_when_its_session_ends(tmp_pa
         wait_until(lambda: leader(BASE) + leader(base2) == 1, "one relay")
         before = User()
         account_events(before.id, 1)
-        wait_until(lambda: psql(f"SELECT count(*) FROM account_outbox WHERE user_id = "
+        wait_until(lambda: one(f"SELECT count(*) FROM account_outbox WHERE user_id = "
                                 f"'{before.id}'") == "0", "the first relay done")
-        ended = psql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+        ended = one("SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
                      "WHERE locktype = 'advisory' AND classid = 0 AND objid = 1801675107")
         assert ended == "1"
         after = User()
@@ -133,7 +128,7 @@ def test_one_instance_relays_and_another_takes_over_when_its_session_ends(tmp_pa
         got = account_events(after.id, 2)
         assert [v["type"] for _, v in got] == ["UserRegistered", "DisplayNameChanged"]
         wait_until(lambda: leader(BASE) + leader(base2) == 1, "one relay again")
-        wait_until(lambda: psql("SELECT count(*) FROM account_outbox WHERE user_id IN "
+        wait_until(lambda: one("SELECT count(*) FROM account_outbox WHERE user_id IN "
                                 f"('{before.id}', '{after.id}')") == "0",
                    "the outbox emptied")
         for u, n in ((before, 1), (after, 2)):
@@ -173,19 +168,18 @@ def test_the_analytics_example_knows_people_by_their_names_now(tmp_path):
 def test_a_row_that_cannot_be_converted_stays_and_holds_no_other():
     """A row the trigger did not write (an operator's mistake) is left in account_outbox,
     logged and counted once; the rows after it are relayed."""
-    errors = metric_sum("kchat_api_account_relay_errors_total")
-    bad = psql("INSERT INTO account_outbox (user_id, event) VALUES "
-               "('u_nobody', '{\"not\": \"an account event\"}') "
-               "RETURNING event_no").splitlines()[0]
+    errors = metric(BASE, "kchat_api_account_relay_errors_total")
+    bad = one("INSERT INTO account_outbox (user_id, event) VALUES "
+              "('u_nobody', '{\"not\": \"an account event\"}') RETURNING event_no")
     try:
         u = User()
         account_events(u.id, 1)
-        wait_until(lambda: metric_sum("kchat_api_account_relay_errors_total") == errors + 1,
+        wait_until(lambda: metric(BASE, "kchat_api_account_relay_errors_total") == errors + 1,
                    "the bad row counted")
-        assert psql(f"SELECT count(*) FROM account_outbox WHERE event_no = {bad}") == "1"
-        wait_until(lambda: psql(f"SELECT count(*) FROM account_outbox WHERE user_id = "
+        assert one(f"SELECT count(*) FROM account_outbox WHERE event_no = {bad}") == "1"
+        wait_until(lambda: one(f"SELECT count(*) FROM account_outbox WHERE user_id = "
                                 f"'{u.id}'") == "0", "the good row relayed")
         time.sleep(2.5)  # two more relay cycles pass over it: still counted once
-        assert metric_sum("kchat_api_account_relay_errors_total") == errors + 1
+        assert metric(BASE, "kchat_api_account_relay_errors_total") == errors + 1
     finally:
         psql(f"DELETE FROM account_outbox WHERE event_no = {bad}")
