@@ -2,7 +2,8 @@
 tests (playwright-core driving Debian's Chromium) against the stack's ingress when the stack
 runs one (scripts/nginx.sh, started by scripts/stack.sh up on KCHAT_INGRESS_PORT).
 
-Their screenshots go to tests/artifacts/web/."""
+Their screenshots go to tests/artifacts/web/. The sanitizer pass skips this module: the browser
+checks run once, in the plain pass, and the C paths they reach have system tests of their own."""
 import os
 import re
 import shutil
@@ -12,6 +13,9 @@ import subprocess
 import pytest
 
 from kchat_testkit.stack import ENV, ROOT
+
+pytestmark = pytest.mark.skipif(os.environ.get("SANITIZE") == "1",
+                                reason="the sanitizer pass does not repeat the browser checks")
 
 WEB = ROOT / "web"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
