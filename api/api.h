@@ -37,6 +37,7 @@
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
+#include "kchat/revoked.h"
 #include "kchat/s3.h"
 #include "kchat/util.h"
 #include "kchat/webpush.h"
@@ -135,8 +136,10 @@ struct api {
     kc_pg_t *pool[API_MAX_POOL];
     int npool;
     unsigned next_pg;
-    kc_pg_t *listen_pg; /* LISTEN kchat_applied, kchat_account_outbox; the account relay */
+    kc_pg_t *listen_pg; /* LISTEN kchat_applied, kchat_account_outbox, kchat_user_revoked; the
+                         * account relay */
     api_accounts_t *accounts;
+    kc_revoked_t *revoked; /* deactivated accounts, whose access tokens are refused */
     kc_redis_t *redis;
     struct kc_schemas *schemas;
     int32_t command_schema_id; /* the id commands are written with */
@@ -252,6 +255,7 @@ int api_throttle_window(api_t *a, const char *key, long long limit, long long wi
                         kc_redis_cb cb, void *arg);
 void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);
+void api_auth_deactivate(api_req_t *r);
 
 /* users.c */
 void api_users_find(api_req_t *r);

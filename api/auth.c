@@ -25,6 +25,13 @@
  * rotated from one login. A refresh marks its token used and issues the next one of the
  * family in one statement; presenting a token already used (a stolen copy, or the thief's
  * after the owner's) revokes the whole family.
+ *
+ * Deactivation (POST /users/me/deactivate {password}) takes the login's path, throttle and
+ * counts included, with the account of the token: a stolen access token does not make
+ * guessing the password any easier. Once the password is right, one UPDATE sets
+ * deactivated_at; the trigger on users revokes the refresh tokens, writes UserDeactivated and
+ * tells every API instance and gateway (lib/revoked.c). A deactivated account's login is
+ * refused with 403 account_deactivated, and only once its password was right.
  */
 #include <sodium.h>
 #include <stdlib.h>
@@ -49,8 +56,10 @@ typedef struct {
     char pw[API_PASSWORD_MAX + 1];
     char hash[crypto_pwhash_STRBYTES];
     int rc;
+    int deactivating; /* POST /users/me/deactivate: the password confirms it */
     /* the account */
     int found;
+    int deactivated;
     char user_id[KC_ID_MAX];
     char username[API_USERNAME_MAX + 1];  /* as registered (the display form) */
     char key[API_USERNAME_KEY_MAX + 1]; /* what makes it unique (api/username.h) */
@@ -237,6 +246,8 @@ static void pw_work(uv_work_t *w)
 static void after_register_hash(uv_work_t *w, int status);
 static void after_login_verify(uv_work_t *w, int status);
 static void on_login_user(void *arg, const PGresult *res, const char *err);
+static void check_login(api_req_t *r, auth_state_t *s);
+static void deactivate(api_req_t *r, auth_state_t *s);
 
 static void set_gauges(api_t *a)
 {
@@ -265,8 +276,8 @@ static void start_job(auth_state_t *s)
     }
     const char *params[] = {s->key};
     (void)api_pg(r,
-                 "SELECT u.user_id, c.password_hash, u.username FROM users u "
-                 "JOIN credentials c USING (user_id) WHERE u.username_key = $1",
+                 "SELECT u.user_id, c.password_hash, u.username, u.deactivated_at IS NOT NULL "
+                 "FROM users u JOIN credentials c USING (user_id) WHERE u.username_key = $1",
                  1, params, on_login_user);
 }
 
@@ -639,6 +650,68 @@ static void on_refresh_stored(void *arg, const PGresult *res, const char *err)
     reply_tokens(r, s->user_id, s->username, s->pw);
 }
 
+/* ---- deactivation ---- */
+
+static void on_deactivated(void *arg, const PGresult *res, const char *err)
+{
+    (void)res;
+    api_req_t *r = arg;
+    if (err) {
+        api_error(r, 503, "unavailable", "the account could not be deactivated");
+        return;
+    }
+    kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", r->user_id)), "account deactivated");
+    kc_buf_t none = {0};
+    api_reply(r, 204, &none);
+}
+
+/* The password was right: the account of the token ends (again is no error). */
+static void deactivate(api_req_t *r, auth_state_t *s)
+{
+    if (strcmp(s->user_id, r->user_id) != 0) { /* its username moved meanwhile */
+        api_error(r, 409, "conflict", "the account changed meanwhile: retry");
+        return;
+    }
+    const char *params[] = {r->user_id};
+    (void)api_pg(r,
+                 "UPDATE users SET deactivated_at = now() "
+                 "WHERE user_id = $1 AND deactivated_at IS NULL",
+                 1, params, on_deactivated);
+}
+
+static void on_deactivating_user(void *arg, const PGresult *res, const char *err)
+{
+    api_req_t *r = arg;
+    auth_state_t *s = r->state;
+    if (err) {
+        api_error(r, 503, "unavailable", "the account could not be read");
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        api_error(r, 401, "token_revoked", "the account was deactivated");
+        return;
+    }
+    (void)kc_strlcpyf(s->key, sizeof(s->key), "%s", PQgetvalue(res, 0, 0));
+    check_login(r, s);
+}
+
+void api_auth_deactivate(api_req_t *r)
+{
+    const char *p = api_json_str(r->body, "password");
+    size_t pl = p ? strlen(p) : 0;
+    if (!p || pl < 1 || pl > API_PASSWORD_MAX) {
+        api_error(r, 400, "invalid_request", "password (a string of 1 to 1024 bytes) is required");
+        return;
+    }
+    auth_state_t *s = state_of(r);
+    memcpy(s->pw, p, pl + 1);
+    s->verify = 1;
+    s->deactivating = 1;
+    const char *params[] = {r->user_id};
+    (void)api_pg(r, "SELECT username_key FROM users WHERE user_id = $1 AND deactivated_at IS NULL",
+                 1, params, on_deactivating_user);
+}
+
 static void after_login_verify(uv_work_t *w, int status)
 {
     auth_state_t *s = w->data;
@@ -651,10 +724,23 @@ static void after_login_verify(uv_work_t *w, int status)
     }
     if (!s->found || s->rc != 0) {
         record_failure(r, s);
-        api_error(r, 401, "invalid_credentials", "wrong username or password");
+        if (s->deactivating)
+            api_error(r, 403, "wrong_password", "the password is wrong: nothing was changed");
+        else
+            api_error(r, 401, "invalid_credentials", "wrong username or password");
         return;
     }
     record_success(r, s);
+    if (s->deactivating) {
+        deactivate(r, s);
+        return;
+    }
+    if (s->deactivated) {
+        kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", s->user_id)),
+                  "login refused: the account is deactivated");
+        api_error(r, 403, "account_deactivated", "this account was deactivated");
+        return;
+    }
     char hash_hex[65], ttl[24];
     new_refresh_token(s->pw, hash_hex);
     kc_uuid4(s->family_id);
@@ -681,6 +767,7 @@ static void on_login_user(void *arg, const PGresult *res, const char *err)
         hash = PQgetvalue(res, 0, 1);
         /* the name as registered: the token carries it, not the spelling typed now */
         (void)kc_strlcpyf(s->username, sizeof(s->username), "%s", PQgetvalue(res, 0, 2));
+        s->deactivated = PQgetvalue(res, 0, 3)[0] == 't';
     }
     if (kc_strlcpyf(s->hash, sizeof(s->hash), "%s", hash) != 0) {
         api_error(r, 500, "internal", "a stored password hash is malformed");
@@ -689,12 +776,9 @@ static void on_login_user(void *arg, const PGresult *res, const char *err)
     queue_pw(s);
 }
 
-void api_auth_login(api_req_t *r)
+/* The throttle's word on a password check of s's account from r's address, then the queue. */
+static void check_login(api_req_t *r, auth_state_t *s)
 {
-    auth_state_t *s = state_of(r);
-    if (read_credentials(r, s, 0) != 0)
-        return;
-    s->verify = 1;
     api_t *a = r->a;
     keys_t k;
     keys_of(r, s, &k);
@@ -708,6 +792,15 @@ void api_auth_login(api_req_t *r)
         throttle_unavailable(a, "not connected");
         enqueue(r, s);
     }
+}
+
+void api_auth_login(api_req_t *r)
+{
+    auth_state_t *s = state_of(r);
+    if (read_credentials(r, s, 0) != 0)
+        return;
+    s->verify = 1;
+    check_login(r, s);
 }
 
 /* ---- refresh ---- */
@@ -794,6 +887,7 @@ void api_auth_refresh(api_req_t *r)
                  "ins AS (INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) "
                  "  SELECT $2, family_id, user_id, now() + make_interval(secs => $3::bigint) "
                  "  FROM old RETURNING user_id) "
-                 "SELECT u.user_id, u.username FROM ins JOIN users u USING (user_id)",
+                 "SELECT u.user_id, u.username FROM ins JOIN users u USING (user_id) "
+                 "WHERE u.deactivated_at IS NULL",
                  3, params, on_rotated);
 }

@@ -130,6 +130,9 @@ int api_commands_init(api_t *a, char *err, size_t errlen)
         kc_strlcpyf(err, errlen, "cannot LISTEN on %s", CHANNEL);
         return -1;
     }
+    a->revoked = kc_revoked_new(a->app.loop, a->listen_pg, NULL, NULL, err, errlen);
+    if (!a->revoked)
+        return -1;
     kc_kafka_opts_t ko = {.conn = &a->cfg.kafka,
                           .health = a->app.health,
                           .metrics = a->app.metrics,
@@ -163,6 +166,8 @@ void api_commands_close(api_t *a)
 {
     if (a->wait_timer.loop && !uv_is_closing((uv_handle_t *)&a->wait_timer))
         uv_close((uv_handle_t *)&a->wait_timer, NULL);
+    kc_revoked_close(a->revoked);
+    a->revoked = NULL;
     kc_pg_close(a->listen_pg);
     a->listen_pg = NULL;
     kc_map_destroy(a->waiters, NULL);

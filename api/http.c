@@ -49,6 +49,7 @@ static const route_t routes[] = {
     {"GET", "/users", AUTH, 0, api_users_find},
     {"GET", "/users/me", AUTH, 0, api_users_me},
     {"PATCH", "/users/me", AUTH, 1, api_users_update_me},
+    {"POST", "/users/me/deactivate", AUTH, 1, api_auth_deactivate},
     {"GET", "/users/:id", AUTH, 0, api_users_get},
     {"GET", "/search", AUTH, 0, api_search},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
@@ -246,6 +247,10 @@ static int authenticate(api_req_t *r)
         kc_jwt_verify(r->a->verifier, tok, kc_now_ms() / 1000, 30, &c, err, sizeof(err));
     if (st != KC_JWT_OK) {
         api_error(r, 401, kc_jwt_status_code(st), err);
+        return -1;
+    }
+    if (kc_revoked_is(r->a->revoked, c.sub, c.iat)) {
+        api_error(r, 401, "token_revoked", "the account was deactivated");
         return -1;
     }
     (void)kc_strlcpyf(r->user_id, sizeof(r->user_id), "%s", c.sub);

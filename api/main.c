@@ -259,6 +259,8 @@ static void cleanup(api_t *a)
     for (int i = 0; i < a->npool; i++)
         kc_pg_close(a->pool[i]);
     api_accounts_close(a);
+    kc_revoked_close(a->revoked);
+    a->revoked = NULL;
     kc_pg_close(a->listen_pg);
     kc_redis_close(a->redis);
     api_auth_close(a);

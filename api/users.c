@@ -1,5 +1,6 @@
 /* users.c - people: finding other users (by exact username, by id, or by the start of a
- * username or display name for the people picker) and the caller's own display name.
+ * username or display name for the people picker; deactivated accounts are not suggested)
+ * and the caller's own username and display name.
  *
  * Other users are known to a client only by their opaque ids (u_...); these reads let it
  * start a conversation with someone it knows by name, and show names instead of ids. Each
@@ -19,7 +20,7 @@
 /* A user as the REST object; u is the users table. */
 #define USER_JSON                                                                                \
     "json_build_object('user_id', u.user_id, 'username', u.username, 'display_name', "          \
-    "u.display_name)"
+    "u.display_name, 'deactivated', u.deactivated_at IS NOT NULL)"
 
 static void on_user(void *arg, const PGresult *res, const char *err)
 {
@@ -44,8 +45,9 @@ static void find_people(api_req_t *r)
                  "SELECT json_build_object('users', "
                  "       coalesce(json_agg(o ORDER BY exact DESC, k), '[]'::json))::text FROM ("
                  "  SELECT " USER_JSON " o, u.username_key = $3 exact, u.username_key k"
-                 "  FROM users u WHERE u.username_key LIKE $1 "
-                 "     OR (u.display_key <> '' AND u.display_key LIKE $1) "
+                 "  FROM users u WHERE (u.username_key LIKE $1 "
+                 "     OR (u.display_key <> '' AND u.display_key LIKE $1)) "
+                 "    AND u.deactivated_at IS NULL "
                  "  ORDER BY u.username_key = $3 DESC, u.username_key LIMIT $2::int) t",
                  3, params, on_user);
 }
@@ -147,7 +149,7 @@ void api_users_get(api_req_t *r)
                  on_user);
 }
 
-/* ---- GET /users/me, PATCH /users/me {display_name} ---- */
+/* ---- GET /users/me, PATCH /users/me {username?, display_name?} ---- */
 
 void api_users_me(api_req_t *r)
 {
@@ -156,22 +158,54 @@ void api_users_me(api_req_t *r)
                  on_user);
 }
 
-void api_users_update_me(api_req_t *r)
+typedef struct {
+    char username[API_USERNAME_MAX + 1], username_key[API_USERNAME_KEY_MAX + 1];
+    char display[API_DISPLAY_NAME_MAX + 1], display_key[API_DISPLAY_KEY_MAX + 1];
+} rename_t;
+
+static void on_updated(void *arg, const PGresult *res, const char *err)
 {
-    const cJSON *dn = cJSON_GetObjectItemCaseSensitive(r->body, "display_name");
-    if (!cJSON_IsString(dn)) {
-        api_error(r, 400, "invalid_request", "display_name must be a string (\"\" clears it)");
+    api_req_t *r = arg;
+    const char *st = err && res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (st && strcmp(st, "23505") == 0) {
+        api_error(r, 409, "username_taken", "that username is taken");
         return;
     }
-    char display[API_DISPLAY_NAME_MAX + 1], key[API_DISPLAY_KEY_MAX + 1];
+    on_user(arg, res, err);
+}
+
+/* A new username (the rule of registration: unique by its key, so CaseX may become casex),
+ * a new display name, or both, in one statement: the trigger on users writes UsernameChanged
+ * and DisplayNameChanged for what did change. Access tokens carry the username they were
+ * issued with until their next refresh. */
+void api_users_update_me(api_req_t *r)
+{
+    const cJSON *un = cJSON_GetObjectItemCaseSensitive(r->body, "username");
+    const cJSON *dn = cJSON_GetObjectItemCaseSensitive(r->body, "display_name");
+    if ((un && !cJSON_IsString(un)) || (dn && !cJSON_IsString(dn)) || (!un && !dn)) {
+        api_error(r, 400, "invalid_request",
+                  "username or display_name (strings; display_name \"\" clears it) is required");
+        return;
+    }
+    rename_t *n = kc_xcalloc(1, sizeof(*n));
+    r->state = n;
+    r->state_free = free;
     const char *why = NULL;
-    if (api_display_name_prepare(dn->valuestring, display, key, &why) != 0) {
+    if (un && api_username_prepare(un->valuestring, n->username, n->username_key, &why) != 0) {
+        api_error(r, 400, "invalid_username", why);
+        return;
+    }
+    if (dn && api_display_name_prepare(dn->valuestring, n->display, n->display_key, &why) != 0) {
         api_error(r, 400, "invalid_display_name", why);
         return;
     }
-    const char *params[] = {r->user_id, display, key};
+    const char *params[] = {r->user_id, un ? n->username : NULL, un ? n->username_key : NULL,
+                            dn ? n->display : NULL, dn ? n->display_key : NULL};
     (void)api_pg(r,
-                 "UPDATE users u SET display_name = $2, display_key = $3 WHERE user_id = $1 "
+                 "UPDATE users u SET username = coalesce($2, username), "
+                 "username_key = coalesce($3, username_key), "
+                 "display_name = coalesce($4, display_name), "
+                 "display_key = coalesce($5, display_key) WHERE user_id = $1 "
                  "RETURNING " USER_JSON "::text",
-                 3, params, on_user);
+                 5, params, on_updated);
 }

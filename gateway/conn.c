@@ -68,6 +68,18 @@ gw_user_t *gw_user_find(gw_t *g, const char *user_id, size_t len)
     return kc_map_get(g->users, user_id, len);
 }
 
+void gw_revoke(void *arg, const char *user_id)
+{
+    gw_t *g = arg;
+    gw_user_t *u = gw_user_find(g, user_id, strlen(user_id));
+    if (!u)
+        return;
+    for (gw_conn_t *c = u->conns; c; c = c->next_of_user)
+        gw_close(g, c, GW_CLOSE_REVOKED, "account deactivated");
+    kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", user_id), KC_INT("sockets", u->nconns)),
+              "closing the sockets of a deactivated account");
+}
+
 gw_user_t *gw_conn_add(gw_t *g, gw_conn_t *c)
 {
     c->id = g->next_conn_id++;

@@ -43,6 +43,7 @@
 #include "kchat/map.h"
 #include "kchat/pg.h"
 #include "kchat/redis.h"
+#include "kchat/revoked.h"
 
 #define GW_ID_MAX 128         /* ids (conversations, users, client message ids) */
 #define GW_MAX_SUBSCRIBE 1000 /* user ids in one presence.subscribe, and per connection */
@@ -53,6 +54,7 @@
  * gateway closes with is listed in out.c's close_codes. */
 #define GW_CLOSE_SLOW_CONSUMER 4008 /* its send queue grew past max-queued-bytes */
 #define GW_CLOSE_TOKEN_EXPIRED 4001 /* the token the connection was opened with expired */
+#define GW_CLOSE_REVOKED 4003       /* its account was deactivated */
 #define GW_JWT_LEEWAY_S 30          /* clock skew allowed on exp and nbf */
 
 typedef struct {
@@ -204,6 +206,7 @@ typedef struct gw {
     /* conn.c */
     kc_map_t *conns; /* id (8 bytes) -> gw_conn_t */
     kc_map_t *users; /* user id -> gw_user_t */
+    kc_revoked_t *revoked; /* deactivated accounts: their tokens refused, their sockets closed */
     uint64_t next_conn_id;
     size_t nconns;
     int accepting;
@@ -330,6 +333,9 @@ gw_user_t *gw_conn_remove(gw_t *g, gw_conn_t *c);
 void gw_user_drop(gw_t *g, gw_user_t *u);
 gw_conn_t *gw_conn_find(gw_t *g, uint64_t id);
 gw_user_t *gw_user_find(gw_t *g, const char *user_id, size_t len);
+/* A kc_revoked_cb (arg: the gateway): the account was deactivated, so each of its sockets here
+ * is closed with GW_CLOSE_REVOKED. */
+void gw_revoke(void *arg, const char *user_id);
 /* Takes a token from the connection's and the user's message buckets. 0 or -1 (limited). */
 int gw_rate_take(gw_t *g, gw_conn_t *c);
 int gw_bucket_take(gw_bucket_t *b, double rate, double burst);

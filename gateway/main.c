@@ -117,6 +117,8 @@ static void close_rest(gw_t *g, kc_daemon_t *d)
     g->redis = NULL;
     kc_redis_sub_close(g->sub);
     g->sub = NULL;
+    kc_revoked_close(g->revoked);
+    g->revoked = NULL;
     kc_pg_close(g->pg);
     g->pg = NULL;
     if (g->tick_open) {
@@ -306,6 +308,9 @@ static int start(void *arg, char *err, size_t errlen)
     /* Postgres serves only sync: not a health check, so a database outage degrades sync
      * (clients get an error and retry) without taking the sockets down. */
     g->pg = kc_pg_new(g->app.loop, g->cfg.pg.dsn, NULL, "postgres");
+    g->revoked = kc_revoked_new(g->app.loop, g->pg, gw_revoke, g, err, errlen);
+    if (!g->revoked)
+        return -1;
     char client[64], group[64];
     kc_strlcpyf(client, sizeof(client), "gateway-%lld-consumer", g->cfg.slot);
     kc_strlcpyf(group, sizeof(group), "kchat-gateway-%lld", g->cfg.slot);
@@ -390,9 +395,11 @@ static void start_failed(void *arg)
     gw_t *g = arg;
     kc_redis_close(g->redis);
     kc_redis_sub_close(g->sub);
+    kc_revoked_close(g->revoked);
     kc_pg_close(g->pg);
     g->redis = NULL;
     g->sub = NULL;
+    g->revoked = NULL;
     g->pg = NULL;
     if (g->tick_open) {
         g->tick_open = 0;

@@ -190,6 +190,10 @@ static int confirm_upgrade(gw_t *g, struct lws *wsi)
                   "refused: token");
         return refuse(wsi, 401, code, why);
     }
+    if (kc_revoked_is(g->revoked, claims.sub, claims.iat)) {
+        kc_counter_inc(g->m.refused_token);
+        return refuse(wsi, 401, "token_revoked", "the account was deactivated");
+    }
     gw_user_t *u = gw_user_find(g, claims.sub, strlen(claims.sub));
     if (u && u->nconns >= (size_t)g->cfg.max_conns_per_user) {
         kc_counter_inc(g->m.refused_per_user);

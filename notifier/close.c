@@ -4,7 +4,8 @@
  * for a few seconds (SKIP LOCKED, so notifiers share them), asks Redis once more who is
  * connected (a member who came back meanwhile has seen the messages: no send), writes what
  * each notification says, and in one statement deletes the rows it claimed and adds a send
- * per target: each Web Push subscription of the member and each webhook. A row that a new
+ * per target: each Web Push subscription of the member and each webhook (none for a member
+ * whose account was deactivated: its row just goes). A row that a new
  * message changed after the claim (its last_seq moved) is not deleted but released, and goes
  * on the next round with that message counted. The sends' id and Topic are fixed here, once
  * (decide.c).
@@ -89,7 +90,9 @@ static const char CLOSE_SQL[] =
     " d AS (DELETE FROM notify_pending np USING w"
     "       WHERE np.user_id = w.u AND np.convo_id = w.c AND np.last_seq = w.l"
     "       RETURNING np.user_id, np.convo_id),"
-    " dw AS (SELECT w.* FROM w JOIN d ON d.user_id = w.u AND d.convo_id = w.c WHERE w.s),"
+    " dw AS (SELECT w.* FROM w JOIN d ON d.user_id = w.u AND d.convo_id = w.c WHERE w.s"
+    "        AND NOT EXISTS (SELECT 1 FROM users du"
+    "                        WHERE du.user_id = w.u AND du.deactivated_at IS NOT NULL)),"
     " ps AS (INSERT INTO notify_outbox (kind, target, origin, user_id, convo_id, msg_id, topic,"
     "          urgency, payload, event_at, deadline)"
     "        SELECT 'push', s.id, lower(substring(s.endpoint from '^[A-Za-z]+://[^/?#]+')),"

@@ -19,7 +19,8 @@ def find(user, name):
 def test_find_by_username(alice, bob):
     r = find(alice, bob.name)
     assert r.status == 200, r
-    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}
+    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": "",
+                      "deactivated": False}
     assert r.headers.get("Cache-Control") == "no-store"
     assert find(bob, bob.name).json["user_id"] == bob.id  # oneself too
 
@@ -28,13 +29,14 @@ def test_find_non_ascii_username(alice):
     u = User(name="zoë_" + uuid.uuid4().hex[:8])
     r = find(alice, u.name)
     assert r.status == 200, r
-    assert r.json == {"user_id": u.id, "username": u.name, "display_name": ""}
+    assert r.json == {"user_id": u.id, "username": u.name, "display_name": "", "deactivated": False}
 
 
 def test_find_ignores_only_case_and_width(alice, bob):
     for same in [bob.name.upper(), bob.name.title()]:
         r = find(alice, same)
-        assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}, (same, r)
+        assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": "",
+                          "deactivated": False}, (same, r)
     for near in [bob.name[:-1], bob.name + "x", bob.name[:5]]:
         r = find(alice, near)
         assert r.status == 404, (near, r)
@@ -54,7 +56,8 @@ def test_look_alike_usernames_are_one_username(alice):
     for twin in [f"casex_{tag}", f"CASEX_{tag.upper()}", full_width(f"casex_{tag}")]:
         r = call("POST", "/auth/register", {"username": twin, "password": "long enough"})
         assert (r.status, r.code) == (409, "username_taken"), (twin, r)
-        assert find(alice, twin).json == {"user_id": first.id, "username": first.name, "display_name": ""}
+        assert find(alice, twin).json == {"user_id": first.id, "username": first.name,
+                                          "display_name": "", "deactivated": False}
     # any spelling logs in; the token names the user as registered
     r = call("POST", "/auth/login", {"username": f"CASEX_{tag}", "password": first.password})
     assert r.status == 200, r
@@ -108,7 +111,8 @@ def test_username_of_64_bytes_is_accepted(alice):
     r = find(alice, name)
     assert r.status == 404, r  # valid, just nobody's
     u = User(name=name)
-    assert find(alice, name).json == {"user_id": u.id, "username": name, "display_name": ""}
+    assert find(alice, name).json == {"user_id": u.id, "username": name, "display_name": "",
+                                      "deactivated": False}
 
 
 def test_sql_ish_strings_find_nothing_and_harm_nothing(alice, bob):
@@ -126,7 +130,8 @@ def test_sql_ish_strings_find_nothing_and_harm_nothing(alice, bob):
 def test_get_by_id(alice, bob):
     r = alice.get(f"/users/{bob.id}")
     assert r.status == 200, r
-    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": ""}
+    assert r.json == {"user_id": bob.id, "username": bob.name, "display_name": "",
+                      "deactivated": False}
 
 
 def test_get_unknown_or_bad_id_is_404(alice):
@@ -185,7 +190,7 @@ def test_display_name_is_set_shown_and_cleared(alice):
     me = User()
     r = me.get("/users/me")
     assert r.status == 200 and r.json == {"user_id": me.id, "username": me.name,
-                                          "display_name": ""}, r
+                                          "display_name": "", "deactivated": False}, r
     r = patch_me(me, {"display_name": "  Ann \t Smith\u3000(she/her) \U0001F332 "})
     assert r.status == 200, r
     assert r.json["display_name"] == "Ann Smith (she/her) \U0001F332"
@@ -216,7 +221,8 @@ def test_prefix_finds_usernames_and_display_names(alice):
     r = lookup(alice, f"PK{tag}_ANN")
     assert r.status == 200, r
     assert [u["user_id"] for u in r.json["users"]] == [ann.id, anna.id]
-    assert r.json["users"][0] == {"user_id": ann.id, "username": ann.name, "display_name": ""}
+    assert r.json["users"][0] == {"user_id": ann.id, "username": ann.name, "display_name": "",
+                                  "deactivated": False}
     r = lookup(alice, f"pk{tag}")
     assert sorted(u["user_id"] for u in r.json["users"]) == sorted(
         [ann.id, andy.id, anna.id, other.id])  # the last by its display name

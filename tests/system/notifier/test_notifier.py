@@ -19,7 +19,7 @@ from kchat_testkit.gateway import connect, route_registered, wait_routes
 from kchat_testkit.http import free_port, wait_until
 from kchat_testkit.metrics import metric
 from kchat_testkit.push import PushService, WebhookReceiver
-from kchat_testkit.stack import DAEMONS, ROOT
+from kchat_testkit.stack import DAEMONS, ROOT, psql
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 COALESCE_MS = 1500
@@ -126,6 +126,23 @@ def test_an_offline_member_gets_one_coalesced_notification_for_a_burst(env, comm
     assert h[0]["data"]["data"]["senders"] == [ann.name]
     assert h[0]["id"].startswith("msg_")
     assert hooks_for(hooks, ann, convo) == []
+
+
+def test_a_deactivated_member_gets_nothing(env, commands):
+    """Its subscriptions go with the deactivation, and no webhook speaks for it; another
+    offline member of the same conversation is told, so the silence is not a late send."""
+    push, _, hooks, n = env
+    ann, bob, cid = User(), User(), User()
+    convo = group(ann, bob, cid)
+    bob_sub, cid_sub = subscribe(bob, push), subscribe(cid, push)
+    assert bob.post("/users/me/deactivate", {"password": bob.password}).status == 204
+    assert psql(f"SELECT count(*) FROM push_subscriptions WHERE user_id = '{bob.id}'") == [["0"]]
+    send_all(commands, convo, ann, ["still there?"])
+    wait_until(lambda: pushes(push, cid_sub), "cid's push")
+    wait_until(lambda: hooks_for(hooks, cid, convo), "cid's webhook")
+    time.sleep(COALESCE_MS / 1000 * 2)  # bob's would have come with cid's
+    assert pushes(push, bob_sub) == []
+    assert hooks_for(hooks, bob, convo) == []
 
 
 def test_a_connected_member_gets_none_until_they_leave(env, commands):
