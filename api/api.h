@@ -119,8 +119,8 @@ typedef struct api_req api_req_t;
 
 /* A change waiting for its outcome (commands.c). */
 typedef struct api_waiter api_waiter_t;
-/* The relay of account events (accounts.c). */
-typedef struct api_accounts api_accounts_t;
+/* A relay of an outbox table to a topic (relay.c). */
+typedef struct api_relay api_relay_t;
 /* outcome: the event's type ("ConversationCreated", "CommandRejected", ...), with reason and
  * message for a rejection; type NULL when the wait failed (err says why, status is the HTTP
  * status to answer: 503 not sent, 504 deadline). */
@@ -138,7 +138,7 @@ struct api {
     unsigned next_pg;
     kc_pg_t *listen_pg; /* LISTEN kchat_applied, kchat_account_outbox, kchat_user_revoked; the
                          * account relay */
-    api_accounts_t *accounts;
+    api_relay_t *accounts; /* account_outbox -> chat.accounts */
     kc_revoked_t *revoked; /* deactivated accounts, whose access tokens are refused */
     kc_redis_t *redis;
     struct kc_schemas *schemas;
@@ -267,14 +267,28 @@ void api_users_update_me(api_req_t *r);
 /* commands.c */
 int api_commands_init(api_t *a, char *err, size_t errlen);
 void api_commands_close(api_t *a);
-/* The relay of account_outbox to chat.accounts (accounts.c): started after
- * api_commands_init (it uses the producer and listen_pg); closed before listen_pg is; freed
- * before the producer is. api_accounts_delivered takes the delivery reports whose opaque is
- * a->accounts. */
-int api_accounts_start(api_t *a, char *err, size_t errlen);
-void api_accounts_delivered(api_t *a, const rd_kafka_message_t *m);
-void api_accounts_close(api_t *a);
-void api_accounts_free(api_t *a);
+/* Relays of outbox tables to topics (relay.c): started after api_commands_init (they use
+ * the producer and listen_pg), each with its spec and topic; closed before listen_pg is; freed
+ * before the producer is. Delivery reports whose opaque is a relay (api_relay_owns) go to
+ * api_relay_delivered. */
+typedef struct {
+    const char *what;     /* "account events": for logs and the metrics' help */
+    const char *table;    /* the outbox, for logs */
+    const char *channel;  /* NOTIFYed when rows are added */
+    const char *subject;  /* the records' schema subject (the newest version is written) */
+    const char *lock;     /* the relay's advisory lock key, a decimal: one relay per database */
+    const char *rows_sql; /* SELECT no (bigint, the order), key (text), event (Avro JSON)
+                           * FROM the rows still to relay */
+    const char *done_sql; /* marks relayed rows done: $1 the bigint[] of their numbers */
+    const char *metric;   /* name prefix: _events_total, _relay_errors_total, _relay_leader */
+} api_relay_spec_t;
+extern const api_relay_spec_t API_RELAY_ACCOUNTS;
+int api_relay_start(api_t *a, const api_relay_spec_t *spec, const char *topic,
+                    api_relay_t **out, char *err, size_t errlen);
+int api_relay_owns(const api_relay_t *x, const rd_kafka_message_t *m);
+void api_relay_delivered(api_relay_t *x, const rd_kafka_message_t *m);
+void api_relay_close(api_relay_t *x);
+void api_relay_free(api_relay_t *x);
 /* Sends cmd (its kind and body filled by the caller; the envelope, r's convo_id and user,
  * is filled here) and waits for its outcome, which calls on_outcome. Returns 0, or -1 after
  * answering r (503). */

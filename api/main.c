@@ -148,7 +148,7 @@ static void finish_stop(api_t *a)
     if (err)
         kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
     kc_kafka_unbind(&a->producer);
-    api_accounts_close(a);
+    api_relay_close(a->accounts);
     api_commands_close(a);
     api_auth_close(a);
     api_attachments_close(a);
@@ -233,7 +233,9 @@ static int start(void *arg, char *err, size_t errlen)
         a->pool[i] = kc_pg_new(a->app.loop, a->cfg.pg.dsn, i == 0 ? a->app.health : NULL, name);
     }
     a->redis = kc_redis_new(a->app.loop, &a->cfg.redis, a->app.health, "redis");
-    if (api_commands_init(a, err, errlen) != 0 || api_accounts_start(a, err, errlen) != 0 ||
+    if (api_commands_init(a, err, errlen) != 0 ||
+        api_relay_start(a, &API_RELAY_ACCOUNTS, a->cfg.accounts_topic, &a->accounts, err,
+                        errlen) != 0 ||
         api_attachments_start(a, err, errlen) != 0)
         return -1;
     /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */
@@ -258,7 +260,7 @@ static void cleanup(api_t *a)
     api_attachments_close(a);
     for (int i = 0; i < a->npool; i++)
         kc_pg_close(a->pool[i]);
-    api_accounts_close(a);
+    api_relay_close(a->accounts);
     kc_revoked_close(a->revoked);
     a->revoked = NULL;
     kc_pg_close(a->listen_pg);
@@ -285,7 +287,8 @@ static void release(void *arg)
     if (a->commands_rkt)
         rd_kafka_topic_destroy(a->commands_rkt);
     a->commands_rkt = NULL;
-    api_accounts_free(a);
+    api_relay_free(a->accounts);
+    a->accounts = NULL;
     kc_kafka_bound_destroy(&a->producer);
 }
 

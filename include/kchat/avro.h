@@ -105,7 +105,7 @@ int kc_avro_get_branch(avro_value_t *rec, const char *field, const char **name,
 /* Fills v from the Avro JSON encoding of a value of v's schema (records as objects, unions as
  * null or {"<full type name>": value}, bytes as a string of code points 0-255), as
  * fastavro's json_writer and the Avro tools write it. For tools, tests and rows Postgres
- * wrote in that encoding (api/accounts.c): the daemons build their own records field by
+ * wrote in that encoding (api/relay.c): the daemons build their own records field by
  * field. Limits of the JSON parser: integers must be below 2^53 in magnitude and bytes
  * cannot hold \u0000. Returns 0, or -EINVAL with errstr naming the
  * JSON path. */
