@@ -74,6 +74,8 @@ typedef struct {
     kc_sr_cfg_t schema_registry;
     char *commands_topic;
     char *accounts_topic;
+    char *audit_topic;
+    long long audit_retention_days;
     long long command_timeout_ms;
     char *jwt_private_key;
     kc_jwt_cfg_t jwt;
@@ -139,6 +141,14 @@ struct api {
     kc_pg_t *listen_pg; /* LISTEN kchat_applied, kchat_account_outbox, kchat_user_revoked; the
                          * account relay */
     api_relay_t *accounts; /* account_outbox -> chat.accounts */
+    api_relay_t *audit;    /* audit_log -> chat.audit */
+    /* audit.c */
+    kc_counter_t *audit_errors;
+    kc_ratelog_t audit_rl;
+    char key_fingerprint[65]; /* of the signing key */
+    int key_recorded;
+    uv_timer_t audit_timer, audit_first;
+    int audit_timers;
     kc_revoked_t *revoked; /* deactivated accounts, whose access tokens are refused */
     kc_redis_t *redis;
     struct kc_schemas *schemas;
@@ -180,9 +190,14 @@ struct api {
     unsigned long conns_refused_seen, requests_cut_seen;
 };
 
+/* The User-Agent kept for the audit log: its first bytes, whole characters only. */
+#define API_USER_AGENT_MAX 200
+
 struct api_req {
     api_t *a;
-    const kc_http_req_t *http; /* valid until answered */
+    /* The request as the server read it: valid only while the handler runs, before its first
+     * wait (what a later step needs is copied into r or its state: client, user_agent). */
+    const kc_http_req_t *http;
     kc_http_pending_t *pending;
     const char *route; /* the route's template, the metrics label */
     uint64_t t0_ns;
@@ -194,6 +209,7 @@ struct api_req {
     char member_id[API_ID_MAX + 1]; /* the :user_id of the path (a member's id), checked */
     long long seq;                 /* the :seq of the path (a seq_no), checked */
     char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
+    char user_agent[API_USER_AGENT_MAX + 1]; /* its User-Agent, cut, UTF-8 ("" when none) */
     int client_is_proxy;           /* ... is one of --trusted-proxies: no per-address limits */
     cJSON *body;                   /* the parsed JSON body, when the route takes one */
     /* per-route state */
@@ -257,6 +273,17 @@ void api_auth_login(api_req_t *r);
 void api_auth_refresh(api_req_t *r);
 void api_auth_deactivate(api_req_t *r);
 
+/* audit.c: api_audit records an action (actor_id, target may be NULL; detail a JSON object
+ * or NULL for {}), without waiting; api_audit_detail appends "key":"value" to a JSON object
+ * being built in b, and api_audit_detail_end closes it ({} when empty) and returns it. */
+int api_audit_start(api_t *a, char *err, size_t errlen);
+void api_audit_close(api_t *a);
+void api_audit(api_t *a, const char *action, const char *actor_id, const char *target,
+               const char *source, const char *detail);
+void api_audit_detail(kc_buf_t *b, const char *key, const char *value);
+const char *api_audit_detail_end(kc_buf_t *b);
+void api_audit_query(api_req_t *r);
+
 /* users.c */
 void api_users_find(api_req_t *r);
 void api_users_get(api_req_t *r);
@@ -283,6 +310,7 @@ typedef struct {
     const char *metric;   /* name prefix: _events_total, _relay_errors_total, _relay_leader */
 } api_relay_spec_t;
 extern const api_relay_spec_t API_RELAY_ACCOUNTS;
+extern const api_relay_spec_t API_RELAY_AUDIT;
 int api_relay_start(api_t *a, const api_relay_spec_t *spec, const char *topic,
                     api_relay_t **out, char *err, size_t errlen);
 int api_relay_owns(const api_relay_t *x, const rd_kafka_message_t *m);

@@ -575,6 +575,22 @@ void api_auth_register(api_req_t *r)
     }
 }
 
+/* ---- the audit log ---- */
+
+/* An action of r's client on an account, with what the client says it is (its User-Agent, as
+ * http.c kept it) and extra, a "key":"value" pair or NULL. */
+static void audit(api_req_t *r, const char *action, const char *actor_id, const char *target,
+                  const char *key, const char *value)
+{
+    kc_buf_t d = {0};
+    if (r->user_agent[0])
+        api_audit_detail(&d, "user_agent", r->user_agent);
+    if (key)
+        api_audit_detail(&d, key, value);
+    api_audit(r->a, action, actor_id, target, r->client, api_audit_detail_end(&d));
+    kc_buf_free(&d);
+}
+
 /* ---- tokens ---- */
 
 static void new_refresh_token(char out[RT_LEN + 1], char hash_hex[65])
@@ -647,6 +663,7 @@ static void on_refresh_stored(void *arg, const PGresult *res, const char *err)
     }
     /* the plain refresh token was kept in pw, which the hash work no longer needs */
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", s->user_id)), "login");
+    audit(r, "login", s->user_id, s->user_id, NULL, NULL);
     reply_tokens(r, s->user_id, s->username, s->pw);
 }
 
@@ -661,6 +678,7 @@ static void on_deactivated(void *arg, const PGresult *res, const char *err)
         return;
     }
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", r->user_id)), "account deactivated");
+    audit(r, "account_deactivated", r->user_id, r->user_id, NULL, NULL);
     kc_buf_t none = {0};
     api_reply(r, 204, &none);
 }
@@ -724,6 +742,9 @@ static void after_login_verify(uv_work_t *w, int status)
     }
     if (!s->found || s->rc != 0) {
         record_failure(r, s);
+        audit(r, "login_failed", NULL, s->found ? s->user_id : NULL,
+              s->deactivating ? "during" : "username",
+              s->deactivating ? "deactivation" : s->username);
         if (s->deactivating)
             api_error(r, 403, "wrong_password", "the password is wrong: nothing was changed");
         else
@@ -827,6 +848,8 @@ static void on_reuse_checked(void *arg, const PGresult *res, const char *err)
     if (PQntuples(res) > 0) {
         kc_log_kv(KC_LOG_WARN, KC_FIELDS(KC_STR("user_id", PQgetvalue(res, 0, 0))),
                   "a refresh token was used twice: its family is revoked");
+        audit(r, "refresh_token_reused", NULL, PQgetvalue(res, 0, 0), "family_id",
+              PQgetvalue(res, 0, 1));
         api_error(r, 401, "refresh_token_reused",
                   "this refresh token was already used; every session from its login is "
                   "revoked, log in again");
@@ -854,7 +877,7 @@ static void on_rotated(void *arg, const PGresult *res, const char *err)
                  "UPDATE refresh_tokens SET revoked_at = now() "
                  "WHERE family_id = (SELECT family_id FROM refresh_tokens "
                  "                   WHERE token_hash = $1 AND used_at IS NOT NULL) "
-                 "AND revoked_at IS NULL RETURNING user_id",
+                 "AND revoked_at IS NULL RETURNING user_id, family_id",
                  1, params, on_reuse_checked);
     /* (a family already fully revoked returns no row: the token is then just invalid) */
 }

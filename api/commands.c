@@ -94,8 +94,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     api_t *a = opaque;
-    if (api_relay_owns(a->accounts, m)) {
-        api_relay_delivered(a->accounts, m);
+    if (api_relay_owns(a->accounts, m) || api_relay_owns(a->audit, m)) {
+        api_relay_delivered(m->_private, m);
         return;
     }
     char *command_id = m->_private;

@@ -52,6 +52,7 @@ static const route_t routes[] = {
     {"POST", "/users/me/deactivate", AUTH, 1, api_auth_deactivate},
     {"GET", "/users/:id", AUTH, 0, api_users_get},
     {"GET", "/search", AUTH, 0, api_search},
+    {"GET", "/admin/audit", AUTH, 0, api_audit_query},
     {"POST", "/attachments/presign", AUTH, 1, api_presign},
     {"POST", "/attachments/:id/complete", AUTH, 0, api_attachment_complete},
     {"GET", "/conversations/:id/attachments/:att_id", AUTH, 0, api_attachment_get},
@@ -259,6 +260,22 @@ static int authenticate(api_req_t *r)
     return 0;
 }
 
+/* The User-Agent's first API_USER_AGENT_MAX bytes, a character the cut split dropped; a
+ * value that is not UTF-8 is kept as "(not UTF-8)". */
+static void keep_user_agent(api_req_t *r, const char *ua)
+{
+    if (!ua)
+        return;
+    size_t full = strlen(ua);
+    size_t n = full < API_USER_AGENT_MAX ? full : API_USER_AGENT_MAX;
+    memcpy(r->user_agent, ua, n);
+    r->user_agent[n] = '\0';
+    for (int back = 0; back < 3 && n < full && n > 0 && !kc_utf8_valid(r->user_agent, n); back++)
+        r->user_agent[--n] = '\0';
+    if (!kc_utf8_valid(r->user_agent, n))
+        (void)kc_strlcpyf(r->user_agent, sizeof(r->user_agent), "(not UTF-8)");
+}
+
 static int parse_body(api_req_t *r)
 {
     const char *code = NULL, *message = NULL;
@@ -316,6 +333,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     r->route = found ? found->route : "unmatched";
     r->client_is_proxy = api_client_addr(req->peer, kc_http_header(req, "X-Forwarded-For"),
                                          &a->trusted_proxies, r->client);
+    keep_user_agent(r, kc_http_header(req, "User-Agent"));
     r->pending = kc_http_suspend(req);
     a->inflight++;
     if (a->stopping) {

@@ -37,6 +37,10 @@ static const kc_cfg_opt_t api_opts[] = {
     KC_CFG_COMMANDS_TOPIC(api_cfg_t, commands_topic, "written to"),
     KC_CFG_TOPIC_("accounts-topic", "account events", api_cfg_t, accounts_topic, "chat.accounts",
                   "written to (from account_outbox)"),
+    KC_CFG_TOPIC_("audit-topic", "audit events", api_cfg_t, audit_topic, "chat.audit",
+                  "written to (from audit_log)"),
+    {"audit-retention-days", KC_CFG_INT, offsetof(api_cfg_t, audit_retention_days), "400", 1,
+     36500, "days an audit event stays in Postgres for GET /admin/audit (once relayed)"},
     {"command-timeout-ms", KC_CFG_INT, offsetof(api_cfg_t, command_timeout_ms), "10000", 100,
      600000, "how long a change waits for its outcome before the answer is 504"},
     {"jwt-private-key", KC_CFG_STR, offsetof(api_cfg_t, jwt_private_key), "jwt-private.pem", 1,
@@ -149,6 +153,8 @@ static void finish_stop(api_t *a)
         kc_log_warn("producer flush: %s", rd_kafka_err2str(err));
     kc_kafka_unbind(&a->producer);
     api_relay_close(a->accounts);
+    api_relay_close(a->audit);
+    api_audit_close(a);
     api_commands_close(a);
     api_auth_close(a);
     api_attachments_close(a);
@@ -236,6 +242,8 @@ static int start(void *arg, char *err, size_t errlen)
     if (api_commands_init(a, err, errlen) != 0 ||
         api_relay_start(a, &API_RELAY_ACCOUNTS, a->cfg.accounts_topic, &a->accounts, err,
                         errlen) != 0 ||
+        api_relay_start(a, &API_RELAY_AUDIT, a->cfg.audit_topic, &a->audit, err, errlen) != 0 ||
+        api_audit_start(a, err, errlen) != 0 ||
         api_attachments_start(a, err, errlen) != 0)
         return -1;
     /* the trusted proxies as the server writes addresses (inet_ntop's canonical text) */
@@ -261,6 +269,8 @@ static void cleanup(api_t *a)
     for (int i = 0; i < a->npool; i++)
         kc_pg_close(a->pool[i]);
     api_relay_close(a->accounts);
+    api_relay_close(a->audit);
+    api_audit_close(a);
     kc_revoked_close(a->revoked);
     a->revoked = NULL;
     kc_pg_close(a->listen_pg);
@@ -288,7 +298,8 @@ static void release(void *arg)
         rd_kafka_topic_destroy(a->commands_rkt);
     a->commands_rkt = NULL;
     api_relay_free(a->accounts);
-    a->accounts = NULL;
+    api_relay_free(a->audit);
+    a->accounts = a->audit = NULL;
     kc_kafka_bound_destroy(&a->producer);
 }
 

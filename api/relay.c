@@ -323,3 +323,25 @@ const api_relay_spec_t API_RELAY_ACCOUNTS = {
     .done_sql = "DELETE FROM account_outbox WHERE event_no = ANY($1::bigint[])",
     .metric = "kchat_api_account",
 };
+
+/* Audit events (db/migrations/0013_audit.sql): columns turned into AuditEvent's JSON here; a
+ * relayed row is flagged, and stays for GET /admin/audit until its retention ends. Advisory
+ * lock "kcau". */
+const api_relay_spec_t API_RELAY_AUDIT = {
+    .what = "audit events",
+    .table = "audit_log",
+    .channel = "kchat_audit",
+    .subject = "chat.audit-value",
+    .lock = "1801675125",
+    .rows_sql =
+        "SELECT audit_no AS no, coalesce(actor_id, source) AS key, json_build_object("
+        "'event_id', event_id, 'audit_no', audit_no, "
+        "'occurred_at', floor(extract(epoch FROM occurred_at) * 1000)::bigint, "
+        "'action', action, "
+        "'actor_id', CASE WHEN actor_id IS NOT NULL "
+        "  THEN json_build_object('string', actor_id) END, "
+        "'target', CASE WHEN target IS NOT NULL THEN json_build_object('string', target) END, "
+        "'source', source, 'detail', detail::text) AS event FROM audit_log WHERE NOT relayed",
+    .done_sql = "UPDATE audit_log SET relayed = true WHERE audit_no = ANY($1::bigint[])",
+    .metric = "kchat_api_audit",
+};

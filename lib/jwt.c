@@ -5,6 +5,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,4 +330,31 @@ char *kc_jwt_sign(const kc_jwt_key_t *k, const char *sub, const char *name, long
     char *copy = kc_xstrdup(tok);
     free(tok);
     return copy;
+}
+
+int kc_jwt_key_fingerprint(const kc_jwt_key_t *k, char out[65])
+{
+    if (!k || k->nkeys < 1)
+        return -1;
+    BIO *bio = BIO_new_mem_buf(k->keys[0].pem, k->keys[0].len);
+    if (!bio)
+        return -1;
+    EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (!pk) {
+        (void)BIO_reset(bio);
+        pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    }
+    BIO_free(bio);
+    if (!pk)
+        return -1;
+    unsigned char *der = NULL;
+    int len = i2d_PUBKEY(pk, &der);
+    EVP_PKEY_free(pk);
+    if (len <= 0)
+        return -1;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, der, (unsigned long long)len);
+    OPENSSL_free(der);
+    sodium_bin2hex(out, 65, h, sizeof(h));
+    return 0;
 }

@@ -52,6 +52,10 @@ kc_jwt_status_t kc_jwt_verify(const kc_jwt_key_t *k, const char *token, long lon
                               long long leeway_s, kc_jwt_claims_t *out, char *err,
                               size_t errlen);
 
+/* The SHA-256 (hex) of the DER SubjectPublicKeyInfo of k's first key (a signer's private key
+ * gives its public half): the same for a key pair whichever side is loaded. 0, or -1. */
+int kc_jwt_key_fingerprint(const kc_jwt_key_t *k, char out[65]);
+
 /* A stable short code for a status: "token_expired", "token_invalid", ... */
 const char *kc_jwt_status_code(kc_jwt_status_t s);
 
