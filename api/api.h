@@ -147,6 +147,7 @@ struct api {
     kc_ratelog_t audit_rl;
     char key_fingerprint[65]; /* of the signing key */
     int key_recorded;
+    size_t audit_pending; /* rows sent to Postgres, not yet written: the drain waits for them */
     uv_timer_t audit_timer, audit_first;
     int audit_timers;
     kc_revoked_t *revoked; /* deactivated accounts, whose access tokens are refused */

@@ -3,10 +3,13 @@
  * used, the pruning of old rows, and the admins' query, GET /admin/audit.
  *
  * A row is written by its own statement on the pool, after the action (a login's tokens are
- * out already): when Postgres cannot take it, the action stands, and the loss is logged and
- * counted (kchat_api_audit_write_errors_total). relay.c sends the rows to chat.audit. Who may
- * read: an admin (users.is_admin, set by an operator), whose account is not deactivated; the
- * check is part of the query's statement, and the read is itself recorded (audit_read).
+ * signed already): when Postgres cannot take it, the action stands, and the loss is logged
+ * and counted (kchat_api_audit_write_errors_total). A stopping API waits for the rows it has
+ * sent (the drain, http.c). Rows of changes that are one statement anyway are written with
+ * them: a deactivation's by the trigger on users, a read's by the read's own statement.
+ * relay.c sends the rows to chat.audit. Who may read: an admin (users.is_admin, set by an
+ * operator) whose account is not deactivated; the check is part of the query's statement, and
+ * a refused read is recorded too (audit_read_denied).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,8 @@ static void on_written(void *arg, const PGresult *res, const char *err)
 {
     (void)res;
     api_t *a = arg;
+    if (a->audit_pending > 0)
+        a->audit_pending--;
     if (err)
         api_count_and_log(a->audit_errors, &a->audit_rl, "an audit event could not be written",
                           "error", err, "effect", "the action stands, unrecorded");
@@ -31,6 +36,7 @@ void api_audit(api_t *a, const char *action, const char *actor_id, const char *t
 {
     const char *params[] = {action, actor_id, target, source, detail ? detail : "{}"};
     kc_pg_t *pg = api_pg_conn(a);
+    a->audit_pending++;
     if (!pg || kc_pg_query(pg,
                            "INSERT INTO audit_log (action, actor_id, target, source, detail) "
                            "VALUES ($1, $2, $3, left($4, 256), $5::jsonb)",
@@ -63,15 +69,19 @@ static void on_key_recorded(void *arg, const PGresult *res, const char *err)
     api_t *a = arg;
     if (err) {
         kc_log_warn("cannot record the signing key's fingerprint: %s", err);
-        a->key_recorded = 0; /* tried again at the next prune */
+        a->key_recorded = 0; /* tried again in a second */
         return;
     }
+    a->key_recorded = 2;
+    if (a->audit_timers)
+        (void)uv_timer_stop(&a->audit_first);
     if (PQntuples(res) == 1)
         kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("fingerprint", a->key_fingerprint)),
                   "a signing key used for the first time: recorded in the audit log");
 }
 
-/* The first use of a signing key, once across every instance (the insert decides). */
+/* The first use of a signing key, once across every instance (the insert decides).
+ * key_recorded: 0 not yet, 1 asked, 2 done. */
 static void record_key(api_t *a)
 {
     kc_pg_t *pg = api_pg_conn(a);
@@ -102,7 +112,6 @@ static void on_pruned(void *arg, const PGresult *res, const char *err)
 static void on_prune_timer(uv_timer_t *t)
 {
     api_t *a = t->data;
-    record_key(a);
     kc_pg_t *pg = api_pg_conn(a);
     char days[24];
     (void)kc_strlcpyf(days, sizeof(days), "%lld", a->cfg.audit_retention_days);
@@ -116,7 +125,11 @@ static void on_prune_timer(uv_timer_t *t)
 
 static void on_first_timer(uv_timer_t *t)
 {
-    record_key(t->data);
+    api_t *a = t->data;
+    if (a->key_recorded == 2)
+        (void)uv_timer_stop(t);
+    else
+        record_key(a);
 }
 
 int api_audit_start(api_t *a, char *err, size_t errlen)
@@ -129,20 +142,24 @@ int api_audit_start(api_t *a, char *err, size_t errlen)
         kc_strlcpyf(err, errlen, "cannot read the signing key's public half");
         return -1;
     }
-    if (uv_timer_init(a->app.loop, &a->audit_timer) != 0 ||
-        uv_timer_init(a->app.loop, &a->audit_first) != 0) {
-        kc_strlcpyf(err, errlen, "cannot make the audit log's timers");
-        return -1;
+    if (uv_timer_init(a->app.loop, &a->audit_timer) != 0)
+        goto no_timer;
+    if (uv_timer_init(a->app.loop, &a->audit_first) != 0) {
+        uv_close((uv_handle_t *)&a->audit_timer, NULL);
+        goto no_timer;
     }
     a->audit_timer.data = a->audit_first.data = a;
     a->audit_timers = 1;
-    /* the key as soon as the pool is up (and again each hour until it is recorded) */
-    if (uv_timer_start(&a->audit_first, on_first_timer, 1000, 0) != 0 ||
+    /* the key as soon as the pool is up, tried each second until it is recorded */
+    if (uv_timer_start(&a->audit_first, on_first_timer, 200, 1000) != 0 ||
         uv_timer_start(&a->audit_timer, on_prune_timer, FIRST_PRUNE_MS, PRUNE_MS) != 0) {
         kc_strlcpyf(err, errlen, "cannot start the audit log's timers");
         return -1;
     }
     return 0;
+no_timer:
+    kc_strlcpyf(err, errlen, "cannot make the audit log's timers");
+    return -1;
 }
 
 void api_audit_close(api_t *a)
@@ -173,7 +190,10 @@ static void on_audit(void *arg, const PGresult *res, const char *err)
     api_req_t *r = arg;
     query_t *q = r->state;
     const char *st = err && res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (st && strncmp(st, "22", 2) == 0) { /* data exception: since or until is no time */
+    /* since or until is no time: invalid_datetime_format, datetime_field_overflow,
+     * invalid_time_zone_displacement_value */
+    if (st && (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0 ||
+               strcmp(st, "22009") == 0)) {
         api_error(r, 400, "invalid_query", "since and until are ISO 8601 times");
         return;
     }
@@ -182,10 +202,10 @@ static void on_audit(void *arg, const PGresult *res, const char *err)
         return;
     }
     if (PQgetisnull(res, 0, 0)) {
+        api_audit(r->a, "audit_read_denied", r->user_id, NULL, r->client, q->detail.data);
         api_error(r, 403, "not_admin", "only kchat's admins read the audit log");
         return;
     }
-    api_audit(r->a, "audit_read", r->user_id, NULL, r->client, api_audit_detail_end(&q->detail));
     kc_buf_t b = {0};
     kc_buf_puts(&b, PQgetvalue(res, 0, 0));
     api_reply(r, 200, &b);
@@ -199,7 +219,9 @@ static int filter(api_req_t *r, const char *name, size_t max, const char **out)
     if (!v)
         return 0;
     if (!*v || strlen(v) > max) {
-        api_error(r, 400, "invalid_query", "a filter is 1 to 256 bytes");
+        char why[96];
+        (void)kc_strlcpyf(why, sizeof(why), "%s is 1 to %zu bytes", name, max);
+        api_error(r, 400, "invalid_query", why);
         return -1;
     }
     if ((strcmp(name, "since") == 0 || strcmp(name, "until") == 0) &&
@@ -229,22 +251,25 @@ void api_audit_query(api_req_t *r)
         return;
     (void)kc_strlcpyf(q->limit, sizeof(q->limit), "%lld", limit);
     (void)kc_strlcpyf(q->before, sizeof(q->before), "%lld", before);
-    const char *params[] = {r->user_id, actor,  target, action, since,
-                            until,      q->limit, have_before ? q->before : NULL};
+    (void)api_audit_detail_end(&q->detail);
+    const char *params[] = {r->user_id, actor,    target, action, since, until, q->limit,
+                            have_before ? q->before : NULL, r->client, q->detail.data};
     /* Newest first; the page's last audit_no is the cursor of the next (before=). One row:
-     * NULL when the caller is not an admin. */
+     * NULL when the caller is not an admin. The read is recorded by the same statement; since
+     * and until are cast once, so a bad one fails the statement (400) whatever the rows. */
     (void)api_pg(r,
-                 "WITH me AS (SELECT 1 FROM users WHERE user_id = $1 AND is_admin "
-                 "  AND deactivated_at IS NULL), "
-                 "e AS (SELECT * FROM audit_log "
-                 "  WHERE ($2::text IS NULL OR actor_id = $2) "
-                 "  AND ($3::text IS NULL OR target = $3) "
-                 "  AND ($4::text IS NULL OR action = $4) "
-                 "  AND ($5::text IS NULL OR occurred_at >= $5::timestamptz) "
-                 "  AND ($6::text IS NULL OR occurred_at < $6::timestamptz) "
-                 "  AND ($8::bigint IS NULL OR audit_no < $8::bigint) "
-                 "  AND EXISTS (SELECT 1 FROM me) "
-                 "  ORDER BY audit_no DESC LIMIT $7::int) "
+                 "WITH me AS (SELECT $5::timestamptz AS since, $6::timestamptz AS until "
+                 "  FROM users WHERE user_id = $1 AND is_admin AND deactivated_at IS NULL), "
+                 "rec AS (INSERT INTO audit_log (action, actor_id, source, detail) "
+                 "  SELECT 'audit_read', $1, left($9, 256), $10::jsonb FROM me), "
+                 "e AS (SELECT l.* FROM audit_log l, me "
+                 "  WHERE ($2::text IS NULL OR l.actor_id = $2) "
+                 "  AND ($3::text IS NULL OR l.target = $3) "
+                 "  AND ($4::text IS NULL OR l.action = $4) "
+                 "  AND (me.since IS NULL OR l.occurred_at >= me.since) "
+                 "  AND (me.until IS NULL OR l.occurred_at < me.until) "
+                 "  AND ($8::bigint IS NULL OR l.audit_no < $8::bigint) "
+                 "  ORDER BY l.audit_no DESC LIMIT $7::int) "
                  "SELECT CASE WHEN EXISTS (SELECT 1 FROM me) THEN (SELECT json_build_object("
                  "  'events', coalesce(json_agg(json_build_object("
                  "    'audit_no', e.audit_no, 'event_id', e.event_id, "
@@ -253,5 +278,5 @@ void api_audit_query(api_req_t *r)
                  "    'detail', e.detail) ORDER BY e.audit_no DESC), '[]'::json), "
                  "  'next_before', CASE WHEN count(*) = $7::int THEN min(e.audit_no) END)::text "
                  "  FROM e) END",
-                 8, params, on_audit);
+                 10, params, on_audit);
 }

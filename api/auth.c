@@ -621,10 +621,8 @@ static int refresh_token_hash(const char *tok, char hash_hex[65])
     return 0;
 }
 
-/* Answers with the token pair: the access token is signed here, the refresh token was
- * stored by the caller. */
-static void reply_tokens(api_req_t *r, const char *user_id, const char *username,
-                         const char *refresh)
+/* A signed access token (malloc'd), or NULL after answering 500. */
+static char *sign_access(api_req_t *r, const char *user_id, const char *username)
 {
     api_t *a = r->a;
     char err[160];
@@ -633,8 +631,16 @@ static void reply_tokens(api_req_t *r, const char *user_id, const char *username
     if (!access) {
         kc_log_error("cannot sign an access token: %s", err);
         api_error(r, 500, "internal", "cannot sign the access token");
-        return;
     }
+    return access;
+}
+
+/* Answers with the token pair: access (taken) from sign_access, the refresh token stored by
+ * the caller. */
+static void reply_tokens(api_req_t *r, char *access, const char *user_id, const char *username,
+                         const char *refresh)
+{
+    api_t *a = r->a;
     kc_buf_t b = {0};
     kc_buf_puts(&b, "{\"access_token\":\"");
     kc_buf_puts(&b, access);
@@ -654,17 +660,23 @@ static void reply_tokens(api_req_t *r, const char *user_id, const char *username
 
 static void on_refresh_stored(void *arg, const PGresult *res, const char *err)
 {
-    (void)res;
     api_req_t *r = arg;
     auth_state_t *s = r->state;
     if (err) {
         api_error(r, 503, "unavailable", "the session could not be stored");
         return;
     }
+    if (strcmp(PQcmdTuples((PGresult *)res), "1") != 0) { /* deactivated meanwhile */
+        api_error(r, 403, "account_deactivated", "this account was deactivated");
+        return;
+    }
+    char *access = sign_access(r, s->user_id, s->username);
+    if (!access)
+        return;
     /* the plain refresh token was kept in pw, which the hash work no longer needs */
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", s->user_id)), "login");
     audit(r, "login", s->user_id, s->user_id, NULL, NULL);
-    reply_tokens(r, s->user_id, s->username, s->pw);
+    reply_tokens(r, access, s->user_id, s->username, s->pw);
 }
 
 /* ---- deactivation ---- */
@@ -678,7 +690,6 @@ static void on_deactivated(void *arg, const PGresult *res, const char *err)
         return;
     }
     kc_log_kv(KC_LOG_INFO, KC_FIELDS(KC_STR("user_id", r->user_id)), "account deactivated");
-    audit(r, "account_deactivated", r->user_id, r->user_id, NULL, NULL);
     kc_buf_t none = {0};
     api_reply(r, 204, &none);
 }
@@ -690,11 +701,18 @@ static void deactivate(api_req_t *r, auth_state_t *s)
         api_error(r, 409, "conflict", "the account changed meanwhile: retry");
         return;
     }
-    const char *params[] = {r->user_id};
+    /* the trigger writes the audit event, with where from as these settings say */
+    kc_buf_t d = {0};
+    if (r->user_agent[0])
+        api_audit_detail(&d, "user_agent", r->user_agent);
+    const char *params[] = {r->user_id, r->client, api_audit_detail_end(&d)};
     (void)api_pg(r,
-                 "UPDATE users SET deactivated_at = now() "
+                 "WITH s AS (SELECT set_config('kchat.source', $2, true), "
+                 "  set_config('kchat.detail', $3, true)) "
+                 "UPDATE users SET deactivated_at = now() FROM s "
                  "WHERE user_id = $1 AND deactivated_at IS NULL",
-                 1, params, on_deactivated);
+                 3, params, on_deactivated);
+    kc_buf_free(&d);
 }
 
 static void on_deactivating_user(void *arg, const PGresult *res, const char *err)
@@ -742,7 +760,8 @@ static void after_login_verify(uv_work_t *w, int status)
     }
     if (!s->found || s->rc != 0) {
         record_failure(r, s);
-        audit(r, "login_failed", NULL, s->found ? s->user_id : NULL,
+        audit(r, "login_failed", s->deactivating ? r->user_id : NULL,
+              s->found ? s->user_id : NULL,
               s->deactivating ? "during" : "username",
               s->deactivating ? "deactivation" : s->username);
         if (s->deactivating)
@@ -767,9 +786,12 @@ static void after_login_verify(uv_work_t *w, int status)
     kc_uuid4(s->family_id);
     (void)kc_strlcpyf(ttl, sizeof(ttl), "%lld", a->cfg.refresh_ttl_s);
     const char *params[] = {hash_hex, s->family_id, s->user_id, ttl};
+    /* only while the account is active, the row share-locked: a deactivation waits for this
+     * insert and then revokes its token, or this waits for it and inserts nothing */
     (void)api_pg(r,
                  "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) "
-                 "VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint))",
+                 "SELECT $1, $2, user_id, now() + make_interval(secs => $4::bigint) FROM users "
+                 "WHERE user_id = $3 AND deactivated_at IS NULL FOR SHARE",
                  4, params, on_refresh_stored);
 }
 
@@ -867,7 +889,10 @@ static void on_rotated(void *arg, const PGresult *res, const char *err)
         return;
     }
     if (PQntuples(res) == 1) {
-        reply_tokens(r, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), s->new_token);
+        char *access = sign_access(r, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        if (access)
+            reply_tokens(r, access, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                         s->new_token);
         return;
     }
     /* Not rotated: unknown, expired, revoked, or used already. Used already means someone
@@ -900,17 +925,19 @@ void api_auth_refresh(api_req_t *r)
     char ttl[24];
     (void)kc_strlcpyf(ttl, sizeof(ttl), "%lld", r->a->cfg.refresh_ttl_s);
     const char *params[] = {s->old_hash, s->new_hash, ttl};
-    /* One statement: the old token is marked used only if it is live, and the new one
-     * joins its family. Two concurrent refreshes with one token: the second waits on the
+    /* One statement: the old token is marked used only if it is live and its account active
+     * (share-locked, as at login), and the new one joins its family. Two concurrent refreshes with one token: the second waits on the
      * row lock, then finds it used. */
     (void)api_pg(r,
                  "WITH old AS (UPDATE refresh_tokens SET used_at = now() "
                  "  WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL "
-                 "  AND expires_at > now() RETURNING family_id, user_id), "
+                 "  AND expires_at > now() AND EXISTS (SELECT 1 FROM users a "
+                 "    WHERE a.user_id = refresh_tokens.user_id AND a.deactivated_at IS NULL "
+                 "    FOR SHARE) "
+                 "  RETURNING family_id, user_id), "
                  "ins AS (INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) "
                  "  SELECT $2, family_id, user_id, now() + make_interval(secs => $3::bigint) "
                  "  FROM old RETURNING user_id) "
-                 "SELECT u.user_id, u.username FROM ins JOIN users u USING (user_id) "
-                 "WHERE u.deactivated_at IS NULL",
+                 "SELECT u.user_id, u.username FROM ins JOIN users u USING (user_id)",
                  3, params, on_rotated);
 }

@@ -130,7 +130,7 @@ int api_commands_init(api_t *a, char *err, size_t errlen)
         kc_strlcpyf(err, errlen, "cannot LISTEN on %s", CHANNEL);
         return -1;
     }
-    a->revoked = kc_revoked_new(a->app.loop, a->listen_pg, NULL, NULL, err, errlen);
+    a->revoked = kc_revoked_new(a->app.loop, a->listen_pg, a->app.health, NULL, NULL, err, errlen);
     if (!a->revoked)
         return -1;
     kc_kafka_opts_t ko = {.conn = &a->cfg.kafka,

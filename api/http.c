@@ -250,7 +250,11 @@ static int authenticate(api_req_t *r)
         api_error(r, 401, kc_jwt_status_code(st), err);
         return -1;
     }
-    if (kc_revoked_is(r->a->revoked, c.sub, c.iat)) {
+    if (!kc_revoked_loaded(r->a->revoked)) { /* a deactivated account's token would pass */
+        api_refuse(r, 503, "unavailable", "the server cannot check tokens yet: retry", 1);
+        return -1;
+    }
+    if (kc_revoked_is(r->a->revoked, c.sub)) {
         api_error(r, 401, "token_revoked", "the account was deactivated");
         return -1;
     }
@@ -376,7 +380,7 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
 static void on_drain_tick(uv_timer_t *t)
 {
     api_t *a = t->data;
-    if (kc_httpd_active(a->http) > 0)
+    if (kc_httpd_active(a->http) > 0 || a->audit_pending > 0)
         return;
     uv_close((uv_handle_t *)t, NULL);
     a->finish_stop(a);

@@ -308,7 +308,7 @@ static int start(void *arg, char *err, size_t errlen)
     /* Postgres serves only sync: not a health check, so a database outage degrades sync
      * (clients get an error and retry) without taking the sockets down. */
     g->pg = kc_pg_new(g->app.loop, g->cfg.pg.dsn, NULL, "postgres");
-    g->revoked = kc_revoked_new(g->app.loop, g->pg, gw_revoke, g, err, errlen);
+    g->revoked = kc_revoked_new(g->app.loop, g->pg, NULL, gw_revoke, g, err, errlen);
     if (!g->revoked)
         return -1;
     char client[64], group[64];

@@ -162,6 +162,7 @@ static const int close_codes[] = {
     LWS_CLOSE_STATUS_INVALID_PAYLOAD,     /* 1007: invalid UTF-8 */
     LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,   /* 1009: over max-frame-bytes */
     GW_CLOSE_TOKEN_EXPIRED,               /* 4001 */
+    GW_CLOSE_REVOKED,                     /* 4003 */
     GW_CLOSE_SLOW_CONSUMER,               /* 4008 */
 };
 

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <jwt.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -345,6 +346,7 @@ int kc_jwt_key_fingerprint(const kc_jwt_key_t *k, char out[65])
         pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     }
     BIO_free(bio);
+    ERR_clear_error(); /* the first read's failure, when the key is a public one */
     if (!pk)
         return -1;
     unsigned char *der = NULL;

@@ -73,6 +73,15 @@ def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30
                           headers=h))
 
 
+def serving_without_redis(base):
+    """Whether an API started without Redis serves (its /health stays 503, its redis check
+    failing): /metrics answers and it has read the deactivated accounts, without which it
+    answers authenticated requests 503."""
+    if http_get(base + "/metrics")[0] != 200:
+        return False
+    return json.loads(http_get(base + "/health")[2])["checks"]["revocations"]["ok"]
+
+
 def unique_name(prefix="user"):
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

@@ -15,7 +15,8 @@ import uuid
 import jsonschema
 import pytest
 
-from kchat_testkit.api import BASE, OPENAPI as SPEC, User, call, conforms, send_all, wait_last_seq
+from kchat_testkit.api import (BASE, OPENAPI as SPEC, User, call, conforms, send_all,
+                               serving_without_redis, wait_last_seq)
 from kchat_testkit.daemon import Daemon
 from kchat_testkit.http import free_port, http_get, wait_until
 from kchat_testkit.metrics import metric
@@ -73,7 +74,7 @@ def pg_api():
                                           f"--redis-port={free_port()}"])
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_get(base + "/metrics")[0] == 200, "the API without Redis up")
+        wait_until(lambda: serving_without_redis(base), "the API without Redis up")
         yield base
     finally:
         p.stop()

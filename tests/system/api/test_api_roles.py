@@ -11,7 +11,8 @@ import json
 import uuid
 
 
-from kchat_testkit.api import BASE, User, call, conforms, send_all, wait_last_seq
+from kchat_testkit.api import (BASE, User, call, conforms, send_all, serving_without_redis,
+                               wait_last_seq)
 from kchat_testkit.daemon import Daemon
 from kchat_testkit.http import free_port, http_get, wait_until
 from kchat_testkit.metrics import metric
@@ -406,7 +407,7 @@ def test_both_list_paths_carry_roles_and_topic(alice, bob):
                                           f"--redis-port={free_port()}"])
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_get(base + "/metrics")[0] == 200, "the API without Redis up")
+        wait_until(lambda: serving_without_redis(base), "the API without Redis up")
         assert listed(carol, cid, base) == want
         assert metric(base, "kchat_api_conversation_lists_total", 'source="postgres"') >= 1
         assert metric(base, "kchat_api_conversation_lists_total", 'source="redis"') == 0

@@ -63,7 +63,7 @@ def test_logins_failed_logins_and_reuse_are_recorded_with_where_from():
     got = events(admin, target=u.id)
     assert sorted(e["action"] for e in got) == ["login", "login", "login_failed",
                                                 "refresh_token_reused"], got
-    by = {e["action"]: e for e in got}  # the newest of each
+    by = {e["action"]: e for e in reversed(got)}  # the newest of each
     login_ev = next(e for e in got if e["action"] == "login" and e["source"] == client)
     assert login_ev["actor_id"] == u.id, login_ev
     assert login_ev["detail"] == {"user_agent": "audit-test/1.0"}, login_ev
@@ -83,7 +83,7 @@ def test_logins_failed_logins_and_reuse_are_recorded_with_where_from():
 
 def test_only_admins_read_it_and_each_read_is_recorded():
     admin, plain = User(), User()
-    r = plain.get("/admin/audit")
+    r = plain.get("/admin/audit?action=login")
     assert r.status == 403 and r.code == "not_admin", r
     conforms("/admin/audit", "GET", r)
     assert call("GET", "/admin/audit").status == 401
@@ -91,6 +91,9 @@ def test_only_admins_read_it_and_each_read_is_recorded():
     granted = events(admin, target=admin.id, action="admin_granted")
     assert len(granted) == 1, granted
     assert granted[0]["actor_id"] == plain.id and granted[0]["source"].startswith("postgres:")
+    # the refused read is recorded, with what it asked for
+    wait_until(lambda: [e for e in events(admin, actor_id=plain.id, action="audit_read_denied")
+                        if e["detail"] == {"action": "login"}], "the refused read recorded")
     # the read above, with its filters (the reads that look for it are recorded too)
     wait_until(lambda: {"target": admin.id, "action": "admin_granted"} in [
         e["detail"] for e in events(admin, actor_id=admin.id, action="audit_read")],
@@ -137,6 +140,8 @@ def test_the_signing_key_is_recorded_once_by_its_fingerprint():
     der = key.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     fingerprint = hashlib.sha256(der).hexdigest()
+    wait_until(lambda: events(admin, action="signing_key_added", target=fingerprint),
+               "the key recorded")
     got = events(admin, action="signing_key_added", target=fingerprint)
     assert len(got) == 1 and got[0]["source"].startswith("api:"), got
     assert psql(f"SELECT count(*) FROM signing_keys WHERE fingerprint = '{fingerprint}'"

@@ -17,7 +17,7 @@ EXPECTED_CHECKS = {
     "projector": {"kafka_consumer", "postgres", "redis", "events"},
     "notifier": {"kafka_consumer", "postgres", "redis"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
-    "api": {"kafka_producer", "postgres", "postgres_listen", "redis"},
+    "api": {"kafka_producer", "postgres", "postgres_listen", "redis", "revocations"},
     "registry": set(),  # it needs nothing but its files
 }
 

@@ -1,10 +1,12 @@
 -- Deactivated accounts (POST /users/me/deactivate, or an operator's UPDATE): the account stays,
 -- with its username (nobody else can take it) and its messages, but cannot log in. The trigger
--- of 0011 also writes UserDeactivated (schemas/Account.v2.avsc) into the outbox, revokes every
--- refresh token of the account and forgets its push subscriptions in the same transaction (the
--- notifier sends nothing more for it: notifier/close.c), and NOTIFYs kchat_user_revoked with
--- "<user_id> <deactivated_at, seconds since the epoch>", on which every API instance refuses
--- the account's access tokens and every gateway closes its sockets (lib/revoked.c).
+-- of 0011 also, in the same transaction: writes UserDeactivated (schemas/Account.v2.avsc) into
+-- the outbox and account_deactivated into audit_log (its source and detail from the settings
+-- kchat.source and kchat.detail when the API makes the change, else postgres:<role>), revokes
+-- every refresh token of the account, forgets its push subscriptions (the notifier sends
+-- nothing more for it: notifier/close.c), and NOTIFYs kchat_user_revoked with the user id, on
+-- which every API instance refuses the account's access tokens and every gateway closes its
+-- sockets (lib/revoked.c).
 ALTER TABLE users ADD COLUMN deactivated_at timestamptz;
 CREATE INDEX users_deactivated ON users (deactivated_at) WHERE deactivated_at IS NOT NULL;
 
@@ -35,8 +37,12 @@ BEGIN
         UPDATE refresh_tokens SET revoked_at = now()
         WHERE user_id = NEW.user_id AND revoked_at IS NULL;
         DELETE FROM push_subscriptions WHERE user_id = NEW.user_id;
-        PERFORM pg_notify('kchat_user_revoked', NEW.user_id || ' ' ||
-                          floor(extract(epoch FROM NEW.deactivated_at))::bigint);
+        INSERT INTO audit_log (action, actor_id, target, source, detail)
+        VALUES ('account_deactivated', actor, NEW.user_id,
+                coalesce(nullif(current_setting('kchat.source', true), ''),
+                         'postgres:' || session_user),
+                coalesce(nullif(current_setting('kchat.detail', true), ''), '{}')::jsonb);
+        PERFORM pg_notify('kchat_user_revoked', NEW.user_id);
     END IF;
     PERFORM pg_notify('kchat_account_outbox', '');
     RETURN NULL;
