@@ -91,6 +91,7 @@ http {
         location = /users       { include /etc/kchat/nginx/proxy-api.conf; }
         location /users/        { include /etc/kchat/nginx/proxy-api.conf; }
         location /push/         { include /etc/kchat/nginx/proxy-api.conf; }
+        location /admin/        { include /etc/kchat/nginx/proxy-api.conf; }
         location = /health      { include /etc/kchat/nginx/proxy-api.conf; }
 
         location = /metrics {
