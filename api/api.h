@@ -210,7 +210,7 @@ struct api_req {
     char member_id[API_ID_MAX + 1]; /* the :user_id of the path (a member's id), checked */
     long long seq;                 /* the :seq of the path (a seq_no), checked */
     char client[KC_HTTP_PEER_MAX]; /* the client's address (see api_client_addr) */
-    char user_agent[API_USER_AGENT_MAX + 1]; /* its User-Agent, cut, UTF-8 ("" when none) */
+    char user_agent[API_USER_AGENT_MAX + 1]; /* api_keep_user_agent's copy ("" when none) */
     int client_is_proxy;           /* ... is one of --trusted-proxies: no per-address limits */
     cJSON *body;                   /* the parsed JSON body, when the route takes one */
     /* per-route state */
@@ -236,6 +236,10 @@ void api_count_and_log(kc_counter_t *counter, kc_ratelog_t *rl, const char *what
 void api_reply_row(api_req_t *r, const PGresult *res, const char *err, int status,
                    const char *what, const char *missing);
 void api_error(api_req_t *r, int status, const char *code, const char *message);
+/* Copies the User-Agent's first API_USER_AGENT_MAX bytes into r->user_agent, a character the
+ * cut split dropped, "(not UTF-8)" for a value that is not: for the handlers whose audit
+ * events carry it, at their start (r->http is gone after the first wait). */
+void api_keep_user_agent(api_req_t *r);
 /* A refusal to come back later: api_error with a Retry-After of retry_after_s (0: none); a
  * 5xx with one is not logged here (its module logs refusals at a bounded rate). */
 void api_refuse(api_req_t *r, int status, const char *code, const char *message,

@@ -1,4 +1,4 @@
-/* audit.c - the audit log: a row of audit_log (db/migrations/0013_audit.sql) for each
+/* audit.c - the audit log: a row of audit_log (db/migrations/0012_audit.sql) for each
  * security-relevant action the API sees, the key it signs with recorded the first time it is
  * used, the pruning of old rows, and the admins' query, GET /admin/audit.
  *

@@ -577,17 +577,22 @@ void api_auth_register(api_req_t *r)
 
 /* ---- the audit log ---- */
 
-/* An action of r's client on an account, with what the client says it is (its User-Agent, as
- * http.c kept it) and extra, a "key":"value" pair or NULL. */
+/* The detail of an action of r's client into d: what the client says it is (its User-Agent,
+ * kept at the handler's start) and extra, a "key":"value" pair when key is not NULL. */
+static const char *client_detail(api_req_t *r, kc_buf_t *d, const char *key, const char *value)
+{
+    if (r->user_agent[0])
+        api_audit_detail(d, "user_agent", r->user_agent);
+    if (key)
+        api_audit_detail(d, key, value);
+    return api_audit_detail_end(d);
+}
+
 static void audit(api_req_t *r, const char *action, const char *actor_id, const char *target,
                   const char *key, const char *value)
 {
     kc_buf_t d = {0};
-    if (r->user_agent[0])
-        api_audit_detail(&d, "user_agent", r->user_agent);
-    if (key)
-        api_audit_detail(&d, key, value);
-    api_audit(r->a, action, actor_id, target, r->client, api_audit_detail_end(&d));
+    api_audit(r->a, action, actor_id, target, r->client, client_detail(r, &d, key, value));
     kc_buf_free(&d);
 }
 
@@ -703,9 +708,7 @@ static void deactivate(api_req_t *r, auth_state_t *s)
     }
     /* the trigger writes the audit event, with where from as these settings say */
     kc_buf_t d = {0};
-    if (r->user_agent[0])
-        api_audit_detail(&d, "user_agent", r->user_agent);
-    const char *params[] = {r->user_id, r->client, api_audit_detail_end(&d)};
+    const char *params[] = {r->user_id, r->client, client_detail(r, &d, NULL, NULL)};
     (void)api_pg(r,
                  "WITH s AS (SELECT set_config('kchat.source', $2, true), "
                  "  set_config('kchat.detail', $3, true)) "
@@ -739,6 +742,7 @@ void api_auth_deactivate(api_req_t *r)
         api_error(r, 400, "invalid_request", "password (a string of 1 to 1024 bytes) is required");
         return;
     }
+    api_keep_user_agent(r);
     auth_state_t *s = state_of(r);
     memcpy(s->pw, p, pl + 1);
     s->verify = 1;
@@ -839,6 +843,7 @@ static void check_login(api_req_t *r, auth_state_t *s)
 
 void api_auth_login(api_req_t *r)
 {
+    api_keep_user_agent(r);
     auth_state_t *s = state_of(r);
     if (read_credentials(r, s, 0) != 0)
         return;
@@ -909,6 +914,7 @@ static void on_rotated(void *arg, const PGresult *res, const char *err)
 
 void api_auth_refresh(api_req_t *r)
 {
+    api_keep_user_agent(r);
     const char *tok = api_json_str(r->body, "refresh_token");
     if (!tok) {
         api_error(r, 400, "invalid_request", "refresh_token (a string) is required");

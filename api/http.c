@@ -264,10 +264,9 @@ static int authenticate(api_req_t *r)
     return 0;
 }
 
-/* The User-Agent's first API_USER_AGENT_MAX bytes, a character the cut split dropped; a
- * value that is not UTF-8 is kept as "(not UTF-8)". */
-static void keep_user_agent(api_req_t *r, const char *ua)
+void api_keep_user_agent(api_req_t *r)
 {
+    const char *ua = kc_http_header(r->http, "User-Agent");
     if (!ua)
         return;
     size_t full = strlen(ua);
@@ -337,7 +336,6 @@ void api_handle(void *arg, const kc_http_req_t *req, kc_http_resp_t *resp)
     r->route = found ? found->route : "unmatched";
     r->client_is_proxy = api_client_addr(req->peer, kc_http_header(req, "X-Forwarded-For"),
                                          &a->trusted_proxies, r->client);
-    keep_user_agent(r, kc_http_header(req, "User-Agent"));
     r->pending = kc_http_suspend(req);
     a->inflight++;
     if (a->stopping) {

@@ -324,7 +324,7 @@ const api_relay_spec_t API_RELAY_ACCOUNTS = {
     .metric = "kchat_api_account",
 };
 
-/* Audit events (db/migrations/0013_audit.sql): columns turned into AuditEvent's JSON here; a
+/* Audit events (db/migrations/0012_audit.sql): columns turned into AuditEvent's JSON here; a
  * relayed row is flagged, and stays for GET /admin/audit until its retention ends. Advisory
  * lock "kcau". */
 const api_relay_spec_t API_RELAY_AUDIT = {
