@@ -692,7 +692,7 @@ def wait_processed(timeout=180.0):
     """Until the processor has committed (with the events they made) the offsets of every
     command on chat.commands: from then on chat.events holds whatever the run's sends made.
     Gives up after `timeout`; the checker then reports what is missing."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
     c = Consumer({"bootstrap.servers": ENV["KCHAT_KAFKA_BROKERS"],
                   "group.id": "kchat-processor", "enable.auto.commit": False})
     try:
@@ -700,9 +700,18 @@ def wait_processed(timeout=180.0):
                      .partitions)
         deadline = now() + timeout
         while now() < deadline:
-            ends = {p: c.get_watermark_offsets(TopicPartition("chat.commands", p),
-                                               timeout=10)[1] for p in parts}
-            done = c.committed([TopicPartition("chat.commands", p) for p in parts], timeout=10)
+            # Just after the heal the group's coordinator may still be loading its offsets,
+            # or a broker still be coming back: a request that times out is asked again.
+            try:
+                ends = {p: c.get_watermark_offsets(TopicPartition("chat.commands", p),
+                                                   timeout=10)[1] for p in parts}
+                done = c.committed([TopicPartition("chat.commands", p) for p in parts],
+                                   timeout=10)
+            except KafkaException as e:
+                if not e.args[0].retriable() and e.args[0].code() != KafkaError._TIMED_OUT:
+                    raise
+                time.sleep(0.5)
+                continue
             if all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition] for tp in done):
                 return
             time.sleep(0.5)
