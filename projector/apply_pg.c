@@ -456,6 +456,124 @@ size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmt
     return applied;
 }
 
+/* ---- the audit log ---- */
+
+typedef struct {
+    col_t rows[7]; /* event_id, at, action, actor, target, source, detail */
+    col_t dels[6]; /* event_id, at, actor, convo, seq_no, source */
+} audit_cols_t;
+
+static void audit_row(audit_cols_t *a, const proj_event_t *e, const char *suffix,
+                      const char *action, const char *target, const char *role)
+{
+    kc_buf_t id = {0}, detail = {0};
+    kc_buf_printf(&id, "%s%s%s", e->event_id, suffix, target);
+    kc_buf_puts(&detail, "{\"convo_id\":\"");
+    kc_buf_json_str(&detail, e->convo_id, strlen(e->convo_id));
+    kc_buf_putc(&detail, '"');
+    if (role) {
+        kc_buf_puts(&detail, ",\"role\":\"");
+        kc_buf_json_str(&detail, role, strlen(role));
+        kc_buf_putc(&detail, '"');
+    }
+    kc_buf_putc(&detail, '}');
+    col_text(&a->rows[0], id.data);
+    col_int(&a->rows[1], e->at);
+    col_text(&a->rows[2], action);
+    col_text(&a->rows[3], e->actor_id);
+    col_text(&a->rows[4], target);
+    col_text(&a->rows[5], e->origin);
+    col_text(&a->rows[6], detail.data);
+    kc_buf_free(&id);
+    kc_buf_free(&detail);
+}
+
+size_t proj_pg_audit(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out)
+{
+    audit_cols_t a;
+    memset(&a, 0, sizeof(a));
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].to_pg || items[i].kind != ITEM_EVENT)
+            continue;
+        const proj_event_t *e = &items[i].ev;
+        switch (e->kind) {
+        case EV_ADDED:
+            for (size_t m = 0; m < e->nmembers; m++, rows++)
+                audit_row(&a, e, ":", "member_added", e->members[m], "member");
+            break;
+        case EV_REMOVED:
+            for (size_t m = 0; m < e->nmembers; m++, rows++)
+                audit_row(&a, e, ":",
+                          strcmp(e->members[m], e->actor_id) == 0 ? "member_left"
+                                                                  : "member_removed",
+                          e->members[m], NULL);
+            if (e->promoted) {
+                audit_row(&a, e, ":promoted:", "role_changed", e->promoted, "owner");
+                rows++;
+            }
+            break;
+        case EV_ROLE:
+            audit_row(&a, e, ":", "role_changed", e->user_id, e->role);
+            rows++;
+            break;
+        case EV_DELETED:
+            /* Whether its author deleted it is known to the messages table only: the statement
+             * keeps the deletes of others. */
+            col_text(&a.dels[0], e->event_id);
+            col_int(&a.dels[1], e->at);
+            col_text(&a.dels[2], e->actor_id);
+            col_text(&a.dels[3], e->convo_id);
+            col_int(&a.dels[4], e->seq_no);
+            col_text(&a.dels[5], e->origin);
+            break;
+        default:
+            break;
+        }
+    }
+    /* Ids are cut to what the columns hold (kchat's own ids are far shorter); event ids make
+     * a replay of the same events insert nothing twice. */
+    if (a.rows[0].n) {
+        char *params[7];
+        for (int i = 0; i < 7; i++)
+            params[i] = col_take(&a.rows[i]);
+        proj_stmts_add(out,
+                       kc_xstrdup("INSERT INTO audit_log (event_id, occurred_at, action, actor_id, "
+                                  "target, source, detail) "
+                                  "SELECT e, timestamptz 'epoch' + at * interval '1 millisecond', "
+                                  "a, left(u, 128), left(t, 256), left(s, 256), d::jsonb "
+                                  "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
+                                  "$5::text[], $6::text[], $7::text[]) AS x(e, at, a, u, t, s, d) "
+                                  "ON CONFLICT (event_id) DO NOTHING"),
+                       7, params);
+        out->v[out->n - 1].tables = PROJ_T_AUDIT;
+    }
+    if (a.dels[0].n) {
+        char *params[6];
+        for (int i = 0; i < 6; i++)
+            params[i] = col_take(&a.dels[i]);
+        kc_buf_t sql = {0};
+        subst(&sql,
+              "INSERT INTO audit_log (event_id, occurred_at, action, actor_id, target, source, "
+              "detail) SELECT x.e, {ms:x.at}, 'message_deleted', left(x.u, 128), "
+              "left(m.sender_id, 256), left(x.s, 256), "
+              "jsonb_build_object('convo_id', x.c, 'seq_no', x.q, 'author_id', m.sender_id) "
+              "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
+              "$6::text[]) AS x(e, at, u, c, q, s) "
+              "JOIN {S}.messages m ON m.convo_id = x.c AND m.seq_no = x.q "
+              "WHERE m.sender_id <> x.u ON CONFLICT (event_id) DO NOTHING",
+              schema);
+        proj_stmts_add(out, kc_buf_steal(&sql), 6, params);
+        /* It reads messages: never in one statement with their insert. */
+        out->v[out->n - 1].tables = PROJ_T_AUDIT | PROJ_T_MESSAGES;
+    }
+    for (int i = 0; i < 7; i++)
+        col_free(&a.rows[i]);
+    for (int i = 0; i < 6; i++)
+        col_free(&a.dels[i]);
+    return rows;
+}
+
 static void parts_cols(const char *topic, const int32_t *parts, const int64_t *offs, size_t n,
                        char **params)
 {

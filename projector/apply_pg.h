@@ -29,6 +29,7 @@ enum {
     PROJ_T_MESSAGES = 4,
     PROJ_T_OFFSETS = 8,
     PROJ_T_REACTIONS = 16,
+    PROJ_T_AUDIT = 32,
 };
 
 typedef struct {
@@ -59,6 +60,15 @@ void proj_pg_combine(proj_stmts_t *in, proj_stmts_t *out);
 /* Appends the statements applying items[i] with to_pg set. Returns the number of events
  * they apply. schema must be a plain identifier ([a-z0-9_]). */
 size_t proj_pg_build(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out);
+
+/* Appends the rows of the audit log (db/migrations/0012_audit.sql) for the items with to_pg
+ * set: members added, removed and leaving, roles changed (a removal's promoted owner too),
+ * and messages deleted by someone other than their author (an owner or admin), which the
+ * statement learns from schema's messages, so it must follow the statements of
+ * proj_pg_build. Each row has the event's time and actor, the command's origin as the source
+ * and an event_id derived from the event's, so that a replay inserts nothing twice. Returns
+ * the number of rows known to be written (deletes not counted). */
+size_t proj_pg_audit(const char *schema, proj_item_t *items, size_t n, proj_stmts_t *out);
 
 /* A statement that fails (error 22P02) unless the schema's stored offsets of the partitions
  * equal `expect` and, when generation >= 0, its meta.generation equals it. */

@@ -581,6 +581,10 @@ static void pg_phase(proj_t *p)
                   p->cfg.rebuild ? -1 : p->pg_gen, &parts);
     free(expect);
     p->p_events = proj_pg_build(p->schema, p->items, p->nitems, &parts);
+    /* The audit log is written once, live: a rebuild replays events whose rows were written
+     * (and perhaps pruned) long ago. */
+    if (!p->cfg.rebuild)
+        proj_pg_audit(p->schema, p->items, p->nitems, &parts);
     proj_pg_offsets(p->schema, p->cfg.events_topic, p->pparts, p->pnext, p->npparts, &parts);
     size_t notes = p->cfg.rebuild ? 0 : proj_pg_notify(p->items, p->nitems, &parts);
     /* The lock is a statement of its own, before them: a statement resolves `rm` when it is

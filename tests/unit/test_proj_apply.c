@@ -465,6 +465,70 @@ static void test_reactions_in_a_segment_the_later_wins(void **state)
     proj_stmts_free(&st);
 }
 
+static void test_membership_roles_and_deletes_go_to_the_audit_log(void **state)
+{
+    (void)state;
+    static const char *const added[] = {"u2", "u\"3"};
+    static const char *const removed[] = {"u2", "u1"};
+    proj_item_t its[6] = {
+        item(EV_ADDED, "c1", "u1", 0),    item(EV_ROLE, "c1", "u1", 0),
+        item(EV_REMOVED, "c1", "u1", 4),  item(EV_DELETED, "c1", "u1", 3),
+        item(EV_MESSAGE, "c1", "u1", 5),  item(EV_DELETED, "c2", "u9", 1),
+    };
+    its[0].ev.event_id = "ea";
+    its[0].ev.members = (const char **)added;
+    its[0].ev.nmembers = 2;
+    its[1].ev.event_id = "er";
+    its[1].ev.user_id = "u2";
+    its[1].ev.role = "admin";
+    its[1].ev.origin = "api:a1";
+    its[2].ev.event_id = "ex";
+    its[2].ev.members = (const char **)removed;
+    its[2].ev.nmembers = 2;
+    its[2].ev.promoted = "u\"3";
+    its[3].ev.event_id = "ed";
+    its[5].ev.event_id = "ef";
+    its[5].to_pg = 0; /* already applied: no row again */
+    proj_stmts_t st = {0};
+    assert_int_equal(proj_pg_audit("rm", its, 6, &st), 6);
+    assert_int_equal(st.n, 2);
+    assert_true(starts(&st.v[0], "INSERT INTO audit_log (event_id, occurred_at, action"));
+    assert_string_equal(st.v[0].params[0],
+                        "{\"ea:u2\",\"ea:u\\\"3\",\"er:u2\",\"ex:u2\",\"ex:u1\","
+                        "\"ex:promoted:u\\\"3\"}");
+    assert_string_equal(st.v[0].params[1], "{1000,1000,1000,1000,1000,1000}");
+    assert_string_equal(st.v[0].params[2],
+                        "{\"member_added\",\"member_added\",\"role_changed\",\"member_removed\","
+                        "\"member_left\",\"role_changed\"}");
+    assert_string_equal(st.v[0].params[3], "{\"u1\",\"u1\",\"u1\",\"u1\",\"u1\",\"u1\"}");
+    assert_string_equal(st.v[0].params[4],
+                        "{\"u2\",\"u\\\"3\",\"u2\",\"u2\",\"u1\",\"u\\\"3\"}");
+    assert_string_equal(st.v[0].params[5], "{\"gateway:0\",\"gateway:0\",\"api:a1\","
+                                           "\"gateway:0\",\"gateway:0\",\"gateway:0\"}");
+    /* the detail is JSON, quoted again as an array element */
+    assert_string_equal(st.v[0].params[6],
+                        "{\"{\\\"convo_id\\\":\\\"c1\\\",\\\"role\\\":\\\"member\\\"}\","
+                        "\"{\\\"convo_id\\\":\\\"c1\\\",\\\"role\\\":\\\"member\\\"}\","
+                        "\"{\\\"convo_id\\\":\\\"c1\\\",\\\"role\\\":\\\"admin\\\"}\","
+                        "\"{\\\"convo_id\\\":\\\"c1\\\"}\",\"{\\\"convo_id\\\":\\\"c1\\\"}\","
+                        "\"{\\\"convo_id\\\":\\\"c1\\\",\\\"role\\\":\\\"owner\\\"}\"}");
+    assert_int_equal(st.v[0].tables, PROJ_T_AUDIT);
+    /* deletes: only those of others are kept, by a join with the messages */
+    assert_true(starts(&st.v[1], "INSERT INTO audit_log"));
+    assert_non_null(strstr(st.v[1].sql, "JOIN rm.messages m ON m.convo_id = x.c AND "
+                                        "m.seq_no = x.q WHERE m.sender_id <> x.u"));
+    assert_string_equal(st.v[1].params[0], "{\"ed\"}");
+    assert_string_equal(st.v[1].params[4], "{3}");
+    assert_int_equal(st.v[1].tables, PROJ_T_AUDIT | PROJ_T_MESSAGES);
+    proj_stmts_free(&st);
+
+    /* nothing audited: no statement */
+    proj_item_t msg = item(EV_MESSAGE, "c1", "u1", 1);
+    assert_int_equal(proj_pg_audit("rm", &msg, 1, &st), 0);
+    assert_int_equal(st.n, 0);
+    proj_stmts_free(&st);
+}
+
 static void test_a_reaction_after_a_delete_keeps_the_order(void **state)
 {
     (void)state;
@@ -843,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_title_and_topic_in_redis),
         cmocka_unit_test(test_reactions_in_a_segment_the_later_wins),
         cmocka_unit_test(test_a_reaction_after_a_delete_keeps_the_order),
+        cmocka_unit_test(test_membership_roles_and_deletes_go_to_the_audit_log),
         cmocka_unit_test(test_reactions_combine_and_notify),
         cmocka_unit_test(test_edits_and_deletes_in_redis),
         cmocka_unit_test(test_reactions_in_redis),

@@ -7,7 +7,7 @@ import random
 
 from cryptography.hazmat.primitives import serialization
 
-from kchat_testkit.api import User, api_instance, call, conforms
+from kchat_testkit.api import User, api_instance, call, conforms, send_all, wait_last_seq
 from kchat_testkit.http import wait_until
 from kchat_testkit.stack import ENV, psql
 from kchat_testkit.wire import read_topic
@@ -182,3 +182,53 @@ def test_rows_past_their_retention_go_once_relayed():
     finally:
         daemon.stop()
         psql("DELETE FROM audit_log WHERE source = 'retention-test'")
+
+
+def test_membership_roles_and_deletes_by_others_are_recorded_by_the_projector(commands):
+    """Membership and role changes and the deletes of an owner or admin are events of
+    chat.events: the projector writes their rows in the transaction that applies them, with
+    the command's origin (the API instance or gateway slot) as the source. A member's own
+    deletes, and the members a conversation is created with, are not audited."""
+    admin, owner, mod, a, b = User(), User(), User(), User(), User()
+    make_admin(admin)
+    r = owner.post("/conversations", {"title": "audited", "members": [mod.id, a.id]})
+    assert r.status == 201, r
+    cid = r.json["id"]
+    assert owner.patch(f"/conversations/{cid}/members/{mod.id}", {"role": "admin"}).status == 200
+    assert mod.post(f"/conversations/{cid}/members", {"members": [b.id]}).status == 200
+    send_all(commands, cid, a, ["mine to delete", "theirs to delete"])
+    wait_last_seq(owner, cid, 2)
+    assert a.delete(f"/conversations/{cid}/messages/1").status == 200
+    assert mod.delete(f"/conversations/{cid}/messages/2").status == 200
+    assert mod.delete(f"/conversations/{cid}/members/{a.id}").status == 204
+    assert b.delete(f"/conversations/{cid}/members/{b.id}").status == 204
+    # the last owner leaving makes the oldest admin owner
+    assert owner.delete(f"/conversations/{cid}/members/{owner.id}").status == 204
+
+    def rows(who):
+        return [(e["action"], e["actor_id"], e["detail"])
+                for e in reversed(events(admin, target=who.id))
+                if e["action"] != "login"]
+    want = {
+        mod: [("role_changed", owner.id, {"convo_id": cid, "role": "admin"}),
+              ("role_changed", owner.id, {"convo_id": cid, "role": "owner"})],
+        a: [("message_deleted", mod.id, {"convo_id": cid, "seq_no": 2, "author_id": a.id}),
+            ("member_removed", mod.id, {"convo_id": cid})],
+        b: [("member_added", mod.id, {"convo_id": cid, "role": "member"}),
+            ("member_left", b.id, {"convo_id": cid})],
+        owner: [("member_left", owner.id, {"convo_id": cid})],
+    }
+    for who, expected in want.items():
+        wait_until(lambda: len(rows(who)) >= len(expected), "the projector's audit rows")
+        assert rows(who) == expected, (who.name, rows(who))
+    got = [e for e in events(admin, target=a.id) + events(admin, target=mod.id)
+           if e["action"] != "login"]
+    assert all(e["source"].startswith("api:") for e in got), got
+    # the event's time, not the projector's
+    occurred = {e["action"]: e["occurred_at"] for e in events(admin, target=b.id)}
+    assert occurred["member_added"] <= occurred["member_left"], occurred
+    # one row per event and member, under an id derived from the event's
+    ids = [r[0] for r in psql("SELECT event_id FROM audit_log WHERE detail->>'convo_id' = "
+                              f"'{cid}' ORDER BY audit_no")]
+    assert len(ids) == len(set(ids)) == 7, ids
+    assert ids[0].endswith(f":{mod.id}"), ids
