@@ -6,6 +6,11 @@
  *   kchatctl skip-event --partition=N --offset=N --reason=TEXT [--events-topic=chat.events]
  *                     [--pg-dsn=...]
  *   kchatctl register-schemas --schema-registry-url=URL [--schemas-dir=schemas]
+ *   kchatctl wal-push  --wal-path=%p --wal-name=%f [--s3-...] [--backup-prefix=pg/]
+ *   kchatctl wal-fetch --wal-name=%f --wal-path=%p [--s3-...] [--backup-prefix=pg/]
+ *   kchatctl pg-backup [--pg-dsn=...] [--backup-files=a.pem,b.pem] [--s3-...]
+ *   kchatctl pg-restore --pgdata=DIR [--target-time=T] [--backup-label=L]
+ *                     [--restore-files-dir=DIR] [--s3-...]
  */
 #include <stdio.h>
 #include <string.h>
@@ -39,17 +44,57 @@ static const kc_cfg_opt_t ctl_opts[] = {
     {"schema-registry-url", KC_CFG_STR, offsetof(ctl_cfg_t, schema_registry_url),
      "http://127.0.0.1:17098", 0, 1024,
      "register-schemas: base URL of the schema registry (Confluent's REST API)"},
+    {"s3-endpoint", KC_CFG_STR, offsetof(ctl_cfg_t, s3_endpoint), "", 0, 1024,
+     "backups: the object store, http(s)://host[:port]"},
+    {"s3-bucket", KC_CFG_STR, offsetof(ctl_cfg_t, s3_bucket), "", 0, 63,
+     "backups: the bucket of the backups and the WAL archive"},
+    {"s3-region", KC_CFG_STR, offsetof(ctl_cfg_t, s3_region), "us-east-1", 1, 64,
+     "backups: region in the signature's scope"},
+    {"s3-access-key", KC_CFG_STR, offsetof(ctl_cfg_t, s3_access_key), "", 0, 128,
+     "backups: access key id"},
+    {"s3-secret-key", KC_CFG_STR, offsetof(ctl_cfg_t, s3_secret_key), "", 0, 128,
+     "backups: secret key (prefer the environment variable)"},
+    {"backup-prefix", KC_CFG_STR, offsetof(ctl_cfg_t, backup_prefix), "pg/", 0, 200,
+     "backups: the folder of the bucket they are kept in (wal/ and base/ below it)"},
+    {"wal-path", KC_CFG_STR, offsetof(ctl_cfg_t, wal_path), "", 0, 4096,
+     "wal-push, wal-fetch: the file (archive_command's %p, restore_command's %p)"},
+    {"wal-name", KC_CFG_STR, offsetof(ctl_cfg_t, wal_name), "", 0, 200,
+     "wal-push, wal-fetch: its name in the archive (%f)"},
+    {"backup-part-mib", KC_CFG_INT, offsetof(ctl_cfg_t, backup_part_mib), "1024", 1, 5120,
+     "pg-backup: the base backup is stored in parts of this many MiB"},
+    {"backup-work-dir", KC_CFG_STR, offsetof(ctl_cfg_t, backup_work_dir), "/tmp", 1, 4096,
+     "pg-backup: where the base backup is written before it is sent (needs its size)"},
+    {"pg-bin-dir", KC_CFG_STR, offsetof(ctl_cfg_t, pg_bin_dir), "", 0, 4096,
+     "pg-backup: the folder of pg_basebackup (empty: the PATH)"},
+    {"backup-files", KC_CFG_STR, offsetof(ctl_cfg_t, backup_files), "", 0, 8192,
+     "pg-backup: comma-separated files kept with the backup (the token and VAPID keys)"},
+    {"pgdata", KC_CFG_STR, offsetof(ctl_cfg_t, pgdata), "", 0, 4096,
+     "pg-restore: the empty folder the cluster is restored into"},
+    {"target-time", KC_CFG_STR, offsetof(ctl_cfg_t, target_time), "", 0, 64,
+     "pg-restore: recover up to this UTC time, 2026-12-07T02:40:00Z (empty: all of the archive)"},
+    {"backup-label", KC_CFG_STR, offsetof(ctl_cfg_t, backup_label), "", 0, 64,
+     "pg-restore: the backup to start from (empty: the newest that ended before the target)"},
+    {"restore-files-dir", KC_CFG_STR, offsetof(ctl_cfg_t, restore_files_dir), "", 0, 4096,
+     "pg-restore: where the backup's files are written (empty: not restored)"},
+    {"restore-with-keys", KC_CFG_BOOL, offsetof(ctl_cfg_t, restore_with_keys), "false", 0, 1,
+     "pg-restore: put the store's keys in the restore_command (else the server's environment)"},
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kchatctl topics|migrate|skip-event|register-schemas [--option=value ...]\n"
+    fprintf(out, "usage: kchatctl topics|migrate|skip-event|register-schemas|wal-push|wal-fetch|"
+                 "pg-backup|pg-restore [--option=value ...]\n"
                  "  topics      make the Kafka topics match the spec (idempotent)\n"
                  "  migrate     apply the database migrations not yet applied\n"
                  "  skip-event  have the projectors pass over an undecodable record of the "
                  "events topic\n"
                  "  register-schemas  put kchat's schemas into a schema registry with their ids "
-                 "and compatibility\n\n");
+                 "and compatibility\n"
+                 "  wal-push    archive_command: put a WAL file into the object store\n"
+                 "  wal-fetch   restore_command: get a WAL file from the object store\n"
+                 "  pg-backup   a base backup of Postgres and the key files, into the object "
+                 "store\n"
+                 "  pg-restore  a cluster from a backup and the WAL archive, up to a time\n\n");
     kc_config_usage(ctl_opts, KC_ARRAY_LEN(ctl_opts), "kchatctl <command>", 0, out);
 }
 
@@ -69,6 +114,14 @@ int main(int argc, char **argv)
         fn = ctl_skip_event;
     else if (strcmp(cmd, "register-schemas") == 0)
         fn = ctl_register_schemas;
+    else if (strcmp(cmd, "wal-push") == 0)
+        fn = ctl_wal_push;
+    else if (strcmp(cmd, "wal-fetch") == 0)
+        fn = ctl_wal_fetch;
+    else if (strcmp(cmd, "pg-backup") == 0)
+        fn = ctl_pg_backup;
+    else if (strcmp(cmd, "pg-restore") == 0)
+        fn = ctl_pg_restore;
     if (!fn) {
         fprintf(stderr, "kchatctl: unknown command '%s'\n", cmd);
         usage(stderr);

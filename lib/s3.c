@@ -101,9 +101,21 @@ int kc_s3_cfg_check(const kc_s3_cfg_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static void sign_query(const char *method, const char *host, const char *path, const char *region,
+                       const char *access_key, const char *secret_key, const char *content_type,
+                       const char *params, long long now_s, long long ttl_s, kc_buf_t *query);
+
 void kc_s3_sign_query(const char *method, const char *host, const char *path, const char *region,
                       const char *access_key, const char *secret_key, const char *content_type,
                       long long now_s, long long ttl_s, kc_buf_t *query)
+{
+    sign_query(method, host, path, region, access_key, secret_key, content_type, NULL, now_s,
+               ttl_s, query);
+}
+
+static void sign_query(const char *method, const char *host, const char *path, const char *region,
+                       const char *access_key, const char *secret_key, const char *content_type,
+                       const char *params, long long now_s, long long ttl_s, kc_buf_t *query)
 {
     time_t t = (time_t)now_s;
     struct tm tm;
@@ -121,6 +133,8 @@ void kc_s3_sign_query(const char *method, const char *host, const char *path, co
     uri_encode(&q, cred.data, 0);
     kc_buf_printf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%lld&X-Amz-SignedHeaders=", amz_date, ttl_s);
     uri_encode(&q, signed_headers, 0);
+    if (params && *params) /* their names sort after "X-Amz-" (lower case) */
+        kc_buf_printf(&q, "&%s", params);
 
     kc_buf_printf(&creq, "%s\n%s\n%s\n", method, path, q.data);
     if (content_type) {
@@ -160,6 +174,13 @@ void kc_s3_sign_query(const char *method, const char *host, const char *path, co
 void kc_s3_presign(const kc_s3_cfg_t *cfg, const char *method, const char *key,
                    const char *content_type, long long now_s, long long ttl_s, kc_buf_t *url)
 {
+    kc_s3_presign_params(cfg, method, key, NULL, content_type, now_s, ttl_s, url);
+}
+
+void kc_s3_presign_params(const kc_s3_cfg_t *cfg, const char *method, const char *key,
+                          const char *params, const char *content_type, long long now_s,
+                          long long ttl_s, kc_buf_t *url)
+{
     int https = 0;
     const char *h = endpoint_host(cfg->endpoint, &https);
     kc_buf_t host = {0}, path = {0};
@@ -176,8 +197,8 @@ void kc_s3_presign(const kc_s3_cfg_t *cfg, const char *method, const char *key,
     kc_buf_putc(&path, '/');
     uri_encode(&path, key, 1);
     kc_buf_printf(url, "%s%s?", cfg->endpoint, path.data);
-    kc_s3_sign_query(method, host.data, path.data, cfg->region, cfg->access_key, cfg->secret_key,
-                     content_type, now_s, ttl_s, url);
+    sign_query(method, host.data, path.data, cfg->region, cfg->access_key, cfg->secret_key,
+               content_type, params, now_s, ttl_s, url);
     kc_buf_free(&host);
     kc_buf_free(&path);
 }

@@ -46,6 +46,14 @@ int kc_s3_cfg_check(const kc_s3_cfg_t *cfg, char *err, size_t errlen);
 void kc_s3_presign(const kc_s3_cfg_t *cfg, const char *method, const char *key,
                    const char *content_type, long long now_s, long long ttl_s, kc_buf_t *url);
 
+/* The same with more query parameters, signed with the rest: params is their canonical form
+ * (names and values URI-encoded, "name=value" joined by '&', in byte order of the names), and
+ * every name must sort after "X-Amz-" (a lower-case one does: "list-type=2&prefix=a%2F").
+ * key may be empty (the bucket itself, as a listing wants). */
+void kc_s3_presign_params(const kc_s3_cfg_t *cfg, const char *method, const char *key,
+                          const char *params, const char *content_type, long long now_s,
+                          long long ttl_s, kc_buf_t *url);
+
 /* The signing under kc_s3_presign, for any host and path: appends to query the canonical
  * query string of a request of method on path (already URI-encoded, starting with '/') sent
  * to host, then "&X-Amz-Signature=<hex>". Signed headers: content-type (when not NULL) and

@@ -99,6 +99,29 @@ static void test_presign_path_style(void **state)
     kc_buf_free(&url);
 }
 
+/* More query parameters (a listing's) are signed with the X-Amz- ones, all in byte order of
+ * their names (the reference above, its parameters sorted with these); the key may be empty. */
+static void test_presign_params_of_a_listing(void **state)
+{
+    (void)state;
+    kc_buf_t url = {0};
+    kc_s3_presign_params(&AWS_CFG, "GET", "", "delimiter=%2F&list-type=2&prefix=pg%2Fbase%2F",
+                         NULL, AWS_EXAMPLE_TIME, 86400, &url);
+    assert_string_equal(url.data,
+                        "https://s3.amazonaws.com/examplebucket/?" CRED
+                        "&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+                        "&delimiter=%2F&list-type=2&prefix=pg%2Fbase%2F&X-Amz-Signature="
+                        "e19151c4938535900c6345a0178e5028170deefa1ca3d10ce7b4dfd22d2d0e48");
+    kc_buf_reset(&url);
+    /* none: the same as kc_s3_presign */
+    kc_buf_t plain = {0};
+    kc_s3_presign_params(&AWS_CFG, "GET", "test.txt", NULL, NULL, AWS_EXAMPLE_TIME, 86400, &url);
+    kc_s3_presign(&AWS_CFG, "GET", "test.txt", NULL, AWS_EXAMPLE_TIME, 86400, &plain);
+    assert_string_equal(url.data, plain.data);
+    kc_buf_free(&url);
+    kc_buf_free(&plain);
+}
+
 /* Spaces and UTF-8 are percent-encoded byte by byte (upper-case hex), '/' stays. */
 static void test_presign_key_encoding(void **state)
 {
@@ -878,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_sign_aws_example),
         cmocka_unit_test(test_presign_path_style),
         cmocka_unit_test(test_presign_key_encoding),
+        cmocka_unit_test(test_presign_params_of_a_listing),
         cmocka_unit_test(test_presign_content_type),
         cmocka_unit_test(test_cfg_check),
         cmocka_unit_test_setup_teardown(test_get_head, fix_setup, fix_teardown),
