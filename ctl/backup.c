@@ -15,10 +15,9 @@
  * The label is the UTC time the backup began (20261207T023000Z), so labels sort by time.
  * `kchatctl pg-restore` takes the newest whole backup that ended before the target time,
  * checks every file against backup.json, unpacks it and sets Postgres to fetch WAL from the
- * archive (`kchatctl wal-fetch`) up to that time. The requests are SigV4-presigned (lib/s3.c)
- * and sent with libcurl's easy interface: a command line tool may block.
+ * archive (`kchatctl wal-fetch`) up to that time. The requests block (kchat/s3_sync.h): a
+ * command line tool may.
  */
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,14 +37,13 @@
 #include "ctl.h"
 #include "kchat/buf.h"
 #include "kchat/s3.h"
+#include "kchat/s3_sync.h"
 #include "kchat/util.h"
 
 extern char **environ;
 
-#define URL_TTL_S 3600            /* a part of a GiB may take a while to start on a slow link */
 #define WAL_MAX (1LL << 30)       /* the largest WAL segment Postgres makes */
 #define MANIFEST_MAX (1 << 20)
-#define LIST_MAX (8 << 20)
 
 typedef struct {
     kc_s3_cfg_t s3;
@@ -85,73 +83,17 @@ static int plain_name(const char *s)
 
 /* ---- requests ---- */
 
-typedef struct {
-    FILE *out;       /* a GET's body goes here, or */
-    kc_buf_t *body;  /* here, up to max bytes */
-    size_t max;
-    crypto_hash_sha256_state *sha; /* and is hashed, when set */
-} sink_t;
+typedef kc_s3_sink_t sink_t;
 
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-    sink_t *s = arg;
-    size_t len = size * n;
-    if (s->sha)
-        crypto_hash_sha256_update(s->sha, (const unsigned char *)p, len);
-    if (s->out)
-        return fwrite(p, 1, len, s->out);
-    if (s->body) {
-        if (s->body->len + len > s->max)
-            return 0; /* too large: the transfer fails */
-        kc_buf_append(s->body, p, len);
-    }
-    return len;
-}
-
-/* One request on key (with more query parameters, or NULL). A PUT sends in_len bytes of in
- * from where it stands. Returns the HTTP status (404 and the like included), or -1 when no
- * answer came (said on stderr). */
+/* kc_s3_sync, with a failure to get an answer said on stderr. */
 static long request(const store_t *st, const char *method, const char *key, const char *params,
-                    FILE *in, curl_off_t in_len, sink_t *sink)
+                    FILE *in, long long in_len, sink_t *sink)
 {
-    kc_buf_t url = {0};
-    kc_s3_presign_params(&st->s3, method, key, params, NULL, (long long)time(NULL), URL_TTL_S,
-                         &url);
-    CURL *c = curl_easy_init();
-    if (!c) {
-        fprintf(stderr, "kchatctl: libcurl could not start\n");
-        kc_buf_free(&url);
-        return -1;
-    }
-    char cerr[CURL_ERROR_SIZE] = "";
-    sink_t none = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url.data);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L); /* an error's body is not the object */
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    /* A stalled transfer (under 1 KiB/s for a minute) is given up; a long one is not. */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, sink ? sink : &none);
-    if (strcmp(method, "PUT") == 0) {
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READDATA, in);
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, in_len);
-    } else if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    }
-    CURLcode rc = curl_easy_perform(c);
-    long status = -1;
-    if (rc == CURLE_OK || rc == CURLE_HTTP_RETURNED_ERROR)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    else
-        fprintf(stderr, "kchatctl: %s %s/%s: %s\n", method, st->s3.bucket, key,
-                cerr[0] ? cerr : curl_easy_strerror(rc));
-    curl_easy_cleanup(c);
-    kc_buf_free(&url);
-    return status;
+    char err[512];
+    long s = kc_s3_sync(&st->s3, method, key, params, in, in_len, sink, err, sizeof(err));
+    if (s < 0)
+        fprintf(stderr, "kchatctl: %s\n", err);
+    return s;
 }
 
 static void keyf(kc_buf_t *k, const store_t *st, const char *fmt, ...)
@@ -169,7 +111,7 @@ static void keyf(kc_buf_t *k, const store_t *st, const char *fmt, ...)
 /* PUTs len bytes of f from its position to key. 0, or -1 (said). */
 static int put_range(const store_t *st, const char *key, FILE *f, long long len)
 {
-    long s = request(st, "PUT", key, NULL, f, (curl_off_t)len, NULL);
+    long s = request(st, "PUT", key, NULL, f, len, NULL);
     if (s == 200)
         return 0;
     if (s > 0)
@@ -527,39 +469,24 @@ static cJSON *manifest(const store_t *st, const char *label, int quiet)
     return m;
 }
 
-/* The labels under base/, newest first (a listing of at most 1 000: one backup a day for
- * more than two years). */
+/* The labels under base/, newest first (labels are times, and sort as text). */
 static int labels(const store_t *st, char ***out, size_t *n)
 {
-    kc_buf_t params = {0}, body = {0};
-    kc_buf_puts(&params, "delimiter=%2F&list-type=2&prefix=");
-    for (const char *p = st->prefix; *p; p++)
-        *p == '/' ? kc_buf_puts(&params, "%2F") : kc_buf_putc(&params, *p);
-    kc_buf_puts(&params, "base%2F");
-    sink_t sink = {.body = &body, .max = LIST_MAX};
-    long s = request(st, "GET", "", params.data, NULL, 0, &sink);
-    kc_buf_free(&params);
+    kc_buf_t prefix = {0};
+    keyf(&prefix, st, "base/");
+    char err[512];
+    char **names = NULL;
+    size_t k = 0;
+    int rc = kc_s3_sync_list(&st->s3, prefix.data, "/", NULL, 100000, &names, &k, err,
+                             sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "kchatctl: %s\n", err);
     *out = NULL;
     *n = 0;
-    if (s != 200) {
-        if (s > 0)
-            fprintf(stderr, "kchatctl: listing %s/%sbase/: HTTP %ld\n", st->s3.bucket,
-                    st->prefix, s);
-        kc_buf_free(&body);
-        return -1;
-    }
-    if (body.data && strstr(body.data, "<IsTruncated>true</IsTruncated>"))
-        fprintf(stderr, "kchatctl: more than 1 000 backups: only the first are considered; "
-                        "name one with --backup-label\n");
-    size_t plen = strlen(st->prefix) + 5; /* "<prefix>base/" */
-    for (const char *p = body.data; p && (p = strstr(p, "<Prefix>"));) {
-        p += 8;
-        const char *end = strstr(p, "</Prefix>");
-        if (!end)
-            break;
-        size_t len = (size_t)(end - p);
-        if (len > plen + 1 && p[len - 1] == '/') {
-            char *l = kc_xstrndup(p + plen, len - plen - 1);
+    for (size_t i = 0; i < k; i++) {
+        size_t len = strlen(names[i]);
+        if (rc == 0 && len > prefix.len + 1 && names[i][len - 1] == '/') {
+            char *l = kc_xstrndup(names[i] + prefix.len, len - prefix.len - 1);
             if (plain_name(l)) {
                 *out = kc_xrealloc(*out, (*n + 1) * sizeof(char *));
                 (*out)[(*n)++] = l;
@@ -567,17 +494,17 @@ static int labels(const store_t *st, char ***out, size_t *n)
                 free(l);
             }
         }
-        p = end;
+        free(names[i]);
     }
-    kc_buf_free(&body);
-    /* Newest first: labels are times, and sort as text. */
+    free(names);
+    kc_buf_free(&prefix);
     for (size_t i = 1; i < *n; i++)
         for (size_t j = i; j > 0 && strcmp((*out)[j - 1], (*out)[j]) < 0; j--) {
             char *x = (*out)[j];
             (*out)[j] = (*out)[j - 1];
             (*out)[j - 1] = x;
         }
-    return 0;
+    return rc;
 }
 
 /* Fetches an entry of the manifest (its parts, or the one file) into path and checks its size

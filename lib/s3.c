@@ -29,7 +29,7 @@ static void hmac(const unsigned char *key, size_t klen, const char *msg, size_t 
 
 /* RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, '/' stays when
  * keep_slash, every other byte becomes %XX (upper case). */
-static void uri_encode(kc_buf_t *b, const char *s, int keep_slash)
+void kc_s3_uri_encode(kc_buf_t *b, const char *s, int keep_slash)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned char c = *p;
@@ -130,9 +130,9 @@ static void sign_query(const char *method, const char *host, const char *path, c
     const char *signed_headers = content_type ? "content-type;host" : "host";
     /* the query parameters in byte order of their names, as the canonical form wants */
     kc_buf_puts(&q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-    uri_encode(&q, cred.data, 0);
+    kc_s3_uri_encode(&q, cred.data, 0);
     kc_buf_printf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%lld&X-Amz-SignedHeaders=", amz_date, ttl_s);
-    uri_encode(&q, signed_headers, 0);
+    kc_s3_uri_encode(&q, signed_headers, 0);
     if (params && *params) /* their names sort after "X-Amz-" (lower case) */
         kc_buf_printf(&q, "&%s", params);
 
@@ -193,9 +193,9 @@ void kc_s3_presign_params(const kc_s3_cfg_t *cfg, const char *method, const char
         host.data[host.len] = '\0';
     }
     kc_buf_putc(&path, '/');
-    uri_encode(&path, cfg->bucket, 0);
+    kc_s3_uri_encode(&path, cfg->bucket, 0);
     kc_buf_putc(&path, '/');
-    uri_encode(&path, key, 1);
+    kc_s3_uri_encode(&path, key, 1);
     kc_buf_printf(url, "%s%s?", cfg->endpoint, path.data);
     sign_query(method, host.data, path.data, cfg->region, cfg->access_key, cfg->secret_key,
                content_type, params, now_s, ttl_s, url);

@@ -46,6 +46,10 @@ int kc_s3_cfg_check(const kc_s3_cfg_t *cfg, char *err, size_t errlen);
 void kc_s3_presign(const kc_s3_cfg_t *cfg, const char *method, const char *key,
                    const char *content_type, long long now_s, long long ttl_s, kc_buf_t *url);
 
+/* RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, '/' stays when
+ * keep_slash, every other byte becomes %XX (upper case). */
+void kc_s3_uri_encode(kc_buf_t *b, const char *s, int keep_slash);
+
 /* The same with more query parameters, signed with the rest: params is their canonical form
  * (names and values URI-encoded, "name=value" joined by '&', in byte order of the names), and
  * every name must sort after "X-Amz-" (a lower-case one does: "list-type=2&prefix=a%2F").
