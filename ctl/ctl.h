@@ -33,6 +33,10 @@ typedef struct {
     char *backup_label;         /* pg-restore */
     char *restore_files_dir;    /* pg-restore: where the backup's files go */
     int restore_with_keys;      /* pg-restore: the store's keys in the restore_command */
+    char *archive_prefix;       /* restore: the folder of the topics' archive (restore.c) */
+    char *restore_topics;       /* restore: comma-separated topics replayed */
+    char *restore_topic_prefix; /* restore: prepended to each topic's name in the cluster */
+    int restore_skips;          /* restore: event_skips carried over to the new offsets */
 } ctl_cfg_t;
 
 int ctl_topics(const ctl_cfg_t *cfg);
@@ -43,6 +47,7 @@ int ctl_wal_push(const ctl_cfg_t *cfg);
 int ctl_wal_fetch(const ctl_cfg_t *cfg);
 int ctl_pg_backup(const ctl_cfg_t *cfg);
 int ctl_pg_restore(const ctl_cfg_t *cfg);
+int ctl_restore(const ctl_cfg_t *cfg);
 /* Reads at most max bytes of a file into a NUL-terminated buffer the caller frees. */
 int ctl_read_file(const char *path, size_t max, char **out, size_t *len);
 

@@ -11,11 +11,14 @@
  *   kchatctl pg-backup [--pg-dsn=...] [--backup-files=a.pem,b.pem] [--s3-...]
  *   kchatctl pg-restore --pgdata=DIR [--target-time=T] [--backup-label=L]
  *                     [--restore-files-dir=DIR] [--s3-...]
+ *   kchatctl restore  [--archive-prefix=archive/] [--restore-topics=chat.events,...]
+ *                     [--restore-topic-prefix=drill.] [--kafka-brokers=...] [--s3-...]
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "kchat/archive.h"
 #include "kchat/log.h"
 #include "kchat/util.h"
 
@@ -78,12 +81,22 @@ static const kc_cfg_opt_t ctl_opts[] = {
      "pg-restore: where the backup's files are written (empty: not restored)"},
     {"restore-with-keys", KC_CFG_BOOL, offsetof(ctl_cfg_t, restore_with_keys), "false", 0, 1,
      "pg-restore: put the store's keys in the restore_command (else the server's environment)"},
+    {"archive-prefix", KC_CFG_STR, offsetof(ctl_cfg_t, archive_prefix), "archive/", 0, 200,
+     "restore: the folder of the bucket kchat-archiver keeps the topics in (letters, digits "
+     "and ._/-)"},
+    {"restore-topics", KC_CFG_STR, offsetof(ctl_cfg_t, restore_topics), KC_ARCHIVE_TOPICS, 1,
+     4096, "restore: comma-separated topics replayed from the archive"},
+    {"restore-topic-prefix", KC_CFG_STR, offsetof(ctl_cfg_t, restore_topic_prefix), "", 0, 200,
+     "restore: prepended to each topic's name in the cluster (\"drill.\": beside the live "
+     "topics)"},
+    {"restore-skips", KC_CFG_BOOL, offsetof(ctl_cfg_t, restore_skips), "false", 0, 1,
+     "restore: move event_skips (--pg-dsn) of the topics to the records' new offsets"},
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kchatctl topics|migrate|skip-event|register-schemas|wal-push|wal-fetch|"
-                 "pg-backup|pg-restore [--option=value ...]\n"
+                 "pg-backup|pg-restore|restore [--option=value ...]\n"
                  "  topics      make the Kafka topics match the spec (idempotent)\n"
                  "  migrate     apply the database migrations not yet applied\n"
                  "  skip-event  have the projectors pass over an undecodable record of the "
@@ -94,7 +107,8 @@ static void usage(FILE *out)
                  "  wal-fetch   restore_command: get a WAL file from the object store\n"
                  "  pg-backup   a base backup of Postgres and the key files, into the object "
                  "store\n"
-                 "  pg-restore  a cluster from a backup and the WAL archive, up to a time\n\n");
+                 "  pg-restore  a cluster from a backup and the WAL archive, up to a time\n"
+                 "  restore     the topics' archive from the object store into empty topics\n\n");
     kc_config_usage(ctl_opts, KC_ARRAY_LEN(ctl_opts), "kchatctl <command>", 0, out);
 }
 
@@ -122,6 +136,8 @@ int main(int argc, char **argv)
         fn = ctl_pg_backup;
     else if (strcmp(cmd, "pg-restore") == 0)
         fn = ctl_pg_restore;
+    else if (strcmp(cmd, "restore") == 0)
+        fn = ctl_restore;
     if (!fn) {
         fprintf(stderr, "kchatctl: unknown command '%s'\n", cmd);
         usage(stderr);
