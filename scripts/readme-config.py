@@ -13,7 +13,7 @@ root = Path(__file__).resolve().parents[1]
 build = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "build"
 readme = root / "README.md"
 text = readme.read_text()
-for d in ("gateway", "processor", "projector", "notifier", "api", "registry"):
+for d in ("gateway", "processor", "projector", "notifier", "archiver", "api", "registry"):
     table = subprocess.run([str(build / d / f"kchat-{d}"), "--help-markdown"], check=True,
                            capture_output=True, text=True).stdout.strip()
     # the first table under the heading (after any paragraphs), up to its last row
