@@ -6,7 +6,11 @@ no object overlaps another, and the small topics' objects hold exactly the topic
 empty topics beside the live ones (same keys, partitions, order, headers and timestamps),
 carrying event_skips over to the new offsets; a projector of its own (a fresh database, a
 Redis of its own) builds the read models from the restored chat.events alone, and they equal
-the live ones, table by table and key by key."""
+the live ones, table by table and key by key.
+
+The sanitizer pass archives and restores the two smaller topics only, without the read
+models: it checks the archiver's and the restore's C paths, which the plain pass has
+already shown to rebuild equal models from all of chat.events."""
 import hashlib
 import io
 import json
@@ -32,7 +36,9 @@ from kchat_testkit.http import free_port, http_get, wait_until
 from kchat_testkit.metrics import metric
 from kchat_testkit.stack import BUILD, DAEMONS, ENV, ROOT
 
-TOPICS = ["chat.events", "chat.accounts", "chat.audit"]
+FULL = os.environ.get("SANITIZE") != "1"
+TOPICS = ["chat.events", "chat.accounts", "chat.audit"] if FULL else ["chat.accounts",
+                                                                      "chat.audit"]
 BUCKET = os.environ["KCHAT_S3_BUCKET"]
 
 
@@ -54,7 +60,10 @@ def archiver(prefix, group, spool, port):
     d = Daemon(BUILD / "archiver" / "kchat-archiver",
                [f"--admin-port={port}", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}",
                 *store_args(), f"--archive-prefix={prefix}", f"--group-id={group}",
-                f"--spool-dir={spool}", "--roll-bytes=2097152", "--roll-age-s=1"],
+                f"--spool-dir={spool}", "--roll-bytes=2097152", "--roll-age-s=1",
+                f"--archive-topics={','.join(TOPICS)}",
+                # the killed one's partitions go to the next one sooner
+                "--session-timeout-ms=6000"],
                env=store_env())
     assert d.healthy(f"http://127.0.0.1:{port}", "the archiver healthy"), \
         d.log_path.read_text()[-2000:]
@@ -231,8 +240,8 @@ def test_the_archive_survives_a_kill_and_restores_into_equal_read_models(command
     # Killed once objects are being written; the next one resumes where the archive ends.
     first = archiver(prefix, group, spool, port)
     try:
-        wait_until(lambda: len(listing(prefix).get(("chat.events", 0), [])) >= 2,
-                   "objects of chat.events", timeout=120)
+        wait_until(lambda: len(listing(prefix).get((TOPICS[0], 0), [])) >= (2 if FULL else 1),
+                   f"objects of {TOPICS[0]}", timeout=120)
     finally:
         first.kill()
         first.wait()
@@ -265,12 +274,12 @@ def test_the_archive_survives_a_kill_and_restores_into_equal_read_models(command
             assert [(r["key"], r["value"], r["timestamp"]) for r in got] == \
                    [(k, v, ts) for _, k, v, _, ts in recs], (topic, p)
             assert all(r["schema_id"] == int.from_bytes(r["value"][1:5], "big") for r in got)
-    # polars reads an object of the events as a table
+    # polars reads an object (of the events, in the plain pass) as a table
     s3 = minio()
-    key = archive[("chat.events", 0)][0][2]
+    key = archive[(TOPICS[0], 0)][0][2]
     df = polars.read_avro(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
     assert {"topic", "partition", "offset", "key", "value", "schema_id"} <= set(df.columns)
-    assert df["offset"][0] == archive[("chat.events", 0)][0][0]
+    assert df["offset"][0] == archive[(TOPICS[0], 0)][0][0]
     # docs/analytics.md's example, as written
     doc = (ROOT / "docs" / "analytics.md").read_text().split("## Files: the archive", 1)[1]
     script = tmp_path / "archive_example.py"
@@ -285,7 +294,7 @@ def test_the_archive_survives_a_kill_and_restores_into_equal_read_models(command
                              "S3_SECRET_KEY": creds["KCHAT_S3_SECRET_KEY"]})
     assert ex.returncode == 0, ex.stderr[-2000:]
     lines = ex.stdout.strip().splitlines()
-    first, last, _ = archive[("chat.events", 0)][0]
+    _, last, _ = archive[(TOPICS[0], 0)][0]
     assert lines[-1].split()[:2] == ["0", str(last)], lines[-3:]
     # (None: a record that is not in the wire format, written by a test of the projector)
     assert sum(1 for line in lines if re.fullmatch(r"0 \d+ \S+ (\d+|None)", line)) == len(df)
@@ -306,18 +315,22 @@ def test_the_archive_survives_a_kill_and_restores_into_equal_read_models(command
     try:
         r = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *store_args(),
                 f"--archive-prefix={prefix}", f"--restore-topic-prefix={drill}",
-                "--restore-skips", f"--pg-dsn={ENV['KCHAT_PG_DSN']}")
+                f"--restore-topics={','.join(TOPICS)}", "--restore-skips",
+                f"--pg-dsn={ENV['KCHAT_PG_DSN']}")
         assert r.returncode == 0, r.stderr
         assert "restored" in r.stdout, r.stdout
         # twice is refused: the destination is no longer empty
         again = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *store_args(),
-                    f"--archive-prefix={prefix}", f"--restore-topic-prefix={drill}")
+                    f"--archive-prefix={prefix}", f"--restore-topic-prefix={drill}",
+                    f"--restore-topics={','.join(TOPICS)}")
         assert again.returncode == 1 and "not empty" in again.stderr, again.stderr
         for topic in ("chat.accounts", "chat.audit"):
             restored = records(drill + topic)
             assert {p: [x[1:] for x in v] for (t, p), v in archived_live.items() if t == topic} \
                 == {p: [x[1:] for x in v] for p, v in restored.items()}, topic
 
+        if not FULL:
+            return
         # Read models from the restored chat.events alone: a database and a Redis of their own.
         subprocess.run([*pg_admin, f'CREATE DATABASE "{db}" OWNER kchat'], check=True,
                        capture_output=True)
