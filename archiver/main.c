@@ -64,14 +64,14 @@ static const kc_cfg_opt_t ar_opts[] = {
      "comma-separated topics archived (at most 16)"},
     {"session-timeout-ms", KC_CFG_INT, offsetof(ar_cfg_t, session_timeout_ms), "30000", 6000,
      300000, "consumer group session timeout: how long a killed archiver keeps its partitions"},
-    {"s3-endpoint", KC_CFG_STR, offsetof(ar_cfg_t, s3_endpoint), "", 1, 1024,
+    {"s3-endpoint", KC_CFG_STR, offsetof(ar_cfg_t, s3_endpoint), "", 0, 1024,
      "the object store of the archive, http(s)://host[:port]"},
-    {"s3-bucket", KC_CFG_STR, offsetof(ar_cfg_t, s3_bucket), "", 1, 63, "bucket of the archive"},
+    {"s3-bucket", KC_CFG_STR, offsetof(ar_cfg_t, s3_bucket), "", 0, 63, "bucket of the archive"},
     {"s3-region", KC_CFG_STR, offsetof(ar_cfg_t, s3_region), "us-east-1", 1, 64,
      "region in the signature's scope"},
-    {"s3-access-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_access_key), "", 1, 128,
+    {"s3-access-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_access_key), "", 0, 128,
      "access key id"},
-    {"s3-secret-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_secret_key), "", 1, 128,
+    {"s3-secret-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_secret_key), "", 0, 128,
      "secret key (prefer the environment variable)"},
     {"archive-prefix", KC_CFG_STR, offsetof(ar_cfg_t, prefix), "archive/", 0, 200,
      "folder of the bucket the archive is in (letters, digits and ._/-)"},
@@ -706,6 +706,11 @@ static int start(void *arg, char *err, size_t errlen)
 {
     ar_t *a = arg;
     ar_cfg_t *c = &a->cfg;
+    if (!*c->s3_endpoint || !*c->s3_bucket || !*c->s3_access_key || !*c->s3_secret_key) {
+        (void)kc_strlcpyf(err, errlen, "the archive needs its object store: --s3-endpoint, "
+                                       "--s3-bucket, --s3-access-key and --s3-secret-key");
+        return -1;
+    }
     for (const char *p = c->prefix; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               strchr("._/-", *p))) {

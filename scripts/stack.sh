@@ -8,7 +8,7 @@
 #   scripts/stack.sh down     stop the daemons (SIGTERM, drained), then Redis, Postgres, Kafka
 #   scripts/stack.sh status
 #   scripts/stack.sh restart NAME   SIGTERM one daemon (registry, processor, projector, notifier,
-#                                   gateway, gateway1, gateway2, api), start it
+#                                   archiver, gateway, gateway1, gateway2, api), start it
 #   scripts/stack.sh stop NAME      SIGTERM one daemon and leave it stopped (up starts it again)
 #   scripts/stack.sh kill NAME      SIGKILL one daemon (for failure tests), then start it again
 #   scripts/stack.sh daemons        one line per daemon: name, binary, health URL, flags
@@ -33,7 +33,7 @@ if ((KCHAT_GATEWAYS < 1 || KCHAT_GATEWAYS > 4)); then
 fi
 GATEWAYS=(gateway)
 for ((i = 1; i < KCHAT_GATEWAYS; i++)); do GATEWAYS+=("gateway$i"); done
-DAEMONS=(registry processor projector notifier "${GATEWAYS[@]}" api)
+DAEMONS=(registry processor projector notifier archiver "${GATEWAYS[@]}" api)
 CTL=$KCHAT_BUILD_DIR/ctl/kchatctl
 
 # gateway -> 0, gatewayN -> N
@@ -51,6 +51,7 @@ health_url() {
     processor) echo "http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT/health" ;;
     projector) echo "http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT/health" ;;
     notifier) echo "http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT/health" ;;
+    archiver) echo "http://127.0.0.1:$KCHAT_ARCHIVER_ADMIN_PORT/health" ;;
     gateway*) echo "http://127.0.0.1:$((KCHAT_GATEWAY_ADMIN_PORT + $(gw_slot "$1")))/health" ;;
     api) echo "http://127.0.0.1:$KCHAT_API_PORT/health" ;;
     registry) echo "http://127.0.0.1:$KCHAT_REGISTRY_PORT/health" ;;
@@ -64,6 +65,10 @@ flags() {
     processor) echo "--admin-port=$KCHAT_PROCESSOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
     projector) echo "--admin-port=$KCHAT_PROJECTOR_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
     notifier) echo "--admin-port=$KCHAT_NOTIFIER_ADMIN_PORT --schemas-dir=$KCHAT_ROOT/schemas $sr" ;;
+    # The archive goes into MinIO's attachments bucket under archive/ (the S3 endpoint,
+    # bucket, region and credentials are the KCHAT_S3_* variables, as for the API); the
+    # files being filled are in the state folder.
+    archiver) echo "--admin-port=$KCHAT_ARCHIVER_ADMIN_PORT --archive-prefix=archive/ --spool-dir=$KCHAT_STATE_DIR/archiver" ;;
     gateway*)
         local n
         n=$(gw_slot "$1")
@@ -126,7 +131,8 @@ stop_daemon() {
     echo "kchat-$d stopped"
 }
 
-# kchat-api presigns uploads with MinIO's credentials (made by minio.sh on its first start).
+# kchat-api presigns uploads, and kchat-archiver writes the archive, with MinIO's credentials
+# (made by minio.sh on its first start).
 s3_env() {
     local creds=$KCHAT_STATE_DIR/minio/credentials
     [[ -s $creds ]] || return 0
@@ -188,6 +194,7 @@ $(for g in "${GATEWAYS[@]}"; do n=$(gw_slot "$g"); printf '  %-15s ws://127.0.0.
   processor       http://127.0.0.1:$KCHAT_PROCESSOR_ADMIN_PORT        /health  /metrics
   projector       http://127.0.0.1:$KCHAT_PROJECTOR_ADMIN_PORT        /health  /metrics
   notifier        http://127.0.0.1:$KCHAT_NOTIFIER_ADMIN_PORT        /health  /metrics
+  archiver        http://127.0.0.1:$KCHAT_ARCHIVER_ADMIN_PORT        /health  /metrics   (archive in s3://$KCHAT_S3_BUCKET/archive/)
   Schema registry http://127.0.0.1:$KCHAT_REGISTRY_PORT        /subjects  /health  /metrics
   Kafka           $(if [[ $KCHAT_KAFKA_NODES == 3 ]]; then echo "$KCHAT_KAFKA_BROKERS   (3 nodes)"; else echo "127.0.0.1:$KCHAT_KAFKA_PORT"; fi)
   Postgres        postgresql://kchat@127.0.0.1:$KCHAT_PG_PORT/kchat
@@ -200,7 +207,7 @@ MAP
 down() {
     "$KCHAT_ROOT/scripts/nginx.sh" stop || true
     # Every gateway slot that may have run, whatever KCHAT_GATEWAYS says now.
-    for d in api gateway3 gateway2 gateway1 gateway notifier projector processor registry; do stop_daemon "$d"; done
+    for d in api gateway3 gateway2 gateway1 gateway archiver notifier projector processor registry; do stop_daemon "$d"; done
     "$KCHAT_ROOT/scripts/minio.sh" stop || true
     "$KCHAT_ROOT/scripts/redis.sh" stop || true
     "$KCHAT_ROOT/scripts/pg.sh" stop || true

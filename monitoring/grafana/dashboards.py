@@ -9,8 +9,9 @@ and commit the script and the JSON together (tests/system/deploy/test_monitoring
 that they agree, and that every panel's query has data on a running stack).
 
 Every query reads the scrape jobs of monitoring/prometheus/alerts.yml (kchat-gateway,
-kchat-processor, kchat-projector, kchat-notifier, kchat-api); series named level:metric:operation are that
-file's recording rules, so load it into the Prometheus the dashboards read.
+kchat-processor, kchat-projector, kchat-notifier, kchat-archiver, kchat-api); series named
+level:metric:operation are that file's recording rules, so load it into the Prometheus the
+dashboards read.
 """
 import json
 import sys
@@ -22,6 +23,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 PJ, JJ, AJ = 'job="kchat-processor"', 'job="kchat-projector"', 'job="kchat-api"'
 NJ = 'job="kchat-notifier"'
+RJ = 'job="kchat-archiver"'
 
 
 def q(expr, legend=""):
@@ -50,15 +52,19 @@ OVERVIEW = {
                    "traffic, lag.",
     "vars": [],
     "panels": [
-        stat("Gateways up", "none", q('sum(up{job="kchat-gateway"})'), width=4),
-        stat("Processors up", "none", q('sum(up{job="kchat-processor"})'), width=4),
-        stat("Projectors up", "none", q('sum(up{job="kchat-projector"})'), width=4),
-        stat("Notifiers up", "none", q(f'sum(up{{{NJ}}})'), width=4),
-        stat("APIs up", "none", q('sum(up{job="kchat-api"})'), width=4),
+        stat("Gateways up", "none", q('sum(up{job="kchat-gateway"})'), width=3),
+        stat("Processors up", "none", q('sum(up{job="kchat-processor"})'), width=3),
+        stat("Projectors up", "none", q('sum(up{job="kchat-projector"})'), width=3),
+        stat("Notifiers up", "none", q(f'sum(up{{{NJ}}})'), width=3),
+        stat("Archivers up", "none", q(f'sum(up{{{RJ}}})'), width=3),
+        stat("APIs up", "none", q('sum(up{job="kchat-api"})'), width=3),
         stat("Notifications dropped, last hour", "none",
              q(f'sum(increase(kchat_notifier_failed_total{{{NJ},reason=~"refused|deadline"}}[1h]))'),
              desc="Sends a push service or webhook refused for good, or that outlived "
-                  "--send-deadline-s (KchatNotifierSendsFailing).", width=4),
+                  "--send-deadline-s (KchatNotifierSendsFailing).", width=3),
+        stat("Archive lag", "s", q(f"max(kchat_archiver_oldest_pending_seconds{{{RJ}}})"),
+             desc="Age of the oldest file not yet in the object store: about --roll-age-s "
+                  "when all is well (KchatArchiverBehind above 30 minutes).", width=3),
         panel("Not ready, and failing health checks", "none",
               q("sum by (job) (1 - kchat_ready)", "not ready: {{job}}"),
               q("sum by (job, check) (1 - kchat_health_check_up)", "{{check}} failing: {{job}}"),
@@ -108,6 +114,13 @@ OVERVIEW = {
                 "failed {{reason}}"),
               desc="Web Push and webhook sends the targets took (2xx), and those dropped: "
                    "gone (unsubscribed, normal), refused, deadline, encrypt."),
+        panel("Archive: records archived, upload errors", "ops",
+              q(f"sum by (topic) (rate(kchat_archiver_records_total{{{RJ}}}[{RI}]))",
+                "{{topic}}"),
+              q(f"sum(rate(kchat_archiver_upload_errors_total{{{RJ}}}[{RI}]))",
+                "upload errors"),
+              desc="Records of each topic in objects the store took, and uploads it refused "
+                   "(each tried again; KchatArchiverUploadsFailing)."),
     ],
 }
 
@@ -351,6 +364,51 @@ NOTIFIER = {
     ],
 }
 
+R = 'job="kchat-archiver",instance=~"$instance"'
+ARCHIVER = {
+    "uid": "kchat-archiver", "title": "kchat / Archiver",
+    "description": "kchat-archiver: chat.events, chat.accounts and chat.audit into the object "
+                   "store as Avro object container files, for kchatctl restore and analytics.",
+    "vars": [instance_var("kchat-archiver")],
+    "panels": [
+        panel("Records archived, by topic", "ops",
+              q(f"sum by (topic) (rate(kchat_archiver_records_total{{{R}}}[{RI}]))", "{{topic}}"),
+              desc="Records in objects the store took (counted when the upload succeeds)."),
+        panel("Objects written, by topic", "ops",
+              q(f"sum by (topic) (rate(kchat_archiver_objects_total{{{R}}}[{RI}]))", "{{topic}}"),
+              desc="One object per partition each --roll-bytes or --roll-age-s."),
+        panel("Bytes written, by topic", "Bps",
+              q(f"sum by (topic) (rate(kchat_archiver_bytes_total{{{R}}}[{RI}]))", "{{topic}}")),
+        panel("Upload errors, files read again", "ops",
+              q(f"sum by (instance) (rate(kchat_archiver_upload_errors_total{{{R}}}[{RI}]))",
+                "upload errors {{instance}}"),
+              q(f"sum by (instance) (rate(kchat_archiver_files_reread_total{{{R}}}[{RI}]))",
+                "files read again {{instance}}"),
+              desc="Uploads the store did not take (each tried again, waiting up to a minute; "
+                   "KchatArchiverUploadsFailing), and spool files that could not be read back, "
+                   "whose records were read again from Kafka."),
+        panel("Archive lag (oldest file not yet in the store)", "s",
+              q(f"kchat_archiver_oldest_pending_seconds{{{R}}}", "{{instance}}"),
+              desc="About --roll-age-s (300 s) when all is well; 0 when nothing waits. "
+                   "KchatArchiverBehind fires above 30 minutes."),
+        panel("Records pending (read, not yet in the store)", "none",
+              q(f"kchat_archiver_pending_records{{{R}}}", "{{instance}}")),
+        panel("Partitions assigned", "none",
+              q(f"kchat_archiver_partitions{{{R}}}", "{{instance}}"),
+              desc="Archivers share the partitions of the archived topics through their "
+                   "consumer group."),
+        panel("Health checks (object store, Kafka consumer)", "none",
+              q(f"kchat_health_check_up{{{R}}}", "{{check}} {{instance}}"),
+              desc="object_store is 0 while uploads fail."),
+        panel("Kafka: consumer lag, brokers up", "none",
+              q(f"kchat_kafka_consumer_lag_messages{{{R}}}", "lag {{client}}"),
+              q(f"kchat_kafka_brokers_up{{{R}}}", "brokers up {{client}}")),
+        panel("Resident memory", "bytes",
+              q(f"process_resident_memory_bytes{{{R}}}", "{{instance}}"),
+              desc="An upload holds its object (up to --roll-bytes) in memory."),
+    ],
+}
+
 A = 'job="kchat-api",instance=~"$instance"'
 API = {
     "uid": "kchat-api", "title": "kchat / API",
@@ -482,8 +540,8 @@ READ_MODELS = {
 }
 
 DASHBOARDS = {"overview": OVERVIEW, "gateway": GATEWAY, "processor": PROCESSOR,
-              "projector": PROJECTOR, "notifier": NOTIFIER, "api": API, "kafka-lag": KAFKA,
-              "read-models": READ_MODELS}
+              "projector": PROJECTOR, "notifier": NOTIFIER, "archiver": ARCHIVER, "api": API,
+              "kafka-lag": KAFKA, "read-models": READ_MODELS}
 
 
 # ---- the JSON ----

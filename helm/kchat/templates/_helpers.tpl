@@ -118,7 +118,7 @@ when they differ from the daemons' defaults (plaintext, no SASL, system CAs).
 Environment of a daemon, as a sorted list without duplicates: the chart's settings, then the
 global .Values.env, then the component's env (the last one wins); then the secrets.
 Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" true "s3" true "instanceId" true
-"webhook" true).
+"webhook" true "archive" true).
 */}}
 {{- define "kchat.env" -}}
 {{- $v := .root.Values }}
@@ -135,7 +135,8 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
 {{- $_ := set $env "KCHAT_REDIS_TIMEOUT_MS" (toString (int $v.redis.timeoutMs)) }}
 {{- with $v.redis.username }}{{ $_ := set $env "KCHAT_REDIS_USERNAME" . }}{{ end }}
 {{- end }}
-{{- if ne .component "registry" }}
+{{- /* The registry needs no registry; the archiver copies records as they are, decoding none. */}}
+{{- if not (has .component (list "registry" "archiver")) }}
 {{- $_ := set $env "KCHAT_SCHEMA_REGISTRY_URL" (include "kchat.schemaRegistryUrl" .root) }}
 {{- end }}
 {{- $env = mergeOverwrite $env .base }}
@@ -202,17 +203,20 @@ Call with (dict "root" $ "component" "api" "base" (dict ...) "pg" true "redis" t
       name: {{ $v.notifier.webhooks.existingSecret }}
       key: {{ $v.notifier.webhooks.secretKey }}
 {{- end }}
-{{- if and .s3 $v.s3.existingSecret }}
+{{- /* The attachments' key pair (s3), or the archive's: archiver.existingSecret, else s3's. */}}
+{{- $s3 := $v.s3 }}
+{{- if and .archive $v.archiver.existingSecret }}{{ $s3 = $v.archiver }}{{ end }}
+{{- if and (or .s3 .archive) $s3.existingSecret }}
 - name: KCHAT_S3_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ $v.s3.existingSecret }}
-      key: {{ $v.s3.accessKeyKey }}
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.accessKeyKey }}
 - name: KCHAT_S3_SECRET_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ $v.s3.existingSecret }}
-      key: {{ $v.s3.secretKeyKey }}
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.secretKeyKey }}
 {{- end }}
 {{- end }}
 

@@ -33,6 +33,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RELEASE = "chat"
 FULL = f"{RELEASE}-kchat"
 DAEMONS = ("gateway", "processor", "projector", "notifier", "api")
+# Beside DAEMONS, with their own checks: the registry (no Kafka) and the archiver (Kafka and the
+# object store only; rendered where an object store is set, as in values-production.yaml).
+OTHERS = ("registry", "archiver")
 
 
 @pytest.fixture(scope="session")
@@ -588,6 +591,56 @@ def test_the_notifier_may_reach_its_webhooks(tools, chart):
     assert sorted(rules) == [[80, 8443, 9000], [443], [5432], [6379], [9092]], rules
 
 
+def test_the_archiver_runs_where_an_object_store_is_set(tools, chart):
+    """The archiver is rendered only with an object store (archiver.endpoint, else s3.endpoint)
+    and archiver.enabled; it gets its bucket, prefix and topics, the key pair of
+    archiver.existingSecret (else s3.existingSecret's), a spool on an emptyDir, and no
+    schema registry (it decodes nothing); it reaches DNS, Kafka and S3 only."""
+    def archivers(*args):
+        return [d for d in render(tools, chart, *args) if d["metadata"]["name"] == f"{FULL}-archiver"]
+    assert archivers() == []
+    assert archivers("--set", "s3.endpoint=http://minio:9000,archiver.enabled=false") == []
+    docs = render(tools, chart, "--set", "s3.endpoint=http://minio:9000,s3.existingSecret=att")
+    assert {d["kind"] for d in docs if d["metadata"]["name"] == f"{FULL}-archiver"} == {
+        "Deployment", "Service", "PodDisruptionBudget"}
+    c, spec = container(docs, "archiver"), pod_spec(docs, "archiver")
+    env = env_of(c)
+    assert find(docs, "Deployment", f"{FULL}-archiver")[0]["spec"]["replicas"] == 1
+    assert {k: env[k]["value"] for k in (
+        "KCHAT_ADMIN_PORT", "KCHAT_GROUP_ID", "KCHAT_ARCHIVE_TOPICS", "KCHAT_S3_ENDPOINT",
+        "KCHAT_S3_REGION", "KCHAT_S3_BUCKET", "KCHAT_ARCHIVE_PREFIX", "KCHAT_ROLL_BYTES",
+        "KCHAT_ROLL_AGE_S")} == {
+        "KCHAT_ADMIN_PORT": "9099", "KCHAT_GROUP_ID": "kchat-archiver",
+        "KCHAT_ARCHIVE_TOPICS": "chat.events,chat.accounts,chat.audit",
+        "KCHAT_S3_ENDPOINT": "http://minio:9000", "KCHAT_S3_REGION": "us-east-1",
+        "KCHAT_S3_BUCKET": "kchat-archive", "KCHAT_ARCHIVE_PREFIX": "archive/",
+        "KCHAT_ROLL_BYTES": "33554432", "KCHAT_ROLL_AGE_S": "300"}
+    assert env["KCHAT_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "att", "key": "secret-key"}
+    assert "KCHAT_SCHEMA_REGISTRY_URL" not in env
+    spool = next(m for m in c["volumeMounts"] if m["mountPath"] == env["KCHAT_SPOOL_DIR"]["value"])
+    assert next(v for v in spec["volumes"] if v["name"] == spool["name"])["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/health", "port": "ops"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    # production: a bucket and a key pair of its own, and the NetworkPolicy
+    docs = render(tools, chart, *production_args())
+    env = env_of(container(docs, "archiver"))
+    assert (env["KCHAT_S3_ENDPOINT"]["value"], env["KCHAT_S3_REGION"]["value"],
+            env["KCHAT_S3_BUCKET"]["value"]) == ("https://s3.eu-west-1.amazonaws.com", "eu-west-1",
+                                                 "chat-example-archive")
+    for name in ("KCHAT_S3_ACCESS_KEY", "KCHAT_S3_SECRET_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "kchat-archive-s3"
+    assert env["KCHAT_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "kchat-kafka"
+    egress = find(docs, "NetworkPolicy", f"{FULL}-archiver")[0]["spec"]["egress"]
+    assert sorted(p["port"] for r in egress for p in r["ports"]) == [53, 53, 443, 9093]
+    # a store of its own
+    env = env_of(container(render(tools, chart, "--set", "archiver.endpoint=https://archive.example:9443,"
+                                  "archiver.region=eu-central-1,archiver.prefix=kchat/"), "archiver"))
+    assert (env["KCHAT_S3_ENDPOINT"]["value"], env["KCHAT_S3_REGION"]["value"],
+            env["KCHAT_ARCHIVE_PREFIX"]["value"]) == ("https://archive.example:9443", "eu-central-1", "kchat/")
+    assert "/archiver/endpoint" in refused(tools, chart, "--set", "archiver.endpoint=archive.example")
+    assert "/archiver/topics" in refused(tools, chart, "--set-json", "archiver.topics=[]")
+
+
 def test_init_hook_runs_topics_and_migrate_first(tools, chart):
     docs = render(tools, chart)
     job = find(docs, "Job", f"{FULL}-init")[0]
@@ -612,7 +665,7 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     assert {d["kind"] for d in default}.isdisjoint(
         {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "Ingress"})
     docs = render(tools, chart, *production_args())
-    for d in DAEMONS + ("registry",):
+    for d in DAEMONS + OTHERS:
         pdb = find(docs, "PodDisruptionBudget", f"{FULL}-{d}")[0]
         assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == d
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in find(docs, "HorizontalPodAutoscaler")}
@@ -629,11 +682,12 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     # NetworkPolicy: one per daemon; the ingress controller reaches only web and ws ports,
     # Prometheus only the metrics ports.
     nps = {n["metadata"]["name"]: n for n in find(docs, "NetworkPolicy")}
-    assert set(nps) == {f"{FULL}-{d}" for d in DAEMONS + ("registry",)}
+    assert set(nps) == {f"{FULL}-{d}" for d in DAEMONS + OTHERS}
     ports = {d: {p["port"] for r in nps[f"{FULL}-{d}"]["spec"]["ingress"] for p in r["ports"]}
-             for d in DAEMONS + ("registry",)}
+             for d in DAEMONS + OTHERS}
     assert ports == {"gateway": {8081, 9091}, "processor": {9095}, "projector": {9096},
-                     "notifier": {9097}, "api": {8088, 8080}, "registry": {8085}}
+                     "notifier": {9097}, "api": {8088, 8080}, "registry": {8085},
+                     "archiver": {9099}}
     # The registry: any pod of the namespace (readers of the topics) and Prometheus, never
     # the ingress controller; it reaches nothing but DNS.
     reg = nps[f"{FULL}-registry"]["spec"]
@@ -664,7 +718,7 @@ def test_pdb_hpa_networkpolicy_servicemonitor(tools, chart):
     labelled = [s["metadata"]["name"] for s in find(docs, "Service")
                 if all(s["metadata"]["labels"].get(k) == v
                        for k, v in sm["spec"]["selector"]["matchLabels"].items())]
-    assert sorted(labelled) == sorted(f"{FULL}-{d}" for d in DAEMONS + ("registry",))
+    assert sorted(labelled) == sorted(f"{FULL}-{d}" for d in DAEMONS + OTHERS)
     rule = find(docs, "PrometheusRule")[0]
     assert rule["spec"]["groups"] and rule["spec"]["groups"][0]["rules"]
     dash = find(docs, "ConfigMap")

@@ -16,6 +16,13 @@ BAD = [
     (["--kafka-brokers="], {}, "kafka-brokers"),
 ]
 
+# What a daemon cannot start without (options with no default), so that the bad value is the
+# only thing wrong: the archiver's object store.
+REQUIRED = {
+    "archiver": {"KCHAT_S3_ENDPOINT": "http://127.0.0.1:1", "KCHAT_S3_BUCKET": "archive",
+                 "KCHAT_S3_ACCESS_KEY": "key", "KCHAT_S3_SECRET_KEY": "secret"},
+}
+
 
 def run(binary, args, env_extra):
     env = dict(os.environ, **env_extra)
@@ -26,7 +33,7 @@ def run(binary, args, env_extra):
 @pytest.mark.parametrize("name", sorted(DAEMONS))
 @pytest.mark.parametrize("args,env,named", BAD)
 def test_bad_value_stops_start_up(name, args, env, named):
-    r = run(DAEMONS[name]["binary"], args, env)
+    r = run(DAEMONS[name]["binary"], args, {**REQUIRED.get(name, {}), **env})
     assert r.returncode == 2, r.stderr
     lines = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]
     errors = [entry for entry in lines if entry["level"] == "error"]

@@ -4,10 +4,12 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import uuid
 
 import pytest
 
+from kchat_testkit.api import s3_args
 from kchat_testkit.daemon import Daemon
 from kchat_testkit.http import free_port, http_get, wait_until
 from kchat_testkit.stack import BUILD, DAEMONS
@@ -21,8 +23,15 @@ def instance_args(name):
         return [f"--listen-port={port}"], f"http://127.0.0.1:{port}"
     port = free_port()
     args = [f"--admin-port={port}"]
-    if name in ("processor", "projector"):
+    if name in ("processor", "projector", "archiver"):
         args.append(f"--group-id=shutdown-test-{tag}")
+    if name == "archiver":
+        # The stack's MinIO, a folder of its own, and a topic that holds next to nothing
+        # (the dead letters), so that it drains at once and writes no object of the live
+        # topics.
+        args += [*s3_args(), f"--archive-prefix=shutdown-test-{tag}/",
+                 "--archive-topics=chat.commands.dlq",
+                 f"--spool-dir={tempfile.mkdtemp(prefix='kchat-archiver-shutdown-')}"]
     if name == "processor":
         # An instance id of its own: the default one is the stack's processor's, and its
         # transactional id would fence that processor.

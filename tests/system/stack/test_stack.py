@@ -16,6 +16,7 @@ EXPECTED_CHECKS = {
     "processor": {"kafka_consumer", "kafka_producer", "kafka_producer_1"},
     "projector": {"kafka_consumer", "postgres", "redis", "events"},
     "notifier": {"kafka_consumer", "postgres", "redis"},
+    "archiver": {"kafka_consumer", "object_store"},
     "gateway": {"kafka_consumer", "kafka_producer", "redis", "redis_pubsub"},
     "api": {"kafka_producer", "postgres", "postgres_listen", "redis", "revocations"},
     "registry": set(),  # it needs nothing but its files
