@@ -100,15 +100,6 @@ typedef struct {
     char error[512]; /* the first delivery that failed */
 } restore_t;
 
-static int name_chars(const char *s, const char *extra)
-{
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr(extra, *s)))
-            return 0;
-    return 1;
-}
-
 /* ---- the archive's listing ---- */
 
 static int obj_cmp(const void *a, const void *b)
@@ -219,8 +210,16 @@ static int check_dest(restore_t *r, topic_t *t)
     }
     for (int32_t p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(r->rk, t->dest, p, &lo, &hi, KAFKA_TIMEOUT_MS);
+        rd_kafka_resp_err_t e;
+        /* A topic made a moment ago may have no leader yet everywhere: asked again. */
+        for (int tries = 0;; tries++) {
+            e = rd_kafka_query_watermark_offsets(r->rk, t->dest, p, &lo, &hi, KAFKA_TIMEOUT_MS);
+            if (tries >= 50 || !(e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                                 e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                                 e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
+                break;
+            usleep(200 * 1000);
+        }
         if (e) {
             fprintf(stderr, "kchatctl: the offsets of %s [%" PRId32 "]: %s\n", t->dest, p,
                     rd_kafka_err2str(e));
@@ -634,7 +633,7 @@ static int parse_topics(const ctl_cfg_t *cfg, char *list, topic_t *t)
         for (int i = 0; i < n; i++)
             dup |= strcmp(t[i].name, p) == 0;
         if (n == TOPICS_MAX || dup || len == 0 || strlen(cfg->restore_topic_prefix) + len > 249 ||
-            !name_chars(p, "._-") || strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
+            !kc_str_only(p, "._-") || strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
             fprintf(stderr, "kchatctl: --restore-topics: '%s' %s\n", p,
                     n == TOPICS_MAX ? "is one too many (at most 64)"
                     : dup           ? "is named twice"
@@ -659,11 +658,11 @@ int ctl_restore(const ctl_cfg_t *cfg)
         fprintf(stderr, "kchatctl: the object store: %s\n", err);
         return 2;
     }
-    if (!name_chars(cfg->archive_prefix, "._/-")) {
+    if (!kc_str_only(cfg->archive_prefix, "._/-")) {
         fprintf(stderr, "kchatctl: --archive-prefix may hold only letters, digits and ._/-\n");
         return 2;
     }
-    if (!name_chars(cfg->restore_topic_prefix, "._-")) {
+    if (!kc_str_only(cfg->restore_topic_prefix, "._-")) {
         fprintf(stderr, "kchatctl: --restore-topic-prefix may hold only letters, digits and "
                         "._-\n");
         return 2;
