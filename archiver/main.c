@@ -64,15 +64,8 @@ static const kc_cfg_opt_t ar_opts[] = {
      "comma-separated topics archived (at most 16)"},
     {"session-timeout-ms", KC_CFG_INT, offsetof(ar_cfg_t, session_timeout_ms), "30000", 6000,
      300000, "consumer group session timeout: how long a killed archiver keeps its partitions"},
-    {"s3-endpoint", KC_CFG_STR, offsetof(ar_cfg_t, s3_endpoint), "", 0, 1024,
-     "the object store of the archive, http(s)://host[:port]"},
-    {"s3-bucket", KC_CFG_STR, offsetof(ar_cfg_t, s3_bucket), "", 0, 63, "bucket of the archive"},
-    {"s3-region", KC_CFG_STR, offsetof(ar_cfg_t, s3_region), "us-east-1", 1, 64,
-     "region in the signature's scope"},
-    {"s3-access-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_access_key), "", 0, 128,
-     "access key id"},
-    {"s3-secret-key", KC_CFG_STR, offsetof(ar_cfg_t, s3_secret_key), "", 0, 128,
-     "secret key (prefer the environment variable)"},
+    KC_CFG_S3(ar_cfg_t, "the object store of the archive, http(s)://host[:port]",
+              "bucket of the archive"),
     {"archive-prefix", KC_CFG_STR, offsetof(ar_cfg_t, prefix), "archive/", 0, 200,
      "folder of the bucket the archive is in (letters, digits and ._/-)"},
     {"roll-bytes", KC_CFG_INT, offsetof(ar_cfg_t, roll_bytes), "33554432", 1024, 1073741824,
@@ -100,10 +93,10 @@ typedef struct {
     uint64_t opened_ms;
     /* the upload in flight, or waiting to be tried again */
     int uploading;
-    char *body;
-    size_t body_len;
+    char up_path[4200]; /* the closed file, kept until the store has it (tries read it again) */
+    size_t up_len;
     char name[1024];
-    int64_t up_first, up_last;
+    int64_t up_last;
     long long up_records;
     uint64_t up_opened_ms;
     uint64_t retry_at_ms;
@@ -129,7 +122,6 @@ typedef struct {
     uv_timer_t timer;
     int timer_open;
     int store_check;
-    int store_failures;
     uint64_t seq;
     kc_counter_t *records[AR_MAX_TOPICS], *objects[AR_MAX_TOPICS], *bytes[AR_MAX_TOPICS];
     kc_counter_t *upload_errors, *dropped;
@@ -363,53 +355,28 @@ static void roll(ar_t *a, ar_part_t *p)
         return;
     int closed = avro_file_writer_close(p->w);
     p->w = NULL;
-    char *body = NULL;
-    size_t len = 0;
-    FILE *f = closed == 0 ? fopen(p->path, "rb") : NULL;
     struct stat sb;
-    if (f && fstat(fileno(f), &sb) == 0) {
-        len = (size_t)sb.st_size;
-        body = kc_xmalloc(len ? len : 1);
-        if (fread(body, 1, len, f) != len) {
-            free(body);
-            body = NULL;
-        }
-    }
-    if (f)
-        fclose(f);
-    (void)unlink(p->path);
-    if (!body || kc_archive_name(p->name, sizeof(p->name), a->cfg.prefix, a->topics[p->topic],
-                                 p->partition, p->first, p->last) != 0) {
+    int ok = closed == 0 && stat(p->path, &sb) == 0 &&
+             kc_archive_name(p->name, sizeof(p->name), a->cfg.prefix, a->topics[p->topic],
+                             p->partition, p->first, p->last) == 0;
+    if (!ok) {
         /* Nothing is committed: the records are read again from the partition. */
         kc_log_error("%s [%" PRId32 "]: the file of offsets %" PRId64 "..%" PRId64
-                     " could not be read back (%s): reading them again",
+                     " could not be closed (%s): reading them again",
                      a->topics[p->topic], p->partition, p->first, p->last,
                      closed ? avro_strerror() : strerror(errno));
-        free(body);
+        (void)unlink(p->path);
         kc_counter_inc(a->dropped);
         p->records = p->bytes = 0;
-        char e[256];
+        /* The timer looks in the archive for where to resume, as after an assignment it
+         * could not decide, and seeks there. */
         p->next = -1;
-        int64_t at = resume_offset(a, p, p->first, e, sizeof(e));
-        if (at >= 0) {
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, a->topics[p->topic], p->partition)->offset = at;
-            rd_kafka_error_t *se = rd_kafka_seek_partitions(a->consumer.rk, l, 5000);
-            if (se) {
-                kc_log_warn("seek: %s", rd_kafka_error_string(se));
-                rd_kafka_error_destroy(se);
-            } else {
-                p->next = at;
-            }
-            rd_kafka_topic_partition_list_destroy(l);
-        }
-        if (p->next == -1)
-            set_paused(a, p, 1);
+        set_paused(a, p, 1);
         return;
     }
-    p->body = body;
-    p->body_len = len;
-    p->up_first = p->first;
+    /* The next file of the partition starts at another offset: another name. */
+    (void)kc_strlcpyf(p->up_path, sizeof(p->up_path), "%s", p->path);
+    p->up_len = (size_t)sb.st_size;
     p->up_last = p->last;
     p->up_records = p->records;
     p->up_opened_ms = p->opened_ms;
@@ -437,35 +404,31 @@ static void on_uploaded(void *arg, const kc_s3_result_t *res)
         return;
     if (res->status != 200) {
         kc_counter_inc(a->upload_errors);
-        a->store_failures++;
         char detail[256];
-        (void)kc_strlcpyf(detail, sizeof(detail), "PUT %s: %s", p->name,
-                          res->error ? res->error : "refused");
         if (res->status)
             (void)kc_strlcpyf(detail, sizeof(detail), "PUT %s: HTTP %ld", p->name, res->status);
+        else
+            (void)kc_strlcpyf(detail, sizeof(detail), "PUT %s: %s", p->name,
+                              res->error ? res->error : "refused");
         kc_health_set(a->app.health, a->store_check, 0, detail);
         kc_log_warn("%s; tried again in %lld ms", detail, p->retry_ms);
         p->retry_at_ms = kc_now_ms() + (uint64_t)p->retry_ms;
         p->retry_ms = p->retry_ms * 2 > AR_MAX_RETRY_MS ? AR_MAX_RETRY_MS : p->retry_ms * 2;
         if (a->stopping) {
             p->uploading = 0; /* not committed: read again by the next owner */
-            free(p->body);
-            p->body = NULL;
-            return;
+            (void)unlink(p->up_path);
         }
         return;
     }
-    a->store_failures = 0;
     kc_health_set(a->app.health, a->store_check, 1, NULL);
     kc_counter_add(a->objects[p->topic], 1);
     kc_counter_add(a->records[p->topic], (double)p->up_records);
-    kc_counter_add(a->bytes[p->topic], (double)p->body_len);
+    kc_counter_add(a->bytes[p->topic], (double)p->up_len);
     kc_log_kv(KC_LOG_DEBUG,
               KC_FIELDS(KC_STR("object", p->name), KC_INT("records", p->up_records),
-                        KC_INT("bytes", (long long)p->body_len)),
+                        KC_INT("bytes", (long long)p->up_len)),
               "archived");
-    free(p->body);
-    p->body = NULL;
+    (void)unlink(p->up_path);
     p->uploading = 0;
     p->retry_ms = 1000;
     /* The offset after it, for the next start; the archive is what counts (see the top). */
@@ -486,12 +449,36 @@ static void on_uploaded(void *arg, const kc_s3_result_t *res)
         roll(a, p);
 }
 
+/* Reads the closed file and starts its PUT (the request holds its own copy, so the file is
+ * the only other one: a try that fails reads it again). */
 static void start_upload(ar_t *a, ar_part_t *p)
 {
+    char *body = kc_xmalloc(p->up_len ? p->up_len : 1);
+    FILE *f = fopen(p->up_path, "rb");
+    int ok = f && fread(body, 1, p->up_len, f) == p->up_len;
+    if (f)
+        fclose(f);
+    if (!ok) {
+        /* Not committed: read again from the partition, found by the timer. */
+        kc_log_error("%s cannot be read back (%s): reading its records again", p->up_path,
+                     strerror(errno));
+        free(body);
+        (void)unlink(p->up_path);
+        kc_counter_inc(a->dropped);
+        p->uploading = 0;
+        if (p->assigned) {
+            drop_file(p); /* what follows it, too */
+            p->next = -1;
+            set_paused(a, p, 1);
+        }
+        return;
+    }
     up_ctx_t *c = kc_xcalloc(1, sizeof(*c));
     *c = (up_ctx_t){a, p, p->seq};
-    if (kc_s3_request(a->s3, "PUT", p->name, p->body, p->body_len, "application/avro", 0,
-                      on_uploaded, c) != 0) {
+    int started = kc_s3_request(a->s3, "PUT", p->name, body, p->up_len, "application/avro", 0,
+                                on_uploaded, c) == 0;
+    free(body);
+    if (!started) {
         free(c);
         kc_log_warn("PUT %s could not start; tried again in %lld ms", p->name, p->retry_ms);
         p->retry_at_ms = kc_now_ms() + (uint64_t)p->retry_ms;
@@ -636,7 +623,7 @@ static void make_metrics(ar_t *a)
 static int busy(const ar_t *a)
 {
     for (size_t i = 0; i < a->nparts; i++)
-        if (a->parts[i]->uploading && a->parts[i]->body)
+        if (a->parts[i]->uploading)
             return 1;
     return 0;
 }
@@ -711,12 +698,10 @@ static int start(void *arg, char *err, size_t errlen)
                                        "--s3-bucket, --s3-access-key and --s3-secret-key");
         return -1;
     }
-    for (const char *p = c->prefix; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("._/-", *p))) {
-            (void)kc_strlcpyf(err, errlen, "--archive-prefix may hold only letters, digits and ._/-");
-            return -1;
-        }
+    if (!kc_str_only(c->prefix, "._/-")) {
+        (void)kc_strlcpyf(err, errlen, "--archive-prefix may hold only letters, digits and ._/-");
+        return -1;
+    }
     char *list = kc_xstrdup(c->topics), *save = NULL;
     for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (a->ntopics == AR_MAX_TOPICS || strlen(t) > 249 || strchr(t, '/')) {
@@ -824,7 +809,8 @@ static void free_all(void *arg)
     ar_t *a = arg;
     for (size_t i = 0; i < a->nparts; i++) {
         drop_file(a->parts[i]);
-        free(a->parts[i]->body);
+        if (a->parts[i]->uploading)
+            (void)unlink(a->parts[i]->up_path);
         free(a->parts[i]);
     }
     free(a->parts);

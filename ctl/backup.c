@@ -60,25 +60,18 @@ static int store_init(const ctl_cfg_t *cfg, store_t *st)
         fprintf(stderr, "kchatctl: the object store: %s\n", err);
         return -1;
     }
-    for (const char *p = st->prefix; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("._/-", *p))) {
-            fprintf(stderr, "kchatctl: --backup-prefix may hold only letters, digits and ._/-\n");
-            return -1;
-        }
+    if (!kc_str_only(st->prefix, "._/-")) {
+        fprintf(stderr, "kchatctl: --backup-prefix may hold only letters, digits and ._/-\n");
+        return -1;
+    }
     return 0;
 }
 
 /* A name of the archive or of a file: letters, digits, '.', '_' and '-', not "." or "..". */
 static int plain_name(const char *s)
 {
-    if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strlen(s) > 200)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("._-", *s)))
-            return 0;
-    return 1;
+    return *s && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 && strlen(s) <= 200 &&
+           kc_str_only(s, "._-");
 }
 
 /* ---- requests ---- */

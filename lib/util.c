@@ -237,6 +237,15 @@ int kc_id_is_direct(const char *id, size_t len)
     return len > 2 && memcmp(id, KC_ID_DIRECT_PREFIX, 2) == 0;
 }
 
+int kc_str_only(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
 int kc_id_valid(const char *s, size_t len, size_t max)
 {
     if (!s || len == 0 || len > max)

@@ -55,6 +55,22 @@ typedef struct {
         "schemas-dir", KC_CFG_STR, offsetof(type, f), "schemas", 1, 4096,                         \
             "folder of the Avro schemas and registry.json"                                        \
     }
+/* Where an object store is and who we are to it (kchat/s3.h), in the fields s3_endpoint,
+ * s3_bucket, s3_region, s3_access_key and s3_secret_key of type: the API's attachments,
+ * the archiver's archive, kchatctl's backups. `what` is the daemon's own text for the
+ * endpoint and `bucket` for the bucket. */
+#define KC_CFG_S3(type, what, bucket)                                                             \
+    {"s3-endpoint", KC_CFG_STR, offsetof(type, s3_endpoint), "", 0, 1024, (what)},               \
+        {"s3-bucket", KC_CFG_STR, offsetof(type, s3_bucket), "", 0, 63, (bucket)},               \
+        {"s3-region", KC_CFG_STR, offsetof(type, s3_region), "us-east-1", 1, 64,                 \
+         "region in the signature's scope"},                                                      \
+        {"s3-access-key", KC_CFG_STR, offsetof(type, s3_access_key), "", 0, 128,                 \
+         "access key id"},                                                                        \
+    {                                                                                             \
+        "s3-secret-key", KC_CFG_STR, offsetof(type, s3_secret_key), "", 0, 128,                   \
+            "secret key (prefer the environment variable)"                                        \
+    }
+
 /* The registry every schema must be in under registry.json's id, checked at start. */
 typedef struct {
     char *url;

@@ -64,6 +64,10 @@ int kc_id_new(char *out, size_t size, const char *prefix);
 int kc_id_direct(char *out, size_t size, const char *a, size_t alen, const char *b, size_t blen);
 int kc_id_is_direct(const char *id, size_t len);
 
+/* True when every byte of s is an ASCII letter, a digit or one of extra (the empty string
+ * passes): names that go into object keys and topic names. */
+int kc_str_only(const char *s, const char *extra);
+
 /* True when s (len bytes) is a well-formed id: 1..max bytes of [A-Za-z0-9_.:-]. */
 int kc_id_valid(const char *s, size_t len, size_t max);
 

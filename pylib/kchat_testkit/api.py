@@ -173,13 +173,23 @@ def minio_credentials():
     return creds
 
 
+def s3_where():
+    """The options that name the stack's MinIO and bucket, without the keys."""
+    return [f"--s3-endpoint=http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
+            f"--s3-bucket={os.environ['KCHAT_S3_BUCKET']}",
+            f"--s3-region={os.environ['KCHAT_S3_REGION']}"]
+
+
+def s3_env():
+    """The environment with MinIO's keys in KCHAT_S3_ACCESS_KEY and KCHAT_S3_SECRET_KEY, as an
+    operator gives them to a daemon or to Postgres' archive command."""
+    return {**os.environ, **minio_credentials()}
+
+
 def s3_args():
     """The options that point a second kchat-api at the stack's MinIO."""
     creds = minio_credentials()
-    return [f"--s3-endpoint=http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
-            f"--s3-bucket={os.environ['KCHAT_S3_BUCKET']}",
-            f"--s3-region={os.environ['KCHAT_S3_REGION']}",
-            f"--s3-access-key={creds['KCHAT_S3_ACCESS_KEY']}",
+    return [*s3_where(), f"--s3-access-key={creds['KCHAT_S3_ACCESS_KEY']}",
             f"--s3-secret-key={creds['KCHAT_S3_SECRET_KEY']}"]
 
 

@@ -30,7 +30,8 @@ import redis as redislib
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kchat_testkit.api import User, minio, minio_credentials, send_all, wait_last_seq
+from kchat_testkit.api import (User, minio, minio_credentials, s3_env, s3_where, send_all,
+                               wait_last_seq)
 from kchat_testkit.daemon import Daemon
 from kchat_testkit.http import free_port, http_get, wait_until
 from kchat_testkit.metrics import metric
@@ -42,29 +43,20 @@ TOPICS = ["chat.events", "chat.accounts", "chat.audit"] if FULL else ["chat.acco
 BUCKET = os.environ["KCHAT_S3_BUCKET"]
 
 
-def store_args():
-    return [f"--s3-endpoint=http://127.0.0.1:{ENV['KCHAT_MINIO_PORT']}", f"--s3-bucket={BUCKET}",
-            f"--s3-region={ENV['KCHAT_S3_REGION']}"]
-
-
-def store_env():
-    return {**os.environ, **minio_credentials()}
-
-
 def ctl(*args):
     return subprocess.run([str(BUILD / "ctl" / "kchatctl"), *map(str, args)],
-                          capture_output=True, text=True, env=store_env(), timeout=600)
+                          capture_output=True, text=True, env=s3_env(), timeout=600)
 
 
 def archiver(prefix, group, spool, port):
     d = Daemon(BUILD / "archiver" / "kchat-archiver",
                [f"--admin-port={port}", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}",
-                *store_args(), f"--archive-prefix={prefix}", f"--group-id={group}",
+                *s3_where(), f"--archive-prefix={prefix}", f"--group-id={group}",
                 f"--spool-dir={spool}", "--roll-bytes=2097152", "--roll-age-s=1",
                 f"--archive-topics={','.join(TOPICS)}",
                 # the killed one's partitions go to the next one sooner
                 "--session-timeout-ms=6000"],
-               env=store_env())
+               env=s3_env())
     assert d.healthy(f"http://127.0.0.1:{port}", "the archiver healthy"), \
         d.log_path.read_text()[-2000:]
     return d
@@ -313,14 +305,14 @@ def test_the_archive_survives_a_kill_and_restores_into_equal_read_models(command
     redis_port = free_port()
     redis_proc = projector = None
     try:
-        r = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *store_args(),
+        r = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *s3_where(),
                 f"--archive-prefix={prefix}", f"--restore-topic-prefix={drill}",
                 f"--restore-topics={','.join(TOPICS)}", "--restore-skips",
                 f"--pg-dsn={ENV['KCHAT_PG_DSN']}")
         assert r.returncode == 0, r.stderr
         assert "restored" in r.stdout, r.stdout
         # twice is refused: the destination is no longer empty
-        again = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *store_args(),
+        again = ctl("restore", f"--kafka-brokers={ENV['KCHAT_KAFKA_BROKERS']}", *s3_where(),
                     f"--archive-prefix={prefix}", f"--restore-topic-prefix={drill}",
                     f"--restore-topics={','.join(TOPICS)}")
         assert again.returncode == 1 and "not empty" in again.stderr, again.stderr

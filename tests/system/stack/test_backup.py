@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from kchat_testkit.api import minio, minio_credentials
+from kchat_testkit.api import minio, s3_env, s3_where
 from kchat_testkit.http import free_port, wait_until
 from kchat_testkit.stack import BUILD, ROOT
 
@@ -25,17 +25,7 @@ AS_ROOT = os.geteuid() == 0
 
 
 def store_args(prefix):
-    return [f"--s3-endpoint=http://127.0.0.1:{os.environ['KCHAT_MINIO_PORT']}",
-            f"--s3-bucket={os.environ['KCHAT_S3_BUCKET']}",
-            f"--s3-region={os.environ['KCHAT_S3_REGION']}",
-            f"--backup-prefix={prefix}"]
-
-
-def store_env():
-    """The store's keys in the environment, as an operator gives them to Postgres."""
-    creds = minio_credentials()
-    return {**os.environ, "KCHAT_S3_ACCESS_KEY": creds["KCHAT_S3_ACCESS_KEY"],
-            "KCHAT_S3_SECRET_KEY": creds["KCHAT_S3_SECRET_KEY"]}
+    return [*s3_where(), f"--backup-prefix={prefix}"]
 
 
 def as_pg(cmd, check=True, **kw):
@@ -60,7 +50,7 @@ class Drill:
             shutil.chown(self.dir, "postgres")
         self.prefix = f"drill-{uuid.uuid4().hex[:12]}/"
         self.port = free_port()
-        self.env = store_env()
+        self.env = s3_env()
         self.running = []
 
     def pg_ctl(self, data, *args, check=True):
