@@ -878,6 +878,32 @@ PEER_SYSTEMS = ("kchat", "centrifugo", "socketio")
 KCHAT_SCENARIOS = ("idle", "one2one", "groups", "ramp", "peers")
 
 
+GC_PAUSE = re.compile(r"GC\(\d+\) Pause (Young|Full) \(([^)]*)\).* ([0-9.]+)ms$")
+
+
+def broker_gc(path=None):
+    """The broker's collections over the stack's life (the GC log bench/run.sh asks for): the
+    young and full pauses, their count, sum and longest. Every thread of the broker stops
+    for a pause, so a long one is a stall of every request in flight."""
+    path = path or STATE / "kafka-gc.log"
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        return {"error": f"no GC log: {e}"}
+    out = {}
+    for line in text.splitlines():
+        m = GC_PAUSE.search(line)
+        if not m:
+            continue
+        kind, ms = m.group(1).lower(), float(m.group(3))
+        f = out.setdefault(kind, {"count": 0, "total_ms": 0.0, "max_ms": 0.0, "causes": {}})
+        f["count"] += 1
+        f["total_ms"] = round(f["total_ms"] + ms, 1)
+        f["max_ms"] = max(f["max_ms"], ms)
+        f["causes"][m.group(2)] = f["causes"].get(m.group(2), 0) + 1
+    return out
+
+
 def commit_of(tree):
     """The commit a tree is at (git describe, "-dirty" when it has changes), or "?"."""
     r = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty", "--abbrev=10"],
@@ -938,6 +964,7 @@ def main():
                 res[name] = globals()[f"scenario_{name}"](a.short)
         except Exception as e:  # one broken scenario must not hide the others' figures
             res[name] = {"error": str(e)}
+    res["broker_gc"] = broker_gc()
     res["failures"] = failures(res)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
@@ -1176,6 +1203,12 @@ def summary(res):
                                + ("" if x["sustained"] else " (not sustained)") for x in r["ramp"])
                 lines.append(f"| {kind} | {st} | {r['max_sustained_per_s']} | "
                              f"{r['max_per_s_p99_under_50ms']} | {r['max_per_s_p99_under_500ms']} |")
+    gc = res.get("broker_gc") or {}
+    if "young" in gc or "full" in gc:
+        lines += ["", "broker GC over the stack's life: " + "; ".join(
+            f"{kind} {g['count']} pauses, {g['total_ms']:.0f} ms in all, longest {g['max_ms']:.1f} ms"
+            f" ({', '.join(f'{c} {n}' for c, n in g['causes'].items())})"
+            for kind, g in ((k, gc[k]) for k in ("young", "full") if k in gc))]
     return "\n".join(lines)
 
 
@@ -1267,13 +1300,18 @@ def compare_figures(res):
         if "gateway_user_bytes_per_conn" not in i:  # without the idle scenario: the peers'
             out.append(("peers' idle: gateway bytes per connection",
                         k["server_bytes_per_idle_conn"]))
+    for kind in ("young", "full"):
+        g = (res.get("broker_gc") or {}).get(kind)
+        if g:
+            out += [(f"broker GC: {kind} pauses", g["count"]),
+                    (f"broker GC: longest {kind} pause ms", g["max_ms"])]
     return out
 
 
 def figure_digits(label):
     """Decimals for a figure of compare_figures, by its label: latencies and µs 1, per-message
     counts 2, rates and bytes 0."""
-    if re.search(r"p(50|99) ms", label) or "µs" in label:
+    if re.search(r"p(50|99) ms|pause ms", label) or "µs" in label:
         return 1
     return 2 if "/msg" in label else 0
 

@@ -79,6 +79,8 @@ stack_env() {
     fi
     export KCHAT_ROOT=$tree KCHAT_BUILD_DIR=$build KCHAT_STATE_DIR=$state KCHAT_PORT_BASE=$base
     export KCHAT_KAFKA_JMX_PORT=$((base + 50))
+    # The broker's collections, for the summary's pauses (run.py, broker_gc).
+    export KCHAT_KAFKA_JVM_OPTS="${KCHAT_KAFKA_JVM_OPTS:-} -Xlog:gc:file=$state/kafka-gc.log:uptime"
     if ! grep -q KCHAT_KAFKA_JMX_PORT "$tree/scripts/kafka.sh"; then
         KCHAT_KAFKA_JVM_OPTS="${KCHAT_KAFKA_JVM_OPTS:-} $(jmx_jvm_opts "$KCHAT_KAFKA_JMX_PORT")"
         export KCHAT_KAFKA_JVM_OPTS

@@ -26,7 +26,7 @@
 #                                 certificate and password from scripts/credentials.sh), default 17012
 #   KCHAT_CACHE_DIR               jar cache, default <repo>/.cache; jars go to kafka-<version>/libs
 #   JAVA                          java binary, default java (Java 17+)
-#   KCHAT_KAFKA_HEAP_OPTS         default "-Xms128m -Xmx512m"
+#   KCHAT_KAFKA_HEAP_OPTS         default "-Xms512m -Xmx512m -Xmn256m"
 #   KCHAT_KAFKA_JVM_OPTS          extra JVM options, default none
 #   KCHAT_KAFKA_CGROUP            a cgroup v2 folder: node N starts in its subfolder nodeN (the
 #                                 fault runner matches a node's sockets with iptables to cut
@@ -51,7 +51,7 @@ JAVA=${JAVA:-java}
 KAFKA_PORT=${KCHAT_KAFKA_PORT:-17010}
 CONTROLLER_PORT=${KCHAT_KAFKA_CONTROLLER_PORT:-17011}
 SASL_PORT=${KCHAT_KAFKA_SASL_PORT:-17012}
-HEAP_OPTS=${KCHAT_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
+HEAP_OPTS=${KCHAT_KAFKA_HEAP_OPTS:--Xms512m -Xmx512m -Xmn256m}
 EXTRA_JVM_OPTS=${KCHAT_KAFKA_JVM_OPTS:-}
 START_TIMEOUT=${KCHAT_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${KCHAT_KAFKA_STOP_TIMEOUT:-30}

@@ -216,3 +216,25 @@ def test_costs_split_what_a_message_costs_from_what_a_transaction_costs():
     wins[2000][1] = cost_window(2000, cores(2000), problems=("lost 1",))
     assert run.failures({"costs": run.cost_figures(idle, wins, 400, 2000)}) == [
         "costs: check failed: lost 1"]
+
+
+def test_the_brokers_pauses_are_read_from_its_gc_log(tmp_path):
+    log = tmp_path / "kafka-gc.log"
+    log.write_text(
+        "[1.061s][info][gc] Using Parallel\n"
+        "[1.443s][info][gc] GC(2) Pause Full (Metadata GC Threshold) 8M->8M(155M) 29.546ms\n"
+        "[9.451s][info][gc] GC(6) Pause Young (Allocation Failure) 278M->162M(349M) 535.114ms\n"
+        "[12.1s][info][gc] GC(7) Pause Young (Allocation Failure) 230M->70M(462M) 6.5ms\n"
+        "[436.610s][info][gc] GC(287) Pause Full (Ergonomics) 249M->167M(235M) 206.843ms\n"
+        "[437.0s][info][gc] GC(288) Pause Young (Allocation Failure) 214M->172M(241M) 7.4\n")
+    gc = run.broker_gc(log)
+    assert gc["young"] == {"count": 2, "total_ms": 541.6, "max_ms": 535.114,
+                           "causes": {"Allocation Failure": 2}}
+    assert gc["full"]["count"] == 2 and gc["full"]["max_ms"] == 206.843
+    assert gc["full"]["causes"] == {"Metadata GC Threshold": 1, "Ergonomics": 1}
+    assert "error" in run.broker_gc(tmp_path / "missing.log")
+    table = run.comparison({"commit": "abc", "broker_gc": gc},
+                           {"commit": "def", "broker_gc": {"young": dict(gc["young"], count=1)}})
+    assert "| broker GC: young pauses | 2 | 1 | 0.50 |" in table
+    assert "| broker GC: longest full pause ms | 206.8 |  |" in table  # none in the current run
+    assert "longest 535.1 ms" in run.summary({"broker_gc": gc})
