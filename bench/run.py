@@ -1204,11 +1204,15 @@ def summary(res):
                 lines.append(f"| {kind} | {st} | {r['max_sustained_per_s']} | "
                              f"{r['max_per_s_p99_under_50ms']} | {r['max_per_s_p99_under_500ms']} |")
     gc = res.get("broker_gc") or {}
-    if "young" in gc or "full" in gc:
-        lines += ["", "broker GC over the stack's life: " + "; ".join(
-            f"{kind} {g['count']} pauses, {g['total_ms']:.0f} ms in all, longest {g['max_ms']:.1f} ms"
-            f" ({', '.join(f'{c} {n}' for c, n in g['causes'].items())})"
-            for kind, g in ((k, gc[k]) for k in ("young", "full") if k in gc))]
+    pauses = []
+    for kind in ("young", "full"):
+        g = gc.get(kind)
+        if g:
+            causes = ", ".join(f"{c} {n}" for c, n in g["causes"].items())
+            pauses.append(f"{kind} {g['count']} pauses, {g['total_ms']:.0f} ms in all, "
+                          f"longest {g['max_ms']:.1f} ms ({causes})")
+    if pauses:
+        lines += ["", "broker GC over the stack's life: " + "; ".join(pauses)]
     return "\n".join(lines)
 
 
