@@ -76,10 +76,10 @@ static const kc_cfg_opt_t proc_opts[] = {
      "compacted topic of the processor's state checkpoints"},
     {"dlq-topic", KC_CFG_STR, offsetof(proc_cfg_t, dlq_topic), "chat.commands.dlq", 1, 249,
      "topic of the commands that cannot be read"},
-    {"linger-ms", KC_CFG_INT, offsetof(proc_cfg_t, linger_ms), "15", 0, 1000,
+    {"linger-ms", KC_CFG_INT, offsetof(proc_cfg_t, linger_ms), "1", 0, 1000,
      "a batch waits at least this long after its first command before its transaction starts "
-     "(it starts once the previous one has committed): fewer, larger transactions for a little "
-     "latency"},
+     "(it starts once the previous one has committed); the fetch's wait gathers the batch, this "
+     "only lets a fetch's commands all arrive"},
     {"producers", KC_CFG_INT, offsetof(proc_cfg_t, producers), "2", 1, PROC_MAX_PRODUCERS,
      "transactional producers taking turns (kchat-processor-<instance-id>, then -1, -2...)"},
     {"batch-max", KC_CFG_INT, offsetof(proc_cfg_t, batch_max), "2000", 1, 100000,
@@ -96,9 +96,9 @@ static const kc_cfg_opt_t proc_opts[] = {
      3600000, "longest the restore of the partitions assigned at once may take"},
     {"session-timeout-ms", KC_CFG_INT, offsetof(proc_cfg_t, session_timeout_ms), "10000", 6000,
      300000, "how long the group waits for a silent instance before moving its partitions"},
-    {"fetch-wait-ms", KC_CFG_INT, offsetof(proc_cfg_t, fetch_wait_ms), "5", 0, 500,
-     "the broker holds a fetch of commands up to this long for fetch-min-bytes to arrive: "
-     "fewer, larger fetches (the batch being applied waits for its commit meanwhile anyway)"},
+    {"fetch-wait-ms", KC_CFG_INT, offsetof(proc_cfg_t, fetch_wait_ms), "18", 0, 500,
+     "the broker holds a fetch of commands up to this long for fetch-min-bytes to arrive: what "
+     "one fetch brings is a batch, so this sets the transactions' size for a little latency"},
     {"fetch-min-bytes", KC_CFG_INT, offsetof(proc_cfg_t, fetch_min_bytes), "65536", 1, 10485760,
      "bytes of commands a fetch waits for (at most fetch-wait-ms)"},
     {"max-content-bytes", KC_CFG_INT, offsetof(proc_cfg_t, lim.max_content_bytes),
