@@ -272,8 +272,8 @@ describe('attachments', () => {
   it('a message of files only shows no empty text', async () => {
     await a.page.getByLabel('Choose files to attach').setInputFiles({ name: 'only.png', mimeType: 'image/png', buffer: small });
     await until('only.png to upload', async () => (await chip(a.page, 'only.png').getAttribute('data-phase')) === 'done');
+    const before = await lastSeq(b.page); // read before sending: bob may show it at once
     await sendButton(a.page).click();
-    const before = await lastSeq(b.page);
     await until('bob to show it', async () => (await lastSeq(b.page)) > before);
     const msg = bubble(b.page, await lastSeq(b.page));
     await msg.locator('[data-testid="attachment-image"]').waitFor();
