@@ -57,7 +57,22 @@ LOADGEN = TOOLS / "bench" / "loadgen" / "kchat-loadgen"
 KAFKA_ALONE = TOOLS / "bench" / "kafka" / "kchat-kafka-alone"
 STATE = Path(ENV["KCHAT_STATE_DIR"])
 BASE = int(ENV["KCHAT_PORT_BASE"])
-NGW = int(ENV.get("KCHAT_GATEWAYS", "3"))
+
+
+def stack_gateways():
+    """How many gateways the stack's own scripts/stack.sh runs (KCHAT_GATEWAYS, or that
+    tree's default: a baseline's may differ from this tree's)."""
+    r = subprocess.run([str(STACK_ROOT / "scripts" / "stack.sh"), "daemons"], env=ENV,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        sys.exit(f"bench: {STACK_ROOT}/scripts/stack.sh daemons failed: {r.stderr.strip()}")
+    n = sum(1 for line in r.stdout.splitlines() if re.match(r"gateway[0-9]*\t", line))
+    if n < 1:
+        sys.exit(f"bench: {STACK_ROOT}/scripts/stack.sh runs no gateway")
+    return n
+
+
+NGW = stack_gateways()
 BROKERS = ENV["KCHAT_KAFKA_BROKERS"]
 # the daemons' instances of scripts/daemons.json, the gateways last (the summary's columns)
 DAEMONS = sorted(instance_names(NGW), key=lambda d: d.startswith("gateway"))
@@ -657,11 +672,11 @@ def scenario_peers(short, idle=None, systems=("kchat", "centrifugo", "socketio")
 
 
 def scenario_idle(short):
-    """Idle connections held open, nothing sent. The full version opens 54 000: each process
-    here may hold at most 20 000 descriptors (a hard limit that root cannot raise in this
-    container), so the load generator runs as three processes of 18 000 connections, and the
-    three gateways hold 18 000 each."""
-    n = 2000 if short else 54000
+    """Idle connections held open, nothing sent. The full version opens 18 000 a gateway, at
+    most 54 000: each process here may hold at most 20 000 descriptors (a hard limit that
+    root cannot raise in this container), so the load generator runs as processes of 18 000
+    connections, and each gateway holds at most 18 000."""
+    n = 2000 if short else 18000 * min(NGW, 3)
     gws = {d: p for d in DAEMONS if d.startswith("gateway") and (p := pid_of(d))}
     rss0 = {d: status_kib(p) for d, p in gws.items()}
     mem0, tcp0 = meminfo(), tcp_mem_pages()

@@ -25,6 +25,9 @@ if [[ ${KCHAT_CHAOS_NETNS:-} == 1 ]]; then
 fi
 export KCHAT_STATE_DIR=$ROOT/.state-chaos KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-26000}
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
+# Three gateways, as the tests run: faults between slots (a gateway killed, its clients
+# reconnecting to another) need more than make run's one.
+export KCHAT_GATEWAYS=${KCHAT_GATEWAYS:-3}
 . "$ROOT/scripts/env.sh"
 . "$ROOT/scripts/own-stack.sh"
 

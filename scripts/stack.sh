@@ -18,15 +18,19 @@
 # scripts/env.sh lists them all in KCHAT_KAFKA_BROKERS and has kchatctl give every topic
 # replication factor 3 and min.insync.replicas 2); the default is one node.
 #
-# KCHAT_GATEWAYS (default 3, at most 4) gateways run side by side: `gateway` owns slot 0,
+# KCHAT_GATEWAYS (default 1, at most 4) gateways run side by side: `gateway` owns slot 0,
 # `gatewayN` slot N; gateway N listens for WebSockets on KCHAT_GATEWAY_PORT+N and serves
-# /health and /metrics on KCHAT_GATEWAY_ADMIN_PORT+N.
+# /health and /metrics on KCHAT_GATEWAY_ADMIN_PORT+N. One is the default: the whole stack
+# shares one machine's cores, and each gateway more on the same cores adds a deliveries
+# partition to the processor's transactions and splits the commands into more, smaller
+# produce requests (docs/benchmarks.md, "One gateway per machine"). The tests run three
+# (scripts/test.sh), to cover the routing between slots.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 RUN=$KCHAT_STATE_DIR/run
 LOGS=$KCHAT_STATE_DIR/logs
-KCHAT_GATEWAYS=${KCHAT_GATEWAYS:-3}
+KCHAT_GATEWAYS=${KCHAT_GATEWAYS:-1}
 if ((KCHAT_GATEWAYS < 1 || KCHAT_GATEWAYS > 4)); then
     echo "stack: KCHAT_GATEWAYS must be 1..4 (the admin ports of the gateways end where the processor's begins)" >&2
     exit 2

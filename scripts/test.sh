@@ -18,6 +18,8 @@ else
     export KCHAT_PORT_BASE=${KCHAT_PORT_BASE:-27000}
 fi
 export KCHAT_BUILD_DIR=${KCHAT_BUILD_DIR:-$ROOT/build}
+# Three gateways, not make run's one: the tests cover deliveries and presence between slots.
+export KCHAT_GATEWAYS=${KCHAT_GATEWAYS:-3}
 . "$ROOT/scripts/env.sh"
 . "$ROOT/scripts/own-stack.sh"
 

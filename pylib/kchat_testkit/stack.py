@@ -26,9 +26,9 @@ def daemon_table(env=ENV, build=BUILD):
 
 def instance_names(gateways=None):
     """Every daemon instance as scripts/stack.sh names them, in its order: a daemon that runs
-    several (the gateways: KCHAT_GATEWAYS, default 3) as name, name1, name2..."""
+    several (the gateways: KCHAT_GATEWAYS, default 1 as in scripts/stack.sh) as name, name1, name2..."""
     if gateways is None:
-        gateways = int(ENV.get("KCHAT_GATEWAYS", "3"))
+        gateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
     names = []
     for d in SPEC:
         n = min(gateways, d["instances"]) if d.get("instances", 1) > 1 else 1
@@ -40,7 +40,7 @@ def gateway_addresses(gateways=None):
     """host:port of every gateway's WebSocket listener, comma-separated (the load
     generator's --gateways): KCHAT_GATEWAY_PORT + N for gateway N."""
     if gateways is None:
-        gateways = int(ENV.get("KCHAT_GATEWAYS", "3"))
+        gateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
     port = int(ENV["KCHAT_GATEWAY_PORT"])
     return ",".join(f"127.0.0.1:{port + i}" for i in range(gateways))
 
