@@ -20,14 +20,13 @@ import yaml
 
 from .daemon import Daemon
 from .metrics import metric as scrape_metric
-from .stack import DAEMONS, ROOT
+from .stack import DAEMONS, NGATEWAYS, ROOT
 from .wire import Commands, command
 
 ENV = os.environ
 BASE = int(ENV["KCHAT_PORT_BASE"])
 GW_PORT = int(ENV["KCHAT_GATEWAY_PORT"])
 GW_ADMIN = int(ENV["KCHAT_GATEWAY_ADMIN_PORT"])
-NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "1"))
 PRIVATE_KEY = (ENV["KCHAT_JWT_PRIVATE_KEY"] and open(ENV["KCHAT_JWT_PRIVATE_KEY"]).read())
 GATEWAY = DAEMONS["gateway"]["binary"]
 

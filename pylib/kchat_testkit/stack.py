@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("KCHAT_BUILD_DIR", ROOT / "build"))
 ENV = os.environ
 SPEC = json.loads((ROOT / "scripts" / "daemons.json").read_text())["daemons"]
+# How many gateways the stack runs: KCHAT_GATEWAYS, or scripts/stack.sh's default of 1
+# (scripts/test.sh and scripts/chaos.sh ask for 3).
+NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "1"))
 
 
 def daemon_table(env=ENV, build=BUILD):
@@ -26,9 +29,9 @@ def daemon_table(env=ENV, build=BUILD):
 
 def instance_names(gateways=None):
     """Every daemon instance as scripts/stack.sh names them, in its order: a daemon that runs
-    several (the gateways: KCHAT_GATEWAYS, default 1 as in scripts/stack.sh) as name, name1, name2..."""
+    several (the gateways: NGATEWAYS) as name, name1, name2..."""
     if gateways is None:
-        gateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
+        gateways = NGATEWAYS
     names = []
     for d in SPEC:
         n = min(gateways, d["instances"]) if d.get("instances", 1) > 1 else 1
@@ -40,7 +43,7 @@ def gateway_addresses(gateways=None):
     """host:port of every gateway's WebSocket listener, comma-separated (the load
     generator's --gateways): KCHAT_GATEWAY_PORT + N for gateway N."""
     if gateways is None:
-        gateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
+        gateways = NGATEWAYS
     port = int(ENV["KCHAT_GATEWAY_PORT"])
     return ",".join(f"127.0.0.1:{port + i}" for i in range(gateways))
 

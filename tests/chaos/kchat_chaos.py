@@ -51,13 +51,12 @@ import redis as redislib  # noqa: E402
 import websockets  # noqa: E402
 
 from kchat_testkit import api  # noqa: E402
-from kchat_testkit.stack import instance_names  # noqa: E402
+from kchat_testkit.stack import NGATEWAYS, instance_names  # noqa: E402
 from kchat_testkit.wire import body, read_to_end  # noqa: E402
 
 ENV = os.environ
 STATE = Path(ENV["KCHAT_STATE_DIR"])
 GW_PORT = int(ENV["KCHAT_GATEWAY_PORT"])
-NGATEWAYS = int(ENV.get("KCHAT_GATEWAYS", "1"))
 STACK = str(ROOT / "scripts" / "stack.sh")
 ACK_TIMEOUT = 5.0     # one attempt's wait for an ack
 SEND_DEADLINE = 60.0  # a send given up after this long without an ack (then: unacked)

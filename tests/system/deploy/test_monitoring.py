@@ -27,7 +27,7 @@ import yaml
 
 from kchat_testkit.api import User
 from kchat_testkit.http import http_get, wait_until
-from kchat_testkit.stack import ENV, ROOT, SPEC
+from kchat_testkit.stack import ENV, NGATEWAYS, ROOT, SPEC
 
 pytestmark = pytest.mark.skipif(os.environ.get("SANITIZE") == "1",
                                 reason="the sanitizer pass does not repeat the monitoring checks")
@@ -286,7 +286,7 @@ def test_every_dashboard_query_parses(tmp_path):
 
 def scrape_targets():
     """{job: [host:port of every instance's /metrics]} of the test stack."""
-    ngateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
+    ngateways = NGATEWAYS
     out = {}
     for d in SPEC:
         port = int(ENV[next(p["variable"] for p in d["ports"] if p["role"] == d["health"])])
@@ -352,7 +352,7 @@ def put_traffic_through_the_stack():
     assert r.status == 201, r
     convo = r.json["id"]
     gateway_port = int(ENV["KCHAT_GATEWAY_PORT"])
-    ngateways = int(ENV.get("KCHAT_GATEWAYS", "1"))
+    ngateways = NGATEWAYS
 
     async def chat():
         sockets = []
